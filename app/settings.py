@@ -1,0 +1,71 @@
+"""Settings a person chooses once and expects to find again.
+
+Stored as JSON in the home (``settings.json``), written atomically. Load settings are
+the llama.cpp model settings used when none are given; per-model sampling defaults are
+remembered so that a model keeps the temperature a person picked for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.protocol import SamplingParams
+
+
+@dataclass
+class LoadSettings:
+    """How a model is loaded into llama.cpp."""
+
+    n_ctx: int = 4096
+    """Context length in tokens: what the KV cache is sized for."""
+    n_gpu_layers: int = 0
+    """Layers offloaded to the GPU (-1 for all); 0 runs on the CPU only."""
+    n_threads: int | None = None
+    """CPU threads; None picks the number of physical cores."""
+    flash_attn: bool = False
+    """Flash attention (faster, less KV memory, on builds that support it)."""
+
+    def __post_init__(self) -> None:
+        if self.n_ctx < 256:
+            raise ValueError("context length must be at least 256 tokens")
+        if self.n_threads is not None and self.n_threads < 1:
+            raise ValueError("threads must be at least 1")
+
+
+@dataclass
+class Settings:
+    load: LoadSettings = field(default_factory=LoadSettings)
+    sampling_by_model: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ui: dict[str, Any] = field(default_factory=dict)
+
+    def sampling_for(self, model: str) -> SamplingParams:
+        known = {k: v for k, v in self.sampling_by_model.get(model, {}).items()
+                 if k in SamplingParams.__dataclass_fields__}
+        try:
+            return SamplingParams(**known)
+        except (TypeError, ValueError):
+            return SamplingParams()
+
+    def remember_sampling(self, model: str, sampling: SamplingParams) -> None:
+        self.sampling_by_model[model] = asdict(sampling)
+
+
+def load_settings(path: Path) -> Settings:
+    """Read settings; a missing or damaged file gives the defaults (never a crash)."""
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+        return Settings(load=LoadSettings(**raw.get("load", {})),
+                        sampling_by_model=dict(raw.get("sampling_by_model", {})),
+                        ui=dict(raw.get("ui", {})))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return Settings()
+
+
+def save_settings(path: Path, settings: Settings) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(asdict(settings), indent=2), "utf-8")
+    os.replace(tmp, path)

@@ -1,0 +1,397 @@
+"""The llama.cpp inference worker: a child process that owns the model.
+
+llama.cpp may abort the whole process on a bad input (GGML_ASSERT), and only frees GPU
+memory at process exit, so it never runs inside the GUI. The app starts this module as
+``python -m backends.llama_worker ADDRESS`` with an auth key in the environment; it
+connects back over a ``multiprocessing.connection`` channel and speaks
+:mod:`app.protocol`. Anything it prints to stderr is kept by the client as the "last
+log lines" shown when the worker dies; llama.cpp's own log is routed through
+``llama_log_set`` into Python logging and forwarded as ``Log`` events.
+
+Threads: the main thread loads and generates; a reader thread receives commands so that
+``Cancel`` is seen between two tokens of a reply in flight.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import ctypes
+import logging
+import os
+import queue
+import sys
+import threading
+import time
+from multiprocessing.connection import Client, Connection
+from typing import Any
+
+import llama_cpp
+
+from app import protocol as p
+from app.chat_template import ChatTemplate, ChatTemplateError
+from app.gguf_file import GGUFError, read_gguf
+
+log = logging.getLogger("hearth.worker")
+_LLAMA_LEVELS = {0: logging.CRITICAL, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR,
+                 4: logging.DEBUG}
+# Token batches are flushed at most this often (the first token always at once).
+FLUSH_INTERVAL_S = 0.02
+
+
+class Channel:
+    """The worker's end of the connection; sends are serialised by a lock."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+
+    def send(self, message: Any) -> None:
+        with self.lock:
+            self.conn.send_bytes(p.encode(message))
+
+
+class _ForwardHandler(logging.Handler):
+    """Sends warnings and errors to the client as ``Log`` events."""
+
+    def __init__(self, channel: Channel) -> None:
+        super().__init__(logging.WARNING)
+        self.channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.channel.send(p.Log(record.levelname, record.getMessage()))
+
+
+class _LlamaLog:
+    """Routes llama.cpp's C log into Python logging, joining continuation pieces."""
+
+    def __init__(self) -> None:
+        self.logger = logging.getLogger("llama.cpp")
+        self.level = logging.INFO
+        self.pending = ""
+        # Kept on self: ctypes must not free the callback while llama.cpp holds it.
+        self.callback = llama_cpp.llama_log_callback(self._on_log)
+        llama_cpp.llama_log_set(self.callback, ctypes.c_void_p(0))
+
+    def _on_log(self, level: int, text: bytes, _user: ctypes.c_void_p) -> None:
+        if level != 5:  # 5 = GGML_LOG_LEVEL_CONT continues the previous line
+            self.level = _LLAMA_LEVELS.get(level, logging.INFO)
+        self.pending += text.decode("utf-8", errors="replace")
+        while "\n" in self.pending:
+            line, self.pending = self.pending.split("\n", 1)
+            if line.strip():
+                self.logger.log(self.level, line)
+
+
+class Worker:
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.llm: llama_cpp.Llama | None = None
+        self.template: ChatTemplate | None = None
+        self.commands: queue.Queue[Any] = queue.Queue()
+        self.cancel_id: str | None = None
+        self.cancel_flag = threading.Event()
+
+    # ----------------------------------------------------------------- plumbing
+
+    def reader(self) -> None:
+        conn = self.channel.conn
+        while True:
+            try:
+                message = p.decode(conn.recv_bytes())
+            except (EOFError, OSError):
+                self.commands.put(p.Shutdown())
+                return
+            except p.ProtocolError as exc:
+                self.channel.send(p.Error("bad_request", str(exc)))
+                continue
+            if isinstance(message, p.Cancel):
+                self.cancel_id = message.request_id
+                self.cancel_flag.set()
+            else:
+                self.commands.put(message)
+
+    def run(self) -> None:
+        threading.Thread(target=self.reader, name="commands", daemon=True).start()
+        while True:
+            command = self.commands.get()
+            if isinstance(command, p.Shutdown):
+                break
+            try:
+                self.dispatch(command)
+            except MemoryError:
+                self.channel.send(p.Error("out_of_memory", "the worker ran out of memory; "
+                                          "try a smaller model or a shorter context",
+                                          getattr(command, "request_id", None)))
+        if self.llm is not None:
+            self.llm.close()
+
+    def dispatch(self, command: Any) -> None:
+        if isinstance(command, p.Load):
+            self.load(command)
+        elif isinstance(command, p.Chat):
+            self.chat(command)
+        elif isinstance(command, p.Unload):
+            self.unload()
+            self.channel.send(p.Unloaded())
+
+    # -------------------------------------------------------------------- load
+
+    def load(self, cmd: p.Load) -> None:
+        self.unload()
+        try:
+            info = read_gguf(cmd.path)
+        except GGUFError as exc:
+            self.channel.send(p.Error("load_failed", str(exc)))
+            return
+        started = time.perf_counter()
+        n_threads = cmd.n_threads or default_threads()
+        last_sent = [0.0]
+
+        def on_progress(fraction: float, _user: ctypes.c_void_p) -> bool:
+            if fraction - last_sent[0] >= 0.05 or fraction >= 1.0:
+                last_sent[0] = fraction
+                self.channel.send(p.LoadProgress(round(float(fraction), 3)))
+            return True
+
+        progress_cb = llama_cpp.llama_progress_callback(on_progress)
+        default_params = llama_cpp.llama_model_default_params
+
+        def params_with_progress() -> Any:
+            params = default_params()
+            params.progress_callback = progress_cb
+            return params
+
+        llama_cpp.llama_model_default_params = params_with_progress
+        try:
+            self.llm = llama_cpp.Llama(
+                model_path=cmd.path, n_ctx=cmd.n_ctx, n_gpu_layers=cmd.n_gpu_layers,
+                n_threads=n_threads, n_threads_batch=n_threads, flash_attn=cmd.flash_attn,
+                n_batch=512, verbose=True)
+        except (ValueError, RuntimeError, OSError) as exc:
+            self.channel.send(p.Error("load_failed", f"llama.cpp could not load "
+                                      f"{os.path.basename(cmd.path)}: {exc}"))
+            return
+        finally:
+            llama_cpp.llama_model_default_params = default_params
+        vocab = self.llm._model.vocab
+        self.template = ChatTemplate.from_metadata(
+            info.chat_template,
+            bos_token=self._piece(llama_cpp.llama_vocab_bos(vocab)),
+            eos_token=self._piece(llama_cpp.llama_vocab_eos(vocab)))
+        self.channel.send(p.Loaded(
+            path=cmd.path, n_ctx=self.llm.n_ctx(), n_ctx_train=self.llm._model.n_ctx_train(),
+            n_gpu_layers=cmd.n_gpu_layers, n_threads=n_threads,
+            template_source=self.template.source, template_sha256=self.template.sha256,
+            load_seconds=round(time.perf_counter() - started, 3)))
+
+    def _piece(self, token: int) -> str:
+        if token < 0:
+            return ""
+        assert self.llm is not None
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    def unload(self) -> None:
+        if self.llm is not None:
+            self.llm.close()
+            self.llm = None
+            self.template = None
+
+    # -------------------------------------------------------------------- chat
+
+    def chat(self, cmd: p.Chat) -> None:
+        if self.llm is None or self.template is None:
+            self.channel.send(p.Error("no_model", "no model is loaded", cmd.request_id))
+            return
+        self.cancel_flag.clear()
+        started = time.perf_counter()
+        try:
+            tokens, dropped = self.fit_prompt(cmd)
+        except (ChatTemplateError, ValueError) as exc:
+            self.channel.send(p.Error("bad_request", str(exc), cmd.request_id))
+            return
+        if dropped:
+            self.channel.send(p.ContextTrimmed(cmd.request_id, dropped, len(tokens),
+                                               self.llm.n_ctx()))
+        try:
+            self.generate(cmd, tokens, dropped, started)
+        except RuntimeError as exc:
+            self.channel.send(p.Error("generation_failed", f"llama.cpp failed: {exc}",
+                                      cmd.request_id))
+            self.llm.reset()
+
+    def render(self, messages: list[dict[str, str]], continue_last: bool) -> str:
+        assert self.template is not None
+        if continue_last and messages and messages[-1]["role"] == "assistant":
+            head = self.template.render(messages[:-1], add_generation_prompt=True)
+            return head + messages[-1]["content"]
+        return self.template.render(messages, add_generation_prompt=True)
+
+    def tokenize(self, text: str) -> list[int]:
+        assert self.llm is not None and self.template is not None
+        bos = self.template.bos_token
+        wants_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.llm._model.vocab))
+        add_bos = wants_bos and not (bos and text.startswith(bos))
+        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def fit_prompt(self, cmd: p.Chat) -> tuple[list[int], int]:
+        """Tokenize the conversation, dropping the oldest turns until it fits.
+
+        The system prompt and the newest user message are always kept; a reply needs
+        room too, so ``min(max_tokens, n_ctx / 2)`` tokens are kept free.
+        """
+        assert self.llm is not None
+        messages = [dict(m) for m in cmd.messages]
+        if not messages:
+            raise ValueError("the conversation is empty")
+        n_ctx = self.llm.n_ctx()
+        budget = n_ctx - min(cmd.sampling.max_tokens, n_ctx // 2)
+        dropped = 0
+        while True:
+            tokens = self.tokenize(self.render(messages, cmd.continue_last))
+            if len(tokens) <= budget:
+                return tokens, dropped
+            first = 1 if messages[0]["role"] == "system" else 0
+            # Keep the newest message (and its partial reply, when continuing).
+            keep_tail = 2 if cmd.continue_last else 1
+            if len(messages) - first <= keep_tail:
+                raise ValueError(
+                    f"the message is {len(tokens)} tokens long but the context holds "
+                    f"{n_ctx} (with {n_ctx - budget} kept for the reply): shorten it, "
+                    "or reload the model with a longer context")
+            # Drop a whole turn: the oldest message and its reply.
+            n = 2 if (len(messages) - first > keep_tail + 1
+                      and messages[first + 1]["role"] == "assistant") else 1
+            del messages[first:first + n]
+            dropped += n
+
+    def generate(self, cmd: p.Chat, tokens: list[int], dropped: int, started: float
+                 ) -> None:
+        llm = self.llm
+        assert llm is not None and self.template is not None
+        s = cmd.sampling
+        cached = _common_prefix(llm._input_ids[:llm.n_tokens].tolist(), tokens)
+        if s.seed is not None:
+            llm.set_seed(s.seed)
+        vocab = llm._model.vocab
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        n_ctx = llm.n_ctx()
+        text, pending, stops = "", "", s.stop
+        batch, batch_tokens, last_flush = "", 0, 0.0
+        t_first: float | None = None
+        t_last = started
+        completion = 0
+        finish = "length"
+
+        def flush() -> None:
+            nonlocal batch, batch_tokens, last_flush
+            if batch or batch_tokens:
+                self.channel.send(p.Tokens(cmd.request_id, batch, batch_tokens))
+            batch, batch_tokens, last_flush = "", 0, time.perf_counter()
+
+        for token in llm.generate(tokens, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p,
+                                  temp=s.temperature, repeat_penalty=s.repeat_penalty):
+            now = time.perf_counter()
+            if t_first is None:
+                t_first = now
+            t_last = now
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                finish = "stop"
+                break
+            completion += 1
+            piece = decoder.decode(llm.detokenize([token]))
+            pending += piece
+            emit, hit = _split_stop(pending, stops)
+            pending = pending[len(emit):]
+            text += emit
+            batch += emit
+            batch_tokens += 1
+            if hit:
+                finish = "stop"
+                break
+            if completion == 1 or now - last_flush >= FLUSH_INTERVAL_S:
+                flush()
+            if self.cancel_flag.is_set() and self.cancel_id == cmd.request_id:
+                finish = "cancelled"
+                break
+            if completion >= s.max_tokens:
+                finish = "length"
+                break
+            if llm.n_tokens + 1 >= n_ctx:
+                finish = "context_full"
+                break
+        if finish != "stop":  # a stop string is never shown; other held-back text is
+            text += pending
+            batch += pending
+        flush()
+        t_first = t_first or time.perf_counter()
+        ttft = t_first - started
+        decode_s = t_last - t_first
+        stats = p.ReplyStats(
+            prompt_tokens=len(tokens), cached_tokens=cached, completion_tokens=completion,
+            ttft_s=round(ttft, 4),
+            prefill_tps=round((len(tokens) - cached) / ttft, 2) if ttft > 0 else 0.0,
+            decode_tps=round((completion - 1) / decode_s, 2) if decode_s > 0 else 0.0,
+            total_s=round(time.perf_counter() - started, 4), finish_reason=finish,
+            dropped_messages=dropped, template_source=self.template.source)
+        self.channel.send(p.Done(cmd.request_id, text, stats))
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _split_stop(pending: str, stops: list[str]) -> tuple[str, bool]:
+    """The part of ``pending`` safe to show, and whether a stop string was reached.
+
+    Text that could be the start of a stop string is held back until it is clear.
+    """
+    if not stops:
+        return pending, False
+    for stop in stops:
+        at = pending.find(stop)
+        if at >= 0:
+            return pending[:at], True
+    hold = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(pending)), 0, -1):
+            if pending.endswith(stop[:k]):
+                hold = max(hold, k)
+                break
+    return pending[:len(pending) - hold], False
+
+
+def default_threads() -> int:
+    """Physical cores: llama.cpp decode gains nothing from hyper-threads."""
+    try:
+        import psutil
+
+        return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
+    except ImportError:
+        return max(1, os.cpu_count() or 1)
+
+
+def main() -> None:
+    address = sys.argv[1]
+    authkey = bytes.fromhex(os.environ.pop("HEARTH_WORKER_AUTHKEY"))
+    conn = Client(address, authkey=authkey)
+    channel = Channel(conn)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger().addHandler(_ForwardHandler(channel))
+    llama_log = _LlamaLog()  # noqa: F841 - must stay alive for the process lifetime
+    channel.send(p.Hello(protocol_version=p.PROTOCOL_VERSION, pid=os.getpid(),
+                         backend_version=f"llama-cpp-python {llama_cpp.__version__}",
+                         gpu_offload=bool(llama_cpp.llama_supports_gpu_offload())))
+    Worker(channel).run()
+    conn.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Static files shipped with Hearth: icons, style sheets, the curated model list."""
