@@ -228,10 +228,10 @@ def decode(data: bytes) -> Any:
     cls = _BY_KIND[payload.pop("kind")]
     known = {f.name for f in fields(cls)}
     kwargs = {k: v for k, v in payload.items() if k in known}
-    for (owner, name), nested in _NESTED.items():
-        if owner is cls and isinstance(kwargs.get(name), dict):
-            kwargs[name] = nested(**kwargs[name])
     try:
+        for (owner, name), nested in _NESTED.items():
+            if owner is cls and isinstance(kwargs.get(name), dict):
+                kwargs[name] = nested(**kwargs[name])
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
         raise ProtocolError(f"bad {cls.kind} message: {exc}") from exc

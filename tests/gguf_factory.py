@@ -1,0 +1,36 @@
+"""Tiny GGUF files for tests, written with the ``gguf`` package's own writer.
+
+They are structurally real GGUF (header, metadata, aligned tensor data) but far too
+small to be a useful model; tests that need llama.cpp to run use the starter model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from gguf import GGUFWriter
+
+
+def write_tiny_gguf(path: Path, name: str = "tiny", n_layers: int = 2, n_embd: int = 16,
+                    context_length: int = 256, chat_template: str | None = None) -> Path:
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_name(name)
+    writer.add_block_count(n_layers)
+    writer.add_context_length(context_length)
+    writer.add_embedding_length(n_embd)
+    writer.add_head_count(2)
+    writer.add_head_count_kv(1)
+    writer.add_file_type(0)  # ALL_F32
+    if chat_template:
+        writer.add_chat_template(chat_template)
+    rng = np.random.default_rng(0)
+    writer.add_tensor("token_embd.weight", rng.standard_normal((32, n_embd), np.float32))
+    for layer in range(n_layers):
+        writer.add_tensor(f"blk.{layer}.attn_q.weight",
+                          rng.standard_normal((n_embd, n_embd), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
