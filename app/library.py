@@ -50,8 +50,9 @@ class ModelRecord:
         return self.source not in ("starter", "linked")
 
     def to_json(self) -> dict[str, Any]:
+        info = {("gguf_name" if k == "name" else k): v for k, v in self.info.items()}
         return {"name": self.name, "path": str(self.path), "source": self.source,
-                "added_at": self.added_at, **self.info, "provenance": self.provenance}
+                "added_at": self.added_at, **info, "provenance": self.provenance}
 
 
 def _now() -> str:
