@@ -272,6 +272,13 @@ class Worker:
         assert llm is not None and self.template is not None
         s = cmd.sampling
         cached = _common_prefix(llm._input_ids[:llm.n_tokens].tolist(), tokens)
+        if cached < len(tokens) - 1:
+            # Evaluate all but the last prompt token now, so that the last one is always
+            # decoded alone, as it is when the prompt is already cached: otherwise its
+            # logits differ slightly between the two cases, and a fixed seed would give
+            # a different reply on Regenerate than on the first try.
+            llm.n_tokens = cached
+            llm.eval(tokens[cached:-1])
         if s.seed is not None:
             llm.set_seed(s.seed)
         vocab = llm._model.vocab
