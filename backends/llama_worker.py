@@ -156,14 +156,17 @@ class Worker:
             return True
 
         progress_cb = llama_cpp.llama_progress_callback(on_progress)
-        default_params = llama_cpp.llama_model_default_params
+        # Llama() offers no progress hook; it builds its params with this function of
+        # the low-level module, so a wrapper adds llama.cpp's own progress callback.
+        low_level = llama_cpp.llama_cpp
+        default_params = low_level.llama_model_default_params
 
         def params_with_progress() -> Any:
             params = default_params()
             params.progress_callback = progress_cb
             return params
 
-        llama_cpp.llama_model_default_params = params_with_progress
+        low_level.llama_model_default_params = params_with_progress
         try:
             self.llm = llama_cpp.Llama(
                 model_path=cmd.path, n_ctx=cmd.n_ctx, n_gpu_layers=cmd.n_gpu_layers,
@@ -174,7 +177,7 @@ class Worker:
                                       f"{os.path.basename(cmd.path)}: {exc}"))
             return
         finally:
-            llama_cpp.llama_model_default_params = default_params
+            low_level.llama_model_default_params = default_params
         vocab = self.llm._model.vocab
         self.template = ChatTemplate.from_metadata(
             info.chat_template,

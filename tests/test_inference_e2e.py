@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -155,3 +156,40 @@ def test_worker_killed_mid_reply_keeps_the_conversation(workspace: Workspace,
         pass
     assert [m.role for m in workspace.store.messages(conv.id)] == ["user", "assistant"] * 2
     c.close()
+
+
+def test_load_reports_progress_and_unload_frees_the_model(starter_gguf: Path) -> None:
+    c = InferenceClient()
+    try:
+        c.start()
+        c.load(starter_gguf, n_ctx=512)
+        events = []
+        while not isinstance(events[-1] if events else None, p.Loaded):
+            events.append(c.next_event(timeout=120))
+        fractions = [e.fraction for e in events if isinstance(e, p.LoadProgress)]
+        assert fractions and fractions[-1] == 1.0 and fractions == sorted(fractions)
+        assert c.loaded is not None and c.loaded.path == str(starter_gguf)
+        c.unload()
+        assert isinstance(c.next_event(timeout=30), p.Unloaded) and c.loaded is None
+        failed = list(c.stream_chat([{"role": "user", "content": "Hi"}]))
+        assert isinstance(failed[-1], p.Error) and failed[-1].error_kind == "no_model"
+    finally:
+        c.close()
+
+
+def test_an_aborted_worker_is_reported_and_replaced(starter_gguf: Path) -> None:
+    died: list[p.WorkerDied] = []
+    c = InferenceClient(listener=lambda e: died.append(e) if isinstance(e, p.WorkerDied)
+                        else None)
+    try:
+        c.start()
+        os.kill(c.proc.pid, signal.SIGABRT)  # what a GGML_ASSERT does
+        c.proc.wait(10)
+        deadline = time.monotonic() + 10
+        while not died and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert died and died[0].signal == signal.SIGABRT and "aborted" in died[0].message
+        assert not c.alive
+        assert c.restart().protocol_version == p.PROTOCOL_VERSION and c.alive
+    finally:
+        c.close()
