@@ -12,13 +12,11 @@ from collections.abc import Sequence
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    gui_args = [a for a in args if a not in ("gui",)]
-    wants_gui = not args or args == ["gui"] or (
-        len(args) in (2, 3) and args[0] == "--home" and (len(args) == 2 or args[2] == "gui"))
-    if wants_gui:
+    home = args[1] if args[:1] == ["--home"] and len(args) > 1 else None
+    rest = args[2:] if home is not None else args
+    if rest in ([], ["gui"]):
         from ui.app import run_app
 
-        home = gui_args[1] if gui_args[:1] == ["--home"] else None
         return run_app(home)
     from app.cli import main as cli_main
 
