@@ -33,8 +33,9 @@ from app.chat_template import ChatTemplate, ChatTemplateError
 from app.gguf_file import GGUFError, read_gguf
 
 log = logging.getLogger("hearth.worker")
-_LLAMA_LEVELS = {0: logging.CRITICAL, 1: logging.INFO, 2: logging.WARNING, 3: logging.ERROR,
-                 4: logging.DEBUG}
+# ggml_log_level: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (continues a line).
+_LLAMA_LEVELS = {0: logging.INFO, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING,
+                 4: logging.ERROR}
 # Token batches are flushed at most this often (the first token always at once).
 FLUSH_INTERVAL_S = 0.02
 
@@ -75,7 +76,7 @@ class _LlamaLog:
         llama_cpp.llama_log_set(self.callback, ctypes.c_void_p(0))
 
     def _on_log(self, level: int, text: bytes, _user: ctypes.c_void_p) -> None:
-        if level != 5:  # 5 = GGML_LOG_LEVEL_CONT continues the previous line
+        if level != 5:
             self.level = _LLAMA_LEVELS.get(level, logging.INFO)
         self.pending += text.decode("utf-8", errors="replace")
         while "\n" in self.pending:
