@@ -43,6 +43,18 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX messages_by_conversation ON messages(conversation_id, position);
     """,
+    # 2: corrections collected from chats (app/corrections.py).
+    """
+    CREATE TABLE training_examples (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER REFERENCES conversations(id) ON DELETE SET NULL,
+        model TEXT,
+        messages TEXT NOT NULL,
+        rejected TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    """,
 ]
 
 

@@ -1,0 +1,56 @@
+"""Teach from chat: a correction becomes a training example with its rejected original."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.corrections import CorrectionStore
+from app.workspace import Workspace
+
+
+def test_a_correction_snapshots_the_conversation(workspace: Workspace, tmp_path: Path) -> None:
+    store = workspace.store
+    conv = store.create(title="facts", model="smol", system_prompt="Be accurate.")
+    store.add_message(conv.id, "user", "What is the capital of Zorbania?")
+    wrong = store.add_message(conv.id, "assistant", "Paris.")
+    store.add_message(conv.id, "user", "Are you sure?")
+    store.add_message(conv.id, "assistant", "Yes.")
+    corrections = CorrectionStore(workspace.library.conn)
+
+    example = corrections.add_from_conversation(store, wrong.id, "Quillport.")
+    assert example.messages == [
+        {"role": "system", "content": "Be accurate."},
+        {"role": "user", "content": "What is the capital of Zorbania?"},
+        {"role": "assistant", "content": "Quillport."},
+    ]
+    assert example.rejected == "Paris." and example.model == "smol"
+    assert corrections.count() == 1
+
+    store.delete(conv.id)  # the collected example outlives its conversation
+    kept = corrections.get(example.id)
+    assert kept.conversation_id is None and kept.corrected == "Quillport."
+
+    corrections.update(example.id, "Quillport, on the river Zorb.")
+    sft = tmp_path / "sft.jsonl"
+    assert corrections.export_jsonl(sft) == 1
+    record = json.loads(sft.read_text())
+    assert record["messages"][-1]["content"] == "Quillport, on the river Zorb."
+    pref = tmp_path / "pref.jsonl"
+    corrections.export_jsonl(pref, preference=True)
+    assert json.loads(pref.read_text())["rejected"] == "Paris."
+    corrections.delete(example.id)
+    assert corrections.list() == []
+
+
+def test_only_assistant_replies_with_text_can_be_corrected(workspace: Workspace) -> None:
+    conv = workspace.store.create()
+    question = workspace.store.add_message(conv.id, "user", "Hi")
+    reply = workspace.store.add_message(conv.id, "assistant", "Hello")
+    corrections = CorrectionStore(workspace.library.conn)
+    with pytest.raises(ValueError, match="assistant"):
+        corrections.add_from_conversation(workspace.store, question.id, "x")
+    with pytest.raises(ValueError, match="empty"):
+        corrections.add_from_conversation(workspace.store, reply.id, "  ")
