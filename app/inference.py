@@ -222,7 +222,9 @@ class InferenceClient:
             except p.ProtocolError as exc:
                 log.warning("ignored a malformed worker message: %s", exc)
         code = proc.wait()
-        if not self._closing and not self._died_reported:
+        # After a restart this thread may outlive its process: only the current one's
+        # death is news.
+        if proc is self.proc and not self._closing and not self._died_reported:
             self._died_reported = True
             self.loaded = None
             time.sleep(0.1)  # let the output pump catch the last lines

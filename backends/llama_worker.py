@@ -91,8 +91,9 @@ class Worker:
         self.llm: llama_cpp.Llama | None = None
         self.template: ChatTemplate | None = None
         self.commands: queue.Queue[Any] = queue.Queue()
-        self.cancel_id: str | None = None
-        self.cancel_flag = threading.Event()
+        # Ids of replies asked to stop; a Cancel may arrive before its Chat is started.
+        self.cancelled: set[str] = set()
+        self.closing = False
 
     # ----------------------------------------------------------------- plumbing
 
@@ -102,14 +103,15 @@ class Worker:
             try:
                 message = p.decode(conn.recv_bytes())
             except (EOFError, OSError):
+                # The app is gone: stop any reply in flight, then exit.
+                self.closing = True
                 self.commands.put(p.Shutdown())
                 return
             except p.ProtocolError as exc:
                 self.channel.send(p.Error("bad_request", str(exc)))
                 continue
             if isinstance(message, p.Cancel):
-                self.cancel_id = message.request_id
-                self.cancel_flag.set()
+                self.cancelled.add(message.request_id)
             else:
                 self.commands.put(message)
 
@@ -205,10 +207,15 @@ class Worker:
     # -------------------------------------------------------------------- chat
 
     def chat(self, cmd: p.Chat) -> None:
+        try:
+            self._chat(cmd)
+        finally:
+            self.cancelled.discard(cmd.request_id)
+
+    def _chat(self, cmd: p.Chat) -> None:
         if self.llm is None or self.template is None:
             self.channel.send(p.Error("no_model", "no model is loaded", cmd.request_id))
             return
-        self.cancel_flag.clear()
         started = time.perf_counter()
         try:
             tokens, dropped = self.fit_prompt(cmd)
@@ -323,7 +330,7 @@ class Worker:
                 break
             if completion == 1 or now - last_flush >= FLUSH_INTERVAL_S:
                 flush()
-            if self.cancel_flag.is_set() and self.cancel_id == cmd.request_id:
+            if self.closing or cmd.request_id in self.cancelled:
                 finish = "cancelled"
                 break
             if completion >= s.max_tokens:

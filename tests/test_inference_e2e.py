@@ -193,3 +193,14 @@ def test_an_aborted_worker_is_reported_and_replaced(starter_gguf: Path) -> None:
         assert c.restart().protocol_version == p.PROTOCOL_VERSION and c.alive
     finally:
         c.close()
+
+
+def test_cancel_sent_right_after_the_request_is_not_lost(client: InferenceClient) -> None:
+    request = client.chat([{"role": "user", "content": "Write a long story about a cat."}],
+                          p.SamplingParams(temperature=0.0, max_tokens=2000))
+    client.cancel(request)
+    events = []
+    while not isinstance(events[-1] if events else None, p.Done):
+        events.append(client.next_event(timeout=60))
+    assert events[-1].stats.finish_reason == "cancelled"
+    assert events[-1].stats.completion_tokens <= 2
