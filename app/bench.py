@@ -23,6 +23,7 @@ from typing import Any
 from app import protocol as p
 from app.inference import InferenceClient
 from app.library import ModelRecord
+from app.settings import default_threads
 from app.workspace import Workspace
 
 PROMPT = "Count from 1 to 300, separated by commas."
@@ -84,7 +85,7 @@ def _turns(client: InferenceClient, turns: int = 10) -> list[float]:
 def run_inference_bench(ws: Workspace, record: ModelRecord, decode_tokens: int = 128,
                         threads: int | None = None, repeats: int = 3) -> dict[str, Any]:
     from_settings = ws.settings.load.n_threads
-    threads = threads or from_settings or max(1, (os.cpu_count() or 2))
+    threads = threads or from_settings or default_threads()
     direct = _direct(record, threads, decode_tokens, repeats)
     client = InferenceClient(log_file=ws.home.logs / "inference-worker.log")
     try:

@@ -31,6 +31,7 @@ import llama_cpp
 from app import protocol as p
 from app.chat_template import ChatTemplate, ChatTemplateError
 from app.gguf_file import GGUFError, read_gguf
+from app.settings import default_threads
 
 log = logging.getLogger("hearth.worker")
 # ggml_log_level: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (continues a line).
@@ -383,16 +384,6 @@ def _split_stop(pending: str, stops: list[str]) -> tuple[str, bool]:
                 hold = max(hold, k)
                 break
     return pending[:len(pending) - hold], False
-
-
-def default_threads() -> int:
-    """Physical cores: llama.cpp decode gains nothing from hyper-threads."""
-    try:
-        import psutil
-
-        return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
-    except ImportError:
-        return max(1, os.cpu_count() or 1)
 
 
 def main() -> None:

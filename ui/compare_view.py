@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 
 from app import protocol as p
 from app.inference import WorkerError
-from app.settings import LoadSettings
+from app.settings import LoadSettings, default_threads
 from ui.inference_bridge import InferenceBridge
 
 FLUSH_MS = 50
@@ -115,11 +115,13 @@ class CompareView(QWidget):
 
     def _start_side(self, side: _Side) -> None:
         """Start the worker and ask for the load off the GUI thread."""
+        # Two workers share the cores: each gets half, or llama.cpp's spinning threads
+        # fight over them and both sides crawl.
+        threads = max(1, (self.load.n_threads or default_threads()) // 2)
         try:
             side.bridge.client.start()
             side.bridge.client.load(side.path, n_ctx=self.load.n_ctx,
-                                    n_gpu_layers=self.load.n_gpu_layers,
-                                    n_threads=self.load.n_threads)
+                                    n_gpu_layers=self.load.n_gpu_layers, n_threads=threads)
         except WorkerError as exc:
             self._start_failed.emit(side, str(exc))
 
@@ -205,7 +207,8 @@ class CompareView(QWidget):
             self.grid.addWidget(label, row * 2 - 1, 0, 2, 1)
             for column, side in enumerate(self.sides, start=1):
                 output = QPlainTextEdit(readOnly=True)
-                output.setMinimumHeight(110)
+                output.setMinimumHeight(80)
+                output.setMaximumHeight(180)
                 stats = QLabel("")
                 stats.setStyleSheet("color: gray")
                 side.outputs.append(output)

@@ -97,9 +97,9 @@ class LossChart(QWidget):
                 for point in series:
                     painter.drawEllipse(to_screen(*point), 2.5, 2.5)
             legend_y = plot.top() + 6 + row * 16
-            painter.drawLine(QPointF(plot.right() - 110, legend_y + 6),
-                             QPointF(plot.right() - 92, legend_y + 6))
+            painter.drawLine(QPointF(plot.right() - 150, legend_y + 6),
+                             QPointF(plot.right() - 132, legend_y + 6))
             painter.setPen(text)
-            painter.drawText(QRectF(plot.right() - 88, legend_y, 86, 14),
+            painter.drawText(QRectF(plot.right() - 128, legend_y, 124, 14),
                              Qt.AlignmentFlag.AlignLeft, f"{label} {series[-1][1]:.3f}")
         painter.end()
