@@ -57,7 +57,6 @@ log = logging.getLogger("hearth.hub")
 
 # Room left free on the disk beyond the file itself (filesystem metadata, the database).
 DISK_MARGIN = 64 << 20
-CHUNK = 1 << 20
 _RETRIES = 3  # reconnect attempts after a dropped connection that made progress
 
 _QUANT = re.compile(
@@ -288,7 +287,7 @@ class Download:
 
     def __init__(self, home: HearthHome, library: Library, file: HubFile,
                  progress: ProgressCallback | None = None, *, endpoint: str | None = None,
-                 token: str | bool | None = None, chunk_size: int = CHUNK,
+                 token: str | bool | None = None, chunk_size: int | None = None,
                  name: str | None = None, progress_interval: float = 0.1) -> None:
         if not file.sha256 or not file.size:
             raise HubError(f"the hub gives no SHA-256 for {file.filename}, so Hearth cannot "
@@ -305,6 +304,8 @@ class Download:
         self.progress = progress
         self.endpoint = (endpoint or hub_endpoint()).rstrip("/")
         self.token = token
+        # None: write what the network delivers as it arrives, so pause, cancel and
+        # progress react within one network read even on a slow line.
         self.chunk_size = chunk_size
         self.name = name
         self.progress_interval = progress_interval
