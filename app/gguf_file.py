@@ -117,7 +117,22 @@ class GGUFInfo:
             "n_embd": self.arch_value("embedding_length"),
             "n_head": self.arch_value("attention.head_count"),
             "n_head_kv": self.arch_value("attention.head_count_kv"),
+            # for the memory estimate (app.fit): head sizes when they differ from
+            # n_embd / n_head (Gemma, Qwen3), and the vocabulary (logits buffer)
+            "key_length": self.arch_value("attention.key_length"),
+            "value_length": self.arch_value("attention.value_length"),
+            "n_vocab": self.vocab_size,
         }
+
+    @property
+    def vocab_size(self) -> int | None:
+        tokens = self.metadata.get("tokenizer.ggml.tokens")
+        if isinstance(tokens, int):  # a skipped long array stands for its length
+            return int(tokens)
+        if isinstance(tokens, list):
+            return len(tokens)
+        value = self.arch_value("vocab_size")
+        return int(value) if value is not None else None
 
 
 class _Reader:
