@@ -233,3 +233,16 @@ def test_a_partial_download_from_last_session_can_resume(make_tab, workspace, se
     with qtbot.waitSignal(row.task.finished, timeout=20_000):
         row.pause_button.click()
     assert workspace.library.list()[0].path.read_bytes() == data
+
+
+def test_main_window_has_the_models_tab(qtbot, workspace) -> None:
+    from ui.main_window import MainWindow
+
+    window = MainWindow(workspace)
+    qtbot.addWidget(window)
+    titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
+    assert "Models" in titles
+    assert window.tabs.widget(titles.index("Models")) is window.models_tab
+    assert window.models_tab.client is window.bridge.client
+    window.close()
+    assert not window.models_tab.background.busy

@@ -223,7 +223,8 @@ class HubView(QWidget):
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.downloads_box)
-        scroll.setMaximumHeight(170)
+        scroll.setMinimumHeight(100)
+        scroll.setMaximumHeight(220)
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(split, 1)
@@ -271,7 +272,9 @@ class HubView(QWidget):
     def _show_results(self, text: str, results: list[SearchResult]) -> None:
         self.search_button.setEnabled(True)
         self.status.setText("" if results else f"No GGUF models found for {text!r}.")
-        self.results_label.setText(f"<b>{len(results)} GGUF models</b> matching {text!r}")
+        plural = "" if len(results) == 1 else "s"
+        self.results_label.setText(f"<b>{len(results)} GGUF model{plural}</b> matching "
+                                   f"{text!r}")
         self.results.clearContents()
         self.results.setColumnCount(4)
         self.results.setHorizontalHeaderLabels(["Repository", "Downloads", "Likes", "Updated"])
@@ -281,6 +284,7 @@ class HubView(QWidget):
             self._set_row(self.results, row, [name, f"{r.downloads:,}", f"{r.likes:,}",
                                               (r.updated or "")[:10]], r.repo)
         self.results.resizeColumnsToContents()
+        self.results.resizeRowsToContents()
 
     @staticmethod
     def _set_row(table: QTableWidget, row: int, texts: list[str], key: Any,
