@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _models(ws: Workspace, args: argparse.Namespace) -> int:
     lib = ws.library
-    if args.models_command in ("search", "pull"):
+    if args.models_command in ("search", "pull", "fit"):
         return run_hub_command(ws, args)
     if args.models_command == "list":
         records = lib.list()

@@ -1,4 +1,4 @@
-"""``hearth models search`` and ``hearth models pull``: the hub on the command line.
+"""``hearth models search``, ``pull`` and ``fit``: the hub and the memory check, on the CLI.
 
 Kept apart from :mod:`app.cli` so the hub's commands, progress bar and error mapping
 live in one place. ``pull`` is resumable by design: the partial file and its sidecar
@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from app.fit import check_fit, estimate_memory, system_memory
 from app.hub import Download, DownloadPaused, DownloadProgress, HubClient
 from app.workspace import Workspace
 
@@ -32,10 +33,18 @@ def add_hub_parsers(models: Any) -> None:
     which.add_argument("--file", help="exact file name in the repository")
     pull.add_argument("--name", help="name in the library (default: the file name)")
     pull.add_argument("--revision", help="branch, tag or commit (default: main)")
+    fit = models.add_parser("fit", help="will this model fit in memory at a context length?")
+    fit.add_argument("name")
+    fit.add_argument("--ctx", type=int, help="context length (default: the load setting)")
+    fit.add_argument("--gpu-layers", type=int, help="layers offloaded to the GPU "
+                     "(default: the load setting; -1 for all)")
+    fit.add_argument("--json", action="store_true")
 
 
 def run_hub_command(ws: Workspace, args: argparse.Namespace) -> int:
-    """Run ``search`` or ``pull``; :class:`app.hub.HubError` propagates to the caller."""
+    """Run ``search``, ``pull`` or ``fit``; :class:`app.hub.HubError` propagates."""
+    if args.models_command == "fit":
+        return _fit(ws, args)
     client = HubClient()
     if args.models_command == "search":
         results = client.search(args.query, limit=args.limit)
@@ -70,6 +79,25 @@ def run_hub_command(ws: Workspace, args: argparse.Namespace) -> int:
         bar.finish()
     print(f"installed {record.name} ({record.info['quantization']}, "
           f"{record.info['file_size'] / 2**20:.0f} MiB, SHA-256 verified)")
+    return 0
+
+
+def _fit(ws: Workspace, args: argparse.Namespace) -> int:
+    record = ws.library.get(args.name)
+    load = ws.settings.load
+    n_ctx = args.ctx or load.n_ctx
+    gpu_layers = load.n_gpu_layers if args.gpu_layers is None else args.gpu_layers
+    estimate = estimate_memory(record.info, n_ctx, flash_attn=load.flash_attn)
+    verdict = check_fit(estimate, system_memory(), gpu_layers, record.info.get("n_layers"))
+    if args.json:
+        print(json.dumps({"model": record.name, "n_ctx": n_ctx, "level": verdict.level,
+                          "typical_bytes": estimate.typical, "peak_bytes": estimate.peak,
+                          "weights_bytes": estimate.weights,
+                          "kv_cache_bytes": estimate.kv_cache,
+                          "ram_available_bytes": verdict.system.ram_available,
+                          "detail": verdict.detail}, indent=2))
+    else:
+        print(f"{verdict.level.upper()}: {verdict.detail}")
     return 0
 
 

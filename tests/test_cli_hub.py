@@ -107,3 +107,19 @@ def test_pull_without_disk_space_exits_2(served, tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().startswith("hearth: Not enough disk space for huge-Q4_K_M.gguf")
     assert "Traceback" not in done.stderr
+
+
+def test_fit_reports_a_verdict_with_numbers(tmp_path: Path) -> None:
+    model = write_tiny_gguf(tmp_path / "m.gguf")
+    env = dict(os.environ, HEARTH_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
+    run = [sys.executable, "-m", "app.cli", "models"]
+    subprocess.run([*run, "import", str(model), "--name", "tiny"], cwd=ROOT, env=env,
+                   check=True, capture_output=True, timeout=60)
+    done = subprocess.run([*run, "fit", "tiny", "--ctx", "256", "--json"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["level"] in ("green", "yellow", "red") and report["n_ctx"] == 256
+    # 2 layers x 256 tokens x 2 KV heads x (4 + 4) x 2 bytes
+    assert report["kv_cache_bytes"] == 2 * 256 * 2 * 8 * 2
+    assert report["typical_bytes"] > report["weights_bytes"] > 0
