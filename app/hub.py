@@ -311,6 +311,8 @@ class Download:
         self.progress_interval = progress_interval
         self._pause = threading.Event()
         self._cancel = threading.Event()
+        self._hasher = hashlib.sha256()
+        self._hashed = 0  # bytes of the partial file already fed to _hasher
         self.part_path = home.downloads / f"{file.sha256}.part"
         self.sidecar_path = home.downloads / f"{file.sha256}.json"
 
@@ -338,6 +340,9 @@ class Download:
         self._pause.clear()
         f = self.file
         assert f.sha256 is not None and f.size is not None
+        for record in self.library.list():
+            if record.provenance.get("sha256") == f.sha256 and record.path.exists():
+                raise HubError(f"{f.filename} is already installed as {record.name}")
         self.home.downloads.mkdir(parents=True, exist_ok=True)
         if not self.sidecar_path.exists() or _read_sidecar(self.sidecar_path) is None:
             self.part_path.unlink(missing_ok=True)  # a stray partial without a record
@@ -397,9 +402,26 @@ class Download:
                 log.info("connection dropped at %d bytes; resuming (%d)", have, retries)
                 time.sleep(min(2.0, 0.2 * retries))
 
+    def _sync_hasher(self, have: int) -> None:
+        """Make the running hash cover exactly the first ``have`` bytes of the partial file.
+
+        The hash is computed as bytes arrive, so a finished download needs no second
+        pass over a multi-gigabyte file; only a resumed one re-reads what it kept.
+        """
+        if self._hashed == have:
+            return
+        self._hasher, self._hashed = hashlib.sha256(), 0
+        if have:
+            with self.part_path.open("rb") as fh:
+                while self._hashed < have and (block := fh.read(min(8 << 20,
+                                                                    have - self._hashed))):
+                    self._hasher.update(block)
+                    self._hashed += len(block)
+
     def _stream(self, url: str, have: int, started_from: int, meter: _SpeedMeter) -> int:
         f = self.file
         assert f.size is not None
+        self._sync_hasher(have)
         headers = build_hf_headers(token=self.token)
         headers["Accept-Encoding"] = "identity"
         if have:
@@ -416,6 +438,7 @@ class Download:
             if have and response.status_code != 206:
                 log.info("the server ignored the Range request; starting over")
                 have, mode = 0, "wb"
+                self._sync_hasher(0)
             last_report = 0.0
             with self.part_path.open(mode) as out:
                 for chunk in response.iter_bytes(self.chunk_size):
@@ -427,7 +450,10 @@ class Download:
                         out.write(chunk)
                         out.flush()
                     except OSError as exc:
+                        self._hashed = -1  # unknown now; re-read on resume
                         raise self._write_failed(exc, have) from exc
+                    self._hasher.update(chunk)
+                    self._hashed += len(chunk)
                     have += len(chunk)
                     meter.add(len(chunk))
                     now = time.monotonic()
@@ -469,7 +495,8 @@ class Download:
             self.discard()
             raise HashMismatch(f"{f.filename} arrived with {got:,} bytes instead of "
                                f"{f.size:,}; the partial file was deleted, try again")
-        digest = _sha256(self.part_path)
+        self._sync_hasher(f.size)
+        digest = self._hasher.hexdigest()
         if digest != f.sha256:
             self.discard()
             raise HashMismatch(f"{f.filename} is corrupt: its SHA-256 is {digest[:12]}…, "
@@ -523,14 +550,6 @@ class _SpeedMeter:
     def speed(self) -> float:
         (t0, b0), (t1, b1) = self.samples[0], self.samples[-1]
         return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(8 << 20):
-            h.update(block)
-    return h.hexdigest()
 
 
 @contextlib.contextmanager

@@ -14,7 +14,8 @@ against it unchanged (pointed there through ``HF_ENDPOINT``):
 Tests shape failures through attributes: ``drop_after`` (close the connection after
 that many body bytes, once), ``corrupt`` (flip a byte of what is served, not of what is
 announced), ``throttle`` (seconds to sleep per chunk), ``require_token`` (401 without
-``Authorization: Bearer <token>``). ``requests`` records every request's method, path
+``Authorization: Bearer <token>``), ``ignore_range`` (answer 200 with the whole file,
+as some proxies do). ``requests`` records every request's method, path
 and ``Range`` header.
 """
 
@@ -61,6 +62,7 @@ class FakeHub:
         self.drop_after: int | None = None
         self.corrupt = False
         self.throttle = 0.0
+        self.ignore_range = False
         self.require_token: str | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -247,7 +249,7 @@ class _Handler(BaseHTTPRequestHandler):
             data = data[:-1] + bytes([data[-1] ^ 0xFF])
         start, status = 0, 200
         ranged = self.headers.get("Range")
-        if ranged and ranged.startswith("bytes="):
+        if ranged and ranged.startswith("bytes=") and not self.fake.ignore_range:
             first = ranged.removeprefix("bytes=").split("-")[0]
             start = int(first)
             if start >= len(data):

@@ -145,6 +145,23 @@ def test_pause_then_resume_in_a_new_session(served, workspace) -> None:
     assert pending_downloads(workspace.home) == []
 
 
+def test_a_server_that_ignores_range_restarts_cleanly(served, workspace) -> None:
+    hub, data = served
+    hub.drop_after = 64 * 1024
+    hub.ignore_range = True
+    record = Download(workspace.home, workspace.library, _file(hub)).run()
+    assert hub.range_requests()  # it asked to resume, the server sent everything again
+    assert record.path.read_bytes() == data
+
+
+def test_the_same_file_is_not_installed_twice(served, workspace) -> None:
+    hub, _ = served
+    first = Download(workspace.home, workspace.library, _file(hub)).run()
+    with pytest.raises(HubError, match=f"already installed as {first.name}"):
+        Download(workspace.home, workspace.library, _file(hub)).run()
+    assert len(workspace.library.list()) == 1
+
+
 def test_hash_mismatch_deletes_partial_and_registers_nothing(served, workspace) -> None:
     hub, _ = served
     hub.corrupt = True
