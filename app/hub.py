@@ -49,7 +49,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-from app.gguf_file import GGUFError, read_gguf
+from app.gguf_file import GGUFError, read_gguf, read_metadata_prefix
 from app.library import Library, ModelRecord
 from app.paths import HearthHome
 
@@ -222,6 +222,48 @@ class HubClient:
                 split_part=int(split.group(1)) if split else None,
                 split_total=int(split.group(2)) if split else None))
         return sorted(files, key=lambda f: (f.size or 0, f.filename))
+
+    def describe_file(self, file: HubFile, prefix_bytes: int = 512 << 10) -> dict[str, Any]:
+        """The model's shape from the first bytes of a hub file (one Range request).
+
+        Returns the keys of :meth:`app.gguf_file.GGUFInfo.summary` that the prefix holds
+        (architecture, context length, layers, heads, vocabulary) plus ``file_size``, so
+        :func:`app.fit.estimate_memory` can include the KV cache before downloading.
+        """
+        url = hf_hub_url(file.repo, file.filename, revision=file.revision,
+                         endpoint=self.endpoint)
+        headers = build_hf_headers(token=self.token)
+        headers["Range"] = f"bytes=0-{prefix_bytes - 1}"
+        data = bytearray()
+        with (_hub_errors(f"reading the header of {file.filename}", self.endpoint, file.repo),
+              get_session().stream("GET", url, headers=headers, follow_redirects=True,
+                                   timeout=httpx2.Timeout(30.0)) as response):
+            if response.status_code >= 400:
+                response.read()
+                hf_raise_for_status(response)
+            for chunk in response.iter_bytes():
+                data += chunk
+                if len(data) >= prefix_bytes:
+                    break  # a server that ignored Range: stop at the prefix
+        try:
+            meta = read_metadata_prefix(bytes(data[:prefix_bytes]))
+        except GGUFError as exc:
+            raise HubError(f"{file.filename} does not look like a GGUF model: {exc}") from exc
+        arch = str(meta.get("general.architecture", "unknown"))
+
+        def arch_int(key: str) -> int | None:
+            value = meta.get(f"{arch}.{key}")
+            return int(value) if isinstance(value, int) else None
+
+        tokens = meta.get("tokenizer.ggml.tokens")
+        return {"architecture": arch, "file_size": file.size or 0,
+                "context_length": arch_int("context_length"),
+                "n_layers": arch_int("block_count"), "n_embd": arch_int("embedding_length"),
+                "n_head": arch_int("attention.head_count"),
+                "n_head_kv": arch_int("attention.head_count_kv"),
+                "key_length": arch_int("attention.key_length"),
+                "value_length": arch_int("attention.value_length"),
+                "n_vocab": int(tokens) if isinstance(tokens, int) else arch_int("vocab_size")}
 
     def pick_file(self, repo: str, quant: str | None = None, filename: str | None = None,
                   revision: str | None = None) -> HubFile:

@@ -246,3 +246,14 @@ def test_unverifiable_or_split_files_are_refused(served, workspace) -> None:
     split.sha256 = None
     with pytest.raises(HubError, match="no SHA-256"):
         Download(workspace.home, workspace.library, split)
+
+
+def test_describe_file_reads_the_shape_from_a_range_request(served) -> None:
+    hub, _ = served
+    f = _file(hub)
+    shape = HubClient().describe_file(f, prefix_bytes=4096)
+    assert shape["architecture"] == "llama"
+    assert (shape["n_layers"], shape["n_head"], shape["n_head_kv"], shape["n_embd"]) == (
+        2, 4, 2, 16)
+    assert shape["context_length"] == 256 and shape["file_size"] == f.size
+    assert hub.range_requests() == ["bytes=0-4095"]

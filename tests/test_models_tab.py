@@ -171,6 +171,11 @@ def test_download_progress_through_to_chat(make_tab, workspace, served, qtbot) -
     qtbot.waitUntil(lambda: view.files_table.rowCount() == 2)
     assert view.selected_file().filename == FILE  # Q4_K_M is preselected
     assert view.files_table.item(0, 3).text() == "fits"
+    # one Range request reads the header, so the fit includes the KV cache
+    qtbot.waitUntil(lambda: "2 layers" in view.files_label.text())
+    assert "KV cache" in view.files_table.item(0, 3).toolTip()
+    assert "header has been read" not in view.files_table.item(0, 3).toolTip()
+    assert view.selected_file().filename == FILE  # the selection survives the refresh
     seen: list[tuple[int, str]] = []
     with qtbot.waitSignal(tab.library_changed, timeout=20_000):
         view.download_button.click()

@@ -164,6 +164,7 @@ class HubView(QWidget):
         self.tasks: list[DownloadTask] = []
         self.rows: list[DownloadRow] = []
         self.files: list[HubFile] = []
+        self.shape: dict[str, Any] = {}  # the repository's model shape, from one header
         self.current_repo: str | None = None
         self.curated = load_curated()
         self._build()
@@ -308,17 +309,39 @@ class HubView(QWidget):
 
     def open_repo(self, repo: str) -> None:
         self.current_repo = repo
+        self.files = []
+        self.shape = {}
         self.files_label.setText(f"Reading the files of <b>{repo}</b>…")
         self.files_table.setRowCount(0)
         self.download_button.setEnabled(False)
         self.background.run(lambda: self.client_factory().list_files(repo),
-                            lambda files: self._show_files(repo, files), self._on_error)
+                            lambda files: self._on_files(repo, files), self._on_error)
 
-    def _show_files(self, repo: str, files: list[HubFile]) -> None:
+    def _on_files(self, repo: str, files: list[HubFile]) -> None:
         if repo != self.current_repo:
             return  # the person has moved on to another repository
+        self._show_files(repo, files)
+        sample = next((f for f in files if not f.is_split), None)
+        if sample is not None:
+            # Every quantization of a repository shares one shape: one header suffices.
+            self.background.run(lambda: self.client_factory().describe_file(sample),
+                                lambda shape: self._on_shape(repo, shape),
+                                lambda exc: None, name="hub-header")
+
+    def _on_shape(self, repo: str, shape: dict[str, Any]) -> None:
+        if repo == self.current_repo:
+            self.shape = shape
+            self._show_files(repo, self.files)
+
+    def _show_files(self, repo: str, files: list[HubFile]) -> None:
+        selected = self.selected_file()
         self.files = files
-        self.files_label.setText(f"<b>{repo}</b>: {len(files)} GGUF files"
+        about = ""
+        if self.shape.get("n_layers"):
+            ctx = self.shape.get("context_length")
+            about = (f" · {self.shape['architecture']}, {self.shape['n_layers']} layers"
+                     + (f", trained for {ctx:,} tokens" if ctx else ""))
+        self.files_label.setText(f"<b>{repo}</b>: {len(files)} GGUF files{about}"
                                  if files else f"<b>{repo}</b> has no GGUF files.")
         self.files_table.setRowCount(len(files))
         n_ctx = self.workspace.settings.load.n_ctx
@@ -326,8 +349,8 @@ class HubView(QWidget):
             fit = ""
             verdict = None
             if self.system is not None and f.size:
-                verdict = check_fit(estimate_memory({"file_size": f.size}, n_ctx),
-                                    self.system)
+                verdict = check_fit(estimate_memory({**self.shape, "file_size": f.size},
+                                                    n_ctx), self.system)
                 fit = verdict.summary
             note = " (split: not supported)" if f.is_split else ""
             self._set_row(self.files_table, row, [f.filename + note, f.quant or "?",
@@ -335,12 +358,15 @@ class HubView(QWidget):
             if verdict is not None:
                 cell = self.files_table.item(row, 3)
                 cell.setBackground(FIT_COLOURS[verdict.level])
-                cell.setToolTip(verdict.detail + " The KV cache is added once the file's "
-                                "header is known.")
+                cell.setToolTip(verdict.detail if verdict.estimate.exact else
+                                verdict.detail + " (the KV cache is added once the file's "
+                                "header has been read)")
         self.files_table.resizeColumnsToContents()
+        keep = next((i for i, f in enumerate(files) if selected is not None
+                     and f.filename == selected.filename), None)
         recommended = next((i for i, f in enumerate(files) if f.quant == "Q4_K_M"), None)
-        if recommended is not None:
-            self.files_table.selectRow(recommended)
+        if keep is not None or recommended is not None:
+            self.files_table.selectRow(keep if keep is not None else recommended)
 
     def _on_file_selected(self) -> None:
         f = self.selected_file()
