@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from app.fit import check_fit, estimate_memory, system_memory
+from app.fit import verdict_for
 from app.hub import Download, DownloadPaused, DownloadProgress, HubClient
 from app.workspace import Workspace
 
@@ -87,8 +87,8 @@ def _fit(ws: Workspace, args: argparse.Namespace) -> int:
     load = ws.settings.load
     n_ctx = args.ctx or load.n_ctx
     gpu_layers = load.n_gpu_layers if args.gpu_layers is None else args.gpu_layers
-    estimate = estimate_memory(record.info, n_ctx, flash_attn=load.flash_attn)
-    verdict = check_fit(estimate, system_memory(), gpu_layers, record.info.get("n_layers"))
+    verdict = verdict_for(record.info, n_ctx, gpu_layers, load.flash_attn)
+    estimate = verdict.estimate
     if args.json:
         print(json.dumps({"model": record.name, "n_ctx": n_ctx, "level": verdict.level,
                           "typical_bytes": estimate.typical, "peak_bytes": estimate.peak,

@@ -273,3 +273,16 @@ def _check_gpu(estimate: MemoryEstimate, system: SystemMemory, gpu: GpuMemory,
 
 def _gib(n: int) -> str:
     return f"{n / GiB:.2f} GiB" if n >= GiB else f"{n / MiB:.0f} MiB"
+
+
+def verdict_for(info: Mapping[str, Any], n_ctx: int, n_gpu_layers: int = 0,
+                flash_attn: bool = False, system: SystemMemory | None = None) -> FitVerdict:
+    """One call for "will this library model fit with these load settings?".
+
+    The chat tab can call it before loading (``system`` is measured when not given;
+    that runs nvidia-smi, so call it off the GUI thread or pass a cached snapshot).
+    """
+    estimate = estimate_memory(info, n_ctx, flash_attn=flash_attn)
+    n_layers = info.get("n_layers")
+    return check_fit(estimate, system if system is not None else system_memory(),
+                     n_gpu_layers, int(n_layers) if isinstance(n_layers, int) else None)

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.fit import FitVerdict, SystemMemory, check_fit, estimate_memory, system_memory
+from app.fit import FitVerdict, SystemMemory, system_memory, verdict_for
 from app.hub import HubClient
 from app.inference import InferenceClient
 from app.library import LibraryError, ModelRecord
@@ -166,10 +166,8 @@ class ModelsTab(QWidget):
         if self.system is None:
             return {}
         load = self.workspace.settings.load
-        return {r.name: check_fit(estimate_memory(r.info, self.ctx_spin.value(),
-                                                  flash_attn=load.flash_attn),
-                                  self.system, load.n_gpu_layers, r.info.get("n_layers"))
-                for r in records}
+        return {r.name: verdict_for(r.info, self.ctx_spin.value(), load.n_gpu_layers,
+                                    load.flash_attn, self.system) for r in records}
 
     def selected(self) -> ModelRecord | None:
         rows = self.table.selectionModel().selectedRows()
