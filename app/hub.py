@@ -386,24 +386,25 @@ class Download:
             if record.provenance.get("sha256") == f.sha256 and record.path.exists():
                 raise HubError(f"{f.filename} is already installed as {record.name}")
         self.home.downloads.mkdir(parents=True, exist_ok=True)
-        if not self.sidecar_path.exists() or _read_sidecar(self.sidecar_path) is None:
-            self.part_path.unlink(missing_ok=True)  # a stray partial without a record
-            self._write_sidecar()
-        have = self.partial_bytes
-        if have > f.size:
-            self.discard()
-            self._write_sidecar()
-            have = 0
-        self._check_space(f.size - have)
-        try:
-            self._transfer(have)
-        except DownloadCancelled:
-            self.discard()
-            raise
-        if self._cancel.is_set():
-            self.discard()
-            raise DownloadCancelled(f"download of {f.filename} cancelled")
-        return self._finish()
+        with _exclusive(self.home.downloads / f"{f.sha256}.lock", f.filename):
+            if not self.sidecar_path.exists() or _read_sidecar(self.sidecar_path) is None:
+                self.part_path.unlink(missing_ok=True)  # a stray partial without a record
+                self._write_sidecar()
+            have = self.partial_bytes
+            if have > f.size:
+                self.discard()
+                self._write_sidecar()
+                have = 0
+            self._check_space(f.size - have)
+            try:
+                self._transfer(have)
+            except DownloadCancelled:
+                self.discard()
+                raise
+            if self._cancel.is_set():
+                self.discard()
+                raise DownloadCancelled(f"download of {f.filename} cancelled")
+            return self._finish()
 
     def _write_sidecar(self) -> None:
         f = self.file
@@ -434,8 +435,8 @@ class Download:
             except httpx2.TransportError as exc:
                 if self._cancel.is_set():
                     raise DownloadCancelled(f"download of {f.filename} cancelled") from exc
-                retries += 1
-                have = self.partial_bytes
+                before, have = have, self.partial_bytes
+                retries = 1 if have > before else retries + 1  # count only fruitless tries
                 if retries > _RETRIES:
                     raise HubError(f"The connection to {self.endpoint} keeps dropping "
                                    f"({type(exc).__name__}); {_human(have)} of "
@@ -592,6 +593,33 @@ class _SpeedMeter:
     def speed(self) -> float:
         (t0, b0), (t1, b1) = self.samples[0], self.samples[-1]
         return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path, filename: str):  # type: ignore[no-untyped-def]
+    """Hold an OS lock for one file's download, so two windows or a window and the CLI
+    never append to the same partial file. The lock dies with the process, so a crash
+    leaves nothing stale; the lock file itself is removed on the way out."""
+    fh = lock_path.open("a+b")
+    try:
+        try:
+            if os.name == "nt":
+                import msvcrt
+
+                msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
+            else:
+                import fcntl
+
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise HubError(f"{filename} is already being downloaded by another Hearth "
+                           "window or command; wait for it or cancel it there") from exc
+        try:
+            yield
+        finally:
+            lock_path.unlink(missing_ok=True)
+    finally:
+        fh.close()
 
 
 @contextlib.contextmanager

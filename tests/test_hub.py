@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import threading
 from pathlib import Path
 
 import pytest
@@ -257,3 +258,23 @@ def test_describe_file_reads_the_shape_from_a_range_request(served) -> None:
         2, 4, 2, 16)
     assert shape["context_length"] == 256 and shape["file_size"] == f.size
     assert hub.range_requests() == ["bytes=0-4095"]
+
+
+def test_two_downloads_of_one_file_cannot_interleave(served, workspace) -> None:
+    hub, data = served
+    hub.throttle = 0.005
+    first = Download(workspace.home, workspace.library, _file(hub), progress_interval=0)
+    started = threading.Event()
+    first.progress = lambda prog: started.set()
+    outcome: list[object] = []
+    thread = threading.Thread(target=lambda: outcome.append(first.run()))
+    thread.start()
+    try:
+        assert started.wait(10)
+        with pytest.raises(HubError, match="already being downloaded"):
+            Download(workspace.home, workspace.library, _file(hub)).run()
+    finally:
+        hub.throttle = 0
+        thread.join(20)
+    assert outcome and outcome[0].path.read_bytes() == data
+    assert list(workspace.home.downloads.iterdir()) == []
