@@ -120,6 +120,6 @@ def test_fit_reports_a_verdict_with_numbers(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["level"] in ("green", "yellow", "red") and report["n_ctx"] == 256
-    # 2 layers x 256 tokens x 2 KV heads x (4 + 4) x 2 bytes
-    assert report["kv_cache_bytes"] == 2 * 256 * 2 * 8 * 2
+    # 2 layers x 256 tokens x 1 KV head x (8 + 8: n_embd 16 / 2 heads) x 2 bytes
+    assert report["kv_cache_bytes"] == 2 * 256 * 1 * 16 * 2
     assert report["typical_bytes"] > report["weights_bytes"] > 0

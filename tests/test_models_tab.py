@@ -14,7 +14,7 @@ from app import protocol as p
 from app.fit import GiB, SystemMemory
 from app.hub import Download, DownloadPaused, HubClient
 from app.inference import InferenceClient
-from tests.gguf_factory import write_tiny_gguf
+from tests.gguf_factory import CHATML, write_tiny_gguf
 from tests.hub_server import FakeHub, fake_hub  # noqa: F401 - pytest fixture
 from ui.library_model import FIT_COLUMN
 from ui.models_tab import ModelsTab
@@ -56,8 +56,8 @@ def _cell(tab: ModelsTab, row: int, column: int, role=Qt.ItemDataRole.DisplayRol
 
 
 def test_table_shows_metadata_fit_and_disk_use(make_tab, workspace, tmp_path) -> None:
-    workspace.library.import_file(write_tiny_gguf(tmp_path / "m.gguf", context_length=512),
-                                  "tiny")
+    workspace.library.import_file(write_tiny_gguf(tmp_path / "m.gguf", context_length=512,
+                                                  chat_template=CHATML), "tiny")
     tab = make_tab()
     assert tab.model.rowCount() == 1
     row = [_cell(tab, 0, c) for c in range(tab.model.columnCount())]
