@@ -401,6 +401,10 @@ class Download:
             except DownloadCancelled:
                 self.discard()
                 raise
+            except Exception:
+                if self.partial_bytes == 0:
+                    self.discard()  # nothing to resume: leave no pending entry behind
+                raise
             if self._cancel.is_set():
                 self.discard()
                 raise DownloadCancelled(f"download of {f.filename} cancelled")

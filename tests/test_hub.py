@@ -95,6 +95,23 @@ def test_gated_repo_needs_a_token(served, monkeypatch: pytest.MonkeyPatch) -> No
     assert HubClient().list_files("meta/Gated-GGUF")[0].quant == "Q4_K_M"
 
 
+def test_gated_download_with_a_token(served, workspace, monkeypatch, caplog) -> None:
+    hub, data = served
+    hub.add_repo("meta/Gated-GGUF", {"g-Q4_K_M.gguf": data}, gated=True)
+    hub.require_token = "hf_secret"
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    file = HubClient().pick_file("meta/Gated-GGUF")
+    monkeypatch.setenv("HF_TOKEN", "hf_wrong")
+    with pytest.raises(HubError, match="gated"):
+        Download(workspace.home, workspace.library, file).run()
+    assert pending_downloads(workspace.home) == []  # nothing to resume, nothing listed
+    monkeypatch.setenv("HF_TOKEN", "hf_secret")
+    with caplog.at_level("DEBUG"):
+        record = Download(workspace.home, workspace.library, file).run()
+    assert record.path.read_bytes() == data
+    assert "hf_secret" not in caplog.text
+
+
 def test_download_verifies_moves_and_registers(served, workspace) -> None:
     hub, data = served
     seen = []
