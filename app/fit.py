@@ -10,10 +10,12 @@ The worker memory-maps the GGUF file and llama.cpp allocates three more things:
 * **KV cache** — ``n_layers × n_ctx × n_head_kv × (head_dim_k + head_dim_v)`` elements
   of the cache type (f16: 2 bytes). llama.cpp zero-fills it at load, so it is resident
   at once, all of it, whatever the conversation's length.
-* **compute buffer** — llama.cpp reserves it for the worst case (a full batch of 512
-  prompt tokens attending to a full context): logits for the batch plus attention
-  scores growing with ``n_ctx × n_head``. A short exchange touches about a quarter of
-  it; a prompt that fills the context touches nearly all of it.
+* **compute buffer** — llama.cpp reserves it for the worst case, a full batch of 512
+  prompt tokens: its size is the largest stage of the graph, either the output logits
+  (``n_vocab`` per token) or, without flash attention, the attention scores and mask
+  (``n_ctx × (n_head + 1)`` per token), which win at long contexts. A short exchange
+  touches about a quarter of the logits stage; a long prompt near a full context
+  touches the whole buffer.
 
 plus a fixed **runtime** (the Python interpreter, llama.cpp's code and allocator).
 
@@ -24,18 +26,23 @@ compute reservation: what a long prompt near a full context can reach. The verdi
 green when the peak fits with room to spare, yellow when only the typical use fits
 (long prompts or other programs may push it into swap), red when not even that fits.
 
-Calibration (SmolLM2-135M Q4_1, 94 MiB file, CPU, llama-cpp-python 0.3.x, measured
-by ``tests/test_fit.py`` through the real worker; llama.cpp logs the compute buffer):
+Calibration (SmolLM2-135M Q4_1, 94 MiB file, CPU, llama-cpp-python 0.3.x, RSS of
+the real worker after one short reply; llama.cpp logs the compute buffer it reserves).
+``tests/test_fit.py`` repeats the 2048 and 8192 rows and checks the compute buffer
+against llama.cpp's log:
 
-========  ===========  =========  ==================  ==================
- n_ctx     KV cache    compute    RSS after a reply   estimate (typical)
-========  ===========  =========  ==================  ==================
- 2048      45 MiB      99 MiB     218 MiB             217 MiB
- 8192      180 MiB     166 MiB    353 MiB             369 MiB
-========  ===========  =========  ==================  ==================
+=============  ========  =================  ===========  ===========  ============
+ n_ctx         KV cache  compute (logged)   compute est  RSS          typical est
+=============  ========  =================  ===========  ===========  ============
+ 2048          45 MiB    99.4 MiB           100.5 MiB    218 MiB      219 MiB
+ 4096          90 MiB    99.4 MiB           100.5 MiB    263 MiB      264 MiB
+ 8192          180 MiB   166.4 MiB          164.5 MiB    354 MiB      354 MiB
+ 8192 + FA     180 MiB   98.3 MiB           100.5 MiB    353 MiB      354 MiB
+=============  ========  =================  ===========  ===========  ============
 
-The compute-buffer formula's two coefficients were fitted to those two logged sizes;
-for other architectures it is an estimate, which is why the verdict keeps a margin.
+The runtime constant and the typical share come from these measurements; the stage
+sizes follow llama.cpp's graph, so they carry over to other models better than the
+constants do, which is why the green verdict keeps a 10 % margin.
 """
 
 from __future__ import annotations
@@ -59,9 +66,12 @@ RUNTIME_BYTES = 55 * MiB
 """Interpreter + llama.cpp libraries + allocator: the worker's RSS before a model loads."""
 N_UBATCH = 512
 """The worker's micro-batch (llama.cpp default); the compute buffer scales with it."""
-_LOGITS_FACTOR = 0.80
-_SCORES_FACTOR = 0.62
-_TYPICAL_COMPUTE_SHARE = 0.25
+_ACTIVATION_ROWS = 4
+"""Activations alive beside the biggest tensor: about this many rows of n_embd floats
+per batch token."""
+_TYPICAL_LOGITS_SHARE = 0.25
+"""Share of the logits stage a short exchange touches (measured: 24-25 MiB of 99 MiB
+at every context length and with flash attention)."""
 GREEN_SHARE = 0.90
 """The peak must fit in this share of the free memory for a green verdict."""
 
@@ -118,14 +128,11 @@ class MemoryEstimate:
     weights: int
     kv_cache: int
     compute_reserved: int
+    compute_typical: int
     runtime: int
     exact: bool
     """False when the header lacked the shape (e.g. a hub file not yet downloaded): then
     the KV cache and compute buffer are left out and the numbers are a lower bound."""
-
-    @property
-    def compute_typical(self) -> int:
-        return int(self.compute_reserved * _TYPICAL_COMPUTE_SHARE)
 
     @property
     def typical(self) -> int:
@@ -156,17 +163,23 @@ def estimate_memory(info: Mapping[str, Any] | ModelShape, n_ctx: int,
     if per_elem is None:
         raise ValueError(f"unknown KV cache type {cache_type!r} "
                          f"(known: {', '.join(CACHE_BYTES)})")
-    kv = compute = 0
+    kv = compute = typical = 0
     if shape.known:
         assert shape.n_layers and shape.n_head_kv and shape.head_dim_k and shape.head_dim_v
         kv = int(shape.n_layers * n_ctx * shape.n_head_kv
                  * (shape.head_dim_k + shape.head_dim_v) * per_elem)
-        logits = (shape.n_vocab or 32000) * n_ubatch * 4
-        scores = 0 if flash_attn else n_ctx * n_ubatch * (shape.n_head or 1) * 4
-        compute = int(_LOGITS_FACTOR * logits + _SCORES_FACTOR * scores)
+        # llama.cpp's graph allocator reuses memory between stages, so the buffer is
+        # the largest stage: the output logits, or the attention scores plus their
+        # mask (f32, per head; flash attention never materialises them).
+        activations = n_ubatch * (shape.n_embd or 4096) * 4 * _ACTIVATION_ROWS
+        logits = n_ubatch * (shape.n_vocab or 32000) * 4 + activations
+        scores = (0 if flash_attn else
+                  n_ubatch * n_ctx * ((shape.n_head or 1) + 1) * 4 + activations)
+        compute = max(logits, scores)
+        typical = int(logits * _TYPICAL_LOGITS_SHARE)
     return MemoryEstimate(n_ctx=n_ctx, weights=shape.file_size, kv_cache=kv,
-                          compute_reserved=compute, runtime=RUNTIME_BYTES,
-                          exact=shape.known)
+                          compute_reserved=compute, compute_typical=typical,
+                          runtime=RUNTIME_BYTES, exact=shape.known)
 
 
 # ----------------------------------------------------------------- the machine
