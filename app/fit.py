@@ -199,10 +199,25 @@ class SystemMemory:
     gpus: tuple[GpuMemory, ...] = field(default_factory=tuple)
 
 
-def system_memory(query_gpus: bool = True) -> SystemMemory:
-    """Free RAM (psutil's ``available``: free plus reclaimable cache) and NVIDIA VRAM."""
+def system_memory(query_gpus: bool = True, worker_pid: int | None = None) -> SystemMemory:
+    """Free RAM (psutil's ``available``: free plus reclaimable cache) and NVIDIA VRAM.
+
+    ``worker_pid`` is the inference worker: loading a model replaces the one it holds,
+    so the memory that model uses counts as free for the next one. Only its private
+    (anonymous) memory above the runtime is added; its memory-mapped weights are page
+    cache, which ``available`` already counts.
+    """
     vm = psutil.virtual_memory()
-    return SystemMemory(vm.total, vm.available, nvidia_gpus() if query_gpus else ())
+    available = vm.available
+    if worker_pid is not None:
+        try:
+            info = psutil.Process(worker_pid).memory_info()
+            private = info.rss - getattr(info, "shared", 0)
+            available += max(0, private - RUNTIME_BYTES)
+        except psutil.Error:
+            pass
+    return SystemMemory(vm.total, min(available, vm.total),
+                        nvidia_gpus() if query_gpus else ())
 
 
 def nvidia_gpus(timeout: float = 3.0) -> tuple[GpuMemory, ...]:

@@ -122,3 +122,25 @@ def test_estimate_matches_the_real_workers_memory(tmp_path) -> None:
     # the difference between the two contexts is the KV cache, and the estimate knows it
     (_, rss_a, est_a), (_, rss_b, est_b) = results
     assert abs((est_b.typical - est_a.typical) - (rss_b - rss_a)) <= 0.25 * (rss_b - rss_a)
+
+
+def test_the_loaded_models_private_memory_counts_as_free() -> None:
+    """Loading replaces the worker's model, so its memory is free for the next one."""
+    import subprocess
+    import sys
+
+    hog = subprocess.Popen([sys.executable, "-c",
+                            "import sys, time; b = bytearray(300 << 20); "
+                            "print('ready', flush=True); time.sleep(30)"],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        assert hog.stdout is not None and hog.stdout.readline().strip() == "ready"
+        from app.fit import system_memory
+
+        plain = system_memory(query_gpus=False)
+        counted = system_memory(query_gpus=False, worker_pid=hog.pid)
+        # 300 MiB private, minus the runtime allowance, give or take what others did
+        assert counted.ram_available - plain.ram_available > 150 * MiB
+    finally:
+        hog.kill()
+        hog.wait()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent
+from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -57,12 +57,12 @@ class ModelsTab(QWidget):
 
     def __init__(self, workspace: Workspace, client: InferenceClient | None = None,
                  hub_client_factory: Callable[[], HubClient] = HubClient,
-                 probe_system: Callable[[], SystemMemory] = system_memory,
+                 probe_system: Callable[[], SystemMemory] | None = None,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.workspace = workspace
         self.client = client
-        self.probe_system = probe_system
+        self.probe_system = probe_system or self._probe_system
         self.system: SystemMemory | None = None
         self.background = Background(self)
         # Replaceable in tests: confirm(title, text) -> bool, open_url(QUrl) -> bool
@@ -156,6 +156,17 @@ class ModelsTab(QWidget):
         """Measure free RAM / VRAM off the GUI thread (nvidia-smi can take a moment)."""
         self.background.run(self.probe_system, self._on_system, lambda exc: None,
                             name="memory-probe")
+
+    def _probe_system(self) -> SystemMemory:
+        proc = self.client.proc if self.client is not None else None
+        alive = proc is not None and proc.poll() is None
+        return system_memory(worker_pid=proc.pid if alive and proc else None)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt's name
+        """Free memory changes while the app runs; re-measure whenever the tab is shown."""
+        super().showEvent(event)
+        if self.system is not None and not self.background.busy:
+            self.refresh_system()
 
     def _on_system(self, system: SystemMemory) -> None:
         self.system = system
