@@ -251,3 +251,22 @@ def test_main_window_has_the_models_tab(qtbot, workspace) -> None:
     assert window.models_tab.client is window.bridge.client
     window.close()
     assert not window.models_tab.background.busy
+
+
+def test_hub_errors_are_shown_not_raised(make_tab, workspace, served, qtbot) -> None:
+    hub, _ = served
+    tab = make_tab()
+    tab.hub.open_repo("nobody/none")
+    qtbot.waitUntil(lambda: "no model repository 'nobody/none'" in tab.hub.status.text())
+    assert tab.hub.files_table.rowCount() == 0 and not tab.hub.download_button.isEnabled()
+
+    hub.corrupt = True
+    row = tab.hub.start_download(HubClient().pick_file(REPO, filename=FILE))
+    # the row's slots were connected before the transfer started, so wait on them
+    qtbot.waitUntil(lambda: "is corrupt" in row.detail.text(), timeout=10_000)
+    assert row.pause_button.text() == "Retry"
+    assert workspace.library.list() == [] and tab.model.rowCount() == 0
+    hub.corrupt = False
+    with qtbot.waitSignal(tab.library_changed, timeout=10_000):
+        row.pause_button.click()  # Retry
+    assert [r.source for r in workspace.library.list()] == ["download"]
