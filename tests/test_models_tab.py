@@ -177,11 +177,16 @@ def test_download_progress_through_to_chat(make_tab, workspace, served, qtbot) -
     assert "header has been read" not in view.files_table.item(0, 3).toolTip()
     assert view.selected_file().filename == FILE  # the selection survives the refresh
     seen: list[tuple[int, str]] = []
+    rows = []
+
+    def watch(row) -> None:  # runs before the transfer starts, after the row's own slot
+        rows.append(row)
+        row.task.progress.connect(lambda prog: seen.append((prog.done, row.detail.text())))
+
+    view.download_added.connect(watch)
     with qtbot.waitSignal(tab.library_changed, timeout=20_000):
         view.download_button.click()
-        row = view.rows[-1]
-        # connected after the row's own slot, so the row's text is already updated
-        row.task.progress.connect(lambda prog: seen.append((prog.done, row.detail.text())))
+    [row] = rows
     assert seen[-1][0] == len(data)
     assert [d for d, _ in seen] == sorted(d for d, _ in seen)
     assert all("MiB/s" in text and "left" in text for _, text in seen)

@@ -152,6 +152,7 @@ class DownloadRow(QWidget):
 class HubView(QWidget):
     model_installed = Signal(object)  # ModelRecord
     chat_requested = Signal(str)
+    download_added = Signal(object)  # DownloadRow, emitted before its transfer starts
 
     def __init__(self, workspace: Workspace,
                  client_factory: Callable[[], HubClient] = HubClient,
@@ -410,6 +411,7 @@ class HubView(QWidget):
         self.tasks.append(task)
         self.rows.append(row)
         self.downloads_layout.insertWidget(self.downloads_layout.count() - 1, row)
+        self.download_added.emit(row)
         return row
 
     def _restore_pending(self) -> None:
