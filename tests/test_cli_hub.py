@@ -62,7 +62,7 @@ def test_pull_installs_a_verified_model(served, tmp_path: Path) -> None:
 
 def test_pull_interrupted_then_rerun_resumes(served, tmp_path: Path) -> None:
     hub, data = served
-    hub.throttle = 0.02  # ~400 KB/s, so the first run is still going when interrupted
+    hub.throttle = 0.05  # ~160 KB/s, so the first run is still going when interrupted
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "models", "pull", REPO,
                              "--file", "tiny-Q4_K_M.gguf"], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
