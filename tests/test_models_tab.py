@@ -118,7 +118,8 @@ def test_import_by_file_dialog_and_a_bad_file(make_tab, workspace, tmp_path, mon
     assert [r.name for r in workspace.library.list()] == ["good"]
 
 
-def test_remove_asks_first_and_deletes_the_file(make_tab, workspace, tmp_path) -> None:
+def test_remove_asks_first_and_deletes_the_file(make_tab, workspace, tmp_path,
+                                                qtbot) -> None:
     record = workspace.library.import_file(write_tiny_gguf(tmp_path / "m.gguf"), "tiny")
     tab = make_tab()
     asked = []
@@ -127,7 +128,10 @@ def test_remove_asks_first_and_deletes_the_file(make_tab, workspace, tmp_path) -
     assert asked and "delete its file" in asked[0]
     assert record.path.exists() and tab.model.rowCount() == 1
     tab.confirm = lambda title, text: True
-    tab.remove_button.click()
+    tab.show()
+    tab.table.setFocus()
+    qtbot.waitUntil(tab.table.hasFocus)
+    qtbot.keyClick(tab.table, Qt.Key.Key_Delete)  # the Delete key does what Remove does
     assert workspace.library.list() == [] and not record.path.exists()
     assert tab.model.rowCount() == 0 and "Removed tiny" in tab.status.text()
 
@@ -211,10 +215,13 @@ def test_pause_resume_and_cancel_from_the_row(make_tab, workspace, served, qtbot
     assert row.pause_button.text() == "Resume" and "Paused at" in row.detail.text()
     kept = row.task.download.partial_bytes
     assert 0 < kept < len(data)
-    hub.throttle = 0
+    assert tab.pages.tabText(1) == "Discover on Hugging Face"  # nothing running
+    hub.throttle = 0.01
     with qtbot.waitSignal(row.task.finished, timeout=20_000):
         row.pause_button.click()
+        qtbot.waitUntil(lambda: "(downloading 1 · " in tab.pages.tabText(1))
     assert f"bytes={kept}-" in hub.range_requests()
+    qtbot.waitUntil(lambda: tab.pages.tabText(1) == "Discover on Hugging Face")
 
     hub.throttle = 0.01
     other = tab.hub.start_download(HubClient().pick_file(REPO, quant="Q8_0"))

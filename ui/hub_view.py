@@ -153,6 +153,7 @@ class HubView(QWidget):
     model_installed = Signal(object)  # ModelRecord
     chat_requested = Signal(str)
     download_added = Signal(object)  # DownloadRow, emitted before its transfer starts
+    activity = Signal(str)  # "" or a short summary of running downloads, e.g. "2 · 36%"
 
     def __init__(self, workspace: Workspace,
                  client_factory: Callable[[], HubClient] = HubClient,
@@ -408,11 +409,21 @@ class HubView(QWidget):
         row.chat_requested.connect(self.chat_requested)
         task.finished.connect(self.model_installed)
         task.failed.connect(self.status.setText)
+        for signal in (task.progress, task.paused, task.cancelled, task.failed, task.finished):
+            signal.connect(self._on_task_changed)
         self.tasks.append(task)
         self.rows.append(row)
         self.downloads_layout.insertWidget(self.downloads_layout.count() - 1, row)
         self.download_added.emit(row)
         return row
+
+    def _on_task_changed(self, *_: object) -> None:
+        running = [r for r in self.rows if r.task.state == "running"]
+        if not running:
+            self.activity.emit("")
+            return
+        done = sum(r.bar.value() for r in running) / (10 * len(running))
+        self.activity.emit(f"{len(running)} · {done:.0f}%")
 
     def _restore_pending(self) -> None:
         """Partial downloads from an earlier session, shown paused, ready to resume."""

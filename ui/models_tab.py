@@ -15,7 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QDragEnterEvent, QDropEvent, QShowEvent
+from PySide6.QtGui import (
+    QDesktopServices,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+    QShortcut,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFileDialog,
@@ -133,6 +140,9 @@ class ModelsTab(QWidget):
         self.ctx_spin.valueChanged.connect(self._on_ctx_changed)
         self.hub.model_installed.connect(self._on_model_installed)
         self.hub.chat_requested.connect(self.chat_requested)
+        self.hub.activity.connect(self._on_hub_activity)
+        QShortcut(QKeySequence(QKeySequence.StandardKey.Delete), self.table,
+                  self._on_remove_clicked)
 
     # -------------------------------------------------------------- state
 
@@ -263,6 +273,11 @@ class ModelsTab(QWidget):
     def _on_import_failed(self, exc: BaseException) -> None:
         self.import_button.setEnabled(True)
         self.say(str(exc), error=True)
+
+    def _on_hub_activity(self, summary: str) -> None:
+        """Show running downloads on the hub page's tab, visible from the installed list."""
+        title = "Discover on Hugging Face"
+        self.pages.setTabText(1, f"{title} (downloading {summary})" if summary else title)
 
     def _on_model_installed(self, record: ModelRecord) -> None:
         self.refresh()
