@@ -109,20 +109,28 @@ class ProgressBar:
         self.width = width
         self._last = 0.0
         self._drawn = False
+        # Redrawing in place only makes sense on a terminal; a log gets one line per 10 %.
+        self._tty = bool(getattr(stream, "isatty", lambda: False)())
+        self._decile = -1
 
     def update(self, p: DownloadProgress) -> None:
         now = time.monotonic()
         if now - self._last < 0.1 and p.done < p.total:
             return
         self._last = now
+        if not self._tty:
+            decile = int(p.fraction * 10)
+            if decile == self._decile:
+                return
+            self._decile = decile
         filled = int(self.width * p.fraction)
         eta = "--:--" if p.eta_s is None else _clock(p.eta_s)
         line = (f"\r[{'#' * filled}{'.' * (self.width - filled)}] {p.fraction:4.0%} "
                 f"{p.done / 2**20:8.1f}/{p.total / 2**20:.1f} MiB "
                 f"{p.speed_bps / 2**20:6.1f} MiB/s  ETA {eta}")
-        self.stream.write(line)
+        self.stream.write(line if self._tty else line.lstrip("\r") + "\n")
         self.stream.flush()
-        self._drawn = True
+        self._drawn = self._tty
 
     def finish(self) -> None:
         if self._drawn:

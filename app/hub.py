@@ -8,9 +8,12 @@ whole transfer instead of delegating to ``hf_hub_download``:
   connection or closing the app leaves both behind; the next attempt for the same file
   (same expected hash) continues with an HTTP ``Range`` request.
 * **Verified.** The expected SHA-256 and size come from the hub's LFS metadata. The
-  finished file is hashed and parsed with :func:`app.gguf_file.read_gguf` before it is
-  moved (one atomic rename) into ``models/`` and registered. A file without a hub
-  hash is refused rather than trusted; a mismatch deletes the partial file.
+  bytes are hashed as they arrive (a resumed download re-reads only what it kept);
+  the complete file must match, and parse with :func:`app.gguf_file.read_gguf`,
+  before it is moved (one atomic rename) into ``models/`` and registered. A file
+  without a hub hash is refused rather than trusted; a mismatch deletes the partial.
+* **One writer.** An OS lock (``<sha256>.lock``) keeps two windows, or a window and
+  the CLI, from appending to the same partial file; it dies with its process.
 * **Never half-listed.** Partial files live outside ``models/`` and only the final
   rename makes a file visible, so the library never shows an unfinished model.
 * **Qt-free.** Progress goes to a plain callback; :class:`Download` is paused or
