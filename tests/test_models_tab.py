@@ -282,3 +282,21 @@ def test_hub_errors_are_shown_not_raised(make_tab, workspace, served, qtbot) -> 
     with qtbot.waitSignal(tab.library_changed, timeout=10_000):
         row.pause_button.click()  # Retry
     assert [r.source for r in workspace.library.list()] == ["download"]
+
+
+def test_chat_with_this_model_switches_to_the_chat_tab(qtbot, workspace, tmp_path,
+                                                       monkeypatch) -> None:
+    from ui.main_window import MainWindow
+
+    window = MainWindow(workspace)
+    qtbot.addWidget(window)
+    loads = []
+    monkeypatch.setattr(window, "_on_load_clicked", lambda: loads.append(
+        window.model_picker.currentText()))
+    window.tabs.setCurrentWidget(window.models_tab)
+    # a model that arrived after the window was built (as a download would)
+    workspace.library.import_file(write_tiny_gguf(tmp_path / "m.gguf"), "fresh")
+    window.models_tab.refresh(select="fresh")
+    window.models_tab.chat_button.click()
+    assert window.tabs.currentIndex() == 0 and loads == ["fresh"]
+    window.close()
