@@ -295,3 +295,16 @@ def test_two_downloads_of_one_file_cannot_interleave(served, workspace) -> None:
         thread.join(20)
     assert outcome and outcome[0].path.read_bytes() == data
     assert list(workspace.home.downloads.iterdir()) == []
+
+
+def test_the_fake_hub_speaks_huggingface_hubs_own_protocol(served, tmp_path) -> None:
+    """huggingface_hub's own metadata call and downloader accept the local hub, so the
+    tests above exercise the same routes and headers as the real one."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+
+    hub, data = served
+    meta = get_hf_file_metadata(hf_hub_url(REPO, FILE, endpoint=hub.url))
+    assert meta.etag == hashlib.sha256(data).hexdigest() and meta.size == len(data)
+    assert meta.commit_hash == "0123456789abcdef0123456789abcdef01234567"
+    path = hf_hub_download(REPO, FILE, cache_dir=tmp_path / "hf-cache", endpoint=hub.url)
+    assert Path(path).read_bytes() == data
