@@ -179,6 +179,8 @@ def test_download_progress_through_to_chat(make_tab, workspace, served, qtbot) -
     qtbot.waitUntil(lambda: "2 layers" in view.files_label.text())
     assert "KV cache" in view.files_table.item(0, 3).toolTip()
     assert "header has been read" not in view.files_table.item(0, 3).toolTip()
+    tab.ctx_spin.setValue(8192)  # one context for both lists' verdicts
+    assert "at 8,192 tokens" in view.files_table.item(0, 3).toolTip()
     assert view.selected_file().filename == FILE  # the selection survives the refresh
     seen: list[tuple[int, str]] = []
     rows = []

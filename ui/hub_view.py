@@ -163,6 +163,7 @@ class HubView(QWidget):
         self.client_factory = client_factory
         self.background = Background(self)
         self.system: SystemMemory | None = None
+        self.n_ctx = workspace.settings.load.n_ctx  # the context the fit verdicts assume
         self.tasks: list[DownloadTask] = []
         self.rows: list[DownloadRow] = []
         self.files: list[HubFile] = []
@@ -346,7 +347,7 @@ class HubView(QWidget):
         self.files_label.setText(f"<b>{repo}</b>: {len(files)} GGUF files{about}"
                                  if files else f"<b>{repo}</b> has no GGUF files.")
         self.files_table.setRowCount(len(files))
-        n_ctx = self.workspace.settings.load.n_ctx
+        n_ctx = self.n_ctx
         for row, f in enumerate(files):
             fit = ""
             verdict = None
@@ -441,6 +442,11 @@ class HubView(QWidget):
         self.status.setText(f"<span style='color:#a00'>{exc}</span>")
         if self.current_repo and not self.files:
             self.files_label.setText(f"Could not read {self.current_repo}.")
+
+    def set_context(self, n_ctx: int) -> None:
+        self.n_ctx = n_ctx
+        if self.current_repo and self.files:
+            self._show_files(self.current_repo, self.files)
 
     def set_system(self, system: SystemMemory) -> None:
         self.system = system

@@ -213,8 +213,9 @@ class ModelsTab(QWidget):
         for b in (self.remove_button, self.folder_button, self.chat_button):
             b.setEnabled(record is not None)
 
-    def _on_ctx_changed(self, _value: int) -> None:
+    def _on_ctx_changed(self, value: int) -> None:
         self.model.set_verdicts(self._verdicts(self.model.records))
+        self.hub.set_context(value)
 
     def _on_chat_clicked(self, *_: object) -> None:
         record = self.selected()
