@@ -75,6 +75,9 @@ class MainWindow(QMainWindow):
 
     def _restore(self) -> None:
         ui = self.workspace.settings.ui
+        # The panel first: it changes the window's minimum width, which geometry respects.
+        self.chat_page.model_bar.settings_button.setChecked(
+            bool(ui.get("settings_panel", True)))
         geometry = ui.get("geometry")
         if isinstance(geometry, str):
             self.restoreGeometry(QByteArray.fromBase64(geometry.encode("ascii")))
@@ -82,8 +85,6 @@ class MainWindow(QMainWindow):
         if isinstance(sizes, list) and len(sizes) == 3 and all(isinstance(s, int)
                                                                for s in sizes):
             self.chat_page.splitter.setSizes(sizes)
-        self.chat_page.model_bar.settings_button.setChecked(
-            bool(ui.get("settings_panel", True)))
         conversation = ui.get("conversation")
         if isinstance(conversation, int):
             self.chat.open_conversation(conversation)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QColor, QPalette
-from PySide6.QtWidgets import QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QSplitter, QVBoxLayout, QWidget
 
 from ui.chat.chat_model import ChatModel
 from ui.chat.composer import Composer
-from ui.chat.conversation_view import ConversationView, _mix
+from ui.chat.conversation_view import COLUMN_WIDTH, ConversationView, _mix
 from ui.chat.markdown import is_dark
 from ui.chat.model_bar import ModelBar
 from ui.chat.settings_panel import SettingsPanel
@@ -35,11 +35,13 @@ class ChatPage(QWidget):
         column.addWidget(self.view, 1)
         composer_row = QWidget()
         composer_row.setObjectName("composerRow")
-        row = QVBoxLayout(composer_row)
+        row = QHBoxLayout(composer_row)
         row.setContentsMargins(16, 4, 16, 14)
-        row.addWidget(self.composer, 0, Qt.AlignmentFlag.AlignHCenter)
-        self.composer.setMaximumWidth(860)
-        self.composer.setMinimumWidth(320)
+        # The same centred column as the conversation, so the two line up.
+        row.addStretch(1)
+        row.addWidget(self.composer, 100)
+        row.addStretch(1)
+        self.composer.setMaximumWidth(COLUMN_WIDTH)
         column.addWidget(composer_row)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -51,7 +53,7 @@ class ChatPage(QWidget):
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setStretchFactor(2, 0)
         self.splitter.setSizes([240, 760, 280])
-        self.sidebar.setMinimumWidth(180)
+        self.sidebar.setMinimumWidth(160)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.splitter)
@@ -62,10 +64,6 @@ class ChatPage(QWidget):
 
     def _on_settings_toggled(self, shown: bool) -> None:
         self.settings_panel.setVisible(shown)
-
-    def resizeEvent(self, event: object) -> None:  # noqa: N802 - Qt's name
-        super().resizeEvent(event)  # type: ignore[arg-type]
-        self.composer.setFixedWidth(max(320, min(860, self.view.viewport().width() - 32)))
 
     def _restyle(self) -> None:
         palette = self.palette()

@@ -151,6 +151,7 @@ class ConversationView(QScrollArea):
                 widget.refresh(message, last)
             if self.list_layout.indexOf(widget) != index:
                 self.list_layout.insertWidget(index, widget)
+                widget.show()  # now, not on the layout's queued show
             widget.set_actions_enabled(not self.chat.busy)
         self._sync_stream(reply, len(shown))
         self._update_empty()
@@ -178,6 +179,7 @@ class ConversationView(QScrollArea):
         widget.set_note(trimmed_note(reply.dropped_messages))
         self.stream_widget, self.stream_request = widget, reply.request_id
         self.list_layout.insertWidget(index, widget)
+        widget.show()
         self._stick = True
 
     def _reply_here(self) -> PendingReply | None:

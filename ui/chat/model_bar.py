@@ -33,11 +33,13 @@ class ModelBar(QFrame):
         self.picker = QComboBox()
         self.picker.setObjectName("modelPicker")
         self.picker.setToolTip("The model to chat with; picking one loads it")
-        self.picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-        self.picker.setMinimumWidth(220)
+        self.picker.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.picker.setMinimumContentsLength(16)
         self.dot = QLabel("●")
         self.state = QLabel()
         self.state.setObjectName("modelState")
+        self.state.setMinimumWidth(40)  # clipped rather than widening a narrow window
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setTextVisible(False)

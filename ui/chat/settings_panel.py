@@ -45,7 +45,7 @@ class SettingsPanel(QScrollArea):
         self.setObjectName("settingsPanel")
         self.setWidgetResizable(True)
         self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setMinimumWidth(250)
+        self.setMinimumWidth(230)
         page = QWidget()
         layout = QVBoxLayout(page)
         layout.setContentsMargins(12, 12, 12, 12)

@@ -17,7 +17,6 @@ from PySide6.QtCore import (
     QPoint,
     Qt,
     QTimer,
-    Signal,
 )
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
@@ -98,8 +97,6 @@ class ConversationListModel(QAbstractListModel):
 
 
 class Sidebar(QFrame):
-    export_failed = Signal(str)
-
     def __init__(self, chat: ChatModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.chat = chat
@@ -121,6 +118,7 @@ class Sidebar(QFrame):
                                   | QAbstractItemView.EditTrigger.EditKeyPressed)
         self.list.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.list.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 10, 10, 10)
         layout.setSpacing(8)
@@ -191,12 +189,13 @@ class Sidebar(QFrame):
 
     def confirm_delete(self, conversation_id: int) -> bool:
         title = self.chat.store.get(conversation_id).title
-        answer = QMessageBox.question(
-            self, "Delete conversation",
-            f"Delete “{title}”? Its messages are removed for good.",
-            QMessageBox.StandardButton.Delete | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Cancel)
-        if answer != QMessageBox.StandardButton.Delete:
+        box = QMessageBox(QMessageBox.Icon.Warning, "Delete conversation",
+                          f"Delete “{title}”?", parent=self)
+        box.setInformativeText("Its messages are removed for good.")
+        delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
+        box.setDefaultButton(box.addButton(QMessageBox.StandardButton.Cancel))
+        box.exec()
+        if box.clickedButton() is not delete:
             return False
         self.chat.delete(conversation_id)
         return True
