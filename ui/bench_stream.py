@@ -6,7 +6,8 @@ A real MainWindow opens a conversation that already holds 50 long messages (Mark
 with lists, tables and highlighted code). A 5 ms precise QTimer ticks throughout; the
 largest gap between two ticks is the longest the window could not answer input. Phases:
 
-1. open the conversation (rendering 50 long messages once; reported, not a target),
+1. open the conversation (the newest messages at once, then the older ones built and
+   rendered from Markdown a slice per frame until the page is complete),
 2. scroll the history for 3 s (a step of 80 px every 16 ms, as a fast wheel would),
 3. stream a 4,000-token reply at full speed with the view following the bottom,
 4. stream another 4,000-token reply while scrolling the history,
@@ -183,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as home:
         workspace = open_workspace(home, register_starter=False)
         cid = build_history(workspace, args.history)
+        workspace.store.create(title="Empty")  # newest, so the window opens this one
         window = MainWindow(workspace)
         window.resize(1280, 860)
         window.show()
@@ -193,15 +195,17 @@ def main(argv: list[str] | None = None) -> int:
         tokens = reply_tokens(args.tokens)
         spin_until(lambda: False, 0.3)
 
-        # 1. Open the conversation.
+        # 1. Open the conversation: newest messages at once, the rest a frame apart.
         meter.start()
         started = time.perf_counter()
         chat.open_conversation(cid)
         open_s = time.perf_counter() - started
-        spin_until(lambda: False, 0.3)
+        spin_until(lambda: not view._to_build and not view.render_queue.jobs, 120)  # noqa: SLF001
+        complete_s = time.perf_counter() - started
         r = meter.stop()
         results.append(Result(f"open {args.history} long messages", **r,
-                              note=f"{open_s * 1000:.0f} ms to build the page"))
+                              note=f"{open_s * 1000:.0f} ms to show the newest, "
+                              f"{complete_s:.1f} s until all are rendered"))
 
         scroller = QTimer(interval=16)
         direction = [-1]
@@ -292,9 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         print(f"{r.name.ljust(width)}  {r.max_ms:7.1f}ms  {r.p99_ms:6.1f}ms  "
               f"{r.median_ms:5.1f}ms  {r.note}")
-    ours = max(r.max_ms for r in results[1:4])
+    ours = max(r.max_ms for r in results[:4])
     base = results[-1].max_ms
-    print(f"\nlongest stall while streaming or scrolling: {ours:.1f} ms "
+    print(f"\nlongest stall opening, scrolling or streaming: {ours:.1f} ms "
           f"(target {TARGET_MS:.0f} ms: {'met' if ours <= TARGET_MS else 'NOT met'}); "
           f"naive baseline {base:.0f} ms, {base / max(ours, 0.001):.0f}x longer")
     del app

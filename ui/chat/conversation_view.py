@@ -10,7 +10,9 @@ text arrives; scrolled up, it stays where the person is reading.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QEvent, Qt, QTimer
+import time
+
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (
     QFrame,
@@ -25,10 +27,12 @@ from PySide6.QtWidgets import (
 from app.chat import PendingReply
 from app.store import Message
 from ui.chat.chat_model import ChatModel
-from ui.chat.markdown import MarkdownRenderer, is_dark
-from ui.chat.message_widget import MessageWidget, trimmed_note
+from ui.chat.markdown import MarkdownRenderer, RenderJob, is_dark
+from ui.chat.message_widget import SYNC_RENDER_CHARS, MessageWidget, trimmed_note
 
 COLUMN_WIDTH = 860
+# Messages built at once when a conversation opens; older ones follow a frame apart.
+SYNC_BUILD = 8
 
 
 def _mix(a: QColor | str, b: QColor | str, t: float) -> str:
@@ -37,6 +41,62 @@ def _mix(a: QColor | str, b: QColor | str, t: float) -> str:
     return QColor(round(a.red() + (b.red() - a.red()) * t),
                   round(a.green() + (b.green() - a.green()) * t),
                   round(a.blue() + (b.blue() - a.blue()) * t)).name()
+
+
+class RenderQueue(QObject):
+    """Renders long messages a few milliseconds at a time, between frames.
+
+    The newest message is rendered first: it is the one on screen after a reply or
+    when a conversation opens at its end.
+    """
+
+    BUDGET_S = 0.008
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.jobs: list[tuple[MessageWidget, int, RenderJob]] = []
+        self.timer = QTimer(self, interval=0)
+        self.timer.timeout.connect(self._on_tick)
+
+    def add(self, widget: MessageWidget, renderer: MarkdownRenderer) -> None:
+        """Queue every piece of ``widget``'s message, ahead of older work."""
+        assert widget.message is not None
+        self.cancel(widget)
+        jobs = [(widget, i, RenderJob(renderer, piece, widget.body.font()))
+                for i, piece in enumerate(widget.pieces())]
+        self.jobs[:0] = jobs
+        widget.needs_render = False
+        self.timer.start()
+
+    def cancel(self, widget: MessageWidget) -> None:
+        self.jobs = [job for job in self.jobs if job[0] is not widget]
+
+    def clear(self) -> None:
+        self.jobs.clear()
+        self.timer.stop()
+
+    def finish_all(self) -> None:
+        """Render everything now (tests and screenshots)."""
+        while self.jobs:
+            self._on_tick()
+        self.timer.stop()
+
+    def _on_tick(self) -> None:
+        """One slice: some rendering steps, or showing one rendered piece (its layout
+        is the costly part) — never two pieces in the same frame."""
+        deadline = time.perf_counter() + self.BUDGET_S
+        while self.jobs:
+            widget, index, job = self.jobs[0]
+            if job.done:
+                self.jobs.pop(0)
+                if index < len(widget.bodies) and widget.bodies[index].plain_text == job.text:
+                    widget.bodies[index].adopt(job)
+                break
+            job.step()
+            if time.perf_counter() >= deadline:
+                break
+        if not self.jobs:
+            self.timer.stop()
 
 
 class ProblemCard(QFrame):
@@ -76,6 +136,10 @@ class ConversationView(QScrollArea):
         super().__init__(parent)
         self.chat = chat
         self.renderer = MarkdownRenderer(self.palette())
+        self.render_queue = RenderQueue(self)
+        self._to_build: list[Message] = []
+        self._build_timer = QTimer(self, interval=0)
+        self._build_timer.timeout.connect(self._on_build_tick)
         self.widgets: dict[int, MessageWidget] = {}
         self.stream_widget: MessageWidget | None = None
         self.stream_request: str | None = None
@@ -136,12 +200,19 @@ class ConversationView(QScrollArea):
         for message_id in list(self.widgets):
             if message_id not in keep:
                 widget = self.widgets.pop(message_id)
+                self.render_queue.cancel(widget)
                 widget.setParent(None)
                 widget.deleteLater()
         last_assistant = next((m.id for m in reversed(shown) if m.role == "assistant"), None)
         is_tail = reply is None
         label = self._model_label()
+        missing = [m.id for m in shown if m.id not in self.widgets]
+        # The newest messages are built now; older ones a few per frame (_on_build_tick).
+        later = set(missing[:-SYNC_BUILD]) if len(missing) > SYNC_BUILD else set()
+        built = []
         for index, message in enumerate(shown):
+            if message.id in later:
+                continue
             last = is_tail and message.id == last_assistant and index == len(shown) - 1
             widget = self.widgets.get(message.id)
             if widget is None:
@@ -149,15 +220,50 @@ class ConversationView(QScrollArea):
                 self.widgets[message.id] = widget
             else:
                 widget.refresh(message, last)
-            if self.list_layout.indexOf(widget) != index:
-                self.list_layout.insertWidget(index, widget)
-                widget.show()  # now, not on the layout's queued show
             widget.set_actions_enabled(not self.chat.busy)
-        self._sync_stream(reply, len(shown))
+            built.append(widget)
+        self._place(built)
+        # Queued oldest first, so the newest (inserted at the front) renders first.
+        for widget in built:
+            if widget.needs_render:
+                self.render_queue.add(widget, self.renderer)
+        self._to_build = [m for m in shown if m.id in later]
+        if self._to_build:
+            self._build_timer.start()
+        self._sync_stream(reply, len(built))
         self._update_empty()
         self.problem_card.show_problem()
 
-    def _make(self, message: Message, label: str, last: bool) -> MessageWidget:
+    def _place(self, ordered: list[MessageWidget]) -> None:
+        """Put the built message widgets in conversation order at the top of the list."""
+        for index, widget in enumerate(ordered):
+            if self.list_layout.indexOf(widget) != index:
+                self.list_layout.insertWidget(index, widget)
+                widget.show()  # now, not on the layout's queued show
+
+    def _on_build_tick(self) -> None:
+        """Build one older message (newest of those left) per frame, above the others."""
+        if not self._to_build:
+            self._build_timer.stop()
+            return
+        message = self._to_build.pop()
+        if message.id not in self.widgets:
+            widget = self._make(message, self._model_label(), False)
+            widget.set_actions_enabled(not self.chat.busy)
+            self.widgets[message.id] = widget
+            order = [m.id for m in self.chat.messages()]
+            built = sorted((w for w in self.widgets.values() if w.message is not None),
+                           key=lambda w: order.index(w.message.id)
+                           if w.message and w.message.id in order else len(order))
+            self._place(built)
+            if widget.needs_render:
+                self.render_queue.add(widget, self.renderer)
+                # Behind the newer ones: what is on screen renders first.
+                mine = [j for j in self.render_queue.jobs if j[0] is widget]
+                self.render_queue.cancel(widget)
+                self.render_queue.jobs.extend(mine)
+
+    def _make(self, message: Message | None, label: str, last: bool) -> MessageWidget:
         widget = MessageWidget(message, self.renderer, label, last)
         widget.regenerate_requested.connect(self._on_regenerate)
         widget.continue_requested.connect(self._on_continue)
@@ -173,7 +279,7 @@ class ConversationView(QScrollArea):
             self.stream_widget, self.stream_request = None, None
         if reply is None or self.stream_widget is not None:
             return
-        widget = MessageWidget(None, self.renderer, self._model_label())
+        widget = self._make(None, self._model_label(), False)
         prefix = reply.continues.content if reply.continues else ""
         widget.begin_stream(prefix + reply.text)
         widget.set_note(trimmed_note(reply.dropped_messages))
@@ -234,14 +340,21 @@ class ConversationView(QScrollArea):
         if event.type() == QEvent.Type.PaletteChange:
             self._restyle()
             self.renderer = MarkdownRenderer(self.palette())
+            self.render_queue.clear()
             for widget in self.widgets.values():
                 widget.renderer = self.renderer
-                if widget.message is not None:
+                if widget.message is None:
+                    continue
+                if len(widget.message.content) <= SYNC_RENDER_CHARS:
                     widget.body.set_markdown(widget.message.content, self.renderer)
+                else:
+                    self.render_queue.add(widget, self.renderer)
 
     # -------------------------------------------------------------------- slots
 
     def _on_conversation_opened(self, conversation_id: int) -> None:
+        self.render_queue.clear()
+        self._to_build.clear()
         for widget in self.widgets.values():
             widget.setParent(None)
             widget.deleteLater()
@@ -278,10 +391,26 @@ class ConversationView(QScrollArea):
 
     def _on_reply_finished(self, reply: PendingReply) -> None:
         if reply.conversation_id == self.chat.conversation_id:
+            self._keep_streamed_text(reply)
             self.sync()
         else:
             for widget in self.widgets.values():
                 widget.set_actions_enabled(True)
+
+    def _keep_streamed_text(self, reply: PendingReply) -> None:
+        """The streaming widget becomes the stored message's widget: its plain text is
+        already laid out, and the Markdown render replaces it a slice at a time."""
+        widget = self.stream_widget
+        if widget is None or reply.request_id != self.stream_request or reply.saved is None:
+            return
+        old = self.widgets.pop(reply.saved.id, None)
+        if old is not None:
+            self.render_queue.cancel(old)
+            old.setParent(None)
+            old.deleteLater()
+        self.widgets[reply.saved.id] = widget
+        widget.refresh(reply.saved, True)
+        self.stream_widget, self.stream_request = None, None
 
     def _on_regenerate(self) -> None:
         self.chat.regenerate()

@@ -13,6 +13,7 @@ is complete — never per streamed token.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -40,6 +41,7 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QApplication
 
 COPY_SCHEME = "copy-code"
+_CODE_BLOCK = QTextCharFormat.Property.UserProperty
 _FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[ \t]*([^\s`]*)[^\n]*\n", re.M)
 
 
@@ -71,6 +73,39 @@ def split_fences(text: str) -> list[Segment]:
     if pos < len(text):
         segments.append(Segment("prose", text[pos:]))
     return [s for s in segments if s.kind == "code" or s.text.strip()]
+
+
+# A long message is shown as pieces of about this many characters, each its own
+# document: laying out (and re-laying out on a resize) a piece costs a few ms where a
+# whole 16,000-character reply costs a frame-dropping 60-80 ms.
+PIECE_CHARS = 2000
+
+
+def split_points(text: str, limit: int = PIECE_CHARS) -> list[int]:
+    """Offsets that cut ``text`` into pieces: after a blank line outside code fences,
+    once the piece holds ``limit`` characters.
+
+    Decided by complete lines only, so cutting a streamed reply as it grows gives the
+    same pieces as cutting the finished text.
+    """
+    points: list[int] = []
+    start = pos = 0
+    in_fence = False
+    for line in text.splitlines(keepends=True):
+        if not line.endswith("\n"):
+            break  # an unfinished line decides nothing yet
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+        pos += len(line)
+        if not in_fence and not line.strip() and pos - start >= limit and pos < len(text):
+            points.append(pos)
+            start = pos
+    return points
+
+
+def split_pieces(text: str, limit: int = PIECE_CHARS) -> list[str]:
+    bounds = [0, *split_points(text, limit), len(text)]
+    return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def is_dark(palette: QPalette) -> bool:
@@ -111,10 +146,22 @@ class MarkdownRenderer:
         self.mono = monospace_font()
 
     def render(self, document: QTextDocument, text: str) -> list[str]:
-        """Replace ``document``'s content with ``text`` rendered; returns the code blocks."""
+        """Replace ``document``'s content with ``text`` rendered; returns the code blocks.
+
+        Render into a document no view shows yet (see :class:`RenderJob`): edits to a
+        displayed document are laid out one by one, some thirty times slower.
+        """
+        blocks: list[str] = []
+        for _ in self.steps(document, text, blocks):
+            pass
+        return blocks
+
+    def steps(self, document: QTextDocument, text: str, blocks: list[str]
+              ) -> Iterator[None]:
+        """:meth:`render` in small steps (a prose segment, a few hundred code tokens),
+        so a long reply can be rendered between two frames of the event loop."""
         document.clear()
         cursor = QTextCursor(document)
-        blocks: list[str] = []
         first = True
         for segment in split_fences(text):
             if not first:
@@ -124,39 +171,43 @@ class MarkdownRenderer:
             if segment.kind == "prose":
                 cursor.insertMarkdown(segment.text.strip("\n"),
                                       QTextDocument.MarkdownFeature.MarkdownDialectGitHub)
+                yield
             else:
-                self._insert_code(cursor, segment, len(blocks))
+                yield from self._insert_code(cursor, segment, len(blocks))
                 blocks.append(segment.text)
-        self._tidy(document)
-        return blocks
+        yield from self._tidy(document)
 
-    def _tidy(self, document: QTextDocument) -> None:
-        """Qt's Markdown gives inline code and quotes no shading; give them some."""
+    def _tidy(self, document: QTextDocument) -> Iterator[None]:
+        """Qt's Markdown gives inline code no shading; give it the code blocks' colours."""
         code_bg = QColor(self.style.background_color)
+        inline = QTextCharFormat()
+        inline.setBackground(QBrush(code_bg))
+        inline.setForeground(QBrush(QColor(self._default_code_color())))
         cursor = QTextCursor(document)
         block = document.begin()
+        n = 0
         while block.isValid():
             it = block.begin()
             while not it.atEnd():
                 fragment = it.fragment()
                 fmt = fragment.charFormat()
-                if fmt.fontFixedPitch() and not fmt.hasProperty(QTextCharFormat.Property.
-                                                                UserProperty):
+                if fmt.fontFixedPitch() and not fmt.hasProperty(_CODE_BLOCK):
                     cursor.setPosition(fragment.position())
                     cursor.setPosition(fragment.position() + fragment.length(),
                                        QTextCursor.MoveMode.KeepAnchor)
-                    inline = QTextCharFormat()
-                    inline.setBackground(QBrush(code_bg))
-                    inline.setForeground(QBrush(QColor(self._default_code_color())))
                     cursor.mergeCharFormat(inline)
                 it += 1
             block = block.next()
+            n += 1
+            if n % 200 == 0:
+                yield
 
     def _default_code_color(self) -> str:
         color = self.style.style_for_token(Text).get("color")
         return f"#{color}" if color else ("#e6edf3" if self.dark else "#24292f")
 
-    def _insert_code(self, cursor: QTextCursor, segment: Segment, index: int) -> None:
+    def _insert_code(self, cursor: QTextCursor, segment: Segment, index: int
+                     ) -> Iterator[None]:
         background = QColor(self.style.background_color)
         header_bg = background.darker(115) if not self.dark else background.lighter(135)
         table_format = QTextTableFormat()
@@ -197,8 +248,11 @@ class MarkdownRenderer:
         code_format.setBackground(QBrush(background))
         code_cell.setFormat(code_format)
         code_cursor = code_cell.firstCursorPosition()
-        for token_type, value in _lexer(segment.language).get_tokens(segment.text):
+        for n, (token_type, value) in enumerate(
+                _lexer(segment.language).get_tokens(segment.text), start=1):
             code_cursor.insertText(value, self._format(token_type))
+            if n % 300 == 0:
+                yield
 
     def _format(self, token_type: object) -> QTextCharFormat:
         fmt = self._formats.get(token_type)
@@ -207,8 +261,7 @@ class MarkdownRenderer:
             fmt = QTextCharFormat()
             fmt.setFont(self.mono)
             fmt.setFontFixedPitch(True)
-            # Marks code-block text so _tidy leaves it alone.
-            fmt.setProperty(QTextCharFormat.Property.UserProperty, True)
+            fmt.setProperty(_CODE_BLOCK, True)  # so _tidy leaves code-block text alone
             color = style.get("color")
             fmt.setForeground(QBrush(QColor(f"#{color}" if color else
                                             self._default_code_color())))
@@ -218,3 +271,32 @@ class MarkdownRenderer:
                 fmt.setFontItalic(True)
             self._formats[token_type] = fmt
         return fmt
+
+
+class RenderJob:
+    """One message rendered in steps into a detached document, for a view to adopt.
+
+    :meth:`step` does a slice of the work and says whether it is finished; the
+    conversation view runs jobs a few milliseconds at a time between frames.
+    """
+
+    def __init__(self, renderer: MarkdownRenderer, text: str, font: QFont) -> None:
+        self.text = text
+        self.document = QTextDocument()
+        self.document.setDefaultFont(font)
+        self.document.setDocumentMargin(2)
+        self.blocks: list[str] = []
+        self._steps = renderer.steps(self.document, text, self.blocks)
+        self.done = False
+
+    def step(self) -> bool:
+        try:
+            next(self._steps)
+        except StopIteration:
+            self.done = True
+        return self.done
+
+    def run(self) -> RenderJob:
+        while not self.step():
+            pass
+        return self

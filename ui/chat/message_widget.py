@@ -10,8 +10,15 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QSize, Qt, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QTextCursor, QWheelEvent
+from PySide6.QtCore import QSize, QSizeF, Qt, QUrl, Signal
+from PySide6.QtGui import (
+    QColor,
+    QDesktopServices,
+    QGuiApplication,
+    QPalette,
+    QTextCursor,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -26,7 +33,13 @@ from PySide6.QtWidgets import (
 )
 
 from app.store import CANCELLED, INTERRUPTED, TRUNCATED, Message
-from ui.chat.markdown import COPY_SCHEME, MarkdownRenderer
+from ui.chat.markdown import (
+    COPY_SCHEME,
+    MarkdownRenderer,
+    RenderJob,
+    split_pieces,
+    split_points,
+)
 
 
 def stats_line(stats: dict | None) -> str:
@@ -50,6 +63,11 @@ def trimmed_note(dropped: int, n_ctx: int | None = None) -> str:
             f"model's context{where}.")
 
 
+# Up to this many characters a message is rendered at once (a few ms); longer ones in
+# slices by the view, so no single frame waits for a long reply's Markdown.
+SYNC_RENDER_CHARS = 1500
+
+
 class MessageBody(QTextBrowser):
     """Read-only text that is as tall as its content; wheel events go to the page."""
 
@@ -60,19 +78,35 @@ class MessageBody(QTextBrowser):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setOpenLinks(False)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        # Transparent through the palette, not a style sheet: a sheet per message
+        # makes building a long conversation several times slower.
         self.viewport().setAutoFillBackground(False)
-        self.setStyleSheet("QTextBrowser { background: transparent; }")
+        palette = self.palette()
+        palette.setColor(QPalette.ColorRole.Base, QColor(0, 0, 0, 0))
+        self.setPalette(palette)
         self.document().setDocumentMargin(2)
         self.code_blocks: list[str] = []
+        self.plain_text = ""  # what set_plain/append showed; "" once rendered
         self._end: QTextCursor | None = None
         self.document().documentLayout().documentSizeChanged.connect(self._on_size_changed)
         self.anchorClicked.connect(self._on_anchor)
 
     def set_markdown(self, text: str, renderer: MarkdownRenderer) -> None:
+        """Render now (short messages; long ones go through the view's render queue)."""
+        self.adopt(RenderJob(renderer, text, self.font()).run())
+
+    def adopt(self, job: RenderJob) -> None:
+        """Show a document rendered off-screen: one layout instead of one per edit."""
+        job.document.setParent(self)  # the previous one, if ours, is deleted by Qt
+        self.setDocument(job.document)
+        job.document.documentLayout().documentSizeChanged.connect(self._on_size_changed)
+        self.code_blocks = job.blocks
+        self.plain_text = ""
         self._end = None
-        self.code_blocks = renderer.render(self.document(), text)
+        self._on_size_changed(None)
 
     def set_plain(self, text: str) -> None:
+        self.plain_text = text
         self.code_blocks = []
         self.document().setPlainText(text)
         self._end = QTextCursor(self.document())
@@ -84,9 +118,13 @@ class MessageBody(QTextBrowser):
             self.set_plain("")
         assert self._end is not None
         self._end.insertText(text)
+        self.plain_text += text
 
-    def _on_size_changed(self, size: object) -> None:
-        height = math.ceil(self.document().size().height()) + 2 * self.frameWidth()
+    def _on_size_changed(self, size: QSizeF | None) -> None:
+        # The size the layout reports; asking the document would force a full layout.
+        if size is None:
+            size = self.document().documentLayout().documentSize()
+        height = math.ceil(size.height()) + 2 * self.frameWidth()
         if height != self.height():
             self.setFixedHeight(height)
 
@@ -132,7 +170,14 @@ class MessageWidget(QFrame):
         self.note.setObjectName("noteLabel")
         self.note.setWordWrap(True)
         self.note.hide()
-        self.body = MessageBody()
+        # The text, as one document or (long messages) several pieces: see PIECE_CHARS.
+        self.body_box = QWidget()
+        self.body_layout = QVBoxLayout(self.body_box)
+        self.body_layout.setContentsMargins(0, 0, 0, 0)
+        self.body_layout.setSpacing(0)
+        self.bodies: list[MessageBody] = []
+        self._streamed = ""
+        self._add_body()
         self.footer = QLabel()
         self.footer.setObjectName("statsLabel")
         self.footer.setWordWrap(True)
@@ -159,12 +204,13 @@ class MessageWidget(QFrame):
         self.actions.addStretch(1)
 
         self.editor: QPlainTextEdit | None = None
+        self.needs_render = False
         layout = QVBoxLayout(self)
         layout.setContentsMargins(14, 10, 14, 8)
         layout.setSpacing(4)
         layout.addWidget(self.role_label)
         layout.addWidget(self.note)
-        layout.addWidget(self.body)
+        layout.addWidget(self.body_box)
         layout.addWidget(self.footer)
         layout.addLayout(self.actions)
         self.refresh(message, is_last)
@@ -182,8 +228,31 @@ class MessageWidget(QFrame):
 
     # ------------------------------------------------------------------ content
 
+    @property
+    def body(self) -> MessageBody:
+        """The first (often the only) piece of the text."""
+        return self.bodies[0]
+
+    def _add_body(self) -> MessageBody:
+        body = MessageBody()
+        self.bodies.append(body)
+        self.body_layout.addWidget(body)
+        return body
+
+    def _set_piece_count(self, n: int) -> None:
+        while len(self.bodies) < n:
+            self._add_body().show()
+        while len(self.bodies) > n:
+            body = self.bodies.pop()
+            body.setParent(None)
+            body.deleteLater()
+
     def refresh(self, message: Message | None, is_last: bool) -> None:
-        """Show ``message`` (re-rendering only when its text changed)."""
+        """Show ``message``, re-rendering only when its text changed.
+
+        Short text is rendered at once; long text shows as plain text pieces and sets
+        ``needs_render`` so the view renders them, a slice per frame.
+        """
         changed = (message is None or self.message is None or self.streaming
                    or message.content != self.message.content
                    or self.body.document().isEmpty())
@@ -191,17 +260,47 @@ class MessageWidget(QFrame):
         if message is not None:
             self.streaming = False
             if changed:
-                self.body.set_markdown(message.content, self.renderer)
+                if len(message.content) <= SYNC_RENDER_CHARS:
+                    self._set_piece_count(1)
+                    self.body.set_markdown(message.content, self.renderer)
+                    self.needs_render = False
+                else:
+                    pieces = split_pieces(message.content)
+                    self._set_piece_count(len(pieces))
+                    for body, piece in zip(self.bodies, pieces, strict=True):
+                        if body.plain_text != piece:
+                            body.set_plain(piece)
+                    self.needs_render = True
         self._update_footer()
+
+    def pieces(self) -> list[str]:
+        return split_pieces(self.message.content) if self.message else []
 
     def begin_stream(self, prefix: str = "") -> None:
         """Become the streaming view of a reply (``prefix``: the text being continued)."""
         self.streaming = True
-        self.body.set_plain(prefix)
+        self._set_piece_count(1)
+        self.body.set_plain("")
+        self._streamed = ""
+        self.append(prefix)
         self._update_footer()
 
     def append(self, text: str, tokens: int = 0) -> None:  # noqa: A003
-        self.body.append(text)
+        """Stream ``text`` in at the end, starting a new piece where the text is cut."""
+        if not text:
+            return
+        start = len(self._streamed)
+        self._streamed += text
+        bounds = [0, *split_points(self._streamed), len(self._streamed)]
+        pos = start
+        for k in range(len(self.bodies) - 1, len(bounds) - 1):
+            if k >= len(self.bodies):
+                self._add_body().show()
+                self.bodies[k].set_plain("")
+            end = bounds[k + 1]
+            if end > pos:
+                self.bodies[k].append(self._streamed[pos:end])
+                pos = end
 
     def set_stream_status(self, text: str) -> None:
         self.footer.setText(text)
@@ -262,7 +361,7 @@ class MessageWidget(QFrame):
                     enabled and self.message.version < self.message.version_count - 1)
 
     def text(self) -> str:
-        return self.message.content if self.message else self.body.toPlainText()
+        return self.message.content if self.message else self._streamed
 
     # ------------------------------------------------------------------- slots
 
@@ -300,8 +399,8 @@ class MessageWidget(QFrame):
         box_layout.addLayout(row)
         layout = self.layout()
         assert isinstance(layout, QVBoxLayout)
-        layout.insertWidget(layout.indexOf(self.body), self._edit_box)
-        self.body.hide()
+        layout.insertWidget(layout.indexOf(self.body_box), self._edit_box)
+        self.body_box.hide()
         send.clicked.connect(self._on_edit_send)
         cancel.clicked.connect(self._on_edit_cancel)
         self.editor.setFocus()
@@ -321,7 +420,7 @@ class MessageWidget(QFrame):
             return
         self._edit_box.deleteLater()
         self.editor = None
-        self.body.show()
+        self.body_box.show()
         self._update_footer()
 
 
