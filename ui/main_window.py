@@ -107,4 +107,5 @@ class MainWindow(QMainWindow):
             self._closed = True
             self.save_ui_state()
             self.chat.shutdown()
+            self.chat_page.view.shutdown()
         super().closeEvent(event)

@@ -403,8 +403,8 @@ class ChatModel(QObject):
                 text = ("The model ran out of memory while answering. Load it with a "
                         "shorter context or fewer GPU layers, then try again.")
             self._set_problem(Problem(text, action, finished.conversation_id))
+        # Views re-read the conversation on reply_finished (no second messages_changed).
         self.reply_finished.emit(finished)
-        self.messages_changed.emit(finished.conversation_id)
         self.conversations_changed.emit()
 
     def _on_flush(self) -> None:

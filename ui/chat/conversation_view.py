@@ -27,12 +27,12 @@ from PySide6.QtWidgets import (
 from app.chat import PendingReply
 from app.store import Message
 from ui.chat.chat_model import ChatModel
-from ui.chat.markdown import MarkdownRenderer, RenderJob, is_dark
+from ui.chat.markdown import MarkdownRenderer, RenderJob, is_dark, warm_up
 from ui.chat.message_widget import SYNC_RENDER_CHARS, MessageWidget, trimmed_note
 
 COLUMN_WIDTH = 860
 # Messages built at once when a conversation opens; older ones follow a frame apart.
-SYNC_BUILD = 8
+SYNC_BUILD = 3
 
 
 def _mix(a: QColor | str, b: QColor | str, t: float) -> str:
@@ -136,6 +136,7 @@ class ConversationView(QScrollArea):
         super().__init__(parent)
         self.chat = chat
         self.renderer = MarkdownRenderer(self.palette())
+        self._warm_up = warm_up()
         self.render_queue = RenderQueue(self)
         self._to_build: list[Message] = []
         self._build_timer = QTimer(self, interval=0)
@@ -423,6 +424,12 @@ class ConversationView(QScrollArea):
 
     def _on_version_requested(self, message_id: int, index: int) -> None:
         self.chat.select_version(message_id, index)
+
+    def shutdown(self) -> None:
+        """Stop background work (the window is closing); leaves no thread behind."""
+        self.render_queue.clear()
+        self._build_timer.stop()
+        self._warm_up.join(timeout=10)
 
     # ---------------------------------------------------------------- scrolling
 

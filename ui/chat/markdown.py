@@ -13,6 +13,7 @@ is complete — never per streamed token.
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
@@ -126,6 +127,17 @@ def _lexer(language: str):  # noqa: ANN202 - a Pygments lexer
                                  stripnl=False, ensurenl=False)
     except ClassNotFound:
         return TextLexer(stripnl=False, ensurenl=False)
+
+
+def warm_up(languages: tuple[str, ...] = ("python", "bash", "javascript", "json", "text")
+            ) -> threading.Thread:
+    """Build the common lexers on a short-lived thread at start-up: a lexer compiles
+    its regular expressions on first use (~100 ms for Python), which would otherwise
+    land on the frame that first shows a code block."""
+    thread = threading.Thread(target=lambda: [_lexer(lang) for lang in languages],
+                              name="pygments-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def monospace_font() -> QFont:
