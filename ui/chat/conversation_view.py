@@ -182,7 +182,7 @@ class ConversationView(QScrollArea):
         chat.context_trimmed.connect(self._on_context_trimmed)
         chat.reply_finished.connect(self._on_reply_finished)
         chat.problem_changed.connect(self.problem_card.show_problem)
-        chat.model_state_changed.connect(self._update_empty)
+        chat.model_state_changed.connect(self._on_model_state_changed)
         self.sync()
 
     # ------------------------------------------------------------------ building
@@ -221,7 +221,7 @@ class ConversationView(QScrollArea):
                 self.widgets[message.id] = widget
             else:
                 widget.refresh(message, last)
-            widget.set_actions_enabled(not self.chat.busy)
+            widget.set_actions_enabled(self.chat.can_send)
             built.append(widget)
         self._place(built)
         # Queued oldest first, so the newest (inserted at the front) renders first.
@@ -250,7 +250,7 @@ class ConversationView(QScrollArea):
         message = self._to_build.pop()
         if message.id not in self.widgets:
             widget = self._make(message, self._model_label(), False)
-            widget.set_actions_enabled(not self.chat.busy)
+            widget.set_actions_enabled(self.chat.can_send)
             self.widgets[message.id] = widget
             order = [m.id for m in self.chat.messages()]
             built = sorted((w for w in self.widgets.values() if w.message is not None),
@@ -368,12 +368,17 @@ class ConversationView(QScrollArea):
         self.sync()
         QTimer.singleShot(0, self.scroll_to_bottom)
 
+    def _on_model_state_changed(self) -> None:
+        """Regenerate, Continue and Edit need a loaded, idle model."""
+        for widget in self.widgets.values():
+            widget.set_actions_enabled(self.chat.can_send)
+        self._update_empty()
+
     def _on_messages_changed(self, conversation_id: int) -> None:
         if conversation_id == self.chat.conversation_id:
             self.sync()
         else:
-            for widget in self.widgets.values():
-                widget.set_actions_enabled(not self.chat.busy)
+            self._on_model_state_changed()
 
     def _on_reply_started(self, reply: PendingReply) -> None:
         if reply.conversation_id == self.chat.conversation_id:
@@ -395,8 +400,7 @@ class ConversationView(QScrollArea):
             self._keep_streamed_text(reply)
             self.sync()
         else:
-            for widget in self.widgets.values():
-                widget.set_actions_enabled(True)
+            self._on_model_state_changed()
 
     def _keep_streamed_text(self, reply: PendingReply) -> None:
         """The streaming widget becomes the stored message's widget: its plain text is

@@ -221,7 +221,7 @@ class MarkdownRenderer:
     def _insert_code(self, cursor: QTextCursor, segment: Segment, index: int
                      ) -> Iterator[None]:
         background = QColor(self.style.background_color)
-        header_bg = background.darker(115) if not self.dark else background.lighter(135)
+        header_bg = background.darker(106) if not self.dark else background.lighter(125)
         table_format = QTextTableFormat()
         table_format.setBorder(0)
         table_format.setCellPadding(6)

@@ -334,7 +334,9 @@ class MessageWidget(QFrame):
         error = (stats or {}).get("error")
         text = " · ".join(parts)
         if error:
-            text += f"<br><span style='color:#d1242f'>{_escape(error)}</span>"
+            # The first sentence says what happened; the fix is on the problem card.
+            first = error.split(". ", 1)[0].rstrip(".") + "."
+            text += f"<br><span style='color:#d1242f'>{_escape(first)}</span>"
         self.footer.setTextFormat(Qt.TextFormat.RichText if error else Qt.TextFormat.PlainText)
         self.set_stream_status(text)
         many = m.version_count > 1
