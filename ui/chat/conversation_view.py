@@ -28,7 +28,12 @@ from app.chat import PendingReply
 from app.store import Message
 from ui.chat.chat_model import ChatModel
 from ui.chat.markdown import MarkdownRenderer, RenderJob, is_dark, warm_up
-from ui.chat.message_widget import SYNC_RENDER_CHARS, MessageWidget, trimmed_note
+from ui.chat.message_widget import (
+    SYNC_RENDER_CHARS,
+    MessageBody,
+    MessageWidget,
+    trimmed_note,
+)
 
 COLUMN_WIDTH = 860
 # Messages built at once when a conversation opens; older ones follow a frame apart.
@@ -137,6 +142,9 @@ class ConversationView(QScrollArea):
         self.chat = chat
         self.renderer = MarkdownRenderer(self.palette())
         self._warm_up = warm_up()
+        # PySide6 builds its Python enum types on first use (~80 ms for those a message
+        # touches): pay that while the window is built, not when a conversation opens.
+        MessageBody().set_markdown("`x` **y**\n\n```text\nz\n```", self.renderer)
         self.render_queue = RenderQueue(self)
         self._to_build: list[Message] = []
         self._build_timer = QTimer(self, interval=0)
@@ -151,6 +159,10 @@ class ConversationView(QScrollArea):
 
         page = QWidget()
         page.setObjectName("conversationPage")
+        # An opaque page lets Qt scroll by moving pixels instead of repainting it all.
+        page.setAutoFillBackground(True)
+        page.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent, False)
+        self.page = page
         outer = QHBoxLayout(page)
         outer.setContentsMargins(16, 16, 16, 16)
         self.column = QWidget()
@@ -319,8 +331,11 @@ class ConversationView(QScrollArea):
         muted = _mix(base, text, 0.55)
         bubble = _mix(base, accent, 0.22 if is_dark(palette) else 0.10)
         problem_bg = _mix(base, QColor("#d1242f"), 0.14)
+        if hasattr(self, "page"):
+            page_palette = self.page.palette()
+            page_palette.setColor(QPalette.ColorRole.Window, base)
+            self.page.setPalette(page_palette)
         self.setStyleSheet(f"""
-            QWidget#conversationPage {{ background: {base.name()}; }}
             QFrame#userMessage {{ background: {bubble}; border-radius: 14px;
                                   margin-left: 64px; }}
             QFrame#assistantMessage {{ background: transparent; }}
