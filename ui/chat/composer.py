@@ -76,10 +76,12 @@ class Composer(QFrame):
 
     def _update(self, *_args: object) -> None:
         busy = self.chat.busy
-        self.button.setText("Stop" if busy else "Send")
-        self.button.setProperty("stop", busy)
-        self.button.style().unpolish(self.button)
-        self.button.style().polish(self.button)
+        if self.button.property("stop") != busy:
+            # Re-polishing applies the style sheet again: only when the look changes.
+            self.button.setText("Stop" if busy else "Send")
+            self.button.setProperty("stop", busy)
+            self.button.style().unpolish(self.button)
+            self.button.style().polish(self.button)
         ready = self.chat.state == READY
         self.button.setEnabled(busy or (ready and bool(self.editor.toPlainText().strip())))
         if busy:

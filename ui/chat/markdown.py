@@ -78,8 +78,8 @@ def split_fences(text: str) -> list[Segment]:
 
 # A long message is shown as pieces of about this many characters, each its own
 # document: laying out (and re-laying out on a resize) a piece costs a few ms where a
-# whole 16,000-character reply costs a frame-dropping 60-80 ms.
-PIECE_CHARS = 2000
+# whole 16,000-character reply costs a frame-dropping 60-80 ms (on a busy 2-core box).
+PIECE_CHARS = 1200
 
 
 def split_points(text: str, limit: int = PIECE_CHARS) -> list[int]:
