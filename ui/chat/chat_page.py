@@ -93,8 +93,8 @@ class ChatPage(QWidget):
                 border: none; border-radius: 10px; padding: 6px 16px; font-weight: 600; }}
             QPushButton#sendButton:disabled {{ background: {_mix(base, text, 0.15)};
                                                color: {_mix(base, text, 0.45)}; }}
-            QPushButton#sendButton[stop="true"] {{ background: {QColor('#d1242f').name()};
-                                                   color: white; }}
+            QPushButton#stopButton {{ background: {QColor('#d1242f').name()}; color: white;
+                border: none; border-radius: 10px; padding: 6px 16px; font-weight: 600; }}
             QLabel#modelState {{ color: {_mix(base, text, 0.65)}; }}
             QLabel#statsLabel {{ color: {_mix(base, text, 0.55)}; font-size: 11px; }}
         """)

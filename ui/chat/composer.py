@@ -25,15 +25,24 @@ class Composer(QFrame):
         self.editor.setPlaceholderText("Send a message…  (Enter sends, Shift+Enter new line)")
         self.editor.setTabChangesFocus(True)
         self.editor.installEventFilter(self)
-        self.button = QPushButton("Send")
-        self.button.setObjectName("sendButton")
-        self.button.setCursor(Qt.CursorShape.PointingHandCursor)
+        # Two buttons shown in turn: restyling one button on every change of state
+        # re-applies the window's style sheet, which costs a frame.
+        self.send_button = QPushButton("Send")
+        self.send_button.setObjectName("sendButton")
+        self.send_button.setToolTip("Send (Enter)")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setObjectName("stopButton")
+        self.stop_button.setToolTip("Stop the reply (Esc)")
+        self.stop_button.hide()
         layout = QHBoxLayout(self)
         layout.setContentsMargins(12, 8, 8, 8)
         layout.addWidget(self.editor, 1)
-        layout.addWidget(self.button, 0, Qt.AlignmentFlag.AlignBottom)
+        for button in (self.send_button, self.stop_button):
+            button.setCursor(Qt.CursorShape.PointingHandCursor)
+            layout.addWidget(button, 0, Qt.AlignmentFlag.AlignBottom)
 
-        self.button.clicked.connect(self._on_button)
+        self.send_button.clicked.connect(self._on_send)
+        self.stop_button.clicked.connect(self._on_stop)
         self.editor.textChanged.connect(self._on_text_changed)
         chat.model_state_changed.connect(self._update)
         chat.reply_started.connect(self._update)
@@ -55,11 +64,13 @@ class Composer(QFrame):
     def focus(self) -> None:
         self.editor.setFocus(Qt.FocusReason.ShortcutFocusReason)
 
-    def _on_button(self) -> None:
-        if self.chat.busy:
-            self.chat.stop()
-        else:
-            self._on_send()
+    @property
+    def button(self) -> QPushButton:
+        """The button on show: Stop while a reply streams, else Send."""
+        return self.stop_button if self.chat.busy else self.send_button
+
+    def _on_stop(self) -> None:
+        self.chat.stop()
 
     def _on_send(self) -> None:
         text = self.editor.toPlainText()
@@ -76,17 +87,10 @@ class Composer(QFrame):
 
     def _update(self, *_args: object) -> None:
         busy = self.chat.busy
-        if self.button.property("stop") != busy:
-            # Re-polishing applies the style sheet again: only when the look changes.
-            self.button.setText("Stop" if busy else "Send")
-            self.button.setProperty("stop", busy)
-            self.button.style().unpolish(self.button)
-            self.button.style().polish(self.button)
+        if self.stop_button.isHidden() == busy:
+            self.stop_button.setVisible(busy)
+            self.send_button.setVisible(not busy)
         ready = self.chat.state == READY
-        self.button.setEnabled(busy or (ready and bool(self.editor.toPlainText().strip())))
-        if busy:
-            self.button.setToolTip("Stop the reply (Esc)")
-        elif not ready:
-            self.button.setToolTip("Waiting for the model to load")
-        else:
-            self.button.setToolTip("Send (Enter)")
+        self.send_button.setEnabled(ready and bool(self.editor.toPlainText().strip()))
+        self.send_button.setToolTip("Send (Enter)" if ready
+                                    else "Waiting for the model to load")

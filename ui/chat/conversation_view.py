@@ -147,6 +147,7 @@ class ConversationView(QScrollArea):
         MessageBody().set_markdown("`x` **y**\n\n```text\nz\n```", self.renderer)
         self.render_queue = RenderQueue(self)
         self._to_build: list[Message] = []
+        self._order: list[int] = []
         self._build_timer = QTimer(self, interval=0)
         self._build_timer.timeout.connect(self._on_build_tick)
         self.widgets: dict[int, MessageWidget] = {}
@@ -241,6 +242,7 @@ class ConversationView(QScrollArea):
             if widget.needs_render:
                 self.render_queue.add(widget, self.renderer)
         self._to_build = [m for m in shown if m.id in later]
+        self._order = [m.id for m in shown]
         if self._to_build:
             self._build_timer.start()
         self._sync_stream(reply, len(built))
@@ -255,16 +257,21 @@ class ConversationView(QScrollArea):
                 widget.show()  # now, not on the layout's queued show
 
     def _on_build_tick(self) -> None:
-        """Build one older message (newest of those left) per frame, above the others."""
+        """Build one older message (newest of those left) per frame, above the others.
+
+        It waits while the render queue works, so a frame never holds both a build and
+        a piece's layout."""
         if not self._to_build:
             self._build_timer.stop()
+            return
+        if self.render_queue.jobs:
             return
         message = self._to_build.pop()
         if message.id not in self.widgets:
             widget = self._make(message, self._model_label(), False)
             widget.set_actions_enabled(self.chat.can_send)
             self.widgets[message.id] = widget
-            order = [m.id for m in self.chat.messages()]
+            order = self._order
             built = sorted((w for w in self.widgets.values() if w.message is not None),
                            key=lambda w: order.index(w.message.id)
                            if w.message and w.message.id in order else len(order))
