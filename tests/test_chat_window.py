@@ -332,3 +332,44 @@ def test_sidebar_rename_search_export_delete(qtbot: QtBot, workspace: Workspace,
     assert [c.id for c in store.list()] == [other.id]
     assert window.chat.conversation_id == other.id
     assert _widgets(window) == []
+
+
+def test_dropped_turns_are_noted_and_shortcuts_work(
+        qtbot: QtBot, workspace: Workspace, make_window: Callable[..., MainWindow]) -> None:
+    name = _prepare(workspace)
+    store = workspace.store
+    conversation = store.create(title="Long one", model=name)
+    for i in range(6):  # ~2,400 tokens of history: more than a 1,024-token context
+        store.add_message(conversation.id, "user" if i % 2 == 0 else "assistant",
+                          f"Turn {i}. " + "The quick brown fox jumps over the lazy dog. " * 40)
+    store.add_message(conversation.id, "user", "Thanks!")
+    store.add_message(conversation.id, "assistant", "You are welcome.")
+    window = make_window(workspace)
+    window.chat.open_conversation(conversation.id)
+    qtbot.keyClick(window, Qt.Key.Key_L, Qt.KeyboardModifier.ControlModifier)  # Ctrl+L
+    assert window.chat_page.composer.editor.hasFocus()
+    with qtbot.waitSignal(window.chat.context_trimmed, timeout=WAIT_MS) as trimmed:
+        _send(qtbot, window, "Summarise our chat in one line.")
+    dropped = trimmed.args[1]
+    assert dropped >= 2
+    _wait_reply(qtbot, window)
+    reply = store.messages(conversation.id)[-1]
+    assert reply.stats is not None and reply.stats["dropped_messages"] == dropped
+    note = _widgets(window)[-1].note
+    assert note.isVisibleTo(window) and f"{dropped} earlier messages were left out" in \
+        note.text()
+
+
+def test_chat_with_model_switches_to_a_fresh_chat(
+        qtbot: QtBot, workspace: Workspace, make_window: Callable[..., MainWindow]) -> None:
+    name = _prepare(workspace)
+    old = workspace.store.create(title="Older")
+    workspace.store.add_message(old.id, "user", "hi")
+    window = make_window(workspace, start=False)
+    assert window.chat.conversation_id == old.id
+    window.chat_with_model(name)
+    assert window.tabs.currentWidget() is window.chat_page
+    assert window.chat.conversation_id != old.id and window.chat.messages() == []
+    qtbot.waitUntil(lambda: window.chat.state == READY, timeout=WAIT_MS)
+    assert window.chat_page.model_bar.picker.currentData() == name
+    assert "Ready" in window.chat_page.model_bar.state.text()

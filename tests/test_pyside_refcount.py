@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 _SCRIPT = """
 import sys
-import ui
+from ui.pyside_refcount import guard
+guard()
 from PySide6.QtCore import QCoreApplication, QObject, QTimer, Signal
 app = QCoreApplication([])
 class Source(QObject):

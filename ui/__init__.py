@@ -4,8 +4,3 @@ Nothing here imports llama.cpp or torch; slow work happens in worker processes d
 through ``app`` clients, whose events arrive here as queued Qt signals.
 """
 
-from ui.pyside_refcount import guard as _guard_pyside_refcount
-
-# Before any other Qt use: PySide6 6.12.0 on CPython 3.11 aborts the interpreter after a
-# few thousand calls without this (see ui/pyside_refcount.py).
-_guard_pyside_refcount()

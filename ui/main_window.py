@@ -16,6 +16,11 @@ from app.workspace import Workspace
 from ui.chat.chat_model import ChatModel
 from ui.chat.chat_page import ChatPage
 from ui.inference_bridge import InferenceBridge
+from ui.pyside_refcount import guard
+
+# Whoever builds a window (the app, a test, a benchmark) gets the guard against
+# PySide6 6.12.0's reference leak on CPython 3.11; it is idempotent.
+guard()
 
 
 class MainWindow(QMainWindow):
