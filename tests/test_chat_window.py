@@ -373,3 +373,21 @@ def test_chat_with_model_switches_to_a_fresh_chat(
     qtbot.waitUntil(lambda: window.chat.state == READY, timeout=WAIT_MS)
     assert window.chat_page.model_bar.picker.currentData() == name
     assert "Ready" in window.chat_page.model_bar.state.text()
+
+
+def test_deleting_the_streaming_conversation_stops_its_reply(
+        qtbot: QtBot, workspace: Workspace, make_window: Callable[..., MainWindow]) -> None:
+    _prepare(workspace, LONG)
+    window = make_window(workspace)
+    with qtbot.waitSignal(window.chat.reply_chunk, timeout=WAIT_MS):
+        _send(qtbot, window, "Write a long story about a fox in a forest.")
+    doomed = window.chat.conversation_id
+    with qtbot.waitSignal(window.chat.reply_finished, timeout=5000):
+        window.chat.delete(doomed)
+    assert not window.chat.busy and window.chat_page.composer.button.text() == "Send"
+    assert all(c.id != doomed for c in workspace.store.list())
+    workspace.settings.remember_sampling(window.chat.model_name or "", SHORT)
+    with qtbot.waitSignal(window.chat.reply_finished, timeout=WAIT_MS):
+        _send(qtbot, window, "Hello again")
+    assert [m.role for m in workspace.store.messages(window.chat.conversation_id)] == [
+        "user", "assistant"]

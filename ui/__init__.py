@@ -3,4 +3,3 @@
 Nothing here imports llama.cpp or torch; slow work happens in worker processes driven
 through ``app`` clients, whose events arrive here as queued Qt signals.
 """
-

@@ -138,8 +138,10 @@ class ChatModel(QObject):
         if self.reply is not None and self.reply.conversation_id == conversation_id:
             self.stop()
             # The reply lands nowhere: forget it so it is not saved into a deleted row.
-            self.session.pending.pop(self.reply.request_id, None)
-            self._end_reply(self.reply)
+            reply = self.reply
+            self.session.pending.pop(reply.request_id, None)
+            self._end_reply(reply)
+            self.reply_finished.emit(reply)  # views and the composer leave "busy"
         self.store.delete(conversation_id)
         if conversation_id == self.conversation_id:
             remaining = self.store.list()
