@@ -202,6 +202,7 @@ class HubView(QWidget):
         self.download_button.setEnabled(False)
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.status.setWordWrap(True)
 
         top = QHBoxLayout()
         top.addWidget(self.query, 1)

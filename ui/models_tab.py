@@ -108,6 +108,9 @@ class ModelsTab(QWidget):
         self.ctx_spin.setToolTip("Context length used for the memory estimate")
         self.totals = QLabel()
         self.status = QLabel("Drop .gguf files here to import them.")
+        for label in (self.totals, self.status):
+            # Paths can be long; wrapping keeps them from widening the whole window.
+            label.setWordWrap(True)
         self.status.setWordWrap(True)
 
         buttons = QHBoxLayout()
