@@ -15,6 +15,8 @@ from typing import Any
 
 from app import protocol as p
 from app.chat import ChatSession
+from app.cli_finetune import add_parsers as add_finetune_parsers
+from app.cli_finetune import finetune, runs
 from app.inference import InferenceClient, WorkerError
 from app.library import LibraryError, ModelRecord
 from app.workspace import Workspace, open_workspace
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--json", action="store_true")
     inf.add_argument("--tokens", type=int, default=128, help="tokens to decode per run")
     inf.add_argument("--threads", type=int)
+    add_finetune_parsers(sub)
     sub.add_parser("gui", help="open the app (the default)")
     return parser
 
@@ -83,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hearth: cannot open the data folder: {exc}", file=sys.stderr)
         return EXIT_FAILED
     try:
-        handler = {"models": _models, "chat": _chat, "bench": _bench}[args.command]
+        handler = {"models": _models, "chat": _chat, "bench": _bench,
+                   "finetune": finetune, "runs": runs}[args.command]
         return handler(workspace, args)
     except (BadInput, LibraryError) as exc:
         print(f"hearth: {exc}", file=sys.stderr)

@@ -218,7 +218,8 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
         "tokens_per_s": round(trainer.trained_tokens / max(1e-9, train_s), 1),
         "peak_memory_bytes": peak_memory_bytes(device),
         "estimate": {"seconds": round(guess.seconds, 1),
-                     "peak_memory_bytes": guess.peak_memory_bytes, "basis": "formula"},
+                     "peak_memory_bytes": guess.peak_memory_bytes, "basis": "formula",
+                     "measured": trainer.measured_estimate},
         "adapter_dir": str(adapter_dir),
     }
 

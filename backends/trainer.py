@@ -166,6 +166,7 @@ class Trainer:
         self.trained_tokens = 0
         self.history: list[dict[str, float]] = []
         self.val_history: list[dict[str, float]] = []
+        self.measured_estimate: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ math
 
@@ -250,10 +251,14 @@ class Trainer:
                 # The first step pays for warm-up; estimate from the ones after it.
                 steady = window[1:]
                 per = sum(s for s, _ in steady) / len(steady)
-                self.emit(tp.EstimateEvent(seconds=round(self.elapsed + per * (total - self.step),
-                                                         1),
-                                           peak_memory_bytes=peak_memory_bytes(self.device),
-                                           basis="measured"))
+                guess = tp.EstimateEvent(seconds=round(self.elapsed + per * (total - self.step),
+                                                       1),
+                                         peak_memory_bytes=peak_memory_bytes(self.device),
+                                         basis="measured")
+                self.measured_estimate = {"seconds": guess.seconds,
+                                          "peak_memory_bytes": guess.peak_memory_bytes,
+                                          "at_step": self.step}
+                self.emit(guess)
                 measured_sent = True
             if self.step % self.eval_every == 0 or self.step == total:
                 val = self.evaluate()
