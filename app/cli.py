@@ -17,6 +17,8 @@ from app import protocol as p
 from app.chat import ChatSession
 from app.cli_finetune import add_parsers as add_finetune_parsers
 from app.cli_finetune import finetune, runs
+from app.cli_hub import add_hub_parsers, run_hub_command
+from app.hub import HubError
 from app.inference import InferenceClient, WorkerError
 from app.library import LibraryError, ModelRecord
 from app.workspace import Workspace, open_workspace
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true")
     rm = models.add_parser("rm", help="remove a model (and its file, if Hearth owns it)")
     rm.add_argument("name")
+    add_hub_parsers(models)
 
     chat = sub.add_parser("chat", help="chat in the terminal, or answer one prompt")
     chat.add_argument("-m", "--model", help="model name (default: the starter model)")
@@ -89,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler = {"models": _models, "chat": _chat, "bench": _bench,
                    "finetune": finetune, "runs": runs}[args.command]
         return handler(workspace, args)
-    except (BadInput, LibraryError) as exc:
+    except (BadInput, LibraryError, HubError) as exc:
         print(f"hearth: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except WorkerError as exc:
@@ -106,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _models(ws: Workspace, args: argparse.Namespace) -> int:
     lib = ws.library
+    if args.models_command in ("search", "pull", "fit"):
+        return run_hub_command(ws, args)
     if args.models_command == "list":
         records = lib.list()
         if args.json:

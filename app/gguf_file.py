@@ -117,7 +117,22 @@ class GGUFInfo:
             "n_embd": self.arch_value("embedding_length"),
             "n_head": self.arch_value("attention.head_count"),
             "n_head_kv": self.arch_value("attention.head_count_kv"),
+            # for the memory estimate (app.fit): head sizes when they differ from
+            # n_embd / n_head (Gemma, Qwen3), and the vocabulary (logits buffer)
+            "key_length": self.arch_value("attention.key_length"),
+            "value_length": self.arch_value("attention.value_length"),
+            "n_vocab": self.vocab_size,
         }
+
+    @property
+    def vocab_size(self) -> int | None:
+        tokens = self.metadata.get("tokenizer.ggml.tokens")
+        if isinstance(tokens, int):  # a skipped long array stands for its length
+            return int(tokens)
+        if isinstance(tokens, list):
+            return len(tokens)
+        value = self.arch_value("vocab_size")
+        return int(value) if value is not None else None
 
 
 class _Reader:
@@ -232,3 +247,44 @@ def _read_tensor_info(reader: _Reader) -> TensorInfo:
     if n_elements > reader.size * 8:
         raise GGUFError(f"tensor {name!r} is larger than the whole file")
     return TensorInfo(name, shape, ggml_type, offset, n_elements // block * type_size)
+
+
+def read_metadata_prefix(data: bytes) -> dict[str, Any]:
+    """The metadata entries that lie wholly inside ``data``, the first bytes of a GGUF.
+
+    Used to describe a file on the hub before downloading it (a Range request for the
+    first few hundred KiB): the architecture's shape comes before the tokenizer, so a
+    prefix is enough to size the KV cache. Stops quietly where the prefix ends; a long
+    array whose header is inside the prefix is recorded by its length.
+    """
+    import io
+
+    if data[:4] != GGUF_MAGIC:
+        raise GGUFError(f"this file is not a GGUF model (bad magic bytes {data[:4]!r})")
+    size = 1 << 62  # the real size is unknown; bounds are checked against the prefix
+    reader = _Reader(io.BytesIO(data), size)
+    metadata: dict[str, Any] = {}
+    try:
+        reader.fh.seek(4)
+        if reader.scalar("<I") not in SUPPORTED_VERSIONS:
+            return metadata
+        reader.count("tensors")
+        for _ in range(reader.count("metadata entries")):
+            key = reader.string()
+            vtype = reader.scalar("<I")
+            if vtype == _ARRAY:
+                item_type = reader.scalar("<I")
+                n = reader.count("array items")
+                metadata[key] = _ArrayLength(n)
+                if item_type == _STRING:
+                    for _ in range(n):
+                        reader.string()
+                elif item_type in _SCALARS:
+                    reader.read(n * struct.calcsize(_SCALARS[item_type]))
+                else:
+                    break
+            else:
+                metadata[key] = reader.value(vtype)
+    except GGUFError:
+        pass  # the prefix ended inside this entry
+    return metadata

@@ -204,3 +204,24 @@ def test_cancel_sent_right_after_the_request_is_not_lost(client: InferenceClient
         events.append(client.next_event(timeout=60))
     assert events[-1].stats.finish_reason == "cancelled"
     assert events[-1].stats.completion_tokens <= 2
+
+
+def test_continue_extends_a_truncated_reply(client: InferenceClient, workspace: Workspace
+                                            ) -> None:
+    session = ChatSession(workspace.store, client)
+    conv = workspace.store.create(title="continue")
+    short = p.SamplingParams(temperature=0.0, max_tokens=6)
+
+    def finish(reply: object) -> object:
+        while True:
+            done = session.handle(client.next_event(timeout=60))
+            if done is not None:
+                return done
+
+    first = finish(session.send(conv.id, "List the days of the week.", short))
+    assert first.saved.status == "truncated"
+    extended = finish(session.continue_reply(conv.id, short))
+    messages = workspace.store.messages(conv.id)
+    assert [m.role for m in messages] == ["user", "assistant"]  # extended in place
+    assert messages[1].content == first.saved.content + extended.text
+    assert len(messages[1].content) > len(first.saved.content)

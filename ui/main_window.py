@@ -23,6 +23,7 @@ from app import protocol as p
 from app.chat import ChatSession
 from app.workspace import Workspace
 from ui.inference_bridge import InferenceBridge
+from ui.models_tab import ModelsTab
 
 
 class MainWindow(QMainWindow):
@@ -37,6 +38,9 @@ class MainWindow(QMainWindow):
         self.tabs = QTabWidget()
         self.setCentralWidget(self.tabs)
         self.tabs.addTab(self._build_chat(), "Chat")
+        self.models_tab = ModelsTab(workspace, self.bridge.client)
+        self.tabs.addTab(self.models_tab, "Models")
+        self.models_tab.chat_requested.connect(self._on_chat_requested)
         self.bridge.event.connect(self._on_event)
         self.statusBar().showMessage("Starting the model worker…")
 
@@ -120,7 +124,17 @@ class MainWindow(QMainWindow):
         if finished is not None:
             self.transcript.appendPlainText("")
 
+    def _on_chat_requested(self, name: str) -> None:
+        """'Chat with this model' from the Models tab: pick it in the Chat tab and load it."""
+        self.model_picker.clear()
+        for record in self.workspace.library.list():
+            self.model_picker.addItem(record.name, record)
+        self.model_picker.setCurrentIndex(max(0, self.model_picker.findText(name)))
+        self.tabs.setCurrentIndex(0)
+        self._on_load_clicked()
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        self.models_tab.shutdown()
         self.bridge.shutdown()
         super().closeEvent(event)
 

@@ -1,0 +1,66 @@
+"""Run slow calls off the GUI thread and deliver their results back on it.
+
+A plain Python thread runs the call; its result or exception comes back through a Qt
+signal, which Qt queues to the GUI thread because this object lives there. Each owner
+(a tab) has its own :class:`Background` and calls :meth:`shutdown` when it closes, so
+no thread outlives the window (or a test).
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+
+class Background(QObject):
+    _finished = Signal(int, bool, object)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._ids = itertools.count(1)
+        self._callbacks: dict[int, tuple[Callable[[Any], None],
+                                         Callable[[BaseException], None] | None]] = {}
+        self._threads: dict[int, threading.Thread] = {}
+        self._finished.connect(self._on_finished)
+
+    def run(self, fn: Callable[[], Any], on_done: Callable[[Any], None],
+            on_error: Callable[[BaseException], None] | None = None,
+            name: str = "hearth-background") -> threading.Thread:
+        """Call ``fn()`` on a new thread; then ``on_done(result)`` or ``on_error(exc)``."""
+        task_id = next(self._ids)
+        self._callbacks[task_id] = (on_done, on_error)
+
+        def work() -> None:
+            try:
+                result, ok = fn(), True
+            except BaseException as exc:  # noqa: BLE001 - handed to on_error on the GUI thread
+                result, ok = exc, False
+            self._finished.emit(task_id, ok, result)
+
+        thread = threading.Thread(target=work, name=name, daemon=True)
+        self._threads[task_id] = thread
+        thread.start()
+        return thread
+
+    @property
+    def busy(self) -> bool:
+        return any(t.is_alive() for t in self._threads.values())
+
+    def _on_finished(self, task_id: int, ok: bool, result: object) -> None:
+        self._threads.pop(task_id, None)
+        on_done, on_error = self._callbacks.pop(task_id, (None, None))
+        if ok and on_done is not None:
+            on_done(result)
+        elif not ok and on_error is not None:
+            assert isinstance(result, BaseException)
+            on_error(result)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Wait for running calls (callers stop long ones first, e.g. pause downloads)."""
+        for thread in list(self._threads.values()):
+            thread.join(timeout)
+        self._callbacks.clear()
