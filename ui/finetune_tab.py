@@ -814,6 +814,7 @@ class FineTuneTab(QWidget):
             if event.level in ("warning", "error") or event.message.startswith("resumed"):
                 self._log(("⚠ " if event.level != "info" else "") + event.message)
         elif isinstance(event, tp.Cancelled):
+            self._last["checkpoint"] = event.step
             self._log(f"Cancelled at step {event.step}; checkpoint saved.")
             if not replay:
                 self._ended("cancelled", f"Cancelled at step {event.step}. The checkpoint is "
