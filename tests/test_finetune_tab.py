@@ -277,3 +277,42 @@ def test_history_deletes_a_run_and_what_it_made_after_asking(
     assert spec["out_name"] not in [m.name for m in tiny_ws.library.list()]
     assert tiny_gguf.exists()  # the base model is never touched
     assert tab.history.runs == [] and tab.model_combo.count() == 1
+
+
+def test_the_main_window_wires_fine_tune_and_datasets(qtbot, tiny_ws: Workspace,
+                                                      tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.tiny_model import write_tiny_gguf
+    from ui.main_window import MainWindow
+
+    tiny_ws.library.register(write_tiny_gguf(tmp_path / "other.gguf", seed=1), "other")
+    window = MainWindow(tiny_ws)
+    qtbot.addWidget(window)
+    titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
+    assert window.tabs.widget(titles.index("Fine-tune")) is window.finetune_tab
+    assert window.tabs.widget(titles.index("Datasets")) is window.corrections_view
+
+    window.model_picker.setCurrentText("other")  # the model of the current chat...
+    window.tabs.setCurrentWidget(window.finetune_tab)
+    assert window.finetune_tab.current_model().name == "other"  # ...is the default here
+
+    loads: list[str] = []
+    monkeypatch.setattr(window, "_on_load_clicked",
+                        lambda: loads.append(window.model_picker.currentText()))
+    window.finetune_tab.chat_requested.emit("tiny")  # "Chat with it"
+    assert loads == ["tiny"] and window.tabs.currentIndex() == 0
+
+    unloaded: list[bool] = []
+    monkeypatch.setattr(window.bridge.client, "loaded", type("L", (), {"path": "x"})())
+    monkeypatch.setattr(window.bridge.client, "unload", lambda: unloaded.append(True))
+    window.finetune_tab.unload_chat()
+    window.finetune_tab.reload_chat()
+    assert unloaded == [True] and loads == ["tiny", "tiny"]  # loaded again afterwards
+
+    conv = tiny_ws.store.create(title="q", model="tiny")
+    tiny_ws.store.add_message(conv.id, "user", "What is the capital of Zorbania?")
+    reply = tiny_ws.store.add_message(conv.id, "assistant", "Paris.")
+    window.corrections.add_from_conversation(tiny_ws.store, reply.id, "Quillport.")
+    window.corrections_view.refresh()
+    assert window.finetune_tab.corrections_radio.text().endswith("(1 collected)")
+    window.close()

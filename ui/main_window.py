@@ -21,7 +21,10 @@ from PySide6.QtWidgets import (
 
 from app import protocol as p
 from app.chat import ChatSession
+from app.corrections import CorrectionStore
 from app.workspace import Workspace
+from ui.corrections_view import CorrectionsView
+from ui.finetune_tab import FineTuneTab
 from ui.inference_bridge import InferenceBridge
 from ui.models_tab import ModelsTab
 
@@ -41,6 +44,7 @@ class MainWindow(QMainWindow):
         self.models_tab = ModelsTab(workspace, self.bridge.client)
         self.tabs.addTab(self.models_tab, "Models")
         self.models_tab.chat_requested.connect(self._on_chat_requested)
+        self._add_finetune_tabs()
         self.bridge.event.connect(self._on_event)
         self.statusBar().showMessage("Starting the model worker…")
 
@@ -133,7 +137,50 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentIndex(0)
         self._on_load_clicked()
 
+    # ------------------------------------------------------------ fine-tuning
+
+    def _add_finetune_tabs(self) -> None:
+        """The Fine-tune tab and the Datasets tab (corrections collected from chats)."""
+        self.corrections = CorrectionStore(self.workspace.library.conn)
+        self.finetune_tab = FineTuneTab(self.workspace, self.corrections,
+                                        unload_chat=self._on_unload_chat,
+                                        reload_chat=self._on_reload_chat)
+        self.tabs.addTab(self.finetune_tab, "Fine-tune")
+        self.corrections_view = CorrectionsView(self.corrections)
+        self.tabs.addTab(self.corrections_view, "Datasets")
+        self.corrections_view.changed.connect(self.finetune_tab.refresh_corrections)
+        self.finetune_tab.chat_requested.connect(self._on_chat_requested)
+        self.finetune_tab.run_ended.connect(self._on_finetune_ended)
+        self.models_tab.library_changed.connect(self.finetune_tab.refresh_models)
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+        self._unloaded_for_training: str | None = None
+
+    def _on_tab_changed(self, index: int) -> None:
+        if self.tabs.widget(index) is self.finetune_tab and not self.finetune_tab.is_training():
+            # By default, fine-tune the model of the current chat.
+            name = self.model_picker.currentText()
+            if name and name != getattr(self, "_finetune_synced", None):
+                self._finetune_synced = name
+                self.finetune_tab.set_model(name)
+
+    def _on_unload_chat(self) -> None:
+        loaded = self.bridge.client.loaded
+        self._unloaded_for_training = loaded.path if loaded else None
+        if loaded is not None:
+            self.bridge.client.unload()
+            self.model_state.setText("unloaded for training")
+
+    def _on_reload_chat(self) -> None:
+        if self._unloaded_for_training is not None:
+            self._unloaded_for_training = None
+            self._on_load_clicked()
+
+    def _on_finetune_ended(self, _run_id: str, status: str) -> None:
+        if status == "finished":
+            self.models_tab.refresh()
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+        self.finetune_tab.shutdown()
         self.models_tab.shutdown()
         self.bridge.shutdown()
         super().closeEvent(event)
