@@ -193,18 +193,30 @@ def test_corrections_train_live_to_a_summary_then_chat_and_compare(
         _stop(tab)
 
 
+def _resume_then_wait_for_a_checkpoint(qtbot, tab: FineTuneTab, click, after: int) -> int:
+    """Resume with ``click``; return the step of the first new checkpoint past ``after``."""
+    click()
+    assert tab.is_training() and not tab.cancel_button.isHidden()
+    saved: list[int] = []
+    tab.bridge.event.connect(lambda e: saved.append(e.step)
+                             if isinstance(e, tp.Checkpointed) else None)
+    qtbot.waitUntil(lambda: any(step > after for step in saved), timeout=RUN_TIMEOUT)
+    return saved[-1]
+
+
 @pytest.mark.slow
-def test_cancel_resume_and_resume_after_a_killed_worker_and_a_restart(
+def test_cancel_close_and_kill_all_resume_to_the_same_finished_run(
         qtbot, tiny_ws: Workspace, tmp_path: Path) -> None:
     data = write_jsonl(tmp_path / "facts.jsonl", fact_rows())
-    tab = _tab(qtbot, tiny_ws)
-    again: FineTuneTab | None = None
+    tabs = [_tab(qtbot, tiny_ws)]
+    tab = tabs[0]
     try:
         _choose(qtbot, tab, data, FAST.with_overrides(max_steps=30, checkpoint_every=3,
                                                       eval_every=5))
         run_id = tab.start()
         assert run_id is not None
         qtbot.waitUntil(lambda: len(tab.chart.train) >= 2, timeout=RUN_TIMEOUT)
+        # 1. Cancel: a checkpoint is saved and Resume is offered.
         with qtbot.waitSignal(tab.run_ended, timeout=60_000) as ended:
             qtbot.mouseClick(tab.cancel_button, Qt.MouseButton.LeftButton)
         assert ended.args == [run_id, "cancelled"]
@@ -212,35 +224,55 @@ def test_cancel_resume_and_resume_after_a_killed_worker_and_a_restart(
         cancelled_at = tab.progress.value()
         assert 2 <= cancelled_at < 30
         assert [r.status for r in list_runs(tiny_ws.home)] == ["cancelled"]
+        tab.shutdown()
 
+        # 2. A run the person cancelled is not pressed on them at the next start, but
+        #    History resumes it; then the window closes while it trains.
+        tab = _tab(qtbot, tiny_ws)
+        tabs.append(tab)
+        assert tab.resume_banner.isHidden()
+        tab.history.select(run_id)
+        assert tab.history.resume_button.isEnabled()
+        closed_after = _resume_then_wait_for_a_checkpoint(
+            qtbot, tab, tab.history.resume_button.click, cancelled_at)
+        tab.shutdown()  # what closing the main window does
+        assert not tab.is_training()
+        state = json.loads((tiny_ws.home.runs / run_id / "state.json").read_text())
+        assert state["status"] == "cancelled" and state["step"] >= closed_after
+
+        # 3. The next start offers Resume; this time the worker is killed (kill -9).
+        tab = _tab(qtbot, tiny_ws)
+        tabs.append(tab)
+        assert not tab.resume_banner.isHidden() and tab.banner_run == run_id
+        assert "stopped when Hearth closed" in tab.resume_label.text()
         with qtbot.waitSignal(tab.run_ended, timeout=RUN_TIMEOUT) as ended:
-            qtbot.mouseClick(tab.resume_button, Qt.MouseButton.LeftButton)
-            qtbot.waitUntil(lambda: tab._last.get("checkpoint", 0) > cancelled_at,
-                            timeout=RUN_TIMEOUT)
-            killed_after = tab._last["checkpoint"]
+            killed_after = _resume_then_wait_for_a_checkpoint(
+                qtbot, tab, tab.banner_resume_button.click, closed_after)
             os.kill(tab.bridge.client.proc.pid, signal.SIGKILL)
         assert ended.args == [run_id, "interrupted"]
         assert "Resume continues from the last checkpoint" in tab.status_label.text()
         assert killed_after < 30
         tab.shutdown()
-        tab.close()  # the app closes; the run folder remembers everything
 
-        again = _tab(qtbot, tiny_ws)  # ... and starts again
-        assert not again.resume_banner.isHidden() and again.banner_run == run_id
-        assert "interrupted" in again.resume_label.text()
-        with qtbot.waitSignal(again.run_ended, timeout=RUN_TIMEOUT) as ended:
-            qtbot.mouseClick(again.banner_resume_button, Qt.MouseButton.LeftButton)
-        assert ended.args == [run_id, "finished"], again.log_view.toPlainText()
-        assert f"resumed from the checkpoint at step {killed_after}" in \
-            again.log_view.toPlainText()
-        steps = [s for s, _ in again.chart.train]
+        # 4. After the crash, the next start offers Resume again, and the run finishes.
+        tab = _tab(qtbot, tiny_ws)
+        tabs.append(tab)
+        assert not tab.resume_banner.isHidden() and tab.banner_run == run_id
+        assert "was interrupted" in tab.resume_label.text()
+        with qtbot.waitSignal(tab.run_ended, timeout=RUN_TIMEOUT) as ended:
+            qtbot.mouseClick(tab.banner_resume_button, Qt.MouseButton.LeftButton)
+        assert ended.args == [run_id, "finished"], tab.log_view.toPlainText()
+        log = tab.log_view.toPlainText()
+        assert log.count("resumed from the checkpoint at step") == 3
+        assert f"resumed from the checkpoint at step {cancelled_at}\n" in log
+        steps = [s for s, _ in tab.chart.train]
         assert steps == list(range(1, 31))  # replayed, then continued: no step twice
-        assert again.tuned_model is not None and not again.chat_button.isHidden()
+        assert tab.tuned_model is not None and not tab.chat_button.isHidden()
         assert [r.status for r in list_runs(tiny_ws.home)] == ["finished"]
+        assert _tab(qtbot, tiny_ws).resume_banner.isHidden()  # nothing left to offer
     finally:
-        _stop(tab)
-        if again is not None:
-            _stop(again)
+        for each in tabs:
+            _stop(each)
 
 
 def test_history_deletes_a_run_and_what_it_made_after_asking(

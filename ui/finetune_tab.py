@@ -12,6 +12,7 @@ interrupted by a crash or a closed window is offered for Resume when the tab ope
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import json
@@ -70,6 +71,7 @@ TRAINED_FOREGROUND = "#3a2a00"
 ERROR_COLOUR = "#c0392b"
 OK_COLOUR = "#1e8449"
 PAGE_SETUP, PAGE_TRAINING, PAGE_HISTORY = range(3)
+CLOSED_RUN_KEY = "finetune_run_to_offer"  # stopped by a window close or a crash
 
 
 def _duration(seconds: float) -> str:
@@ -142,7 +144,8 @@ class FineTuneTab(QWidget):
             lambda: int(psutil.virtual_memory().available))
         self.machine = machine or Machine.detect()
         self.dataset: Dataset | None = None
-        self.dataset_path: Path | None = None
+        self.dataset_path: Path | None = None  # what is checked: the file or the corrections
+        self.file_path: Path | None = None  # the file chosen or dropped
         self.plan: RunPlan | None = None
         self.bridge: TrainingBridge | None = None
         self.shown_run: str | None = None  # the run on the Training page
@@ -191,7 +194,7 @@ class FineTuneTab(QWidget):
         self.banner_resume_button = QPushButton("Resume")
         self.banner_resume_button.clicked.connect(self._on_banner_resume)
         self.banner_dismiss_button = QPushButton("Dismiss")
-        self.banner_dismiss_button.clicked.connect(self.resume_banner.hide)
+        self.banner_dismiss_button.clicked.connect(self._on_banner_dismiss)
         banner.addWidget(self.resume_label, 1)
         banner.addWidget(self.banner_resume_button)
         banner.addWidget(self.banner_dismiss_button)
@@ -381,8 +384,8 @@ class FineTuneTab(QWidget):
     def _on_source_changed(self, corrections: bool) -> None:
         if corrections:
             self._use_corrections()
-        elif self.dataset_path is not None and self.dataset_path.parent != self.home.datasets:
-            self.load_file(self.dataset_path)
+        elif self.file_path is not None:
+            self.check_path(self.file_path)
         else:
             self._clear_dataset("Choose or drop a data file.")
 
@@ -422,9 +425,12 @@ class FineTuneTab(QWidget):
 
     def load_file(self, path: Path) -> None:
         """Use ``path`` as the data (what Choose… and a drop do)."""
-        self.file_radio.blockSignals(True)
+        self.file_path = path
+        for radio in (self.file_radio, self.corrections_radio):
+            radio.blockSignals(True)
         self.file_radio.setChecked(True)
-        self.file_radio.blockSignals(False)
+        for radio in (self.file_radio, self.corrections_radio):
+            radio.blockSignals(False)
         self.file_label.setText(str(path))
         self.file_label.setStyleSheet("")
         self.check_path(path)
@@ -724,6 +730,7 @@ class FineTuneTab(QWidget):
         """Show ``run_id`` on the Training page and start its worker."""
         self._show_run(run_id)
         self.resume_banner.hide()
+        self._remember_closed_run(None)
         self.bridge = TrainingBridge(self.home, run_id, self)
         self.bridge.event.connect(self._on_event)
         self.status_label.setText("Resuming from the last checkpoint…" if resuming
@@ -885,6 +892,9 @@ class FineTuneTab(QWidget):
         self.history.refresh()
         self._restore_chat()
         self._update_plan()
+        # A crash is offered for Resume at the next start; an outcome the person saw or
+        # chose is not.
+        self._remember_closed_run(run_id if status == "interrupted" else None)
         self.run_ended.emit(run_id, status)
 
     def _finished(self, summary: dict[str, Any]) -> None:
@@ -939,16 +949,39 @@ class FineTuneTab(QWidget):
         if self.banner_run:
             self.resume(self.banner_run)
 
+    def _on_banner_dismiss(self) -> None:
+        self.resume_banner.hide()
+        self._remember_closed_run(None)
+
+    def _remember_closed_run(self, run_id: str | None) -> None:
+        """Closing the window stops a run with a checkpoint ("cancelled"), and a worker
+        that dies before it records its state leaves the run looking cancelled too;
+        remember such a run so the next start offers Resume."""
+        ui = self.workspace.settings.ui
+        if ui.get(CLOSED_RUN_KEY) == run_id:
+            return
+        if run_id is None:
+            ui.pop(CLOSED_RUN_KEY, None)
+        else:
+            ui[CLOSED_RUN_KEY] = run_id
+        with contextlib.suppress(OSError):  # only the offer is lost; the run itself is safe
+            self.workspace.save_settings()
+
     def _offer_resume(self) -> None:
         """After a restart: offer the newest run that stopped before it finished."""
-        stopped = [r for r in list_runs(self.home) if r.status == "interrupted"]
+        closed = self.workspace.settings.ui.get(CLOSED_RUN_KEY)
+        stopped = [r for r in list_runs(self.home) if r.status == "interrupted"
+                   or (r.run_id == closed and r.status in RESUMABLE)]
         if not stopped:
+            self._remember_closed_run(None)
             return
         run = stopped[-1]
         self.banner_run = run.run_id
         total = f" of {run.total_steps}" if run.total_steps else ""
+        how = ("was stopped when Hearth closed" if run.status == "cancelled"
+               else "was interrupted")
         self.resume_label.setText(
-            f"<b>A fine-tuning run was interrupted</b> at step {run.step}{total}: "
+            f"<b>A fine-tuning run {how}</b> at step {run.step}{total}: "
             f"{run.base_model} → {run.out_name}, on {run.dataset}. Resume continues from "
             "its last checkpoint.")
         self.resume_banner.show()
@@ -1038,9 +1071,11 @@ class FineTuneTab(QWidget):
         self.compare_dialog = None
 
     def shutdown(self) -> None:
-        """Stop training (with a checkpoint) and any compare workers; for window close."""
-        if self.bridge is not None:
-            self.bridge.shutdown()
+        """Stop training (with a checkpoint) and any compare workers; for window close.
+        A run stopped here is offered for Resume at the next start."""
+        if self.bridge is not None and self.bridge.alive:
+            self._remember_closed_run(self.bridge.run_id)
+            self.bridge.shutdown(timeout=10)
         if self.compare_dialog is not None:
             self.compare_view.shutdown()
             self.compare_dialog.close()
