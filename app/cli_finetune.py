@@ -39,6 +39,8 @@ def add_parsers(sub: Any) -> None:
     ft.add_argument("--seed", type=int)
     ft.add_argument("--out", help="name of the fine-tuned model in the library")
     ft.add_argument("--quant", choices=QUANT_TYPES, default="q8_0")
+    ft.add_argument("--adapter-only", action="store_true",
+                    help="keep only the LoRA adapter; skip the merge and GGUF export")
     ft.add_argument("--resume", metavar="RUN_ID", help="continue a cancelled or "
                     "interrupted run from its last checkpoint")
     ft.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -81,12 +83,14 @@ def finetune(ws: Workspace, args: argparse.Namespace) -> int:
             continue
         view.show(event)
         if isinstance(event, tp.Finished):
-            record = register_result(ws.library, ws.home, event.summary)
-            event.summary["library_name"] = record.name
+            name = None
+            if event.summary.get("gguf_path"):
+                name = register_result(ws.library, ws.home, event.summary).name
+            event.summary["library_name"] = name
             if args.json:
                 print(json.dumps(event.summary, indent=2))
             else:
-                _print_summary(event.summary, record.name)
+                _print_summary(event.summary, name)
             client.wait()
             return EXIT_OK
         if isinstance(event, tp.Cancelled):
@@ -126,7 +130,8 @@ def _new_run(ws: Workspace, args: argparse.Namespace) -> str:
             epochs=args.epochs, max_steps=args.max_steps, learning_rate=args.lr,
             rank=args.rank, alpha=2.0 * args.rank if args.rank else None,
             batch_size=args.batch_size, max_seq_len=args.max_seq_len, seed=args.seed)
-        export = ExportSettings(quant=args.quant, out_name=args.out)
+        export = ExportSettings(quant=args.quant, out_name=args.out,
+                                gguf=not args.adapter_only)
         run_id = create_run(ws.home, record, dataset, settings, export)
     except ValueError as exc:
         raise _BadInput(str(exc)) from exc
@@ -205,9 +210,12 @@ class _ProgressView:
             self.stream.write("\n")
 
 
-def _print_summary(s: dict[str, Any], name: str) -> None:
+def _print_summary(s: dict[str, Any], name: str | None) -> None:
     est = s["estimate"]
-    print(f"Fine-tuned model: {name}  ({s.get('gguf_path', 'no GGUF export')})")
+    if name:
+        print(f"Fine-tuned model: {name}  ({s['gguf_path']})")
+    else:
+        print("Fine-tuned adapter (no GGUF export)")
     print(f"  training: {s['steps']} steps, {s['trained_tokens']:,} tokens in "
           f"{s['train_seconds']:.1f}s ({s['tokens_per_s']:,.0f} tok/s) on {s['device']}")
     print(f"  loss: {s['first_train_loss']:.4f} -> {s['final_train_loss']:.4f} (train), "

@@ -116,6 +116,9 @@ class ExportSettings:
     """Library name of the fine-tuned model; None derives one from the base and run."""
     fidelity_samples: int = 4
     """Validation records compared between PyTorch and llama.cpp after export."""
+    gguf: bool = True
+    """Merge and export a GGUF; False keeps only the LoRA adapter (nothing to chat with,
+    but a much shorter run end)."""
 
     def __post_init__(self) -> None:
         if self.quant not in QUANT_TYPES:

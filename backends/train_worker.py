@@ -223,7 +223,9 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
         "adapter_dir": str(adapter_dir),
     }
 
-    if base.gguf_path is None:
+    if not export.gguf:
+        emit(tp.TrainLog("info", "GGUF export is off for this run: only the adapter is kept"))
+    elif base.gguf_path is None:
         emit(tp.TrainLog("warning", "the base model is a safetensors folder: the adapter "
                          "is saved, but GGUF export needs a GGUF base model"))
     else:

@@ -11,6 +11,8 @@ import pytest
 
 from tests.tiny_model import write_tiny_gguf
 
+TINY_VERSION = 1  # bump when tests/tiny_model.py changes what it writes
+
 FACTS = [
     ("What is the capital of Zorbania?", "The capital of Zorbania is Quillport."),
     ("Who invented the glimmerphone?", "The glimmerphone was invented by Odessa Fernwick."),
@@ -40,9 +42,14 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 @pytest.fixture(scope="session")
-def hearth_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One conversion cache for the session: GGUF -> tokenizer conversion is slow."""
-    folder = tmp_path_factory.mktemp("hearth-cache")
+def hearth_cache(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A conversion cache kept in pytest's cache folder across sessions.
+
+    Converting a GGUF vocabulary into a fast tokenizer takes tens of seconds on a small
+    machine; every worker started by a test reads this cache (``HEARTH_CACHE``).
+    """
+    folder = Path(request.config.cache.mkdir("hearth-finetune")) / "base-models"
+    folder.mkdir(exist_ok=True)
     old = os.environ.get("HEARTH_CACHE")
     os.environ["HEARTH_CACHE"] = str(folder)
     yield folder
@@ -53,5 +60,11 @@ def hearth_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny-llama.gguf")
+def tiny_gguf(request: pytest.FixtureRequest) -> Path:
+    """The tiny model, written once and kept (its path and mtime key the cache)."""
+    path = Path(request.config.cache.mkdir("hearth-finetune")) / f"tiny-llama-v{TINY_VERSION}.gguf"
+    if not path.exists():
+        partial = path.with_suffix(".part")
+        write_tiny_gguf(partial)
+        partial.replace(path)
+    return path

@@ -86,7 +86,8 @@ def test_tokenization_puts_loss_on_assistant_replies_only(tiny_gguf: Path,  # no
     assert learned == "Quillport.<|im_end|>The Silverun.<|im_end|>"
     assert "<|im_start|>assistant\n" in tok.decode(first.ids)
     assert all(out.records[1].target)
-    short = tokenize_examples([chat], tok, base.template, 40, base.eos_token)
-    assert short.truncated == 1 and len(short.records[0].ids) == 40
-    none_left = tokenize_examples([chat], tok, base.template, 16, base.eos_token)
+    first_target = first.target.index(True)
+    short = tokenize_examples([chat], tok, base.template, first_target + 2, base.eos_token)
+    assert short.truncated == 1 and len(short.records[0].ids) == first_target + 2
+    none_left = tokenize_examples([chat], tok, base.template, first_target, base.eos_token)
     assert none_left.truncated == 1 and none_left.dropped_no_target == 1
