@@ -1148,8 +1148,9 @@ def summary_html(s: dict[str, Any], model: ModelRecord | None) -> str:
             rows.append(("", f"<span style='color:{OK_COLOUR}'>✓ The exported model matches "
                              "the trained one.</span>"))
     elif not s.get("gguf_path"):
-        rows.append(("Export", "no GGUF (the base model is a safetensors folder); the "
-                               "adapter is saved"))
+        why = ("GGUF export was off for this run" if not (s.get("export") or {}).get("gguf", True)
+               else "the base model is a safetensors folder")
+        rows.append(("Export", f"no GGUF ({why}); the LoRA adapter is saved"))
     if s.get("adapter_dir"):
         rows.append(("Adapter", html.escape(str(s["adapter_dir"]))))
     body = "".join(f"<tr><td style='color:gray; padding-right:12px'>{k}</td><td>{v}</td></tr>"

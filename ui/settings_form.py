@@ -15,6 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
@@ -39,7 +40,8 @@ FLOAT_SPECS = {  # (minimum, maximum, decimals, step)
     "max_grad_norm": (0, 1000, 2, 0.1)}
 LABELS = {"grad_accumulation": "Gradient accumulation", "max_seq_len": "Max sequence length",
           "min_lr_ratio": "Final LR ratio", "max_grad_norm": "Gradient clip norm",
-          "out_name": "Output model name", "quant": "Quantization"}
+          "out_name": "Output model name", "quant": "Quantization",
+          "gguf": "Export a GGUF model"}
 
 
 @cache
@@ -77,7 +79,7 @@ class SettingsForm(QWidget):
             heading.setStyleSheet("font-weight: 600; margin-top: 6px")
             form.addRow(heading)
             for f in dataclasses.fields(cls):
-                widget = self._make(f.name)
+                widget = self._make(f.name, f.default)
                 widget.setToolTip(docs.get(f.name, ""))
                 label = QLabel(_label(f.name))
                 label.setToolTip(docs.get(f.name, ""))
@@ -85,7 +87,11 @@ class SettingsForm(QWidget):
                 form.addRow(label, widget)
         self.set_values(LoraSettings(), ExportSettings())
 
-    def _make(self, name: str) -> QWidget:
+    def _make(self, name: str, default: Any) -> QWidget:
+        if isinstance(default, bool):
+            check = QCheckBox()
+            check.toggled.connect(self.changed)
+            return check
         if name == "quant":
             combo = QComboBox()
             combo.addItems(QUANT_TYPES)
@@ -121,7 +127,9 @@ class SettingsForm(QWidget):
         try:
             for name, value in values.items():
                 widget = self.widgets.get(name)
-                if isinstance(widget, QComboBox):
+                if isinstance(widget, QCheckBox):
+                    widget.setChecked(bool(value))
+                elif isinstance(widget, QComboBox):
                     widget.setCurrentText(str(value))
                 elif isinstance(widget, QLineEdit):
                     widget.setText(", ".join(value) if isinstance(value, list)
@@ -136,7 +144,9 @@ class SettingsForm(QWidget):
         out: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             widget = self.widgets[f.name]
-            if isinstance(widget, QComboBox):
+            if isinstance(widget, QCheckBox):
+                out[f.name] = widget.isChecked()
+            elif isinstance(widget, QComboBox):
                 out[f.name] = widget.currentText()
             elif isinstance(widget, QLineEdit):
                 text = widget.text().strip()
