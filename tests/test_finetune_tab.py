@@ -152,22 +152,22 @@ def test_corrections_train_live_to_a_summary_then_chat_and_compare(
         with qtbot.waitSignal(tab.run_ended, timeout=RUN_TIMEOUT) as ended:
             qtbot.mouseClick(tab.start_button, Qt.MouseButton.LeftButton)
             assert calls == ["unload"]  # memory was short: the chat model made room
-            assert tab.pages.currentIndex() == 1 and not tab.cancel_button.isHidden()
+            assert tab.pages.currentIndex() == 1 and not tab.training.cancel_button.isHidden()
             tab.bridge.event.connect(events.append)
             # Live: the bar, the stats and the chart move while the worker trains.
-            qtbot.waitUntil(lambda: bool(tab.chart.train), timeout=RUN_TIMEOUT)
-            assert tab.progress.value() >= 1 and tab.progress.maximum() == 6
-            assert "tok/s" in tab.stat_labels["speed"].text()
-            assert tab.stat_labels["memory"].text() != "–"
+            qtbot.waitUntil(lambda: bool(tab.training.chart.train), timeout=RUN_TIMEOUT)
+            assert tab.training.progress.value() >= 1 and tab.training.progress.maximum() == 6
+            assert "tok/s" in tab.training.stat_labels["speed"].text()
+            assert tab.training.stat_labels["memory"].text() != "–"
         run_id, status = ended.args
-        assert status == "finished", tab.status_label.text() + tab.log_view.toPlainText()
+        assert status == "finished", tab.training.log_view.toPlainText()
         assert calls == ["unload", "reload"]
         assert sum(isinstance(e, tp.Progress) for e in events) >= 1
-        assert [s for s, _ in tab.chart.train] == [1, 2, 3, 4, 5, 6]
-        assert [s for s, _ in tab.chart.validation] == [2, 4, 6]
-        assert tab.progress.value() == 6
+        assert [s for s, _ in tab.training.chart.train] == [1, 2, 3, 4, 5, 6]
+        assert [s for s, _ in tab.training.chart.validation] == [2, 4, 6]
+        assert tab.training.progress.value() == 6
 
-        summary = tab.summary_view.toPlainText()
+        summary = tab.training.summary_view.toPlainText()
         for expected in ("Validation loss", "Export check", "top-1 agreement",
                          "as q8_0 GGUF", "Peak memory"):
             assert expected in summary
@@ -176,12 +176,12 @@ def test_corrections_train_live_to_a_summary_then_chat_and_compare(
         assert tiny_ws.library.get(tuned.name).source == "finetune"
         assert tuned.name in summary
         with qtbot.waitSignal(tab.chat_requested) as chat:
-            qtbot.mouseClick(tab.chat_button, Qt.MouseButton.LeftButton)
+            qtbot.mouseClick(tab.training.chat_button, Qt.MouseButton.LeftButton)
         assert chat.args == [tuned.name]
         assert tab.history.runs[0].run_id == run_id
         assert tab.history.runs[0].status == "finished"
 
-        qtbot.mouseClick(tab.compare_button, Qt.MouseButton.LeftButton)
+        qtbot.mouseClick(tab.training.compare_button, Qt.MouseButton.LeftButton)
         view = tab.compare_view
         assert [s.path for s in view.sides] == [Path(tiny_ws.library.get("tiny").path),
                                                 tuned.path]
@@ -196,7 +196,7 @@ def test_corrections_train_live_to_a_summary_then_chat_and_compare(
 def _resume_then_wait_for_a_checkpoint(qtbot, tab: FineTuneTab, click, after: int) -> int:
     """Resume with ``click``; return the step of the first new checkpoint past ``after``."""
     click()
-    assert tab.is_training() and not tab.cancel_button.isHidden()
+    assert tab.is_training() and not tab.training.cancel_button.isHidden()
     saved: list[int] = []
     tab.bridge.event.connect(lambda e: saved.append(e.step)
                              if isinstance(e, tp.Checkpointed) else None)
@@ -215,13 +215,13 @@ def test_cancel_close_and_kill_all_resume_to_the_same_finished_run(
                                                       eval_every=5))
         run_id = tab.start()
         assert run_id is not None
-        qtbot.waitUntil(lambda: len(tab.chart.train) >= 2, timeout=RUN_TIMEOUT)
+        qtbot.waitUntil(lambda: len(tab.training.chart.train) >= 2, timeout=RUN_TIMEOUT)
         # 1. Cancel: a checkpoint is saved and Resume is offered.
         with qtbot.waitSignal(tab.run_ended, timeout=60_000) as ended:
-            qtbot.mouseClick(tab.cancel_button, Qt.MouseButton.LeftButton)
+            qtbot.mouseClick(tab.training.cancel_button, Qt.MouseButton.LeftButton)
         assert ended.args == [run_id, "cancelled"]
-        assert not tab.resume_button.isHidden() and tab.cancel_button.isHidden()
-        cancelled_at = tab.progress.value()
+        assert not tab.training.resume_button.isHidden() and tab.training.cancel_button.isHidden()
+        cancelled_at = tab.training.progress.value()
         assert 2 <= cancelled_at < 30
         assert [r.status for r in list_runs(tiny_ws.home)] == ["cancelled"]
         tab.shutdown()
@@ -250,7 +250,7 @@ def test_cancel_close_and_kill_all_resume_to_the_same_finished_run(
                 qtbot, tab, tab.banner_resume_button.click, closed_after)
             os.kill(tab.bridge.client.proc.pid, signal.SIGKILL)
         assert ended.args == [run_id, "interrupted"]
-        assert "Resume continues from the last checkpoint" in tab.status_label.text()
+        assert "Resume continues from the last checkpoint" in tab.training.status_label.text()
         assert killed_after < 30
         tab.shutdown()
 
@@ -261,13 +261,13 @@ def test_cancel_close_and_kill_all_resume_to_the_same_finished_run(
         assert "was interrupted" in tab.resume_label.text()
         with qtbot.waitSignal(tab.run_ended, timeout=RUN_TIMEOUT) as ended:
             qtbot.mouseClick(tab.banner_resume_button, Qt.MouseButton.LeftButton)
-        assert ended.args == [run_id, "finished"], tab.log_view.toPlainText()
-        log = tab.log_view.toPlainText()
+        assert ended.args == [run_id, "finished"], tab.training.log_view.toPlainText()
+        log = tab.training.log_view.toPlainText()
         assert log.count("resumed from the checkpoint at step") == 3
         assert f"resumed from the checkpoint at step {cancelled_at}\n" in log
-        steps = [s for s, _ in tab.chart.train]
+        steps = [s for s, _ in tab.training.chart.train]
         assert steps == list(range(1, 31))  # replayed, then continued: no step twice
-        assert tab.tuned_model is not None and not tab.chat_button.isHidden()
+        assert tab.tuned_model is not None and not tab.training.chat_button.isHidden()
         assert [r.status for r in list_runs(tiny_ws.home)] == ["finished"]
         assert _tab(qtbot, tiny_ws).resume_banner.isHidden()  # nothing left to offer
     finally:

@@ -32,13 +32,11 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
     QFileDialog,
-    QFormLayout,
     QFrame,
     QHBoxLayout,
     QLabel,
     QMessageBox,
     QPlainTextEdit,
-    QProgressBar,
     QPushButton,
     QRadioButton,
     QScrollArea,
@@ -60,29 +58,16 @@ from app.training import RunError, create_run, list_runs, register_result, run_d
 from app.tune_plan import ModelFacts, PreviewRecord, RunPlan, model_facts, plan_run, preview
 from app.workspace import Workspace
 from ui.compare_view import CompareView
-from ui.loss_chart import LossChart
 from ui.run_history import RESUMABLE, RunHistoryView, human_bytes
 from ui.settings_form import SettingsForm
 from ui.training_bridge import TrainingBridge
+from ui.training_view import ERROR_COLOUR, OK_COLOUR, TrainingView, _duration
 
 PREVIEW_RECORDS = 3
 TRAINED_BACKGROUND = "#ffe9a8"
 TRAINED_FOREGROUND = "#3a2a00"
-ERROR_COLOUR = "#c0392b"
-OK_COLOUR = "#1e8449"
 PAGE_SETUP, PAGE_TRAINING, PAGE_HISTORY = range(3)
 CLOSED_RUN_KEY = "finetune_run_to_offer"  # stopped by a window close or a crash
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 def preview_html(records: list[PreviewRecord]) -> str:
@@ -153,9 +138,6 @@ class FineTuneTab(QWidget):
         self.compare_dialog: QDialog | None = None
         self._facts: dict[str, ModelFacts] = {}
         self._chat_unloaded = False
-        self._train_points: list[tuple[float, float]] = []
-        self._val_points: list[tuple[float, float]] = []
-        self._last: dict[str, Any] = {}
         self._checker = _Checker(self)
         self._checker.done.connect(self._on_dataset_checked)
         self._check_thread: threading.Thread | None = None
@@ -165,7 +147,13 @@ class FineTuneTab(QWidget):
         self.pages = QTabWidget()
         self.pages.setDocumentMode(True)
         self.pages.addTab(self._build_setup(), "Set up")
-        self.pages.addTab(self._build_training(), "Training")
+        self.training = TrainingView()
+        self.training.cancel_button.clicked.connect(self._on_cancel_clicked)
+        self.training.resume_button.clicked.connect(self._on_resume_clicked)
+        self.training.chat_button.clicked.connect(self._on_chat_clicked)
+        self.training.compare_button.clicked.connect(self._on_compare_clicked)
+        self.training.new_run_button.clicked.connect(self._on_new_run_clicked)
+        self.pages.addTab(self.training, "Training")
         self.history = RunHistoryView(self.home, self.library)
         self.history.open_requested.connect(self._on_open_run)
         self.history.resume_requested.connect(self._on_resume_run)
@@ -583,78 +571,6 @@ class FineTuneTab(QWidget):
 
     # ================================================================ training
 
-    def _build_training(self) -> QWidget:
-        page = QWidget()
-        layout = QVBoxLayout(page)
-        self.run_title = QLabel("")
-        self.run_title.setStyleSheet("font-size: 14px; font-weight: 600")
-        self.run_title.setWordWrap(True)
-        layout.addWidget(self.run_title)
-        self.phase_label = QLabel("")
-        layout.addWidget(self.phase_label)
-        self.progress = QProgressBar()
-        self.progress.setFormat("step %v of %m")
-        layout.addWidget(self.progress)
-        stats = QFormLayout()
-        stats.setHorizontalSpacing(16)
-        row = QHBoxLayout()
-        self.stat_labels: dict[str, QLabel] = {}
-        for key, title in (("eta", "Time left"), ("elapsed", "Elapsed"),
-                           ("speed", "Speed"), ("memory", "Peak memory"),
-                           ("loss", "Loss"), ("val", "Validation loss")):
-            box = QVBoxLayout()
-            caption = QLabel(title)
-            caption.setStyleSheet("color: gray; font-size: 11px")
-            value = QLabel("–")
-            value.setStyleSheet("font-size: 14px")
-            box.addWidget(caption)
-            box.addWidget(value)
-            row.addLayout(box)
-            self.stat_labels[key] = value
-        row.addStretch(1)
-        layout.addLayout(row)
-        self.estimate_run_label = QLabel("")
-        self.estimate_run_label.setStyleSheet("color: gray")
-        layout.addWidget(self.estimate_run_label)
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        self.chart = LossChart()
-        splitter.addWidget(self.chart)
-        self.summary_view = QTextBrowser()
-        self.summary_view.setOpenExternalLinks(False)
-        self.summary_view.hide()
-        splitter.addWidget(self.summary_view)
-        self.log_view = QPlainTextEdit(readOnly=True)
-        self.log_view.setMaximumBlockCount(500)
-        splitter.addWidget(self.log_view)
-        splitter.setSizes([320, 220, 90])
-        layout.addWidget(splitter, 1)
-        buttons = QHBoxLayout()
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self._on_cancel_clicked)
-        self.resume_button = QPushButton("Resume")
-        self.resume_button.clicked.connect(self._on_resume_clicked)
-        self.chat_button = QPushButton("Chat with it")
-        self.chat_button.clicked.connect(self._on_chat_clicked)
-        self.compare_button = QPushButton("Compare with base")
-        self.compare_button.clicked.connect(self._on_compare_clicked)
-        self.new_run_button = QPushButton("New run")
-        self.new_run_button.clicked.connect(self._on_new_run_clicked)
-        buttons.addWidget(self.status_label, 1)
-        for button in (self.cancel_button, self.resume_button, self.compare_button,
-                       self.chat_button, self.new_run_button):
-            buttons.addWidget(button)
-            button.hide()
-        layout.addLayout(buttons)
-        return page
-
-    def _set_buttons(self, *shown: QPushButton) -> None:
-        for button in (self.cancel_button, self.resume_button, self.compare_button,
-                       self.chat_button, self.new_run_button):
-            button.setVisible(button in shown)
-            button.setEnabled(True)
-
     def is_training(self) -> bool:
         return self.bridge is not None and self.bridge.alive
 
@@ -733,10 +649,10 @@ class FineTuneTab(QWidget):
         self._remember_closed_run(None)
         self.bridge = TrainingBridge(self.home, run_id, self)
         self.bridge.event.connect(self._on_event)
-        self.status_label.setText("Resuming from the last checkpoint…" if resuming
+        self.training.status_label.setText("Resuming from the last checkpoint…" if resuming
                                   else "Starting the training worker…")
-        self.status_label.setStyleSheet("")
-        self._set_buttons(self.cancel_button)
+        self.training.status_label.setStyleSheet("")
+        self.training.set_buttons(self.training.cancel_button)
         self.start_button.setEnabled(False)
         self.history.busy_run = run_id
         try:
@@ -749,140 +665,47 @@ class FineTuneTab(QWidget):
         self.run_started.emit(run_id)
 
     def _show_run(self, run_id: str) -> None:
-        """Fill the Training page from the run's folder (events so far and summary)."""
+        """Fill the Training page from the run's folder (the events so far)."""
         self.shown_run = run_id
         self.tuned_model = None
         files = run_files(self.home, self.library, run_id)
         spec = files.spec
-        self.run_title.setText(f"{spec['out_name']} — {spec['base']['name']} taught with "
-                               f"{Path(spec['dataset']['path']).name}")
+        self.training.reset(f"{spec['out_name']} — {spec['base']['name']} taught with "
+                            f"{Path(spec['dataset']['path']).name}")
         self.pages.setTabEnabled(PAGE_TRAINING, True)
         self.pages.setCurrentIndex(PAGE_TRAINING)
-        self.summary_view.hide()
-        self.log_view.clear()
-        self._train_points, self._val_points = [], []
-        self._last = {}
-        for label in self.stat_labels.values():
-            label.setText("–")
-        self.estimate_run_label.setText("")
-        self.phase_label.setText("")
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.chart.clear(None)
         events_file = files.folder / "events.jsonl"
         if events_file.exists():
             for line in events_file.read_text("utf-8", errors="replace").splitlines():
                 try:
-                    event = tp.decode(line)
+                    self.training.apply(tp.decode(line))
                 except tp.TrainProtocolError:
                     continue
-                self._apply(event, replay=True)
 
     def _on_event(self, event: object) -> None:
         if self.bridge is None or self.shown_run != self.bridge.run_id:
             return
-        self._apply(event, replay=False)
+        self._apply(event)
 
-    def _apply(self, event: object, replay: bool) -> None:
-        """Update the Training page from one event (live, or replayed from the log)."""
-        if isinstance(event, tp.TrainHello):
-            self._log(f"Worker on {event.device} ({event.dtype}), torch {event.torch_version}")
-        elif isinstance(event, tp.Phase):
-            self.phase_label.setText(event.message[:1].upper() + event.message[1:] + "…")
-            self._log(event.message)
-        elif isinstance(event, tp.DataReady):
-            self.progress.setRange(0, event.total_steps)
-            self.chart.total_steps = event.total_steps
-            self._log(f"Tokenized: {event.train_records} training / {event.val_records} "
-                      f"validation records, {event.train_tokens:,} tokens "
-                      f"({event.target_tokens:,} trained on), longest "
-                      f"{event.longest_record_tokens}; {event.truncated_records} truncated "
-                      f"to {event.max_seq_len}; {event.total_steps} steps")
-        elif isinstance(event, tp.EstimateEvent):
-            self._last["estimate"] = event
-            self.estimate_run_label.setText(
-                f"{'Measured' if event.basis == 'measured' else 'Estimated'}: about "
-                f"{_duration(event.seconds)} of training, peak memory about "
-                f"{human_bytes(event.peak_memory_bytes)}")
-        elif isinstance(event, tp.Progress):
-            self._on_progress(event)
-        elif isinstance(event, tp.Evaluation):
-            self._val_points = [p for p in self._val_points if p[0] < event.step]
-            self._val_points.append((event.step, event.val_loss))
-            self._redraw_if_rewound()
-            self.chart.add_validation(event.step, event.val_loss)
-            self.stat_labels["val"].setText(f"{event.val_loss:.4f}")
-        elif isinstance(event, tp.Checkpointed):
-            self._last["checkpoint"] = event.step
-        elif isinstance(event, tp.Exported):
-            self._last[f"exported_{event.what}"] = event
-            self._log(f"Wrote {Path(event.path).name} ({human_bytes(event.size_bytes)})")
-        elif isinstance(event, tp.TrainLog):
-            if event.level in ("warning", "error") or event.message.startswith("resumed"):
-                self._log(("⚠ " if event.level != "info" else "") + event.message)
-        elif isinstance(event, tp.Cancelled):
-            self._last["checkpoint"] = event.step
-            self._log(f"Cancelled at step {event.step}; checkpoint saved.")
-            if not replay:
-                self._ended("cancelled", f"Cancelled at step {event.step}. The checkpoint is "
-                            "saved: Resume continues from there.")
+    def _apply(self, event: object) -> None:
+        """One live event: shown by the Training page; the outcomes are acted on here."""
+        self.training.apply(event)
+        if isinstance(event, tp.Cancelled):
+            self._ended("cancelled", f"Cancelled at step {event.step}. The checkpoint is "
+                        "saved: Resume continues from there.")
         elif isinstance(event, tp.Finished):
-            if not replay:
-                self._finished(event.summary)
+            self._finished(event.summary)
         elif isinstance(event, tp.TrainError):
-            self._log(f"Error: {event.message}")
-            if not replay:
-                self._ended("failed", event.message)
-        elif isinstance(event, tp.WorkerExited) and not replay:
+            self._ended("failed", event.message)
+        elif isinstance(event, tp.WorkerExited):
+            checkpoint = self.training.last.get("checkpoint")
             self._ended("interrupted", event.message.split(" The run can be resumed")[0]
                         + " Resume continues from the last checkpoint"
-                        + (f" (step {self._last['checkpoint']})."
-                           if "checkpoint" in self._last else "."))
-
-    def _on_progress(self, e: tp.Progress) -> None:
-        self.progress.setRange(0, e.total_steps)
-        self.progress.setValue(e.step)
-        self.phase_label.setText(f"Training: epoch {e.epoch:.2f}")
-        self.stat_labels["eta"].setText(_duration(e.eta_s))
-        self.stat_labels["elapsed"].setText(_duration(e.elapsed_s))
-        self.stat_labels["speed"].setText(f"{e.tokens_per_s:,.0f} tok/s")
-        self.stat_labels["memory"].setText(human_bytes(e.peak_memory_bytes))
-        self.stat_labels["loss"].setText(f"{e.loss:.4f}")
-        self._train_points = [p for p in self._train_points if p[0] < e.step]
-        self._train_points.append((e.step, e.loss))
-        self._val_points = [p for p in self._val_points if p[0] < e.step]
-        if not self._redraw_if_rewound():
-            self.chart.add_train(e.step, e.loss)
-
-    def _redraw_if_rewound(self) -> bool:
-        """A resumed run repeats the steps after its last checkpoint: redraw without them."""
-        if len(self.chart.train) <= len(self._train_points) and len(
-                self.chart.validation) <= len(self._val_points):
-            return False
-        self.chart.clear(self.chart.total_steps)
-        for step, loss in self._train_points:
-            self.chart.add_train(step, loss)
-        for step, loss in self._val_points:
-            self.chart.add_validation(step, loss)
-        return True
-
-    def _log(self, text: str) -> None:
-        self.log_view.appendPlainText(text)
+                        + (f" (step {checkpoint})." if checkpoint else "."))
 
     def _ended(self, status: str, message: str) -> None:
         run_id = self.shown_run or ""
-        colour = OK_COLOUR if status == "finished" else (
-            ERROR_COLOUR if status in ("failed", "interrupted") else "")
-        self.status_label.setStyleSheet(f"color: {colour}" if colour else "")
-        self.status_label.setText(message)
-        if status in RESUMABLE:
-            self._set_buttons(self.resume_button, self.new_run_button)
-        elif status == "finished":
-            self._set_buttons(self.compare_button, self.chat_button, self.new_run_button)
-        else:
-            self._set_buttons(self.new_run_button)
-        self.phase_label.setText({"finished": "Done.", "cancelled": "Cancelled.",
-                                  "failed": "Failed.", "interrupted": "Interrupted."}[status])
+        self.training.show_outcome(status, message)
         if self.bridge is not None:
             try:  # the worker exits right after its last event
                 self.bridge.client.wait(5)
@@ -903,28 +726,22 @@ class FineTuneTab(QWidget):
                                 or (register_result(self.library, self.home, summary)
                                     if summary.get("gguf_path") else None))
         except (LibraryError, OSError, KeyError) as exc:
-            self._log(f"The model could not be added to the library: {exc}")
+            self.training.log(f"The model could not be added to the library: {exc}")
             self.tuned_model = None
-        self._show_summary(summary)
+        self.training.show_summary(summary, self.tuned_model)
         name = self.tuned_model.name if self.tuned_model else "the adapter"
         self._ended("finished", f"Done: {name} is ready.")
         if self.tuned_model is None:
-            self.chat_button.hide()
-            self.compare_button.hide()
-
-    def _show_summary(self, s: dict[str, Any]) -> None:
-        self.summary_view.setHtml(summary_html(s, self.tuned_model))
-        self.summary_view.show()
-        self.progress.setValue(self.progress.maximum())
-        self.stat_labels["eta"].setText("0 s")
+            self.training.chat_button.hide()
+            self.training.compare_button.hide()
 
     # -------------------------------------------------------------- actions
 
     def _on_cancel_clicked(self) -> None:
         if self.bridge is not None and self.bridge.alive:
             self.bridge.cancel()
-            self.cancel_button.setEnabled(False)
-            self.status_label.setText("Stopping after this step and saving a checkpoint…")
+            self.training.cancel_button.setEnabled(False)
+            self.training.status_label.setText("Stopping after this step and saving a checkpoint…")
 
     def cancel(self) -> None:
         self._on_cancel_clicked()
@@ -1012,20 +829,19 @@ class FineTuneTab(QWidget):
         self._show_run(run_id)
         files = run_files(self.home, self.library, run_id)
         status = next((r.status for r in list_runs(self.home) if r.run_id == run_id), "")
+        view = self.training
         if files.summary and status == "finished":
             self.tuned_model = files.model
-            self._show_summary(files.summary)
-            self._set_buttons(self.compare_button, self.chat_button, self.new_run_button)
-            self.compare_button.setEnabled(files.gguf.exists())
-            self.chat_button.setEnabled(files.model is not None)
-            self.status_label.setText("Finished.")
+            view.show_summary(files.summary, files.model)
+            view.show_outcome("finished", "Finished.")
+            view.compare_button.setEnabled(files.gguf.exists())
+            view.chat_button.setEnabled(files.model is not None)
         elif status in RESUMABLE:
-            self._set_buttons(self.resume_button, self.new_run_button)
-            self.status_label.setText(f"This run is {status}; Resume continues from its last "
+            view.show_outcome(status, f"This run is {status}; Resume continues from its last "
                                       "checkpoint.")
         else:
-            self._set_buttons(self.new_run_button)
-            self.status_label.setText(f"This run is {status or 'unknown'}.")
+            view.set_buttons(view.new_run_button)
+            view.status_label.setText(f"This run is {status or 'unknown'}.")
 
     def _on_resume_run(self, run_id: str) -> None:
         self.resume(run_id)
@@ -1101,58 +917,3 @@ def _sample_prompts(folder: Path, n: int = 3) -> list[str]:
             if len(prompts) >= n:
                 return prompts
     return prompts
-
-
-def summary_html(s: dict[str, Any], model: ModelRecord | None) -> str:
-    """The run summary: what was learned, how fast, how faithful the export is."""
-    est = s.get("estimate") or {}
-    rows = []
-    if model is not None:
-        rows.append(("Model", f"<b>{html.escape(model.name)}</b> (in the library)"))
-    if s.get("gguf_path"):
-        size = s.get("gguf_size_bytes")
-        rows.append(("File", f"{html.escape(Path(s['gguf_path']).name)}"
-                             + (f" — {human_bytes(size)}" if size else "")))
-    first, final = s.get("first_train_loss"), s.get("final_train_loss")
-    if first is not None and final is not None:
-        rows.append(("Training loss", f"{first:.4f} → <b>{final:.4f}</b>"))
-    if s.get("val_loss") is not None:
-        rows.append(("Validation loss", f"<b>{s['val_loss']:.4f}</b> on "
-                                        f"{s.get('val_records')} held-out records"))
-    rows.append(("Training", f"{s.get('steps')} steps, {s.get('trained_tokens', 0):,} tokens "
-                             f"in {_duration(s.get('train_seconds') or 0)} "
-                             f"({s.get('tokens_per_s', 0):,.0f} tok/s) on {s.get('device')}"))
-    if est:
-        rows.append(("Time", f"estimated {_duration(est.get('seconds') or 0)}, took "
-                             f"{_duration(s.get('train_seconds') or 0)} of training "
-                             f"({_duration(s.get('total_seconds') or 0)} with export)"))
-        rows.append(("Peak memory", f"estimated {human_bytes(est.get('peak_memory_bytes') or 0)}"
-                                    f", used {human_bytes(s.get('peak_memory_bytes') or 0)}"))
-    if s.get("truncated_records"):
-        rows.append(("Truncated", f"<span style='color:{ERROR_COLOUR}'>"
-                                  f"{s['truncated_records']} records were cut to "
-                                  f"{s['settings']['max_seq_len']} tokens</span>"))
-    fid = s.get("fidelity")
-    if fid:
-        rows.append(("Export check", f"llama.cpp's logits of the F16 GGUF vs PyTorch: largest "
-                                     f"difference {fid['logits_max_abs_diff']:.4f} (logits up "
-                                     f"to {fid['logits_ref_max_abs']:.1f}), top-1 agreement "
-                                     f"{fid['top1_agreement']:.1%} over "
-                                     f"{fid['tokens_compared']} tokens"))
-        rows.append(("Quantized", f"validation loss {fid['torch_val_loss']:.4f} in PyTorch, "
-                                  f"{fid['gguf_val_loss']:.4f} as {fid['quant']} GGUF"))
-        for warning in fid.get("warnings") or []:
-            rows.append(("⚠ Warning", f"<span style='color:{ERROR_COLOUR}'>"
-                                      f"{html.escape(warning)}</span>"))
-        if not fid.get("warnings"):
-            rows.append(("", f"<span style='color:{OK_COLOUR}'>✓ The exported model matches "
-                             "the trained one.</span>"))
-    elif not s.get("gguf_path"):
-        why = ("GGUF export was off for this run" if not (s.get("export") or {}).get("gguf", True)
-               else "the base model is a safetensors folder")
-        rows.append(("Export", f"no GGUF ({why}); the LoRA adapter is saved"))
-    if s.get("adapter_dir"):
-        rows.append(("Adapter", html.escape(str(s["adapter_dir"]))))
-    body = "".join(f"<tr><td style='color:gray; padding-right:12px'>{k}</td><td>{v}</td></tr>"
-                   for k, v in rows)
-    return f"<h3 style='margin:0'>Summary</h3><table cellspacing=3>{body}</table>"
