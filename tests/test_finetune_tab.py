@@ -14,7 +14,8 @@ import signal
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox
 
 from app import train_protocol as tp
@@ -95,6 +96,17 @@ def test_setup_shows_counts_preview_and_an_estimate_per_preset(qtbot, tiny_ws: W
         estimates[name] = (tab.plan.total_steps, tab.estimate_label.text())
         assert "peak memory about" in estimates[name][1]
     assert estimates["quick"][0] < estimates["balanced"][0] < estimates["thorough"][0]
+    other = write_jsonl(tmp_path / "dropped.jsonl", fact_rows()[:4])
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(other))])
+    drop = QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime,
+                      Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(tab.dataset_checked, timeout=20_000):
+        tab.dropEvent(drop)  # a file dropped on the tab
+    assert "dropped.jsonl" in tab.validation_label.text()
+    assert "4 records" in tab.validation_label.text()
+    with qtbot.waitSignal(tab.dataset_checked, timeout=20_000):
+        tab.load_file(data)
     tab.settings_form.widgets["rank"].setValue(64)  # the Advanced panel drives the plan
     assert "rank 64" in tab.estimate_label.text()
     tab.settings_form.widgets["learning_rate"].setValue(0.0005)
@@ -189,6 +201,14 @@ def test_corrections_train_live_to_a_summary_then_chat_and_compare(
         with qtbot.waitSignal(view.finished, timeout=120_000):
             view.compare(["What is the capital of Zorbania?"])
         assert all(side.stats[0].text() for side in view.sides)
+
+        later = _tab(qtbot, tiny_ws)  # History opens the finished run with its summary
+        later.history.select(run_id)
+        later.history.open_button.click()
+        assert later.pages.currentIndex() == 1 and later.shown_run == run_id
+        assert "Export check" in later.training.summary_view.toPlainText()
+        assert [s for s, _ in later.training.chart.train] == [1, 2, 3, 4, 5, 6]
+        assert later.training.chat_button.isEnabled() and later.tuned_model == tuned
     finally:
         _stop(tab)
 

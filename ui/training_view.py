@@ -80,7 +80,7 @@ class TrainingView(QWidget):
         self.estimate_run_label = QLabel("")
         self.estimate_run_label.setStyleSheet("color: gray")
         layout.addWidget(self.estimate_run_label)
-        splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter = splitter = QSplitter(Qt.Orientation.Vertical)
         self.chart = LossChart()
         splitter.addWidget(self.chart)
         self.summary_view = QTextBrowser()
@@ -133,6 +133,7 @@ class TrainingView(QWidget):
         """Show one event; the outcome events (Cancelled, Finished, errors) are logged
         here and acted on by the tab."""
         if isinstance(event, tp.TrainHello):
+            self.status_label.setText("")  # "Starting the worker…" is over
             self.log(f"Worker on {event.device} ({event.dtype}), torch {event.torch_version}")
         elif isinstance(event, tp.Phase):
             self.phase_label.setText(event.message[:1].upper() + event.message[1:] + "…")
@@ -222,6 +223,8 @@ class TrainingView(QWidget):
     def show_summary(self, s: dict[str, Any], model: ModelRecord | None) -> None:
         self.summary_view.setHtml(summary_html(s, model))
         self.summary_view.show()
+        total = sum(self.splitter.sizes()) or 600
+        self.splitter.setSizes([int(total * 0.42), int(total * 0.46), int(total * 0.12)])
         self.progress.setValue(self.progress.maximum())
         self.stat_labels["eta"].setText("0 s")
 
