@@ -368,3 +368,31 @@ def test_the_main_window_wires_fine_tune_and_datasets(qtbot, tiny_ws: Workspace,
     window.corrections_view.refresh()
     assert window.finetune_tab.corrections_radio.text().endswith("(1 collected)")
     window.close()
+
+
+def test_the_training_page_shows_a_failure_and_redraws_a_resumed_run(qtbot) -> None:
+    from ui.training_view import TrainingView
+
+    view = TrainingView()
+    qtbot.addWidget(view)
+    view.reset("run")
+    events = [tp.DataReady(4, 1, 100, 40, 20, 0, 30, 128, total_steps=5)]
+    events += [tp.Progress(step, 5, step / 2, 3.0 - step * 0.1, 1e-3, 50.0, 1.0, 1.0, 1 << 30)
+               for step in (1, 2, 3)]
+    events += [tp.Evaluation(2, 2.5), tp.Checkpointed(2, "ckpt"),
+               tp.TrainLog("info", "resumed from the checkpoint at step 2")]
+    events += [tp.Progress(step, 5, step / 2, 2.0, 1e-3, 50.0, 1.0, 1.0, 1 << 30)
+               for step in (3, 4)]  # after a kill at step 3: step 3 again, then on
+    for event in events:
+        view.apply(event)
+    assert [s for s, _ in view.chart.train] == [1, 2, 3, 4]
+    assert view.chart.train[2] == (3, 2.0)  # the repeated step replaces the lost one
+    assert view.chart.validation == [(2, 2.5)] and view.progress.value() == 4
+    assert view.last["checkpoint"] == 2
+    assert "resumed from the checkpoint at step 2" in view.log_view.toPlainText()
+    view.apply(tp.TrainError("out_of_memory", "training ran out of memory: lower the batch "
+                             "size or the maximum sequence length"))
+    view.show_outcome("failed", "training ran out of memory")
+    assert "Error: training ran out of memory" in view.log_view.toPlainText()
+    assert view.phase_label.text() == "Failed." and not view.new_run_button.isHidden()
+    assert view.resume_button.isHidden() and view.chat_button.isHidden()

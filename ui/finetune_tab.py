@@ -161,6 +161,7 @@ class FineTuneTab(QWidget):
         self.history.deleted.connect(self._on_run_deleted)
         self.pages.addTab(self.history, "History")
         self.pages.setTabEnabled(PAGE_TRAINING, False)
+        self.pages.currentChanged.connect(self._on_page_changed)
         layout.addWidget(self.pages)
         self.setAcceptDrops(True)
         self.refresh_models()
@@ -729,6 +730,7 @@ class FineTuneTab(QWidget):
             self.training.log(f"The model could not be added to the library: {exc}")
             self.tuned_model = None
         self.training.show_summary(summary, self.tuned_model)
+        self.refresh_models()  # the tuned model can be the base of the next run
         name = self.tuned_model.name if self.tuned_model else "the adapter"
         self._ended("finished", f"Done: {name} is ready.")
         if self.tuned_model is None:
@@ -810,6 +812,10 @@ class FineTuneTab(QWidget):
     def _on_compare_clicked(self) -> None:
         if self.shown_run:
             self.open_compare(self.shown_run)
+
+    def _on_page_changed(self, index: int) -> None:
+        if index == PAGE_HISTORY:
+            self.history.refresh()  # runs started from the CLI meanwhile appear too
 
     def _on_new_run_clicked(self) -> None:
         self.pages.setCurrentIndex(PAGE_SETUP)

@@ -9,6 +9,7 @@ checkpoint; the chart drops the superseded points so every step appears once.
 from __future__ import annotations
 
 import html
+import math
 from pathlib import Path
 from typing import Any
 
@@ -155,10 +156,8 @@ class TrainingView(QWidget):
         elif isinstance(event, tp.Progress):
             self.show_progress(event)
         elif isinstance(event, tp.Evaluation):
-            self.val_points = [p for p in self.val_points if p[0] < event.step]
-            self.val_points.append((event.step, event.val_loss))
-            if not self._redraw_if_rewound():
-                self.chart.add_validation(event.step, event.val_loss)
+            self._add_point(self.val_points, event.step, event.val_loss,
+                            self.chart.add_validation)
             self.stat_labels["val"].setText(f"{event.val_loss:.4f}")
         elif isinstance(event, tp.Checkpointed):
             self.last["checkpoint"] = event.step
@@ -183,23 +182,27 @@ class TrainingView(QWidget):
         self.stat_labels["speed"].setText(f"{e.tokens_per_s:,.0f} tok/s")
         self.stat_labels["memory"].setText(human_bytes(e.peak_memory_bytes))
         self.stat_labels["loss"].setText(f"{e.loss:.4f}")
-        self.train_points = [p for p in self.train_points if p[0] < e.step]
-        self.train_points.append((e.step, e.loss))
-        self.val_points = [p for p in self.val_points if p[0] < e.step]
-        if not self._redraw_if_rewound():
-            self.chart.add_train(e.step, e.loss)
+        self.val_points[:] = [p for p in self.val_points if p[0] < e.step]
+        self._add_point(self.train_points, e.step, e.loss, self.chart.add_train)
 
-    def _redraw_if_rewound(self) -> bool:
-        """A resumed run repeats the steps after its last checkpoint: redraw without them."""
-        if len(self.chart.train) <= len(self.train_points) and len(
-                self.chart.validation) <= len(self.val_points):
-            return False
+    def _add_point(self, points: list[tuple[float, float]], step: float, loss: float,
+                   add: Any) -> None:
+        """Record a point; a resumed run repeats the steps after its last checkpoint, so
+        a step at or before the last one drops the superseded points (and redraws)."""
+        if not math.isfinite(loss):
+            return  # the chart does not draw it either
+        points[:] = [p for p in points if p[0] < step]
+        points.append((step, loss))
+        if (len(self.chart.train), len(self.chart.validation)) == (
+                len(self.train_points) - (points is self.train_points),
+                len(self.val_points) - (points is self.val_points)):
+            add(step, loss)  # the usual case: one more point at the end
+            return
         self.chart.clear(self.chart.total_steps)
         for step, loss in self.train_points:
             self.chart.add_train(step, loss)
         for step, loss in self.val_points:
             self.chart.add_validation(step, loss)
-        return True
 
     def log(self, text: str) -> None:
         self.log_view.appendPlainText(text)
