@@ -130,17 +130,33 @@ class RunPlan:
     estimate: Estimate
 
 
-def plan_run(facts: ModelFacts, dataset: Dataset, settings: LoraSettings,
-             machine: Machine) -> RunPlan:
-    """Steps, approximate tokens, time and peak memory of a run, as the worker plans it."""
-    train, val = split_examples(dataset.examples, settings.validation_fraction, settings.seed)
-    sample = train[:ESTIMATE_SAMPLE]
+@dataclass(frozen=True)
+class DataShape:
+    """How big the records are once laid out by the template (measured on a sample)."""
+
+    chars_per_record: float
+    target_fraction: float
+    """Share of the characters that carry loss (the assistant replies)."""
+
+
+def measure(dataset: Dataset, template: ChatTemplate) -> DataShape:
+    """Render up to ESTIMATE_SAMPLE records; do it once per model and dataset."""
+    sample = dataset.examples[:ESTIMATE_SAMPLE]
     chars = target_chars = 0
     for example in sample:
-        rendered = render_example(example, facts.template)
+        rendered = render_example(example, template)
         chars += len(rendered.text)
         target_chars += len(rendered.trained_text)
-    per_record = min(settings.max_seq_len, chars / max(1, len(sample)) / CHARS_PER_TOKEN)
+    return DataShape(chars_per_record=chars / max(1, len(sample)),
+                     target_fraction=target_chars / max(1, chars))
+
+
+def plan_run(facts: ModelFacts, dataset: Dataset, settings: LoraSettings,
+             machine: Machine, shape: DataShape | None = None) -> RunPlan:
+    """Steps, approximate tokens, time and peak memory of a run, as the worker plans it."""
+    train, val = split_examples(dataset.examples, settings.validation_fraction, settings.seed)
+    shape = shape or measure(dataset, facts.template)
+    per_record = min(settings.max_seq_len, shape.chars_per_record / CHARS_PER_TOKEN)
     micro_per_epoch = math.ceil(len(train) / settings.batch_size)
     if settings.max_steps is not None:
         steps = settings.max_steps
@@ -152,6 +168,6 @@ def plan_run(facts: ModelFacts, dataset: Dataset, settings: LoraSettings,
         steps_tokens=int(steps * settings.batch_size * settings.grad_accumulation * per_record),
         hidden=facts.hidden, n_layers=facts.layers, vocab=facts.vocab,
         micro_batch_tokens=int(settings.batch_size * per_record),
-        target_fraction=target_chars / max(1, chars), machine=machine, gpu=machine.has_gpu)
+        target_fraction=shape.target_fraction, machine=machine, gpu=machine.has_gpu)
     return RunPlan(train_records=len(train), val_records=len(val), total_steps=steps,
                    approx_train_tokens=int(per_record * len(train)), estimate=guess)

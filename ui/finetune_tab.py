@@ -55,7 +55,16 @@ from app.finetune import PRESETS, Machine, preset
 from app.library import LibraryError, ModelRecord
 from app.run_files import model_of_run, run_files
 from app.training import RunError, create_run, list_runs, register_result, run_dir
-from app.tune_plan import ModelFacts, PreviewRecord, RunPlan, model_facts, plan_run, preview
+from app.tune_plan import (
+    DataShape,
+    ModelFacts,
+    PreviewRecord,
+    RunPlan,
+    measure,
+    model_facts,
+    plan_run,
+    preview,
+)
 from app.workspace import Workspace
 from ui.compare_view import CompareView
 from ui.run_history import RESUMABLE, RunHistoryView, human_bytes
@@ -137,6 +146,7 @@ class FineTuneTab(QWidget):
         self.tuned_model: ModelRecord | None = None
         self.compare_dialog: QDialog | None = None
         self._facts: dict[str, ModelFacts] = {}
+        self._shapes: dict[tuple[str, str], DataShape] = {}  # (model, dataset sha)
         self._chat_unloaded = False
         self._checker = _Checker(self)
         self._checker.done.connect(self._on_dataset_checked)
@@ -234,7 +244,8 @@ class FineTuneTab(QWidget):
         form.addWidget(self.issues_view)
 
         form.addWidget(self._heading("3. How hard to train"))
-        preset_row = QHBoxLayout()
+        preset_row = QVBoxLayout()
+        preset_row.setSpacing(2)
         self.preset_group = QButtonGroup(self)
         self.preset_buttons: dict[str, QRadioButton] = {}
         for name in PRESETS:
@@ -243,7 +254,6 @@ class FineTuneTab(QWidget):
             self.preset_buttons[name] = button
             preset_row.addWidget(button)
             button.toggled.connect(self._on_preset_toggled)
-        preset_row.addStretch(1)
         form.addLayout(preset_row)
         self.estimate_label = QLabel("")
         self.estimate_label.setWordWrap(True)
@@ -533,6 +543,8 @@ class FineTuneTab(QWidget):
         running = self.bridge is not None and self.bridge.alive
         if self.dataset is None or record is None:
             self.estimate_label.setText("")
+            for name, button in self.preset_buttons.items():
+                button.setText(name.capitalize())
             self.start_error.setText("" if record else "No model in the library yet: add "
                                      "one in the Models tab.")
             self.start_button.setEnabled(False)
@@ -548,8 +560,18 @@ class FineTuneTab(QWidget):
         if facts is None:
             self.start_button.setEnabled(False)
             return
+        key = (record.name, self.dataset.sha256)
         try:
-            self.plan = plan_run(facts, self.dataset, settings, self.machine)
+            if key not in self._shapes:
+                self._shapes = {key: measure(self.dataset, facts.template)}
+            shape = self._shapes[key]
+            self.plan = plan_run(facts, self.dataset, settings, self.machine, shape)
+            for name, button in self.preset_buttons.items():
+                guess = plan_run(facts, self.dataset,
+                                 preset(name, self.dataset.stats.records, self.machine),
+                                 self.machine, shape).estimate
+                button.setText(f"{name.capitalize()}: about {_duration(guess.seconds)}, "
+                               f"peak memory about {human_bytes(guess.peak_memory_bytes)}")
         except ValueError as exc:
             self.start_error.setText(str(exc).capitalize())
             self.start_button.setEnabled(False)
@@ -561,7 +583,7 @@ class FineTuneTab(QWidget):
             memory_note = (f' <span style="color:{ERROR_COLOUR}">(only '
                            f"{human_bytes(avail)} free now)</span>")
         self.estimate_label.setText(
-            f"About <b>{_duration(est.seconds)}</b> on this "
+            f"This run: about <b>{_duration(est.seconds)}</b> on this "
             f"{'GPU' if self.machine.has_gpu else 'CPU'}, peak memory about "
             f"<b>{human_bytes(est.peak_memory_bytes)}</b>{memory_note}.<br>"
             f"{self.plan.total_steps} steps over {self.plan.train_records} training records "
