@@ -276,6 +276,8 @@ class FineTuneTab(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(left)
+        scroll.viewport().setAutoFillBackground(False)  # blend into the tab page
+        left.setAutoFillBackground(False)
         column = QWidget()
         column_layout = QVBoxLayout(column)
         column_layout.setContentsMargins(0, 0, 0, 0)
