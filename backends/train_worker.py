@@ -76,11 +76,17 @@ def _watch_stdin(cancel: threading.Event) -> None:
 
 
 def pick_device() -> tuple[torch.device, torch.dtype | None, str]:
+    """The device and the autocast dtype: bf16 on GPUs that have it, else float32.
+
+    The weights themselves stay float32 (a 135M-1B model fits easily), so the merge
+    and the export start from the exact dequantized base, not a bf16 rounding of it.
+    fp16 autocast is not used: it would need loss scaling for little gain here.
+    """
     if torch.cuda.is_available():
         device = torch.device("cuda", 0)
         bf16 = torch.cuda.is_bf16_supported()
         name = f"cuda:0 ({torch.cuda.get_device_name(0)})"
-        return device, (torch.bfloat16 if bf16 else torch.float16), name
+        return device, (torch.bfloat16 if bf16 else None), name
     # This CPU path trains in float32: CPUs without native bf16 run bf16 matmuls
     # hundreds of times slower.
     return torch.device("cpu"), None, "cpu"
@@ -120,16 +126,18 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     settings = LoraSettings.from_json(spec["settings"])
     export = ExportSettings(**spec["export"])
     device, autocast, device_name = pick_device()
-    resuming = (run_dir / "checkpoints" / "latest.json").exists()
+    latest = run_dir / "checkpoints" / "latest.json"
+    resuming = latest.exists()
+    resume_step = int(json.loads(latest.read_text("utf-8"))["step"]) if resuming else 0
     emit(tp.TrainHello(protocol_version=tp.TRAIN_PROTOCOL_VERSION, pid=os.getpid(),
                        run_id=spec["run_id"], device=device_name,
                        dtype=str(autocast or torch.float32).removeprefix("torch."),
-                       torch_version=torch.__version__))
+                       torch_version=torch.__version__, resumed_from_step=resume_step))
     write_state(run_dir, status="running", pid=os.getpid())
     started = time.perf_counter()
 
     emit(tp.Phase("loading", f"loading {spec['base']['name']}"))
-    dtype = torch.bfloat16 if autocast is torch.bfloat16 else torch.float32
+    dtype = torch.float32
     cache = Path(os.environ.get("HEARTH_CACHE") or spec["cache_dir"])
     base = load_base(spec["base"]["path"], dtype=dtype, cache_dir=cache)
     model = base.model
@@ -268,6 +276,7 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
         proc = subprocess.run([sys.executable, "-m", "backends.gguf_check", str(job_path)],
                               capture_output=True, text=True, check=False,
                               cwd=str(Path(__file__).resolve().parent.parent))
+        ref_path.unlink(missing_ok=True)  # up to hundreds of MB of logits
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         result = json.loads(lines[-1]) if lines else {
             "error": f"the llama.cpp check exited with code {proc.returncode}: "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 from pathlib import Path
 
+import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -91,3 +93,33 @@ def test_tokenization_puts_loss_on_assistant_replies_only(tiny_gguf: Path,  # no
     assert short.truncated == 1 and len(short.records[0].ids) == first_target + 2
     none_left = tokenize_examples([chat], tok, base.template, first_target, base.eos_token)
     assert none_left.truncated == 1 and none_left.dropped_no_target == 1
+
+
+def test_safetensors_folder_base_and_pickles_refused(tiny_gguf: Path,  # noqa: F811
+                                                     hearth_cache: Path,  # noqa: F811
+                                                     tmp_path: Path) -> None:
+    from backends.train_model import BaseModelError
+
+    from_gguf = load_base(tiny_gguf, cache_dir=hearth_cache)
+    # The conversion cache is itself a plain safetensors folder: load it as one.
+    folder = next(p for p in hearth_cache.iterdir() if (p / "complete").exists()
+                  and (p / "model.safetensors").exists()
+                  and json_config(p)["hidden_size"] == 64)
+    from_folder = load_base(folder)
+    assert from_folder.gguf_path is None
+    assert from_folder.template.render([{"role": "user", "content": "hi"}]) == \
+        from_gguf.template.render([{"role": "user", "content": "hi"}])
+    ids = torch.tensor([[1, 4093, 198, 26843, 2]])
+    with torch.no_grad():
+        torch.testing.assert_close(from_folder.model(input_ids=ids).logits,
+                                   from_gguf.model(input_ids=ids).logits)
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text((folder / "config.json").read_text())
+    (pickled / "pytorch_model.bin").write_bytes(b"not loaded, ever")
+    with pytest.raises(BaseModelError, match="no .safetensors weights"):
+        load_base(pickled)
+
+
+def json_config(folder: Path) -> dict:
+    return json.loads((folder / "config.json").read_text())
