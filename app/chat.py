@@ -28,8 +28,22 @@ class PendingReply:
     dropped_messages: int = 0
     # When continuing a truncated reply, the stored message being extended.
     continues: Message | None = None
+    # When regenerating, the stored reply that gets this one as a new version.
+    replaces: Message | None = None
     saved: Message | None = field(default=None)
     error: str | None = None
+
+
+DEFAULT_TITLE = "New chat"
+
+
+def title_from(text: str, limit: int = 48) -> str:
+    """A conversation title from its first message: the first line, cut at a word."""
+    line = " ".join(text.strip().split("\n", 1)[0].split())
+    if len(line) <= limit:
+        return line or DEFAULT_TITLE
+    cut = line[:limit].rsplit(" ", 1)[0] if " " in line[:limit] else line[:limit]
+    return cut.rstrip(",.;:") + "…"
 
 
 class ChatSession:
@@ -40,13 +54,48 @@ class ChatSession:
 
     def send(self, conversation_id: int, text: str,
              sampling: p.SamplingParams | None = None) -> PendingReply:
-        """Store the person's message and ask for a reply to the whole conversation."""
+        """Store the person's message and ask for a reply to the whole conversation.
+
+        A conversation still called "New chat" is named after its first message.
+        """
+        conversation = self.store.get(conversation_id)
+        if conversation.title == DEFAULT_TITLE and not self.store.messages(conversation_id):
+            self.store.update(conversation_id, title=title_from(text))
         self.store.add_message(conversation_id, "user", text)
         return self._request(conversation_id, sampling)
 
     def regenerate(self, conversation_id: int, sampling: p.SamplingParams | None = None
                    ) -> PendingReply:
-        """Ask again for a reply to the conversation as it stands (last turn is the user's)."""
+        """Ask again for the last reply; the earlier one is kept as a version.
+
+        When the conversation ends with the person's message (the last reply failed
+        before writing anything), this simply asks for a reply.
+        """
+        messages = self.store.messages(conversation_id)
+        if messages and messages[-1].role == "assistant":
+            last = messages[-1]
+            request_id = self.client.chat(
+                self.store.prompt_messages(conversation_id, before=last.position), sampling)
+            reply = PendingReply(conversation_id, request_id, replaces=last)
+            self.pending[request_id] = reply
+            return reply
+        if not messages:
+            raise ValueError("there is nothing to reply to")
+        return self._request(conversation_id, sampling)
+
+    def edit_and_resend(self, conversation_id: int, message_id: int, text: str,
+                        sampling: p.SamplingParams | None = None) -> PendingReply:
+        """Replace one of the person's messages and ask again from there.
+
+        The turns after the edited message answered the old text, so they are dropped.
+        """
+        message = self.store.message(message_id)
+        if message.conversation_id != conversation_id or message.role != "user":
+            raise ValueError("only your own messages can be edited")
+        if not text.strip():
+            raise ValueError("the message is empty")
+        self.store.delete_messages_from(conversation_id, message.position)
+        self.store.add_message(conversation_id, "user", text)
         return self._request(conversation_id, sampling)
 
     def continue_reply(self, conversation_id: int, sampling: p.SamplingParams | None = None
@@ -100,7 +149,11 @@ class ChatSession:
         stats_dict: dict[str, Any] | None = asdict(stats) if stats else None
         if error:
             stats_dict = {**(stats_dict or {}), "error": error}
-        if reply.continues is not None:
+        if reply.replaces is not None:
+            if reply.text or error is None:
+                reply.saved = self.store.add_version(reply.replaces.id, reply.text, status,
+                                                     stats_dict)
+        elif reply.continues is not None:
             content = reply.continues.content + reply.text
             self.store.update_message(reply.continues.id, content=content, status=status,
                                       stats=stats_dict)

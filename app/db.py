@@ -55,6 +55,14 @@ MIGRATIONS: list[str] = [
         updated_at TEXT NOT NULL
     );
     """,
+    # 3: regenerated replies keep their earlier versions. ``versions`` is a JSON list of
+    # {content, status, stats, created_at} (empty while a reply has one version) and
+    # ``version`` the index shown; content/status/stats always mirror the shown version,
+    # so prompts and search read one row as before.
+    """
+    ALTER TABLE messages ADD COLUMN versions TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE messages ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -39,6 +39,14 @@ class Message:
     status: str = COMPLETE
     stats: dict[str, Any] | None = None
     created_at: str = field(default="")
+    # Every version of a regenerated reply ({content, status, stats, created_at}); empty
+    # while there is only one. ``version`` is the index of the one shown.
+    versions: list[dict[str, Any]] = field(default_factory=list)
+    version: int = 0
+
+    @property
+    def version_count(self) -> int:
+        return max(1, len(self.versions))
 
 
 def _now() -> str:
@@ -144,9 +152,62 @@ class ConversationStore:
         if stats is not None:
             sets.append("stats = ?")
             values.append(json.dumps(stats))
-        if sets:
+        if not sets:
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
             self.conn.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id = ?",
                               (*values, message_id))
+            # A continued reply that has versions: the shown version changes with it.
+            row = self.conn.execute("SELECT content, status, stats, versions, version"
+                                    " FROM messages WHERE id = ?", (message_id,)).fetchone()
+            versions = json.loads(row["versions"]) if row else []
+            if versions:
+                versions[row["version"]].update(
+                    content=row["content"], status=row["status"],
+                    stats=json.loads(row["stats"]) if row["stats"] else None)
+                self.conn.execute("UPDATE messages SET versions = ? WHERE id = ?",
+                                  (json.dumps(versions), message_id))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def add_version(self, message_id: int, content: str, status: str = COMPLETE,
+                    stats: dict[str, Any] | None = None) -> Message:
+        """Make a regenerated reply the shown version, keeping the earlier ones."""
+        message = self.message(message_id)
+        versions = message.versions or [_version_of(message)]
+        versions.append({"content": content, "status": status, "stats": stats,
+                         "created_at": _now()})
+        self._show(message_id, versions, len(versions) - 1)
+        return self.message(message_id)
+
+    def select_version(self, message_id: int, index: int) -> Message:
+        """Show version ``index`` of a reply (what the model sees from then on)."""
+        message = self.message(message_id)
+        versions = message.versions or [_version_of(message)]
+        if not 0 <= index < len(versions):
+            raise IndexError(f"reply {message_id} has {len(versions)} version(s), "
+                             f"not {index + 1}")
+        self._show(message_id, versions, index)
+        return self.message(message_id)
+
+    def _show(self, message_id: int, versions: list[dict[str, Any]], index: int) -> None:
+        shown = versions[index]
+        stats = shown.get("stats")
+        self.conn.execute(
+            "UPDATE messages SET content = ?, status = ?, stats = ?, versions = ?,"
+            " version = ? WHERE id = ?",
+            (shown["content"], shown["status"], json.dumps(stats) if stats is not None
+             else None, json.dumps(versions), index, message_id))
+
+    def message(self, message_id: int) -> Message:
+        row = self.conn.execute("SELECT * FROM messages WHERE id = ?",
+                                (message_id,)).fetchone()
+        if row is None:
+            raise LookupError(f"no message {message_id}")
+        return _message(row)
 
     def delete_messages_from(self, conversation_id: int, position: int) -> None:
         """Drop the message at ``position`` and everything after it (edit and resend)."""
@@ -157,18 +218,33 @@ class ConversationStore:
         rows = self.conn.execute(
             "SELECT * FROM messages WHERE conversation_id = ? ORDER BY position",
             (conversation_id,)).fetchall()
-        return [Message(id=r["id"], conversation_id=r["conversation_id"],
-                        position=r["position"], role=r["role"], content=r["content"],
-                        status=r["status"],
-                        stats=json.loads(r["stats"]) if r["stats"] else None,
-                        created_at=r["created_at"]) for r in rows]
+        return [_message(r) for r in rows]
 
-    def prompt_messages(self, conversation_id: int) -> list[dict[str, str]]:
-        """The conversation as the model sees it: system prompt first, then the turns."""
+    def prompt_messages(self, conversation_id: int, before: int | None = None
+                        ) -> list[dict[str, str]]:
+        """The conversation as the model sees it: system prompt first, then the turns.
+
+        ``before`` stops at that position: regenerating a reply asks the model about the
+        conversation as it stood before it.
+        """
         conversation = self.get(conversation_id)
         out: list[dict[str, str]] = []
         if conversation.system_prompt.strip():
             out.append({"role": "system", "content": conversation.system_prompt})
         out.extend({"role": m.role, "content": m.content}
-                   for m in self.messages(conversation_id) if m.content or m.role == "user")
+                   for m in self.messages(conversation_id)
+                   if (m.content or m.role == "user") and (before is None or m.position < before))
         return out
+
+
+def _message(r: sqlite3.Row) -> Message:
+    return Message(id=r["id"], conversation_id=r["conversation_id"], position=r["position"],
+                   role=r["role"], content=r["content"], status=r["status"],
+                   stats=json.loads(r["stats"]) if r["stats"] else None,
+                   created_at=r["created_at"], versions=json.loads(r["versions"]),
+                   version=r["version"])
+
+
+def _version_of(message: Message) -> dict[str, Any]:
+    return {"content": message.content, "status": message.status, "stats": message.stats,
+            "created_at": message.created_at}

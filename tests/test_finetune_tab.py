@@ -344,22 +344,22 @@ def test_the_main_window_wires_fine_tune_and_datasets(qtbot, tiny_ws: Workspace,
     assert window.tabs.widget(titles.index("Fine-tune")) is window.finetune_tab
     assert window.tabs.widget(titles.index("Datasets")) is window.corrections_view
 
-    window.model_picker.setCurrentText("other")  # the model of the current chat...
+    window.chat.model_name = "other"  # the model of the current chat...
     window.tabs.setCurrentWidget(window.finetune_tab)
     assert window.finetune_tab.current_model().name == "other"  # ...is the default here
 
     loads: list[str] = []
-    monkeypatch.setattr(window, "_on_load_clicked",
-                        lambda: loads.append(window.model_picker.currentText()))
+    monkeypatch.setattr(window.chat, "load_model", loads.append)
     window.finetune_tab.chat_requested.emit("tiny")  # "Chat with it"
-    assert loads == ["tiny"] and window.tabs.currentIndex() == 0
+    assert loads == ["tiny"] and window.tabs.currentWidget() is window.chat_page
 
     unloaded: list[bool] = []
-    monkeypatch.setattr(window.bridge.client, "loaded", type("L", (), {"path": "x"})())
-    monkeypatch.setattr(window.bridge.client, "unload", lambda: unloaded.append(True))
+    monkeypatch.setattr(window.chat, "loaded", object())  # as if a model were loaded
+    monkeypatch.setattr(window.chat, "model_name", "other")
+    monkeypatch.setattr(window.chat.client, "unload", lambda: unloaded.append(True))
     window.finetune_tab.unload_chat()
     window.finetune_tab.reload_chat()
-    assert unloaded == [True] and loads == ["tiny", "tiny"]  # loaded again afterwards
+    assert unloaded == [True] and loads == ["tiny", "other"]  # loaded again afterwards
 
     conv = tiny_ws.store.create(title="q", model="tiny")
     tiny_ws.store.add_message(conv.id, "user", "What is the capital of Zorbania?")

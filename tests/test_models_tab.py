@@ -293,12 +293,12 @@ def test_chat_with_this_model_switches_to_the_chat_tab(qtbot, workspace, tmp_pat
     window = MainWindow(workspace)
     qtbot.addWidget(window)
     loads = []
-    monkeypatch.setattr(window, "_on_load_clicked", lambda: loads.append(
-        window.model_picker.currentText()))
+    monkeypatch.setattr(window.chat, "load_model", loads.append)
     window.tabs.setCurrentWidget(window.models_tab)
     # a model that arrived after the window was built (as a download would)
     workspace.library.import_file(write_tiny_gguf(tmp_path / "m.gguf"), "fresh")
     window.models_tab.refresh(select="fresh")
     window.models_tab.chat_button.click()
-    assert window.tabs.currentIndex() == 0 and loads == ["fresh"]
+    assert window.tabs.currentWidget() is window.chat_page and loads == ["fresh"]
+    assert window.chat_page.model_bar.picker.findText("fresh") >= 0
     window.close()

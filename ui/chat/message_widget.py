@@ -1,0 +1,430 @@
+"""One message in the conversation: its text, its stats line and its actions.
+
+The body is a read-only, frameless :class:`MessageBody` whose height follows its
+document, so the conversation scrolls as one page. A finished message is rendered from
+Markdown once; a streaming one is plain text appended at an end cursor, which costs the
+layout of the last paragraph only, however long the reply grows.
+"""
+
+from __future__ import annotations
+
+import math
+
+from PySide6.QtCore import QSize, QSizeF, Qt, QUrl, Signal
+from PySide6.QtGui import (
+    QColor,
+    QDesktopServices,
+    QGuiApplication,
+    QPalette,
+    QTextCursor,
+    QWheelEvent,
+)
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QSizePolicy,
+    QTextBrowser,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.store import CANCELLED, INTERRUPTED, TRUNCATED, Message
+from ui.chat.markdown import (
+    COPY_SCHEME,
+    MarkdownRenderer,
+    RenderJob,
+    split_pieces,
+    split_points,
+)
+
+
+def stats_line(stats: dict | None) -> str:
+    """"142 tokens · 0.21 s to first token · 96.4 tokens/s" from a reply's stats."""
+    if not stats or "completion_tokens" not in stats:
+        return ""
+    parts = [f"{stats['completion_tokens']} tokens"]
+    if stats.get("ttft_s"):
+        parts.append(f"{stats['ttft_s']:.2f} s to first token")
+    if stats.get("decode_tps"):
+        parts.append(f"{stats['decode_tps']:.1f} tokens/s")
+    return " · ".join(parts)
+
+
+def trimmed_note(dropped: int, n_ctx: int | None = None) -> str:
+    if dropped <= 0:
+        return ""
+    where = f" ({n_ctx} tokens)" if n_ctx else ""
+    noun = "message was" if dropped == 1 else "messages were"
+    return (f"{dropped} earlier {noun} left out so the conversation fits the "
+            f"model's context{where}.")
+
+
+# Up to this many characters a message is rendered at once (a few ms); longer ones in
+# slices by the view, so no single frame waits for a long reply's Markdown.
+SYNC_RENDER_CHARS = 1500
+
+
+class MessageBody(QTextBrowser):
+    """Read-only text that is as tall as its content; wheel events go to the page."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setOpenLinks(False)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        # Transparent through the palette, not a style sheet: a sheet per message
+        # makes building a long conversation several times slower.
+        self.viewport().setAutoFillBackground(False)
+        palette = self.palette()
+        palette.setColor(QPalette.ColorRole.Base, QColor(0, 0, 0, 0))
+        self.setPalette(palette)
+        self.document().setDocumentMargin(2)
+        self.code_blocks: list[str] = []
+        self.plain_text = ""  # what set_plain/append showed; "" once rendered
+        self._end: QTextCursor | None = None
+        self.document().documentLayout().documentSizeChanged.connect(self._on_size_changed)
+        self.anchorClicked.connect(self._on_anchor)
+
+    def set_markdown(self, text: str, renderer: MarkdownRenderer) -> None:
+        """Render now (short messages; long ones go through the view's render queue)."""
+        self.adopt(RenderJob(renderer, text, self.font()).run())
+
+    def adopt(self, job: RenderJob) -> None:
+        """Show a document rendered off-screen: one layout instead of one per edit."""
+        job.document.setParent(self)  # the previous one, if ours, is deleted by Qt
+        self.setDocument(job.document)
+        job.document.documentLayout().documentSizeChanged.connect(self._on_size_changed)
+        self.code_blocks = job.blocks
+        self.plain_text = ""
+        self._end = None
+        self._on_size_changed(None)
+
+    def set_plain(self, text: str) -> None:
+        self.plain_text = text
+        self.code_blocks = []
+        self.document().setPlainText(text)
+        self._end = QTextCursor(self.document())
+        self._end.movePosition(QTextCursor.MoveOperation.End)
+
+    def append(self, text: str) -> None:  # noqa: A003 - QTextEdit's name, our meaning
+        """Stream ``text`` in at the end: only the last paragraph is laid out again."""
+        if self._end is None:
+            self.set_plain("")
+        assert self._end is not None
+        self._end.insertText(text)
+        self.plain_text += text
+
+    def _on_size_changed(self, size: QSizeF | None) -> None:
+        # The size the layout reports; asking the document would force a full layout.
+        if size is None:
+            size = self.document().documentLayout().documentSize()
+        height = math.ceil(size.height()) + 2 * self.frameWidth()
+        if height != self.height():
+            self.setFixedHeight(height)
+
+    def _on_anchor(self, url: QUrl) -> None:
+        if url.scheme() == COPY_SCHEME:
+            index = int(url.path() or 0)
+            if 0 <= index < len(self.code_blocks):
+                QGuiApplication.clipboard().setText(self.code_blocks[index])
+        elif url.scheme() in ("http", "https", "mailto"):
+            QDesktopServices.openUrl(url)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt's name
+        event.ignore()  # let the conversation's scroll area scroll
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return QSize(super().sizeHint().width(), self.height())
+
+
+class MessageWidget(QFrame):
+    """A stored message, or the reply being streamed (``message`` is None then)."""
+
+    copy_requested = Signal()
+    regenerate_requested = Signal()
+    continue_requested = Signal()
+    edit_submitted = Signal(int, str)          # message id, new text
+    version_requested = Signal(int, int)       # message id, version index
+
+    def __init__(self, message: Message | None, renderer: MarkdownRenderer,
+                 model_label: str = "Assistant", is_last: bool = False,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.message = message
+        self.renderer = renderer
+        self.is_last = is_last
+        self.role = message.role if message else "assistant"
+        self.streaming = message is None
+        self.setObjectName("userMessage" if self.role == "user" else "assistantMessage")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+
+        self.role_label = QLabel("You" if self.role == "user" else model_label)
+        self.role_label.setObjectName("roleLabel")
+        self.note = QLabel()
+        self.note.setObjectName("noteLabel")
+        self.note.setWordWrap(True)
+        self.note.hide()
+        # The text, as one document or (long messages) several pieces: see PIECE_CHARS.
+        self.body_box = QWidget()
+        self.body_layout = QVBoxLayout(self.body_box)
+        self.body_layout.setContentsMargins(0, 0, 0, 0)
+        self.body_layout.setSpacing(0)
+        self.bodies: list[MessageBody] = []
+        self._streamed = ""
+        self._add_body()
+        self.footer = QLabel()
+        self.footer.setObjectName("statsLabel")
+        self.footer.setWordWrap(True)
+        self.footer.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        self.actions = QHBoxLayout()
+        self.actions.setContentsMargins(0, 0, 0, 0)
+        self.actions.setSpacing(2)
+        self.copy_button = self._action("Copy", "Copy this message", self._on_copy)
+        if self.role == "user":
+            self.edit_button = self._action("Edit", "Edit this message and send it again",
+                                            self._on_edit)
+        else:
+            self.prev_button = self._action("‹", "Earlier version", self._on_prev)
+            self.version_label = QLabel()
+            self.version_label.setObjectName("statsLabel")
+            self.actions.addWidget(self.version_label)
+            self.next_button = self._action("›", "Later version", self._on_next)
+            self.regenerate_button = self._action("Regenerate", "Ask for another reply; "
+                                                  "this one is kept as a version",
+                                                  self.regenerate_requested.emit)
+            self.continue_button = self._action("Continue", "Continue this reply where "
+                                                "it stopped", self.continue_requested.emit)
+        self.actions.addStretch(1)
+
+        self.editor: QPlainTextEdit | None = None
+        self.needs_render = False
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(14, 10, 14, 8)
+        layout.setSpacing(4)
+        layout.addWidget(self.role_label)
+        layout.addWidget(self.note)
+        layout.addWidget(self.body_box)
+        layout.addWidget(self.footer)
+        layout.addLayout(self.actions)
+        self.refresh(message, is_last)
+
+    def _action(self, text: str, tip: str, slot: object) -> QToolButton:
+        button = QToolButton()
+        button.setText(text)
+        button.setToolTip(tip)
+        button.setAutoRaise(True)
+        button.setCursor(Qt.CursorShape.PointingHandCursor)
+        button.setObjectName("messageAction")
+        button.clicked.connect(slot)
+        self.actions.addWidget(button)
+        return button
+
+    # ------------------------------------------------------------------ content
+
+    @property
+    def body(self) -> MessageBody:
+        """The first (often the only) piece of the text."""
+        return self.bodies[0]
+
+    def _add_body(self) -> MessageBody:
+        body = MessageBody()
+        self.bodies.append(body)
+        self.body_layout.addWidget(body)
+        return body
+
+    def _set_piece_count(self, n: int) -> None:
+        while len(self.bodies) < n:
+            self._add_body().show()
+        while len(self.bodies) > n:
+            body = self.bodies.pop()
+            body.setParent(None)
+            body.deleteLater()
+
+    def refresh(self, message: Message | None, is_last: bool) -> None:
+        """Show ``message``, re-rendering only when its text changed.
+
+        Short text is rendered at once; long text shows as plain text pieces and sets
+        ``needs_render`` so the view renders them, a slice per frame.
+        """
+        changed = (message is None or self.message is None or self.streaming
+                   or message.content != self.message.content
+                   or self.body.document().isEmpty())
+        self.message, self.is_last = message, is_last
+        if message is not None:
+            self.streaming = False
+            if changed:
+                if len(message.content) <= SYNC_RENDER_CHARS:
+                    self._set_piece_count(1)
+                    self.body.set_markdown(message.content, self.renderer)
+                    self.needs_render = False
+                else:
+                    pieces = split_pieces(message.content)
+                    self._set_piece_count(len(pieces))
+                    for body, piece in zip(self.bodies, pieces, strict=True):
+                        if body.plain_text != piece:
+                            body.set_plain(piece)
+                    self.needs_render = True
+        self._update_footer()
+
+    def pieces(self) -> list[str]:
+        return split_pieces(self.message.content) if self.message else []
+
+    def begin_stream(self, prefix: str = "") -> None:
+        """Become the streaming view of a reply (``prefix``: the text being continued)."""
+        self.streaming = True
+        self._set_piece_count(1)
+        self.body.set_plain("")
+        self._streamed = ""
+        self.append(prefix)
+        self._update_footer()
+
+    def append(self, text: str, tokens: int = 0) -> None:  # noqa: A003
+        """Stream ``text`` in at the end, starting a new piece where the text is cut."""
+        if not text:
+            return
+        start = len(self._streamed)
+        self._streamed += text
+        bounds = [0, *split_points(self._streamed), len(self._streamed)]
+        pos = start
+        for k in range(len(self.bodies) - 1, len(bounds) - 1):
+            if k >= len(self.bodies):
+                self._add_body().show()
+                self.bodies[k].set_plain("")
+            end = bounds[k + 1]
+            if end > pos:
+                self.bodies[k].append(self._streamed[pos:end])
+                pos = end
+
+    def set_stream_status(self, text: str) -> None:
+        self.footer.setText(text)
+        self.footer.setVisible(bool(text))
+
+    def set_note(self, text: str) -> None:
+        self.note.setText(text)
+        self.note.setVisible(bool(text))
+
+    def _update_footer(self) -> None:
+        m = self.message
+        if self.role == "user":
+            self.footer.hide()
+            self.copy_button.setVisible(not self.streaming)
+            self.edit_button.setVisible(not self.streaming and self.editor is None)
+            return
+        stats = m.stats if m else None
+        self.set_note(trimmed_note((stats or {}).get("dropped_messages", 0)))
+        if self.streaming:
+            self.set_stream_status("Generating…")
+            for button in (self.copy_button, self.prev_button, self.next_button,
+                           self.regenerate_button, self.continue_button, self.version_label):
+                button.hide()
+            return
+        assert m is not None
+        parts = [stats_line(stats)] if stats_line(stats) else []
+        status = {CANCELLED: "stopped", TRUNCATED: "cut at the token limit",
+                  INTERRUPTED: "interrupted"}.get(m.status)
+        if status:
+            parts.append(status)
+        error = (stats or {}).get("error")
+        text = " · ".join(parts)
+        if error:
+            # The first sentence says what happened; the fix is on the problem card.
+            first = error.split(". ", 1)[0].rstrip(".") + "."
+            text += f"<br><span style='color:#d1242f'>{_escape(first)}</span>"
+        self.footer.setTextFormat(Qt.TextFormat.RichText if error else Qt.TextFormat.PlainText)
+        self.set_stream_status(text)
+        many = m.version_count > 1
+        self.version_label.setText(f"{m.version + 1}/{m.version_count}")
+        for widget in (self.prev_button, self.next_button, self.version_label):
+            widget.setVisible(many)
+        self.prev_button.setEnabled(m.version > 0)
+        self.next_button.setEnabled(m.version < m.version_count - 1)
+        self.copy_button.show()
+        self.regenerate_button.setVisible(self.is_last)
+        self.continue_button.setVisible(self.is_last and m.status in (TRUNCATED, CANCELLED,
+                                                                        INTERRUPTED))
+
+    def set_actions_enabled(self, enabled: bool) -> None:
+        """Actions that start a reply are off while another reply is in flight."""
+        if self.role == "user":
+            self.edit_button.setEnabled(enabled)
+        else:
+            for button in (self.regenerate_button, self.continue_button):
+                button.setEnabled(enabled)
+            if self.message is not None:
+                self.prev_button.setEnabled(enabled and self.message.version > 0)
+                self.next_button.setEnabled(
+                    enabled and self.message.version < self.message.version_count - 1)
+
+    def text(self) -> str:
+        return self.message.content if self.message else self._streamed
+
+    # ------------------------------------------------------------------- slots
+
+    def _on_copy(self) -> None:
+        QGuiApplication.clipboard().setText(self.text())
+        self.copy_requested.emit()
+
+    def _on_prev(self) -> None:
+        if self.message is not None:
+            self.version_requested.emit(self.message.id, self.message.version - 1)
+
+    def _on_next(self) -> None:
+        if self.message is not None:
+            self.version_requested.emit(self.message.id, self.message.version + 1)
+
+    def _on_edit(self) -> None:
+        """Swap the body for an editor with Send / Cancel."""
+        if self.message is None or self.editor is not None:
+            return
+        self.editor = QPlainTextEdit(self.message.content)
+        self.editor.setObjectName("editBox")
+        lines = max(2, min(10, self.message.content.count("\n") + 2))
+        self.editor.setFixedHeight(lines * self.fontMetrics().lineSpacing() + 16)
+        send = QPushButton("Send")
+        send.setDefault(True)
+        cancel = QPushButton("Cancel")
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(cancel)
+        row.addWidget(send)
+        self._edit_box = QWidget()
+        box_layout = QVBoxLayout(self._edit_box)
+        box_layout.setContentsMargins(0, 0, 0, 0)
+        box_layout.addWidget(self.editor)
+        box_layout.addLayout(row)
+        layout = self.layout()
+        assert isinstance(layout, QVBoxLayout)
+        layout.insertWidget(layout.indexOf(self.body_box), self._edit_box)
+        self.body_box.hide()
+        send.clicked.connect(self._on_edit_send)
+        cancel.clicked.connect(self._on_edit_cancel)
+        self.editor.setFocus()
+        self.editor.moveCursor(QTextCursor.MoveOperation.End)
+        self._update_footer()
+
+    def _on_edit_send(self) -> None:
+        if self.editor is None or self.message is None:
+            return
+        text = self.editor.toPlainText().strip()
+        if text:
+            self.edit_submitted.emit(self.message.id, text)
+        self._on_edit_cancel()
+
+    def _on_edit_cancel(self) -> None:
+        if self.editor is None:
+            return
+        self._edit_box.deleteLater()
+        self.editor = None
+        self.body_box.show()
+        self._update_footer()
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

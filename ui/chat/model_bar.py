@@ -1,0 +1,110 @@
+"""The strip above the conversation: which model, and whether it is ready.
+
+Picking another model loads it (in the worker; the window stays responsive) and the
+state reads "Loading 40%", "Ready · 2048-token context", "Stopped" or "Failed".
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSizePolicy,
+    QWidget,
+)
+
+from ui.chat.chat_model import CRASHED, FAILED, LOADING, READY, STARTING, ChatModel
+
+_DOTS = {READY: "#2da44e", LOADING: "#d4a72c", STARTING: "#d4a72c", FAILED: "#d1242f",
+         CRASHED: "#d1242f"}
+
+
+class ModelBar(QFrame):
+    def __init__(self, chat: ChatModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.chat = chat
+        self.setObjectName("modelBar")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.picker = QComboBox()
+        self.picker.setObjectName("modelPicker")
+        self.picker.setToolTip("The model to chat with; picking one loads it")
+        self.picker.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.picker.setMinimumContentsLength(16)
+        self.dot = QLabel("●")
+        self.state = QLabel()
+        self.state.setObjectName("modelState")
+        self.state.setMinimumWidth(40)  # clipped rather than widening a narrow window
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.progress.setTextVisible(False)
+        self.progress.setFixedWidth(120)
+        self.progress.setMaximumHeight(6)
+        self.progress.hide()
+        self.settings_button = QPushButton("Settings")
+        self.settings_button.setCheckable(True)
+        self.settings_button.setToolTip("System prompt, sampling and model load settings")
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(12, 6, 12, 6)
+        layout.setSpacing(8)
+        layout.addWidget(self.picker)
+        layout.addWidget(self.dot)
+        layout.addWidget(self.state)
+        layout.addWidget(self.progress)
+        spacer = QWidget()
+        spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        layout.addWidget(spacer)
+        layout.addWidget(self.settings_button)
+
+        self.refresh_models()
+        self.picker.activated.connect(self._on_picked)
+        chat.model_state_changed.connect(self._on_state_changed)
+        self._on_state_changed()
+
+    def refresh_models(self) -> None:
+        """Re-read the library (the Models tab may have added or removed one)."""
+        blocked = self.picker.blockSignals(True)
+        self.picker.clear()
+        for record in self.chat.workspace.library.list():
+            self.picker.addItem(record.name, record.name)
+        if self.picker.count() == 0:
+            self.picker.addItem("No models installed", None)
+        index = self.picker.findData(self.chat.model_name)
+        self.picker.setCurrentIndex(max(0, index))
+        self.picker.blockSignals(blocked)
+
+    def _on_picked(self, index: int) -> None:
+        name = self.picker.itemData(index)
+        if name and (name != self.chat.model_name or self.chat.state != READY):
+            self.chat.load_model(name)
+
+    def _on_state_changed(self) -> None:
+        chat = self.chat
+        index = self.picker.findData(chat.model_name)
+        if index >= 0 and index != self.picker.currentIndex():
+            self.picker.setCurrentIndex(index)
+        if chat.state == READY and chat.loaded is not None:
+            text = f"Ready · {chat.loaded.n_ctx}-token context"
+        elif chat.state == LOADING:
+            text = f"Loading {chat.progress:.0%}"
+        elif chat.state == STARTING:
+            text = "Starting the model worker…"
+        elif chat.state == FAILED:
+            text = "Failed to load"
+        elif chat.state == CRASHED:
+            text = "Worker stopped"
+        else:
+            text = "Not loaded"
+        self.state.setText(text)
+        self.dot.setStyleSheet(f"color: {_DOTS.get(chat.state, '#8c959f')};")
+        self.progress.setVisible(chat.state in (LOADING, STARTING))
+        if chat.state == STARTING:
+            self.progress.setRange(0, 0)  # busy indicator until progress is known
+        else:
+            self.progress.setRange(0, 100)
+            self.progress.setValue(round(chat.progress * 100))
