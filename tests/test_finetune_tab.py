@@ -396,3 +396,29 @@ def test_the_training_page_shows_a_failure_and_redraws_a_resumed_run(qtbot) -> N
     assert "Error: training ran out of memory" in view.log_view.toPlainText()
     assert view.phase_label.text() == "Failed." and not view.new_run_button.isHidden()
     assert view.resume_button.isHidden() and view.chat_button.isHidden()
+
+
+@pytest.mark.slow
+def test_a_model_the_worker_cannot_load_fails_with_its_reason(qtbot, tiny_ws: Workspace,
+                                                              tmp_path: Path) -> None:
+    from tests.gguf_factory import CHATML
+    from tests.gguf_factory import write_tiny_gguf as write_header_only_gguf
+
+    broken = write_header_only_gguf(tmp_path / "no-tokenizer.gguf", chat_template=CHATML)
+    tiny_ws.library.register(broken, "no-tokenizer")
+    tab = _tab(qtbot, tiny_ws)
+    try:
+        assert tab.set_model("no-tokenizer")
+        _choose(qtbot, tab, write_jsonl(tmp_path / "facts.jsonl", fact_rows()))
+        assert "<|im_start|>assistant" in tab.preview_view.toPlainText()  # its template
+        with qtbot.waitSignal(tab.run_ended, timeout=RUN_TIMEOUT) as ended:
+            run_id = tab.start()
+        assert ended.args == [run_id, "failed"]
+        view = tab.training
+        assert "no-tokenizer.gguf" in view.status_label.text()  # the worker's reason
+        assert view.phase_label.text() == "Failed." and not view.new_run_button.isHidden()
+        assert view.resume_button.isHidden() and view.chat_button.isHidden()
+        assert [r.status for r in list_runs(tiny_ws.home)] == ["failed"]
+        assert tab.start_button.isEnabled()  # free to try again
+    finally:
+        _stop(tab)
