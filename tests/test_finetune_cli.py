@@ -70,7 +70,7 @@ def test_finetune_tiny_model_end_to_end(home_with_tiny: Path, tmp_path: Path) ->
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Fine-tuned model: tiny-facts" in result.stdout
     assert "fidelity (F16 GGUF in llama.cpp vs PyTorch)" in result.stdout
-    assert "tokenized: 22 train / 3 validation records" in result.stderr
+    assert "tokenized: 23 train / 2 validation records" in result.stderr
 
     runs = json.loads(hearth(home_with_tiny, "runs", "list", "--json").stdout)
     assert [r["status"] for r in runs] == ["finished"]
