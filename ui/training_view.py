@@ -46,6 +46,12 @@ def _duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def _drop_from(points: list[tuple[float, float]], step: float) -> None:
+    """Remove the points at ``step`` and after (only a resumed run has any: O(1) else)."""
+    while points and points[-1][0] >= step:
+        points.pop()
+
+
 class TrainingView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -182,7 +188,7 @@ class TrainingView(QWidget):
         self.stat_labels["speed"].setText(f"{e.tokens_per_s:,.0f} tok/s")
         self.stat_labels["memory"].setText(human_bytes(e.peak_memory_bytes))
         self.stat_labels["loss"].setText(f"{e.loss:.4f}")
-        self.val_points[:] = [p for p in self.val_points if p[0] < e.step]
+        _drop_from(self.val_points, e.step)
         self._add_point(self.train_points, e.step, e.loss, self.chart.add_train)
 
     def _add_point(self, points: list[tuple[float, float]], step: float, loss: float,
@@ -191,7 +197,7 @@ class TrainingView(QWidget):
         a step at or before the last one drops the superseded points (and redraws)."""
         if not math.isfinite(loss):
             return  # the chart does not draw it either
-        points[:] = [p for p in points if p[0] < step]
+        _drop_from(points, step)
         points.append((step, loss))
         if (len(self.chart.train), len(self.chart.validation)) == (
                 len(self.train_points) - (points is self.train_points),
