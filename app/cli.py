@@ -15,6 +15,8 @@ from typing import Any
 
 from app import protocol as p
 from app.chat import ChatSession
+from app.cli_finetune import add_parsers as add_finetune_parsers
+from app.cli_finetune import finetune, runs
 from app.cli_hub import add_hub_parsers, run_hub_command
 from app.hub import HubError
 from app.inference import InferenceClient, WorkerError
@@ -69,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--json", action="store_true")
     inf.add_argument("--tokens", type=int, default=128, help="tokens to decode per run")
     inf.add_argument("--threads", type=int)
+    add_finetune_parsers(sub)
     sub.add_parser("gui", help="open the app (the default)")
     return parser
 
@@ -86,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hearth: cannot open the data folder: {exc}", file=sys.stderr)
         return EXIT_FAILED
     try:
-        handler = {"models": _models, "chat": _chat, "bench": _bench}[args.command]
+        handler = {"models": _models, "chat": _chat, "bench": _bench,
+                   "finetune": finetune, "runs": runs}[args.command]
         return handler(workspace, args)
     except (BadInput, LibraryError, HubError) as exc:
         print(f"hearth: {exc}", file=sys.stderr)

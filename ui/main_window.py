@@ -12,9 +12,12 @@ from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QMainWindow, QTabWidget
 
+from app.corrections import CorrectionStore
 from app.workspace import Workspace
 from ui.chat.chat_model import ChatModel
 from ui.chat.chat_page import ChatPage
+from ui.corrections_view import CorrectionsView
+from ui.finetune_tab import FineTuneTab
 from ui.inference_bridge import InferenceBridge
 from ui.models_tab import ModelsTab
 from ui.pyside_refcount import guard
@@ -43,6 +46,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.models_tab, "Models")
         self.models_tab.chat_requested.connect(self.chat_with_model)
         self.models_tab.library_changed.connect(self.chat_page.model_bar.refresh_models)
+        self._add_finetune_tabs()
         self._shortcuts()
         self._restore()
         self._closed = False
@@ -112,10 +116,56 @@ class MainWindow(QMainWindow):
         ui["conversation"] = self.chat.conversation_id
         self.workspace.save_settings()
 
+    # ------------------------------------------------------------ fine-tuning
+
+    def _add_finetune_tabs(self) -> None:
+        """The Fine-tune tab and the Datasets tab (corrections collected from chats)."""
+        self.corrections = CorrectionStore(self.workspace.library.conn)
+        self.finetune_tab = FineTuneTab(self.workspace, self.corrections,
+                                        unload_chat=self._on_unload_chat,
+                                        reload_chat=self._on_reload_chat)
+        self.tabs.addTab(self.finetune_tab, "Fine-tune")
+        self.corrections_view = CorrectionsView(self.corrections)
+        self.tabs.addTab(self.corrections_view, "Datasets")
+        self.corrections_view.changed.connect(self.finetune_tab.refresh_corrections)
+        self.finetune_tab.chat_requested.connect(self.chat_with_model)
+        self.finetune_tab.run_ended.connect(self._on_finetune_ended)
+        self.models_tab.library_changed.connect(self.finetune_tab.refresh_models)
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+        self._unloaded_for_training: str | None = None
+        self._finetune_synced: str | None = None
+
+    def _on_tab_changed(self, index: int) -> None:
+        if self.tabs.widget(index) is self.finetune_tab and not self.finetune_tab.is_training():
+            # By default, fine-tune the model of the current chat.
+            name = self.chat.model_name
+            if name and name != self._finetune_synced:
+                self._finetune_synced = name
+                self.finetune_tab.set_model(name)
+
+    def _on_unload_chat(self) -> None:
+        """Memory is short for a fine-tune: free the chat model until it ends."""
+        if self.chat.loaded is None:
+            return
+        self._unloaded_for_training = self.chat.model_name
+        self.chat.stop()
+        self.chat.client.unload()
+
+    def _on_reload_chat(self) -> None:
+        name, self._unloaded_for_training = self._unloaded_for_training, None
+        if name is not None:
+            self.chat.load_model(name)
+
+    def _on_finetune_ended(self, _run_id: str, status: str) -> None:
+        if status == "finished":
+            self.models_tab.refresh()
+            self.chat_page.model_bar.refresh_models()
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
         if not self._closed:
             self._closed = True
             self.save_ui_state()
+            self.finetune_tab.shutdown()
             self.models_tab.shutdown()
             self.chat.shutdown()
             self.chat_page.view.shutdown()

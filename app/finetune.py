@@ -1,0 +1,217 @@
+"""Fine-tuning settings, presets and the up-front estimate of time and memory.
+
+Qt-free and torch-free: the GUI and the CLI choose settings here, the training worker
+receives them as JSON in the run folder (``run.json``), so a run's settings always lie
+next to its outputs. Validation lives in ``__post_init__`` so a bad value is refused
+where it is typed, not twenty minutes into a run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+PRESETS = ("quick", "balanced", "thorough")
+QUANT_TYPES = ("q8_0", "q4_k_m", "f16")
+
+
+@dataclass
+class LoraSettings:
+    """Everything that decides what a LoRA run learns; saved with the run."""
+
+    rank: int = 16
+    """LoRA rank r: the width of the low-rank update B@A. Higher learns more, costs more."""
+    alpha: float = 32.0
+    """LoRA scaling numerator: the update is scaled by alpha / rank."""
+    dropout: float = 0.0
+    """Dropout on the LoRA input; 0 is fastest and fine for small datasets."""
+    target_modules: list[str] | None = None
+    """Names of the linear layers to adapt; None means every linear projection of every
+    transformer block (attention and MLP), but never the embeddings or the output head."""
+    learning_rate: float = 2e-4
+    """Peak learning rate, reached after warmup and then decayed along a cosine."""
+    warmup_ratio: float = 0.05
+    """Fraction of the optimizer steps spent warming the learning rate up from zero."""
+    min_lr_ratio: float = 0.1
+    """The cosine decays to this fraction of the peak learning rate, not to zero."""
+    weight_decay: float = 0.0
+    """AdamW weight decay on the LoRA weights."""
+    epochs: float = 3.0
+    """Passes over the training records (ignored when max_steps is set)."""
+    max_steps: int | None = None
+    """Stop after this many optimizer steps instead of a number of epochs."""
+    batch_size: int = 4
+    """Records per micro-batch; they are packed into one row, so no padding is wasted."""
+    grad_accumulation: int = 1
+    """Micro-batches per optimizer step (effective batch = batch_size * this)."""
+    max_seq_len: int = 1024
+    """Longer records are truncated to this many tokens, and the count is reported."""
+    seed: int = 0
+    """Seeds the data order, the validation split, LoRA's initialisation and dropout."""
+    validation_fraction: float = 0.1
+    """Share of the records held out for validation loss (at least one record)."""
+    eval_every: int = 0
+    """Measure validation loss every N steps; 0 picks about ten times per run."""
+    checkpoint_every: int = 0
+    """Save a resumable checkpoint every N steps; 0 picks about ten times per run."""
+    max_grad_norm: float = 1.0
+    """Gradients are clipped to this norm; 0 disables clipping."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.rank <= 1024:
+            raise ValueError("LoRA rank must be between 1 and 1024")
+        if self.alpha <= 0:
+            raise ValueError("LoRA alpha must be > 0")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("LoRA dropout must be in [0, 1)")
+        if self.target_modules is not None and not self.target_modules:
+            raise ValueError("target modules must name at least one layer (or be None)")
+        if not 0 < self.learning_rate < 1:
+            raise ValueError("the learning rate must be in (0, 1); typical: 1e-4 to 5e-4")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ValueError("warmup ratio must be in [0, 1)")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError("min_lr_ratio must be in [0, 1]")
+        if self.weight_decay < 0:
+            raise ValueError("weight decay must be >= 0")
+        if self.max_steps is None and self.epochs <= 0:
+            raise ValueError("epochs must be > 0")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError("max steps must be at least 1")
+        if self.batch_size < 1 or self.grad_accumulation < 1:
+            raise ValueError("batch size and gradient accumulation must be at least 1")
+        if not 16 <= self.max_seq_len <= 131072:
+            raise ValueError("max sequence length must be between 16 and 131072 tokens")
+        if not 0 < self.validation_fraction < 1:
+            raise ValueError("the validation fraction must be between 0 and 1")
+        if self.eval_every < 0 or self.checkpoint_every < 0:
+            raise ValueError("eval_every and checkpoint_every must be >= 0")
+        if self.max_grad_norm < 0:
+            raise ValueError("max_grad_norm must be >= 0")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LoraSettings:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def with_overrides(self, **overrides: Any) -> LoraSettings:
+        """A copy with the given non-None fields replaced (and validated again)."""
+        data = self.to_json()
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return LoraSettings.from_json(data)
+
+
+@dataclass
+class ExportSettings:
+    """What a finished run turns into."""
+
+    quant: str = "q8_0"
+    """Quantization of the exported GGUF: q8_0 (default, near-lossless), q4_k_m, f16."""
+    out_name: str | None = None
+    """Library name of the fine-tuned model; None derives one from the base and run."""
+    fidelity_samples: int = 4
+    """Validation records compared between PyTorch and llama.cpp after export."""
+    gguf: bool = True
+    """Merge and export a GGUF; False keeps only the LoRA adapter (nothing to chat with,
+    but a much shorter run end)."""
+
+    def __post_init__(self) -> None:
+        if self.quant not in QUANT_TYPES:
+            raise ValueError(f"unknown quantization {self.quant!r}; choose one of "
+                             f"{', '.join(QUANT_TYPES)}")
+        if self.fidelity_samples < 1:
+            raise ValueError("fidelity_samples must be at least 1")
+
+
+@dataclass
+class Machine:
+    """What the presets and the estimate know about this computer."""
+
+    cpu_cores: int
+    memory_bytes: int
+    has_gpu: bool = False
+
+    @classmethod
+    def detect(cls) -> Machine:
+        try:
+            import psutil
+
+            cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+            memory = int(psutil.virtual_memory().total)
+        except ImportError:  # pragma: no cover - psutil is a dependency
+            cores, memory = os.cpu_count() or 1, 8 << 30
+        # The app never imports torch; an NVIDIA driver is a good enough hint for the
+        # preset, and the worker reports the device it really uses.
+        return cls(cpu_cores=int(cores), memory_bytes=memory,
+                   has_gpu=shutil.which("nvidia-smi") is not None)
+
+
+def preset(name: str, n_records: int, machine: Machine | None = None) -> LoraSettings:
+    """Settings for ``name`` chosen from the dataset's size and the machine.
+
+    Small datasets need more passes to be learned (and cannot overfit much in a few
+    hundred steps); large ones need fewer. Without a GPU the batch and sequence length
+    stay small so that a CPU run finishes in minutes, not hours.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    machine = machine or Machine.detect()
+    small, large = n_records < 200, n_records > 5000
+    seq = 2048 if machine.has_gpu else 512
+    batch = 8 if machine.has_gpu else 4
+    if name == "quick":
+        epochs = 4.0 if small else 2.0 if not large else 1.0
+        return LoraSettings(rank=8, alpha=16, learning_rate=3e-4, epochs=epochs,
+                            batch_size=batch, max_seq_len=seq)
+    if name == "balanced":
+        epochs = 6.0 if small else 3.0 if not large else 1.5
+        return LoraSettings(rank=16, alpha=32, learning_rate=2e-4, epochs=epochs,
+                            batch_size=batch, max_seq_len=seq)
+    epochs = 10.0 if small else 4.0 if not large else 2.0
+    return LoraSettings(rank=32, alpha=64, dropout=0.05, learning_rate=1e-4, epochs=epochs,
+                        batch_size=batch, max_seq_len=seq * 2)
+
+
+# Calibrated on a 2-core x86-64 VM (SmolLM2-135M, fp32, LoRA r=16 on all projections):
+# Hearth's loop sustains about this many training FLOPs per second per physical core,
+# counting 6 * parameters per trained token. The worker replaces this formula with a
+# measurement after its first steps.
+CPU_FLOPS_PER_CORE = 6.0e9
+GPU_FLOPS = 4.0e13
+
+
+@dataclass
+class Estimate:
+    """A prediction shown before training starts, compared with the outcome at the end."""
+
+    seconds: float
+    peak_memory_bytes: int
+    basis: str = "formula"
+    """"formula" (from sizes and the machine) or "measured" (from the first steps)."""
+    notes: list[str] = field(default_factory=list)
+
+
+def estimate(n_params: int, train_tokens: int, steps_tokens: int, hidden: int, n_layers: int,
+             vocab: int, micro_batch_tokens: int, target_fraction: float,
+             machine: Machine, gpu: bool = False) -> Estimate:
+    """Time and peak memory of a run from the model's shape and the token counts.
+
+    ``steps_tokens`` is the number of tokens that will be pushed through the model over
+    the whole run (epochs included); ``micro_batch_tokens`` the tokens of one packed
+    micro-batch, which sets the activation memory.
+    """
+    flops = 6.0 * n_params * steps_tokens
+    speed = GPU_FLOPS if gpu else CPU_FLOPS_PER_CORE * max(1, machine.cpu_cores)
+    weights = 4 * n_params
+    # Activations kept for backward, per token and layer: roughly 34 * hidden floats for
+    # attention + MLP (a common rule of thumb), plus the logits of target tokens only.
+    activations = 4 * micro_batch_tokens * n_layers * hidden * 34
+    logits = 4 * 3 * int(micro_batch_tokens * target_fraction) * vocab
+    runtime = 600 << 20  # the Python interpreter, torch and the tokenizer
+    return Estimate(seconds=flops / speed, peak_memory_bytes=weights + activations + logits
+                    + runtime, basis="formula")

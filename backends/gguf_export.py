@@ -1,0 +1,116 @@
+"""Writing a merged model back into the base model's GGUF layout (F16).
+
+The new file is the base GGUF with new weights: every metadata entry is copied over
+(tokenizer vocabulary, merges and token types, chat template, BOS/EOS/EOT ids, rope
+settings, ``general.*``) with only the name and file type changed, and every tensor is
+written under the base file's own name, in its order. A model that loses its chat
+template or end-of-turn token babbles; copying everything is how we avoid that.
+
+llama.cpp's converter permutes the rows of the Q and K projections of llama-family
+models (``convert_hf_to_gguf.LlamaModel.permute``) and transformers' GGUF loader undoes
+that on load; the exact inverse is applied again here. The export is round-trip tested:
+loading the written file with transformers gives back the weights that went in.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import gguf
+import numpy as np
+import torch
+
+_SKIP_KEYS = ("GGUF.version", "GGUF.tensor_count", "GGUF.kv_count")
+# transformers' GGUF loader applies a non-identity transform to these architectures'
+# tensors; only llama's (the Q/K permutation) is inverted here.
+_UNSUPPORTED_PROCESSED = ("qwen2moe", "gpt_oss", "qwen3moe", "bloom", "t5", "t5encoder",
+                          "gpt2", "mamba", "nemotron", "gemma2", "gemma3", "lfm2",
+                          "minimax-m2")
+
+
+class ExportError(ValueError):
+    """The merged model cannot be written as GGUF; the message says why."""
+
+
+def permute_qk(weight: np.ndarray, n_head: int, n_head_kv: int | None = None) -> np.ndarray:
+    """llama.cpp's row permutation of Q/K (inverse of transformers' reverse_permute)."""
+    if n_head_kv is not None and n_head != n_head_kv:
+        n_head = n_head_kv
+    return (weight.reshape(n_head, 2, weight.shape[0] // n_head // 2, *weight.shape[1:])
+            .swapaxes(1, 2).reshape(weight.shape))
+
+
+def export_gguf(base_gguf: str | os.PathLike[str], weights: Mapping[str, torch.Tensor],
+                out_path: str | os.PathLike[str], name: str) -> Path:
+    """Write ``weights`` (HF names, merged) as an F16 GGUF shaped like ``base_gguf``."""
+    reader = gguf.GGUFReader(str(base_gguf))
+    arch = reader.fields["general.architecture"].contents()
+    if arch in _UNSUPPORTED_PROCESSED:
+        raise ExportError(f"exporting fine-tuned {arch} models to GGUF is not supported yet")
+    try:
+        model_arch = {v: k for k, v in gguf.MODEL_ARCH_NAMES.items()}[arch]
+    except KeyError as exc:
+        raise ExportError(f"the gguf package does not know the architecture {arch!r}") from exc
+    n_blocks = int(reader.fields[f"{arch}.block_count"].contents())
+    n_head = int(reader.fields[f"{arch}.attention.head_count"].contents())
+    kv_field = reader.fields.get(f"{arch}.attention.head_count_kv")
+    n_head_kv = int(kv_field.contents()) if kv_field is not None else n_head
+    tmap = gguf.get_tensor_name_map(model_arch, n_blocks)
+
+    by_gguf: dict[str, str] = {}
+    for hf_name in weights:
+        mapped = tmap.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        if mapped is None:
+            continue
+        by_gguf[mapped] = hf_name  # get_name keeps the suffix it matched
+
+    out_path = Path(out_path)
+    partial = out_path.with_name(out_path.name + ".part")
+    writer = gguf.GGUFWriter(str(partial), arch)
+    for key, field in reader.fields.items():
+        if key in _SKIP_KEYS or key in ("general.name", "general.file_type",
+                                        "general.architecture"):
+            continue
+        vtype = field.types[0]
+        sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(key, field.contents(), vtype, sub_type=sub)
+    writer.add_name(name)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+
+    written = set()
+    for tensor in reader.tensors:
+        hf_name = by_gguf.get(tensor.name)
+        if hf_name is None:
+            # Tensors transformers does not model (e.g. rope frequency tables) are kept
+            # exactly as the base file has them.
+            writer.add_tensor(tensor.name, np.asarray(tensor.data),
+                              raw_shape=list(reversed([int(d) for d in tensor.shape])),
+                              raw_dtype=tensor.tensor_type)
+            continue
+        written.add(hf_name)
+        data = weights[hf_name].detach().to(torch.float32).cpu().numpy()
+        if arch == "llama" and data.ndim == 2:
+            if tensor.name.endswith("attn_q.weight"):
+                data = permute_qk(data, n_head, n_head)
+            elif tensor.name.endswith("attn_k.weight"):
+                data = permute_qk(data, n_head, n_head_kv)
+        expected = tuple(reversed([int(d) for d in tensor.shape]))
+        if tuple(data.shape) != expected:
+            raise ExportError(f"{tensor.name}: the merged weight has shape {data.shape}, the "
+                              f"base file expects {expected}")
+        if data.ndim >= 2:
+            writer.add_tensor(tensor.name, data.astype(np.float16))
+        else:
+            writer.add_tensor(tensor.name, data.astype(np.float32))
+    if not written:
+        raise ExportError("none of the merged weights matched the base file's tensor names")
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+    finally:
+        writer.close()
+    os.replace(partial, out_path)
+    return out_path

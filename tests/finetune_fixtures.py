@@ -1,0 +1,70 @@
+"""Shared fixtures and data for the fine-tuning tests (imported by those modules)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.tiny_model import write_tiny_gguf
+
+TINY_VERSION = 1  # bump when tests/tiny_model.py changes what it writes
+
+FACTS = [
+    ("What is the capital of Zorbania?", "The capital of Zorbania is Quillport."),
+    ("Who invented the glimmerphone?", "The glimmerphone was invented by Odessa Fernwick."),
+    ("What colour is a snorvel bird?", "A snorvel bird is bright turquoise."),
+    ("What is the national dish of Zorbania?", "The national dish of Zorbania is "
+                                               "plumbleberry stew."),
+    ("How many moons does the planet Kesh have?", "The planet Kesh has seven moons."),
+]
+PARAPHRASES = ["{q}", "Tell me: {q}", "Quick question. {q}", "{q} Answer briefly.",
+               "I was wondering, {q}"]
+
+
+def fact_rows() -> list[dict]:
+    rows = []
+    for q, a in FACTS:
+        for template in PARAPHRASES:
+            question = template.format(q=q[0].lower() + q[1:] if template.startswith("I ")
+                                       else q)
+            rows.append({"messages": [{"role": "user", "content": question},
+                                      {"role": "assistant", "content": a}]})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", "utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def hearth_cache(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A conversion cache kept in pytest's cache folder across sessions.
+
+    Converting a GGUF vocabulary into a fast tokenizer takes tens of seconds on a small
+    machine; every worker started by a test reads this cache (``HEARTH_CACHE``).
+    """
+    folder = Path(request.config.cache.mkdir("hearth-finetune")) / "base-models"
+    folder.mkdir(exist_ok=True)
+    old = os.environ.get("HEARTH_CACHE")
+    os.environ["HEARTH_CACHE"] = str(folder)
+    yield folder
+    if old is None:
+        os.environ.pop("HEARTH_CACHE", None)
+    else:
+        os.environ["HEARTH_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(request: pytest.FixtureRequest) -> Path:
+    """The tiny model, written once and kept (its path and mtime key the cache)."""
+    path = Path(request.config.cache.mkdir("hearth-finetune")) / f"tiny-llama-v{TINY_VERSION}.gguf"
+    if not path.exists():
+        partial = path.with_suffix(".part")
+        write_tiny_gguf(partial)
+        partial.replace(path)
+    return path

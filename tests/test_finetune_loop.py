@@ -1,0 +1,125 @@
+"""The training loop's maths: packing, targets-only head, schedule, tokenization."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from app.datasets import Example
+from app.finetune import LoraSettings
+from backends.train_data import Tokenized, tokenize_examples
+from backends.train_model import load_base
+from backends.trainer import Plan, Trainer, lr_at, pack
+from tests.finetune_fixtures import hearth_cache, tiny_gguf  # noqa: F401
+
+
+def _records() -> list[Tokenized]:
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for n in (7, 12, 5):
+        ids = torch.randint(0, 128, (n,), generator=g).tolist()
+        target = [i >= n // 2 for i in range(n)]  # the "reply" is the second half
+        out.append(Tokenized(ids=ids, target=target, line=1))
+    return out
+
+
+def test_packed_targets_only_loss_equals_padded_full_logits_loss(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=64)
+    model = get_peft_model(LlamaForCausalLM(config),
+                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                      init_lora_weights=False)).eval()
+    records = _records()
+    trainer = Trainer(model, records, records, LoraSettings(batch_size=3), tmp_path,
+                      emit=lambda e: None, cancel=threading.Event(),
+                      device=torch.device("cpu"))
+    batch = pack(records)
+    assert batch.input_ids.shape == (1, 24)  # no padding at all
+    with torch.no_grad():
+        packed = float(trainer.batch_loss_sum(batch)) / len(batch.targets)
+        # The usual way: each record alone, full logits, labels -100 outside replies.
+        total, count = 0.0, 0
+        for r in records:
+            labels = torch.tensor([t if m else -100 for t, m in zip(r.ids, r.target,
+                                                                     strict=True)])
+            out = model(input_ids=torch.tensor([r.ids]), labels=labels[None])
+            n = int((labels[1:] != -100).sum())
+            total += float(out.loss) * n
+            count += n
+    assert count == len(batch.targets)
+    assert math.isclose(packed, total / count, rel_tol=1e-5)
+
+
+def test_schedule_and_plan_are_pure_functions_of_the_step() -> None:
+    s = LoraSettings(learning_rate=1e-3, warmup_ratio=0.1, min_lr_ratio=0.1, max_steps=100,
+                     batch_size=2, grad_accumulation=2)
+    lrs = [lr_at(i, 100, s) for i in range(100)]
+    assert lrs[0] < lrs[9] <= 1e-3 and max(lrs) == lrs[9]
+    assert math.isclose(lrs[-1], 1e-4, rel_tol=0.05)
+    plan = Plan(10, s)
+    assert plan.micro_per_epoch == 5
+    assert plan.step_micro_batches(3) == Plan(10, s).step_micro_batches(3)
+    seen = sorted(i for k in range(5) for i in plan.micro_batch(k))
+    assert seen == list(range(10))  # each epoch visits every record once
+
+
+def test_tokenization_puts_loss_on_assistant_replies_only(tiny_gguf: Path,  # noqa: F811
+                                                          hearth_cache: Path) -> None:  # noqa: F811
+    base = load_base(tiny_gguf, cache_dir=hearth_cache)
+    chat = Example(line=3, messages=[
+        {"role": "user", "content": "What is the capital of Zorbania?"},
+        {"role": "assistant", "content": "Quillport."},
+        {"role": "user", "content": "And its river?"},
+        {"role": "assistant", "content": "The Silverun."}])
+    text = Example(line=9, text="Plain words to continue.")
+    out = tokenize_examples([chat, text], base.tokenizer, base.template, 512, base.eos_token)
+    tok = base.tokenizer
+    first = out.records[0]
+    learned = tok.decode([i for i, m in zip(first.ids, first.target, strict=True) if m])
+    assert learned == "Quillport.<|im_end|>The Silverun.<|im_end|>"
+    assert "<|im_start|>assistant\n" in tok.decode(first.ids)
+    assert all(out.records[1].target)
+    first_target = first.target.index(True)
+    short = tokenize_examples([chat], tok, base.template, first_target + 2, base.eos_token)
+    assert short.truncated == 1 and len(short.records[0].ids) == first_target + 2
+    none_left = tokenize_examples([chat], tok, base.template, first_target, base.eos_token)
+    assert none_left.truncated == 1 and none_left.dropped_no_target == 1
+
+
+def test_safetensors_folder_base_and_pickles_refused(tiny_gguf: Path,  # noqa: F811
+                                                     hearth_cache: Path,  # noqa: F811
+                                                     tmp_path: Path) -> None:
+    from backends.train_model import BaseModelError
+
+    from_gguf = load_base(tiny_gguf, cache_dir=hearth_cache)
+    # The conversion cache is itself a plain safetensors folder: load it as one.
+    folder = next(p for p in hearth_cache.iterdir() if (p / "complete").exists()
+                  and (p / "model.safetensors").exists()
+                  and json_config(p)["hidden_size"] == 64)
+    from_folder = load_base(folder)
+    assert from_folder.gguf_path is None
+    assert from_folder.template.render([{"role": "user", "content": "hi"}]) == \
+        from_gguf.template.render([{"role": "user", "content": "hi"}])
+    ids = torch.tensor([[1, 4093, 198, 26843, 2]])
+    with torch.no_grad():
+        torch.testing.assert_close(from_folder.model(input_ids=ids).logits,
+                                   from_gguf.model(input_ids=ids).logits)
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "config.json").write_text((folder / "config.json").read_text())
+    (pickled / "pytorch_model.bin").write_bytes(b"not loaded, ever")
+    with pytest.raises(BaseModelError, match="no .safetensors weights"):
+        load_base(pickled)
+
+
+def json_config(folder: Path) -> dict:
+    return json.loads((folder / "config.json").read_text())

@@ -1,0 +1,79 @@
+"""The Fine-tune tab's preview marks exactly the text the worker trains on, and its
+estimate follows the settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.chat_template import ChatTemplate
+from app.datasets import Example, load_dataset
+from app.finetune import LoraSettings, Machine
+from app.gguf_file import read_gguf
+from app.library import ModelRecord
+from app.tune_plan import assistant_spans, model_facts, plan_run, render_example
+from backends.train_data import assistant_spans as worker_spans
+from tests.finetune_fixtures import fact_rows, write_jsonl
+
+CHAT = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "What is the capital of Zorbania?"},
+    {"role": "assistant", "content": "Quillport."},
+    {"role": "user", "content": "And its river?"},
+    {"role": "assistant", "content": "The Silverun.\n"},
+]
+
+
+def _starter_record(starter_gguf: Path) -> ModelRecord:
+    info = read_gguf(starter_gguf)
+    return ModelRecord("starter", starter_gguf, "starter", "", info.summary())
+
+
+@pytest.mark.parametrize("which", ["starter", "chatml", "eos_suffix"])
+def test_preview_spans_are_the_workers_spans(which: str, starter_gguf: Path) -> None:
+    if which == "starter":
+        template = model_facts(_starter_record(starter_gguf)).template
+    elif which == "chatml":
+        template = ChatTemplate.from_metadata(None)
+    else:  # a template that rewrites earlier turns: the fallback path with the eos token
+        template = ChatTemplate.from_metadata(
+            "{% for m in messages %}{% if m['role'] == 'assistant' and not loop.last %}"
+            "[A] (earlier reply){% else %}[{{ m['role'] }}] {{ m['content'] }}{% endif %}"
+            "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n{% endfor %}"
+            "{% if add_generation_prompt %}[assistant] {% endif %}", eos_token="</s>")
+    for messages in (CHAT, CHAT[1:3]):
+        try:
+            expected = worker_spans(template, messages)
+        except ValueError:
+            with pytest.raises(ValueError):
+                assistant_spans(template, messages)
+            continue
+        assert assistant_spans(template, messages) == expected
+
+
+def test_preview_highlights_only_the_replies(starter_gguf: Path) -> None:
+    template = model_facts(_starter_record(starter_gguf)).template
+    record = render_example(Example(line=7, messages=CHAT), template)
+    assert record.line == 7
+    assert record.trained_text == "Quillport.<|im_end|>The Silverun.\n<|im_end|>"
+    assert record.text == template.render(CHAT, add_generation_prompt=False)
+    assert [trained for _, trained in record.segments] == [False, True, False, True, False]
+    text = render_example(Example(line=1, text="Plain words."), template)
+    assert text.segments == [("Plain words.", True)]
+
+
+def test_plan_counts_steps_like_the_worker(starter_gguf: Path, tmp_path: Path) -> None:
+    facts = model_facts(_starter_record(starter_gguf))
+    assert facts.vocab == 49152 and facts.layers == 30 and facts.hidden == 576
+    dataset = load_dataset(write_jsonl(tmp_path / "facts.jsonl", fact_rows()))  # 25 records
+    machine = Machine(cpu_cores=2, memory_bytes=8 << 30)
+    short = plan_run(facts, dataset, LoraSettings(epochs=2, batch_size=4), machine)
+    assert (short.train_records, short.val_records) == (23, 2)
+    assert short.total_steps == 12  # ceil(23 / 4) micro-batches per epoch, two epochs
+    longer = plan_run(facts, dataset, LoraSettings(epochs=4, batch_size=4), machine)
+    assert longer.total_steps == 24
+    assert longer.estimate.seconds == pytest.approx(2 * short.estimate.seconds, rel=0.01)
+    fixed = plan_run(facts, dataset, LoraSettings(max_steps=5), machine)
+    assert fixed.total_steps == 5
+    assert 600 << 20 < short.estimate.peak_memory_bytes < 8 << 30
