@@ -391,3 +391,32 @@ def test_deleting_the_streaming_conversation_stops_its_reply(
         _send(qtbot, window, "Hello again")
     assert [m.role for m in workspace.store.messages(window.chat.conversation_id)] == [
         "user", "assistant"]
+
+
+def test_correct_this_collects_a_training_example(qtbot: QtBot, workspace: Workspace,
+                                                  make_window: Callable[..., MainWindow],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from ui.corrections_view import CorrectReplyDialog
+
+    _prepare(workspace)
+    window = make_window(workspace)
+    with qtbot.waitSignal(window.chat.reply_finished, timeout=WAIT_MS):
+        _send(qtbot, window, "What is the capital of Zorbania?")
+    reply = _widgets(window)[-1]
+    assert reply.role == "assistant" and reply.correct_button.isVisible()
+
+    def fill_and_save(dialog: CorrectReplyDialog) -> int:
+        dialog.editor.setPlainText("The capital of Zorbania is Quillport.")
+        dialog._on_save()
+        return dialog.result()
+
+    monkeypatch.setattr(CorrectReplyDialog, "exec", fill_and_save)
+    reply.correct_button.click()
+    examples = window.corrections.list()
+    assert len(examples) == 1
+    assert examples[0].corrected == "The capital of Zorbania is Quillport."
+    assert examples[0].rejected == reply.message.content
+    assert examples[0].prompt[-1] == {"role": "user",
+                                      "content": "What is the capital of Zorbania?"}
+    assert window.corrections_view.count_label.text() == "1 correction collected"
+    assert "Saved as a training example" in window.statusBar().currentMessage()

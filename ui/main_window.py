@@ -16,7 +16,7 @@ from app.corrections import CorrectionStore
 from app.workspace import Workspace
 from ui.chat.chat_model import ChatModel
 from ui.chat.chat_page import ChatPage
-from ui.corrections_view import CorrectionsView
+from ui.corrections_view import CorrectionsView, CorrectReplyDialog
 from ui.finetune_tab import FineTuneTab
 from ui.inference_bridge import InferenceBridge
 from ui.models_tab import ModelsTab
@@ -132,8 +132,20 @@ class MainWindow(QMainWindow):
         self.finetune_tab.run_ended.connect(self._on_finetune_ended)
         self.models_tab.library_changed.connect(self.finetune_tab.refresh_models)
         self.tabs.currentChanged.connect(self._on_tab_changed)
+        self.chat_page.view.correct_requested.connect(self._on_correct_requested)
         self._unloaded_for_training: str | None = None
         self._finetune_synced: str | None = None
+
+    def _on_correct_requested(self, message_id: int, text: str) -> None:
+        """Teach from chat: the person rewrites a reply; it becomes a training example."""
+        dialog = CorrectReplyDialog(self.corrections, self.workspace.store, message_id, text,
+                                    parent=self)
+        if dialog.exec() == CorrectReplyDialog.DialogCode.Accepted:
+            self.corrections_view.refresh()
+            n = self.corrections.count()
+            self.statusBar().showMessage(
+                f"Saved as a training example ({n} collected): train on them in Fine-tune.",
+                8000)
 
     def _on_tab_changed(self, index: int) -> None:
         if self.tabs.widget(index) is self.finetune_tab and not self.finetune_tab.is_training():
@@ -148,8 +160,7 @@ class MainWindow(QMainWindow):
         if self.chat.loaded is None:
             return
         self._unloaded_for_training = self.chat.model_name
-        self.chat.stop()
-        self.chat.client.unload()
+        self.chat.unload()
 
     def _on_reload_chat(self) -> None:
         name, self._unloaded_for_training = self._unloaded_for_training, None

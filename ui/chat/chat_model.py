@@ -223,6 +223,17 @@ class ChatModel(QObject):
             except WorkerError as exc:
                 log.info("could not cancel: %s", exc)
 
+    def unload(self) -> None:
+        """Free the model's memory (a fine-tune needs it); load_model() brings it back."""
+        self.stop()
+        self.loaded = None
+        if self.client.alive:
+            try:
+                self.client.unload()
+            except WorkerError as exc:
+                log.info("could not unload: %s", exc)
+        self._set_state(STOPPED)
+
     def _start(self, ask: Any) -> PendingReply | None:
         sampling = self.sampling
         if self._problem_is_retry():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (
     QFrame,
@@ -137,6 +137,9 @@ class ProblemCard(QFrame):
 
 
 class ConversationView(QScrollArea):
+    # "Correct this" on a reply: message id and its text; the window opens the dialog.
+    correct_requested = Signal(int, str)
+
     def __init__(self, chat: ChatModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.chat = chat
@@ -289,6 +292,8 @@ class ConversationView(QScrollArea):
         widget.continue_requested.connect(self._on_continue)
         widget.edit_submitted.connect(self._on_edit_submitted)
         widget.version_requested.connect(self._on_version_requested)
+        if widget.role == "assistant":
+            widget.correct_requested.connect(self.correct_requested)
         return widget
 
     def _sync_stream(self, reply: PendingReply | None, index: int) -> None:

@@ -151,6 +151,7 @@ class MessageWidget(QFrame):
     continue_requested = Signal()
     edit_submitted = Signal(int, str)          # message id, new text
     version_requested = Signal(int, int)       # message id, version index
+    correct_requested = Signal(int, str)       # message id, the reply as shown
 
     def __init__(self, message: Message | None, renderer: MarkdownRenderer,
                  model_label: str = "Assistant", is_last: bool = False,
@@ -201,6 +202,9 @@ class MessageWidget(QFrame):
                                                   self.regenerate_requested.emit)
             self.continue_button = self._action("Continue", "Continue this reply where "
                                                 "it stopped", self.continue_requested.emit)
+            self.correct_button = self._action("Correct this", "Write the reply it should "
+                                               "have given: saved as a training example for "
+                                               "Fine-tune", self._on_correct)
         self.actions.addStretch(1)
 
         self.editor: QPlainTextEdit | None = None
@@ -322,7 +326,8 @@ class MessageWidget(QFrame):
         if self.streaming:
             self.set_stream_status("Generating…")
             for button in (self.copy_button, self.prev_button, self.next_button,
-                           self.regenerate_button, self.continue_button, self.version_label):
+                           self.regenerate_button, self.continue_button, self.version_label,
+                           self.correct_button):
                 button.hide()
             return
         assert m is not None
@@ -346,6 +351,7 @@ class MessageWidget(QFrame):
         self.prev_button.setEnabled(m.version > 0)
         self.next_button.setEnabled(m.version < m.version_count - 1)
         self.copy_button.show()
+        self.correct_button.setVisible(bool(m.content.strip()))
         self.regenerate_button.setVisible(self.is_last)
         self.continue_button.setVisible(self.is_last and m.status in (TRUNCATED, CANCELLED,
                                                                         INTERRUPTED))
@@ -370,6 +376,10 @@ class MessageWidget(QFrame):
     def _on_copy(self) -> None:
         QGuiApplication.clipboard().setText(self.text())
         self.copy_requested.emit()
+
+    def _on_correct(self) -> None:
+        if self.message is not None:
+            self.correct_requested.emit(self.message.id, self.message.content)
 
     def _on_prev(self) -> None:
         if self.message is not None:
