@@ -65,6 +65,12 @@ def finetune(ws: Workspace, args: argparse.Namespace) -> int:
     except RunError as exc:
         print(f"hearth: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.resume:
+        status = {r.run_id: r.status for r in list_runs(ws.home)}.get(run_id)
+        if status in ("finished", "running", "exporting"):
+            print(f"hearth: run {run_id} is {status}; only cancelled, interrupted or "
+                  "failed runs can be resumed", file=sys.stderr)
+            return EXIT_BAD_INPUT
     print(f"Run {run_id} ({'resuming' if args.resume else 'starting'}); cancel with Ctrl+C, "
           f"resume with: hearth finetune --resume {run_id}", file=sys.stderr)
     client.start()

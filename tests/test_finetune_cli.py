@@ -89,3 +89,6 @@ def test_finetune_tiny_model_end_to_end(home_with_tiny: Path, tmp_path: Path) ->
     assert len(tuned["provenance"]["dataset_sha256"]) == 64
     assert tuned["provenance"]["settings"]["max_steps"] == 6
     assert not list((home_with_tiny / "models").glob("*.f16.gguf"))  # intermediate gone
+
+    again = hearth(home_with_tiny, "finetune", "--resume", runs[0]["run_id"])
+    assert again.returncode == 2 and "is finished" in again.stderr

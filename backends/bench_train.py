@@ -1,6 +1,6 @@
 """Hearth's LoRA trainer against the usual baseline, same model, data and settings.
 
-    python benchmarks/bench_train.py [--model PATH.gguf] [--steps 20] [--batch-size 4]
+    python backends/bench_train.py [--model PATH.gguf] [--steps 20] [--batch-size 4]
 
 The baseline is the path LLaMA-Factory and text-generation-webui take: transformers'
 ``Trainer`` over a PEFT model, records padded per batch by ``DataCollatorForSeq2Seq``,
