@@ -12,11 +12,6 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from app.library import find_starter_gguf  # noqa: E402
 from app.workspace import Workspace, open_workspace  # noqa: E402
-from ui.pyside_refcount import guard  # noqa: E402
-
-# PySide6 6.12.0 on CPython 3.11 drops a reference to None/True on every call and aborts
-# a long test session; the guard (a no-op where the bug is absent) must precede Qt use.
-guard()
 
 
 @pytest.fixture

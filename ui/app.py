@@ -11,10 +11,6 @@ from app.workspace import open_workspace
 
 def run_app(home: str | None = None) -> int:
     from ui.main_window import MainWindow
-    from ui.pyside_refcount import guard
-
-    guard()  # before the first of many Qt calls (see ui/pyside_refcount.py)
-
     qt_app = QApplication.instance() or QApplication(sys.argv)
     qt_app.setApplicationName("Hearth")
     qt_app.setOrganizationName("Hearth")

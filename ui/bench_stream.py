@@ -45,9 +45,6 @@ from app import protocol as p  # noqa: E402
 from app.chat import PendingReply  # noqa: E402
 from app.workspace import Workspace, open_workspace  # noqa: E402
 from ui.chat.message_widget import MessageBody  # noqa: E402
-from ui.pyside_refcount import guard  # noqa: E402
-
-guard()
 
 TARGET_MS = 50.0
 

@@ -20,11 +20,6 @@ from ui.corrections_view import CorrectionsView, CorrectReplyDialog
 from ui.finetune_tab import FineTuneTab
 from ui.inference_bridge import InferenceBridge
 from ui.models_tab import ModelsTab
-from ui.pyside_refcount import guard
-
-# Whoever builds a window (the app, a test, a benchmark) gets the guard against
-# PySide6 6.12.0's reference leak on CPython 3.11; it is idempotent.
-guard()
 
 
 class MainWindow(QMainWindow):
