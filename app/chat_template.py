@@ -62,6 +62,43 @@ class ChatTemplate:
             raise ChatTemplateError(f"the model's chat template failed: {exc}") from exc
 
 
+def assistant_spans(template: ChatTemplate, messages: list[dict[str, str]]
+                    ) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans of its assistant turns.
+
+    Each span runs from the end of the generation prompt that precedes the reply to the
+    end of the turn as the template renders it, so it covers the reply and the
+    template's end-of-turn marker (the model must learn to stop). The training worker
+    puts its loss on these spans and the Fine-tune tab's preview highlights them, so
+    both use this one function.
+    """
+    full = template.render(messages, add_generation_prompt=False)
+    spans: list[tuple[int, int]] = []
+    cursor = 0
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prefix = template.render(messages[:i], add_generation_prompt=True)
+        upto = template.render(messages[:i + 1], add_generation_prompt=False)
+        if upto.startswith(prefix) and full.startswith(upto) and len(prefix) >= cursor:
+            start, end = len(prefix), len(upto)
+        else:
+            # Templates that rewrite earlier turns (e.g. drop reasoning) break prefix
+            # rendering; fall back to finding the reply text itself.
+            start = full.find(message["content"], cursor)
+            if start < 0:
+                raise ValueError("the chat template does not reproduce the assistant's reply")
+            end = start + len(message["content"])
+            if template.eos_token and full.startswith(template.eos_token, end):
+                end += len(template.eos_token)
+        # Whitespace a template puts after the end-of-turn marker is not worth learning.
+        while end > start and full[end - 1] in " \n":
+            end -= 1
+        spans.append((start, end))
+        cursor = end
+    return full, spans
+
+
 def _raise_exception(message: str) -> None:
     raise TemplateError(message)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from app.chat_template import ChatTemplate
+from app.chat_template import ChatTemplate, assistant_spans
 from app.datasets import Dataset, Example, split_examples
 from app.finetune import Estimate, LoraSettings, Machine, estimate
 from app.gguf_file import read_gguf
@@ -48,39 +48,6 @@ def model_facts(record: ModelRecord) -> ModelFacts:
                       parameters=int(record.info.get("parameters") or 0),
                       hidden=int(record.info.get("n_embd") or 0),
                       layers=int(record.info.get("n_layers") or 0))
-
-
-def assistant_spans(template: ChatTemplate, messages: list[dict[str, str]]
-                    ) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character spans of its assistant turns.
-
-    The same rule as the worker's tokenization (``backends.train_data.assistant_spans``,
-    kept identical by ``tests/test_tune_plan.py``): each span runs from the end of the
-    generation prompt before a reply to the end of that turn, end-of-turn marker
-    included, trailing whitespace excluded.
-    """
-    full = template.render(messages, add_generation_prompt=False)
-    spans: list[tuple[int, int]] = []
-    cursor = 0
-    for i, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        prefix = template.render(messages[:i], add_generation_prompt=True)
-        upto = template.render(messages[:i + 1], add_generation_prompt=False)
-        if upto.startswith(prefix) and full.startswith(upto) and len(prefix) >= cursor:
-            start, end = len(prefix), len(upto)
-        else:
-            start = full.find(message["content"], cursor)
-            if start < 0:
-                raise ValueError("the chat template does not reproduce the assistant's reply")
-            end = start + len(message["content"])
-            if template.eos_token and full.startswith(template.eos_token, end):
-                end += len(template.eos_token)
-        while end > start and full[end - 1] in " \n":
-            end -= 1
-        spans.append((start, end))
-        cursor = end
-    return full, spans
 
 
 @dataclass

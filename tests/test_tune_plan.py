@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from app.chat_template import ChatTemplate
+from app.chat_template import ChatTemplate, assistant_spans
 from app.datasets import Example, load_dataset
 from app.finetune import LoraSettings, Machine
 from app.gguf_file import read_gguf
 from app.library import ModelRecord
-from app.tune_plan import assistant_spans, model_facts, plan_run, render_example
-from backends.train_data import assistant_spans as worker_spans
+from app.tune_plan import model_facts, plan_run, render_example
 from tests.finetune_fixtures import fact_rows, write_jsonl
 
 CHAT = [
@@ -31,25 +30,26 @@ def _starter_record(starter_gguf: Path) -> ModelRecord:
 
 
 @pytest.mark.parametrize("which", ["starter", "chatml", "eos_suffix"])
-def test_preview_spans_are_the_workers_spans(which: str, starter_gguf: Path) -> None:
+def test_spans_cover_each_reply_and_its_end_marker(which: str, starter_gguf: Path) -> None:
     if which == "starter":
-        template = model_facts(_starter_record(starter_gguf)).template
+        template, end = model_facts(_starter_record(starter_gguf)).template, "<|im_end|>"
     elif which == "chatml":
-        template = ChatTemplate.from_metadata(None)
+        template, end = ChatTemplate.from_metadata(None), "<|im_end|>"
     else:  # a template that rewrites earlier turns: the fallback path with the eos token
-        template = ChatTemplate.from_metadata(
+        template, end = ChatTemplate.from_metadata(
             "{% for m in messages %}{% if m['role'] == 'assistant' and not loop.last %}"
             "[A] (earlier reply){% else %}[{{ m['role'] }}] {{ m['content'] }}{% endif %}"
             "{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}\n{% endfor %}"
-            "{% if add_generation_prompt %}[assistant] {% endif %}", eos_token="</s>")
-    for messages in (CHAT, CHAT[1:3]):
-        try:
-            expected = worker_spans(template, messages)
-        except ValueError:
-            with pytest.raises(ValueError):
-                assistant_spans(template, messages)
-            continue
-        assert assistant_spans(template, messages) == expected
+            "{% if add_generation_prompt %}[assistant] {% endif %}", eos_token="</s>"), "</s>"
+    full, spans = assistant_spans(template, CHAT[1:3])
+    assert [full[a:b] for a, b in spans] == ["Quillport." + end]
+    if which == "eos_suffix":
+        # The earlier reply is not rendered at all: there is nothing honest to train on.
+        with pytest.raises(ValueError, match="does not reproduce"):
+            assistant_spans(template, CHAT)
+        return
+    full, spans = assistant_spans(template, CHAT)
+    assert [full[a:b] for a, b in spans] == ["Quillport." + end, "The Silverun.\n" + end]
 
 
 def test_preview_highlights_only_the_replies(starter_gguf: Path) -> None:
