@@ -63,10 +63,13 @@ def test_pull_installs_a_verified_model(served, tmp_path: Path) -> None:
 def test_pull_interrupted_then_rerun_resumes(served, tmp_path: Path) -> None:
     hub, data = served
     hub.throttle = 0.05  # ~160 KB/s, so the first run is still going when interrupted
+    # A shell without job control starts background jobs with SIGINT ignored, and the
+    # child would inherit that; give it the default disposition, as a terminal would.
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "models", "pull", REPO,
                              "--file", "tiny-Q4_K_M.gguf"], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=_env(tmp_path, hub))
+                            env=_env(tmp_path, hub),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     downloads = tmp_path / "home" / "downloads"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -356,7 +356,7 @@ def test_the_main_window_wires_fine_tune_and_datasets(qtbot, tiny_ws: Workspace,
     unloaded: list[bool] = []
     monkeypatch.setattr(window.chat, "loaded", object())  # as if a model were loaded
     monkeypatch.setattr(window.chat, "model_name", "other")
-    monkeypatch.setattr(window.chat.client, "unload", lambda: unloaded.append(True))
+    monkeypatch.setattr(window.chat, "unload", lambda: unloaded.append(True))
     window.finetune_tab.unload_chat()
     window.finetune_tab.reload_chat()
     assert unloaded == [True] and loads == ["tiny", "other"]  # loaded again afterwards
