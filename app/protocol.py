@@ -1,9 +1,7 @@
 """The inference worker's message protocol, in one place.
 
 The GUI/CLI process and the llama.cpp worker process talk only through these typed
-messages, serialised as JSON over a ``multiprocessing.connection`` channel. JSON (not
-pickle) keeps the channel inspectable and means a confused or hostile peer can at worst
-send a malformed dict, which :func:`decode` refuses.
+messages, serialised as JSON (:mod:`app.wire`) over a ``multiprocessing.connection`` channel.
 
 Bump :data:`PROTOCOL_VERSION` on any incompatible change: the worker checks it in the
 ``Hello`` handshake and refuses a mismatched client with a clear error.
@@ -11,9 +9,10 @@ Bump :data:`PROTOCOL_VERSION` on any incompatible change: the worker checks it i
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from app.wire import WireError, from_json, to_json
 
 PROTOCOL_VERSION = 1
 
@@ -208,30 +207,17 @@ _NESTED: dict[tuple[type, str], type] = {(Chat, "sampling"): SamplingParams,
                                          (Done, "stats"): ReplyStats}
 
 
-class ProtocolError(ValueError):
+class ProtocolError(WireError):
     """A message that is not valid JSON or not one of ours."""
 
 
 def encode(message: Any) -> bytes:
-    payload = asdict(message)
-    payload["kind"] = message.kind
-    return json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    return to_json(message).encode("utf-8")
 
 
 def decode(data: bytes) -> Any:
     try:
-        payload = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"not a JSON message: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("kind") not in _BY_KIND:
-        raise ProtocolError(f"unknown message kind: {payload!r:.80}")
-    cls = _BY_KIND[payload.pop("kind")]
-    known = {f.name for f in fields(cls)}
-    kwargs = {k: v for k, v in payload.items() if k in known}
-    try:
-        for (owner, name), nested in _NESTED.items():
-            if owner is cls and isinstance(kwargs.get(name), dict):
-                kwargs[name] = nested(**kwargs[name])
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ProtocolError(f"bad {cls.kind} message: {exc}") from exc
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"not a UTF-8 message: {exc}") from exc
+    return from_json(text, _BY_KIND, _NESTED, ProtocolError)

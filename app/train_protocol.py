@@ -13,9 +13,10 @@ Bump :data:`TRAIN_PROTOCOL_VERSION` on any incompatible change; the first event,
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
+
+from app.wire import WireError, from_json, to_json
 
 TRAIN_PROTOCOL_VERSION = 1
 CANCEL_COMMAND = "cancel"
@@ -157,26 +158,13 @@ EVENTS = (TrainHello, Phase, DataReady, EstimateEvent, Progress, Evaluation, Che
 _BY_KIND: dict[str, type] = {cls.kind: cls for cls in EVENTS}
 
 
-class TrainProtocolError(ValueError):
+class TrainProtocolError(WireError):
     """A line that is not one of our events."""
 
 
 def encode(event: Any) -> str:
-    payload = asdict(event)
-    payload["kind"] = event.kind
-    return json.dumps(payload, ensure_ascii=False)
+    return to_json(event)
 
 
 def decode(line: str) -> Any:
-    try:
-        payload = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise TrainProtocolError(f"not a JSON event: {exc}") from exc
-    if not isinstance(payload, dict) or payload.get("kind") not in _BY_KIND:
-        raise TrainProtocolError(f"unknown event: {line[:80]!r}")
-    cls = _BY_KIND[payload.pop("kind")]
-    known = {f.name for f in fields(cls)}
-    try:
-        return cls(**{k: v for k, v in payload.items() if k in known})
-    except TypeError as exc:
-        raise TrainProtocolError(f"bad {cls.kind} event: {exc}") from exc
+    return from_json(line, _BY_KIND, error=TrainProtocolError)
