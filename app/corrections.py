@@ -59,9 +59,9 @@ class CorrectionStore:
         if row is None or row["role"] != "assistant":
             raise ValueError("only an assistant reply can be corrected")
         conversation = store.get(row["conversation_id"])
-        prompt = store.prompt_messages(conversation.id)
-        offset = 1 if conversation.system_prompt.strip() else 0
-        history = prompt[:offset + row["position"]]
+        # By position, not by slicing: the prompt leaves empty replies (one cancelled
+        # before its first token) out, so counting entries would reach past this reply.
+        history = store.prompt_messages(conversation.id, before=row["position"])
         messages = [*history, {"role": "assistant", "content": corrected}]
         now = _now()
         cur = self.conn.execute(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.corrections import CorrectionStore
+from app.store import CANCELLED
 from app.workspace import Workspace
 
 
@@ -54,3 +55,26 @@ def test_only_assistant_replies_with_text_can_be_corrected(workspace: Workspace)
         corrections.add_from_conversation(workspace.store, question.id, "x")
     with pytest.raises(ValueError, match="empty"):
         corrections.add_from_conversation(workspace.store, reply.id, "  ")
+
+
+def test_a_reply_cancelled_before_its_first_token_does_not_shift_the_example(
+        workspace: Workspace) -> None:
+    """A reply stopped before any token is stored empty (status cancelled); the prompt
+    leaves it out, and the saved example must still end at the corrected reply."""
+    store = workspace.store
+    conv = store.create(title="facts", model="smol")
+    store.add_message(conv.id, "user", "What is the capital of Zorbania?")
+    store.add_message(conv.id, "assistant", "", status=CANCELLED)  # stopped at once
+    store.add_message(conv.id, "user", "What is the capital of Zorbania? Please answer.")
+    wrong = store.add_message(conv.id, "assistant", "Paris.")
+    store.add_message(conv.id, "user", "Thanks.")
+    corrections = CorrectionStore(workspace.library.conn)
+
+    example = corrections.add_from_conversation(store, wrong.id, "Quillport.")
+    assert example.messages == [
+        {"role": "user", "content": "What is the capital of Zorbania?"},
+        {"role": "user", "content": "What is the capital of Zorbania? Please answer."},
+        {"role": "assistant", "content": "Quillport."},
+    ]
+    assert example.rejected == "Paris."
+    assert all(m["content"] != "Paris." for m in example.messages)  # never trained on
