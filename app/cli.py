@@ -18,9 +18,12 @@ from app.chat import ChatSession
 from app.cli_finetune import add_parsers as add_finetune_parsers
 from app.cli_finetune import finetune, runs
 from app.cli_hub import add_hub_parsers, run_hub_command
+from app.cli_teach import add_parser as add_teach_parser
+from app.cli_teach import teach
 from app.hub import HubError
 from app.inference import InferenceClient, WorkerError
 from app.library import LibraryError, ModelRecord
+from app.teach import VersionStore, chat_model
 from app.workspace import Workspace, open_workspace
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -62,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--ctx", type=int, help="context length in tokens")
     chat.add_argument("--stats", action="store_true",
                       help="print each reply's stats as one JSON line on stderr")
+    chat.add_argument("--base", action="store_true",
+                      help="chat with the plain base model, not its active taught version")
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(
         dest="bench_command", required=True)
@@ -72,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--tokens", type=int, default=128, help="tokens to decode per run")
     inf.add_argument("--threads", type=int)
     add_finetune_parsers(sub)
+    add_teach_parser(sub)
     sub.add_parser("gui", help="open the app (the default)")
     return parser
 
@@ -90,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     try:
         handler = {"models": _models, "chat": _chat, "bench": _bench,
-                   "finetune": finetune, "runs": runs}[args.command]
+                   "finetune": finetune, "runs": runs, "teach": teach}[args.command]
         return handler(workspace, args)
     except (BadInput, LibraryError, HubError) as exc:
         print(f"hearth: {exc}", file=sys.stderr)
@@ -167,7 +173,8 @@ def pick_model(ws: Workspace, name: str | None) -> ModelRecord:
 
 
 def _chat(ws: Workspace, args: argparse.Namespace) -> int:
-    record = pick_model(ws, args.model)
+    record = chat_model(ws.library, VersionStore(ws.home), pick_model(ws, args.model),
+                        use_base=args.base)
     sampling = ws.settings.sampling_for(record.name)
     overrides: dict[str, Any] = {}
     if args.temperature is not None:

@@ -58,10 +58,19 @@ def run_dir(home: HearthHome, run_id: str) -> Path:
 
 
 def create_run(home: HearthHome, base: ModelRecord, dataset: Dataset, settings: LoraSettings,
-               export: ExportSettings | None = None) -> str:
-    """Write a new run folder (split data included) and return its id."""
+               export: ExportSettings | None = None, holdout: bool = True,
+               extra_spec: dict[str, Any] | None = None) -> str:
+    """Write a new run folder (split data included) and return its id.
+
+    ``holdout=False`` trains on every record and measures "validation" loss on them too:
+    Teach must learn each correction, so none can be held out. ``extra_spec`` adds
+    sections to run.json (Teach's gate inputs).
+    """
     export = export or ExportSettings()
-    train, val = dataset.split(settings.validation_fraction, settings.seed)
+    if holdout:
+        train, val = dataset.split(settings.validation_fraction, settings.seed)
+    else:
+        train, val = list(dataset.examples), list(dataset.examples)
     run_id = new_run_id()
     folder = home.runs / run_id
     (folder / "data").mkdir(parents=True)
@@ -84,6 +93,7 @@ def create_run(home: HearthHome, base: ModelRecord, dataset: Dataset, settings: 
         "adapter_dir": str(home.adapters / run_id),
         "output_gguf": str(home.models / f"{_slug(out_name)}.{export.quant}.gguf"),
         "cache_dir": str(home.root / "cache" / "base-models"),
+        **(extra_spec or {}),
     }
     (folder / "run.json").write_text(json.dumps(spec, indent=2), "utf-8")
     (folder / "state.json").write_text(json.dumps({"status": "created", "step": 0}), "utf-8")

@@ -155,6 +155,10 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
                            f"maximum sequence length ({settings.max_seq_len} tokens); "
                            "raise --max-seq-len"))
         return 2
+    teach = spec.get("teach")
+    check_replies: list[dict[str, Any]] = []
+    if teach:
+        check_replies = _teach_rehearsal(teach, base, train, device, emit)
     torch.manual_seed(settings.seed)
     lora = LoraConfig(r=settings.rank, lora_alpha=settings.alpha,
                       lora_dropout=settings.dropout,
@@ -201,6 +205,10 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
         return 0
     write_state(run_dir, status="exporting", step=trainer.step)
     train_s = trainer.elapsed
+    report = None
+    if teach:
+        report = _teach_gate(teach, peft_model, base, settings, check_replies, device, emit)
+        (run_dir / "teach_report.json").write_text(json.dumps(report, indent=2), "utf-8")
     val_loss = trainer.val_history[-1]["val_loss"] if trainer.val_history else None
 
     emit(tp.Phase("saving", "saving the LoRA adapter"))
@@ -231,7 +239,12 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
         "adapter_dir": str(adapter_dir),
     }
 
-    if not export.gguf:
+    if report is not None:
+        summary["teach"] = report
+    if report is not None and not report["passed"]:
+        emit(tp.TrainLog("warning", "the gate failed, so nothing is exported: "
+                         + "; ".join(report["reasons"])))
+    elif not export.gguf:
         emit(tp.TrainLog("info", "GGUF export is off for this run: only the adapter is kept"))
     elif base.gguf_path is None:
         emit(tp.TrainLog("warning", "the base model is a safetensors folder: the adapter "
@@ -315,6 +328,43 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     write_state(run_dir, status="finished", step=trainer.step)
     emit(tp.Finished(summary))
     return 0
+
+
+def _teach_rehearsal(teach: dict[str, Any], base: Any, train: Any, device: torch.device,
+                     emit: Emitter) -> list[dict[str, Any]]:
+    """The base model's own replies: rehearsed during training, the gate's reference."""
+    from backends import teach_gate
+
+    check, rehearse = teach["check_prompts"], teach["rehearse_prompts"]
+    emit(tp.Phase("rehearsing", f"the base model answers {len(check) + len(rehearse)} "
+                  "general prompts (kept to check that it does not drift)"))
+    base.model.to(device)
+    cache = Path(teach["reference_cache"]) if teach.get("reference_cache") else None
+    replies = teach_gate.reference_replies(base.model, base.tokenizer, base.template,
+                                           check + rehearse, device, cache)
+    records = teach_gate.rehearsal_records(replies[len(check):])
+    train.records.extend(records)
+    emit(tp.TrainLog("info", f"rehearsing {len(records)} of the base model's own replies "
+                     "alongside the corrections"))
+    return replies[:len(check)]
+
+
+def _teach_gate(teach: dict[str, Any], peft_model: Any, base: Any, settings: LoraSettings,
+                check_replies: list[dict[str, Any]], device: torch.device,
+                emit: Emitter) -> dict[str, Any]:
+    from backends import teach_gate
+
+    emit(tp.Phase("checking", f"checking what it learned ({len(teach['cases'])} "
+                  "corrections, reworded) and what it kept (general prompts)"))
+    started = time.perf_counter()
+    inputs = teach_gate.GateInputs(cases=teach["cases"], check_replies=check_replies,
+                                   drift_limit=float(teach["drift_limit"]),
+                                   min_learned=float(teach["min_learned"]))
+    report = teach_gate.run_gate(peft_model, base.tokenizer, base.template,
+                                 settings.max_seq_len, inputs, device)
+    report["gate_seconds"] = round(time.perf_counter() - started, 1)
+    peft_model.train()
+    return report
 
 
 def main() -> None:

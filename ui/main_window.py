@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import QMainWindow, QTabWidget
+from PySide6.QtWidgets import QMainWindow, QPushButton, QTabWidget
 
 from app.corrections import CorrectionStore
+from app.teach import VersionStore
 from app.workspace import Workspace
 from ui.chat.chat_model import ChatModel
 from ui.chat.chat_page import ChatPage
@@ -20,6 +21,7 @@ from ui.corrections_view import CorrectionsView, CorrectReplyDialog
 from ui.finetune_tab import FineTuneTab
 from ui.inference_bridge import InferenceBridge
 from ui.models_tab import ModelsTab
+from ui.teach_panel import TeachPanel
 
 
 class MainWindow(QMainWindow):
@@ -123,6 +125,18 @@ class MainWindow(QMainWindow):
         self.corrections_view = CorrectionsView(self.corrections)
         self.tabs.addTab(self.corrections_view, "Datasets")
         self.corrections_view.changed.connect(self.finetune_tab.refresh_corrections)
+        # Teach: under the corrections, and one button in the status bar, seen from chat.
+        self.teach_panel = TeachPanel(self.workspace, self.corrections)
+        self.corrections_view.layout().addWidget(self.teach_panel)
+        self.teach_panel.set_base(self.chat.model_name)
+        self.teach_panel.active_changed.connect(self._on_teach_active_changed)
+        self.teach_panel.finished.connect(self._on_teach_finished)
+        self.corrections_view.changed.connect(lambda _n: self.teach_panel.set_base(
+            self.teach_panel.base or self.chat.model_name))
+        self.teach_button = QPushButton("Teach")
+        self.teach_button.setToolTip("Teach the chat model the corrections you made")
+        self.teach_button.clicked.connect(self._on_teach_clicked)
+        self.statusBar().addPermanentWidget(self.teach_button)
         self.finetune_tab.chat_requested.connect(self.chat_with_model)
         self.finetune_tab.run_ended.connect(self._on_finetune_ended)
         self.models_tab.library_changed.connect(self.finetune_tab.refresh_models)
@@ -139,8 +153,27 @@ class MainWindow(QMainWindow):
             self.corrections_view.refresh()
             n = self.corrections.count()
             self.statusBar().showMessage(
-                f"Saved as a training example ({n} collected): train on them in Fine-tune.",
+                f"Saved as a training example ({n} collected): press Teach to learn them.",
                 8000)
+
+    def _on_teach_clicked(self) -> None:
+        """From the chat: teach its model, watched in the Datasets tab."""
+        self.tabs.setCurrentWidget(self.corrections_view)
+        if not self.teach_panel.is_running():
+            self.teach_panel.set_base(self.chat.model_name)
+            self.teach_panel.start()
+
+    def _on_teach_finished(self, summary: dict) -> None:
+        self.statusBar().showMessage("Teach finished: see its report in Datasets.", 8000)
+
+    def _on_teach_active_changed(self, base: str, name: str) -> None:
+        """Accept or roll back: the chat of that base answers with ``name`` from now on."""
+        self.models_tab.refresh()
+        self.chat_page.model_bar.refresh_models()
+        current = self.chat.model_name
+        if current in (base, name) or (current and VersionStore(
+                self.workspace.home).base_of(current) == base):
+            self.chat.load_model(name)
 
     def _on_tab_changed(self, index: int) -> None:
         if self.tabs.widget(index) is self.finetune_tab and not self.finetune_tab.is_training():
@@ -172,6 +205,7 @@ class MainWindow(QMainWindow):
             self._closed = True
             self.save_ui_state()
             self.finetune_tab.shutdown()
+            self.teach_panel.shutdown()
             self.models_tab.shutdown()
             self.chat.shutdown()
             self.chat_page.view.shutdown()

@@ -28,6 +28,7 @@ from app.export import write_export
 from app.inference import WorkerError
 from app.library import UnknownModel
 from app.store import Conversation, Message, UnknownConversation
+from app.teach import VersionStore, chat_model
 from app.workspace import Workspace
 from ui.inference_bridge import InferenceBridge
 
@@ -89,6 +90,8 @@ class ChatModel(QObject):
         self._worker_start_failed.connect(self._on_worker_start_failed)
         self._worker_started.connect(self._on_worker_started)
         default = workspace.library.default()
+        if default is not None:  # its active taught version, if one was accepted
+            default = chat_model(workspace.library, VersionStore(workspace.home), default)
         self.model_name = default.name if default else None
 
     # ------------------------------------------------------------ conversations
