@@ -117,7 +117,7 @@ def _finish(ws: Workspace, summary: dict[str, Any], args: argparse.Namespace) ->
     out = {"learned": report["learned"], "total": report["total"],
            "generalized": report["generalized"], "paraphrases": report["paraphrases"],
            "drift": report["drift"], "drift_limit": report["drift_limit"],
-           "kl": report["kl"], "passed": report["passed"], "accepted": accept,
+           "nll": report["nll"], "passed": report["passed"], "accepted": accept,
            "reasons": report["reasons"], "version": version.name if version else None,
            "run_id": summary["run_id"], "total_seconds": summary.get("total_seconds"),
            "cases": report["cases"]}

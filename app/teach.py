@@ -41,7 +41,7 @@ MIN_LEARNED = 0.8
 """Share of the corrections the tuned model must answer with the correction."""
 
 # Paraphrases Hearth writes itself, to see that a correction is more than a string match.
-PARAPHRASE_TEMPLATES = ("Tell me: {q}", "Quick question. {q}", "{q} Please answer briefly.")
+PARAPHRASE_TEMPLATES = ("Tell me: {q}", "Quick question. {q}")
 
 
 def teach_settings(n_records: int) -> LoraSettings:

@@ -93,7 +93,7 @@ def test_start_teach_writes_every_correction_and_the_gate_inputs(tmp_path: Path)
         teach = spec["teach"]
         assert teach["base"] == "base-model" and len(teach["cases"]) == 3
         assert teach["cases"][0]["rejected"] == "I don't know."
-        assert len(teach["cases"][0]["paraphrases"]) == 3
+        assert len(teach["cases"][0]["paraphrases"]) == 2
         assert teach["drift_limit"] == DRIFT_LIMIT
         assert teach["check_prompts"] == general_prompts()["check"]
         assert not set(teach["check_prompts"]) & set(teach["rehearse_prompts"])
@@ -106,10 +106,9 @@ def test_paraphrases_reword_the_last_question_only() -> None:
     prompt = [{"role": "system", "content": "Be brief."},
               {"role": "user", "content": "What is X?"}]
     out = paraphrases(prompt)
-    assert len(out) == 3 and all(p[0] == prompt[0] for p in out)
+    assert len(out) == 2 and all(p[0] == prompt[0] for p in out)
     assert {p[-1]["content"] for p in out} == {"Tell me: What is X?",
-                                               "Quick question. What is X?",
-                                               "What is X? Please answer briefly."}
+                                               "Quick question. What is X?"}
     assert len(general_prompts()["check"]) == 50
 
 

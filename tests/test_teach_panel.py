@@ -1,0 +1,76 @@
+"""The Teach panel, driving the real worker on the tiny model: a run that learns nothing
+is stopped by the gate (report shown, Accept off, nothing exported), and versions can be
+switched and rolled back from the list."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt
+
+from app.corrections import CorrectionStore
+from app.teach import Version, VersionStore
+from app.workspace import Workspace
+from tests.finetune_fixtures import hearth_cache, tiny_gguf  # noqa: F401
+from ui.teach_panel import TeachPanel
+
+
+def _correct(ws: Workspace, corrections: CorrectionStore, model: str, q: str, a: str) -> None:
+    conv = ws.store.create(model=model)
+    ws.store.add_message(conv.id, "user", q)
+    wrong = ws.store.add_message(conv.id, "assistant", "I don't know.")
+    corrections.add_from_conversation(ws.store, wrong.id, a)
+
+
+def test_a_run_that_learns_nothing_is_reported_and_cannot_be_accepted(
+        qtbot, workspace: Workspace, tiny_gguf: Path, hearth_cache: Path) -> None:  # noqa: F811
+    workspace.library.register(tiny_gguf, "tiny")
+    corrections = CorrectionStore(workspace.library.conn)
+    for q, a in (("What is the capital of Zorbania?", "Quillport is the capital."),
+                 ("Who invented the glimmerphone?", "Odessa Fernwick invented it.")):
+        _correct(workspace, corrections, "tiny", q, a)
+    panel = TeachPanel(workspace, corrections)
+    qtbot.addWidget(panel)
+    panel.set_base("tiny")
+    assert "2 corrections" in panel.title.text() and panel.teach_button.isEnabled()
+    assert not panel.accept_button.isEnabled()
+
+    with qtbot.waitSignal(panel.finished, timeout=300_000) as done:
+        qtbot.mouseClick(panel.teach_button, Qt.MouseButton.LeftButton)
+        assert not panel.teach_button.isEnabled()  # one run at a time
+    report = done.args[0]["teach"]
+    assert report["total"] == 2 and report["learned"] < 2 and not report["passed"]
+    assert "Not accepted" in panel.phase.text()
+    assert panel.report_view.toPlainText().count("✗") == 2 - report["learned"]
+    assert not panel.accept_button.isEnabled() and panel.discard_button.isEnabled()
+    assert "gguf_path" not in done.args[0]  # the gate stopped it before any export
+    assert [r.name for r in workspace.library.list()] == ["tiny"]
+    qtbot.mouseClick(panel.discard_button, Qt.MouseButton.LeftButton)
+    assert "Discarded" in panel.phase.text() and not panel.discard_button.isEnabled()
+    assert VersionStore(workspace.home).active("tiny") is None
+    panel.shutdown()
+
+
+def test_versions_are_listed_used_and_rolled_back(qtbot, workspace: Workspace,
+                                                  tiny_gguf: Path) -> None:  # noqa: F811
+    workspace.library.register(tiny_gguf, "tiny")
+    workspace.library.register(tiny_gguf, "tiny-taught-1")
+    versions = VersionStore(workspace.home)
+    versions.add(Version("tiny-taught-1", "tiny", "run", "2026-01-01", [1], None, {},
+                         {"learned": 3, "total": 3, "drift": 0.02}), activate=True)
+    panel = TeachPanel(workspace, CorrectionStore(workspace.library.conn))
+    qtbot.addWidget(panel)
+    panel.set_base("tiny-taught-1")  # a version's name means its base
+    assert panel.base == "tiny" and panel.version_list.count() == 1
+    assert panel.version_list.item(0).text().startswith("● tiny-taught-1")
+    assert not panel.teach_button.isEnabled()  # no corrections yet
+
+    with qtbot.waitSignal(panel.active_changed) as changed:
+        qtbot.mouseClick(panel.rollback_button, Qt.MouseButton.LeftButton)
+    assert changed.args == ["tiny", "tiny"] and versions.active("tiny") is None
+    assert not panel.rollback_button.isEnabled()
+    panel.version_list.setCurrentRow(0)
+    with qtbot.waitSignal(panel.active_changed) as changed:
+        qtbot.mouseClick(panel.use_button, Qt.MouseButton.LeftButton)
+    assert changed.args == ["tiny", "tiny-taught-1"]
+    assert versions.active("tiny") == "tiny-taught-1"
