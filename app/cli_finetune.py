@@ -181,7 +181,7 @@ class _ProgressView:
         elif isinstance(event, tp.EstimateEvent):
             self._end_line()
             label = "estimate" if event.basis == "formula" else "measured estimate"
-            print(f"{label}: about {event.seconds / 60:.1f} min of training, peak memory "
+            print(f"{label}: about {event.seconds / 60:.1f} min in all, peak memory "
                   f"about {_mib(event.peak_memory_bytes)}", file=out)
         elif isinstance(event, tp.Progress):
             self._progress(event)
@@ -227,9 +227,9 @@ def _print_summary(s: dict[str, Any], name: str | None) -> None:
     print(f"  loss: {s['first_train_loss']:.4f} -> {s['final_train_loss']:.4f} (train), "
           f"validation {s['val_loss']:.4f}")
     measured = est.get("measured") or {}
-    print(f"  time: estimated {est['seconds']:.0f}s (formula)"
+    print(f"  time (whole run): estimated {est['seconds']:.0f}s (formula)"
           + (f", {measured['seconds']:.0f}s (measured at step {measured['at_step']})"
-             if measured else "") + f", actual {s['train_seconds']:.0f}s")
+             if measured else "") + f", actual {s.get('total_seconds', 0):.0f}s")
     print(f"  peak memory: estimated {_mib(est['peak_memory_bytes'])}, actual "
           f"{_mib(s['peak_memory_bytes'])}")
     if s["truncated_records"]:

@@ -49,8 +49,11 @@ class Emitter:
     def __init__(self, run_dir: Path) -> None:
         self.lock = threading.Lock()
         self.file = (run_dir / "events.jsonl").open("a", encoding="utf-8")
+        self.phases: list[tuple[str, float]] = []  # (name, when it began): the timings
 
     def __call__(self, event: Any) -> None:
+        if isinstance(event, tp.Phase):
+            self.phases.append((event.name, time.perf_counter()))
         line = tp.encode(event)
         with self.lock:
             sys.stdout.write(line + "\n")
@@ -219,6 +222,16 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
                      micro_batch_tokens=int(settings.batch_size * per_record),
                      target_fraction=train.target_tokens / max(1, train.tokens),
                      machine=Machine.detect(), gpu=device.type == "cuda")
+    # The whole run, not just training: what already happened (loading, tokenizing,
+    # rehearsal) is known; checks and export are predicted from the last run on this
+    # machine (phase_times), or a first guess from the model's size.
+    timings = PhaseTimes(Path(spec["cache_dir"]).parent / "phase_times.json", device_name)
+    before = time.perf_counter() - started
+    after = timings.after_training(n_params, export, teach, base.gguf_path is not None)
+    trainer.overhead_s = before + after
+    guess.seconds += before + after
+    guess.notes.append(f"{before:.0f}s before training (measured), about {after:.0f}s of "
+                       "checks and export after it")
     emit(tp.EstimateEvent(seconds=round(guess.seconds, 1),
                           peak_memory_bytes=guess.peak_memory_bytes, basis="formula"))
 
@@ -358,11 +371,72 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
         for warning in warnings:
             emit(tp.TrainLog("warning", warning))
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
+    summary["phase_seconds"] = timings.record(emit.phases, time.perf_counter(), n_params,
+                                              export, teach, "gguf_path" in summary)
     summary["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), "utf-8")
     write_state(run_dir, status="finished", step=trainer.step)
     emit(tp.Finished(summary))
     return 0
+
+
+class PhaseTimes:
+    """How long the phases after training took on this machine, to predict the next run.
+
+    Kept per device in ``<home>/cache/phase_times.json``: export seconds per billion
+    parameters, and gate seconds per prompt it replays. Without a record, a first guess.
+    """
+
+    EXPORT_S_PER_GPARAM = 600.0  # merge + F16 + quantize + llama.cpp check, 2-core CPU
+    GATE_S_PER_PROMPT = 1.5
+
+    def __init__(self, path: Path, device: str) -> None:
+        self.path = path
+        self.device = device
+        try:
+            self.data = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            self.data = {}
+        mine = self.data.get(device, {})
+        self.export_rate = float(mine.get("export_s_per_gparam", self.EXPORT_S_PER_GPARAM))
+        self.gate_rate = float(mine.get("gate_s_per_prompt", self.GATE_S_PER_PROMPT))
+
+    @staticmethod
+    def _gate_prompts(teach: dict[str, Any] | None) -> int:
+        if not teach:
+            return 0
+        cases = teach["cases"]
+        return (len(cases) + sum(len(c.get("paraphrases", [])) for c in cases)
+                + len(teach["check_prompts"]))
+
+    def after_training(self, n_params: int, export: ExportSettings,
+                       teach: dict[str, Any] | None, gguf_base: bool) -> float:
+        seconds = self.gate_rate * self._gate_prompts(teach)
+        if export.gguf and gguf_base:
+            seconds += self.export_rate * n_params / 1e9
+        return seconds
+
+    def record(self, phases: list[tuple[str, float]], end: float, n_params: int,
+               export: ExportSettings, teach: dict[str, Any] | None, exported: bool
+               ) -> dict[str, float]:
+        """Durations of this run's phases; remembers the rates for the next estimate."""
+        spans: dict[str, float] = {}
+        for (name, began), (_, until) in zip(phases, [*phases[1:], ("end", end)],
+                                              strict=True):
+            spans[name] = round(spans.get(name, 0.0) + until - began, 1)
+        mine = self.data.setdefault(self.device, {})
+        if teach and "checking" in spans:
+            mine["gate_s_per_prompt"] = spans["checking"] / max(1, self._gate_prompts(teach))
+        if exported:
+            post = sum(spans.get(k, 0.0) for k in ("saving", "merging", "exporting",
+                                                   "quantizing"))
+            mine["export_s_per_gparam"] = post / max(1e-3, n_params / 1e9)
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.data, indent=2), "utf-8")
+            os.replace(tmp, self.path)
+        return spans
 
 
 def _teach_rehearsal(teach: dict[str, Any], base: Any, train: Any, device: torch.device,

@@ -167,6 +167,9 @@ class Trainer:
         self.history: list[dict[str, float]] = []
         self.val_history: list[dict[str, float]] = []
         self.measured_estimate: dict[str, float] | None = None
+        # Seconds of the run outside this loop (loading before it, checks and export
+        # after it), added to the measured estimate so that it covers the whole run.
+        self.overhead_s = 0.0
 
     # ------------------------------------------------------------------ math
 
@@ -253,8 +256,8 @@ class Trainer:
                 # The first step pays for warm-up; estimate from the ones after it.
                 steady = window[1:]
                 per = sum(s for s, _ in steady) / len(steady)
-                guess = tp.EstimateEvent(seconds=round(self.elapsed + per * (total - self.step),
-                                                       1),
+                guess = tp.EstimateEvent(seconds=round(self.overhead_s + self.elapsed
+                                                       + per * (total - self.step), 1),
                                          peak_memory_bytes=peak_memory_bytes(self.device),
                                          basis="measured")
                 self.measured_estimate = {"seconds": guess.seconds,

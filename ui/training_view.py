@@ -157,7 +157,7 @@ class TrainingView(QWidget):
             self.last["estimate"] = event
             self.estimate_run_label.setText(
                 f"{'Measured' if event.basis == 'measured' else 'Estimated'}: about "
-                f"{_duration(event.seconds)} of training, peak memory about "
+                f"{_duration(event.seconds)} in all, peak memory about "
                 f"{human_bytes(event.peak_memory_bytes)}")
         elif isinstance(event, tp.Progress):
             self.show_progress(event)
@@ -258,9 +258,9 @@ def summary_html(s: dict[str, Any], model: ModelRecord | None) -> str:
                              f"in {_duration(s.get('train_seconds') or 0)} "
                              f"({s.get('tokens_per_s', 0):,.0f} tok/s) on {s.get('device')}"))
     if est:
-        rows.append(("Time", f"estimated {_duration(est.get('seconds') or 0)}, took "
-                             f"{_duration(s.get('train_seconds') or 0)} of training "
-                             f"({_duration(s.get('total_seconds') or 0)} with export)"))
+        rows.append(("Time", f"estimated {_duration(est.get('seconds') or 0)} in all, took "
+                             f"{_duration(s.get('total_seconds') or 0)} "
+                             f"({_duration(s.get('train_seconds') or 0)} of training)"))
         rows.append(("Peak memory", f"estimated {human_bytes(est.get('peak_memory_bytes') or 0)}"
                                     f", used {human_bytes(s.get('peak_memory_bytes') or 0)}"))
     if s.get("truncated_records"):
