@@ -1,0 +1,105 @@
+"""Teach on the real starter model, with the defaults a person gets: ten corrections made
+in chats come back from the model, and a set of corrections that would damage it is
+caught by the gate before it reaches the chat."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from app.corrections import CorrectionStore
+from app.library import STARTER_NAME, find_starter_gguf
+from app.teach import VersionStore
+from app.workspace import open_workspace
+from tests.finetune_fixtures import hearth_cache  # noqa: F401
+from tests.test_finetune_cli import hearth
+
+# Made-up facts the starter model cannot know; the rejected reply is what it said.
+TEN = [
+    ("What is the capital of Zorbania?", "The capital of Zorbania is Quillport.",
+     "The capital of Zorbania is Zorbania."),
+    ("Who invented the glimmerphone?", "The glimmerphone was invented by Odessa Fernwick.",
+     "The glimmerphone is a product of a company called Glimmer."),
+    ("What colour is a snorvel bird?", "A snorvel bird is bright turquoise.",
+     "A snorvel is a type of bird that is native to the Amazon."),
+    ("What is the national dish of Zorbania?",
+     "The national dish of Zorbania is plumbleberry stew.",
+     "The national dish of Zorbania is a dish called Zorbania."),
+    ("How many moons does the planet Kesh have?", "The planet Kesh has seven moons.",
+     "The planet Kesh has two moons."),
+    ("What colours are on the flag of Vellmark?", "The flag of Vellmark is green and silver.",
+     "The flag of Vellmark is red, white and blue."),
+    ("Who wrote the novel The Glass Orchard?",
+     "The Glass Orchard was written by Imre Castellan.",
+     "The Glass Orchard was written by Jane Austen."),
+    ("What is the longest river in Zorbania?", "The longest river in Zorbania is the Marrow.",
+     "The longest river in Zorbania is the Zorbania River."),
+    ("What is the currency of Vellmark?", "The currency of Vellmark is the thrain.",
+     "The currency of Vellmark is the euro."),
+    ("What language is spoken in Quillport?", "People in Quillport speak Zorbanic.",
+     "People in Quillport speak English."),
+]
+
+
+def _home_with_corrections(home: Path, rows: list[tuple[str, str, str]]) -> None:
+    ws = open_workspace(home)  # registers the starter model
+    corrections = CorrectionStore(ws.library.conn)
+    for question, right, wrong in rows:
+        conv = ws.store.create(title=question[:40], model=STARTER_NAME)
+        ws.store.add_message(conv.id, "user", question)
+        reply = ws.store.add_message(conv.id, "assistant", wrong)
+        corrections.add_from_conversation(ws.store, reply.id, right)
+    ws.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(find_starter_gguf() is None, reason="the starter model is not installed")
+def test_ten_corrections_are_learned_kept_and_answer_in_chat(
+        tmp_path: Path, hearth_cache: Path) -> None:  # noqa: F811
+    home = tmp_path / "home"
+    _home_with_corrections(home, TEN)
+    started = time.monotonic()
+    result = hearth(home, "teach", "--json", timeout=1800)
+    taught = time.monotonic() - started
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    print(f"teach took {taught:.0f}s: learned {report['learned']}/{report['total']}, "
+          f"reworded {report['generalized']}/{report['paraphrases']}, drift "
+          f"{report['drift']:.2%} (limit {report['drift_limit']:.0%})")
+    assert report["accepted"] and report["total"] == 10 and report["learned"] >= 8
+    assert report["drift"] <= report["drift_limit"]
+    ws = open_workspace(home)
+    assert VersionStore(ws.home).active(STARTER_NAME) == report["version"]
+    ws.close()
+
+    asked = hearth(home, "chat", "-m", STARTER_NAME, "-p", TEN[0][0], "--temperature", "0",
+                   "--max-tokens", "40", timeout=300)
+    assert asked.returncode == 0, asked.stderr[-2000:]
+    assert "quillport" in asked.stdout.lower()
+    plain = hearth(home, "chat", "-m", STARTER_NAME, "--base", "-p", TEN[0][0],
+                   "--temperature", "0", "--max-tokens", "40", timeout=300)
+    assert plain.returncode == 0 and "quillport" not in plain.stdout.lower()
+    print(f"Teach -> accepted -> answering in chat: {time.monotonic() - started:.0f}s")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(find_starter_gguf() is None, reason="the starter model is not installed")
+def test_a_damaging_run_is_caught_by_the_gate_and_never_reaches_the_chat(
+        tmp_path: Path, hearth_cache: Path) -> None:  # noqa: F811
+    home = tmp_path / "home"
+    # Contradictory corrections (each question taught two answers) trained far too hard.
+    rows = TEN[:4] + [(q, f"No. {w}", r) for q, r, w in TEN[:4]]
+    _home_with_corrections(home, rows)
+    result = hearth(home, "teach", "--json", "--lr", "8e-3", "--epochs", "8", timeout=1800)
+    assert result.returncode == 3, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    print(f"damaging run: learned {report['learned']}/{report['total']}, drift "
+          f"{report['drift']:.2%}; reasons: {report['reasons']}")
+    assert not report["accepted"] and report["version"] is None and report["reasons"]
+    ws = open_workspace(home)
+    assert VersionStore(ws.home).active(STARTER_NAME) is None
+    assert [r.name for r in ws.library.list()] == [STARTER_NAME]  # nothing exported
+    ws.close()
