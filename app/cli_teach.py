@@ -120,6 +120,10 @@ def _finish(ws: Workspace, summary: dict[str, Any], args: argparse.Namespace) ->
            "nll": report["nll"], "passed": report["passed"], "accepted": accept,
            "reasons": report["reasons"], "version": version.name if version else None,
            "run_id": summary["run_id"], "total_seconds": summary.get("total_seconds"),
+           "estimate_seconds": summary["estimate"]["seconds"],
+           "measured_estimate_seconds": (summary["estimate"].get("measured") or {}
+                                         ).get("seconds"),
+           "phase_seconds": summary.get("phase_seconds"),
            "cases": report["cases"]}
     if args.json:
         print(json.dumps(out, indent=2))

@@ -69,6 +69,9 @@ def test_ten_corrections_are_learned_kept_and_answer_in_chat(
     print(f"teach took {taught:.0f}s: learned {report['learned']}/{report['total']}, "
           f"reworded {report['generalized']}/{report['paraphrases']}, drift "
           f"{report['drift']:.2%} (limit {report['drift_limit']:.0%})")
+    print(f"whole-run estimate {report['estimate_seconds']:.0f}s (formula), "
+          f"{report['measured_estimate_seconds']}s (measured after the first steps), actual "
+          f"{report['total_seconds']:.0f}s; phases {report['phase_seconds']}")
     assert report["accepted"] and report["total"] == 10 and report["learned"] >= 8
     assert report["drift"] <= report["drift_limit"]
     ws = open_workspace(home)
