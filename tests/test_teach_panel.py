@@ -74,3 +74,28 @@ def test_versions_are_listed_used_and_rolled_back(qtbot, workspace: Workspace,
         qtbot.mouseClick(panel.use_button, Qt.MouseButton.LeftButton)
     assert changed.args == ["tiny", "tiny-taught-1"]
     assert versions.active("tiny") == "tiny-taught-1"
+
+
+def test_the_main_window_has_teach_in_datasets_and_in_the_status_bar(
+        qtbot, workspace: Workspace, tiny_gguf: Path,  # noqa: F811
+        monkeypatch) -> None:
+    from ui.main_window import MainWindow
+
+    workspace.library.register(tiny_gguf, "tiny")
+    window = MainWindow(workspace)
+    qtbot.addWidget(window)
+    assert window.teach_panel.parent() is window.corrections_view
+    assert window.teach_button.isVisibleTo(window.statusBar())
+    assert window.teach_panel.base == window.chat.model_name == "tiny"
+
+    loads: list[str] = []
+    monkeypatch.setattr(window.chat, "load_model", loads.append)
+    window.teach_panel.active_changed.emit("tiny", "tiny-taught-1")  # Accept
+    window.teach_panel.active_changed.emit("tiny", "tiny")  # Roll back
+    assert loads == ["tiny-taught-1", "tiny"]  # the chat follows the active version
+
+    started: list[bool] = []
+    monkeypatch.setattr(window.teach_panel, "start", lambda: started.append(True))
+    qtbot.mouseClick(window.teach_button, Qt.MouseButton.LeftButton)  # from the chat
+    assert started == [True] and window.tabs.currentWidget() is window.corrections_view
+    window.close()
