@@ -142,12 +142,13 @@ def reference_replies(model: Any, tokenizer: Any, template: ChatTemplate,
 def rehearsal_records(replies: list[dict[str, Any]]) -> list[Tokenized]:
     """Training records that ask the model to answer as the base did.
 
-    Only replies that ended by themselves are used: a reply cut at the token limit would
-    teach the model to stop mid-sentence (or, without its end of turn, to ramble on).
+    A reply cut at the token limit is kept too (its tokens are still the base's own
+    choices; it simply has no end of turn to learn): long replies are what keeps the
+    model from adopting the corrections' short style everywhere.
     """
     records = []
     for i, r in enumerate(replies):
-        if not r["stopped"] or not r["reply_ids"]:
+        if not r["reply_ids"]:
             continue
         ids = r["prompt_ids"] + r["reply_ids"]
         target = [False] * len(r["prompt_ids"]) + [True] * len(r["reply_ids"])
