@@ -228,6 +228,7 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     timings = PhaseTimes(Path(spec["cache_dir"]).parent / "phase_times.json", device_name)
     before = time.perf_counter() - started
     after = timings.after_training(n_params, export, teach, base.gguf_path is not None)
+    guess.seconds = timings.training(guess.seconds, 6.0 * n_params * run_tokens)
     trainer.overhead_s = before + after
     guess.seconds += before + after
     guess.notes.append(f"{before:.0f}s before training (measured), about {after:.0f}s of "
@@ -372,7 +373,8 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
             emit(tp.TrainLog("warning", warning))
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     summary["phase_seconds"] = timings.record(emit.phases, time.perf_counter(), n_params,
-                                              export, teach, "gguf_path" in summary)
+                                              export, teach, "gguf_path" in summary,
+                                              trained_tokens=trainer.trained_tokens)
     summary["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), "utf-8")
     write_state(run_dir, status="finished", step=trainer.step)
@@ -387,8 +389,10 @@ class PhaseTimes:
     parameters, and gate seconds per prompt it replays. Without a record, a first guess.
     """
 
-    EXPORT_S_PER_GPARAM = 600.0  # merge + F16 + quantize + llama.cpp check, 2-core CPU
-    GATE_S_PER_PROMPT = 1.5
+    # First guesses, measured on a 2-core CPU with the 135M starter model (13 s of
+    # export, 24 s of gate over 80 prompts); replaced by this machine's own figures.
+    EXPORT_S_PER_GPARAM = 100.0  # merge + F16 + quantize + llama.cpp check
+    GATE_S_PER_PROMPT = 0.3
 
     def __init__(self, path: Path, device: str) -> None:
         self.path = path
@@ -400,6 +404,11 @@ class PhaseTimes:
         mine = self.data.get(device, {})
         self.export_rate = float(mine.get("export_s_per_gparam", self.EXPORT_S_PER_GPARAM))
         self.gate_rate = float(mine.get("gate_s_per_prompt", self.GATE_S_PER_PROMPT))
+        self.train_flops = mine.get("train_flops_per_s")  # measured training speed
+
+    def training(self, formula_seconds: float, flops: float) -> float:
+        """Training time: from the last run's measured speed when there is one."""
+        return flops / float(self.train_flops) if self.train_flops else formula_seconds
 
     @staticmethod
     def _gate_prompts(teach: dict[str, Any] | None) -> int:
@@ -417,14 +426,16 @@ class PhaseTimes:
         return seconds
 
     def record(self, phases: list[tuple[str, float]], end: float, n_params: int,
-               export: ExportSettings, teach: dict[str, Any] | None, exported: bool
-               ) -> dict[str, float]:
+               export: ExportSettings, teach: dict[str, Any] | None, exported: bool,
+               trained_tokens: int = 0) -> dict[str, float]:
         """Durations of this run's phases; remembers the rates for the next estimate."""
         spans: dict[str, float] = {}
         for (name, began), (_, until) in zip(phases, [*phases[1:], ("end", end)],
                                               strict=True):
             spans[name] = round(spans.get(name, 0.0) + until - began, 1)
         mine = self.data.setdefault(self.device, {})
+        if trained_tokens and spans.get("training"):
+            mine["train_flops_per_s"] = 6.0 * n_params * trained_tokens / spans["training"]
         if teach and "checking" in spans:
             mine["gate_s_per_prompt"] = spans["checking"] / max(1, self._gate_prompts(teach))
         if exported:
