@@ -55,6 +55,8 @@ class TeachPanel(QWidget):
         self.bridge: TrainingBridge | None = None
         self.summary: dict[str, Any] | None = None
         self.total_steps = 0
+        self._phase_text = ""
+        self._estimate_text = ""
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -121,6 +123,7 @@ class TeachPanel(QWidget):
         if self.base is None or self.is_running():
             return
         self._clear_result()
+        self._phase_text = self._estimate_text = ""
         try:
             record = self.workspace.library.get(self.base)
             plan = start_teach(self.workspace.home, self.workspace.library,
@@ -182,15 +185,16 @@ class TeachPanel(QWidget):
 
     def _on_event(self, event: Any) -> None:
         if isinstance(event, tp.Phase):
-            self.phase.setText(event.message[:1].upper() + event.message[1:] + "…")
+            self._phase_text = event.message[:1].upper() + event.message[1:] + "…"
+            self.phase.setText(self._phase_text + self._estimate_text)
             if event.name != "training":
                 self.progress.setRange(0, 0)
         elif isinstance(event, tp.DataReady):
             self.total_steps = event.total_steps
         elif isinstance(event, tp.EstimateEvent):
             label = "measured" if event.basis == "measured" else "estimated"
-            self.phase.setText(f"{self.phase.text()}  ({label}: about "
-                               f"{_duration(event.seconds)} in all)")
+            self._estimate_text = f"  ({label}: about {_duration(event.seconds)} in all)"
+            self.phase.setText(self._phase_text + self._estimate_text)
         elif isinstance(event, tp.Progress):
             self.progress.setRange(0, event.total_steps)
             self.progress.setValue(event.step)
