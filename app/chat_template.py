@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -124,6 +125,35 @@ class ChatTemplate:
             _active.budget = previous
 
 
+def render_parts(template: ChatTemplate, messages: list[dict[str, str]],
+                 add_generation_prompt: bool = True, limits: RenderLimits = DEFAULT_LIMITS,
+                 should_stop: Callable[[], bool] | None = None
+                 ) -> list[tuple[str, bool]]:
+    """The rendered prompt as ``(text, is_content)`` parts, in order.
+
+    Only the template's own text may hold control tokens (``<|im_end|>``); a message's
+    content is data, even when someone types or pastes a marker into it. So the template
+    runs with each content replaced by a unique placeholder, and the rendered text is
+    cut at the placeholders: what lies between is the template's, what they stand for
+    is the person's. (A template that branches on a content's text sees the
+    placeholder; real templates only copy, trim or drop contents.)
+    """
+    nonce = secrets.token_hex(8).upper()
+    marks = [f"HEARTHMSG{nonce}N{i}END" for i in range(len(messages))]
+    stand_ins = [{**m, "content": mark} for m, mark in zip(messages, marks, strict=True)]
+    text = template.render(stand_ins, add_generation_prompt, limits, should_stop)
+    parts: list[tuple[str, bool]] = []
+    at = 0
+    for found in re.finditer(rf"HEARTHMSG{nonce}N(\d+)END", text):
+        if found.start() > at:
+            parts.append((text[at:found.start()], False))
+        parts.append((messages[int(found.group(1))]["content"], True))
+        at = found.end()
+    if at < len(text):
+        parts.append((text[at:], False))
+    return [(t, c) for t, c in parts if t]
+
+
 def assistant_spans(template: ChatTemplate, messages: list[dict[str, str]]
                     ) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character spans of its assistant turns.
@@ -189,12 +219,11 @@ class _Budget:
         self.steps += 1
         if self.steps > self.limits.max_steps:
             self._fail(f"it runs more than {self.limits.max_steps:,} steps")
-        if self.steps % 64 == 0 or self.steps < 64:
-            if time.monotonic() > self.deadline:
-                self._fail(f"it ran longer than {self.limits.seconds:g} s")
-            if self.should_stop is not None and self.should_stop():
-                raise _LimitReached(TemplateCancelled("rendering the chat template was "
-                                                      "stopped"))
+        if time.monotonic() > self.deadline:
+            self._fail(f"it ran longer than {self.limits.seconds:g} s")
+        if self.should_stop is not None and self.should_stop():
+            raise _LimitReached(TemplateCancelled("rendering the chat template was "
+                                                  "stopped"))
 
     def size(self, n: int) -> None:
         """Refuse a string of ``n`` characters before it is built."""

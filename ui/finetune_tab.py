@@ -42,7 +42,6 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSplitter,
     QTabWidget,
-    QTextBrowser,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -71,6 +70,7 @@ from ui.run_history import RESUMABLE, RunHistoryView, human_bytes
 from ui.settings_form import SettingsForm
 from ui.training_bridge import TrainingBridge
 from ui.training_view import ERROR_COLOUR, OK_COLOUR, TrainingView, _duration
+from ui.untrusted import PlainLabel, SafeTextBrowser, esc, warn
 
 PREVIEW_RECORDS = 3
 TRAINED_BACKGROUND = "#ffe9a8"
@@ -189,6 +189,7 @@ class FineTuneTab(QWidget):
                                          " QLabel { color: #4a3b00 }")
         banner = QHBoxLayout(self.resume_banner)
         self.resume_label = QLabel()
+        self.resume_label.setTextFormat(Qt.TextFormat.RichText)
         self.resume_label.setWordWrap(True)
         self.banner_resume_button = QPushButton("Resume")
         self.banner_resume_button.clicked.connect(self._on_banner_resume)
@@ -222,7 +223,7 @@ class FineTuneTab(QWidget):
         file_row.addStretch(1)
         file_row.addWidget(self.choose_button)
         form.addLayout(file_row)
-        self.file_label = QLabel("Choose or drop a .jsonl, .json or .txt file: OpenAI chat, "
+        self.file_label = PlainLabel("Choose or drop a .jsonl, .json or .txt file: OpenAI chat, "
                                  "ShareGPT, Alpaca or plain text.")
         self.file_label.setWordWrap(True)
         self.file_label.setStyleSheet("color: gray")
@@ -233,7 +234,7 @@ class FineTuneTab(QWidget):
         self.source_group.addButton(self.file_radio)
         self.source_group.addButton(self.corrections_radio)
         self.corrections_radio.toggled.connect(self._on_source_changed)
-        self.validation_label = QLabel("")
+        self.validation_label = PlainLabel("")
         self.validation_label.setWordWrap(True)
         self.validation_label.setTextInteractionFlags(
             Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -284,7 +285,7 @@ class FineTuneTab(QWidget):
         column_layout.addWidget(scroll, 1)
 
         start_row = QHBoxLayout()
-        self.start_error = QLabel("")
+        self.start_error = PlainLabel("")
         self.start_error.setWordWrap(True)
         self.start_error.setStyleSheet(f"color: {ERROR_COLOUR}")
         self.start_button = QPushButton("Start fine-tuning")
@@ -307,7 +308,7 @@ class FineTuneTab(QWidget):
                         "context, laid out by the model's own chat template.")
         legend.setWordWrap(True)
         right_layout.addWidget(legend)
-        self.preview_view = QTextBrowser()
+        self.preview_view = SafeTextBrowser()
         self.preview_view.setPlaceholderText("Choose some data to see how it will be trained.")
         right_layout.addWidget(self.preview_view, 1)
         splitter.addWidget(right)
@@ -783,7 +784,7 @@ class FineTuneTab(QWidget):
         try:
             run_dir(self.home, run_id)
         except RunError as exc:
-            QMessageBox.warning(self, "Cannot resume", str(exc))
+            warn(self, "Cannot resume", str(exc))
             return False
         self._attach(run_id, resuming=True)
         return True
@@ -825,8 +826,8 @@ class FineTuneTab(QWidget):
                else "was interrupted")
         self.resume_label.setText(
             f"<b>A fine-tuning run {how}</b> at step {run.step}{total}: "
-            f"{run.base_model} → {run.out_name}, on {run.dataset}. Resume continues from "
-            "its last checkpoint.")
+            f"{esc(run.base_model)} → {esc(run.out_name)}, on {esc(run.dataset)}. Resume "
+            "continues from its last checkpoint.")
         self.resume_banner.show()
 
     def _on_chat_clicked(self) -> None:
