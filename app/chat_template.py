@@ -301,9 +301,9 @@ def _bounded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         budget.step()
         if name in _WIDTH_FILTERS:
             _check_widths((*args[skip:], *kwargs.values()))
-        elif name == "format" and len(args) >= skip and isinstance(args[skip - 1], str):
-            if _BIG_FORMAT_WIDTH.search(args[skip - 1]):
-                budget._fail("it formats with a huge width")
+        elif (name == "format" and len(args) >= skip and isinstance(args[skip - 1], str)
+              and _BIG_FORMAT_WIDTH.search(args[skip - 1])):
+            budget._fail("it formats with a huge width")
         return _check_result(fn(*args, **kwargs))
     return bounded
 

@@ -11,9 +11,7 @@ from app.workspace import open_workspace
 
 def run_app(home: str | None = None) -> int:
     from ui.main_window import MainWindow
-    from ui.untrusted import install_resource_guard
     qt_app = QApplication.instance() or QApplication(sys.argv)
-    install_resource_guard()
     qt_app.setApplicationName("Hearth")
     qt_app.setOrganizationName("Hearth")
     workspace = open_workspace(home)

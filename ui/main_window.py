@@ -20,14 +20,11 @@ from ui.corrections_view import CorrectionsView, CorrectReplyDialog
 from ui.finetune_tab import FineTuneTab
 from ui.inference_bridge import InferenceBridge
 from ui.models_tab import ModelsTab
-from ui.untrusted import install_resource_guard
 
 
 class MainWindow(QMainWindow):
     def __init__(self, workspace: Workspace) -> None:
         super().__init__()
-        # Before any widget shows a stranger's text: no document reads what it names.
-        install_resource_guard()
         self.workspace = workspace
         self.bridge = InferenceBridge(log_file=workspace.home.logs / "inference-worker.log",
                                       parent=self)

@@ -12,7 +12,6 @@ main window decides what that means.
 from __future__ import annotations
 
 import logging
-
 from collections.abc import Callable
 from pathlib import Path
 

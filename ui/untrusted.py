@@ -7,24 +7,27 @@ QTextBrowser takes HTML), and rich text pulls resources: ``<img src=/dev/zero>``
 Markdown's ``![x](/dev/zero)`` makes the document read that file, on the GUI thread,
 until memory runs out. So, in one place:
 
-- :func:`install_resource_guard` gives every QTextDocument in the process a resource
-  provider that refuses every URL (the app ships no images in its documents), so no
-  label, tooltip, message box or browser reads a file or a URL because of its text.
-- :class:`SafeTextDocument` and :class:`SafeTextBrowser` refuse resources themselves
-  too (a document's own ``loadResource`` reads local files when a view declines), and
-  the browser opens links only on a click and only for http(s).
+- :class:`SafeTextDocument` refuses every resource (the app puts no images in its
+  documents): its ``loadResource`` is where Qt would otherwise read a local file, even
+  after a view declined. :class:`SafeTextBrowser` uses one, refuses too, and opens a
+  link only on a click and only for http(s) (:func:`open_link`).
 - :class:`PlainLabel` shows its text literally; :func:`esc` escapes a stranger's text
-  for the few labels that keep their own bold or colour; :func:`tooltip` does the same
-  for tooltips, which otherwise guess.
+  for the few labels that keep their own bold or colour (and say ``RichText``, so
+  nothing is guessed); :func:`tooltip` does the same for tooltips, which always guess;
+  :func:`warn` is a message box that shows its text literally.
+
+(Qt 6.1's ``QTextDocument.setDefaultResourceProvider`` would close this for every
+document at once, labels included, but PySide6 does not expose it.)
 """
 
 from __future__ import annotations
 
 import html
 import logging
+from functools import lru_cache
 
-from PySide6.QtCore import QUrl, Qt
-from PySide6.QtGui import QDesktopServices, QTextDocument
+from PySide6.QtCore import Qt, QUrl
+from PySide6.QtGui import QColor, QDesktopServices, QImage, QTextDocument
 from PySide6.QtWidgets import QLabel, QMessageBox, QTextBrowser, QWidget
 
 log = logging.getLogger("hearth.ui")
@@ -41,31 +44,29 @@ def tooltip(text: str) -> str:
     return f"<p style='white-space:pre-wrap'>{esc(text)}</p>" if text else ""
 
 
-def refuse_resource(url: QUrl) -> bytes:
-    """The resource provider of every document: nothing, for every URL.
+def refuse_resource(kind: int, url: QUrl) -> object:
+    """What a safe document gets for any resource it names: nothing read, anywhere.
 
-    A valid empty value (not None) stops Qt from falling back to reading the file."""
+    An image gets a small grey square, not an empty value: on an empty one Qt's image
+    handler tries ``QImage.load(name)`` itself, reading the file after all."""
     log.debug("refused a document resource: %s", url.toString()[:200])
+    if kind == QTextDocument.ResourceType.ImageResource.value:
+        return _placeholder()
     return b""
 
 
-def install_resource_guard() -> None:
-    """Make every QTextDocument without a provider of its own use :func:`refuse_resource`.
-
-    Called once when the app starts (ui.app) and by MainWindow, so a test window is
-    guarded like the real one."""
-    QTextDocument.setDefaultResourceProvider(refuse_resource)
+@lru_cache(maxsize=1)
+def _placeholder() -> QImage:
+    image = QImage(12, 12, QImage.Format.Format_ARGB32)
+    image.fill(QColor(128, 128, 128, 90))
+    return image
 
 
 class SafeTextDocument(QTextDocument):
     """A document that loads no resource: images in its text stay unloaded placeholders."""
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setResourceProvider(refuse_resource)
-
-    def loadResource(self, _type: int, url: QUrl) -> object:  # noqa: N802 - Qt's name
-        return refuse_resource(url)
+    def loadResource(self, kind: int, url: QUrl) -> object:  # noqa: N802 - Qt's name
+        return refuse_resource(kind, url)
 
 
 def open_link(url: QUrl) -> bool:
@@ -90,8 +91,8 @@ class SafeTextBrowser(QTextBrowser):
         self.setOpenExternalLinks(False)
         self.anchorClicked.connect(self._on_anchor)
 
-    def loadResource(self, _type: int, url: QUrl) -> object:  # noqa: N802 - Qt's name
-        return refuse_resource(url)
+    def loadResource(self, kind: int, url: QUrl) -> object:  # noqa: N802 - Qt's name
+        return refuse_resource(kind, url)
 
     def _on_anchor(self, url: QUrl) -> None:
         open_link(url)

@@ -3,9 +3,10 @@
 The text is split at fenced code blocks. Prose goes through Qt's own Markdown reader
 (``QTextCursor.insertMarkdown``, CommonMark + GitHub tables and task lists, with raw
 HTML off: a reply's ``<img src=...>`` shows as the text it is), into a
-:class:`~ui.untrusted.SafeTextDocument`, which loads no image a reply names; code is coloured token by token with
-Pygments straight into character formats, in a shaded table whose header carries the
-language and a "Copy" link (``copy-code:N``) that the message view answers.
+:class:`~ui.untrusted.SafeTextDocument`, which loads no image a reply names; code is
+coloured token by token with Pygments straight into character formats, in a shaded
+table whose header carries the language and a "Copy" link (``copy-code:N``) that the
+message view answers.
 
 Rendering costs a few milliseconds per long message, so it happens once, when a reply
 is complete — never per streamed token.

@@ -34,7 +34,8 @@ from PySide6.QtWidgets import (
 
 from app.store import Conversation
 from ui.chat.chat_model import ChatModel
-from ui.untrusted import tooltip as safe_tooltip, warn
+from ui.untrusted import tooltip as safe_tooltip
+from ui.untrusted import warn
 
 Index = QModelIndex | QPersistentModelIndex
 ID_ROLE = Qt.ItemDataRole.UserRole + 1
