@@ -200,3 +200,32 @@ def test_strangers_text_reads_no_file_and_shows_literally(
     trap.read_bytes()
     assert "trap.png" in watch.events()
     watch.close()
+
+
+def test_the_run_history_pane_shows_a_runs_names_literally(
+        qtbot: QtBot, workspace: Workspace, traps: Path, tmp_path: Path) -> None:
+    from app.datasets import load_dataset
+    from app.finetune import ExportSettings, LoraSettings
+    from app.training import create_run
+    from tests.finetune_fixtures import fact_rows, write_jsonl
+    from tests.gguf_factory import write_tiny_gguf
+    from ui.run_history import RunHistoryView
+
+    hostile = _hostile(traps / "trap.png")
+    base = workspace.library.register(write_tiny_gguf(tmp_path / "base.gguf"),
+                                      f"base{hostile}")
+    data = load_dataset(write_jsonl(tmp_path / "<img src=trap.png>.jsonl", fact_rows()))
+    run_id = create_run(workspace.home, base, data, LoraSettings(max_steps=2),
+                        ExportSettings(out_name=f"out{hostile}"))
+    watch = OpenWatch(traps)
+    view = RunHistoryView(workspace.home, workspace.library)
+    qtbot.addWidget(view)
+    view.show()
+    view.select(run_id)
+    view.details.repaint()
+    QApplication.processEvents()
+    assert watch.events() == []
+    shown = view.details.toPlainText()
+    assert f"base{hostile}" in shown and f"out{hostile}" in shown
+    assert "<img src=trap.png>.jsonl" in shown
+    watch.close()

@@ -30,7 +30,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QMessageBox,
     QPushButton,
     QSpinBox,
     QTableView,
@@ -47,15 +46,11 @@ from app.workspace import Workspace
 from ui.background import Background
 from ui.hub_view import HubView
 from ui.library_model import LibraryTableModel, format_size
-from ui.untrusted import PlainLabel
+from ui.untrusted import PlainLabel, ask
 
 
 def _ask(parent: QWidget, title: str, text: str) -> bool:
-    answer = QMessageBox.question(parent, title, text,
-                                  QMessageBox.StandardButton.Yes
-                                  | QMessageBox.StandardButton.No,
-                                  QMessageBox.StandardButton.No)
-    return answer == QMessageBox.StandardButton.Yes
+    return ask(parent, title, text)  # the text names the model: shown literally
 
 
 class ModelsTab(QWidget):

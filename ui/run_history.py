@@ -211,10 +211,11 @@ class RunHistoryView(QWidget):
             what.append("the exported GGUF model files")
         if files.model is not None:
             what.append(f"the library entry “{files.model.name}”")
+        # The model's name is a stranger's text: escaped inside markup, it shows as is.
         answer = QMessageBox.question(
             self, "Delete this run?",
-            f"This deletes {', '.join(what)} ({human_bytes(files.size_bytes())}). "
-            "It cannot be undone.")
+            "<p>" + esc(f"This deletes {', '.join(what)} ({human_bytes(files.size_bytes())})"
+                        ". It cannot be undone.") + "</p>")
         if answer != QMessageBox.StandardButton.Yes:
             return
         delete_run(self.home, self.library, run.run_id)

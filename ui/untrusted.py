@@ -107,6 +107,15 @@ class PlainLabel(QLabel):
         self.setText(text)
 
 
+def ask(parent: QWidget | None, title: str, text: str) -> bool:
+    """A Yes/No question (No by default), with ``text`` shown literally."""
+    box = QMessageBox(QMessageBox.Icon.Question, title, text,
+                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, parent)
+    box.setTextFormat(Qt.TextFormat.PlainText)
+    box.setDefaultButton(QMessageBox.StandardButton.No)
+    return box.exec() == QMessageBox.StandardButton.Yes
+
+
 def warn(parent: QWidget | None, title: str, text: str) -> None:
     """QMessageBox.warning, with ``text`` (often quoting a stranger's) shown literally."""
     box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok,
