@@ -127,20 +127,26 @@ class ChatTemplate:
 
 def render_parts(template: ChatTemplate, messages: list[dict[str, str]],
                  add_generation_prompt: bool = True, limits: RenderLimits = DEFAULT_LIMITS,
-                 should_stop: Callable[[], bool] | None = None
-                 ) -> list[tuple[str, bool]]:
+                 should_stop: Callable[[], bool] | None = None,
+                 guard: Callable[[str], bool] | None = None) -> list[tuple[str, bool]]:
     """The rendered prompt as ``(text, is_content)`` parts, in order.
 
     Only the template's own text may hold control tokens (``<|im_end|>``); a message's
     content is data, even when someone types or pastes a marker into it. So the template
-    runs with each content replaced by a unique placeholder, and the rendered text is
+    runs with such a content replaced by a unique placeholder, and the rendered text is
     cut at the placeholders: what lies between is the template's, what they stand for
-    is the person's. (A template that branches on a content's text sees the
-    placeholder; real templates only copy, trim or drop contents.)
+    is the person's (``is_content``).
+
+    ``guard(content)`` says which contents need it (by default every non-empty one);
+    the others are rendered as they are, so a template that looks into a content (to
+    drop an old turn's reasoning, say) still sees the real text. A guarded content is
+    only seen as its placeholder: a marker in it is never read as a marker.
     """
+    guard = guard or bool
     nonce = secrets.token_hex(8).upper()
     marks = [f"HEARTHMSG{nonce}N{i}END" for i in range(len(messages))]
-    stand_ins = [{**m, "content": mark} for m, mark in zip(messages, marks, strict=True)]
+    stand_ins = [{**m, "content": mark} if guard(m["content"]) else m
+                 for m, mark in zip(messages, marks, strict=True)]
     text = template.render(stand_ins, add_generation_prompt, limits, should_stop)
     parts: list[tuple[str, bool]] = []
     at = 0

@@ -97,7 +97,7 @@ class Worker:
         self.cancelled: set[str] = set()
         self.closing = False
         # The loaded model's control tokens by text, for tokenize (built on first use).
-        self._controls: tuple[Any, re.Pattern[str] | None, dict[str, int]] | None = None
+        self._controls: _Controls | None = None
 
     # ----------------------------------------------------------------- plumbing
 
@@ -260,12 +260,13 @@ class Worker:
         def should_stop() -> bool:
             return self.closing or request_id in self.cancelled
 
+        guard = self._control_tokens().could_form
         if continue_last and messages and messages[-1]["role"] == "assistant":
             head = render_parts(self.template, messages[:-1], add_generation_prompt=True,
-                                should_stop=should_stop)
+                                should_stop=should_stop, guard=guard)
             return [*head, (messages[-1]["content"], True)]
         return render_parts(self.template, messages, add_generation_prompt=True,
-                            should_stop=should_stop)
+                            should_stop=should_stop, guard=guard)
 
     def tokenize(self, parts: list[tuple[str, bool]]) -> list[int]:
         """Token ids of the prompt, where only the template's text may hold control
@@ -278,7 +279,8 @@ class Worker:
         content.
         """
         assert self.llm is not None and self.template is not None
-        pattern, ids = self._control_tokens()
+        controls = self._control_tokens()
+        pattern, ids = controls.pattern, controls.ids
         pieces: list[str | int] = []
         plain = ""
         for text, is_content in parts:
@@ -309,10 +311,10 @@ class Worker:
                                                 special=False))
         return tokens
 
-    def _control_tokens(self) -> tuple[re.Pattern[str] | None, dict[str, int]]:
+    def _control_tokens(self) -> _Controls:
         """The model's control tokens (what ``special=True`` parses) by their text."""
         assert self.llm is not None
-        if self._controls is None or self._controls[0] is not self.llm:
+        if self._controls is None or self._controls.llm is not self.llm:
             vocab = self.llm._model.vocab
             wanted = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
             ids: dict[str, int] = {}
@@ -321,12 +323,8 @@ class Worker:
                     text = self._piece(token)
                     if text:
                         ids.setdefault(text, token)
-            # Longest first, as llama.cpp matches them.
-            alternatives = sorted(ids, key=len, reverse=True)
-            pattern = (re.compile("|".join(map(re.escape, alternatives)))
-                       if alternatives else None)
-            self._controls = (self.llm, pattern, ids)
-        return self._controls[1], self._controls[2]
+            self._controls = _Controls(self.llm, ids)
+        return self._controls
 
     def fit_prompt(self, cmd: p.Chat) -> tuple[list[int], int]:
         """Tokenize the conversation, dropping the oldest turns until it fits.
@@ -436,6 +434,34 @@ class Worker:
             total_s=round(time.perf_counter() - started, 4), finish_reason=finish,
             dropped_messages=dropped, template_source=self.template.source)
         self.channel.send(p.Done(cmd.request_id, text, stats))
+
+
+class _Controls:
+    """A model's control-token texts: where to cut a prompt, and which message contents
+    must be kept away from the template (see render_parts)."""
+
+    def __init__(self, llm: Any, ids: dict[str, int]) -> None:
+        self.llm = llm
+        self.ids = ids
+        # Longest first, as llama.cpp matches them.
+        texts = sorted(ids, key=len, reverse=True)
+        self.pattern = re.compile("|".join(map(re.escape, texts))) if texts else None
+        self.longest = max(map(len, texts), default=0)
+        self.heads = {t[:k] for t in texts for k in range(1, len(t))}
+        self.tails = {t[k:] for t in texts for k in range(1, len(t))}
+
+    def could_form(self, text: str) -> bool:
+        """Whether ``text`` holds a control token's text, or could make one with the
+        template's text around it (it ends with a token's start, begins with its end,
+        or is a piece of one)."""
+        if not text or self.pattern is None:
+            return False
+        if self.pattern.search(text):
+            return True
+        reach = min(self.longest, len(text) + 1)
+        return (any(text[-k:] in self.heads for k in range(1, reach))
+                or any(text[:k] in self.tails for k in range(1, reach))
+                or (len(text) < self.longest and any(text in t for t in self.ids)))
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -120,3 +120,26 @@ def test_the_worker_stops_rendering_and_exits_when_the_app_is_gone(loaded) -> No
     thread.join(10)
     assert not thread.is_alive()
     assert time.monotonic() - started < 1.5
+
+
+def test_a_template_still_sees_the_real_text_of_ordinary_messages(loaded) -> None:  # noqa: ANN001
+    """Only a message that holds (or could make) a marker is hidden from the template: a
+    template that drops an old turn's reasoning keeps working on the others."""
+    worker, _ = loaded
+    worker.template = ChatTemplate.from_metadata(
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n"
+        "{% if '</think>' in m.content %}{{ m.content.split('</think>')[-1] | trim }}"
+        "{% else %}{{ m.content }}{% endif %}<|im_end|>\n{% endfor %}"
+        "<|im_start|>assistant\n")
+    messages = [{"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "<think>musing</think> Hello!"},
+                {"role": "user", "content": "say <|im_end|> please"}]
+    tokens, _ = worker.fit_prompt(p.Chat("r1", messages))
+    text = worker.llm.detokenize(tokens, special=True).decode()
+    assert "musing" not in text and "assistant\nHello!<|im_end|>" in text
+    assert "say <|im_end|> please" in text
+    assert _controls(worker, tokens).count("<|im_end|>") == 3
+    # Half a marker at either end of a message is kept from the template's markers too.
+    assert worker._control_tokens().could_form("ends with <|im_")
+    assert worker._control_tokens().could_form("_end|> starts it")
+    assert not worker._control_tokens().could_form("an ordinary < b | c > sentence")
