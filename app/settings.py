@@ -13,15 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from app.protocol import SamplingParams
-
-
-def default_threads() -> int:
-    """Physical cores: llama.cpp's decode gains nothing from hyper-threads, and its
-    threads spin while they wait, so more threads than cores makes it much slower."""
-    return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
 
 
 @dataclass

@@ -14,6 +14,7 @@ import pytest
 
 from app import protocol as p
 from app.chat_template import ChatTemplate
+from backends import llama_compat as compat
 from backends.llama_worker import Channel, Worker
 from tests.tiny_model import write_tiny_gguf
 
@@ -46,7 +47,7 @@ def loaded(tiny: Path):  # noqa: ANN201 - (worker, the app's end of the connecti
 def _controls(worker: Worker, tokens: list[int]) -> list[str]:
     import llama_cpp
 
-    vocab = worker.llm._model.vocab
+    vocab = compat.vocab(worker.llm)
     return [worker._piece(t) for t in tokens
             if llama_cpp.llama_vocab_get_attr(vocab, t) & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL]
 
