@@ -21,6 +21,7 @@ from app.cli_hub import add_hub_parsers, run_hub_command
 from app.hub import HubError
 from app.inference import InferenceClient, WorkerError
 from app.library import LibraryError, ModelRecord
+from app.terminal import printable_output
 from app.workspace import Workspace, open_workspace
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
@@ -86,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Every line the CLI prints may quote a stranger's text: see app.terminal.
+    with printable_output():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in (None, "gui"):
