@@ -110,7 +110,7 @@ class ModelBar(QFrame):
             text = "Not loaded"
         self.state.setText(text)
         if chat.notice:
-            self.notice.setText("Safe CPU kernels: the optimized ones crashed on this CPU")
+            self.notice.setText("· safe CPU kernels (optimized ones crashed here)")
             self.notice.setToolTip(chat.notice)
         self.notice.setVisible(bool(chat.notice))
         self.dot.setStyleSheet(f"color: {_DOTS.get(chat.state, '#8c959f')};")
