@@ -82,7 +82,9 @@ def create_run(home: HearthHome, base: ModelRecord, dataset: Dataset, settings: 
         "export": asdict(export),
         "out_name": out_name,
         "adapter_dir": str(home.adapters / run_id),
-        "output_gguf": str(home.models / f"{_slug(out_name)}.{export.quant}.gguf"),
+        # The run id keeps two runs with one output name from sharing (and so replacing
+        # or deleting) each other's exported files.
+        "output_gguf": str(home.models / f"{_slug(out_name)}.{run_id}.{export.quant}.gguf"),
         "cache_dir": str(home.root / "cache" / "base-models"),
     }
     (folder / "run.json").write_text(json.dumps(spec, indent=2), "utf-8")
