@@ -164,11 +164,15 @@ def _models(ws: Workspace, args: argparse.Namespace) -> int:
     raise BadInput(f"unknown models command {args.models_command!r}")
 
 
-def _params(n: int) -> str:
+def _params(n: int | None) -> str:
+    if not n:
+        return "?"
     return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
 
 
-def _size(n: int) -> str:
+def _size(n: int | None) -> str:
+    if not n:
+        return "?"
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import math
 import os
 import re
 import shutil
@@ -56,6 +57,31 @@ class ModelRecord:
         info = {("gguf_name" if k == "name" else k): v for k, v in self.info.items()}
         return {"name": self.name, "path": str(self.path), "source": self.source,
                 "added_at": self.added_at, **info, "provenance": self.provenance}
+
+
+# The numbers of a record's ``info`` that the Models tab and the memory estimate compute
+# with. Records stored before the GGUF reader refused non-numbers could hold "+inf" or a
+# string here, which broke those views at every start.
+_NUMERIC_INFO = ("parameters", "file_size", "context_length", "n_layers", "n_embd", "n_head",
+                 "n_head_kv", "key_length", "value_length", "n_vocab")
+
+
+def _clean_info(info: Any) -> dict[str, Any]:
+    """``info`` with every numeric field a whole number of at least 0, or None."""
+    if not isinstance(info, dict):
+        return {}
+    clean = dict(info)
+    for key in _NUMERIC_INFO:
+        value = clean.get(key)
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)
+                             and value >= 0):
+            continue
+        if (isinstance(value, float) and math.isfinite(value) and value >= 0
+                and value == int(value)):
+            clean[key] = int(value)
+        else:
+            clean[key] = None
+    return clean
 
 
 def _now() -> str:
@@ -112,7 +138,7 @@ class Library:
     @staticmethod
     def _record(row: sqlite3.Row) -> ModelRecord:
         return ModelRecord(name=row["name"], path=Path(row["path"]), source=row["source"],
-                           added_at=row["added_at"], info=json.loads(row["info"]),
+                           added_at=row["added_at"], info=_clean_info(json.loads(row["info"])),
                            provenance=json.loads(row["provenance"]))
 
     # ------------------------------------------------------------------ writing

@@ -133,3 +133,24 @@ def test_an_orphan_file_in_models_does_not_block_an_import(workspace: Workspace,
     record = workspace.library.import_file(source)
     assert _sha(record.path) == _sha(source)
     assert orphan.read_bytes() == b"left by a crash"  # not ours to delete
+
+
+def test_a_stored_record_with_infinite_or_text_numbers_still_lists_and_fits(
+        workspace: Workspace, tmp_path: Path) -> None:
+    """Issue 11 F9: a record stored with ``+inf`` (or a string) in its shape broke the
+    Models tab and ``models fit`` at every start; such values now read as unknown."""
+    import json
+
+    from app.fit import verdict_for
+
+    source = write_tiny_gguf(tmp_path / "m.gguf")
+    record = workspace.library.import_file(source)
+    info = dict(record.info, n_embd=float("inf"), n_layers="many", context_length=-1,
+                n_head=2.0)
+    workspace.library.conn.execute("UPDATE models SET info = ? WHERE name = ?",
+                                   (json.dumps(info), record.name))
+    stored = workspace.library.get(record.name)
+    assert stored.info["n_embd"] is None and stored.info["n_layers"] is None
+    assert stored.info["context_length"] is None and stored.info["n_head"] == 2
+    verdict = verdict_for(stored.info, 512)
+    assert verdict.level
