@@ -194,7 +194,9 @@ class TrainingClient:
         if self.alive:
             return
         root = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # The worker compares this with its parent to tell "the app died" (the run is
+        # interrupted, resumable) from "the app closed my stdin" after a cancel.
+        env = dict(os.environ, PYTHONUNBUFFERED="1", HEARTH_PARENT_PID=str(os.getpid()))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
         self._ended = False
         log = self.log_file.open("a", encoding="utf-8")
