@@ -587,8 +587,8 @@ class Download:
             raise HubError(f"{f.filename} matches the hub's hash but is not a usable "
                            f"GGUF model: {exc}") from exc
         target = self._target_path()
-        os.replace(self.part_path, target)
         try:
+            os.replace(self.part_path, target)
             record = self.library.register(
                 target, self.name or Path(f.filename).stem, source="download",
                 provenance={"repo": f.repo, "file": f.filename, "sha256": f.sha256,
@@ -601,13 +601,19 @@ class Download:
         return record
 
     def _target_path(self) -> Path:
+        """A name in ``models/`` that is ours alone: created with ``O_EXCL``, so two
+        downloads of same-named files from different repositories never share one."""
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(self.file.filename).stem).strip("-.")
-        target = self.home.models / f"{stem or 'model'}.gguf"
-        n = 2
-        while target.exists():
-            target = self.home.models / f"{stem}-{n}.gguf"
-            n += 1
-        return target
+        stem = stem or "model"
+        n = 1
+        while True:
+            target = self.home.models / (f"{stem}.gguf" if n == 1 else f"{stem}-{n}.gguf")
+            try:
+                os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            except FileExistsError:
+                n += 1
+                continue
+            return target
 
 
 class _SpeedMeter:

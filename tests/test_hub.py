@@ -373,3 +373,13 @@ def test_cancel_is_seen_between_responses_that_bring_no_bytes(served, workspace)
     assert not thread.is_alive()
     assert len(outcome) == 1 and isinstance(outcome[0], DownloadCancelled), outcome
     assert list(workspace.home.downloads.iterdir()) == []
+
+
+def test_two_downloads_of_same_named_files_get_their_own_targets(served, workspace) -> None:
+    """Issue 11 F2, for downloads: two repositories' ``model-Q4_K_M.gguf`` finishing
+    together picked one target name (checked with exists(), then renamed over)."""
+    hub, _ = served
+    first = Download(workspace.home, workspace.library, _file(hub))
+    second = Download(workspace.home, workspace.library, _file(hub))
+    a, b = first._target_path(), second._target_path()
+    assert a != b and a.exists() and b.exists()
