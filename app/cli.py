@@ -71,7 +71,16 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--json", action="store_true")
     inf.add_argument("--tokens", type=int, default=128, help="tokens to decode per run")
     inf.add_argument("--threads", type=int)
+    thr = bench.add_parser("threads", help="chat speed with auto, 1 and all-core threads, "
+                           "idle and during a fine-tune")
+    thr.add_argument("-m", "--model")
+    thr.add_argument("--json", action="store_true")
     add_finetune_parsers(sub)
+    doctor = sub.add_parser("doctor", help="check this machine and Hearth's set-up, with a "
+                            "short self-test; exit 1 lists each problem and what to do")
+    doctor.add_argument("--json", action="store_true")
+    doctor.add_argument("-m", "--model", help="model for the llama.cpp self-test "
+                        "(default: the starter model)")
     sub.add_parser("gui", help="open the app (the default)")
     return parser
 
@@ -95,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hearth: {notice}", file=sys.stderr)
     try:
         handler = {"models": _models, "chat": _chat, "bench": _bench,
-                   "finetune": finetune, "runs": runs}[args.command]
+                   "finetune": finetune, "runs": runs, "doctor": _doctor}[args.command]
         return handler(workspace, args)
     except (BadInput, LibraryError, HubError) as exc:
         print(f"hearth: {exc}", file=sys.stderr)
@@ -205,7 +214,7 @@ def _chat(ws: Workspace, args: argparse.Namespace) -> int:
         raise BadInput(str(exc)) from exc
     load = ws.settings.load
     n_ctx = args.ctx or load.n_ctx
-    client = InferenceClient(log_file=ws.home.logs / "inference-worker.log")
+    client = InferenceClient(log_file=ws.home.logs / "inference-worker.log", home=ws.home)
     try:
         client.start()
         client.load_blocking(record.path, n_ctx=n_ctx, n_gpu_layers=load.n_gpu_layers,
@@ -268,14 +277,34 @@ def _reply(session: ChatSession, conversation_id: int, text: str,
         return EXIT_OK
 
 
+# ------------------------------------------------------------------------ doctor
+
+
+def _doctor(ws: Workspace, args: argparse.Namespace) -> int:
+    from app.doctor import run_doctor
+
+    model = pick_model(ws, args.model).path if args.model else None
+    report = run_doctor(ws.home, model)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        for line in report.lines():
+            print(line)
+    return EXIT_OK if report.healthy else EXIT_FAILED
+
+
 # ------------------------------------------------------------------------- bench
 
 
 def _bench(ws: Workspace, args: argparse.Namespace) -> int:
-    from app.bench import run_inference_bench
+    from app.bench import run_inference_bench, run_threads_bench
 
     record = pick_model(ws, args.model)
-    result = run_inference_bench(ws, record, decode_tokens=args.tokens, threads=args.threads)
+    if args.bench_command == "threads":
+        result = run_threads_bench(ws, record)
+    else:
+        result = run_inference_bench(ws, record, decode_tokens=args.tokens,
+                                     threads=args.threads)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -8,6 +8,12 @@ abort in llama.cpp, a segfault, ``kill -9``, out of memory — the client report
 :class:`~app.protocol.WorkerDied` event with the exit code or signal and the last lines
 the worker wrote, and :meth:`InferenceClient.restart` starts a fresh one.
 
+One death is handled here without bothering the caller: a crash by signal while loading
+or before the first reply, with llama.cpp's optimized kernels on, is what a CPU whose
+AMX path is broken does. The client then restarts the worker once with the safe kernels,
+loads the same model, re-sends the request in flight, reports a ``KernelFallback``
+event, and (once the safe load works) remembers the choice in the home (:mod:`app.kernels`).
+
 Events reach the caller through ``listener`` (called on the client's reader thread; the
 Qt adapter re-emits them as signals) or, when no listener is given, through
 ``client.events``, a queue that the blocking helpers below consume.
@@ -32,6 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from app import protocol as p
+from app.kernels import FALLBACK_NOTICE, KernelMemory, is_crash
+from app.paths import HearthHome
+from app.threads import ThreadClaims, auto_threads
 
 log = logging.getLogger("hearth.inference")
 Listener_ = Callable[[Any], None]
@@ -48,7 +57,9 @@ class WorkerError(RuntimeError):
 
 class InferenceClient:
     def __init__(self, listener: Listener_ | None = None, start_timeout: float = 60.0,
-                 log_file: Path | None = None) -> None:
+                 log_file: Path | None = None, home: HearthHome | None = None) -> None:
+        """``home`` gives the remembered kernel choice and the other heavy work's thread
+        claims; without it both are this client's own."""
         self.listener = listener
         self.events: queue.Queue[Any] = queue.Queue()
         self.start_timeout = start_timeout
@@ -57,7 +68,15 @@ class InferenceClient:
         self.loaded: p.Loaded | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
-        self._send_lock = threading.Lock()
+        # Re-entrant: the kernel fallback holds it across restart + re-sends, so a
+        # request made meanwhile waits for the new worker instead of failing.
+        self._send_lock = threading.RLock()
+        self.kernels = KernelMemory(home.kernels_file if home else None)
+        self.claims = ThreadClaims(home.busy) if home else None
+        self._last_load: p.Load | None = None
+        self._probation: dict[str, p.Chat] | None = None  # chats sent before a first Done
+        self._safe_only = False       # this client fell back already
+        self._fallback_signal: int | None = None  # set while the fallback load runs
         self._log_tail: collections.deque[str] = collections.deque(maxlen=_LOG_TAIL)
         self._ids = itertools.count(1)
         self._closing = False
@@ -170,12 +189,24 @@ class InferenceClient:
         if not self.alive:
             self.start()
         self.loaded = None
-        self._send(p.Load(str(path), n_ctx, n_gpu_layers, n_threads, flash_attn))
+        choice = self.kernels.choose()
+        extra_bufts = choice.extra_bufts and not self._safe_only
+        load = p.Load(str(path), n_ctx, n_gpu_layers, n_threads, flash_attn, extra_bufts)
+        with self._send_lock:
+            self._last_load = load
+            self._probation = {}
+            self._send(load)
 
     def chat(self, messages: list[dict[str, str]], sampling: p.SamplingParams | None = None,
              continue_last: bool = False) -> str:
         request_id = f"r{next(self._ids)}"
-        self._send(p.Chat(request_id, messages, sampling or p.SamplingParams(), continue_last))
+        auto = self._last_load is not None and self._last_load.n_threads is None
+        chat = p.Chat(request_id, messages, sampling or p.SamplingParams(), continue_last,
+                      n_threads=auto_threads(self.claims) if auto else None)
+        with self._send_lock:
+            if self._probation is not None:
+                self._probation[request_id] = chat
+            self._send(chat)
         return request_id
 
     def cancel(self, request_id: str) -> None:
@@ -192,6 +223,11 @@ class InferenceClient:
     def _emit(self, event: Any) -> None:
         if isinstance(event, p.Loaded):
             self.loaded = event
+            if self._fallback_signal is not None and not event.extra_bufts:
+                self.kernels.remember_safe(self._fallback_signal)
+                self._fallback_signal = None
+        elif isinstance(event, p.Done):
+            self._probation = None  # a reply came through: the kernels work
         if self.listener is not None:
             self.listener(event)
         else:
@@ -228,7 +264,59 @@ class InferenceClient:
             self._died_reported = True
             self.loaded = None
             time.sleep(0.1)  # let the output pump catch the last lines
-            self._emit(_death_event(code, list(self._log_tail)))
+            tail = list(self._log_tail)
+            self._record_death(proc.pid, code)
+            if self._should_fall_back(code):
+                self._fall_back(code, tail)
+                return
+            tried = (["restarted it with llama.cpp's safe CPU kernels"]
+                     if self._safe_only else [])
+            self._emit(_death_event(code, tail, tried))
+
+    # ------------------------------------------------------ kernel fallback
+
+    def _should_fall_back(self, code: int) -> bool:
+        load = self._last_load
+        return (is_crash(code) and load is not None and load.extra_bufts
+                and self._probation is not None and not self._safe_only)
+
+    def _fall_back(self, code: int, tail: list[str]) -> None:
+        """Restart with the safe kernels, reload, and re-send what was in flight."""
+        load = self._last_load
+        assert load is not None
+        with self._send_lock:
+            pending = list((self._probation or {}).values())
+            self._safe_only = True
+            self._fallback_signal = -code
+            try:
+                self.start()
+                name = _signal_name(-code)
+                log.warning("worker crashed with optimized kernels (%s); falling back", name)
+                self._emit(p.KernelFallback(-code, FALLBACK_NOTICE.format(signal=name)))
+                safe = p.Load(load.path, load.n_ctx, load.n_gpu_layers, load.n_threads,
+                              load.flash_attn, extra_bufts=False)
+                self._last_load = safe
+                self._probation = {c.request_id: c for c in pending}
+                self._send(safe)
+                for chat in pending:
+                    self._send(chat)
+            except (WorkerError, OSError) as exc:
+                self._fallback_signal = None
+                died = _death_event(code, tail, ["restarted it with llama.cpp's safe CPU "
+                                                 f"kernels, which failed to start: {exc}"])
+                self._emit(died)
+
+    def _record_death(self, pid: int, code: int) -> None:
+        """The worker log says how its process ended, beside its last lines."""
+        if self.log_file is None:
+            return
+        how = (f"signal {_signal_name(-code)} ({-code})" if code < 0 else f"exit code {code}")
+        kernels = ("optimized" if self._last_load is None or self._last_load.extra_bufts
+                   else "safe")
+        line = (f"{time.strftime('%Y-%m-%d %H:%M:%S')} hearth: worker {pid} ended by {how} "
+                f"(kernels: {kernels}); last lines above\n")
+        with contextlib.suppress(OSError), self.log_file.open("a", encoding="utf-8") as f:
+            f.write(line)
 
     # ------------------------------------------- blocking helpers (no listener)
 
@@ -271,20 +359,28 @@ class InferenceClient:
                 return
 
 
-def _death_event(code: int, tail: list[str]) -> p.WorkerDied:
+def _signal_name(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+def _death_event(code: int, tail: list[str], tried: list[str] | None = None) -> p.WorkerDied:
+    tried = tried or []
+    already = "".join(f" Hearth already {t}." for t in tried)
     if code < 0:
         sig = -code
-        try:
-            name = signal.Signals(sig).name
-        except ValueError:
-            name = f"signal {sig}"
+        name = _signal_name(sig)
         reason = {"SIGKILL": "it was killed (out of memory, or by another program)",
                   "SIGSEGV": "it crashed (segmentation fault)",
                   "SIGABRT": "llama.cpp aborted (an internal check failed)"}.get(
                       name, f"it was stopped by {name}")
         return p.WorkerDied(exit_code=None, signal=sig, last_log_lines=tail[-10:],
-                            message=f"The model worker stopped: {reason}. "
-                                    "Your conversation is saved; reload the model to go on.")
+                            message=f"The model worker stopped: {reason}.{already} "
+                                    "Your conversation is saved; reload the model to go on.",
+                            tried=tried)
     return p.WorkerDied(exit_code=code, signal=None, last_log_lines=tail[-10:],
-                        message=f"The model worker exited unexpectedly (exit code {code}). "
-                                "Your conversation is saved; reload the model to go on.")
+                        message=f"The model worker exited unexpectedly (exit code {code})."
+                                f"{already} Your conversation is saved; reload the model "
+                                "to go on.", tried=tried)

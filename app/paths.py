@@ -53,6 +53,16 @@ class HearthHome:
     def settings_file(self) -> Path:
         return self.root / "settings.json"
 
+    @property
+    def kernels_file(self) -> Path:
+        """Remembered llama.cpp kernel choices for this machine (:mod:`app.kernels`)."""
+        return self.root / "kernels.json"
+
+    @property
+    def busy(self) -> Path:
+        """Thread claims of running heavy work (:mod:`app.threads`)."""
+        return self.root / "busy"
+
     def ensure(self) -> HearthHome:
         for folder in (self.models, self.adapters, self.datasets, self.runs, self.logs,
                        self.downloads):

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from app.wire import WireError, from_json, to_json
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 # --------------------------------------------------------------------------- commands
@@ -29,6 +29,8 @@ class Load:
     n_gpu_layers: int = 0
     n_threads: int | None = None
     flash_attn: bool = False
+    # llama.cpp's extra buffer types (repacked/AMX kernels); app.kernels decides.
+    extra_bufts: bool = True
     kind: ClassVar[str] = "load"
 
 
@@ -69,6 +71,9 @@ class Chat:
     sampling: SamplingParams = field(default_factory=SamplingParams)
     # Continue the last assistant message instead of starting a new one.
     continue_last: bool = False
+    # Threads for this reply when the load left them to Hearth (other heavy work may
+    # have started since); None keeps the loaded model's.
+    n_threads: int | None = None
     kind: ClassVar[str] = "chat"
 
 
@@ -120,6 +125,7 @@ class Loaded:
     template_source: str  # "gguf" or "fallback:chatml"
     template_sha256: str
     load_seconds: float
+    extra_bufts: bool = True
     kind: ClassVar[str] = "loaded"
 
 
@@ -189,6 +195,16 @@ class Error:
 
 
 @dataclass
+class KernelFallback:
+    """Synthesised by the client: the worker crashed with llama.cpp's optimized kernels
+    and was restarted with the safe ones (the request in flight goes on)."""
+
+    signal: int
+    message: str
+    kind: ClassVar[str] = "kernel_fallback"
+
+
+@dataclass
 class WorkerDied:
     """Synthesised by the client, never sent: the worker process ended unexpectedly."""
 
@@ -196,12 +212,14 @@ class WorkerDied:
     signal: int | None
     last_log_lines: list[str]
     message: str
+    # What Hearth already did about it (e.g. restarted with the safe kernels).
+    tried: list[str] = field(default_factory=list)
     kind: ClassVar[str] = "worker_died"
 
 
 COMMANDS = (Load, Chat, Cancel, Unload, Shutdown)
 EVENTS = (Hello, LoadProgress, Loaded, Unloaded, ContextTrimmed, Tokens, Done, Log, Error,
-          WorkerDied)
+          KernelFallback, WorkerDied)
 _BY_KIND: dict[str, type] = {cls.kind: cls for cls in (*COMMANDS, *EVENTS)}
 _NESTED: dict[tuple[type, str], type] = {(Chat, "sampling"): SamplingParams,
                                          (Done, "stats"): ReplyStats}

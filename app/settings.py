@@ -14,16 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from app.atomic import atomic_write_text
 from app.protocol import SamplingParams
-
-
-def default_threads() -> int:
-    """Physical cores: llama.cpp's decode gains nothing from hyper-threads, and its
-    threads spin while they wait, so more threads than cores makes it much slower."""
-    return max(1, psutil.cpu_count(logical=False) or os.cpu_count() or 1)
 
 
 @dataclass

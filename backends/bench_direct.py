@@ -17,6 +17,7 @@ import llama_cpp
 
 from app.chat_template import ChatTemplate
 from app.gguf_file import read_gguf
+from backends import llama_compat as compat
 
 
 def main() -> None:
@@ -25,13 +26,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, required=True)
     ap.add_argument("--n-ctx", type=int, default=2048)
     ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--extra-bufts", type=int, default=1, choices=(0, 1),
+                    help="llama.cpp's extra buffer types, as the worker path chose them")
     ap.add_argument("--conversations", required=True,
                     help="JSON list of message lists, one conversation per repeat")
     args = ap.parse_args()
 
-    llm = llama_cpp.Llama(model_path=args.model, n_ctx=args.n_ctx, n_threads=args.threads,
-                          n_threads_batch=args.threads, n_batch=512, verbose=False)
-    vocab = llm._model.vocab
+    llm = compat.open_model(args.model, n_ctx=args.n_ctx, n_threads=args.threads,
+                            extra_bufts=bool(args.extra_bufts), n_batch=512)
+    vocab = compat.vocab(llm)
     template = ChatTemplate.from_metadata(
         read_gguf(args.model).chat_template,
         bos_token=llm.detokenize([llama_cpp.llama_vocab_bos(vocab)], special=True).decode())

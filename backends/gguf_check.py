@@ -47,13 +47,14 @@ def quantize(src: Path, dst: Path, quant: str, threads: int) -> None:
     os.replace(partial, dst)
 
 
-def _logits(model_path: Path, samples: list[list[int]], threads: int) -> list[np.ndarray]:
-    import llama_cpp
+def _logits(model_path: Path, samples: list[list[int]], threads: int, extra_bufts: bool
+            ) -> list[np.ndarray]:
+    from backends import llama_compat as compat
 
     n_ctx = max(len(s) for s in samples) + 8
-    llm = llama_cpp.Llama(model_path=str(model_path), n_ctx=max(64, n_ctx), n_batch=512,
-                          n_ubatch=512, logits_all=True, n_threads=threads,
-                          n_threads_batch=threads, verbose=False)
+    llm = compat.open_model(str(model_path), n_ctx=max(64, n_ctx), n_threads=threads,
+                            extra_bufts=extra_bufts, n_batch=512, n_ubatch=512,
+                            logits_all=True)
     out = []
     try:
         for ids in samples:
@@ -85,9 +86,11 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     threads = int(job.get("threads") or os.cpu_count() or 1)
     f16, out = Path(job["f16_path"]), Path(job["out_path"])
     started = time.perf_counter()
+    extra_bufts = bool(job.get("extra_bufts", True))
     if job["quant"] == "f16":
         if out != f16:
-            os.replace(f16, out)
+            if f16.exists():  # a re-run after a kernel crash finds it moved already
+                os.replace(f16, out)
             f16 = out
     else:
         quantize(f16, out, job["quant"], threads)
@@ -98,7 +101,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     fidelity = job["fidelity"]
     samples: list[list[int]] = fidelity["samples"]
     reference = load_file(fidelity["reference_logits"])
-    cpp = _logits(f16, samples, threads)
+    cpp = _logits(f16, samples, threads, extra_bufts)
     max_diff, agree, total = 0.0, 0, 0
     for i, rows in enumerate(cpp):
         ref = reference[f"sample{i}"]
@@ -112,7 +115,7 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     result["fidelity_tokens"] = total
 
     val = job["validation"]
-    quant_logits = _logits(out, val["samples"], threads)
+    quant_logits = _logits(out, val["samples"], threads, extra_bufts)
     result["gguf_val_loss"] = round(_loss(quant_logits, val["predict_at"], val["targets"]), 5)
     if job["quant"] != "f16" and out != f16 and not job.get("keep_f16", False):
         f16.unlink(missing_ok=True)

@@ -31,7 +31,8 @@ import llama_cpp
 from app import protocol as p
 from app.chat_template import ChatTemplate, ChatTemplateError
 from app.gguf_file import GGUFError, read_gguf
-from app.settings import default_threads
+from app.threads import default_threads
+from backends import llama_compat as compat
 
 log = logging.getLogger("hearth.worker")
 # ggml_log_level: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (continues a line).
@@ -153,45 +154,34 @@ class Worker:
         n_threads = cmd.n_threads or default_threads()
         last_sent = [0.0]
 
-        def on_progress(fraction: float, _user: ctypes.c_void_p) -> bool:
+        def on_progress(fraction: float) -> None:
             if fraction - last_sent[0] >= 0.05 or fraction >= 1.0:
                 last_sent[0] = fraction
-                self.channel.send(p.LoadProgress(round(float(fraction), 3)))
-            return True
+                self.channel.send(p.LoadProgress(round(fraction, 3)))
 
-        progress_cb = llama_cpp.llama_progress_callback(on_progress)
-        # Llama() offers no progress hook; it builds its params with this function of
-        # the low-level module, so a wrapper adds llama.cpp's own progress callback.
-        low_level = llama_cpp.llama_cpp
-        default_params = low_level.llama_model_default_params
-
-        def params_with_progress() -> Any:
-            params = default_params()
-            params.progress_callback = progress_cb
-            return params
-
-        low_level.llama_model_default_params = params_with_progress
         try:
-            self.llm = llama_cpp.Llama(
-                model_path=cmd.path, n_ctx=cmd.n_ctx, n_gpu_layers=cmd.n_gpu_layers,
-                n_threads=n_threads, n_threads_batch=n_threads, flash_attn=cmd.flash_attn,
-                n_batch=512, verbose=True)
+            self.llm = compat.open_model(
+                cmd.path, n_ctx=cmd.n_ctx, n_gpu_layers=cmd.n_gpu_layers,
+                n_threads=n_threads, flash_attn=cmd.flash_attn,
+                extra_bufts=cmd.extra_bufts, on_progress=on_progress, n_batch=512,
+                verbose=True)
         except (ValueError, RuntimeError, OSError) as exc:
             self.channel.send(p.Error("load_failed", f"llama.cpp could not load "
                                       f"{os.path.basename(cmd.path)}: {exc}"))
             return
-        finally:
-            low_level.llama_model_default_params = default_params
-        vocab = self.llm._model.vocab
+        log.info("loaded with %s kernels", "optimized" if cmd.extra_bufts else "safe")
+        compat.warm_up(self.llm)
+        vocab = compat.vocab(self.llm)
         self.template = ChatTemplate.from_metadata(
             info.chat_template,
             bos_token=self._piece(llama_cpp.llama_vocab_bos(vocab)),
             eos_token=self._piece(llama_cpp.llama_vocab_eos(vocab)))
         self.channel.send(p.Loaded(
-            path=cmd.path, n_ctx=self.llm.n_ctx(), n_ctx_train=self.llm._model.n_ctx_train(),
+            path=cmd.path, n_ctx=self.llm.n_ctx(), n_ctx_train=compat.n_ctx_train(self.llm),
             n_gpu_layers=cmd.n_gpu_layers, n_threads=n_threads,
             template_source=self.template.source, template_sha256=self.template.sha256,
-            load_seconds=round(time.perf_counter() - started, 3)))
+            load_seconds=round(time.perf_counter() - started, 3),
+            extra_bufts=cmd.extra_bufts))
 
     def _piece(self, token: int) -> str:
         if token < 0:
@@ -218,6 +208,7 @@ class Worker:
             self.channel.send(p.Error("no_model", "no model is loaded", cmd.request_id))
             return
         started = time.perf_counter()
+        compat.crash_if_asked(self.llm, "chat")
         try:
             tokens, dropped = self.fit_prompt(cmd)
         except (ChatTemplateError, ValueError) as exc:
@@ -243,7 +234,7 @@ class Worker:
     def tokenize(self, text: str) -> list[int]:
         assert self.llm is not None and self.template is not None
         bos = self.template.bos_token
-        wants_bos = bool(llama_cpp.llama_vocab_get_add_bos(self.llm._model.vocab))
+        wants_bos = bool(llama_cpp.llama_vocab_get_add_bos(compat.vocab(self.llm)))
         add_bos = wants_bos and not (bos and text.startswith(bos))
         return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
@@ -283,17 +274,19 @@ class Worker:
         llm = self.llm
         assert llm is not None and self.template is not None
         s = cmd.sampling
-        cached = _common_prefix(llm._input_ids[:llm.n_tokens].tolist(), tokens)
+        if cmd.n_threads:
+            compat.set_threads(llm, cmd.n_threads)
+        cached = _common_prefix(compat.cached_tokens(llm), tokens)
         if cached < len(tokens) - 1:
             # Evaluate all but the last prompt token now, so that the last one is always
             # decoded alone, as it is when the prompt is already cached: otherwise its
             # logits differ slightly between the two cases, and a fixed seed would give
             # a different reply on Regenerate than on the first try.
-            llm.n_tokens = cached
+            compat.rewind(llm, cached)
             llm.eval(tokens[cached:-1])
         if s.seed is not None:
             llm.set_seed(s.seed)
-        vocab = llm._model.vocab
+        vocab = compat.vocab(llm)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         n_ctx = llm.n_ctx()
         text, pending, stops = "", "", s.stop
@@ -337,7 +330,7 @@ class Worker:
             if completion >= s.max_tokens:
                 finish = "length"
                 break
-            if llm.n_tokens + 1 >= n_ctx:
+            if compat.n_cached(llm) + 1 >= n_ctx:
                 finish = "context_full"
                 break
         if finish != "stop":  # a stop string is never shown; other held-back text is

@@ -32,6 +32,14 @@ from app import train_protocol as tp
 from app.atomic import atomic_write_text
 from app.datasets import Example
 from app.finetune import ExportSettings, LoraSettings, Machine, estimate
+from app.kernels import KernelMemory, run_with_fallback
+from app.paths import HearthHome
+from app.threads import ThreadClaims, auto_threads
+from backends.dtype_probe import DtypeChoice, choose_dtype
+
+# Tests and benchmarks only: force the compute dtype ("float32" or "bfloat16").
+DTYPE_ENV = "HEARTH_TRAIN_DTYPE"
+PROBE_VAL_RECORDS = 4
 
 log = logging.getLogger("hearth.train")
 FIDELITY_MAX_TOKENS = 256
@@ -114,21 +122,33 @@ def _parent_alive() -> bool:
     return True
 
 
-def pick_device() -> tuple[torch.device, torch.dtype | None, str]:
-    """The device and the autocast dtype: bf16 on GPUs that have it, else float32.
-
-    The weights themselves stay float32 (a 135M-1B model fits easily), so the merge
-    and the export start from the exact dequantized base, not a bf16 rounding of it.
-    fp16 autocast is not used: it would need loss scaling for little gain here.
-    """
+def pick_device() -> tuple[torch.device, str]:
+    """The GPU when torch sees one, else the CPU. The compute dtype is chosen later, by
+    measurement (:mod:`backends.dtype_probe`); the weights themselves stay float32 (a
+    135M-1B model fits easily), so the merge and the export start from the exact
+    dequantized base, not a bf16 rounding of it."""
     if torch.cuda.is_available():
-        device = torch.device("cuda", 0)
-        bf16 = torch.cuda.is_bf16_supported()
-        name = f"cuda:0 ({torch.cuda.get_device_name(0)})"
-        return device, (torch.bfloat16 if bf16 else None), name
-    # This CPU path trains in float32: CPUs without native bf16 run bf16 matmuls
-    # hundreds of times slower.
-    return torch.device("cpu"), None, "cpu"
+        return torch.device("cuda", 0), f"cuda:0 ({torch.cuda.get_device_name(0)})"
+    return torch.device("cpu"), "cpu"
+
+
+def pick_dtype(run_dir: Path, device: torch.device, config: Any,
+               val_loss: Any) -> DtypeChoice:
+    """Measure once per run and keep the answer in the run folder: a resumed run must
+    compute as it started, whatever a new timing would say."""
+    saved = run_dir / "dtype.json"
+    if saved.exists():
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            raw = json.loads(saved.read_text("utf-8"))
+            return DtypeChoice(**{**raw, "reason": f"{raw['reason']} (kept on resume)"})
+    hidden = int(config.hidden_size)
+    intermediate = int(getattr(config, "intermediate_size", 4 * hidden) or 4 * hidden)
+    choice = choose_dtype(device, hidden, intermediate, val_loss,
+                          forced=os.environ.get(DTYPE_ENV))
+    tmp = saved.with_suffix(".tmp")
+    tmp.write_text(json.dumps(choice.to_json()), "utf-8")
+    os.replace(tmp, saved)
+    return choice
 
 
 def base_weights(peft_model: Any) -> dict[str, torch.Tensor]:
@@ -164,13 +184,13 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     spec = json.loads((run_dir / "run.json").read_text("utf-8"))
     settings = LoraSettings.from_json(spec["settings"])
     export = ExportSettings(**spec["export"])
-    device, autocast, device_name = pick_device()
+    device, device_name = pick_device()
     latest = run_dir / "checkpoints" / "latest.json"
     resuming = latest.exists()
     resume_step = int(json.loads(latest.read_text("utf-8"))["step"]) if resuming else 0
     emit(tp.TrainHello(protocol_version=tp.TRAIN_PROTOCOL_VERSION, pid=os.getpid(),
                        run_id=spec["run_id"], device=device_name,
-                       dtype=str(autocast or torch.float32).removeprefix("torch."),
+                       dtype="measuring",
                        torch_version=torch.__version__, resumed_from_step=resume_step))
     write_state(run_dir, status="running", pid=os.getpid())
     started = time.perf_counter()
@@ -201,7 +221,15 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
                       bias="none", task_type="CAUSAL_LM")
     peft_model = get_peft_model(model, lora).to(device)
     trainer = Trainer(peft_model, train.records, val.records, settings, run_dir, emit,
-                      cancel, device, autocast)
+                      cancel, device)
+
+    def probe_loss(dtype: torch.dtype | None) -> float:
+        trainer.autocast_dtype = dtype
+        return trainer.evaluate(limit=PROBE_VAL_RECORDS)
+
+    dtype_choice = pick_dtype(run_dir, device, model.config, probe_loss)
+    trainer.autocast_dtype = dtype_choice.autocast
+    emit(tp.TrainLog("info", f"computing in {dtype_choice.dtype}: {dtype_choice.reason}"))
     plan = trainer.plan
     cfg = model.config
     emit(tp.DataReady(train_records=len(train.records), val_records=len(val.records),
@@ -272,7 +300,7 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
         "estimate": {"seconds": round(guess.seconds, 1),
                      "peak_memory_bytes": guess.peak_memory_bytes, "basis": "formula",
                      "measured": trainer.measured_estimate},
-        "adapter_dir": str(adapter_dir),
+        "adapter_dir": str(adapter_dir), "dtype": dtype_choice.to_json(),
     }
 
     if not export.gguf:
@@ -314,12 +342,19 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
                               "predict_at": [b.predict_at.tolist() for b in packed],
                               "targets": [b.targets.tolist() for b in packed]}}
         job_path = run_dir / "gguf_check.json"
-        job_path.write_text(json.dumps(job), "utf-8")
         emit(tp.Phase("quantizing", f"quantizing to {export.quant} and checking with "
                       "llama.cpp"))
-        proc = subprocess.run([sys.executable, "-m", "backends.gguf_check", str(job_path)],
-                              capture_output=True, text=True, check=False,
-                              cwd=str(Path(__file__).resolve().parent.parent))
+
+        def check(extra_bufts: bool) -> subprocess.CompletedProcess[str]:
+            job_path.write_text(json.dumps({**job, "extra_bufts": extra_bufts}), "utf-8")
+            return subprocess.run([sys.executable, "-m", "backends.gguf_check",
+                                   str(job_path)], capture_output=True, text=True,
+                                  check=False, cwd=str(Path(__file__).resolve().parent.parent))
+
+        # The run folder lives in <home>/runs/<id>; the home remembers which llama.cpp
+        # kernels are safe on this machine.
+        kernels = KernelMemory(HearthHome(run_dir.parent.parent).kernels_file)
+        proc, _fell_back = run_with_fallback(kernels, check)
         ref_path.unlink(missing_ok=True)  # up to hundreds of MB of logits
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
         result = json.loads(lines[-1]) if lines else {
@@ -369,8 +404,14 @@ def main() -> None:
     emit = Emitter(run_dir, cancel)
     signal.signal(signal.SIGINT, lambda *_: cancel.set())
     threading.Thread(target=_watch_stdin, args=(cancel, emit), daemon=True).start()
+    # <home>/runs/<id>: the home's thread claims tell a chat worker left on "auto" to
+    # keep off the cores this run computes on.
+    claims = ThreadClaims(HearthHome(run_dir.parent.parent).busy)
+    threads = auto_threads(claims)
+    torch.set_num_threads(threads)
     try:
-        code = run(run_dir, emit, cancel)
+        with claims.claim("training", threads):
+            code = run(run_dir, emit, cancel)
     except MemoryError:
         emit(tp.TrainError("out_of_memory", "training ran out of memory: lower the batch "
                            "size or the maximum sequence length"))

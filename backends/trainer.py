@@ -187,12 +187,14 @@ class Trainer:
         return F.cross_entropy(logits.float(), batch.targets.to(self.device), reduction="sum")
 
     @torch.no_grad()
-    def evaluate(self) -> float:
+    def evaluate(self, limit: int | None = None) -> float:
+        """Mean loss per target token over the validation records (the first ``limit``)."""
         self.model.eval()
         total, count = 0.0, 0
         b = self.settings.batch_size
-        for i in range(0, len(self.val_records), b):
-            batch = pack(self.val_records[i:i + b])
+        records = self.val_records[:limit] if limit else self.val_records
+        for i in range(0, len(records), b):
+            batch = pack(records[i:i + b])
             total += float(self.batch_loss_sum(batch))
             count += len(batch.targets)
         self.model.train()

@@ -254,11 +254,41 @@ def test_killed_worker_shows_the_error_and_reload_recovers(
 
     qtbot.mouseClick(card.button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: window.chat.state == READY, timeout=WAIT_MS)
-    assert not card.isVisibleTo(window)
+    # The cut-off turn is offered again once the model is back.
+    assert card.isVisibleTo(window) and card.button.text() == "Try again"
+    assert "no complete answer" in card.label.text()
     workspace.settings.remember_sampling(window.chat.model_name or "", SHORT)
+    with qtbot.waitSignal(window.chat.reply_finished, timeout=WAIT_MS):
+        qtbot.mouseClick(card.button, Qt.MouseButton.LeftButton)
+    assert not card.isVisibleTo(window)
+    last = workspace.store.messages(window.chat.conversation_id)[-1]
+    assert last.role == "assistant" and last.status != INTERRUPTED and last.content
     with qtbot.waitSignal(window.chat.reply_finished, timeout=WAIT_MS):
         _send(qtbot, window, "Are you back?")
     assert workspace.store.messages(window.chat.conversation_id)[-1].status != INTERRUPTED
+    log = (workspace.home.logs / "inference-worker.log").read_text()
+    assert "ended by signal SIGKILL" in log
+
+
+def test_crashing_kernels_fall_back_with_one_line_and_the_reply_arrives(
+        qtbot: QtBot, workspace: Workspace, make_window: Callable[..., MainWindow],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.kernels import OVERRIDE_ENV, KernelMemory
+    from backends.llama_compat import CRASH_TEST_ENV
+
+    monkeypatch.delenv(OVERRIDE_ENV, raising=False)
+    monkeypatch.setenv(CRASH_TEST_ENV, "chat")  # the first reply crashes, as on AMX
+    _prepare(workspace)
+    window = make_window(workspace)
+    with qtbot.waitSignal(window.chat.reply_finished, timeout=WAIT_MS):
+        _send(qtbot, window, "What is 2+2?")
+    messages = workspace.store.messages(window.chat.conversation_id)
+    assert messages[-1].role == "assistant" and messages[-1].content.strip()
+    assert not window.chat_page.view.problem_card.isVisibleTo(window)
+    notice = window.chat_page.model_bar.notice
+    assert notice.isVisibleTo(window) and "safe" in notice.text().lower()
+    assert "crashed" in notice.toolTip()
+    assert KernelMemory(workspace.home.kernels_file).safe_record() is not None
 
 
 def test_a_model_that_fails_to_load_says_so(qtbot: QtBot, workspace: Workspace,

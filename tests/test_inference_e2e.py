@@ -166,7 +166,11 @@ def test_load_reports_progress_and_unload_frees_the_model(starter_gguf: Path) ->
         events = []
         while not isinstance(events[-1] if events else None, p.Loaded):
             events.append(c.next_event(timeout=120))
-        fractions = [e.fraction for e in events if isinstance(e, p.LoadProgress)]
+        # On a CPU whose optimized kernels crash, the load starts over with the safe
+        # ones after a KernelFallback: the progress of that second load is the one shown.
+        restarts = [i for i, e in enumerate(events) if isinstance(e, p.KernelFallback)]
+        last_load = events[restarts[-1] + 1:] if restarts else events
+        fractions = [e.fraction for e in last_load if isinstance(e, p.LoadProgress)]
         assert fractions and fractions[-1] == 1.0 and fractions == sorted(fractions)
         assert c.loaded is not None and c.loaded.path == str(starter_gguf)
         c.unload()

@@ -25,7 +25,9 @@ from PySide6.QtWidgets import (
 
 from app import protocol as p
 from app.inference import WorkerError
-from app.settings import LoadSettings, default_threads
+from app.paths import HearthHome
+from app.settings import LoadSettings
+from app.threads import default_threads
 from ui.inference_bridge import InferenceBridge
 
 FLUSH_MS = 50
@@ -55,13 +57,13 @@ class CompareView(QWidget):
 
     def __init__(self, base: tuple[str, Path], tuned: tuple[str, Path],
                  load: LoadSettings | None = None, log_dir: Path | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, home: HearthHome | None = None) -> None:
         super().__init__(parent)
         self.load = load or LoadSettings(n_ctx=2048)
         self.sides: list[_Side] = []
         for title, path in (base, tuned):
             log = log_dir / f"compare-{len(self.sides)}.log" if log_dir else None
-            bridge = InferenceBridge(log_file=log, parent=self)
+            bridge = InferenceBridge(log_file=log, parent=self, home=home)
             side = _Side(title, Path(path), bridge)
             bridge.event.connect(lambda event, s=side: self._on_event(s, event))
             self.sides.append(side)

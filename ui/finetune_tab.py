@@ -901,7 +901,8 @@ class FineTuneTab(QWidget):
         dialog.resize(1000, 640)
         view = CompareView((f"Base: {files.spec['base']['name']}", base_path),
                            (f"Tuned: {tuned_name}", files.gguf),
-                           self.workspace.settings.load, log_dir=self.home.logs)
+                           self.workspace.settings.load, log_dir=self.home.logs,
+                           home=self.home)
         box = QVBoxLayout(dialog)
         box.addWidget(view)
         view.prompts_edit.setPlainText("\n".join(_sample_prompts(files.folder)))

@@ -12,14 +12,17 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from app.inference import InferenceClient
+from app.paths import HearthHome
 
 
 class InferenceBridge(QObject):
     event = Signal(object)
 
-    def __init__(self, log_file: Any = None, parent: QObject | None = None) -> None:
+    def __init__(self, log_file: Any = None, parent: QObject | None = None,
+                 home: HearthHome | None = None) -> None:
         super().__init__(parent)
-        self.client = InferenceClient(listener=self.event.emit, log_file=log_file)
+        self.client = InferenceClient(listener=self.event.emit, log_file=log_file,
+                                      home=home)
 
     def shutdown(self) -> None:
         self.client.close()

@@ -17,6 +17,7 @@ from app.workspace import Workspace
 from ui.chat.chat_model import ChatModel
 from ui.chat.chat_page import ChatPage
 from ui.corrections_view import CorrectionsView, CorrectReplyDialog
+from ui.doctor_dialog import DoctorDialog
 from ui.finetune_tab import FineTuneTab
 from ui.inference_bridge import InferenceBridge
 from ui.models_tab import ModelsTab
@@ -27,7 +28,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.workspace = workspace
         self.bridge = InferenceBridge(log_file=workspace.home.logs / "inference-worker.log",
-                                      parent=self)
+                                      parent=self, home=workspace.home)
         self.chat = ChatModel(workspace, self.bridge, parent=self)
         self.session = self.chat.session
         self.setWindowTitle("Hearth")
@@ -42,6 +43,7 @@ class MainWindow(QMainWindow):
         self.models_tab.chat_requested.connect(self.chat_with_model)
         self.models_tab.library_changed.connect(self.chat_page.model_bar.refresh_models)
         self._add_finetune_tabs()
+        self._menus()
         self._shortcuts()
         self._restore()
         self._closed = False
@@ -62,6 +64,23 @@ class MainWindow(QMainWindow):
         self.chat_page.composer.focus()
 
     # -------------------------------------------------------------- internals
+
+    def _menus(self) -> None:
+        help_menu = self.menuBar().addMenu("&Help")
+        self.system_check_action = help_menu.addAction("System check…")
+        self.system_check_action.setToolTip("What this machine offers Hearth, with a short "
+                                            "self-test (the same as 'hearth doctor')")
+        self.system_check_action.triggered.connect(self.show_system_check)
+        self.doctor_dialog: DoctorDialog | None = None
+
+    def show_system_check(self) -> DoctorDialog:
+        if self.doctor_dialog is None:
+            self.doctor_dialog = DoctorDialog(self.workspace.home, parent=self)
+        self.doctor_dialog.show()
+        self.doctor_dialog.raise_()
+        if self.doctor_dialog.again.isEnabled():
+            self.doctor_dialog.start()
+        return self.doctor_dialog
 
     def _shortcuts(self) -> None:
         for keys, slot in (("Ctrl+N", self._on_new_chat), ("Ctrl+L", self._on_focus_composer),
@@ -175,4 +194,6 @@ class MainWindow(QMainWindow):
             self.models_tab.shutdown()
             self.chat.shutdown()
             self.chat_page.view.shutdown()
+            if self.doctor_dialog is not None:
+                self.doctor_dialog.background.shutdown()
         super().closeEvent(event)

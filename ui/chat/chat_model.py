@@ -85,6 +85,12 @@ class ChatModel(QObject):
         self._flush.timeout.connect(self._on_flush)
         self._starter: threading.Thread | None = None
         self._closing = False
+        # A line about how the model runs that the person should see once (the kernel
+        # fallback); plain text, shown in the model bar.
+        self.notice = ""
+        # The conversation whose reply a worker crash cut off: offered Retry once the
+        # model is back.
+        self._unanswered: int | None = None
         bridge.event.connect(self._on_event)
         self._worker_start_failed.connect(self._on_worker_start_failed)
         self._worker_started.connect(self._on_worker_started)
@@ -388,10 +394,16 @@ class ChatModel(QObject):
             self.model_state_changed.emit()
             if self.problem is not None and self.problem.action == "reload":
                 self._set_problem(None)
+            self._offer_retry_after_crash()
+        elif isinstance(event, p.KernelFallback):
+            self.notice = event.message
+            self.model_state_changed.emit()
         elif isinstance(event, p.ContextTrimmed):
             self.context_trimmed.emit(event.request_id, event.dropped_messages, event.n_ctx)
         elif isinstance(event, p.WorkerDied):
             self.loaded = None
+            if self.reply is not None:
+                self._unanswered = self.reply.conversation_id
             self._set_state(CRASHED)
             self._set_problem(Problem(event.message, "reload", self.conversation_id,
                                       "\n".join(event.last_log_lines)))
@@ -404,6 +416,12 @@ class ChatModel(QObject):
             else:
                 log.warning("worker error: %s", event.message)
         self._finish(self.session.handle(event), event)
+
+    def _offer_retry_after_crash(self) -> None:
+        conversation_id, self._unanswered = self._unanswered, None
+        if conversation_id is not None and conversation_id == self.conversation_id:
+            self._set_problem(Problem("The model is running again. Your last message has no "
+                                      "complete answer yet.", "retry", conversation_id))
 
     def _finish(self, finished: PendingReply | None, event: object) -> None:
         if finished is None:

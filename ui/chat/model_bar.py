@@ -46,6 +46,12 @@ class ModelBar(QFrame):
         self.progress.setFixedWidth(120)
         self.progress.setMaximumHeight(6)
         self.progress.hide()
+        self.notice = QLabel()
+        self.notice.setObjectName("modelNotice")
+        self.notice.setTextFormat(Qt.TextFormat.PlainText)
+        # Never widens the window: a narrow one clips the line (the tooltip has it all).
+        self.notice.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.notice.hide()
         self.settings_button = QPushButton("Settings")
         self.settings_button.setCheckable(True)
         self.settings_button.setToolTip("System prompt, sampling and model load settings")
@@ -56,6 +62,7 @@ class ModelBar(QFrame):
         layout.addWidget(self.dot)
         layout.addWidget(self.state)
         layout.addWidget(self.progress)
+        layout.addWidget(self.notice, 1)
         spacer = QWidget()
         spacer.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         layout.addWidget(spacer)
@@ -101,6 +108,10 @@ class ModelBar(QFrame):
         else:
             text = "Not loaded"
         self.state.setText(text)
+        if chat.notice:
+            self.notice.setText("Safe CPU kernels: the optimized ones crashed on this CPU")
+            self.notice.setToolTip(chat.notice)
+        self.notice.setVisible(bool(chat.notice))
         self.dot.setStyleSheet(f"color: {_DOTS.get(chat.state, '#8c959f')};")
         self.progress.setVisible(chat.state in (LOADING, STARTING))
         if chat.state == STARTING:

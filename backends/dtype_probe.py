@@ -1,0 +1,110 @@
+"""Which dtype a training run computes in, chosen by measuring this machine.
+
+On one CPU of this project's machines PyTorch's bf16 matmuls run 5-6x faster than fp32
+(AMX); on another, of the same kind, about 400x slower (no bf16 hardware). Nothing
+about the CPU's name says which, so at the start of a run the worker times a matmul at
+the model's own shapes both ways (a fraction of a second), and when bf16 wins it also
+checks that the model's validation loss under bf16 autocast stays within
+:data:`MAX_LOSS_DRIFT` of fp32's. CUDA uses bf16 where the GPU supports it.
+
+The frozen base weights stay fp32 (the merge and the export read them); autocast casts
+them per matmul, which the timing includes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+MAX_LOSS_DRIFT = 0.02      # bf16 validation loss within 2 % of fp32's
+MIN_SPEEDUP = 1.2          # below this, fp32's exactness is worth more
+PROBE_SECONDS = 0.15       # per dtype
+# Below this weight size (hidden x intermediate) a matmul is all overhead: timing it
+# says nothing, and test models this small must train the same way every time.
+TINY_MATMUL = 256 * 512
+
+
+@dataclass
+class DtypeChoice:
+    dtype: str                     # "float32" or "bfloat16"
+    reason: str
+    fp32_gflops: float | None = None
+    bf16_gflops: float | None = None
+    fp32_val_loss: float | None = None
+    bf16_val_loss: float | None = None
+
+    @property
+    def autocast(self) -> torch.dtype | None:
+        return torch.bfloat16 if self.dtype == "bfloat16" else None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _gflops(fn: Callable[[], Any], flops: float) -> float:
+    fn()  # warm-up: kernel selection, packing
+    runs, started = 0, time.perf_counter()
+    while True:
+        fn()
+        runs += 1
+        elapsed = time.perf_counter() - started
+        if elapsed >= PROBE_SECONDS or runs >= 200:
+            return flops * runs / elapsed / 1e9
+
+
+def matmul_speeds(hidden: int, intermediate: int, tokens: int = 256) -> tuple[float, float]:
+    """GFLOP/s of ``[tokens, hidden] @ [hidden, intermediate]`` in fp32 and under bf16
+    autocast (fp32 weight cast per call, as in training)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(tokens, hidden, generator=g)
+    w = torch.randn(intermediate, hidden, generator=g)
+    flops = 2.0 * tokens * hidden * intermediate
+    fp32 = _gflops(lambda: torch.nn.functional.linear(x, w), flops)
+
+    def bf16() -> torch.Tensor:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return torch.nn.functional.linear(x, w)
+
+    # A machine without bf16 hardware can be ~400x slower: one call tells already.
+    started = time.perf_counter()
+    bf16()
+    if time.perf_counter() - started > 20 * flops / (fp32 * 1e9) + 0.05:
+        return fp32, flops / (time.perf_counter() - started) / 1e9
+    return fp32, _gflops(bf16, flops)
+
+
+def choose_dtype(device: torch.device, hidden: int, intermediate: int,
+                 val_loss: Callable[[torch.dtype | None], float] | None = None,
+                 forced: str | None = None) -> DtypeChoice:
+    """``val_loss(autocast_dtype)`` evaluates the model on a few validation records."""
+    if forced in ("float32", "bfloat16"):
+        return DtypeChoice(forced, "set for this run")
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return DtypeChoice("bfloat16", "the GPU supports bf16")
+        return DtypeChoice("float32", "the GPU has no bf16")
+    if device.type != "cpu":
+        return DtypeChoice("float32", f"{device.type}: fp32")
+    if hidden * intermediate < TINY_MATMUL:
+        return DtypeChoice("float32", "the model is too small for bf16 to pay off")
+    fp32, bf16 = matmul_speeds(hidden, intermediate)
+    choice = DtypeChoice("float32", "", fp32_gflops=round(fp32, 1), bf16_gflops=round(bf16, 1))
+    speedup = bf16 / fp32
+    if speedup < MIN_SPEEDUP:
+        choice.reason = f"bf16 matmuls are {speedup:.2f}x fp32's speed here"
+        return choice
+    if val_loss is not None:
+        ref, low = val_loss(None), val_loss(torch.bfloat16)
+        choice.fp32_val_loss, choice.bf16_val_loss = round(ref, 5), round(low, 5)
+        drift = abs(low - ref) / max(1e-9, abs(ref))
+        if drift > MAX_LOSS_DRIFT:
+            choice.reason = (f"bf16 is {speedup:.1f}x faster but moves the validation loss "
+                             f"by {drift:.1%} (limit {MAX_LOSS_DRIFT:.0%})")
+            return choice
+    choice.dtype = "bfloat16"
+    choice.reason = f"bf16 matmuls are {speedup:.1f}x fp32's speed here"
+    return choice
