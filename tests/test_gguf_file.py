@@ -173,3 +173,23 @@ def test_the_cli_refuses_a_malformed_file_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "cannot import deep.gguf: metadata arrays are nested" in result.stderr
+
+
+def test_the_model_worker_reports_load_failed_for_a_malformed_file(tmp_path: Path) -> None:
+    """Issue 11 F10: the worker died on such a file instead of reporting load_failed."""
+    from app import protocol as p
+    from app.inference import InferenceClient, WorkerError
+
+    path = tmp_path / "bad-alignment.gguf"
+    path.write_bytes(_gguf(_kv("general.alignment", 8, _s("wide"))))
+    client = InferenceClient(log_file=tmp_path / "worker.log")
+    try:
+        client.start()
+        with pytest.raises(WorkerError) as failed:
+            client.load_blocking(path, timeout=120)
+        event = failed.value.event
+        assert isinstance(event, p.Error) and event.error_kind == "load_failed", event
+        assert "alignment" in event.message
+        assert client.alive  # still there for the next model
+    finally:
+        client.close()
