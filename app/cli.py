@@ -24,7 +24,8 @@ from app.hub import HubError
 from app.inference import InferenceClient, WorkerError
 from app.library import LibraryError, ModelRecord
 from app.teach import VersionStore, chat_model
-from app.workspace import Workspace, open_workspace
+from app.terminal import printable_output
+from app.workspace import HomeLocked, Workspace, open_workspace
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -92,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Every line the CLI prints may quote a stranger's text: see app.terminal.
+    with printable_output():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command in (None, "gui"):
@@ -99,10 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        workspace = open_workspace(args.home)
-    except (OSError, RuntimeError) as exc:
+        workspace = open_workspace(args.home, lock=_writer(args))
+    except HomeLocked as exc:
+        print(f"hearth: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (OSError, RuntimeError, LibraryError) as exc:
         print(f"hearth: cannot open the data folder: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    for notice in workspace.notices:
+        print(f"hearth: {notice}", file=sys.stderr)
     try:
         handler = {"models": _models, "chat": _chat, "bench": _bench,
                    "finetune": finetune, "runs": runs, "teach": teach,
@@ -118,6 +130,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         workspace.close()
+
+
+def _writer(args: argparse.Namespace) -> str | None:
+    """Who is opening the home, for commands that change its files; None for the rest.
+
+    Those commands hold the home's lock, so they refuse to run beside the app or each
+    other; reading commands (list, info, search, fit, runs list) and chat, whose
+    conversations SQLite itself keeps consistent, run beside anything.
+    """
+    if args.command == "models" and args.models_command in ("import", "rm", "pull"):
+        return f"hearth models {args.models_command}"
+    if args.command == "finetune":
+        return "hearth finetune"
+    return None
 
 
 # ------------------------------------------------------------------------ models
@@ -161,11 +187,15 @@ def _models(ws: Workspace, args: argparse.Namespace) -> int:
     raise BadInput(f"unknown models command {args.models_command!r}")
 
 
-def _params(n: int) -> str:
+def _params(n: int | None) -> str:
+    if not n:
+        return "?"
     return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
 
 
-def _size(n: int) -> str:
+def _size(n: int | None) -> str:
+    if not n:
+        return "?"
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 

@@ -34,6 +34,13 @@ MAX_SHOWN_ISSUES = 20
 # A rough characters-per-token ratio for English BPE vocabularies; only used for the
 # "about N tokens" figure shown before the worker has counted exactly.
 CHARS_PER_TOKEN = 4.0
+# Limits on what a stranger's file can make us hold in memory. Far beyond any real
+# fine-tuning set for a local model (a record is cut to max_seq_len tokens anyway), far
+# below what would freeze the app.
+MAX_FILE_BYTES = 1 << 30
+MAX_RECORDS = 1_000_000
+MAX_MESSAGE_CHARS = 1_000_000
+MAX_NESTING = 200  # where a too-deep file is reported (records are 3 levels deep)
 
 
 class DatasetError(ValueError):
@@ -139,6 +146,9 @@ def load_dataset(path: str | Path, format: str | None = None) -> Dataset:
     path = Path(path)
     name = path.name
     try:
+        if path.is_file() and path.stat().st_size > MAX_FILE_BYTES:
+            raise DatasetError(path, [f"{name} is {path.stat().st_size:,} bytes; the limit "
+                                      f"is {MAX_FILE_BYTES:,}: split it into smaller files"])
         raw = path.read_bytes()
     except FileNotFoundError as exc:
         raise DatasetError(path, [f"{path} does not exist"]) from exc
@@ -147,6 +157,9 @@ def load_dataset(path: str | Path, format: str | None = None) -> Dataset:
                                   "file"]) from exc
     except OSError as exc:
         raise DatasetError(path, [f"{path} cannot be read: {exc.strerror}"]) from exc
+    if len(raw) > MAX_FILE_BYTES:
+        raise DatasetError(path, [f"{name} is {len(raw):,} bytes; the limit is "
+                                  f"{MAX_FILE_BYTES:,}: split it into smaller files"])
     if not raw.strip():
         raise DatasetError(path, [f"{name} is empty: add one record per line"])
     if b"\x00" in raw[:8192]:
@@ -167,7 +180,15 @@ def load_dataset(path: str | Path, format: str | None = None) -> Dataset:
     stripped = text.lstrip()
     if path.suffix.lower() in (".txt", ".md") or format == "text" and not (
             stripped.startswith("{") or stripped.startswith("[")):
-        examples = _plain_text(text)
+        examples = []
+        for example in _plain_text(text):
+            try:
+                examples.append(_check_size(example))
+            except _Bad as exc:
+                issues.append(f"Line {example.line} of {name}: {exc}")
+        if len(examples) > MAX_RECORDS:
+            issues.append(f"Line {examples[MAX_RECORDS].line} of {name}: more than "
+                          f"{MAX_RECORDS:,} records; split the file")
         fmt = "text"
     else:
         if stripped.startswith("["):
@@ -184,7 +205,7 @@ def load_dataset(path: str | Path, format: str | None = None) -> Dataset:
         for line, obj in records:
             where = f"Line {line} of {name}"
             try:
-                examples.append(parse(obj, line))
+                examples.append(_check_size(parse(obj, line)))
             except _Bad as exc:
                 issues.append(f"{where}: {exc}")
     if issues:
@@ -217,12 +238,58 @@ def _jsonl(text: str, name: str, issues: list[str]) -> list[tuple[int, Any]]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        if len(records) >= MAX_RECORDS:
+            issues.append(f"Line {number} of {name}: more than {MAX_RECORDS:,} records; "
+                          "split the file")
+            break
         try:
-            records.append((number, json.loads(line)))
+            records.append((number, _loads(line)))
         except json.JSONDecodeError as exc:
             issues.append(f"Line {number} of {name}: not valid JSON ({exc.msg} at column "
                           f"{exc.colno})")
+        except _TooDeep:
+            issues.append(f"Line {number} of {name}: nested too deeply to be a record "
+                          "(a record is an object holding a list of messages)")
     return records
+
+
+class _TooDeep(ValueError):
+    pass
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` whose RecursionError on deep nesting becomes a record's problem."""
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise _TooDeep from exc
+
+
+def _too_deep_line(text: str) -> int | None:
+    """The line where brackets first nest deeper than ``MAX_NESTING``, else None."""
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return None
+    depth, line, in_str, escape = 0, 1, False, False
+    for ch in text:
+        if ch == "\n":
+            line += 1
+        if in_str:
+            if escape:
+                escape = False
+            elif ch == "\\":
+                escape = True
+            elif ch == '"':
+                in_str = False
+            continue
+        if ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return line
+        elif ch in "]}":
+            depth -= 1
+    return None
 
 
 def _json_list(text: str, name: str, issues: list[str]) -> list[tuple[int, Any]]:
@@ -232,13 +299,34 @@ def _json_list(text: str, name: str, issues: list[str]) -> list[tuple[int, Any]]
         issues.append(f"Line {exc.lineno} of {name}: not valid JSON ({exc.msg} at column "
                       f"{exc.colno})")
         return []
+    except RecursionError:
+        deep = _too_deep_line(text) or 1
+        issues.append(f"Line {deep} of {name}: nested too deeply to be a record "
+                      "(a record is an object holding a list of messages)")
+        return []
     if not isinstance(data, list):
         issues.append(f"Line 1 of {name}: expected a list of records")
         return []
     # Line numbers of a pretty-printed list are not kept by json; find each item's
     # opening brace instead so the messages still point somewhere useful.
     starts = _object_lines(text)
+    if len(data) > MAX_RECORDS:
+        line = starts[MAX_RECORDS] if len(starts) > MAX_RECORDS else 1
+        issues.append(f"Line {line} of {name}: more than {MAX_RECORDS:,} records; split "
+                      "the file")
+        return []
     return [(starts[i] if i < len(starts) else 1, obj) for i, obj in enumerate(data)]
+
+
+def _check_size(example: Example) -> Example:
+    texts = ([m["content"] for m in example.messages] if example.messages is not None
+             else [example.text or ""])
+    for i, text in enumerate(texts, start=1):
+        if len(text) > MAX_MESSAGE_CHARS:
+            what = f"message {i}" if example.messages is not None else "the text"
+            raise _Bad(f"{what} is {len(text):,} characters long; the limit is "
+                       f"{MAX_MESSAGE_CHARS:,}")
+    return example
 
 
 def _object_lines(text: str) -> list[int]:

@@ -7,7 +7,9 @@ loses at most the message being written.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 # Each entry upgrades the schema by one version; never edit a shipped entry, append.
@@ -66,30 +68,117 @@ MIGRATIONS: list[str] = [
 ]
 
 
-def connect(path: Path | str) -> sqlite3.Connection:
-    """Open (and if needed create or upgrade) the database at ``path``."""
-    conn = sqlite3.connect(str(path), timeout=10, check_same_thread=False,
+class DatabaseError(RuntimeError):
+    """``hearth.db`` cannot be used right now; the message says why and what to do."""
+
+
+class DatabaseBusy(DatabaseError):
+    """Another program holds a lock on ``hearth.db`` for longer than we wait."""
+
+
+# SQLite's result codes for a file that is damaged or not a database at all.
+_SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+BUSY_TIMEOUT_S = 10.0  # how long to wait for another writer before saying so
+
+
+def connect(path: Path | str, notices: list[str] | None = None) -> sqlite3.Connection:
+    """Open (and if needed create or upgrade) the database at ``path``.
+
+    A damaged file is moved aside (``hearth.db.damaged-<time>``, with its WAL) and a
+    fresh database is started in its place; the sentence saying so is appended to
+    ``notices`` for the caller to show. A database another program keeps locked raises
+    :class:`DatabaseBusy`, so the person can close that program and try again.
+    """
+    path = Path(path)
+    try:
+        return _open(path)
+    except sqlite3.DatabaseError as exc:
+        if not _is_corrupt(exc):
+            raise _explain(exc, path) from exc
+        kept = _move_aside(path)
+        if notices is not None:
+            notices.append(
+                f"{path.name} was damaged ({exc}) and could not be read. It was kept as "
+                f"{kept.name} and Hearth started a new, empty one: your conversations and "
+                "the library list start over, model files in models/ are untouched and "
+                "can be imported again.")
+    try:
+        return _open(path)
+    except sqlite3.DatabaseError as exc:
+        raise _explain(exc, path) from exc
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False,
                            isolation_level=None)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    _migrate(conn)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        check = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"database disk image is malformed: {check}")
+        _migrate(conn)
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
+def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None and code & 0xFF in (_SQLITE_CORRUPT, _SQLITE_NOTADB):
+        return True
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text
+
+
+def _explain(exc: sqlite3.DatabaseError, path: Path) -> DatabaseError:
+    code = getattr(exc, "sqlite_errorcode", None)
+    if (code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)) or (
+            "locked" in str(exc).lower()):
+        return DatabaseBusy(f"{path} is locked by another program (held for more than "
+                            f"{BUSY_TIMEOUT_S:g} seconds); close other programs using it "
+                            "and try again")
+    return DatabaseError(f"{path} cannot be opened: {exc}")
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename the damaged database (and its WAL and shared-memory files) out of the way."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    kept = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 2
+    while kept.exists():
+        kept, n = path.with_name(f"{path.name}.damaged-{stamp}-{n}"), n + 1
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            os.replace(source, kept.with_name(kept.name + suffix))
+    return kept
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > len(MIGRATIONS):
-        raise RuntimeError(f"hearth.db was written by a newer Hearth (schema {version}); "
-                           "update Hearth to open it")
-    for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        conn.execute("BEGIN")
-        try:
+    """Bring the schema up to date under SQLite's write lock.
+
+    ``BEGIN IMMEDIATE`` takes the write lock before the version is read, so of two
+    processes opening a fresh folder at once the second waits, then finds the schema
+    already current instead of creating the same tables again.
+    """
+    if conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS):
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise DatabaseError(f"hearth.db was written by a newer Hearth (schema "
+                                f"{version}); update Hearth to open it")
+        for target, script in enumerate(MIGRATIONS[version:], start=version + 1):
             for statement in filter(str.strip, script.split(";")):
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version={target}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise

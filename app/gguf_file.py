@@ -9,6 +9,7 @@ file or a renamed ``.bin`` is refused here with a one-line reason.
 
 from __future__ import annotations
 
+import math
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,6 +24,14 @@ SUPPORTED_VERSIONS = (2, 3)
 # entries; nothing in the library view needs them).
 _ARRAY_KEEP = 64
 _MAX_COUNT = 10_000_000
+_MAX_DEPTH = 8  # arrays of arrays deeper than this exist only to crash parsers
+_MAX_STRING = 64 << 20  # chat templates are kilobytes; nothing legitimate is this long
+_MAX_ALIGNMENT = 1 << 20
+# Metadata that must be a whole, non-negative number when present: the shape of the
+# model, which the memory estimate and the Models tab compute with.
+_COUNT_KEYS = ("context_length", "block_count", "embedding_length", "attention.head_count",
+               "attention.head_count_kv", "attention.key_length", "attention.value_length",
+               "vocab_size")
 
 _SCALARS: dict[int, str] = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f",
                             7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
@@ -74,10 +83,20 @@ class GGUFInfo:
     def parameter_count(self) -> int:
         return sum(t.n_elements for t in self.tensors)
 
+    def arch_count(self, key: str) -> int | None:
+        """A shape value as a whole number; :class:`GGUFError` when it is anything else.
+
+        Strangers' files hold strings, NaN and +inf here; letting one through stores it
+        in the library, where every later memory estimate trips over it.
+        """
+        value = self.arch_value(key)
+        if value is None:
+            return None
+        return _whole(f"{self.architecture}.{key}", value)
+
     @property
     def context_length(self) -> int | None:
-        value = self.arch_value("context_length")
-        return int(value) if value is not None else None
+        return self.arch_count("context_length")
 
     @property
     def chat_template(self) -> str | None:
@@ -113,14 +132,14 @@ class GGUFInfo:
             "file_size": self.file_size,
             "context_length": self.context_length,
             "has_chat_template": self.chat_template is not None,
-            "n_layers": self.arch_value("block_count"),
-            "n_embd": self.arch_value("embedding_length"),
-            "n_head": self.arch_value("attention.head_count"),
-            "n_head_kv": self.arch_value("attention.head_count_kv"),
+            "n_layers": self.arch_count("block_count"),
+            "n_embd": self.arch_count("embedding_length"),
+            "n_head": self.arch_count("attention.head_count"),
+            "n_head_kv": self.arch_count("attention.head_count_kv"),
             # for the memory estimate (app.fit): head sizes when they differ from
             # n_embd / n_head (Gemma, Qwen3), and the vocabulary (logits buffer)
-            "key_length": self.arch_value("attention.key_length"),
-            "value_length": self.arch_value("attention.value_length"),
+            "key_length": self.arch_count("attention.key_length"),
+            "value_length": self.arch_count("attention.value_length"),
             "n_vocab": self.vocab_size,
         }
 
@@ -131,8 +150,19 @@ class GGUFInfo:
             return int(tokens)
         if isinstance(tokens, list):
             return len(tokens)
-        value = self.arch_value("vocab_size")
-        return int(value) if value is not None else None
+        return self.arch_count("vocab_size")
+
+
+def _whole(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise GGUFError(f"metadata {key} is {str(value)[:40]!r}, not a whole number")
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise GGUFError(f"metadata {key} is {value}, not a whole number")
+        value = int(value)
+    if value < 0:
+        raise GGUFError(f"metadata {key} is {value}, not a whole number of at least 0")
+    return int(value)
 
 
 class _Reader:
@@ -155,32 +185,81 @@ class _Reader:
             raise GGUFError(f"the header claims {n} {what}, which cannot be right")
         return n
 
-    def string(self) -> str:
+    def string_length(self) -> int:
         n = self.scalar("<Q")
         if n > self.size:
             raise GGUFError("a metadata string is longer than the whole file")
+        if n > _MAX_STRING:
+            raise GGUFError(f"a metadata string claims {n:,} bytes, which cannot be right")
+        return n
+
+    def skip(self, n: int) -> None:
+        """Move past ``n`` bytes without reading them, checking they are in the file."""
+        if self.fh.tell() + n > self.size:
+            raise GGUFError("the file ends in the middle of its header (truncated download?)")
+        self.fh.seek(n, 1)
+
+    def skip_strings(self, n: int) -> None:
+        """Walk ``n`` length-prefixed strings through a small buffer, decoding none."""
+        buf, off, limit = b"", 0, min(self.size, _MAX_STRING)
+        for _ in range(n):
+            if off + 8 > len(buf):
+                buf = buf[off:] + self.fh.read(256 << 10)
+                off = 0
+                if len(buf) < 8:
+                    raise GGUFError("the file ends in the middle of its header "
+                                    "(truncated download?)")
+            (length,) = struct.unpack_from("<Q", buf, off)
+            if length > limit:
+                raise GGUFError("a metadata string is longer than the whole file")
+            off += 8 + length
+            if off > len(buf):  # the string runs past the buffer: jump over the rest
+                self.skip(off - len(buf))
+                buf, off = b"", 0
+        self.fh.seek(off - len(buf), 1)  # give back what was read ahead
+
+    def string(self) -> str:
+        n = self.string_length()
         try:
             return self.read(n).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise GGUFError("a metadata string is not valid UTF-8") from exc
 
-    def value(self, vtype: int) -> Any:
+    def value(self, vtype: int, depth: int = 0) -> Any:
         if vtype in _SCALARS:
             return self.scalar(_SCALARS[vtype])
         if vtype == _STRING:
             return self.string()
         if vtype == _ARRAY:
+            if depth >= _MAX_DEPTH:
+                raise GGUFError(f"metadata arrays are nested more than {_MAX_DEPTH} deep")
             item_type = self.scalar("<I")
             n = self.count("array items")
-            if item_type in _SCALARS and n > _ARRAY_KEEP:
-                width = struct.calcsize(_SCALARS[item_type])
-                if n * width > self.size:
-                    raise GGUFError("a metadata array is longer than the whole file")
-                self.fh.seek(n * width, 1)
+            if n > _ARRAY_KEEP:
+                # Long arrays (the vocabulary, its merges and scores) are walked, not
+                # built: only their length is ever used, and decoding 150k strings
+                # costs several times the header's size in memory.
+                self.skip_items(item_type, n, depth + 1)
                 return _ArrayLength(n)
-            items = [self.value(item_type) for _ in range(n)]
-            return items if n <= _ARRAY_KEEP else _ArrayLength(n)
+            return [self.value(item_type, depth + 1) for _ in range(n)]
         raise GGUFError(f"unknown metadata value type {vtype}")
+
+    def skip_items(self, item_type: int, n: int, depth: int) -> None:
+        if item_type in _SCALARS:
+            width = struct.calcsize(_SCALARS[item_type])
+            if n * width > self.size:
+                raise GGUFError("a metadata array is longer than the whole file")
+            self.skip(n * width)
+        elif item_type == _STRING:
+            self.skip_strings(n)
+        elif item_type == _ARRAY:
+            if depth >= _MAX_DEPTH:
+                raise GGUFError(f"metadata arrays are nested more than {_MAX_DEPTH} deep")
+            for _ in range(n):
+                inner = self.scalar("<I")
+                self.skip_items(inner, self.count("array items"), depth + 1)
+        else:
+            raise GGUFError(f"unknown metadata value type {item_type}")
 
 
 class _ArrayLength(int):
@@ -188,7 +267,12 @@ class _ArrayLength(int):
 
 
 def read_gguf(path: str | Path) -> GGUFInfo:
-    """Parse and check ``path``; raise :class:`GGUFError` with a readable reason."""
+    """Parse and check ``path``; raise :class:`GGUFError` with a readable reason.
+
+    Every way a stranger's bytes can be wrong ends here as :class:`GGUFError` (callers
+    catch only that: the CLI exits 2, the worker reports ``load_failed``), never as a
+    RecursionError, OverflowError or other traceback.
+    """
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -199,25 +283,39 @@ def read_gguf(path: str | Path) -> GGUFInfo:
         raise GGUFError(f"{path} is a folder, not a GGUF file") from exc
     except OSError as exc:
         raise GGUFError(f"{path} cannot be read: {exc.strerror}") from exc
-    with fh:
-        if size == 0:
-            raise GGUFError("the file is empty")
-        reader = _Reader(fh, size)
-        magic = fh.read(4)
-        if magic != GGUF_MAGIC:
-            raise GGUFError(f"this file is not a GGUF model (bad magic bytes {magic!r})")
-        version = reader.scalar("<I")
-        if version not in SUPPORTED_VERSIONS:
-            raise GGUFError(f"GGUF version {version} is not supported (only 2 and 3)")
-        n_tensors = reader.count("tensors")
-        n_kv = reader.count("metadata entries")
-        metadata: dict[str, Any] = {}
-        for _ in range(n_kv):
-            key = reader.string()
-            metadata[key] = reader.value(reader.scalar("<I"))
-        tensors = [_read_tensor_info(reader) for _ in range(n_tensors)]
-        alignment = int(metadata.get("general.alignment", 32) or 32)
-        data_start = -(-fh.tell() // alignment) * alignment
+    try:
+        with fh:
+            info = _parse(fh, path, size)
+        info.summary()  # the values the library stores must be sound, or we refuse now
+    except GGUFError:
+        raise
+    except OSError as exc:
+        raise GGUFError(f"{path} cannot be read: {exc.strerror or exc}") from exc
+    except (RecursionError, MemoryError, OverflowError, ValueError, TypeError,
+            struct.error) as exc:
+        raise GGUFError(f"the file's header is malformed ({type(exc).__name__})") from exc
+    return info
+
+
+def _parse(fh: BinaryIO, path: Path, size: int) -> GGUFInfo:
+    if size == 0:
+        raise GGUFError("the file is empty")
+    reader = _Reader(fh, size)
+    magic = fh.read(4)
+    if magic != GGUF_MAGIC:
+        raise GGUFError(f"this file is not a GGUF model (bad magic bytes {magic!r})")
+    version = reader.scalar("<I")
+    if version not in SUPPORTED_VERSIONS:
+        raise GGUFError(f"GGUF version {version} is not supported (only 2 and 3)")
+    n_tensors = reader.count("tensors")
+    n_kv = reader.count("metadata entries")
+    metadata: dict[str, Any] = {}
+    for _ in range(n_kv):
+        key = reader.string()
+        metadata[key] = reader.value(reader.scalar("<I"))
+    tensors = [_read_tensor_info(reader) for _ in range(n_tensors)]
+    alignment = _alignment(metadata.get("general.alignment", 32))
+    data_start = -(-fh.tell() // alignment) * alignment
     if not tensors:
         raise GGUFError("the file holds no tensors, so it is not a model")
     end = max(data_start + t.offset + t.n_bytes for t in tensors)
@@ -227,6 +325,15 @@ def read_gguf(path: str | Path) -> GGUFInfo:
                         "than it has (an interrupted download?)")
     return GGUFInfo(path=path, version=version, file_size=size, metadata=metadata,
                     tensors=tensors)
+
+
+def _alignment(value: Any) -> int:
+    """``general.alignment``: a power of two, as llama.cpp requires."""
+    if (isinstance(value, bool) or not isinstance(value, int)
+            or not 0 < value <= _MAX_ALIGNMENT or value & (value - 1)):
+        raise GGUFError(f"general.alignment is {str(value)[:40]!r}; it must be a power of "
+                        "two")
+    return value
 
 
 def _read_tensor_info(reader: _Reader) -> TensorInfo:
@@ -276,15 +383,12 @@ def read_metadata_prefix(data: bytes) -> dict[str, Any]:
                 item_type = reader.scalar("<I")
                 n = reader.count("array items")
                 metadata[key] = _ArrayLength(n)
-                if item_type == _STRING:
-                    for _ in range(n):
-                        reader.string()
-                elif item_type in _SCALARS:
-                    reader.read(n * struct.calcsize(_SCALARS[item_type]))
-                else:
-                    break
+                reader.skip_items(item_type, n, 1)
             else:
                 metadata[key] = reader.value(vtype)
     except GGUFError:
         pass  # the prefix ended inside this entry
+    except (RecursionError, MemoryError, OverflowError, ValueError, TypeError,
+            struct.error):
+        pass  # a malformed entry: keep what came before it
     return metadata

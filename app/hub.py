@@ -430,27 +430,53 @@ class Download:
                            f"{self.home.downloads}")
 
     def _transfer(self, have: int) -> None:
+        """Fetch until the file is complete, resuming after drops and short responses.
+
+        A try that ends without bringing the partial file past the furthest point
+        reached so far is fruitless: a dropped connection before any byte, a clean
+        response shorter than announced, or a server that ignores ``Range`` and again
+        sends only the start. Fruitless tries back off and, after ``_RETRIES`` in a
+        row, stop with a message; a try that makes progress resets the count.
+        """
         f = self.file
         assert f.size is not None
         url = hf_hub_url(f.repo, f.filename, revision=f.revision, endpoint=self.endpoint)
-        retries = 0
+        fruitless = 0
+        best = have
         started_from = have
         meter = _SpeedMeter()
         while have < f.size:
+            dropped: Exception | None = None
             try:
                 have = self._stream(url, have, started_from, meter)
             except httpx2.TransportError as exc:
                 if self._cancel.is_set():
                     raise DownloadCancelled(f"download of {f.filename} cancelled") from exc
-                before, have = have, self.partial_bytes
-                retries = 1 if have > before else retries + 1  # count only fruitless tries
-                if retries > _RETRIES:
+                dropped, have = exc, self.partial_bytes
+            if self._cancel.is_set():
+                raise DownloadCancelled(f"download of {f.filename} cancelled")
+            if have >= f.size:
+                break
+            if have > best:
+                best, fruitless = have, 1 if dropped else 0
+                if dropped is None:
+                    continue  # a short response that still moved on: ask for the rest
+            else:
+                fruitless += 1
+            if fruitless > _RETRIES:
+                if dropped is not None:
                     raise HubError(f"The connection to {self.endpoint} keeps dropping "
-                                   f"({type(exc).__name__}); {_human(have)} of "
+                                   f"({type(dropped).__name__}); {_human(have)} of "
                                    f"{_human(f.size)} are kept, try again to resume"
-                                   ) from exc
-                log.info("connection dropped at %d bytes; resuming (%d)", have, retries)
-                time.sleep(min(2.0, 0.2 * retries))
+                                   ) from dropped
+                raise HubError(f"The server at {self.endpoint} keeps ending the transfer "
+                               f"early: {f.filename} stops at {_human(have)} of the "
+                               f"{_human(f.size)} the hub announced. What arrived is kept; "
+                               "try again later to resume, or cancel the download")
+            log.info("transfer ended at %d of %d bytes (%s); retrying (%d)", have, f.size,
+                     type(dropped).__name__ if dropped else "short response", fruitless)
+            if self._cancel.wait(min(5.0, 0.2 * 2 ** fruitless)):
+                raise DownloadCancelled(f"download of {f.filename} cancelled")
 
     def _sync_hasher(self, have: int) -> None:
         """Make the running hash cover exactly the first ``have`` bytes of the partial file.
@@ -478,7 +504,9 @@ class Download:
             headers["Range"] = f"bytes={have}-"
         with get_session().stream("GET", url, headers=headers, follow_redirects=True,
                                   timeout=httpx2.Timeout(30.0)) as response:
-            if response.status_code == 416 and have == f.size:
+            if response.status_code == 416:
+                # Nothing beyond ``have``: complete, or the file is shorter than announced
+                # (a fruitless try for the caller to count).
                 return have
             if response.status_code >= 400:
                 response.read()  # the error text is in the body
@@ -559,8 +587,8 @@ class Download:
             raise HubError(f"{f.filename} matches the hub's hash but is not a usable "
                            f"GGUF model: {exc}") from exc
         target = self._target_path()
-        os.replace(self.part_path, target)
         try:
+            os.replace(self.part_path, target)
             record = self.library.register(
                 target, self.name or Path(f.filename).stem, source="download",
                 provenance={"repo": f.repo, "file": f.filename, "sha256": f.sha256,
@@ -573,13 +601,19 @@ class Download:
         return record
 
     def _target_path(self) -> Path:
+        """A name in ``models/`` that is ours alone: created with ``O_EXCL``, so two
+        downloads of same-named files from different repositories never share one."""
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(self.file.filename).stem).strip("-.")
-        target = self.home.models / f"{stem or 'model'}.gguf"
-        n = 2
-        while target.exists():
-            target = self.home.models / f"{stem}-{n}.gguf"
-            n += 1
-        return target
+        stem = stem or "model"
+        n = 1
+        while True:
+            target = self.home.models / (f"{stem}.gguf" if n == 1 else f"{stem}-{n}.gguf")
+            try:
+                os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            except FileExistsError:
+                n += 1
+                continue
+            return target
 
 
 class _SpeedMeter:

@@ -72,6 +72,11 @@ def delete_run(home: HearthHome, library: Library, run_id: str) -> list[Path]:
     if files.model is not None:
         library.remove(files.model.name)
     root = home.root.resolve()
+    # Runs made before output paths held the run id could share one file with a later
+    # run; a file the library lists for another model is that model's, never ours.
+    others = {r.path.resolve() for r in library.list()}
+    kept = [p for p in removed if p.resolve() in others]
+    removed = [p for p in removed if p not in kept]
     for path in removed:
         if not path.resolve().is_relative_to(root):
             continue  # never delete outside the home

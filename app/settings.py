@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from app.atomic import atomic_write_text
 from app.protocol import SamplingParams
 
 
@@ -54,18 +56,40 @@ class Settings:
         self.sampling_by_model[model] = asdict(sampling)
 
 
-def load_settings(path: Path) -> Settings:
-    """Read settings; a missing or damaged file gives the defaults (never a crash)."""
+def load_settings(path: Path, notices: list[str] | None = None) -> Settings:
+    """Read settings; a missing file gives the defaults, a damaged one too (never a crash).
+
+    A file that cannot be understood is not silently overwritten by the next save: it is
+    kept as ``settings.json.bad-<time>`` and a sentence for the person is appended to
+    ``notices``.
+    """
     try:
-        raw = json.loads(path.read_text("utf-8"))
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        return Settings()
+    except OSError as exc:
+        if notices is not None:
+            notices.append(f"{path} cannot be read ({exc.strerror or exc}); Hearth uses "
+                           "default settings this time")
+        return Settings()
+    try:
+        raw = json.loads(text)
         return Settings(load=LoadSettings(**raw.get("load", {})),
                         sampling_by_model=dict(raw.get("sampling_by_model", {})),
                         ui=dict(raw.get("ui", {})))
-    except (OSError, ValueError, TypeError, AttributeError):
+    except (ValueError, TypeError, AttributeError) as exc:
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        kept = path.with_name(f"{path.name}.bad-{stamp}")
+        try:
+            os.replace(path, kept)
+            where = f"it was kept as {kept.name}"
+        except OSError:
+            where = "it could not be moved aside"
+        if notices is not None:
+            notices.append(f"{path.name} could not be read ({type(exc).__name__}: "
+                           f"{str(exc)[:200]}); {where} and Hearth uses default settings")
         return Settings()
 
 
 def save_settings(path: Path, settings: Settings) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(asdict(settings), indent=2), "utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(asdict(settings), indent=2))

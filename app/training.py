@@ -91,7 +91,9 @@ def create_run(home: HearthHome, base: ModelRecord, dataset: Dataset, settings: 
         "export": asdict(export),
         "out_name": out_name,
         "adapter_dir": str(home.adapters / run_id),
-        "output_gguf": str(home.models / f"{_slug(out_name)}.{export.quant}.gguf"),
+        # The run id keeps two runs with one output name from sharing (and so replacing
+        # or deleting) each other's exported files.
+        "output_gguf": str(home.models / f"{_slug(out_name)}.{run_id}.{export.quant}.gguf"),
         "cache_dir": str(home.root / "cache" / "base-models"),
         **(extra_spec or {}),
     }
@@ -202,7 +204,9 @@ class TrainingClient:
         if self.alive:
             return
         root = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # The worker compares this with its parent to tell "the app died" (the run is
+        # interrupted, resumable) from "the app closed my stdin" after a cancel.
+        env = dict(os.environ, PYTHONUNBUFFERED="1", HEARTH_PARENT_PID=str(os.getpid()))
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
         self._ended = False
         log = self.log_file.open("a", encoding="utf-8")

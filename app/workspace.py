@@ -2,18 +2,27 @@
 
 Built once by whoever starts (the GUI, the CLI, a test) and passed down; there are no
 global instances, so a test builds its own workspace over a temporary home.
+
+Whoever changes the home's files (the app, a CLI command that imports, downloads or
+trains) opens it with ``lock=`` and so holds the home's lock (:mod:`app.home_lock`)
+until :meth:`Workspace.close`; a second such opener gets :class:`HomeLocked` saying
+which process has it. Problems that were repaired on the way in (a damaged database or
+settings file kept aside) are listed in :attr:`Workspace.notices` for the person.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.db import connect
+from app.home_lock import HomeLock, HomeLocked, acquire
 from app.library import Library
 from app.paths import HearthHome, resolve_home
 from app.settings import Settings, load_settings, save_settings
 from app.store import ConversationStore
+
+__all__ = ["HomeLocked", "Workspace", "open_workspace"]
 
 
 @dataclass
@@ -22,20 +31,37 @@ class Workspace:
     library: Library
     store: ConversationStore
     settings: Settings
+    notices: list[str] = field(default_factory=list)
+    """Sentences for the person about what was repaired while opening (shown once)."""
+    lock: HomeLock | None = None
 
     def save_settings(self) -> None:
         save_settings(self.home.settings_file, self.settings)
 
     def close(self) -> None:
         self.library.conn.close()
+        if self.lock is not None:
+            self.lock.release()
 
 
 def open_workspace(home: str | os.PathLike[str] | None = None,
-                   register_starter: bool = True) -> Workspace:
+                   register_starter: bool = True, lock: str | None = None) -> Workspace:
+    """Open the home; with ``lock`` (who is opening, in a few words) hold its lock."""
     resolved = resolve_home(home)
-    conn = connect(resolved.database)
-    library = Library(resolved, conn)
-    if register_starter:
-        library.ensure_starter()
-    return Workspace(resolved, library, ConversationStore(conn),
-                     load_settings(resolved.settings_file))
+    held = acquire(resolved.root, lock) if lock is not None else None
+    notices: list[str] = []
+    try:
+        conn = connect(resolved.database, notices)
+        try:
+            library = Library(resolved, conn)
+            if register_starter:
+                library.ensure_starter()
+            settings = load_settings(resolved.settings_file, notices)
+        except BaseException:
+            conn.close()
+            raise
+    except BaseException:
+        if held is not None:
+            held.release()
+        raise
+    return Workspace(resolved, library, ConversationStore(conn), settings, notices, held)

@@ -1,6 +1,7 @@
 """Hearth's LoRA trainer against the usual baseline, same model, data and settings.
 
     python backends/bench_train.py [--model PATH.gguf] [--steps 20] [--batch-size 4]
+    python backends/bench_train.py --dtypes     # Hearth's loop in fp32, bf16 and as probed
 
 The baseline is the path LLaMA-Factory and text-generation-webui take: transformers'
 ``Trainer`` over a PEFT model, records padded per batch by ``DataCollatorForSeq2Seq``,
@@ -125,8 +126,10 @@ def child_hearth(cfg: dict[str, Any]) -> dict[str, Any]:
                             warmup_ratio=0.1, min_lr_ratio=0.0, max_grad_norm=1.0,
                             eval_every=cfg["steps"] + 1, checkpoint_every=cfg["steps"] + 1)
     with tempfile.TemporaryDirectory() as tmp:
+        autocast = torch.bfloat16 if cfg.get("dtype") == "bfloat16" else None
         trainer = Trainer(model, train, val, settings, Path(tmp), emit=lambda e: None,
-                          cancel=threading.Event(), device=torch.device("cpu"))
+                          cancel=threading.Event(), device=torch.device("cpu"),
+                          autocast_dtype=autocast)
         trainer.eval_every = cfg["steps"] + 1  # measure the loop, evaluate afterwards
         started, cpu = time.perf_counter(), time.process_time()
         trainer.run()
@@ -135,7 +138,7 @@ def child_hearth(cfg: dict[str, Any]) -> dict[str, Any]:
             "tokens": trainer.trained_tokens,
             "tokens_per_s": trainer.trained_tokens / seconds,
             "tokens_per_cpu_s": trainer.trained_tokens / cpu,
-            "final_train_loss": trainer.history[-1]["loss"],
+            "final_train_loss": trainer.history[-1]["loss"], "dtype": cfg.get("dtype"),
             "val_loss": _val_loss(model, val),
             "peak_memory_bytes": _peak_memory(torch.device("cpu"))}
 
@@ -193,6 +196,68 @@ def child_baseline(cfg: dict[str, Any]) -> dict[str, Any]:
             "peak_memory_bytes": _peak_memory(torch.device("cpu"))}
 
 
+def child_probe(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The training worker's own dtype choice, on the same model and validation data."""
+    import torch
+
+    _threads(cfg)
+    from app.finetune import LoraSettings
+    from backends.dtype_probe import choose_dtype
+    from backends.trainer import Trainer
+
+    model, _, train, val = _prepare(cfg)
+    settings = LoraSettings(rank=cfg["rank"], alpha=2 * cfg["rank"], max_steps=1,
+                            batch_size=cfg["batch_size"], max_seq_len=cfg["max_seq_len"])
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(model, train, val, settings, Path(tmp), emit=lambda e: None,
+                          cancel=threading.Event(), device=torch.device("cpu"))
+
+        def val_loss(dtype: Any) -> float:
+            trainer.autocast_dtype = dtype
+            return trainer.evaluate(limit=4)
+
+        config = model.get_base_model().config
+        started = time.perf_counter()
+        choice = choose_dtype(torch.device("cpu"), config.hidden_size,
+                              config.intermediate_size, val_loss)
+    return {**choice.to_json(), "probe_seconds": time.perf_counter() - started}
+
+
+def _child(name: str, cfg_path: Path) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, __file__, "--child", name, "--config",
+                           str(cfg_path)], capture_output=True, text=True,
+                          env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode or not line:
+        sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(line[-1][7:])
+
+
+def _dtype_table(cfg: dict[str, Any], tmp: Path, as_json: bool) -> None:
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        path = tmp / f"cfg-{dtype}.json"
+        path.write_text(json.dumps({**cfg, "dtype": dtype}))
+        runs[dtype] = _child("hearth", path)
+    probe = _child("probe", tmp / "cfg.json")
+    chosen = runs[probe["dtype"]]
+    fp32 = runs["float32"]
+    result = {"runs": runs, "probe": probe,
+              "chosen_over_fp32_tokens_per_s": chosen["tokens_per_s"] / fp32["tokens_per_s"],
+              "bf16_val_loss_rel": runs["bfloat16"]["val_loss"] / fp32["val_loss"] - 1}
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{'dtype':10} {'tokens/s':>10} {'seconds':>9} {'peak MiB':>9} {'val loss':>9}")
+    for name, r in runs.items():
+        print(f"{name:10} {r['tokens_per_s']:10.1f} {r['seconds']:9.1f} "
+              f"{r['peak_memory_bytes'] / 2**20:9.0f} {r['val_loss']:9.4f}")
+    print(f"probe ({probe['probe_seconds']:.2f} s): {probe['dtype']} - {probe['reason']} "
+          f"(fp32 {probe['fp32_gflops']} GFLOP/s, bf16 {probe['bf16_gflops']} GFLOP/s)")
+    print(f"chosen/fp32 tokens/s {result['chosen_over_fp32_tokens_per_s']:.2f}x; bf16 "
+          f"validation loss {result['bf16_val_loss_rel']:+.2%} against fp32 (limit 2 %)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="base GGUF (default: the starter SmolLM2-135M)")
@@ -207,12 +272,17 @@ def main() -> None:
                         help="torch threads (0: torch's default). On a shared, loaded "
                         "machine --threads 1 and the CPU-time figures are the fair measure")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--child", choices=("hearth", "baseline"), help=argparse.SUPPRESS)
+    parser.add_argument("--dtypes", action="store_true",
+                        help="instead of the baseline: Hearth's loop in fp32 and in bf16, and "
+                        "the dtype the training worker's probe picks on this machine")
+    parser.add_argument("--child", choices=("hearth", "baseline", "probe"),
+                        help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         cfg = json.loads(Path(args.config).read_text())
-        result = child_hearth(cfg) if args.child == "hearth" else child_baseline(cfg)
+        result = {"hearth": child_hearth, "baseline": child_baseline,
+                  "probe": child_probe}[args.child](cfg)
         print("RESULT " + json.dumps(result), flush=True)
         return
 
@@ -234,14 +304,10 @@ def main() -> None:
                         "from pathlib import Path; from backends.train_model import load_base;"
                         "load_base(sys.argv[2], cache_dir=Path(sys.argv[3]))",
                         str(ROOT), model, args.cache], check=True, capture_output=True)
+        if args.dtypes:
+            return _dtype_table(cfg, Path(tmp), args.json)
         for name in ("baseline", "hearth"):
-            proc = subprocess.run([sys.executable, __file__, "--child", name, "--config",
-                                   str(cfg_path)], capture_output=True, text=True,
-                                  env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
-            line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-            if proc.returncode or not line:
-                sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
-            results[name] = json.loads(line[-1][7:])
+            results[name] = _child(name, cfg_path)
     h, b = results["hearth"], results["baseline"]
     summary = {
         "model": Path(model).name, "config": {k: v for k, v in cfg.items()

@@ -20,6 +20,7 @@ import ctypes
 import logging
 import os
 import queue
+import re
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ from typing import Any
 import llama_cpp
 
 from app import protocol as p
-from app.chat_template import ChatTemplate, ChatTemplateError
+from app.chat_template import ChatTemplate, ChatTemplateError, TemplateCancelled, render_parts
 from app.gguf_file import GGUFError, read_gguf
 from app.threads import default_threads
 from backends import llama_compat as compat
@@ -96,6 +97,8 @@ class Worker:
         # Ids of replies asked to stop; a Cancel may arrive before its Chat is started.
         self.cancelled: set[str] = set()
         self.closing = False
+        # The loaded model's control tokens by text, for tokenize (built on first use).
+        self._controls: _Controls | None = None
 
     # ----------------------------------------------------------------- plumbing
 
@@ -125,6 +128,10 @@ class Worker:
                 break
             try:
                 self.dispatch(command)
+            except OSError:
+                if self.closing:  # the app is gone: nobody to tell, nothing to finish
+                    break
+                raise
             except MemoryError:
                 self.channel.send(p.Error("out_of_memory", "the worker ran out of memory; "
                                           "try a smaller model or a shorter context",
@@ -211,6 +218,14 @@ class Worker:
         compat.crash_if_asked(self.llm, "chat")
         try:
             tokens, dropped = self.fit_prompt(cmd)
+        except TemplateCancelled:
+            # Stop (or the app's end) arrived while the template was rendering.
+            self.channel.send(p.Done(cmd.request_id, "", p.ReplyStats(
+                prompt_tokens=0, cached_tokens=0, completion_tokens=0, ttft_s=0.0,
+                prefill_tps=0.0, decode_tps=0.0,
+                total_s=round(time.perf_counter() - started, 4), finish_reason="cancelled",
+                template_source=self.template.source)))
+            return
         except (ChatTemplateError, ValueError) as exc:
             self.channel.send(p.Error("bad_request", str(exc), cmd.request_id))
             return
@@ -224,19 +239,83 @@ class Worker:
                                       cmd.request_id))
             self.llm.reset()
 
-    def render(self, messages: list[dict[str, str]], continue_last: bool) -> str:
-        assert self.template is not None
-        if continue_last and messages and messages[-1]["role"] == "assistant":
-            head = self.template.render(messages[:-1], add_generation_prompt=True)
-            return head + messages[-1]["content"]
-        return self.template.render(messages, add_generation_prompt=True)
+    def render(self, messages: list[dict[str, str]], continue_last: bool,
+               request_id: str = "") -> list[tuple[str, bool]]:
+        """The prompt as ``(text, is_content)`` parts (see render_parts).
 
-    def tokenize(self, text: str) -> list[int]:
+        The template is a stranger's program: it renders under the default limits, and
+        a Cancel of this reply or the app's end stops it at once.
+        """
+        assert self.template is not None
+
+        def should_stop() -> bool:
+            return self.closing or request_id in self.cancelled
+
+        guard = self._control_tokens().could_form
+        if continue_last and messages and messages[-1]["role"] == "assistant":
+            head = render_parts(self.template, messages[:-1], add_generation_prompt=True,
+                                should_stop=should_stop, guard=guard)
+            return [*head, (messages[-1]["content"], True)]
+        return render_parts(self.template, messages, add_generation_prompt=True,
+                            should_stop=should_stop, guard=guard)
+
+    def tokenize(self, parts: list[tuple[str, bool]]) -> list[int]:
+        """Token ids of the prompt, where only the template's text may hold control
+        tokens: a ``<|im_end|>`` typed into a message stays five plain tokens.
+
+        Cut at the control tokens' texts in the template's parts, the prompt becomes
+        runs of plain text (template and content together, so tokens across their
+        seams merge as before) and control tokens; llama.cpp tokenizes the runs with
+        ``special=False``. This is what its own ``special=True`` does, minus the
+        content.
+        """
         assert self.llm is not None and self.template is not None
-        bos = self.template.bos_token
-        wants_bos = bool(llama_cpp.llama_vocab_get_add_bos(compat.vocab(self.llm)))
-        add_bos = wants_bos and not (bos and text.startswith(bos))
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        controls = self._control_tokens()
+        pattern, ids = controls.pattern, controls.ids
+        pieces: list[str | int] = []
+        plain = ""
+        for text, is_content in parts:
+            if is_content or pattern is None:
+                plain += text
+                continue
+            at = 0
+            for found in pattern.finditer(text):
+                plain += text[at:found.start()]
+                if plain:
+                    pieces.append(plain)
+                plain = ""
+                pieces.append(ids[found.group(0)])
+                at = found.end()
+            plain += text[at:]
+        if plain:
+            pieces.append(plain)
+        vocab = compat.vocab(self.llm)
+        bos = llama_cpp.llama_vocab_bos(vocab)
+        starts_with_bos = bool(pieces) and pieces[0] == bos
+        tokens = [bos] if (llama_cpp.llama_vocab_get_add_bos(vocab) and bos >= 0
+                           and not starts_with_bos) else []
+        for piece in pieces:
+            if isinstance(piece, int):
+                tokens.append(piece)
+            else:
+                tokens.extend(self.llm.tokenize(piece.encode("utf-8"), add_bos=False,
+                                                special=False))
+        return tokens
+
+    def _control_tokens(self) -> _Controls:
+        """The model's control tokens (what ``special=True`` parses) by their text."""
+        assert self.llm is not None
+        if self._controls is None or self._controls.llm is not self.llm:
+            vocab = compat.vocab(self.llm)
+            wanted = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+            ids: dict[str, int] = {}
+            for token in range(llama_cpp.llama_vocab_n_tokens(vocab)):
+                if llama_cpp.llama_vocab_get_attr(vocab, token) & wanted:
+                    text = self._piece(token)
+                    if text:
+                        ids.setdefault(text, token)
+            self._controls = _Controls(self.llm, ids)
+        return self._controls
 
     def fit_prompt(self, cmd: p.Chat) -> tuple[list[int], int]:
         """Tokenize the conversation, dropping the oldest turns until it fits.
@@ -252,7 +331,7 @@ class Worker:
         budget = n_ctx - min(cmd.sampling.max_tokens, n_ctx // 2)
         dropped = 0
         while True:
-            tokens = self.tokenize(self.render(messages, cmd.continue_last))
+            tokens = self.tokenize(self.render(messages, cmd.continue_last, cmd.request_id))
             if len(tokens) <= budget:
                 return tokens, dropped
             first = 1 if messages[0]["role"] == "system" else 0
@@ -348,6 +427,34 @@ class Worker:
             total_s=round(time.perf_counter() - started, 4), finish_reason=finish,
             dropped_messages=dropped, template_source=self.template.source)
         self.channel.send(p.Done(cmd.request_id, text, stats))
+
+
+class _Controls:
+    """A model's control-token texts: where to cut a prompt, and which message contents
+    must be kept away from the template (see render_parts)."""
+
+    def __init__(self, llm: Any, ids: dict[str, int]) -> None:
+        self.llm = llm
+        self.ids = ids
+        # Longest first, as llama.cpp matches them.
+        texts = sorted(ids, key=len, reverse=True)
+        self.pattern = re.compile("|".join(map(re.escape, texts))) if texts else None
+        self.longest = max(map(len, texts), default=0)
+        self.heads = {t[:k] for t in texts for k in range(1, len(t))}
+        self.tails = {t[k:] for t in texts for k in range(1, len(t))}
+
+    def could_form(self, text: str) -> bool:
+        """Whether ``text`` holds a control token's text, or could make one with the
+        template's text around it (it ends with a token's start, begins with its end,
+        or is a piece of one)."""
+        if not text or self.pattern is None:
+            return False
+        if self.pattern.search(text):
+            return True
+        reach = min(self.longest, len(text) + 1)
+        return (any(text[-k:] in self.heads for k in range(1, reach))
+                or any(text[:k] in self.tails for k in range(1, reach))
+                or (len(text) < self.longest and any(text in t for t in self.ids)))
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def load_base(path: str | os.PathLike[str], dtype: torch.dtype = torch.float32,
             info = read_gguf(path)
         except GGUFError as exc:
             raise BaseModelError(f"cannot train on {path.name}: {exc}") from exc
-        folder, name = str(path.parent), path.name
+        name = path.name
         cached = cache_dir / _cache_key(path) if cache_dir is not None else None
         try:
             if cached is not None and (cached / "complete").exists():
@@ -72,9 +73,16 @@ def load_base(path: str | os.PathLike[str], dtype: torch.dtype = torch.float32,
                 model = AutoModelForCausalLM.from_pretrained(
                     str(cached), dtype=dtype, use_safetensors=True, trust_remote_code=False)
             else:
-                tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
-                model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name,
-                                                             dtype=dtype)
+                # Only the GGUF may speak for the model: transformers also reads
+                # tokenizer.json, config.json and the like from the folder it is given,
+                # so a stray file next to the GGUF (a Downloads folder) would replace
+                # its vocabulary. Load from a folder of our own holding only the file.
+                with tempfile.TemporaryDirectory(prefix="hearth-gguf-") as clean:
+                    _link_or_copy(path, Path(clean) / name)
+                    tokenizer = AutoTokenizer.from_pretrained(clean, gguf_file=name,
+                                                              trust_remote_code=False)
+                    model = AutoModelForCausalLM.from_pretrained(
+                        clean, gguf_file=name, dtype=dtype, trust_remote_code=False)
                 if cached is not None:
                     _save_cache(cached, model, tokenizer)
         except (ValueError, KeyError, NotImplementedError, OSError) as exc:
@@ -104,6 +112,19 @@ def load_base(path: str | os.PathLike[str], dtype: torch.dtype = torch.float32,
         log.warning("the base model has no chat template; training with ChatML")
     return BaseModel(model=model, tokenizer=tokenizer, template=template, eos_token=eos,
                      gguf_path=gguf_path)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Put ``source`` at ``target`` as cheaply as the filesystem allows."""
+    try:
+        os.symlink(source.resolve(), target)
+        return
+    except OSError:
+        pass
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def _save_cache(folder: Path, model: Any, tokenizer: Any) -> None:

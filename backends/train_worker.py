@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from app import train_protocol as tp
+from app.atomic import atomic_write_text
 from app.datasets import Example
 from app.finetune import ExportSettings, LoraSettings, Machine, estimate
 from app.kernels import KernelMemory, run_with_fallback
@@ -46,20 +47,47 @@ VAL_CHECK_MAX_RECORDS = 64
 
 
 class Emitter:
-    def __init__(self, run_dir: Path) -> None:
+    """Sends each event to the parent (stdout) and to ``events.jsonl``.
+
+    When the parent goes away (the app was killed or crashed) the pipe breaks. That
+    must not kill the worker before it has saved its work: the first failed write
+    sets ``parent_gone`` and ``cancel``, stdout is pointed at the null device, and the
+    events keep going to ``events.jsonl``; the training loop then checkpoints at its
+    next step and the run is recorded as interrupted (resumable).
+    """
+
+    def __init__(self, run_dir: Path, cancel: threading.Event | None = None) -> None:
         self.lock = threading.Lock()
         self.file = (run_dir / "events.jsonl").open("a", encoding="utf-8")
         self.phases: list[tuple[str, float]] = []  # (name, when it began): the timings
+        self.cancel = cancel
+        self.parent_gone = False
 
     def __call__(self, event: Any) -> None:
         if isinstance(event, tp.Phase):
             self.phases.append((event.name, time.perf_counter()))
         line = tp.encode(event)
         with self.lock:
-            sys.stdout.write(line + "\n")
-            sys.stdout.flush()
+            if not self.parent_gone:
+                try:
+                    sys.stdout.write(line + "\n")
+                    sys.stdout.flush()
+                except (OSError, ValueError):
+                    self._lose_parent()
             self.file.write(line + "\n")
             self.file.flush()
+
+    def _lose_parent(self) -> None:
+        self.parent_gone = True
+        if self.cancel is not None:
+            self.cancel.set()
+        log.warning("the app went away; saving a checkpoint and stopping")
+        with contextlib.suppress(OSError):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, sys.stdout.fileno())
+            os.close(null)
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - for exit
 
 
 def write_state(run_dir: Path, **fields: Any) -> None:
@@ -69,9 +97,7 @@ def write_state(run_dir: Path, **fields: Any) -> None:
     with contextlib.suppress(OSError, ValueError):
         state = json.loads(path.read_text("utf-8"))
     state.update(fields, updated_at=datetime.now(UTC).isoformat(timespec="seconds"))
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(state, indent=2), "utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(state, indent=2))
 
 
 def _read_examples(path: Path) -> list[Example]:
@@ -79,11 +105,24 @@ def _read_examples(path: Path) -> list[Example]:
         return [Example.from_json(json.loads(line)) for line in fh if line.strip()]
 
 
-def _watch_stdin(cancel: threading.Event) -> None:
-    for line in sys.stdin:
-        if line.strip() == tp.CANCEL_COMMAND:
-            cancel.set()
-    cancel.set()  # the parent went away: stop at the next step, with a checkpoint
+def _watch_stdin(cancel: threading.Event, emit: Emitter) -> None:
+    try:
+        for line in sys.stdin:
+            if line.strip() == tp.CANCEL_COMMAND:
+                cancel.set()
+    except (OSError, ValueError):
+        pass
+    # The parent went away: stop at the next step, with a checkpoint.
+    emit.parent_gone = emit.parent_gone or not _parent_alive()
+    cancel.set()
+
+
+def _parent_alive() -> bool:
+    """False once this worker has been orphaned (re-parented to init or a subreaper)."""
+    parent = os.environ.get("HEARTH_PARENT_PID")
+    if parent and parent.isdigit():
+        return os.getppid() == int(parent)
+    return True
 
 
 def pick_device() -> tuple[torch.device, str]:
@@ -243,7 +282,12 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     write_state(run_dir, total_steps=plan.total_steps)
     outcome = trainer.run()
     if outcome == "cancelled":
-        write_state(run_dir, status="cancelled", step=trainer.step)
+        if emit.parent_gone:
+            # Not the person's choice: the app died. Keep it listed as resumable.
+            write_state(run_dir, status="interrupted", step=trainer.step,
+                        reason="the app went away during training")
+        else:
+            write_state(run_dir, status="cancelled", step=trainer.step)
         return 0
     write_state(run_dir, status="exporting", step=trainer.step)
     train_s = trainer.elapsed
@@ -491,10 +535,10 @@ def main() -> None:
     run_dir = Path(sys.argv[1])
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    emit = Emitter(run_dir)
     cancel = threading.Event()
+    emit = Emitter(run_dir, cancel)
     signal.signal(signal.SIGINT, lambda *_: cancel.set())
-    threading.Thread(target=_watch_stdin, args=(cancel,), daemon=True).start()
+    threading.Thread(target=_watch_stdin, args=(cancel, emit), daemon=True).start()
     # <home>/runs/<id>: the home's thread claims tell a chat worker left on "auto" to
     # keep off the cores this run computes on.
     claims = ThreadClaims(HearthHome(run_dir.parent.parent).busy)

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from app import train_protocol as tp
+from app.atomic import atomic_write_text, fsync_dir, fsync_file
 from app.finetune import LoraSettings
 from backends.train_data import Tokenized
 
@@ -313,12 +314,16 @@ class Trainer:
                 "param_groups": [{k: v for k, v in g.items() if k != "params"}
                                  for g in state["param_groups"]]}
         (tmp / "state.json").write_text(json.dumps(meta), "utf-8")
+        # Everything on disk before latest.json points at it: a power cut after the
+        # pointer moved must not find empty files behind it.
+        for written in tmp.iterdir():
+            fsync_file(written)
+        fsync_dir(tmp)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
-        latest = self.checkpoints / "latest.json"
-        latest_tmp = self.checkpoints / "latest.json.tmp"
-        latest_tmp.write_text(json.dumps({"step": self.step, "path": final.name}), "utf-8")
-        os.replace(latest_tmp, latest)
+        fsync_dir(self.checkpoints)
+        atomic_write_text(self.checkpoints / "latest.json",
+                          json.dumps({"step": self.step, "path": final.name}))
         for old in self.checkpoints.glob("step-*"):
             if old != final:
                 shutil.rmtree(old, ignore_errors=True)

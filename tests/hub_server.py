@@ -15,8 +15,9 @@ Tests shape failures through attributes: ``drop_after`` (close the connection af
 that many body bytes, once), ``corrupt`` (flip a byte of what is served, not of what is
 announced), ``throttle`` (seconds to sleep per chunk), ``require_token`` (401 without
 ``Authorization: Bearer <token>``), ``ignore_range`` (answer 200 with the whole file,
-as some proxies do). ``requests`` records every request's method, path
-and ``Range`` header.
+as some proxies do), ``short_body`` (send at most that many bytes of the file in a
+clean, complete response whose ``Content-Length`` says so: a server that ends every
+transfer early). ``requests`` records every request's method, path and ``Range`` header.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class FakeHub:
         self.corrupt = False
         self.throttle = 0.0
         self.ignore_range = False
+        self.short_body: int | None = None
         self.require_token: str | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -260,6 +262,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             status = 206
         body = data[start:]
+        if self.fake.short_body is not None:
+            body = body[:max(0, self.fake.short_body - start)]
         self.send_response(status)
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Content-Length", str(len(body)))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from app.terminal import PrintableStream, printable
 from tests.gguf_factory import write_tiny_gguf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,3 +102,30 @@ def test_interactive_chat(tmp_path: Path) -> None:
         text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("> ") >= 3
+
+
+ESCAPES = "\x1b[2J\x1b]0;owned\x07\x9b31m\u202eevil\r"
+
+
+def test_escape_sequences_from_a_model_file_never_reach_the_terminal(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    hostile = write_tiny_gguf(tmp_path / "h.gguf", name=f"clean{ESCAPES}name")
+    assert hearth(home, "models", "import", str(hostile), "--name", "h").returncode == 0
+    for args in (("models", "info", "h"), ("models", "list"), ("models", "info", "h", "--json")):
+        shown = hearth(home, *args)
+        assert shown.returncode == 0, shown.stderr
+        out = shown.stdout + shown.stderr
+        assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]", out), repr(out)
+    info = hearth(home, "models", "info", "h").stdout
+    assert "clean[2J]0;owned31mevilname" in info  # the text stays, only the controls go
+    # JSON keeps the exact text, escaped by json itself.
+    assert "\\u001b[2J" in hearth(home, "models", "info", "h", "--json").stdout
+
+
+def test_printable_keeps_text_and_the_progress_bars_carriage_return() -> None:
+    assert printable(f"a\tb\nc{ESCAPES}") == "a\tb\nc[2J]0;owned31mevil"
+    out = io.StringIO()
+    stream = PrintableStream(out)
+    stream.write("\r[###] 50%")
+    stream.write(f"name{ESCAPES}")
+    assert out.getvalue() == "\r[###] 50%name[2J]0;owned31mevil"

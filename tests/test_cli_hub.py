@@ -126,3 +126,13 @@ def test_fit_reports_a_verdict_with_numbers(tmp_path: Path) -> None:
     # 2 layers x 256 tokens x 1 KV head x (8 + 8: n_embd 16 / 2 heads) x 2 bytes
     assert report["kv_cache_bytes"] == 2 * 256 * 1 * 16 * 2
     assert report["typical_bytes"] > report["weights_bytes"] > 0
+
+
+def test_search_shows_a_hostile_repository_name_without_its_escape_sequences(
+        fake_hub: FakeHub, tmp_path: Path) -> None:  # noqa: F811
+    fake_hub.add_repo("someone/tiny\x1b[2J\x1b]0;owned\x07-GGUF",
+                      {"t-Q8_0.gguf": write_tiny_gguf(tmp_path / "t.gguf").read_bytes()})
+    done = _hearth(tmp_path, fake_hub, "models", "search", "tiny")
+    assert done.returncode == 0, done.stderr
+    assert "someone/tiny[2J]0;owned-GGUF" in done.stdout
+    assert "\x1b" not in done.stdout + done.stderr and "\x07" not in done.stdout

@@ -116,3 +116,49 @@ def test_settings_validate_and_presets_scale_with_data() -> None:
     assert small.epochs > big.epochs
     assert preset("thorough", 50, cpu).rank > preset("quick", 50, cpu).rank
     assert LoraSettings().with_overrides(rank=4, epochs=None).rank == 4
+
+
+# ---------------------------------------------------------- hostile files (issue 11 F16)
+
+_OK = json.dumps({"messages": [{"role": "user", "content": "hi"},
+                               {"role": "assistant", "content": "yo"}]})
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json"])
+def test_deeply_nested_json_names_its_line(tmp_path: Path, suffix: str) -> None:
+    deep = "[" * 200_000 + "]" * 200_000
+    path = tmp_path / f"deep{suffix}"
+    if suffix == ".jsonl":
+        path.write_text(f"{_OK}\n{deep}\n")
+        where = "Line 2 of deep.jsonl"
+    else:
+        path.write_text(f"[\n{_OK},\n{deep}\n]\n")
+        where = "of deep.json"
+    with pytest.raises(DatasetError, match=f"{where}: .*nested too deeply"):
+        load_dataset(path)
+
+
+def test_size_caps_give_line_numbered_errors(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.datasets as ds
+
+    monkeypatch.setattr(ds, "MAX_MESSAGE_CHARS", 1000)
+    long = json.dumps({"messages": [{"role": "user", "content": "x" * 1001},
+                                    {"role": "assistant", "content": "yo"}]})
+    path = tmp_path / "long.jsonl"
+    path.write_text(f"{_OK}\n{long}\n")
+    with pytest.raises(DatasetError, match="Line 2 of long.jsonl: message 1 is 1,001 "
+                                           "characters long; the limit is 1,000"):
+        load_dataset(path)
+
+    monkeypatch.setattr(ds, "MAX_RECORDS", 3)
+    path = tmp_path / "many.jsonl"
+    path.write_text("\n".join([_OK] * 4) + "\n")
+    with pytest.raises(DatasetError, match="Line 4 of many.jsonl: more than 3 records"):
+        load_dataset(path)
+
+    monkeypatch.setattr(ds, "MAX_FILE_BYTES", 100)
+    path = tmp_path / "big.jsonl"
+    path.write_text("\n".join([_OK] * 3) + "\n")
+    with pytest.raises(DatasetError, match="big.jsonl is .* bytes; the limit is 100"):
+        load_dataset(path)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox
 
@@ -25,6 +26,8 @@ from app.finetune import ExportSettings, LoraSettings
 from app.training import create_run, list_runs
 from app.workspace import Workspace
 from tests.finetune_fixtures import fact_rows, hearth_cache, tiny_gguf, write_jsonl  # noqa: F401
+from tests.gguf_factory import CHATML
+from tests.gguf_factory import write_tiny_gguf as write_header_only_gguf
 from ui.finetune_tab import FineTuneTab
 
 FAST = LoraSettings(rank=4, alpha=8, learning_rate=1e-3, max_steps=6, batch_size=4,
@@ -116,6 +119,33 @@ def test_setup_shows_counts_preview_and_an_estimate_per_preset(qtbot, tiny_ws: W
         tab.load_file(write_jsonl(tmp_path / "one.jsonl", fact_rows()[:1]))
     assert "at least 2 records" in tab.start_error.text()
     assert not tab.start_button.isEnabled()
+
+
+def test_a_template_that_never_ends_is_laid_out_off_the_gui_thread_and_stopped(
+        qtbot, tiny_ws: Workspace, tmp_path: Path) -> None:
+    """F3: the preview and the estimate render the data through the model's template, a
+    stranger's program; a spinning one must neither freeze the window nor run forever."""
+    spin = ("{% for a in range(99999) %}{% for b in range(99999) %}{% endfor %}{% endfor %}"
+            + CHATML)
+    model = write_header_only_gguf(tmp_path / "spinning.gguf", chat_template=spin)
+    tiny_ws.library.register(model, "spinning")
+    tab = _tab(qtbot, tiny_ws)
+    assert tab.set_model("spinning")
+    ticks: list[float] = []
+    timer = QTimer(tab, interval=20)
+    timer.timeout.connect(lambda: ticks.append(time.monotonic()))
+    timer.start()
+    started = time.monotonic()
+    with qtbot.waitSignal(tab.dataset_checked, timeout=60_000):
+        tab.load_file(write_jsonl(tmp_path / "facts.jsonl", fact_rows()))
+    took = time.monotonic() - started
+    timer.stop()
+    gaps = [b - a for a, b in zip([started, *ticks], ticks, strict=False)]
+    assert took > 0.4  # two renders ran into the step limit...
+    assert max(gaps) < 0.3, max(gaps)  # ...while the window went on ticking
+    assert "was stopped: it runs more than" in tab.preview_view.toPlainText()
+    assert "was stopped" in tab.start_error.text() and not tab.start_button.isEnabled()
+    tab.shutdown()
 
 
 def test_short_memory_without_a_chat_to_unload_asks_first(qtbot, tiny_ws: Workspace,

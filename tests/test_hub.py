@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -308,3 +309,77 @@ def test_the_fake_hub_speaks_huggingface_hubs_own_protocol(served, tmp_path) -> 
     assert meta.commit_hash == "0123456789abcdef0123456789abcdef01234567"
     path = hf_hub_download(REPO, FILE, cache_dir=tmp_path / "hf-cache", endpoint=hub.url)
     assert Path(path).read_bytes() == data
+
+
+def _run_in_thread(job: Download, seconds: float) -> list[object]:
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(job.run())
+        except Exception as exc:  # noqa: BLE001 - the test looks at what came out
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        job.cancel()  # the old loop never ended by itself; stop it for the next test
+        thread.join(30)
+        outcome.insert(0, "still running")
+    return outcome
+
+
+@pytest.mark.parametrize("ignore_range", [True, False])
+def test_a_server_that_ends_every_transfer_early_is_given_up_on(served, workspace,
+                                                                ignore_range: bool) -> None:
+    """Issue 11 F4: a clean 200 shorter than announced (and, worse, with Range ignored)
+    sent the download into an endless loop; it now gives up with a clear message."""
+    hub, _ = served
+    hub.short_body = 50_000
+    hub.ignore_range = ignore_range
+    job = Download(workspace.home, workspace.library, _file(hub))
+    outcome = _run_in_thread(job, 30)
+    assert len(outcome) == 1 and isinstance(outcome[0], HubError), outcome
+    assert "keeps ending the transfer early" in str(outcome[0])
+    transfers = [r for r in hub.requests if r[0] == "GET" and r[1].startswith("/cdn/")]
+    assert 2 <= len(transfers) <= 8
+    assert workspace.library.list() == []
+
+
+def test_cancel_is_seen_between_responses_that_bring_no_bytes(served, workspace) -> None:
+    """Issue 11 F4: cancel was checked only per chunk, so a server sending empty bodies
+    could not be cancelled."""
+    hub, _ = served
+    hub.short_body = 0
+    hub.ignore_range = True
+    job = Download(workspace.home, workspace.library, _file(hub))
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(job.run())
+        except Exception as exc:  # noqa: BLE001
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not hub.range_requests() and not any(p.startswith("/cdn/") for _, p, _ in
+                                               hub.requests) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    job.cancel()
+    thread.join(2)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], DownloadCancelled), outcome
+    assert list(workspace.home.downloads.iterdir()) == []
+
+
+def test_two_downloads_of_same_named_files_get_their_own_targets(served, workspace) -> None:
+    """Issue 11 F2, for downloads: two repositories' ``model-Q4_K_M.gguf`` finishing
+    together picked one target name (checked with exists(), then renamed over)."""
+    hub, _ = served
+    first = Download(workspace.home, workspace.library, _file(hub))
+    second = Download(workspace.home, workspace.library, _file(hub))
+    a, b = first._target_path(), second._target_path()
+    assert a != b and a.exists() and b.exists()

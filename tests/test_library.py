@@ -55,3 +55,102 @@ def test_starter_is_registered_once_and_never_deleted(home_dir: Path,
         assert starter_gguf.exists()
     finally:
         ws.close()
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_two_imports_of_one_file_name_at_once_keep_each_file_whole(
+        workspace: Workspace, tmp_path: Path) -> None:
+    """Issue 11 F2: a drop of two ``ggml-model-Q4_K_M.gguf`` from different folders.
+
+    Both copies are held at a barrier after their first chunk, so they really overlap;
+    each registered file must be byte for byte its own source."""
+    import contextlib
+    import threading
+
+    a = write_tiny_gguf(tmp_path / "a" / "ggml-model-Q4_K_M.gguf", seed=1, pad_to=40_000)
+    b = write_tiny_gguf(tmp_path / "b" / "ggml-model-Q4_K_M.gguf", seed=2, pad_to=20_000)
+    barrier = threading.Barrier(2, timeout=10)
+    results: dict[Path, object] = {}
+
+    def run(source: Path) -> None:
+        def progress(done: int, total: int) -> None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait()
+        try:
+            results[source] = workspace.library.import_file(source, progress=progress)
+        except Exception as exc:  # noqa: BLE001 - the test reports what happened
+            results[source] = exc
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    records = {source: results[source] for source in (a, b)}
+    for source, record in records.items():
+        assert not isinstance(record, Exception), f"{source}: {record!r}"
+        assert _sha(record.path) == _sha(source)
+        assert record.provenance["sha256"] == _sha(source)
+    assert len({r.name for r in records.values()}) == 2
+    assert len({r.path for r in records.values()}) == 2
+    assert sorted(p.name for p in workspace.home.models.iterdir()) == sorted(
+        r.path.name for r in records.values())
+
+
+def test_a_failed_import_leaves_no_file_and_does_not_block_the_name(
+        workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 11 F8: a failure after the copy (here: registering) must not leave an
+    unlisted file behind that blocks the name and that nothing can remove."""
+    source = write_tiny_gguf(tmp_path / "m.gguf")
+    lib = workspace.library
+    real_insert = lib._insert
+
+    def failing_insert(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(lib, "_insert", failing_insert)
+    with pytest.raises((LibraryError, OSError)):
+        lib.import_file(source)
+    assert list(workspace.home.models.iterdir()) == []
+    monkeypatch.setattr(lib, "_insert", real_insert)
+    record = lib.import_file(source)
+    assert record.name == "m"
+    assert [p.name for p in workspace.home.models.iterdir()] == [record.path.name]
+
+
+def test_an_orphan_file_in_models_does_not_block_an_import(workspace: Workspace,
+                                                           tmp_path: Path) -> None:
+    """Issue 11 F8: a file left in ``models/`` by a crash (not in the library) must not
+    make every later import of that name fail."""
+    source = write_tiny_gguf(tmp_path / "m.gguf")
+    orphan = workspace.home.models / "m.gguf"
+    orphan.write_bytes(b"left by a crash")
+    record = workspace.library.import_file(source)
+    assert _sha(record.path) == _sha(source)
+    assert orphan.read_bytes() == b"left by a crash"  # not ours to delete
+
+
+def test_a_stored_record_with_infinite_or_text_numbers_still_lists_and_fits(
+        workspace: Workspace, tmp_path: Path) -> None:
+    """Issue 11 F9: a record stored with ``+inf`` (or a string) in its shape broke the
+    Models tab and ``models fit`` at every start; such values now read as unknown."""
+    import json
+
+    from app.fit import verdict_for
+
+    source = write_tiny_gguf(tmp_path / "m.gguf")
+    record = workspace.library.import_file(source)
+    info = dict(record.info, n_embd=float("inf"), n_layers="many", context_length=-1,
+                n_head=2.0)
+    workspace.library.conn.execute("UPDATE models SET info = ? WHERE name = ?",
+                                   (json.dumps(info), record.name))
+    stored = workspace.library.get(record.name)
+    assert stored.info["n_embd"] is None and stored.info["n_layers"] is None
+    assert stored.info["context_length"] is None and stored.info["n_head"] == 2
+    verdict = verdict_for(stored.info, 512)
+    assert verdict.level

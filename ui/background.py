@@ -4,16 +4,36 @@ A plain Python thread runs the call; its result or exception comes back through 
 signal, which Qt queues to the GUI thread because this object lives there. Each owner
 (a tab) has its own :class:`Background` and calls :meth:`shutdown` when it closes, so
 no thread outlives the window (or a test).
+
+An error is never dropped: a call without ``on_error`` gets :func:`show_error`, which
+logs it with its traceback and tells the person in a (non-blocking) message box.
 """
 
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+log = logging.getLogger("hearth.ui")
+
+
+def show_error(exc: BaseException, parent: QWidget | None = None,
+               what: str = "A background task") -> QMessageBox:
+    """Log ``exc`` and show it, as one plain line, in a message box that does not block."""
+    log.error("%s failed", what, exc_info=(type(exc), exc, exc.__traceback__))
+    reason = str(exc).strip() or type(exc).__name__
+    box = QMessageBox(QMessageBox.Icon.Warning, "Something went wrong",
+                      f"{what} failed: {reason}", QMessageBox.StandardButton.Ok, parent)
+    box.setTextFormat(Qt.TextFormat.PlainText)  # the reason may quote a stranger's text
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.open()
+    return box
 
 
 class Background(QObject):
@@ -55,9 +75,13 @@ class Background(QObject):
         on_done, on_error = self._callbacks.pop(task_id, (None, None))
         if ok and on_done is not None:
             on_done(result)
-        elif not ok and on_error is not None:
+        elif not ok:
             assert isinstance(result, BaseException)
-            on_error(result)
+            if on_error is not None:
+                on_error(result)
+            else:
+                parent = self.parent()
+                show_error(result, parent if isinstance(parent, QWidget) else None)
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Wait for running calls (callers stop long ones first, e.g. pause downloads)."""

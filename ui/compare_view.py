@@ -29,6 +29,7 @@ from app.paths import HearthHome
 from app.settings import LoadSettings
 from app.threads import default_threads
 from ui.inference_bridge import InferenceBridge
+from ui.untrusted import PlainLabel
 
 FLUSH_MS = 50
 COMPARE_SAMPLING = p.SamplingParams(temperature=0.0, seed=0, max_tokens=256)
@@ -77,7 +78,7 @@ class CompareView(QWidget):
                                              "Who wrote the Quillport charter?")
         layout.addWidget(self.prompts_edit)
         row = QHBoxLayout()
-        self.status = QLabel("")
+        self.status = PlainLabel("")
         self.run_button = QPushButton("Compare")
         self.run_button.clicked.connect(self._on_run_clicked)
         row.addWidget(self.status, 1)
@@ -198,11 +199,11 @@ class CompareView(QWidget):
         for side in self.sides:
             side.outputs, side.stats = [], []
         for column, side in enumerate(self.sides, start=1):
-            header = QLabel(side.title)
+            header = PlainLabel(side.title)
             header.setStyleSheet("font-weight: 600")
             self.grid.addWidget(header, 0, column)
         for row, prompt in enumerate(prompts, start=1):
-            label = QLabel(prompt)
+            label = PlainLabel(prompt)
             label.setWordWrap(True)
             label.setAlignment(Qt.AlignmentFlag.AlignTop)
             label.setMaximumWidth(220)
@@ -211,7 +212,7 @@ class CompareView(QWidget):
                 output = QPlainTextEdit(readOnly=True)
                 output.setMinimumHeight(80)
                 output.setMaximumHeight(180)
-                stats = QLabel("")
+                stats = PlainLabel("")
                 stats.setStyleSheet("color: gray")
                 side.outputs.append(output)
                 side.stats.append(stats)

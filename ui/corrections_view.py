@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from app.corrections import CorrectionStore, TrainingExample
 from app.store import ConversationStore
+from ui.untrusted import PlainLabel, warn
 
 
 class CorrectReplyDialog(QDialog):
@@ -57,7 +58,7 @@ class CorrectReplyDialog(QDialog):
         layout.addWidget(QLabel("Corrected reply:"))
         self.editor = QPlainTextEdit(original)
         layout.addWidget(self.editor, 1)
-        self.error = QLabel()
+        self.error = PlainLabel()
         self.error.setStyleSheet("color: #c0392b")
         layout.addWidget(self.error)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
@@ -93,7 +94,7 @@ class CorrectionsView(QWidget):
         self.corrections = corrections
         layout = QVBoxLayout(self)
         header = QHBoxLayout()
-        self.count_label = QLabel()
+        self.count_label = PlainLabel()
         self.count_label.setStyleSheet("font-weight: 600")
         self.export_button = QPushButton("Export JSONL…")
         self.export_button.clicked.connect(self._on_export)
@@ -179,7 +180,7 @@ class CorrectionsView(QWidget):
         try:
             self.corrections.update(example_id, self.corrected_edit.toPlainText())
         except ValueError as exc:
-            QMessageBox.warning(self, "Cannot save", str(exc).capitalize() + ".")
+            warn(self, "Cannot save", str(exc).capitalize() + ".")
             return
         self.refresh()
 

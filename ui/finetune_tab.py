@@ -42,7 +42,6 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSplitter,
     QTabWidget,
-    QTextBrowser,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -66,11 +65,13 @@ from app.tune_plan import (
     preview,
 )
 from app.workspace import Workspace
+from ui.background import Background
 from ui.compare_view import CompareView
 from ui.run_history import RESUMABLE, RunHistoryView, human_bytes
 from ui.settings_form import SettingsForm
 from ui.training_bridge import TrainingBridge
 from ui.training_view import ERROR_COLOUR, OK_COLOUR, TrainingView, _duration
+from ui.untrusted import PlainLabel, SafeTextBrowser, esc, warn
 
 PREVIEW_RECORDS = 3
 TRAINED_BACKGROUND = "#ffe9a8"
@@ -118,7 +119,9 @@ class _Checker(QObject):
 
 class FineTuneTab(QWidget):
     chat_requested = Signal(str)  # library name of a tuned model to open a chat with
-    dataset_checked = Signal(object)  # Dataset or DatasetError, after each check
+    # Dataset or DatasetError, after each check; for a usable dataset, once its records
+    # are laid out by the model's template too (preview and estimate shown).
+    dataset_checked = Signal(object)
     run_started = Signal(str)  # run id
     run_ended = Signal(str, str)  # run id, status: finished, cancelled, failed, interrupted
 
@@ -146,7 +149,13 @@ class FineTuneTab(QWidget):
         self.tuned_model: ModelRecord | None = None
         self.compare_dialog: QDialog | None = None
         self._facts: dict[str, ModelFacts] = {}
-        self._shapes: dict[tuple[str, str], DataShape] = {}  # (model, dataset sha)
+        # The data laid out by a model's template, by (model, dataset sha): rendered on
+        # a helper thread, since the template is a stranger's program (see _lay_out).
+        self._shapes: dict[tuple[str, str], DataShape | ValueError] = {}
+        self._previews: dict[tuple[str, str], list[PreviewRecord] | ValueError] = {}
+        self._laying_out: tuple[str, str] | None = None
+        self._unannounced: Dataset | None = None  # checked, waiting for its layout
+        self._layouts = Background(self)
         self._chat_unloaded = False
         self._checker = _Checker(self)
         self._checker.done.connect(self._on_dataset_checked)
@@ -189,6 +198,7 @@ class FineTuneTab(QWidget):
                                          " QLabel { color: #4a3b00 }")
         banner = QHBoxLayout(self.resume_banner)
         self.resume_label = QLabel()
+        self.resume_label.setTextFormat(Qt.TextFormat.RichText)
         self.resume_label.setWordWrap(True)
         self.banner_resume_button = QPushButton("Resume")
         self.banner_resume_button.clicked.connect(self._on_banner_resume)
@@ -222,7 +232,7 @@ class FineTuneTab(QWidget):
         file_row.addStretch(1)
         file_row.addWidget(self.choose_button)
         form.addLayout(file_row)
-        self.file_label = QLabel("Choose or drop a .jsonl, .json or .txt file: OpenAI chat, "
+        self.file_label = PlainLabel("Choose or drop a .jsonl, .json or .txt file: OpenAI chat, "
                                  "ShareGPT, Alpaca or plain text.")
         self.file_label.setWordWrap(True)
         self.file_label.setStyleSheet("color: gray")
@@ -233,7 +243,7 @@ class FineTuneTab(QWidget):
         self.source_group.addButton(self.file_radio)
         self.source_group.addButton(self.corrections_radio)
         self.corrections_radio.toggled.connect(self._on_source_changed)
-        self.validation_label = QLabel("")
+        self.validation_label = PlainLabel("")
         self.validation_label.setWordWrap(True)
         self.validation_label.setTextInteractionFlags(
             Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -284,7 +294,7 @@ class FineTuneTab(QWidget):
         column_layout.addWidget(scroll, 1)
 
         start_row = QHBoxLayout()
-        self.start_error = QLabel("")
+        self.start_error = PlainLabel("")
         self.start_error.setWordWrap(True)
         self.start_error.setStyleSheet(f"color: {ERROR_COLOUR}")
         self.start_button = QPushButton("Start fine-tuning")
@@ -307,7 +317,7 @@ class FineTuneTab(QWidget):
                         "context, laid out by the model's own chat template.")
         legend.setWordWrap(True)
         right_layout.addWidget(legend)
-        self.preview_view = QTextBrowser()
+        self.preview_view = SafeTextBrowser()
         self.preview_view.setPlaceholderText("Choose some data to see how it will be trained.")
         right_layout.addWidget(self.preview_view, 1)
         splitter.addWidget(right)
@@ -479,13 +489,16 @@ class FineTuneTab(QWidget):
                 + f", about {s.approx_tokens:,} tokens; longest record on line "
                   f"{s.longest_record_line} ({s.longest_record_chars:,} characters).")
             self.issues_view.hide()
-            self._update_preview()
             # The preset's epochs follow the dataset's size, so choose them again.
             self.settings_form.blockSignals(True)
             self._apply_preset()
             self.settings_form.blockSignals(False)
+            self._unannounced = result
+            self._update_preview()
         self._update_plan()
-        self.dataset_checked.emit(result)
+        if self._laying_out is None or self._unannounced is not result:
+            self._unannounced = None
+            self.dataset_checked.emit(result)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt's name
         urls = event.mimeData().urls()
@@ -501,18 +514,80 @@ class FineTuneTab(QWidget):
 
     # ---------------------------------------------------- preview and estimate
 
-    def _update_preview(self) -> None:
+    def _layout_key(self) -> tuple[str, str] | None:
         record = self.current_model()
         if self.dataset is None or record is None:
+            return None
+        return (record.name, self.dataset.sha256)
+
+    def _lay_out(self, facts: ModelFacts) -> None:
+        """Render the preview and the estimate's sample (up to 500 records) through the
+        model's chat template on a helper thread.
+
+        The template is a stranger's program: each render is bounded (app.chat_template
+        limits), and none of it runs on the GUI thread. The preview and the plan show
+        when it is done (_on_laid_out)."""
+        key = self._layout_key()
+        if key is None or key in self._shapes or key == self._laying_out:
+            return
+        self._laying_out = key
+        dataset, template = self.dataset, facts.template
+        assert dataset is not None
+
+        def work() -> tuple[list[PreviewRecord] | ValueError, DataShape | ValueError]:
+            try:
+                records: list[PreviewRecord] | ValueError = preview(dataset, template,
+                                                                   PREVIEW_RECORDS)
+            except ValueError as exc:  # ChatTemplateError included
+                records = exc
+            try:
+                shape: DataShape | ValueError = measure(dataset, template)
+            except ValueError as exc:
+                shape = exc
+            return records, shape
+
+        self.preview_view.setPlainText("Laying out the records with the model's chat "
+                                       "template…")
+        self._layouts.run(work, lambda result: self._on_laid_out(key, result),
+                          lambda exc: self._on_laid_out(key, (ValueError(str(exc)),
+                                                              ValueError(str(exc)))),
+                          name="template-layout")
+
+    def _on_laid_out(self, key: tuple[str, str],
+                     result: tuple[list[PreviewRecord] | ValueError, DataShape | ValueError]
+                     ) -> None:
+        if self._laying_out == key:
+            self._laying_out = None
+        for cache in (self._previews, self._shapes):
+            if len(cache) >= 8:  # a few models and datasets back is plenty
+                cache.clear()
+        self._previews[key], self._shapes[key] = result
+        if key != self._layout_key():
+            # The person chose another model or dataset meanwhile: lay that one out.
+            self._update_preview()
+            self._update_plan()
+            return
+        self._update_preview()
+        self._update_plan()
+        if self._unannounced is not None and self._unannounced is self.dataset:
+            announced, self._unannounced = self._unannounced, None
+            self.dataset_checked.emit(announced)
+
+    def _update_preview(self) -> None:
+        record = self.current_model()
+        key = self._layout_key()
+        if key is None or record is None:
             return
         facts = self._facts_for(record)
         if facts is None:
             return
-        try:
-            records = preview(self.dataset, facts.template, PREVIEW_RECORDS)
-        except ValueError as exc:
+        records = self._previews.get(key)
+        if records is None:
+            self._lay_out(facts)
+            return
+        if isinstance(records, ValueError):
             self.preview_view.setPlainText(f"The model's chat template cannot lay out this "
-                                           f"data: {exc}")
+                                           f"data: {records}")
             return
         self.preview_view.setHtml(preview_html(records))
 
@@ -563,10 +638,16 @@ class FineTuneTab(QWidget):
             self.start_button.setEnabled(False)
             return
         key = (record.name, self.dataset.sha256)
+        shape = self._shapes.get(key)
+        if shape is None:
+            self._lay_out(facts)
+            self.estimate_label.setText("Measuring the records with the model's chat "
+                                        "template…")
+            self.start_button.setEnabled(False)
+            return
         try:
-            if key not in self._shapes:
-                self._shapes = {key: measure(self.dataset, facts.template)}
-            shape = self._shapes[key]
+            if isinstance(shape, ValueError):
+                raise shape
             self.plan = plan_run(facts, self.dataset, settings, self.machine, shape)
             for name, button in self.preset_buttons.items():
                 guess = plan_run(facts, self.dataset,
@@ -783,7 +864,7 @@ class FineTuneTab(QWidget):
         try:
             run_dir(self.home, run_id)
         except RunError as exc:
-            QMessageBox.warning(self, "Cannot resume", str(exc))
+            warn(self, "Cannot resume", str(exc))
             return False
         self._attach(run_id, resuming=True)
         return True
@@ -825,8 +906,8 @@ class FineTuneTab(QWidget):
                else "was interrupted")
         self.resume_label.setText(
             f"<b>A fine-tuning run {how}</b> at step {run.step}{total}: "
-            f"{run.base_model} → {run.out_name}, on {run.dataset}. Resume continues from "
-            "its last checkpoint.")
+            f"{esc(run.base_model)} → {esc(run.out_name)}, on {esc(run.dataset)}. Resume "
+            "continues from its last checkpoint.")
         self.resume_banner.show()
 
     def _on_chat_clicked(self) -> None:
@@ -928,6 +1009,7 @@ class FineTuneTab(QWidget):
             self.compare_dialog.close()
         if self._check_thread is not None:
             self._check_thread.join(10)
+        self._layouts.shutdown()  # each render is bounded, so this ends
 
 
 def _sample_prompts(folder: Path, n: int = 3) -> list[str]:

@@ -10,6 +10,7 @@ off the GUI thread.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,10 @@ from app.workspace import Workspace
 from ui.background import Background
 from ui.download_task import DownloadTask
 from ui.library_model import FIT_COLOURS, format_size
+from ui.untrusted import PlainLabel, esc
+from ui.untrusted import tooltip as safe_tooltip
+
+log = logging.getLogger("hearth.ui")
 
 
 def _clock(seconds: float | None) -> str:
@@ -66,10 +71,13 @@ class DownloadRow(QWidget):
         super().__init__(parent)
         self.task = task
         self.record: ModelRecord | None = None
-        self.title = QLabel(f"<b>{task.file.filename}</b> · {task.file.repo}")
+        # File names and repository ids come from the hub (and from download records
+        # restored at every start): escaped, they are only ever text.
+        self.title = QLabel(f"<b>{esc(task.file.filename)}</b> · {esc(task.file.repo)}")
+        self.title.setTextFormat(Qt.TextFormat.RichText)
         self.bar = QProgressBar()
         self.bar.setRange(0, 1000)
-        self.detail = QLabel("waiting…")
+        self.detail = PlainLabel("waiting…")
         self.pause_button = QPushButton("Pause")
         self.cancel_button = QPushButton("Cancel")
         self.chat_button = QPushButton("Chat with this model")
@@ -110,6 +118,7 @@ class DownloadRow(QWidget):
             self.pause_button.setEnabled(False)
         else:
             self.pause_button.setText("Pause")
+            self.detail.setStyleSheet("")
             self.detail.setText("Resuming…")
             self.task.start()
 
@@ -130,7 +139,8 @@ class DownloadRow(QWidget):
         self.cancel_button.hide()
 
     def _on_failed(self, message: str) -> None:
-        self.detail.setText(f"<span style='color:#a00'>{message}</span>")
+        self.detail.setStyleSheet("color: #a00")
+        self.detail.setText(message)
         self.detail.setWordWrap(True)
         self.pause_button.setEnabled(True)
         self.pause_button.setText("Retry")
@@ -182,6 +192,7 @@ class HubView(QWidget):
         self.query.setPlaceholderText("Search Hugging Face for GGUF models, e.g. llama 3.2 1b")
         self.search_button = QPushButton("Search")
         self.results_label = QLabel()
+        self.results_label.setTextFormat(Qt.TextFormat.RichText)
         self.results = QTableWidget(0, 4)
         self.results.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.results.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -190,6 +201,7 @@ class HubView(QWidget):
         self.results.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.results.horizontalHeader().setStretchLastSection(True)
         self.files_label = QLabel("Choose a model to see its files.")
+        self.files_label.setTextFormat(Qt.TextFormat.RichText)
         self.files_table = QTableWidget(0, 4)
         self.files_table.setHorizontalHeaderLabels(["File", "Quant", "Size", "Fits?"])
         self.files_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -200,8 +212,7 @@ class HubView(QWidget):
             0, QHeaderView.ResizeMode.Stretch)
         self.download_button = QPushButton("Download")
         self.download_button.setEnabled(False)
-        self.status = QLabel()
-        self.status.setWordWrap(True)
+        self.status = PlainLabel()
         self.status.setWordWrap(True)
 
         top = QHBoxLayout()
@@ -268,6 +279,7 @@ class HubView(QWidget):
         if not text:
             self.show_curated()
             return
+        self.status.setStyleSheet("")
         self.status.setText(f"Searching for {text!r}…")
         self.search_button.setEnabled(False)
         self.background.run(lambda: self.client_factory().search(text),
@@ -279,7 +291,7 @@ class HubView(QWidget):
         self.status.setText("" if results else f"No GGUF models found for {text!r}.")
         plural = "" if len(results) == 1 else "s"
         self.results_label.setText(f"<b>{len(results)} GGUF model{plural}</b> matching "
-                                   f"{text!r}")
+                                   f"{esc(repr(text))}")
         self.results.clearContents()
         self.results.setColumnCount(4)
         self.results.setHorizontalHeaderLabels(["Repository", "Downloads", "Likes", "Updated"])
@@ -298,7 +310,7 @@ class HubView(QWidget):
             item = QTableWidgetItem(text)
             item.setData(Qt.ItemDataRole.UserRole, key)
             if tooltip:
-                item.setToolTip(tooltip)
+                item.setToolTip(safe_tooltip(tooltip))
             table.setItem(row, column, item)
 
     def _on_search_clicked(self) -> None:
@@ -315,7 +327,7 @@ class HubView(QWidget):
         self.current_repo = repo
         self.files = []
         self.shape = {}
-        self.files_label.setText(f"Reading the files of <b>{repo}</b>…")
+        self.files_label.setText(f"Reading the files of <b>{esc(repo)}</b>…")
         self.files_table.setRowCount(0)
         self.download_button.setEnabled(False)
         self.background.run(lambda: self.client_factory().list_files(repo),
@@ -330,7 +342,11 @@ class HubView(QWidget):
             # Every quantization of a repository shares one shape: one header suffices.
             self.background.run(lambda: self.client_factory().describe_file(sample),
                                 lambda shape: self._on_shape(repo, shape),
-                                lambda exc: None, name="hub-header")
+                                self._on_shape_failed, name="hub-header")
+
+    def _on_shape_failed(self, exc: BaseException) -> None:
+        # The fit column just stays without the KV cache; worth a log line, not a dialog.
+        log.warning("reading a hub file's header failed: %s", exc)
 
     def _on_shape(self, repo: str, shape: dict[str, Any]) -> None:
         if repo == self.current_repo:
@@ -343,10 +359,11 @@ class HubView(QWidget):
         about = ""
         if self.shape.get("n_layers"):
             ctx = self.shape.get("context_length")
-            about = (f" · {self.shape['architecture']}, {self.shape['n_layers']} layers"
-                     + (f", trained for {ctx:,} tokens" if ctx else ""))
-        self.files_label.setText(f"<b>{repo}</b>: {len(files)} GGUF files{about}"
-                                 if files else f"<b>{repo}</b> has no GGUF files.")
+            # Read from a stranger's file header: text, never markup.
+            about = esc(f" · {self.shape['architecture']}, {self.shape['n_layers']} layers"
+                        + (f", trained for {ctx:,} tokens" if ctx else ""))
+        self.files_label.setText(f"<b>{esc(repo)}</b>: {len(files)} GGUF files{about}"
+                                 if files else f"<b>{esc(repo)}</b> has no GGUF files.")
         self.files_table.setRowCount(len(files))
         n_ctx = self.n_ctx
         for row, f in enumerate(files):
@@ -362,9 +379,10 @@ class HubView(QWidget):
             if verdict is not None:
                 cell = self.files_table.item(row, 3)
                 cell.setBackground(FIT_COLOURS[verdict.level])
-                cell.setToolTip(verdict.detail if verdict.estimate.exact else
-                                verdict.detail + " (the KV cache is added once the file's "
-                                "header has been read)")
+                cell.setToolTip(safe_tooltip(
+                    verdict.detail if verdict.estimate.exact else
+                    verdict.detail + " (the KV cache is added once the file's header has "
+                    "been read)"))
         self.files_table.resizeColumnsToContents()
         keep = next((i for i, f in enumerate(files) if selected is not None
                      and f.filename == selected.filename), None)
@@ -440,9 +458,10 @@ class HubView(QWidget):
 
     def _on_error(self, exc: BaseException) -> None:
         self.search_button.setEnabled(True)
-        self.status.setText(f"<span style='color:#a00'>{exc}</span>")
+        self.status.setStyleSheet("color: #a00")
+        self.status.setText(str(exc))
         if self.current_repo and not self.files:
-            self.files_label.setText(f"Could not read {self.current_repo}.")
+            self.files_label.setText(f"Could not read {esc(self.current_repo)}.")
 
     def set_context(self, n_ctx: int) -> None:
         self.n_ctx = n_ctx

@@ -14,6 +14,7 @@ from PySide6.QtGui import QBrush, QColor
 
 from app.fit import FitVerdict
 from app.library import ModelRecord
+from ui.untrusted import tooltip as safe_tooltip
 
 COLUMNS = ("Name", "Architecture", "Parameters", "Quantization", "Size", "Context",
            "Chat template", "Source", "Added", "Fits?")
@@ -96,8 +97,8 @@ class LibraryTableModel(QAbstractTableModel):
             return QBrush(FIT_COLOURS[verdict.level])
         if role == Qt.ItemDataRole.ToolTipRole:
             if column == FIT_COLUMN and verdict:
-                return verdict.detail
-            return str(record.path)
+                return safe_tooltip(verdict.detail)
+            return safe_tooltip(str(record.path))
         if role == Qt.ItemDataRole.UserRole:
             return record
         if role == Qt.ItemDataRole.TextAlignmentRole and column in (2, 4, 5):

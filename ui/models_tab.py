@@ -11,6 +11,7 @@ main window decides what that means.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,7 +30,6 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
     QLabel,
-    QMessageBox,
     QPushButton,
     QSpinBox,
     QTableView,
@@ -46,14 +46,11 @@ from app.workspace import Workspace
 from ui.background import Background
 from ui.hub_view import HubView
 from ui.library_model import LibraryTableModel, format_size
+from ui.untrusted import PlainLabel, ask
 
 
 def _ask(parent: QWidget, title: str, text: str) -> bool:
-    answer = QMessageBox.question(parent, title, text,
-                                  QMessageBox.StandardButton.Yes
-                                  | QMessageBox.StandardButton.No,
-                                  QMessageBox.StandardButton.No)
-    return answer == QMessageBox.StandardButton.Yes
+    return ask(parent, title, text)  # the text names the model: shown literally
 
 
 class ModelsTab(QWidget):
@@ -106,8 +103,8 @@ class ModelsTab(QWidget):
         self.ctx_spin.setValue(self.workspace.settings.load.n_ctx)
         self.ctx_spin.setSuffix(" tokens")
         self.ctx_spin.setToolTip("Context length used for the memory estimate")
-        self.totals = QLabel()
-        self.status = QLabel("Drop .gguf files here to import them.")
+        self.totals = PlainLabel()
+        self.status = PlainLabel("Drop .gguf files here to import them.")
         for label in (self.totals, self.status):
             # Paths can be long; wrapping keeps them from widening the whole window.
             label.setWordWrap(True)
@@ -167,8 +164,12 @@ class ModelsTab(QWidget):
 
     def refresh_system(self) -> None:
         """Measure free RAM / VRAM off the GUI thread (nvidia-smi can take a moment)."""
-        self.background.run(self.probe_system, self._on_system, lambda exc: None,
+        self.background.run(self.probe_system, self._on_system, self._on_probe_failed,
                             name="memory-probe")
+
+    def _on_probe_failed(self, exc: BaseException) -> None:
+        # Not worth a dialog (the fit column just stays unknown), but never silent.
+        logging.getLogger("hearth.ui").warning("measuring free memory failed: %s", exc)
 
     def _probe_system(self) -> SystemMemory:
         proc = self.client.proc if self.client is not None else None
@@ -207,7 +208,9 @@ class ModelsTab(QWidget):
         return Path(loaded.path).resolve() if loaded is not None else None
 
     def say(self, text: str, error: bool = False) -> None:
-        self.status.setText(f"<span style='color:#a00'>{text}</span>" if error else text)
+        # Names and import errors (which quote tensor names) come from the file: text.
+        self.status.setStyleSheet("color: #a00" if error else "")
+        self.status.setText(text)
 
     # -------------------------------------------------------------- slots
 

@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
-    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -30,6 +29,7 @@ from app.library import Library
 from app.paths import HearthHome
 from app.run_files import delete_run, run_files
 from app.training import RunInfo, list_runs
+from ui.untrusted import SafeTextBrowser, esc
 
 RESUMABLE = ("cancelled", "interrupted")
 COLUMNS = ("Started", "Status", "Base model", "Data", "Steps", "Val loss", "Output")
@@ -68,7 +68,7 @@ class RunHistoryView(QWidget):
         header.setStretchLastSection(True)
         self.table.itemSelectionChanged.connect(self._on_selection)
         self.table.doubleClicked.connect(self._on_open)
-        self.details = QTextBrowser()
+        self.details = SafeTextBrowser()
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
         splitter.addWidget(self.details)
@@ -142,7 +142,7 @@ class RunHistoryView(QWidget):
         try:
             files = run_files(self.home, self.library, run.run_id)
         except (OSError, ValueError) as exc:
-            return f"<p>This run's folder cannot be read: {exc}</p>"
+            return f"<p>This run's folder cannot be read: {esc(exc)}</p>"
         spec, s = files.spec, files.summary or {}
         data = spec["dataset"]
         settings = spec["settings"]
@@ -150,7 +150,8 @@ class RunHistoryView(QWidget):
                   else f"{settings['epochs']:g} epochs")
         rows = [
             ("Run", run.run_id),
-            ("Base model", f"{spec['base']['name']} <small>({spec['base']['path']})</small>"),
+            ("Base model", f"{esc(spec['base']['name'])} "
+                           f"<small>({esc(spec['base']['path'])})</small>"),
             ("Data", f"{data['path']} — {data['format']}, {data['records']} records "
                      f"({data['train_records']} train / {data['val_records']} validation), "
                      f"sha256 {data['sha256'][:12]}…"),
@@ -175,7 +176,10 @@ class RunHistoryView(QWidget):
                 state = {}
             if state.get("error"):
                 rows.append(("Error", str(state["error"])))
-        body = "".join(f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows)
+        # Every value comes from the run's files (names, paths, errors): escaped. The one
+        # row built with markup (Base model) escaped its parts above.
+        body = "".join(f"<tr><td><b>{k}</b></td><td>{v if k == 'Base model' else esc(v)}"
+                       "</td></tr>" for k, v in rows)
         return f"<table cellspacing=4>{body}</table>"
 
     # ---------------------------------------------------------------- actions
@@ -207,10 +211,11 @@ class RunHistoryView(QWidget):
             what.append("the exported GGUF model files")
         if files.model is not None:
             what.append(f"the library entry “{files.model.name}”")
+        # The model's name is a stranger's text: escaped inside markup, it shows as is.
         answer = QMessageBox.question(
             self, "Delete this run?",
-            f"This deletes {', '.join(what)} ({human_bytes(files.size_bytes())}). "
-            "It cannot be undone.")
+            "<p>" + esc(f"This deletes {', '.join(what)} ({human_bytes(files.size_bytes())})"
+                        ". It cannot be undone.") + "</p>")
         if answer != QMessageBox.StandardButton.Yes:
             return
         delete_run(self.home, self.library, run.run_id)

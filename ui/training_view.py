@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QPushButton,
     QSplitter,
-    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -30,6 +29,7 @@ from app import train_protocol as tp
 from app.library import ModelRecord
 from ui.loss_chart import LossChart
 from ui.run_history import human_bytes
+from ui.untrusted import PlainLabel, SafeTextBrowser
 
 ERROR_COLOUR = "#c0392b"
 OK_COLOUR = "#1e8449"
@@ -59,11 +59,11 @@ class TrainingView(QWidget):
         self.val_points: list[tuple[float, float]] = []
         self.last: dict[str, Any] = {}
         layout = QVBoxLayout(self)
-        self.run_title = QLabel("")
+        self.run_title = PlainLabel("")
         self.run_title.setStyleSheet("font-size: 14px; font-weight: 600")
         self.run_title.setWordWrap(True)
         layout.addWidget(self.run_title)
-        self.phase_label = QLabel("")
+        self.phase_label = PlainLabel("")
         layout.addWidget(self.phase_label)
         self.progress = QProgressBar()
         self.progress.setFormat("step %v of %m")
@@ -90,8 +90,7 @@ class TrainingView(QWidget):
         self.splitter = splitter = QSplitter(Qt.Orientation.Vertical)
         self.chart = LossChart()
         splitter.addWidget(self.chart)
-        self.summary_view = QTextBrowser()
-        self.summary_view.setOpenExternalLinks(False)
+        self.summary_view = SafeTextBrowser()
         self.summary_view.hide()
         splitter.addWidget(self.summary_view)
         self.log_view = QPlainTextEdit(readOnly=True)
@@ -100,7 +99,7 @@ class TrainingView(QWidget):
         splitter.setSizes([320, 220, 90])
         layout.addWidget(splitter, 1)
         buttons = QHBoxLayout()
-        self.status_label = QLabel("")
+        self.status_label = PlainLabel("")
         self.status_label.setWordWrap(True)
         self.cancel_button = QPushButton("Cancel")
         self.resume_button = QPushButton("Resume")
@@ -256,7 +255,8 @@ def summary_html(s: dict[str, Any], model: ModelRecord | None) -> str:
                                         f"{s.get('val_records')} held-out records"))
     rows.append(("Training", f"{s.get('steps')} steps, {s.get('trained_tokens', 0):,} tokens "
                              f"in {_duration(s.get('train_seconds') or 0)} "
-                             f"({s.get('tokens_per_s', 0):,.0f} tok/s) on {s.get('device')}"))
+                             f"({s.get('tokens_per_s', 0):,.0f} tok/s) on "
+                             f"{html.escape(str(s.get('device')))}"))
     if est:
         rows.append(("Time", f"estimated {_duration(est.get('seconds') or 0)} in all, took "
                              f"{_duration(s.get('total_seconds') or 0)} "

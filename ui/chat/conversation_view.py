@@ -17,7 +17,6 @@ from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
-    QLabel,
     QPushButton,
     QScrollArea,
     QVBoxLayout,
@@ -34,6 +33,7 @@ from ui.chat.message_widget import (
     MessageWidget,
     trimmed_note,
 )
+from ui.untrusted import PlainLabel
 
 COLUMN_WIDTH = 860
 # Messages built at once when a conversation opens; older ones follow a frame apart.
@@ -112,7 +112,7 @@ class ProblemCard(QFrame):
         self.chat = chat
         self.setObjectName("problemCard")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        self.label = QLabel()
+        self.label = PlainLabel()  # errors quote model output and file names
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.button = QPushButton()
@@ -177,7 +177,7 @@ class ConversationView(QScrollArea):
         self.list_layout = QVBoxLayout(self.column)
         self.list_layout.setContentsMargins(0, 0, 0, 0)
         self.list_layout.setSpacing(10)
-        self.empty = QLabel()
+        self.empty = PlainLabel()
         self.empty.setObjectName("emptyState")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setWordWrap(True)

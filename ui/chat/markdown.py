@@ -1,10 +1,12 @@
 """Rendering a finished message: Markdown prose and Pygments-highlighted code blocks.
 
 The text is split at fenced code blocks. Prose goes through Qt's own Markdown reader
-(``QTextCursor.insertMarkdown``, CommonMark + GitHub tables and task lists), so no HTML
-built from model output is ever parsed by us; code is coloured token by token with
-Pygments straight into character formats, in a shaded table whose header carries the
-language and a "Copy" link (``copy-code:N``) that the message view answers.
+(``QTextCursor.insertMarkdown``, CommonMark + GitHub tables and task lists, with raw
+HTML off: a reply's ``<img src=...>`` shows as the text it is), into a
+:class:`~ui.untrusted.SafeTextDocument`, which loads no image a reply names; code is
+coloured token by token with Pygments straight into character formats, in a shaded
+table whose header carries the language and a "Copy" link (``copy-code:N``) that the
+message view answers.
 
 Rendering costs a few milliseconds per long message, so it happens once, when a reply
 is complete — never per streamed token.
@@ -41,7 +43,12 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QApplication
 
+from ui.untrusted import SafeTextDocument
+
 COPY_SCHEME = "copy-code"
+# GitHub's dialect without its raw HTML: model text is never markup that acts.
+MARKDOWN_FEATURES = (QTextDocument.MarkdownFeature.MarkdownDialectGitHub
+                     | QTextDocument.MarkdownFeature.MarkdownNoHTML)
 _CODE_BLOCK = QTextCharFormat.Property.UserProperty
 _FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})[ \t]*([^\s`]*)[^\n]*\n", re.M)
 
@@ -181,8 +188,7 @@ class MarkdownRenderer:
                 cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
             first = False
             if segment.kind == "prose":
-                cursor.insertMarkdown(segment.text.strip("\n"),
-                                      QTextDocument.MarkdownFeature.MarkdownDialectGitHub)
+                cursor.insertMarkdown(segment.text.strip("\n"), MARKDOWN_FEATURES)
                 yield
             else:
                 yield from self._insert_code(cursor, segment, len(blocks))
@@ -294,7 +300,7 @@ class RenderJob:
 
     def __init__(self, renderer: MarkdownRenderer, text: str, font: QFont) -> None:
         self.text = text
-        self.document = QTextDocument()
+        self.document = SafeTextDocument()
         self.document.setDefaultFont(font)
         self.document.setDocumentMargin(2)
         self.blocks: list[str] = []

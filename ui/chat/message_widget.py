@@ -13,7 +13,6 @@ import math
 from PySide6.QtCore import QSize, QSizeF, Qt, QUrl, Signal
 from PySide6.QtGui import (
     QColor,
-    QDesktopServices,
     QGuiApplication,
     QPalette,
     QTextCursor,
@@ -26,7 +25,6 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QSizePolicy,
-    QTextBrowser,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -40,6 +38,7 @@ from ui.chat.markdown import (
     split_pieces,
     split_points,
 )
+from ui.untrusted import PlainLabel, SafeTextBrowser
 
 
 def stats_line(stats: dict | None) -> str:
@@ -68,15 +67,17 @@ def trimmed_note(dropped: int, n_ctx: int | None = None) -> str:
 SYNC_RENDER_CHARS = 1500
 
 
-class MessageBody(QTextBrowser):
-    """Read-only text that is as tall as its content; wheel events go to the page."""
+class MessageBody(SafeTextBrowser):
+    """Read-only text that is as tall as its content; wheel events go to the page.
+
+    A reply is a stranger's text: SafeTextBrowser loads nothing it names, and a link in
+    it opens only on a click and only if it is http(s)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setOpenLinks(False)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         # Transparent through the palette, not a style sheet: a sheet per message
         # makes building a long conversation several times slower.
@@ -89,7 +90,6 @@ class MessageBody(QTextBrowser):
         self.plain_text = ""  # what set_plain/append showed; "" once rendered
         self._end: QTextCursor | None = None
         self.document().documentLayout().documentSizeChanged.connect(self._on_size_changed)
-        self.anchorClicked.connect(self._on_anchor)
 
     def set_markdown(self, text: str, renderer: MarkdownRenderer) -> None:
         """Render now (short messages; long ones go through the view's render queue)."""
@@ -133,8 +133,8 @@ class MessageBody(QTextBrowser):
             index = int(url.path() or 0)
             if 0 <= index < len(self.code_blocks):
                 QGuiApplication.clipboard().setText(self.code_blocks[index])
-        elif url.scheme() in ("http", "https", "mailto"):
-            QDesktopServices.openUrl(url)
+        else:
+            super()._on_anchor(url)
 
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt's name
         event.ignore()  # let the conversation's scroll area scroll
@@ -165,9 +165,9 @@ class MessageWidget(QFrame):
         self.setObjectName("userMessage" if self.role == "user" else "assistantMessage")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
 
-        self.role_label = QLabel("You" if self.role == "user" else model_label)
+        self.role_label = PlainLabel("You" if self.role == "user" else model_label)
         self.role_label.setObjectName("roleLabel")
-        self.note = QLabel()
+        self.note = PlainLabel()
         self.note.setObjectName("noteLabel")
         self.note.setWordWrap(True)
         self.note.hide()

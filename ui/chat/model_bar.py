@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
 )
 
 from ui.chat.chat_model import CRASHED, FAILED, LOADING, READY, STARTING, ChatModel
+from ui.untrusted import PlainLabel
 
 _DOTS = {READY: "#2da44e", LOADING: "#d4a72c", STARTING: "#d4a72c", FAILED: "#d1242f",
          CRASHED: "#d1242f"}
@@ -37,7 +38,7 @@ class ModelBar(QFrame):
             QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.picker.setMinimumContentsLength(16)
         self.dot = QLabel("●")
-        self.state = QLabel()
+        self.state = PlainLabel()
         self.state.setObjectName("modelState")
         self.state.setMinimumWidth(40)  # clipped rather than widening a narrow window
         self.progress = QProgressBar()
@@ -109,7 +110,7 @@ class ModelBar(QFrame):
             text = "Not loaded"
         self.state.setText(text)
         if chat.notice:
-            self.notice.setText("Safe CPU kernels: the optimized ones crashed on this CPU")
+            self.notice.setText("· safe CPU kernels (optimized ones crashed here)")
             self.notice.setToolTip(chat.notice)
         self.notice.setVisible(bool(chat.notice))
         self.dot.setStyleSheet(f"color: {_DOTS.get(chat.state, '#8c959f')};")

@@ -16,7 +16,6 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QFrame,
     QGroupBox,
-    QLabel,
     QPlainTextEdit,
     QPushButton,
     QScrollArea,
@@ -28,6 +27,7 @@ from PySide6.QtWidgets import (
 from app import protocol as p
 from app.settings import LoadSettings
 from ui.chat.chat_model import ChatModel
+from ui.untrusted import PlainLabel
 
 
 def _double(low: float, high: float, step: float, decimals: int = 2) -> QDoubleSpinBox:
@@ -88,7 +88,7 @@ class SettingsPanel(QScrollArea):
             form.addRow(label, box)
         self.reset_sampling = QPushButton("Defaults")
         form.addRow("", self.reset_sampling)
-        self.sampling_for = QLabel()
+        self.sampling_for = PlainLabel()
         self.sampling_for.setWordWrap(True)
         self.sampling_for.setObjectName("statsLabel")
         form.addRow(self.sampling_for)

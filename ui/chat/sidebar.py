@@ -34,6 +34,8 @@ from PySide6.QtWidgets import (
 
 from app.store import Conversation
 from ui.chat.chat_model import ChatModel
+from ui.untrusted import tooltip as safe_tooltip
+from ui.untrusted import warn
 
 Index = QModelIndex | QPersistentModelIndex
 ID_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -77,7 +79,7 @@ class ConversationListModel(QAbstractListModel):
             return conversation.title
         if role == Qt.ItemDataRole.ToolTipRole:
             model = f" · {conversation.model}" if conversation.model else ""
-            return f"{conversation.title}\n{when(conversation.updated_at)}{model}"
+            return safe_tooltip(f"{conversation.title}\n{when(conversation.updated_at)}{model}")
         if role == ID_ROLE:
             return conversation.id
         return None
@@ -191,6 +193,7 @@ class Sidebar(QFrame):
         title = self.chat.store.get(conversation_id).title
         box = QMessageBox(QMessageBox.Icon.Warning, "Delete conversation",
                           f"Delete “{title}”?", parent=self)
+        box.setTextFormat(Qt.TextFormat.PlainText)
         box.setInformativeText("Its messages are removed for good.")
         delete = box.addButton("Delete", QMessageBox.ButtonRole.DestructiveRole)
         box.setDefaultButton(box.addButton(QMessageBox.StandardButton.Cancel))
@@ -213,7 +216,7 @@ class Sidebar(QFrame):
         try:
             self.chat.export(conversation_id, path)
         except (OSError, ValueError) as exc:
-            QMessageBox.warning(self, "Export failed", f"Could not write {path}: {exc}")
+            warn(self, "Export failed", f"Could not write {path}: {exc}")
 
     def eventFilter(self, watched: object, event: object) -> bool:  # noqa: N802
         from PySide6.QtCore import QEvent

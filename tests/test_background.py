@@ -1,0 +1,43 @@
+"""Background calls: a failure with no handler of its own is logged and shown, never lost."""
+
+from __future__ import annotations
+
+import logging
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox, QWidget
+
+from ui.background import Background
+
+
+def test_an_error_without_a_handler_is_logged_and_shown(qtbot, caplog) -> None:  # noqa: ANN001
+    window = QWidget()
+    qtbot.addWidget(window)
+    background = Background(window)
+    results: list[object] = []
+
+    def fails() -> None:
+        raise OSError("the disk <b>is</b> full")
+
+    with caplog.at_level(logging.ERROR, logger="hearth.ui"):
+        background.run(fails, results.append)
+        qtbot.waitUntil(lambda: bool(window.findChildren(QMessageBox)), timeout=5000)
+    box = window.findChildren(QMessageBox)[0]
+    assert box.isVisible() and "the disk <b>is</b> full" in box.text()
+    assert box.textFormat() == Qt.TextFormat.PlainText
+    assert results == []
+    failed = [r for r in caplog.records if r.name == "hearth.ui"]
+    assert failed and failed[0].exc_info and failed[0].exc_info[0] is OSError
+    box.close()
+    background.shutdown()
+
+
+def test_a_given_handler_still_gets_the_error(qtbot) -> None:  # noqa: ANN001
+    window = QWidget()
+    qtbot.addWidget(window)
+    background = Background(window)
+    errors: list[BaseException] = []
+    background.run(lambda: 1 / 0, lambda _r: None, errors.append)
+    qtbot.waitUntil(lambda: bool(errors), timeout=5000)
+    assert isinstance(errors[0], ZeroDivisionError) and not window.findChildren(QMessageBox)
+    background.shutdown()
