@@ -141,8 +141,8 @@ def _writer(args: argparse.Namespace) -> str | None:
     """
     if args.command == "models" and args.models_command in ("import", "rm", "pull"):
         return f"hearth models {args.models_command}"
-    if args.command == "finetune":
-        return "hearth finetune"
+    if args.command in ("finetune", "teach"):
+        return f"hearth {args.command}"
     return None
 
 
