@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
-from PySide6.QtWidgets import QMainWindow, QPushButton, QTabWidget
+from PySide6.QtWidgets import QMainWindow, QPushButton, QScrollArea, QTabWidget
 
 from app.corrections import CorrectionStore
 from app.teach import VersionStore
@@ -146,7 +146,12 @@ class MainWindow(QMainWindow):
         self.corrections_view.changed.connect(self.finetune_tab.refresh_corrections)
         # Teach: under the corrections, and one button in the status bar, seen from chat.
         self.teach_panel = TeachPanel(self.workspace, self.corrections)
-        self.corrections_view.layout().addWidget(self.teach_panel)
+        # Scrolls rather than growing the window's minimum height (every tab counts).
+        teach_scroll = QScrollArea()
+        teach_scroll.setWidgetResizable(True)
+        teach_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        teach_scroll.setWidget(self.teach_panel)
+        self.corrections_view.layout().addWidget(teach_scroll)
         self.teach_panel.set_base(self.chat.model_name)
         self.teach_panel.active_changed.connect(self._on_teach_active_changed)
         self.teach_panel.finished.connect(self._on_teach_finished)
