@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,11 +266,9 @@ def _loads(text: str) -> Any:
         raise _TooDeep from exc
 
 
-def _too_deep_line(text: str) -> int | None:
-    """The line where brackets first nest deeper than ``MAX_NESTING``, else None."""
-    if text.count("[") + text.count("{") <= MAX_NESTING:
-        return None
-    depth, line, in_str, escape = 0, 1, False, False
+def _brackets(text: str) -> Iterator[tuple[int, str]]:
+    """(line, bracket) for each bracket of a JSON text that is not inside a string."""
+    line, in_str, escape = 1, False, False
     for ch in text:
         if ch == "\n":
             line += 1
@@ -280,15 +279,21 @@ def _too_deep_line(text: str) -> int | None:
                 escape = True
             elif ch == '"':
                 in_str = False
-            continue
-        if ch == '"':
+        elif ch == '"':
             in_str = True
-        elif ch in "[{":
-            depth += 1
-            if depth > MAX_NESTING:
-                return line
-        elif ch in "]}":
-            depth -= 1
+        elif ch in "[{]}":
+            yield line, ch
+
+
+def _too_deep_line(text: str) -> int | None:
+    """The line where brackets first nest deeper than ``MAX_NESTING``, else None."""
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return None
+    depth = 0
+    for line, ch in _brackets(text):
+        depth += 1 if ch in "[{" else -1
+        if depth > MAX_NESTING:
+            return line
     return None
 
 
@@ -331,25 +336,13 @@ def _check_size(example: Example) -> Example:
 
 def _object_lines(text: str) -> list[int]:
     """Line numbers where each top-level item of a JSON list starts."""
-    lines, depth, line, in_str, escape = [], 0, 1, False, False
-    for ch in text:
-        if ch == "\n":
-            line += 1
-        if in_str:
-            if escape:
-                escape = False
-            elif ch == "\\":
-                escape = True
-            elif ch == '"':
-                in_str = False
-            continue
-        if ch == '"':
-            in_str = True
-        elif ch in "[{":
+    lines, depth = [], 0
+    for line, ch in _brackets(text):
+        if ch in "[{":
             if depth == 1:
                 lines.append(line)
             depth += 1
-        elif ch in "]}":
+        else:
             depth -= 1
     return lines
 
