@@ -84,7 +84,8 @@ def test_the_main_window_has_teach_in_datasets_and_in_the_status_bar(
     workspace.library.register(tiny_gguf, "tiny")
     window = MainWindow(workspace)
     qtbot.addWidget(window)
-    assert window.teach_panel.parent() is window.corrections_view
+    # under the corrections it teaches from (inside a scroll area of their view)
+    assert window.corrections_view.isAncestorOf(window.teach_panel)
     assert window.teach_button.isVisibleTo(window.statusBar())
     assert window.teach_panel.base == window.chat.model_name == "tiny"
 
