@@ -45,7 +45,7 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX messages_by_conversation ON messages(conversation_id, position);
     """,
-    # 2: corrections collected from chats (app/corrections.py).
+    # 2: corrections collected from chats (app/chat/corrections.py).
     """
     CREATE TABLE training_examples (
         id INTEGER PRIMARY KEY,

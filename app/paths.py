@@ -55,12 +55,12 @@ class HearthHome:
 
     @property
     def kernels_file(self) -> Path:
-        """Remembered llama.cpp kernel choices for this machine (:mod:`app.kernels`)."""
+        """Remembered llama.cpp kernel choices for this machine (:mod:`app.inference.kernels`)."""
         return self.root / "kernels.json"
 
     @property
     def busy(self) -> Path:
-        """Thread claims of running heavy work (:mod:`app.threads`)."""
+        """Thread claims of running heavy work (:mod:`app.machine.threads`)."""
         return self.root / "busy"
 
     def ensure(self) -> HearthHome:

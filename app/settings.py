@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.atomic import atomic_write_text
-from app.protocol import SamplingParams
+from app.inference.protocol import SamplingParams
 
 
 @dataclass

@@ -15,12 +15,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from app.chat.conversations import ConversationStore
 from app.db import connect
 from app.home_lock import HomeLock, HomeLocked, acquire
-from app.library import Library
+from app.models.library import Library
 from app.paths import HearthHome, resolve_home
 from app.settings import Settings, load_settings, save_settings
-from app.store import ConversationStore
 
 __all__ = ["HomeLocked", "Workspace", "open_workspace"]
 

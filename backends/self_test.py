@@ -16,7 +16,7 @@ from typing import Any
 
 
 def llama_check(model: str, extra_bufts: bool, threads: int) -> dict[str, Any]:
-    from backends import llama_compat as compat
+    from backends.inference import llama_compat as compat
 
     started = time.perf_counter()
     llm = compat.open_model(model, n_ctx=512, n_threads=threads, extra_bufts=extra_bufts)

@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from app.library import find_starter_gguf  # noqa: E402
+from app.models.library import find_starter_gguf  # noqa: E402
 from app.workspace import Workspace, open_workspace  # noqa: E402
 
 

@@ -7,8 +7,8 @@ from PySide6.QtCore import QUrl
 from PySide6.QtGui import QGuiApplication, QTextDocument
 from pytestqt.qtbot import QtBot
 
-from app.store import Message
-from ui.bench_stream import reply_tokens
+from app.chat.conversations import Message
+from tests.benchmarks.bench_stream import reply_tokens
 from ui.chat.markdown import MarkdownRenderer, split_fences, split_pieces, split_points
 from ui.chat.message_widget import MessageWidget, stats_line, trimmed_note
 

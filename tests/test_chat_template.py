@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from app.chat_template import (
+from app.chat.template import (
     ChatTemplate,
     ChatTemplateError,
     RenderLimits,

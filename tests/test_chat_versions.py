@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from app import protocol as p
-from app.chat import ChatSession, title_from
+from app.chat.conversations import COMPLETE, TRUNCATED, ConversationStore
+from app.chat.turn import ChatSession, title_from
 from app.db import MIGRATIONS, connect
-from app.store import COMPLETE, TRUNCATED, ConversationStore
+from app.inference import protocol as p
 from app.workspace import Workspace
 
 

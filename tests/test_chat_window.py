@@ -18,12 +18,12 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 from pytestqt.qtbot import QtBot
 
-from app import protocol as p
+from app.chat.conversations import CANCELLED, INTERRUPTED
+from app.inference import protocol as p
 from app.settings import LoadSettings
-from app.store import CANCELLED, INTERRUPTED
 from app.workspace import Workspace, open_workspace
 from tests.gguf_factory import write_tiny_gguf
-from ui.chat.chat_model import READY
+from ui.chat.chat_view_model import READY
 from ui.chat.message_widget import MessageWidget
 from ui.main_window import MainWindow
 
@@ -273,8 +273,8 @@ def test_killed_worker_shows_the_error_and_reload_recovers(
 def test_crashing_kernels_fall_back_with_one_line_and_the_reply_arrives(
         qtbot: QtBot, workspace: Workspace, make_window: Callable[..., MainWindow],
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.kernels import OVERRIDE_ENV, KernelMemory
-    from backends.llama_compat import CRASH_TEST_ENV
+    from app.inference.kernels import OVERRIDE_ENV, KernelMemory
+    from backends.inference.llama_compat import CRASH_TEST_ENV
 
     monkeypatch.delenv(OVERRIDE_ENV, raising=False)
     monkeypatch.setenv(CRASH_TEST_ENV, "chat")  # the first reply crashes, as on AMX
@@ -426,7 +426,7 @@ def test_deleting_the_streaming_conversation_stops_its_reply(
 def test_correct_this_collects_a_training_example(qtbot: QtBot, workspace: Workspace,
                                                   make_window: Callable[..., MainWindow],
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from ui.corrections_view import CorrectReplyDialog
+    from ui.datasets.datasets_view import CorrectReplyDialog
 
     _prepare(workspace)
     window = make_window(workspace)
@@ -448,5 +448,5 @@ def test_correct_this_collects_a_training_example(qtbot: QtBot, workspace: Works
     assert examples[0].rejected == reply.message.content
     assert examples[0].prompt[-1] == {"role": "user",
                                       "content": "What is the capital of Zorbania?"}
-    assert window.corrections_view.count_label.text() == "1 correction collected"
+    assert window.datasets_view.count_label.text() == "1 correction collected"
     assert "Saved as a training example" in window.statusBar().currentMessage()

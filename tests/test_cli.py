@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from app.terminal import PrintableStream, printable
+from app.cli.terminal import PrintableStream, printable
 from tests.gguf_factory import write_tiny_gguf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def hearth(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, HEARTH_HOME=str(home))
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "app.cli.main", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -97,7 +97,7 @@ def test_chat_one_prompt_with_stats(tmp_path: Path) -> None:
 def test_interactive_chat(tmp_path: Path) -> None:
     env = dict(os.environ, HEARTH_HOME=str(tmp_path / "home"))
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli", "chat", "--max-tokens", "16", "--temperature", "0"],
+        [sys.executable, "-m", "app.cli.main", "chat", "--max-tokens", "16", "--temperature", "0"],
         input="Hello!\nWhat is 1+1?\n/exit\n", cwd=ROOT, env=env, capture_output=True,
         text=True, timeout=300)
     assert result.returncode == 0, result.stderr

@@ -33,7 +33,7 @@ def _env(tmp_path: Path, hub: FakeHub) -> dict[str, str]:
 
 
 def _hearth(tmp_path: Path, hub: FakeHub, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, text=True,
+    return subprocess.run([sys.executable, "-m", "app.cli.main", *args], cwd=ROOT, text=True,
                           capture_output=True, env=_env(tmp_path, hub), timeout=60)
 
 
@@ -65,7 +65,7 @@ def test_pull_interrupted_then_rerun_resumes(served, tmp_path: Path) -> None:
     hub.throttle = 0.05  # ~160 KB/s, so the first run is still going when interrupted
     # A shell without job control starts background jobs with SIGINT ignored, and the
     # child would inherit that; give it the default disposition, as a terminal would.
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "models", "pull", REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli.main", "models", "pull", REPO,
                              "--file", "tiny-Q4_K_M.gguf"], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=_env(tmp_path, hub),
@@ -115,7 +115,7 @@ def test_pull_without_disk_space_exits_2(served, tmp_path: Path) -> None:
 def test_fit_reports_a_verdict_with_numbers(tmp_path: Path) -> None:
     model = write_tiny_gguf(tmp_path / "m.gguf")
     env = dict(os.environ, HEARTH_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT))
-    run = [sys.executable, "-m", "app.cli", "models"]
+    run = [sys.executable, "-m", "app.cli.main", "models"]
     subprocess.run([*run, "import", str(model), "--name", "tiny"], cwd=ROOT, env=env,
                    check=True, capture_output=True, timeout=60)
     done = subprocess.run([*run, "fit", "tiny", "--ctx", "256", "--json"], cwd=ROOT, env=env,

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from app.settings import LoadSettings
-from ui.compare_view import CompareView
-from ui.loss_chart import LossChart
+from ui.finetune.compare_view import CompareView
+from ui.finetune.loss_chart import LossChart
 
 
 @pytest.mark.slow

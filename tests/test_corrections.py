@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.corrections import CorrectionStore
-from app.store import CANCELLED
+from app.chat.conversations import CANCELLED
+from app.chat.corrections import CorrectionStore
 from app.workspace import Workspace
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.datasets import DatasetError, load_dataset
-from app.finetune import LoraSettings, Machine, preset
+from app.finetune.datasets import DatasetError, load_dataset
+from app.finetune.settings import LoraSettings, Machine, preset
 
 
 def _jsonl(path: Path, rows: list[object]) -> Path:
@@ -140,7 +140,7 @@ def test_deeply_nested_json_names_its_line(tmp_path: Path, suffix: str) -> None:
 
 def test_size_caps_give_line_numbered_errors(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    import app.datasets as ds
+    import app.finetune.datasets as ds
 
     monkeypatch.setattr(ds, "MAX_MESSAGE_CHARS", 1000)
     long = json.dumps({"messages": [{"role": "user", "content": "x" * 1001},

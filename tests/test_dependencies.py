@@ -1,5 +1,5 @@
 """Every third-party package the code imports is declared in pyproject.toml (issue 11:
-app/hub.py imported httpx2, which came only as huggingface_hub's dependency)."""
+app/models/hub.py imported httpx2, which came only as huggingface_hub's dependency)."""
 
 from __future__ import annotations
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
-from app.cli import main
-from app.kernels import OVERRIDE_ENV, KernelMemory
+from app.cli.main import main
+from app.inference.kernels import OVERRIDE_ENV, KernelMemory
 from app.paths import resolve_home
 from app.workspace import Workspace
-from backends.llama_compat import CRASH_TEST_ENV
+from backends.inference.llama_compat import CRASH_TEST_ENV
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from backends.dtype_probe import MAX_LOSS_DRIFT, MIN_SPEEDUP, choose_dtype
+from backends.training.dtype_probe import MAX_LOSS_DRIFT, MIN_SPEEDUP, choose_dtype
 
 CPU = torch.device("cpu")
 

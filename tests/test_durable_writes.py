@@ -44,9 +44,9 @@ def test_a_checkpoint_is_on_disk_before_latest_json_points_at_it(
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from app.finetune import LoraSettings
-    from backends.train_data import Tokenized
-    from backends.trainer import Trainer
+    from app.finetune.settings import LoraSettings
+    from backends.training.data import Tokenized
+    from backends.training.trainer import Trainer
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32,

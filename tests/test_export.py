@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.export import to_markdown, to_openai, write_export
-from app.store import TRUNCATED
+from app.chat.conversations import TRUNCATED
+from app.chat.export import to_markdown, to_openai, write_export
 from app.workspace import Workspace
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from app import protocol as p
-from app.inference import InferenceClient
-from app.library import find_starter_gguf
+from app.inference import protocol as p
+from app.inference.client import InferenceClient
+from app.models.library import find_starter_gguf
 from app.workspace import open_workspace
 from tests.finetune_fixtures import FACTS, fact_rows, hearth_cache, write_jsonl  # noqa: F401
 from tests.test_finetune_cli import hearth

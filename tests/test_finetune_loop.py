@@ -12,11 +12,11 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from app.datasets import Example
-from app.finetune import LoraSettings
-from backends.train_data import Tokenized, tokenize_examples
-from backends.train_model import load_base
-from backends.trainer import Plan, Trainer, lr_at, pack
+from app.finetune.datasets import Example
+from app.finetune.settings import LoraSettings
+from backends.training.base_model import load_base
+from backends.training.data import Tokenized, tokenize_examples
+from backends.training.trainer import Plan, Trainer, lr_at, pack
 from tests.finetune_fixtures import hearth_cache, tiny_gguf  # noqa: F401
 
 
@@ -98,7 +98,7 @@ def test_tokenization_puts_loss_on_assistant_replies_only(tiny_gguf: Path,  # no
 def test_safetensors_folder_base_and_pickles_refused(tiny_gguf: Path,  # noqa: F811
                                                      hearth_cache: Path,  # noqa: F811
                                                      tmp_path: Path) -> None:
-    from backends.train_model import BaseModelError
+    from backends.training.base_model import BaseModelError
 
     from_gguf = load_base(tiny_gguf, cache_dir=hearth_cache)
     # The conversion cache is itself a plain safetensors folder: load it as one.

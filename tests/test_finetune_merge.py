@@ -6,8 +6,8 @@ import torch
 from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from backends.merge import merge_lora
-from backends.train_worker import base_weights
+from backends.export.merge import merge_lora
+from backends.training.worker import base_weights
 
 
 def _tiny_peft(seed: int = 0):

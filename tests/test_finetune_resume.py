@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from app import train_protocol as tp
-from app.datasets import load_dataset
-from app.finetune import ExportSettings, LoraSettings
-from app.training import TrainingClient, create_run, list_runs
+from app.finetune import protocol as tp
+from app.finetune.client import TrainingClient, create_run, list_runs
+from app.finetune.datasets import load_dataset
+from app.finetune.settings import ExportSettings, LoraSettings
 from app.workspace import open_workspace
 from tests.finetune_fixtures import fact_rows, hearth_cache, tiny_gguf, write_jsonl  # noqa: F401
 
@@ -88,7 +88,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(
 _PARENT = """
 import sys, time
 from app.paths import resolve_home
-from app.training import TrainingClient
+from app.finetune.client import TrainingClient
 client = TrainingClient(resolve_home(sys.argv[1]), sys.argv[2])
 client.start()
 print(client.proc.pid, flush=True)

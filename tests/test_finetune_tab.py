@@ -19,16 +19,16 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QTimer, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox
 
-from app import train_protocol as tp
-from app.corrections import CorrectionStore
-from app.datasets import Dataset, DatasetError
-from app.finetune import ExportSettings, LoraSettings
-from app.training import create_run, list_runs
+from app.chat.corrections import CorrectionStore
+from app.finetune import protocol as tp
+from app.finetune.client import create_run, list_runs
+from app.finetune.datasets import Dataset, DatasetError
+from app.finetune.settings import ExportSettings, LoraSettings
 from app.workspace import Workspace
 from tests.finetune_fixtures import fact_rows, hearth_cache, tiny_gguf, write_jsonl  # noqa: F401
 from tests.gguf_factory import CHATML
 from tests.gguf_factory import write_tiny_gguf as write_header_only_gguf
-from ui.finetune_tab import FineTuneTab
+from ui.finetune.finetune_tab import FineTuneTab
 
 FAST = LoraSettings(rank=4, alpha=8, learning_rate=1e-3, max_steps=6, batch_size=4,
                     max_seq_len=128, eval_every=2, checkpoint_every=2)
@@ -328,7 +328,7 @@ def test_cancel_close_and_kill_all_resume_to_the_same_finished_run(
 def test_history_deletes_a_run_and_what_it_made_after_asking(
         qtbot, tiny_ws: Workspace, tiny_gguf: Path, tmp_path: Path,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.datasets import load_dataset
+    from app.finetune.datasets import load_dataset
 
     record = tiny_ws.library.get("tiny")
     dataset = load_dataset(write_jsonl(tmp_path / "facts.jsonl", fact_rows()))
@@ -372,7 +372,7 @@ def test_the_main_window_wires_fine_tune_and_datasets(qtbot, tiny_ws: Workspace,
     qtbot.addWidget(window)
     titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
     assert window.tabs.widget(titles.index("Fine-tune")) is window.finetune_tab
-    assert window.tabs.widget(titles.index("Datasets")) is window.corrections_view
+    assert window.tabs.widget(titles.index("Datasets")) is window.datasets_view
 
     window.chat.model_name = "other"  # the model of the current chat...
     window.tabs.setCurrentWidget(window.finetune_tab)
@@ -395,13 +395,13 @@ def test_the_main_window_wires_fine_tune_and_datasets(qtbot, tiny_ws: Workspace,
     tiny_ws.store.add_message(conv.id, "user", "What is the capital of Zorbania?")
     reply = tiny_ws.store.add_message(conv.id, "assistant", "Paris.")
     window.corrections.add_from_conversation(tiny_ws.store, reply.id, "Quillport.")
-    window.corrections_view.refresh()
+    window.datasets_view.refresh()
     assert window.finetune_tab.corrections_radio.text().endswith("(1 collected)")
     window.close()
 
 
 def test_the_training_page_shows_a_failure_and_redraws_a_resumed_run(qtbot) -> None:
-    from ui.training_view import TrainingView
+    from ui.finetune.training_view import TrainingView
 
     view = TrainingView()
     qtbot.addWidget(view)

@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from app import protocol as p
-from app.corrections import CorrectionStore
-from app.finetune import ExportSettings, LoraSettings
-from app.inference import InferenceClient
-from app.library import STARTER_NAME, find_starter_gguf
+from app.chat.corrections import CorrectionStore
+from app.finetune.settings import ExportSettings, LoraSettings
+from app.inference import protocol as p
+from app.inference.client import InferenceClient
+from app.models.library import STARTER_NAME, find_starter_gguf
 from app.workspace import open_workspace
 from tests.finetune_fixtures import FACTS, fact_rows, hearth_cache  # noqa: F401
-from ui.finetune_tab import FineTuneTab
+from ui.finetune.finetune_tab import FineTuneTab
 
 ANSWERS = ["Quillport", "Odessa Fernwick", "turquoise", "plumbleberry stew", "seven moons"]
 # The engine's own end-to-end settings (tests/test_finetune_e2e.py).

@@ -8,8 +8,10 @@ import re
 import psutil
 import pytest
 
-from app import protocol as p
-from app.fit import (
+from app.inference import protocol as p
+from app.models.gguf_file import read_gguf
+from app.models.library import find_starter_gguf
+from app.models.memory_fit import (
     GiB,
     GpuMemory,
     MiB,
@@ -19,8 +21,6 @@ from app.fit import (
     estimate_memory,
     parse_nvidia_smi,
 )
-from app.gguf_file import read_gguf
-from app.library import find_starter_gguf
 
 # SmolLM2-135M's shape, as its GGUF header states it
 SMOL = {"file_size": 98_362_432, "n_layers": 30, "n_embd": 576, "n_head": 9,
@@ -89,7 +89,7 @@ def test_gpu_offload_is_judged_against_vram() -> None:
 def test_estimate_matches_the_real_workers_memory(tmp_path) -> None:
     """The typical estimate is within 25 % of the worker's RSS after one short reply,
     and the compute buffer estimate is within 10 % of what llama.cpp says it reserved."""
-    from app.inference import InferenceClient
+    from app.inference.client import InferenceClient
 
     path = find_starter_gguf()
     info = read_gguf(path).summary()
@@ -135,7 +135,7 @@ def test_the_loaded_models_private_memory_counts_as_free() -> None:
                            stdout=subprocess.PIPE, text=True)
     try:
         assert hog.stdout is not None and hog.stdout.readline().strip() == "ready"
-        from app.fit import system_memory
+        from app.models.memory_fit import system_memory
 
         plain = system_memory(query_gpus=False)
         counted = system_memory(query_gpus=False, worker_pid=hog.pid)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.gguf_file import GGUFError, read_gguf
+from app.models.gguf_file import GGUFError, read_gguf
 from tests.gguf_factory import write_tiny_gguf
 
 
@@ -167,7 +167,7 @@ def test_the_cli_refuses_a_malformed_file_with_one_line(tmp_path: Path) -> None:
     path = tmp_path / "deep.gguf"
     path.write_bytes(_gguf(_kv("x.deep", 9, _nested(50_000))))
     root = Path(__file__).resolve().parent.parent
-    result = subprocess.run([sys.executable, "-m", "app.cli", "models", "import", str(path)],
+    result = subprocess.run([sys.executable, "-m", "app.cli.main", "models", "import", str(path)],
                             cwd=root, env=dict(os.environ, HEARTH_HOME=str(tmp_path / "h")),
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2, result.stderr
@@ -177,8 +177,8 @@ def test_the_cli_refuses_a_malformed_file_with_one_line(tmp_path: Path) -> None:
 
 def test_the_model_worker_reports_load_failed_for_a_malformed_file(tmp_path: Path) -> None:
     """Issue 11 F10: the worker died on such a file instead of reporting load_failed."""
-    from app import protocol as p
-    from app.inference import InferenceClient, WorkerError
+    from app.inference import protocol as p
+    from app.inference.client import InferenceClient, WorkerError
 
     path = tmp_path / "bad-alignment.gguf"
     path.write_bytes(_gguf(_kv("general.alignment", 8, _s("wide"))))

@@ -27,7 +27,7 @@ def _env(home: Path) -> dict[str, str]:
 
 
 def hearth(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "app.cli.main", *args], cwd=ROOT,
                           env=_env(home), capture_output=True, text=True, timeout=120,
                           check=False)
 
@@ -36,7 +36,7 @@ def hearth(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 _STARTER = """
 import sys, time
-from app.cli import main
+from app.cli.main import main
 start = float(sys.argv[1])
 while time.time() < start:
     time.sleep(0.001)
@@ -173,7 +173,7 @@ def test_the_gui_refuses_a_second_window_with_the_holders_pid(qtbot, home_dir: P
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication, QMessageBox
 
-    from ui.app import open_for_gui
+    from ui.application import open_for_gui
 
     holder = _holder(home_dir)
     seen: list[str] = []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from app.hub import (
+from app.models.hub import (
     DiskFull,
     Download,
     DownloadCancelled,

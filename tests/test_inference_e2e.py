@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from app import protocol as p
-from app.chat import ChatSession
-from app.inference import InferenceClient, WorkerError
-from app.store import INTERRUPTED
+from app.chat.conversations import INTERRUPTED
+from app.chat.turn import ChatSession
+from app.inference import protocol as p
+from app.inference.client import InferenceClient, WorkerError
 from app.workspace import Workspace
 
 pytestmark = pytest.mark.slow

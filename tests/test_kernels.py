@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from app import protocol as p
-from app.inference import InferenceClient
-from app.kernels import OVERRIDE_ENV, KernelMemory, is_crash
+from app.inference import protocol as p
+from app.inference.client import InferenceClient
+from app.inference.kernels import OVERRIDE_ENV, KernelMemory, is_crash
 from app.paths import resolve_home
-from backends.llama_compat import CRASH_TEST_ENV
+from backends.inference.llama_compat import CRASH_TEST_ENV
 
 GREEDY = p.SamplingParams(temperature=0.0, max_tokens=8, seed=1)
 REAL_OR_INJECTED = (signal.SIGABRT, signal.SIGSEGV, signal.SIGILL)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from app.library import LibraryError, UnknownModel
+from app.models.library import LibraryError, UnknownModel
 from app.workspace import Workspace, open_workspace
 from tests.gguf_factory import write_tiny_gguf
 
@@ -141,7 +141,7 @@ def test_a_stored_record_with_infinite_or_text_numbers_still_lists_and_fits(
     Models tab and ``models fit`` at every start; such values now read as unknown."""
     import json
 
-    from app.fit import verdict_for
+    from app.models.memory_fit import verdict_for
 
     source = write_tiny_gguf(tmp_path / "m.gguf")
     record = workspace.library.import_file(source)

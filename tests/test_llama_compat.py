@@ -1,4 +1,4 @@
-"""Each use of llama-cpp-python's internals (backends/llama_compat.py), touched once.
+"""Each use of llama-cpp-python's internals (backends/inference/llama_compat.py), touched once.
 
 An upgrade of llama-cpp-python that renames ``_model``, ``_input_ids`` or the default
 params hook fails here, by name, before it breaks chat. The model loads with the safe
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from backends import llama_compat as compat
+from backends.inference import llama_compat as compat
 
 pytestmark = pytest.mark.slow
 

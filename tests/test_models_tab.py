@@ -10,14 +10,14 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QFileDialog
 
-from app import protocol as p
-from app.fit import GiB, SystemMemory
-from app.hub import Download, DownloadPaused, HubClient
-from app.inference import InferenceClient
+from app.inference import protocol as p
+from app.inference.client import InferenceClient
+from app.models.hub import Download, DownloadPaused, HubClient
+from app.models.memory_fit import GiB, SystemMemory
 from tests.gguf_factory import CHATML, write_tiny_gguf
 from tests.hub_server import FakeHub, fake_hub  # noqa: F401 - pytest fixture
-from ui.library_model import FIT_COLUMN
-from ui.models_tab import ModelsTab
+from ui.models.library_model import FIT_COLUMN
+from ui.models.models_tab import ModelsTab
 
 REPO = "someone/Tiny-Chat-GGUF"
 FILE = "tiny-chat-Q4_K_M.gguf"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app import protocol as p
+from app.inference import protocol as p
 
 SAMPLES = [
     p.Load("/m.gguf", 2048, 10, 4, True),

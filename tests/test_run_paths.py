@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from app.datasets import load_dataset
-from app.finetune import ExportSettings, LoraSettings
-from app.run_files import delete_run, run_files
-from app.training import create_run
+from app.finetune.client import create_run
+from app.finetune.datasets import load_dataset
+from app.finetune.runs import delete_run, run_files
+from app.finetune.settings import ExportSettings, LoraSettings
 from app.workspace import Workspace
 from tests.finetune_fixtures import fact_rows, write_jsonl
 from tests.gguf_factory import write_tiny_gguf

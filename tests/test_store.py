@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.store import CANCELLED
+from app.chat.conversations import CANCELLED
 from app.workspace import Workspace, open_workspace
 
 

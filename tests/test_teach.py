@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.corrections import CorrectionStore
-from app.teach import (
+from app.chat.corrections import CorrectionStore
+from app.finetune.teach import (
     DRIFT_LIMIT,
     TeachError,
     Version,

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from app.corrections import CorrectionStore
-from app.library import STARTER_NAME, find_starter_gguf
-from app.teach import VersionStore
+from app.chat.corrections import CorrectionStore
+from app.finetune.teach import VersionStore
+from app.models.library import STARTER_NAME, find_starter_gguf
 from app.workspace import open_workspace
 from tests.finetune_fixtures import hearth_cache  # noqa: F401
 from tests.test_finetune_cli import hearth

@@ -8,11 +8,11 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt
 
-from app.corrections import CorrectionStore
-from app.teach import Version, VersionStore
+from app.chat.corrections import CorrectionStore
+from app.finetune.teach import Version, VersionStore
 from app.workspace import Workspace
 from tests.finetune_fixtures import hearth_cache, tiny_gguf  # noqa: F401
-from ui.teach_panel import TeachPanel
+from ui.datasets.teach_panel import TeachPanel
 
 
 def _correct(ws: Workspace, corrections: CorrectionStore, model: str, q: str, a: str) -> None:
@@ -85,7 +85,7 @@ def test_the_main_window_has_teach_in_datasets_and_in_the_status_bar(
     window = MainWindow(workspace)
     qtbot.addWidget(window)
     # under the corrections it teaches from (inside a scroll area of their view)
-    assert window.corrections_view.isAncestorOf(window.teach_panel)
+    assert window.datasets_view.isAncestorOf(window.teach_panel)
     assert window.teach_button.isVisibleTo(window.statusBar())
     assert window.teach_panel.base == window.chat.model_name == "tiny"
 
@@ -98,5 +98,5 @@ def test_the_main_window_has_teach_in_datasets_and_in_the_status_bar(
     started: list[bool] = []
     monkeypatch.setattr(window.teach_panel, "start", lambda: started.append(True))
     qtbot.mouseClick(window.teach_button, Qt.MouseButton.LeftButton)  # from the chat
-    assert started == [True] and window.tabs.currentWidget() is window.corrections_view
+    assert started == [True] and window.tabs.currentWidget() is window.datasets_view
     window.close()

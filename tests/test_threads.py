@@ -8,14 +8,14 @@ import textwrap
 import time
 from pathlib import Path
 
-from app.threads import ThreadClaims, auto_threads, physical_cores
+from app.machine.threads import ThreadClaims, auto_threads, physical_cores
 
 
 def _claim_in_child(folder: Path, threads: int) -> subprocess.Popen[str]:
     code = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from app.threads import ThreadClaims
+        from app.machine.threads import ThreadClaims
         with ThreadClaims(Path({str(folder)!r})).claim("training", {threads}):
             print("claimed", flush=True)
             sys.stdin.read()

@@ -16,8 +16,8 @@ def test_stray_files_next_to_the_gguf_do_not_replace_its_tokenizer(
     from tokenizers import Tokenizer
     from tokenizers.models import WordLevel
 
-    from app.gguf_file import read_gguf
-    from backends.train_model import load_base
+    from app.models.gguf_file import read_gguf
+    from backends.training.base_model import load_base
 
     folder = tmp_path / "Downloads"
     folder.mkdir()

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from app.chat_template import ChatTemplate, assistant_spans
-from app.datasets import Example, load_dataset
-from app.finetune import LoraSettings, Machine
-from app.gguf_file import read_gguf
-from app.library import ModelRecord
-from app.tune_plan import model_facts, plan_run, render_example
+from app.chat.template import ChatTemplate, assistant_spans
+from app.finetune.datasets import Example, load_dataset
+from app.finetune.plan import model_facts, plan_run, render_example
+from app.finetune.settings import LoraSettings, Machine
+from app.models.gguf_file import read_gguf
+from app.models.library import ModelRecord
 from tests.finetune_fixtures import fact_rows, write_jsonl
 
 CHAT = [

@@ -12,7 +12,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from app.library import find_starter_gguf
+from app.models.library import find_starter_gguf
 
 HIDDEN, LAYERS, HEADS, KV_HEADS, FFN = 64, 2, 4, 2, 128
 

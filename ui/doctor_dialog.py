@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.doctor import DoctorReport, run_doctor
+from app.machine.doctor import DoctorReport, run_doctor
 from app.paths import HearthHome
 from ui.background import Background
 

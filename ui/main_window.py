@@ -12,17 +12,17 @@ from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QMainWindow, QPushButton, QScrollArea, QTabWidget
 
-from app.corrections import CorrectionStore
-from app.teach import VersionStore
+from app.chat.corrections import CorrectionStore
+from app.finetune.teach import VersionStore
 from app.workspace import Workspace
-from ui.chat.chat_model import ChatModel
 from ui.chat.chat_page import ChatPage
-from ui.corrections_view import CorrectionsView, CorrectReplyDialog
+from ui.chat.chat_view_model import ChatViewModel
+from ui.chat.inference_bridge import InferenceBridge
+from ui.datasets.datasets_view import CorrectReplyDialog, DatasetsView
+from ui.datasets.teach_panel import TeachPanel
 from ui.doctor_dialog import DoctorDialog
-from ui.finetune_tab import FineTuneTab
-from ui.inference_bridge import InferenceBridge
-from ui.models_tab import ModelsTab
-from ui.teach_panel import TeachPanel
+from ui.finetune.finetune_tab import FineTuneTab
+from ui.models.models_tab import ModelsTab
 
 
 class MainWindow(QMainWindow):
@@ -31,7 +31,7 @@ class MainWindow(QMainWindow):
         self.workspace = workspace
         self.bridge = InferenceBridge(log_file=workspace.home.logs / "inference-worker.log",
                                       parent=self, home=workspace.home)
-        self.chat = ChatModel(workspace, self.bridge, parent=self)
+        self.chat = ChatViewModel(workspace, self.bridge, parent=self)
         self.session = self.chat.session
         self.setWindowTitle("Hearth")
         self.resize(1280, 820)
@@ -141,9 +141,9 @@ class MainWindow(QMainWindow):
                                         unload_chat=self._on_unload_chat,
                                         reload_chat=self._on_reload_chat)
         self.tabs.addTab(self.finetune_tab, "Fine-tune")
-        self.corrections_view = CorrectionsView(self.corrections)
-        self.tabs.addTab(self.corrections_view, "Datasets")
-        self.corrections_view.changed.connect(self.finetune_tab.refresh_corrections)
+        self.datasets_view = DatasetsView(self.corrections)
+        self.tabs.addTab(self.datasets_view, "Datasets")
+        self.datasets_view.changed.connect(self.finetune_tab.refresh_corrections)
         # Teach: under the corrections, and one button in the status bar, seen from chat.
         self.teach_panel = TeachPanel(self.workspace, self.corrections)
         # Scrolls rather than growing the window's minimum height (every tab counts).
@@ -151,11 +151,11 @@ class MainWindow(QMainWindow):
         teach_scroll.setWidgetResizable(True)
         teach_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         teach_scroll.setWidget(self.teach_panel)
-        self.corrections_view.layout().addWidget(teach_scroll)
+        self.datasets_view.layout().addWidget(teach_scroll)
         self.teach_panel.set_base(self.chat.model_name)
         self.teach_panel.active_changed.connect(self._on_teach_active_changed)
         self.teach_panel.finished.connect(self._on_teach_finished)
-        self.corrections_view.changed.connect(lambda _n: self.teach_panel.set_base(
+        self.datasets_view.changed.connect(lambda _n: self.teach_panel.set_base(
             self.teach_panel.base or self.chat.model_name))
         self.teach_button = QPushButton("Teach")
         self.teach_button.setToolTip("Teach the chat model the corrections you made")
@@ -174,7 +174,7 @@ class MainWindow(QMainWindow):
         dialog = CorrectReplyDialog(self.corrections, self.workspace.store, message_id, text,
                                     parent=self)
         if dialog.exec() == CorrectReplyDialog.DialogCode.Accepted:
-            self.corrections_view.refresh()
+            self.datasets_view.refresh()
             n = self.corrections.count()
             self.statusBar().showMessage(
                 f"Saved as a training example ({n} collected): press Teach to learn them.",
@@ -182,7 +182,7 @@ class MainWindow(QMainWindow):
 
     def _on_teach_clicked(self) -> None:
         """From the chat: teach its model, watched in the Datasets tab."""
-        self.tabs.setCurrentWidget(self.corrections_view)
+        self.tabs.setCurrentWidget(self.datasets_view)
         if not self.teach_panel.is_running():
             self.teach_panel.set_base(self.chat.model_name)
             self.teach_panel.start()

@@ -1,2 +1,2 @@
 """The chat room: conversations list, conversation view, composer, model bar and the
-settings panel, all rendering one :class:`~ui.chat.chat_model.ChatModel`."""
+settings panel, all rendering one :class:`~ui.chat.chat_view_model.ChatViewModel`."""

@@ -1,5 +1,5 @@
 """The Chat tab: conversations on the left, the conversation in the middle, settings on
-the right, all views of one :class:`~ui.chat.chat_model.ChatModel`."""
+the right, all views of one :class:`~ui.chat.chat_view_model.ChatViewModel`."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QHBoxLayout, QSplitter, QVBoxLayout, QWidget
 
-from ui.chat.chat_model import ChatModel
+from ui.chat.chat_view_model import ChatViewModel
 from ui.chat.composer import Composer
 from ui.chat.conversation_view import COLUMN_WIDTH, ConversationView, _mix
 from ui.chat.markdown import is_dark
@@ -17,7 +17,7 @@ from ui.chat.sidebar import Sidebar
 
 
 class ChatPage(QWidget):
-    def __init__(self, chat: ChatModel, parent: QWidget | None = None) -> None:
+    def __init__(self, chat: ChatViewModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.chat = chat
         self.sidebar = Sidebar(chat)

@@ -10,11 +10,11 @@ from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QPlainTextEdit, QPushButton, QWidget
 
-from ui.chat.chat_model import READY, ChatModel
+from ui.chat.chat_view_model import READY, ChatViewModel
 
 
 class Composer(QFrame):
-    def __init__(self, chat: ChatModel, parent: QWidget | None = None) -> None:
+    def __init__(self, chat: ChatViewModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.chat = chat
         self.setObjectName("composer")

@@ -1,6 +1,6 @@
 """The open conversation as one scrolling page of messages.
 
-It renders the :class:`~ui.chat.chat_model.ChatModel`: :meth:`ConversationView.sync`
+It renders the :class:`~ui.chat.chat_view_model.ChatViewModel`: :meth:`ConversationView.sync`
 compares the stored messages with the widgets on the page and only builds or re-renders
 what changed, so finishing a reply or flipping a version re-renders one message, not
 fifty. The reply in flight is a plain-text widget at the bottom that receives the
@@ -23,9 +23,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.chat import PendingReply
-from app.store import Message
-from ui.chat.chat_model import ChatModel
+from app.chat.conversations import Message
+from app.chat.turn import PendingReply
+from ui.chat.chat_view_model import ChatViewModel
 from ui.chat.markdown import MarkdownRenderer, RenderJob, is_dark, warm_up
 from ui.chat.message_widget import (
     SYNC_RENDER_CHARS,
@@ -107,7 +107,7 @@ class RenderQueue(QObject):
 class ProblemCard(QFrame):
     """An error said plainly, with the one button that fixes it."""
 
-    def __init__(self, chat: ChatModel, parent: QWidget | None = None) -> None:
+    def __init__(self, chat: ChatViewModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.chat = chat
         self.setObjectName("problemCard")
@@ -140,7 +140,7 @@ class ConversationView(QScrollArea):
     # "Correct this" on a reply: message id and its text; the window opens the dialog.
     correct_requested = Signal(int, str)
 
-    def __init__(self, chat: ChatModel, parent: QWidget | None = None) -> None:
+    def __init__(self, chat: ChatViewModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.chat = chat
         self.renderer = MarkdownRenderer(self.palette())

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.store import CANCELLED, INTERRUPTED, TRUNCATED, Message
+from app.chat.conversations import CANCELLED, INTERRUPTED, TRUNCATED, Message
 from ui.chat.markdown import (
     COPY_SCHEME,
     MarkdownRenderer,

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.chat.chat_model import CRASHED, FAILED, LOADING, READY, STARTING, ChatModel
+from ui.chat.chat_view_model import CRASHED, FAILED, LOADING, READY, STARTING, ChatViewModel
 from ui.untrusted import PlainLabel
 
 _DOTS = {READY: "#2da44e", LOADING: "#d4a72c", STARTING: "#d4a72c", FAILED: "#d1242f",
@@ -26,7 +26,7 @@ _DOTS = {READY: "#2da44e", LOADING: "#d4a72c", STARTING: "#d4a72c", FAILED: "#d1
 
 
 class ModelBar(QFrame):
-    def __init__(self, chat: ChatModel, parent: QWidget | None = None) -> None:
+    def __init__(self, chat: ChatViewModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.chat = chat
         self.setObjectName("modelBar")

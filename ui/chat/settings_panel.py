@@ -24,9 +24,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import protocol as p
+from app.inference import protocol as p
 from app.settings import LoadSettings
-from ui.chat.chat_model import ChatModel
+from ui.chat.chat_view_model import ChatViewModel
 from ui.untrusted import PlainLabel
 
 
@@ -39,7 +39,7 @@ def _double(low: float, high: float, step: float, decimals: int = 2) -> QDoubleS
 
 
 class SettingsPanel(QScrollArea):
-    def __init__(self, chat: ChatModel, parent: QWidget | None = None) -> None:
+    def __init__(self, chat: ChatViewModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.chat = chat
         self.setObjectName("settingsPanel")

@@ -32,8 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.store import Conversation
-from ui.chat.chat_model import ChatModel
+from app.chat.conversations import Conversation
+from ui.chat.chat_view_model import ChatViewModel
 from ui.untrusted import tooltip as safe_tooltip
 from ui.untrusted import warn
 
@@ -56,7 +56,7 @@ def when(iso: str) -> str:
 
 
 class ConversationListModel(QAbstractListModel):
-    def __init__(self, chat: ChatModel) -> None:
+    def __init__(self, chat: ChatViewModel) -> None:
         super().__init__()
         self.chat = chat
         self.search = ""
@@ -99,7 +99,7 @@ class ConversationListModel(QAbstractListModel):
 
 
 class Sidebar(QFrame):
-    def __init__(self, chat: ChatModel, parent: QWidget | None = None) -> None:
+    def __init__(self, chat: ChatViewModel, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.chat = chat
         self.setObjectName("sidebar")

@@ -1,0 +1,1 @@
+"""Chat: a conversation turn, the conversation store, export, corrections, templates."""

@@ -1,0 +1,173 @@
+"""A conversation turn, from the person's message to the stored reply.
+
+:class:`ChatSession` ties the conversation store to the inference client: it saves the
+user message, sends the conversation to the worker, follows that reply's events, and
+stores the reply when it ends — complete, cancelled, truncated, or cut short by a
+worker error or crash, always with whatever text was produced. The CLI drives it with a
+blocking loop; the GUI feeds it events from the Qt adapter. It never blocks itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from app.chat.conversations import (
+    CANCELLED,
+    COMPLETE,
+    INTERRUPTED,
+    TRUNCATED,
+    ConversationStore,
+    Message,
+)
+from app.inference import protocol as p
+from app.inference.client import InferenceClient
+
+_STATUS_BY_FINISH = {"stop": COMPLETE, "cancelled": CANCELLED, "length": TRUNCATED,
+                     "context_full": TRUNCATED}
+
+
+@dataclass
+class PendingReply:
+    conversation_id: int
+    request_id: str
+    text: str = ""
+    dropped_messages: int = 0
+    # When continuing a truncated reply, the stored message being extended.
+    continues: Message | None = None
+    # When regenerating, the stored reply that gets this one as a new version.
+    replaces: Message | None = None
+    saved: Message | None = field(default=None)
+    error: str | None = None
+
+
+DEFAULT_TITLE = "New chat"
+
+
+def title_from(text: str, limit: int = 48) -> str:
+    """A conversation title from its first message: the first line, cut at a word."""
+    line = " ".join(text.strip().split("\n", 1)[0].split())
+    if len(line) <= limit:
+        return line or DEFAULT_TITLE
+    cut = line[:limit].rsplit(" ", 1)[0] if " " in line[:limit] else line[:limit]
+    return cut.rstrip(",.;:") + "…"
+
+
+class ChatSession:
+    def __init__(self, store: ConversationStore, client: InferenceClient) -> None:
+        self.store = store
+        self.client = client
+        self.pending: dict[str, PendingReply] = {}
+
+    def send(self, conversation_id: int, text: str,
+             sampling: p.SamplingParams | None = None) -> PendingReply:
+        """Store the person's message and ask for a reply to the whole conversation.
+
+        A conversation still called "New chat" is named after its first message.
+        """
+        conversation = self.store.get(conversation_id)
+        if conversation.title == DEFAULT_TITLE and not self.store.messages(conversation_id):
+            self.store.update(conversation_id, title=title_from(text))
+        self.store.add_message(conversation_id, "user", text)
+        return self._request(conversation_id, sampling)
+
+    def regenerate(self, conversation_id: int, sampling: p.SamplingParams | None = None
+                   ) -> PendingReply:
+        """Ask again for the last reply; the earlier one is kept as a version.
+
+        When the conversation ends with the person's message (the last reply failed
+        before writing anything), this simply asks for a reply.
+        """
+        messages = self.store.messages(conversation_id)
+        if messages and messages[-1].role == "assistant":
+            last = messages[-1]
+            request_id = self.client.chat(
+                self.store.prompt_messages(conversation_id, before=last.position), sampling)
+            reply = PendingReply(conversation_id, request_id, replaces=last)
+            self.pending[request_id] = reply
+            return reply
+        if not messages:
+            raise ValueError("there is nothing to reply to")
+        return self._request(conversation_id, sampling)
+
+    def edit_and_resend(self, conversation_id: int, message_id: int, text: str,
+                        sampling: p.SamplingParams | None = None) -> PendingReply:
+        """Replace one of the person's messages and ask again from there.
+
+        The turns after the edited message answered the old text, so they are dropped.
+        """
+        message = self.store.message(message_id)
+        if message.conversation_id != conversation_id or message.role != "user":
+            raise ValueError("only your own messages can be edited")
+        if not text.strip():
+            raise ValueError("the message is empty")
+        self.store.delete_messages_from(conversation_id, message.position)
+        self.store.add_message(conversation_id, "user", text)
+        return self._request(conversation_id, sampling)
+
+    def continue_reply(self, conversation_id: int, sampling: p.SamplingParams | None = None
+                       ) -> PendingReply:
+        """Extend the last assistant reply, e.g. one cut by the token limit."""
+        messages = self.store.messages(conversation_id)
+        if not messages or messages[-1].role != "assistant":
+            raise ValueError("there is no reply to continue")
+        request_id = self.client.chat(self.store.prompt_messages(conversation_id), sampling,
+                                      continue_last=True)
+        reply = PendingReply(conversation_id, request_id, continues=messages[-1])
+        self.pending[request_id] = reply
+        return reply
+
+    def cancel(self, reply: PendingReply) -> None:
+        self.client.cancel(reply.request_id)
+
+    def _request(self, conversation_id: int, sampling: p.SamplingParams | None
+                 ) -> PendingReply:
+        request_id = self.client.chat(self.store.prompt_messages(conversation_id), sampling)
+        reply = PendingReply(conversation_id, request_id)
+        self.pending[request_id] = reply
+        return reply
+
+    def handle(self, event: Any) -> PendingReply | None:
+        """Follow one worker event; returns the reply it finished, if it finished one."""
+        if isinstance(event, p.WorkerDied):
+            finished = None
+            for reply in list(self.pending.values()):
+                finished = self._finish(reply, INTERRUPTED, None, event.message)
+            return finished
+        reply = self.pending.get(getattr(event, "request_id", None) or "")
+        if reply is None:
+            return None
+        if isinstance(event, p.Tokens):
+            reply.text += event.text
+        elif isinstance(event, p.ContextTrimmed):
+            reply.dropped_messages = event.dropped_messages
+        elif isinstance(event, p.Done):
+            reply.text = event.text
+            return self._finish(reply, _STATUS_BY_FINISH.get(event.stats.finish_reason,
+                                                             COMPLETE), event.stats, None)
+        elif isinstance(event, p.Error):
+            return self._finish(reply, INTERRUPTED, None, event.message)
+        return None
+
+    def _finish(self, reply: PendingReply, status: str, stats: p.ReplyStats | None,
+                error: str | None) -> PendingReply:
+        self.pending.pop(reply.request_id, None)
+        reply.error = error
+        stats_dict: dict[str, Any] | None = asdict(stats) if stats else None
+        if error:
+            stats_dict = {**(stats_dict or {}), "error": error}
+        if reply.replaces is not None:
+            if reply.text or error is None:
+                reply.saved = self.store.add_version(reply.replaces.id, reply.text, status,
+                                                     stats_dict)
+        elif reply.continues is not None:
+            content = reply.continues.content + reply.text
+            self.store.update_message(reply.continues.id, content=content, status=status,
+                                      stats=stats_dict)
+            reply.saved = Message(reply.continues.id, reply.conversation_id,
+                                  reply.continues.position, "assistant", content, status,
+                                  stats_dict)
+        elif reply.text or error is None:
+            reply.saved = self.store.add_message(reply.conversation_id, "assistant",
+                                                 reply.text, status, stats_dict)
+        return reply

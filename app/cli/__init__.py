@@ -1,0 +1,1 @@
+"""``hearth`` on the command line: one module per command group."""

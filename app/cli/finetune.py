@@ -1,0 +1,265 @@
+"""``hearth finetune`` and ``hearth runs``: fine-tuning from the terminal.
+
+Kept apart from :mod:`app.cli.main` so the fine-tuning commands can grow without crowding
+the chat and library commands. Contract as for the rest of the CLI: exit 0 on
+success, 2 on bad input (a bad dataset prints its line-numbered problems before any
+training starts), 1 when the worker fails; Ctrl+C checkpoints and stops the run, which
+``--resume RUN_ID`` continues.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from app.finetune import protocol as tp
+from app.finetune.client import RunError, TrainingClient, create_run, list_runs, register_result
+from app.finetune.datasets import DatasetError, load_dataset
+from app.finetune.settings import PRESETS, QUANT_TYPES, ExportSettings, Machine, preset
+from app.workspace import Workspace
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+def add_parsers(sub: Any) -> None:
+    ft = sub.add_parser("finetune", help="teach a model with LoRA on your data, then export "
+                        "it as a GGUF model")
+    ft.add_argument("-m", "--model", help="base model name (default: the starter model)")
+    ft.add_argument("--data", help="dataset: OpenAI chat JSONL, ShareGPT, Alpaca or text")
+    ft.add_argument("--preset", choices=PRESETS, default="balanced")
+    ft.add_argument("--epochs", type=float)
+    ft.add_argument("--max-steps", type=int)
+    ft.add_argument("--lr", type=float, help="peak learning rate")
+    ft.add_argument("--rank", type=int, help="LoRA rank (alpha follows as 2 x rank)")
+    ft.add_argument("--batch-size", type=int)
+    ft.add_argument("--max-seq-len", type=int)
+    ft.add_argument("--seed", type=int)
+    ft.add_argument("--out", help="name of the fine-tuned model in the library")
+    ft.add_argument("--quant", choices=QUANT_TYPES, default="q8_0")
+    ft.add_argument("--adapter-only", action="store_true",
+                    help="keep only the LoRA adapter; skip the merge and GGUF export")
+    ft.add_argument("--resume", metavar="RUN_ID", help="continue a cancelled or "
+                    "interrupted run from its last checkpoint")
+    ft.add_argument("--json", action="store_true", help="print the summary as JSON")
+    runs = sub.add_parser("runs", help="fine-tuning runs").add_subparsers(
+        dest="runs_command", required=True)
+    ls = runs.add_parser("list", help="list fine-tuning runs")
+    ls.add_argument("--json", action="store_true")
+
+
+class _BadInput(Exception):
+    pass
+
+
+def finetune(ws: Workspace, args: argparse.Namespace) -> int:
+    try:
+        run_id = args.resume or _new_run(ws, args)
+    except _BadInput as exc:
+        print(f"hearth: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        client = TrainingClient(ws.home, run_id)
+    except RunError as exc:
+        print(f"hearth: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.resume:
+        status = {r.run_id: r.status for r in list_runs(ws.home)}.get(run_id)
+        if status in ("finished", "running", "exporting"):
+            print(f"hearth: run {run_id} is {status}; only cancelled, interrupted or "
+                  "failed runs can be resumed", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    print(f"Run {run_id} ({'resuming' if args.resume else 'starting'}); cancel with Ctrl+C, "
+          f"resume with: hearth finetune --resume {run_id}", file=sys.stderr)
+    client.start()
+    view = _ProgressView(sys.stderr)
+    interrupted = False
+    events = client.events()
+    while True:
+        try:
+            event = next(events)
+        except StopIteration:
+            break
+        except KeyboardInterrupt:
+            interrupted = True
+            client.cancel()
+            print("\nstopping after this step (saving a checkpoint)...", file=sys.stderr)
+            continue
+        view.show(event)
+        if isinstance(event, tp.Finished):
+            name = None
+            if event.summary.get("gguf_path"):
+                name = register_result(ws.library, ws.home, event.summary).name
+            event.summary["library_name"] = name
+            if args.json:
+                print(json.dumps(event.summary, indent=2))
+            else:
+                _print_summary(event.summary, name)
+            client.wait()
+            return EXIT_OK
+        if isinstance(event, tp.Cancelled):
+            print(f"Cancelled at step {event.step}. Resume with: hearth finetune --resume "
+                  f"{run_id}", file=sys.stderr)
+            client.wait()
+            return EXIT_CANCELLED if interrupted else EXIT_FAILED
+        if isinstance(event, tp.TrainError):
+            print(f"hearth: {event.message}", file=sys.stderr)
+            client.wait()
+            return EXIT_BAD_INPUT if event.error_kind in ("bad_data", "bad_model") else \
+                EXIT_FAILED
+        if isinstance(event, tp.WorkerExited):
+            print(f"hearth: {event.message}", file=sys.stderr)
+            for line in event.last_log_lines[-5:]:
+                print(f"  {line}", file=sys.stderr)
+            return EXIT_FAILED
+    return EXIT_FAILED
+
+
+def _new_run(ws: Workspace, args: argparse.Namespace) -> str:
+    if not args.data:
+        raise _BadInput("--data FILE is needed to start a run (or --resume RUN_ID)")
+    try:
+        record = ws.library.get(args.model) if args.model else ws.library.default()
+    except Exception as exc:  # noqa: BLE001 - the library's message is for the person
+        raise _BadInput(str(exc)) from exc
+    if record is None:
+        raise _BadInput("no model installed: import one with 'hearth models import PATH'")
+    try:
+        dataset = load_dataset(args.data)
+    except DatasetError as exc:
+        raise _BadInput(str(exc)) from exc
+    try:
+        settings = preset(args.preset, dataset.stats.records, Machine.detect())
+        settings = settings.with_overrides(
+            epochs=args.epochs, max_steps=args.max_steps, learning_rate=args.lr,
+            rank=args.rank, alpha=2.0 * args.rank if args.rank else None,
+            batch_size=args.batch_size, max_seq_len=args.max_seq_len, seed=args.seed)
+        export = ExportSettings(quant=args.quant, out_name=args.out,
+                                gguf=not args.adapter_only)
+        run_id = create_run(ws.home, record, dataset, settings, export)
+    except ValueError as exc:
+        raise _BadInput(str(exc)) from exc
+    s = settings
+    print(f"{dataset.path.name}: {dataset.format} format, {dataset.stats.describe()}",
+          file=sys.stderr)
+    print(f"Base model {record.name}; preset {args.preset}: rank {s.rank}, alpha {s.alpha:g}, "
+          f"lr {s.learning_rate:g}, "
+          + (f"{s.max_steps} steps" if s.max_steps else f"{s.epochs:g} epochs")
+          + f", batch {s.batch_size} x {s.grad_accumulation}, max {s.max_seq_len} tokens",
+          file=sys.stderr)
+    return run_id
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.0f} MiB"
+
+
+class _ProgressView:
+    """A one-line progress bar on a terminal; a line every 10% otherwise."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.last_decile = -1
+        self.last_draw = 0.0
+
+    def show(self, event: Any) -> None:
+        out = self.stream
+        if isinstance(event, tp.TrainHello):
+            print(f"worker on {event.device} ({event.dtype})", file=out)
+        elif isinstance(event, tp.Phase) and event.name != "training":
+            self._end_line()
+            print(f"{event.message}...", file=out)
+        elif isinstance(event, tp.DataReady):
+            print(f"tokenized: {event.train_records} train / {event.val_records} validation "
+                  f"records, {event.train_tokens:,} tokens ({event.target_tokens:,} with "
+                  f"loss), longest {event.longest_record_tokens} tokens, "
+                  f"{event.truncated_records} truncated to {event.max_seq_len}; "
+                  f"{event.total_steps} steps", file=out)
+        elif isinstance(event, tp.EstimateEvent):
+            self._end_line()
+            label = "estimate" if event.basis == "formula" else "measured estimate"
+            print(f"{label}: about {event.seconds / 60:.1f} min in all, peak memory "
+                  f"about {_mib(event.peak_memory_bytes)}", file=out)
+        elif isinstance(event, tp.Progress):
+            self._progress(event)
+        elif isinstance(event, tp.Evaluation) and not self.tty:
+            print(f"  step {event.step}: validation loss {event.val_loss:.4f}", file=out)
+        elif isinstance(event, tp.TrainLog) and event.level in ("warning", "error"):
+            self._end_line()
+            print(f"warning: {event.message}", file=out)
+        out.flush()
+
+    def _progress(self, e: tp.Progress) -> None:
+        frac = e.step / max(1, e.total_steps)
+        if self.tty:
+            now = time.monotonic()
+            if now - self.last_draw < 0.1 and e.step < e.total_steps:
+                return
+            self.last_draw = now
+            bar = "#" * int(frac * 30)
+            self.stream.write(f"\r[{bar:30}] {e.step}/{e.total_steps} epoch {e.epoch:.2f} "
+                              f"loss {e.loss:.4f} lr {e.learning_rate:.2e} "
+                              f"{e.tokens_per_s:,.0f} tok/s ETA {e.eta_s:,.0f}s ")
+            return
+        decile = int(frac * 10)
+        if decile != self.last_decile:
+            self.last_decile = decile
+            print(f"  step {e.step}/{e.total_steps} loss {e.loss:.4f} lr "
+                  f"{e.learning_rate:.2e} {e.tokens_per_s:,.0f} tok/s ETA {e.eta_s:,.0f}s "
+                  f"mem {_mib(e.peak_memory_bytes)}", file=self.stream)
+
+    def _end_line(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+
+
+def _print_summary(s: dict[str, Any], name: str | None) -> None:
+    est = s["estimate"]
+    if name:
+        print(f"Fine-tuned model: {name}  ({s['gguf_path']})")
+    else:
+        print("Fine-tuned adapter (no GGUF export)")
+    print(f"  training: {s['steps']} steps, {s['trained_tokens']:,} tokens in "
+          f"{s['train_seconds']:.1f}s ({s['tokens_per_s']:,.0f} tok/s) on {s['device']}")
+    print(f"  loss: {s['first_train_loss']:.4f} -> {s['final_train_loss']:.4f} (train), "
+          f"validation {s['val_loss']:.4f}")
+    measured = est.get("measured") or {}
+    print(f"  time (whole run): estimated {est['seconds']:.0f}s (formula)"
+          + (f", {measured['seconds']:.0f}s (measured at step {measured['at_step']})"
+             if measured else "") + f", actual {s.get('total_seconds', 0):.0f}s")
+    print(f"  peak memory: estimated {_mib(est['peak_memory_bytes'])}, actual "
+          f"{_mib(s['peak_memory_bytes'])}")
+    if s["truncated_records"]:
+        print(f"  {s['truncated_records']} records were truncated to "
+              f"{s['settings']['max_seq_len']} tokens")
+    fid = s.get("fidelity")
+    if fid:
+        print(f"  fidelity (F16 GGUF in llama.cpp vs PyTorch): largest logit difference "
+              f"{fid['logits_max_abs_diff']:.4f} (logits up to {fid['logits_ref_max_abs']:.1f}), "
+              f"top-1 agreement {fid['top1_agreement']:.1%} over {fid['tokens_compared']} "
+              "tokens")
+        print(f"  validation loss: PyTorch {fid['torch_val_loss']:.4f}, {fid['quant']} GGUF "
+              f"{fid['gguf_val_loss']:.4f}")
+        for warning in fid["warnings"]:
+            print(f"  WARNING: {warning}")
+    print(f"  adapter: {s['adapter_dir']}")
+
+
+def runs(ws: Workspace, args: argparse.Namespace) -> int:
+    found = list_runs(ws.home)
+    if args.json:
+        print(json.dumps([r.to_json() for r in found], indent=2))
+        return EXIT_OK
+    if not found:
+        print("No fine-tuning runs yet. Start one with: hearth finetune --data FILE")
+        return EXIT_OK
+    print(f"{'RUN':22} {'STATUS':12} {'STEP':>9} {'BASE':24} {'OUTPUT':28} {'VAL LOSS':>8}")
+    for r in found:
+        step = f"{r.step}/{r.total_steps or '?'}"
+        val = f"{r.val_loss:.4f}" if r.val_loss is not None else "-"
+        print(f"{r.run_id:22} {r.status:12} {step:>9} {r.base_model[:24]:24} "
+              f"{r.out_name[:28]:28} {val:>8}")
+    return EXIT_OK

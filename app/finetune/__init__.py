@@ -1,0 +1,1 @@
+"""Fine-tuning: settings, datasets, the plan and estimate, typed runs, teach."""

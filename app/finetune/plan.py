@@ -1,0 +1,140 @@
+"""What a fine-tuning run will look like, before it starts: preview and estimate.
+
+The Fine-tune tab shows the first records exactly as they will be trained (rendered with
+the base model's own chat template, the spans that carry loss marked) and an estimate of
+time and peak memory for the chosen preset. Both are computed here from the GGUF header
+and the checked dataset, without a tokenizer or torch, so they are instant; the worker
+replaces the estimate with exact token counts and then a measurement once it runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from app.chat.template import ChatTemplate, assistant_spans
+from app.finetune.datasets import Dataset, Example, split_examples
+from app.finetune.settings import Estimate, LoraSettings, Machine, estimate
+from app.models.gguf_file import read_gguf
+from app.models.library import ModelRecord
+
+# Tokens per character of chat-template text; the same rough figure the dataset check
+# uses (app.finetune.datasets.CHARS_PER_TOKEN), applied to the rendered text.
+CHARS_PER_TOKEN = 4.0
+ESTIMATE_SAMPLE = 500  # records rendered to measure the average size
+
+
+@dataclass
+class ModelFacts:
+    """What the preview and the estimate need from a base model's GGUF header."""
+
+    template: ChatTemplate
+    """The chat template the worker will train with (ChatML when the model has none)."""
+    vocab: int
+    parameters: int
+    hidden: int
+    layers: int
+
+
+def model_facts(record: ModelRecord) -> ModelFacts:
+    """Read once per model (the header holds the whole vocabulary: tens of ms)."""
+    text, vocab = None, 0
+    if record.path.is_file():
+        info = read_gguf(record.path)
+        text = info.chat_template
+        vocab = int(info.metadata.get("tokenizer.ggml.tokens")
+                    or info.arch_value("vocab_size") or 0)
+    return ModelFacts(template=ChatTemplate.from_metadata(text), vocab=vocab,
+                      parameters=int(record.info.get("parameters") or 0),
+                      hidden=int(record.info.get("n_embd") or 0),
+                      layers=int(record.info.get("n_layers") or 0))
+
+
+@dataclass
+class PreviewRecord:
+    """One record as the model will see it: ``segments`` of (text, carries loss)."""
+
+    line: int
+    segments: list[tuple[str, bool]]
+
+    @property
+    def text(self) -> str:
+        return "".join(text for text, _ in self.segments)
+
+    @property
+    def trained_text(self) -> str:
+        return "".join(text for text, trained in self.segments if trained)
+
+
+def render_example(example: Example, template: ChatTemplate) -> PreviewRecord:
+    if example.messages is None:  # plain text: the whole text carries loss
+        return PreviewRecord(example.line, [(example.text or "", True)])
+    full, spans = assistant_spans(template, example.messages)
+    segments: list[tuple[str, bool]] = []
+    at = 0
+    for start, end in spans:
+        if start > at:
+            segments.append((full[at:start], False))
+        segments.append((full[start:end], True))
+        at = end
+    if at < len(full):
+        segments.append((full[at:], False))
+    return PreviewRecord(example.line, segments)
+
+
+def preview(dataset: Dataset, template: ChatTemplate, n: int = 3) -> list[PreviewRecord]:
+    return [render_example(e, template) for e in dataset.examples[:n]]
+
+
+@dataclass
+class RunPlan:
+    """The numbers shown next to the preset before Start."""
+
+    train_records: int
+    val_records: int
+    total_steps: int
+    approx_train_tokens: int
+    estimate: Estimate
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """How big the records are once laid out by the template (measured on a sample)."""
+
+    chars_per_record: float
+    target_fraction: float
+    """Share of the characters that carry loss (the assistant replies)."""
+
+
+def measure(dataset: Dataset, template: ChatTemplate) -> DataShape:
+    """Render up to ESTIMATE_SAMPLE records; do it once per model and dataset."""
+    sample = dataset.examples[:ESTIMATE_SAMPLE]
+    chars = target_chars = 0
+    for example in sample:
+        rendered = render_example(example, template)
+        chars += len(rendered.text)
+        target_chars += len(rendered.trained_text)
+    return DataShape(chars_per_record=chars / max(1, len(sample)),
+                     target_fraction=target_chars / max(1, chars))
+
+
+def plan_run(facts: ModelFacts, dataset: Dataset, settings: LoraSettings,
+             machine: Machine, shape: DataShape | None = None) -> RunPlan:
+    """Steps, approximate tokens, time and peak memory of a run, as the worker plans it."""
+    train, val = split_examples(dataset.examples, settings.validation_fraction, settings.seed)
+    shape = shape or measure(dataset, facts.template)
+    per_record = min(settings.max_seq_len, shape.chars_per_record / CHARS_PER_TOKEN)
+    micro_per_epoch = math.ceil(len(train) / settings.batch_size)
+    if settings.max_steps is not None:
+        steps = settings.max_steps
+    else:
+        steps = max(1, math.ceil(settings.epochs * micro_per_epoch / settings.grad_accumulation))
+    guess = estimate(
+        n_params=facts.parameters,
+        train_tokens=int(per_record * len(train)),
+        steps_tokens=int(steps * settings.batch_size * settings.grad_accumulation * per_record),
+        hidden=facts.hidden, n_layers=facts.layers, vocab=facts.vocab,
+        micro_batch_tokens=int(settings.batch_size * per_record),
+        target_fraction=shape.target_fraction, machine=machine, gpu=machine.has_gpu)
+    return RunPlan(train_records=len(train), val_records=len(val), total_steps=steps,
+                   approx_train_tokens=int(per_record * len(train)), estimate=guess)

@@ -1,0 +1,1 @@
+"""Inference: the client of the llama.cpp worker, its protocol, its kernels."""

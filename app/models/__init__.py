@@ -1,0 +1,1 @@
+"""Models: the library of GGUF files, reading them, the memory they need, the hub."""

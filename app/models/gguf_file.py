@@ -1,0 +1,394 @@
+"""Reading and checking GGUF files without loading them.
+
+Model files come from strangers. Before a file is registered in the library (or handed
+to llama.cpp, which aborts the whole process on some malformed inputs) we parse its
+header, metadata and tensor table ourselves, with bounds checks on every length, and
+confirm that every tensor's data lies inside the file. A truncated download, an empty
+file or a renamed ``.bin`` is refused here with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
+
+GGUF_MAGIC = b"GGUF"
+SUPPORTED_VERSIONS = (2, 3)
+# Arrays longer than this are summarised by their length (the vocabulary has ~50k
+# entries; nothing in the library view needs them).
+_ARRAY_KEEP = 64
+_MAX_COUNT = 10_000_000
+_MAX_DEPTH = 8  # arrays of arrays deeper than this exist only to crash parsers
+_MAX_STRING = 64 << 20  # chat templates are kilobytes; nothing legitimate is this long
+_MAX_ALIGNMENT = 1 << 20
+# Metadata that must be a whole, non-negative number when present: the shape of the
+# model, which the memory estimate and the Models tab compute with.
+_COUNT_KEYS = ("context_length", "block_count", "embedding_length", "attention.head_count",
+               "attention.head_count_kv", "attention.key_length", "attention.value_length",
+               "vocab_size")
+
+_SCALARS: dict[int, str] = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f",
+                            7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+_STRING, _ARRAY = 8, 9
+
+
+class GGUFError(ValueError):
+    """The file is not a usable GGUF model; the message is one line for a person."""
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    shape: tuple[int, ...]
+    ggml_type: int
+    offset: int
+    n_bytes: int
+
+    @property
+    def n_elements(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass
+class GGUFInfo:
+    """What the library shows about a model, read from its GGUF header."""
+
+    path: Path
+    version: int
+    file_size: int
+    metadata: dict[str, Any] = field(repr=False)
+    tensors: list[TensorInfo] = field(repr=False)
+
+    @property
+    def architecture(self) -> str:
+        return str(self.metadata.get("general.architecture", "unknown"))
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("general.name") or self.path.stem)
+
+    def arch_value(self, key: str, default: Any = None) -> Any:
+        return self.metadata.get(f"{self.architecture}.{key}", default)
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(t.n_elements for t in self.tensors)
+
+    def arch_count(self, key: str) -> int | None:
+        """A shape value as a whole number; :class:`GGUFError` when it is anything else.
+
+        Strangers' files hold strings, NaN and +inf here; letting one through stores it
+        in the library, where every later memory estimate trips over it.
+        """
+        value = self.arch_value(key)
+        if value is None:
+            return None
+        return _whole(f"{self.architecture}.{key}", value)
+
+    @property
+    def context_length(self) -> int | None:
+        return self.arch_count("context_length")
+
+    @property
+    def chat_template(self) -> str | None:
+        value = self.metadata.get("tokenizer.chat_template")
+        return value if isinstance(value, str) and value.strip() else None
+
+    @property
+    def quantization(self) -> str:
+        """The file type the converter recorded, else the dominant tensor type by bytes."""
+        file_type = self.metadata.get("general.file_type")
+        if isinstance(file_type, int):
+            try:
+                return LlamaFileType(file_type).name.removeprefix("MOSTLY_")
+            except ValueError:
+                pass
+        by_bytes: Counter[int] = Counter()
+        for t in self.tensors:
+            by_bytes[t.ggml_type] += t.n_bytes
+        if not by_bytes:
+            return "unknown"
+        dominant = by_bytes.most_common(1)[0][0]
+        try:
+            return GGMLQuantizationType(dominant).name
+        except ValueError:
+            return f"type{dominant}"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "architecture": self.architecture,
+            "parameters": self.parameter_count,
+            "quantization": self.quantization,
+            "file_size": self.file_size,
+            "context_length": self.context_length,
+            "has_chat_template": self.chat_template is not None,
+            "n_layers": self.arch_count("block_count"),
+            "n_embd": self.arch_count("embedding_length"),
+            "n_head": self.arch_count("attention.head_count"),
+            "n_head_kv": self.arch_count("attention.head_count_kv"),
+            # for the memory estimate (app.models.memory_fit): head sizes when they differ from
+            # n_embd / n_head (Gemma, Qwen3), and the vocabulary (logits buffer)
+            "key_length": self.arch_count("attention.key_length"),
+            "value_length": self.arch_count("attention.value_length"),
+            "n_vocab": self.vocab_size,
+        }
+
+    @property
+    def vocab_size(self) -> int | None:
+        tokens = self.metadata.get("tokenizer.ggml.tokens")
+        if isinstance(tokens, int):  # a skipped long array stands for its length
+            return int(tokens)
+        if isinstance(tokens, list):
+            return len(tokens)
+        return self.arch_count("vocab_size")
+
+
+def _whole(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise GGUFError(f"metadata {key} is {str(value)[:40]!r}, not a whole number")
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise GGUFError(f"metadata {key} is {value}, not a whole number")
+        value = int(value)
+    if value < 0:
+        raise GGUFError(f"metadata {key} is {value}, not a whole number of at least 0")
+    return int(value)
+
+
+class _Reader:
+    def __init__(self, fh: BinaryIO, size: int) -> None:
+        self.fh = fh
+        self.size = size
+
+    def read(self, n: int) -> bytes:
+        data = self.fh.read(n)
+        if len(data) != n:
+            raise GGUFError("the file ends in the middle of its header (truncated download?)")
+        return data
+
+    def scalar(self, fmt: str) -> Any:
+        return struct.unpack(fmt, self.read(struct.calcsize(fmt)))[0]
+
+    def count(self, what: str) -> int:
+        n = self.scalar("<Q")
+        if n > _MAX_COUNT:
+            raise GGUFError(f"the header claims {n} {what}, which cannot be right")
+        return n
+
+    def string_length(self) -> int:
+        n = self.scalar("<Q")
+        if n > self.size:
+            raise GGUFError("a metadata string is longer than the whole file")
+        if n > _MAX_STRING:
+            raise GGUFError(f"a metadata string claims {n:,} bytes, which cannot be right")
+        return n
+
+    def skip(self, n: int) -> None:
+        """Move past ``n`` bytes without reading them, checking they are in the file."""
+        if self.fh.tell() + n > self.size:
+            raise GGUFError("the file ends in the middle of its header (truncated download?)")
+        self.fh.seek(n, 1)
+
+    def skip_strings(self, n: int) -> None:
+        """Walk ``n`` length-prefixed strings through a small buffer, decoding none."""
+        buf, off, limit = b"", 0, min(self.size, _MAX_STRING)
+        for _ in range(n):
+            if off + 8 > len(buf):
+                buf = buf[off:] + self.fh.read(256 << 10)
+                off = 0
+                if len(buf) < 8:
+                    raise GGUFError("the file ends in the middle of its header "
+                                    "(truncated download?)")
+            (length,) = struct.unpack_from("<Q", buf, off)
+            if length > limit:
+                raise GGUFError("a metadata string is longer than the whole file")
+            off += 8 + length
+            if off > len(buf):  # the string runs past the buffer: jump over the rest
+                self.skip(off - len(buf))
+                buf, off = b"", 0
+        self.fh.seek(off - len(buf), 1)  # give back what was read ahead
+
+    def string(self) -> str:
+        n = self.string_length()
+        try:
+            return self.read(n).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise GGUFError("a metadata string is not valid UTF-8") from exc
+
+    def value(self, vtype: int, depth: int = 0) -> Any:
+        if vtype in _SCALARS:
+            return self.scalar(_SCALARS[vtype])
+        if vtype == _STRING:
+            return self.string()
+        if vtype == _ARRAY:
+            if depth >= _MAX_DEPTH:
+                raise GGUFError(f"metadata arrays are nested more than {_MAX_DEPTH} deep")
+            item_type = self.scalar("<I")
+            n = self.count("array items")
+            if n > _ARRAY_KEEP:
+                # Long arrays (the vocabulary, its merges and scores) are walked, not
+                # built: only their length is ever used, and decoding 150k strings
+                # costs several times the header's size in memory.
+                self.skip_items(item_type, n, depth + 1)
+                return _ArrayLength(n)
+            return [self.value(item_type, depth + 1) for _ in range(n)]
+        raise GGUFError(f"unknown metadata value type {vtype}")
+
+    def skip_items(self, item_type: int, n: int, depth: int) -> None:
+        if item_type in _SCALARS:
+            width = struct.calcsize(_SCALARS[item_type])
+            if n * width > self.size:
+                raise GGUFError("a metadata array is longer than the whole file")
+            self.skip(n * width)
+        elif item_type == _STRING:
+            self.skip_strings(n)
+        elif item_type == _ARRAY:
+            if depth >= _MAX_DEPTH:
+                raise GGUFError(f"metadata arrays are nested more than {_MAX_DEPTH} deep")
+            for _ in range(n):
+                inner = self.scalar("<I")
+                self.skip_items(inner, self.count("array items"), depth + 1)
+        else:
+            raise GGUFError(f"unknown metadata value type {item_type}")
+
+
+class _ArrayLength(int):
+    """Stands for a long metadata array that was skipped; its value is the length."""
+
+
+def read_gguf(path: str | Path) -> GGUFInfo:
+    """Parse and check ``path``; raise :class:`GGUFError` with a readable reason.
+
+    Every way a stranger's bytes can be wrong ends here as :class:`GGUFError` (callers
+    catch only that: the CLI exits 2, the worker reports ``load_failed``), never as a
+    RecursionError, OverflowError or other traceback.
+    """
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        fh = path.open("rb")
+    except FileNotFoundError as exc:
+        raise GGUFError(f"{path} does not exist") from exc
+    except IsADirectoryError as exc:
+        raise GGUFError(f"{path} is a folder, not a GGUF file") from exc
+    except OSError as exc:
+        raise GGUFError(f"{path} cannot be read: {exc.strerror}") from exc
+    try:
+        with fh:
+            info = _parse(fh, path, size)
+        info.summary()  # the values the library stores must be sound, or we refuse now
+    except GGUFError:
+        raise
+    except OSError as exc:
+        raise GGUFError(f"{path} cannot be read: {exc.strerror or exc}") from exc
+    except (RecursionError, MemoryError, OverflowError, ValueError, TypeError,
+            struct.error) as exc:
+        raise GGUFError(f"the file's header is malformed ({type(exc).__name__})") from exc
+    return info
+
+
+def _parse(fh: BinaryIO, path: Path, size: int) -> GGUFInfo:
+    if size == 0:
+        raise GGUFError("the file is empty")
+    reader = _Reader(fh, size)
+    magic = fh.read(4)
+    if magic != GGUF_MAGIC:
+        raise GGUFError(f"this file is not a GGUF model (bad magic bytes {magic!r})")
+    version = reader.scalar("<I")
+    if version not in SUPPORTED_VERSIONS:
+        raise GGUFError(f"GGUF version {version} is not supported (only 2 and 3)")
+    n_tensors = reader.count("tensors")
+    n_kv = reader.count("metadata entries")
+    metadata: dict[str, Any] = {}
+    for _ in range(n_kv):
+        key = reader.string()
+        metadata[key] = reader.value(reader.scalar("<I"))
+    tensors = [_read_tensor_info(reader) for _ in range(n_tensors)]
+    alignment = _alignment(metadata.get("general.alignment", 32))
+    data_start = -(-fh.tell() // alignment) * alignment
+    if not tensors:
+        raise GGUFError("the file holds no tensors, so it is not a model")
+    end = max(data_start + t.offset + t.n_bytes for t in tensors)
+    if end > size:
+        missing = end - size
+        raise GGUFError(f"the file is truncated: its tensors need {missing:,} more bytes "
+                        "than it has (an interrupted download?)")
+    return GGUFInfo(path=path, version=version, file_size=size, metadata=metadata,
+                    tensors=tensors)
+
+
+def _alignment(value: Any) -> int:
+    """``general.alignment``: a power of two, as llama.cpp requires."""
+    if (isinstance(value, bool) or not isinstance(value, int)
+            or not 0 < value <= _MAX_ALIGNMENT or value & (value - 1)):
+        raise GGUFError(f"general.alignment is {str(value)[:40]!r}; it must be a power of "
+                        "two")
+    return value
+
+
+def _read_tensor_info(reader: _Reader) -> TensorInfo:
+    name = reader.string()
+    n_dims = reader.scalar("<I")
+    if n_dims > 8:
+        raise GGUFError(f"tensor {name!r} claims {n_dims} dimensions")
+    shape = tuple(reader.scalar("<Q") for _ in range(n_dims))
+    ggml_type = reader.scalar("<I")
+    offset = reader.scalar("<Q")
+    try:
+        block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
+    except (ValueError, KeyError) as exc:
+        raise GGUFError(f"tensor {name!r} has an unknown data type {ggml_type}") from exc
+    n_elements = 1
+    for d in shape:
+        n_elements *= d
+    if n_elements > reader.size * 8:
+        raise GGUFError(f"tensor {name!r} is larger than the whole file")
+    return TensorInfo(name, shape, ggml_type, offset, n_elements // block * type_size)
+
+
+def read_metadata_prefix(data: bytes) -> dict[str, Any]:
+    """The metadata entries that lie wholly inside ``data``, the first bytes of a GGUF.
+
+    Used to describe a file on the hub before downloading it (a Range request for the
+    first few hundred KiB): the architecture's shape comes before the tokenizer, so a
+    prefix is enough to size the KV cache. Stops quietly where the prefix ends; a long
+    array whose header is inside the prefix is recorded by its length.
+    """
+    import io
+
+    if data[:4] != GGUF_MAGIC:
+        raise GGUFError(f"this file is not a GGUF model (bad magic bytes {data[:4]!r})")
+    size = 1 << 62  # the real size is unknown; bounds are checked against the prefix
+    reader = _Reader(io.BytesIO(data), size)
+    metadata: dict[str, Any] = {}
+    try:
+        reader.fh.seek(4)
+        if reader.scalar("<I") not in SUPPORTED_VERSIONS:
+            return metadata
+        reader.count("tensors")
+        for _ in range(reader.count("metadata entries")):
+            key = reader.string()
+            vtype = reader.scalar("<I")
+            if vtype == _ARRAY:
+                item_type = reader.scalar("<I")
+                n = reader.count("array items")
+                metadata[key] = _ArrayLength(n)
+                reader.skip_items(item_type, n, 1)
+            else:
+                metadata[key] = reader.value(vtype)
+    except GGUFError:
+        pass  # the prefix ended inside this entry
+    except (RecursionError, MemoryError, OverflowError, ValueError, TypeError,
+            struct.error):
+        pass  # a malformed entry: keep what came before it
+    return metadata

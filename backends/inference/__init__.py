@@ -1,0 +1,1 @@
+"""Inside the inference worker: llama.cpp through llama-cpp-python."""

@@ -1,0 +1,506 @@
+"""The llama.cpp inference worker: a child process that owns the model.
+
+llama.cpp may abort the whole process on a bad input (GGML_ASSERT), and only frees GPU
+memory at process exit, so it never runs inside the GUI. The app starts this module as
+``python -m backends.inference.llama_worker ADDRESS`` with an auth key in the environment; it
+connects back over a ``multiprocessing.connection`` channel and speaks
+:mod:`app.inference.protocol`. Anything it prints to stderr is kept by the client as the "last
+log lines" shown when the worker dies; llama.cpp's own log is routed through
+``llama_log_set`` into Python logging and forwarded as ``Log`` events.
+
+Threads: the main thread loads and generates; a reader thread receives commands so that
+``Cancel`` is seen between two tokens of a reply in flight.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import ctypes
+import logging
+import os
+import queue
+import re
+import sys
+import threading
+import time
+from multiprocessing.connection import Client, Connection
+from typing import Any
+
+import llama_cpp
+
+from app.chat.template import ChatTemplate, ChatTemplateError, TemplateCancelled, render_parts
+from app.inference import protocol as p
+from app.machine.threads import default_threads
+from app.models.gguf_file import GGUFError, read_gguf
+from backends.inference import llama_compat as compat
+
+log = logging.getLogger("hearth.worker")
+# ggml_log_level: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (continues a line).
+_LLAMA_LEVELS = {0: logging.INFO, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING,
+                 4: logging.ERROR}
+# Token batches are flushed at most this often (the first token always at once).
+FLUSH_INTERVAL_S = 0.02
+
+
+class Channel:
+    """The worker's end of the connection; sends are serialised by a lock."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.lock = threading.Lock()
+
+    def send(self, message: Any) -> None:
+        with self.lock:
+            self.conn.send_bytes(p.encode(message))
+
+
+class _ForwardHandler(logging.Handler):
+    """Sends warnings and errors to the client as ``Log`` events."""
+
+    def __init__(self, channel: Channel) -> None:
+        super().__init__(logging.WARNING)
+        self.channel = channel
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.channel.send(p.Log(record.levelname, record.getMessage()))
+
+
+class _LlamaLog:
+    """Routes llama.cpp's C log into Python logging, joining continuation pieces."""
+
+    def __init__(self) -> None:
+        self.logger = logging.getLogger("llama.cpp")
+        self.level = logging.INFO
+        self.pending = ""
+        # Kept on self: ctypes must not free the callback while llama.cpp holds it.
+        self.callback = llama_cpp.llama_log_callback(self._on_log)
+        llama_cpp.llama_log_set(self.callback, ctypes.c_void_p(0))
+
+    def _on_log(self, level: int, text: bytes, _user: ctypes.c_void_p) -> None:
+        if level != 5:
+            self.level = _LLAMA_LEVELS.get(level, logging.INFO)
+        self.pending += text.decode("utf-8", errors="replace")
+        while "\n" in self.pending:
+            line, self.pending = self.pending.split("\n", 1)
+            if line.strip():
+                self.logger.log(self.level, line)
+
+
+class Worker:
+    def __init__(self, channel: Channel) -> None:
+        self.channel = channel
+        self.llm: llama_cpp.Llama | None = None
+        self.template: ChatTemplate | None = None
+        self.commands: queue.Queue[Any] = queue.Queue()
+        # Ids of replies asked to stop; a Cancel may arrive before its Chat is started.
+        self.cancelled: set[str] = set()
+        self.closing = False
+        # The loaded model's control tokens by text, for tokenize (built on first use).
+        self._controls: _Controls | None = None
+
+    # ----------------------------------------------------------------- plumbing
+
+    def reader(self) -> None:
+        conn = self.channel.conn
+        while True:
+            try:
+                message = p.decode(conn.recv_bytes())
+            except (EOFError, OSError):
+                # The app is gone: stop any reply in flight, then exit.
+                self.closing = True
+                self.commands.put(p.Shutdown())
+                return
+            except p.ProtocolError as exc:
+                self.channel.send(p.Error("bad_request", str(exc)))
+                continue
+            if isinstance(message, p.Cancel):
+                self.cancelled.add(message.request_id)
+            else:
+                self.commands.put(message)
+
+    def run(self) -> None:
+        threading.Thread(target=self.reader, name="commands", daemon=True).start()
+        while True:
+            command = self.commands.get()
+            if isinstance(command, p.Shutdown):
+                break
+            try:
+                self.dispatch(command)
+            except OSError:
+                if self.closing:  # the app is gone: nobody to tell, nothing to finish
+                    break
+                raise
+            except MemoryError:
+                self.channel.send(p.Error("out_of_memory", "the worker ran out of memory; "
+                                          "try a smaller model or a shorter context",
+                                          getattr(command, "request_id", None)))
+        if self.llm is not None:
+            self.llm.close()
+
+    def dispatch(self, command: Any) -> None:
+        if isinstance(command, p.Load):
+            self.load(command)
+        elif isinstance(command, p.Chat):
+            self.chat(command)
+        elif isinstance(command, p.Unload):
+            self.unload()
+            self.channel.send(p.Unloaded())
+
+    # -------------------------------------------------------------------- load
+
+    def load(self, cmd: p.Load) -> None:
+        self.unload()
+        try:
+            info = read_gguf(cmd.path)
+        except GGUFError as exc:
+            self.channel.send(p.Error("load_failed", str(exc)))
+            return
+        started = time.perf_counter()
+        n_threads = cmd.n_threads or default_threads()
+        last_sent = [0.0]
+
+        def on_progress(fraction: float) -> None:
+            if fraction - last_sent[0] >= 0.05 or fraction >= 1.0:
+                last_sent[0] = fraction
+                self.channel.send(p.LoadProgress(round(fraction, 3)))
+
+        try:
+            self.llm = compat.open_model(
+                cmd.path, n_ctx=cmd.n_ctx, n_gpu_layers=cmd.n_gpu_layers,
+                n_threads=n_threads, flash_attn=cmd.flash_attn,
+                extra_bufts=cmd.extra_bufts, on_progress=on_progress, n_batch=512,
+                verbose=True)
+        except (ValueError, RuntimeError, OSError) as exc:
+            self.channel.send(p.Error("load_failed", f"llama.cpp could not load "
+                                      f"{os.path.basename(cmd.path)}: {exc}"))
+            return
+        log.info("loaded with %s kernels", "optimized" if cmd.extra_bufts else "safe")
+        compat.warm_up(self.llm)
+        vocab = compat.vocab(self.llm)
+        self.template = ChatTemplate.from_metadata(
+            info.chat_template,
+            bos_token=self._piece(llama_cpp.llama_vocab_bos(vocab)),
+            eos_token=self._piece(llama_cpp.llama_vocab_eos(vocab)))
+        self.channel.send(p.Loaded(
+            path=cmd.path, n_ctx=self.llm.n_ctx(), n_ctx_train=compat.n_ctx_train(self.llm),
+            n_gpu_layers=cmd.n_gpu_layers, n_threads=n_threads,
+            template_source=self.template.source, template_sha256=self.template.sha256,
+            load_seconds=round(time.perf_counter() - started, 3),
+            extra_bufts=cmd.extra_bufts))
+
+    def _piece(self, token: int) -> str:
+        if token < 0:
+            return ""
+        assert self.llm is not None
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+
+    def unload(self) -> None:
+        if self.llm is not None:
+            self.llm.close()
+            self.llm = None
+            self.template = None
+
+    # -------------------------------------------------------------------- chat
+
+    def chat(self, cmd: p.Chat) -> None:
+        try:
+            self._chat(cmd)
+        finally:
+            self.cancelled.discard(cmd.request_id)
+
+    def _chat(self, cmd: p.Chat) -> None:
+        if self.llm is None or self.template is None:
+            self.channel.send(p.Error("no_model", "no model is loaded", cmd.request_id))
+            return
+        started = time.perf_counter()
+        compat.crash_if_asked(self.llm, "chat")
+        try:
+            tokens, dropped = self.fit_prompt(cmd)
+        except TemplateCancelled:
+            # Stop (or the app's end) arrived while the template was rendering.
+            self.channel.send(p.Done(cmd.request_id, "", p.ReplyStats(
+                prompt_tokens=0, cached_tokens=0, completion_tokens=0, ttft_s=0.0,
+                prefill_tps=0.0, decode_tps=0.0,
+                total_s=round(time.perf_counter() - started, 4), finish_reason="cancelled",
+                template_source=self.template.source)))
+            return
+        except (ChatTemplateError, ValueError) as exc:
+            self.channel.send(p.Error("bad_request", str(exc), cmd.request_id))
+            return
+        if dropped:
+            self.channel.send(p.ContextTrimmed(cmd.request_id, dropped, len(tokens),
+                                               self.llm.n_ctx()))
+        try:
+            self.generate(cmd, tokens, dropped, started)
+        except RuntimeError as exc:
+            self.channel.send(p.Error("generation_failed", f"llama.cpp failed: {exc}",
+                                      cmd.request_id))
+            self.llm.reset()
+
+    def render(self, messages: list[dict[str, str]], continue_last: bool,
+               request_id: str = "") -> list[tuple[str, bool]]:
+        """The prompt as ``(text, is_content)`` parts (see render_parts).
+
+        The template is a stranger's program: it renders under the default limits, and
+        a Cancel of this reply or the app's end stops it at once.
+        """
+        assert self.template is not None
+
+        def should_stop() -> bool:
+            return self.closing or request_id in self.cancelled
+
+        guard = self._control_tokens().could_form
+        if continue_last and messages and messages[-1]["role"] == "assistant":
+            head = render_parts(self.template, messages[:-1], add_generation_prompt=True,
+                                should_stop=should_stop, guard=guard)
+            return [*head, (messages[-1]["content"], True)]
+        return render_parts(self.template, messages, add_generation_prompt=True,
+                            should_stop=should_stop, guard=guard)
+
+    def tokenize(self, parts: list[tuple[str, bool]]) -> list[int]:
+        """Token ids of the prompt, where only the template's text may hold control
+        tokens: a ``<|im_end|>`` typed into a message stays five plain tokens.
+
+        Cut at the control tokens' texts in the template's parts, the prompt becomes
+        runs of plain text (template and content together, so tokens across their
+        seams merge as before) and control tokens; llama.cpp tokenizes the runs with
+        ``special=False``. This is what its own ``special=True`` does, minus the
+        content.
+        """
+        assert self.llm is not None and self.template is not None
+        controls = self._control_tokens()
+        pattern, ids = controls.pattern, controls.ids
+        pieces: list[str | int] = []
+        plain = ""
+        for text, is_content in parts:
+            if is_content or pattern is None:
+                plain += text
+                continue
+            at = 0
+            for found in pattern.finditer(text):
+                plain += text[at:found.start()]
+                if plain:
+                    pieces.append(plain)
+                plain = ""
+                pieces.append(ids[found.group(0)])
+                at = found.end()
+            plain += text[at:]
+        if plain:
+            pieces.append(plain)
+        vocab = compat.vocab(self.llm)
+        bos = llama_cpp.llama_vocab_bos(vocab)
+        starts_with_bos = bool(pieces) and pieces[0] == bos
+        tokens = [bos] if (llama_cpp.llama_vocab_get_add_bos(vocab) and bos >= 0
+                           and not starts_with_bos) else []
+        for piece in pieces:
+            if isinstance(piece, int):
+                tokens.append(piece)
+            else:
+                tokens.extend(self.llm.tokenize(piece.encode("utf-8"), add_bos=False,
+                                                special=False))
+        return tokens
+
+    def _control_tokens(self) -> _Controls:
+        """The model's control tokens (what ``special=True`` parses) by their text."""
+        assert self.llm is not None
+        if self._controls is None or self._controls.llm is not self.llm:
+            vocab = compat.vocab(self.llm)
+            wanted = llama_cpp.LLAMA_TOKEN_ATTR_CONTROL | llama_cpp.LLAMA_TOKEN_ATTR_UNKNOWN
+            ids: dict[str, int] = {}
+            for token in range(llama_cpp.llama_vocab_n_tokens(vocab)):
+                if llama_cpp.llama_vocab_get_attr(vocab, token) & wanted:
+                    text = self._piece(token)
+                    if text:
+                        ids.setdefault(text, token)
+            self._controls = _Controls(self.llm, ids)
+        return self._controls
+
+    def fit_prompt(self, cmd: p.Chat) -> tuple[list[int], int]:
+        """Tokenize the conversation, dropping the oldest turns until it fits.
+
+        The system prompt and the newest user message are always kept; a reply needs
+        room too, so ``min(max_tokens, n_ctx / 2)`` tokens are kept free.
+        """
+        assert self.llm is not None
+        messages = [dict(m) for m in cmd.messages]
+        if not messages:
+            raise ValueError("the conversation is empty")
+        n_ctx = self.llm.n_ctx()
+        budget = n_ctx - min(cmd.sampling.max_tokens, n_ctx // 2)
+        dropped = 0
+        while True:
+            tokens = self.tokenize(self.render(messages, cmd.continue_last, cmd.request_id))
+            if len(tokens) <= budget:
+                return tokens, dropped
+            first = 1 if messages[0]["role"] == "system" else 0
+            # Keep the newest message (and its partial reply, when continuing).
+            keep_tail = 2 if cmd.continue_last else 1
+            if len(messages) - first <= keep_tail:
+                raise ValueError(
+                    f"the message is {len(tokens)} tokens long but the context holds "
+                    f"{n_ctx} (with {n_ctx - budget} kept for the reply): shorten it, "
+                    "or reload the model with a longer context")
+            # Drop a whole turn: the oldest message and its reply.
+            n = 2 if (len(messages) - first > keep_tail + 1
+                      and messages[first + 1]["role"] == "assistant") else 1
+            del messages[first:first + n]
+            dropped += n
+
+    def generate(self, cmd: p.Chat, tokens: list[int], dropped: int, started: float
+                 ) -> None:
+        llm = self.llm
+        assert llm is not None and self.template is not None
+        s = cmd.sampling
+        if cmd.n_threads:
+            compat.set_threads(llm, cmd.n_threads)
+        cached = _common_prefix(compat.cached_tokens(llm), tokens)
+        if cached < len(tokens) - 1:
+            # Evaluate all but the last prompt token now, so that the last one is always
+            # decoded alone, as it is when the prompt is already cached: otherwise its
+            # logits differ slightly between the two cases, and a fixed seed would give
+            # a different reply on Regenerate than on the first try.
+            compat.rewind(llm, cached)
+            llm.eval(tokens[cached:-1])
+        if s.seed is not None:
+            llm.set_seed(s.seed)
+        vocab = compat.vocab(llm)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        n_ctx = llm.n_ctx()
+        text, pending, stops = "", "", s.stop
+        batch, batch_tokens, last_flush = "", 0, 0.0
+        t_first: float | None = None
+        t_last = started
+        completion = 0
+        finish = "length"
+
+        def flush() -> None:
+            nonlocal batch, batch_tokens, last_flush
+            if batch or batch_tokens:
+                self.channel.send(p.Tokens(cmd.request_id, batch, batch_tokens))
+            batch, batch_tokens, last_flush = "", 0, time.perf_counter()
+
+        for token in llm.generate(tokens, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p,
+                                  temp=s.temperature, repeat_penalty=s.repeat_penalty):
+            now = time.perf_counter()
+            if t_first is None:
+                t_first = now
+            t_last = now
+            if llama_cpp.llama_vocab_is_eog(vocab, token):
+                finish = "stop"
+                break
+            completion += 1
+            piece = decoder.decode(llm.detokenize([token]))
+            pending += piece
+            emit, hit = _split_stop(pending, stops)
+            pending = pending[len(emit):]
+            text += emit
+            batch += emit
+            batch_tokens += 1
+            if hit:
+                finish = "stop"
+                break
+            if completion == 1 or now - last_flush >= FLUSH_INTERVAL_S:
+                flush()
+            if self.closing or cmd.request_id in self.cancelled:
+                finish = "cancelled"
+                break
+            if completion >= s.max_tokens:
+                finish = "length"
+                break
+            if compat.n_cached(llm) + 1 >= n_ctx:
+                finish = "context_full"
+                break
+        if finish != "stop":  # a stop string is never shown; other held-back text is
+            text += pending
+            batch += pending
+        flush()
+        t_first = t_first or time.perf_counter()
+        ttft = t_first - started
+        decode_s = t_last - t_first
+        stats = p.ReplyStats(
+            prompt_tokens=len(tokens), cached_tokens=cached, completion_tokens=completion,
+            ttft_s=round(ttft, 4),
+            prefill_tps=round((len(tokens) - cached) / ttft, 2) if ttft > 0 else 0.0,
+            decode_tps=round((completion - 1) / decode_s, 2) if decode_s > 0 else 0.0,
+            total_s=round(time.perf_counter() - started, 4), finish_reason=finish,
+            dropped_messages=dropped, template_source=self.template.source)
+        self.channel.send(p.Done(cmd.request_id, text, stats))
+
+
+class _Controls:
+    """A model's control-token texts: where to cut a prompt, and which message contents
+    must be kept away from the template (see render_parts)."""
+
+    def __init__(self, llm: Any, ids: dict[str, int]) -> None:
+        self.llm = llm
+        self.ids = ids
+        # Longest first, as llama.cpp matches them.
+        texts = sorted(ids, key=len, reverse=True)
+        self.pattern = re.compile("|".join(map(re.escape, texts))) if texts else None
+        self.longest = max(map(len, texts), default=0)
+        self.heads = {t[:k] for t in texts for k in range(1, len(t))}
+        self.tails = {t[k:] for t in texts for k in range(1, len(t))}
+
+    def could_form(self, text: str) -> bool:
+        """Whether ``text`` holds a control token's text, or could make one with the
+        template's text around it (it ends with a token's start, begins with its end,
+        or is a piece of one)."""
+        if not text or self.pattern is None:
+            return False
+        if self.pattern.search(text):
+            return True
+        reach = min(self.longest, len(text) + 1)
+        return (any(text[-k:] in self.heads for k in range(1, reach))
+                or any(text[:k] in self.tails for k in range(1, reach))
+                or (len(text) < self.longest and any(text in t for t in self.ids)))
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _split_stop(pending: str, stops: list[str]) -> tuple[str, bool]:
+    """The part of ``pending`` safe to show, and whether a stop string was reached.
+
+    Text that could be the start of a stop string is held back until it is clear.
+    """
+    if not stops:
+        return pending, False
+    for stop in stops:
+        at = pending.find(stop)
+        if at >= 0:
+            return pending[:at], True
+    hold = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(pending)), 0, -1):
+            if pending.endswith(stop[:k]):
+                hold = max(hold, k)
+                break
+    return pending[:len(pending) - hold], False
+
+
+def main() -> None:
+    address = sys.argv[1]
+    authkey = bytes.fromhex(os.environ.pop("HEARTH_WORKER_AUTHKEY"))
+    conn = Client(address, authkey=authkey)
+    channel = Channel(conn)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger().addHandler(_ForwardHandler(channel))
+    llama_log = _LlamaLog()  # noqa: F841 - must stay alive for the process lifetime
+    channel.send(p.Hello(protocol_version=p.PROTOCOL_VERSION, pid=os.getpid(),
+                         backend_version=f"llama-cpp-python {llama_cpp.__version__}",
+                         gpu_offload=bool(llama_cpp.llama_supports_gpu_offload())))
+    Worker(channel).run()
+    conn.close()
+
+
+if __name__ == "__main__":
+    main()

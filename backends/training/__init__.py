@@ -1,0 +1,1 @@
+"""Inside the training worker: base model, data, the LoRA loop, dtype, gate."""

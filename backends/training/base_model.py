@@ -1,0 +1,149 @@
+"""Loading a base model for training: a GGUF from the library, or a safetensors folder.
+
+GGUF files are dequantized through transformers' GGUF loader (which also builds a fast
+tokenizer from the vocabulary stored in the file), so a person trains on the very model
+they chat with. Folders load only ``*.safetensors`` weights: never pickles, never
+``trust_remote_code``. Everything the export needs later (the chat template, the end
+of turn, the base GGUF's path) travels in :class:`BaseModel`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.chat.template import ChatTemplate
+from app.models.gguf_file import GGUFError, read_gguf
+
+log = logging.getLogger("hearth.train")
+
+
+class BaseModelError(ValueError):
+    """The base model cannot be trained; the message says why, for a person."""
+
+
+@dataclass
+class BaseModel:
+    model: Any  # a transformers PreTrainedModel
+    tokenizer: Any
+    template: ChatTemplate
+    eos_token: str
+    gguf_path: Path | None
+    """The base GGUF (the export copies its metadata); None for a safetensors folder."""
+
+
+def _cache_key(path: Path) -> str:
+    st = path.stat()
+    raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()
+    return hashlib.sha256(raw).hexdigest()[:24]
+
+
+def load_base(path: str | os.PathLike[str], dtype: torch.dtype = torch.float32,
+              cache_dir: Path | None = None) -> BaseModel:
+    """Load ``path`` for training.
+
+    Converting a GGUF's vocabulary into a fast tokenizer and dequantizing its tensors
+    takes tens of seconds; with ``cache_dir`` the result is kept there as a safetensors
+    folder (keyed by the file's path, size and mtime) so the next run starts at once.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = Path(path)
+    quiet = logging.getLogger("transformers")
+    quiet.setLevel(logging.ERROR)
+    if path.is_file():
+        try:
+            info = read_gguf(path)
+        except GGUFError as exc:
+            raise BaseModelError(f"cannot train on {path.name}: {exc}") from exc
+        name = path.name
+        cached = cache_dir / _cache_key(path) if cache_dir is not None else None
+        try:
+            if cached is not None and (cached / "complete").exists():
+                tokenizer = AutoTokenizer.from_pretrained(str(cached), trust_remote_code=False)
+                model = AutoModelForCausalLM.from_pretrained(
+                    str(cached), dtype=dtype, use_safetensors=True, trust_remote_code=False)
+            else:
+                # Only the GGUF may speak for the model: transformers also reads
+                # tokenizer.json, config.json and the like from the folder it is given,
+                # so a stray file next to the GGUF (a Downloads folder) would replace
+                # its vocabulary. Load from a folder of our own holding only the file.
+                with tempfile.TemporaryDirectory(prefix="hearth-gguf-") as clean:
+                    _link_or_copy(path, Path(clean) / name)
+                    tokenizer = AutoTokenizer.from_pretrained(clean, gguf_file=name,
+                                                              trust_remote_code=False)
+                    model = AutoModelForCausalLM.from_pretrained(
+                        clean, gguf_file=name, dtype=dtype, trust_remote_code=False)
+                if cached is not None:
+                    _save_cache(cached, model, tokenizer)
+        except (ValueError, KeyError, NotImplementedError, OSError) as exc:
+            raise BaseModelError(
+                f"transformers cannot dequantize {path.name} ({info.architecture}, "
+                f"{info.quantization}) for training: {exc}") from exc
+        template_text = info.chat_template
+        gguf_path: Path | None = path
+    elif path.is_dir():
+        if not list(path.glob("*.safetensors")):
+            raise BaseModelError(f"{path} has no .safetensors weights; Hearth does not load "
+                                 "pickled (.bin/.pt) weights")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+            model = AutoModelForCausalLM.from_pretrained(
+                str(path), dtype=dtype, use_safetensors=True, trust_remote_code=False)
+        except (ValueError, KeyError, OSError) as exc:
+            raise BaseModelError(f"cannot load the model in {path}: {exc}") from exc
+        template_text = getattr(tokenizer, "chat_template", None)
+        gguf_path = None
+    else:
+        raise BaseModelError(f"{path} does not exist")
+    bos = tokenizer.bos_token or ""
+    eos = tokenizer.eos_token or ""
+    template = ChatTemplate.from_metadata(template_text, bos_token=bos, eos_token=eos)
+    if template.source.startswith("fallback"):
+        log.warning("the base model has no chat template; training with ChatML")
+    return BaseModel(model=model, tokenizer=tokenizer, template=template, eos_token=eos,
+                     gguf_path=gguf_path)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Put ``source`` at ``target`` as cheaply as the filesystem allows."""
+    try:
+        os.symlink(source.resolve(), target)
+        return
+    except OSError:
+        pass
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
+def _save_cache(folder: Path, model: Any, tokenizer: Any) -> None:
+    """Write the dequantized model atomically; a failure only costs the next load time."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        from safetensors.torch import save_model
+
+        tmp.mkdir(parents=True)
+        config = model.config.to_dict()
+        # GGUF loading marks the config as "quantized"; the cache holds plain weights.
+        config.pop("quantization_config", None)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2), "utf-8")
+        save_model(model, str(tmp / "model.safetensors"))
+        tokenizer.save_pretrained(str(tmp))
+        (tmp / "complete").write_text("ok", "utf-8")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    except OSError as exc:
+        log.warning("could not cache the converted model: %s", exc)
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,373 @@
+"""Hearth's LoRA training loop: packed sequences, loss only where it is needed.
+
+Why not ``transformers.Trainer``: on a small model most of the time of the usual path
+goes into padding and into the output head. Here
+
+- the records of a micro-batch are **packed** into one row (positions restart at each
+  record, and transformers builds a block-diagonal causal mask from them), so no
+  padding token is ever computed;
+- the decoder's hidden states are **gathered at the positions that carry loss** and
+  only those go through the output head, so the full ``tokens x vocabulary`` logits
+  tensor (49k columns for SmolLM2) is never materialised for prompt tokens;
+- the loss is the mean over every target token of the optimizer step (not a mean of
+  per-micro-batch means), so gradient accumulation does not change the objective.
+
+Runs are resumable: a checkpoint holds the LoRA weights, AdamW's state, the RNG state
+and the step (the data order is a pure function of seed and epoch, and the learning
+rate a pure function of the step), all as safetensors + JSON; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from app.atomic import atomic_write_text, fsync_dir, fsync_file
+from app.finetune import protocol as tp
+from app.finetune.settings import LoraSettings
+from backends.training.data import Tokenized
+
+Emit = Callable[[Any], None]
+
+
+def lr_at(step: int, total_steps: int, settings: LoraSettings) -> float:
+    """Linear warmup to the peak, then cosine decay to ``min_lr_ratio`` of it."""
+    peak = settings.learning_rate
+    warmup = int(round(total_steps * settings.warmup_ratio))
+    if warmup and step < warmup:
+        return peak * (step + 1) / warmup
+    span = max(1, total_steps - warmup)
+    progress = min(1.0, (step - warmup) / span)
+    floor = settings.min_lr_ratio
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def peak_memory_bytes(device: torch.device) -> int:
+    """Peak memory of this process: CUDA's max allocated, else the peak RSS."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    try:
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(rss if sys.platform == "darwin" else rss * 1024)
+    except ImportError:  # Windows
+        import psutil
+
+        return int(getattr(psutil.Process().memory_info(), "peak_wset", 0))
+
+
+@dataclass
+class Batch:
+    """One packed micro-batch."""
+
+    input_ids: torch.Tensor  # [1, L]
+    position_ids: torch.Tensor  # [1, L]
+    predict_at: torch.Tensor  # [T] positions whose next token is a target
+    targets: torch.Tensor  # [T]
+    n_tokens: int
+
+
+def pack(records: list[Tokenized]) -> Batch:
+    ids: list[int] = []
+    positions: list[int] = []
+    predict_at: list[int] = []
+    targets: list[int] = []
+    for record in records:
+        offset = len(ids)
+        ids.extend(record.ids)
+        positions.extend(range(len(record.ids)))
+        for j in range(1, len(record.ids)):
+            if record.target[j]:
+                predict_at.append(offset + j - 1)
+                targets.append(record.ids[j])
+    return Batch(input_ids=torch.tensor([ids]), position_ids=torch.tensor([positions]),
+                 predict_at=torch.tensor(predict_at, dtype=torch.long),
+                 targets=torch.tensor(targets, dtype=torch.long), n_tokens=len(ids))
+
+
+@dataclass
+class Plan:
+    """How the records map to steps; a pure function of the settings and record count."""
+
+    n_records: int
+    settings: LoraSettings
+    micro_per_epoch: int = field(init=False)
+    steps_per_epoch: float = field(init=False)
+    total_steps: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.micro_per_epoch = math.ceil(self.n_records / s.batch_size)
+        self.steps_per_epoch = self.micro_per_epoch / s.grad_accumulation
+        if s.max_steps is not None:
+            self.total_steps = s.max_steps
+        else:
+            self.total_steps = max(1, math.ceil(s.epochs * self.steps_per_epoch))
+
+    def epoch_order(self, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.settings.seed * 1_000_003 + epoch)
+        return torch.randperm(self.n_records, generator=g).tolist()
+
+    def micro_batch(self, index: int) -> list[int]:
+        """Record indices of the ``index``-th micro-batch of the whole run."""
+        epoch, within = divmod(index, self.micro_per_epoch)
+        order = self.epoch_order(epoch)
+        b = self.settings.batch_size
+        return order[within * b:(within + 1) * b]
+
+    def step_micro_batches(self, step: int) -> list[list[int]]:
+        ga = self.settings.grad_accumulation
+        return [self.micro_batch(step * ga + k) for k in range(ga)]
+
+    def epoch_at(self, step: int) -> float:
+        return step * self.settings.grad_accumulation / self.micro_per_epoch
+
+
+class Trainer:
+    def __init__(self, model: Any, train: list[Tokenized], val: list[Tokenized],
+                 settings: LoraSettings, run_dir: Path, emit: Emit,
+                 cancel: threading.Event, device: torch.device,
+                 autocast_dtype: torch.dtype | None = None) -> None:
+        self.model = model
+        self.train_records = train
+        self.val_records = val
+        self.settings = settings
+        self.run_dir = run_dir
+        self.emit = emit
+        self.cancel = cancel
+        self.device = device
+        self.autocast_dtype = autocast_dtype
+        self.plan = Plan(len(train), settings)
+        base = model.get_base_model()
+        self.decoder = base.get_decoder()
+        self.head = base.get_output_embeddings()
+        self.params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        self.optimizer = torch.optim.AdamW(list(self.params.values()),
+                                           lr=settings.learning_rate,
+                                           weight_decay=settings.weight_decay)
+        total = self.plan.total_steps
+        self.eval_every = settings.eval_every or max(1, total // 10)
+        self.checkpoint_every = settings.checkpoint_every or max(1, total // 10)
+        self.step = 0
+        self.elapsed = 0.0
+        self.trained_tokens = 0
+        self.history: list[dict[str, float]] = []
+        self.val_history: list[dict[str, float]] = []
+        self.measured_estimate: dict[str, float] | None = None
+        # Seconds of the run outside this loop (loading before it, checks and export
+        # after it), added to the measured estimate so that it covers the whole run.
+        self.overhead_s = 0.0
+
+    # ------------------------------------------------------------------ math
+
+    def _autocast(self) -> Any:
+        if self.autocast_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def batch_loss_sum(self, batch: Batch) -> torch.Tensor:
+        """Sum of cross-entropy over the batch's target tokens (head on targets only)."""
+        with self._autocast():
+            hidden = self.decoder(input_ids=batch.input_ids.to(self.device),
+                                  position_ids=batch.position_ids.to(self.device),
+                                  use_cache=False).last_hidden_state[0]
+            picked = hidden.index_select(0, batch.predict_at.to(self.device))
+            logits = self.head(picked)
+        return F.cross_entropy(logits.float(), batch.targets.to(self.device), reduction="sum")
+
+    @torch.no_grad()
+    def evaluate(self, limit: int | None = None) -> float:
+        """Mean loss per target token over the validation records (the first ``limit``)."""
+        self.model.eval()
+        total, count = 0.0, 0
+        b = self.settings.batch_size
+        records = self.val_records[:limit] if limit else self.val_records
+        for i in range(0, len(records), b):
+            batch = pack(records[i:i + b])
+            total += float(self.batch_loss_sum(batch))
+            count += len(batch.targets)
+        self.model.train()
+        return total / max(1, count)
+
+    def train_step(self) -> tuple[float, int]:
+        groups = self.plan.step_micro_batches(self.step)
+        batches = [pack([self.train_records[i] for i in g]) for g in groups if g]
+        n_targets = sum(len(b.targets) for b in batches)
+        lr = lr_at(self.step, self.plan.total_steps, self.settings)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        total = 0.0
+        for batch in batches:
+            loss = self.batch_loss_sum(batch) / max(1, n_targets)
+            loss.backward()
+            total += float(loss)
+        if self.settings.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(list(self.params.values()),
+                                           self.settings.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total, sum(b.n_tokens for b in batches)
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> str:
+        """Train to the end or until cancelled; returns "finished" or "cancelled"."""
+        total = self.plan.total_steps
+        self.model.train()
+        window: list[tuple[float, int]] = []  # (seconds, tokens) of recent steps
+        measured_sent = False
+        while self.step < total:
+            if self.cancel.is_set():
+                path = self.save_checkpoint()
+                self.emit(tp.Cancelled(step=self.step, checkpoint=str(path)))
+                return "cancelled"
+            started = time.perf_counter()
+            loss, n_tokens = self.train_step()
+            seconds = time.perf_counter() - started
+            self.step += 1
+            self.elapsed += seconds
+            self.trained_tokens += n_tokens
+            window = (window + [(seconds, n_tokens)])[-20:]
+            tps = sum(t for _, t in window) / max(1e-9, sum(s for s, _ in window))
+            per_step = sum(s for s, _ in window) / len(window)
+            eta = per_step * (total - self.step)
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.history.append({"step": self.step, "loss": loss, "lr": lr})
+            self.emit(tp.Progress(step=self.step, total_steps=total,
+                                  epoch=round(self.plan.epoch_at(self.step), 4),
+                                  loss=round(loss, 6), learning_rate=lr,
+                                  tokens_per_s=round(tps, 1), eta_s=round(eta, 1),
+                                  elapsed_s=round(self.elapsed, 2),
+                                  peak_memory_bytes=peak_memory_bytes(self.device)))
+            if not measured_sent and len(window) >= 3:
+                # The first step pays for warm-up; estimate from the ones after it.
+                steady = window[1:]
+                per = sum(s for s, _ in steady) / len(steady)
+                guess = tp.EstimateEvent(seconds=round(self.overhead_s + self.elapsed
+                                                       + per * (total - self.step), 1),
+                                         peak_memory_bytes=peak_memory_bytes(self.device),
+                                         basis="measured")
+                self.measured_estimate = {"seconds": guess.seconds,
+                                          "peak_memory_bytes": guess.peak_memory_bytes,
+                                          "at_step": self.step}
+                self.emit(guess)
+                measured_sent = True
+            if self.step % self.eval_every == 0 or self.step == total:
+                val = self.evaluate()
+                self.val_history.append({"step": self.step, "val_loss": val})
+                self.emit(tp.Evaluation(step=self.step, val_loss=round(val, 6)))
+            if self.step % self.checkpoint_every == 0 and self.step < total:
+                path = self.save_checkpoint()
+                self.emit(tp.Checkpointed(step=self.step, path=str(path)))
+        return "finished"
+
+    # ----------------------------------------------------------- checkpoints
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def save_checkpoint(self) -> Path:
+        """Write a complete checkpoint, then point ``latest.json`` at it (atomically)."""
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        final = self.checkpoints / f"step-{self.step:07d}"
+        tmp = self.checkpoints / f".step-{self.step:07d}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        save_file({n: p.detach().cpu().contiguous() for n, p in self.params.items()},
+                  str(tmp / "adapter.safetensors"))
+        names = list(self.params)
+        state = self.optimizer.state_dict()
+        tensors: dict[str, torch.Tensor] = {}
+        scalars: dict[str, dict[str, Any]] = {}
+        for idx, entry in state["state"].items():
+            name = names[idx]
+            for key, value in entry.items():
+                if isinstance(value, torch.Tensor):
+                    tensors[f"{name}::{key}"] = value.detach().cpu().reshape(-1).clone()
+                    scalars.setdefault(name, {})[f"{key}::shape"] = list(value.shape)
+                else:
+                    scalars.setdefault(name, {})[key] = value
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        rng = {"cpu": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        save_file(rng, str(tmp / "rng.safetensors"))
+        meta = {"step": self.step, "elapsed": self.elapsed,
+                "trained_tokens": self.trained_tokens, "history": self.history,
+                "val_history": self.val_history, "param_names": names,
+                "optimizer_scalars": scalars,
+                "param_groups": [{k: v for k, v in g.items() if k != "params"}
+                                 for g in state["param_groups"]]}
+        (tmp / "state.json").write_text(json.dumps(meta), "utf-8")
+        # Everything on disk before latest.json points at it: a power cut after the
+        # pointer moved must not find empty files behind it.
+        for written in tmp.iterdir():
+            fsync_file(written)
+        fsync_dir(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        fsync_dir(self.checkpoints)
+        atomic_write_text(self.checkpoints / "latest.json",
+                          json.dumps({"step": self.step, "path": final.name}))
+        for old in self.checkpoints.glob("step-*"):
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def load_checkpoint(self) -> int:
+        """Restore the latest checkpoint, if any; returns the step it was taken at."""
+        latest = self.checkpoints / "latest.json"
+        if not latest.exists():
+            return 0
+        folder = self.checkpoints / json.loads(latest.read_text("utf-8"))["path"]
+        meta = json.loads((folder / "state.json").read_text("utf-8"))
+        if meta["param_names"] != list(self.params):
+            raise ValueError("the checkpoint does not belong to this model and settings")
+        weights = load_file(str(folder / "adapter.safetensors"))
+        with torch.no_grad():
+            for name, param in self.params.items():
+                param.copy_(weights[name].to(param.device, param.dtype))
+        tensors = load_file(str(folder / "optimizer.safetensors"))
+        state: dict[int, dict[str, Any]] = {}
+        for idx, name in enumerate(meta["param_names"]):
+            scalars = meta["optimizer_scalars"].get(name)
+            if scalars is None:
+                continue
+            entry: dict[str, Any] = {}
+            for key, value in scalars.items():
+                if key.endswith("::shape"):
+                    tkey = key.removesuffix("::shape")
+                    tensor = tensors[f"{name}::{tkey}"].reshape(value)
+                    if tkey != "step":
+                        tensor = tensor.to(self.params[name].device)
+                    entry[tkey] = tensor
+                else:
+                    entry[key] = value
+            state[idx] = entry
+        groups = [dict(g, params=list(range(len(self.params)))) for g in meta["param_groups"]]
+        self.optimizer.load_state_dict({"state": state, "param_groups": groups})
+        rng = load_file(str(folder / "rng.safetensors"))
+        torch.set_rng_state(rng["cpu"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        self.step = int(meta["step"])
+        self.elapsed = float(meta["elapsed"])
+        self.trained_tokens = int(meta["trained_tokens"])
+        self.history = meta["history"]
+        self.val_history = meta["val_history"]
+        return self.step

@@ -1,0 +1,72 @@
+"""Starting the GUI: the QApplication, the workspace, the main window."""
+
+from __future__ import annotations
+
+import sys
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+
+from app.db import DatabaseBusy
+from app.models.library import LibraryError
+from app.workspace import HomeLocked, Workspace, open_workspace
+
+
+def run_app(home: str | None = None) -> int:
+    from ui.main_window import MainWindow
+    qt_app = QApplication.instance() or QApplication(sys.argv)
+    qt_app.setApplicationName("Hearth")
+    qt_app.setOrganizationName("Hearth")
+    workspace = open_for_gui(home)
+    if workspace is None:
+        return 1
+    try:
+        window = MainWindow(workspace)
+        window.show()
+        show_notices(workspace, window)
+        window.start()
+        return qt_app.exec()
+    finally:
+        workspace.close()
+
+
+def open_for_gui(home: str | None) -> Workspace | None:
+    """The workspace for the window, or None after telling the person why not.
+
+    A second window on one data folder is refused with the holder's process id; a
+    database another program keeps locked can be retried once that program is closed.
+    """
+    while True:
+        try:
+            return open_workspace(home, lock="the Hearth app")
+        except HomeLocked as exc:
+            message(QMessageBox.Icon.Warning, "Hearth is already open", str(exc))
+            return None
+        except DatabaseBusy as exc:
+            answer = message(QMessageBox.Icon.Warning, "The database is busy", str(exc),
+                             QMessageBox.StandardButton.Retry
+                             | QMessageBox.StandardButton.Cancel)
+            if answer != QMessageBox.StandardButton.Retry:
+                return None
+        except (OSError, RuntimeError, LibraryError) as exc:
+            message(QMessageBox.Icon.Critical, "Hearth cannot open its data folder",
+                    str(exc))
+            return None
+
+
+def show_notices(workspace: Workspace, parent: QWidget | None = None) -> None:
+    """Tell the person once what was repaired while opening (a damaged file kept aside)."""
+    if workspace.notices:
+        message(QMessageBox.Icon.Warning, "Hearth repaired its data folder",
+                "\n\n".join(workspace.notices), parent=parent)
+        workspace.notices.clear()
+
+
+def message(icon: QMessageBox.Icon, title: str, text: str,
+            buttons: QMessageBox.StandardButton = QMessageBox.StandardButton.Ok,
+            parent: QWidget | None = None) -> QMessageBox.StandardButton:
+    """A modal message shown as plain text: paths and error texts are never markup."""
+    box = QMessageBox(icon, title, text, buttons, parent)
+    box.setTextFormat(Qt.TextFormat.PlainText)
+    box.setObjectName("hearth-message")
+    return QMessageBox.StandardButton(box.exec())

@@ -1,0 +1,453 @@
+"""The chat room's state: open conversation, the reply in flight, the model's state.
+
+:class:`ChatViewModel` is the one object the chat widgets render. It owns a
+:class:`~app.chat.turn.ChatSession` and the :class:`~ui.chat.inference_bridge.InferenceBridge`'s
+events, and tells the views what changed through signals. Two habits of DESIGN.md
+live here:
+
+* Tokens are coalesced. Each ``Tokens`` event is appended to a per-reply buffer and a
+  40 ms timer flushes the buffers as one ``reply_chunk`` signal, so a view does one
+  append per frame or two however fast the worker runs.
+* Slow work stays off the GUI thread: starting the worker process (and restarting it
+  after a crash) runs on a short-lived thread; the model loads in the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from app.chat.conversations import Conversation, Message, UnknownConversation
+from app.chat.export import write_export
+from app.chat.turn import DEFAULT_TITLE, ChatSession, PendingReply
+from app.finetune.teach import VersionStore, chat_model
+from app.inference import protocol as p
+from app.inference.client import WorkerError
+from app.models.library import UnknownModel
+from app.workspace import Workspace
+from ui.chat.inference_bridge import InferenceBridge
+
+log = logging.getLogger("hearth.chat")
+FLUSH_MS = 40
+
+# Model states shown by the model bar.
+STOPPED, STARTING, LOADING, READY, FAILED, CRASHED = (
+    "stopped", "starting", "loading", "ready", "failed", "crashed")
+
+
+@dataclass
+class Problem:
+    """Something the person must know and can act on, shown in the conversation."""
+
+    text: str
+    action: str  # "reload" (restart the worker and load) or "retry" (ask for the reply again)
+    conversation_id: int | None = None
+    details: str = ""
+
+
+class ChatViewModel(QObject):
+    conversations_changed = Signal()
+    conversation_opened = Signal(int)          # id, or -1 when none is open
+    messages_changed = Signal(int)             # a conversation's stored messages changed
+    reply_started = Signal(object)             # PendingReply
+    reply_chunk = Signal(str, str, int)        # request id, text, tokens in it
+    context_trimmed = Signal(str, int, int)    # request id, messages dropped, n_ctx
+    reply_finished = Signal(object)            # PendingReply (saved or not)
+    model_state_changed = Signal()
+    problem_changed = Signal()                 # .problem set or cleared
+    sampling_changed = Signal()
+    _worker_start_failed = Signal(str)
+    _worker_started = Signal()
+
+    def __init__(self, workspace: Workspace, bridge: InferenceBridge,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.workspace = workspace
+        self.store = workspace.store
+        self.bridge = bridge
+        self.client = bridge.client
+        self.session = ChatSession(workspace.store, bridge.client)
+        self.conversation_id: int | None = None
+        self.model_name: str | None = None      # chosen (loaded, loading or to load)
+        self.state = STOPPED
+        self.progress = 0.0
+        self.loaded: p.Loaded | None = None
+        self.problem: Problem | None = None
+        self.reply: PendingReply | None = None  # at most one reply in flight
+        self.reply_tokens = 0
+        self._buffer: list[str] = []
+        self._buffer_tokens = 0
+        self._flush = QTimer(self, interval=FLUSH_MS, singleShot=True)
+        self._flush.timeout.connect(self._on_flush)
+        self._starter: threading.Thread | None = None
+        self._closing = False
+        # A line about how the model runs that the person should see once (the kernel
+        # fallback); plain text, shown in the model bar.
+        self.notice = ""
+        # The conversation whose reply a worker crash cut off: offered Retry once the
+        # model is back.
+        self._unanswered: int | None = None
+        bridge.event.connect(self._on_event)
+        self._worker_start_failed.connect(self._on_worker_start_failed)
+        self._worker_started.connect(self._on_worker_started)
+        default = workspace.library.default()
+        if default is not None:  # its active taught version, if one was accepted
+            default = chat_model(workspace.library, VersionStore(workspace.home), default)
+        self.model_name = default.name if default else None
+
+    # ------------------------------------------------------------ conversations
+
+    @property
+    def conversation(self) -> Conversation | None:
+        if self.conversation_id is None:
+            return None
+        try:
+            return self.store.get(self.conversation_id)
+        except UnknownConversation:
+            return None
+
+    def messages(self) -> list[Message]:
+        return self.store.messages(self.conversation_id) if self.conversation_id else []
+
+    def new_conversation(self) -> int:
+        """Open a fresh conversation, reusing the open one if it is still empty."""
+        current = self.conversation
+        if current is not None and not self.messages() and current.title == DEFAULT_TITLE:
+            return current.id
+        conversation = self.store.create(model=self.model_name)
+        self.conversations_changed.emit()
+        self.open_conversation(conversation.id)
+        return conversation.id
+
+    def open_conversation(self, conversation_id: int | None) -> None:
+        if conversation_id is not None:
+            try:
+                self.store.get(conversation_id)
+            except UnknownConversation:
+                conversation_id = None
+        if conversation_id == self.conversation_id:
+            return
+        self.conversation_id = conversation_id
+        if self.problem is not None and self.problem.action == "retry":
+            self._set_problem(None)
+        self.conversation_opened.emit(-1 if conversation_id is None else conversation_id)
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        title = " ".join(title.split())
+        if title:
+            self.store.update(conversation_id, title=title)
+            self.conversations_changed.emit()
+
+    def delete(self, conversation_id: int) -> None:
+        if self.reply is not None and self.reply.conversation_id == conversation_id:
+            self.stop()
+            # The reply lands nowhere: forget it so it is not saved into a deleted row.
+            reply = self.reply
+            self.session.pending.pop(reply.request_id, None)
+            self._end_reply(reply)
+            self.reply_finished.emit(reply)  # views and the composer leave "busy"
+        self.store.delete(conversation_id)
+        if conversation_id == self.conversation_id:
+            remaining = self.store.list()
+            self.conversation_id = None
+            self.open_conversation(remaining[0].id if remaining else None)
+            if self.conversation_id is None:
+                self.conversation_opened.emit(-1)
+        self.conversations_changed.emit()
+
+    def set_system_prompt(self, text: str) -> None:
+        conversation = self.conversation
+        if conversation is not None and conversation.system_prompt != text:
+            self.store.update(conversation.id, system_prompt=text)
+
+    def export(self, conversation_id: int, path: str | Path) -> Path:
+        return write_export(path, self.store.get(conversation_id),
+                            self.store.messages(conversation_id))
+
+    # ------------------------------------------------------------------ sampling
+
+    @property
+    def sampling(self) -> p.SamplingParams:
+        return self.workspace.settings.sampling_for(self.model_name or "")
+
+    def set_sampling(self, sampling: p.SamplingParams) -> None:
+        """Remember ``sampling`` for the current model (per-model, as people expect)."""
+        self.workspace.settings.remember_sampling(self.model_name or "", sampling)
+        self.workspace.save_settings()
+        self.sampling_changed.emit()
+
+    # ------------------------------------------------------------------- replies
+
+    @property
+    def busy(self) -> bool:
+        return self.reply is not None
+
+    @property
+    def can_send(self) -> bool:
+        return self.state == READY and self.reply is None
+
+    def send(self, text: str) -> PendingReply | None:
+        text = text.strip()
+        if not text or not self.can_send:
+            return None
+        if self.conversation_id is None:
+            self.new_conversation()
+        assert self.conversation_id is not None
+        return self._start(lambda s: self.session.send(self.conversation_id, text, s))
+
+    def regenerate(self) -> PendingReply | None:
+        if not self.can_send or not self.messages():
+            return None
+        cid = self.conversation_id
+        return self._start(lambda s: self.session.regenerate(cid, s))
+
+    def continue_reply(self) -> PendingReply | None:
+        if not self.can_send:
+            return None
+        cid = self.conversation_id
+        return self._start(lambda s: self.session.continue_reply(cid, s))
+
+    def edit_and_resend(self, message_id: int, text: str) -> PendingReply | None:
+        if not self.can_send or not text.strip():
+            return None
+        cid = self.conversation_id
+        return self._start(lambda s: self.session.edit_and_resend(cid, message_id, text, s))
+
+    def select_version(self, message_id: int, index: int) -> None:
+        if self.reply is not None and self.reply.conversation_id == self.conversation_id:
+            return  # the prompt of the reply in flight must not change under it
+        self.store.select_version(message_id, index)
+        if self.conversation_id is not None:
+            self.messages_changed.emit(self.conversation_id)
+
+    def stop(self) -> None:
+        if self.reply is not None:
+            try:
+                self.session.cancel(self.reply)
+            except WorkerError as exc:
+                log.info("could not cancel: %s", exc)
+
+    def unload(self) -> None:
+        """Free the model's memory (a fine-tune needs it); load_model() brings it back."""
+        self.stop()
+        self.loaded = None
+        if self.client.alive:
+            try:
+                self.client.unload()
+            except WorkerError as exc:
+                log.info("could not unload: %s", exc)
+        self._set_state(STOPPED)
+
+    def _start(self, ask: Any) -> PendingReply | None:
+        sampling = self.sampling
+        if self._problem_is_retry():
+            self._set_problem(None)
+        try:
+            reply = ask(sampling)
+        except WorkerError as exc:
+            self._set_problem(Problem(str(exc), "reload", self.conversation_id))
+            self.messages_changed.emit(self.conversation_id or -1)
+            return None
+        self.reply = reply
+        self.reply_tokens = 0
+        if self.conversation_id is not None:
+            # Remember what the conversation was last run with (exports carry it).
+            conversation = self.store.get(reply.conversation_id)
+            settings = dict(conversation.settings, sampling=asdict(sampling))
+            self.store.update(reply.conversation_id, settings=settings,
+                              model=self.model_name)
+        self.conversations_changed.emit()
+        self.messages_changed.emit(reply.conversation_id)
+        self.reply_started.emit(reply)
+        return reply
+
+    def _problem_is_retry(self) -> bool:
+        return self.problem is not None and self.problem.action == "retry"
+
+    def _end_reply(self, reply: PendingReply) -> None:
+        self._on_flush()
+        if self.reply is reply:
+            self.reply = None
+
+    # ---------------------------------------------------------------- the model
+
+    def start(self) -> None:
+        """Start the worker and load the chosen model, without blocking the window."""
+        self._launch(restart=False)
+
+    def load_model(self, name: str) -> None:
+        try:
+            self.workspace.library.get(name)
+        except UnknownModel as exc:
+            self._set_problem(Problem(str(exc), "reload"))
+            return
+        self.model_name = name
+        self.sampling_changed.emit()
+        if self.reply is not None:
+            self.stop()
+        if self.client.alive and not self._starting:
+            self._load()
+        else:
+            self._launch(restart=False)
+
+    def reload(self) -> None:
+        """Restart the worker (after a crash) or reload with new load settings."""
+        self._launch(restart=True)
+
+    @property
+    def _starting(self) -> bool:
+        return self._starter is not None and self._starter.is_alive()
+
+    def _launch(self, restart: bool) -> None:
+        if self._starting:
+            return
+        self._set_state(STARTING)
+        self._set_problem(None)
+        self._starter = threading.Thread(target=self._start_worker, args=(restart,),
+                                         name="worker-start", daemon=True)
+        self._starter.start()
+
+    def _start_worker(self, restart: bool) -> None:
+        """Runs on the starter thread: process start-up takes a second or more."""
+        try:
+            if restart:
+                self.client.restart()
+            else:
+                self.client.start()
+            if not self._closing:
+                self._worker_started.emit()  # queued: _load runs on the GUI thread
+        except (WorkerError, OSError) as exc:
+            if not self._closing:
+                self._worker_start_failed.emit(str(exc))
+
+    def _load(self) -> None:
+        """Ask the worker to load; progress and the result come back as events."""
+        if self.model_name is None:
+            self.state = STOPPED
+            self.model_state_changed.emit()
+            return
+        record = self.workspace.library.get(self.model_name)
+        load = self.workspace.settings.load
+        self.state, self.progress, self.loaded = LOADING, 0.0, None
+        self.model_state_changed.emit()
+        self.client.load(record.path, n_ctx=load.n_ctx, n_gpu_layers=load.n_gpu_layers,
+                         n_threads=load.n_threads, flash_attn=load.flash_attn)
+
+    def _on_worker_started(self) -> None:
+        if not self._closing:
+            self._load()
+
+    def _on_worker_start_failed(self, message: str) -> None:
+        self._set_state(FAILED)
+        self._set_problem(Problem(f"The model worker did not start. {message}", "reload",
+                                  details=message))
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self.model_state_changed.emit()
+
+    def _set_problem(self, problem: Problem | None) -> None:
+        if problem != self.problem:
+            self.problem = problem
+            self.problem_changed.emit()
+
+    def retry(self) -> None:
+        """Answer a Problem's button."""
+        problem = self.problem
+        if problem is None:
+            return
+        if problem.action == "reload":
+            self.reload()
+        else:
+            self._set_problem(None)
+            self.regenerate()
+
+    def shutdown(self) -> None:
+        """Stop the worker; called when the window closes (no process outlives it)."""
+        self._closing = True
+        self._flush.stop()
+        if self._starter is not None:
+            self._starter.join(timeout=30)
+        self.bridge.shutdown()
+
+    # ------------------------------------------------------------------- events
+
+    def _on_event(self, event: object) -> None:
+        if self._closing:
+            return
+        if isinstance(event, p.Tokens):
+            if self.reply is not None and event.request_id == self.reply.request_id:
+                self._buffer.append(event.text)
+                self._buffer_tokens += event.n_tokens
+                if not self._flush.isActive():
+                    self._flush.start()
+            self.session.handle(event)
+            return
+        if isinstance(event, p.LoadProgress):
+            self.progress = event.fraction
+            self.model_state_changed.emit()
+        elif isinstance(event, p.Loaded):
+            self.loaded = event
+            self.state = READY
+            self.model_state_changed.emit()
+            if self.problem is not None and self.problem.action == "reload":
+                self._set_problem(None)
+            self._offer_retry_after_crash()
+        elif isinstance(event, p.KernelFallback):
+            self.notice = event.message
+            self.model_state_changed.emit()
+        elif isinstance(event, p.ContextTrimmed):
+            self.context_trimmed.emit(event.request_id, event.dropped_messages, event.n_ctx)
+        elif isinstance(event, p.WorkerDied):
+            self.loaded = None
+            if self.reply is not None:
+                self._unanswered = self.reply.conversation_id
+            self._set_state(CRASHED)
+            self._set_problem(Problem(event.message, "reload", self.conversation_id,
+                                      "\n".join(event.last_log_lines)))
+        elif isinstance(event, p.Error) and event.request_id is None:
+            if event.error_kind == "load_failed" or self.state == LOADING:
+                self.loaded = None
+                self._set_state(FAILED)
+                self._set_problem(Problem(f"The model could not be loaded: {event.message}",
+                                          "reload"))
+            else:
+                log.warning("worker error: %s", event.message)
+        self._finish(self.session.handle(event), event)
+
+    def _offer_retry_after_crash(self) -> None:
+        conversation_id, self._unanswered = self._unanswered, None
+        if conversation_id is not None and conversation_id == self.conversation_id:
+            self._set_problem(Problem("The model is running again. Your last message has no "
+                                      "complete answer yet.", "retry", conversation_id))
+
+    def _finish(self, finished: PendingReply | None, event: object) -> None:
+        if finished is None:
+            return
+        self._end_reply(finished)
+        if finished.error and isinstance(event, p.Error):
+            action = "reload" if event.error_kind in ("no_model", "out_of_memory") else "retry"
+            text = finished.error
+            if event.error_kind == "out_of_memory":
+                text = ("The model ran out of memory while answering. Load it with a "
+                        "shorter context or fewer GPU layers, then try again.")
+            self._set_problem(Problem(text, action, finished.conversation_id))
+        # Views re-read the conversation on reply_finished (no second messages_changed).
+        self.reply_finished.emit(finished)
+        self.conversations_changed.emit()
+
+    def _on_flush(self) -> None:
+        if not self._buffer or self.reply is None:
+            self._buffer.clear()
+            self._buffer_tokens = 0
+            return
+        text, tokens = "".join(self._buffer), self._buffer_tokens
+        self._buffer.clear()
+        self._buffer_tokens = 0
+        self.reply_tokens += tokens
+        self.reply_chunk.emit(self.reply.request_id, text, tokens)

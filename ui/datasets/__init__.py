@@ -1,0 +1,1 @@
+"""The Datasets tab: corrections collected in chat, and Teach."""

@@ -1,0 +1,272 @@
+"""Teach, in the window: one button, its progress, the gate's report, Accept or Discard.
+
+The panel sits under the collected corrections (Datasets tab); the chat window's Teach
+button starts the same panel. A run that passes the gate can be accepted: its model
+becomes the active version of the base (app.finetune.teach.VersionStore) and the chat switches
+to it. The versions list rolls back to any earlier version, or to the base.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.chat.corrections import CorrectionStore
+from app.finetune import protocol as tp
+from app.finetune.teach import (
+    TeachError,
+    VersionStore,
+    corrections_for,
+    describe,
+    discard_result,
+    keep_result,
+    start_teach,
+)
+from app.models.library import LibraryError
+from app.workspace import Workspace
+from ui.finetune.training_bridge import TrainingBridge
+
+
+class TeachPanel(QWidget):
+    """Teach the corrections of one base model; the person accepts or discards the result."""
+
+    finished = Signal(dict)  # the run's summary (with its "teach" report)
+    active_changed = Signal(str, str)  # base, the model the chat should use now
+
+    def __init__(self, workspace: Workspace, corrections: CorrectionStore,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.workspace = workspace
+        self.corrections = corrections
+        self.versions = VersionStore(workspace.home)
+        self.base: str | None = None
+        self.bridge: TrainingBridge | None = None
+        self.summary: dict[str, Any] | None = None
+        self.total_steps = 0
+        self._phase_text = ""
+        self._estimate_text = ""
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        self.title = QLabel()
+        self.title.setStyleSheet("font-weight: 600")
+        self.teach_button = QPushButton("Teach")
+        self.teach_button.setToolTip("Train on the corrections, check what was learned and "
+                                     "kept, then accept or discard")
+        self.teach_button.clicked.connect(self.start)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self._on_cancel)
+        row.addWidget(self.title, 1)
+        row.addWidget(self.cancel_button)
+        row.addWidget(self.teach_button)
+        layout.addLayout(row)
+        self.phase = QLabel()
+        self.phase.setTextFormat(Qt.TextFormat.PlainText)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)
+        layout.addWidget(self.phase)
+        layout.addWidget(self.progress)
+        self.report_view = QPlainTextEdit(readOnly=True)
+        self.report_view.setMaximumHeight(160)
+        layout.addWidget(self.report_view)
+        buttons = QHBoxLayout()
+        self.accept_button = QPushButton("Accept")
+        self.accept_button.setToolTip("Use the taught version in chat")
+        self.accept_button.clicked.connect(self._on_accept)
+        self.discard_button = QPushButton("Discard")
+        self.discard_button.clicked.connect(self._on_discard)
+        buttons.addStretch(1)
+        buttons.addWidget(self.discard_button)
+        buttons.addWidget(self.accept_button)
+        layout.addLayout(buttons)
+        layout.addWidget(QLabel("Versions (the active one answers in chat):"))
+        self.version_list = QListWidget()
+        self.version_list.setMaximumHeight(110)
+        layout.addWidget(self.version_list)
+        vrow = QHBoxLayout()
+        self.use_button = QPushButton("Use selected version")
+        self.use_button.clicked.connect(self._on_use_selected)
+        self.rollback_button = QPushButton("Roll back to the base")
+        self.rollback_button.clicked.connect(self._on_rollback)
+        vrow.addStretch(1)
+        vrow.addWidget(self.rollback_button)
+        vrow.addWidget(self.use_button)
+        layout.addLayout(vrow)
+        self._idle()
+
+    # --------------------------------------------------------------- public
+
+    def set_base(self, name: str | None) -> None:
+        """Teach this base model (a version's name means its base)."""
+        if name is not None:
+            name = self.versions.base_of(name) or name
+        self.base = name
+        self._idle()
+
+    def is_running(self) -> bool:
+        return self.bridge is not None and self.bridge.alive
+
+    def start(self) -> None:
+        if self.base is None or self.is_running():
+            return
+        self._clear_result()
+        self._phase_text = self._estimate_text = ""
+        try:
+            record = self.workspace.library.get(self.base)
+            plan = start_teach(self.workspace.home, self.workspace.library,
+                               self.corrections, record)
+        except (TeachError, LibraryError, ValueError) as exc:
+            self.phase.setText(str(exc))
+            return
+        self.bridge = TrainingBridge(self.workspace.home, plan.run_id, parent=self)
+        self.bridge.event.connect(self._on_event)
+        self.phase.setText(f"Teaching {plan.cases} corrections…")
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.teach_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.bridge.start()
+
+    def shutdown(self) -> None:
+        if self.bridge is not None:
+            self.bridge.shutdown()
+
+    # ------------------------------------------------------------ internals
+
+    def _idle(self) -> None:
+        n = len(corrections_for(self.corrections, self.versions, self.base)) \
+            if self.base else 0
+        running = self.is_running()
+        self.title.setText(f"Teach {self.base}: {n} correction{'s' if n != 1 else ''}"
+                           if self.base else "Teach: choose a model in the chat first")
+        self.teach_button.setEnabled(bool(self.base) and n > 0 and not running)
+        self.cancel_button.setEnabled(running)
+        if not running:
+            self.progress.hide()
+        passed = bool(self.summary and self.summary.get("teach", {}).get("passed"))
+        self.accept_button.setEnabled(passed and not running)
+        self.discard_button.setEnabled(self.summary is not None and not running)
+        self._refresh_versions()
+
+    def _refresh_versions(self) -> None:
+        self.version_list.clear()
+        if self.base is None:
+            self.rollback_button.setEnabled(False)
+            self.use_button.setEnabled(False)
+            return
+        active = self.versions.active(self.base)
+        for v in self.versions.versions(self.base):
+            r = v.report
+            text = (f"{'● ' if v.name == active else '   '}{v.name} — learned "
+                    f"{r.get('learned')}/{r.get('total')}, drift {r.get('drift', 0):.1%}, "
+                    f"{v.created_at}")
+            item = QListWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, v.name)
+            self.version_list.addItem(item)
+        self.rollback_button.setEnabled(active is not None)
+        self.use_button.setEnabled(self.version_list.count() > 0)
+
+    def _clear_result(self) -> None:
+        self.summary = None
+        self.report_view.clear()
+
+    def _on_event(self, event: Any) -> None:
+        if isinstance(event, tp.Phase):
+            self._phase_text = event.message[:1].upper() + event.message[1:] + "…"
+            self.phase.setText(self._phase_text + self._estimate_text)
+            if event.name != "training":
+                self.progress.setRange(0, 0)
+        elif isinstance(event, tp.DataReady):
+            self.total_steps = event.total_steps
+        elif isinstance(event, tp.EstimateEvent):
+            label = "measured" if event.basis == "measured" else "estimated"
+            self._estimate_text = f"  ({label}: about {_duration(event.seconds)} in all)"
+            self.phase.setText(self._phase_text + self._estimate_text)
+        elif isinstance(event, tp.Progress):
+            self.progress.setRange(0, event.total_steps)
+            self.progress.setValue(event.step)
+        elif isinstance(event, tp.Finished):
+            self.summary = event.summary
+            self._show_report(event.summary)
+            self.bridge = None
+            self.finished.emit(event.summary)
+        elif isinstance(event, tp.Cancelled):
+            self.phase.setText("Teach was cancelled; nothing changed in the chat.")
+            self.bridge = None
+        elif isinstance(event, tp.TrainError | tp.WorkerExited):
+            self.phase.setText(f"Teach failed: {event.message}")
+            self.bridge = None
+        else:
+            return
+        self._idle()
+
+    def _show_report(self, summary: dict[str, Any]) -> None:
+        report = summary.get("teach") or {}
+        if not report:
+            self.phase.setText("The run ended without a report.")
+            return
+        self.phase.setText(describe(report))
+        lines = []
+        for case in report["cases"]:
+            mark = "✓" if case["learned"] else "✗"
+            lines.append(f"{mark} {case['question']}\n    → {case['answer']}")
+        self.report_view.setPlainText("\n".join(lines))
+
+    def _on_cancel(self) -> None:
+        if self.bridge is not None:
+            self.bridge.cancel()
+
+    def _on_accept(self) -> None:
+        if not self.summary:
+            return
+        version = keep_result(self.workspace.home, self.workspace.library, self.summary,
+                              accept=True)
+        self.summary = None
+        if version is not None:
+            self.phase.setText(f"Accepted: the chat now answers with {version.name}.")
+            self.active_changed.emit(version.base, version.name)
+        self._idle()
+
+    def _on_discard(self) -> None:
+        if not self.summary:
+            return
+        discard_result(self.workspace.home, self.workspace.library, self.summary)
+        self.summary = None
+        self.report_view.clear()
+        self.phase.setText("Discarded; the chat keeps its current version.")
+        self._idle()
+
+    def _on_use_selected(self) -> None:
+        item = self.version_list.currentItem() or self.version_list.item(
+            self.version_list.count() - 1)
+        if item is None or self.base is None:
+            return
+        name = item.data(Qt.ItemDataRole.UserRole)
+        self.versions.activate(self.base, name)
+        self.active_changed.emit(self.base, name)
+        self._idle()
+
+    def _on_rollback(self) -> None:
+        if self.base is None:
+            return
+        self.versions.activate(self.base, None)
+        self.phase.setText(f"Rolled back: the chat answers with {self.base} itself.")
+        self.active_changed.emit(self.base, self.base)
+        self._idle()
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"

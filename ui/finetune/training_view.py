@@ -1,0 +1,293 @@
+"""The Training page: a run's progress, live loss chart, speed, memory and summary.
+
+It only displays: :meth:`TrainingView.apply` takes one event of the training protocol
+(live from the worker, or replayed from the run's ``events.jsonl``), and the Fine-tune
+tab decides what the buttons do. A resumed run repeats the steps after its last
+checkpoint; the chart drops the superseded points so every step appears once.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.finetune import protocol as tp
+from app.models.library import ModelRecord
+from ui.finetune.loss_chart import LossChart
+from ui.finetune.run_history import human_bytes
+from ui.untrusted import PlainLabel, SafeTextBrowser
+
+ERROR_COLOUR = "#c0392b"
+OK_COLOUR = "#1e8449"
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _drop_from(points: list[tuple[float, float]], step: float) -> None:
+    """Remove the points at ``step`` and after (only a resumed run has any: O(1) else)."""
+    while points and points[-1][0] >= step:
+        points.pop()
+
+
+class TrainingView(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.train_points: list[tuple[float, float]] = []
+        self.val_points: list[tuple[float, float]] = []
+        self.last: dict[str, Any] = {}
+        layout = QVBoxLayout(self)
+        self.run_title = PlainLabel("")
+        self.run_title.setStyleSheet("font-size: 14px; font-weight: 600")
+        self.run_title.setWordWrap(True)
+        layout.addWidget(self.run_title)
+        self.phase_label = PlainLabel("")
+        layout.addWidget(self.phase_label)
+        self.progress = QProgressBar()
+        self.progress.setFormat("step %v of %m")
+        layout.addWidget(self.progress)
+        row = QHBoxLayout()
+        self.stat_labels: dict[str, QLabel] = {}
+        for key, title in (("eta", "Time left"), ("elapsed", "Elapsed"),
+                           ("speed", "Speed"), ("memory", "Peak memory"),
+                           ("loss", "Loss"), ("val", "Validation loss")):
+            box = QVBoxLayout()
+            caption = QLabel(title)
+            caption.setStyleSheet("color: gray; font-size: 11px")
+            value = QLabel("–")
+            value.setStyleSheet("font-size: 14px")
+            box.addWidget(caption)
+            box.addWidget(value)
+            row.addLayout(box)
+            self.stat_labels[key] = value
+        row.addStretch(1)
+        layout.addLayout(row)
+        self.estimate_run_label = QLabel("")
+        self.estimate_run_label.setStyleSheet("color: gray")
+        layout.addWidget(self.estimate_run_label)
+        self.splitter = splitter = QSplitter(Qt.Orientation.Vertical)
+        self.chart = LossChart()
+        splitter.addWidget(self.chart)
+        self.summary_view = SafeTextBrowser()
+        self.summary_view.hide()
+        splitter.addWidget(self.summary_view)
+        self.log_view = QPlainTextEdit(readOnly=True)
+        self.log_view.setMaximumBlockCount(500)
+        splitter.addWidget(self.log_view)
+        splitter.setSizes([320, 220, 90])
+        layout.addWidget(splitter, 1)
+        buttons = QHBoxLayout()
+        self.status_label = PlainLabel("")
+        self.status_label.setWordWrap(True)
+        self.cancel_button = QPushButton("Cancel")
+        self.resume_button = QPushButton("Resume")
+        self.chat_button = QPushButton("Chat with it")
+        self.compare_button = QPushButton("Compare with base")
+        self.new_run_button = QPushButton("New run")
+        buttons.addWidget(self.status_label, 1)
+        for button in (self.cancel_button, self.resume_button, self.compare_button,
+                       self.chat_button, self.new_run_button):
+            buttons.addWidget(button)
+            button.hide()
+        layout.addLayout(buttons)
+
+    def set_buttons(self, *shown: QPushButton) -> None:
+        for button in (self.cancel_button, self.resume_button, self.compare_button,
+                       self.chat_button, self.new_run_button):
+            button.setVisible(button in shown)
+            button.setEnabled(True)
+
+    def reset(self, title: str) -> None:
+        """Empty everything, ready for a run's events."""
+        self.run_title.setText(title)
+        self.summary_view.hide()
+        self.log_view.clear()
+        self.train_points, self.val_points = [], []
+        self.last = {}
+        for label in self.stat_labels.values():
+            label.setText("–")
+        self.estimate_run_label.setText("")
+        self.phase_label.setText("")
+        self.status_label.setText("")
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.chart.clear(None)
+
+    def apply(self, event: object) -> None:
+        """Show one event; the outcome events (Cancelled, Finished, errors) are logged
+        here and acted on by the tab."""
+        if isinstance(event, tp.TrainHello):
+            self.status_label.setText("")  # "Starting the worker…" is over
+            self.log(f"Worker on {event.device} ({event.dtype}), torch {event.torch_version}")
+        elif isinstance(event, tp.Phase):
+            self.phase_label.setText(event.message[:1].upper() + event.message[1:] + "…")
+            self.log(event.message)
+        elif isinstance(event, tp.DataReady):
+            self.progress.setRange(0, event.total_steps)
+            self.chart.total_steps = event.total_steps
+            self.log(f"Tokenized: {event.train_records} training / {event.val_records} "
+                     f"validation records, {event.train_tokens:,} tokens "
+                     f"({event.target_tokens:,} trained on), longest "
+                     f"{event.longest_record_tokens}; {event.truncated_records} truncated "
+                     f"to {event.max_seq_len}; {event.total_steps} steps")
+        elif isinstance(event, tp.EstimateEvent):
+            self.last["estimate"] = event
+            self.estimate_run_label.setText(
+                f"{'Measured' if event.basis == 'measured' else 'Estimated'}: about "
+                f"{_duration(event.seconds)} in all, peak memory about "
+                f"{human_bytes(event.peak_memory_bytes)}")
+        elif isinstance(event, tp.Progress):
+            self.show_progress(event)
+        elif isinstance(event, tp.Evaluation):
+            self._add_point(self.val_points, event.step, event.val_loss,
+                            self.chart.add_validation)
+            self.stat_labels["val"].setText(f"{event.val_loss:.4f}")
+        elif isinstance(event, tp.Checkpointed):
+            self.last["checkpoint"] = event.step
+        elif isinstance(event, tp.Exported):
+            self.last[f"exported_{event.what}"] = event
+            self.log(f"Wrote {Path(event.path).name} ({human_bytes(event.size_bytes)})")
+        elif isinstance(event, tp.TrainLog):
+            if event.level in ("warning", "error") or event.message.startswith("resumed"):
+                self.log(("⚠ " if event.level != "info" else "") + event.message)
+        elif isinstance(event, tp.Cancelled):
+            self.last["checkpoint"] = event.step
+            self.log(f"Cancelled at step {event.step}; checkpoint saved.")
+        elif isinstance(event, tp.TrainError):
+            self.log(f"Error: {event.message}")
+
+    def show_progress(self, e: tp.Progress) -> None:
+        self.progress.setRange(0, e.total_steps)
+        self.progress.setValue(e.step)
+        self.phase_label.setText(f"Training: epoch {e.epoch:.2f}")
+        self.stat_labels["eta"].setText(_duration(e.eta_s))
+        self.stat_labels["elapsed"].setText(_duration(e.elapsed_s))
+        self.stat_labels["speed"].setText(f"{e.tokens_per_s:,.0f} tok/s")
+        self.stat_labels["memory"].setText(human_bytes(e.peak_memory_bytes))
+        self.stat_labels["loss"].setText(f"{e.loss:.4f}")
+        _drop_from(self.val_points, e.step)
+        self._add_point(self.train_points, e.step, e.loss, self.chart.add_train)
+
+    def _add_point(self, points: list[tuple[float, float]], step: float, loss: float,
+                   add: Any) -> None:
+        """Record a point; a resumed run repeats the steps after its last checkpoint, so
+        a step at or before the last one drops the superseded points (and redraws)."""
+        if not math.isfinite(loss):
+            return  # the chart does not draw it either
+        _drop_from(points, step)
+        points.append((step, loss))
+        if (len(self.chart.train), len(self.chart.validation)) == (
+                len(self.train_points) - (points is self.train_points),
+                len(self.val_points) - (points is self.val_points)):
+            add(step, loss)  # the usual case: one more point at the end
+            return
+        self.chart.clear(self.chart.total_steps)
+        for step, loss in self.train_points:
+            self.chart.add_train(step, loss)
+        for step, loss in self.val_points:
+            self.chart.add_validation(step, loss)
+
+    def log(self, text: str) -> None:
+        self.log_view.appendPlainText(text)
+
+    def show_outcome(self, status: str, message: str) -> None:
+        """The run ended: say how, and offer what makes sense next."""
+        colour = OK_COLOUR if status == "finished" else (
+            ERROR_COLOUR if status in ("failed", "interrupted") else "")
+        self.status_label.setStyleSheet(f"color: {colour}" if colour else "")
+        self.status_label.setText(message)
+        if status in ("cancelled", "interrupted"):
+            self.set_buttons(self.resume_button, self.new_run_button)
+        elif status == "finished":
+            self.set_buttons(self.compare_button, self.chat_button, self.new_run_button)
+        else:
+            self.set_buttons(self.new_run_button)
+        self.phase_label.setText({"finished": "Done.", "cancelled": "Cancelled.",
+                                  "failed": "Failed.", "interrupted": "Interrupted."}
+                                 .get(status, ""))
+
+    def show_summary(self, s: dict[str, Any], model: ModelRecord | None) -> None:
+        self.summary_view.setHtml(summary_html(s, model))
+        self.summary_view.show()
+        total = sum(self.splitter.sizes()) or 600
+        self.splitter.setSizes([int(total * 0.42), int(total * 0.46), int(total * 0.12)])
+        self.progress.setValue(self.progress.maximum())
+        self.stat_labels["eta"].setText("0 s")
+
+
+def summary_html(s: dict[str, Any], model: ModelRecord | None) -> str:
+    """The run summary: what was learned, how fast, how faithful the export is."""
+    est = s.get("estimate") or {}
+    rows = []
+    if model is not None:
+        rows.append(("Model", f"<b>{html.escape(model.name)}</b> (in the library)"))
+    if s.get("gguf_path"):
+        size = s.get("gguf_size_bytes")
+        rows.append(("File", f"{html.escape(Path(s['gguf_path']).name)}"
+                             + (f" — {human_bytes(size)}" if size else "")))
+    first, final = s.get("first_train_loss"), s.get("final_train_loss")
+    if first is not None and final is not None:
+        rows.append(("Training loss", f"{first:.4f} → <b>{final:.4f}</b>"))
+    if s.get("val_loss") is not None:
+        rows.append(("Validation loss", f"<b>{s['val_loss']:.4f}</b> on "
+                                        f"{s.get('val_records')} held-out records"))
+    rows.append(("Training", f"{s.get('steps')} steps, {s.get('trained_tokens', 0):,} tokens "
+                             f"in {_duration(s.get('train_seconds') or 0)} "
+                             f"({s.get('tokens_per_s', 0):,.0f} tok/s) on "
+                             f"{html.escape(str(s.get('device')))}"))
+    if est:
+        rows.append(("Time", f"estimated {_duration(est.get('seconds') or 0)} in all, took "
+                             f"{_duration(s.get('total_seconds') or 0)} "
+                             f"({_duration(s.get('train_seconds') or 0)} of training)"))
+        rows.append(("Peak memory", f"estimated {human_bytes(est.get('peak_memory_bytes') or 0)}"
+                                    f", used {human_bytes(s.get('peak_memory_bytes') or 0)}"))
+    if s.get("truncated_records"):
+        rows.append(("Truncated", f"<span style='color:{ERROR_COLOUR}'>"
+                                  f"{s['truncated_records']} records were cut to "
+                                  f"{s['settings']['max_seq_len']} tokens</span>"))
+    fid = s.get("fidelity")
+    if fid:
+        rows.append(("Export check", f"llama.cpp's logits of the F16 GGUF vs PyTorch: largest "
+                                     f"difference {fid['logits_max_abs_diff']:.4f} (logits up "
+                                     f"to {fid['logits_ref_max_abs']:.1f}), top-1 agreement "
+                                     f"{fid['top1_agreement']:.1%} over "
+                                     f"{fid['tokens_compared']} tokens"))
+        rows.append(("Quantized", f"validation loss {fid['torch_val_loss']:.4f} in PyTorch, "
+                                  f"{fid['gguf_val_loss']:.4f} as {fid['quant']} GGUF"))
+        for warning in fid.get("warnings") or []:
+            rows.append(("⚠ Warning", f"<span style='color:{ERROR_COLOUR}'>"
+                                      f"{html.escape(warning)}</span>"))
+        if not fid.get("warnings"):
+            rows.append(("", f"<span style='color:{OK_COLOUR}'>✓ The exported model matches "
+                             "the trained one.</span>"))
+    elif not s.get("gguf_path"):
+        why = ("GGUF export was off for this run" if not (s.get("export") or {}).get("gguf", True)
+               else "the base model is a safetensors folder")
+        rows.append(("Export", f"no GGUF ({why}); the LoRA adapter is saved"))
+    if s.get("adapter_dir"):
+        rows.append(("Adapter", html.escape(str(s["adapter_dir"]))))
+    body = "".join(f"<tr><td style='color:gray; padding-right:12px'>{k}</td><td>{v}</td></tr>"
+                   for k, v in rows)
+    return f"<h3 style='margin:0'>Summary</h3><table cellspacing=3>{body}</table>"

@@ -1,0 +1,1 @@
+"""The Models tab: installed library and the hub view."""

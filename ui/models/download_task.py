@@ -1,0 +1,78 @@
+"""Qt adapter of one :class:`app.models.hub.Download`: a thread, signals, pause/resume/cancel.
+
+The transfer runs on its own Python thread and reports through the download's
+callback; this object re-emits that as signals, which Qt queues to the GUI thread.
+Pause and cancel only set the download's flags, so the GUI never waits on the network.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from app.models.hub import Download, DownloadCancelled, DownloadPaused, HubFile
+from app.models.library import Library
+from app.paths import HearthHome
+
+
+class DownloadTask(QObject):
+    progress = Signal(object)  # app.models.hub.DownloadProgress
+    finished = Signal(object)  # app.models.library.ModelRecord
+    failed = Signal(str)
+    paused = Signal()
+    cancelled = Signal()
+
+    def __init__(self, home: HearthHome, library: Library, file: HubFile,
+                 parent: QObject | None = None, **download_options: Any) -> None:
+        super().__init__(parent)
+        self.file = file
+        self.download = Download(home, library, file, self.progress.emit, **download_options)
+        self._thread: threading.Thread | None = None
+        self.state = "idle"  # idle, running, paused, done, failed, cancelled
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start, or resume after a pause or a failure (continues from the partial file)."""
+        if self.running:
+            return
+        self.state = "running"
+        self._thread = threading.Thread(target=self._work, daemon=True,
+                                        name=f"download-{self.file.filename}")
+        self._thread.start()
+
+    def pause(self) -> None:
+        if self.running:
+            self.download.pause()
+
+    def cancel(self) -> None:
+        if self.running:
+            self.download.cancel()
+        else:
+            self.download.discard()
+            self.state = "cancelled"
+            self.cancelled.emit()
+
+    def wait(self, timeout: float = 10.0) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _work(self) -> None:
+        try:
+            record = self.download.run()
+        except DownloadPaused:
+            self.state = "paused"
+            self.paused.emit()
+        except DownloadCancelled:
+            self.state = "cancelled"
+            self.cancelled.emit()
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a message
+            self.state = "failed"
+            self.failed.emit(str(exc))
+        else:
+            self.state = "done"
+            self.finished.emit(record)

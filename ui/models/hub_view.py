@@ -1,0 +1,485 @@
+"""The hub view: find a GGUF model on Hugging Face, pick a file, download it.
+
+First visit shows the curated list from ``resources/``; a search replaces it with the
+hub's results. Choosing a repository lists its GGUF files with quantization, size and
+a fit verdict; Download starts a :class:`ui.models.download_task.DownloadTask`, shown as a row
+with a progress bar, speed, time left, Pause/Resume and Cancel. Partial downloads left
+by an earlier session appear as paused rows, ready to resume. Every network call runs
+off the GUI thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.models.hub import (
+    CuratedModel,
+    DownloadProgress,
+    HubClient,
+    HubFile,
+    SearchResult,
+    hub_file_from_pending,
+    load_curated,
+    pending_downloads,
+)
+from app.models.library import ModelRecord
+from app.models.memory_fit import SystemMemory, check_fit, estimate_memory
+from app.workspace import Workspace
+from ui.background import Background
+from ui.models.download_task import DownloadTask
+from ui.models.library_model import FIT_COLOURS, format_size
+from ui.untrusted import PlainLabel, esc
+from ui.untrusted import tooltip as safe_tooltip
+
+log = logging.getLogger("hearth.ui")
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02}:{s:02}" if h else f"{m}:{s:02}"
+
+
+class DownloadRow(QWidget):
+    """One download: name, progress bar, speed and time left, and its buttons."""
+
+    chat_requested = Signal(str)
+
+    def __init__(self, task: DownloadTask, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.task = task
+        self.record: ModelRecord | None = None
+        # File names and repository ids come from the hub (and from download records
+        # restored at every start): escaped, they are only ever text.
+        self.title = QLabel(f"<b>{esc(task.file.filename)}</b> · {esc(task.file.repo)}")
+        self.title.setTextFormat(Qt.TextFormat.RichText)
+        self.bar = QProgressBar()
+        self.bar.setRange(0, 1000)
+        self.detail = PlainLabel("waiting…")
+        self.pause_button = QPushButton("Pause")
+        self.cancel_button = QPushButton("Cancel")
+        self.chat_button = QPushButton("Chat with this model")
+        self.chat_button.hide()
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.title)
+        row = QHBoxLayout()
+        row.addWidget(self.bar, 1)
+        row.addWidget(self.pause_button)
+        row.addWidget(self.cancel_button)
+        row.addWidget(self.chat_button)
+        layout.addLayout(row)
+        layout.addWidget(self.detail)
+        self.pause_button.clicked.connect(self._on_pause_clicked)
+        self.cancel_button.clicked.connect(self._on_cancel_clicked)
+        self.chat_button.clicked.connect(self._on_chat_clicked)
+        task.progress.connect(self._on_progress)
+        task.paused.connect(self._on_paused)
+        task.cancelled.connect(self._on_cancelled)
+        task.failed.connect(self._on_failed)
+        task.finished.connect(self._on_finished)
+
+    def show_paused(self, done: int, total: int) -> None:
+        self.bar.setValue(int(1000 * done / total) if total else 0)
+        self.detail.setText(f"Paused at {done / 2**20:.1f} of {total / 2**20:.1f} MiB — "
+                            "Resume continues where it stopped")
+        self.pause_button.setText("Resume")
+
+    def _on_progress(self, p: DownloadProgress) -> None:
+        self.bar.setValue(int(1000 * p.fraction))
+        self.detail.setText(f"{p.done / 2**20:.1f} of {p.total / 2**20:.1f} MiB · "
+                            f"{p.speed_bps / 2**20:.1f} MiB/s · {_clock(p.eta_s)} left")
+
+    def _on_pause_clicked(self) -> None:
+        if self.task.running:
+            self.task.pause()
+            self.pause_button.setEnabled(False)
+        else:
+            self.pause_button.setText("Pause")
+            self.detail.setStyleSheet("")
+            self.detail.setText("Resuming…")
+            self.task.start()
+
+    def _on_paused(self) -> None:
+        self.pause_button.setEnabled(True)
+        size = self.task.file.size or 0
+        self.show_paused(self.task.download.partial_bytes, size)
+
+    def _on_cancel_clicked(self) -> None:
+        self.task.cancel()
+        self.cancel_button.setEnabled(False)
+        self.pause_button.setEnabled(False)
+
+    def _on_cancelled(self) -> None:
+        self.bar.setValue(0)
+        self.detail.setText("Cancelled; the partial file was deleted.")
+        self.pause_button.hide()
+        self.cancel_button.hide()
+
+    def _on_failed(self, message: str) -> None:
+        self.detail.setStyleSheet("color: #a00")
+        self.detail.setText(message)
+        self.detail.setWordWrap(True)
+        self.pause_button.setEnabled(True)
+        self.pause_button.setText("Retry")
+        self.cancel_button.setEnabled(True)
+
+    def _on_finished(self, record: ModelRecord) -> None:
+        self.record = record
+        self.bar.setValue(1000)
+        self.detail.setText(f"Installed as {record.name} (SHA-256 verified)")
+        self.pause_button.hide()
+        self.cancel_button.hide()
+        self.chat_button.show()
+
+    def _on_chat_clicked(self) -> None:
+        if self.record is not None:
+            self.chat_requested.emit(self.record.name)
+
+
+class HubView(QWidget):
+    model_installed = Signal(object)  # ModelRecord
+    chat_requested = Signal(str)
+    download_added = Signal(object)  # DownloadRow, emitted before its transfer starts
+    activity = Signal(str)  # "" or a short summary of running downloads, e.g. "2 · 36%"
+
+    def __init__(self, workspace: Workspace,
+                 client_factory: Callable[[], HubClient] = HubClient,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.workspace = workspace
+        self.client_factory = client_factory
+        self.background = Background(self)
+        self.system: SystemMemory | None = None
+        self.n_ctx = workspace.settings.load.n_ctx  # the context the fit verdicts assume
+        self.tasks: list[DownloadTask] = []
+        self.rows: list[DownloadRow] = []
+        self.files: list[HubFile] = []
+        self.shape: dict[str, Any] = {}  # the repository's model shape, from one header
+        self.current_repo: str | None = None
+        self.curated = load_curated()
+        self._build()
+        self._connect()
+        self.show_curated()
+        self._restore_pending()
+
+    # ------------------------------------------------------------- layout
+
+    def _build(self) -> None:
+        self.query = QLineEdit()
+        self.query.setPlaceholderText("Search Hugging Face for GGUF models, e.g. llama 3.2 1b")
+        self.search_button = QPushButton("Search")
+        self.results_label = QLabel()
+        self.results_label.setTextFormat(Qt.TextFormat.RichText)
+        self.results = QTableWidget(0, 4)
+        self.results.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.results.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.results.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.results.verticalHeader().hide()
+        self.results.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.results.horizontalHeader().setStretchLastSection(True)
+        self.files_label = QLabel("Choose a model to see its files.")
+        self.files_label.setTextFormat(Qt.TextFormat.RichText)
+        self.files_table = QTableWidget(0, 4)
+        self.files_table.setHorizontalHeaderLabels(["File", "Quant", "Size", "Fits?"])
+        self.files_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.files_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.files_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.files_table.verticalHeader().hide()
+        self.files_table.horizontalHeader().setSectionResizeMode(
+            0, QHeaderView.ResizeMode.Stretch)
+        self.download_button = QPushButton("Download")
+        self.download_button.setEnabled(False)
+        self.status = PlainLabel()
+        self.status.setWordWrap(True)
+
+        top = QHBoxLayout()
+        top.addWidget(self.query, 1)
+        top.addWidget(self.search_button)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.results_label)
+        left_layout.addWidget(self.results)
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.addWidget(self.files_label)
+        right_layout.addWidget(self.files_table)
+        right_layout.addWidget(self.download_button, 0, Qt.AlignmentFlag.AlignRight)
+        split = QSplitter()
+        split.addWidget(left)
+        split.addWidget(right)
+        split.setSizes([560, 440])
+        self.downloads_box = QWidget()
+        self.downloads_layout = QVBoxLayout(self.downloads_box)
+        self.downloads_layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.downloads_box)
+        scroll.setMinimumHeight(100)
+        scroll.setMaximumHeight(220)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(split, 1)
+        layout.addWidget(QLabel("<b>Downloads</b>"))
+        layout.addWidget(scroll)
+        layout.addWidget(self.status)
+
+    def _connect(self) -> None:
+        self.search_button.clicked.connect(self._on_search_clicked)
+        self.query.returnPressed.connect(self._on_search_clicked)
+        self.results.itemSelectionChanged.connect(self._on_result_selected)
+        self.files_table.itemSelectionChanged.connect(self._on_file_selected)
+        self.download_button.clicked.connect(self._on_download_clicked)
+
+    # ------------------------------------------------------------- results
+
+    def show_curated(self) -> None:
+        self.results_label.setText("<b>Recommended small chat models</b> "
+                                   "(search above for anything else)")
+        self.results.clearContents()
+        self.results.setColumnCount(5)
+        self.results.setHorizontalHeaderLabels(["Model", "Params", "Size", "Licence",
+                                                "Good at"])
+        self.results.setRowCount(len(self.curated))
+        for row, m in enumerate(self.curated):
+            self._set_row(self.results, row, [m.title, m.parameters,
+                                              f"~{m.approx_size_mb / 1024:.1f} GB",
+                                              m.licence, m.good_at], m.repo, m.good_at)
+        for column, width in enumerate((180, 50, 60, 170)):
+            self.results.setColumnWidth(column, width)
+        self.results.setWordWrap(True)
+        self.results.resizeRowsToContents()
+
+    def search(self, text: str) -> None:
+        text = text.strip()
+        if not text:
+            self.show_curated()
+            return
+        self.status.setStyleSheet("")
+        self.status.setText(f"Searching for {text!r}…")
+        self.search_button.setEnabled(False)
+        self.background.run(lambda: self.client_factory().search(text),
+                            lambda results: self._show_results(text, results),
+                            self._on_error)
+
+    def _show_results(self, text: str, results: list[SearchResult]) -> None:
+        self.search_button.setEnabled(True)
+        self.status.setText("" if results else f"No GGUF models found for {text!r}.")
+        plural = "" if len(results) == 1 else "s"
+        self.results_label.setText(f"<b>{len(results)} GGUF model{plural}</b> matching "
+                                   f"{esc(repr(text))}")
+        self.results.clearContents()
+        self.results.setColumnCount(4)
+        self.results.setHorizontalHeaderLabels(["Repository", "Downloads", "Likes", "Updated"])
+        self.results.setRowCount(len(results))
+        for row, r in enumerate(results):
+            name = r.repo + (" (gated: needs a token)" if r.gated else "")
+            self._set_row(self.results, row, [name, f"{r.downloads:,}", f"{r.likes:,}",
+                                              (r.updated or "")[:10]], r.repo)
+        self.results.resizeColumnsToContents()
+        self.results.resizeRowsToContents()
+
+    @staticmethod
+    def _set_row(table: QTableWidget, row: int, texts: list[str], key: Any,
+                 tooltip: str | None = None) -> None:
+        for column, text in enumerate(texts):
+            item = QTableWidgetItem(text)
+            item.setData(Qt.ItemDataRole.UserRole, key)
+            if tooltip:
+                item.setToolTip(safe_tooltip(tooltip))
+            table.setItem(row, column, item)
+
+    def _on_search_clicked(self) -> None:
+        self.search(self.query.text())
+
+    def _on_result_selected(self) -> None:
+        items = self.results.selectedItems()
+        if items:
+            self.open_repo(items[0].data(Qt.ItemDataRole.UserRole))
+
+    # --------------------------------------------------------------- files
+
+    def open_repo(self, repo: str) -> None:
+        self.current_repo = repo
+        self.files = []
+        self.shape = {}
+        self.files_label.setText(f"Reading the files of <b>{esc(repo)}</b>…")
+        self.files_table.setRowCount(0)
+        self.download_button.setEnabled(False)
+        self.background.run(lambda: self.client_factory().list_files(repo),
+                            lambda files: self._on_files(repo, files), self._on_error)
+
+    def _on_files(self, repo: str, files: list[HubFile]) -> None:
+        if repo != self.current_repo:
+            return  # the person has moved on to another repository
+        self._show_files(repo, files)
+        sample = next((f for f in files if not f.is_split), None)
+        if sample is not None:
+            # Every quantization of a repository shares one shape: one header suffices.
+            self.background.run(lambda: self.client_factory().describe_file(sample),
+                                lambda shape: self._on_shape(repo, shape),
+                                self._on_shape_failed, name="hub-header")
+
+    def _on_shape_failed(self, exc: BaseException) -> None:
+        # The fit column just stays without the KV cache; worth a log line, not a dialog.
+        log.warning("reading a hub file's header failed: %s", exc)
+
+    def _on_shape(self, repo: str, shape: dict[str, Any]) -> None:
+        if repo == self.current_repo:
+            self.shape = shape
+            self._show_files(repo, self.files)
+
+    def _show_files(self, repo: str, files: list[HubFile]) -> None:
+        selected = self.selected_file()
+        self.files = files
+        about = ""
+        if self.shape.get("n_layers"):
+            ctx = self.shape.get("context_length")
+            # Read from a stranger's file header: text, never markup.
+            about = esc(f" · {self.shape['architecture']}, {self.shape['n_layers']} layers"
+                        + (f", trained for {ctx:,} tokens" if ctx else ""))
+        self.files_label.setText(f"<b>{esc(repo)}</b>: {len(files)} GGUF files{about}"
+                                 if files else f"<b>{esc(repo)}</b> has no GGUF files.")
+        self.files_table.setRowCount(len(files))
+        n_ctx = self.n_ctx
+        for row, f in enumerate(files):
+            fit = ""
+            verdict = None
+            if self.system is not None and f.size:
+                verdict = check_fit(estimate_memory({**self.shape, "file_size": f.size},
+                                                    n_ctx), self.system)
+                fit = verdict.summary
+            note = " (split: not supported)" if f.is_split else ""
+            self._set_row(self.files_table, row, [f.filename + note, f.quant or "?",
+                                                  format_size(f.size), fit], row)
+            if verdict is not None:
+                cell = self.files_table.item(row, 3)
+                cell.setBackground(FIT_COLOURS[verdict.level])
+                cell.setToolTip(safe_tooltip(
+                    verdict.detail if verdict.estimate.exact else
+                    verdict.detail + " (the KV cache is added once the file's header has "
+                    "been read)"))
+        self.files_table.resizeColumnsToContents()
+        keep = next((i for i, f in enumerate(files) if selected is not None
+                     and f.filename == selected.filename), None)
+        recommended = next((i for i, f in enumerate(files) if f.quant == "Q4_K_M"), None)
+        if keep is not None or recommended is not None:
+            self.files_table.selectRow(keep if keep is not None else recommended)
+
+    def _on_file_selected(self) -> None:
+        f = self.selected_file()
+        self.download_button.setEnabled(f is not None and not f.is_split)
+
+    def selected_file(self) -> HubFile | None:
+        rows = {i.row() for i in self.files_table.selectedItems()}
+        if len(rows) != 1:
+            return None
+        row = rows.pop()
+        return self.files[row] if 0 <= row < len(self.files) else None
+
+    # ----------------------------------------------------------- downloads
+
+    def _on_download_clicked(self) -> None:
+        f = self.selected_file()
+        if f is not None:
+            self.start_download(f)
+
+    def start_download(self, file: HubFile) -> DownloadRow | None:
+        for row in self.rows:
+            if row.task.file.sha256 == file.sha256 and row.task.state in ("running",
+                                                                           "paused"):
+                self.status.setText(f"{file.filename} is already in the downloads below.")
+                return row
+        try:
+            task = DownloadTask(self.workspace.home, self.workspace.library, file, self,
+                                endpoint=self.client_factory().endpoint)
+        except Exception as exc:  # noqa: BLE001 - shown to the person
+            self.status.setText(str(exc))
+            return None
+        row = self._add_row(task)
+        task.start()
+        return row
+
+    def _add_row(self, task: DownloadTask) -> DownloadRow:
+        row = DownloadRow(task)
+        row.chat_requested.connect(self.chat_requested)
+        task.finished.connect(self.model_installed)
+        task.failed.connect(self.status.setText)
+        for signal in (task.progress, task.paused, task.cancelled, task.failed, task.finished):
+            signal.connect(self._on_task_changed)
+        self.tasks.append(task)
+        self.rows.append(row)
+        self.downloads_layout.insertWidget(self.downloads_layout.count() - 1, row)
+        self.download_added.emit(row)
+        return row
+
+    def _on_task_changed(self, *_: object) -> None:
+        running = [r for r in self.rows if r.task.state == "running"]
+        if not running:
+            self.activity.emit("")
+            return
+        done = sum(r.bar.value() for r in running) / (10 * len(running))
+        self.activity.emit(f"{len(running)} · {done:.0f}%")
+
+    def _restore_pending(self) -> None:
+        """Partial downloads from an earlier session, shown paused, ready to resume."""
+        for pending in pending_downloads(self.workspace.home):
+            try:
+                task = DownloadTask(self.workspace.home, self.workspace.library,
+                                    hub_file_from_pending(pending), self)
+            except Exception:  # noqa: BLE001, S112 - a sidecar we cannot use is skipped
+                continue
+            task.state = "paused"
+            self._add_row(task).show_paused(pending.done, pending.size)
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.search_button.setEnabled(True)
+        self.status.setStyleSheet("color: #a00")
+        self.status.setText(str(exc))
+        if self.current_repo and not self.files:
+            self.files_label.setText(f"Could not read {esc(self.current_repo)}.")
+
+    def set_context(self, n_ctx: int) -> None:
+        self.n_ctx = n_ctx
+        if self.current_repo and self.files:
+            self._show_files(self.current_repo, self.files)
+
+    def set_system(self, system: SystemMemory) -> None:
+        self.system = system
+        if self.current_repo and self.files:
+            self._show_files(self.current_repo, self.files)
+
+    def shutdown(self) -> None:
+        """Pause running downloads (keeping their partial files) and join all threads."""
+        for task in self.tasks:
+            task.pause()
+        for task in self.tasks:
+            task.wait()
+        self.background.shutdown()
+
+
+__all__ = ["CuratedModel", "DownloadRow", "HubView"]

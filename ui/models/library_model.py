@@ -1,0 +1,136 @@
+"""The installed-models table: a Qt item model over the library's records.
+
+It renders :class:`app.models.library.ModelRecord` s and their fit verdicts; it owns no state
+of its own beyond the last snapshot it was given, so the Models tab refreshes it after
+every change (import, download, remove) with :meth:`set_records`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtGui import QBrush, QColor
+
+from app.models.library import ModelRecord
+from app.models.memory_fit import FitVerdict
+from ui.untrusted import tooltip as safe_tooltip
+
+COLUMNS = ("Name", "Architecture", "Parameters", "Quantization", "Size", "Context",
+           "Chat template", "Source", "Added", "Fits?")
+FIT_COLUMN = COLUMNS.index("Fits?")
+FIT_COLOURS = {"green": QColor("#cdeccd"), "yellow": QColor("#fbefb5"),
+               "red": QColor("#f6c7c3")}
+SOURCE_LABELS = {"starter": "starter (bundled)", "download": "Hugging Face",
+                 "imported": "imported", "finetune": "fine-tune", "linked": "linked file"}
+
+_Index = QModelIndex | QPersistentModelIndex
+
+
+def format_params(n: int | None) -> str:
+    if not n:
+        return "?"
+    if n >= 1e9:
+        return f"{n / 1e9:.1f}B"
+    return f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
+
+
+def format_size(n: int | None) -> str:
+    if not n:
+        return "?"
+    if n >= 2**30:
+        return f"{n / 2**30:.2f} GiB"
+    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
+
+
+class LibraryTableModel(QAbstractTableModel):
+    def __init__(self, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.records: list[ModelRecord] = []
+        self.verdicts: dict[str, FitVerdict] = {}
+
+    def set_records(self, records: list[ModelRecord],
+                    verdicts: dict[str, FitVerdict] | None = None) -> None:
+        self.beginResetModel()
+        self.records = list(records)
+        self.verdicts = dict(verdicts or {})
+        self.endResetModel()
+
+    def set_verdicts(self, verdicts: dict[str, FitVerdict]) -> None:
+        self.verdicts = dict(verdicts)
+        if self.records:
+            self.dataChanged.emit(self.index(0, FIT_COLUMN),
+                                  self.index(len(self.records) - 1, FIT_COLUMN))
+
+    def record_at(self, row: int) -> ModelRecord | None:
+        return self.records[row] if 0 <= row < len(self.records) else None
+
+    def row_of(self, name: str) -> int:
+        for row, record in enumerate(self.records):
+            if record.name == name:
+                return row
+        return -1
+
+    # ------------------------------------------------------------ Qt model
+
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(self.records)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: N802, B008
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation,  # noqa: N802
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section]
+        return None
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        record = self.record_at(index.row())
+        if record is None:
+            return None
+        column = index.column()
+        verdict = self.verdicts.get(record.name)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._text(record, column, verdict)
+        if role == Qt.ItemDataRole.BackgroundRole and column == FIT_COLUMN and verdict:
+            return QBrush(FIT_COLOURS[verdict.level])
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if column == FIT_COLUMN and verdict:
+                return safe_tooltip(verdict.detail)
+            return safe_tooltip(str(record.path))
+        if role == Qt.ItemDataRole.UserRole:
+            return record
+        if role == Qt.ItemDataRole.TextAlignmentRole and column in (2, 4, 5):
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    @staticmethod
+    def _text(record: ModelRecord, column: int, verdict: FitVerdict | None) -> str:
+        info = record.info
+        if column == 0:
+            return record.name
+        if column == 1:
+            return str(info.get("architecture", "?"))
+        if column == 2:
+            return format_params(info.get("parameters"))
+        if column == 3:
+            return str(info.get("quantization", "?"))
+        if column == 4:
+            return format_size(info.get("file_size"))
+        if column == 5:
+            ctx = info.get("context_length")
+            return f"{ctx:,}" if ctx else "?"
+        if column == 6:
+            return "yes" if info.get("has_chat_template") else "no (ChatML fallback)"
+        if column == 7:
+            label = SOURCE_LABELS.get(record.source, record.source)
+            repo = record.provenance.get("repo")
+            return f"{label}: {repo}" if repo else label
+        if column == 8:
+            return record.added_at.replace("T", " ")[:16]
+        if column == FIT_COLUMN:
+            if verdict is None:
+                return "…"
+            return f"{verdict.summary} ({verdict.estimate.typical / 2**30:.2f} GiB)"
+        return ""
