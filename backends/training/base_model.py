@@ -127,20 +127,29 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+def save_plain_folder(folder: Path, model: Any, tokenizer: Any) -> None:
+    """Write ``model`` and ``tokenizer`` as a transformers folder of plain safetensors.
+
+    transformers refuses ``save_pretrained`` on a model loaded from GGUF (it counts as
+    quantized), though its weights are dequantized floats; the config is written
+    without that mark and the weights with safetensors' own ``save_model``.
+    """
+    from safetensors.torch import save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    (folder / "config.json").write_text(json.dumps(config, indent=2), "utf-8")
+    save_model(model, str(folder / "model.safetensors"))
+    tokenizer.save_pretrained(str(folder))
+
+
 def _save_cache(folder: Path, model: Any, tokenizer: Any) -> None:
     """Write the dequantized model atomically; a failure only costs the next load time."""
     tmp = folder.with_name(folder.name + ".tmp")
     try:
         shutil.rmtree(tmp, ignore_errors=True)
-        from safetensors.torch import save_model
-
-        tmp.mkdir(parents=True)
-        config = model.config.to_dict()
-        # GGUF loading marks the config as "quantized"; the cache holds plain weights.
-        config.pop("quantization_config", None)
-        (tmp / "config.json").write_text(json.dumps(config, indent=2), "utf-8")
-        save_model(model, str(tmp / "model.safetensors"))
-        tokenizer.save_pretrained(str(tmp))
+        save_plain_folder(tmp, model, tokenizer)
         (tmp / "complete").write_text("ok", "utf-8")
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
