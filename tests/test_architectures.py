@@ -137,3 +137,22 @@ def test_an_adapter_for_another_base_is_refused_by_name(tmp_path: Path) -> None:
             llama_compat.load_adapter(llm, str(adapter))
     finally:
         llm.close()
+
+
+def test_a_base_without_a_template_exports_with_the_one_it_was_trained_with(
+        tmp_path: Path) -> None:
+    import gguf
+
+    path = write_tiny_arch_gguf("gemma3", tmp_path / "g.gguf", chat_template=False,
+                                specials=("<start_of_turn>", "<end_of_turn>"))
+    base = load_base(path)
+    assert base.template.source == "family:gemma"  # its family's, as chat picks it
+    weights = base_weights(get_peft_model(base.model, LoraConfig(
+        r=2, target_modules="all-linear")))
+    out = export_gguf(path, weights, tmp_path / "o.gguf", "o",
+                      chat_template=base.template.text)
+    written = gguf.GGUFReader(str(out)).fields["tokenizer.chat_template"].contents()
+    assert written == base.template.text and "<start_of_turn>" in written
+
+    plain = write_tiny_arch_gguf("gemma3", tmp_path / "p.gguf", chat_template=False)
+    assert load_base(plain).template.source == "fallback:chatml"  # no turns to learn in

@@ -32,6 +32,8 @@ class Load:
     flash_attn: bool = False
     # llama.cpp's extra buffer types (repacked/AMX kernels); app.inference.kernels decides.
     extra_bufts: bool = True
+    # The chat template: "auto", "raw" or a family (app.chat.template_choice.CHOICES).
+    template: str = "auto"
     kind: ClassVar[str] = "load"
 
 
@@ -123,7 +125,7 @@ class Loaded:
     n_ctx_train: int
     n_gpu_layers: int
     n_threads: int
-    template_source: str  # "gguf" or "fallback:chatml"
+    template_source: str  # "gguf", "family:<name>", "chosen:<name>" or "raw"
     template_sha256: str
     load_seconds: float
     extra_bufts: bool = True

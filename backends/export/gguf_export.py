@@ -62,8 +62,13 @@ def _loadable_name(name: str, reader: gguf.GGUFReader) -> str:
 
 
 def export_gguf(base_gguf: str | os.PathLike[str], weights: Mapping[str, torch.Tensor],
-                out_path: str | os.PathLike[str], name: str) -> Path:
-    """Write ``weights`` (HF names, merged) as an F16 GGUF shaped like ``base_gguf``."""
+                out_path: str | os.PathLike[str], name: str,
+                chat_template: str | None = None) -> Path:
+    """Write ``weights`` (HF names, merged) as an F16 GGUF shaped like ``base_gguf``.
+
+    ``chat_template`` is written when the base has none: the template the model was
+    trained with, so that it chats in the format it learned.
+    """
     reader = gguf.GGUFReader(str(base_gguf))
     arch = reader.fields["general.architecture"].contents()
     try:
@@ -98,6 +103,8 @@ def export_gguf(base_gguf: str | os.PathLike[str], weights: Mapping[str, torch.T
         sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(key, field.contents(), vtype, sub_type=sub)
     writer.add_name(_loadable_name(name, reader))
+    if chat_template and "tokenizer.chat_template" not in reader.fields:
+        writer.add_chat_template(chat_template)
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
 
     written = set()

@@ -30,6 +30,7 @@ from typing import Any
 import llama_cpp
 
 from app.chat.template import ChatTemplate, ChatTemplateError, TemplateCancelled, render_parts
+from app.chat.template_choice import choose_template, end_of_turn
 from app.inference import protocol as p
 from app.machine.threads import default_threads
 from app.models.gguf_file import GGUFError, read_gguf
@@ -93,6 +94,7 @@ class Worker:
         self.channel = channel
         self.llm: llama_cpp.Llama | None = None
         self.template: ChatTemplate | None = None
+        self.template_stops: list[str] = []
         self.commands: queue.Queue[Any] = queue.Queue()
         # Ids of replies asked to stop; a Cancel may arrive before its Chat is started.
         self.cancelled: set[str] = set()
@@ -179,16 +181,24 @@ class Worker:
         log.info("loaded with %s kernels", "optimized" if cmd.extra_bufts else "safe")
         compat.warm_up(self.llm)
         vocab = compat.vocab(self.llm)
-        self.template = ChatTemplate.from_metadata(
-            info.chat_template,
+        self.template = choose_template(
+            info.chat_template, info.architecture, self._has_token, cmd.template,
             bos_token=self._piece(llama_cpp.llama_vocab_bos(vocab)),
             eos_token=self._piece(llama_cpp.llama_vocab_eos(vocab)))
+        marker = end_of_turn(self.template)
+        self.template_stops = [marker] if marker else []
         self.channel.send(p.Loaded(
             path=cmd.path, n_ctx=self.llm.n_ctx(), n_ctx_train=compat.n_ctx_train(self.llm),
             n_gpu_layers=cmd.n_gpu_layers, n_threads=n_threads,
             template_source=self.template.source, template_sha256=self.template.sha256,
             load_seconds=round(time.perf_counter() - started, 3),
             extra_bufts=cmd.extra_bufts))
+
+    def _has_token(self, text: str) -> bool:
+        """Whether ``text`` is one special token of the loaded vocabulary."""
+        assert self.llm is not None
+        ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        return len(ids) == 1 and self._piece(ids[0]) == text
 
     def _piece(self, token: int) -> str:
         if token < 0:
@@ -368,7 +378,8 @@ class Worker:
         vocab = compat.vocab(llm)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         n_ctx = llm.n_ctx()
-        text, pending, stops = "", "", s.stop
+        text, pending = "", ""
+        stops = [*s.stop, *(t for t in self.template_stops if t not in s.stop)]
         batch, batch_tokens, last_flush = "", 0, 0.0
         t_first: float | None = None
         t_last = started

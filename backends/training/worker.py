@@ -347,7 +347,8 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
         emit(tp.Phase("exporting", "writing the merged model as GGUF (F16)"))
         out_path = Path(spec["output_gguf"])
         f16_path = out_path.with_name(out_path.stem + ".f16.gguf")
-        export_gguf(base.gguf_path, merged, f16_path, spec["out_name"])
+        export_gguf(base.gguf_path, merged, f16_path, spec["out_name"],
+                    chat_template=None if base.template.source == "gguf" else base.template.text)
         del merged
         emit(tp.Exported("gguf_f16", str(f16_path), f16_path.stat().st_size))
 
