@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from app.workers.wire import WireError, from_json, to_json
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 
 # --------------------------------------------------------------------------- commands
@@ -98,6 +98,15 @@ class Shutdown:
     kind: ClassVar[str] = "shutdown"
 
 
+@dataclass
+class SetAdapter:
+    """Apply a GGUF LoRA adapter to the loaded base (None: the base alone), no reload."""
+
+    path: str | None
+    scale: float = 1.0
+    kind: ClassVar[str] = "set_adapter"
+
+
 # ----------------------------------------------------------------------------- events
 
 
@@ -170,6 +179,8 @@ class ReplyStats:
     finish_reason: str  # "stop", "length", "context_full", "cancelled"
     dropped_messages: int = 0
     template_source: str = ""
+    adapter: str = ""
+    """The adapter file applied to the base for this reply ("" for the base alone)."""
 
 
 @dataclass
@@ -178,6 +189,13 @@ class Done:
     text: str
     stats: ReplyStats
     kind: ClassVar[str] = "done"
+
+
+@dataclass
+class AdapterSet:
+    path: str | None
+    seconds: float
+    kind: ClassVar[str] = "adapter_set"
 
 
 @dataclass
@@ -220,9 +238,9 @@ class WorkerDied:
     kind: ClassVar[str] = "worker_died"
 
 
-COMMANDS = (Load, Chat, Cancel, Unload, Shutdown)
+COMMANDS = (Load, Chat, Cancel, Unload, Shutdown, SetAdapter)
 EVENTS = (Hello, LoadProgress, Loaded, Unloaded, ContextTrimmed, Tokens, Done, Log, Error,
-          KernelFallback, WorkerDied)
+          KernelFallback, WorkerDied, AdapterSet)
 _BY_KIND: dict[str, type] = {cls.kind: cls for cls in (*COMMANDS, *EVENTS)}
 _NESTED: dict[tuple[type, str], type] = {(Chat, "sampling"): SamplingParams,
                                          (Done, "stats"): ReplyStats}

@@ -95,6 +95,9 @@ class Worker:
         self.llm: llama_cpp.Llama | None = None
         self.template: ChatTemplate | None = None
         self.template_stops: list[str] = []
+        # Adapters loaded for the current base, by path; llama.cpp frees them with it.
+        self.adapters: dict[str, Any] = {}
+        self.adapter: str = ""
         self.commands: queue.Queue[Any] = queue.Queue()
         # Ids of replies asked to stop; a Cancel may arrive before its Chat is started.
         self.cancelled: set[str] = set()
@@ -146,6 +149,8 @@ class Worker:
             self.load(command)
         elif isinstance(command, p.Chat):
             self.chat(command)
+        elif isinstance(command, p.SetAdapter):
+            self.set_adapter(command)
         elif isinstance(command, p.Unload):
             self.unload()
             self.channel.send(p.Unloaded())
@@ -211,6 +216,27 @@ class Worker:
             self.llm.close()
             self.llm = None
             self.template = None
+        self.adapters, self.adapter = {}, ""
+
+    def set_adapter(self, cmd: p.SetAdapter) -> None:
+        """Switch the adapter on the loaded base: load it once, then only apply it."""
+        if self.llm is None:
+            self.channel.send(p.Error("no_model", "no model is loaded"))
+            return
+        started = time.perf_counter()
+        try:
+            handle = None
+            if cmd.path:
+                handle = self.adapters.get(cmd.path)
+                if handle is None:
+                    handle = compat.load_adapter(self.llm, cmd.path)
+                    self.adapters[cmd.path] = handle
+            compat.use_adapter(self.llm, handle, cmd.scale)
+        except compat.AdapterError as exc:
+            self.channel.send(p.Error("adapter_failed", str(exc)))
+            return
+        self.adapter = cmd.path or ""
+        self.channel.send(p.AdapterSet(cmd.path, round(time.perf_counter() - started, 4)))
 
     # -------------------------------------------------------------------- chat
 
@@ -436,7 +462,8 @@ class Worker:
             prefill_tps=round((len(tokens) - cached) / ttft, 2) if ttft > 0 else 0.0,
             decode_tps=round((completion - 1) / decode_s, 2) if decode_s > 0 else 0.0,
             total_s=round(time.perf_counter() - started, 4), finish_reason=finish,
-            dropped_messages=dropped, template_source=self.template.source)
+            dropped_messages=dropped, template_source=self.template.source,
+            adapter=self.adapter)
         self.channel.send(p.Done(cmd.request_id, text, stats))
 
 
