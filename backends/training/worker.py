@@ -31,6 +31,7 @@ import torch
 from app.atomic import atomic_write_text
 from app.finetune import protocol as tp
 from app.finetune.datasets import Example
+from app.finetune.fidelity import failures as fidelity_failures
 from app.finetune.settings import ExportSettings, LoraSettings, Machine, estimate
 from app.inference.kernels import KernelMemory, run_with_fallback
 from app.machine.threads import ThreadClaims, auto_threads
@@ -306,6 +307,7 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     os.replace(tmp_adapter, adapter_dir)
     emit(tp.Exported("adapter", str(adapter_dir),
                      sum(f.stat().st_size for f in adapter_dir.iterdir())))
+    adapter_gguf = _adapter_for_llama_cpp(peft_model, base, settings, adapter_dir, emit)
 
     summary: dict[str, Any] = {
         "run_id": spec["run_id"], "base_model": spec["base"], "dataset": spec["dataset"],
@@ -323,6 +325,7 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
                      "peak_memory_bytes": guess.peak_memory_bytes, "basis": "formula",
                      "measured": trainer.measured_estimate},
         "adapter_dir": str(adapter_dir), "dtype": dtype_choice.to_json(),
+        "adapter_gguf": str(adapter_gguf) if adapter_gguf else None,
     }
 
     if report is not None:
@@ -394,28 +397,29 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
             write_state(run_dir, status="failed", error=result["error"])
             return 1
         emit(tp.Exported("gguf", result["path"], result["size_bytes"]))
-        gap = result["gguf_val_loss"] - torch_val
-        rel = result["logits_max_abs_diff"] / max(1e-6, result["logits_ref_max_abs"])
-        warnings = []
-        if rel > 0.05 or result["top1_agreement"] < 0.9:
-            warnings.append("the exported GGUF's logits differ from the trained model's "
-                            "more than F16 rounding explains: the export may be broken")
-        if gap > 0.25 + 0.1 * torch_val:
-            warnings.append(f"the {export.quant} model's validation loss is {gap:.2f} "
-                            "higher than the trained model's: try q8_0 or f16")
+        fidelity = {"logits_max_abs_diff": result["logits_max_abs_diff"],
+                    "logits_ref_max_abs": result["logits_ref_max_abs"],
+                    "top1_agreement": result["top1_agreement"],
+                    "tokens_compared": result["fidelity_tokens"],
+                    "torch_val_loss": round(torch_val, 5),
+                    "gguf_val_loss": result["gguf_val_loss"],
+                    "quant": export.quant, "val_records": len(check_records)}
+        reasons = fidelity_failures(result, torch_val, export.quant, export.thresholds())
+        if reasons:
+            # Nothing is registered; the adapter and the checkpoint stay for a retry.
+            Path(result["path"]).unlink(missing_ok=True)
+            summary.update({"fidelity": {**fidelity, "failed": reasons}})
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), "utf-8")
+            message = ("the export check failed, so the model was not added to the "
+                       "library: " + "; ".join(reasons) + f". The adapter is kept in "
+                       f"{adapter_dir}.")
+            emit(tp.TrainError("export_failed", message))
+            write_state(run_dir, status="failed", error=message)
+            return 1
         summary.update({
             "gguf_path": result["path"], "gguf_size_bytes": result["size_bytes"],
-            "fidelity": {"logits_max_abs_diff": result["logits_max_abs_diff"],
-                         "logits_ref_max_abs": result["logits_ref_max_abs"],
-                         "top1_agreement": result["top1_agreement"],
-                         "tokens_compared": result["fidelity_tokens"],
-                         "torch_val_loss": round(torch_val, 5),
-                         "gguf_val_loss": result["gguf_val_loss"],
-                         "quant": export.quant, "val_records": len(check_records),
-                         "warnings": warnings},
+            "fidelity": {**fidelity, "warnings": []},
             "quantize_seconds": result["quantize_s"], "check_seconds": result["check_s"]})
-        for warning in warnings:
-            emit(tp.TrainLog("warning", warning))
     summary["total_seconds"] = round(time.perf_counter() - started, 1)
     summary["phase_seconds"] = timings.record(emit.phases, time.perf_counter(), n_params,
                                               export, teach, "gguf_path" in summary,
@@ -425,6 +429,30 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     write_state(run_dir, status="finished", step=trainer.step)
     emit(tp.Finished(summary))
     return 0
+
+
+def _adapter_for_llama_cpp(peft_model: Any, base: Any, settings: Any, adapter_dir: Path,
+                           emit: Any) -> Path | None:
+    """The adapter in llama.cpp's GGUF format, beside the PEFT one, for chat to apply live.
+
+    Only a GGUF base has the tensor names it needs; a failure costs the live adapter,
+    never the run.
+    """
+    if base.gguf_path is None:
+        return None
+    from peft import get_peft_model_state_dict
+
+    from backends.export.adapter_gguf import export_adapter
+    from backends.export.gguf_export import ExportError
+
+    state = {f"base_model.model.{k.removeprefix('base_model.model.')}":
+             v.detach().float().cpu() for k, v in get_peft_model_state_dict(peft_model).items()}
+    try:
+        return export_adapter(base.gguf_path, state, settings.alpha,
+                              adapter_dir / "adapter.gguf", adapter_dir.name)
+    except (ExportError, OSError, ValueError) as exc:
+        emit(tp.TrainLog("warning", f"the adapter could not be written for llama.cpp: {exc}"))
+        return None
 
 
 class PhaseTimes:
