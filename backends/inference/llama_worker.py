@@ -24,7 +24,7 @@ import re
 import sys
 import threading
 import time
-from multiprocessing.connection import Client, Connection
+from multiprocessing.connection import Connection
 from typing import Any
 
 import llama_cpp
@@ -33,6 +33,7 @@ from app.chat.template import ChatTemplate, ChatTemplateError, TemplateCancelled
 from app.inference import protocol as p
 from app.machine.threads import default_threads
 from app.models.gguf_file import GGUFError, read_gguf
+from app.workers.supervisor import connect_to_supervisor
 from backends.inference import llama_compat as compat
 
 log = logging.getLogger("hearth.worker")
@@ -487,9 +488,7 @@ def _split_stop(pending: str, stops: list[str]) -> tuple[str, bool]:
 
 
 def main() -> None:
-    address = sys.argv[1]
-    authkey = bytes.fromhex(os.environ.pop("HEARTH_WORKER_AUTHKEY"))
-    conn = Client(address, authkey=authkey)
+    conn = connect_to_supervisor(sys.argv[1])
     channel = Channel(conn)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
