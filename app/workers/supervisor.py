@@ -82,8 +82,9 @@ def run_module(module: str, args: Sequence[str] = (), *, timeout: float | None =
     "timed out" as its stderr, so callers handle one kind of result.
     """
     try:
-        return subprocess.run(module_command(module, args), capture_output=True, text=True,
-                              env=child_env(env), cwd=ROOT, check=False, timeout=timeout)
+        return subprocess.run(module_command(module, args), stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, env=child_env(env), cwd=ROOT,
+                              check=False, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         return subprocess.CompletedProcess(exc.cmd, 124, "", f"timed out after {timeout:.0f} s")
 
@@ -253,6 +254,8 @@ class Supervisor:
         first = self._first_message(child, conn, deadline)
         refusal = self._refusal(first, required=True)
         if refusal is not None:
+            child.closing = True  # refused, not dead: nothing to report
+            self.kill()
             self.close()
             raise WorkerStartError(refusal)
         threading.Thread(target=self._read_socket, args=(child, conn), daemon=True,
@@ -295,7 +298,9 @@ class Supervisor:
                 return self.decode(conn.recv_bytes())
         except (EOFError, OSError, ValueError):
             pass
-        self.close(timeout=0.5)
+        child.closing = True
+        self.kill()
+        self.close()
         raise WorkerStartError(Error("start_failed", f"the {self.spec.name} did not "
                                      f"start:\n{self._start_tail(child)}"))
 
