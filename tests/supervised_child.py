@@ -19,7 +19,7 @@ from multiprocessing.connection import Client
 from typing import Any
 
 from app.workers.lifecycle import Error, Hello, Log
-from app.workers.supervisor import connect_to_supervisor
+from app.workers.spawn import connect_to_supervisor
 from app.workers.wire import from_json, to_json
 
 PROTOCOL_VERSION = 1

@@ -20,13 +20,8 @@ from typing import Any
 import pytest
 
 from app.workers.lifecycle import Hello, Log, WorkerDied
-from app.workers.supervisor import (
-    Supervisor,
-    WorkerGone,
-    WorkerSpec,
-    WorkerStartError,
-    run_module,
-)
+from app.workers.spawn import run_module
+from app.workers.supervisor import Supervisor, WorkerGone, WorkerSpec, WorkerStartError
 from tests import supervised_child as child
 
 ADVICE = "Start it again to go on."

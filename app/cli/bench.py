@@ -27,7 +27,7 @@ from app.inference import protocol as p
 from app.inference.client import InferenceClient
 from app.machine.threads import ThreadClaims, auto_threads, default_threads
 from app.models.library import ModelRecord
-from app.workers.supervisor import run_module
+from app.workers.spawn import run_module
 from app.workspace import Workspace
 
 PROMPT = "Count from 1 to 300, separated by commas."

@@ -26,7 +26,7 @@ from app.machine.cpu import amx_usable, cpu_info, free_memory_bytes
 from app.machine.threads import ThreadClaims, auto_threads
 from app.models.library import find_starter_gguf
 from app.paths import HearthHome
-from app.workers.supervisor import run_module
+from app.workers.spawn import run_module
 
 MIN_FREE_DISK = 2 << 30
 MIN_FREE_RAM = 1 << 30

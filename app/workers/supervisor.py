@@ -18,8 +18,9 @@ Two channels, because the two workers need different things:
   can join them either; and stderr goes straight to ``log_file``, so a run whose app died
   still logs how it saved its work.
 
-One-shot children (a GGUF check, a benchmark baseline, the doctor's self-test) run to
-their end through :func:`run_module`, from the same root with the same environment.
+How a child is started (from which folder, with which environment) is
+:mod:`app.workers.spawn`, shared with the one-shot children (a GGUF check, a benchmark
+baseline, the doctor's self-test) that run to their end through its ``run_module``.
 """
 
 from __future__ import annotations
@@ -29,23 +30,20 @@ import contextlib
 import logging
 import os
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from multiprocessing import AuthenticationError
-from multiprocessing.connection import Client, Connection, Listener
+from multiprocessing.connection import Connection, Listener
 from pathlib import Path
 from typing import IO, Any, Literal
 
 from app.workers.lifecycle import Error, Hello, WorkerDied, exit_reason
+from app.workers.spawn import AUTHKEY_ENV, ROOT, child_env, module_command
 
 log = logging.getLogger("hearth.workers")
 
-# The folder that holds app/ and backends/: children run from here, with it on their path.
-ROOT = Path(__file__).resolve().parents[2]
-AUTHKEY_ENV = "HEARTH_WORKER_AUTHKEY"
 _TAIL_LINES = 40
 _LOG_READ_BYTES = 64 * 1024
 
@@ -60,40 +58,6 @@ class WorkerStartError(RuntimeError):
 
 class WorkerGone(OSError):
     """A message could not be sent: the worker is not running (any more)."""
-
-
-def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This process's environment, plus this checkout on ``PYTHONPATH`` and unbuffered
-    output (a child's last lines must reach its log before it dies)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra or {}))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
-def module_command(module: str, args: Sequence[str] = ()) -> list[str]:
-    return [sys.executable, "-m", module, *args]
-
-
-def run_module(module: str, args: Sequence[str] = (), *, timeout: float | None = None,
-               env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a one-shot child to its end and return what it printed.
-
-    A child that runs past ``timeout`` is killed and reported as exit code 124 with
-    "timed out" as its stderr, so callers handle one kind of result.
-    """
-    try:
-        return subprocess.run(module_command(module, args), stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, env=child_env(env), cwd=ROOT,
-                              check=False, timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        return subprocess.CompletedProcess(exc.cmd, 124, "", f"timed out after {timeout:.0f} s")
-
-
-def connect_to_supervisor(address: str) -> Connection:
-    """The child's end of a ``"socket"`` channel: connect with the key its parent gave it
-    (and take the key out of the environment, so its own children never see it)."""
-    authkey = bytes.fromhex(os.environ.pop(AUTHKEY_ENV))
-    return Client(address, authkey=authkey)
 
 
 @dataclass(frozen=True)

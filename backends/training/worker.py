@@ -35,7 +35,7 @@ from app.finetune.settings import ExportSettings, LoraSettings, Machine, estimat
 from app.inference.kernels import KernelMemory, run_with_fallback
 from app.machine.threads import ThreadClaims, auto_threads
 from app.paths import HearthHome
-from app.workers.supervisor import run_module
+from app.workers.spawn import run_module
 from backends.training.dtype_probe import DtypeChoice, choose_dtype
 
 # Tests and benchmarks only: force the compute dtype ("float32" or "bfloat16").
