@@ -201,16 +201,16 @@ class Supervisor:
     def _start_socket(self) -> Hello:
         authkey = os.urandom(32)
         listener = Listener(authkey=authkey)  # AF_UNIX / AF_PIPE: local only
-        self.address = str(listener.address)
-        env = child_env({**self.spec.env, AUTHKEY_ENV: authkey.hex()})
-        proc = subprocess.Popen(module_command(self.spec.module, [*self.spec.args,
-                                                                   self.address]),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        child = self._child = _Child(proc)
-        child.pump = self._pump(child, proc.stdout)
-        deadline = time.monotonic() + self.spec.start_timeout
         try:
+            self.address = str(listener.address)
+            env = child_env({**self.spec.env, AUTHKEY_ENV: authkey.hex()})
+            proc = subprocess.Popen(
+                module_command(self.spec.module, [*self.spec.args, self.address]),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                env=env, cwd=ROOT)
+            child = self._child = _Child(proc)
+            child.pump = self._pump(child, proc.stdout)
+            deadline = time.monotonic() + self.spec.start_timeout
             conn = self._accept(listener, child, deadline)
         finally:
             listener.close()
