@@ -225,3 +225,28 @@ def test_a_one_shot_child_runs_from_the_root_and_a_stuck_one_is_stopped() -> Non
     stuck = run_module("tests.supervised_child", ["socket", "late", "/nonexistent"],
                        timeout=0.2)
     assert stuck.returncode == 124 and "timed out" in stuck.stderr
+
+
+def test_both_protocols_use_the_one_set_of_lifecycle_events_with_their_old_tags() -> None:
+    from app.finetune import protocol as tp
+    from app.inference import protocol as p
+    from app.workers import lifecycle
+
+    assert p.Log is tp.TrainLog is lifecycle.Log
+    assert p.Error is tp.TrainError is lifecycle.Error
+    assert p.WorkerDied is tp.WorkerExited is lifecycle.WorkerDied
+    assert issubclass(p.Hello, lifecycle.Hello) and issubclass(tp.TrainHello, lifecycle.Hello)
+    # Lines written before the events were shared (events.jsonl of old runs) still read.
+    assert tp.decode('{"error_kind": "bad_data", "message": "no rows", "kind": "error"}'
+                     ) == tp.TrainError("bad_data", "no rows")
+    old_hello = ('{"protocol_version": 1, "pid": 7, "run_id": "r", "device": "cpu", '
+                 '"dtype": "float32", "torch_version": "2", "resumed_from_step": 0, '
+                 '"kind": "hello"}')
+    assert tp.decode(old_hello) == tp.TrainHello(1, 7, "r", "cpu", "float32", "2")
+    assert p.decode(b'{"level": "WARNING", "message": "m", "kind": "log"}') == p.Log(
+        "WARNING", "m")
+    died = lifecycle.WorkerDied.from_exit("model worker", -signal.SIGABRT, ["a", "b"],
+                                          "Reload.", ["tried once"])
+    assert died.signal == signal.SIGABRT and died.exit_code is None
+    assert died.message == ("The model worker stopped: it aborted (an internal check "
+                            "failed). Hearth already tried once. Reload.")
