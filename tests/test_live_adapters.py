@@ -17,7 +17,8 @@ from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
 
 from app.inference import protocol as p
 from backends.export.adapter_gguf import export_adapter
-from backends.inference.llama_worker import Channel, Worker
+from backends.inference.llama_worker import Worker
+from backends.inference.worker_channel import Channel
 from backends.training.base_model import load_base
 from tests.arch_factory import write_tiny_arch_gguf
 

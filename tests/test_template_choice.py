@@ -14,7 +14,8 @@ import pytest
 
 from app.chat.template_choice import CHOICES, FAMILIES, choose_template, end_of_turn
 from app.inference import protocol as p
-from backends.inference.llama_worker import Channel, Worker
+from backends.inference.llama_worker import Worker
+from backends.inference.worker_channel import Channel
 from tests.arch_factory import write_tiny_arch_gguf
 
 GEMMA_MARKERS = ("<start_of_turn>", "<end_of_turn>")

@@ -17,11 +17,8 @@ not compete for cores.
 from __future__ import annotations
 
 import json
-import os
 import platform
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +27,7 @@ from app.inference import protocol as p
 from app.inference.client import InferenceClient
 from app.machine.threads import ThreadClaims, auto_threads, default_threads
 from app.models.library import ModelRecord
+from app.workers.spawn import run_module
 from app.workspace import Workspace
 
 PROMPT = "Count from 1 to 300, separated by commas."
@@ -45,15 +43,10 @@ def _conversations(repeats: int) -> list[list[dict[str, str]]]:
 
 def _direct(record: ModelRecord, threads: int, tokens: int, repeats: int, extra_bufts: bool
             ) -> dict[str, float]:
-    root = Path(__file__).resolve().parents[2]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
-    out = subprocess.run(
-        [sys.executable, "-m", "backends.inference.bench_direct", "--model", str(record.path),
-         "--threads", str(threads), "--n-ctx", str(N_CTX), "--tokens", str(tokens),
-         "--extra-bufts", "1" if extra_bufts else "0",
-         "--conversations", json.dumps(_conversations(repeats))],
-        capture_output=True, text=True, env=env, cwd=root, check=False)
+    out = run_module("backends.inference.bench_direct", [
+        "--model", str(record.path), "--threads", str(threads), "--n-ctx", str(N_CTX),
+        "--tokens", str(tokens), "--extra-bufts", "1" if extra_bufts else "0",
+        "--conversations", json.dumps(_conversations(repeats))])
     if out.returncode != 0:
         raise RuntimeError(f"the direct baseline failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -8,22 +8,21 @@ the worker sent), ``checkpoints/`` and ``summary.json``. The folder is the sourc
 truth, so a run survives a crash of the app or of the worker (``kill -9`` included) and
 ``resume`` continues it from its last checkpoint.
 
-:class:`TrainingClient` starts ``python -m backends.training.worker RUN_DIR`` (by module
-name: this process never imports torch) and turns its stdout into
-:mod:`app.finetune.protocol` events, delivered to ``listener`` on a reader thread (a GUI
-adapts them to signals) or, without a listener, through :meth:`TrainingClient.events`.
+:class:`TrainingClient` runs ``python -m backends.training.worker RUN_DIR`` under a
+:class:`~app.workers.supervisor.Supervisor` (by module name: this process never imports
+torch); the worker's stdout carries :mod:`app.finetune.protocol` events, delivered to
+``listener`` on a reader thread (a GUI adapts them to signals) or, without a listener,
+through :meth:`TrainingClient.events`.
 """
 
 from __future__ import annotations
 
-import collections
+import contextlib
 import json
 import os
 import queue
 import secrets
 import subprocess
-import sys
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -35,6 +34,8 @@ from app.finetune.datasets import Dataset
 from app.finetune.settings import ExportSettings, LoraSettings
 from app.models.library import Library, ModelRecord, _slug
 from app.paths import HearthHome
+from app.workers.lifecycle import WorkerDied
+from app.workers.supervisor import Supervisor, WorkerGone, WorkerSpec
 
 Listener = Callable[[Any], None]
 _END = object()
@@ -190,55 +191,48 @@ class TrainingClient:
         self.dir = run_dir(home, run_id)
         self.listener = listener
         self.log_file = log_file or self.dir / "worker.log"
-        self.proc: subprocess.Popen[str] | None = None
         self._queue: queue.Queue[Any] = queue.Queue()
-        self._tail: collections.deque[str] = collections.deque(maxlen=40)
-        self._ended = False
         self.summary: dict[str, Any] | None = None
+        # The worker compares HEARTH_PARENT_PID with its parent to tell "the app died"
+        # (the run is interrupted, resumable) from "the app closed my stdin" after a cancel.
+        self.worker = Supervisor(
+            WorkerSpec("backends.training.worker", (str(self.dir),), name="training worker",
+                       advice="The run can be resumed from its last checkpoint: hearth "
+                              f"finetune --resume {run_id}",
+                       protocol_version=tp.TRAIN_PROTOCOL_VERSION, channel="pipe",
+                       log_file=self.log_file, env={"HEARTH_PARENT_PID": str(os.getpid())}),
+            decode=lambda data: tp.decode(data.decode("utf-8")),
+            encode=lambda command: str(command).encode("utf-8"),
+            on_event=self._emit, on_end=self._on_end)
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        """The worker's process, or None before :meth:`start`."""
+        return self.worker.proc
 
     @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.worker.alive
 
     def start(self) -> None:
-        if self.alive:
-            return
-        root = str(Path(__file__).resolve().parents[2])
-        # The worker compares this with its parent to tell "the app died" (the run is
-        # interrupted, resumable) from "the app closed my stdin" after a cancel.
-        env = dict(os.environ, PYTHONUNBUFFERED="1", HEARTH_PARENT_PID=str(os.getpid()))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        self._ended = False
-        log = self.log_file.open("a", encoding="utf-8")
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "backends.training.worker", str(self.dir)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-                encoding="utf-8", env=env, cwd=root, bufsize=1)
-        finally:
-            log.close()
-        threading.Thread(target=self._read, args=(self.proc,), daemon=True,
-                         name=f"train-{self.run_id}").start()
+        if not self.alive:
+            self.worker.start()
 
     def cancel(self) -> None:
         """Ask the worker to checkpoint and stop; it answers with ``Cancelled``."""
-        if self.alive and self.proc is not None and self.proc.stdin is not None:
-            try:
-                self.proc.stdin.write(tp.CANCEL_COMMAND + "\n")
-                self.proc.stdin.flush()
-            except (OSError, ValueError):
-                pass
+        with contextlib.suppress(WorkerGone):  # already gone: nothing to cancel
+            self.worker.send(tp.CANCEL_COMMAND)
 
     def kill(self) -> None:
         """Stop the worker at once (no checkpoint beyond the last periodic one)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        self.worker.kill()
 
     def wait(self, timeout: float | None = None) -> int | None:
-        return self.proc.wait(timeout) if self.proc is not None else None
+        return self.worker.wait(timeout)
 
     def _emit(self, event: Any) -> None:
+        if isinstance(event, tp.Finished | tp.TrainError | tp.Cancelled):
+            self.worker.expect_exit()  # its last word: the exit that follows is no death
         if isinstance(event, tp.Finished):
             self.summary = event.summary
         if self.listener is not None:
@@ -246,45 +240,11 @@ class TrainingClient:
         else:
             self._queue.put(event)
 
-    def _read(self, proc: subprocess.Popen[str]) -> None:
-        assert proc.stdout is not None
-        final = False
-        for line in proc.stdout:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                event = tp.decode(line)
-            except tp.TrainProtocolError:
-                self._tail.append(line)
-                continue
-            if isinstance(event, tp.TrainHello) and (
-                    event.protocol_version != tp.TRAIN_PROTOCOL_VERSION):
-                self._emit(tp.TrainError("protocol", "the training worker speaks another "
-                                         "protocol version; reinstall Hearth"))
-                self.kill()
-                final = True
-                break
-            if isinstance(event, tp.Finished | tp.TrainError | tp.Cancelled):
-                final = True
-            self._emit(event)
-        code = proc.wait()
-        if not final:
-            tail = self._log_tail()
-            how = (f"was killed (signal {-code})" if code < 0 else f"exited with code {code}")
-            self._emit(tp.WorkerExited(
-                exit_code=code, last_log_lines=tail,
-                message=f"The training worker {how}. The run can be resumed from its last "
-                        f"checkpoint: hearth finetune --resume {self.run_id}"))
+    def _on_end(self, died: WorkerDied | None) -> None:
+        if died is not None:
+            self._emit(died)
         if self.listener is None:
             self._queue.put(_END)
-
-    def _log_tail(self) -> list[str]:
-        try:
-            lines = self.log_file.read_text("utf-8", errors="replace").splitlines()
-        except OSError:
-            lines = []
-        return (list(self._tail) + lines)[-10:]
 
     def events(self, timeout: float | None = None) -> Iterator[Any]:
         """Every event until the worker ends (only without a listener)."""

@@ -8,7 +8,10 @@ also appended to ``events.jsonl`` in the run folder, so a GUI that starts later 
 after a crash) can replay how a run went.
 
 Bump :data:`TRAIN_PROTOCOL_VERSION` on any incompatible change; the first event,
-:class:`TrainHello`, carries it and the client refuses a mismatch.
+:class:`TrainHello`, carries it and the supervisor refuses a mismatch. ``TrainHello``'s
+base, the log, error and death events are the lifecycle events both workers share
+(:mod:`app.workers.lifecycle`); ``TrainLog``, ``TrainError`` and ``WorkerExited`` are the
+names the training side knows them by.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from app.workers import lifecycle
+from app.workers.lifecycle import Error, Log, WorkerDied
 from app.workers.wire import WireError, from_json, to_json
 
 TRAIN_PROTOCOL_VERSION = 1
@@ -23,17 +28,14 @@ CANCEL_COMMAND = "cancel"
 
 
 @dataclass
-class TrainHello:
+class TrainHello(lifecycle.Hello):
     """First event: who is training, and on what device."""
 
-    protocol_version: int
-    pid: int
     run_id: str
     device: str  # "cpu" or "cuda:0 (NVIDIA ...)"
     dtype: str  # "float32" or "bfloat16" (autocast)
     torch_version: str
     resumed_from_step: int = 0
-    kind: ClassVar[str] = "hello"
 
 
 @dataclass
@@ -127,30 +129,10 @@ class Finished:
     kind: ClassVar[str] = "finished"
 
 
-@dataclass
-class TrainLog:
-    level: str
-    message: str
-    kind: ClassVar[str] = "log"
-
-
-@dataclass
-class TrainError:
-    """The run failed; ``message`` is for the person, ``error_kind`` for code."""
-
-    error_kind: str  # "bad_model", "bad_data", "out_of_memory", "export_failed", ...
-    message: str
-    kind: ClassVar[str] = "error"
-
-
-@dataclass
-class WorkerExited:
-    """Synthesised by the client, never sent: the worker ended without Finished/Error."""
-
-    exit_code: int | None
-    last_log_lines: list[str]
-    message: str
-    kind: ClassVar[str] = "worker_exited"
+# The shared lifecycle events under the training side's names (the same classes).
+TrainLog = Log
+TrainError = Error
+WorkerExited = WorkerDied
 
 
 EVENTS = (TrainHello, Phase, DataReady, EstimateEvent, Progress, Evaluation, Checkpointed,

@@ -1,12 +1,12 @@
 """The client side of the inference worker: start it, talk to it, survive its death.
 
-:class:`InferenceClient` starts ``backends.inference.llama_worker`` as a child process (by module
-name, so this process never imports llama.cpp), connects over an authenticated local
-channel (a Unix socket or a Windows named pipe, never TCP), and turns everything the
-worker says into :mod:`app.inference.protocol` events. When the worker exits unexpectedly — an
-abort in llama.cpp, a segfault, ``kill -9``, out of memory — the client reports a
-:class:`~app.inference.protocol.WorkerDied` event with the exit code or signal and the last lines
-the worker wrote, and :meth:`InferenceClient.restart` starts a fresh one.
+:class:`InferenceClient` runs ``backends.inference.llama_worker`` under a
+:class:`~app.workers.supervisor.Supervisor` (by module name, so this process never imports
+llama.cpp; over an authenticated local channel, never TCP) and passes on everything the
+worker says as :mod:`app.inference.protocol` events. When the worker exits unexpectedly — an
+abort in llama.cpp, a segfault, ``kill -9``, out of memory — the supervisor turns that into
+a :class:`~app.workers.lifecycle.WorkerDied` event with the exit code or signal and the last
+lines the worker wrote, and :meth:`InferenceClient.restart` starts a fresh one.
 
 One death is handled here without bothering the caller: a crash by signal while loading
 or before the first reply, with llama.cpp's optimized kernels on, is what a CPU whose
@@ -22,19 +22,13 @@ Qt adapter re-emits them as signals) or, when no listener is given, through
 
 from __future__ import annotations
 
-import collections
-import contextlib
 import itertools
 import logging
-import os
 import queue
-import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from multiprocessing.connection import Connection, Listener
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +36,14 @@ from app.inference import protocol as p
 from app.inference.kernels import FALLBACK_NOTICE, KernelMemory, is_crash
 from app.machine.threads import ThreadClaims, auto_threads
 from app.paths import HearthHome
+from app.workers.lifecycle import signal_name
+from app.workers.supervisor import Supervisor, WorkerGone, WorkerSpec, WorkerStartError
 
 log = logging.getLogger("hearth.inference")
 Listener_ = Callable[[Any], None]
-_LOG_TAIL = 40
+WORKER = "model worker"
+AFTER_DEATH = "Your conversation is saved; reload the model to go on."
+SAFE_RESTART = "restarted it with llama.cpp's safe CPU kernels"
 
 
 class WorkerError(RuntimeError):
@@ -63,12 +61,15 @@ class InferenceClient:
         claims; without it both are this client's own."""
         self.listener = listener
         self.events: queue.Queue[Any] = queue.Queue()
-        self.start_timeout = start_timeout
         self.log_file = log_file
         self.hello: p.Hello | None = None
         self.loaded: p.Loaded | None = None
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._conn: Connection | None = None
+        self.worker = Supervisor(
+            WorkerSpec("backends.inference.llama_worker", name=WORKER, advice=AFTER_DEATH,
+                       protocol_version=p.PROTOCOL_VERSION, channel="socket",
+                       log_file=log_file, start_timeout=start_timeout),
+            decode=p.decode, encode=p.encode, on_event=self._emit, on_end=self._on_end,
+            death_note=self._kernels_note)
         # Re-entrant: the kernel fallback holds it across restart + re-sends, so a
         # request made meanwhile waits for the new worker instead of failing.
         self._send_lock = threading.RLock()
@@ -78,75 +79,32 @@ class InferenceClient:
         self._probation: dict[str, p.Chat] | None = None  # chats sent before a first Done
         self._safe_only = False       # this client fell back already
         self._fallback_signal: int | None = None  # set while the fallback load runs
-        self._log_tail: collections.deque[str] = collections.deque(maxlen=_LOG_TAIL)
         self._ids = itertools.count(1)
-        self._closing = False
-        self._died_reported = False
 
     # ------------------------------------------------------------ lifecycle
 
     @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        """The worker's process, or None before the first start."""
+        return self.worker.proc
+
+    @property
     def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self.worker.alive
 
     def start(self) -> p.Hello:
         """Start the worker process and wait for its ``Hello``."""
         if self.alive:
             assert self.hello is not None
             return self.hello
-        self._closing = False
-        self._died_reported = False
         self.loaded = None
-        self._log_tail.clear()
-        authkey = os.urandom(32)
-        listener = Listener(authkey=authkey)  # AF_UNIX / AF_PIPE: local only
-        env = dict(os.environ, HEARTH_WORKER_AUTHKEY=authkey.hex(), PYTHONUNBUFFERED="1")
-        root = str(Path(__file__).resolve().parents[2])
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "backends.inference.llama_worker", str(listener.address)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=env, cwd=root)
-        threading.Thread(target=self._pump_output, args=(self.proc,), daemon=True,
-                         name="worker-output").start()
         try:
-            self._conn = self._accept(listener)
-        finally:
-            listener.close()
-        first = p.decode(self._conn.recv_bytes())
-        if not isinstance(first, p.Hello) or first.protocol_version != p.PROTOCOL_VERSION:
-            self.close()
-            raise WorkerError(p.Error("protocol", f"the worker speaks protocol "
-                                      f"{getattr(first, 'protocol_version', '?')}, this "
-                                      f"app speaks {p.PROTOCOL_VERSION}; reinstall Hearth"))
-        self.hello = first
-        threading.Thread(target=self._read_events, args=(self._conn, self.proc), daemon=True,
-                         name="worker-events").start()
-        return first
-
-    def _accept(self, listener: Listener) -> Connection:
-        """Accept the worker's connection, giving up if it dies or stalls first."""
-        result: dict[str, Any] = {}
-
-        def accept() -> None:
-            try:
-                result["conn"] = listener.accept()
-            except (OSError, EOFError) as exc:
-                result["error"] = exc
-
-        thread = threading.Thread(target=accept, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + self.start_timeout
-        while thread.is_alive():
-            thread.join(0.05)
-            assert self.proc is not None
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                break
-        if "conn" in result:
-            return result["conn"]
-        self.kill()
-        tail = "\n".join(self._log_tail) or "(no output)"
-        raise WorkerError(p.Error("start_failed", f"the inference worker did not start:\n{tail}"))
+            hello = self.worker.start()
+        except WorkerStartError as exc:
+            raise WorkerError(exc.error) from exc
+        assert isinstance(hello, p.Hello)
+        self.hello = hello
+        return hello
 
     def restart(self) -> p.Hello:
         self.close()
@@ -154,36 +112,20 @@ class InferenceClient:
 
     def close(self, timeout: float = 5.0) -> None:
         """Ask the worker to exit; kill it if it does not within ``timeout``."""
-        self._closing = True
-        if self.alive:
-            with contextlib.suppress(WorkerError):
-                self._send(p.Shutdown())
-            assert self.proc is not None
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        self.worker.close(timeout, goodbye=p.Shutdown())
         self.loaded = None
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        self.worker.kill()
 
     # -------------------------------------------------------------- commands
 
     def _send(self, message: Any) -> None:
-        if self._conn is None or not self.alive:
-            raise WorkerError(p.Error("not_running", "the inference worker is not running"))
         with self._send_lock:
             try:
-                self._conn.send_bytes(p.encode(message))
-            except (OSError, ValueError) as exc:
-                raise WorkerError(p.Error("not_running", f"the worker is gone: {exc}")
-                                  ) from exc
+                self.worker.send(message)
+            except WorkerGone as exc:
+                raise WorkerError(p.Error("not_running", str(exc))) from exc
 
     def load(self, path: str | Path, n_ctx: int = 4096, n_gpu_layers: int = 0,
              n_threads: int | None = None, flash_attn: bool = False) -> None:
@@ -222,6 +164,8 @@ class InferenceClient:
     # ---------------------------------------------------------------- events
 
     def _emit(self, event: Any) -> None:
+        if isinstance(event, p.Hello):
+            return  # the supervisor's handshake: start() returned it already
         if isinstance(event, p.Loaded):
             self.loaded = event
             if self._fallback_signal is not None and not event.extra_bufts:
@@ -234,66 +178,39 @@ class InferenceClient:
         else:
             self.events.put(event)
 
-    def _pump_output(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        sink = self.log_file.open("ab") if self.log_file else None
-        try:
-            for raw in proc.stdout:
-                line = raw.decode("utf-8", errors="replace").rstrip()
-                self._log_tail.append(line)
-                if sink:
-                    sink.write(raw)
-                    sink.flush()
-        finally:
-            if sink:
-                sink.close()
-
-    def _read_events(self, conn: Connection, proc: subprocess.Popen[bytes]) -> None:
-        while True:
-            try:
-                data = conn.recv_bytes()
-            except (EOFError, OSError):
-                break
-            try:
-                self._emit(p.decode(data))
-            except p.ProtocolError as exc:
-                log.warning("ignored a malformed worker message: %s", exc)
-        code = proc.wait()
-        # After a restart this thread may outlive its process: only the current one's
-        # death is news.
-        if proc is self.proc and not self._closing and not self._died_reported:
-            self._died_reported = True
-            self.loaded = None
-            time.sleep(0.1)  # let the output pump catch the last lines
-            tail = list(self._log_tail)
-            self._record_death(proc.pid, code)
-            if self._should_fall_back(code):
-                self._fall_back(code, tail)
-                return
-            tried = (["restarted it with llama.cpp's safe CPU kernels"]
-                     if self._safe_only else [])
-            self._emit(_death_event(code, tail, tried))
+    def _on_end(self, died: p.WorkerDied | None) -> None:
+        """The supervisor's word that the worker ended: a death may be the kernels'."""
+        if died is None:
+            return
+        self.loaded = None
+        if self._should_fall_back(died):
+            self._fall_back(died)
+            return
+        if self._safe_only:
+            died = p.WorkerDied.from_exit(WORKER, _returncode(died), died.last_log_lines,
+                                          AFTER_DEATH, [SAFE_RESTART])
+        self._emit(died)
 
     # ------------------------------------------------------ kernel fallback
 
-    def _should_fall_back(self, code: int) -> bool:
+    def _should_fall_back(self, died: p.WorkerDied) -> bool:
         load = self._last_load
-        return (is_crash(code) and load is not None and load.extra_bufts
+        return (is_crash(_returncode(died)) and load is not None and load.extra_bufts
                 and self._probation is not None and not self._safe_only)
 
-    def _fall_back(self, code: int, tail: list[str]) -> None:
+    def _fall_back(self, died: p.WorkerDied) -> None:
         """Restart with the safe kernels, reload, and re-send what was in flight."""
         load = self._last_load
-        assert load is not None
+        assert load is not None and died.signal is not None
         with self._send_lock:
             pending = list((self._probation or {}).values())
             self._safe_only = True
-            self._fallback_signal = -code
+            self._fallback_signal = died.signal
             try:
                 self.start()
-                name = _signal_name(-code)
+                name = signal_name(died.signal)
                 log.warning("worker crashed with optimized kernels (%s); falling back", name)
-                self._emit(p.KernelFallback(-code, FALLBACK_NOTICE.format(signal=name)))
+                self._emit(p.KernelFallback(died.signal, FALLBACK_NOTICE.format(signal=name)))
                 safe = p.Load(load.path, load.n_ctx, load.n_gpu_layers, load.n_threads,
                               load.flash_attn, extra_bufts=False)
                 self._last_load = safe
@@ -303,21 +220,14 @@ class InferenceClient:
                     self._send(chat)
             except (WorkerError, OSError) as exc:
                 self._fallback_signal = None
-                died = _death_event(code, tail, ["restarted it with llama.cpp's safe CPU "
-                                                 f"kernels, which failed to start: {exc}"])
-                self._emit(died)
+                self._emit(p.WorkerDied.from_exit(
+                    WORKER, _returncode(died), died.last_log_lines, AFTER_DEATH,
+                    [f"{SAFE_RESTART}, which failed to start: {exc}"]))
 
-    def _record_death(self, pid: int, code: int) -> None:
-        """The worker log says how its process ended, beside its last lines."""
-        if self.log_file is None:
-            return
-        how = (f"signal {_signal_name(-code)} ({-code})" if code < 0 else f"exit code {code}")
-        kernels = ("optimized" if self._last_load is None or self._last_load.extra_bufts
-                   else "safe")
-        line = (f"{time.strftime('%Y-%m-%d %H:%M:%S')} hearth: worker {pid} ended by {how} "
-                f"(kernels: {kernels}); last lines above\n")
-        with contextlib.suppress(OSError), self.log_file.open("a", encoding="utf-8") as f:
-            f.write(line)
+    def _kernels_note(self) -> str:
+        """For the log line at a death: which kernels the worker ran with."""
+        optimized = self._last_load is None or self._last_load.extra_bufts
+        return f" (kernels: {'optimized' if optimized else 'safe'})"
 
     # ------------------------------------------- blocking helpers (no listener)
 
@@ -360,28 +270,6 @@ class InferenceClient:
                 return
 
 
-def _signal_name(sig: int) -> str:
-    try:
-        return signal.Signals(sig).name
-    except ValueError:
-        return f"signal {sig}"
-
-
-def _death_event(code: int, tail: list[str], tried: list[str] | None = None) -> p.WorkerDied:
-    tried = tried or []
-    already = "".join(f" Hearth already {t}." for t in tried)
-    if code < 0:
-        sig = -code
-        name = _signal_name(sig)
-        reason = {"SIGKILL": "it was killed (out of memory, or by another program)",
-                  "SIGSEGV": "it crashed (segmentation fault)",
-                  "SIGABRT": "llama.cpp aborted (an internal check failed)"}.get(
-                      name, f"it was stopped by {name}")
-        return p.WorkerDied(exit_code=None, signal=sig, last_log_lines=tail[-10:],
-                            message=f"The model worker stopped: {reason}.{already} "
-                                    "Your conversation is saved; reload the model to go on.",
-                            tried=tried)
-    return p.WorkerDied(exit_code=code, signal=None, last_log_lines=tail[-10:],
-                        message=f"The model worker exited unexpectedly (exit code {code})."
-                                f"{already} Your conversation is saved; reload the model "
-                                "to go on.", tried=tried)
+def _returncode(died: p.WorkerDied) -> int:
+    """The process's return code again: negative for a signal, as ``subprocess`` has it."""
+    return -died.signal if died.signal is not None else (died.exit_code or 0)

@@ -1,8 +1,9 @@
 """The inference worker's message protocol, in one place.
 
 The GUI/CLI process and the llama.cpp worker process talk only through these typed
-messages, serialised as JSON (:mod:`app.workers.wire`) over a ``multiprocessing.connection``
-channel.
+messages, serialised as JSON (:mod:`app.workers.wire`) over the authenticated local channel
+of :mod:`app.workers.supervisor`. ``Hello``'s base, ``Log``, ``Error`` and ``WorkerDied`` are
+the lifecycle events both workers share (:mod:`app.workers.lifecycle`).
 
 Bump :data:`PROTOCOL_VERSION` on any incompatible change: the worker checks it in the
 ``Hello`` handshake and refuses a mismatched client with a clear error.
@@ -13,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from app.workers import lifecycle
+from app.workers.lifecycle import Error, Log, WorkerDied  # shared; callers write p.Error
 from app.workers.wire import WireError, from_json, to_json
 
 PROTOCOL_VERSION = 3
@@ -111,14 +114,11 @@ class SetAdapter:
 
 
 @dataclass
-class Hello:
-    """First event of every worker: which protocol and llama.cpp it speaks."""
+class Hello(lifecycle.Hello):
+    """First event of the inference worker: its protocol, and which llama.cpp it runs."""
 
-    protocol_version: int
-    pid: int
     backend_version: str
     gpu_offload: bool
-    kind: ClassVar[str] = "hello"
 
 
 @dataclass
@@ -199,23 +199,6 @@ class AdapterSet:
 
 
 @dataclass
-class Log:
-    level: str
-    message: str
-    kind: ClassVar[str] = "log"
-
-
-@dataclass
-class Error:
-    """Something failed but the worker lives on (bad file, bad request, out of memory)."""
-
-    error_kind: str  # "load_failed", "bad_request", "no_model", "generation_failed", ...
-    message: str
-    request_id: str | None = None
-    kind: ClassVar[str] = "error"
-
-
-@dataclass
 class KernelFallback:
     """Synthesised by the client: the worker crashed with llama.cpp's optimized kernels
     and was restarted with the safe ones (the request in flight goes on)."""
@@ -223,19 +206,6 @@ class KernelFallback:
     signal: int
     message: str
     kind: ClassVar[str] = "kernel_fallback"
-
-
-@dataclass
-class WorkerDied:
-    """Synthesised by the client, never sent: the worker process ended unexpectedly."""
-
-    exit_code: int | None
-    signal: int | None
-    last_log_lines: list[str]
-    message: str
-    # What Hearth already did about it (e.g. restarted with the safe kernels).
-    tried: list[str] = field(default_factory=list)
-    kind: ClassVar[str] = "worker_died"
 
 
 COMMANDS = (Load, Chat, Cancel, Unload, Shutdown, SetAdapter)

@@ -14,10 +14,8 @@ to do.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,8 +26,8 @@ from app.machine.cpu import amx_usable, cpu_info, free_memory_bytes
 from app.machine.threads import ThreadClaims, auto_threads
 from app.models.library import find_starter_gguf
 from app.paths import HearthHome
+from app.workers.spawn import run_module
 
-_ROOT = Path(__file__).resolve().parents[2]
 MIN_FREE_DISK = 2 << 30
 MIN_FREE_RAM = 1 << 30
 
@@ -95,14 +93,7 @@ def _torch_line(t: dict[str, Any]) -> str:
 
 
 def _child(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
-    try:
-        return subprocess.run([sys.executable, "-m", "backends.self_test", *args],
-                              capture_output=True, text=True, timeout=timeout, env=env,
-                              cwd=_ROOT, check=False)
-    except subprocess.TimeoutExpired as exc:
-        return subprocess.CompletedProcess(exc.cmd, 124, "", f"timed out after {timeout:.0f} s")
+    return run_module("backends.self_test", args, timeout=timeout)
 
 
 def _parse(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:

@@ -2,11 +2,11 @@
 
 llama.cpp may abort the whole process on a bad input (GGML_ASSERT), and only frees GPU
 memory at process exit, so it never runs inside the GUI. The app starts this module as
-``python -m backends.inference.llama_worker ADDRESS`` with an auth key in the environment; it
-connects back over a ``multiprocessing.connection`` channel and speaks
-:mod:`app.inference.protocol`. Anything it prints to stderr is kept by the client as the "last
-log lines" shown when the worker dies; llama.cpp's own log is routed through
-``llama_log_set`` into Python logging and forwarded as ``Log`` events.
+``python -m backends.inference.llama_worker ADDRESS`` under its supervisor
+(:mod:`app.workers.supervisor`), with an auth key in the environment; it connects back
+(:mod:`backends.inference.worker_channel`, which also forwards its warnings as ``Log``
+events and routes llama.cpp's own log into Python logging) and speaks
+:mod:`app.inference.protocol`.
 
 Threads: the main thread loads and generates; a reader thread receives commands so that
 ``Cancel`` is seen between two tokens of a reply in flight.
@@ -15,8 +15,6 @@ Threads: the main thread loads and generates; a reader thread receives commands 
 from __future__ import annotations
 
 import codecs
-import contextlib
-import ctypes
 import logging
 import os
 import queue
@@ -24,7 +22,6 @@ import re
 import sys
 import threading
 import time
-from multiprocessing.connection import Client, Connection
 from typing import Any
 
 import llama_cpp
@@ -35,58 +32,11 @@ from app.inference import protocol as p
 from app.machine.threads import default_threads
 from app.models.gguf_file import GGUFError, read_gguf
 from backends.inference import llama_compat as compat
+from backends.inference.worker_channel import Channel, LlamaLog, connect
 
 log = logging.getLogger("hearth.worker")
-# ggml_log_level: NONE=0, DEBUG=1, INFO=2, WARN=3, ERROR=4, CONT=5 (continues a line).
-_LLAMA_LEVELS = {0: logging.INFO, 1: logging.DEBUG, 2: logging.INFO, 3: logging.WARNING,
-                 4: logging.ERROR}
 # Token batches are flushed at most this often (the first token always at once).
 FLUSH_INTERVAL_S = 0.02
-
-
-class Channel:
-    """The worker's end of the connection; sends are serialised by a lock."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.lock = threading.Lock()
-
-    def send(self, message: Any) -> None:
-        with self.lock:
-            self.conn.send_bytes(p.encode(message))
-
-
-class _ForwardHandler(logging.Handler):
-    """Sends warnings and errors to the client as ``Log`` events."""
-
-    def __init__(self, channel: Channel) -> None:
-        super().__init__(logging.WARNING)
-        self.channel = channel
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with contextlib.suppress(OSError, ValueError):
-            self.channel.send(p.Log(record.levelname, record.getMessage()))
-
-
-class _LlamaLog:
-    """Routes llama.cpp's C log into Python logging, joining continuation pieces."""
-
-    def __init__(self) -> None:
-        self.logger = logging.getLogger("llama.cpp")
-        self.level = logging.INFO
-        self.pending = ""
-        # Kept on self: ctypes must not free the callback while llama.cpp holds it.
-        self.callback = llama_cpp.llama_log_callback(self._on_log)
-        llama_cpp.llama_log_set(self.callback, ctypes.c_void_p(0))
-
-    def _on_log(self, level: int, text: bytes, _user: ctypes.c_void_p) -> None:
-        if level != 5:
-            self.level = _LLAMA_LEVELS.get(level, logging.INFO)
-        self.pending += text.decode("utf-8", errors="replace")
-        while "\n" in self.pending:
-            line, self.pending = self.pending.split("\n", 1)
-            if line.strip():
-                self.logger.log(self.level, line)
 
 
 class Worker:
@@ -525,19 +475,13 @@ def _split_stop(pending: str, stops: list[str]) -> tuple[str, bool]:
 
 
 def main() -> None:
-    address = sys.argv[1]
-    authkey = bytes.fromhex(os.environ.pop("HEARTH_WORKER_AUTHKEY"))
-    conn = Client(address, authkey=authkey)
-    channel = Channel(conn)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger().addHandler(_ForwardHandler(channel))
-    llama_log = _LlamaLog()  # noqa: F841 - must stay alive for the process lifetime
+    channel = connect(sys.argv[1])
+    llama_log = LlamaLog()  # noqa: F841 - must stay alive for the process lifetime
     channel.send(p.Hello(protocol_version=p.PROTOCOL_VERSION, pid=os.getpid(),
                          backend_version=f"llama-cpp-python {llama_cpp.__version__}",
                          gpu_offload=bool(llama_cpp.llama_supports_gpu_offload())))
     Worker(channel).run()
-    conn.close()
+    channel.conn.close()
 
 
 if __name__ == "__main__":

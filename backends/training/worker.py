@@ -36,6 +36,7 @@ from app.finetune.settings import ExportSettings, LoraSettings, Machine, estimat
 from app.inference.kernels import KernelMemory, run_with_fallback
 from app.machine.threads import ThreadClaims, auto_threads
 from app.paths import HearthHome
+from app.workers.spawn import run_module
 from backends.training.dtype_probe import DtypeChoice, choose_dtype
 
 # Tests and benchmarks only: force the compute dtype ("float32" or "bfloat16").
@@ -378,9 +379,7 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
 
         def check(extra_bufts: bool) -> subprocess.CompletedProcess[str]:
             job_path.write_text(json.dumps({**job, "extra_bufts": extra_bufts}), "utf-8")
-            return subprocess.run([sys.executable, "-m", "backends.export.gguf_check",
-                                   str(job_path)], capture_output=True, text=True,
-                                  check=False, cwd=str(Path(__file__).resolve().parents[2]))
+            return run_module("backends.export.gguf_check", [str(job_path)])
 
         # The run folder lives in <home>/runs/<id>; the home remembers which llama.cpp
         # kernels are safe on this machine.

@@ -764,8 +764,8 @@ class FineTuneTab(QWidget):
         try:
             self.bridge.start()
         except OSError as exc:
-            self._on_event(tp.WorkerExited(None, [], f"The training worker did not start: "
-                                                     f"{exc}"))
+            self._on_event(tp.WorkerExited(None, None, [], f"The training worker did not "
+                                                           f"start: {exc}"))
             return
         self.history.refresh()
         self.run_started.emit(run_id)
