@@ -102,3 +102,32 @@ def test_an_adapter_of_another_base_is_an_error_not_a_crash(models: dict[str, An
         assert worker.adapter == ""
     finally:
         worker.unload()
+
+
+def test_the_client_applies_an_adapter_and_keeps_it_across_a_kernel_fallback(
+        models: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real worker process: a crash of the optimized kernels at the first reply
+    restarts it with the safe ones, and the adapter is applied again before the reply."""
+    from app.inference.client import InferenceClient
+    from app.inference.kernels import OVERRIDE_ENV
+    from app.paths import resolve_home
+    from backends.inference.llama_compat import CRASH_TEST_ENV
+
+    monkeypatch.delenv(OVERRIDE_ENV, raising=False)
+    monkeypatch.setenv(CRASH_TEST_ENV, "chat")
+    client = InferenceClient(home=resolve_home(tmp_path / "home"))
+    try:
+        client.start()
+        client.load(models["base"], n_ctx=128, n_threads=1)
+        client.set_adapter(models["adapter"])
+        client.chat([{"role": "user", "content": "hi"}], p.SamplingParams(max_tokens=3))
+        seen = []
+        while not seen or not isinstance(seen[-1], p.Done | p.Error | p.WorkerDied):
+            seen.append(client.next_event(120))
+        assert isinstance(seen[-1], p.Done), seen
+        assert any(isinstance(e, p.KernelFallback) for e in seen)
+        assert seen[-1].stats.adapter == str(models["adapter"])
+        client.set_adapter(None)
+        assert isinstance(client.next_event(30), p.AdapterSet)
+    finally:
+        client.close()
