@@ -8,6 +8,7 @@ adapter equals PyTorch's base + adapter, and removing it gives the base's exactl
 from __future__ import annotations
 
 from multiprocessing import Pipe
+from pathlib import Path
 from typing import Any
 
 import numpy as np
