@@ -38,6 +38,7 @@ from multiprocessing.connection import Connection, Listener
 from pathlib import Path
 from typing import Any
 
+from app.errors import HearthError
 from app.inference import protocol as p
 from app.inference.kernels import FALLBACK_NOTICE, KernelMemory, is_crash
 from app.machine.threads import ThreadClaims, auto_threads
@@ -48,7 +49,7 @@ Listener_ = Callable[[Any], None]
 _LOG_TAIL = 40
 
 
-class WorkerError(RuntimeError):
+class WorkerError(HearthError, RuntimeError):
     """A request failed; ``event`` is the ``Error`` or ``WorkerDied`` that said why."""
 
     def __init__(self, event: Any) -> None:

@@ -52,9 +52,11 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
+from app.errors import ExitCode, HearthError
 from app.models.gguf_file import GGUFError, read_gguf, read_metadata_prefix
 from app.models.library import Library, ModelRecord
-from app.paths import HearthHome
+from app.paths import HearthHome, safe_stem
+from app.units import format_bytes
 
 log = logging.getLogger("hearth.hub")
 
@@ -68,8 +70,10 @@ _QUANT = re.compile(
 _SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.IGNORECASE)
 
 
-class HubError(Exception):
+class HubError(HearthError):
     """A hub operation failed; the message is one or two lines for a person."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 class HashMismatch(HubError):
@@ -168,14 +172,6 @@ class PendingDownload:
 
 
 ProgressCallback = Callable[[DownloadProgress], None]
-
-
-def _human(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
 
 
 class HubClient:
@@ -426,7 +422,7 @@ class Download:
         free = shutil.disk_usage(self.home.downloads).free
         if free < needed + DISK_MARGIN:
             raise DiskFull(f"Not enough disk space for {self.file.filename}: needs "
-                           f"{_human(needed + DISK_MARGIN)}, {_human(free)} free in "
+                           f"{format_bytes(needed + DISK_MARGIN)}, {format_bytes(free)} free in "
                            f"{self.home.downloads}")
 
     def _transfer(self, have: int) -> None:
@@ -466,12 +462,12 @@ class Download:
             if fruitless > _RETRIES:
                 if dropped is not None:
                     raise HubError(f"The connection to {self.endpoint} keeps dropping "
-                                   f"({type(dropped).__name__}); {_human(have)} of "
-                                   f"{_human(f.size)} are kept, try again to resume"
+                                   f"({type(dropped).__name__}); {format_bytes(have)} of "
+                                   f"{format_bytes(f.size)} are kept, try again to resume"
                                    ) from dropped
                 raise HubError(f"The server at {self.endpoint} keeps ending the transfer "
-                               f"early: {f.filename} stops at {_human(have)} of the "
-                               f"{_human(f.size)} the hub announced. What arrived is kept; "
+                               f"early: {f.filename} stops at {format_bytes(have)} of the "
+                               f"{format_bytes(f.size)} the hub announced. What arrived is kept; "
                                "try again later to resume, or cancel the download")
             log.info("transfer ended at %d of %d bytes (%s); retrying (%d)", have, f.size,
                      type(dropped).__name__ if dropped else "short response", fruitless)
@@ -546,8 +542,8 @@ class Download:
                 with contextlib.suppress(OSError):
                     os.fsync(out.fileno())
         if self._pause.is_set() and have < f.size:
-            raise DownloadPaused(f"download of {f.filename} paused at {_human(have)} of "
-                                 f"{_human(f.size)}")
+            raise DownloadPaused(f"download of {f.filename} paused at {format_bytes(have)} of "
+                                 f"{format_bytes(f.size)}")
         return have
 
     def _report(self, have: int, started_from: int, meter: _SpeedMeter) -> None:
@@ -561,8 +557,8 @@ class Download:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             free = shutil.disk_usage(self.home.downloads).free
             return DiskFull(f"The disk is full: {self.file.filename} stopped at "
-                            f"{_human(have)} of {_human(self.file.size or 0)} "
-                            f"({_human(free)} free in {self.home.downloads}). Free some "
+                            f"{format_bytes(have)} of {format_bytes(self.file.size or 0)} "
+                            f"({format_bytes(free)} free in {self.home.downloads}). Free some "
                             "space and download again to resume, or cancel it")
         return HubError(f"Cannot write {self.part_path}: {exc.strerror or exc}")
 
@@ -603,8 +599,7 @@ class Download:
     def _target_path(self) -> Path:
         """A name in ``models/`` that is ours alone: created with ``O_EXCL``, so two
         downloads of same-named files from different repositories never share one."""
-        stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(self.file.filename).stem).strip("-.")
-        stem = stem or "model"
+        stem = safe_stem(Path(self.file.filename).stem)
         n = 1
         while True:
             target = self.home.models / (f"{stem}.gguf" if n == 1 else f"{stem}-{n}.gguf")
