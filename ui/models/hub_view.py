@@ -43,23 +43,16 @@ from app.models.hub import (
 )
 from app.models.library import ModelRecord
 from app.models.memory_fit import SystemMemory, check_fit, estimate_memory
+from app.units import MiB, format_byte_rate, format_bytes, format_clock
 from app.workspace import Workspace
+from ui import theme
 from ui.background import Background
 from ui.models.download_task import DownloadTask
-from ui.models.library_model import FIT_COLOURS, format_size
+from ui.models.library_model import FIT_COLOURS
 from ui.untrusted import PlainLabel, esc
 from ui.untrusted import tooltip as safe_tooltip
 
 log = logging.getLogger("hearth.ui")
-
-
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    seconds = int(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02}:{s:02}" if h else f"{m}:{s:02}"
 
 
 class DownloadRow(QWidget):
@@ -103,14 +96,18 @@ class DownloadRow(QWidget):
 
     def show_paused(self, done: int, total: int) -> None:
         self.bar.setValue(int(1000 * done / total) if total else 0)
-        self.detail.setText(f"Paused at {done / 2**20:.1f} of {total / 2**20:.1f} MiB — "
-                            "Resume continues where it stopped")
+        self.detail.setText(f"Paused at {format_bytes(done, unit='MiB')} of "
+                            f"{format_bytes(total, unit='MiB')} — Resume continues where it "
+                            "stopped")
         self.pause_button.setText("Resume")
 
     def _on_progress(self, p: DownloadProgress) -> None:
         self.bar.setValue(int(1000 * p.fraction))
-        self.detail.setText(f"{p.done / 2**20:.1f} of {p.total / 2**20:.1f} MiB · "
-                            f"{p.speed_bps / 2**20:.1f} MiB/s · {_clock(p.eta_s)} left")
+        # One unit for the whole download, so the numbers do not jump as they update.
+        self.detail.setText(f"{format_bytes(p.done, unit='MiB')} of "
+                            f"{format_bytes(p.total, unit='MiB')} · "
+                            f"{format_byte_rate(p.speed_bps, unit='MiB')} · "
+                            f"{format_clock(p.eta_s)} left")
 
     def _on_pause_clicked(self) -> None:
         if self.task.running:
@@ -139,7 +136,7 @@ class DownloadRow(QWidget):
         self.cancel_button.hide()
 
     def _on_failed(self, message: str) -> None:
-        self.detail.setStyleSheet("color: #a00")
+        self.detail.setStyleSheet(theme.colour_style(theme.ERROR))
         self.detail.setText(message)
         self.detail.setWordWrap(True)
         self.pause_button.setEnabled(True)
@@ -267,7 +264,7 @@ class HubView(QWidget):
         self.results.setRowCount(len(self.curated))
         for row, m in enumerate(self.curated):
             self._set_row(self.results, row, [m.title, m.parameters,
-                                              f"~{m.approx_size_mb / 1024:.1f} GB",
+                                              f"~{format_bytes(m.approx_size_mb * MiB)}",
                                               m.licence, m.good_at], m.repo, m.good_at)
         for column, width in enumerate((180, 50, 60, 170)):
             self.results.setColumnWidth(column, width)
@@ -375,7 +372,7 @@ class HubView(QWidget):
                 fit = verdict.summary
             note = " (split: not supported)" if f.is_split else ""
             self._set_row(self.files_table, row, [f.filename + note, f.quant or "?",
-                                                  format_size(f.size), fit], row)
+                                                  format_bytes(f.size), fit], row)
             if verdict is not None:
                 cell = self.files_table.item(row, 3)
                 cell.setBackground(FIT_COLOURS[verdict.level])
@@ -458,7 +455,7 @@ class HubView(QWidget):
 
     def _on_error(self, exc: BaseException) -> None:
         self.search_button.setEnabled(True)
-        self.status.setStyleSheet("color: #a00")
+        self.status.setStyleSheet(theme.colour_style(theme.ERROR))
         self.status.setText(str(exc))
         if self.current_repo and not self.files:
             self.files_label.setText(f"Could not read {esc(self.current_repo)}.")
