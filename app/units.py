@@ -75,10 +75,11 @@ def format_clock(seconds: float | None) -> str:
 
 
 def format_token_rate(tokens_per_s: float | None) -> str:
-    """A generation or training speed: "1,234 tok/s"; "? tok/s" when not measured."""
+    """A generation or training speed, three significant digits: "98.5 tok/s", "1,234 tok/s";
+    "? tok/s" when not measured."""
     if tokens_per_s is None:
         return "? tok/s"
-    return f"{tokens_per_s:,.0f} tok/s"
+    return f"{_three_digits(tokens_per_s)} tok/s"
 
 
 def format_params(n: int | None) -> str:

@@ -79,6 +79,7 @@ def test_countdowns_read_as_a_clock(seconds: float | None, shown: str) -> None:
 
 def test_token_rates_and_parameter_counts() -> None:
     assert format_token_rate(1234.4) == "1,234 tok/s"
+    assert format_token_rate(98.5) == "98.5 tok/s"  # the chat's decode speed keeps its decimal
     assert format_token_rate(None) == "? tok/s"
     assert [format_params(n) for n in (None, 0, 900, 135_000_000, 1_700_000_000)] == [
         "?", "?", "1K", "135M", "1.7B"]

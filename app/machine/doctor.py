@@ -29,7 +29,7 @@ from app.machine.memory import free_memory_bytes
 from app.machine.threads import ThreadClaims, auto_threads
 from app.models.library import find_starter_gguf
 from app.paths import HearthHome
-from app.units import GiB, format_bytes
+from app.units import GiB, format_bytes, format_token_rate
 
 _ROOT = Path(__file__).resolve().parents[2]
 MIN_FREE_DISK = 2 * GiB
@@ -86,7 +86,7 @@ def _llama_line(ll: dict[str, Any]) -> str:
     if not ll.get("ok"):
         return f"FAILED: {ll.get('error', 'unknown error')}"
     return (f"decoded a {ll['prompt_tokens']}-token prompt and {ll['generated_tokens']} "
-            f"tokens at {ll['tokens_per_s']} tok/s")
+            f"tokens at {format_token_rate(ll['tokens_per_s'])}")
 
 
 def _torch_line(t: dict[str, Any]) -> str:

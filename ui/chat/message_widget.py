@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.chat.conversations import CANCELLED, INTERRUPTED, TRUNCATED, Message
+from app.units import format_token_rate
 from ui import theme
 from ui.chat.markdown import (
     COPY_SCHEME,
@@ -43,14 +44,14 @@ from ui.untrusted import PlainLabel, SafeTextBrowser
 
 
 def stats_line(stats: dict | None) -> str:
-    """"142 tokens · 0.21 s to first token · 96.4 tokens/s" from a reply's stats."""
+    """"142 tokens · 0.21 s to first token · 96.4 tok/s" from a reply's stats."""
     if not stats or "completion_tokens" not in stats:
         return ""
     parts = [f"{stats['completion_tokens']} tokens"]
     if stats.get("ttft_s"):
         parts.append(f"{stats['ttft_s']:.2f} s to first token")
     if stats.get("decode_tps"):
-        parts.append(f"{stats['decode_tps']:.1f} tokens/s")
+        parts.append(format_token_rate(stats["decode_tps"]))
     return " · ".join(parts)
 
 
