@@ -12,7 +12,8 @@ from PySide6.QtWidgets import QFileDialog
 
 from app.inference import protocol as p
 from app.inference.client import InferenceClient
-from app.models.hub import Download, DownloadPaused, HubClient
+from app.models.download import Download, DownloadPaused
+from app.models.hub import HubClient
 from app.models.memory_fit import SystemMemory
 from app.units import GiB
 from tests.gguf_factory import CHATML, write_tiny_gguf

@@ -1,9 +1,9 @@
 """``hearth models search``, ``pull`` and ``fit``: the hub and the memory check, on the CLI.
 
 Kept apart from :mod:`app.cli.main` so the hub's commands, progress bar and error mapping
-live in one place. ``pull`` is resumable by design: the partial file and its sidecar
-stay in ``downloads/`` after Ctrl+C, a dropped connection or a full disk, and running
-the same command again continues with an HTTP Range request.
+live in one place. ``pull`` is resumable by design (:mod:`app.models.download`): the
+partial file and its sidecar stay in ``downloads/`` after Ctrl+C, a dropped connection
+or a full disk, and running the same command again continues with an HTTP Range request.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Any, TextIO
 
 from app.cli.progress import ProgressLine
 from app.errors import ExitCode
-from app.models.hub import Download, DownloadPaused, DownloadProgress, HubClient
+from app.models.download import Download, DownloadPaused, DownloadProgress
+from app.models.hub import HubClient
 from app.models.memory_fit import verdict_for
 from app.units import format_byte_rate, format_bytes, format_clock
 from app.workspace import Workspace
