@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.errors import ExitCode, HearthError
+
 ROLES = ("system", "user", "assistant")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant",
                   "assistant": "assistant", "chatgpt": "assistant", "model": "assistant",
@@ -44,8 +46,10 @@ MAX_MESSAGE_CHARS = 1_000_000
 MAX_NESTING = 200  # where a too-deep file is reported (records are 3 levels deep)
 
 
-class DatasetError(ValueError):
+class DatasetError(HearthError, ValueError):
     """The dataset cannot be trained on; ``issues`` lists every problem found."""
+
+    exit_code = ExitCode.BAD_INPUT
 
     def __init__(self, path: Path, issues: list[str], usable: int = 0) -> None:
         self.path = path
