@@ -20,6 +20,10 @@ whole transfer instead of delegating to ``hf_hub_download``:
   cancelled from another thread through flags the transfer loop checks per chunk.
 
 What to download (search, a repository's files, the curated list) is :mod:`app.models.hub`.
+
+The module is long because the transfer is one state machine (sidecar, resume with a
+``Range`` request, hashing what was kept, disk-full, pause and cancel, the verified
+rename) whose invariants are easier to check in one file than across several.
 """
 
 from __future__ import annotations
