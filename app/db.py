@@ -3,14 +3,27 @@
 The library and the conversation store share ``hearth.db``. WAL mode lets the GUI read
 while a reply is being saved, and every write is its own short transaction, so a crash
 loses at most the message being written.
+
+One process opens one :class:`Database` and its threads share it (the GUI thread, the
+off-thread helpers, a chat turn's event reader). SQLite's transactions belong to the
+connection, not to a thread, so :class:`Database` serialises its use with a lock: each
+statement runs to its last row under it, and :meth:`Database.transaction` holds it from
+``BEGIN`` to ``COMMIT``, so one thread's statements never land inside another's
+transaction, nor its ``ROLLBACK`` undo another thread's write.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from app.errors import HearthError
 
 # Each entry upgrades the schema by one version; never edit a shipped entry, append.
 MIGRATIONS: list[str] = [
@@ -68,7 +81,7 @@ MIGRATIONS: list[str] = [
 ]
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(HearthError, RuntimeError):
     """``hearth.db`` cannot be used right now; the message says why and what to do."""
 
 
@@ -82,7 +95,68 @@ _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 BUSY_TIMEOUT_S = 10.0  # how long to wait for another writer before saying so
 
 
-def connect(path: Path | str, notices: list[str] | None = None) -> sqlite3.Connection:
+class Result:
+    """A statement's rows, all read while the lock was held; the cursor's reading API."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._rows = cursor.fetchall()
+        self._next = 0
+        self.lastrowid = cursor.lastrowid
+        self.rowcount = cursor.rowcount
+
+    def fetchone(self) -> Any:
+        if self._next >= len(self._rows):
+            return None
+        self._next += 1
+        return self._rows[self._next - 1]
+
+    def fetchall(self) -> list[Any]:
+        rest, self._next = self._rows[self._next:], len(self._rows)
+        return rest
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+class Database:
+    """``hearth.db`` for every thread of one process: statements and transactions, in turn.
+
+    A re-entrant lock, rather than a connection per thread, because the threads are few
+    and short-lived (an off-thread call opens none of its own to close), the writes are
+    small, and the GUI's reads then always see the GUI's own last write.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._lock = threading.RLock()
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Result:
+        """Run one statement to completion; inside :meth:`transaction` it joins it."""
+        with self._lock:
+            return Result(self._conn.execute(sql, parameters))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any error), other threads held off.
+
+        IMMEDIATE takes SQLite's write lock at once, so a read-then-write (the next
+        message's position) cannot be overtaken by another process either.
+        """
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def connect(path: Path | str, notices: list[str] | None = None) -> Database:
     """Open (and if needed create or upgrade) the database at ``path``.
 
     A damaged file is moved aside (``hearth.db.damaged-<time>``, with its WAL) and a
@@ -92,7 +166,7 @@ def connect(path: Path | str, notices: list[str] | None = None) -> sqlite3.Conne
     """
     path = Path(path)
     try:
-        return _open(path)
+        return Database(_open(path))
     except sqlite3.DatabaseError as exc:
         if not _is_corrupt(exc):
             raise _explain(exc, path) from exc
@@ -104,7 +178,7 @@ def connect(path: Path | str, notices: list[str] | None = None) -> sqlite3.Conne
                 "the library list start over, model files in models/ are untouched and "
                 "can be imported again.")
     try:
-        return _open(path)
+        return Database(_open(path))
     except sqlite3.DatabaseError as exc:
         raise _explain(exc, path) from exc
 

@@ -23,10 +23,12 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.errors import HearthError
+
 LOCK_NAME = "hearth.lock"
 
 
-class HomeLocked(RuntimeError):
+class HomeLocked(HearthError, RuntimeError):
     """Another Hearth process holds this data folder; the message says which."""
 
     def __init__(self, home: Path, holder: dict[str, object] | None) -> None:

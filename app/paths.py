@@ -8,10 +8,23 @@ Nothing is written outside the home except explicit exports.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_stem(text: str, fallback: str = "model") -> str:
+    """``text`` as a file name's stem Hearth may create in its home: the one slug rule.
+
+    Runs of anything but letters, digits, ``.``, ``_`` and ``-`` become one ``-`` (a
+    model name or a hub file name may hold ``/``, spaces or worse); leading and trailing
+    ``-`` and ``.`` go (no hidden files, no ``..``); nothing left gives ``fallback``.
+    """
+    return _UNSAFE.sub("-", text).strip("-.") or fallback
 
 
 @dataclass(frozen=True)

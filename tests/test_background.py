@@ -41,3 +41,43 @@ def test_a_given_handler_still_gets_the_error(qtbot) -> None:  # noqa: ANN001
     qtbot.waitUntil(lambda: bool(errors), timeout=5000)
     assert isinstance(errors[0], ZeroDivisionError) and not window.findChildren(QMessageBox)
     background.shutdown()
+
+
+def test_a_callback_that_raises_is_shown_not_lost(qtbot, caplog) -> None:  # noqa: ANN001
+    window = QWidget()
+    qtbot.addWidget(window)
+    background = Background(window)
+
+    def on_done(_result: object) -> None:
+        raise ValueError("the result made no sense")
+
+    with caplog.at_level(logging.ERROR, logger="hearth.ui"):
+        background.run(lambda: 42, on_done)
+        qtbot.waitUntil(lambda: bool(window.findChildren(QMessageBox)), timeout=5000)
+    box = window.findChildren(QMessageBox)[0]
+    assert "the result made no sense" in box.text()
+    assert any(r.exc_info and r.exc_info[0] is ValueError for r in caplog.records)
+    box.close()
+    background.shutdown()
+
+
+def test_a_failure_after_shutdown_is_logged_without_a_box(qtbot, caplog) -> None:  # noqa: ANN001
+    import threading
+
+    window = QWidget()
+    qtbot.addWidget(window)
+    background = Background(window)
+    release = threading.Event()
+    called: list[object] = []
+
+    def fails_late() -> None:
+        release.wait(5)
+        raise OSError("too late to show")
+
+    with caplog.at_level(logging.ERROR, logger="hearth.ui"):
+        background.run(fails_late, called.append, called.append)
+        release.set()
+        background.shutdown()  # the window is closing: joins the thread
+        qtbot.waitUntil(lambda: any(r.exc_info and r.exc_info[0] is OSError
+                                    for r in caplog.records), timeout=5000)
+    assert called == [] and not window.findChildren(QMessageBox)

@@ -73,7 +73,7 @@ def test_message_widget_streams_then_renders(qtbot: QtBot) -> None:
                       {"completion_tokens": 1500, "ttft_s": 0.12, "decode_tps": 98.5})
     widget.refresh(message, True)
     assert widget.needs_render and not widget.streaming  # plain kept, render queued
-    assert widget.footer.text() == "1500 tokens · 0.12 s to first token · 98.5 tokens/s"
+    assert widget.footer.text() == "1500 tokens · 0.12 s to first token · 98.5 tok/s"
     short = Message(2, 1, 1, "assistant", "```sh\nls\n```", "complete", None)
     widget.refresh(short, True)
     assert len(widget.bodies) == 1 and widget.body.code_blocks == ["ls"]

@@ -103,7 +103,7 @@ def test_send_streams_and_shows_stats(qtbot: QtBot, workspace: Workspace,
     widgets = _widgets(window)
     assert [w.role for w in widgets] == ["user", "assistant"]
     assert widgets[1].body.toPlainText().strip() != ""
-    assert "tokens/s" in widgets[1].footer.text() and "to first token" in \
+    assert "tok/s" in widgets[1].footer.text() and "to first token" in \
         widgets[1].footer.text()
     assert window.chat_page.composer.button.text() == "Send"
     # The sidebar lists the conversation under its first message.

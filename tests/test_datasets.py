@@ -140,9 +140,10 @@ def test_deeply_nested_json_names_its_line(tmp_path: Path, suffix: str) -> None:
 
 def test_size_caps_give_line_numbered_errors(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import app.finetune.dataset_records as records
     import app.finetune.datasets as ds
 
-    monkeypatch.setattr(ds, "MAX_MESSAGE_CHARS", 1000)
+    monkeypatch.setattr(records, "MAX_MESSAGE_CHARS", 1000)
     long = json.dumps({"messages": [{"role": "user", "content": "x" * 1001},
                                     {"role": "assistant", "content": "yo"}]})
     path = tmp_path / "long.jsonl"

@@ -157,7 +157,7 @@ def test_short_memory_without_a_chat_to_unload_asks_first(qtbot, tiny_ws: Worksp
         asked.append(title) or QMessageBox.StandardButton.No))
     tab = _tab(qtbot, tiny_ws, memory_available=lambda: 1 << 20)
     _choose(qtbot, tab, write_jsonl(tmp_path / "facts.jsonl", fact_rows()))
-    assert "only 1.0 MB free now" in tab.estimate_label.text()
+    assert "only 1.00 MiB free now" in tab.estimate_label.text()
     assert tab.start() is None
     assert asked == ["Memory is short"] and list_runs(tiny_ws.home) == []
 

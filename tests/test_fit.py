@@ -12,15 +12,14 @@ from app.inference import protocol as p
 from app.models.gguf_file import read_gguf
 from app.models.library import find_starter_gguf
 from app.models.memory_fit import (
-    GiB,
     GpuMemory,
-    MiB,
     ModelShape,
     SystemMemory,
     check_fit,
     estimate_memory,
     parse_nvidia_smi,
 )
+from app.units import GiB, MiB
 
 # SmolLM2-135M's shape, as its GGUF header states it
 SMOL = {"file_size": 98_362_432, "n_layers": 30, "n_embd": 576, "n_head": 9,

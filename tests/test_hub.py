@@ -10,17 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from app.models.hub import (
+from app.models.download import (
     DiskFull,
     Download,
     DownloadCancelled,
     DownloadPaused,
     HashMismatch,
-    HubClient,
-    HubError,
     pending_downloads,
-    quant_from_filename,
 )
+from app.models.hub import HubClient, HubError, quant_from_filename
 from tests.gguf_factory import write_tiny_gguf
 from tests.hub_server import FakeHub, fake_hub  # noqa: F401 - pytest fixture
 

@@ -12,8 +12,10 @@ from PySide6.QtWidgets import QFileDialog
 
 from app.inference import protocol as p
 from app.inference.client import InferenceClient
-from app.models.hub import Download, DownloadPaused, HubClient
-from app.models.memory_fit import GiB, SystemMemory
+from app.models.download import Download, DownloadPaused
+from app.models.hub import HubClient
+from app.models.memory_fit import SystemMemory
+from app.units import GiB
 from tests.gguf_factory import CHATML, write_tiny_gguf
 from tests.hub_server import FakeHub, fake_hub  # noqa: F401 - pytest fixture
 from ui.models.library_model import FIT_COLUMN

@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app.db import DatabaseBusy
+from app.errors import ExitCode
 from app.models.library import LibraryError
 from app.workspace import HomeLocked, Workspace, open_workspace
 
@@ -19,7 +20,7 @@ def run_app(home: str | None = None) -> int:
     qt_app.setOrganizationName("Hearth")
     workspace = open_for_gui(home)
     if workspace is None:
-        return 1
+        return ExitCode.FAILED
     try:
         window = MainWindow(workspace)
         window.show()

@@ -6,7 +6,12 @@ signal, which Qt queues to the GUI thread because this object lives there. Each 
 no thread outlives the window (or a test).
 
 An error is never dropped: a call without ``on_error`` gets :func:`show_error`, which
-logs it with its traceback and tells the person in a (non-blocking) message box.
+logs it with its traceback and tells the person in a (non-blocking) message box; so does
+an ``on_done`` or ``on_error`` that raises. A call that fails after its owner shut down
+(the window is closing) is logged, with no box over a window that is going away.
+
+This is the one way ``ui/`` runs a one-shot call off the GUI thread. Long-lived work with
+progress of its own (a download, a worker process's event reader) has its own thread.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class Background(QObject):
         self._callbacks: dict[int, tuple[Callable[[Any], None],
                                          Callable[[BaseException], None] | None]] = {}
         self._threads: dict[int, threading.Thread] = {}
+        self._closed = False
         self._finished.connect(self._on_finished)
 
     def run(self, fn: Callable[[], Any], on_done: Callable[[Any], None],
@@ -59,7 +65,13 @@ class Background(QObject):
                 result, ok = fn(), True
             except BaseException as exc:  # noqa: BLE001 - handed to on_error on the GUI thread
                 result, ok = exc, False
-            self._finished.emit(task_id, ok, result)
+            try:
+                self._finished.emit(task_id, ok, result)
+            except RuntimeError:  # the owner was deleted meanwhile: nobody to hand it to
+                if not ok:
+                    assert isinstance(result, BaseException)
+                    log.error("%s failed after its window closed", name,
+                              exc_info=(type(result), result, result.__traceback__))
 
         thread = threading.Thread(target=work, name=name, daemon=True)
         self._threads[task_id] = thread
@@ -73,18 +85,35 @@ class Background(QObject):
     def _on_finished(self, task_id: int, ok: bool, result: object) -> None:
         self._threads.pop(task_id, None)
         on_done, on_error = self._callbacks.pop(task_id, (None, None))
-        if ok and on_done is not None:
-            on_done(result)
-        elif not ok:
+        if self._closed:
+            if not ok:
+                assert isinstance(result, BaseException)
+                log.error("A background task failed while its window closed",
+                          exc_info=(type(result), result, result.__traceback__))
+            return
+        try:
+            if ok:
+                if on_done is not None:
+                    on_done(result)
+                return
             assert isinstance(result, BaseException)
-            if on_error is not None:
-                on_error(result)
+            if on_error is None:
+                self._show(result)
             else:
-                parent = self.parent()
-                show_error(result, parent if isinstance(parent, QWidget) else None)
+                on_error(result)
+        except Exception as exc:  # noqa: BLE001 - a failing callback is shown, not lost
+            self._show(exc)
+
+    def _show(self, exc: BaseException) -> None:
+        parent = self.parent()
+        show_error(exc, parent if isinstance(parent, QWidget) else None)
 
     def shutdown(self, timeout: float = 10.0) -> None:
-        """Wait for running calls (callers stop long ones first, e.g. pause downloads)."""
+        """Wait for running calls (callers stop long ones first, e.g. pause downloads).
+
+        No callback runs after this; a call that still fails is logged.
+        """
+        self._closed = True
         for thread in list(self._threads.values()):
             thread.join(timeout)
         self._callbacks.clear()

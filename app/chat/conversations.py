@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from app.db import Database
+
 # Message status values: a finished reply, one the person stopped, one cut by a
 # worker crash or error, and one cut by the token limit (which "Continue" can extend).
 COMPLETE, CANCELLED, INTERRUPTED, TRUNCATED = "complete", "cancelled", "interrupted", "truncated"
@@ -58,7 +60,7 @@ class UnknownConversation(LookupError):
 
 
 class ConversationStore:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Database) -> None:
         self.conn = conn
 
     # ----------------------------------------------------------- conversations
@@ -122,8 +124,7 @@ class ConversationStore:
     def add_message(self, conversation_id: int, role: str, content: str,
                     status: str = COMPLETE, stats: dict[str, Any] | None = None) -> Message:
         now = _now()
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.conn.transaction():
             position = self.conn.execute(
                 "SELECT COALESCE(MAX(position), -1) + 1 FROM messages"
                 " WHERE conversation_id = ?", (conversation_id,)).fetchone()[0]
@@ -134,10 +135,6 @@ class ConversationStore:
                  json.dumps(stats) if stats is not None else None, now))
             self.conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?",
                               (now, conversation_id))
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
         return Message(cur.lastrowid, conversation_id, position, role, content, status,
                        stats, now)
 
@@ -154,8 +151,7 @@ class ConversationStore:
             values.append(json.dumps(stats))
         if not sets:
             return
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.conn.transaction():
             self.conn.execute(f"UPDATE messages SET {', '.join(sets)} WHERE id = ?",
                               (*values, message_id))
             # A continued reply that has versions: the shown version changes with it.
@@ -168,29 +164,27 @@ class ConversationStore:
                     stats=json.loads(row["stats"]) if row["stats"] else None)
                 self.conn.execute("UPDATE messages SET versions = ? WHERE id = ?",
                                   (json.dumps(versions), message_id))
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
 
     def add_version(self, message_id: int, content: str, status: str = COMPLETE,
                     stats: dict[str, Any] | None = None) -> Message:
         """Make a regenerated reply the shown version, keeping the earlier ones."""
-        message = self.message(message_id)
-        versions = message.versions or [_version_of(message)]
-        versions.append({"content": content, "status": status, "stats": stats,
-                         "created_at": _now()})
-        self._show(message_id, versions, len(versions) - 1)
+        with self.conn.transaction():  # read, add, write back: no other write between
+            message = self.message(message_id)
+            versions = message.versions or [_version_of(message)]
+            versions.append({"content": content, "status": status, "stats": stats,
+                             "created_at": _now()})
+            self._show(message_id, versions, len(versions) - 1)
         return self.message(message_id)
 
     def select_version(self, message_id: int, index: int) -> Message:
         """Show version ``index`` of a reply (what the model sees from then on)."""
-        message = self.message(message_id)
-        versions = message.versions or [_version_of(message)]
-        if not 0 <= index < len(versions):
-            raise IndexError(f"reply {message_id} has {len(versions)} version(s), "
-                             f"not {index + 1}")
-        self._show(message_id, versions, index)
+        with self.conn.transaction():
+            message = self.message(message_id)
+            versions = message.versions or [_version_of(message)]
+            if not 0 <= index < len(versions):
+                raise IndexError(f"reply {message_id} has {len(versions)} version(s), "
+                                 f"not {index + 1}")
+            self._show(message_id, versions, index)
         return self.message(message_id)
 
     def _show(self, message_id: int, versions: list[dict[str, Any]], index: int) -> None:
@@ -227,14 +221,25 @@ class ConversationStore:
         ``before`` stops at that position: regenerating a reply asks the model about the
         conversation as it stood before it.
         """
-        conversation = self.get(conversation_id)
-        out: list[dict[str, str]] = []
-        if conversation.system_prompt.strip():
-            out.append({"role": "system", "content": conversation.system_prompt})
-        out.extend({"role": m.role, "content": m.content}
-                   for m in self.messages(conversation_id)
-                   if (m.content or m.role == "user") and (before is None or m.position < before))
-        return out
+        return model_messages(self.get(conversation_id), self.messages(conversation_id),
+                              before)
+
+
+def model_messages(conversation: Conversation, messages: list[Message],
+                   before: int | None = None) -> list[dict[str, str]]:
+    """The conversation as the model sees it: the one place that decides it.
+
+    The system prompt (when it says anything) comes first, then each message's shown
+    version; an empty assistant reply (stopped before its first token) is left out, an
+    empty message of the person's is kept. ``before`` stops at that position. The chat,
+    the corrections collected from it and the OpenAI-format export all build on this.
+    """
+    out: list[dict[str, str]] = []
+    if conversation.system_prompt.strip():
+        out.append({"role": "system", "content": conversation.system_prompt})
+    out.extend({"role": m.role, "content": m.content} for m in messages
+               if (m.content or m.role == "user") and (before is None or m.position < before))
+    return out
 
 
 def _message(r: sqlite3.Row) -> Message:

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from app.chat.conversations import ConversationStore
+from app.db import Database
 
 
 @dataclass
@@ -46,7 +47,7 @@ def _now() -> str:
 
 
 class CorrectionStore:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Database) -> None:
         self.conn = conn
 
     def add_from_conversation(self, store: ConversationStore, message_id: int,

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from app.chat.conversations import COMPLETE, Conversation, Message
+from app.chat.conversations import COMPLETE, Conversation, Message, model_messages
 
 _STATUS_NOTES = {"cancelled": "stopped", "truncated": "cut by the token limit",
                  "interrupted": "interrupted"}
@@ -22,12 +22,8 @@ _STATUS_NOTES = {"cancelled": "stopped", "truncated": "cut by the token limit",
 
 def to_openai(conversation: Conversation, messages: list[Message]) -> dict[str, Any]:
     """The conversation as an OpenAI chat-completions request body."""
-    out: list[dict[str, str]] = []
-    if conversation.system_prompt.strip():
-        out.append({"role": "system", "content": conversation.system_prompt})
-    out.extend({"role": m.role, "content": m.content} for m in messages
-               if m.content or m.role == "user")
-    body: dict[str, Any] = {"model": conversation.model or "", "messages": out}
+    body: dict[str, Any] = {"model": conversation.model or "",
+                            "messages": model_messages(conversation, messages)}
     sampling = conversation.settings.get("sampling")
     if isinstance(sampling, dict):
         for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"),

@@ -34,6 +34,8 @@ from typing import Any
 from jinja2 import TemplateError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from app.errors import HearthError
+
 FALLBACK_CHATML = (
     "{% for message in messages %}"
     "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
@@ -42,7 +44,7 @@ FALLBACK_CHATML = (
 )
 
 
-class ChatTemplateError(ValueError):
+class ChatTemplateError(HearthError, ValueError):
     """The template failed to render; the message names the template's complaint."""
 
 

@@ -12,16 +12,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
+from app.cli.progress import ProgressLine
+from app.errors import BadInput, ExitCode
 from app.finetune import protocol as tp
 from app.finetune.client import RunError, TrainingClient, create_run, list_runs, register_result
 from app.finetune.datasets import DatasetError, load_dataset
 from app.finetune.settings import PRESETS, QUANT_TYPES, ExportSettings, Machine, preset
+from app.units import (
+    format_bytes,
+    format_clock,
+    format_duration,
+    format_token_rate,
+)
 from app.workspace import Workspace
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CANCELLED = 0, 1, 2, 130
 
 
 def add_parsers(sub: Any) -> None:
@@ -50,31 +55,27 @@ def add_parsers(sub: Any) -> None:
     ls.add_argument("--json", action="store_true")
 
 
-class _BadInput(Exception):
-    pass
-
-
 def finetune(ws: Workspace, args: argparse.Namespace) -> int:
     try:
         run_id = args.resume or _new_run(ws, args)
-    except _BadInput as exc:
+    except BadInput as exc:
         print(f"hearth: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     try:
         client = TrainingClient(ws.home, run_id)
     except RunError as exc:
         print(f"hearth: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     if args.resume:
         status = {r.run_id: r.status for r in list_runs(ws.home)}.get(run_id)
         if status in ("finished", "running", "exporting"):
             print(f"hearth: run {run_id} is {status}; only cancelled, interrupted or "
                   "failed runs can be resumed", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            return ExitCode.BAD_INPUT
     print(f"Run {run_id} ({'resuming' if args.resume else 'starting'}); cancel with Ctrl+C, "
           f"resume with: hearth finetune --resume {run_id}", file=sys.stderr)
     client.start()
-    view = _ProgressView(sys.stderr)
+    view = TrainingProgressView(sys.stderr)
     interrupted = False
     events = client.events()
     while True:
@@ -98,38 +99,38 @@ def finetune(ws: Workspace, args: argparse.Namespace) -> int:
             else:
                 _print_summary(event.summary, name)
             client.wait()
-            return EXIT_OK
+            return ExitCode.OK
         if isinstance(event, tp.Cancelled):
             print(f"Cancelled at step {event.step}. Resume with: hearth finetune --resume "
                   f"{run_id}", file=sys.stderr)
             client.wait()
-            return EXIT_CANCELLED if interrupted else EXIT_FAILED
+            return ExitCode.CANCELLED if interrupted else ExitCode.FAILED
         if isinstance(event, tp.TrainError):
             print(f"hearth: {event.message}", file=sys.stderr)
             client.wait()
-            return EXIT_BAD_INPUT if event.error_kind in ("bad_data", "bad_model") else \
-                EXIT_FAILED
+            return ExitCode.BAD_INPUT if event.error_kind in ("bad_data", "bad_model") else \
+                ExitCode.FAILED
         if isinstance(event, tp.WorkerExited):
             print(f"hearth: {event.message}", file=sys.stderr)
             for line in event.last_log_lines[-5:]:
                 print(f"  {line}", file=sys.stderr)
-            return EXIT_FAILED
-    return EXIT_FAILED
+            return ExitCode.FAILED
+    return ExitCode.FAILED
 
 
 def _new_run(ws: Workspace, args: argparse.Namespace) -> str:
     if not args.data:
-        raise _BadInput("--data FILE is needed to start a run (or --resume RUN_ID)")
+        raise BadInput("--data FILE is needed to start a run (or --resume RUN_ID)")
     try:
         record = ws.library.get(args.model) if args.model else ws.library.default()
     except Exception as exc:  # noqa: BLE001 - the library's message is for the person
-        raise _BadInput(str(exc)) from exc
+        raise BadInput(str(exc)) from exc
     if record is None:
-        raise _BadInput("no model installed: import one with 'hearth models import PATH'")
+        raise BadInput("no model installed: import one with 'hearth models import PATH'")
     try:
         dataset = load_dataset(args.data)
     except DatasetError as exc:
-        raise _BadInput(str(exc)) from exc
+        raise BadInput(str(exc)) from exc
     try:
         settings = preset(args.preset, dataset.stats.records, Machine.detect())
         settings = settings.with_overrides(
@@ -140,7 +141,7 @@ def _new_run(ws: Workspace, args: argparse.Namespace) -> str:
                                 gguf=not args.adapter_only)
         run_id = create_run(ws.home, record, dataset, settings, export)
     except ValueError as exc:
-        raise _BadInput(str(exc)) from exc
+        raise BadInput(str(exc)) from exc
     s = settings
     print(f"{dataset.path.name}: {dataset.format} format, {dataset.stats.describe()}",
           file=sys.stderr)
@@ -152,25 +153,23 @@ def _new_run(ws: Workspace, args: argparse.Namespace) -> str:
     return run_id
 
 
-def _mib(n: float) -> str:
-    return f"{n / 2**20:,.0f} MiB"
+class TrainingProgressView:
+    """A training worker's events on the CLI: phases as lines, steps on the progress line.
 
-
-class _ProgressView:
-    """A one-line progress bar on a terminal; a line every 10% otherwise."""
+    Shared by ``hearth finetune`` and ``hearth teach``; the bar itself is the CLI's one
+    progress display (:mod:`app.cli.progress`).
+    """
 
     def __init__(self, stream: Any) -> None:
         self.stream = stream
-        self.tty = stream.isatty()
-        self.last_decile = -1
-        self.last_draw = 0.0
+        self.line = ProgressLine(stream)
 
     def show(self, event: Any) -> None:
         out = self.stream
         if isinstance(event, tp.TrainHello):
             print(f"worker on {event.device} ({event.dtype})", file=out)
         elif isinstance(event, tp.Phase) and event.name != "training":
-            self._end_line()
+            self.line.end_line()
             print(f"{event.message}...", file=out)
         elif isinstance(event, tp.DataReady):
             print(f"tokenized: {event.train_records} train / {event.val_records} validation "
@@ -179,41 +178,24 @@ class _ProgressView:
                   f"{event.truncated_records} truncated to {event.max_seq_len}; "
                   f"{event.total_steps} steps", file=out)
         elif isinstance(event, tp.EstimateEvent):
-            self._end_line()
+            self.line.end_line()
             label = "estimate" if event.basis == "formula" else "measured estimate"
-            print(f"{label}: about {event.seconds / 60:.1f} min in all, peak memory "
-                  f"about {_mib(event.peak_memory_bytes)}", file=out)
+            print(f"{label}: about {format_duration(event.seconds)} in all, peak memory "
+                  f"about {format_bytes(event.peak_memory_bytes)}", file=out)
         elif isinstance(event, tp.Progress):
             self._progress(event)
-        elif isinstance(event, tp.Evaluation) and not self.tty:
+        elif isinstance(event, tp.Evaluation) and not self.line.tty:
             print(f"  step {event.step}: validation loss {event.val_loss:.4f}", file=out)
         elif isinstance(event, tp.TrainLog) and event.level in ("warning", "error"):
-            self._end_line()
+            self.line.end_line()
             print(f"warning: {event.message}", file=out)
         out.flush()
 
     def _progress(self, e: tp.Progress) -> None:
-        frac = e.step / max(1, e.total_steps)
-        if self.tty:
-            now = time.monotonic()
-            if now - self.last_draw < 0.1 and e.step < e.total_steps:
-                return
-            self.last_draw = now
-            bar = "#" * int(frac * 30)
-            self.stream.write(f"\r[{bar:30}] {e.step}/{e.total_steps} epoch {e.epoch:.2f} "
-                              f"loss {e.loss:.4f} lr {e.learning_rate:.2e} "
-                              f"{e.tokens_per_s:,.0f} tok/s ETA {e.eta_s:,.0f}s ")
-            return
-        decile = int(frac * 10)
-        if decile != self.last_decile:
-            self.last_decile = decile
-            print(f"  step {e.step}/{e.total_steps} loss {e.loss:.4f} lr "
-                  f"{e.learning_rate:.2e} {e.tokens_per_s:,.0f} tok/s ETA {e.eta_s:,.0f}s "
-                  f"mem {_mib(e.peak_memory_bytes)}", file=self.stream)
-
-    def _end_line(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
+        steps = (f"{e.step}/{e.total_steps} loss {e.loss:.4f} lr {e.learning_rate:.2e} "
+                 f"{format_token_rate(e.tokens_per_s)} ETA {format_clock(e.eta_s)}")
+        self.line.show(e.step / max(1, e.total_steps), f"{steps} epoch {e.epoch:.2f} ",
+                       log_text=f"  step {steps} mem {format_bytes(e.peak_memory_bytes)}")
 
 
 def _print_summary(s: dict[str, Any], name: str | None) -> None:
@@ -223,15 +205,17 @@ def _print_summary(s: dict[str, Any], name: str | None) -> None:
     else:
         print("Fine-tuned adapter (no GGUF export)")
     print(f"  training: {s['steps']} steps, {s['trained_tokens']:,} tokens in "
-          f"{s['train_seconds']:.1f}s ({s['tokens_per_s']:,.0f} tok/s) on {s['device']}")
+          f"{format_duration(s['train_seconds'])} ({format_token_rate(s['tokens_per_s'])}) on "
+          f"{s['device']}")
     print(f"  loss: {s['first_train_loss']:.4f} -> {s['final_train_loss']:.4f} (train), "
           f"validation {s['val_loss']:.4f}")
     measured = est.get("measured") or {}
-    print(f"  time (whole run): estimated {est['seconds']:.0f}s (formula)"
-          + (f", {measured['seconds']:.0f}s (measured at step {measured['at_step']})"
-             if measured else "") + f", actual {s.get('total_seconds', 0):.0f}s")
-    print(f"  peak memory: estimated {_mib(est['peak_memory_bytes'])}, actual "
-          f"{_mib(s['peak_memory_bytes'])}")
+    print(f"  time (whole run): estimated {format_duration(est['seconds'])} (formula)"
+          + (f", {format_duration(measured['seconds'])} (measured at step "
+             f"{measured['at_step']})" if measured else "")
+          + f", actual {format_duration(s.get('total_seconds', 0))}")
+    print(f"  peak memory: estimated {format_bytes(est['peak_memory_bytes'])}, actual "
+          f"{format_bytes(s['peak_memory_bytes'])}")
     if s["truncated_records"]:
         print(f"  {s['truncated_records']} records were truncated to "
               f"{s['settings']['max_seq_len']} tokens")
@@ -252,14 +236,14 @@ def runs(ws: Workspace, args: argparse.Namespace) -> int:
     found = list_runs(ws.home)
     if args.json:
         print(json.dumps([r.to_json() for r in found], indent=2))
-        return EXIT_OK
+        return ExitCode.OK
     if not found:
         print("No fine-tuning runs yet. Start one with: hearth finetune --data FILE")
-        return EXIT_OK
+        return ExitCode.OK
     print(f"{'RUN':22} {'STATUS':12} {'STEP':>9} {'BASE':24} {'OUTPUT':28} {'VAL LOSS':>8}")
     for r in found:
         step = f"{r.step}/{r.total_steps or '?'}"
         val = f"{r.val_loss:.4f}" if r.val_loss is not None else "-"
         print(f"{r.run_id:22} {r.status:12} {step:>9} {r.base_model[:24]:24} "
               f"{r.out_name[:28]:28} {val:>8}")
-    return EXIT_OK
+    return ExitCode.OK

@@ -2,7 +2,8 @@
 
 Scripts and acceptance checks use this, so its contract is kept stable: exit 0 on
 success, 2 on bad input (unknown model, unreadable file) with one line on stderr and
-never a traceback, 1 when the model worker fails.
+never a traceback, 1 when the model worker fails (the codes: :class:`app.errors.ExitCode`;
+which error gives which: each :class:`app.errors.HearthError`'s ``exit_code``).
 """
 
 from __future__ import annotations
@@ -22,18 +23,13 @@ from app.cli.models import add_hub_parsers, run_hub_command
 from app.cli.teach import add_parser as add_teach_parser
 from app.cli.teach import teach
 from app.cli.terminal import printable_output
+from app.errors import BadInput, ExitCode, HearthError
 from app.finetune.teach import VersionStore, chat_model
 from app.inference import protocol as p
-from app.inference.client import InferenceClient, WorkerError
-from app.models.hub import HubError
+from app.inference.client import InferenceClient
 from app.models.library import LibraryError, ModelRecord
+from app.units import format_bytes, format_params
 from app.workspace import HomeLocked, Workspace, open_workspace
-
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-
-
-class BadInput(Exception):
-    """Stops a command with exit code 2 and its message on stderr."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -107,15 +103,15 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command in (None, "gui"):
         # The window itself is opened by the 'hearth' launcher (ui.entry), not here.
         parser.print_help(sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     try:
         workspace = open_workspace(args.home, lock=_writer(args))
     except HomeLocked as exc:
         print(f"hearth: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     except (OSError, RuntimeError, LibraryError) as exc:
         print(f"hearth: cannot open the data folder: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return ExitCode.FAILED
     for notice in workspace.notices:
         print(f"hearth: {notice}", file=sys.stderr)
     try:
@@ -123,14 +119,11 @@ def _main(argv: Sequence[str] | None) -> int:
                    "finetune": finetune, "runs": runs, "teach": teach,
                    "doctor": _doctor, "export": export}[args.command]
         return handler(workspace, args)
-    except (BadInput, LibraryError, HubError) as exc:
+    except HearthError as exc:
         print(f"hearth: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except WorkerError as exc:
-        print(f"hearth: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return ExitCode.CANCELLED
     finally:
         workspace.close()
 
@@ -165,15 +158,17 @@ def _models(ws: Workspace, args: argparse.Namespace) -> int:
         else:
             print(f"{'NAME':32} {'ARCH':10} {'PARAMS':>8} {'QUANT':8} {'SIZE':>9} {'CTX':>7}")
             for r in records:
-                print(f"{r.name[:32]:32} {r.info['architecture'][:10]:10} "
-                      f"{_params(r.info['parameters']):>8} {r.info['quantization'][:8]:8} "
-                      f"{_size(r.info['file_size']):>9} {r.info.get('context_length') or '?':>7}")
-        return EXIT_OK
+                info = r.info
+                print(f"{r.name[:32]:32} {info['architecture'][:10]:10} "
+                      f"{format_params(info['parameters']):>8} {info['quantization'][:8]:8} "
+                      f"{format_bytes(info['file_size']):>9} "
+                      f"{info.get('context_length') or '?':>7}")
+        return ExitCode.OK
     if args.models_command == "import":
         record = lib.import_file(args.path, args.name)
-        print(f"imported {record.name} ({_params(record.info['parameters'])} parameters, "
-              f"{record.info['quantization']}, {_size(record.info['file_size'])})")
-        return EXIT_OK
+        print(f"imported {record.name} ({format_params(record.info['parameters'])} parameters, "
+              f"{record.info['quantization']}, {format_bytes(record.info['file_size'])})")
+        return ExitCode.OK
     if args.models_command == "info":
         record = lib.get(args.name)
         if args.json:
@@ -181,25 +176,13 @@ def _models(ws: Workspace, args: argparse.Namespace) -> int:
         else:
             for key, value in record.to_json().items():
                 print(f"{key:18} {value}")
-        return EXIT_OK
+        return ExitCode.OK
     if args.models_command == "rm":
         record = lib.remove(args.name)
         kept = "" if record.managed else f" (its file {record.path} was left in place)"
         print(f"removed {record.name}{kept}")
-        return EXIT_OK
+        return ExitCode.OK
     raise BadInput(f"unknown models command {args.models_command!r}")
-
-
-def _params(n: int | None) -> str:
-    if not n:
-        return "?"
-    return f"{n / 1e9:.1f}B" if n >= 1e9 else f"{n / 1e6:.0f}M"
-
-
-def _size(n: int | None) -> str:
-    if not n:
-        return "?"
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 def pick_model(ws: Workspace, name: str | None) -> ModelRecord:
@@ -250,12 +233,12 @@ def _chat(ws: Workspace, args: argparse.Namespace) -> int:
                 text = input("> ")
             except (EOFError, KeyboardInterrupt):
                 print(file=sys.stderr)
-                return EXIT_OK
+                return ExitCode.OK
             if text.strip() in ("/exit", "/quit"):
-                return EXIT_OK
+                return ExitCode.OK
             if text.strip():
                 code = _reply(session, conversation.id, text, sampling, args.stats)
-                if code != EXIT_OK:
+                if code != ExitCode.OK:
                     return code
     finally:
         client.close()
@@ -284,7 +267,7 @@ def _reply(session: ChatSession, conversation_id: int, text: str,
         sys.stdout.flush()
         if finished.error:
             print(f"hearth: {finished.error}", file=sys.stderr)
-            return EXIT_FAILED
+            return ExitCode.FAILED
         if show_stats and isinstance(event, p.Done):
             s = event.stats
             print(json.dumps({"prompt_tokens": s.prompt_tokens,
@@ -292,7 +275,7 @@ def _reply(session: ChatSession, conversation_id: int, text: str,
                               "prefill_tps": s.prefill_tps, "decode_tps": s.decode_tps,
                               "cached_tokens": s.cached_tokens,
                               "finish_reason": s.finish_reason}), file=sys.stderr)
-        return EXIT_OK
+        return ExitCode.OK
 
 
 # ------------------------------------------------------------------------ doctor
@@ -308,7 +291,7 @@ def _doctor(ws: Workspace, args: argparse.Namespace) -> int:
     else:
         for line in report.lines():
             print(line)
-    return EXIT_OK if report.healthy else EXIT_FAILED
+    return ExitCode.OK if report.healthy else ExitCode.FAILED
 
 
 # ------------------------------------------------------------------------- bench
@@ -328,7 +311,7 @@ def _bench(ws: Workspace, args: argparse.Namespace) -> int:
     else:
         for line in result["summary"]:
             print(line)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 if __name__ == "__main__":

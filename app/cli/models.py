@@ -1,9 +1,9 @@
 """``hearth models search``, ``pull`` and ``fit``: the hub and the memory check, on the CLI.
 
 Kept apart from :mod:`app.cli.main` so the hub's commands, progress bar and error mapping
-live in one place. ``pull`` is resumable by design: the partial file and its sidecar
-stay in ``downloads/`` after Ctrl+C, a dropped connection or a full disk, and running
-the same command again continues with an HTTP Range request.
+live in one place. ``pull`` is resumable by design (:mod:`app.models.download`): the
+partial file and its sidecar stay in ``downloads/`` after Ctrl+C, a dropped connection
+or a full disk, and running the same command again continues with an HTTP Range request.
 """
 
 from __future__ import annotations
@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any, TextIO
 
-from app.models.hub import Download, DownloadPaused, DownloadProgress, HubClient
+from app.cli.progress import ProgressLine
+from app.errors import ExitCode
+from app.models.download import Download, DownloadPaused, DownloadProgress
+from app.models.hub import HubClient
 from app.models.memory_fit import verdict_for
+from app.units import format_byte_rate, format_bytes, format_clock
 from app.workspace import Workspace
 
 
@@ -57,29 +60,29 @@ def run_hub_command(ws: Workspace, args: argparse.Namespace) -> int:
             for r in results:
                 gated = " (gated)" if r.gated else ""
                 print(f"{(r.repo + gated)[:56]:56} {r.downloads:>10,} {r.likes:>6,}")
-        return 0
+        return ExitCode.OK
     file = client.pick_file(args.repo, quant=args.quant, filename=args.file,
                             revision=args.revision)
-    bar = ProgressBar(sys.stderr)
+    bar = DownloadProgressView(sys.stderr)
     job = Download(ws.home, ws.library, file, bar.update, endpoint=client.endpoint,
                    name=args.name)
     if job.partial_bytes:
-        print(f"Resuming {file.filename} from {job.partial_bytes / 2**20:.1f} MiB",
+        print(f"Resuming {file.filename} from {format_bytes(job.partial_bytes)}",
               file=sys.stderr)
     try:
         record = job.run()
     except KeyboardInterrupt:
         bar.finish()  # end the bar's line before the message
-        print(f"Stopped; {job.partial_bytes / 2**20:.1f} MiB kept. Run the same command "
+        print(f"Stopped; {format_bytes(job.partial_bytes)} kept. Run the same command "
               "again to resume.", file=sys.stderr)
-        return 130
+        return ExitCode.CANCELLED
     except DownloadPaused:
-        return 130
+        return ExitCode.CANCELLED
     finally:
         bar.finish()
     print(f"installed {record.name} ({record.info['quantization']}, "
-          f"{record.info['file_size'] / 2**20:.0f} MiB, SHA-256 verified)")
-    return 0
+          f"{format_bytes(record.info['file_size'])}, SHA-256 verified)")
+    return ExitCode.OK
 
 
 def _fit(ws: Workspace, args: argparse.Namespace) -> int:
@@ -98,49 +101,21 @@ def _fit(ws: Workspace, args: argparse.Namespace) -> int:
                           "detail": verdict.detail}, indent=2))
     else:
         print(f"{verdict.level.upper()}: {verdict.detail}")
-    return 0
+    return ExitCode.OK
 
 
-class ProgressBar:
-    """A one-line text progress bar, redrawn in place, at most ten times a second."""
+class DownloadProgressView:
+    """A download's progress on the CLI's one progress line (:mod:`app.cli.progress`)."""
 
-    def __init__(self, stream: TextIO, width: int = 30) -> None:
-        self.stream = stream
-        self.width = width
-        self._last = 0.0
-        self._drawn = False
-        # Redrawing in place only makes sense on a terminal; a log gets one line per 10 %.
-        self._tty = bool(getattr(stream, "isatty", lambda: False)())
-        self._decile = -1
+    def __init__(self, stream: TextIO) -> None:
+        self.line = ProgressLine(stream)
 
     def update(self, p: DownloadProgress) -> None:
-        now = time.monotonic()
-        if now - self._last < 0.1 and p.done < p.total:
-            return
-        self._last = now
-        if not self._tty:
-            decile = int(p.fraction * 10)
-            if decile == self._decile:
-                return
-            self._decile = decile
-        filled = int(self.width * p.fraction)
-        eta = "--:--" if p.eta_s is None else _clock(p.eta_s)
-        line = (f"\r[{'#' * filled}{'.' * (self.width - filled)}] {p.fraction:4.0%} "
-                f"{p.done / 2**20:8.1f}/{p.total / 2**20:.1f} MiB "
-                f"{p.speed_bps / 2**20:6.1f} MiB/s  ETA {eta}")
-        self.stream.write(line if self._tty else line.lstrip("\r") + "\n")
-        self.stream.flush()
-        self._drawn = self._tty
+        # One unit (MiB) for the whole download, so the redrawn numbers keep their place.
+        done, total = format_bytes(p.done, unit="MiB"), format_bytes(p.total, unit="MiB")
+        speed = format_byte_rate(p.speed_bps, unit="MiB")
+        self.line.show(p.fraction, f"{p.fraction:4.0%} {done:>12} of {total}  {speed:>12}  "
+                       f"ETA {format_clock(p.eta_s)}")
 
     def finish(self) -> None:
-        if self._drawn:
-            self.stream.write("\n")
-            self.stream.flush()
-            self._drawn = False
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02}:{s:02}" if h else f"{m:02}:{s:02}"
+        self.line.end_line()

@@ -13,15 +13,14 @@ import sys
 from typing import Any
 
 from app.chat.corrections import CorrectionStore
-from app.cli.finetune import EXIT_BAD_INPUT, EXIT_CANCELLED, EXIT_FAILED, EXIT_OK, _ProgressView
+from app.cli.finetune import TrainingProgressView
+from app.errors import ExitCode
 from app.finetune import protocol as tp
 from app.finetune.client import TrainingClient
 from app.finetune.datasets import DatasetError, load_dataset
 from app.finetune.teach import TeachError, VersionStore, describe, keep_result, start_teach
 from app.models.library import LibraryError
 from app.workspace import Workspace
-
-EXIT_REJECTED = 3  # the gate failed: nothing changed in the chat
 
 
 def add_parser(sub: Any) -> None:
@@ -47,11 +46,11 @@ def teach(ws: Workspace, args: argparse.Namespace) -> int:
         record = ws.library.get(args.model) if args.model else ws.library.default()
     except LibraryError as exc:
         print(f"hearth: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     if record is None:
         print("hearth: no model installed: import one with 'hearth models import PATH'",
               file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     base = versions.base_of(record.name) or record.name
     if args.versions:
         return _list_versions(versions, base, args.json)
@@ -60,9 +59,9 @@ def teach(ws: Workspace, args: argparse.Namespace) -> int:
             versions.activate(base, None if args.use == "base" else args.use)
         except ValueError as exc:
             print(f"hearth: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            return ExitCode.BAD_INPUT
         print(f"{base}: the chat now uses {args.use if args.use != 'base' else 'the base'}")
-        return EXIT_OK
+        return ExitCode.OK
     extra = None
     try:
         if args.extra:
@@ -77,11 +76,11 @@ def teach(ws: Workspace, args: argparse.Namespace) -> int:
                            ws.library.get(base), extra, settings)
     except (TeachError, DatasetError, ValueError) as exc:
         print(f"hearth: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     print(f"Teaching {base} {plan.cases} corrections (run {plan.run_id})", file=sys.stderr)
     client = TrainingClient(ws.home, plan.run_id)
     client.start()
-    view = _ProgressView(sys.stderr)
+    view = TrainingProgressView(sys.stderr)
     for event in _events(client):
         view.show(event)
         if isinstance(event, tp.Finished):
@@ -90,12 +89,12 @@ def teach(ws: Workspace, args: argparse.Namespace) -> int:
         if isinstance(event, tp.Cancelled):
             client.wait()
             print("Teach was cancelled; nothing changed in the chat.", file=sys.stderr)
-            return EXIT_CANCELLED
+            return ExitCode.CANCELLED
         if isinstance(event, tp.TrainError | tp.WorkerExited):
             print(f"hearth: {event.message}", file=sys.stderr)
             client.wait()
-            return EXIT_FAILED
-    return EXIT_FAILED
+            return ExitCode.FAILED
+    return ExitCode.FAILED
 
 
 def _events(client: TrainingClient) -> Any:
@@ -139,7 +138,7 @@ def _finish(ws: Workspace, summary: dict[str, Any], args: argparse.Namespace) ->
         elif report["passed"]:
             print(f"Not accepted (--no-accept); use it with: hearth teach --use "
                   f"{version.name if version else '?'}")
-    return EXIT_OK if report["passed"] else EXIT_REJECTED
+    return ExitCode.OK if report["passed"] else ExitCode.REJECTED
 
 
 def _list_versions(versions: VersionStore, base: str, as_json: bool) -> int:
@@ -148,11 +147,11 @@ def _list_versions(versions: VersionStore, base: str, as_json: bool) -> int:
     if as_json:
         print(json.dumps({"base": base, "active": active,
                           "versions": [v.to_json() for v in found]}, indent=2))
-        return EXIT_OK
+        return ExitCode.OK
     print(f"{base}: {'base model' if active is None else active} is active")
     for v in found:
         r = v.report
         print(f"  {'*' if v.name == active else ' '} {v.name:40} {v.created_at}  learned "
               f"{r.get('learned')}/{r.get('total')}, drift {r.get('drift', 0):.1%}, "
               f"{len(v.corrections)} corrections")
-    return EXIT_OK
+    return ExitCode.OK

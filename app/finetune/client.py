@@ -29,11 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from app.errors import ExitCode, HearthError
 from app.finetune import protocol as tp
 from app.finetune.datasets import Dataset
 from app.finetune.settings import ExportSettings, LoraSettings
-from app.models.library import Library, ModelRecord, _slug
-from app.paths import HearthHome
+from app.models.library import Library, ModelRecord
+from app.paths import HearthHome, safe_stem
 from app.workers.lifecycle import WorkerDied
 from app.workers.supervisor import Supervisor, WorkerGone, WorkerSpec
 
@@ -41,8 +42,10 @@ Listener = Callable[[Any], None]
 _END = object()
 
 
-class RunError(ValueError):
+class RunError(HearthError, ValueError):
     """A run cannot be created, found or resumed; the message says why."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 def new_run_id() -> str:
@@ -94,7 +97,7 @@ def create_run(home: HearthHome, base: ModelRecord, dataset: Dataset, settings: 
         "adapter_dir": str(home.adapters / run_id),
         # The run id keeps two runs with one output name from sharing (and so replacing
         # or deleting) each other's exported files.
-        "output_gguf": str(home.models / f"{_slug(out_name)}.{run_id}.{export.quant}.gguf"),
+        "output_gguf": str(home.models / f"{safe_stem(out_name)}.{run_id}.{export.quant}.gguf"),
         "cache_dir": str(home.root / "cache" / "base-models"),
         **(extra_spec or {}),
     }

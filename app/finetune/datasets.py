@@ -26,10 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROLES = ("system", "user", "assistant")
-SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant",
-                  "assistant": "assistant", "chatgpt": "assistant", "model": "assistant",
-                  "bot": "assistant", "system": "system"}
+from app.errors import ExitCode, HearthError
+from app.finetune.dataset_records import (
+    PARSERS,
+    Example,
+    RecordProblem,
+    check_size,
+    detect_format,
+    plain_text_examples,
+)
+
 FORMATS = ("openai", "sharegpt", "alpaca", "text")
 MAX_SHOWN_ISSUES = 20
 # A rough characters-per-token ratio for English BPE vocabularies; only used for the
@@ -40,12 +46,13 @@ CHARS_PER_TOKEN = 4.0
 # below what would freeze the app.
 MAX_FILE_BYTES = 1 << 30
 MAX_RECORDS = 1_000_000
-MAX_MESSAGE_CHARS = 1_000_000
 MAX_NESTING = 200  # where a too-deep file is reported (records are 3 levels deep)
 
 
-class DatasetError(ValueError):
+class DatasetError(HearthError, ValueError):
     """The dataset cannot be trained on; ``issues`` lists every problem found."""
+
+    exit_code = ExitCode.BAD_INPUT
 
     def __init__(self, path: Path, issues: list[str], usable: int = 0) -> None:
         self.path = path
@@ -60,37 +67,6 @@ class DatasetError(ValueError):
             lines.append(f"... and {more} more")
         lines.append("Fix these lines (or remove them) and try again.")
         super().__init__("\n".join(lines))
-
-
-@dataclass
-class Example:
-    """One training record, normalised: a chat (``messages``) or raw ``text``."""
-
-    line: int
-    """Line of the source file where the record starts (1-based), for messages."""
-    messages: list[dict[str, str]] | None = None
-    text: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        if self.messages is not None:
-            return {"messages": self.messages, "line": self.line}
-        return {"text": self.text, "line": self.line}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Example:
-        return cls(line=int(data.get("line", 0)), messages=data.get("messages"),
-                   text=data.get("text"))
-
-    @property
-    def n_chars(self) -> int:
-        if self.messages is not None:
-            return sum(len(m["content"]) for m in self.messages)
-        return len(self.text or "")
-
-    def key(self) -> str:
-        """Identity for duplicate detection (the content, not the line)."""
-        payload = self.messages if self.messages is not None else self.text
-        return json.dumps(payload, sort_keys=True, ensure_ascii=False)
 
 
 @dataclass
@@ -145,6 +121,15 @@ def split_examples(examples: list[Example], validation_fraction: float = 0.1,
 def load_dataset(path: str | Path, format: str | None = None) -> Dataset:
     """Read, detect, check and de-duplicate ``path``; raise :class:`DatasetError`."""
     path = Path(path)
+    raw, text = _read_text(path)
+    if format is not None and format not in FORMATS:
+        raise ValueError(f"unknown dataset format {format!r}; choose one of {FORMATS}")
+    fmt, examples = _examples(path, text, format)
+    return _deduplicated(path, fmt, hashlib.sha256(raw).hexdigest(), examples)
+
+
+def _read_text(path: Path) -> tuple[bytes, str]:
+    """The file's bytes and its text, or :class:`DatasetError` saying what is wrong."""
     name = path.name
     try:
         if path.is_file() and path.stat().st_size > MAX_FILE_BYTES:
@@ -172,20 +157,22 @@ def load_dataset(path: str | Path, format: str | None = None) -> Dataset:
         line = raw[:exc.start].count(b"\n") + 1
         raise DatasetError(path, [f"Line {line} of {name}: not valid UTF-8 text (byte "
                                   f"{exc.start}); save the file as UTF-8"]) from exc
-    sha = hashlib.sha256(raw).hexdigest()
-    if format is not None and format not in FORMATS:
-        raise ValueError(f"unknown dataset format {format!r}; choose one of {FORMATS}")
+    return raw, text
 
+
+def _examples(path: Path, text: str, format: str | None) -> tuple[str, list[Example]]:
+    """Every record checked; :class:`DatasetError` lists each one that is not usable."""
+    name = path.name
     issues: list[str] = []
     records: list[tuple[int, Any]]
     stripped = text.lstrip()
     if path.suffix.lower() in (".txt", ".md") or format == "text" and not (
             stripped.startswith("{") or stripped.startswith("[")):
         examples = []
-        for example in _plain_text(text):
+        for example in plain_text_examples(text):
             try:
-                examples.append(_check_size(example))
-            except _Bad as exc:
+                examples.append(check_size(example))
+            except RecordProblem as exc:
                 issues.append(f"Line {example.line} of {name}: {exc}")
         if len(examples) > MAX_RECORDS:
             issues.append(f"Line {examples[MAX_RECORDS].line} of {name}: more than "
@@ -196,24 +183,27 @@ def load_dataset(path: str | Path, format: str | None = None) -> Dataset:
             records = _json_list(text, name, issues)
         else:
             records = _jsonl(text, name, issues)
-        fmt = format or _detect(records)
+        fmt = format or detect_format(records)
         if fmt is None:
             if not issues:
                 issues.append(f"{name}: no records found")
             raise DatasetError(path, issues)
         examples = []
-        parse = _PARSERS[fmt]
+        parse = PARSERS[fmt]
         for line, obj in records:
             where = f"Line {line} of {name}"
             try:
-                examples.append(_check_size(parse(obj, line)))
-            except _Bad as exc:
+                examples.append(check_size(parse(obj, line)))
+            except RecordProblem as exc:
                 issues.append(f"{where}: {exc}")
     if issues:
         raise DatasetError(path, issues, usable=len(examples))
     if not examples:
         raise DatasetError(path, [f"{name} has no usable records"])
+    return fmt, examples
 
+
+def _deduplicated(path: Path, fmt: str, sha: str, examples: list[Example]) -> Dataset:
     seen: set[str] = set()
     unique: list[Example] = []
     for example in examples:
@@ -228,10 +218,6 @@ def load_dataset(path: str | Path, format: str | None = None) -> Dataset:
                          longest_record_chars=longest.n_chars,
                          longest_record_line=longest.line)
     return Dataset(path=path, format=fmt, sha256=sha, examples=unique, stats=stats)
-
-
-class _Bad(ValueError):
-    """One record's problem, phrased for a person (the caller adds the line)."""
 
 
 def _jsonl(text: str, name: str, issues: list[str]) -> list[tuple[int, Any]]:
@@ -323,17 +309,6 @@ def _json_list(text: str, name: str, issues: list[str]) -> list[tuple[int, Any]]
     return [(starts[i] if i < len(starts) else 1, obj) for i, obj in enumerate(data)]
 
 
-def _check_size(example: Example) -> Example:
-    texts = ([m["content"] for m in example.messages] if example.messages is not None
-             else [example.text or ""])
-    for i, text in enumerate(texts, start=1):
-        if len(text) > MAX_MESSAGE_CHARS:
-            what = f"message {i}" if example.messages is not None else "the text"
-            raise _Bad(f"{what} is {len(text):,} characters long; the limit is "
-                       f"{MAX_MESSAGE_CHARS:,}")
-    return example
-
-
 def _object_lines(text: str) -> list[int]:
     """Line numbers where each top-level item of a JSON list starts."""
     lines, depth = [], 0
@@ -345,138 +320,3 @@ def _object_lines(text: str) -> list[int]:
         else:
             depth -= 1
     return lines
-
-
-def _detect(records: list[tuple[int, Any]]) -> str | None:
-    for _, obj in records:
-        if not isinstance(obj, dict):
-            continue
-        if "messages" in obj:
-            return "openai"
-        if "conversations" in obj:
-            return "sharegpt"
-        if "instruction" in obj or "output" in obj:
-            return "alpaca"
-        if "text" in obj:
-            return "text"
-        return "openai"  # the most common; its parser names what is missing
-    return None
-
-
-def _need_dict(obj: Any) -> dict[str, Any]:
-    if not isinstance(obj, dict):
-        raise _Bad(f"expected a JSON object, found {type(obj).__name__}")
-    return obj
-
-
-def _string(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise _Bad(f"{what} must be text, found {type(value).__name__}")
-    return value
-
-
-def _check_chat(messages: list[dict[str, str]]) -> list[dict[str, str]]:
-    if not any(m["role"] == "assistant" for m in messages):
-        raise _Bad("no assistant message: there is nothing to learn from this record")
-    for i, m in enumerate(messages, start=1):
-        if m["role"] == "system" and i != 1:
-            raise _Bad(f"message {i} is a system message; only the first may be")
-    return messages
-
-
-def _openai(obj: Any, line: int) -> Example:
-    obj = _need_dict(obj)
-    if "messages" not in obj:
-        raise _Bad("'messages' is missing")
-    raw = obj["messages"]
-    if not isinstance(raw, list) or not raw:
-        raise _Bad("'messages' must be a non-empty list")
-    messages = []
-    for i, m in enumerate(raw, start=1):
-        if not isinstance(m, dict):
-            raise _Bad(f"message {i} is not an object")
-        if "role" not in m:
-            raise _Bad(f"message {i} has no 'role'")
-        if "content" not in m:
-            raise _Bad(f"message {i} has no 'content'")
-        role = m["role"]
-        if role not in ROLES:
-            raise _Bad(f"message {i} has role {role!r}; use system, user or assistant")
-        content = _string(m["content"], f"the content of message {i}")
-        if not content.strip() and role == "assistant":
-            raise _Bad(f"message {i} (assistant) is empty")
-        messages.append({"role": role, "content": content})
-    return Example(line=line, messages=_check_chat(messages))
-
-
-def _sharegpt(obj: Any, line: int) -> Example:
-    obj = _need_dict(obj)
-    if "conversations" not in obj:
-        raise _Bad("'conversations' is missing")
-    raw = obj["conversations"]
-    if not isinstance(raw, list) or not raw:
-        raise _Bad("'conversations' must be a non-empty list")
-    messages = []
-    for i, m in enumerate(raw, start=1):
-        if not isinstance(m, dict):
-            raise _Bad(f"turn {i} is not an object")
-        if "from" not in m:
-            raise _Bad(f"turn {i} has no 'from'")
-        if "value" not in m:
-            raise _Bad(f"turn {i} has no 'value'")
-        who = str(m["from"]).lower()
-        if who not in SHAREGPT_ROLES:
-            raise _Bad(f"turn {i} is from {m['from']!r}; use human, gpt or system")
-        content = _string(m["value"], f"the value of turn {i}")
-        messages.append({"role": SHAREGPT_ROLES[who], "content": content})
-    return Example(line=line, messages=_check_chat(messages))
-
-
-def _alpaca(obj: Any, line: int) -> Example:
-    obj = _need_dict(obj)
-    for key in ("instruction", "output"):
-        if key not in obj:
-            raise _Bad(f"'{key}' is missing")
-    instruction = _string(obj["instruction"], "'instruction'")
-    extra = _string(obj.get("input") or "", "'input'")
-    output = _string(obj["output"], "'output'")
-    if not instruction.strip():
-        raise _Bad("'instruction' is empty")
-    if not output.strip():
-        raise _Bad("'output' is empty")
-    prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
-    messages = []
-    if isinstance(obj.get("system"), str) and obj["system"].strip():
-        messages.append({"role": "system", "content": obj["system"]})
-    messages += [{"role": "user", "content": prompt}, {"role": "assistant", "content": output}]
-    return Example(line=line, messages=messages)
-
-
-def _text_record(obj: Any, line: int) -> Example:
-    obj = _need_dict(obj)
-    if "text" not in obj:
-        raise _Bad("'text' is missing")
-    text = _string(obj["text"], "'text'")
-    if not text.strip():
-        raise _Bad("'text' is empty")
-    return Example(line=line, text=text)
-
-
-_PARSERS = {"openai": _openai, "sharegpt": _sharegpt, "alpaca": _alpaca,
-            "text": _text_record}
-
-
-def _plain_text(text: str) -> list[Example]:
-    """Paragraphs (separated by blank lines) of a plain text file, with their lines."""
-    examples, current, start = [], [], 0
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            if not current:
-                start = number
-            current.append(line)
-        elif current:
-            examples.append(Example(line=start, text="\n".join(current)))
-            current = []
-    if current:
-        examples.append(Example(line=start, text="\n".join(current)))
-    return examples

@@ -8,12 +8,12 @@ where it is typed, not twenty minutes into a run.
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from app.finetune.fidelity import FidelityThresholds
+from app.machine.cpu import cpu_info
+from app.machine.memory import has_nvidia_driver, total_memory_bytes
 
 PRESETS = ("quick", "balanced", "thorough")
 QUANT_TYPES = ("q8_0", "q4_k_m", "f16")
@@ -158,17 +158,9 @@ class Machine:
 
     @classmethod
     def detect(cls) -> Machine:
-        try:
-            import psutil
-
-            cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
-            memory = int(psutil.virtual_memory().total)
-        except ImportError:  # pragma: no cover - psutil is a dependency
-            cores, memory = os.cpu_count() or 1, 8 << 30
-        # The app never imports torch; an NVIDIA driver is a good enough hint for the
-        # preset, and the worker reports the device it really uses.
-        return cls(cpu_cores=int(cores), memory_bytes=memory,
-                   has_gpu=shutil.which("nvidia-smi") is not None)
+        """This computer, as :mod:`app.machine` describes it (the one probe of it)."""
+        return cls(cpu_cores=cpu_info().physical_cores, memory_bytes=total_memory_bytes(),
+                   has_gpu=has_nvidia_driver())
 
 
 def preset(name: str, n_records: int, machine: Machine | None = None) -> LoraSettings:

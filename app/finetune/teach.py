@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from app.chat.corrections import CorrectionStore, TrainingExample
+from app.errors import ExitCode, HearthError
 from app.finetune.client import create_run
 from app.finetune.datasets import Dataset, load_dataset
 from app.finetune.settings import ExportSettings, LoraSettings
@@ -209,8 +210,10 @@ class TeachPlan:
     extra: str | None
 
 
-class TeachError(ValueError):
+class TeachError(HearthError, ValueError):
     """Teach cannot start; the message says why and what to do."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 def corrections_for(corrections: CorrectionStore, versions: VersionStore, base: str

@@ -33,6 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from app.errors import HearthError
 from app.inference import protocol as p
 from app.inference.kernels import FALLBACK_NOTICE, KernelMemory, is_crash
 from app.machine.threads import ThreadClaims, auto_threads
@@ -47,7 +48,7 @@ AFTER_DEATH = "Your conversation is saved; reload the model to go on."
 SAFE_RESTART = "restarted it with llama.cpp's safe CPU kernels"
 
 
-class WorkerError(RuntimeError):
+class WorkerError(HearthError, RuntimeError):
     """A request failed; ``event`` is the ``Error`` or ``WorkerDied`` that said why."""
 
     def __init__(self, event: Any) -> None:

@@ -92,7 +92,3 @@ def amx_usable() -> bool:
         return libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA) == 0
     except (OSError, AttributeError):
         return False
-
-
-def free_memory_bytes() -> int:
-    return int(psutil.virtual_memory().available)

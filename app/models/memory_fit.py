@@ -55,8 +55,8 @@ from typing import Any, Literal
 
 import psutil
 
-MiB = 1 << 20
-GiB = 1 << 30
+from app.machine.memory import free_memory_bytes, total_memory_bytes
+from app.units import MiB, format_bytes
 
 # Bytes per element of the KV cache for llama.cpp's cache types.
 CACHE_BYTES: dict[str, float] = {"f32": 4.0, "f16": 2.0, "bf16": 2.0, "q8_0": 34 / 32,
@@ -146,9 +146,10 @@ class MemoryEstimate:
 
     def breakdown(self) -> str:
         lower = "" if self.exact else "at least "
-        return (f"{lower}{_gib(self.typical)} (weights {_gib(self.weights)} + KV cache "
-                f"{_gib(self.kv_cache)} at {self.n_ctx:,} tokens + runtime "
-                f"{_gib(self.runtime + self.compute_typical)}); up to {_gib(self.peak)} "
+        b = format_bytes
+        return (f"{lower}{b(self.typical)} (weights {b(self.weights)} + KV cache "
+                f"{b(self.kv_cache)} at {self.n_ctx:,} tokens + runtime "
+                f"{b(self.runtime + self.compute_typical)}); up to {b(self.peak)} "
                 "with a long prompt")
 
 
@@ -200,15 +201,14 @@ class SystemMemory:
 
 
 def system_memory(query_gpus: bool = True, worker_pid: int | None = None) -> SystemMemory:
-    """Free RAM (psutil's ``available``: free plus reclaimable cache) and NVIDIA VRAM.
+    """Free RAM (:func:`app.machine.memory.free_memory_bytes`) and NVIDIA VRAM.
 
     ``worker_pid`` is the inference worker: loading a model replaces the one it holds,
     so the memory that model uses counts as free for the next one. Only its private
     (anonymous) memory above the runtime is added; its memory-mapped weights are page
     cache, which ``available`` already counts.
     """
-    vm = psutil.virtual_memory()
-    available = vm.available
+    total, available = total_memory_bytes(), free_memory_bytes()
     if worker_pid is not None:
         try:
             info = psutil.Process(worker_pid).memory_info()
@@ -216,7 +216,7 @@ def system_memory(query_gpus: bool = True, worker_pid: int | None = None) -> Sys
             available += max(0, private - RUNTIME_BYTES)
         except psutil.Error:
             pass
-    return SystemMemory(vm.total, min(available, vm.total),
+    return SystemMemory(total, min(available, total),
                         nvidia_gpus() if query_gpus else ())
 
 
@@ -270,7 +270,7 @@ def check_fit(estimate: MemoryEstimate, system: SystemMemory, n_gpu_layers: int 
         return _check_gpu(estimate, system, gpu, n_gpu_layers, n_layers)
     free = system.ram_available
     need = estimate.breakdown()
-    where = f"{_gib(free)} of RAM free"
+    where = f"{format_bytes(free)} of RAM free"
     if estimate.peak <= free * GREEN_SHARE:
         return FitVerdict("green", "fits", f"Fits: needs {need}; {where}.", estimate, system)
     if estimate.typical <= free:
@@ -288,8 +288,9 @@ def _check_gpu(estimate: MemoryEstimate, system: SystemMemory, gpu: GpuMemory,
     share = 1.0 if n_gpu_layers < 0 or not n_layers else min(1.0, n_gpu_layers / n_layers)
     on_gpu = int((estimate.weights + estimate.kv_cache) * share) + estimate.compute_reserved
     in_ram = estimate.peak - on_gpu
-    text = (f"{_gib(on_gpu)} on {gpu.name} ({_gib(gpu.free)} free) and {_gib(in_ram)} in "
-            f"RAM ({_gib(system.ram_available)} free); model needs {estimate.breakdown()}")
+    b = format_bytes
+    text = (f"{b(on_gpu)} on {gpu.name} ({b(gpu.free)} free) and {b(in_ram)} in "
+            f"RAM ({b(system.ram_available)} free); model needs {estimate.breakdown()}")
     if on_gpu <= gpu.free * GREEN_SHARE and in_ram <= system.ram_available * GREEN_SHARE:
         return FitVerdict("green", "fits", f"Fits: {text}.", estimate, system)
     if on_gpu <= gpu.free and in_ram <= system.ram_available:
@@ -297,10 +298,6 @@ def _check_gpu(estimate: MemoryEstimate, system: SystemMemory, gpu: GpuMemory,
                           "loading fails.", estimate, system)
     return FitVerdict("red", "too big", f"Too big for the GPU: {text}. Offload fewer "
                       "layers, or choose a smaller quantization or context.", estimate, system)
-
-
-def _gib(n: int) -> str:
-    return f"{n / GiB:.2f} GiB" if n >= GiB else f"{n / MiB:.0f} MiB"
 
 
 def verdict_for(info: Mapping[str, Any], n_ctx: int, n_gpu_layers: int = 0,

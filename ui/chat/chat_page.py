@@ -4,16 +4,17 @@ the right, all views of one :class:`~ui.chat.chat_view_model.ChatViewModel`."""
 from __future__ import annotations
 
 from PySide6.QtCore import QEvent, Qt
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QHBoxLayout, QSplitter, QVBoxLayout, QWidget
 
+from ui import theme
 from ui.chat.chat_view_model import ChatViewModel
 from ui.chat.composer import Composer
-from ui.chat.conversation_view import COLUMN_WIDTH, ConversationView, _mix
-from ui.chat.markdown import is_dark
+from ui.chat.conversation_view import COLUMN_WIDTH, ConversationView
 from ui.chat.model_bar import ModelBar
 from ui.chat.settings_panel import SettingsPanel
 from ui.chat.sidebar import Sidebar
+from ui.theme import is_dark, mix
 
 
 class ChatPage(QWidget):
@@ -71,32 +72,32 @@ class ChatPage(QWidget):
         window = palette.color(QPalette.ColorRole.Window)
         text = palette.color(QPalette.ColorRole.Text)
         accent = palette.color(QPalette.ColorRole.Highlight)
-        border = _mix(base, text, 0.16)
-        side = _mix(window, base, 0.35 if is_dark(palette) else 0.0)
+        border = mix(base, text, 0.16)
+        side = mix(window, base, 0.35 if is_dark(palette) else 0.0)
         self.setStyleSheet(f"""
             QFrame#sidebar {{ background: {side}; border-right: 1px solid {border}; }}
             QListView#conversationList {{ background: transparent; outline: 0; }}
             QListView#conversationList::item {{ padding: 7px 8px; border-radius: 8px; }}
             QListView#conversationList::item:selected {{
-                background: {_mix(side, accent, 0.25)}; color: {text.name()}; }}
+                background: {mix(side, accent, 0.25)}; color: {text.name()}; }}
             QListView#conversationList::item:hover:!selected {{
-                background: {_mix(side, text, 0.07)}; }}
+                background: {mix(side, text, 0.07)}; }}
             QPushButton#newChat {{ padding: 7px; border-radius: 8px; text-align: left;
                                    padding-left: 10px; font-weight: 600; }}
             QWidget#chatCenter, QWidget#composerRow {{ background: {base.name()}; }}
             QFrame#modelBar {{ background: {base.name()}; border-bottom: 1px solid {border}; }}
-            QFrame#composer {{ background: {_mix(base, text, 0.04)};
+            QFrame#composer {{ background: {mix(base, text, 0.04)};
                                border: 1px solid {border}; border-radius: 14px; }}
             QPlainTextEdit#composerEdit {{ background: transparent; }}
             QPushButton#sendButton {{ background: {accent.name()};
                 color: {palette.color(QPalette.ColorRole.HighlightedText).name()};
                 border: none; border-radius: 10px; padding: 6px 16px; font-weight: 600; }}
-            QPushButton#sendButton:disabled {{ background: {_mix(base, text, 0.15)};
-                                               color: {_mix(base, text, 0.45)}; }}
-            QPushButton#stopButton {{ background: {QColor('#d1242f').name()}; color: white;
+            QPushButton#sendButton:disabled {{ background: {mix(base, text, 0.15)};
+                                               color: {mix(base, text, 0.45)}; }}
+            QPushButton#stopButton {{ background: {theme.ERROR}; color: white;
                 border: none; border-radius: 10px; padding: 6px 16px; font-weight: 600; }}
-            QLabel#modelState {{ color: {_mix(base, text, 0.65)}; }}
-            QLabel#statsLabel {{ color: {_mix(base, text, 0.55)}; font-size: 11px; }}
+            QLabel#modelState {{ color: {mix(base, text, 0.65)}; }}
+            QLabel#statsLabel {{ color: {mix(base, text, 0.55)}; font-size: 11px; }}
         """)
 
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt's name

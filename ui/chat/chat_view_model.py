@@ -15,7 +15,6 @@ live here:
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from app.inference import protocol as p
 from app.inference.client import WorkerError
 from app.models.library import UnknownModel
 from app.workspace import Workspace
+from ui.background import Background
 from ui.chat.inference_bridge import InferenceBridge
 
 log = logging.getLogger("hearth.chat")
@@ -61,8 +61,6 @@ class ChatViewModel(QObject):
     model_state_changed = Signal()
     problem_changed = Signal()                 # .problem set or cleared
     sampling_changed = Signal()
-    _worker_start_failed = Signal(str)
-    _worker_started = Signal()
 
     def __init__(self, workspace: Workspace, bridge: InferenceBridge,
                  parent: QObject | None = None) -> None:
@@ -84,7 +82,7 @@ class ChatViewModel(QObject):
         self._buffer_tokens = 0
         self._flush = QTimer(self, interval=FLUSH_MS, singleShot=True)
         self._flush.timeout.connect(self._on_flush)
-        self._starter: threading.Thread | None = None
+        self._starter = Background(self)  # starts the worker process off the GUI thread
         self._closing = False
         # A line about how the model runs that the person should see once (the kernel
         # fallback); plain text, shown in the model bar.
@@ -93,8 +91,6 @@ class ChatViewModel(QObject):
         # model is back.
         self._unanswered: int | None = None
         bridge.event.connect(self._on_event)
-        self._worker_start_failed.connect(self._on_worker_start_failed)
-        self._worker_started.connect(self._on_worker_started)
         default = workspace.library.default()
         if default is not None:  # its active taught version, if one was accepted
             default = chat_model(workspace.library, VersionStore(workspace.home), default)
@@ -290,7 +286,7 @@ class ChatViewModel(QObject):
         self.sampling_changed.emit()
         if self.reply is not None:
             self.stop()
-        if self.client.alive and not self._starting:
+        if self.client.alive and not self._starter.busy:
             self._load()
         else:
             self._launch(restart=False)
@@ -299,31 +295,17 @@ class ChatViewModel(QObject):
         """Restart the worker (after a crash) or reload with new load settings."""
         self._launch(restart=True)
 
-    @property
-    def _starting(self) -> bool:
-        return self._starter is not None and self._starter.is_alive()
-
     def _launch(self, restart: bool) -> None:
-        if self._starting:
+        if self._starter.busy:
             return
         self._set_state(STARTING)
         self._set_problem(None)
-        self._starter = threading.Thread(target=self._start_worker, args=(restart,),
-                                         name="worker-start", daemon=True)
-        self._starter.start()
-
-    def _start_worker(self, restart: bool) -> None:
-        """Runs on the starter thread: process start-up takes a second or more."""
-        try:
-            if restart:
-                self.client.restart()
-            else:
-                self.client.start()
-            if not self._closing:
-                self._worker_started.emit()  # queued: _load runs on the GUI thread
-        except (WorkerError, OSError) as exc:
-            if not self._closing:
-                self._worker_start_failed.emit(str(exc))
+        # Process start-up takes a second or more; whatever goes wrong there (not only a
+        # WorkerError) becomes the "did not start" problem with its Reload button.
+        self._starter.run(self.client.restart if restart else self.client.start,
+                          lambda _r: self._on_worker_started(),
+                          lambda exc: self._on_worker_start_failed(str(exc)),
+                          name="worker-start")
 
     def _load(self) -> None:
         """Ask the worker to load; progress and the result come back as events."""
@@ -371,8 +353,7 @@ class ChatViewModel(QObject):
         """Stop the worker; called when the window closes (no process outlives it)."""
         self._closing = True
         self._flush.stop()
-        if self._starter is not None:
-            self._starter.join(timeout=30)
+        self._starter.shutdown(timeout=30)
         self.bridge.shutdown()
 
     # ------------------------------------------------------------------- events

@@ -10,10 +10,8 @@ text arrives; scrolled up, it stays where the person is reading.
 
 from __future__ import annotations
 
-import time
-
-from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -25,83 +23,22 @@ from PySide6.QtWidgets import (
 
 from app.chat.conversations import Message
 from app.chat.turn import PendingReply
+from ui import theme
 from ui.chat.chat_view_model import ChatViewModel
-from ui.chat.markdown import MarkdownRenderer, RenderJob, is_dark, warm_up
+from ui.chat.markdown import MarkdownRenderer, warm_up
 from ui.chat.message_widget import (
     SYNC_RENDER_CHARS,
     MessageBody,
     MessageWidget,
     trimmed_note,
 )
+from ui.chat.render_queue import RenderQueue
+from ui.theme import is_dark, mix
 from ui.untrusted import PlainLabel
 
 COLUMN_WIDTH = 860
 # Messages built at once when a conversation opens; older ones follow a frame apart.
 SYNC_BUILD = 3
-
-
-def _mix(a: QColor | str, b: QColor | str, t: float) -> str:
-    """``a`` moved ``t`` of the way to ``b``: palette-derived colours for both themes."""
-    a, b = QColor(a), QColor(b)
-    return QColor(round(a.red() + (b.red() - a.red()) * t),
-                  round(a.green() + (b.green() - a.green()) * t),
-                  round(a.blue() + (b.blue() - a.blue()) * t)).name()
-
-
-class RenderQueue(QObject):
-    """Renders long messages a few milliseconds at a time, between frames.
-
-    The newest message is rendered first: it is the one on screen after a reply or
-    when a conversation opens at its end.
-    """
-
-    BUDGET_S = 0.008
-
-    def __init__(self, parent: QObject | None = None) -> None:
-        super().__init__(parent)
-        self.jobs: list[tuple[MessageWidget, int, RenderJob]] = []
-        self.timer = QTimer(self, interval=0)
-        self.timer.timeout.connect(self._on_tick)
-
-    def add(self, widget: MessageWidget, renderer: MarkdownRenderer) -> None:
-        """Queue every piece of ``widget``'s message, ahead of older work."""
-        assert widget.message is not None
-        self.cancel(widget)
-        jobs = [(widget, i, RenderJob(renderer, piece, widget.body.font()))
-                for i, piece in enumerate(widget.pieces())]
-        self.jobs[:0] = jobs
-        widget.needs_render = False
-        self.timer.start()
-
-    def cancel(self, widget: MessageWidget) -> None:
-        self.jobs = [job for job in self.jobs if job[0] is not widget]
-
-    def clear(self) -> None:
-        self.jobs.clear()
-        self.timer.stop()
-
-    def finish_all(self) -> None:
-        """Render everything now (tests and screenshots)."""
-        while self.jobs:
-            self._on_tick()
-        self.timer.stop()
-
-    def _on_tick(self) -> None:
-        """One slice: some rendering steps, or showing one rendered piece (its layout
-        is the costly part) — never two pieces in the same frame."""
-        deadline = time.perf_counter() + self.BUDGET_S
-        while self.jobs:
-            widget, index, job = self.jobs[0]
-            if job.done:
-                self.jobs.pop(0)
-                if index < len(widget.bodies) and widget.bodies[index].plain_text == job.text:
-                    widget.bodies[index].adopt(job)
-                break
-            job.step()
-            if time.perf_counter() >= deadline:
-                break
-        if not self.jobs:
-            self.timer.stop()
 
 
 class ProblemCard(QFrame):
@@ -340,9 +277,9 @@ class ConversationView(QScrollArea):
         base = palette.color(QPalette.ColorRole.Base)
         text = palette.color(QPalette.ColorRole.Text)
         accent = palette.color(QPalette.ColorRole.Highlight)
-        muted = _mix(base, text, 0.55)
-        bubble = _mix(base, accent, 0.22 if is_dark(palette) else 0.10)
-        problem_bg = _mix(base, QColor("#d1242f"), 0.14)
+        muted = mix(base, text, 0.55)
+        bubble = mix(base, accent, 0.22 if is_dark(palette) else 0.10)
+        problem_bg = mix(base, theme.ERROR, 0.14)
         if hasattr(self, "page"):
             page_palette = self.page.palette()
             page_palette.setColor(QPalette.ColorRole.Window, base)
@@ -351,15 +288,15 @@ class ConversationView(QScrollArea):
             QFrame#userMessage {{ background: {bubble}; border-radius: 14px;
                                   margin-left: 64px; }}
             QFrame#assistantMessage {{ background: transparent; }}
-            QLabel#roleLabel {{ font-weight: 600; color: {_mix(base, text, 0.75)}; }}
+            QLabel#roleLabel {{ font-weight: 600; color: {mix(base, text, 0.75)}; }}
             QLabel#statsLabel, QLabel#noteLabel {{ color: {muted}; font-size: 11px; }}
             QLabel#noteLabel {{ font-style: italic; }}
             QLabel#emptyState {{ color: {muted}; font-size: 15px; padding-top: 120px; }}
             QFrame#problemCard {{ background: {problem_bg}; border-radius: 10px;
-                                  border: 1px solid {_mix(base, QColor('#d1242f'), 0.45)}; }}
+                                  border: 1px solid {mix(base, theme.ERROR, 0.45)}; }}
             QToolButton#messageAction {{ color: {muted}; padding: 2px 6px;
                                          border-radius: 6px; }}
-            QToolButton#messageAction:hover {{ background: {_mix(base, text, 0.08)};
+            QToolButton#messageAction:hover {{ background: {mix(base, text, 0.08)};
                                                color: {text.name()}; }}
         """)
 

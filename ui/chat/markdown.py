@@ -43,6 +43,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QApplication
 
+from ui import theme
+from ui.theme import is_dark
 from ui.untrusted import SafeTextDocument
 
 COPY_SCHEME = "copy-code"
@@ -114,10 +116,6 @@ def split_points(text: str, limit: int = PIECE_CHARS) -> list[int]:
 def split_pieces(text: str, limit: int = PIECE_CHARS) -> list[str]:
     bounds = [0, *split_points(text, limit), len(text)]
     return [text[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
-
-
-def is_dark(palette: QPalette) -> bool:
-    return palette.color(QPalette.ColorRole.Base).lightness() < 128
 
 
 @lru_cache(maxsize=4)
@@ -222,7 +220,7 @@ class MarkdownRenderer:
 
     def _default_code_color(self) -> str:
         color = self.style.style_for_token(Text).get("color")
-        return f"#{color}" if color else ("#e6edf3" if self.dark else "#24292f")
+        return f"#{color}" if color else theme.CODE_TEXT[self.dark]
 
     def _insert_code(self, cursor: QTextCursor, segment: Segment, index: int
                      ) -> Iterator[None]:
@@ -242,7 +240,7 @@ class MarkdownRenderer:
         muted = QTextCharFormat()
         muted.setFont(QApplication.font())
         muted.setFontPointSize(max(7.0, QApplication.font().pointSizeF() * 0.85))
-        muted.setForeground(QBrush(QColor("#8b949e" if self.dark else "#57606a")))
+        muted.setForeground(QBrush(QColor(theme.CODE_MUTED[self.dark])))
         for column in (0, 1):
             cell = table.cellAt(0, column)
             cell_format = cell.format()

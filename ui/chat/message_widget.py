@@ -31,6 +31,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.chat.conversations import CANCELLED, INTERRUPTED, TRUNCATED, Message
+from app.units import format_token_rate
+from ui import theme
 from ui.chat.markdown import (
     COPY_SCHEME,
     MarkdownRenderer,
@@ -42,14 +44,14 @@ from ui.untrusted import PlainLabel, SafeTextBrowser
 
 
 def stats_line(stats: dict | None) -> str:
-    """"142 tokens · 0.21 s to first token · 96.4 tokens/s" from a reply's stats."""
+    """"142 tokens · 0.21 s to first token · 96.4 tok/s" from a reply's stats."""
     if not stats or "completion_tokens" not in stats:
         return ""
     parts = [f"{stats['completion_tokens']} tokens"]
     if stats.get("ttft_s"):
         parts.append(f"{stats['ttft_s']:.2f} s to first token")
     if stats.get("decode_tps"):
-        parts.append(f"{stats['decode_tps']:.1f} tokens/s")
+        parts.append(format_token_rate(stats["decode_tps"]))
     return " · ".join(parts)
 
 
@@ -341,7 +343,7 @@ class MessageWidget(QFrame):
         if error:
             # The first sentence says what happened; the fix is on the problem card.
             first = error.split(". ", 1)[0].rstrip(".") + "."
-            text += f"<br><span style='color:#d1242f'>{_escape(first)}</span>"
+            text += f"<br><span style='color:{theme.ERROR}'>{_escape(first)}</span>"
         self.footer.setTextFormat(Qt.TextFormat.RichText if error else Qt.TextFormat.PlainText)
         self.set_stream_status(text)
         many = m.version_count > 1

@@ -18,11 +18,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui import theme
 from ui.chat.chat_view_model import CRASHED, FAILED, LOADING, READY, STARTING, ChatViewModel
 from ui.untrusted import PlainLabel
 
-_DOTS = {READY: "#2da44e", LOADING: "#d4a72c", STARTING: "#d4a72c", FAILED: "#d1242f",
-         CRASHED: "#d1242f"}
+_DOTS = {READY: theme.SUCCESS, LOADING: theme.PENDING, STARTING: theme.PENDING,
+         FAILED: theme.ERROR, CRASHED: theme.ERROR}
 
 
 class ModelBar(QFrame):
@@ -113,7 +114,7 @@ class ModelBar(QFrame):
             self.notice.setText("· safe CPU kernels (optimized ones crashed here)")
             self.notice.setToolTip(chat.notice)
         self.notice.setVisible(bool(chat.notice))
-        self.dot.setStyleSheet(f"color: {_DOTS.get(chat.state, '#8c959f')};")
+        self.dot.setStyleSheet(f"color: {_DOTS.get(chat.state, theme.MUTED)};")
         self.progress.setVisible(chat.state in (LOADING, STARTING))
         if chat.state == STARTING:
             self.progress.setRange(0, 0)  # busy indicator until progress is known

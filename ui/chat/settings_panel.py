@@ -49,15 +49,27 @@ class SettingsPanel(QScrollArea):
         page = QWidget()
         layout = QVBoxLayout(page)
         layout.setContentsMargins(12, 12, 12, 12)
+        layout.addWidget(self._build_prompt_box())
+        layout.addWidget(self._build_sampling_box())
+        layout.addWidget(self._build_load_box())
+        layout.addStretch(1)
+        self.setWidget(page)
+        self._connect()
+        self._loading_fields = False
+        self._on_conversation_opened()
+        self._show_sampling()
+        self._show_load(chat.workspace.settings.load)
 
+    def _build_prompt_box(self) -> QGroupBox:
         prompt_box = QGroupBox("System prompt")
         self.system_prompt = QPlainTextEdit()
         self.system_prompt.setPlaceholderText("How the assistant should behave in this "
                                               "conversation, e.g. “Answer briefly.”")
         self.system_prompt.setFixedHeight(110)
         QVBoxLayout(prompt_box).addWidget(self.system_prompt)
-        layout.addWidget(prompt_box)
+        return prompt_box
 
+    def _build_sampling_box(self) -> QGroupBox:
         sampling_box = QGroupBox("Sampling")
         form = QFormLayout(sampling_box)
         self.temperature = _double(0.0, 2.0, 0.05)
@@ -92,8 +104,9 @@ class SettingsPanel(QScrollArea):
         self.sampling_for.setWordWrap(True)
         self.sampling_for.setObjectName("statsLabel")
         form.addRow(self.sampling_for)
-        layout.addWidget(sampling_box)
+        return sampling_box
 
+    def _build_load_box(self) -> QGroupBox:
         load_box = QGroupBox("Model loading")
         load_form = QFormLayout(load_box)
         self.n_ctx = QSpinBox()
@@ -113,10 +126,10 @@ class SettingsPanel(QScrollArea):
         load_form.addRow("", self.flash_attn)
         self.reload_button = QPushButton("Apply and reload")
         load_form.addRow("", self.reload_button)
-        layout.addWidget(load_box)
-        layout.addStretch(1)
-        self.setWidget(page)
+        return load_box
 
+    def _connect(self) -> None:
+        chat = self.chat
         self._prompt_timer = QTimer(self, singleShot=True, interval=400)
         self._prompt_timer.timeout.connect(self._on_prompt_edited)
         self.system_prompt.textChanged.connect(self._prompt_timer.start)
@@ -128,10 +141,6 @@ class SettingsPanel(QScrollArea):
         self.reload_button.clicked.connect(self._on_reload)
         chat.conversation_opened.connect(self._on_conversation_opened)
         chat.sampling_changed.connect(self._show_sampling)
-        self._loading_fields = False
-        self._on_conversation_opened()
-        self._show_sampling()
-        self._show_load(chat.workspace.settings.load)
 
     # ------------------------------------------------------------------ showing
 

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from app.chat.conversations import ConversationStore
 from app.chat.corrections import CorrectionStore, TrainingExample
+from ui import theme
 from ui.untrusted import PlainLabel, warn
 
 
@@ -59,7 +60,7 @@ class CorrectReplyDialog(QDialog):
         self.editor = QPlainTextEdit(original)
         layout.addWidget(self.editor, 1)
         self.error = PlainLabel()
-        self.error.setStyleSheet("color: #c0392b")
+        self.error.setStyleSheet(theme.colour_style(theme.ERROR))
         layout.addWidget(self.error)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
                                    | QDialogButtonBox.StandardButton.Cancel)

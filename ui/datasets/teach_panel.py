@@ -35,6 +35,7 @@ from app.finetune.teach import (
     start_teach,
 )
 from app.models.library import LibraryError
+from app.units import format_duration
 from app.workspace import Workspace
 from ui.finetune.training_bridge import TrainingBridge
 
@@ -193,7 +194,7 @@ class TeachPanel(QWidget):
             self.total_steps = event.total_steps
         elif isinstance(event, tp.EstimateEvent):
             label = "measured" if event.basis == "measured" else "estimated"
-            self._estimate_text = f"  ({label}: about {_duration(event.seconds)} in all)"
+            self._estimate_text = f"  ({label}: about {format_duration(event.seconds)} in all)"
             self.phase.setText(self._phase_text + self._estimate_text)
         elif isinstance(event, tp.Progress):
             self.progress.setRange(0, event.total_steps)
@@ -266,7 +267,3 @@ class TeachPanel(QWidget):
         self.phase.setText(f"Rolled back: the chat answers with {self.base} itself.")
         self.active_changed.emit(self.base, self.base)
         self._idle()
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"

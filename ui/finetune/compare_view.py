@@ -7,7 +7,6 @@ default, so differences come from the weights, not from chance.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,10 +23,12 @@ from PySide6.QtWidgets import (
 )
 
 from app.inference import protocol as p
-from app.inference.client import WorkerError
 from app.machine.threads import default_threads
 from app.paths import HearthHome
 from app.settings import LoadSettings
+from app.units import format_token_rate
+from ui import theme
+from ui.background import Background
 from ui.chat.inference_bridge import InferenceBridge
 from ui.untrusted import PlainLabel
 
@@ -54,7 +55,6 @@ class _Side:
 
 class CompareView(QWidget):
     finished = Signal()  # every prompt answered (or failed) on both sides
-    _start_failed = Signal(object, str)
 
     def __init__(self, base: tuple[str, Path], tuned: tuple[str, Path],
                  load: LoadSettings | None = None, log_dir: Path | None = None,
@@ -68,7 +68,7 @@ class CompareView(QWidget):
             side = _Side(title, Path(path), bridge)
             bridge.event.connect(lambda event, s=side: self._on_event(s, event))
             self.sides.append(side)
-        self._start_failed.connect(self._on_start_failed)
+        self.background = Background(self)
 
         layout = QVBoxLayout(self)
         layout.addWidget(QLabel("Prompts, one per line:"))
@@ -114,22 +114,19 @@ class CompareView(QWidget):
             if side.ready and side.bridge.client.alive:
                 self._next(side)
             else:
-                threading.Thread(target=self._start_side, args=(side,), daemon=True).start()
+                # Any failure, not only a WorkerError, ends this side's prompts with it.
+                self.background.run(lambda s=side: self._start_side(s), lambda _r: None,
+                                    lambda exc, s=side: self._fail_remaining(s, str(exc)),
+                                    name="compare-start")
 
     def _start_side(self, side: _Side) -> None:
-        """Start the worker and ask for the load off the GUI thread."""
+        """Start the worker and ask for the load (off the GUI thread: it takes seconds)."""
         # Two workers share the cores: each gets half, or llama.cpp's spinning threads
         # fight over them and both sides crawl.
         threads = max(1, (self.load.n_threads or default_threads()) // 2)
-        try:
-            side.bridge.client.start()
-            side.bridge.client.load(side.path, n_ctx=self.load.n_ctx,
-                                    n_gpu_layers=self.load.n_gpu_layers, n_threads=threads)
-        except WorkerError as exc:
-            self._start_failed.emit(side, str(exc))
-
-    def _on_start_failed(self, side: _Side, message: str) -> None:
-        self._fail_remaining(side, message)
+        side.bridge.client.start()
+        side.bridge.client.load(side.path, n_ctx=self.load.n_ctx,
+                                n_gpu_layers=self.load.n_gpu_layers, n_threads=threads)
 
     def _next(self, side: _Side) -> None:
         self._flush()
@@ -152,7 +149,7 @@ class CompareView(QWidget):
             assert side.current is not None
             s = event.stats
             side.stats[side.current].setText(
-                f"{s.completion_tokens} tokens · {s.decode_tps:.0f} tok/s")
+                f"{s.completion_tokens} tokens · {format_token_rate(s.decode_tps)}")
             side.finished += 1
             self._next(side)
         elif isinstance(event, p.Error) and event.request_id in (side.request_id, None):
@@ -213,7 +210,7 @@ class CompareView(QWidget):
                 output.setMinimumHeight(80)
                 output.setMaximumHeight(180)
                 stats = PlainLabel("")
-                stats.setStyleSheet("color: gray")
+                stats.setStyleSheet(theme.colour_style(theme.MUTED))
                 side.outputs.append(output)
                 side.stats.append(stats)
                 self.grid.addWidget(output, row * 2 - 1, column)
@@ -224,5 +221,6 @@ class CompareView(QWidget):
 
     def shutdown(self) -> None:
         self.timer.stop()
+        self.background.shutdown()  # a side still starting finishes before its bridge goes
         for side in self.sides:
             side.bridge.shutdown()

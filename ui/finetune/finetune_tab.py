@@ -24,7 +24,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
@@ -63,19 +62,20 @@ from app.finetune.plan import (
 )
 from app.finetune.runs import model_of_run, run_files
 from app.finetune.settings import PRESETS, Machine, preset
+from app.machine.memory import free_memory_bytes
 from app.models.library import LibraryError, ModelRecord
+from app.units import format_bytes, format_duration
 from app.workspace import Workspace
+from ui import theme
 from ui.background import Background
 from ui.finetune.compare_view import CompareView
-from ui.finetune.run_history import RESUMABLE, RunHistoryView, human_bytes
+from ui.finetune.run_history import RESUMABLE, RunHistoryView
 from ui.finetune.settings_form import SettingsForm
 from ui.finetune.training_bridge import TrainingBridge
-from ui.finetune.training_view import ERROR_COLOUR, OK_COLOUR, TrainingView, _duration
+from ui.finetune.training_view import TrainingView
 from ui.untrusted import PlainLabel, SafeTextBrowser, esc, warn
 
 PREVIEW_RECORDS = 3
-TRAINED_BACKGROUND = "#ffe9a8"
-TRAINED_FOREGROUND = "#3a2a00"
 PAGE_SETUP, PAGE_TRAINING, PAGE_HISTORY = range(3)
 CLOSED_RUN_KEY = "finetune_run_to_offer"  # stopped by a window close or a crash
 
@@ -88,10 +88,10 @@ def preview_html(records: list[PreviewRecord]) -> str:
         for text, trained in record.segments:
             escaped = html.escape(text)
             if trained:
-                escaped = (f'<span style="background-color:{TRAINED_BACKGROUND}; '
-                           f'color:{TRAINED_FOREGROUND}">{escaped}</span>')
+                escaped = (f'<span style="background-color:{theme.HIGHLIGHT_BACKGROUND}; '
+                           f'color:{theme.HIGHLIGHT_TEXT}">{escaped}</span>')
             parts.append(escaped)
-        blocks.append(f'<p style="color:gray; margin-bottom:2px">Record from line '
+        blocks.append(f'<p style="color:{theme.MUTED}; margin-bottom:2px">Record from line '
                       f'{record.line}</p><pre style="white-space:pre-wrap; margin-top:0">'
                       f'{"".join(parts)}</pre>')
     return "".join(blocks)
@@ -137,8 +137,7 @@ class FineTuneTab(QWidget):
         self.corrections = corrections
         self.unload_chat = unload_chat
         self.reload_chat = reload_chat
-        self.memory_available = memory_available or (
-            lambda: int(psutil.virtual_memory().available))
+        self.memory_available = memory_available or free_memory_bytes
         self.machine = machine or Machine.detect()
         self.dataset: Dataset | None = None
         self.dataset_path: Path | None = None  # what is checked: the file or the corrections
@@ -194,8 +193,9 @@ class FineTuneTab(QWidget):
         outer = QVBoxLayout(page)
         self.resume_banner = QFrame()
         self.resume_banner.setFrameShape(QFrame.Shape.StyledPanel)
-        self.resume_banner.setStyleSheet("QFrame { background: #fff4d6; border-radius: 4px }"
-                                         " QLabel { color: #4a3b00 }")
+        self.resume_banner.setStyleSheet(
+            f"QFrame {{ background: {theme.NOTICE_BACKGROUND}; border-radius: 4px }}"
+            f" QLabel {{ color: {theme.NOTICE_TEXT} }}")
         banner = QHBoxLayout(self.resume_banner)
         self.resume_label = QLabel()
         self.resume_label.setTextFormat(Qt.TextFormat.RichText)
@@ -235,7 +235,7 @@ class FineTuneTab(QWidget):
         self.file_label = PlainLabel("Choose or drop a .jsonl, .json or .txt file: OpenAI chat, "
                                  "ShareGPT, Alpaca or plain text.")
         self.file_label.setWordWrap(True)
-        self.file_label.setStyleSheet("color: gray")
+        self.file_label.setStyleSheet(theme.colour_style(theme.MUTED))
         form.addWidget(self.file_label)
         self.corrections_radio = QRadioButton("Corrections from chats")
         self.corrections_radio.setEnabled(self.corrections is not None)
@@ -296,7 +296,7 @@ class FineTuneTab(QWidget):
         start_row = QHBoxLayout()
         self.start_error = PlainLabel("")
         self.start_error.setWordWrap(True)
-        self.start_error.setStyleSheet(f"color: {ERROR_COLOUR}")
+        self.start_error.setStyleSheet(theme.colour_style(theme.ERROR))
         self.start_button = QPushButton("Start fine-tuning")
         self.start_button.setMinimumHeight(34)
         self.start_button.setStyleSheet("font-weight: 600; padding: 4px 18px")
@@ -311,8 +311,8 @@ class FineTuneTab(QWidget):
         right_layout.setContentsMargins(6, 0, 0, 0)
         right_layout.addWidget(self._heading("Preview: the first records as the model will "
                                              "see them"))
-        legend = QLabel(f'<span style="background-color:{TRAINED_BACKGROUND}; color:'
-                        f'{TRAINED_FOREGROUND}">&nbsp;highlighted&nbsp;</span> text is what '
+        legend = QLabel(f'<span style="background-color:{theme.HIGHLIGHT_BACKGROUND}; color:'
+                        f'{theme.HIGHLIGHT_TEXT}">&nbsp;highlighted&nbsp;</span> text is what '
                         "the model learns to write (it carries the loss); the rest is "
                         "context, laid out by the model's own chat template.")
         legend.setWordWrap(True)
@@ -457,7 +457,7 @@ class FineTuneTab(QWidget):
 
     def _clear_dataset(self, message: str) -> None:
         self.dataset = None
-        self.validation_label.setStyleSheet("color: gray")
+        self.validation_label.setStyleSheet(theme.colour_style(theme.MUTED))
         self.validation_label.setText(message)
         self.issues_view.hide()
         self.preview_view.clear()
@@ -468,7 +468,7 @@ class FineTuneTab(QWidget):
             return  # a newer choice replaced this one
         if isinstance(result, DatasetError):
             self.dataset = None
-            self.validation_label.setStyleSheet(f"color: {ERROR_COLOUR}")
+            self.validation_label.setStyleSheet(theme.colour_style(theme.ERROR))
             n = len(result.issues)
             self.validation_label.setText(
                 f"{path.name} cannot be used: {n} problem{'s' if n != 1 else ''}, "
@@ -481,7 +481,7 @@ class FineTuneTab(QWidget):
             assert isinstance(result, Dataset)
             self.dataset = result
             s = result.stats
-            self.validation_label.setStyleSheet(f"color: {OK_COLOUR}")
+            self.validation_label.setStyleSheet(theme.colour_style(theme.SUCCESS))
             self.validation_label.setText(
                 f"✓ {path.name}: {result.format} format, {s.records} records"
                 + (f" ({s.duplicates_dropped} duplicates dropped)" if s.duplicates_dropped
@@ -653,8 +653,8 @@ class FineTuneTab(QWidget):
                 guess = plan_run(facts, self.dataset,
                                  preset(name, self.dataset.stats.records, self.machine),
                                  self.machine, shape).estimate
-                button.setText(f"{name.capitalize()}: about {_duration(guess.seconds)}, "
-                               f"peak memory about {human_bytes(guess.peak_memory_bytes)}")
+                button.setText(f"{name.capitalize()}: about {format_duration(guess.seconds)}, "
+                               f"peak memory about {format_bytes(guess.peak_memory_bytes)}")
         except ValueError as exc:
             self.start_error.setText(str(exc).capitalize())
             self.start_button.setEnabled(False)
@@ -663,12 +663,12 @@ class FineTuneTab(QWidget):
         avail = self.memory_available()
         memory_note = ""
         if est.peak_memory_bytes > avail:
-            memory_note = (f' <span style="color:{ERROR_COLOUR}">(only '
-                           f"{human_bytes(avail)} free now)</span>")
+            memory_note = (f' <span style="color:{theme.ERROR}">(only '
+                           f"{format_bytes(avail)} free now)</span>")
         self.estimate_label.setText(
-            f"This run: about <b>{_duration(est.seconds)}</b> on this "
+            f"This run: about <b>{format_duration(est.seconds)}</b> on this "
             f"{'GPU' if self.machine.has_gpu else 'CPU'}, peak memory about "
-            f"<b>{human_bytes(est.peak_memory_bytes)}</b>{memory_note}.<br>"
+            f"<b>{format_bytes(est.peak_memory_bytes)}</b>{memory_note}.<br>"
             f"{self.plan.total_steps} steps over {self.plan.train_records} training records "
             f"({self.plan.val_records} held out for validation); rank {settings.rank}, "
             f"learning rate {settings.learning_rate:g}.")
@@ -722,7 +722,7 @@ class FineTuneTab(QWidget):
         available = self.memory_available()
         if needed <= available:
             return True
-        need, have = human_bytes(needed), human_bytes(available)
+        need, have = format_bytes(needed), format_bytes(available)
         if self.unload_chat is not None:
             answer = QMessageBox.question(
                 self, "Free memory for training?",

@@ -13,8 +13,10 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
-TRAIN_COLOUR = QColor("#2d7ff9")
-VALIDATION_COLOUR = QColor("#e8833a")
+from ui import theme
+
+TRAIN_COLOUR = QColor(theme.TRAINING_LOSS)
+VALIDATION_COLOUR = QColor(theme.VALIDATION_LOSS)
 
 
 class LossChart(QWidget):

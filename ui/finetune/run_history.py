@@ -29,18 +29,11 @@ from app.finetune.client import RunInfo, list_runs
 from app.finetune.runs import delete_run, run_files
 from app.models.library import Library
 from app.paths import HearthHome
+from app.units import format_bytes
 from ui.untrusted import SafeTextBrowser, esc
 
 RESUMABLE = ("cancelled", "interrupted")
 COLUMNS = ("Started", "Status", "Base model", "Data", "Steps", "Val loss", "Output")
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n:,.1f} GB"
 
 
 class RunHistoryView(QWidget):
@@ -167,7 +160,7 @@ class RunHistoryView(QWidget):
                                    f"{s.get('tokens_per_s')} tok/s on {s.get('device')}"))
         if files.model is not None:
             rows.append(("In the library", files.model.name))
-        rows.append(("On disk", f"{human_bytes(files.size_bytes())} in "
+        rows.append(("On disk", f"{format_bytes(files.size_bytes())} in "
                                 f"{len(files.existing())} places"))
         if (files.folder / "state.json").exists():
             try:
@@ -214,7 +207,7 @@ class RunHistoryView(QWidget):
         # The model's name is a stranger's text: escaped inside markup, it shows as is.
         answer = QMessageBox.question(
             self, "Delete this run?",
-            "<p>" + esc(f"This deletes {', '.join(what)} ({human_bytes(files.size_bytes())})"
+            "<p>" + esc(f"This deletes {', '.join(what)} ({format_bytes(files.size_bytes())})"
                         ". It cannot be undone.") + "</p>")
         if answer != QMessageBox.StandardButton.Yes:
             return

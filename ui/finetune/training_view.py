@@ -27,23 +27,10 @@ from PySide6.QtWidgets import (
 
 from app.finetune import protocol as tp
 from app.models.library import ModelRecord
+from app.units import format_bytes, format_duration, format_token_rate
+from ui import theme
 from ui.finetune.loss_chart import LossChart
-from ui.finetune.run_history import human_bytes
 from ui.untrusted import PlainLabel, SafeTextBrowser
-
-ERROR_COLOUR = "#c0392b"
-OK_COLOUR = "#1e8449"
-
-
-def _duration(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes} min {seconds:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 def _drop_from(points: list[tuple[float, float]], step: float) -> None:
@@ -75,7 +62,7 @@ class TrainingView(QWidget):
                            ("loss", "Loss"), ("val", "Validation loss")):
             box = QVBoxLayout()
             caption = QLabel(title)
-            caption.setStyleSheet("color: gray; font-size: 11px")
+            caption.setStyleSheet(f"color: {theme.MUTED}; font-size: 11px")
             value = QLabel("–")
             value.setStyleSheet("font-size: 14px")
             box.addWidget(caption)
@@ -85,7 +72,7 @@ class TrainingView(QWidget):
         row.addStretch(1)
         layout.addLayout(row)
         self.estimate_run_label = QLabel("")
-        self.estimate_run_label.setStyleSheet("color: gray")
+        self.estimate_run_label.setStyleSheet(theme.colour_style(theme.MUTED))
         layout.addWidget(self.estimate_run_label)
         self.splitter = splitter = QSplitter(Qt.Orientation.Vertical)
         self.chart = LossChart()
@@ -156,8 +143,8 @@ class TrainingView(QWidget):
             self.last["estimate"] = event
             self.estimate_run_label.setText(
                 f"{'Measured' if event.basis == 'measured' else 'Estimated'}: about "
-                f"{_duration(event.seconds)} in all, peak memory about "
-                f"{human_bytes(event.peak_memory_bytes)}")
+                f"{format_duration(event.seconds)} in all, peak memory about "
+                f"{format_bytes(event.peak_memory_bytes)}")
         elif isinstance(event, tp.Progress):
             self.show_progress(event)
         elif isinstance(event, tp.Evaluation):
@@ -168,7 +155,7 @@ class TrainingView(QWidget):
             self.last["checkpoint"] = event.step
         elif isinstance(event, tp.Exported):
             self.last[f"exported_{event.what}"] = event
-            self.log(f"Wrote {Path(event.path).name} ({human_bytes(event.size_bytes)})")
+            self.log(f"Wrote {Path(event.path).name} ({format_bytes(event.size_bytes)})")
         elif isinstance(event, tp.TrainLog):
             if event.level in ("warning", "error") or event.message.startswith("resumed"):
                 self.log(("⚠ " if event.level != "info" else "") + event.message)
@@ -182,10 +169,10 @@ class TrainingView(QWidget):
         self.progress.setRange(0, e.total_steps)
         self.progress.setValue(e.step)
         self.phase_label.setText(f"Training: epoch {e.epoch:.2f}")
-        self.stat_labels["eta"].setText(_duration(e.eta_s))
-        self.stat_labels["elapsed"].setText(_duration(e.elapsed_s))
-        self.stat_labels["speed"].setText(f"{e.tokens_per_s:,.0f} tok/s")
-        self.stat_labels["memory"].setText(human_bytes(e.peak_memory_bytes))
+        self.stat_labels["eta"].setText(format_duration(e.eta_s))
+        self.stat_labels["elapsed"].setText(format_duration(e.elapsed_s))
+        self.stat_labels["speed"].setText(format_token_rate(e.tokens_per_s))
+        self.stat_labels["memory"].setText(format_bytes(e.peak_memory_bytes))
         self.stat_labels["loss"].setText(f"{e.loss:.4f}")
         _drop_from(self.val_points, e.step)
         self._add_point(self.train_points, e.step, e.loss, self.chart.add_train)
@@ -214,9 +201,9 @@ class TrainingView(QWidget):
 
     def show_outcome(self, status: str, message: str) -> None:
         """The run ended: say how, and offer what makes sense next."""
-        colour = OK_COLOUR if status == "finished" else (
-            ERROR_COLOUR if status in ("failed", "interrupted") else "")
-        self.status_label.setStyleSheet(f"color: {colour}" if colour else "")
+        colour = theme.SUCCESS if status == "finished" else (
+            theme.ERROR if status in ("failed", "interrupted") else "")
+        self.status_label.setStyleSheet(theme.colour_style(colour) if colour else "")
         self.status_label.setText(message)
         if status in ("cancelled", "interrupted"):
             self.set_buttons(self.resume_button, self.new_run_button)
@@ -246,7 +233,7 @@ def summary_html(s: dict[str, Any], model: ModelRecord | None) -> str:
     if s.get("gguf_path"):
         size = s.get("gguf_size_bytes")
         rows.append(("File", f"{html.escape(Path(s['gguf_path']).name)}"
-                             + (f" — {human_bytes(size)}" if size else "")))
+                             + (f" — {format_bytes(size)}" if size else "")))
     first, final = s.get("first_train_loss"), s.get("final_train_loss")
     if first is not None and final is not None:
         rows.append(("Training loss", f"{first:.4f} → <b>{final:.4f}</b>"))
@@ -254,17 +241,17 @@ def summary_html(s: dict[str, Any], model: ModelRecord | None) -> str:
         rows.append(("Validation loss", f"<b>{s['val_loss']:.4f}</b> on "
                                         f"{s.get('val_records')} held-out records"))
     rows.append(("Training", f"{s.get('steps')} steps, {s.get('trained_tokens', 0):,} tokens "
-                             f"in {_duration(s.get('train_seconds') or 0)} "
-                             f"({s.get('tokens_per_s', 0):,.0f} tok/s) on "
+                             f"in {format_duration(s.get('train_seconds') or 0)} "
+                             f"({format_token_rate(s.get('tokens_per_s', 0))}) on "
                              f"{html.escape(str(s.get('device')))}"))
     if est:
-        rows.append(("Time", f"estimated {_duration(est.get('seconds') or 0)} in all, took "
-                             f"{_duration(s.get('total_seconds') or 0)} "
-                             f"({_duration(s.get('train_seconds') or 0)} of training)"))
-        rows.append(("Peak memory", f"estimated {human_bytes(est.get('peak_memory_bytes') or 0)}"
-                                    f", used {human_bytes(s.get('peak_memory_bytes') or 0)}"))
+        rows.append(("Time", f"estimated {format_duration(est.get('seconds') or 0)} in all, took "
+                             f"{format_duration(s.get('total_seconds') or 0)} "
+                             f"({format_duration(s.get('train_seconds') or 0)} of training)"))
+        rows.append(("Peak memory", f"estimated {format_bytes(est.get('peak_memory_bytes') or 0)}"
+                                    f", used {format_bytes(s.get('peak_memory_bytes') or 0)}"))
     if s.get("truncated_records"):
-        rows.append(("Truncated", f"<span style='color:{ERROR_COLOUR}'>"
+        rows.append(("Truncated", f"<span style='color:{theme.ERROR}'>"
                                   f"{s['truncated_records']} records were cut to "
                                   f"{s['settings']['max_seq_len']} tokens</span>"))
     fid = s.get("fidelity")
@@ -277,10 +264,10 @@ def summary_html(s: dict[str, Any], model: ModelRecord | None) -> str:
         rows.append(("Quantized", f"validation loss {fid['torch_val_loss']:.4f} in PyTorch, "
                                   f"{fid['gguf_val_loss']:.4f} as {fid['quant']} GGUF"))
         for warning in fid.get("warnings") or []:
-            rows.append(("⚠ Warning", f"<span style='color:{ERROR_COLOUR}'>"
+            rows.append(("⚠ Warning", f"<span style='color:{theme.ERROR}'>"
                                       f"{html.escape(warning)}</span>"))
         if not fid.get("warnings"):
-            rows.append(("", f"<span style='color:{OK_COLOUR}'>✓ The exported model matches "
+            rows.append(("", f"<span style='color:{theme.SUCCESS}'>✓ The exported model matches "
                              "the trained one.</span>"))
     elif not s.get("gguf_path"):
         why = ("GGUF export was off for this run" if not (s.get("export") or {}).get("gguf", True)
@@ -288,6 +275,6 @@ def summary_html(s: dict[str, Any], model: ModelRecord | None) -> str:
         rows.append(("Export", f"no GGUF ({why}); the LoRA adapter is saved"))
     if s.get("adapter_dir"):
         rows.append(("Adapter", html.escape(str(s["adapter_dir"]))))
-    body = "".join(f"<tr><td style='color:gray; padding-right:12px'>{k}</td><td>{v}</td></tr>"
-                   for k, v in rows)
+    body = "".join(f"<tr><td style='color:{theme.MUTED}; padding-right:12px'>{k}</td>"
+                   f"<td>{v}</td></tr>" for k, v in rows)
     return f"<h3 style='margin:0'>Summary</h3><table cellspacing=3>{body}</table>"

@@ -1,4 +1,4 @@
-"""Qt adapter of one :class:`app.models.hub.Download`: a thread, signals, pause/resume/cancel.
+"""Qt adapter of one :class:`app.models.download.Download`: a thread, signals, pause/resume/cancel.
 
 The transfer runs on its own Python thread and reports through the download's
 callback; this object re-emits that as signals, which Qt queues to the GUI thread.
@@ -12,13 +12,14 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
-from app.models.hub import Download, DownloadCancelled, DownloadPaused, HubFile
+from app.models.download import Download, DownloadCancelled, DownloadPaused
+from app.models.hub import HubFile
 from app.models.library import Library
 from app.paths import HearthHome
 
 
 class DownloadTask(QObject):
-    progress = Signal(object)  # app.models.hub.DownloadProgress
+    progress = Signal(object)  # app.models.download.DownloadProgress
     finished = Signal(object)  # app.models.library.ModelRecord
     failed = Signal(str)
     paused = Signal()

@@ -21,7 +21,6 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QSplitter,
@@ -31,132 +30,20 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.models.hub import (
-    CuratedModel,
-    DownloadProgress,
-    HubClient,
-    HubFile,
-    SearchResult,
-    hub_file_from_pending,
-    load_curated,
-    pending_downloads,
-)
-from app.models.library import ModelRecord
+from app.models.download import hub_file_from_pending, pending_downloads
+from app.models.hub import CuratedModel, HubClient, HubFile, SearchResult, load_curated
 from app.models.memory_fit import SystemMemory, check_fit, estimate_memory
+from app.units import MiB, format_bytes
 from app.workspace import Workspace
+from ui import theme
 from ui.background import Background
+from ui.models.download_row import DownloadRow
 from ui.models.download_task import DownloadTask
-from ui.models.library_model import FIT_COLOURS, format_size
+from ui.models.library_model import FIT_COLOURS
 from ui.untrusted import PlainLabel, esc
 from ui.untrusted import tooltip as safe_tooltip
 
 log = logging.getLogger("hearth.ui")
-
-
-def _clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    seconds = int(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02}:{s:02}" if h else f"{m}:{s:02}"
-
-
-class DownloadRow(QWidget):
-    """One download: name, progress bar, speed and time left, and its buttons."""
-
-    chat_requested = Signal(str)
-
-    def __init__(self, task: DownloadTask, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.task = task
-        self.record: ModelRecord | None = None
-        # File names and repository ids come from the hub (and from download records
-        # restored at every start): escaped, they are only ever text.
-        self.title = QLabel(f"<b>{esc(task.file.filename)}</b> · {esc(task.file.repo)}")
-        self.title.setTextFormat(Qt.TextFormat.RichText)
-        self.bar = QProgressBar()
-        self.bar.setRange(0, 1000)
-        self.detail = PlainLabel("waiting…")
-        self.pause_button = QPushButton("Pause")
-        self.cancel_button = QPushButton("Cancel")
-        self.chat_button = QPushButton("Chat with this model")
-        self.chat_button.hide()
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.title)
-        row = QHBoxLayout()
-        row.addWidget(self.bar, 1)
-        row.addWidget(self.pause_button)
-        row.addWidget(self.cancel_button)
-        row.addWidget(self.chat_button)
-        layout.addLayout(row)
-        layout.addWidget(self.detail)
-        self.pause_button.clicked.connect(self._on_pause_clicked)
-        self.cancel_button.clicked.connect(self._on_cancel_clicked)
-        self.chat_button.clicked.connect(self._on_chat_clicked)
-        task.progress.connect(self._on_progress)
-        task.paused.connect(self._on_paused)
-        task.cancelled.connect(self._on_cancelled)
-        task.failed.connect(self._on_failed)
-        task.finished.connect(self._on_finished)
-
-    def show_paused(self, done: int, total: int) -> None:
-        self.bar.setValue(int(1000 * done / total) if total else 0)
-        self.detail.setText(f"Paused at {done / 2**20:.1f} of {total / 2**20:.1f} MiB — "
-                            "Resume continues where it stopped")
-        self.pause_button.setText("Resume")
-
-    def _on_progress(self, p: DownloadProgress) -> None:
-        self.bar.setValue(int(1000 * p.fraction))
-        self.detail.setText(f"{p.done / 2**20:.1f} of {p.total / 2**20:.1f} MiB · "
-                            f"{p.speed_bps / 2**20:.1f} MiB/s · {_clock(p.eta_s)} left")
-
-    def _on_pause_clicked(self) -> None:
-        if self.task.running:
-            self.task.pause()
-            self.pause_button.setEnabled(False)
-        else:
-            self.pause_button.setText("Pause")
-            self.detail.setStyleSheet("")
-            self.detail.setText("Resuming…")
-            self.task.start()
-
-    def _on_paused(self) -> None:
-        self.pause_button.setEnabled(True)
-        size = self.task.file.size or 0
-        self.show_paused(self.task.download.partial_bytes, size)
-
-    def _on_cancel_clicked(self) -> None:
-        self.task.cancel()
-        self.cancel_button.setEnabled(False)
-        self.pause_button.setEnabled(False)
-
-    def _on_cancelled(self) -> None:
-        self.bar.setValue(0)
-        self.detail.setText("Cancelled; the partial file was deleted.")
-        self.pause_button.hide()
-        self.cancel_button.hide()
-
-    def _on_failed(self, message: str) -> None:
-        self.detail.setStyleSheet("color: #a00")
-        self.detail.setText(message)
-        self.detail.setWordWrap(True)
-        self.pause_button.setEnabled(True)
-        self.pause_button.setText("Retry")
-        self.cancel_button.setEnabled(True)
-
-    def _on_finished(self, record: ModelRecord) -> None:
-        self.record = record
-        self.bar.setValue(1000)
-        self.detail.setText(f"Installed as {record.name} (SHA-256 verified)")
-        self.pause_button.hide()
-        self.cancel_button.hide()
-        self.chat_button.show()
-
-    def _on_chat_clicked(self) -> None:
-        if self.record is not None:
-            self.chat_requested.emit(self.record.name)
 
 
 class HubView(QWidget):
@@ -267,7 +154,7 @@ class HubView(QWidget):
         self.results.setRowCount(len(self.curated))
         for row, m in enumerate(self.curated):
             self._set_row(self.results, row, [m.title, m.parameters,
-                                              f"~{m.approx_size_mb / 1024:.1f} GB",
+                                              f"~{format_bytes(m.approx_size_mb * MiB)}",
                                               m.licence, m.good_at], m.repo, m.good_at)
         for column, width in enumerate((180, 50, 60, 170)):
             self.results.setColumnWidth(column, width)
@@ -375,7 +262,7 @@ class HubView(QWidget):
                 fit = verdict.summary
             note = " (split: not supported)" if f.is_split else ""
             self._set_row(self.files_table, row, [f.filename + note, f.quant or "?",
-                                                  format_size(f.size), fit], row)
+                                                  format_bytes(f.size), fit], row)
             if verdict is not None:
                 cell = self.files_table.item(row, 3)
                 cell.setBackground(FIT_COLOURS[verdict.level])
@@ -458,7 +345,7 @@ class HubView(QWidget):
 
     def _on_error(self, exc: BaseException) -> None:
         self.search_button.setEnabled(True)
-        self.status.setStyleSheet("color: #a00")
+        self.status.setStyleSheet(theme.colour_style(theme.ERROR))
         self.status.setText(str(exc))
         if self.current_repo and not self.files:
             self.files_label.setText(f"Could not read {esc(self.current_repo)}.")

@@ -14,33 +14,18 @@ from PySide6.QtGui import QBrush, QColor
 
 from app.models.library import ModelRecord
 from app.models.memory_fit import FitVerdict
+from app.units import format_bytes, format_params
+from ui import theme
 from ui.untrusted import tooltip as safe_tooltip
 
 COLUMNS = ("Name", "Architecture", "Parameters", "Quantization", "Size", "Context",
            "Chat template", "Source", "Added", "Fits?")
 FIT_COLUMN = COLUMNS.index("Fits?")
-FIT_COLOURS = {"green": QColor("#cdeccd"), "yellow": QColor("#fbefb5"),
-               "red": QColor("#f6c7c3")}
+FIT_COLOURS = {level: QColor(colour) for level, colour in theme.FIT_BACKGROUND.items()}
 SOURCE_LABELS = {"starter": "starter (bundled)", "download": "Hugging Face",
                  "imported": "imported", "finetune": "fine-tune", "linked": "linked file"}
 
 _Index = QModelIndex | QPersistentModelIndex
-
-
-def format_params(n: int | None) -> str:
-    if not n:
-        return "?"
-    if n >= 1e9:
-        return f"{n / 1e9:.1f}B"
-    return f"{n / 1e6:.0f}M" if n >= 1e6 else f"{n / 1e3:.0f}K"
-
-
-def format_size(n: int | None) -> str:
-    if not n:
-        return "?"
-    if n >= 2**30:
-        return f"{n / 2**30:.2f} GiB"
-    return f"{n / 2**20:.0f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
 class LibraryTableModel(QAbstractTableModel):
@@ -117,7 +102,7 @@ class LibraryTableModel(QAbstractTableModel):
         if column == 3:
             return str(info.get("quantization", "?"))
         if column == 4:
-            return format_size(info.get("file_size"))
+            return format_bytes(info.get("file_size"))
         if column == 5:
             ctx = info.get("context_length")
             return f"{ctx:,}" if ctx else "?"
@@ -132,5 +117,5 @@ class LibraryTableModel(QAbstractTableModel):
         if column == FIT_COLUMN:
             if verdict is None:
                 return "…"
-            return f"{verdict.summary} ({verdict.estimate.typical / 2**30:.2f} GiB)"
+            return f"{verdict.summary} ({format_bytes(verdict.estimate.typical)})"
         return ""

@@ -42,10 +42,12 @@ from app.inference.client import InferenceClient
 from app.models.hub import HubClient
 from app.models.library import LibraryError, ModelRecord
 from app.models.memory_fit import FitVerdict, SystemMemory, system_memory, verdict_for
+from app.units import format_bytes
 from app.workspace import Workspace
+from ui import theme
 from ui.background import Background
 from ui.models.hub_view import HubView
-from ui.models.library_model import LibraryTableModel, format_size
+from ui.models.library_model import LibraryTableModel
 from ui.untrusted import PlainLabel, ask
 
 
@@ -153,8 +155,8 @@ class ModelsTab(QWidget):
         self.model.set_records(records, self._verdicts(records))
         total = sum(int(r.info.get("file_size") or 0) for r in records if r.managed)
         linked = sum(int(r.info.get("file_size") or 0) for r in records if not r.managed)
-        extra = f" (+ {format_size(linked)} in files Hearth does not own)" if linked else ""
-        self.totals.setText(f"{len(records)} models · {format_size(total)} on disk in "
+        extra = f" (+ {format_bytes(linked)} in files Hearth does not own)" if linked else ""
+        self.totals.setText(f"{len(records)} models · {format_bytes(total)} on disk in "
                             f"{self.workspace.home.models}{extra}")
         if previous and (row := self.model.row_of(previous)) >= 0:
             self.table.selectRow(row)
@@ -209,7 +211,7 @@ class ModelsTab(QWidget):
 
     def say(self, text: str, error: bool = False) -> None:
         # Names and import errors (which quote tensor names) come from the file: text.
-        self.status.setStyleSheet("color: #a00" if error else "")
+        self.status.setStyleSheet(theme.colour_style(theme.ERROR) if error else "")
         self.status.setText(text)
 
     # -------------------------------------------------------------- slots
@@ -243,7 +245,7 @@ class ModelsTab(QWidget):
             return
         if record.managed:
             text = (f"Remove {record.name} and delete its file "
-                    f"({format_size(record.info.get('file_size'))})?")
+                    f"({format_bytes(record.info.get('file_size'))})?")
         else:
             text = (f"Remove {record.name} from the library? Its file stays where it is:"
                     f"\n{record.path}")
