@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app.errors import ExitCode
 from app.models.handoff import HandoffError, HandoffFormat, export_model
 from app.workspace import Workspace
-
-EXIT_OK, EXIT_BAD_INPUT = 0, 2
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -27,8 +26,8 @@ def export(ws: Workspace, args: argparse.Namespace) -> int:
                               ws.settings.sampling_for(record.name), args.system)
     except HandoffError as exc:
         print(f"hearth: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     for path in result.files:
         print(path)
     print(f"Use it: {result.how_to_use}")
-    return EXIT_OK
+    return ExitCode.OK

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from app.errors import ExitCode, HearthError
+
 
 @dataclass(frozen=True)
 class Architecture:
@@ -52,8 +54,10 @@ HF_MODEL_TYPES: dict[str, str] = {
 _BY_GGUF = {a.gguf_name: a for a in ARCHITECTURES}
 
 
-class UnsupportedArchitecture(ValueError):
+class UnsupportedArchitecture(HearthError, ValueError):
     """A model Hearth cannot fine-tune and export; the message lists what it can."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 def supported_names() -> str:

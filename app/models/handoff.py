@@ -28,6 +28,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from app.atomic import atomic_write_text
+from app.errors import ExitCode, HearthError
 from app.inference.protocol import SamplingParams
 from app.models.gguf_file import GGUFError, read_gguf, token_texts
 from app.models.library import ModelRecord
@@ -42,8 +43,10 @@ class HandoffFormat(StrEnum):
     SAFETENSORS = "safetensors"
 
 
-class HandoffError(ValueError):
+class HandoffError(HearthError, ValueError):
     """The model cannot be written in that format; the message says why and what to do."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 @dataclass
