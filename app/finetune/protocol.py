@@ -13,9 +13,11 @@ Bump :data:`TRAIN_PROTOCOL_VERSION` on any incompatible change; the first event,
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from app.finetune.runs.codec import RecordError
+from app.finetune.runs.records import RunSummary
 from app.workers.wire import WireError, from_json, to_json
 
 TRAIN_PROTOCOL_VERSION = 1
@@ -123,7 +125,7 @@ class Exported:
 class Finished:
     """The run is complete; ``summary`` is also saved as ``summary.json``."""
 
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: RunSummary
     kind: ClassVar[str] = "finished"
 
 
@@ -150,6 +152,10 @@ class WorkerExited:
     exit_code: int | None
     last_log_lines: list[str]
     message: str
+    """What happened and how to go on (for the CLI, which prints it as is)."""
+    cause: str = ""
+    """What happened alone ("The training worker was killed (signal 9)."), for a view
+    that says how to go on in its own words."""
     kind: ClassVar[str] = "worker_exited"
 
 
@@ -167,4 +173,10 @@ def encode(event: Any) -> str:
 
 
 def decode(line: str) -> Any:
-    return from_json(line, _BY_KIND, error=TrainProtocolError)
+    event = from_json(line, _BY_KIND, error=TrainProtocolError)
+    if isinstance(event, Finished) and not isinstance(event.summary, RunSummary):
+        try:  # the summary is a record with its own tolerant codec
+            event.summary = RunSummary.from_json(event.summary)
+        except RecordError as exc:
+            raise TrainProtocolError(f"bad finished message: {exc}") from exc
+    return event
