@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -32,25 +31,23 @@ from app.finetune import protocol as tp
 from app.finetune.datasets import Example
 from app.finetune.runs.folder import RunFolder
 from app.finetune.runs.records import (
-    Fidelity,
     RunEstimate,
     RunSpec,
     RunSummary,
     TeachSpec,
 )
-from app.finetune.settings import ExportSettings, Machine, estimate
-from app.inference.kernels import KernelMemory, run_with_fallback
+from app.finetune.settings import Machine, estimate
 from app.machine.threads import ThreadClaims, auto_threads
 from app.paths import HearthHome
 from backends.training.dtype_probe import DtypeChoice, choose_dtype
+from backends.training.export_step import export_and_check
+from backends.training.phase_times import PhaseTimes
 
 # Tests and benchmarks only: force the compute dtype ("float32" or "bfloat16").
 DTYPE_ENV = "HEARTH_TRAIN_DTYPE"
 PROBE_VAL_RECORDS = 4
 
 log = logging.getLogger("hearth.train")
-FIDELITY_MAX_TOKENS = 256
-VAL_CHECK_MAX_RECORDS = 64
 
 
 class Emitter:
@@ -151,27 +148,6 @@ def pick_dtype(folder: RunFolder, device: torch.device, config: Any,
     return choice
 
 
-def base_weights(peft_model: Any) -> dict[str, torch.Tensor]:
-    """The frozen base weights under their plain transformers names."""
-    out: dict[str, torch.Tensor] = {}
-    for name, tensor in peft_model.get_base_model().state_dict().items():
-        if "lora_" in name:
-            continue
-        out[name.replace(".base_layer.", ".")] = tensor
-    return out
-
-
-def reference_logits(peft_model: Any, samples: list[list[int]], device: torch.device
-                     ) -> dict[str, torch.Tensor]:
-    peft_model.eval()
-    out = {}
-    with torch.no_grad():
-        for i, ids in enumerate(samples):
-            logits = peft_model(input_ids=torch.tensor([ids], device=device)).logits[0]
-            out[f"sample{i}"] = logits.float().cpu().contiguous()
-    return out
-
-
 def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     """The whole run; the exit code of the worker (0 also when cancelled)."""
     folder = RunFolder(run_dir)
@@ -226,7 +202,7 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     elif base.gguf_path is None:
         emit(tp.TrainLog("warning", "the base model is a safetensors folder: the adapter "
                          "is saved, but GGUF export needs a GGUF base model"))
-    elif not _export_and_check(folder, spec, trainer.model, base, trainer, val, device,
+    elif not export_and_check(folder, spec, trainer.model, base, trainer, val, device,
                                summary, emit):
         return 1
     summary.total_seconds = round(time.perf_counter() - started, 1)
@@ -375,175 +351,6 @@ def _save_adapter(peft_model: Any, adapter_dir: Path, emit: Emitter) -> Path:
     emit(tp.Exported("adapter", str(adapter_dir),
                      sum(f.stat().st_size for f in adapter_dir.iterdir())))
     return adapter_dir
-
-
-def _merge_and_write_f16(spec: RunSpec, peft_model: Any, base: Any, emit: Emitter) -> Path:
-    """Merge the adapter into the base weights and write them as an F16 GGUF."""
-    from peft import get_peft_model_state_dict
-
-    from backends.export.gguf_export import export_gguf
-    from backends.export.merge import merge_lora
-
-    settings = spec.settings
-    emit(tp.Phase("merging", "merging the adapter into the weights"))
-    adapter_state = {k: v.detach().float().cpu()
-                     for k, v in get_peft_model_state_dict(peft_model).items()}
-    adapter_state = {f"base_model.model.{k.removeprefix('base_model.model.')}": v
-                     for k, v in adapter_state.items()}
-    merged = merge_lora({k: v.detach().float().cpu() for k, v in
-                         base_weights(peft_model).items()},
-                        adapter_state, settings.alpha, settings.rank)
-    emit(tp.Phase("exporting", "writing the merged model as GGUF (F16)"))
-    f16_path = spec.gguf_f16
-    export_gguf(base.gguf_path, merged, f16_path, spec.out_name)
-    del merged
-    emit(tp.Exported("gguf_f16", str(f16_path), f16_path.stat().st_size))
-    return f16_path
-
-
-def _export_and_check(folder: RunFolder, spec: RunSpec, peft_model: Any, base: Any,
-                      trainer: Any, val: Any, device: torch.device, summary: RunSummary,
-                      emit: Emitter) -> bool:
-    """Merge, export, quantize, and check the GGUF against the trained model in
-    llama.cpp (another child process); the results go into ``summary``. False: the
-    check failed, which the person has been told."""
-    from backends.training.trainer import pack
-
-    export = spec.export
-    f16_path = _merge_and_write_f16(spec, peft_model, base, emit)
-    # Reference numbers from the PyTorch model for the llama.cpp check.
-    samples = [r.ids[:FIDELITY_MAX_TOKENS] for r in val.records[:export.fidelity_samples]]
-    ref = reference_logits(peft_model, samples, device)
-    from safetensors.torch import save_file
-
-    ref_path = folder.path / "fidelity_reference.safetensors"
-    save_file(ref, str(ref_path))
-    check_records = val.records[:VAL_CHECK_MAX_RECORDS]
-    packed = [pack([r]) for r in check_records]
-    trainer.val_records = check_records
-    torch_val = trainer.evaluate()
-    job = {"f16_path": str(f16_path), "out_path": str(spec.gguf), "quant": export.quant,
-           "threads": Machine.detect().cpu_cores,
-           "fidelity": {"samples": samples, "reference_logits": str(ref_path)},
-           "validation": {"samples": [r.ids for r in check_records],
-                          "predict_at": [b.predict_at.tolist() for b in packed],
-                          "targets": [b.targets.tolist() for b in packed]}}
-    job_path = folder.path / "gguf_check.json"
-    emit(tp.Phase("quantizing", f"quantizing to {export.quant} and checking with "
-                  "llama.cpp"))
-
-    def check(extra_bufts: bool) -> subprocess.CompletedProcess[str]:
-        job_path.write_text(json.dumps({**job, "extra_bufts": extra_bufts}), "utf-8")
-        return subprocess.run([sys.executable, "-m", "backends.export.gguf_check",
-                               str(job_path)], capture_output=True, text=True,
-                              check=False, cwd=str(Path(__file__).resolve().parents[2]))
-
-    # The run folder lives in <home>/runs/<id>; the home remembers which llama.cpp
-    # kernels are safe on this machine.
-    kernels = KernelMemory(folder.home.kernels_file)
-    proc, _fell_back = run_with_fallback(kernels, check)
-    ref_path.unlink(missing_ok=True)  # up to hundreds of MB of logits
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    result = json.loads(lines[-1]) if lines else {
-        "error": f"the llama.cpp check exited with code {proc.returncode}: "
-                 f"{proc.stderr.strip()[-400:]}"}
-    if "error" in result:
-        emit(tp.TrainError("export_failed", f"quantizing or checking the GGUF failed: "
-                           f"{result['error']}"))
-        folder.write_state(status="failed", error=result["error"])
-        return False
-    emit(tp.Exported("gguf", result["path"], result["size_bytes"]))
-    summary.gguf_path, summary.gguf_size_bytes = result["path"], result["size_bytes"]
-    summary.fidelity = _fidelity(result, torch_val, export, len(check_records))
-    summary.quantize_seconds, summary.check_seconds = result["quantize_s"], result["check_s"]
-    for warning in summary.fidelity.warnings:
-        emit(tp.TrainLog("warning", warning))
-    return True
-
-
-def _fidelity(result: dict[str, Any], torch_val: float, export: ExportSettings,
-              val_records: int) -> Fidelity:
-    """The check's numbers, and a warning for each promise the export does not keep."""
-    gap = result["gguf_val_loss"] - torch_val
-    rel = result["logits_max_abs_diff"] / max(1e-6, result["logits_ref_max_abs"])
-    warnings = []
-    if rel > 0.05 or result["top1_agreement"] < 0.9:
-        warnings.append("the exported GGUF's logits differ from the trained model's "
-                        "more than F16 rounding explains: the export may be broken")
-    if gap > 0.25 + 0.1 * torch_val:
-        warnings.append(f"the {export.quant} model's validation loss is {gap:.2f} "
-                        "higher than the trained model's: try q8_0 or f16")
-    return Fidelity(logits_max_abs_diff=result["logits_max_abs_diff"],
-                    logits_ref_max_abs=result["logits_ref_max_abs"],
-                    top1_agreement=result["top1_agreement"],
-                    tokens_compared=result["fidelity_tokens"],
-                    torch_val_loss=round(torch_val, 5),
-                    gguf_val_loss=result["gguf_val_loss"], quant=export.quant,
-                    val_records=val_records, warnings=warnings)
-
-
-class PhaseTimes:
-    """How long the phases after training took on this machine, to predict the next run.
-
-    Kept per device in ``<home>/cache/phase_times.json``: export seconds per billion
-    parameters, and gate seconds per prompt it replays. Without a record, a first guess.
-    """
-
-    # First guesses, measured on a 2-core CPU with the 135M starter model (13 s of
-    # export, 24 s of gate over 80 prompts); replaced by this machine's own figures.
-    EXPORT_S_PER_GPARAM = 100.0  # merge + F16 + quantize + llama.cpp check
-    GATE_S_PER_PROMPT = 0.3
-
-    def __init__(self, path: Path, device: str) -> None:
-        self.path = path
-        self.device = device
-        try:
-            self.data = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError):
-            self.data = {}
-        mine = self.data.get(device, {})
-        self.export_rate = float(mine.get("export_s_per_gparam", self.EXPORT_S_PER_GPARAM))
-        self.gate_rate = float(mine.get("gate_s_per_prompt", self.GATE_S_PER_PROMPT))
-        self.train_flops = mine.get("train_flops_per_s")  # measured training speed
-
-    def training(self, formula_seconds: float, flops: float) -> float:
-        """Training time: from the last run's measured speed when there is one."""
-        return flops / float(self.train_flops) if self.train_flops else formula_seconds
-
-    @staticmethod
-    def _gate_prompts(teach: TeachSpec | None) -> int:
-        return teach.gate_prompts if teach else 0
-
-    def after_training(self, n_params: int, export: ExportSettings,
-                       teach: TeachSpec | None, gguf_base: bool) -> float:
-        seconds = self.gate_rate * self._gate_prompts(teach)
-        if export.gguf and gguf_base:
-            seconds += self.export_rate * n_params / 1e9
-        return seconds
-
-    def record(self, phases: list[tuple[str, float]], end: float, n_params: int,
-               export: ExportSettings, teach: TeachSpec | None, exported: bool,
-               trained_tokens: int = 0) -> dict[str, float]:
-        """Durations of this run's phases; remembers the rates for the next estimate."""
-        spans: dict[str, float] = {}
-        for (name, began), (_, until) in zip(phases, [*phases[1:], ("end", end)],
-                                              strict=True):
-            spans[name] = round(spans.get(name, 0.0) + until - began, 1)
-        mine = self.data.setdefault(self.device, {})
-        if trained_tokens and spans.get("training"):
-            mine["train_flops_per_s"] = 6.0 * n_params * trained_tokens / spans["training"]
-        if teach and "checking" in spans:
-            mine["gate_s_per_prompt"] = spans["checking"] / max(1, self._gate_prompts(teach))
-        if exported:
-            post = sum(spans.get(k, 0.0) for k in ("saving", "merging", "exporting",
-                                                   "quantizing"))
-            mine["export_s_per_gparam"] = post / max(1e-3, n_params / 1e9)
-        with contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.data, indent=2), "utf-8")
-            os.replace(tmp, self.path)
-        return spans
 
 
 def _teach_rehearsal(teach: TeachSpec, base: Any, train: Any, device: torch.device,
