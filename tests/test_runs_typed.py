@@ -221,3 +221,40 @@ def test_resume_is_offered_for_a_crash_or_a_close_never_for_a_chosen_stop() -> N
     # Nothing to continue from: not offered, whatever happened.
     lost = _info("20250101-5", RunStatus.INTERRUPTED, resumable=False)
     assert resume_offer([lost], closed_run=lost.run_id) is None
+
+
+def test_the_cli_and_the_history_resume_by_the_same_rule(qtbot, workspace: Workspace,
+                                                         tmp_path: Path) -> None:
+    """A failed run without a checkpoint is refused by both; with one, both offer it."""
+    import os
+
+    from ui.finetune.run_history import RunHistoryView
+
+    base = workspace.library.register(write_tiny_gguf(tmp_path / "base.gguf"), "base")
+    dataset = load_dataset(write_jsonl(tmp_path / "facts.jsonl", fact_rows()))
+    run_id = create_run(workspace.home, base, dataset, LoraSettings(max_steps=6))
+    folder = RunFolder.of(workspace.home, run_id)
+    folder.write_state(status="failed", error="the model cannot be loaded")
+    env = dict(os.environ, HEARTH_HOME=str(workspace.home.root))
+
+    def hearth(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "app.cli.main", *args], env=env,
+                              cwd=Path(__file__).resolve().parent.parent,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    refused = hearth("finetune", "--resume", run_id)
+    assert refused.returncode == 2, refused.stderr
+    assert f"run {run_id} is failed and has no checkpoint yet" in refused.stderr
+    view = RunHistoryView(workspace.home, workspace.library)
+    qtbot.addWidget(view)
+    view.select(run_id)
+    assert not view.resume_button.isEnabled()
+    assert "the model cannot be loaded" in view.details.toPlainText()
+
+    folder.checkpoints.mkdir()
+    folder.latest_checkpoint_file.write_text('{"step": 4, "path": "step-0000004"}')
+    listed = json.loads(hearth("runs", "list", "--json").stdout)
+    assert [(r["status"], r["resumable"]) for r in listed] == [("failed", True)]
+    view.refresh()
+    view.select(run_id)
+    assert view.resume_button.isEnabled()

@@ -240,7 +240,7 @@ class FineTuneTab(QWidget):
         elif isinstance(event, tp.TrainError):
             self._ended(RunStatus.FAILED, event.message)
         elif isinstance(event, tp.WorkerExited):
-            checkpoint = self.training.last.get("checkpoint")
+            checkpoint = RunFolder(self.home.runs / self.bridge.run_id).checkpoint_step()
             self._ended(RunStatus.INTERRUPTED, (event.cause or event.message)
                         + " Resume continues from the last checkpoint"
                         + (f" (step {checkpoint})." if checkpoint else "."))
