@@ -164,11 +164,6 @@ class RunFolder:
         return prompts
 
 
-def run_dir(home: HearthHome, run_id: str) -> Path:
-    """The folder of an existing run (see :meth:`RunFolder.of`)."""
-    return RunFolder.of(home, run_id).path
-
-
 def create_run(home: HearthHome, base: ModelRecord, dataset: Dataset, settings: LoraSettings,
                export: ExportSettings | None = None, holdout: bool = True,
                teach: TeachSpec | None = None) -> str:
