@@ -14,7 +14,7 @@ from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
 from backends.export.gguf_export import export_gguf, permute_qk
 from backends.export.merge import merge_lora
 from backends.training.base_model import load_base
-from backends.training.worker import base_weights
+from backends.training.export_step import base_weights
 from tests.finetune_fixtures import hearth_cache, tiny_gguf  # noqa: F401
 
 llama_cpp = pytest.importorskip("llama_cpp")

@@ -12,8 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 from app.finetune import protocol as tp
-from app.finetune.client import TrainingClient, create_run, list_runs
+from app.finetune.client import TrainingClient
 from app.finetune.datasets import load_dataset
+from app.finetune.runs.folder import create_run, list_runs
 from app.finetune.settings import ExportSettings, LoraSettings
 from app.workspace import open_workspace
 from tests.finetune_fixtures import fact_rows, hearth_cache, tiny_gguf, write_jsonl  # noqa: F401

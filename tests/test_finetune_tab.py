@@ -21,8 +21,8 @@ from PySide6.QtWidgets import QMessageBox
 
 from app.chat.corrections import CorrectionStore
 from app.finetune import protocol as tp
-from app.finetune.client import create_run, list_runs
 from app.finetune.datasets import Dataset, DatasetError
+from app.finetune.runs.folder import create_run, list_runs
 from app.finetune.settings import ExportSettings, LoraSettings
 from app.workspace import Workspace
 from tests.finetune_fixtures import fact_rows, hearth_cache, tiny_gguf, write_jsonl  # noqa: F401
@@ -56,8 +56,8 @@ def _tab(qtbot, ws: Workspace, **kwargs) -> FineTuneTab:  # noqa: ANN001 - pytes
 def _choose(qtbot, tab: FineTuneTab, path: Path, settings: LoraSettings = FAST
             ) -> Dataset | DatasetError:
     with qtbot.waitSignal(tab.dataset_checked, timeout=20_000) as checked:
-        tab.load_file(path)
-    tab.settings_form.set_values(settings, EXPORT)
+        tab.setup.load_file(path)
+    tab.setup.settings_form.set_values(settings, EXPORT)
     return checked.args[0]
 
 
@@ -75,11 +75,11 @@ def test_a_bad_file_shows_its_problems_by_line(qtbot, tiny_ws: Workspace,
     tab = _tab(qtbot, tiny_ws)
     result = _choose(qtbot, tab, bad)
     assert isinstance(result, DatasetError)
-    issues = tab.issues_view.toPlainText()
+    issues = tab.setup.issues_view.toPlainText()
     assert "Line 1 of bad.jsonl: no assistant message" in issues
     assert "Line 2 of bad.jsonl: not valid JSON" in issues
-    assert "2 problems, 0 usable records" in tab.validation_label.text()
-    assert not tab.start_button.isEnabled()
+    assert "2 problems, 0 usable records" in tab.setup.validation_label.text()
+    assert not tab.setup.start_button.isEnabled()
     assert tab.start() is None and list_runs(tiny_ws.home) == []
 
 
@@ -88,15 +88,15 @@ def test_setup_shows_counts_preview_and_an_estimate_per_preset(qtbot, tiny_ws: W
     tab = _tab(qtbot, tiny_ws)
     data = write_jsonl(tmp_path / "facts.jsonl", fact_rows())
     with qtbot.waitSignal(tab.dataset_checked, timeout=20_000):
-        tab.load_file(data)
-    assert "25 records" in tab.validation_label.text()
-    preview = tab.preview_view.toHtml()
-    assert "Record from line 1" in tab.preview_view.toPlainText()
+        tab.setup.load_file(data)
+    assert "25 records" in tab.setup.validation_label.text()
+    preview = tab.setup.preview_view.toHtml()
+    assert "Record from line 1" in tab.setup.preview_view.toPlainText()
     assert "The capital of Zorbania is Quillport.&lt;|im_end|&gt;</span>" in preview
     estimates = {}
     for name in ("quick", "balanced", "thorough"):
-        tab.select_preset(name)
-        estimates[name] = (tab.plan.total_steps, tab.estimate_label.text())
+        tab.setup.select_preset(name)
+        estimates[name] = (tab.setup.plan.total_steps, tab.setup.estimate_label.text())
         assert "peak memory about" in estimates[name][1]
     assert estimates["quick"][0] < estimates["balanced"][0] < estimates["thorough"][0]
     other = write_jsonl(tmp_path / "dropped.jsonl", fact_rows()[:4])
@@ -106,19 +106,20 @@ def test_setup_shows_counts_preview_and_an_estimate_per_preset(qtbot, tiny_ws: W
                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     with qtbot.waitSignal(tab.dataset_checked, timeout=20_000):
         tab.dropEvent(drop)  # a file dropped on the tab
-    assert "dropped.jsonl" in tab.validation_label.text()
-    assert "4 records" in tab.validation_label.text()
+    assert "dropped.jsonl" in tab.setup.validation_label.text()
+    assert "4 records" in tab.setup.validation_label.text()
     with qtbot.waitSignal(tab.dataset_checked, timeout=20_000):
-        tab.load_file(data)
-    tab.settings_form.widgets["rank"].setValue(64)  # the Advanced panel drives the plan
-    assert "rank 64" in tab.estimate_label.text()
-    tab.settings_form.widgets["learning_rate"].setValue(0.0005)
-    assert "learning rate 0.0005" in tab.estimate_label.text()
-    assert tab.settings_form.lora().learning_rate == 0.0005 and tab.start_button.isEnabled()
+        tab.setup.load_file(data)
+    tab.setup.settings_form.widgets["rank"].setValue(64)  # the Advanced panel drives the plan
+    assert "rank 64" in tab.setup.estimate_label.text()
+    tab.setup.settings_form.widgets["learning_rate"].setValue(0.0005)
+    assert "learning rate 0.0005" in tab.setup.estimate_label.text()
+    assert tab.setup.settings_form.lora().learning_rate == 0.0005
+    assert tab.setup.start_button.isEnabled()
     with qtbot.waitSignal(tab.dataset_checked, timeout=20_000):  # too small to hold one out
-        tab.load_file(write_jsonl(tmp_path / "one.jsonl", fact_rows()[:1]))
-    assert "at least 2 records" in tab.start_error.text()
-    assert not tab.start_button.isEnabled()
+        tab.setup.load_file(write_jsonl(tmp_path / "one.jsonl", fact_rows()[:1]))
+    assert "at least 2 records" in tab.setup.start_error.text()
+    assert not tab.setup.start_button.isEnabled()
 
 
 def test_a_template_that_never_ends_is_laid_out_off_the_gui_thread_and_stopped(
@@ -137,14 +138,14 @@ def test_a_template_that_never_ends_is_laid_out_off_the_gui_thread_and_stopped(
     timer.start()
     started = time.monotonic()
     with qtbot.waitSignal(tab.dataset_checked, timeout=60_000):
-        tab.load_file(write_jsonl(tmp_path / "facts.jsonl", fact_rows()))
+        tab.setup.load_file(write_jsonl(tmp_path / "facts.jsonl", fact_rows()))
     took = time.monotonic() - started
     timer.stop()
     gaps = [b - a for a, b in zip([started, *ticks], ticks, strict=False)]
     assert took > 0.4  # two renders ran into the step limit...
     assert max(gaps) < 0.3, max(gaps)  # ...while the window went on ticking
-    assert "was stopped: it runs more than" in tab.preview_view.toPlainText()
-    assert "was stopped" in tab.start_error.text() and not tab.start_button.isEnabled()
+    assert "was stopped: it runs more than" in tab.setup.preview_view.toPlainText()
+    assert "was stopped" in tab.setup.start_error.text() and not tab.setup.start_button.isEnabled()
     tab.shutdown()
 
 
@@ -157,7 +158,7 @@ def test_short_memory_without_a_chat_to_unload_asks_first(qtbot, tiny_ws: Worksp
         asked.append(title) or QMessageBox.StandardButton.No))
     tab = _tab(qtbot, tiny_ws, memory_available=lambda: 1 << 20)
     _choose(qtbot, tab, write_jsonl(tmp_path / "facts.jsonl", fact_rows()))
-    assert "only 1.00 MiB free now" in tab.estimate_label.text()
+    assert "only 1.00 MiB free now" in tab.setup.estimate_label.text()
     assert tab.start() is None
     assert asked == ["Memory is short"] and list_runs(tiny_ws.home) == []
 
@@ -180,19 +181,19 @@ def test_corrections_train_live_to_a_summary_then_chat_and_compare(
                unload_chat=lambda: calls.append("unload"),
                reload_chat=lambda: calls.append("reload"))
     try:
-        assert tab.corrections_radio.text() == "Corrections from chats (2 collected)"
+        assert tab.setup.corrections_radio.text() == "Corrections from chats (2 collected)"
         with qtbot.waitSignal(tab.dataset_checked, timeout=20_000) as checked:
-            tab.corrections_radio.setChecked(True)
+            tab.setup.corrections_radio.setChecked(True)
         dataset = checked.args[0]
         assert isinstance(dataset, Dataset) and dataset.stats.records == 2
         assert dataset.path.parent == tiny_ws.home.datasets
-        assert "Odessa Fernwick.<|im_end|>" in tab.preview_view.toPlainText()
-        tab.settings_form.set_values(FAST, EXPORT)
-        assert tab.start_button.isEnabled()
+        assert "Odessa Fernwick.<|im_end|>" in tab.setup.preview_view.toPlainText()
+        tab.setup.settings_form.set_values(FAST, EXPORT)
+        assert tab.setup.start_button.isEnabled()
 
         events: list[object] = []
         with qtbot.waitSignal(tab.run_ended, timeout=RUN_TIMEOUT) as ended:
-            qtbot.mouseClick(tab.start_button, Qt.MouseButton.LeftButton)
+            qtbot.mouseClick(tab.setup.start_button, Qt.MouseButton.LeftButton)
             assert calls == ["unload"]  # memory was short: the chat model made room
             assert tab.pages.currentIndex() == 1 and not tab.training.cancel_button.isHidden()
             tab.bridge.event.connect(events.append)
@@ -293,11 +294,11 @@ def test_cancel_close_and_kill_all_resume_to_the_same_finished_run(
         # 3. The next start offers Resume; this time the worker is killed (kill -9).
         tab = _tab(qtbot, tiny_ws)
         tabs.append(tab)
-        assert not tab.resume_banner.isHidden() and tab.banner_run == run_id
-        assert "stopped when Hearth closed" in tab.resume_label.text()
+        assert not tab.resume_banner.isHidden() and tab.resume_banner.run_id == run_id
+        assert "stopped when Hearth closed" in tab.resume_banner.label.text()
         with qtbot.waitSignal(tab.run_ended, timeout=RUN_TIMEOUT) as ended:
             killed_after = _resume_then_wait_for_a_checkpoint(
-                qtbot, tab, tab.banner_resume_button.click, closed_after)
+                qtbot, tab, tab.resume_banner.resume_button.click, closed_after)
             os.kill(tab.bridge.client.proc.pid, signal.SIGKILL)
         assert ended.args == [run_id, "interrupted"]
         assert "Resume continues from the last checkpoint" in tab.training.status_label.text()
@@ -307,10 +308,10 @@ def test_cancel_close_and_kill_all_resume_to_the_same_finished_run(
         # 4. After the crash, the next start offers Resume again, and the run finishes.
         tab = _tab(qtbot, tiny_ws)
         tabs.append(tab)
-        assert not tab.resume_banner.isHidden() and tab.banner_run == run_id
-        assert "was interrupted" in tab.resume_label.text()
+        assert not tab.resume_banner.isHidden() and tab.resume_banner.run_id == run_id
+        assert "was interrupted" in tab.resume_banner.label.text()
         with qtbot.waitSignal(tab.run_ended, timeout=RUN_TIMEOUT) as ended:
-            qtbot.mouseClick(tab.banner_resume_button, Qt.MouseButton.LeftButton)
+            qtbot.mouseClick(tab.resume_banner.resume_button, Qt.MouseButton.LeftButton)
         assert ended.args == [run_id, "finished"], tab.training.log_view.toPlainText()
         log = tab.training.log_view.toPlainText()
         assert log.count("resumed from the checkpoint at step") == 3
@@ -358,7 +359,7 @@ def test_history_deletes_a_run_and_what_it_made_after_asking(
     assert not gguf.exists() and not Path(spec["adapter_dir"]).exists()
     assert spec["out_name"] not in [m.name for m in tiny_ws.library.list()]
     assert tiny_gguf.exists()  # the base model is never touched
-    assert tab.history.runs == [] and tab.model_combo.count() == 1
+    assert tab.history.runs == [] and tab.setup.model_combo.count() == 1
 
 
 def test_the_main_window_wires_fine_tune_and_datasets(qtbot, tiny_ws: Workspace,
@@ -396,7 +397,7 @@ def test_the_main_window_wires_fine_tune_and_datasets(qtbot, tiny_ws: Workspace,
     reply = tiny_ws.store.add_message(conv.id, "assistant", "Paris.")
     window.corrections.add_from_conversation(tiny_ws.store, reply.id, "Quillport.")
     window.datasets_view.refresh()
-    assert window.finetune_tab.corrections_radio.text().endswith("(1 collected)")
+    assert window.finetune_tab.setup.corrections_radio.text().endswith("(1 collected)")
     window.close()
 
 
@@ -440,7 +441,7 @@ def test_a_model_the_worker_cannot_load_fails_with_its_reason(qtbot, tiny_ws: Wo
     try:
         assert tab.set_model("no-tokenizer")
         _choose(qtbot, tab, write_jsonl(tmp_path / "facts.jsonl", fact_rows()))
-        assert "<|im_start|>assistant" in tab.preview_view.toPlainText()  # its template
+        assert "<|im_start|>assistant" in tab.setup.preview_view.toPlainText()  # its template
         with qtbot.waitSignal(tab.run_ended, timeout=RUN_TIMEOUT) as ended:
             run_id = tab.start()
         assert ended.args == [run_id, "failed"]
@@ -449,6 +450,6 @@ def test_a_model_the_worker_cannot_load_fails_with_its_reason(qtbot, tiny_ws: Wo
         assert view.phase_label.text() == "Failed." and not view.new_run_button.isHidden()
         assert view.resume_button.isHidden() and view.chat_button.isHidden()
         assert [r.status for r in list_runs(tiny_ws.home)] == ["failed"]
-        assert tab.start_button.isEnabled()  # free to try again
+        assert tab.setup.start_button.isEnabled()  # free to try again
     finally:
         _stop(tab)

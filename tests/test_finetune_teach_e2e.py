@@ -52,11 +52,11 @@ def test_corrections_teach_the_starter_model_from_the_tab(
     try:
         assert tab.set_model(STARTER_NAME)
         with qtbot.waitSignal(tab.dataset_checked, timeout=20_000):
-            tab.corrections_radio.setChecked(True)
-        tab.select_preset("quick")
-        tab.settings_form.set_values(TEACH, ExportSettings(quant="q8_0"))
+            tab.setup.corrections_radio.setChecked(True)
+        tab.setup.select_preset("quick")
+        tab.setup.settings_form.set_values(TEACH, ExportSettings(quant="q8_0"))
         with qtbot.waitSignal(tab.run_ended, timeout=1_500_000) as ended:
-            qtbot.mouseClick(tab.start_button, Qt.MouseButton.LeftButton)
+            qtbot.mouseClick(tab.setup.start_button, Qt.MouseButton.LeftButton)
         assert ended.args[1] == "finished", tab.training.log_view.toPlainText()
         trained = time.monotonic() - started
         assert tab.tuned_model is not None

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from app.finetune.client import create_run
 from app.finetune.datasets import load_dataset
-from app.finetune.runs import delete_run, run_files
+from app.finetune.runs.delete import delete_run, run_files
+from app.finetune.runs.folder import create_run
 from app.finetune.settings import ExportSettings, LoraSettings
 from app.workspace import Workspace
 from tests.finetune_fixtures import fact_rows, write_jsonl

@@ -38,12 +38,12 @@ def test_a_run_that_learns_nothing_is_reported_and_cannot_be_accepted(
     with qtbot.waitSignal(panel.finished, timeout=300_000) as done:
         qtbot.mouseClick(panel.teach_button, Qt.MouseButton.LeftButton)
         assert not panel.teach_button.isEnabled()  # one run at a time
-    report = done.args[0]["teach"]
+    report = done.args[0].teach
     assert report["total"] == 2 and report["learned"] < 2 and not report["passed"]
     assert "Not accepted" in panel.phase.text()
     assert panel.report_view.toPlainText().count("✗") == 2 - report["learned"]
     assert not panel.accept_button.isEnabled() and panel.discard_button.isEnabled()
-    assert "gguf_path" not in done.args[0]  # the gate stopped it before any export
+    assert done.args[0].gguf_path is None  # the gate stopped it before any export
     assert [r.name for r in workspace.library.list()] == ["tiny"]
     qtbot.mouseClick(panel.discard_button, Qt.MouseButton.LeftButton)
     assert "Discarded" in panel.phase.text() and not panel.discard_button.isEnabled()

@@ -204,8 +204,8 @@ def test_strangers_text_reads_no_file_and_shows_literally(
 
 def test_the_run_history_pane_shows_a_runs_names_literally(
         qtbot: QtBot, workspace: Workspace, traps: Path, tmp_path: Path) -> None:
-    from app.finetune.client import create_run
     from app.finetune.datasets import load_dataset
+    from app.finetune.runs.folder import create_run
     from app.finetune.settings import ExportSettings, LoraSettings
     from tests.finetune_fixtures import fact_rows, write_jsonl
     from tests.gguf_factory import write_tiny_gguf

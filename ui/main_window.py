@@ -187,7 +187,7 @@ class MainWindow(QMainWindow):
             self.teach_panel.set_base(self.chat.model_name)
             self.teach_panel.start()
 
-    def _on_teach_finished(self, summary: dict) -> None:
+    def _on_teach_finished(self, summary: object) -> None:
         self.statusBar().showMessage("Teach finished: see its report in Datasets.", 8000)
 
     def _on_teach_active_changed(self, base: str, name: str) -> None:

@@ -159,8 +159,9 @@ def _start_training(ws: Workspace, record: ModelRecord) -> Any:
     import tempfile
 
     from app.finetune import protocol as tp
-    from app.finetune.client import TrainingClient, create_run
+    from app.finetune.client import TrainingClient
     from app.finetune.datasets import load_dataset
+    from app.finetune.runs.folder import create_run
     from app.finetune.settings import ExportSettings, LoraSettings
 
     data = Path(tempfile.mkdtemp(prefix="hearth-bench-")) / "load.jsonl"

@@ -17,8 +17,11 @@ from typing import Any
 from app.cli.progress import ProgressLine
 from app.errors import BadInput, ExitCode
 from app.finetune import protocol as tp
-from app.finetune.client import RunError, TrainingClient, create_run, list_runs, register_result
+from app.finetune.client import TrainingClient
 from app.finetune.datasets import DatasetError, load_dataset
+from app.finetune.runs.folder import RunError, RunFolder, create_run, list_runs
+from app.finetune.runs.records import RunSummary
+from app.finetune.runs.results import register_result
 from app.finetune.settings import PRESETS, QUANT_TYPES, ExportSettings, Machine, preset
 from app.units import (
     format_bytes,
@@ -46,8 +49,8 @@ def add_parsers(sub: Any) -> None:
     ft.add_argument("--quant", choices=QUANT_TYPES, default="q8_0")
     ft.add_argument("--adapter-only", action="store_true",
                     help="keep only the LoRA adapter; skip the merge and GGUF export")
-    ft.add_argument("--resume", metavar="RUN_ID", help="continue a cancelled or "
-                    "interrupted run from its last checkpoint")
+    ft.add_argument("--resume", metavar="RUN_ID", help="continue a run that failed or "
+                    "was stopped (cancelled, interrupted) from its last checkpoint")
     ft.add_argument("--json", action="store_true", help="print the summary as JSON")
     runs = sub.add_parser("runs", help="fine-tuning runs").add_subparsers(
         dest="runs_command", required=True)
@@ -67,10 +70,13 @@ def finetune(ws: Workspace, args: argparse.Namespace) -> int:
         print(f"hearth: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
     if args.resume:
-        status = {r.run_id: r.status for r in list_runs(ws.home)}.get(run_id)
-        if status in ("finished", "running", "exporting"):
-            print(f"hearth: run {run_id} is {status}; only cancelled, interrupted or "
-                  "failed runs can be resumed", file=sys.stderr)
+        folder = RunFolder.of(ws.home, run_id)
+        status = folder.status()
+        if not folder.resumable(status):
+            why = ("" if not status.resumable else " and has no checkpoint yet")
+            print(f"hearth: run {run_id} is {status}{why}; only runs that failed or were "
+                  "stopped (cancelled, interrupted) after a checkpoint can be resumed",
+                  file=sys.stderr)
             return ExitCode.BAD_INPUT
     print(f"Run {run_id} ({'resuming' if args.resume else 'starting'}); cancel with Ctrl+C, "
           f"resume with: hearth finetune --resume {run_id}", file=sys.stderr)
@@ -90,14 +96,13 @@ def finetune(ws: Workspace, args: argparse.Namespace) -> int:
             continue
         view.show(event)
         if isinstance(event, tp.Finished):
-            name = None
-            if event.summary.get("gguf_path"):
-                name = register_result(ws.library, ws.home, event.summary).name
-            event.summary["library_name"] = name
+            summary = event.summary
+            if summary.gguf_path is not None:
+                summary.library_name = register_result(ws.library, ws.home, summary).name
             if args.json:
-                print(json.dumps(event.summary, indent=2))
+                print(json.dumps(summary.to_json(), indent=2))
             else:
-                _print_summary(event.summary, name)
+                _print_summary(summary)
             client.wait()
             return ExitCode.OK
         if isinstance(event, tp.Cancelled):
@@ -198,38 +203,42 @@ class TrainingProgressView:
                        log_text=f"  step {steps} mem {format_bytes(e.peak_memory_bytes)}")
 
 
-def _print_summary(s: dict[str, Any], name: str | None) -> None:
-    est = s["estimate"]
-    if name:
-        print(f"Fine-tuned model: {name}  ({s['gguf_path']})")
+def _print_summary(s: RunSummary) -> None:
+    est = s.estimate
+    if s.library_name:
+        print(f"Fine-tuned model: {s.library_name}  ({s.gguf_path})")
     else:
         print("Fine-tuned adapter (no GGUF export)")
-    print(f"  training: {s['steps']} steps, {s['trained_tokens']:,} tokens in "
-          f"{format_duration(s['train_seconds'])} ({format_token_rate(s['tokens_per_s'])}) on "
-          f"{s['device']}")
-    print(f"  loss: {s['first_train_loss']:.4f} -> {s['final_train_loss']:.4f} (train), "
-          f"validation {s['val_loss']:.4f}")
-    measured = est.get("measured") or {}
-    print(f"  time (whole run): estimated {format_duration(est['seconds'])} (formula)"
+    print(f"  training: {s.steps} steps, {s.trained_tokens:,} tokens in "
+          f"{format_duration(s.train_seconds)} ({format_token_rate(s.tokens_per_s)}) on "
+          f"{s.device}")
+    print(f"  loss: {_loss(s.first_train_loss)} -> {_loss(s.final_train_loss)} (train), "
+          f"validation {_loss(s.val_loss)}")
+    measured = est.measured or {}
+    print(f"  time (whole run): estimated {format_duration(est.seconds)} (formula)"
           + (f", {format_duration(measured['seconds'])} (measured at step "
-             f"{measured['at_step']})" if measured else "")
-          + f", actual {format_duration(s.get('total_seconds', 0))}")
-    print(f"  peak memory: estimated {format_bytes(est['peak_memory_bytes'])}, actual "
-          f"{format_bytes(s['peak_memory_bytes'])}")
-    if s["truncated_records"]:
-        print(f"  {s['truncated_records']} records were truncated to "
-              f"{s['settings']['max_seq_len']} tokens")
-    fid = s.get("fidelity")
+             f"{measured['at_step']:.0f})" if measured else "")
+          + f", actual {format_duration(s.total_seconds or 0)}")
+    print(f"  peak memory: estimated {format_bytes(est.peak_memory_bytes)}, actual "
+          f"{format_bytes(s.peak_memory_bytes)}")
+    if s.truncated_records:
+        print(f"  {s.truncated_records} records were truncated to "
+              f"{s.settings.max_seq_len} tokens")
+    fid = s.fidelity
     if fid:
         print(f"  fidelity (F16 GGUF in llama.cpp vs PyTorch): largest logit difference "
-              f"{fid['logits_max_abs_diff']:.4f} (logits up to {fid['logits_ref_max_abs']:.1f}), "
-              f"top-1 agreement {fid['top1_agreement']:.1%} over {fid['tokens_compared']} "
+              f"{fid.logits_max_abs_diff:.4f} (logits up to {fid.logits_ref_max_abs:.1f}), "
+              f"top-1 agreement {fid.top1_agreement:.1%} over {fid.tokens_compared} "
               "tokens")
-        print(f"  validation loss: PyTorch {fid['torch_val_loss']:.4f}, {fid['quant']} GGUF "
-              f"{fid['gguf_val_loss']:.4f}")
-        for warning in fid["warnings"]:
+        print(f"  validation loss: PyTorch {fid.torch_val_loss:.4f}, {fid.quant} GGUF "
+              f"{fid.gguf_val_loss:.4f}")
+        for warning in fid.warnings:
             print(f"  WARNING: {warning}")
-    print(f"  adapter: {s['adapter_dir']}")
+    print(f"  adapter: {s.adapter_dir}")
+
+
+def _loss(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def runs(ws: Workspace, args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from app.errors import ExitCode
 from app.finetune import protocol as tp
 from app.finetune.client import TrainingClient
 from app.finetune.datasets import DatasetError, load_dataset
+from app.finetune.runs.records import RunSummary
 from app.finetune.teach import TeachError, VersionStore, describe, keep_result, start_teach
 from app.models.library import LibraryError
 from app.workspace import Workspace
@@ -109,8 +110,8 @@ def _events(client: TrainingClient) -> Any:
             print("\nstopping...", file=sys.stderr)
 
 
-def _finish(ws: Workspace, summary: dict[str, Any], args: argparse.Namespace) -> int:
-    report = summary["teach"]
+def _finish(ws: Workspace, summary: RunSummary, args: argparse.Namespace) -> int:
+    report = summary.teach or {}
     accept = report["passed"] and not args.no_accept
     version = keep_result(ws.home, ws.library, summary, accept=accept)
     out = {"learned": report["learned"], "total": report["total"],
@@ -118,11 +119,10 @@ def _finish(ws: Workspace, summary: dict[str, Any], args: argparse.Namespace) ->
            "drift": report["drift"], "drift_limit": report["drift_limit"],
            "nll": report["nll"], "passed": report["passed"], "accepted": accept,
            "reasons": report["reasons"], "version": version.name if version else None,
-           "run_id": summary["run_id"], "total_seconds": summary.get("total_seconds"),
-           "estimate_seconds": summary["estimate"]["seconds"],
-           "measured_estimate_seconds": (summary["estimate"].get("measured") or {}
-                                         ).get("seconds"),
-           "phase_seconds": summary.get("phase_seconds"),
+           "run_id": summary.run_id, "total_seconds": summary.total_seconds,
+           "estimate_seconds": summary.estimate.seconds,
+           "measured_estimate_seconds": (summary.estimate.measured or {}).get("seconds"),
+           "phase_seconds": summary.phase_seconds,
            "cases": report["cases"]}
     if args.json:
         print(json.dumps(out, indent=2))
@@ -132,7 +132,7 @@ def _finish(ws: Workspace, summary: dict[str, Any], args: argparse.Namespace) ->
             mark = "ok" if case["learned"] else "--"
             print(f"  [{mark}] {case['question'][:60]} -> {case['answer'][:70]}")
         if accept:
-            print(f"Accepted: chatting with {report and summary['base_model']['name']} now "
+            print(f"Accepted: chatting with {report and summary.base_model.name} now "
                   f"answers with {version.name if version else '?'} "
                   "(roll back: hearth teach --use base)")
         elif report["passed"]:

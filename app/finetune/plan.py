@@ -86,6 +86,19 @@ def preview(dataset: Dataset, template: ChatTemplate, n: int = 3) -> list[Previe
     return [render_example(e, template) for e in dataset.examples[:n]]
 
 
+def total_steps(n_records: int, settings: LoraSettings) -> int:
+    """How many optimizer steps a run takes: ``max_steps`` when set, else the epochs
+    over micro-batches of ``batch_size`` records, ``grad_accumulation`` per step.
+
+    The one formula: the estimate here and the worker's trainer
+    (:class:`backends.training.trainer.Plan`) both call it, so the step count shown
+    before Start is the one the run makes (given the same number of records)."""
+    if settings.max_steps is not None:
+        return settings.max_steps
+    micro_per_epoch = math.ceil(n_records / settings.batch_size)
+    return max(1, math.ceil(settings.epochs * micro_per_epoch / settings.grad_accumulation))
+
+
 @dataclass
 class RunPlan:
     """The numbers shown next to the preset before Start."""
@@ -124,11 +137,7 @@ def plan_run(facts: ModelFacts, dataset: Dataset, settings: LoraSettings,
     train, val = split_examples(dataset.examples, settings.validation_fraction, settings.seed)
     shape = shape or measure(dataset, facts.template)
     per_record = min(settings.max_seq_len, shape.chars_per_record / CHARS_PER_TOKEN)
-    micro_per_epoch = math.ceil(len(train) / settings.batch_size)
-    if settings.max_steps is not None:
-        steps = settings.max_steps
-    else:
-        steps = max(1, math.ceil(settings.epochs * micro_per_epoch / settings.grad_accumulation))
+    steps = total_steps(len(train), settings)
     guess = estimate(
         n_params=facts.parameters,
         train_tokens=int(per_record * len(train)),

@@ -16,9 +16,11 @@ names the training side knows them by.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from app.finetune.runs.codec import RecordError
+from app.finetune.runs.records import RunSummary
 from app.workers import lifecycle
 from app.workers.lifecycle import Error, Log, WorkerDied
 from app.workers.wire import WireError, from_json, to_json
@@ -125,7 +127,7 @@ class Exported:
 class Finished:
     """The run is complete; ``summary`` is also saved as ``summary.json``."""
 
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: RunSummary
     kind: ClassVar[str] = "finished"
 
 
@@ -149,4 +151,10 @@ def encode(event: Any) -> str:
 
 
 def decode(line: str) -> Any:
-    return from_json(line, _BY_KIND, error=TrainProtocolError)
+    event = from_json(line, _BY_KIND, error=TrainProtocolError)
+    if isinstance(event, Finished) and not isinstance(event.summary, RunSummary):
+        try:  # the summary is a record with its own tolerant codec
+            event.summary = RunSummary.from_json(event.summary)
+        except RecordError as exc:
+            raise TrainProtocolError(f"bad finished message: {exc}") from exc
+    return event

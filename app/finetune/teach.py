@@ -28,8 +28,10 @@ from typing import Any
 
 from app.chat.corrections import CorrectionStore, TrainingExample
 from app.errors import ExitCode, HearthError
-from app.finetune.client import create_run
 from app.finetune.datasets import Dataset, load_dataset
+from app.finetune.runs.folder import RunFolder, create_run
+from app.finetune.runs.records import RunSummary, TeachSpec
+from app.finetune.runs.results import register_result
 from app.finetune.settings import ExportSettings, LoraSettings
 from app.models.library import Library, ModelRecord, UnknownModel
 from app.paths import HearthHome
@@ -272,61 +274,56 @@ def start_teach(home: HearthHome, library: Library, corrections: CorrectionStore
         name = f"{base.name}-taught-{n}"
     settings = settings or teach_settings(dataset.stats.records)
     export = export or ExportSettings(quant="q8_0", out_name=name, fidelity_samples=2)
-    spec = {"teach": {
-        "base": base.name, "corrections": [ex.id for ex in examples],
-        "extra": str(extra.path) if extra is not None else None,
-        "cases": cases, "check_prompts": prompts["check"],
-        "rehearse_prompts": prompts["rehearse"], "drift_limit": DRIFT_LIMIT,
-        "min_learned": MIN_LEARNED,
-        "reference_cache": str(home.root / "cache" / "teach" /
-                               f"{_cache_key(base.path)}.json") if base.path.exists()
-        else None}}
-    run_id = create_run(home, base, dataset, settings, export, holdout=False,
-                        extra_spec=spec)
+    teach = TeachSpec(
+        base=base.name, corrections=[ex.id for ex in examples],
+        extra=str(extra.path) if extra is not None else None,
+        cases=cases, check_prompts=prompts["check"],
+        rehearse_prompts=prompts["rehearse"], drift_limit=DRIFT_LIMIT,
+        min_learned=MIN_LEARNED,
+        reference_cache=str(home.root / "cache" / "teach" /
+                            f"{_cache_key(base.path)}.json") if base.path.exists()
+        else None)
+    run_id = create_run(home, base, dataset, settings, export, holdout=False, teach=teach)
     return TeachPlan(run_id=run_id, base=base.name, corrections=[ex.id for ex in examples],
-                     cases=len(cases), extra=spec["teach"]["extra"])
+                     cases=len(cases), extra=teach.extra)
 
 
-def keep_result(home: HearthHome, library: Library, summary: dict[str, Any],
+def keep_result(home: HearthHome, library: Library, summary: RunSummary,
                 accept: bool) -> Version | None:
     """Register a finished teach run's model as a version; active when ``accept``.
 
     A run whose gate failed is never made active (nor registered: it was not exported).
     """
-    report = summary.get("teach") or {}
-    if not summary.get("gguf_path") or not report:
+    report = summary.teach or {}
+    if not summary.gguf_path or not report:
         return None
-    spec = json.loads((home.runs / summary["run_id"] / "run.json").read_text("utf-8"))
-    from app.finetune.client import register_result
-
+    spec = RunFolder.of(home, summary.run_id).spec()
     record = register_result(library, home, summary)
-    teach = spec["teach"]
-    version = Version(name=record.name, base=teach["base"], run_id=summary["run_id"],
+    teach = spec.teach or TeachSpec()
+    version = Version(name=record.name, base=teach.base, run_id=summary.run_id,
                       created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                      corrections=teach["corrections"], extra=teach["extra"],
-                      settings=spec["settings"],
+                      corrections=teach.corrections, extra=teach.extra,
+                      settings=spec.settings.to_json(),
                       report={k: v for k, v in report.items() if k != "cases"})
     VersionStore(home).add(version, activate=accept and bool(report.get("passed")))
     return version
 
 
-def discard_result(home: HearthHome, library: Library, summary: dict[str, Any]) -> None:
+def discard_result(home: HearthHome, library: Library, summary: RunSummary) -> None:
     """Throw a teach result away: its GGUF, its library entry and version, its adapter."""
     import shutil
 
     versions = VersionStore(home)
-    spec_path = home.runs / summary["run_id"] / "run.json"
-    spec = json.loads(spec_path.read_text("utf-8"))
-    name = spec["out_name"]
-    base = spec.get("teach", {}).get("base")
-    if base:
-        versions.forget(base, name)
+    spec = RunFolder.of(home, summary.run_id).spec()
+    name = spec.out_name
+    if spec.teach is not None and spec.teach.base:
+        versions.forget(spec.teach.base, name)
     with contextlib.suppress(UnknownModel):
         library.remove(name)
-    if summary.get("gguf_path"):
-        Path(summary["gguf_path"]).unlink(missing_ok=True)
-    if summary.get("adapter_dir"):
-        shutil.rmtree(summary["adapter_dir"], ignore_errors=True)
+    if summary.gguf_path:
+        Path(summary.gguf_path).unlink(missing_ok=True)
+    if summary.adapter_dir:
+        shutil.rmtree(summary.adapter_dir, ignore_errors=True)
 
 
 def describe(report: dict[str, Any]) -> str:

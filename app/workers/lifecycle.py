@@ -80,6 +80,9 @@ class WorkerDied:
     message: str
     # What Hearth already did about it (e.g. restarted with the safe kernels).
     tried: list[str] = field(default_factory=list)
+    cause: str = ""
+    """What happened alone ("The training worker stopped: it was killed ..."), for a
+    view that says how to go on in its own words; ``message`` adds what to do."""
     kind: ClassVar[str] = "worker_died"
 
     @classmethod
@@ -93,12 +96,12 @@ class WorkerDied:
             sig = -returncode
             reason = _SIGNAL_REASONS.get(signal_name(sig),
                                          f"it was stopped by {signal_name(sig)}")
+            cause = f"The {worker} stopped: {reason}."
             return cls(exit_code=None, signal=sig, last_log_lines=tail[-10:],
-                       message=f"The {worker} stopped: {reason}.{already} {advice}",
-                       tried=tried)
+                       message=f"{cause}{already} {advice}", tried=tried, cause=cause)
+        cause = f"The {worker} exited unexpectedly (exit code {returncode})."
         return cls(exit_code=returncode, signal=None, last_log_lines=tail[-10:],
-                   message=f"The {worker} exited unexpectedly (exit code {returncode})."
-                           f"{already} {advice}", tried=tried)
+                   message=f"{cause}{already} {advice}", tried=tried, cause=cause)
 
 
 LIFECYCLE_EVENTS = (Hello, Log, Error, WorkerDied)

@@ -37,6 +37,7 @@ from safetensors.torch import load_file, save_file
 
 from app.atomic import atomic_write_text, fsync_dir, fsync_file
 from app.finetune import protocol as tp
+from app.finetune.plan import total_steps
 from app.finetune.settings import LoraSettings
 from backends.training.data import Tokenized
 
@@ -113,10 +114,7 @@ class Plan:
         s = self.settings
         self.micro_per_epoch = math.ceil(self.n_records / s.batch_size)
         self.steps_per_epoch = self.micro_per_epoch / s.grad_accumulation
-        if s.max_steps is not None:
-            self.total_steps = s.max_steps
-        else:
-            self.total_steps = max(1, math.ceil(s.epochs * self.steps_per_epoch))
+        self.total_steps = total_steps(self.n_records, s)
 
     def epoch_order(self, epoch: int) -> list[int]:
         g = torch.Generator().manual_seed(self.settings.seed * 1_000_003 + epoch)

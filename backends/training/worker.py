@@ -17,7 +17,6 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -28,24 +27,27 @@ from typing import Any
 
 import torch
 
-from app.atomic import atomic_write_text
 from app.finetune import protocol as tp
 from app.finetune.datasets import Example
-from app.finetune.fidelity import failures as fidelity_failures
-from app.finetune.settings import ExportSettings, LoraSettings, Machine, estimate
-from app.inference.kernels import KernelMemory, run_with_fallback
+from app.finetune.runs.folder import RunFolder
+from app.finetune.runs.records import (
+    RunEstimate,
+    RunSpec,
+    RunSummary,
+    TeachSpec,
+)
+from app.finetune.settings import Machine, estimate
 from app.machine.threads import ThreadClaims, auto_threads
 from app.paths import HearthHome
-from app.workers.spawn import run_module
 from backends.training.dtype_probe import DtypeChoice, choose_dtype
+from backends.training.export_step import export_and_check, write_live_adapter
+from backends.training.phase_times import PhaseTimes
 
 # Tests and benchmarks only: force the compute dtype ("float32" or "bfloat16").
 DTYPE_ENV = "HEARTH_TRAIN_DTYPE"
 PROBE_VAL_RECORDS = 4
 
 log = logging.getLogger("hearth.train")
-FIDELITY_MAX_TOKENS = 256
-VAL_CHECK_MAX_RECORDS = 64
 
 
 class Emitter:
@@ -92,16 +94,6 @@ class Emitter:
             sys.stdout = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - for exit
 
 
-def write_state(run_dir: Path, **fields: Any) -> None:
-    """Merge ``fields`` into ``state.json`` atomically (what ``hearth runs list`` reads)."""
-    path = run_dir / "state.json"
-    state: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        state = json.loads(path.read_text("utf-8"))
-    state.update(fields, updated_at=datetime.now(UTC).isoformat(timespec="seconds"))
-    atomic_write_text(path, json.dumps(state, indent=2))
-
-
 def _read_examples(path: Path) -> list[Example]:
     with path.open(encoding="utf-8") as fh:
         return [Example.from_json(json.loads(line)) for line in fh if line.strip()]
@@ -137,11 +129,11 @@ def pick_device() -> tuple[torch.device, str]:
     return torch.device("cpu"), "cpu"
 
 
-def pick_dtype(run_dir: Path, device: torch.device, config: Any,
+def pick_dtype(folder: RunFolder, device: torch.device, config: Any,
                val_loss: Any) -> DtypeChoice:
     """Measure once per run and keep the answer in the run folder: a resumed run must
     compute as it started, whatever a new timing would say."""
-    saved = run_dir / "dtype.json"
+    saved = folder.dtype_file
     if saved.exists():
         with contextlib.suppress(OSError, ValueError, TypeError):
             raw = json.loads(saved.read_text("utf-8"))
@@ -156,104 +148,147 @@ def pick_dtype(run_dir: Path, device: torch.device, config: Any,
     return choice
 
 
-def base_weights(peft_model: Any) -> dict[str, torch.Tensor]:
-    """The frozen base weights under their plain transformers names."""
-    out: dict[str, torch.Tensor] = {}
-    for name, tensor in peft_model.get_base_model().state_dict().items():
-        if "lora_" in name:
-            continue
-        out[name.replace(".base_layer.", ".")] = tensor
-    return out
-
-
-def reference_logits(peft_model: Any, samples: list[list[int]], device: torch.device
-                     ) -> dict[str, torch.Tensor]:
-    peft_model.eval()
-    out = {}
-    with torch.no_grad():
-        for i, ids in enumerate(samples):
-            logits = peft_model(input_ids=torch.tensor([ids], device=device)).logits[0]
-            out[f"sample{i}"] = logits.float().cpu().contiguous()
-    return out
-
-
 def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
-    from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+    """The whole run; the exit code of the worker (0 also when cancelled)."""
+    folder = RunFolder(run_dir)
+    spec = folder.spec()
+    device, device_name = pick_device()
+    checkpoint = folder.checkpoint_step()
+    emit(tp.TrainHello(protocol_version=tp.TRAIN_PROTOCOL_VERSION, pid=os.getpid(),
+                       run_id=spec.run_id, device=device_name,
+                       dtype="measuring",
+                       torch_version=torch.__version__, resumed_from_step=checkpoint or 0))
+    folder.write_state(status="running", pid=os.getpid())
+    started = time.perf_counter()
+    loaded = _load_and_tokenize(folder, spec, emit)
+    if loaded is None:
+        return 2
+    base, train, val = loaded
+    check_replies: list[dict[str, Any]] = []
+    if spec.teach:
+        check_replies = _teach_rehearsal(spec.teach, base, train, device, emit)
+    trainer, dtype_choice = _prepare_trainer(folder, spec, base, train, val, device, emit,
+                                             cancel)
+    guess, timings, n_params = _announce_plan(spec, base, train, val, trainer, device,
+                                              device_name, started, emit)
+    resumed = trainer.load_checkpoint() if checkpoint is not None else 0
+    if resumed:
+        emit(tp.TrainLog("info", f"resumed from the checkpoint at step {resumed}"))
+    emit(tp.Phase("training", f"training {trainer.plan.total_steps} steps on {device_name}"))
+    folder.write_state(total_steps=trainer.plan.total_steps)
+    outcome = trainer.run()
+    if outcome == "cancelled":
+        if emit.parent_gone:
+            # Not the person's choice: the app died. Keep it listed as resumable.
+            folder.write_state(status="interrupted", step=trainer.step,
+                               reason="the app went away during training")
+        else:
+            folder.write_state(status="cancelled", step=trainer.step)
+        return 0
+    folder.write_state(status="exporting", step=trainer.step)
+    train_s = trainer.elapsed
+    report = None
+    if spec.teach:
+        report = _teach_gate(spec.teach, trainer.model, base, spec.settings, check_replies,
+                             device, emit)
+        folder.teach_report_file.write_text(json.dumps(report, indent=2), "utf-8")
+    summary = _summary(spec, folder, trainer, train, val, train_s, guess, dtype_choice,
+                       device_name, device, report, emit, base.gguf_path)
+    if report is not None and not report["passed"]:
+        emit(tp.TrainLog("warning", "the gate failed, so nothing is exported: "
+                         + "; ".join(report["reasons"])))
+    elif not spec.export.gguf:
+        emit(tp.TrainLog("info", "GGUF export is off for this run: only the adapter is kept"))
+    elif base.gguf_path is None:
+        emit(tp.TrainLog("warning", "the base model is a safetensors folder: the adapter "
+                         "is saved, but GGUF export needs a GGUF base model"))
+    elif not export_and_check(folder, spec, trainer.model, base, trainer, val, device,
+                               summary, emit):
+        return 1
+    summary.total_seconds = round(time.perf_counter() - started, 1)
+    summary.phase_seconds = timings.record(emit.phases, time.perf_counter(), n_params,
+                                           spec.export, spec.teach,
+                                           summary.gguf_path is not None,
+                                           trained_tokens=trainer.trained_tokens)
+    summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+    folder.write_summary(summary)
+    folder.write_state(status="finished", step=trainer.step)
+    emit(tp.Finished(summary))
+    return 0
 
-    from backends.export.gguf_export import export_gguf
-    from backends.export.merge import merge_lora
+
+def _load_and_tokenize(folder: RunFolder, spec: RunSpec, emit: Emitter
+                       ) -> tuple[Any, Any, Any] | None:
+    """The base model and the run's data tokenized with its template; None (and an
+    error event) when no record survives tokenizing."""
     from backends.training.base_model import load_base
     from backends.training.data import tokenize_examples
-    from backends.training.trainer import Trainer, pack, peak_memory_bytes
 
-    spec = json.loads((run_dir / "run.json").read_text("utf-8"))
-    settings = LoraSettings.from_json(spec["settings"])
-    export = ExportSettings(**spec["export"])
-    device, device_name = pick_device()
-    latest = run_dir / "checkpoints" / "latest.json"
-    resuming = latest.exists()
-    resume_step = int(json.loads(latest.read_text("utf-8"))["step"]) if resuming else 0
-    emit(tp.TrainHello(protocol_version=tp.TRAIN_PROTOCOL_VERSION, pid=os.getpid(),
-                       run_id=spec["run_id"], device=device_name,
-                       dtype="measuring",
-                       torch_version=torch.__version__, resumed_from_step=resume_step))
-    write_state(run_dir, status="running", pid=os.getpid())
-    started = time.perf_counter()
-
-    emit(tp.Phase("loading", f"loading {spec['base']['name']}"))
-    dtype = torch.float32
-    cache = Path(os.environ.get("HEARTH_CACHE") or spec["cache_dir"])
-    base = load_base(spec["base"]["path"], dtype=dtype, cache_dir=cache)
-    model = base.model
-    model.config.use_cache = False
-
+    settings = spec.settings
+    emit(tp.Phase("loading", f"loading {spec.base.name}"))
+    cache = Path(os.environ.get("HEARTH_CACHE") or spec.cache_dir)
+    base = load_base(spec.base.path, dtype=torch.float32, cache_dir=cache)
+    base.model.config.use_cache = False
     emit(tp.Phase("tokenizing", "tokenizing with the model's chat template"))
-    train_ex = _read_examples(run_dir / "data" / "train.jsonl")
-    val_ex = _read_examples(run_dir / "data" / "val.jsonl")
-    train = tokenize_examples(train_ex, base.tokenizer, base.template, settings.max_seq_len,
-                              base.eos_token)
-    val = tokenize_examples(val_ex, base.tokenizer, base.template, settings.max_seq_len,
-                            base.eos_token)
+    train, val = (tokenize_examples(_read_examples(path), base.tokenizer, base.template,
+                                    settings.max_seq_len, base.eos_token)
+                  for path in (folder.train_file, folder.val_file))
     if not train.records or not val.records:
         emit(tp.TrainError("bad_data", "no record keeps an assistant reply within the "
                            f"maximum sequence length ({settings.max_seq_len} tokens); "
                            "raise --max-seq-len"))
-        return 2
-    teach = spec.get("teach")
-    check_replies: list[dict[str, Any]] = []
-    if teach:
-        check_replies = _teach_rehearsal(teach, base, train, device, emit)
+        return None
+    return base, train, val
+
+
+def _prepare_trainer(folder: RunFolder, spec: RunSpec, base: Any, train: Any, val: Any,
+                     device: torch.device, emit: Emitter, cancel: threading.Event
+                     ) -> tuple[Any, DtypeChoice]:
+    """LoRA on the base model, the trainer over it, and the compute dtype chosen."""
+    from peft import LoraConfig, get_peft_model
+
+    from backends.training.trainer import Trainer
+
+    settings = spec.settings
     torch.manual_seed(settings.seed)
     lora = LoraConfig(r=settings.rank, lora_alpha=settings.alpha,
                       lora_dropout=settings.dropout,
                       target_modules=settings.target_modules or "all-linear",
                       bias="none", task_type="CAUSAL_LM")
-    peft_model = get_peft_model(model, lora).to(device)
-    trainer = Trainer(peft_model, train.records, val.records, settings, run_dir, emit,
+    peft_model = get_peft_model(base.model, lora).to(device)
+    trainer = Trainer(peft_model, train.records, val.records, settings, folder.path, emit,
                       cancel, device)
 
     def probe_loss(dtype: torch.dtype | None) -> float:
         trainer.autocast_dtype = dtype
         return trainer.evaluate(limit=PROBE_VAL_RECORDS)
 
-    dtype_choice = pick_dtype(run_dir, device, model.config, probe_loss)
+    dtype_choice = pick_dtype(folder, device, base.model.config, probe_loss)
     trainer.autocast_dtype = dtype_choice.autocast
     emit(tp.TrainLog("info", f"computing in {dtype_choice.dtype}: {dtype_choice.reason}"))
-    plan = trainer.plan
-    cfg = model.config
+    return trainer, dtype_choice
+
+
+def _announce_plan(spec: RunSpec, base: Any, train: Any, val: Any, trainer: Any,
+                   device: torch.device, device_name: str, started: float, emit: Emitter
+                   ) -> tuple[Any, PhaseTimes, int]:
+    """Tell the data's shape and the run's first estimate (the whole run, not just
+    training: what already happened is measured; checks and export are predicted from
+    the last run on this machine, or a first guess from the model's size)."""
+    settings, plan, cfg = spec.settings, trainer.plan, base.model.config
+    truncated = train.truncated + val.truncated
     emit(tp.DataReady(train_records=len(train.records), val_records=len(val.records),
                       train_tokens=train.tokens, target_tokens=train.target_tokens,
-                      val_tokens=val.tokens,
-                      truncated_records=train.truncated + val.truncated,
+                      val_tokens=val.tokens, truncated_records=truncated,
                       longest_record_tokens=max(train.longest, val.longest),
                       max_seq_len=settings.max_seq_len, total_steps=plan.total_steps))
-    if train.truncated + val.truncated:
-        emit(tp.TrainLog("warning", f"{train.truncated + val.truncated} records are longer "
+    if truncated:
+        emit(tp.TrainLog("warning", f"{truncated} records are longer "
                          f"than {settings.max_seq_len} tokens and were truncated"))
     if train.dropped_no_target + val.dropped_no_target:
         emit(tp.TrainLog("warning", f"{train.dropped_no_target + val.dropped_no_target} "
                          "records had no reply left after truncation and were skipped"))
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = sum(p.numel() for p in base.model.parameters())
     per_record = train.tokens / len(train.records)
     run_tokens = int(plan.total_steps * settings.batch_size * settings.grad_accumulation
                      * per_record)
@@ -263,12 +298,10 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
                      micro_batch_tokens=int(settings.batch_size * per_record),
                      target_fraction=train.target_tokens / max(1, train.tokens),
                      machine=Machine.detect(), gpu=device.type == "cuda")
-    # The whole run, not just training: what already happened (loading, tokenizing,
-    # rehearsal) is known; checks and export are predicted from the last run on this
-    # machine (phase_times), or a first guess from the model's size.
-    timings = PhaseTimes(Path(spec["cache_dir"]).parent / "phase_times.json", device_name)
+    timings = PhaseTimes(Path(spec.cache_dir).parent / "phase_times.json", device_name)
     before = time.perf_counter() - started
-    after = timings.after_training(n_params, export, teach, base.gguf_path is not None)
+    after = timings.after_training(n_params, spec.export, spec.teach,
+                                   base.gguf_path is not None)
     guess.seconds = timings.training(guess.seconds, 6.0 * n_params * run_tokens)
     trainer.overhead_s = before + after
     guess.seconds += before + after
@@ -276,31 +309,43 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
                        "checks and export after it")
     emit(tp.EstimateEvent(seconds=round(guess.seconds, 1),
                           peak_memory_bytes=guess.peak_memory_bytes, basis="formula"))
+    return guess, timings, n_params
 
-    resumed = trainer.load_checkpoint() if resuming else 0
-    if resumed:
-        emit(tp.TrainLog("info", f"resumed from the checkpoint at step {resumed}"))
-    emit(tp.Phase("training", f"training {plan.total_steps} steps on {device_name}"))
-    write_state(run_dir, total_steps=plan.total_steps)
-    outcome = trainer.run()
-    if outcome == "cancelled":
-        if emit.parent_gone:
-            # Not the person's choice: the app died. Keep it listed as resumable.
-            write_state(run_dir, status="interrupted", step=trainer.step,
-                        reason="the app went away during training")
-        else:
-            write_state(run_dir, status="cancelled", step=trainer.step)
-        return 0
-    write_state(run_dir, status="exporting", step=trainer.step)
-    train_s = trainer.elapsed
-    report = None
-    if teach:
-        report = _teach_gate(teach, peft_model, base, settings, check_replies, device, emit)
-        (run_dir / "teach_report.json").write_text(json.dumps(report, indent=2), "utf-8")
-    val_loss = trainer.val_history[-1]["val_loss"] if trainer.val_history else None
 
+def _summary(spec: RunSpec, folder: RunFolder, trainer: Any, train: Any, val: Any,
+             train_s: float, guess: Any, dtype_choice: DtypeChoice, device_name: str,
+             device: torch.device, report: dict[str, Any] | None, emit: Emitter,
+             base_gguf: Path | None) -> RunSummary:
+    """Save the adapter; the summary of the training (export results are added later)."""
+    from backends.training.trainer import peak_memory_bytes
+
+    adapter_dir = _save_adapter(trainer.model, Path(spec.adapter_dir), emit)
+    adapter_gguf = write_live_adapter(trainer.model, base_gguf, spec.settings.alpha,
+                                      adapter_dir, emit)
+    history = trainer.history
+    return RunSummary(
+        run_id=spec.run_id, base_model=spec.base, dataset=spec.dataset,
+        settings=spec.settings, export=spec.export, device=device_name,
+        steps=trainer.step, train_records=len(train.records),
+        val_records=len(val.records), train_tokens=train.tokens,
+        trained_tokens=trainer.trained_tokens,
+        truncated_records=train.truncated + val.truncated,
+        final_train_loss=history[-1]["loss"] if history else None,
+        first_train_loss=history[0]["loss"] if history else None,
+        val_loss=trainer.val_history[-1]["val_loss"] if trainer.val_history else None,
+        train_seconds=round(train_s, 1),
+        tokens_per_s=round(trainer.trained_tokens / max(1e-9, train_s), 1),
+        peak_memory_bytes=peak_memory_bytes(device),
+        estimate=RunEstimate(seconds=round(guess.seconds, 1),
+                             peak_memory_bytes=guess.peak_memory_bytes, basis="formula",
+                             measured=trainer.measured_estimate),
+        adapter_dir=str(adapter_dir), dtype=dtype_choice.to_json(), teach=report,
+        adapter_gguf=str(adapter_gguf) if adapter_gguf else None)
+
+
+def _save_adapter(peft_model: Any, adapter_dir: Path, emit: Emitter) -> Path:
+    """Write the LoRA adapter next to the old one, then swap it in."""
     emit(tp.Phase("saving", "saving the LoRA adapter"))
-    adapter_dir = Path(spec["adapter_dir"])
     tmp_adapter = adapter_dir.with_name(adapter_dir.name + ".tmp")
     shutil.rmtree(tmp_adapter, ignore_errors=True)
     peft_model.save_pretrained(str(tmp_adapter), safe_serialization=True)
@@ -308,230 +353,19 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     os.replace(tmp_adapter, adapter_dir)
     emit(tp.Exported("adapter", str(adapter_dir),
                      sum(f.stat().st_size for f in adapter_dir.iterdir())))
-    adapter_gguf = _adapter_for_llama_cpp(peft_model, base, settings, adapter_dir, emit)
-
-    summary: dict[str, Any] = {
-        "run_id": spec["run_id"], "base_model": spec["base"], "dataset": spec["dataset"],
-        "settings": settings.to_json(), "export": export.__dict__, "device": device_name,
-        "steps": trainer.step, "train_records": len(train.records),
-        "val_records": len(val.records), "train_tokens": train.tokens,
-        "trained_tokens": trainer.trained_tokens,
-        "truncated_records": train.truncated + val.truncated,
-        "final_train_loss": trainer.history[-1]["loss"] if trainer.history else None,
-        "first_train_loss": trainer.history[0]["loss"] if trainer.history else None,
-        "val_loss": val_loss, "train_seconds": round(train_s, 1),
-        "tokens_per_s": round(trainer.trained_tokens / max(1e-9, train_s), 1),
-        "peak_memory_bytes": peak_memory_bytes(device),
-        "estimate": {"seconds": round(guess.seconds, 1),
-                     "peak_memory_bytes": guess.peak_memory_bytes, "basis": "formula",
-                     "measured": trainer.measured_estimate},
-        "adapter_dir": str(adapter_dir), "dtype": dtype_choice.to_json(),
-        "adapter_gguf": str(adapter_gguf) if adapter_gguf else None,
-    }
-
-    if report is not None:
-        summary["teach"] = report
-    if report is not None and not report["passed"]:
-        emit(tp.TrainLog("warning", "the gate failed, so nothing is exported: "
-                         + "; ".join(report["reasons"])))
-    elif not export.gguf:
-        emit(tp.TrainLog("info", "GGUF export is off for this run: only the adapter is kept"))
-    elif base.gguf_path is None:
-        emit(tp.TrainLog("warning", "the base model is a safetensors folder: the adapter "
-                         "is saved, but GGUF export needs a GGUF base model"))
-    else:
-        emit(tp.Phase("merging", "merging the adapter into the weights"))
-        adapter_state = {k: v.detach().float().cpu()
-                         for k, v in get_peft_model_state_dict(peft_model).items()}
-        adapter_state = {f"base_model.model.{k.removeprefix('base_model.model.')}": v
-                         for k, v in adapter_state.items()}
-        merged = merge_lora({k: v.detach().float().cpu() for k, v in
-                             base_weights(peft_model).items()},
-                            adapter_state, settings.alpha, settings.rank)
-        emit(tp.Phase("exporting", "writing the merged model as GGUF (F16)"))
-        out_path = Path(spec["output_gguf"])
-        f16_path = out_path.with_name(out_path.stem + ".f16.gguf")
-        export_gguf(base.gguf_path, merged, f16_path, spec["out_name"],
-                    chat_template=None if base.template.source == "gguf" else base.template.text)
-        del merged
-        emit(tp.Exported("gguf_f16", str(f16_path), f16_path.stat().st_size))
-
-        # Reference numbers from the PyTorch model for the llama.cpp check.
-        samples = [r.ids[:FIDELITY_MAX_TOKENS] for r in val.records[:export.fidelity_samples]]
-        ref = reference_logits(peft_model, samples, device)
-        from safetensors.torch import save_file
-
-        ref_path = run_dir / "fidelity_reference.safetensors"
-        save_file(ref, str(ref_path))
-        check_records = val.records[:VAL_CHECK_MAX_RECORDS]
-        packed = [pack([r]) for r in check_records]
-        trainer.val_records = check_records
-        torch_val = trainer.evaluate()
-        job = {"f16_path": str(f16_path), "out_path": str(out_path), "quant": export.quant,
-               "threads": Machine.detect().cpu_cores,
-               "fidelity": {"samples": samples, "reference_logits": str(ref_path)},
-               "validation": {"samples": [r.ids for r in check_records],
-                              "predict_at": [b.predict_at.tolist() for b in packed],
-                              "targets": [b.targets.tolist() for b in packed]}}
-        job_path = run_dir / "gguf_check.json"
-        emit(tp.Phase("quantizing", f"quantizing to {export.quant} and checking with "
-                      "llama.cpp"))
-
-        def check(extra_bufts: bool) -> subprocess.CompletedProcess[str]:
-            job_path.write_text(json.dumps({**job, "extra_bufts": extra_bufts}), "utf-8")
-            return run_module("backends.export.gguf_check", [str(job_path)])
-
-        # The run folder lives in <home>/runs/<id>; the home remembers which llama.cpp
-        # kernels are safe on this machine.
-        kernels = KernelMemory(HearthHome(run_dir.parent.parent).kernels_file)
-        proc, _fell_back = run_with_fallback(kernels, check)
-        ref_path.unlink(missing_ok=True)  # up to hundreds of MB of logits
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-        result = json.loads(lines[-1]) if lines else {
-            "error": f"the llama.cpp check exited with code {proc.returncode}: "
-                     f"{proc.stderr.strip()[-400:]}"}
-        if "error" in result:
-            emit(tp.TrainError("export_failed", f"quantizing or checking the GGUF failed: "
-                               f"{result['error']}"))
-            write_state(run_dir, status="failed", error=result["error"])
-            return 1
-        emit(tp.Exported("gguf", result["path"], result["size_bytes"]))
-        fidelity = {"logits_max_abs_diff": result["logits_max_abs_diff"],
-                    "logits_ref_max_abs": result["logits_ref_max_abs"],
-                    "top1_agreement": result["top1_agreement"],
-                    "tokens_compared": result["fidelity_tokens"],
-                    "torch_val_loss": round(torch_val, 5),
-                    "gguf_val_loss": result["gguf_val_loss"],
-                    "quant": export.quant, "val_records": len(check_records)}
-        reasons = fidelity_failures(result, torch_val, export.quant, export.thresholds())
-        if reasons:
-            # Nothing is registered; the adapter and the checkpoint stay for a retry.
-            Path(result["path"]).unlink(missing_ok=True)
-            summary.update({"fidelity": {**fidelity, "failed": reasons}})
-            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), "utf-8")
-            message = ("the export check failed, so the model was not added to the "
-                       "library: " + "; ".join(reasons) + f". The adapter is kept in "
-                       f"{adapter_dir}.")
-            emit(tp.TrainError("export_failed", message))
-            write_state(run_dir, status="failed", error=message)
-            return 1
-        summary.update({
-            "gguf_path": result["path"], "gguf_size_bytes": result["size_bytes"],
-            "fidelity": {**fidelity, "warnings": []},
-            "quantize_seconds": result["quantize_s"], "check_seconds": result["check_s"]})
-    summary["total_seconds"] = round(time.perf_counter() - started, 1)
-    summary["phase_seconds"] = timings.record(emit.phases, time.perf_counter(), n_params,
-                                              export, teach, "gguf_path" in summary,
-                                              trained_tokens=trainer.trained_tokens)
-    summary["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2), "utf-8")
-    write_state(run_dir, status="finished", step=trainer.step)
-    emit(tp.Finished(summary))
-    return 0
+    return adapter_dir
 
 
-def _adapter_for_llama_cpp(peft_model: Any, base: Any, settings: Any, adapter_dir: Path,
-                           emit: Any) -> Path | None:
-    """The adapter in llama.cpp's GGUF format, beside the PEFT one, for chat to apply live.
-
-    Only a GGUF base has the tensor names it needs; a failure costs the live adapter,
-    never the run.
-    """
-    if base.gguf_path is None:
-        return None
-    from peft import get_peft_model_state_dict
-
-    from backends.export.adapter_gguf import export_adapter
-    from backends.export.gguf_export import ExportError
-
-    state = {f"base_model.model.{k.removeprefix('base_model.model.')}":
-             v.detach().float().cpu() for k, v in get_peft_model_state_dict(peft_model).items()}
-    try:
-        return export_adapter(base.gguf_path, state, settings.alpha,
-                              adapter_dir / "adapter.gguf", adapter_dir.name)
-    except (ExportError, OSError, ValueError) as exc:
-        emit(tp.TrainLog("warning", f"the adapter could not be written for llama.cpp: {exc}"))
-        return None
-
-
-class PhaseTimes:
-    """How long the phases after training took on this machine, to predict the next run.
-
-    Kept per device in ``<home>/cache/phase_times.json``: export seconds per billion
-    parameters, and gate seconds per prompt it replays. Without a record, a first guess.
-    """
-
-    # First guesses, measured on a 2-core CPU with the 135M starter model (13 s of
-    # export, 24 s of gate over 80 prompts); replaced by this machine's own figures.
-    EXPORT_S_PER_GPARAM = 100.0  # merge + F16 + quantize + llama.cpp check
-    GATE_S_PER_PROMPT = 0.3
-
-    def __init__(self, path: Path, device: str) -> None:
-        self.path = path
-        self.device = device
-        try:
-            self.data = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError):
-            self.data = {}
-        mine = self.data.get(device, {})
-        self.export_rate = float(mine.get("export_s_per_gparam", self.EXPORT_S_PER_GPARAM))
-        self.gate_rate = float(mine.get("gate_s_per_prompt", self.GATE_S_PER_PROMPT))
-        self.train_flops = mine.get("train_flops_per_s")  # measured training speed
-
-    def training(self, formula_seconds: float, flops: float) -> float:
-        """Training time: from the last run's measured speed when there is one."""
-        return flops / float(self.train_flops) if self.train_flops else formula_seconds
-
-    @staticmethod
-    def _gate_prompts(teach: dict[str, Any] | None) -> int:
-        if not teach:
-            return 0
-        cases = teach["cases"]
-        return (len(cases) + sum(len(c.get("paraphrases", [])) for c in cases)
-                + len(teach["check_prompts"]))
-
-    def after_training(self, n_params: int, export: ExportSettings,
-                       teach: dict[str, Any] | None, gguf_base: bool) -> float:
-        seconds = self.gate_rate * self._gate_prompts(teach)
-        if export.gguf and gguf_base:
-            seconds += self.export_rate * n_params / 1e9
-        return seconds
-
-    def record(self, phases: list[tuple[str, float]], end: float, n_params: int,
-               export: ExportSettings, teach: dict[str, Any] | None, exported: bool,
-               trained_tokens: int = 0) -> dict[str, float]:
-        """Durations of this run's phases; remembers the rates for the next estimate."""
-        spans: dict[str, float] = {}
-        for (name, began), (_, until) in zip(phases, [*phases[1:], ("end", end)],
-                                              strict=True):
-            spans[name] = round(spans.get(name, 0.0) + until - began, 1)
-        mine = self.data.setdefault(self.device, {})
-        if trained_tokens and spans.get("training"):
-            mine["train_flops_per_s"] = 6.0 * n_params * trained_tokens / spans["training"]
-        if teach and "checking" in spans:
-            mine["gate_s_per_prompt"] = spans["checking"] / max(1, self._gate_prompts(teach))
-        if exported:
-            post = sum(spans.get(k, 0.0) for k in ("saving", "merging", "exporting",
-                                                   "quantizing"))
-            mine["export_s_per_gparam"] = post / max(1e-3, n_params / 1e9)
-        with contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.data, indent=2), "utf-8")
-            os.replace(tmp, self.path)
-        return spans
-
-
-def _teach_rehearsal(teach: dict[str, Any], base: Any, train: Any, device: torch.device,
+def _teach_rehearsal(teach: TeachSpec, base: Any, train: Any, device: torch.device,
                      emit: Emitter) -> list[dict[str, Any]]:
     """The base model's own replies: rehearsed during training, the gate's reference."""
     from backends.training import teach_gate
 
-    check, rehearse = teach["check_prompts"], teach["rehearse_prompts"]
+    check, rehearse = teach.check_prompts, teach.rehearse_prompts
     emit(tp.Phase("rehearsing", f"the base model answers {len(check) + len(rehearse)} "
                   "general prompts (kept to check that it does not drift)"))
     base.model.to(device)
-    cache = Path(teach["reference_cache"]) if teach.get("reference_cache") else None
+    cache = Path(teach.reference_cache) if teach.reference_cache else None
     replies = teach_gate.reference_replies(base.model, base.tokenizer, base.template,
                                            check + rehearse, device, cache)
     records = teach_gate.rehearsal_records(replies[len(check):])
@@ -541,17 +375,17 @@ def _teach_rehearsal(teach: dict[str, Any], base: Any, train: Any, device: torch
     return replies[:len(check)]
 
 
-def _teach_gate(teach: dict[str, Any], peft_model: Any, base: Any, settings: LoraSettings,
+def _teach_gate(teach: TeachSpec, peft_model: Any, base: Any, settings: Any,
                 check_replies: list[dict[str, Any]], device: torch.device,
                 emit: Emitter) -> dict[str, Any]:
     from backends.training import teach_gate
 
-    emit(tp.Phase("checking", f"checking what it learned ({len(teach['cases'])} "
+    emit(tp.Phase("checking", f"checking what it learned ({len(teach.cases)} "
                   "corrections, reworded) and what it kept (general prompts)"))
     started = time.perf_counter()
-    inputs = teach_gate.GateInputs(cases=teach["cases"], check_replies=check_replies,
-                                   drift_limit=float(teach["drift_limit"]),
-                                   min_learned=float(teach["min_learned"]))
+    inputs = teach_gate.GateInputs(cases=teach.cases, check_replies=check_replies,
+                                   drift_limit=float(teach.drift_limit),
+                                   min_learned=float(teach.min_learned))
     report = teach_gate.run_gate(peft_model, base.tokenizer, base.template,
                                  settings.max_seq_len, inputs, device)
     report["gate_seconds"] = round(time.perf_counter() - started, 1)
@@ -578,7 +412,7 @@ def main() -> None:
     except MemoryError:
         emit(tp.TrainError("out_of_memory", "training ran out of memory: lower the batch "
                            "size or the maximum sequence length"))
-        write_state(run_dir, status="failed", error="out of memory")
+        RunFolder(run_dir).write_state(status="failed", error="out of memory")
         code = 1
     except Exception as exc:  # noqa: BLE001 - every failure becomes an event for the person
         from backends.export.gguf_export import ExportError
@@ -588,7 +422,7 @@ def main() -> None:
                 "export_failed" if isinstance(exc, ExportError) else "failed")
         traceback.print_exc()
         emit(tp.TrainError(kind, str(exc) or type(exc).__name__))
-        write_state(run_dir, status="failed", error=str(exc))
+        RunFolder(run_dir).write_state(status="failed", error=str(exc))
         code = 1
     sys.exit(code)
 

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from app.chat.corrections import CorrectionStore
 from app.finetune import protocol as tp
+from app.finetune.runs.records import RunSummary
 from app.finetune.teach import (
     TeachError,
     VersionStore,
@@ -43,7 +44,7 @@ from ui.finetune.training_bridge import TrainingBridge
 class TeachPanel(QWidget):
     """Teach the corrections of one base model; the person accepts or discards the result."""
 
-    finished = Signal(dict)  # the run's summary (with its "teach" report)
+    finished = Signal(object)  # the run's RunSummary (with its "teach" report)
     active_changed = Signal(str, str)  # base, the model the chat should use now
 
     def __init__(self, workspace: Workspace, corrections: CorrectionStore,
@@ -54,7 +55,7 @@ class TeachPanel(QWidget):
         self.versions = VersionStore(workspace.home)
         self.base: str | None = None
         self.bridge: TrainingBridge | None = None
-        self.summary: dict[str, Any] | None = None
+        self.summary: RunSummary | None = None
         self.total_steps = 0
         self._phase_text = ""
         self._estimate_text = ""
@@ -157,7 +158,7 @@ class TeachPanel(QWidget):
         self.cancel_button.setEnabled(running)
         if not running:
             self.progress.hide()
-        passed = bool(self.summary and self.summary.get("teach", {}).get("passed"))
+        passed = bool(self.summary and (self.summary.teach or {}).get("passed"))
         self.accept_button.setEnabled(passed and not running)
         self.discard_button.setEnabled(self.summary is not None and not running)
         self._refresh_versions()
@@ -214,8 +215,8 @@ class TeachPanel(QWidget):
             return
         self._idle()
 
-    def _show_report(self, summary: dict[str, Any]) -> None:
-        report = summary.get("teach") or {}
+    def _show_report(self, summary: RunSummary) -> None:
+        report = summary.teach or {}
         if not report:
             self.phase.setText("The run ended without a report.")
             return

@@ -1,14 +1,12 @@
 """Run history: every fine-tuning run with where it came from and what it made.
 
-The list is read from the run folders (:func:`app.finetune.client.list_runs`), so runs started
-from the CLI or before a crash appear too. A run can be opened (its chart and summary),
-resumed when it was cancelled or interrupted, compared with its base, or deleted with
-everything it produced (after asking).
+The list is read from the run folders (:func:`app.finetune.runs.folder.list_runs`), so
+runs started from the CLI or before a crash appear too. A run can be opened (its chart
+and summary), resumed when :func:`app.finetune.runs.status.can_resume` says so, compared
+with its base, or deleted with everything it produced (after asking).
 """
 
 from __future__ import annotations
-
-import json
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
@@ -25,14 +23,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.finetune.client import RunInfo, list_runs
-from app.finetune.runs import delete_run, run_files
+from app.finetune.runs.delete import delete_run, run_files
+from app.finetune.runs.folder import RunInfo, list_runs
 from app.models.library import Library
 from app.paths import HearthHome
-from app.units import format_bytes
+from app.units import format_bytes, format_duration, format_token_rate
 from ui.untrusted import SafeTextBrowser, esc
 
-RESUMABLE = ("cancelled", "interrupted")
 COLUMNS = ("Started", "Status", "Base model", "Data", "Steps", "Val loss", "Output")
 
 
@@ -125,7 +122,7 @@ class RunHistoryView(QWidget):
         run = self.current_run()
         busy = run is not None and run.run_id == self.busy_run
         self.open_button.setEnabled(run is not None)
-        self.resume_button.setEnabled(run is not None and run.status in RESUMABLE
+        self.resume_button.setEnabled(run is not None and run.resumable
                                       and self.busy_run is None)
         self.compare_button.setEnabled(run is not None and bool(run.gguf_path))
         self.delete_button.setEnabled(run is not None and not busy)
@@ -134,41 +131,34 @@ class RunHistoryView(QWidget):
     def _details_html(self, run: RunInfo) -> str:
         try:
             files = run_files(self.home, self.library, run.run_id)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # RunError included
             return f"<p>This run's folder cannot be read: {esc(exc)}</p>"
-        spec, s = files.spec, files.summary or {}
-        data = spec["dataset"]
-        settings = spec["settings"]
-        length = (f"{settings['max_steps']} steps" if settings.get("max_steps")
-                  else f"{settings['epochs']:g} epochs")
+        spec, s = files.spec, files.summary
+        data, settings = spec.dataset, spec.settings
+        length = (f"{settings.max_steps} steps" if settings.max_steps
+                  else f"{settings.epochs:g} epochs")
         rows = [
             ("Run", run.run_id),
-            ("Base model", f"{esc(spec['base']['name'])} "
-                           f"<small>({esc(spec['base']['path'])})</small>"),
-            ("Data", f"{data['path']} — {data['format']}, {data['records']} records "
-                     f"({data['train_records']} train / {data['val_records']} validation), "
-                     f"sha256 {data['sha256'][:12]}…"),
-            ("Settings", f"rank {settings['rank']}, alpha {settings['alpha']:g}, lr "
-                         f"{settings['learning_rate']:g}, {length}, batch "
-                         f"{settings['batch_size']}×{settings['grad_accumulation']}, max "
-                         f"{settings['max_seq_len']} tokens, seed {settings['seed']}"),
-            ("Export", f"{spec['export']['quant']} → {spec['out_name']}"),
+            ("Base model", f"{esc(spec.base.name)} <small>({esc(spec.base.path)})</small>"),
+            ("Data", f"{data.path} — {data.format}, {data.records} records "
+                     f"({data.train_records} train / {data.val_records} validation), "
+                     f"sha256 {data.sha256[:12]}…"),
+            ("Settings", f"rank {settings.rank}, alpha {settings.alpha:g}, lr "
+                         f"{settings.learning_rate:g}, {length}, batch "
+                         f"{settings.batch_size}×{settings.grad_accumulation}, max "
+                         f"{settings.max_seq_len} tokens, seed {settings.seed}"),
+            ("Export", f"{spec.export.quant} → {spec.out_name}"),
         ]
-        if s:
-            rows.append(("Result", f"validation loss {s.get('val_loss') or 0:.4f}, "
-                                   f"{s.get('steps')} steps in {s.get('train_seconds')} s, "
-                                   f"{s.get('tokens_per_s')} tok/s on {s.get('device')}"))
+        if s is not None:
+            rows.append(("Result", f"validation loss {s.val_loss or 0:.4f}, "
+                                   f"{s.steps} steps in {format_duration(s.train_seconds)}, "
+                                   f"{format_token_rate(s.tokens_per_s)} on {s.device}"))
         if files.model is not None:
             rows.append(("In the library", files.model.name))
         rows.append(("On disk", f"{format_bytes(files.size_bytes())} in "
                                 f"{len(files.existing())} places"))
-        if (files.folder / "state.json").exists():
-            try:
-                state = json.loads((files.folder / "state.json").read_text("utf-8"))
-            except (OSError, ValueError):
-                state = {}
-            if state.get("error"):
-                rows.append(("Error", str(state["error"])))
+        if run.error:
+            rows.append(("Error", run.error))
         # Every value comes from the run's files (names, paths, errors): escaped. The one
         # row built with markup (Base model) escaped its parts above.
         body = "".join(f"<tr><td><b>{k}</b></td><td>{v if k == 'Base model' else esc(v)}"

@@ -26,11 +26,15 @@ from PySide6.QtWidgets import (
 )
 
 from app.finetune import protocol as tp
+from app.finetune.runs.records import RunSummary
 from app.models.library import ModelRecord
 from app.units import format_bytes, format_duration, format_token_rate
 from ui import theme
 from ui.finetune.loss_chart import LossChart
 from ui.untrusted import PlainLabel, SafeTextBrowser
+
+theme.ERROR = "#c0392b"
+theme.SUCCESS = "#1e8449"
 
 
 def _drop_from(points: list[tuple[float, float]], step: float) -> None:
@@ -199,13 +203,14 @@ class TrainingView(QWidget):
     def log(self, text: str) -> None:
         self.log_view.appendPlainText(text)
 
-    def show_outcome(self, status: str, message: str) -> None:
-        """The run ended: say how, and offer what makes sense next."""
+    def show_outcome(self, status: str, message: str, resumable: bool = False) -> None:
+        """The run ended: say how, and offer what makes sense next (Resume when the
+        caller found the run resumable: :func:`app.finetune.runs.status.can_resume`)."""
         colour = theme.SUCCESS if status == "finished" else (
             theme.ERROR if status in ("failed", "interrupted") else "")
         self.status_label.setStyleSheet(theme.colour_style(colour) if colour else "")
         self.status_label.setText(message)
-        if status in ("cancelled", "interrupted"):
+        if resumable:
             self.set_buttons(self.resume_button, self.new_run_button)
         elif status == "finished":
             self.set_buttons(self.compare_button, self.chat_button, self.new_run_button)
@@ -215,7 +220,7 @@ class TrainingView(QWidget):
                                   "failed": "Failed.", "interrupted": "Interrupted."}
                                  .get(status, ""))
 
-    def show_summary(self, s: dict[str, Any], model: ModelRecord | None) -> None:
+    def show_summary(self, s: RunSummary, model: ModelRecord | None) -> None:
         self.summary_view.setHtml(summary_html(s, model))
         self.summary_view.show()
         total = sum(self.splitter.sizes()) or 600
@@ -224,57 +229,63 @@ class TrainingView(QWidget):
         self.stat_labels["eta"].setText("0 s")
 
 
-def summary_html(s: dict[str, Any], model: ModelRecord | None) -> str:
+def summary_html(s: RunSummary, model: ModelRecord | None) -> str:
     """The run summary: what was learned, how fast, how faithful the export is."""
-    est = s.get("estimate") or {}
     rows = []
     if model is not None:
         rows.append(("Model", f"<b>{html.escape(model.name)}</b> (in the library)"))
-    if s.get("gguf_path"):
-        size = s.get("gguf_size_bytes")
-        rows.append(("File", f"{html.escape(Path(s['gguf_path']).name)}"
+    if s.gguf_path:
+        size = s.gguf_size_bytes
+        rows.append(("File", f"{html.escape(Path(s.gguf_path).name)}"
                              + (f" — {format_bytes(size)}" if size else "")))
-    first, final = s.get("first_train_loss"), s.get("final_train_loss")
+    first, final = s.first_train_loss, s.final_train_loss
     if first is not None and final is not None:
         rows.append(("Training loss", f"{first:.4f} → <b>{final:.4f}</b>"))
-    if s.get("val_loss") is not None:
-        rows.append(("Validation loss", f"<b>{s['val_loss']:.4f}</b> on "
-                                        f"{s.get('val_records')} held-out records"))
-    rows.append(("Training", f"{s.get('steps')} steps, {s.get('trained_tokens', 0):,} tokens "
-                             f"in {format_duration(s.get('train_seconds') or 0)} "
-                             f"({format_token_rate(s.get('tokens_per_s', 0))}) on "
-                             f"{html.escape(str(s.get('device')))}"))
-    if est:
-        rows.append(("Time", f"estimated {format_duration(est.get('seconds') or 0)} in all, took "
-                             f"{format_duration(s.get('total_seconds') or 0)} "
-                             f"({format_duration(s.get('train_seconds') or 0)} of training)"))
-        rows.append(("Peak memory", f"estimated {format_bytes(est.get('peak_memory_bytes') or 0)}"
-                                    f", used {format_bytes(s.get('peak_memory_bytes') or 0)}"))
-    if s.get("truncated_records"):
+    if s.val_loss is not None:
+        rows.append(("Validation loss", f"<b>{s.val_loss:.4f}</b> on "
+                                        f"{s.val_records} held-out records"))
+    rows.append(("Training", f"{s.steps} steps, {s.trained_tokens:,} tokens "
+                             f"in {format_duration(s.train_seconds)} "
+                             f"({format_token_rate(s.tokens_per_s)}) on "
+                             f"{html.escape(str(s.device))}"))
+    est = s.estimate
+    rows.append(("Time", f"estimated {format_duration(est.seconds)} in all, took "
+                         f"{format_duration(s.total_seconds or 0)} "
+                         f"({format_duration(s.train_seconds)} of training)"))
+    rows.append(("Peak memory", f"estimated {format_bytes(est.peak_memory_bytes)}"
+                                f", used {format_bytes(s.peak_memory_bytes)}"))
+    if s.truncated_records:
         rows.append(("Truncated", f"<span style='color:{theme.ERROR}'>"
-                                  f"{s['truncated_records']} records were cut to "
-                                  f"{s['settings']['max_seq_len']} tokens</span>"))
-    fid = s.get("fidelity")
-    if fid:
-        rows.append(("Export check", f"llama.cpp's logits of the F16 GGUF vs PyTorch: largest "
-                                     f"difference {fid['logits_max_abs_diff']:.4f} (logits up "
-                                     f"to {fid['logits_ref_max_abs']:.1f}), top-1 agreement "
-                                     f"{fid['top1_agreement']:.1%} over "
-                                     f"{fid['tokens_compared']} tokens"))
-        rows.append(("Quantized", f"validation loss {fid['torch_val_loss']:.4f} in PyTorch, "
-                                  f"{fid['gguf_val_loss']:.4f} as {fid['quant']} GGUF"))
-        for warning in fid.get("warnings") or []:
-            rows.append(("⚠ Warning", f"<span style='color:{theme.ERROR}'>"
-                                      f"{html.escape(warning)}</span>"))
-        if not fid.get("warnings"):
-            rows.append(("", f"<span style='color:{theme.SUCCESS}'>✓ The exported model matches "
-                             "the trained one.</span>"))
-    elif not s.get("gguf_path"):
-        why = ("GGUF export was off for this run" if not (s.get("export") or {}).get("gguf", True)
-               else "the base model is a safetensors folder")
-        rows.append(("Export", f"no GGUF ({why}); the LoRA adapter is saved"))
-    if s.get("adapter_dir"):
-        rows.append(("Adapter", html.escape(str(s["adapter_dir"]))))
+                                  f"{s.truncated_records} records were cut to "
+                                  f"{s.settings.max_seq_len} tokens</span>"))
+    rows += _export_rows(s)
+    if s.adapter_dir:
+        rows.append(("Adapter", html.escape(str(s.adapter_dir))))
     body = "".join(f"<tr><td style='color:{theme.MUTED}; padding-right:12px'>{k}</td>"
                    f"<td>{v}</td></tr>" for k, v in rows)
     return f"<h3 style='margin:0'>Summary</h3><table cellspacing=3>{body}</table>"
+
+
+def _export_rows(s: RunSummary) -> list[tuple[str, str]]:
+    """How faithful the exported GGUF is, or why there is none."""
+    fid = s.fidelity
+    if fid is None:
+        if s.gguf_path:
+            return []
+        why = ("GGUF export was off for this run" if not s.export.gguf
+               else "the base model is a safetensors folder")
+        return [("Export", f"no GGUF ({why}); the LoRA adapter is saved")]
+    rows = [("Export check", f"llama.cpp's logits of the F16 GGUF vs PyTorch: largest "
+                             f"difference {fid.logits_max_abs_diff:.4f} (logits up "
+                             f"to {fid.logits_ref_max_abs:.1f}), top-1 agreement "
+                             f"{fid.top1_agreement:.1%} over "
+                             f"{fid.tokens_compared} tokens"),
+            ("Quantized", f"validation loss {fid.torch_val_loss:.4f} in PyTorch, "
+                          f"{fid.gguf_val_loss:.4f} as {fid.quant} GGUF")]
+    for warning in fid.warnings:
+        rows.append(("⚠ Warning", f"<span style='color:{theme.ERROR}'>"
+                                  f"{html.escape(warning)}</span>"))
+    if not fid.warnings:
+        rows.append(("", f"<span style='color:{theme.SUCCESS}'>✓ The exported model matches "
+                         "the trained one.</span>"))
+    return rows

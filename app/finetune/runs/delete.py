@@ -8,13 +8,13 @@ outside the Hearth home are never touched.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from app.finetune.client import run_dir
+from app.finetune.runs.folder import RunFolder
+from app.finetune.runs.records import RunSpec, RunSummary
+from app.finetune.runs.results import model_of_run
 from app.models.library import Library, ModelRecord
 from app.paths import HearthHome
 
@@ -22,8 +22,8 @@ from app.paths import HearthHome
 @dataclass
 class RunFiles:
     run_id: str
-    spec: dict[str, Any]
-    summary: dict[str, Any] | None
+    spec: RunSpec
+    summary: RunSummary | None
     folder: Path
     adapter: Path
     gguf: Path
@@ -43,26 +43,11 @@ class RunFiles:
 
 
 def run_files(home: HearthHome, library: Library, run_id: str) -> RunFiles:
-    folder = run_dir(home, run_id)
-    spec = json.loads((folder / "run.json").read_text("utf-8"))
-    summary = None
-    if (folder / "summary.json").exists():
-        try:
-            summary = json.loads((folder / "summary.json").read_text("utf-8"))
-        except (OSError, ValueError):
-            summary = None
-    gguf = Path(spec["output_gguf"])
-    return RunFiles(run_id=run_id, spec=spec, summary=summary, folder=folder,
-                    adapter=Path(spec["adapter_dir"]), gguf=gguf,
-                    gguf_f16=gguf.with_name(gguf.stem + ".f16.gguf"),
+    folder = RunFolder.of(home, run_id)
+    spec = folder.spec()
+    return RunFiles(run_id=run_id, spec=spec, summary=folder.summary(), folder=folder.path,
+                    adapter=Path(spec.adapter_dir), gguf=spec.gguf, gguf_f16=spec.gguf_f16,
                     model=model_of_run(library, run_id))
-
-
-def model_of_run(library: Library, run_id: str) -> ModelRecord | None:
-    for record in library.list():
-        if record.provenance.get("run_id") == run_id:
-            return record
-    return None
 
 
 def delete_run(home: HearthHome, library: Library, run_id: str) -> list[Path]:

@@ -1,0 +1,205 @@
+"""What a run's files hold, as types: ``run.json``, ``state.json``, ``summary.json``.
+
+The same :class:`RunSummary` travels in the worker's ``Finished`` event. Every field has
+a default where older run folders may lack it (see :mod:`app.finetune.runs.codec`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.finetune.runs.codec import from_dict, to_dict
+from app.finetune.runs.status import RunStatus
+from app.finetune.settings import ExportSettings, LoraSettings
+
+
+@dataclass
+class BaseRef:
+    """The base model a run started from."""
+
+    name: str = ""
+    path: str = ""
+    source: str = ""
+
+
+@dataclass
+class DatasetRef:
+    """The data a run trained on, as checked when the run was created."""
+
+    path: str = ""
+    sha256: str = ""
+    format: str = ""
+    records: int = 0
+    duplicates_dropped: int = 0
+    train_records: int = 0
+    val_records: int = 0
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+
+@dataclass
+class TeachSpec:
+    """Teach's section of run.json: the corrections and the gate's inputs."""
+
+    base: str = ""
+    """The library name of the model the corrections were made on."""
+    corrections: list[int] = field(default_factory=list)
+    extra: str | None = None
+    """Path of extra training data given alongside the corrections."""
+    cases: list[dict[str, Any]] = field(default_factory=list)
+    """{prompt: messages, chosen, rejected, paraphrases: [messages], source, id}"""
+    check_prompts: list[Any] = field(default_factory=list)
+    rehearse_prompts: list[Any] = field(default_factory=list)
+    drift_limit: float = 0.0
+    min_learned: float = 0.0
+    reference_cache: str | None = None
+    """Where the base model's replies to the general prompts are cached."""
+
+    @property
+    def gate_prompts(self) -> int:
+        """How many prompts the gate replays (the checks' cost)."""
+        return (len(self.cases) + sum(len(c.get("paraphrases", [])) for c in self.cases)
+                + len(self.check_prompts))
+
+
+@dataclass
+class RunSpec:
+    """``run.json``: everything fixed when the run is created."""
+
+    run_id: str
+    created_at: str = ""
+    base: BaseRef = field(default_factory=BaseRef)
+    dataset: DatasetRef = field(default_factory=DatasetRef)
+    settings: LoraSettings = field(default_factory=LoraSettings)
+    export: ExportSettings = field(default_factory=ExportSettings)
+    out_name: str = ""
+    adapter_dir: str = ""
+    output_gguf: str = ""
+    cache_dir: str = ""
+    teach: TeachSpec | None = None
+
+    @property
+    def gguf(self) -> Path:
+        return Path(self.output_gguf)
+
+    @property
+    def gguf_f16(self) -> Path:
+        """The F16 GGUF the export writes before quantizing (removed after)."""
+        return self.gguf.with_name(self.gguf.stem + ".f16.gguf")
+
+    @property
+    def title(self) -> str:
+        return f"{self.out_name} — {self.base.name} taught with {self.dataset.name}"
+
+    def to_json(self) -> dict[str, Any]:
+        data = to_dict(self)
+        if self.teach is None:
+            del data["teach"]  # as run.json has always been written for a plain run
+        return data
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunSpec:
+        return from_dict(cls, data)
+
+
+@dataclass
+class RunState:
+    """``state.json``: what the worker last said about the run (rewritten as it goes)."""
+
+    status: RunStatus = RunStatus.CREATED
+    step: int = 0
+    total_steps: int | None = None
+    pid: int | None = None
+    error: str | None = None
+    reason: str | None = None
+    updated_at: str | None = None
+
+    def __post_init__(self) -> None:
+        self.status = RunStatus.parse(self.status)
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunState:
+        return from_dict(cls, data)
+
+
+@dataclass
+class RunEstimate:
+    """What the run was predicted to take: the formula, and the measurement after a few
+    steps (``{"seconds", "peak_memory_bytes", "at_step"}``) when there was one."""
+
+    seconds: float = 0.0
+    peak_memory_bytes: int = 0
+    basis: str = "formula"
+    measured: dict[str, float] | None = None
+
+
+@dataclass
+class Fidelity:
+    """The llama.cpp check of the exported GGUF against the trained PyTorch model."""
+
+    logits_max_abs_diff: float = 0.0
+    logits_ref_max_abs: float = 0.0
+    top1_agreement: float = 0.0
+    tokens_compared: int = 0
+    torch_val_loss: float = 0.0
+    gguf_val_loss: float = 0.0
+    quant: str = ""
+    val_records: int = 0
+    warnings: list[str] = field(default_factory=list)
+    """Written by runs before the export gate; new runs fail instead (``failed``)."""
+    failed: list[str] = field(default_factory=list)
+    """Why the export gate (:mod:`app.finetune.fidelity`) refused the export."""
+
+
+@dataclass
+class RunSummary:
+    """``summary.json`` and the ``Finished`` event: what a finished run made and measured."""
+
+    run_id: str
+    base_model: BaseRef = field(default_factory=BaseRef)
+    dataset: DatasetRef = field(default_factory=DatasetRef)
+    settings: LoraSettings = field(default_factory=LoraSettings)
+    export: ExportSettings = field(default_factory=ExportSettings)
+    device: str = ""
+    steps: int = 0
+    train_records: int = 0
+    val_records: int = 0
+    train_tokens: int = 0
+    trained_tokens: int = 0
+    truncated_records: int = 0
+    final_train_loss: float | None = None
+    first_train_loss: float | None = None
+    val_loss: float | None = None
+    train_seconds: float = 0.0
+    tokens_per_s: float = 0.0
+    peak_memory_bytes: int = 0
+    estimate: RunEstimate = field(default_factory=RunEstimate)
+    adapter_dir: str | None = None
+    adapter_gguf: str | None = None
+    """The adapter in llama.cpp's GGUF format, for chat to apply live (GGUF bases)."""
+    dtype: dict[str, Any] | None = None
+    teach: dict[str, Any] | None = None
+    """Teach's gate report (learned, drift, passed, reasons...), for a teach run."""
+    gguf_path: str | None = None
+    """The quantized GGUF; None when nothing was exported (adapter only, or a gate that
+    failed, or a safetensors base)."""
+    gguf_size_bytes: int | None = None
+    fidelity: Fidelity | None = None
+    quantize_seconds: float | None = None
+    check_seconds: float | None = None
+    total_seconds: float | None = None
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    finished_at: str | None = None
+    library_name: str | None = None
+    """Set by whoever registered the GGUF in the library (the CLI prints it)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunSummary:
+        return from_dict(cls, data)

@@ -1,0 +1,59 @@
+"""A finished run's model in the library: registered once, with where it came from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from app.finetune.runs.folder import RunFolder
+from app.finetune.runs.records import RunSummary
+from app.models.library import Library, LibraryError, ModelRecord
+from app.paths import HearthHome
+
+
+def model_of_run(library: Library, run_id: str) -> ModelRecord | None:
+    for record in library.list():
+        if record.provenance.get("run_id") == run_id:
+            return record
+    return None
+
+
+def register_result(library: Library, home: HearthHome, summary: RunSummary) -> ModelRecord:
+    """Add a finished run's GGUF to the library, with where it came from."""
+    if summary.gguf_path is None:
+        raise LibraryError(f"run {summary.run_id} exported no GGUF model")
+    spec = RunFolder.of(home, summary.run_id).spec()
+    provenance = {
+        "run_id": summary.run_id, "base_model": spec.base.name,
+        "base_path": spec.base.path, "dataset": spec.dataset.path,
+        "dataset_sha256": spec.dataset.sha256, "settings": spec.settings.to_json(),
+        "quant": spec.export.quant, "adapter_dir": summary.adapter_dir,
+        "metrics": {"val_loss": summary.val_loss,
+                    "final_train_loss": summary.final_train_loss,
+                    "tokens_per_s": summary.tokens_per_s,
+                    "train_seconds": summary.train_seconds, "steps": summary.steps},
+        "fidelity": asdict(summary.fidelity) if summary.fidelity else None,
+        "date": summary.finished_at,
+    }
+    return library.register(summary.gguf_path, spec.out_name, source="finetune",
+                            provenance=provenance)
+
+
+@dataclass
+class Adopted:
+    """What became of a finished run's model: in the library, or why not."""
+
+    model: ModelRecord | None
+    problem: str | None = None
+
+
+def adopt_result(library: Library, home: HearthHome, summary: RunSummary) -> Adopted:
+    """The model of a finished run, registering it unless that happened already (a
+    replayed ``Finished``, or the CLI and the GUI both seeing the end). A run that
+    exported no GGUF has no model; a library that refuses the file says why."""
+    existing = model_of_run(library, summary.run_id)
+    if existing is not None or summary.gguf_path is None:
+        return Adopted(existing)
+    try:
+        return Adopted(register_result(library, home, summary))
+    except (LibraryError, OSError, ValueError) as exc:
+        return Adopted(None, f"The model could not be added to the library: {exc}")

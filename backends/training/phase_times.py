@@ -1,0 +1,75 @@
+"""How long the phases after training took on this machine, to predict the next run."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+
+from app.finetune.runs.records import TeachSpec
+from app.finetune.settings import ExportSettings
+
+
+class PhaseTimes:
+    """How long the phases after training took on this machine, to predict the next run.
+
+    Kept per device in ``<home>/cache/phase_times.json``: export seconds per billion
+    parameters, and gate seconds per prompt it replays. Without a record, a first guess.
+    """
+
+    # First guesses, measured on a 2-core CPU with the 135M starter model (13 s of
+    # export, 24 s of gate over 80 prompts); replaced by this machine's own figures.
+    EXPORT_S_PER_GPARAM = 100.0  # merge + F16 + quantize + llama.cpp check
+    GATE_S_PER_PROMPT = 0.3
+
+    def __init__(self, path: Path, device: str) -> None:
+        self.path = path
+        self.device = device
+        try:
+            self.data = json.loads(path.read_text("utf-8"))
+        except (OSError, ValueError):
+            self.data = {}
+        mine = self.data.get(device, {})
+        self.export_rate = float(mine.get("export_s_per_gparam", self.EXPORT_S_PER_GPARAM))
+        self.gate_rate = float(mine.get("gate_s_per_prompt", self.GATE_S_PER_PROMPT))
+        self.train_flops = mine.get("train_flops_per_s")  # measured training speed
+
+    def training(self, formula_seconds: float, flops: float) -> float:
+        """Training time: from the last run's measured speed when there is one."""
+        return flops / float(self.train_flops) if self.train_flops else formula_seconds
+
+    @staticmethod
+    def _gate_prompts(teach: TeachSpec | None) -> int:
+        return teach.gate_prompts if teach else 0
+
+    def after_training(self, n_params: int, export: ExportSettings,
+                       teach: TeachSpec | None, gguf_base: bool) -> float:
+        seconds = self.gate_rate * self._gate_prompts(teach)
+        if export.gguf and gguf_base:
+            seconds += self.export_rate * n_params / 1e9
+        return seconds
+
+    def record(self, phases: list[tuple[str, float]], end: float, n_params: int,
+               export: ExportSettings, teach: TeachSpec | None, exported: bool,
+               trained_tokens: int = 0) -> dict[str, float]:
+        """Durations of this run's phases; remembers the rates for the next estimate."""
+        spans: dict[str, float] = {}
+        for (name, began), (_, until) in zip(phases, [*phases[1:], ("end", end)],
+                                              strict=True):
+            spans[name] = round(spans.get(name, 0.0) + until - began, 1)
+        mine = self.data.setdefault(self.device, {})
+        if trained_tokens and spans.get("training"):
+            mine["train_flops_per_s"] = 6.0 * n_params * trained_tokens / spans["training"]
+        if teach and "checking" in spans:
+            mine["gate_s_per_prompt"] = spans["checking"] / max(1, self._gate_prompts(teach))
+        if exported:
+            post = sum(spans.get(k, 0.0) for k in ("saving", "merging", "exporting",
+                                                   "quantizing"))
+            mine["export_s_per_gparam"] = post / max(1e-3, n_params / 1e9)
+        with contextlib.suppress(OSError):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.data, indent=2), "utf-8")
+            os.replace(tmp, self.path)
+        return spans
