@@ -27,7 +27,7 @@ from backends.export.gguf_export import ExportError, export_gguf
 from backends.export.merge import merge_lora
 from backends.inference import llama_compat
 from backends.training.base_model import load_base
-from backends.training.worker import base_weights
+from backends.training.export_step import base_weights
 from tests.arch_factory import ARCHS, write_tiny_arch_gguf
 
 RANK, ALPHA = 8, 16

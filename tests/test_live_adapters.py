@@ -100,7 +100,7 @@ def test_an_adapter_of_another_base_is_an_error_not_a_crash(models: dict[str, An
         (error,) = _events(theirs)
         assert isinstance(error, p.Error) and error.error_kind == "adapter_failed"
         assert "another base model" in error.message
-        assert worker.adapter == ""
+        assert worker.adapters.current == ""
     finally:
         worker.unload()
 

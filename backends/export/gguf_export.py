@@ -61,6 +61,23 @@ def _loadable_name(name: str, reader: gguf.GGUFReader) -> str:
     return lowered.replace("phi-3", "phi 3").replace("phi3", "phi 3")
 
 
+def _copy_metadata(reader: gguf.GGUFReader, writer: gguf.GGUFWriter, name: str,
+                   chat_template: str | None) -> None:
+    """Every key of the base but its name and file type; the trained template if it has
+    none."""
+    for key, field in reader.fields.items():
+        if key in _SKIP_KEYS or key in ("general.name", "general.file_type",
+                                        "general.architecture"):
+            continue
+        vtype = field.types[0]
+        sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(key, field.contents(), vtype, sub_type=sub)
+    writer.add_name(_loadable_name(name, reader))
+    if chat_template and "tokenizer.chat_template" not in reader.fields:
+        writer.add_chat_template(chat_template)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+
+
 def export_gguf(base_gguf: str | os.PathLike[str], weights: Mapping[str, torch.Tensor],
                 out_path: str | os.PathLike[str], name: str,
                 chat_template: str | None = None) -> Path:
@@ -95,17 +112,7 @@ def export_gguf(base_gguf: str | os.PathLike[str], weights: Mapping[str, torch.T
     out_path = Path(out_path)
     partial = out_path.with_name(out_path.name + ".part")
     writer = gguf.GGUFWriter(str(partial), arch)
-    for key, field in reader.fields.items():
-        if key in _SKIP_KEYS or key in ("general.name", "general.file_type",
-                                        "general.architecture"):
-            continue
-        vtype = field.types[0]
-        sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
-        writer.add_key_value(key, field.contents(), vtype, sub_type=sub)
-    writer.add_name(_loadable_name(name, reader))
-    if chat_template and "tokenizer.chat_template" not in reader.fields:
-        writer.add_chat_template(chat_template)
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    _copy_metadata(reader, writer, name, chat_template)
 
     written = set()
     for tensor in reader.tensors:
