@@ -156,3 +156,26 @@ def test_a_base_without_a_template_exports_with_the_one_it_was_trained_with(
 
     plain = write_tiny_arch_gguf("gemma3", tmp_path / "p.gguf", chat_template=False)
     assert load_base(plain).template.source == "fallback:chatml"  # no turns to learn in
+
+
+def test_a_base_outside_the_table_is_refused_before_any_training(tmp_path: Path) -> None:
+    """The run is never created, and the Fine-tune tab's plan says why before Start."""
+    from app.finetune.datasets import load_dataset
+    from app.finetune.plan import model_facts
+    from app.finetune.runs.folder import create_run
+    from app.finetune.settings import LoraSettings
+    from app.models.library import ModelRecord
+    from app.paths import resolve_home
+    from tests.finetune_fixtures import fact_rows, write_jsonl
+
+    home = resolve_home(tmp_path / "home")
+    record = ModelRecord(name="mamba-base", path=tmp_path / "m.gguf", source="imported",
+                         added_at="", info={"architecture": "mamba", "parameters": 1000})
+    dataset = load_dataset(write_jsonl(tmp_path / "facts.jsonl", fact_rows()))
+    with pytest.raises(UnsupportedArchitecture, match="cannot fine-tune 'mamba'.*gemma3"):
+        create_run(home, record, dataset, LoraSettings())
+    assert not list(home.runs.glob("*"))
+    refusal = model_facts(record).refusal
+    assert refusal is not None and "qwen3" in refusal
+    assert model_facts(ModelRecord(name="l", path=tmp_path / "l.gguf", source="imported",
+                                   added_at="", info={"architecture": "llama"})).refusal is None
