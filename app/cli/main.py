@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.chat.turn import ChatSession
+from app.cli.export import add_parser as add_export_parser
+from app.cli.export import export
 from app.cli.finetune import add_parsers as add_finetune_parsers
 from app.cli.finetune import finetune, runs
 from app.cli.models import add_hub_parsers, run_hub_command
@@ -84,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true")
     doctor.add_argument("-m", "--model", help="model for the llama.cpp self-test "
                         "(default: the starter model)")
+    add_export_parser(sub)
     sub.add_parser("gui", help="open the app (the default)")
     return parser
 
@@ -114,7 +117,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         handler = {"models": _models, "chat": _chat, "bench": _bench,
                    "finetune": finetune, "runs": runs, "teach": teach,
-                   "doctor": _doctor}[args.command]
+                   "doctor": _doctor, "export": export}[args.command]
         return handler(workspace, args)
     except HearthError as exc:
         print(f"hearth: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from app.chat.template import ChatTemplate, assistant_spans
 from app.finetune.datasets import Dataset, Example, split_examples
 from app.finetune.settings import Estimate, LoraSettings, Machine, estimate
+from app.models.architectures import UnsupportedArchitecture, architecture
 from app.models.gguf_file import read_gguf
 from app.models.library import ModelRecord
 
@@ -34,6 +35,8 @@ class ModelFacts:
     parameters: int
     hidden: int
     layers: int
+    refusal: str | None = None
+    """Why Hearth cannot fine-tune this model (its architecture is not in the table)."""
 
 
 def model_facts(record: ModelRecord) -> ModelFacts:
@@ -44,10 +47,15 @@ def model_facts(record: ModelRecord) -> ModelFacts:
         text = info.chat_template
         vocab = int(info.metadata.get("tokenizer.ggml.tokens")
                     or info.arch_value("vocab_size") or 0)
+    try:
+        architecture(str(record.info.get("architecture", "unknown")))
+        refusal = None
+    except UnsupportedArchitecture as exc:
+        refusal = str(exc)
     return ModelFacts(template=ChatTemplate.from_metadata(text), vocab=vocab,
                       parameters=int(record.info.get("parameters") or 0),
                       hidden=int(record.info.get("n_embd") or 0),
-                      layers=int(record.info.get("n_layers") or 0))
+                      layers=int(record.info.get("n_layers") or 0), refusal=refusal)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from app.finetune.fidelity import FidelityThresholds
 from app.machine.cpu import cpu_info
 from app.machine.memory import has_nvidia_driver, total_memory_bytes
 
@@ -120,8 +121,26 @@ class ExportSettings:
     gguf: bool = True
     """Merge and export a GGUF; False keeps only the LoRA adapter (nothing to chat with,
     but a much shorter run end)."""
+    min_top1_agreement: float = FidelityThresholds.min_top1_agreement
+    """The export gate (:mod:`app.finetune.fidelity`): least share of next tokens on
+    which llama.cpp's export and PyTorch's trained model agree."""
+    max_relative_logit_diff: float = FidelityThresholds.max_relative_logit_diff
+    """The export gate: most difference between the export's logits and PyTorch's, as a
+    share of the largest logit."""
+    max_loss_gap: float = FidelityThresholds.max_loss_gap
+    """The export gate: most validation loss the quantized model may add (plus 10 % of
+    the trained model's loss)."""
+
+    def thresholds(self) -> FidelityThresholds:
+        return FidelityThresholds(min_top1_agreement=self.min_top1_agreement,
+                                  max_relative_logit_diff=self.max_relative_logit_diff,
+                                  max_loss_gap=self.max_loss_gap)
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.min_top1_agreement <= 1.0:
+            raise ValueError("min_top1_agreement must be between 0 and 1")
+        if self.max_loss_gap < 0 or self.max_relative_logit_diff < 0:
+            raise ValueError("the export gate's limits must be at least 0")
         if self.quant not in QUANT_TYPES:
             raise ValueError(f"unknown quantization {self.quant!r}; choose one of "
                              f"{', '.join(QUANT_TYPES)}")

@@ -29,6 +29,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ class InferenceClient:
         self._last_load: p.Load | None = None
         self._probation: dict[str, p.Chat] | None = None  # chats sent before a first Done
         self._safe_only = False       # this client fell back already
+        self._adapter: p.SetAdapter | None = None  # applied to the loaded base
         self._fallback_signal: int | None = None  # set while the fallback load runs
         self._ids = itertools.count(1)
 
@@ -129,17 +131,27 @@ class InferenceClient:
                 raise WorkerError(p.Error("not_running", str(exc))) from exc
 
     def load(self, path: str | Path, n_ctx: int = 4096, n_gpu_layers: int = 0,
-             n_threads: int | None = None, flash_attn: bool = False) -> None:
+             n_threads: int | None = None, flash_attn: bool = False,
+             template: str = "auto") -> None:
         if not self.alive:
             self.start()
         self.loaded = None
         choice = self.kernels.choose()
         extra_bufts = choice.extra_bufts and not self._safe_only
-        load = p.Load(str(path), n_ctx, n_gpu_layers, n_threads, flash_attn, extra_bufts)
+        load = p.Load(str(path), n_ctx, n_gpu_layers, n_threads, flash_attn, extra_bufts,
+                      template)
         with self._send_lock:
             self._last_load = load
+            self._adapter = None
             self._probation = {}
             self._send(load)
+
+    def set_adapter(self, path: str | Path | None, scale: float = 1.0) -> None:
+        """Apply a GGUF LoRA adapter to the loaded base (None: the base alone)."""
+        command = p.SetAdapter(str(path) if path is not None else None, scale)
+        with self._send_lock:
+            self._adapter = command if path is not None else None
+            self._send(command)
 
     def chat(self, messages: list[dict[str, str]], sampling: p.SamplingParams | None = None,
              continue_last: bool = False) -> str:
@@ -212,11 +224,12 @@ class InferenceClient:
                 name = signal_name(died.signal)
                 log.warning("worker crashed with optimized kernels (%s); falling back", name)
                 self._emit(p.KernelFallback(died.signal, FALLBACK_NOTICE.format(signal=name)))
-                safe = p.Load(load.path, load.n_ctx, load.n_gpu_layers, load.n_threads,
-                              load.flash_attn, extra_bufts=False)
+                safe = replace(load, extra_bufts=False)
                 self._last_load = safe
                 self._probation = {c.request_id: c for c in pending}
                 self._send(safe)
+                if self._adapter is not None:  # the new worker starts with the base alone
+                    self._send(self._adapter)
                 for chat in pending:
                     self._send(chat)
             except (WorkerError, OSError) as exc:

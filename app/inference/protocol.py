@@ -18,7 +18,7 @@ from app.workers import lifecycle
 from app.workers.lifecycle import Error, Log, WorkerDied  # shared; callers write p.Error
 from app.workers.wire import WireError, from_json, to_json
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 
 # --------------------------------------------------------------------------- commands
@@ -35,6 +35,8 @@ class Load:
     flash_attn: bool = False
     # llama.cpp's extra buffer types (repacked/AMX kernels); app.inference.kernels decides.
     extra_bufts: bool = True
+    # The chat template: "auto", "raw" or a family (app.chat.template_choice.CHOICES).
+    template: str = "auto"
     kind: ClassVar[str] = "load"
 
 
@@ -99,6 +101,15 @@ class Shutdown:
     kind: ClassVar[str] = "shutdown"
 
 
+@dataclass
+class SetAdapter:
+    """Apply a GGUF LoRA adapter to the loaded base (None: the base alone), no reload."""
+
+    path: str | None
+    scale: float = 1.0
+    kind: ClassVar[str] = "set_adapter"
+
+
 # ----------------------------------------------------------------------------- events
 
 
@@ -123,7 +134,7 @@ class Loaded:
     n_ctx_train: int
     n_gpu_layers: int
     n_threads: int
-    template_source: str  # "gguf" or "fallback:chatml"
+    template_source: str  # "gguf", "family:<name>", "chosen:<name>" or "raw"
     template_sha256: str
     load_seconds: float
     extra_bufts: bool = True
@@ -168,6 +179,8 @@ class ReplyStats:
     finish_reason: str  # "stop", "length", "context_full", "cancelled"
     dropped_messages: int = 0
     template_source: str = ""
+    adapter: str = ""
+    """The adapter file applied to the base for this reply ("" for the base alone)."""
 
 
 @dataclass
@@ -176,6 +189,13 @@ class Done:
     text: str
     stats: ReplyStats
     kind: ClassVar[str] = "done"
+
+
+@dataclass
+class AdapterSet:
+    path: str | None
+    seconds: float
+    kind: ClassVar[str] = "adapter_set"
 
 
 @dataclass
@@ -188,9 +208,9 @@ class KernelFallback:
     kind: ClassVar[str] = "kernel_fallback"
 
 
-COMMANDS = (Load, Chat, Cancel, Unload, Shutdown)
+COMMANDS = (Load, Chat, Cancel, Unload, Shutdown, SetAdapter)
 EVENTS = (Hello, LoadProgress, Loaded, Unloaded, ContextTrimmed, Tokens, Done, Log, Error,
-          KernelFallback, WorkerDied)
+          KernelFallback, WorkerDied, AdapterSet)
 _BY_KIND: dict[str, type] = {cls.kind: cls for cls in (*COMMANDS, *EVENTS)}
 _NESTED: dict[tuple[type, str], type] = {(Chat, "sampling"): SamplingParams,
                                          (Done, "stats"): ReplyStats}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import struct
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -299,6 +300,43 @@ def read_gguf(path: str | Path) -> GGUFInfo:
             struct.error) as exc:
         raise GGUFError(f"the file's header is malformed ({type(exc).__name__})") from exc
     return info
+
+
+def token_texts(path: str | Path, ids: Iterable[int]) -> dict[int, str]:
+    """The text of a few vocabulary entries (an end-of-turn token, say), by id.
+
+    :func:`read_gguf` walks past the vocabulary without decoding it; this reads only
+    the entries asked for, with the same bounds checks. Ids outside it are left out.
+    """
+    path = Path(path)
+    wanted = sorted({i for i in ids if i >= 0})
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            reader = _Reader(fh, size)
+            if fh.read(4) != GGUF_MAGIC or reader.scalar("<I") not in SUPPORTED_VERSIONS:
+                raise GGUFError(f"{path.name} is not a GGUF model this reader knows")
+            reader.count("tensors")
+            for _ in range(reader.count("metadata entries")):
+                key = reader.string()
+                vtype = reader.scalar("<I")
+                if key != "tokenizer.ggml.tokens" or vtype != _ARRAY:
+                    reader.value(vtype)
+                    continue
+                if reader.scalar("<I") != _STRING:
+                    raise GGUFError("tokenizer.ggml.tokens is not a list of strings")
+                n = reader.count("array items")
+                found, at = {}, 0
+                for i in (i for i in wanted if i < n):
+                    reader.skip_strings(i - at)
+                    found[i] = reader.string()
+                    at = i + 1
+                return found
+    except OSError as exc:
+        raise GGUFError(f"{path} cannot be read: {exc.strerror or exc}") from exc
+    except (RecursionError, MemoryError, OverflowError, ValueError, struct.error) as exc:
+        raise GGUFError(f"the file's header is malformed ({type(exc).__name__})") from exc
+    return {}
 
 
 def _parse(fh: BinaryIO, path: Path, size: int) -> GGUFInfo:

@@ -6,10 +6,12 @@ settings, ``general.*``) with only the name and file type changed, and every ten
 written under the base file's own name, in its order. A model that loses its chat
 template or end-of-turn token babbles; copying everything is how we avoid that.
 
-llama.cpp's converter permutes the rows of the Q and K projections of llama-family
-models (``convert_hf_to_gguf.LlamaModel.permute``) and transformers' GGUF loader undoes
-that on load; the exact inverse is applied again here. The export is round-trip tested:
-loading the written file with transformers gives back the weights that went in.
+Only architectures in :mod:`app.models.architectures` are written: llama.cpp's converter
+transforms some tensors (llama's Q/K row permutation, Gemma's ``1 + w`` norms) and
+transformers' GGUF loader undoes that on load, so the export applies each row's
+transform again. An architecture whose transforms are not known is refused rather than
+written with wrong weights. The export is round-trip tested for every row
+(``tests/test_architectures.py``): llama.cpp's logits of the written file match PyTorch's.
 """
 
 from __future__ import annotations
@@ -22,12 +24,9 @@ import gguf
 import numpy as np
 import torch
 
+from app.models.architectures import UnsupportedArchitecture, architecture
+
 _SKIP_KEYS = ("GGUF.version", "GGUF.tensor_count", "GGUF.kv_count")
-# transformers' GGUF loader applies a non-identity transform to these architectures'
-# tensors; only llama's (the Q/K permutation) is inverted here.
-_UNSUPPORTED_PROCESSED = ("qwen2moe", "gpt_oss", "qwen3moe", "bloom", "t5", "t5encoder",
-                          "gpt2", "mamba", "nemotron", "gemma2", "gemma3", "lfm2",
-                          "minimax-m2")
 
 
 class ExportError(ValueError):
@@ -42,13 +41,57 @@ def permute_qk(weight: np.ndarray, n_head: int, n_head_kv: int | None = None) ->
             .swapaxes(1, 2).reshape(weight.shape))
 
 
+_PHI3_TOKENS = ("</s>", "<unk>", "<s>", "<|endoftext|>")
+
+
+def _loadable_name(name: str, reader: gguf.GGUFReader) -> str:
+    """``name``, unless llama.cpp would refuse to load a file of that name.
+
+    llama.cpp gives a model whose ``general.name`` contains "phi3" or "phi-3" Phi-3's
+    token attributes, looking up Phi-3's own special tokens by text; a vocabulary
+    without them (Phi-4 mini's, a tiny test model's) then fails to load at all.
+    """
+    lowered = name.lower()
+    if "phi3" not in lowered and "phi-3" not in lowered:
+        return name
+    field = reader.fields.get("tokenizer.ggml.tokens")
+    tokens = set(field.contents()) if field is not None else set()
+    if all(t in tokens for t in _PHI3_TOKENS):
+        return name
+    return lowered.replace("phi-3", "phi 3").replace("phi3", "phi 3")
+
+
+def _copy_metadata(reader: gguf.GGUFReader, writer: gguf.GGUFWriter, name: str,
+                   chat_template: str | None) -> None:
+    """Every key of the base but its name and file type; the trained template if it has
+    none."""
+    for key, field in reader.fields.items():
+        if key in _SKIP_KEYS or key in ("general.name", "general.file_type",
+                                        "general.architecture"):
+            continue
+        vtype = field.types[0]
+        sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
+        writer.add_key_value(key, field.contents(), vtype, sub_type=sub)
+    writer.add_name(_loadable_name(name, reader))
+    if chat_template and "tokenizer.chat_template" not in reader.fields:
+        writer.add_chat_template(chat_template)
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+
+
 def export_gguf(base_gguf: str | os.PathLike[str], weights: Mapping[str, torch.Tensor],
-                out_path: str | os.PathLike[str], name: str) -> Path:
-    """Write ``weights`` (HF names, merged) as an F16 GGUF shaped like ``base_gguf``."""
+                out_path: str | os.PathLike[str], name: str,
+                chat_template: str | None = None) -> Path:
+    """Write ``weights`` (HF names, merged) as an F16 GGUF shaped like ``base_gguf``.
+
+    ``chat_template`` is written when the base has none: the template the model was
+    trained with, so that it chats in the format it learned.
+    """
     reader = gguf.GGUFReader(str(base_gguf))
     arch = reader.fields["general.architecture"].contents()
-    if arch in _UNSUPPORTED_PROCESSED:
-        raise ExportError(f"exporting fine-tuned {arch} models to GGUF is not supported yet")
+    try:
+        row = architecture(arch)
+    except UnsupportedArchitecture as exc:
+        raise ExportError(str(exc)) from exc
     try:
         model_arch = {v: k for k, v in gguf.MODEL_ARCH_NAMES.items()}[arch]
     except KeyError as exc:
@@ -69,15 +112,7 @@ def export_gguf(base_gguf: str | os.PathLike[str], weights: Mapping[str, torch.T
     out_path = Path(out_path)
     partial = out_path.with_name(out_path.name + ".part")
     writer = gguf.GGUFWriter(str(partial), arch)
-    for key, field in reader.fields.items():
-        if key in _SKIP_KEYS or key in ("general.name", "general.file_type",
-                                        "general.architecture"):
-            continue
-        vtype = field.types[0]
-        sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
-        writer.add_key_value(key, field.contents(), vtype, sub_type=sub)
-    writer.add_name(name)
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
+    _copy_metadata(reader, writer, name, chat_template)
 
     written = set()
     for tensor in reader.tensors:
@@ -91,7 +126,9 @@ def export_gguf(base_gguf: str | os.PathLike[str], weights: Mapping[str, torch.T
             continue
         written.add(hf_name)
         data = weights[hf_name].detach().to(torch.float32).cpu().numpy()
-        if arch == "llama" and data.ndim == 2:
+        if row.norm_shift and tensor.name.endswith("norm.weight"):
+            data = data + np.float32(row.norm_shift)
+        if row.permute_qk and data.ndim == 2:
             if tensor.name.endswith("attn_q.weight"):
                 data = permute_qk(data, n_head, n_head)
             elif tensor.name.endswith("attn_k.weight"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import llama_cpp
@@ -131,3 +132,38 @@ def supports_gpu_offload() -> bool:
 
 def version() -> str:
     return str(llama_cpp.__version__)
+
+
+class AdapterError(ValueError):
+    """llama.cpp refused a LoRA adapter file (wrong base, wrong format)."""
+
+
+def load_adapter(llm: llama_cpp.Llama, path: str) -> Any:
+    """Load a GGUF LoRA adapter for ``llm``'s model; freed when ``llm`` is closed.
+
+    llama.cpp checks that the adapter's architecture matches the model's and that every
+    tensor fits; it returns NULL (and logs why) when it does not.
+    """
+    handle = _llama.llama_adapter_lora_init(llm._model.model, path.encode("utf-8"))
+    if not handle:
+        raise AdapterError(f"llama.cpp cannot apply {Path(path).name} to this model (it "
+                           "was made for another base model, or the file is damaged)")
+    llm._stack.callback(_llama.llama_adapter_lora_free, handle)
+    return handle
+
+
+def use_adapter(llm: llama_cpp.Llama, handle: Any | None, scale: float = 1.0) -> None:
+    """Apply ``handle`` (or none) to the next evaluations, and forget the KV cache.
+
+    The cached keys and values were computed with the previous weights, so a prefix
+    match against them would mix two models in one reply.
+    """
+    if handle is None:
+        rc = _llama.llama_set_adapters_lora(llm.ctx, None, 0, None)
+    else:
+        adapters = (_llama.llama_adapter_lora_p_ctypes * 1)(handle)
+        scales = (ctypes.c_float * 1)(scale)
+        rc = _llama.llama_set_adapters_lora(llm.ctx, adapters, 1, scales)
+    if rc:
+        raise AdapterError(f"llama.cpp could not switch the adapter (code {rc})")
+    llm.reset()

@@ -18,7 +18,6 @@ import codecs
 import logging
 import os
 import queue
-import re
 import sys
 import threading
 import time
@@ -27,10 +26,13 @@ from typing import Any
 import llama_cpp
 
 from app.chat.template import ChatTemplate, ChatTemplateError, TemplateCancelled, render_parts
+from app.chat.template_choice import choose_template, end_of_turn
 from app.inference import protocol as p
 from app.machine.threads import default_threads
 from app.models.gguf_file import GGUFError, read_gguf
 from backends.inference import llama_compat as compat
+from backends.inference.live_adapters import LiveAdapters
+from backends.inference.token_text import ControlTokens, common_prefix, split_stop
 from backends.inference.worker_channel import Channel, LlamaLog, connect
 
 log = logging.getLogger("hearth.worker")
@@ -43,12 +45,14 @@ class Worker:
         self.channel = channel
         self.llm: llama_cpp.Llama | None = None
         self.template: ChatTemplate | None = None
+        self.template_stops: list[str] = []
+        self.adapters = LiveAdapters()
         self.commands: queue.Queue[Any] = queue.Queue()
         # Ids of replies asked to stop; a Cancel may arrive before its Chat is started.
         self.cancelled: set[str] = set()
         self.closing = False
         # The loaded model's control tokens by text, for tokenize (built on first use).
-        self._controls: _Controls | None = None
+        self._controls: ControlTokens | None = None
 
     # ----------------------------------------------------------------- plumbing
 
@@ -94,6 +98,8 @@ class Worker:
             self.load(command)
         elif isinstance(command, p.Chat):
             self.chat(command)
+        elif isinstance(command, p.SetAdapter):
+            self.set_adapter(command)
         elif isinstance(command, p.Unload):
             self.unload()
             self.channel.send(p.Unloaded())
@@ -129,16 +135,28 @@ class Worker:
         log.info("loaded with %s kernels", "optimized" if cmd.extra_bufts else "safe")
         compat.warm_up(self.llm)
         vocab = compat.vocab(self.llm)
-        self.template = ChatTemplate.from_metadata(
-            info.chat_template,
+        self.template = choose_template(
+            info.chat_template, info.architecture, self._has_token, cmd.template,
             bos_token=self._piece(llama_cpp.llama_vocab_bos(vocab)),
             eos_token=self._piece(llama_cpp.llama_vocab_eos(vocab)))
+        marker = end_of_turn(self.template)
+        self.template_stops = [marker] if marker else []
         self.channel.send(p.Loaded(
             path=cmd.path, n_ctx=self.llm.n_ctx(), n_ctx_train=compat.n_ctx_train(self.llm),
             n_gpu_layers=cmd.n_gpu_layers, n_threads=n_threads,
             template_source=self.template.source, template_sha256=self.template.sha256,
             load_seconds=round(time.perf_counter() - started, 3),
             extra_bufts=cmd.extra_bufts))
+
+    def _stops(self, asked: list[str]) -> list[str]:
+        """The reply's stop strings, and the end of turn of a family template."""
+        return [*asked, *(t for t in self.template_stops if t not in asked)]
+
+    def _has_token(self, text: str) -> bool:
+        """Whether ``text`` is one special token of the loaded vocabulary."""
+        assert self.llm is not None
+        ids = self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+        return len(ids) == 1 and self._piece(ids[0]) == text
 
     def _piece(self, token: int) -> str:
         if token < 0:
@@ -151,6 +169,19 @@ class Worker:
             self.llm.close()
             self.llm = None
             self.template = None
+        self.adapters = LiveAdapters()
+
+    def set_adapter(self, cmd: p.SetAdapter) -> None:
+        """Switch the adapter on the loaded base: load it once, then only apply it."""
+        if self.llm is None:
+            self.channel.send(p.Error("no_model", "no model is loaded"))
+            return
+        try:
+            seconds = self.adapters.apply(self.llm, cmd.path, cmd.scale)
+        except compat.AdapterError as exc:
+            self.channel.send(p.Error("adapter_failed", str(exc)))
+            return
+        self.channel.send(p.AdapterSet(cmd.path, seconds))
 
     # -------------------------------------------------------------------- chat
 
@@ -252,7 +283,7 @@ class Worker:
                                                 special=False))
         return tokens
 
-    def _control_tokens(self) -> _Controls:
+    def _control_tokens(self) -> ControlTokens:
         """The model's control tokens (what ``special=True`` parses) by their text."""
         assert self.llm is not None
         if self._controls is None or self._controls.llm is not self.llm:
@@ -264,7 +295,7 @@ class Worker:
                     text = self._piece(token)
                     if text:
                         ids.setdefault(text, token)
-            self._controls = _Controls(self.llm, ids)
+            self._controls = ControlTokens(self.llm, ids)
         return self._controls
 
     def fit_prompt(self, cmd: p.Chat) -> tuple[list[int], int]:
@@ -305,7 +336,7 @@ class Worker:
         s = cmd.sampling
         if cmd.n_threads:
             compat.set_threads(llm, cmd.n_threads)
-        cached = _common_prefix(compat.cached_tokens(llm), tokens)
+        cached = common_prefix(compat.cached_tokens(llm), tokens)
         if cached < len(tokens) - 1:
             # Evaluate all but the last prompt token now, so that the last one is always
             # decoded alone, as it is when the prompt is already cached: otherwise its
@@ -318,7 +349,7 @@ class Worker:
         vocab = compat.vocab(llm)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         n_ctx = llm.n_ctx()
-        text, pending, stops = "", "", s.stop
+        text, pending, stops = "", "", self._stops(s.stop)
         batch, batch_tokens, last_flush = "", 0, 0.0
         t_first: float | None = None
         t_last = started
@@ -343,7 +374,7 @@ class Worker:
             completion += 1
             piece = decoder.decode(llm.detokenize([token]))
             pending += piece
-            emit, hit = _split_stop(pending, stops)
+            emit, hit = split_stop(pending, stops)
             pending = pending[len(emit):]
             text += emit
             batch += emit
@@ -375,65 +406,9 @@ class Worker:
             prefill_tps=round((len(tokens) - cached) / ttft, 2) if ttft > 0 else 0.0,
             decode_tps=round((completion - 1) / decode_s, 2) if decode_s > 0 else 0.0,
             total_s=round(time.perf_counter() - started, 4), finish_reason=finish,
-            dropped_messages=dropped, template_source=self.template.source)
+            dropped_messages=dropped, template_source=self.template.source,
+            adapter=self.adapters.current)
         self.channel.send(p.Done(cmd.request_id, text, stats))
-
-
-class _Controls:
-    """A model's control-token texts: where to cut a prompt, and which message contents
-    must be kept away from the template (see render_parts)."""
-
-    def __init__(self, llm: Any, ids: dict[str, int]) -> None:
-        self.llm = llm
-        self.ids = ids
-        # Longest first, as llama.cpp matches them.
-        texts = sorted(ids, key=len, reverse=True)
-        self.pattern = re.compile("|".join(map(re.escape, texts))) if texts else None
-        self.longest = max(map(len, texts), default=0)
-        self.heads = {t[:k] for t in texts for k in range(1, len(t))}
-        self.tails = {t[k:] for t in texts for k in range(1, len(t))}
-
-    def could_form(self, text: str) -> bool:
-        """Whether ``text`` holds a control token's text, or could make one with the
-        template's text around it (it ends with a token's start, begins with its end,
-        or is a piece of one)."""
-        if not text or self.pattern is None:
-            return False
-        if self.pattern.search(text):
-            return True
-        reach = min(self.longest, len(text) + 1)
-        return (any(text[-k:] in self.heads for k in range(1, reach))
-                or any(text[:k] in self.tails for k in range(1, reach))
-                or (len(text) < self.longest and any(text in t for t in self.ids)))
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
-def _split_stop(pending: str, stops: list[str]) -> tuple[str, bool]:
-    """The part of ``pending`` safe to show, and whether a stop string was reached.
-
-    Text that could be the start of a stop string is held back until it is clear.
-    """
-    if not stops:
-        return pending, False
-    for stop in stops:
-        at = pending.find(stop)
-        if at >= 0:
-            return pending[:at], True
-    hold = 0
-    for stop in stops:
-        for k in range(min(len(stop) - 1, len(pending)), 0, -1):
-            if pending.endswith(stop[:k]):
-                hold = max(hold, k)
-                break
-    return pending[:len(pending) - hold], False
 
 
 def main() -> None:

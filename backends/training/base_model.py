@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from app.chat.template import ChatTemplate
+from app.chat.template_choice import choose_template
 from app.models.gguf_file import GGUFError, read_gguf
 
 log = logging.getLogger("hearth.train")
@@ -107,11 +108,33 @@ def load_base(path: str | os.PathLike[str], dtype: torch.dtype = torch.float32,
         raise BaseModelError(f"{path} does not exist")
     bos = tokenizer.bos_token or ""
     eos = tokenizer.eos_token or ""
-    template = ChatTemplate.from_metadata(template_text, bos_token=bos, eos_token=eos)
-    if template.source.startswith("fallback"):
-        log.warning("the base model has no chat template; training with ChatML")
+    template = training_template(template_text, model.config, tokenizer, bos, eos)
+    if template.source != "gguf":
+        log.warning("the base model has no chat template; training with %s (the export "
+                    "carries it, so the tuned model chats in the format it learned)",
+                    template.source)
     return BaseModel(model=model, tokenizer=tokenizer, template=template, eos_token=eos,
                      gguf_path=gguf_path)
+
+
+def training_template(text: str | None, config: Any, tokenizer: Any, bos: str, eos: str
+                      ) -> ChatTemplate:
+    """The file's template, else its family's (as chat picks it), else ChatML.
+
+    Chat may speak to a base model without turns ("raw"), but learning replies needs
+    turns with an end the model learns to produce; ChatML is the one any vocabulary
+    can spell.
+    """
+    vocab = tokenizer.get_vocab()
+    arch = _GGUF_ARCH.get(getattr(config, "model_type", ""), getattr(config, "model_type", ""))
+    chosen = choose_template(text, arch, lambda t: t in vocab, bos_token=bos, eos_token=eos)
+    if chosen.source == "raw":
+        return ChatTemplate.from_metadata(None, bos_token=bos, eos_token=eos)
+    return chosen
+
+
+_GGUF_ARCH = {"mistral": "llama", "gemma3_text": "gemma3"}
+"""transformers model types whose GGUF architecture has another name."""
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -127,20 +150,29 @@ def _link_or_copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, target)
 
 
+def save_plain_folder(folder: Path, model: Any, tokenizer: Any) -> None:
+    """Write ``model`` and ``tokenizer`` as a transformers folder of plain safetensors.
+
+    transformers refuses ``save_pretrained`` on a model loaded from GGUF (it counts as
+    quantized), though its weights are dequantized floats; the config is written
+    without that mark and the weights with safetensors' own ``save_model``.
+    """
+    from safetensors.torch import save_model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    (folder / "config.json").write_text(json.dumps(config, indent=2), "utf-8")
+    save_model(model, str(folder / "model.safetensors"))
+    tokenizer.save_pretrained(str(folder))
+
+
 def _save_cache(folder: Path, model: Any, tokenizer: Any) -> None:
     """Write the dequantized model atomically; a failure only costs the next load time."""
     tmp = folder.with_name(folder.name + ".tmp")
     try:
         shutil.rmtree(tmp, ignore_errors=True)
-        from safetensors.torch import save_model
-
-        tmp.mkdir(parents=True)
-        config = model.config.to_dict()
-        # GGUF loading marks the config as "quantized"; the cache holds plain weights.
-        config.pop("quantization_config", None)
-        (tmp / "config.json").write_text(json.dumps(config, indent=2), "utf-8")
-        save_model(model, str(tmp / "model.safetensors"))
-        tokenizer.save_pretrained(str(tmp))
+        save_plain_folder(tmp, model, tokenizer)
         (tmp / "complete").write_text("ok", "utf-8")
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from app.finetune import protocol as tp
+from app.finetune.fidelity import failures
 from app.finetune.runs.folder import RunFolder
 from app.finetune.runs.records import Fidelity, RunSpec, RunSummary
 from app.finetune.settings import ExportSettings, Machine
@@ -51,6 +52,30 @@ def reference_logits(peft_model: Any, samples: list[list[int]], device: torch.de
     return out
 
 
+def write_live_adapter(peft_model: Any, base_gguf: Path | None, alpha: float,
+                           adapter_dir: Path, emit: Emit) -> Path | None:
+    """The adapter in llama.cpp's GGUF format, beside the PEFT one, for chat to apply live.
+
+    Only a GGUF base has the tensor names it needs; a failure costs the live adapter,
+    never the run.
+    """
+    if base_gguf is None:
+        return None
+    from peft import get_peft_model_state_dict
+
+    from backends.export.adapter_gguf import export_adapter
+    from backends.export.gguf_export import ExportError
+
+    state = {f"base_model.model.{k.removeprefix('base_model.model.')}":
+             v.detach().float().cpu() for k, v in get_peft_model_state_dict(peft_model).items()}
+    try:
+        return export_adapter(base_gguf, state, alpha, adapter_dir / "adapter.gguf",
+                              adapter_dir.name)
+    except (ExportError, OSError, ValueError) as exc:
+        emit(tp.TrainLog("warning", f"the adapter could not be written for llama.cpp: {exc}"))
+        return None
+
+
 def merge_and_write_f16(spec: RunSpec, peft_model: Any, base: Any, emit: Emit) -> Path:
     """Merge the adapter into the base weights and write them as an F16 GGUF."""
     from peft import get_peft_model_state_dict
@@ -69,7 +94,8 @@ def merge_and_write_f16(spec: RunSpec, peft_model: Any, base: Any, emit: Emit) -
                         adapter_state, settings.alpha, settings.rank)
     emit(tp.Phase("exporting", "writing the merged model as GGUF (F16)"))
     f16_path = spec.gguf_f16
-    export_gguf(base.gguf_path, merged, f16_path, spec.out_name)
+    export_gguf(base.gguf_path, merged, f16_path, spec.out_name,
+                chat_template=None if base.template.source == "gguf" else base.template.text)
     del merged
     emit(tp.Exported("gguf_f16", str(f16_path), f16_path.stat().st_size))
     return f16_path
@@ -125,30 +151,30 @@ def export_and_check(folder: RunFolder, spec: RunSpec, peft_model: Any, base: An
         folder.write_state(status="failed", error=result["error"])
         return False
     emit(tp.Exported("gguf", result["path"], result["size_bytes"]))
-    summary.gguf_path, summary.gguf_size_bytes = result["path"], result["size_bytes"]
     summary.fidelity = fidelity_of(result, torch_val, export, len(check_records))
+    if summary.fidelity.failed:
+        # The gate: nothing is registered; the adapter and the checkpoint stay.
+        Path(result["path"]).unlink(missing_ok=True)
+        folder.write_summary(summary)
+        message = ("the export check failed, so the model was not added to the library: "
+                   + "; ".join(summary.fidelity.failed)
+                   + f". The adapter is kept in {summary.adapter_dir}.")
+        emit(tp.TrainError("export_failed", message))
+        folder.write_state(status="failed", error=message)
+        return False
+    summary.gguf_path, summary.gguf_size_bytes = result["path"], result["size_bytes"]
     summary.quantize_seconds, summary.check_seconds = result["quantize_s"], result["check_s"]
-    for warning in summary.fidelity.warnings:
-        emit(tp.TrainLog("warning", warning))
     return True
 
 
 def fidelity_of(result: dict[str, Any], torch_val: float, export: ExportSettings,
-              val_records: int) -> Fidelity:
-    """The check's numbers, and a warning for each promise the export does not keep."""
-    gap = result["gguf_val_loss"] - torch_val
-    rel = result["logits_max_abs_diff"] / max(1e-6, result["logits_ref_max_abs"])
-    warnings = []
-    if rel > 0.05 or result["top1_agreement"] < 0.9:
-        warnings.append("the exported GGUF's logits differ from the trained model's "
-                        "more than F16 rounding explains: the export may be broken")
-    if gap > 0.25 + 0.1 * torch_val:
-        warnings.append(f"the {export.quant} model's validation loss is {gap:.2f} "
-                        "higher than the trained model's: try q8_0 or f16")
+                val_records: int) -> Fidelity:
+    """The check's numbers, and the export gate's reasons to refuse (none: it passed)."""
     return Fidelity(logits_max_abs_diff=result["logits_max_abs_diff"],
                     logits_ref_max_abs=result["logits_ref_max_abs"],
                     top1_agreement=result["top1_agreement"],
                     tokens_compared=result["fidelity_tokens"],
                     torch_val_loss=round(torch_val, 5),
                     gguf_val_loss=result["gguf_val_loss"], quant=export.quant,
-                    val_records=val_records, warnings=warnings)
+                    val_records=val_records,
+                    failed=failures(result, torch_val, export.quant, export.thresholds()))

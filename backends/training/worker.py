@@ -40,7 +40,7 @@ from app.finetune.settings import Machine, estimate
 from app.machine.threads import ThreadClaims, auto_threads
 from app.paths import HearthHome
 from backends.training.dtype_probe import DtypeChoice, choose_dtype
-from backends.training.export_step import export_and_check
+from backends.training.export_step import export_and_check, write_live_adapter
 from backends.training.phase_times import PhaseTimes
 
 # Tests and benchmarks only: force the compute dtype ("float32" or "bfloat16").
@@ -193,7 +193,7 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
                              device, emit)
         folder.teach_report_file.write_text(json.dumps(report, indent=2), "utf-8")
     summary = _summary(spec, folder, trainer, train, val, train_s, guess, dtype_choice,
-                       device_name, device, report, emit)
+                       device_name, device, report, emit, base.gguf_path)
     if report is not None and not report["passed"]:
         emit(tp.TrainLog("warning", "the gate failed, so nothing is exported: "
                          + "; ".join(report["reasons"])))
@@ -314,12 +314,14 @@ def _announce_plan(spec: RunSpec, base: Any, train: Any, val: Any, trainer: Any,
 
 def _summary(spec: RunSpec, folder: RunFolder, trainer: Any, train: Any, val: Any,
              train_s: float, guess: Any, dtype_choice: DtypeChoice, device_name: str,
-             device: torch.device, report: dict[str, Any] | None, emit: Emitter
-             ) -> RunSummary:
+             device: torch.device, report: dict[str, Any] | None, emit: Emitter,
+             base_gguf: Path | None) -> RunSummary:
     """Save the adapter; the summary of the training (export results are added later)."""
     from backends.training.trainer import peak_memory_bytes
 
     adapter_dir = _save_adapter(trainer.model, Path(spec.adapter_dir), emit)
+    adapter_gguf = write_live_adapter(trainer.model, base_gguf, spec.settings.alpha,
+                                      adapter_dir, emit)
     history = trainer.history
     return RunSummary(
         run_id=spec.run_id, base_model=spec.base, dataset=spec.dataset,
@@ -337,7 +339,8 @@ def _summary(spec: RunSpec, folder: RunFolder, trainer: Any, train: Any, val: An
         estimate=RunEstimate(seconds=round(guess.seconds, 1),
                              peak_memory_bytes=guess.peak_memory_bytes, basis="formula",
                              measured=trainer.measured_estimate),
-        adapter_dir=str(adapter_dir), dtype=dtype_choice.to_json(), teach=report)
+        adapter_dir=str(adapter_dir), dtype=dtype_choice.to_json(), teach=report,
+        adapter_gguf=str(adapter_gguf) if adapter_gguf else None)
 
 
 def _save_adapter(peft_model: Any, adapter_dir: Path, emit: Emitter) -> Path:

@@ -10,6 +10,13 @@ live here:
   append per frame or two however fast the worker runs.
 * Slow work stays off the GUI thread: starting the worker process (and restarting it
   after a crash) runs on a short-lived thread; the model loads in the worker.
+
+A fine-tuned model is served as its base plus a live adapter when it can be
+(:func:`app.models.live.plan_load`): switching between them is then an adapter switch.
+
+The module is long because this object is the one owner of the room's state (the open
+conversation, the reply in flight, the model and its adapter); the policies it applies
+live in ``app`` (the session, the load plan), so what is left here is the wiring.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from app.finetune.teach import VersionStore, chat_model
 from app.inference import protocol as p
 from app.inference.client import WorkerError
 from app.models.library import UnknownModel
+from app.models.live import plan_load
 from app.workspace import Workspace
 from ui.background import Background
 from ui.chat.inference_bridge import InferenceBridge
@@ -75,6 +83,11 @@ class ChatViewModel(QObject):
         self.state = STOPPED
         self.progress = 0.0
         self.loaded: p.Loaded | None = None
+        # The adapter applied to the loaded base ("" or None: none), and one asked for
+        # and not yet applied; see app.models.live.
+        self.adapter: str | None = None
+        self._pending_adapter: str | None = None
+        self._live_ok = True
         self.problem: Problem | None = None
         self.reply: PendingReply | None = None  # at most one reply in flight
         self.reply_tokens = 0
@@ -314,11 +327,20 @@ class ChatViewModel(QObject):
             self.model_state_changed.emit()
             return
         record = self.workspace.library.get(self.model_name)
+        loaded = self.loaded.path if self.loaded is not None and self.state == READY else None
+        plan = plan_load(record, self.workspace.library, loaded, self._live_ok)
+        self._pending_adapter = plan.adapter if not plan.switch_only else plan.adapter or ""
+        if plan.switch_only:  # the base is loaded already: milliseconds, no reload
+            self._set_state(LOADING)
+            self.client.set_adapter(plan.adapter)
+            return
         load = self.workspace.settings.load
         self.state, self.progress, self.loaded = LOADING, 0.0, None
         self.model_state_changed.emit()
-        self.client.load(record.path, n_ctx=load.n_ctx, n_gpu_layers=load.n_gpu_layers,
+        self.client.load(plan.path, n_ctx=load.n_ctx, n_gpu_layers=load.n_gpu_layers,
                          n_threads=load.n_threads, flash_attn=load.flash_attn)
+        if plan.adapter is not None:
+            self.client.set_adapter(plan.adapter)
 
     def _on_worker_started(self) -> None:
         if not self._closing:
@@ -374,11 +396,23 @@ class ChatViewModel(QObject):
             self.model_state_changed.emit()
         elif isinstance(event, p.Loaded):
             self.loaded = event
-            self.state = READY
+            self.adapter = None
+            if self._pending_adapter is None:  # else ready once the adapter is applied
+                self.state = READY
             self.model_state_changed.emit()
             if self.problem is not None and self.problem.action == "reload":
                 self._set_problem(None)
             self._offer_retry_after_crash()
+        elif isinstance(event, p.AdapterSet):
+            self._pending_adapter = None
+            self.adapter = event.path
+            self._set_state(READY)
+        elif isinstance(event, p.Error) and event.error_kind == "adapter_failed":
+            # The adapter does not fit after all: load the merged model instead.
+            log.warning("live adapter refused, loading the merged model: %s", event.message)
+            self._pending_adapter, self._live_ok = None, False
+            self._load()
+            self._live_ok = True
         elif isinstance(event, p.KernelFallback):
             self.notice = event.message
             self.model_state_changed.emit()

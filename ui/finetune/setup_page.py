@@ -354,6 +354,8 @@ class SetupPage(QWidget):
         if facts is None:
             self.start_button.setEnabled(False)
             return
+        if facts.refusal:
+            return self._cannot_start(facts.refusal)
         layout = self.layouts.layout((record.name, self.dataset.sha256), self.dataset, facts)
         if layout is None:
             self.estimate_label.setText("Measuring the records with the model's chat "

@@ -29,6 +29,7 @@ from app.finetune.runs.codec import RecordError
 from app.finetune.runs.records import BaseRef, DatasetRef, RunSpec, RunState, RunSummary, TeachSpec
 from app.finetune.runs.status import RunStatus, can_resume
 from app.finetune.settings import ExportSettings, LoraSettings
+from app.models.architectures import architecture
 from app.models.library import ModelRecord
 from app.paths import HearthHome, safe_stem
 
@@ -177,6 +178,8 @@ def create_run(home: HearthHome, base: ModelRecord, dataset: Dataset, settings: 
     gate inputs to run.json.
     """
     export = export or ExportSettings()
+    # Refused now, not after minutes of training when the export cannot write it back.
+    architecture(str(base.info.get("architecture", "unknown")))
     if holdout:
         train, val = dataset.split(settings.validation_fraction, settings.seed)
     else:

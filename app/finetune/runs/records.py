@@ -150,6 +150,9 @@ class Fidelity:
     quant: str = ""
     val_records: int = 0
     warnings: list[str] = field(default_factory=list)
+    """Written by runs before the export gate; new runs fail instead (``failed``)."""
+    failed: list[str] = field(default_factory=list)
+    """Why the export gate (:mod:`app.finetune.fidelity`) refused the export."""
 
 
 @dataclass
@@ -176,6 +179,8 @@ class RunSummary:
     peak_memory_bytes: int = 0
     estimate: RunEstimate = field(default_factory=RunEstimate)
     adapter_dir: str | None = None
+    adapter_gguf: str | None = None
+    """The adapter in llama.cpp's GGUF format, for chat to apply live (GGUF bases)."""
     dtype: dict[str, Any] | None = None
     teach: dict[str, Any] | None = None
     """Teach's gate report (learned, drift, passed, reasons...), for a teach run."""

@@ -27,6 +27,7 @@ def register_result(library: Library, home: HearthHome, summary: RunSummary) -> 
         "base_path": spec.base.path, "dataset": spec.dataset.path,
         "dataset_sha256": spec.dataset.sha256, "settings": spec.settings.to_json(),
         "quant": spec.export.quant, "adapter_dir": summary.adapter_dir,
+        "adapter_gguf": summary.adapter_gguf,
         "metrics": {"val_loss": summary.val_loss,
                     "final_train_loss": summary.final_train_loss,
                     "tokens_per_s": summary.tokens_per_s,

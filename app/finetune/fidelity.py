@@ -1,0 +1,57 @@
+"""The export gate: an exported model that does not do what the fine-tune learned fails.
+
+After a run's merge and export, llama.cpp (``backends/export/gguf_check.py``) measures
+two things, and each has a threshold; a run that misses one ends as failed, registers
+nothing, and keeps its adapter and checkpoint, so the person loses no training:
+
+- **Is the export the trained model?** llama.cpp's next-token logits of the unquantized
+  F16 export against PyTorch's on validation tokens. F16 rounding moves logits by well
+  under 1 % of their range and flips the top token only at near-ties, so the export must
+  agree on the top token at least ``min_top1_agreement`` (90 %) of the time and differ by
+  at most ``max_relative_logit_diff`` (5 %) of the largest logit. A wrong tensor name,
+  a missed permutation or a norm off by one misses both by far (tens of percent).
+- **Did quantization keep what it learned?** The quantized model's validation loss
+  through llama.cpp against PyTorch's, on the same target tokens. q8_0 adds about 0.01;
+  q4_k_m on small models up to about 0.1-0.2. A gap over ``max_loss_gap`` +
+  ``max_relative_loss_gap`` x the PyTorch loss means the quantized model has lost much
+  of what was learned; the message suggests a gentler quantization.
+
+The numbers are in the run's summary either way, and in the error when it fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FidelityThresholds:
+    min_top1_agreement: float = 0.90
+    max_relative_logit_diff: float = 0.05
+    max_loss_gap: float = 0.25
+    max_relative_loss_gap: float = 0.10
+
+
+def failures(check: dict[str, Any], torch_val_loss: float, quant: str,
+             limits: FidelityThresholds = FidelityThresholds()) -> list[str]:
+    """Why the export fails the gate, in words for the person; empty when it passes."""
+    reasons = []
+    top1 = float(check["top1_agreement"])
+    rel = float(check["logits_max_abs_diff"]) / max(1e-6, float(check["logits_ref_max_abs"]))
+    if top1 < limits.min_top1_agreement or rel > limits.max_relative_logit_diff:
+        reasons.append(
+            f"the exported GGUF is not the trained model: llama.cpp agrees with PyTorch on "
+            f"the next token {top1:.0%} of the time (at least "
+            f"{limits.min_top1_agreement:.0%} needed) and its logits differ by {rel:.1%} "
+            f"(at most {limits.max_relative_logit_diff:.0%} allowed)")
+    gap = float(check["gguf_val_loss"]) - torch_val_loss
+    allowed = limits.max_loss_gap + limits.max_relative_loss_gap * torch_val_loss
+    if gap > allowed:
+        gentler = "q8_0" if quant == "q4_k_m" else "f16"
+        reasons.append(
+            f"the {quant} model lost what was learned: its validation loss is "
+            f"{float(check['gguf_val_loss']):.3f} against the trained model's "
+            f"{torch_val_loss:.3f} (+{gap:.3f}; at most +{allowed:.3f} allowed); export "
+            f"with {gentler} instead")
+    return reasons

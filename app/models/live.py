@@ -1,0 +1,57 @@
+"""Which library model can be served as its base plus a live adapter, and from what.
+
+A fine-tune of a GGUF base leaves two ways to chat with its result: the merged,
+quantized GGUF, or the base with the run's GGUF adapter applied live. The second
+switches base <-> tuned in milliseconds when the base is already loaded and needs no
+second copy of the weights, so chat prefers it whenever the base is still in the library
+unchanged and the adapter file is still there; otherwise the merged file is loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.models.library import Library, ModelRecord, UnknownModel
+
+
+@dataclass(frozen=True)
+class LiveServing:
+    base: ModelRecord
+    adapter: Path
+
+
+def live_serving(record: ModelRecord, library: Library) -> LiveServing | None:
+    """How to serve ``record`` as base + adapter, or None to load its own file."""
+    if record.source != "finetune":
+        return None
+    adapter = record.provenance.get("adapter_gguf")
+    base_name = record.provenance.get("base_model")
+    if not adapter or not base_name or not Path(adapter).is_file():
+        return None
+    try:
+        base = library.get(str(base_name))
+    except UnknownModel:
+        return None
+    if str(base.path) != str(record.provenance.get("base_path")) or not base.path.is_file():
+        return None  # the base was replaced: the adapter was trained on other weights
+    return LiveServing(base, Path(adapter))
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    path: Path
+    """The file the worker must have loaded."""
+    adapter: str | None
+    """The adapter to apply on it (None: the file alone)."""
+    switch_only: bool
+    """The file is loaded already: only the adapter changes (no reload)."""
+
+
+def plan_load(record: ModelRecord, library: Library, loaded_path: str | None,
+              live: bool = True) -> LoadPlan:
+    """How to get ``record`` ready in a worker that has ``loaded_path`` loaded (or None)."""
+    serving = live_serving(record, library) if live else None
+    path = serving.base.path if serving is not None else record.path
+    adapter = str(serving.adapter) if serving is not None else None
+    return LoadPlan(path, adapter, loaded_path == str(path))
