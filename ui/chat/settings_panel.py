@@ -39,8 +39,7 @@ def _double(low: float, high: float, step: float, decimals: int = 2) -> QDoubleS
     return box
 
 
-TEMPLATE_LABELS = {"auto": "Auto (the model's, else its family's)",
-                   "raw": "None: plain text completion", "chatml": "ChatML",
+TEMPLATE_LABELS = {"auto": "Auto", "raw": "None (plain text)", "chatml": "ChatML",
                    "llama3": "Llama 3", "gemma": "Gemma", "phi3": "Phi-3"}
 """The choices of app.chat.template_choice.CHOICES, in words."""
 
