@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from app.atomic import atomic_write_text
+from app.chat.template_choice import CHOICES
 from app.inference.protocol import SamplingParams
 
 
@@ -43,6 +44,21 @@ class Settings:
     load: LoadSettings = field(default_factory=LoadSettings)
     sampling_by_model: dict[str, dict[str, Any]] = field(default_factory=dict)
     ui: dict[str, Any] = field(default_factory=dict)
+    template_by_model: dict[str, str] = field(default_factory=dict)
+    """The chat template chosen per model (app.chat.template_choice.CHOICES); "auto"
+    when absent."""
+
+    def template_for(self, model: str) -> str:
+        choice = self.template_by_model.get(model, "auto")
+        return choice if choice in CHOICES else "auto"
+
+    def remember_template(self, model: str, choice: str) -> None:
+        if choice not in CHOICES:
+            raise ValueError(f"unknown chat template choice {choice!r}")
+        if choice == "auto":
+            self.template_by_model.pop(model, None)
+        else:
+            self.template_by_model[model] = choice
 
     def sampling_for(self, model: str) -> SamplingParams:
         known = {k: v for k, v in self.sampling_by_model.get(model, {}).items()
@@ -76,7 +92,9 @@ def load_settings(path: Path, notices: list[str] | None = None) -> Settings:
         raw = json.loads(text)
         return Settings(load=LoadSettings(**raw.get("load", {})),
                         sampling_by_model=dict(raw.get("sampling_by_model", {})),
-                        ui=dict(raw.get("ui", {})))
+                        ui=dict(raw.get("ui", {})),
+                        template_by_model={str(k): str(v) for k, v in
+                                           dict(raw.get("template_by_model", {})).items()})
     except (ValueError, TypeError, AttributeError) as exc:
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         kept = path.with_name(f"{path.name}.bad-{stamp}")

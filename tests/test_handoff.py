@@ -119,3 +119,29 @@ def test_token_texts_reads_only_the_asked_entries(starter_gguf: Path) -> None:
     meta = read_gguf(starter_gguf).metadata
     eos = meta["tokenizer.ggml.eos_token_id"]
     assert token_texts(starter_gguf, [eos, 10**9, -1]) == {eos: "<|im_end|>"}
+
+
+def test_the_models_tab_exports_for_ollama_off_the_gui_thread(
+        qtbot, workspace: Workspace, tiny_gguf: Path, tmp_path: Path) -> None:  # noqa: F811
+    from ui.models.export_dialog import ExportDialog
+    from ui.models.models_tab import ModelsTab
+
+    workspace.library.register(tiny_gguf, "tiny")
+    tab = ModelsTab(workspace)
+    qtbot.addWidget(tab)
+    tab.table.selectRow(0)
+    assert tab.export_button.isEnabled()
+    dialog = ExportDialog(workspace, workspace.library.get("tiny"), tab)
+    qtbot.addWidget(dialog)
+    labels = [dialog.format.itemText(i) for i in range(dialog.format.count())]
+    assert not any("peft" in label for label in labels)  # not a Hearth fine-tune
+    dialog.format.setCurrentIndex(dialog.format.findData("ollama"))
+    dialog.folder.setText(str(tmp_path / "out"))
+    dialog.system.setText("<b>Be brief</b>")
+    dialog.start()
+    qtbot.waitUntil(lambda: dialog.result is not None, timeout=30_000)
+    assert (tmp_path / "out" / "Modelfile").read_text().count('SYSTEM "<b>Be brief</b>"') == 1
+    assert "ollama create tiny" in dialog.status.text()
+    dialog.start()  # again: nothing is overwritten, the reason is shown
+    qtbot.waitUntil(lambda: "already exists" in dialog.status.text(), timeout=30_000)
+    dialog.reject()

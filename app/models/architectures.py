@@ -68,9 +68,7 @@ def architecture(gguf_name: str) -> Architecture:
     """The row for a GGUF architecture, or :class:`UnsupportedArchitecture` saying why."""
     found = _BY_GGUF.get(gguf_name)
     if found is None:
-        raise UnsupportedArchitecture(
-            f"Hearth cannot fine-tune {gguf_name!r} models yet: it trains and exports "
-            f"{supported_names()}. Pick a base model of one of these architectures.")
+        raise _unsupported(gguf_name)
     return found
 
 
@@ -78,7 +76,11 @@ def for_model_type(model_type: str) -> Architecture:
     """The row for a transformers ``model_type`` (a safetensors folder's config.json)."""
     name = HF_MODEL_TYPES.get(model_type)
     if name is None:
-        raise UnsupportedArchitecture(
-            f"Hearth cannot fine-tune {model_type!r} models yet: it trains and exports "
-            f"{supported_names()}. Pick a base model of one of these architectures.")
+        raise _unsupported(model_type)
     return _BY_GGUF[name]
+
+
+def _unsupported(name: str) -> UnsupportedArchitecture:
+    return UnsupportedArchitecture(
+        f"Hearth cannot fine-tune {name!r} models yet: it trains and exports "
+        f"{supported_names()}. Pick a base model of one of these architectures.")

@@ -21,8 +21,7 @@ import gguf
 import numpy as np
 import torch
 
-from app.models.architectures import UnsupportedArchitecture, architecture
-from backends.export.gguf_export import ExportError, permute_qk
+from backends.export.gguf_export import ExportError, read_layout
 from backends.export.merge import adapter_pairs
 
 
@@ -30,29 +29,19 @@ def export_adapter(base_gguf: str | os.PathLike[str], adapter: Mapping[str, torc
                    alpha: float, out_path: str | os.PathLike[str], name: str) -> Path:
     """Write the PEFT ``adapter`` state dict as a llama.cpp LoRA adapter of ``base_gguf``."""
     reader = gguf.GGUFReader(str(base_gguf))
-    arch = reader.fields["general.architecture"].contents()
-    try:
-        row = architecture(arch)
-    except UnsupportedArchitecture as exc:
-        raise ExportError(str(exc)) from exc
-    model_arch = {v: k for k, v in gguf.MODEL_ARCH_NAMES.items()}[arch]
-    n_blocks = int(reader.fields[f"{arch}.block_count"].contents())
-    n_head = int(reader.fields[f"{arch}.attention.head_count"].contents())
-    kv_field = reader.fields.get(f"{arch}.attention.head_count_kv")
-    n_head_kv = int(kv_field.contents()) if kv_field is not None else n_head
-    tmap = gguf.get_tensor_name_map(model_arch, n_blocks)
+    layout = read_layout(reader)
     shapes = {t.name: tuple(reversed([int(d) for d in t.shape])) for t in reader.tensors}
 
     out_path = Path(out_path)
     partial = out_path.with_name(out_path.name + ".part")
-    writer = gguf.GGUFWriter(str(partial), arch)
+    writer = gguf.GGUFWriter(str(partial), layout.arch)
     writer.add_type(gguf.GGUFType.ADAPTER)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(alpha))
     writer.add_name(name)
     try:
         for hf_name, (a, b) in sorted(adapter_pairs(adapter).items()):
-            gguf_name = tmap.get_name(hf_name, try_suffixes=(".weight",))
+            gguf_name = layout.tmap.get_name(hf_name, try_suffixes=(".weight",))
             if gguf_name is None or gguf_name not in shapes:
                 raise ExportError(f"the adapter changes {hf_name}, which the base file "
                                   "does not have")
@@ -61,10 +50,7 @@ def export_adapter(base_gguf: str | os.PathLike[str], adapter: Mapping[str, torc
             if (b_np.shape[0], a_np.shape[1]) != shapes[gguf_name]:
                 raise ExportError(f"{gguf_name}: the adapter's shape does not fit the base "
                                   f"weight {shapes[gguf_name]}")
-            if row.permute_qk and gguf_name.endswith("attn_q.weight"):
-                b_np = permute_qk(b_np, n_head, n_head)
-            elif row.permute_qk and gguf_name.endswith("attn_k.weight"):
-                b_np = permute_qk(b_np, n_head, n_head_kv)
+            b_np = layout.permute_rows(gguf_name, b_np)
             stem = gguf_name.removesuffix(".weight")
             writer.add_tensor(f"{stem}.weight.lora_a", np.ascontiguousarray(a_np))
             writer.add_tensor(f"{stem}.weight.lora_b", np.ascontiguousarray(b_np))

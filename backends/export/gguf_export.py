@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import gguf
 import numpy as np
 import torch
 
-from app.models.architectures import UnsupportedArchitecture, architecture
+from app.models.architectures import Architecture, UnsupportedArchitecture, architecture
 
 _SKIP_KEYS = ("GGUF.version", "GGUF.tensor_count", "GGUF.kv_count")
 
@@ -39,6 +40,46 @@ def permute_qk(weight: np.ndarray, n_head: int, n_head_kv: int | None = None) ->
         n_head = n_head_kv
     return (weight.reshape(n_head, 2, weight.shape[0] // n_head // 2, *weight.shape[1:])
             .swapaxes(1, 2).reshape(weight.shape))
+
+
+@dataclass(frozen=True)
+class BaseLayout:
+    """What writing tensors in a base file's own layout needs to know about it."""
+
+    arch: str
+    row: Architecture
+    tmap: gguf.TensorNameMap
+    n_head: int
+    n_head_kv: int
+
+    def permute_rows(self, gguf_name: str, rows: np.ndarray) -> np.ndarray:
+        """``rows`` in llama.cpp's Q/K row order for this architecture (else as they are)."""
+        if not self.row.permute_qk or rows.ndim != 2:
+            return rows
+        if gguf_name.endswith("attn_q.weight"):
+            return permute_qk(rows, self.n_head, self.n_head)
+        if gguf_name.endswith("attn_k.weight"):
+            return permute_qk(rows, self.n_head, self.n_head_kv)
+        return rows
+
+
+def read_layout(reader: gguf.GGUFReader) -> BaseLayout:
+    """The base file's layout; :class:`ExportError` for an architecture not in the table."""
+    arch = reader.fields["general.architecture"].contents()
+    try:
+        row = architecture(arch)
+    except UnsupportedArchitecture as exc:
+        raise ExportError(str(exc)) from exc
+    try:
+        model_arch = {v: k for k, v in gguf.MODEL_ARCH_NAMES.items()}[arch]
+    except KeyError as exc:
+        raise ExportError(f"the gguf package does not know the architecture {arch!r}") from exc
+    n_head = int(reader.fields[f"{arch}.attention.head_count"].contents())
+    kv_field = reader.fields.get(f"{arch}.attention.head_count_kv")
+    n_head_kv = int(kv_field.contents()) if kv_field is not None else n_head
+    tmap = gguf.get_tensor_name_map(model_arch,
+                                    int(reader.fields[f"{arch}.block_count"].contents()))
+    return BaseLayout(arch, row, tmap, n_head, n_head_kv)
 
 
 _PHI3_TOKENS = ("</s>", "<unk>", "<s>", "<|endoftext|>")
@@ -87,31 +128,18 @@ def export_gguf(base_gguf: str | os.PathLike[str], weights: Mapping[str, torch.T
     trained with, so that it chats in the format it learned.
     """
     reader = gguf.GGUFReader(str(base_gguf))
-    arch = reader.fields["general.architecture"].contents()
-    try:
-        row = architecture(arch)
-    except UnsupportedArchitecture as exc:
-        raise ExportError(str(exc)) from exc
-    try:
-        model_arch = {v: k for k, v in gguf.MODEL_ARCH_NAMES.items()}[arch]
-    except KeyError as exc:
-        raise ExportError(f"the gguf package does not know the architecture {arch!r}") from exc
-    n_blocks = int(reader.fields[f"{arch}.block_count"].contents())
-    n_head = int(reader.fields[f"{arch}.attention.head_count"].contents())
-    kv_field = reader.fields.get(f"{arch}.attention.head_count_kv")
-    n_head_kv = int(kv_field.contents()) if kv_field is not None else n_head
-    tmap = gguf.get_tensor_name_map(model_arch, n_blocks)
+    layout = read_layout(reader)
 
     by_gguf: dict[str, str] = {}
     for hf_name in weights:
-        mapped = tmap.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+        mapped = layout.tmap.get_name(hf_name, try_suffixes=(".weight", ".bias"))
         if mapped is None:
             continue
         by_gguf[mapped] = hf_name  # get_name keeps the suffix it matched
 
     out_path = Path(out_path)
     partial = out_path.with_name(out_path.name + ".part")
-    writer = gguf.GGUFWriter(str(partial), arch)
+    writer = gguf.GGUFWriter(str(partial), layout.arch)
     _copy_metadata(reader, writer, name, chat_template)
 
     written = set()
@@ -126,13 +154,9 @@ def export_gguf(base_gguf: str | os.PathLike[str], weights: Mapping[str, torch.T
             continue
         written.add(hf_name)
         data = weights[hf_name].detach().to(torch.float32).cpu().numpy()
-        if row.norm_shift and tensor.name.endswith("norm.weight"):
-            data = data + np.float32(row.norm_shift)
-        if row.permute_qk and data.ndim == 2:
-            if tensor.name.endswith("attn_q.weight"):
-                data = permute_qk(data, n_head, n_head)
-            elif tensor.name.endswith("attn_k.weight"):
-                data = permute_qk(data, n_head, n_head_kv)
+        if layout.row.norm_shift and tensor.name.endswith("norm.weight"):
+            data = data + np.float32(layout.row.norm_shift)
+        data = layout.permute_rows(tensor.name, data)
         expected = tuple(reversed([int(d) for d in tensor.shape]))
         if tuple(data.shape) != expected:
             raise ExportError(f"{tensor.name}: the merged weight has shape {data.shape}, the "

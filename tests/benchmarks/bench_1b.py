@@ -25,8 +25,8 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from app.models.library import find_starter_gguf
 from tests.benchmarks.bench_train import make_dataset
+from tests.tiny_model import llama_writer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,26 +34,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def write_llama(path: Path, hidden: int, layers: int, heads: int, kv_heads: int, ffn: int
                 ) -> int:
     """Write a random F16 llama GGUF with the starter's vocabulary; returns parameters."""
-    reader = gguf.GGUFReader(str(find_starter_gguf()))
-    vocab = int(reader.fields["llama.vocab_size"].contents())
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_name("random-llama-1b")
-    writer.add_block_count(layers)
-    writer.add_context_length(4096)
-    writer.add_embedding_length(hidden)
-    writer.add_feed_forward_length(ffn)
-    writer.add_head_count(heads)
-    writer.add_head_count_kv(kv_heads)
-    writer.add_rope_freq_base(500000.0)
-    writer.add_layer_norm_rms_eps(1e-5)
-    writer.add_rope_dimension_count(hidden // heads)
-    writer.add_vocab_size(vocab)
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
-    for key, field in reader.fields.items():
-        if key.startswith("tokenizer."):
-            vtype = field.types[0]
-            sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
-            writer.add_key_value(key, field.contents(), vtype, sub_type=sub)
+    writer, vocab = llama_writer(path, "random-llama-1b", hidden, layers, heads, kv_heads, ffn,
+                                 gguf.LlamaFileType.MOSTLY_F16, context=4096,
+                                 rope_base=500000.0)
     rng = np.random.default_rng(0)
     count = 0
 

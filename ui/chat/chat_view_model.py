@@ -338,7 +338,8 @@ class ChatViewModel(QObject):
         self.state, self.progress, self.loaded = LOADING, 0.0, None
         self.model_state_changed.emit()
         self.client.load(plan.path, n_ctx=load.n_ctx, n_gpu_layers=load.n_gpu_layers,
-                         n_threads=load.n_threads, flash_attn=load.flash_attn)
+                         n_threads=load.n_threads, flash_attn=load.flash_attn,
+                         template=self.workspace.settings.template_for(record.name))
         if plan.adapter is not None:
             self.client.set_adapter(plan.adapter)
 

@@ -12,6 +12,7 @@ from dataclasses import replace
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QFrame,
@@ -36,6 +37,11 @@ def _double(low: float, high: float, step: float, decimals: int = 2) -> QDoubleS
     box.setSingleStep(step)
     box.setDecimals(decimals)
     return box
+
+
+TEMPLATE_LABELS = {"auto": "Auto", "raw": "None (plain text)", "chatml": "ChatML",
+                   "llama3": "Llama 3", "gemma": "Gemma", "phi3": "Phi-3"}
+"""The choices of app.chat.template_choice.CHOICES, in words."""
 
 
 class SettingsPanel(QScrollArea):
@@ -120,10 +126,17 @@ class SettingsPanel(QScrollArea):
         self.n_threads.setRange(0, 256)
         self.n_threads.setSpecialValueText("auto")
         self.flash_attn = QCheckBox("Flash attention")
+        self.template = QComboBox()
+        for choice, label in TEMPLATE_LABELS.items():
+            self.template.addItem(label, choice)
+        self.template.setToolTip("How this model's conversation is written for it. Auto: "
+                                 "the model's own template, else its family's, else plain "
+                                 "text for a base model to continue")
         load_form.addRow("Context", self.n_ctx)
         load_form.addRow("GPU layers", self.n_gpu_layers)
         load_form.addRow("Threads", self.n_threads)
         load_form.addRow("", self.flash_attn)
+        load_form.addRow("Chat template", self.template)
         self.reload_button = QPushButton("Apply and reload")
         load_form.addRow("", self.reload_button)
         return load_box
@@ -141,6 +154,7 @@ class SettingsPanel(QScrollArea):
         self.reload_button.clicked.connect(self._on_reload)
         chat.conversation_opened.connect(self._on_conversation_opened)
         chat.sampling_changed.connect(self._show_sampling)
+        chat.sampling_changed.connect(self._show_template)
 
     # ------------------------------------------------------------------ showing
 
@@ -162,6 +176,13 @@ class SettingsPanel(QScrollArea):
         self.n_gpu_layers.setValue(load.n_gpu_layers)
         self.n_threads.setValue(load.n_threads or 0)
         self.flash_attn.setChecked(load.flash_attn)
+        self._show_template()
+
+    def _show_template(self) -> None:
+        """The chosen model's template choice (it is kept per model)."""
+        model = self.chat.model_name
+        choice = self.chat.workspace.settings.template_for(model) if model else "auto"
+        self.template.setCurrentIndex(max(0, self.template.findData(choice)))
 
     def _on_conversation_opened(self, *_args: object) -> None:
         self._prompt_timer.stop()
@@ -202,6 +223,8 @@ class SettingsPanel(QScrollArea):
                                      n_gpu_layers=self.n_gpu_layers.value(),
                                      n_threads=self.n_threads.value() or None,
                                      flash_attn=self.flash_attn.isChecked())
+        if self.chat.model_name:
+            settings.remember_template(self.chat.model_name, self.template.currentData())
         self.chat.workspace.save_settings()
         self.chat.reload()
 

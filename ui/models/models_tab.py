@@ -46,6 +46,7 @@ from app.units import format_bytes
 from app.workspace import Workspace
 from ui import theme
 from ui.background import Background
+from ui.models.export_dialog import ExportDialog
 from ui.models.hub_view import HubView
 from ui.models.library_model import LibraryTableModel
 from ui.untrusted import PlainLabel, ask
@@ -99,6 +100,9 @@ class ModelsTab(QWidget):
         self.folder_button = QPushButton("Open containing folder")
         self.chat_button = QPushButton("Chat with this model")
         self.chat_button.setDefault(True)
+        self.export_button = QPushButton("Export for…")
+        self.export_button.setToolTip("Write this model for Ollama, llama.cpp, peft/vLLM/TGI "
+                                      "or transformers")
         self.ctx_spin = QSpinBox()
         self.ctx_spin.setRange(256, 1 << 20)
         self.ctx_spin.setSingleStep(1024)
@@ -114,7 +118,7 @@ class ModelsTab(QWidget):
 
         buttons = QHBoxLayout()
         for b in (self.chat_button, self.import_button, self.remove_button,
-                  self.folder_button):
+                  self.folder_button, self.export_button):
             buttons.addWidget(b)
         buttons.addStretch(1)
         buttons.addWidget(QLabel("Fit at context:"))
@@ -136,6 +140,7 @@ class ModelsTab(QWidget):
         self.import_button.clicked.connect(self._on_import_clicked)
         self.remove_button.clicked.connect(self._on_remove_clicked)
         self.folder_button.clicked.connect(self._on_folder_clicked)
+        self.export_button.clicked.connect(self._on_export_clicked)
         self.chat_button.clicked.connect(self._on_chat_clicked)
         self.table.doubleClicked.connect(self._on_chat_clicked)
         self.table.selectionModel().selectionChanged.connect(self._on_selection_changed)
@@ -218,7 +223,8 @@ class ModelsTab(QWidget):
 
     def _on_selection_changed(self, *_: object) -> None:
         record = self.selected()
-        for b in (self.remove_button, self.folder_button, self.chat_button):
+        for b in (self.remove_button, self.folder_button, self.chat_button,
+                  self.export_button):
             b.setEnabled(record is not None)
 
     def _on_ctx_changed(self, value: int) -> None:
@@ -234,6 +240,11 @@ class ModelsTab(QWidget):
         record = self.selected()
         if record is not None:
             self.open_url(QUrl.fromLocalFile(str(record.path.parent)))
+
+    def _on_export_clicked(self) -> None:
+        record = self.selected()
+        if record is not None:
+            ExportDialog(self.workspace, record, self).open()
 
     def _on_remove_clicked(self) -> None:
         record = self.selected()
