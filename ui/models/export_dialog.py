@@ -1,4 +1,4 @@
-"""Models > Export for…: a library model written for Ollama, llama.cpp, peft/vLLM/TGI or
+"""Models > Export…: a library model written for Ollama, llama.cpp, peft/vLLM/TGI or
 transformers, the same as ``hearth export`` (:mod:`app.models.handoff`).
 
 The writing runs off the GUI thread (merged safetensors take a worker process and tens

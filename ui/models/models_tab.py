@@ -97,10 +97,10 @@ class ModelsTab(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.import_button = QPushButton("Import GGUF…")
         self.remove_button = QPushButton("Remove")
-        self.folder_button = QPushButton("Open containing folder")
+        self.folder_button = QPushButton("Show in folder")
         self.chat_button = QPushButton("Chat with this model")
         self.chat_button.setDefault(True)
-        self.export_button = QPushButton("Export for…")
+        self.export_button = QPushButton("Export…")
         self.export_button.setToolTip("Write this model for Ollama, llama.cpp, peft/vLLM/TGI "
                                       "or transformers")
         self.ctx_spin = QSpinBox()
