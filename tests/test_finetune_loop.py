@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from pathlib import Path
@@ -98,13 +97,13 @@ def test_tokenization_puts_loss_on_assistant_replies_only(tiny_gguf: Path,  # no
 def test_safetensors_folder_base_and_pickles_refused(tiny_gguf: Path,  # noqa: F811
                                                      hearth_cache: Path,  # noqa: F811
                                                      tmp_path: Path) -> None:
-    from backends.training.base_model import BaseModelError
+    from backends.training.base_model import BaseModelError, _cache_key
 
     from_gguf = load_base(tiny_gguf, cache_dir=hearth_cache)
-    # The conversion cache is itself a plain safetensors folder: load it as one.
-    folder = next(p for p in hearth_cache.iterdir() if (p / "complete").exists()
-                  and (p / "model.safetensors").exists()
-                  and json_config(p)["hidden_size"] == 64)
+    # The conversion cache is itself a plain safetensors folder: load it as one. (The
+    # cache is shared by every worker a test starts, so other tiny models are there too.)
+    folder = hearth_cache / _cache_key(tiny_gguf)
+    assert (folder / "complete").exists() and (folder / "model.safetensors").exists()
     from_folder = load_base(folder)
     assert from_folder.gguf_path is None
     assert from_folder.template.render([{"role": "user", "content": "hi"}]) == \
@@ -120,6 +119,3 @@ def test_safetensors_folder_base_and_pickles_refused(tiny_gguf: Path,  # noqa: F
     with pytest.raises(BaseModelError, match="no .safetensors weights"):
         load_base(pickled)
 
-
-def json_config(folder: Path) -> dict:
-    return json.loads((folder / "config.json").read_text())
