@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from app.chat.template import FALLBACK_CHATML, ChatTemplate
+from app.models.architectures import ARCHITECTURES
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,11 @@ RAW_TEMPLATE = (
     "{% if not loop.last %}{{ '\\n\\n' }}{% endif %}{% endfor %}"
 )
 
+_BY_GGUF = {row.gguf_name: row for row in ARCHITECTURES}
+
 CHOICES = ("auto", "raw", *FAMILIES)
 """What a person can pick for a model; ``auto`` is the default."""
 
-_ARCH_FAMILY = {"llama": ("llama3", "chatml"), "qwen2": ("chatml",), "qwen3": ("chatml",),
-                "gemma2": ("gemma",), "gemma3": ("gemma",), "phi3": ("phi3", "chatml")}
-"""Families to try, in order, for an architecture; the vocabulary decides among them."""
 
 
 def choose_template(file_template: str | None, architecture: str,
@@ -86,7 +86,8 @@ def choose_template(file_template: str | None, architecture: str,
                             eos_token)
     if file_template and file_template.strip():
         return ChatTemplate("gguf", file_template, bos_token, eos_token)
-    for name in _ARCH_FAMILY.get(architecture, ()):
+    row = _BY_GGUF.get(architecture)
+    for name in row.chat_families if row is not None else ():
         if all(has_token(marker) for marker in FAMILIES[name].markers):
             return ChatTemplate(f"family:{name}", FAMILIES[name].template, bos_token,
                                 eos_token)

@@ -28,18 +28,19 @@ class Architecture:
     """llama.cpp's converter permutes the rows of the Q and K projections."""
     norm_shift: float = 0.0
     """Added to every ``*norm.weight`` by the converter (Gemma's ``1 + w``)."""
-    chat_family: str | None = None
-    """The family's own chat template, used when a base model ships none."""
+    chat_families: tuple[str, ...] = ()
+    """The families whose chat template a base model without one may get, in order
+    (:mod:`app.chat.template_choice`; its vocabulary decides among them)."""
 
 
 ARCHITECTURES: tuple[Architecture, ...] = (
     Architecture("llama", "Llama 3.x, SmolLM2, Mistral 7B / Nemo (written as llama)",
-                 permute_qk=True, chat_family="llama3"),
-    Architecture("qwen2", "Qwen2.5", chat_family="chatml"),
-    Architecture("qwen3", "Qwen3", chat_family="chatml"),
-    Architecture("gemma2", "Gemma 2", norm_shift=1.0, chat_family="gemma"),
-    Architecture("gemma3", "Gemma 3", norm_shift=1.0, chat_family="gemma"),
-    Architecture("phi3", "Phi-3.5 mini, Phi-4 mini", chat_family="phi3"),
+                 permute_qk=True, chat_families=("llama3", "chatml")),
+    Architecture("qwen2", "Qwen2.5", chat_families=("chatml",)),
+    Architecture("qwen3", "Qwen3", chat_families=("chatml",)),
+    Architecture("gemma2", "Gemma 2", norm_shift=1.0, chat_families=("gemma",)),
+    Architecture("gemma3", "Gemma 3", norm_shift=1.0, chat_families=("gemma",)),
+    Architecture("phi3", "Phi-3.5 mini, Phi-4 mini", chat_families=("phi3", "chatml")),
 )
 """Mistral models are written by llama.cpp's converter with the ``llama`` architecture
 (and its Q/K permutation), so the llama row covers them; a transformers folder of
@@ -62,6 +63,11 @@ class UnsupportedArchitecture(HearthError, ValueError):
 
 def supported_names() -> str:
     return ", ".join(f"{a.gguf_name} ({a.families})" for a in ARCHITECTURES)
+
+
+def gguf_name_of(model_type: str) -> str:
+    """The GGUF architecture of a transformers ``model_type`` (itself when unknown)."""
+    return HF_MODEL_TYPES.get(model_type, model_type)
 
 
 def architecture(gguf_name: str) -> Architecture:

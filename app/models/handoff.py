@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -32,8 +30,7 @@ from app.errors import ExitCode, HearthError
 from app.inference.protocol import SamplingParams
 from app.models.gguf_file import GGUFError, read_gguf, token_texts
 from app.models.library import ModelRecord
-
-_ROOT = Path(__file__).resolve().parents[2]
+from app.workers.spawn import run_module
 
 
 class HandoffFormat(StrEnum):
@@ -206,11 +203,10 @@ def _safetensors(record: ModelRecord, to_dir: Path) -> HandoffResult:
                                "merged safetensors are rebuilt from it")
     else:
         base, adapter = record.path, None
-    args = [sys.executable, "-m", "backends.export.handoff_worker", "--base", str(base),
-            "--out", str(target)]
+    args = ["--base", str(base), "--out", str(target)]
     if adapter is not None:
         args += ["--adapter", str(adapter)]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=str(_ROOT), check=False)
+    proc = run_module("backends.export.handoff_worker", args)
     if proc.returncode != 0:
         last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
         raise HandoffError(f"writing safetensors failed: {last[-400:]}")

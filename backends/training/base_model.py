@@ -23,6 +23,7 @@ import torch
 
 from app.chat.template import ChatTemplate
 from app.chat.template_choice import choose_template
+from app.models.architectures import gguf_name_of
 from app.models.gguf_file import GGUFError, read_gguf
 
 log = logging.getLogger("hearth.train")
@@ -126,15 +127,11 @@ def training_template(text: str | None, config: Any, tokenizer: Any, bos: str, e
     can spell.
     """
     vocab = tokenizer.get_vocab()
-    arch = _GGUF_ARCH.get(getattr(config, "model_type", ""), getattr(config, "model_type", ""))
+    arch = gguf_name_of(str(getattr(config, "model_type", "")))
     chosen = choose_template(text, arch, lambda t: t in vocab, bos_token=bos, eos_token=eos)
     if chosen.source == "raw":
         return ChatTemplate.from_metadata(None, bos_token=bos, eos_token=eos)
     return chosen
-
-
-_GGUF_ARCH = {"mistral": "llama", "gemma3_text": "gemma3"}
-"""transformers model types whose GGUF architecture has another name."""
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
