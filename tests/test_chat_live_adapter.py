@@ -53,6 +53,7 @@ def test_switching_between_base_and_tuned_in_chat_is_an_adapter_switch(
         qtbot, workspace: Workspace, tuned) -> None:  # noqa: ANN001
     from ui.chat.chat_view_model import READY, ChatViewModel
     from ui.chat.inference_bridge import InferenceBridge
+    from ui.chat.message_widget import producer_note
 
     _base, _record, adapter = tuned
     bridge = InferenceBridge()
@@ -80,5 +81,17 @@ def test_switching_between_base_and_tuned_in_chat_is_an_adapter_switch(
             chat.send("hi")
         reply = workspace.store.messages(chat.conversation_id)[-1]
         assert reply.stats is not None and reply.stats["adapter"] == str(adapter)
+        assert reply.stats["model"] == "tuned"
+        # Back to the base in the same conversation: its reply says so.
+        chat.load_model("base")
+        qtbot.waitUntil(lambda: chat.state == READY and not chat.adapter, timeout=WAIT_MS)
+        with qtbot.waitSignal(chat.reply_finished, timeout=WAIT_MS):
+            chat.send("and now?")
+        replies = [m for m in workspace.store.messages(chat.conversation_id)
+                   if m.role == "assistant"]
+        assert [(m.stats or {}).get("model") for m in replies] == ["tuned", "base"]
+        assert [bool((m.stats or {}).get("adapter")) for m in replies] == [True, False]
+        assert producer_note(replies[0].stats) == "by tuned (adapter applied live)"
+        assert producer_note(replies[1].stats) == "by base"
     finally:
         chat.shutdown()

@@ -39,6 +39,10 @@ class PendingReply:
     replaces: Message | None = None
     saved: Message | None = field(default=None)
     error: str | None = None
+    # What answered: {"model": its library name}, stored in the reply's stats beside the
+    # worker's own "adapter", so a conversation that switched base <-> tuned still says
+    # which one wrote each reply.
+    producer: dict[str, str] = field(default_factory=dict)
 
 
 DEFAULT_TITLE = "New chat"
@@ -58,6 +62,8 @@ class ChatSession:
         self.store = store
         self.client = client
         self.pending: dict[str, PendingReply] = {}
+        # Who answers now; the owner updates it when the model or its adapter changes.
+        self.producer: dict[str, str] = {}
 
     def send(self, conversation_id: int, text: str,
              sampling: p.SamplingParams | None = None) -> PendingReply:
@@ -83,9 +89,7 @@ class ChatSession:
             last = messages[-1]
             request_id = self.client.chat(
                 self.store.prompt_messages(conversation_id, before=last.position), sampling)
-            reply = PendingReply(conversation_id, request_id, replaces=last)
-            self.pending[request_id] = reply
-            return reply
+            return self._track(PendingReply(conversation_id, request_id, replaces=last))
         if not messages:
             raise ValueError("there is nothing to reply to")
         return self._request(conversation_id, sampling)
@@ -113,9 +117,8 @@ class ChatSession:
             raise ValueError("there is no reply to continue")
         request_id = self.client.chat(self.store.prompt_messages(conversation_id), sampling,
                                       continue_last=True)
-        reply = PendingReply(conversation_id, request_id, continues=messages[-1])
-        self.pending[request_id] = reply
-        return reply
+        return self._track(PendingReply(conversation_id, request_id,
+                                         continues=messages[-1]))
 
     def cancel(self, reply: PendingReply) -> None:
         self.client.cancel(reply.request_id)
@@ -123,8 +126,11 @@ class ChatSession:
     def _request(self, conversation_id: int, sampling: p.SamplingParams | None
                  ) -> PendingReply:
         request_id = self.client.chat(self.store.prompt_messages(conversation_id), sampling)
-        reply = PendingReply(conversation_id, request_id)
-        self.pending[request_id] = reply
+        return self._track(PendingReply(conversation_id, request_id))
+
+    def _track(self, reply: PendingReply) -> PendingReply:
+        reply.producer = dict(self.producer)
+        self.pending[reply.request_id] = reply
         return reply
 
     def handle(self, event: Any) -> PendingReply | None:
@@ -156,6 +162,8 @@ class ChatSession:
         stats_dict: dict[str, Any] | None = asdict(stats) if stats else None
         if error:
             stats_dict = {**(stats_dict or {}), "error": error}
+        if reply.producer:
+            stats_dict = {**(stats_dict or {}), **reply.producer}
         if reply.replaces is not None:
             if reply.text or error is None:
                 reply.saved = self.store.add_version(reply.replaces.id, reply.text, status,

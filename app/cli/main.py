@@ -221,6 +221,7 @@ def _chat(ws: Workspace, args: argparse.Namespace) -> int:
         client.load_blocking(record.path, n_ctx=n_ctx, n_gpu_layers=load.n_gpu_layers,
                              n_threads=load.n_threads, flash_attn=load.flash_attn)
         session = ChatSession(ws.store, client)
+        session.producer = {"model": record.name}
         title = (args.prompt or "Terminal chat").strip().splitlines()[0][:60]
         conversation = ws.store.create(title=title, model=record.name,
                                        system_prompt=args.system)

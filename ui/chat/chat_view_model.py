@@ -398,6 +398,7 @@ class ChatViewModel(QObject):
         elif isinstance(event, p.Loaded):
             self.loaded = event
             self.adapter = None
+            self.session.producer = {"model": self.model_name}
             if self._pending_adapter is None:  # else ready once the adapter is applied
                 self.state = READY
             self.model_state_changed.emit()
@@ -407,6 +408,7 @@ class ChatViewModel(QObject):
         elif isinstance(event, p.AdapterSet):
             self._pending_adapter = None
             self.adapter = event.path
+            self.session.producer = {"model": self.model_name}
             self._set_state(READY)
         elif isinstance(event, p.Error) and event.error_kind == "adapter_failed":
             # The adapter does not fit after all: load the merged model instead.

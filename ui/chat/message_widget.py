@@ -55,6 +55,15 @@ def stats_line(stats: dict | None) -> str:
     return " · ".join(parts)
 
 
+def producer_note(stats: dict | None) -> str:
+    """"by Model-taught-2 (adapter applied live)": which model wrote a reply, so a
+    conversation that switched base <-> tuned shows who said what."""
+    model = (stats or {}).get("model")
+    if not model:
+        return ""
+    return f"by {model}" + (" (adapter applied live)" if stats.get("adapter") else "")
+
+
 def trimmed_note(dropped: int, n_ctx: int | None = None) -> str:
     if dropped <= 0:
         return ""
@@ -338,9 +347,12 @@ class MessageWidget(QFrame):
                   INTERRUPTED: "interrupted"}.get(m.status)
         if status:
             parts.append(status)
+        if producer_note(stats):
+            parts.append(producer_note(stats))
         error = (stats or {}).get("error")
         text = " · ".join(parts)
         if error:
+            text = _escape(text)
             # The first sentence says what happened; the fix is on the problem card.
             first = error.split(". ", 1)[0].rstrip(".") + "."
             text += f"<br><span style='color:{theme.ERROR}'>{_escape(first)}</span>"
