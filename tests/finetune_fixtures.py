@@ -68,3 +68,21 @@ def tiny_gguf(request: pytest.FixtureRequest) -> Path:
         write_tiny_gguf(partial)
         partial.replace(path)
     return path
+
+
+def run_tiny(home_ws, base, tmp_path: Path, export) -> object:  # noqa: ANN001
+    """A short real run of the tiny model on the facts; its last event."""
+    from app.finetune.client import TrainingClient
+    from app.finetune.datasets import load_dataset
+    from app.finetune.runs.folder import create_run
+    from app.finetune.settings import LoraSettings
+
+    dataset = load_dataset(write_jsonl(tmp_path / "facts.jsonl", fact_rows()))
+    settings = LoraSettings(rank=4, alpha=8, max_steps=4, batch_size=2,
+                            learning_rate=1e-3, max_seq_len=128, seed=1)
+    run_id = create_run(home_ws.home, base, dataset, settings, export)
+    client = TrainingClient(home_ws.home, run_id)
+    client.start()
+    events = list(client.events(timeout=600))
+    client.wait(30)
+    return events

@@ -453,3 +453,34 @@ def test_a_model_the_worker_cannot_load_fails_with_its_reason(qtbot, tiny_ws: Wo
         assert tab.setup.start_button.isEnabled()  # free to try again
     finally:
         _stop(tab)
+
+
+def test_a_base_hearth_cannot_fine_tune_is_refused_before_start(qtbot, tiny_ws: Workspace,
+                                                                tmp_path: Path) -> None:
+    """The architecture table and live-only versions both say no on the setup page,
+    with the reason, before any training: Start stays off."""
+    import shutil
+
+    odd = tiny_ws.library.register(shutil.copy(tiny_ws.library.get("tiny").path,
+                                               tmp_path / "odd.gguf"), "odd")
+    tiny_ws.library.conn.execute(
+        "UPDATE models SET info = json_set(info, '$.architecture', 'mamba') WHERE name = ?",
+        (odd.name,))
+    adapter = shutil.copy(odd.path, tmp_path / "adapter.gguf")
+    tiny_ws.library.register_adapter(adapter, tiny_ws.library.get("tiny"), "tiny-taught-1",
+                                     {"base_model": "tiny", "run_id": "x"})
+    tab = _tab(qtbot, tiny_ws)
+    _choose(qtbot, tab, write_jsonl(tmp_path / "facts.jsonl", fact_rows()))
+    assert tab.set_model("odd")
+    qtbot.waitUntil(lambda: "cannot fine-tune 'mamba'" in tab.setup.start_error.text(),
+                    timeout=20_000)
+    assert "gemma3" in tab.setup.start_error.text()  # and says what it can
+    assert not tab.setup.start_button.isEnabled()
+    assert tab.set_model("tiny-taught-1")
+    qtbot.waitUntil(lambda: "not a model of its own" in tab.setup.start_error.text(),
+                    timeout=20_000)
+    assert not tab.setup.start_button.isEnabled()
+    assert tab.set_model("tiny")
+    qtbot.waitUntil(tab.setup.start_button.isEnabled, timeout=60_000)
+    assert tab.setup.start_error.text() == ""
+    _stop(tab)

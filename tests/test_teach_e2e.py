@@ -76,7 +76,11 @@ def test_ten_corrections_are_learned_kept_and_answer_in_chat(
     assert report["drift"] <= report["drift_limit"]
     ws = open_workspace(home)
     assert VersionStore(ws.home).active(STARTER_NAME) == report["version"]
+    version = ws.library.get(report["version"])
     ws.close()
+    # A version is the adapter, applied live on the base: no merge, no second quantizing.
+    assert version.provenance["live_only"] and version.provenance["quant"] == "adapter"
+    assert "merging" not in report["phase_seconds"]
 
     asked = hearth(home, "chat", "-m", STARTER_NAME, "-p", TEN[0][0], "--temperature", "0",
                    "--max-tokens", "40", timeout=300)
@@ -86,6 +90,23 @@ def test_ten_corrections_are_learned_kept_and_answer_in_chat(
                    "--temperature", "0", "--max-tokens", "40", timeout=300)
     assert plain.returncode == 0 and "quillport" not in plain.stdout.lower()
     print(f"Teach -> accepted -> answering in chat: {time.monotonic() - started:.0f}s")
+
+    # One command merges it into a stand-alone GGUF (checked by the export gate) that
+    # answers the same without its adapter.
+    merging = time.monotonic()
+    merged = hearth(home, "teach", "--merge", report["version"], timeout=900)
+    assert merged.returncode == 0, merged.stderr[-2000:]
+    print(f"merge took {time.monotonic() - merging:.0f}s")
+    ws = open_workspace(home)
+    record = ws.library.get(report["version"])
+    ws.close()
+    assert not record.provenance.get("live_only") and record.path.suffix == ".gguf"
+    assert not record.provenance["fidelity"]["failed"]
+    # Without the adapter file chat must load the merged GGUF itself.
+    Path(record.provenance["adapter_gguf"]).unlink()
+    asked = hearth(home, "chat", "-m", STARTER_NAME, "-p", TEN[0][0], "--temperature", "0",
+                   "--max-tokens", "40", timeout=300)
+    assert asked.returncode == 0 and "quillport" in asked.stdout.lower(), asked.stdout
 
 
 @pytest.mark.slow

@@ -100,3 +100,38 @@ def test_the_main_window_has_teach_in_datasets_and_in_the_status_bar(
     qtbot.mouseClick(window.teach_button, Qt.MouseButton.LeftButton)  # from the chat
     assert started == [True] and window.tabs.currentWidget() is window.datasets_view
     window.close()
+
+
+def test_a_live_version_is_merged_with_one_click(qtbot, workspace: Workspace, tmp_path: Path,
+                                                 tiny_gguf: Path, hearth_cache) -> None:  # noqa: ANN001, F811
+    """A version is an adapter applied live; "Merge into the weights" makes it a
+    stand-alone GGUF in the background and the list says so."""
+    from app.finetune import protocol as tp
+    from app.finetune.runs.results import adopt_result
+    from app.finetune.settings import ExportSettings
+    from tests.finetune_fixtures import run_tiny
+
+    base = workspace.library.register(tiny_gguf, "tiny")
+    events = run_tiny(workspace, base, tmp_path, ExportSettings(
+        out_name="tiny-taught-1", live=True, fidelity_samples=1))
+    assert isinstance(events[-1], tp.Finished), events[-3:]
+    record = adopt_result(workspace.library, workspace.home, events[-1].summary).model
+    assert record is not None
+    VersionStore(workspace.home).add(Version(
+        record.name, "tiny", events[-1].summary.run_id, "2026-01-01", [1], None, {},
+        {"learned": 3, "total": 3, "drift": 0.02}), activate=True)
+    panel = TeachPanel(workspace, CorrectionStore(workspace.library.conn))
+    qtbot.addWidget(panel)
+    panel.set_base("tiny")
+    assert "adapter applied live" in panel.version_list.item(0).text()
+    panel.version_list.setCurrentRow(0)
+    assert panel.merge_button.isEnabled()
+    with qtbot.waitSignal(panel.merged, timeout=600_000) as merged:
+        qtbot.mouseClick(panel.merge_button, Qt.MouseButton.LeftButton)
+        assert not panel.merge_button.isEnabled()  # one merge at a time
+    assert merged.args == ["tiny-taught-1"]
+    assert "stand-alone model (q8_0" in panel.phase.text()
+    assert "merged (q8_0)" in panel.version_list.item(0).text()
+    assert not panel.merge_button.isEnabled()  # nothing left to merge
+    assert not workspace.library.get("tiny-taught-1").provenance.get("live_only")
+    panel.shutdown()

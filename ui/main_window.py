@@ -155,6 +155,7 @@ class MainWindow(QMainWindow):
         self.teach_panel.set_base(self.chat.model_name)
         self.teach_panel.active_changed.connect(self._on_teach_active_changed)
         self.teach_panel.finished.connect(self._on_teach_finished)
+        self.teach_panel.merged.connect(lambda _name: self.models_tab.refresh())
         self.datasets_view.changed.connect(lambda _n: self.teach_panel.set_base(
             self.teach_panel.base or self.chat.model_name))
         self.teach_button = QPushButton("Teach")

@@ -28,6 +28,7 @@ from app.finetune.teach import VersionStore, chat_model
 from app.inference import protocol as p
 from app.inference.client import InferenceClient
 from app.models.library import LibraryError, ModelRecord
+from app.models.live import plan_load
 from app.units import format_bytes, format_params
 from app.workspace import HomeLocked, Workspace, open_workspace
 
@@ -218,8 +219,12 @@ def _chat(ws: Workspace, args: argparse.Namespace) -> int:
     client = InferenceClient(log_file=ws.home.logs / "inference-worker.log", home=ws.home)
     try:
         client.start()
-        client.load_blocking(record.path, n_ctx=n_ctx, n_gpu_layers=load.n_gpu_layers,
-                             n_threads=load.n_threads, flash_attn=load.flash_attn)
+        plan = plan_load(record, ws.library, None)  # a version may be a live adapter
+        client.load_blocking(plan.path, n_ctx=n_ctx, n_gpu_layers=load.n_gpu_layers,
+                             n_threads=load.n_threads, flash_attn=load.flash_attn,
+                             template=ws.settings.template_for(record.name))
+        if plan.adapter is not None:
+            client.set_adapter_blocking(plan.adapter)
         session = ChatSession(ws.store, client)
         session.producer = {"model": record.name}
         title = (args.prompt or "Terminal chat").strip().splitlines()[0][:60]

@@ -2,7 +2,8 @@
 
 Accepts by itself when the gate passes (``--no-accept`` only reports) and never when it
 fails. ``--versions`` lists a base model's versions and ``--use NAME|base`` makes one of
-them (or the plain base) the one the chat uses: that is rolling back.
+them (or the plain base) the one the chat uses: that is rolling back. A version is an
+adapter applied live; ``--merge NAME`` makes it a stand-alone GGUF.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def add_parser(sub: Any) -> None:
                        help="list the base model's taught versions and which is active")
     teach.add_argument("--use", metavar="VERSION", help="make VERSION the one the chat "
                        "uses; 'base' rolls back to the plain base model")
+    teach.add_argument("--merge", metavar="VERSION", help="merge VERSION (an adapter "
+                       "applied live) into a stand-alone GGUF, checked like an export")
     teach.add_argument("--lr", type=float, help=argparse.SUPPRESS)
     teach.add_argument("--epochs", type=float, help=argparse.SUPPRESS)
 
@@ -55,6 +58,8 @@ def teach(ws: Workspace, args: argparse.Namespace) -> int:
     base = versions.base_of(record.name) or record.name
     if args.versions:
         return _list_versions(versions, base, args.json)
+    if args.merge:
+        return _merge(ws, args.merge)
     if args.use:
         try:
             versions.activate(base, None if args.use == "base" else args.use)
@@ -154,4 +159,17 @@ def _list_versions(versions: VersionStore, base: str, as_json: bool) -> int:
         print(f"  {'*' if v.name == active else ' '} {v.name:40} {v.created_at}  learned "
               f"{r.get('learned')}/{r.get('total')}, drift {r.get('drift', 0):.1%}, "
               f"{len(v.corrections)} corrections")
+    return ExitCode.OK
+
+
+def _merge(ws: Workspace, name: str) -> int:
+    from app.finetune.merge import MergeError, merge_version
+
+    print(f"Merging {name} into the weights and checking it with llama.cpp…", file=sys.stderr)
+    try:
+        record = merge_version(ws.home, ws.library, name)
+    except (MergeError, LibraryError) as exc:
+        print(f"hearth: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
+    print(f"{record.name} is now a stand-alone model: {record.path}")
     return ExitCode.OK

@@ -16,6 +16,9 @@ nothing, and keeps its adapter and checkpoint, so the person loses no training:
   ``max_relative_loss_gap`` x the PyTorch loss means the quantized model has lost much
   of what was learned; the message suggests a gentler quantization.
 
+A result kept as a live adapter (``quant`` "adapter") passes the same two checks with
+llama.cpp applying the adapter to the base instead of a merged file.
+
 The numbers are in the run's summary either way, and in the error when it fails.
 """
 
@@ -47,7 +50,13 @@ def failures(check: dict[str, Any], torch_val_loss: float, quant: str,
             f"(at most {limits.max_relative_logit_diff:.0%} allowed)")
     gap = float(check["gguf_val_loss"]) - torch_val_loss
     allowed = limits.max_loss_gap + limits.max_relative_loss_gap * torch_val_loss
-    if gap > allowed:
+    if gap > allowed and quant == "adapter":
+        reasons.append(
+            f"applied live on the base, the adapter lost what was learned: its validation "
+            f"loss is {float(check['gguf_val_loss']):.3f} against the trained model's "
+            f"{torch_val_loss:.3f} (+{gap:.3f}; at most +{allowed:.3f} allowed); merge it "
+            "into the weights instead")
+    elif gap > allowed:
         gentler = "q8_0" if quant == "q4_k_m" else "f16"
         reasons.append(
             f"the {quant} model lost what was learned: its validation loss is "

@@ -18,6 +18,7 @@ from app.finetune.settings import Estimate, LoraSettings, Machine, estimate
 from app.models.architectures import UnsupportedArchitecture, architecture
 from app.models.gguf_file import read_gguf
 from app.models.library import ModelRecord
+from app.models.live import live_only_refusal
 
 # Tokens per character of chat-template text; the same rough figure the dataset check
 # uses (app.finetune.datasets.CHARS_PER_TOKEN), applied to the rendered text.
@@ -49,7 +50,7 @@ def model_facts(record: ModelRecord) -> ModelFacts:
                     or info.arch_value("vocab_size") or 0)
     try:
         architecture(str(record.info.get("architecture", "unknown")))
-        refusal = None
+        refusal = live_only_refusal(record)
     except UnsupportedArchitecture as exc:
         refusal = str(exc)
     return ModelFacts(template=ChatTemplate.from_metadata(text), vocab=vocab,

@@ -121,6 +121,11 @@ class ExportSettings:
     gguf: bool = True
     """Merge and export a GGUF; False keeps only the LoRA adapter (nothing to chat with,
     but a much shorter run end)."""
+    live: bool = False
+    """Keep the result as a GGUF adapter that chat applies live on the base: no merge and
+    no second quantization, so a run ends minutes sooner and switching is instant.
+    llama.cpp still checks base + adapter against PyTorch (the same gate). One click
+    (``hearth teach --merge``) merges it into the weights later. Teach versions use it."""
     min_top1_agreement: float = FidelityThresholds.min_top1_agreement
     """The export gate (:mod:`app.finetune.fidelity`): least share of next tokens on
     which llama.cpp's export and PyTorch's trained model agree."""

@@ -10,9 +10,11 @@ that base: ``hearth chat -m BASE`` and the chat window answer with it, and
 :class:`VersionStore` keeps every version with its provenance so any earlier one, or
 the plain base, can be made active again (roll back).
 
-Until adapters can be loaded live in chat, a version is a merged GGUF in the library
-derived from the base. Every version is trained from the base on all of its
-corrections, so versions never stack and rolling back is just a pointer change.
+A version is the run's GGUF adapter, which chat applies live on the base (switching
+versions takes milliseconds and needs no second copy of the weights); one click
+(:func:`app.finetune.merge.merge_version`) merges it into a stand-alone GGUF. Every
+version is trained from the base on all of its corrections, so versions never stack
+and rolling back is just a pointer change.
 """
 
 from __future__ import annotations
@@ -273,7 +275,9 @@ def start_teach(home: HearthHome, library: Library, corrections: CorrectionStore
         n += 1
         name = f"{base.name}-taught-{n}"
     settings = settings or teach_settings(dataset.stats.records)
-    export = export or ExportSettings(quant="q8_0", out_name=name, fidelity_samples=2)
+    # A version is an adapter applied live: no merge, no second quantization (merge it
+    # later with merge_version when it should stand alone).
+    export = export or ExportSettings(out_name=name, fidelity_samples=2, live=True)
     teach = TeachSpec(
         base=base.name, corrections=[ex.id for ex in examples],
         extra=str(extra.path) if extra is not None else None,
@@ -295,7 +299,7 @@ def keep_result(home: HearthHome, library: Library, summary: RunSummary,
     A run whose gate failed is never made active (nor registered: it was not exported).
     """
     report = summary.teach or {}
-    if not summary.gguf_path or not report:
+    if not summary.model_file or not report:
         return None
     spec = RunFolder.of(home, summary.run_id).spec()
     record = register_result(library, home, summary)

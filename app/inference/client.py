@@ -263,6 +263,18 @@ class InferenceClient:
             if isinstance(event, p.Error | p.WorkerDied):
                 raise WorkerError(event)
 
+    def set_adapter_blocking(self, path: str | Path | None, timeout: float = 120.0
+                             ) -> p.AdapterSet:
+        """Apply an adapter and wait; raises :class:`WorkerError` when it is refused."""
+        self.set_adapter(path)
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self.next_event(max(0.0, deadline - time.monotonic()))
+            if isinstance(event, p.AdapterSet):
+                return event
+            if isinstance(event, p.Error | p.WorkerDied):
+                raise WorkerError(event)
+
     def stream_chat(self, messages: list[dict[str, str]],
                     sampling: p.SamplingParams | None = None, continue_last: bool = False,
                     timeout: float = 600.0) -> Iterator[Any]:

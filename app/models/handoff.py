@@ -57,6 +57,11 @@ def export_model(record: ModelRecord, to_dir: Path, fmt: HandoffFormat,
                  sampling: SamplingParams, system: str = "") -> HandoffResult:
     """Write ``record`` into ``to_dir`` as ``fmt``; nothing existing is overwritten."""
     to_dir = Path(to_dir)
+    if fmt in (HandoffFormat.GGUF, HandoffFormat.OLLAMA) and record.provenance.get("live_only"):
+        raise HandoffError(f"{record.name} is kept as an adapter applied live on its base, "
+                           "so there is no model file to hand off yet: merge it first "
+                           f"(“Merge” in Teach's versions, or hearth teach --merge {record.name})"
+                           ", or export it as peft or safetensors")
     to_dir.mkdir(parents=True, exist_ok=True)
     if fmt is HandoffFormat.GGUF:
         gguf = _copy_new(record.path, to_dir / f"{record.name}.gguf")

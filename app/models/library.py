@@ -223,6 +223,36 @@ class Library:
         return self._insert(self._free_name(name or safe_stem(path.stem)), path, source,
                             info.summary(), provenance or {})
 
+    def register_adapter(self, adapter: str | os.PathLike[str], base: ModelRecord,
+                         name: str, provenance: dict[str, Any]) -> ModelRecord:
+        """Register a fine-tune kept as a GGUF adapter that chat applies live on ``base``.
+
+        Its figures are the base's (that is what is loaded), except the file size; the
+        record is marked ``live_only`` so whoever needs a whole model file (hand-off,
+        fine-tuning from it) knows to merge it first.
+        """
+        path = Path(adapter).resolve()
+        if not path.is_file():
+            raise LibraryError(f"cannot register {path.name}: the adapter file is missing")
+        info = {**base.info, "file_size": path.stat().st_size}
+        return self._insert(self._free_name(name), path, "finetune", _clean_info(info),
+                            {**provenance, "live_only": True})
+
+    def replace_file(self, name: str, path: str | os.PathLike[str],
+                     provenance: dict[str, Any]) -> ModelRecord:
+        """Point ``name`` at a new GGUF (a live adapter merged into the weights)."""
+        record = self.get(name)
+        path = Path(path).resolve()
+        try:
+            info = read_gguf(path).summary()
+        except GGUFError as exc:
+            raise LibraryError(f"cannot register {path.name}: {exc}") from exc
+        merged = {**record.provenance, **provenance}
+        merged.pop("live_only", None)
+        self.conn.execute("UPDATE models SET path = ?, info = ?, provenance = ? WHERE name = ?",
+                          (str(path), json.dumps(info), json.dumps(merged), name))
+        return self.get(name)
+
     def remove(self, name: str) -> ModelRecord:
         record = self.get(name)
         self.conn.execute("DELETE FROM models WHERE name = ?", (name,))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from app.models.library import Library, ModelRecord, UnknownModel
+from app.models.library import Library, LibraryError, ModelRecord, UnknownModel
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,15 @@ def live_serving(record: ModelRecord, library: Library) -> LiveServing | None:
     return LiveServing(base, Path(adapter))
 
 
+def live_only_refusal(record: ModelRecord) -> str | None:
+    """Why ``record`` cannot be a base for fine-tuning: it is an adapter, not weights."""
+    if not record.provenance.get("live_only"):
+        return None
+    return (f"{record.name} is an adapter applied live on "
+            f"{record.provenance.get('base_model')}, not a model of its own: fine-tune "
+            "that base (Teach adds to its corrections), or merge this version first")
+
+
 @dataclass(frozen=True)
 class LoadPlan:
     path: Path
@@ -50,8 +59,19 @@ class LoadPlan:
 
 def plan_load(record: ModelRecord, library: Library, loaded_path: str | None,
               live: bool = True) -> LoadPlan:
-    """How to get ``record`` ready in a worker that has ``loaded_path`` loaded (or None)."""
-    serving = live_serving(record, library) if live else None
+    """How to get ``record`` ready in a worker that has ``loaded_path`` loaded (or None).
+
+    A fine-tune kept only as an adapter (``live_only``) has nothing else to load: without
+    its base it cannot be served, and the error says so.
+    """
+    serving = live_serving(record, library)
+    if serving is None and record.provenance.get("live_only"):
+        raise LibraryError(
+            f"{record.name} is an adapter for {record.provenance.get('base_model')}, which "
+            "is no longer in the library as it was trained on (removed or replaced); "
+            "import that base again, or remove this model")
+    if not live and not record.provenance.get("live_only"):
+        serving = None
     path = serving.base.path if serving is not None else record.path
     adapter = str(serving.adapter) if serving is not None else None
     return LoadPlan(path, adapter, loaded_path == str(path))

@@ -13,6 +13,9 @@ The check has two parts:
     Q/K permutation, tied embeddings, metadata) is right.
 (b) the validation loss of the **quantized** GGUF through llama.cpp, over the same
     target tokens as the PyTorch validation loss, so the cost of quantization shows.
+
+A **live** job (``"live": true``) checks a GGUF adapter instead: the base GGUF with the
+adapter applied by llama.cpp, for both parts, with nothing merged or quantized.
 """
 
 from __future__ import annotations
@@ -47,8 +50,8 @@ def quantize(src: Path, dst: Path, quant: str, threads: int) -> None:
     os.replace(partial, dst)
 
 
-def _logits(model_path: Path, samples: list[list[int]], threads: int, extra_bufts: bool
-            ) -> list[np.ndarray]:
+def _logits(model_path: Path, samples: list[list[int]], threads: int, extra_bufts: bool,
+            adapter: Path | None = None) -> list[np.ndarray]:
     from backends.inference import llama_compat as compat
 
     n_ctx = max(len(s) for s in samples) + 8
@@ -57,6 +60,8 @@ def _logits(model_path: Path, samples: list[list[int]], threads: int, extra_buft
                             logits_all=True)
     out = []
     try:
+        if adapter is not None:
+            compat.use_adapter(llm, compat.load_adapter(llm, str(adapter)))
         for ids in samples:
             llm.reset()
             llm.eval(ids)
@@ -81,12 +86,18 @@ def _loss(logits: list[np.ndarray], predict_at: list[list[int]], targets: list[l
 
 
 def run(job: dict[str, Any]) -> dict[str, Any]:
-    from safetensors.numpy import load_file
-
     threads = int(job.get("threads") or os.cpu_count() or 1)
+    extra_bufts = bool(job.get("extra_bufts", True))
+    if job.get("live"):
+        started = time.perf_counter()
+        base, adapter = Path(job["base_path"]), Path(job["adapter_path"])
+        result: dict[str, Any] = {"quantize_s": 0.0, "path": str(adapter),
+                                  "size_bytes": adapter.stat().st_size}
+        result.update(_compare(job, base, base, threads, extra_bufts, adapter))
+        result["check_s"] = round(time.perf_counter() - started, 2)
+        return result
     f16, out = Path(job["f16_path"]), Path(job["out_path"])
     started = time.perf_counter()
-    extra_bufts = bool(job.get("extra_bufts", True))
     if job["quant"] == "f16":
         if out != f16:
             if f16.exists():  # a re-run after a kernel crash finds it moved already
@@ -95,13 +106,26 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     else:
         quantize(f16, out, job["quant"], threads)
     quant_s = time.perf_counter() - started
-    result: dict[str, Any] = {"quantize_s": round(quant_s, 2), "path": str(out),
-                              "size_bytes": out.stat().st_size}
+    result = {"quantize_s": round(quant_s, 2), "path": str(out),
+              "size_bytes": out.stat().st_size}
+    result.update(_compare(job, f16, out, threads, extra_bufts))
+    if job["quant"] != "f16" and out != f16 and not job.get("keep_f16", False):
+        f16.unlink(missing_ok=True)
+        result["f16_removed"] = True
+    result["check_s"] = round(time.perf_counter() - started - quant_s, 2)
+    return result
 
+
+def _compare(job: dict[str, Any], exact: Path, quantized: Path, threads: int,
+             extra_bufts: bool, adapter: Path | None = None) -> dict[str, Any]:
+    """Part (a) on ``exact`` and part (b) on ``quantized`` (with ``adapter`` applied)."""
+    from safetensors.numpy import load_file
+
+    result: dict[str, Any] = {}
     fidelity = job["fidelity"]
     samples: list[list[int]] = fidelity["samples"]
     reference = load_file(fidelity["reference_logits"])
-    cpp = _logits(f16, samples, threads, extra_bufts)
+    cpp = _logits(exact, samples, threads, extra_bufts, adapter)
     max_diff, agree, total = 0.0, 0, 0
     for i, rows in enumerate(cpp):
         ref = reference[f"sample{i}"]
@@ -115,12 +139,8 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
     result["fidelity_tokens"] = total
 
     val = job["validation"]
-    quant_logits = _logits(out, val["samples"], threads, extra_bufts)
+    quant_logits = _logits(quantized, val["samples"], threads, extra_bufts, adapter)
     result["gguf_val_loss"] = round(_loss(quant_logits, val["predict_at"], val["targets"]), 5)
-    if job["quant"] != "f16" and out != f16 and not job.get("keep_f16", False):
-        f16.unlink(missing_ok=True)
-        result["f16_removed"] = True
-    result["check_s"] = round(time.perf_counter() - started - quant_s, 2)
     return result
 
 

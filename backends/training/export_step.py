@@ -19,10 +19,10 @@ from typing import Any
 import torch
 
 from app.finetune import protocol as tp
-from app.finetune.fidelity import failures
+from app.finetune.fidelity import FidelityThresholds, failures
 from app.finetune.runs.folder import RunFolder
 from app.finetune.runs.records import Fidelity, RunSpec, RunSummary
-from app.finetune.settings import ExportSettings, Machine
+from app.finetune.settings import Machine
 from app.inference.kernels import KernelMemory, run_with_fallback
 from app.workers.spawn import run_module
 
@@ -102,15 +102,44 @@ def merge_and_write_f16(spec: RunSpec, peft_model: Any, base: Any, emit: Emit) -
 
 
 def export_and_check(folder: RunFolder, spec: RunSpec, peft_model: Any, base: Any,
-                      trainer: Any, val: Any, device: torch.device, summary: RunSummary,
-                      emit: Emit) -> bool:
+                     trainer: Any, val: Any, device: torch.device, summary: RunSummary,
+                     emit: Emit) -> str | None:
     """Merge, export, quantize, and check the GGUF against the trained model in
-    llama.cpp (another child process); the results go into ``summary``. False: the
-    check failed, which the person has been told."""
+    llama.cpp (another child process); the results go into ``summary``. Returns why it
+    failed (the person has been told), or None.
+
+    ``trainer`` is anything with ``val_records`` and ``evaluate()`` (the training loop,
+    or the merge job's own evaluator)."""
+    f16_path = merge_and_write_f16(spec, peft_model, base, emit)
+    emit(tp.Phase("quantizing", f"quantizing to {spec.export.quant} and checking with "
+                  "llama.cpp"))
+    job = {"f16_path": str(f16_path), "out_path": str(spec.gguf), "quant": spec.export.quant}
+    return _check(folder, spec, peft_model, trainer, val, device, summary, emit, job)
+
+
+def check_live_adapter(folder: RunFolder, spec: RunSpec, peft_model: Any, base: Any,
+                       trainer: Any, val: Any, device: torch.device, summary: RunSummary,
+                       emit: Emit) -> str | None:
+    """The same gate for a result kept as a live adapter: llama.cpp applies the GGUF
+    adapter to the base, nothing is merged or quantized."""
+    if not summary.adapter_gguf:
+        message = "the adapter could not be written for llama.cpp, so it cannot be used live"
+        emit(tp.TrainError("export_failed", message))
+        return message
+    emit(tp.Phase("checking", "checking the adapter on the base with llama.cpp"))
+    job = {"live": True, "base_path": str(base.gguf_path),
+           "adapter_path": summary.adapter_gguf, "quant": "adapter"}
+    return _check(folder, spec, peft_model, trainer, val, device, summary, emit, job)
+
+
+def _check(folder: RunFolder, spec: RunSpec, peft_model: Any, trainer: Any, val: Any,
+           device: torch.device, summary: RunSummary, emit: Emit,
+           job: dict[str, Any]) -> str | None:
+    """Run ``backends.export.gguf_check`` on ``job`` against the PyTorch model's numbers,
+    and apply the export gate."""
     from backends.training.trainer import pack
 
     export = spec.export
-    f16_path = merge_and_write_f16(spec, peft_model, base, emit)
     # Reference numbers from the PyTorch model for the llama.cpp check.
     samples = [r.ids[:FIDELITY_MAX_TOKENS] for r in val.records[:export.fidelity_samples]]
     ref = reference_logits(peft_model, samples, device)
@@ -122,15 +151,12 @@ def export_and_check(folder: RunFolder, spec: RunSpec, peft_model: Any, base: An
     packed = [pack([r]) for r in check_records]
     trainer.val_records = check_records
     torch_val = trainer.evaluate()
-    job = {"f16_path": str(f16_path), "out_path": str(spec.gguf), "quant": export.quant,
-           "threads": Machine.detect().cpu_cores,
+    job = {**job, "threads": Machine.detect().cpu_cores,
            "fidelity": {"samples": samples, "reference_logits": str(ref_path)},
            "validation": {"samples": [r.ids for r in check_records],
                           "predict_at": [b.predict_at.tolist() for b in packed],
                           "targets": [b.targets.tolist() for b in packed]}}
     job_path = folder.path / "gguf_check.json"
-    emit(tp.Phase("quantizing", f"quantizing to {export.quant} and checking with "
-                  "llama.cpp"))
 
     def check(extra_bufts: bool) -> subprocess.CompletedProcess[str]:
         job_path.write_text(json.dumps({**job, "extra_bufts": extra_bufts}), "utf-8")
@@ -146,35 +172,39 @@ def export_and_check(folder: RunFolder, spec: RunSpec, peft_model: Any, base: An
         "error": f"the llama.cpp check exited with code {proc.returncode}: "
                  f"{proc.stderr.strip()[-400:]}"}
     if "error" in result:
-        emit(tp.TrainError("export_failed", f"quantizing or checking the GGUF failed: "
-                           f"{result['error']}"))
-        folder.write_state(status="failed", error=result["error"])
-        return False
-    emit(tp.Exported("gguf", result["path"], result["size_bytes"]))
-    summary.fidelity = fidelity_of(result, torch_val, export, len(check_records))
+        message = f"quantizing or checking the GGUF failed: {result['error']}"
+        emit(tp.TrainError("export_failed", message))
+        return message
+    live = bool(job.get("live"))
+    if not live:
+        emit(tp.Exported("gguf", result["path"], result["size_bytes"]))
+    summary.fidelity = fidelity_of(result, torch_val, job["quant"], export.thresholds(),
+                                   len(check_records))
     if summary.fidelity.failed:
         # The gate: nothing is registered; the adapter and the checkpoint stay.
-        Path(result["path"]).unlink(missing_ok=True)
+        if not live:
+            Path(result["path"]).unlink(missing_ok=True)
         folder.write_summary(summary)
-        message = ("the export check failed, so the model was not added to the library: "
+        what = "adapter" if live else "export"
+        message = (f"the {what} check failed, so the model was not added to the library: "
                    + "; ".join(summary.fidelity.failed)
                    + f". The adapter is kept in {summary.adapter_dir}.")
         emit(tp.TrainError("export_failed", message))
-        folder.write_state(status="failed", error=message)
-        return False
-    summary.gguf_path, summary.gguf_size_bytes = result["path"], result["size_bytes"]
+        return message
+    if not live:
+        summary.gguf_path, summary.gguf_size_bytes = result["path"], result["size_bytes"]
     summary.quantize_seconds, summary.check_seconds = result["quantize_s"], result["check_s"]
-    return True
+    return None
 
 
-def fidelity_of(result: dict[str, Any], torch_val: float, export: ExportSettings,
-                val_records: int) -> Fidelity:
+def fidelity_of(result: dict[str, Any], torch_val: float, quant: str,
+                limits: FidelityThresholds, val_records: int) -> Fidelity:
     """The check's numbers, and the export gate's reasons to refuse (none: it passed)."""
     return Fidelity(logits_max_abs_diff=result["logits_max_abs_diff"],
                     logits_ref_max_abs=result["logits_ref_max_abs"],
                     top1_agreement=result["top1_agreement"],
                     tokens_compared=result["fidelity_tokens"],
                     torch_val_loss=round(torch_val, 5),
-                    gguf_val_loss=result["gguf_val_loss"], quant=export.quant,
+                    gguf_val_loss=result["gguf_val_loss"], quant=quant,
                     val_records=val_records,
-                    failed=failures(result, torch_val, export.quant, export.thresholds()))
+                    failed=failures(result, torch_val, quant, limits))

@@ -40,7 +40,11 @@ from app.finetune.settings import Machine, estimate
 from app.machine.threads import ThreadClaims, auto_threads
 from app.paths import HearthHome
 from backends.training.dtype_probe import DtypeChoice, choose_dtype
-from backends.training.export_step import export_and_check, write_live_adapter
+from backends.training.export_step import (
+    check_live_adapter,
+    export_and_check,
+    write_live_adapter,
+)
 from backends.training.phase_times import PhaseTimes
 
 # Tests and benchmarks only: force the compute dtype ("float32" or "bfloat16").
@@ -160,7 +164,7 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
                        torch_version=torch.__version__, resumed_from_step=checkpoint or 0))
     folder.write_state(status="running", pid=os.getpid())
     started = time.perf_counter()
-    loaded = _load_and_tokenize(folder, spec, emit)
+    loaded = load_and_tokenize(folder, spec, emit)
     if loaded is None:
         return 2
     base, train, val = loaded
@@ -202,9 +206,13 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     elif base.gguf_path is None:
         emit(tp.TrainLog("warning", "the base model is a safetensors folder: the adapter "
                          "is saved, but GGUF export needs a GGUF base model"))
-    elif not export_and_check(folder, spec, trainer.model, base, trainer, val, device,
-                               summary, emit):
-        return 1
+    else:
+        finish = check_live_adapter if spec.export.live else export_and_check
+        failure = finish(folder, spec, trainer.model, base, trainer, val, device, summary,
+                         emit)
+        if failure is not None:
+            folder.write_state(status="failed", error=failure)
+            return 1
     summary.total_seconds = round(time.perf_counter() - started, 1)
     summary.phase_seconds = timings.record(emit.phases, time.perf_counter(), n_params,
                                            spec.export, spec.teach,
@@ -217,7 +225,7 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     return 0
 
 
-def _load_and_tokenize(folder: RunFolder, spec: RunSpec, emit: Emitter
+def load_and_tokenize(folder: RunFolder, spec: RunSpec, emit: Emitter
                        ) -> tuple[Any, Any, Any] | None:
     """The base model and the run's data tokenized with its template; None (and an
     error event) when no record survives tokenizing."""

@@ -34,7 +34,7 @@ from app.chat.turn import DEFAULT_TITLE, ChatSession, PendingReply
 from app.finetune.teach import VersionStore, chat_model
 from app.inference import protocol as p
 from app.inference.client import WorkerError
-from app.models.library import UnknownModel
+from app.models.library import LibraryError, UnknownModel
 from app.models.live import plan_load
 from app.workspace import Workspace
 from ui.background import Background
@@ -328,7 +328,12 @@ class ChatViewModel(QObject):
             return
         record = self.workspace.library.get(self.model_name)
         loaded = self.loaded.path if self.loaded is not None and self.state == READY else None
-        plan = plan_load(record, self.workspace.library, loaded, self._live_ok)
+        try:
+            plan = plan_load(record, self.workspace.library, loaded, self._live_ok)
+        except LibraryError as exc:
+            self._set_state(FAILED)
+            self._set_problem(Problem(str(exc), "reload"))
+            return
         self._pending_adapter = plan.adapter if not plan.switch_only else plan.adapter or ""
         if plan.switch_only:  # the base is loaded already: milliseconds, no reload
             self._set_state(LOADING)
@@ -342,6 +347,13 @@ class ChatViewModel(QObject):
                          template=self.workspace.settings.template_for(record.name))
         if plan.adapter is not None:
             self.client.set_adapter(plan.adapter)
+
+    def _is_live_only(self) -> bool:
+        try:
+            record = self.workspace.library.get(self.model_name or "")
+        except UnknownModel:
+            return False
+        return bool(record.provenance.get("live_only"))
 
     def _on_worker_started(self) -> None:
         if not self._closing:
@@ -411,6 +423,12 @@ class ChatViewModel(QObject):
             self.session.producer = {"model": self.model_name}
             self._set_state(READY)
         elif isinstance(event, p.Error) and event.error_kind == "adapter_failed":
+            if self._is_live_only():  # nothing else to load
+                self._pending_adapter = None
+                self._set_state(FAILED)
+                self._set_problem(Problem(f"The adapter could not be applied: "
+                                          f"{event.message}", "reload"))
+                return
             # The adapter does not fit after all: load the merged model instead.
             log.warning("live adapter refused, loading the merged model: %s", event.message)
             self._pending_adapter, self._live_ok = None, False

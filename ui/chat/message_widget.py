@@ -11,13 +11,7 @@ from __future__ import annotations
 import math
 
 from PySide6.QtCore import QSize, QSizeF, Qt, QUrl, Signal
-from PySide6.QtGui import (
-    QColor,
-    QGuiApplication,
-    QPalette,
-    QTextCursor,
-    QWheelEvent,
-)
+from PySide6.QtGui import QColor, QGuiApplication, QPalette, QTextCursor, QWheelEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -56,12 +50,10 @@ def stats_line(stats: dict | None) -> str:
 
 
 def producer_note(stats: dict | None) -> str:
-    """"by Model-taught-2 (adapter applied live)": which model wrote a reply, so a
-    conversation that switched base <-> tuned shows who said what."""
-    model = (stats or {}).get("model")
-    if not model:
-        return ""
-    return f"by {model}" + (" (adapter applied live)" if stats.get("adapter") else "")
+    """"by NAME (adapter applied live)": who wrote a reply when base <-> tuned switch."""
+    stats = stats or {}
+    live = " (adapter applied live)" if stats.get("adapter") else ""
+    return f"by {stats['model']}{live}" if stats.get("model") else ""
 
 
 def trimmed_note(dropped: int, n_ctx: int | None = None) -> str:
@@ -347,8 +339,7 @@ class MessageWidget(QFrame):
                   INTERRUPTED: "interrupted"}.get(m.status)
         if status:
             parts.append(status)
-        if producer_note(stats):
-            parts.append(producer_note(stats))
+        parts += [producer_note(stats)] if producer_note(stats) else []
         error = (stats or {}).get("error")
         text = " · ".join(parts)
         if error:

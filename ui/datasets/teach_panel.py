@@ -3,7 +3,8 @@
 The panel sits under the collected corrections (Datasets tab); the chat window's Teach
 button starts the same panel. A run that passes the gate can be accepted: its model
 becomes the active version of the base (app.finetune.teach.VersionStore) and the chat switches
-to it. The versions list rolls back to any earlier version, or to the base.
+to it. The versions list rolls back to any earlier version, or to the base. A version is
+an adapter the chat applies live; "Merge into the weights" makes it a stand-alone GGUF.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from app.chat.corrections import CorrectionStore
 from app.finetune import protocol as tp
+from app.finetune.merge import merge_version, mergeable
 from app.finetune.runs.records import RunSummary
 from app.finetune.teach import (
     TeachError,
@@ -35,9 +37,10 @@ from app.finetune.teach import (
     keep_result,
     start_teach,
 )
-from app.models.library import LibraryError
+from app.models.library import LibraryError, ModelRecord
 from app.units import format_duration
 from app.workspace import Workspace
+from ui.background import Background
 from ui.finetune.training_bridge import TrainingBridge
 
 
@@ -46,6 +49,7 @@ class TeachPanel(QWidget):
 
     finished = Signal(object)  # the run's RunSummary (with its "teach" report)
     active_changed = Signal(str, str)  # base, the model the chat should use now
+    merged = Signal(str)  # a version that is now a stand-alone GGUF
 
     def __init__(self, workspace: Workspace, corrections: CorrectionStore,
                  parent: QWidget | None = None) -> None:
@@ -103,6 +107,15 @@ class TeachPanel(QWidget):
         self.use_button.clicked.connect(self._on_use_selected)
         self.rollback_button = QPushButton("Roll back to the base")
         self.rollback_button.clicked.connect(self._on_rollback)
+        self.merge_button = QPushButton("Merge into the weights")
+        self.merge_button.setToolTip(
+            "A version is an adapter the chat applies live on the base. Merging writes "
+            "a stand-alone GGUF (checked by llama.cpp) that can be handed off or loaded "
+            "without its base; the adapter stays.")
+        self.merge_button.clicked.connect(self._on_merge)
+        self._merger = Background(self)
+        self.version_list.currentItemChanged.connect(lambda *_: self._update_merge_button())
+        vrow.addWidget(self.merge_button)
         vrow.addStretch(1)
         vrow.addWidget(self.rollback_button)
         vrow.addWidget(self.use_button)
@@ -145,6 +158,9 @@ class TeachPanel(QWidget):
     def shutdown(self) -> None:
         if self.bridge is not None:
             self.bridge.shutdown()
+        # A merge in progress finishes in its own process; merging again later picks
+        # up its file.
+        self._merger.shutdown(timeout=1.0)
 
     # ------------------------------------------------------------ internals
 
@@ -174,12 +190,62 @@ class TeachPanel(QWidget):
             r = v.report
             text = (f"{'● ' if v.name == active else '   '}{v.name} — learned "
                     f"{r.get('learned')}/{r.get('total')}, drift {r.get('drift', 0):.1%}, "
-                    f"{v.created_at}")
+                    f"{self._kind(v.name)}, {v.created_at}")
             item = QListWidgetItem(text)
             item.setData(Qt.ItemDataRole.UserRole, v.name)
             self.version_list.addItem(item)
         self.rollback_button.setEnabled(active is not None)
         self.use_button.setEnabled(self.version_list.count() > 0)
+        self._update_merge_button()
+
+    def _record(self, name: str) -> ModelRecord | None:
+        try:
+            return self.workspace.library.get(name)
+        except LibraryError:
+            return None
+
+    def _kind(self, name: str) -> str:
+        record = self._record(name)
+        if record is None:
+            return "removed from the library"
+        if mergeable(record):
+            return "adapter applied live"
+        return f"merged ({record.provenance.get('quant') or 'GGUF'})"
+
+    def _selected_version(self) -> str | None:
+        item = self.version_list.currentItem() or self.version_list.item(
+            self.version_list.count() - 1)
+        return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+
+    def _update_merge_button(self) -> None:
+        name = self._selected_version()
+        record = self._record(name) if name else None
+        self.merge_button.setEnabled(record is not None and mergeable(record)
+                                     and not self._merger.busy)
+
+    def _on_merge(self) -> None:
+        name = self._selected_version()
+        if name is None or self._merger.busy:
+            return
+        self.phase.setText(f"Merging {name} into the weights and checking it with "
+                           "llama.cpp…")
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        home, library = self.workspace.home, self.workspace.library
+        self._merger.run(lambda: merge_version(home, library, name), self._on_merged,
+                         self._on_merge_failed, name="teach-merge")
+        self._update_merge_button()
+
+    def _on_merged(self, record: ModelRecord) -> None:
+        self.phase.setText(f"{record.name} is now a stand-alone model "
+                           f"({record.provenance.get('quant')}, checked by llama.cpp); its "
+                           "adapter is kept for switching live.")
+        self.merged.emit(record.name)
+        self._idle()
+
+    def _on_merge_failed(self, exc: BaseException) -> None:
+        self.phase.setText(str(exc))
+        self._idle()
 
     def _clear_result(self) -> None:
         self.summary = None
@@ -252,11 +318,9 @@ class TeachPanel(QWidget):
         self._idle()
 
     def _on_use_selected(self) -> None:
-        item = self.version_list.currentItem() or self.version_list.item(
-            self.version_list.count() - 1)
-        if item is None or self.base is None:
+        name = self._selected_version()
+        if name is None or self.base is None:
             return
-        name = item.data(Qt.ItemDataRole.UserRole)
         self.versions.activate(self.base, name)
         self.active_changed.emit(self.base, name)
         self._idle()

@@ -29,8 +29,9 @@ from app.finetune.runs.codec import RecordError
 from app.finetune.runs.records import BaseRef, DatasetRef, RunSpec, RunState, RunSummary, TeachSpec
 from app.finetune.runs.status import RunStatus, can_resume
 from app.finetune.settings import ExportSettings, LoraSettings
-from app.models.architectures import architecture
+from app.models.architectures import UnsupportedArchitecture, architecture
 from app.models.library import ModelRecord
+from app.models.live import live_only_refusal
 from app.paths import HearthHome, safe_stem
 
 
@@ -180,6 +181,8 @@ def create_run(home: HearthHome, base: ModelRecord, dataset: Dataset, settings: 
     export = export or ExportSettings()
     # Refused now, not after minutes of training when the export cannot write it back.
     architecture(str(base.info.get("architecture", "unknown")))
+    if live_only_refusal(base):
+        raise UnsupportedArchitecture(str(live_only_refusal(base)))
     if holdout:
         train, val = dataset.split(settings.validation_fraction, settings.seed)
     else:

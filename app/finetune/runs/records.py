@@ -197,6 +197,17 @@ class RunSummary:
     library_name: str | None = None
     """Set by whoever registered the GGUF in the library (the CLI prints it)."""
 
+    @property
+    def model_file(self) -> str | None:
+        """What the run made to chat with: the quantized GGUF or, for a result kept as a
+        live adapter, the GGUF adapter once llama.cpp's check passed; None: nothing."""
+        if self.gguf_path:
+            return self.gguf_path
+        if (self.export.live and self.adapter_gguf and self.fidelity is not None
+                and not self.fidelity.failed):
+            return self.adapter_gguf
+        return None
+
     def to_json(self) -> dict[str, Any]:
         return to_dict(self)
 

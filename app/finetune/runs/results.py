@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from app.finetune.runs.folder import RunFolder
-from app.finetune.runs.records import RunSummary
+from app.finetune.runs.records import RunSpec, RunSummary
 from app.models.library import Library, LibraryError, ModelRecord
 from app.paths import HearthHome
 
@@ -18,15 +19,27 @@ def model_of_run(library: Library, run_id: str) -> ModelRecord | None:
 
 
 def register_result(library: Library, home: HearthHome, summary: RunSummary) -> ModelRecord:
-    """Add a finished run's GGUF to the library, with where it came from."""
-    if summary.gguf_path is None:
+    """Add a finished run's model to the library, with where it came from: its GGUF, or
+    its GGUF adapter applied live on the base (``ExportSettings.live``)."""
+    if summary.model_file is None:
         raise LibraryError(f"run {summary.run_id} exported no GGUF model")
     spec = RunFolder.of(home, summary.run_id).spec()
-    provenance = {
+    provenance = run_provenance(spec, summary)
+    if summary.gguf_path is None:
+        return library.register_adapter(summary.model_file, library.get(spec.base.name),
+                                        spec.out_name, provenance)
+    return library.register(summary.gguf_path, spec.out_name, source="finetune",
+                            provenance=provenance)
+
+
+def run_provenance(spec: RunSpec, summary: RunSummary) -> dict[str, Any]:
+    """Where a run's model came from, as the library keeps it."""
+    return {
         "run_id": summary.run_id, "base_model": spec.base.name,
         "base_path": spec.base.path, "dataset": spec.dataset.path,
         "dataset_sha256": spec.dataset.sha256, "settings": spec.settings.to_json(),
-        "quant": spec.export.quant, "adapter_dir": summary.adapter_dir,
+        "quant": "adapter" if summary.gguf_path is None else spec.export.quant,
+        "adapter_dir": summary.adapter_dir,
         "adapter_gguf": summary.adapter_gguf,
         "metrics": {"val_loss": summary.val_loss,
                     "final_train_loss": summary.final_train_loss,
@@ -35,8 +48,6 @@ def register_result(library: Library, home: HearthHome, summary: RunSummary) -> 
         "fidelity": asdict(summary.fidelity) if summary.fidelity else None,
         "date": summary.finished_at,
     }
-    return library.register(summary.gguf_path, spec.out_name, source="finetune",
-                            provenance=provenance)
 
 
 @dataclass
@@ -52,7 +63,7 @@ def adopt_result(library: Library, home: HearthHome, summary: RunSummary) -> Ado
     replayed ``Finished``, or the CLI and the GUI both seeing the end). A run that
     exported no GGUF has no model; a library that refuses the file says why."""
     existing = model_of_run(library, summary.run_id)
-    if existing is not None or summary.gguf_path is None:
+    if existing is not None or summary.model_file is None:
         return Adopted(existing)
     try:
         return Adopted(register_result(library, home, summary))

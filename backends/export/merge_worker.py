@@ -1,0 +1,105 @@
+"""Merging a result kept as a live adapter into the weights, after its run ended.
+
+    python -m backends.export.merge_worker RUN_DIR
+
+A Teach version ends as a GGUF adapter applied live on its base (fast to make, instant
+to switch). When the person wants a model that stands alone, this does what a merged
+run does at its end, with the same code and the same gate: the base is loaded the way
+training loads it, the run's PEFT adapter (safetensors) is put on it, then merge, F16
+GGUF, quantization (the run's ``export.quant``) and the llama.cpp check against the
+PyTorch model (:func:`backends.training.export_step.export_and_check`). On success the
+run's summary gains its GGUF; the last stdout line is JSON, ``{"gguf_path", ...}`` or
+``{"error"}``. Progress goes to stderr. Runs in its own process, because it needs
+PyTorch and llama.cpp may abort a process on a bad file.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.finetune import protocol as tp
+from app.finetune.runs.folder import RunFolder
+
+
+class _Evaluator:
+    """The validation loss the export gate compares with (what ``Trainer.evaluate``
+    computes: mean loss per target token), for a model that is not being trained."""
+
+    def __init__(self, model: Any, device: torch.device) -> None:
+        self.model, self.device = model, device
+        self.val_records: list[Any] = []
+
+    def evaluate(self) -> float:
+        from backends.training.trainer import pack
+
+        self.model.eval()
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for record in self.val_records:
+                batch = pack([record])
+                logits = self.model(input_ids=batch.input_ids.to(self.device),
+                                    position_ids=batch.position_ids.to(self.device)).logits[0]
+                total += float(torch.nn.functional.cross_entropy(
+                    logits[batch.predict_at.to(self.device)].float(),
+                    batch.targets.to(self.device), reduction="sum"))
+                count += len(batch.targets)
+        return total / max(1, count)
+
+
+def _progress(event: Any) -> None:
+    if isinstance(event, tp.Phase | tp.TrainLog | tp.TrainError):
+        print(event.message, file=sys.stderr, flush=True)
+
+
+def merge_run(run_dir: Path) -> dict[str, Any]:
+    """Merge the run's adapter and export it; the result line (with "error" on failure)."""
+    from peft import PeftModel
+
+    from backends.training.export_step import export_and_check
+    from backends.training.worker import load_and_tokenize, pick_device
+
+    folder = RunFolder(run_dir)
+    spec, summary = folder.spec(), folder.summary()
+    if summary is None or not summary.adapter_dir or not Path(summary.adapter_dir).is_dir():
+        return {"error": "the run has no saved adapter to merge"}
+    if summary.gguf_path and Path(summary.gguf_path).is_file():
+        return {"gguf_path": summary.gguf_path, "size_bytes": summary.gguf_size_bytes,
+                "already": True}
+    errors: list[str] = []
+
+    def emit(event: Any) -> None:
+        if isinstance(event, tp.TrainError):
+            errors.append(event.message)
+        _progress(event)
+
+    loaded = load_and_tokenize(folder, spec, emit)
+    if loaded is None:
+        return {"error": errors[-1] if errors else "the run's data could not be read"}
+    base, _train, val = loaded
+    device, _name = pick_device()
+    model = PeftModel.from_pretrained(base.model, summary.adapter_dir,
+                                      is_trainable=False).to(device)
+    failure = export_and_check(folder, spec, model, base, _Evaluator(model, device), val,
+                               device, summary, emit)
+    if failure is not None:
+        return {"error": failure}
+    folder.write_summary(summary)
+    return {"gguf_path": summary.gguf_path, "size_bytes": summary.gguf_size_bytes}
+
+
+def main() -> None:
+    try:
+        result = merge_run(Path(sys.argv[1]))
+    except Exception as exc:  # noqa: BLE001 - reported to the parent as a failed merge
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    print(json.dumps(result), flush=True)
+    sys.exit(1 if "error" in result else 0)
+
+
+if __name__ == "__main__":
+    main()
