@@ -484,3 +484,29 @@ def test_a_base_hearth_cannot_fine_tune_is_refused_before_start(qtbot, tiny_ws: 
     qtbot.waitUntil(tab.setup.start_button.isEnabled, timeout=60_000)
     assert tab.setup.start_error.text() == ""
     _stop(tab)
+
+
+def test_a_non_llama_base_fine_tunes_from_the_tab(qtbot, workspace: Workspace, tmp_path: Path,
+                                                   hearth_cache: Path) -> None:  # noqa: F811
+    """Qwen3 (q/k norms, its own tensor names) from the tab, as a person runs it: Start,
+    a finished run whose export passed the gate, and the model in the library."""
+    from app.finetune.runs.folder import RunFolder
+    from tests.arch_factory import write_tiny_arch_gguf
+
+    workspace.library.register(write_tiny_arch_gguf("qwen3", tmp_path / "q.gguf"), "tiny-qwen3")
+    tab = _tab(qtbot, workspace)
+    try:
+        _choose(qtbot, tab, write_jsonl(tmp_path / "facts.jsonl", fact_rows()))
+        assert tab.set_model("tiny-qwen3")
+        qtbot.waitUntil(tab.setup.start_button.isEnabled, timeout=60_000)
+        with qtbot.waitSignal(tab.run_ended, timeout=RUN_TIMEOUT) as ended:
+            qtbot.mouseClick(tab.setup.start_button, Qt.MouseButton.LeftButton)
+        run_id, status = ended.args
+        assert status == "finished", tab.training.log_view.toPlainText()
+        summary = RunFolder.of(workspace.home, run_id).summary()
+        assert summary is not None and summary.fidelity is not None
+        assert not summary.fidelity.failed and summary.fidelity.top1_agreement >= 0.9
+        tuned = [m for m in workspace.library.list() if m.provenance.get("run_id") == run_id]
+        assert len(tuned) == 1 and tuned[0].info["architecture"] == "qwen3"
+    finally:
+        _stop(tab)
