@@ -143,6 +143,10 @@ def _check(folder: RunFolder, spec: RunSpec, peft_model: Any, trainer: Any, val:
     # Reference numbers from the PyTorch model for the llama.cpp check.
     samples = [r.ids[:FIDELITY_MAX_TOKENS] for r in val.records[:export.fidelity_samples]]
     ref = reference_logits(peft_model, samples, device)
+    if job.get("live"):  # and the base alone, to measure the quantized base's departure
+        with peft_model.disable_adapter():
+            ref.update({k.replace("sample", "base"): v for k, v in
+                        reference_logits(peft_model, samples, device).items()})
     from safetensors.torch import save_file
 
     ref_path = folder.path / "fidelity_reference.safetensors"
@@ -207,4 +211,7 @@ def fidelity_of(result: dict[str, Any], torch_val: float, quant: str,
                     torch_val_loss=round(torch_val, 5),
                     gguf_val_loss=result["gguf_val_loss"], quant=quant,
                     val_records=val_records,
-                    failed=failures(result, torch_val, quant, limits))
+                    failed=failures(result, torch_val, quant, limits),
+                    base_top1_agreement=result.get("base_top1_agreement"),
+                    base_logits_max_abs_diff=result.get("base_logits_max_abs_diff"),
+                    top1_within_base_noise=result.get("top1_within_base_noise"))

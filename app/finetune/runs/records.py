@@ -153,6 +153,12 @@ class Fidelity:
     """Written by runs before the export gate; new runs fail instead (``failed``)."""
     failed: list[str] = field(default_factory=list)
     """Why the export gate (:mod:`app.finetune.fidelity`) refused the export."""
+    base_top1_agreement: float | None = None
+    """For a live adapter: the quantized base alone against PyTorch's base (the
+    departure the adapter's check is measured on top of)."""
+    base_logits_max_abs_diff: float | None = None
+    top1_within_base_noise: float | None = None
+    """For a live adapter: top-1 agreement counting picks within the base's noise as ties."""
 
 
 @dataclass
