@@ -22,6 +22,7 @@ from ui.datasets.datasets_view import CorrectReplyDialog, DatasetsView
 from ui.datasets.teach_panel import TeachPanel
 from ui.doctor_dialog import DoctorDialog
 from ui.finetune.finetune_tab import FineTuneTab
+from ui.menu_bar import MenuBar
 from ui.models.models_tab import ModelsTab
 
 
@@ -68,12 +69,9 @@ class MainWindow(QMainWindow):
     # -------------------------------------------------------------- internals
 
     def _menus(self) -> None:
-        help_menu = self.menuBar().addMenu("&Help")
-        self.system_check_action = help_menu.addAction("System check…")
-        self.system_check_action.setToolTip("What this machine offers Hearth, with a short "
-                                            "self-test (the same as 'hearth doctor')")
-        self.system_check_action.triggered.connect(self.show_system_check)
         self.doctor_dialog: DoctorDialog | None = None
+        self.menus = MenuBar(self)
+        self.system_check_action = self.menus.system_check
 
     def show_system_check(self) -> DoctorDialog:
         if self.doctor_dialog is None:
@@ -85,13 +83,12 @@ class MainWindow(QMainWindow):
         return self.doctor_dialog
 
     def _shortcuts(self) -> None:
-        for keys, slot in (("Ctrl+N", self._on_new_chat), ("Ctrl+L", self._on_focus_composer),
-                           ("Esc", self._on_stop)):
+        for keys, slot in (("Ctrl+L", self._on_focus_composer), ("Esc", self._on_stop)):
             shortcut = QShortcut(QKeySequence(keys), self)
             shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
             shortcut.activated.connect(slot)
 
-    def _on_new_chat(self) -> None:
+    def new_chat(self) -> None:
         self.tabs.setCurrentWidget(self.chat_page)
         self.chat.new_conversation()
         self.chat_page.composer.focus()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from PySide6.QtCore import QSize, QSizeF, Qt, QUrl, Signal
+from PySide6.QtCore import QSize, QSizeF, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import (
     QColor,
     QGuiApplication,
@@ -40,6 +40,7 @@ from ui.chat.markdown import (
     split_pieces,
     split_points,
 )
+from ui.status_note import tell
 from ui.untrusted import PlainLabel, SafeTextBrowser
 
 
@@ -135,6 +136,7 @@ class MessageBody(SafeTextBrowser):
             index = int(url.path() or 0)
             if 0 <= index < len(self.code_blocks):
                 QGuiApplication.clipboard().setText(self.code_blocks[index])
+                tell(self, "Copied the code block")
         else:
             super()._on_anchor(url)
 
@@ -377,6 +379,10 @@ class MessageWidget(QFrame):
 
     def _on_copy(self) -> None:
         QGuiApplication.clipboard().setText(self.text())
+        # Said where the person looks (the button) and in the status bar.
+        self.copy_button.setText("Copied ✓")
+        QTimer.singleShot(1500, self.copy_button, lambda: self.copy_button.setText("Copy"))
+        tell(self, "Copied the message")
         self.copy_requested.emit()
 
     def _on_correct(self) -> None:
