@@ -26,12 +26,8 @@ from app.chat.turn import PendingReply
 from ui import theme
 from ui.chat.chat_view_model import ChatViewModel
 from ui.chat.markdown import MarkdownRenderer, warm_up
-from ui.chat.message_widget import (
-    SYNC_RENDER_CHARS,
-    MessageBody,
-    MessageWidget,
-    trimmed_note,
-)
+from ui.chat.message_body import SYNC_RENDER_CHARS, MessageBody
+from ui.chat.message_widget import MessageWidget, trimmed_note
 from ui.chat.render_queue import RenderQueue
 from ui.theme import is_dark, mix
 from ui.untrusted import PlainLabel
