@@ -41,7 +41,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.tabs)
         self.chat_page = ChatPage(self.chat)
         self.tabs.addTab(self.chat_page, "Chat")
-        self.models_tab = ModelsTab(workspace, self.bridge.client)
+        self.models_tab = ModelsTab(workspace, self.bridge.client, unload_chat=self.chat.unload)
         self.tabs.addTab(self.models_tab, "Models")
         self.models_tab.chat_requested.connect(self.chat_with_model)
         self.models_tab.library_changed.connect(self.chat_page.model_bar.refresh_models)
