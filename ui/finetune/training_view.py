@@ -57,7 +57,7 @@ class TrainingView(QWidget):
         self.phase_label = PlainLabel("")
         layout.addWidget(self.phase_label)
         self.progress = QProgressBar()
-        self.progress.setFormat("step %v of %m")
+        self.progress.setFormat("Getting ready…")  # steps are known once data is ready
         layout.addWidget(self.progress)
         row = QHBoxLayout()
         self.stat_labels: dict[str, QLabel] = {}
@@ -124,6 +124,7 @@ class TrainingView(QWidget):
         self.status_label.setText("")
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.progress.setFormat("Getting ready…")  # not "step 0 of 1"
         self.chart.clear(None)
 
     def apply(self, event: object) -> None:
@@ -137,6 +138,7 @@ class TrainingView(QWidget):
             self.log(event.message)
         elif isinstance(event, tp.DataReady):
             self.progress.setRange(0, event.total_steps)
+            self.progress.setFormat("step %v of %m")
             self.chart.total_steps = event.total_steps
             self.log(f"Tokenized: {event.train_records} training / {event.val_records} "
                      f"validation records, {event.train_tokens:,} tokens "
@@ -171,6 +173,7 @@ class TrainingView(QWidget):
 
     def show_progress(self, e: tp.Progress) -> None:
         self.progress.setRange(0, e.total_steps)
+        self.progress.setFormat("step %v of %m")
         self.progress.setValue(e.step)
         self.phase_label.setText(f"Training: epoch {e.epoch:.2f}")
         self.stat_labels["eta"].setText(format_duration(e.eta_s))
@@ -216,6 +219,8 @@ class TrainingView(QWidget):
             self.set_buttons(self.compare_button, self.chat_button, self.new_run_button)
         else:
             self.set_buttons(self.new_run_button)
+        if status != "finished":  # nothing is left to wait for: no "Time left"
+            self.stat_labels["eta"].setText("–")
         self.phase_label.setText({"finished": "Done.", "cancelled": "Cancelled.",
                                   "failed": "Failed.", "interrupted": "Interrupted."}
                                  .get(status, ""))

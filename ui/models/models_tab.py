@@ -42,12 +42,12 @@ from app.inference.client import InferenceClient
 from app.models.hub import HubClient
 from app.models.library import LibraryError, ModelRecord
 from app.models.memory_fit import FitVerdict, SystemMemory, system_memory, verdict_for
-from app.units import format_bytes
+from app.units import count, format_bytes
 from app.workspace import Workspace
 from ui.background import Background
 from ui.models.export_dialog import ExportDialog
 from ui.models.hub_view import HubView
-from ui.models.library_model import LibraryTableModel
+from ui.models.library_model import LibraryTableModel, record_size
 from ui.notice_line import NoticeLine
 from ui.untrusted import PlainLabel, ask
 
@@ -158,10 +158,10 @@ class ModelsTab(QWidget):
         previous = select or (self.selected().name if self.selected() else None)
         records = self.workspace.library.list()
         self.model.set_records(records, self._verdicts(records))
-        total = sum(int(r.info.get("file_size") or 0) for r in records if r.managed)
-        linked = sum(int(r.info.get("file_size") or 0) for r in records if not r.managed)
+        total = sum(record_size(r) or 0 for r in records if r.managed)
+        linked = sum(record_size(r) or 0 for r in records if not r.managed)
         extra = f" (+ {format_bytes(linked)} in files Hearth does not own)" if linked else ""
-        self.totals.setText(f"{len(records)} models · {format_bytes(total)} on disk in "
+        self.totals.setText(f"{count(len(records), 'model')} · {format_bytes(total)} in "
                             f"{self.workspace.home.models}{extra}")
         if previous and (row := self.model.row_of(previous)) >= 0:
             self.table.selectRow(row)
@@ -261,7 +261,7 @@ class ModelsTab(QWidget):
             return
         if record.managed:
             text = (f"Remove {record.name} and delete its file "
-                    f"({format_bytes(record.info.get('file_size'))})?")
+                    f"({format_bytes(record_size(record), unknown='size unknown')})?")
         else:
             text = (f"Remove {record.name} from the library? Its file stays where it is:"
                     f"\n{record.path}")
