@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QMainWindow, QPushButton, QScrollArea, QTabWidget
 from app.chat.corrections import CorrectionStore
 from app.finetune.teach import VersionStore
 from app.workspace import Workspace
+from ui import theme
 from ui.chat.chat_page import ChatPage
 from ui.chat.chat_view_model import ChatViewModel
 from ui.chat.inference_bridge import InferenceBridge
@@ -47,6 +48,7 @@ class MainWindow(QMainWindow):
         self.models_tab.library_changed.connect(self.chat_page.model_bar.refresh_models)
         self._add_finetune_tabs()
         self._menus()
+        self._style = theme.apply_style(self)  # tab descenders, dark-theme radios
         self._shortcuts()
         self._restore()
         self._closed = False

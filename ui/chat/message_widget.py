@@ -251,7 +251,7 @@ class MessageWidget(QFrame):
         if error:
             # The first sentence says what happened; the fix is on the problem card.
             first = error.split(". ", 1)[0].rstrip(".") + "."
-            text += f"<br><span style='color:{theme.ERROR}'>{_escape(first)}</span>"
+            text += f"<br><span style='color:{theme.readable(theme.ERROR)}'>{_escape(first)}</span>"
         self.footer.setTextFormat(Qt.TextFormat.RichText if error else Qt.TextFormat.PlainText)
         self.set_stream_status(text)
         many = m.version_count > 1

@@ -114,7 +114,7 @@ class ModelBar(QFrame):
             self.notice.setText("· safe CPU kernels (optimized ones crashed here)")
             self.notice.setToolTip(chat.notice)
         self.notice.setVisible(bool(chat.notice))
-        self.dot.setStyleSheet(f"color: {_DOTS.get(chat.state, theme.MUTED)};")
+        self.dot.setStyleSheet(theme.colour_style(_DOTS.get(chat.state, theme.MUTED)))
         self.progress.setVisible(chat.state in (LOADING, STARTING))
         if chat.state == STARTING:
             self.progress.setRange(0, 0)  # busy indicator until progress is known

@@ -33,9 +33,6 @@ from ui import theme
 from ui.finetune.loss_chart import LossChart
 from ui.untrusted import PlainLabel, SafeTextBrowser
 
-theme.ERROR = "#c0392b"
-theme.SUCCESS = "#1e8449"
-
 
 def _drop_from(points: list[tuple[float, float]], step: float) -> None:
     """Remove the points at ``step`` and after (only a resumed run has any: O(1) else)."""
@@ -66,7 +63,7 @@ class TrainingView(QWidget):
                            ("loss", "Loss"), ("val", "Validation loss")):
             box = QVBoxLayout()
             caption = QLabel(title)
-            caption.setStyleSheet(f"color: {theme.MUTED}; font-size: 11px")
+            caption.setStyleSheet(f"color: {theme.readable(theme.MUTED)}; font-size: 11px")
             value = QLabel("–")
             value.setStyleSheet("font-size: 14px")
             box.addWidget(caption)
@@ -260,13 +257,14 @@ def summary_html(s: RunSummary, model: ModelRecord | None) -> str:
     rows.append(("Peak memory", f"estimated {format_bytes(est.peak_memory_bytes)}"
                                 f", used {format_bytes(s.peak_memory_bytes)}"))
     if s.truncated_records:
-        rows.append(("Truncated", f"<span style='color:{theme.ERROR}'>"
+        rows.append(("Truncated", f"<span style='color:{theme.readable(theme.ERROR)}'>"
                                   f"{s.truncated_records} records were cut to "
                                   f"{s.settings.max_seq_len} tokens</span>"))
     rows += _export_rows(s)
     if s.adapter_dir:
         rows.append(("Adapter", html.escape(str(s.adapter_dir))))
-    body = "".join(f"<tr><td style='color:{theme.MUTED}; padding-right:12px'>{k}</td>"
+    muted = theme.readable(theme.MUTED)
+    body = "".join(f"<tr><td style='color:{muted}; padding-right:12px'>{k}</td>"
                    f"<td>{v}</td></tr>" for k, v in rows)
     return f"<h3 style='margin:0'>Summary</h3><table cellspacing=3>{body}</table>"
 
@@ -288,9 +286,9 @@ def _export_rows(s: RunSummary) -> list[tuple[str, str]]:
             ("Quantized", f"validation loss {fid.torch_val_loss:.4f} in PyTorch, "
                           f"{fid.gguf_val_loss:.4f} as {fid.quant} GGUF")]
     for warning in fid.warnings:
-        rows.append(("⚠ Warning", f"<span style='color:{theme.ERROR}'>"
+        rows.append(("⚠ Warning", f"<span style='color:{theme.readable(theme.ERROR)}'>"
                                   f"{html.escape(warning)}</span>"))
     if not fid.warnings:
-        rows.append(("", f"<span style='color:{theme.SUCCESS}'>✓ The exported model matches "
-                         "the trained one.</span>"))
+        rows.append(("", f"<span style='color:{theme.readable(theme.SUCCESS)}'>✓ The "
+                         "exported model matches the trained one.</span>"))
     return rows
