@@ -17,7 +17,6 @@ Offline, huggingface_hub retries a failed connection five times with back-off (a
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -285,30 +284,3 @@ def hub_errors(doing: str, endpoint: str, repo: str | None = None):  # type: ign
     except httpx2.HTTPError as exc:
         raise HubError(f"cannot reach the Hugging Face hub at {endpoint} while {doing} "
                        f"({type(exc).__name__}); check the connection") from exc
-
-
-@dataclass(frozen=True)
-class CuratedModel:
-    """A recommended model from ``resources/curated_models.json``."""
-
-    repo: str
-    file: str
-    title: str
-    parameters: str
-    approx_size_mb: int
-    licence: str
-    good_at: str
-
-
-def load_curated() -> list[CuratedModel]:
-    """The curated list shipped in ``resources/``; empty (never a crash) if it is damaged."""
-    from importlib import resources
-
-    try:
-        raw = json.loads((resources.files("resources") / "curated_models.json")
-                         .read_text("utf-8"))
-        return [CuratedModel(**{k: m[k] for k in CuratedModel.__dataclass_fields__})
-                for m in raw["models"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("the curated model list could not be read: %s", exc)
-        return []

@@ -23,6 +23,8 @@ from PySide6.QtWidgets import (
 
 from app.chat.conversations import Message
 from app.chat.turn import PendingReply
+from app.models.curated import starter_note
+from app.models.library import UnknownModel
 from ui import theme
 from ui.chat.chat_view_model import ChatViewModel
 from ui.chat.markdown import MarkdownRenderer, warm_up
@@ -257,6 +259,12 @@ class ConversationView(QScrollArea):
         return (conversation.model if conversation and conversation.model
                 else self.chat.model_name or "Assistant")
 
+    def _is_starter(self, name: str) -> bool:
+        try:
+            return self.chat.workspace.library.get(name).source == "starter"
+        except UnknownModel:
+            return False
+
     def _update_empty(self) -> None:
         empty = not self.widgets and self.stream_widget is None
         if empty:
@@ -265,6 +273,8 @@ class ConversationView(QScrollArea):
             else:
                 text = (f"Chat with {self.chat.model_name}\n\nAsk anything. Enter sends, "
                         "Shift+Enter starts a new line.\nEverything stays on this computer.")
+                if self._is_starter(self.chat.model_name):
+                    text += "\n\n" + starter_note()
             self.empty.setText(text)
         self.empty.setVisible(empty)
 

@@ -30,10 +30,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.models.curated import CuratedModel, load_curated
 from app.models.download import hub_file_from_pending, pending_downloads
-from app.models.hub import CuratedModel, HubClient, HubFile, SearchResult, load_curated
+from app.models.hub import HubClient, HubFile, SearchResult
 from app.models.memory_fit import SystemMemory, check_fit, estimate_memory
-from app.units import MiB, format_bytes
+from app.units import format_bytes
 from app.workspace import Workspace
 from ui import theme
 from ui.background import Background
@@ -148,15 +149,15 @@ class HubView(QWidget):
         self.results_label.setText("<b>Recommended small chat models</b> "
                                    "(search above for anything else)")
         self.results.clearContents()
-        self.results.setColumnCount(5)
+        self.results.setColumnCount(6)
         self.results.setHorizontalHeaderLabels(["Model", "Params", "Size", "Licence",
-                                                "Good at"])
+                                                "Fine-tune", "Good at"])
         self.results.setRowCount(len(self.curated))
         for row, m in enumerate(self.curated):
-            self._set_row(self.results, row, [m.title, m.parameters,
-                                              f"~{format_bytes(m.approx_size_mb * MiB)}",
-                                              m.licence, m.good_at], m.repo, m.good_at)
-        for column, width in enumerate((180, 50, 60, 170)):
+            self._set_row(self.results, row, [m.title, m.parameters, m.size_text,
+                                              m.licence, "yes" if m.trainable else
+                                              "chat only", m.good_at], m.repo, m.good_at)
+        for column, width in enumerate((160, 50, 70, 150, 70)):
             self.results.setColumnWidth(column, width)
         self.results.setWordWrap(True)
         self.results.resizeRowsToContents()

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.inference.client import InferenceClient
+from app.models.curated import starter_note
 from app.models.hub import HubClient
 from app.models.library import LibraryError, ModelRecord
 from app.models.memory_fit import FitVerdict, SystemMemory, system_memory, verdict_for
@@ -115,6 +116,9 @@ class ModelsTab(QWidget):
         self.totals = PlainLabel()
         self.totals.setWordWrap(True)  # paths are long; never widen the whole window
         self.status = NoticeLine("Drop .gguf files here to import them.")
+        self.starter_note = PlainLabel()
+        self.starter_note.setWordWrap(True)
+        self.starter_note.setObjectName("starterNote")
 
         buttons = QHBoxLayout()
         for b in (self.chat_button, self.import_button, self.remove_button,
@@ -128,6 +132,7 @@ class ModelsTab(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.totals)
+        layout.addWidget(self.starter_note)
         layout.addWidget(self.status)
         self.pages = QTabWidget()
         self.pages.addTab(installed, "Installed")
@@ -163,6 +168,9 @@ class ModelsTab(QWidget):
         extra = f" (+ {format_bytes(linked)} in files Hearth does not own)" if linked else ""
         self.totals.setText(f"{count(len(records), 'model')} · {format_bytes(total)} in "
                             f"{self.workspace.home.models}{extra}")
+        starter = any(r.source == "starter" for r in records)
+        self.starter_note.setText(starter_note() if starter else "")
+        self.starter_note.setVisible(starter)
         if previous and (row := self.model.row_of(previous)) >= 0:
             self.table.selectRow(row)
         elif records:
