@@ -227,6 +227,9 @@ class ConversationView(QScrollArea):
         widget.continue_requested.connect(self._on_continue)
         widget.edit_submitted.connect(self._on_edit_submitted)
         widget.version_requested.connect(self._on_version_requested)
+        widget.branches.branch_requested.connect(self.chat.select_branch)
+        widget.branches.branch_from_requested.connect(self.chat.branch_from)
+        widget.branches.later_requested.connect(self.chat.show_later)
         if widget.role == "assistant":
             widget.correct_requested.connect(self.correct_requested)
         return widget

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from app.chat.conversations import CANCELLED, INTERRUPTED, TRUNCATED, Message
 from app.units import format_token_rate
 from ui import theme
+from ui.chat.branch_bar import BranchBar
 from ui.chat.markdown import MarkdownRenderer, split_pieces, split_points
 from ui.chat.message_body import SYNC_RENDER_CHARS, MessageBody
 from ui.status_note import tell
@@ -116,6 +117,8 @@ class MessageWidget(QFrame):
                                                "have given: saved as a training example for "
                                                "Fine-tune", self._on_correct)
         self.actions.addStretch(1)
+        self.branches = BranchBar()
+        self.actions.addWidget(self.branches)
 
         self.editor: QPlainTextEdit | None = None
         self.needs_render = False
@@ -225,6 +228,7 @@ class MessageWidget(QFrame):
         self.note.setVisible(bool(text))
 
     def _update_footer(self) -> None:
+        self.branches.show_for(None if self.streaming else self.message, self.is_last)
         m = self.message
         if self.role == "user":
             self.footer.hide()
@@ -268,6 +272,8 @@ class MessageWidget(QFrame):
 
     def set_actions_enabled(self, enabled: bool) -> None:
         """Actions that start a reply are off while another reply is in flight."""
+        self.branches.show_for(None if self.streaming else self.message, self.is_last,
+                               enabled)
         if self.role == "user":
             self.edit_button.setEnabled(enabled)
         else:
