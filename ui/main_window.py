@@ -230,6 +230,7 @@ class MainWindow(QMainWindow):
             self.finetune_tab.shutdown()
             self.teach_panel.shutdown()
             self.models_tab.shutdown()
+            self.menus.importer.shutdown()
             self.chat.shutdown()
             self.chat_page.view.shutdown()
             if self.doctor_dialog is not None:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtGui import QAction, QKeySequence
 
+from ui.chat.import_flow import ConversationImporter
+
 if TYPE_CHECKING:
     from ui.main_window import MainWindow
 
@@ -24,6 +26,11 @@ class MenuBar:
         bar = window.menuBar()
         file_menu = bar.addMenu("&File")
         self.new_chat = self._add(file_menu, "&New chat", window.new_chat, "Ctrl+N")
+        self.importer = ConversationImporter(window.chat, window)
+        self.import_chats = self._add(file_menu, "&Import conversations…",
+                                      self.importer.choose, "Ctrl+O")
+        self.import_chats.setToolTip("OpenAI or ShareGPT JSONL, ChatGPT's conversations."
+                                     "json, Open WebUI's export, or Hearth's own JSON")
         file_menu.addSeparator()
         self.export_md = self._add(file_menu, "Export conversation as &Markdown…",
                                    lambda: self._export("md"))
