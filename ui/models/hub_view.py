@@ -157,7 +157,7 @@ class HubView(QWidget):
             self._set_row(self.results, row, [m.title, m.parameters, m.size_text,
                                               m.licence, "yes" if m.trainable else
                                               "chat only", m.good_at], m.repo, m.good_at)
-        for column, width in enumerate((160, 50, 70, 150, 70)):
+        for column, width in enumerate((130, 42, 68, 105, 66)):
             self.results.setColumnWidth(column, width)
         self.results.setWordWrap(True)
         self.results.resizeRowsToContents()

@@ -165,9 +165,12 @@ class ModelsTab(QWidget):
         self.model.set_records(records, self._verdicts(records))
         total = sum(record_size(r) or 0 for r in records if r.managed)
         linked = sum(record_size(r) or 0 for r in records if not r.managed)
-        extra = f" (+ {format_bytes(linked)} in files Hearth does not own)" if linked else ""
-        self.totals.setText(f"{count(len(records), 'model')} · {format_bytes(total)} in "
-                            f"{self.workspace.home.models}{extra}")
+        where = self.workspace.home.models
+        parts = [count(len(records), "model"),
+                 f"{format_bytes(total)} in {where}" if total else f"nothing stored in {where}"]
+        if linked:
+            parts.append(f"{format_bytes(linked)} in files Hearth does not own")
+        self.totals.setText(" · ".join(parts))
         starter = any(r.source == "starter" for r in records)
         self.starter_note.setText(starter_note() if starter else "")
         self.starter_note.setVisible(starter)
@@ -310,7 +313,8 @@ class ModelsTab(QWidget):
 
     def _on_import_failed(self, exc: BaseException) -> None:
         self.import_button.setEnabled(True)
-        self.say(f"Could not import: {exc}", error=True, action="Choose another file…",
+        text = str(exc) or type(exc).__name__
+        self.say(text[:1].upper() + text[1:], error=True, action="Choose another file…",
                  do=self._on_import_clicked)
 
     def _on_hub_activity(self, summary: str) -> None:
