@@ -43,3 +43,27 @@ def test_hf_hub_offline_is_respected(fake_hub: FakeHub,  # noqa: F811
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     assert HubClient().search("gguf") == []  # an empty hub, asked
     assert fake_hub.requests
+
+
+def test_the_hub_view_says_offline_and_offers_to_try_again(
+        qtbot, workspace, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    from ui.models.hub_view import HubView
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    view = HubView(workspace, lambda: HubClient(endpoint))
+    qtbot.addWidget(view)
+    try:
+        started = time.monotonic()
+        view.search("qwen")
+        assert view.status.text() == "Searching for 'qwen'…"
+        qtbot.waitUntil(lambda: view.status.error, timeout=5000)
+        assert time.monotonic() - started < 3.0
+        assert "offline" in view.status.text()
+        assert view.status.action_button.text() == "Try again"
+        assert not view.status.action_button.isHidden()
+        view.status.action_button.click()
+        assert view.status.text() == "Searching for 'qwen'…"  # asked again
+        qtbot.waitUntil(lambda: view.status.error, timeout=5000)
+    finally:
+        view.shutdown()
