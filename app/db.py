@@ -78,6 +78,23 @@ MIGRATIONS: list[str] = [
     ALTER TABLE messages ADD COLUMN versions TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE messages ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
     """,
+    # 4: branches. A message follows its ``parent_id`` (NULL: the first); messages with
+    # the same parent are branches of one another (edit and resend, "Branch from
+    # here"), and ``conversations.leaf_id`` is the last message of the branch shown.
+    # ``position`` stays the depth, so a branch reads in order as before. Until now a
+    # conversation was one line: each message's parent is the one before it.
+    """
+    ALTER TABLE messages ADD COLUMN parent_id INTEGER REFERENCES messages(id)
+        ON DELETE CASCADE;
+    ALTER TABLE conversations ADD COLUMN leaf_id INTEGER;
+    UPDATE messages SET parent_id = (
+        SELECT p.id FROM messages p WHERE p.conversation_id = messages.conversation_id
+        AND p.position = messages.position - 1 ORDER BY p.id LIMIT 1);
+    UPDATE conversations SET leaf_id = (
+        SELECT m.id FROM messages m WHERE m.conversation_id = conversations.id
+        ORDER BY m.position DESC, m.id DESC LIMIT 1);
+    CREATE INDEX messages_by_parent ON messages(conversation_id, parent_id);
+    """,
 ]
 
 

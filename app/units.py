@@ -16,6 +16,11 @@ TiB = 1 << 40
 _BYTE_UNITS = {"TiB": TiB, "GiB": GiB, "MiB": MiB, "KiB": KiB}
 
 
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """"1 model", "2 models", "1,024 records": a number with its noun agreeing."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
+
 def _three_digits(value: float) -> str:
     """Three significant digits, decided on the rounded value (9.996 is "10.0", not "10.00")."""
     if round(abs(value), 2) < 10:

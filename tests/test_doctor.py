@@ -68,7 +68,7 @@ def test_system_check_in_the_app_shows_the_report(qtbot: QtBot, workspace: Works
     window = MainWindow(workspace)
     qtbot.addWidget(window)
     try:
-        assert window.menuBar().actions()[0].text() == "&Help"
+        assert window.menuBar().actions()[-1].text() == "&Help"
         window.system_check_action.trigger()
         dialog = window.doctor_dialog
         assert dialog is not None and dialog.isVisible()

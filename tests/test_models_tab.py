@@ -68,7 +68,7 @@ def test_table_shows_metadata_fit_and_disk_use(make_tab, workspace, tmp_path) ->
     assert row[FIT_COLUMN].startswith("fits")
     assert "RAM free" in _cell(tab, 0, FIT_COLUMN, Qt.ItemDataRole.ToolTipRole)
     assert _cell(tab, 0, FIT_COLUMN, Qt.ItemDataRole.BackgroundRole) is not None
-    assert tab.totals.text().startswith("1 models · ")
+    assert tab.totals.text().startswith("1 model · ")
 
 
 def test_fit_turns_red_when_memory_is_short(make_tab, workspace, tmp_path) -> None:

@@ -189,7 +189,7 @@ def test_strangers_text_reads_no_file_and_shows_literally(
         row = hub.rows[0]
         assert f"{hostile}-Q4_K_M.gguf · evil/{hostile}" == _shown(row.title)
         assert arch in _shown(hub.files_label)
-        assert "<img src=trap.png>.gguf" in _shown(window.models_tab.status)
+        assert "<img src=trap.png>.gguf" in _shown(window.models_tab.status.label)
         assert hostile in QToolTip.text() or hostile in _plain_html(QToolTip.text())
         QToolTip.hideText()
     finally:

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QMainWindow, QPushButton, QScrollArea, QTabWidget
 from app.chat.corrections import CorrectionStore
 from app.finetune.teach import VersionStore
 from app.workspace import Workspace
+from ui import theme
 from ui.chat.chat_page import ChatPage
 from ui.chat.chat_view_model import ChatViewModel
 from ui.chat.inference_bridge import InferenceBridge
@@ -22,6 +23,7 @@ from ui.datasets.datasets_view import CorrectReplyDialog, DatasetsView
 from ui.datasets.teach_panel import TeachPanel
 from ui.doctor_dialog import DoctorDialog
 from ui.finetune.finetune_tab import FineTuneTab
+from ui.menu_bar import MenuBar
 from ui.models.models_tab import ModelsTab
 
 
@@ -40,12 +42,13 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.tabs)
         self.chat_page = ChatPage(self.chat)
         self.tabs.addTab(self.chat_page, "Chat")
-        self.models_tab = ModelsTab(workspace, self.bridge.client)
+        self.models_tab = ModelsTab(workspace, self.bridge.client, unload_chat=self.chat.unload)
         self.tabs.addTab(self.models_tab, "Models")
         self.models_tab.chat_requested.connect(self.chat_with_model)
         self.models_tab.library_changed.connect(self.chat_page.model_bar.refresh_models)
         self._add_finetune_tabs()
         self._menus()
+        self._style = theme.apply_style(self)  # tab descenders, dark-theme radios
         self._shortcuts()
         self._restore()
         self._closed = False
@@ -68,12 +71,9 @@ class MainWindow(QMainWindow):
     # -------------------------------------------------------------- internals
 
     def _menus(self) -> None:
-        help_menu = self.menuBar().addMenu("&Help")
-        self.system_check_action = help_menu.addAction("System check…")
-        self.system_check_action.setToolTip("What this machine offers Hearth, with a short "
-                                            "self-test (the same as 'hearth doctor')")
-        self.system_check_action.triggered.connect(self.show_system_check)
         self.doctor_dialog: DoctorDialog | None = None
+        self.menus = MenuBar(self)
+        self.system_check_action = self.menus.system_check
 
     def show_system_check(self) -> DoctorDialog:
         if self.doctor_dialog is None:
@@ -85,13 +85,12 @@ class MainWindow(QMainWindow):
         return self.doctor_dialog
 
     def _shortcuts(self) -> None:
-        for keys, slot in (("Ctrl+N", self._on_new_chat), ("Ctrl+L", self._on_focus_composer),
-                           ("Esc", self._on_stop)):
+        for keys, slot in (("Ctrl+L", self._on_focus_composer), ("Esc", self._on_stop)):
             shortcut = QShortcut(QKeySequence(keys), self)
             shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
             shortcut.activated.connect(slot)
 
-    def _on_new_chat(self) -> None:
+    def new_chat(self) -> None:
         self.tabs.setCurrentWidget(self.chat_page)
         self.chat.new_conversation()
         self.chat_page.composer.focus()
@@ -232,6 +231,7 @@ class MainWindow(QMainWindow):
             self.finetune_tab.shutdown()
             self.teach_panel.shutdown()
             self.models_tab.shutdown()
+            self.menus.importer.shutdown()
             self.chat.shutdown()
             self.chat_page.view.shutdown()
             if self.doctor_dialog is not None:

@@ -10,7 +10,16 @@ one colour towards another, so they follow the system theme too.
 
 from __future__ import annotations
 
-from PySide6.QtGui import QColor, QPalette
+from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QPainter, QPalette, QPen
+from PySide6.QtWidgets import (
+    QProxyStyle,
+    QRadioButton,
+    QStyle,
+    QStyleOption,
+    QTabBar,
+    QWidget,
+)
 
 # -- status: text and marks that say how something went -------------------------------
 ERROR = "#d1242f"
@@ -62,6 +71,81 @@ def mix(a: QColor | str, b: QColor | str, t: float) -> str:
                   round(a.blue() + (b.blue() - a.blue()) * t)).name()
 
 
+ON_DARK = {ERROR: "#ff7b72", SUCCESS: "#3fb950", PENDING: "#e3b341", MUTED: "#9da7b1"}
+"""The status roles as drawn on a dark theme: the light-theme reds and greens are too dark
+to read on a dark background (contrast under 3:1)."""
+
+
+def readable(role: str, palette: QPalette | None = None) -> str:
+    """``role`` as it reads on ``palette`` (the application's by default)."""
+    from PySide6.QtGui import QGuiApplication
+
+    dark = is_dark(palette if palette is not None else QGuiApplication.palette())
+    return ON_DARK.get(role, role) if dark else role
+
+
 def colour_style(role: str) -> str:
-    """A style sheet that colours a label's text: ``label.setStyleSheet(colour_style(ERROR))``."""
-    return f"color: {role}"
+    """A style sheet that colours a label's text: ``label.setStyleSheet(colour_style(ERROR))``.
+    The colour is the role's readable one on the current theme (:func:`readable`)."""
+    return f"color: {readable(role)}"
+
+
+TAB_EXTRA_HEIGHT = 4
+"""Pixels added under a tab's text: Fusion draws an inactive tab 2 px lower inside the
+same height, which cut the descenders off "Hugging" on the Models tab's sub-tabs."""
+
+
+def contrast(a: QColor | str, b: QColor | str) -> float:
+    """The WCAG contrast ratio of two colours (1 to 21; text wants 4.5, marks 3)."""
+    def luminance(colour: QColor) -> float:
+        channels = [c / 255 for c in (colour.red(), colour.green(), colour.blue())]
+        lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+    la, lb = sorted((luminance(QColor(a)), luminance(QColor(b))), reverse=True)
+    return (la + 0.05) / (lb + 0.05)
+
+
+class HearthStyle(QProxyStyle):
+    """The application's own style with two repairs the walkthrough asked for: tabs tall
+    enough for their descenders, and radio buttons that can be seen on a dark theme
+    (Fusion draws a near-black ring and a grey dot on a near-black background)."""
+
+    def sizeFromContents(self, kind: QStyle.ContentsType, option: QStyleOption | None,  # noqa: N802
+                         size: QSize, widget: QWidget | None = None) -> QSize:
+        result = super().sizeFromContents(kind, option, size, widget)
+        if kind == QStyle.ContentsType.CT_TabBarTab:
+            result.setHeight(result.height() + TAB_EXTRA_HEIGHT)
+        return result
+
+    def drawPrimitive(self, element: QStyle.PrimitiveElement, option: QStyleOption,  # noqa: N802
+                      painter: QPainter, widget: QWidget | None = None) -> None:
+        if (element != QStyle.PrimitiveElement.PE_IndicatorRadioButton
+                or not is_dark(option.palette)):
+            super().drawPrimitive(element, option, painter, widget)
+            return
+        palette = option.palette
+        base = palette.color(QPalette.ColorRole.Base)
+        text = palette.color(QPalette.ColorRole.Text)
+        ring = QRectF(option.rect).adjusted(1.5, 1.5, -1.5, -1.5)
+        painter.save()
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(QPen(QColor(mix(base, text, 0.65)), 1.3))
+        painter.setBrush(QColor(mix(base, text, 0.06)))
+        painter.drawEllipse(ring)
+        if option.state & QStyle.StateFlag.State_On:
+            inset = ring.width() * 0.27
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(mix(palette.color(QPalette.ColorRole.Highlight),
+                                        text, 0.35)))
+            painter.drawEllipse(ring.adjusted(inset, inset, -inset, -inset))
+        painter.restore()
+
+
+def apply_style(root: QWidget) -> HearthStyle:
+    """Give every tab bar and radio button under ``root`` :class:`HearthStyle`; keep
+    the returned style alive as long as ``root`` (a widget does not own its style)."""
+    style = HearthStyle()
+    style.setParent(root)
+    for widget in (*root.findChildren(QTabBar), *root.findChildren(QRadioButton)):
+        widget.setStyle(style)
+    return style

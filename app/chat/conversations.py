@@ -3,6 +3,14 @@
 Each message is written in its own transaction as soon as it is final, so closing the
 window, a crashed worker or a crashed app loses at most the reply being streamed, and a
 reply cut short is stored with what was produced so far and a status saying why.
+
+A conversation is a tree: each message follows a parent, and messages with the same
+parent are *branches* of one another, as a regenerated reply's versions are of one
+another one level down. Editing and resending a message starts a branch beside it;
+"Branch from here" ends the shown branch at a message, so the next message starts a new
+one. Nothing is deleted: the conversation shows one branch (its ``leaf_id`` and the
+messages above it), and :meth:`ConversationStore.messages` — and so
+:func:`model_messages`, what the model sees — follows it.
 """
 
 from __future__ import annotations
@@ -45,6 +53,14 @@ class Message:
     # while there is only one. ``version`` is the index of the one shown.
     versions: list[dict[str, Any]] = field(default_factory=list)
     version: int = 0
+    parent_id: int | None = None
+    # Where this message stands among its branches (messages with the same parent):
+    # ``branch`` is its index, ``branch_count`` how many there are.
+    branch: int = 0
+    branch_count: int = 1
+    # Messages after this one that the shown branch does not show (it ends here after
+    # "Branch from here"): they can be shown again.
+    hidden_after: int = 0
 
     @property
     def version_count(self) -> int:
@@ -57,6 +73,10 @@ def _now() -> str:
 
 class UnknownConversation(LookupError):
     pass
+
+
+class _Shown:
+    """``add_message``'s default place: after the shown branch's last message."""
 
 
 class ConversationStore:
@@ -122,21 +142,24 @@ class ConversationStore:
     # ---------------------------------------------------------------- messages
 
     def add_message(self, conversation_id: int, role: str, content: str,
-                    status: str = COMPLETE, stats: dict[str, Any] | None = None) -> Message:
+                    status: str = COMPLETE, stats: dict[str, Any] | None = None,
+                    after: int | None | type[_Shown] = _Shown) -> Message:
+        """Add a message after ``after`` (a message id; None: as a first message), by
+        default after the shown branch's last one; the new message is then shown."""
         now = _now()
         with self.conn.transaction():
-            position = self.conn.execute(
-                "SELECT COALESCE(MAX(position), -1) + 1 FROM messages"
-                " WHERE conversation_id = ?", (conversation_id,)).fetchone()[0]
+            parent = self._leaf(conversation_id) if after is _Shown else after
+            position = 0 if parent is None else self.conn.execute(
+                "SELECT position + 1 FROM messages WHERE id = ?", (parent,)).fetchone()[0]
             cur = self.conn.execute(
                 "INSERT INTO messages (conversation_id, position, role, content, status,"
-                " stats, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " stats, created_at, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (conversation_id, position, role, content, status,
-                 json.dumps(stats) if stats is not None else None, now))
-            self.conn.execute("UPDATE conversations SET updated_at = ? WHERE id = ?",
-                              (now, conversation_id))
+                 json.dumps(stats) if stats is not None else None, now, parent))
+            self.conn.execute("UPDATE conversations SET updated_at = ?, leaf_id = ?"
+                              " WHERE id = ?", (now, cur.lastrowid, conversation_id))
         return Message(cur.lastrowid, conversation_id, position, role, content, status,
-                       stats, now)
+                       stats, now, parent_id=parent)
 
     def update_message(self, message_id: int, *, content: str | None = None,
                        status: str | None = None, stats: dict[str, Any] | None = None
@@ -204,15 +227,85 @@ class ConversationStore:
         return _message(row)
 
     def delete_messages_from(self, conversation_id: int, position: int) -> None:
-        """Drop the message at ``position`` and everything after it (edit and resend)."""
-        self.conn.execute("DELETE FROM messages WHERE conversation_id = ? AND position >= ?",
-                          (conversation_id, position))
+        """Drop the shown message at ``position`` with everything after it, in every
+        branch (a person's explicit delete; edit and resend keeps them as a branch)."""
+        with self.conn.transaction():
+            shown = [m for m in self.messages(conversation_id) if m.position == position]
+            if shown:
+                self.conn.execute("DELETE FROM messages WHERE id = ?", (shown[0].id,))
+                self._set_leaf(conversation_id, shown[0].parent_id)
 
     def messages(self, conversation_id: int) -> list[Message]:
+        """The shown branch, first message first, each knowing its place among its
+        branches."""
         rows = self.conn.execute(
-            "SELECT * FROM messages WHERE conversation_id = ? ORDER BY position",
-            (conversation_id,)).fetchall()
-        return [_message(r) for r in rows]
+            "WITH RECURSIVE path(id) AS ("
+            " SELECT leaf_id FROM conversations WHERE id = ? AND leaf_id IS NOT NULL"
+            " UNION ALL SELECT m.parent_id FROM messages m JOIN path ON m.id = path.id"
+            " WHERE m.parent_id IS NOT NULL)"
+            " SELECT messages.* FROM messages JOIN path ON messages.id = path.id"
+            " ORDER BY messages.position", (conversation_id,)).fetchall()
+        messages = [_message(r) for r in rows]
+        if not messages:
+            return messages
+        children: dict[int | None, list[int]] = {}
+        for row in self.conn.execute("SELECT id, parent_id FROM messages WHERE"
+                                     " conversation_id = ? ORDER BY id", (conversation_id,)):
+            children.setdefault(row["parent_id"], []).append(row["id"])
+        for m in messages:
+            siblings = children.get(m.parent_id, [m.id])
+            m.branch, m.branch_count = siblings.index(m.id), len(siblings)
+        messages[-1].hidden_after = len(children.get(messages[-1].id, []))
+        return messages
+
+    # ---------------------------------------------------------------- branches
+
+    def branch_beside(self, message_id: int, content: str) -> Message:
+        """A new message of the same role beside ``message_id`` (edit and resend): a
+        branch of its own; the old message and all after it stay, one branch away."""
+        message = self.message(message_id)
+        return self.add_message(message.conversation_id, message.role, content,
+                                after=message.parent_id)
+
+    def branch_from(self, message_id: int) -> Message:
+        """End the shown branch at ``message_id``: the next message starts a new branch,
+        and the messages that followed stay reachable (:meth:`show_later`)."""
+        message = self.message(message_id)
+        self._set_leaf(message.conversation_id, message.id)
+        return message
+
+    def select_branch(self, message_id: int, index: int) -> Message:
+        """Show branch ``index`` of those beside ``message_id``, as it was last left
+        (down to its most recent message)."""
+        message = self.message(message_id)
+        siblings = [r["id"] for r in self.conn.execute(
+            "SELECT id FROM messages WHERE conversation_id = ? AND parent_id IS ?"
+            " ORDER BY id", (message.conversation_id, message.parent_id))]
+        if not 0 <= index < len(siblings):
+            raise IndexError(f"message {message_id} has {len(siblings)} branch(es), "
+                             f"not {index + 1}")
+        self.show_later(siblings[index])
+        return self.message(siblings[index])
+
+    def show_later(self, message_id: int) -> None:
+        """Show the branch through ``message_id`` down to its most recent message (the
+        newest message under it has nothing after it, so it ends a branch)."""
+        newest = self.conn.execute(
+            "WITH RECURSIVE below(id) AS (SELECT ? UNION ALL SELECT m.id FROM messages m"
+            " JOIN below ON m.parent_id = below.id) SELECT MAX(id) FROM below",
+            (message_id,)).fetchone()[0]
+        self._set_leaf(self.message(message_id).conversation_id, newest)
+
+    def _leaf(self, conversation_id: int) -> int | None:
+        row = self.conn.execute("SELECT leaf_id FROM conversations WHERE id = ?",
+                                (conversation_id,)).fetchone()
+        if row is None:
+            raise UnknownConversation(f"no conversation {conversation_id}")
+        return row["leaf_id"]
+
+    def _set_leaf(self, conversation_id: int, message_id: int | None) -> None:
+        self.conn.execute("UPDATE conversations SET leaf_id = ?, updated_at = ? WHERE id = ?",
+                          (message_id, _now(), conversation_id))
 
     def prompt_messages(self, conversation_id: int, before: int | None = None
                         ) -> list[dict[str, str]]:
@@ -247,7 +340,7 @@ def _message(r: sqlite3.Row) -> Message:
                    role=r["role"], content=r["content"], status=r["status"],
                    stats=json.loads(r["stats"]) if r["stats"] else None,
                    created_at=r["created_at"], versions=json.loads(r["versions"]),
-                   version=r["version"])
+                   version=r["version"], parent_id=r["parent_id"])
 
 
 def _version_of(message: Message) -> dict[str, Any]:

@@ -96,17 +96,17 @@ class ChatSession:
 
     def edit_and_resend(self, conversation_id: int, message_id: int, text: str,
                         sampling: p.SamplingParams | None = None) -> PendingReply:
-        """Replace one of the person's messages and ask again from there.
+        """Send an edited copy of one of the person's messages and ask again from there.
 
-        The turns after the edited message answered the old text, so they are dropped.
+        The edited message starts a new branch beside the old one; the old message and
+        the turns that answered it stay, one ‹ › away (nothing is deleted).
         """
         message = self.store.message(message_id)
         if message.conversation_id != conversation_id or message.role != "user":
             raise ValueError("only your own messages can be edited")
         if not text.strip():
             raise ValueError("the message is empty")
-        self.store.delete_messages_from(conversation_id, message.position)
-        self.store.add_message(conversation_id, "user", text)
+        self.store.branch_beside(message_id, text)
         return self._request(conversation_id, sampling)
 
     def continue_reply(self, conversation_id: int, sampling: p.SamplingParams | None = None

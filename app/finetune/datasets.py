@@ -35,6 +35,7 @@ from app.finetune.dataset_records import (
     detect_format,
     plain_text_examples,
 )
+from app.units import count
 
 FORMATS = ("openai", "sharegpt", "alpaca", "text")
 MAX_SHOWN_ISSUES = 20
@@ -79,7 +80,8 @@ class DatasetStats:
     longest_record_line: int
 
     def describe(self) -> str:
-        return (f"{self.records} records ({self.duplicates_dropped} duplicates dropped), "
+        return (f"{count(self.records, 'record')} ({count(self.duplicates_dropped, 'duplicate')}"
+                " dropped), "
                 f"about {self.approx_tokens:,} tokens (estimated from characters), "
                 f"longest record: {self.longest_record_chars:,} characters "
                 f"(line {self.longest_record_line})")

@@ -158,6 +158,17 @@ class GGUFInfo:
         return self.arch_count("vocab_size")
 
 
+def _shown(magic: bytes) -> str:
+    """The first bytes as a person reads them: “This” for text, hex otherwise (a Python
+    bytes literal such as b'This' meant nothing to the person who saw it)."""
+    if not magic:
+        return "the file is empty"
+    text = magic.decode("ascii", "replace")
+    if text.isprintable() and "\ufffd" not in text:
+        return f"it starts with “{text}”, where a GGUF model starts with “GGUF”"
+    return f"it starts with 0x{magic.hex()}, where a GGUF model starts with “GGUF”"
+
+
 def _whole(key: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise GGUFError(f"metadata {key} is {str(value)[:40]!r}, not a whole number")
@@ -345,7 +356,7 @@ def _parse(fh: BinaryIO, path: Path, size: int) -> GGUFInfo:
     reader = _Reader(fh, size)
     magic = fh.read(4)
     if magic != GGUF_MAGIC:
-        raise GGUFError(f"this file is not a GGUF model (bad magic bytes {magic!r})")
+        raise GGUFError(f"this file is not a GGUF model (bad magic bytes: {_shown(magic)})")
     version = reader.scalar("<I")
     if version not in SUPPORTED_VERSIONS:
         raise GGUFError(f"GGUF version {version} is not supported (only 2 and 3)")
@@ -409,7 +420,8 @@ def read_metadata_prefix(data: bytes) -> dict[str, Any]:
     import io
 
     if data[:4] != GGUF_MAGIC:
-        raise GGUFError(f"this file is not a GGUF model (bad magic bytes {data[:4]!r})")
+        raise GGUFError(f"this file is not a GGUF model (bad magic bytes: "
+                        f"{_shown(data[:4])})")
     size = 1 << 62  # the real size is unknown; bounds are checked against the prefix
     reader = _Reader(io.BytesIO(data), size)
     metadata: dict[str, Any] = {}

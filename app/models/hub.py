@@ -7,18 +7,25 @@ both it and the model browser ask the hub, and how hub failures are said to a pe
 ``HF_ENDPOINT`` is read when a :class:`HubClient` is built (not at import, so tests and
 mirrors can point it elsewhere), and the token is ``HF_TOKEN`` or the stored
 ``hf auth login`` token via huggingface_hub's own lookup. Tokens are never logged.
+
+Offline, huggingface_hub retries a failed connection five times with back-off (about
+23 s of "Searching…"); so each search or listing first checks in at most
+:data:`REACH_TIMEOUT_S` that the hub's host answers at all, and ``HF_HUB_OFFLINE=1``
+(read at each call) stops before any request.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
+import socket
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx2
 from huggingface_hub import HfApi, constants, hf_hub_url
@@ -52,6 +59,45 @@ def quant_from_filename(filename: str) -> str | None:
     stem = Path(filename).name
     found = _QUANT.findall(stem)
     return found[-1].upper() if found else None
+
+
+REACH_TIMEOUT_S = 3.0
+"""How long a search waits to learn that the hub cannot be reached at all."""
+
+
+def hub_offline_setting() -> bool:
+    """``HF_HUB_OFFLINE`` as huggingface_hub reads it, but now (it reads it at import)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "on", "yes", "true")
+
+
+def check_reachable(endpoint: str, timeout: float = REACH_TIMEOUT_S) -> None:
+    """Raise :class:`HubError` saying Hearth is offline unless ``endpoint``'s host accepts
+    a connection within ``timeout`` seconds (name lookup included, on a daemon thread
+    because a lookup cannot be given a timeout)."""
+    if hub_offline_setting():
+        raise HubError("the hub is switched off here (HF_HUB_OFFLINE is set): models "
+                       "already downloaded still work; unset it to search or download")
+    parsed = urlparse(endpoint)
+    host = parsed.hostname or ""
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    failure: list[str] = [f"no answer within {timeout:.0f} s"]
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            failure.clear()
+        except socket.gaierror:
+            failure[:] = [f"the name {host} cannot be looked up"]
+        except OSError as exc:
+            failure[:] = [exc.strerror or type(exc).__name__]
+
+    thread = threading.Thread(target=connect, name="hub-reach", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive() or failure:
+        raise HubError(f"offline: cannot reach the Hugging Face hub at {endpoint} "
+                       f"({failure[0] if failure else 'no answer'}); check the connection "
+                       "and try again. Models already downloaded still work")
 
 
 def hub_endpoint() -> str:
@@ -104,6 +150,7 @@ class HubClient:
 
     def search(self, query: str, limit: int = 30) -> list[SearchResult]:
         """GGUF model repositories matching ``query``, most downloaded first."""
+        check_reachable(self.endpoint)
         with hub_errors(f"searching for {query!r}", self.endpoint):
             models = self.api.list_models(search=query or None, filter="gguf",
                                           sort="downloads", limit=limit)
@@ -122,6 +169,7 @@ class HubClient:
         The revision is pinned to the commit the hub reports, so that a download that
         resumes tomorrow fetches the same bytes even if the repository moved on.
         """
+        check_reachable(self.endpoint)
         with hub_errors(f"reading {repo}", self.endpoint, repo):
             info = self.api.model_info(repo, revision=revision, files_metadata=True)
         commit = info.sha or revision or "main"
@@ -236,30 +284,3 @@ def hub_errors(doing: str, endpoint: str, repo: str | None = None):  # type: ign
     except httpx2.HTTPError as exc:
         raise HubError(f"cannot reach the Hugging Face hub at {endpoint} while {doing} "
                        f"({type(exc).__name__}); check the connection") from exc
-
-
-@dataclass(frozen=True)
-class CuratedModel:
-    """A recommended model from ``resources/curated_models.json``."""
-
-    repo: str
-    file: str
-    title: str
-    parameters: str
-    approx_size_mb: int
-    licence: str
-    good_at: str
-
-
-def load_curated() -> list[CuratedModel]:
-    """The curated list shipped in ``resources/``; empty (never a crash) if it is damaged."""
-    from importlib import resources
-
-    try:
-        raw = json.loads((resources.files("resources") / "curated_models.json")
-                         .read_text("utf-8"))
-        return [CuratedModel(**{k: m[k] for k in CuratedModel.__dataclass_fields__})
-                for m in raw["models"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("the curated model list could not be read: %s", exc)
-        return []

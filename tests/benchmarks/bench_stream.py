@@ -44,7 +44,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from app.chat.turn import PendingReply  # noqa: E402
 from app.inference import protocol as p  # noqa: E402
 from app.workspace import Workspace, open_workspace  # noqa: E402
-from ui.chat.message_widget import MessageBody  # noqa: E402
+from ui.chat.message_body import MessageBody  # noqa: E402
 
 TARGET_MS = 50.0
 

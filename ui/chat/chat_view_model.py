@@ -234,6 +234,26 @@ class ChatViewModel(QObject):
         if self.conversation_id is not None:
             self.messages_changed.emit(self.conversation_id)
 
+    # ---------------------------------------------------------------- branches
+
+    def select_branch(self, message_id: int, index: int) -> None:
+        """Show another branch beside ``message_id`` (what the model sees follows it)."""
+        self._change_branch(lambda: self.store.select_branch(message_id, index))
+
+    def branch_from(self, message_id: int) -> None:
+        """End the shown branch at ``message_id``: the next message starts a new one."""
+        self._change_branch(lambda: self.store.branch_from(message_id))
+
+    def show_later(self, message_id: int) -> None:
+        self._change_branch(lambda: self.store.show_later(message_id))
+
+    def _change_branch(self, change: Any) -> None:
+        if self.reply is not None and self.reply.conversation_id == self.conversation_id:
+            return  # the prompt of the reply in flight must not change under it
+        change()
+        if self.conversation_id is not None:
+            self.messages_changed.emit(self.conversation_id)
+
     def stop(self) -> None:
         if self.reply is not None:
             try:

@@ -23,15 +23,13 @@ from PySide6.QtWidgets import (
 
 from app.chat.conversations import Message
 from app.chat.turn import PendingReply
+from app.models.curated import starter_note
+from app.models.library import UnknownModel
 from ui import theme
 from ui.chat.chat_view_model import ChatViewModel
 from ui.chat.markdown import MarkdownRenderer, warm_up
-from ui.chat.message_widget import (
-    SYNC_RENDER_CHARS,
-    MessageBody,
-    MessageWidget,
-    trimmed_note,
-)
+from ui.chat.message_body import SYNC_RENDER_CHARS, MessageBody
+from ui.chat.message_widget import MessageWidget, trimmed_note
 from ui.chat.render_queue import RenderQueue
 from ui.theme import is_dark, mix
 from ui.untrusted import PlainLabel
@@ -229,6 +227,9 @@ class ConversationView(QScrollArea):
         widget.continue_requested.connect(self._on_continue)
         widget.edit_submitted.connect(self._on_edit_submitted)
         widget.version_requested.connect(self._on_version_requested)
+        widget.branches.branch_requested.connect(self.chat.select_branch)
+        widget.branches.branch_from_requested.connect(self.chat.branch_from)
+        widget.branches.later_requested.connect(self.chat.show_later)
         if widget.role == "assistant":
             widget.correct_requested.connect(self.correct_requested)
         return widget
@@ -261,6 +262,12 @@ class ConversationView(QScrollArea):
         return (conversation.model if conversation and conversation.model
                 else self.chat.model_name or "Assistant")
 
+    def _is_starter(self, name: str) -> bool:
+        try:
+            return self.chat.workspace.library.get(name).source == "starter"
+        except UnknownModel:
+            return False
+
     def _update_empty(self) -> None:
         empty = not self.widgets and self.stream_widget is None
         if empty:
@@ -269,6 +276,8 @@ class ConversationView(QScrollArea):
             else:
                 text = (f"Chat with {self.chat.model_name}\n\nAsk anything. Enter sends, "
                         "Shift+Enter starts a new line.\nEverything stays on this computer.")
+                if self._is_starter(self.chat.model_name):
+                    text += "\n\n" + starter_note()
             self.empty.setText(text)
         self.empty.setVisible(empty)
 

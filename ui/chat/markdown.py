@@ -8,6 +8,9 @@ coloured token by token with Pygments straight into character formats, in a shad
 table whose header carries the language and a "Copy" link (``copy-code:N``) that the
 message view answers.
 
+A single line break is kept as a line break (:func:`keep_line_breaks`), as chat
+readers expect, rather than joined into the paragraph as CommonMark says.
+
 Rendering costs a few milliseconds per long message, so it happens once, when a reply
 is complete — never per streamed token.
 """
@@ -83,6 +86,24 @@ def split_fences(text: str) -> list[Segment]:
     if pos < len(text):
         segments.append(Segment("prose", text[pos:]))
     return [s for s in segments if s.kind == "code" or s.text.strip()]
+
+
+_SETEXT_UNDERLINE = re.compile(r"^[ \t]{0,3}(=+|-+)[ \t]*$")
+
+
+def keep_line_breaks(prose: str) -> str:
+    """End each line that another line follows with a hard break (two spaces).
+
+    CommonMark joins the lines of a paragraph with spaces; a model (like a person in a
+    chat) means a line break, so a four-line poem came out as one line. A line before a
+    heading's underline keeps its soft break, or the heading would be lost.
+    """
+    lines = prose.split("\n")
+    for i, (line, following) in enumerate(zip(lines, lines[1:], strict=False)):
+        if (line.strip() and following.strip() and not line.endswith("  ")
+                and not _SETEXT_UNDERLINE.match(following)):
+            lines[i] = line + "  "
+    return "\n".join(lines)
 
 
 # A long message is shown as pieces of about this many characters, each its own
@@ -186,7 +207,8 @@ class MarkdownRenderer:
                 cursor.insertBlock(QTextBlockFormat(), QTextCharFormat())
             first = False
             if segment.kind == "prose":
-                cursor.insertMarkdown(segment.text.strip("\n"), MARKDOWN_FEATURES)
+                cursor.insertMarkdown(keep_line_breaks(segment.text.strip("\n")),
+                                      MARKDOWN_FEATURES)
                 yield
             else:
                 yield from self._insert_code(cursor, segment, len(blocks))

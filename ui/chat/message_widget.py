@@ -1,24 +1,23 @@
 """One message in the conversation: its text, its stats line and its actions.
 
-The body is a read-only, frameless :class:`MessageBody` whose height follows its
-document, so the conversation scrolls as one page. A finished message is rendered from
-Markdown once; a streaming one is plain text appended at an end cursor, which costs the
-layout of the last paragraph only, however long the reply grows.
+The body is a read-only, frameless :class:`~ui.chat.message_body.MessageBody` whose
+height follows its document, so the conversation scrolls as one page; a long message is
+several bodies, one per piece.
 """
 
 from __future__ import annotations
 
-import math
-
-from PySide6.QtCore import QSize, QSizeF, Qt, QUrl, Signal
-from PySide6.QtGui import QColor, QGuiApplication, QPalette, QTextCursor, QWheelEvent
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QGuiApplication,
+    QTextCursor,
+)
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
     QPushButton,
-    QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -27,14 +26,11 @@ from PySide6.QtWidgets import (
 from app.chat.conversations import CANCELLED, INTERRUPTED, TRUNCATED, Message
 from app.units import format_token_rate
 from ui import theme
-from ui.chat.markdown import (
-    COPY_SCHEME,
-    MarkdownRenderer,
-    RenderJob,
-    split_pieces,
-    split_points,
-)
-from ui.untrusted import PlainLabel, SafeTextBrowser
+from ui.chat.branch_bar import BranchBar
+from ui.chat.markdown import MarkdownRenderer, split_pieces, split_points
+from ui.chat.message_body import SYNC_RENDER_CHARS, MessageBody
+from ui.status_note import tell
+from ui.untrusted import PlainLabel
 
 
 def stats_line(stats: dict | None) -> str:
@@ -63,87 +59,6 @@ def trimmed_note(dropped: int, n_ctx: int | None = None) -> str:
     noun = "message was" if dropped == 1 else "messages were"
     return (f"{dropped} earlier {noun} left out so the conversation fits the "
             f"model's context{where}.")
-
-
-# Up to this many characters a message is rendered at once (a few ms); longer ones in
-# slices by the view, so no single frame waits for a long reply's Markdown.
-SYNC_RENDER_CHARS = 1500
-
-
-class MessageBody(SafeTextBrowser):
-    """Read-only text that is as tall as its content; wheel events go to the page.
-
-    A reply is a stranger's text: SafeTextBrowser loads nothing it names, and a link in
-    it opens only on a click and only if it is http(s)."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setFrameShape(QFrame.Shape.NoFrame)
-        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        # Transparent through the palette, not a style sheet: a sheet per message
-        # makes building a long conversation several times slower.
-        self.viewport().setAutoFillBackground(False)
-        palette = self.palette()
-        palette.setColor(QPalette.ColorRole.Base, QColor(0, 0, 0, 0))
-        self.setPalette(palette)
-        self.document().setDocumentMargin(2)
-        self.code_blocks: list[str] = []
-        self.plain_text = ""  # what set_plain/append showed; "" once rendered
-        self._end: QTextCursor | None = None
-        self.document().documentLayout().documentSizeChanged.connect(self._on_size_changed)
-
-    def set_markdown(self, text: str, renderer: MarkdownRenderer) -> None:
-        """Render now (short messages; long ones go through the view's render queue)."""
-        self.adopt(RenderJob(renderer, text, self.font()).run())
-
-    def adopt(self, job: RenderJob) -> None:
-        """Show a document rendered off-screen: one layout instead of one per edit."""
-        job.document.setParent(self)  # the previous one, if ours, is deleted by Qt
-        self.setDocument(job.document)
-        job.document.documentLayout().documentSizeChanged.connect(self._on_size_changed)
-        self.code_blocks = job.blocks
-        self.plain_text = ""
-        self._end = None
-        self._on_size_changed(None)
-
-    def set_plain(self, text: str) -> None:
-        self.plain_text = text
-        self.code_blocks = []
-        self.document().setPlainText(text)
-        self._end = QTextCursor(self.document())
-        self._end.movePosition(QTextCursor.MoveOperation.End)
-
-    def append(self, text: str) -> None:  # noqa: A003 - QTextEdit's name, our meaning
-        """Stream ``text`` in at the end: only the last paragraph is laid out again."""
-        if self._end is None:
-            self.set_plain("")
-        assert self._end is not None
-        self._end.insertText(text)
-        self.plain_text += text
-
-    def _on_size_changed(self, size: QSizeF | None) -> None:
-        # The size the layout reports; asking the document would force a full layout.
-        if size is None:
-            size = self.document().documentLayout().documentSize()
-        height = math.ceil(size.height()) + 2 * self.frameWidth()
-        if height != self.height():
-            self.setFixedHeight(height)
-
-    def _on_anchor(self, url: QUrl) -> None:
-        if url.scheme() == COPY_SCHEME:
-            index = int(url.path() or 0)
-            if 0 <= index < len(self.code_blocks):
-                QGuiApplication.clipboard().setText(self.code_blocks[index])
-        else:
-            super()._on_anchor(url)
-
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt's name
-        event.ignore()  # let the conversation's scroll area scroll
-
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
-        return QSize(super().sizeHint().width(), self.height())
 
 
 class MessageWidget(QFrame):
@@ -209,6 +124,8 @@ class MessageWidget(QFrame):
                                                "have given: saved as a training example for "
                                                "Fine-tune", self._on_correct)
         self.actions.addStretch(1)
+        self.branches = BranchBar()
+        self.actions.addWidget(self.branches)
 
         self.editor: QPlainTextEdit | None = None
         self.needs_render = False
@@ -318,6 +235,7 @@ class MessageWidget(QFrame):
         self.note.setVisible(bool(text))
 
     def _update_footer(self) -> None:
+        self.branches.show_for(None if self.streaming else self.message, self.is_last)
         m = self.message
         if self.role == "user":
             self.footer.hide()
@@ -346,7 +264,7 @@ class MessageWidget(QFrame):
             text = _escape(text)
             # The first sentence says what happened; the fix is on the problem card.
             first = error.split(". ", 1)[0].rstrip(".") + "."
-            text += f"<br><span style='color:{theme.ERROR}'>{_escape(first)}</span>"
+            text += f"<br><span style='color:{theme.readable(theme.ERROR)}'>{_escape(first)}</span>"
         self.footer.setTextFormat(Qt.TextFormat.RichText if error else Qt.TextFormat.PlainText)
         self.set_stream_status(text)
         many = m.version_count > 1
@@ -363,6 +281,8 @@ class MessageWidget(QFrame):
 
     def set_actions_enabled(self, enabled: bool) -> None:
         """Actions that start a reply are off while another reply is in flight."""
+        self.branches.show_for(None if self.streaming else self.message, self.is_last,
+                               enabled)
         if self.role == "user":
             self.edit_button.setEnabled(enabled)
         else:
@@ -380,6 +300,10 @@ class MessageWidget(QFrame):
 
     def _on_copy(self) -> None:
         QGuiApplication.clipboard().setText(self.text())
+        # Said where the person looks (the button) and in the status bar.
+        self.copy_button.setText("Copied ✓")
+        QTimer.singleShot(1500, self.copy_button, lambda: self.copy_button.setText("Copy"))
+        tell(self, "Copied the message")
         self.copy_requested.emit()
 
     def _on_correct(self) -> None:

@@ -21,7 +21,10 @@ from PySide6.QtWidgets import (
 from ui import theme
 from ui.chat.chat_view_model import CRASHED, FAILED, LOADING, READY, STARTING, ChatViewModel
 from ui.untrusted import PlainLabel
+from ui.untrusted import tooltip as safe_tooltip
 
+PICKER_MIN_WIDTH, PICKER_MAX_WIDTH = 170, 380
+"""The model picker's width range in pixels (the window's minimum width stays ≤ 780)."""
 _DOTS = {READY: theme.SUCCESS, LOADING: theme.PENDING, STARTING: theme.PENDING,
          FAILED: theme.ERROR, CRASHED: theme.ERROR}
 
@@ -35,9 +38,11 @@ class ModelBar(QFrame):
         self.picker = QComboBox()
         self.picker.setObjectName("modelPicker")
         self.picker.setToolTip("The model to chat with; picking one loads it")
-        self.picker.setSizeAdjustPolicy(
-            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.picker.setMinimumContentsLength(16)
+        # As wide as the longest name, up to PICKER_MAX_WIDTH when the window has room;
+        # never more than PICKER_MIN_WIDTH of the window's minimum width.
+        self.picker.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.picker.setMinimumWidth(PICKER_MIN_WIDTH)
+        self.picker.setMaximumWidth(PICKER_MAX_WIDTH)
         self.dot = QLabel("●")
         self.state = PlainLabel()
         self.state.setObjectName("modelState")
@@ -81,11 +86,26 @@ class ModelBar(QFrame):
         self.picker.clear()
         for record in self.chat.workspace.library.list():
             self.picker.addItem(record.name, record.name)
+            # Plain text for the tooltip: a name comes from a file or the hub.
+            self.picker.setItemData(self.picker.count() - 1, safe_tooltip(record.name),
+                                    Qt.ItemDataRole.ToolTipRole)
         if self.picker.count() == 0:
             self.picker.addItem("No models installed", None)
         index = self.picker.findData(self.chat.model_name)
         self.picker.setCurrentIndex(max(0, index))
         self.picker.blockSignals(blocked)
+        # The list that drops down shows whole names, however narrow the box is.
+        metrics = self.picker.view().fontMetrics()
+        longest = max((metrics.horizontalAdvance(self.picker.itemText(i))
+                       for i in range(self.picker.count())), default=0)
+        self.picker.view().setMinimumWidth(longest + 48)
+        self._show_current_name()
+
+    def _show_current_name(self) -> None:
+        name = self.picker.currentData()
+        self.picker.setToolTip(safe_tooltip(f"{name}\nThe model to chat with; picking one "
+                                            "loads it") if name else
+                               "The model to chat with; picking one loads it")
 
     def _on_picked(self, index: int) -> None:
         name = self.picker.itemData(index)
@@ -97,6 +117,7 @@ class ModelBar(QFrame):
         index = self.picker.findData(chat.model_name)
         if index >= 0 and index != self.picker.currentIndex():
             self.picker.setCurrentIndex(index)
+            self._show_current_name()
         if chat.state == READY and chat.loaded is not None:
             text = f"Ready · {chat.loaded.n_ctx}-token context"
         elif chat.state == LOADING:
@@ -114,7 +135,7 @@ class ModelBar(QFrame):
             self.notice.setText("· safe CPU kernels (optimized ones crashed here)")
             self.notice.setToolTip(chat.notice)
         self.notice.setVisible(bool(chat.notice))
-        self.dot.setStyleSheet(f"color: {_DOTS.get(chat.state, theme.MUTED)};")
+        self.dot.setStyleSheet(theme.colour_style(_DOTS.get(chat.state, theme.MUTED)))
         self.progress.setVisible(chat.state in (LOADING, STARTING))
         if chat.state == STARTING:
             self.progress.setRange(0, 0)  # busy indicator until progress is known

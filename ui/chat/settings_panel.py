@@ -39,6 +39,13 @@ def _double(low: float, high: float, step: float, decimals: int = 2) -> QDoubleS
     return box
 
 
+def _set_quietly(box: QSpinBox | QDoubleSpinBox, value: float) -> None:
+    """Show ``value`` without touching a box that already shows it: re-setting a box
+    a person is typing into rewrites their half-typed number (0.45 became 0.00)."""
+    if box.value() != value:
+        box.setValue(value)
+
+
 TEMPLATE_LABELS = {"auto": "Auto", "raw": "None (plain text)", "chatml": "ChatML",
                    "llama3": "Llama 3", "gemma": "Gemma", "phi3": "Phi-3"}
 """The choices of app.chat.template_choice.CHOICES, in words."""
@@ -146,9 +153,11 @@ class SettingsPanel(QScrollArea):
         self._prompt_timer = QTimer(self, singleShot=True, interval=400)
         self._prompt_timer.timeout.connect(self._on_prompt_edited)
         self.system_prompt.textChanged.connect(self._prompt_timer.start)
-        for box in (self.temperature, self.top_p, self.min_p, self.repeat_penalty):
-            box.valueChanged.connect(self._on_sampling_edited)
-        for box in (self.top_k, self.seed, self.max_tokens):
+        for box in (self.temperature, self.top_p, self.min_p, self.repeat_penalty,
+                    self.top_k, self.seed, self.max_tokens):
+            # A number counts once it is typed (Enter, focus out) or stepped, not at
+            # each keystroke: "1." is not a temperature of 1.
+            box.setKeyboardTracking(False)
             box.valueChanged.connect(self._on_sampling_edited)
         self.reset_sampling.clicked.connect(self._on_reset_sampling)
         self.reload_button.clicked.connect(self._on_reload)
@@ -161,13 +170,12 @@ class SettingsPanel(QScrollArea):
     def _show_sampling(self) -> None:
         s = self.chat.sampling
         self._loading_fields = True
-        self.temperature.setValue(s.temperature)
-        self.top_p.setValue(s.top_p)
-        self.top_k.setValue(s.top_k)
-        self.min_p.setValue(s.min_p)
-        self.repeat_penalty.setValue(s.repeat_penalty)
-        self.seed.setValue(-1 if s.seed is None else s.seed)
-        self.max_tokens.setValue(s.max_tokens)
+        for box, value in ((self.temperature, s.temperature), (self.top_p, s.top_p),
+                           (self.top_k, s.top_k), (self.min_p, s.min_p),
+                           (self.repeat_penalty, s.repeat_penalty),
+                           (self.seed, -1 if s.seed is None else s.seed),
+                           (self.max_tokens, s.max_tokens)):
+            _set_quietly(box, value)
         self._loading_fields = False
         self.sampling_for.setText(f"Remembered for {self.chat.model_name or 'this model'}")
 

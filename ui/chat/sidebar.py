@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from app.chat.conversations import Conversation
 from ui.chat.chat_view_model import ChatViewModel
+from ui.status_note import tell
 from ui.untrusted import tooltip as safe_tooltip
 from ui.untrusted import warn
 
@@ -189,6 +190,17 @@ class Sidebar(QFrame):
         menu.addAction(delete)
         menu.exec(self.list.viewport().mapToGlobal(pos))
 
+    def rename_open(self) -> None:
+        """Start editing the open conversation's title in place (menu, F2)."""
+        row = self.model.row_of(self.chat.conversation_id)
+        if row < 0:  # filtered out by a search: show it again first
+            self.search.clear()
+            self._on_search()
+            row = self.model.row_of(self.chat.conversation_id)
+        if row >= 0:
+            self.list.setFocus()
+            self.list.edit(self.model.index(row))
+
     def confirm_delete(self, conversation_id: int) -> bool:
         title = self.chat.store.get(conversation_id).title
         box = QMessageBox(QMessageBox.Icon.Warning, "Delete conversation",
@@ -214,9 +226,11 @@ class Sidebar(QFrame):
         if not path.lower().endswith(f".{kind}"):
             path += f".{kind}"
         try:
-            self.chat.export(conversation_id, path)
+            written = self.chat.export(conversation_id, path)
         except (OSError, ValueError) as exc:
             warn(self, "Export failed", f"Could not write {path}: {exc}")
+            return
+        tell(self, f"Exported “{title}” to {written}")
 
     def eventFilter(self, watched: object, event: object) -> bool:  # noqa: N802
         from PySide6.QtCore import QEvent

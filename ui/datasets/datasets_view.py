@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from app.chat.conversations import ConversationStore
 from app.chat.corrections import CorrectionStore, TrainingExample
+from app.units import count
 from ui import theme
 from ui.untrusted import PlainLabel, warn
 
@@ -200,7 +201,7 @@ class DatasetsView(QWidget):
                                               "JSON Lines (*.jsonl)")
         if path:
             n = self.corrections.export_jsonl(Path(path))
-            self.count_label.setText(f"Exported {n} examples to {path}")
+            self.count_label.setText(f"Exported {count(n, 'example')} to {path}")
 
 
 def _clip(text: str, n: int) -> str:

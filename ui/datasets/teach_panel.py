@@ -38,7 +38,7 @@ from app.finetune.teach import (
     start_teach,
 )
 from app.models.library import LibraryError, ModelRecord
-from app.units import format_duration
+from app.units import count, format_duration
 from app.workspace import Workspace
 from ui.background import Background
 from ui.finetune.training_bridge import TrainingBridge
@@ -148,7 +148,7 @@ class TeachPanel(QWidget):
             return
         self.bridge = TrainingBridge(self.workspace.home, plan.run_id, parent=self)
         self.bridge.event.connect(self._on_event)
-        self.phase.setText(f"Teaching {plan.cases} corrections…")
+        self.phase.setText(f"Teaching {count(plan.cases, 'correction')}…")
         self.progress.setRange(0, 0)
         self.progress.show()
         self.teach_button.setEnabled(False)

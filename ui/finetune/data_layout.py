@@ -38,7 +38,8 @@ def preview_html(records: list[PreviewRecord]) -> str:
                 escaped = (f'<span style="background-color:{theme.HIGHLIGHT_BACKGROUND}; '
                            f'color:{theme.HIGHLIGHT_TEXT}">{escaped}</span>')
             parts.append(escaped)
-        blocks.append(f'<p style="color:{theme.MUTED}; margin-bottom:2px">Record from line '
+        muted = theme.readable(theme.MUTED)
+        blocks.append(f'<p style="color:{muted}; margin-bottom:2px">Record from line '
                       f'{record.line}</p><pre style="white-space:pre-wrap; margin-top:0">'
                       f'{"".join(parts)}</pre>')
     return "".join(blocks)

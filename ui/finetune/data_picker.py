@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 from app.chat.corrections import CorrectionStore
 from app.finetune.datasets import Dataset, DatasetError, load_dataset
 from app.paths import HearthHome
+from app.units import count
 from ui import theme
 from ui.background import Background
 from ui.untrusted import PlainLabel
@@ -189,7 +190,7 @@ class DataPicker(QWidget):
             s = result.stats
             self.validation_label.setStyleSheet(theme.colour_style(theme.SUCCESS))
             self.validation_label.setText(
-                f"✓ {path.name}: {result.format} format, {s.records} records"
+                f"✓ {path.name}: {result.format} format, {count(s.records, 'record')}"
                 + (f" ({s.duplicates_dropped} duplicates dropped)" if s.duplicates_dropped
                    else "")
                 + f", about {s.approx_tokens:,} tokens; longest record on line "

@@ -27,7 +27,7 @@ from app.finetune.runs.delete import delete_run, run_files
 from app.finetune.runs.folder import RunInfo, list_runs
 from app.models.library import Library
 from app.paths import HearthHome
-from app.units import format_bytes, format_duration, format_token_rate
+from app.units import count, format_bytes, format_duration, format_token_rate
 from ui.untrusted import SafeTextBrowser, esc
 
 COLUMNS = ("Started", "Status", "Base model", "Data", "Steps", "Val loss", "Output")
@@ -156,7 +156,7 @@ class RunHistoryView(QWidget):
         if files.model is not None:
             rows.append(("In the library", files.model.name))
         rows.append(("On disk", f"{format_bytes(files.size_bytes())} in "
-                                f"{len(files.existing())} places"))
+                                f"{count(len(files.existing()), 'place')}"))
         if run.error:
             rows.append(("Error", run.error))
         # Every value comes from the run's files (names, paths, errors): escaped. The one

@@ -382,7 +382,7 @@ class SetupPage(QWidget):
         avail = self.memory_available()
         memory_note = ""
         if est.peak_memory_bytes > avail:
-            memory_note = (f' <span style="color:{theme.ERROR}">(only '
+            memory_note = (f' <span style="color:{theme.readable(theme.ERROR)}">(only '
                            f"{format_bytes(avail)} free now)</span>")
         self.estimate_label.setText(
             f"This run: about <b>{format_duration(est.seconds)}</b> on this "

@@ -33,9 +33,6 @@ from ui import theme
 from ui.finetune.loss_chart import LossChart
 from ui.untrusted import PlainLabel, SafeTextBrowser
 
-theme.ERROR = "#c0392b"
-theme.SUCCESS = "#1e8449"
-
 
 def _drop_from(points: list[tuple[float, float]], step: float) -> None:
     """Remove the points at ``step`` and after (only a resumed run has any: O(1) else)."""
@@ -57,7 +54,7 @@ class TrainingView(QWidget):
         self.phase_label = PlainLabel("")
         layout.addWidget(self.phase_label)
         self.progress = QProgressBar()
-        self.progress.setFormat("step %v of %m")
+        self.progress.setFormat("Getting ready…")  # steps are known once data is ready
         layout.addWidget(self.progress)
         row = QHBoxLayout()
         self.stat_labels: dict[str, QLabel] = {}
@@ -66,7 +63,7 @@ class TrainingView(QWidget):
                            ("loss", "Loss"), ("val", "Validation loss")):
             box = QVBoxLayout()
             caption = QLabel(title)
-            caption.setStyleSheet(f"color: {theme.MUTED}; font-size: 11px")
+            caption.setStyleSheet(f"color: {theme.readable(theme.MUTED)}; font-size: 11px")
             value = QLabel("–")
             value.setStyleSheet("font-size: 14px")
             box.addWidget(caption)
@@ -124,6 +121,7 @@ class TrainingView(QWidget):
         self.status_label.setText("")
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
+        self.progress.setFormat("Getting ready…")  # not "step 0 of 1"
         self.chart.clear(None)
 
     def apply(self, event: object) -> None:
@@ -137,6 +135,7 @@ class TrainingView(QWidget):
             self.log(event.message)
         elif isinstance(event, tp.DataReady):
             self.progress.setRange(0, event.total_steps)
+            self.progress.setFormat("step %v of %m")
             self.chart.total_steps = event.total_steps
             self.log(f"Tokenized: {event.train_records} training / {event.val_records} "
                      f"validation records, {event.train_tokens:,} tokens "
@@ -171,6 +170,7 @@ class TrainingView(QWidget):
 
     def show_progress(self, e: tp.Progress) -> None:
         self.progress.setRange(0, e.total_steps)
+        self.progress.setFormat("step %v of %m")
         self.progress.setValue(e.step)
         self.phase_label.setText(f"Training: epoch {e.epoch:.2f}")
         self.stat_labels["eta"].setText(format_duration(e.eta_s))
@@ -216,6 +216,8 @@ class TrainingView(QWidget):
             self.set_buttons(self.compare_button, self.chat_button, self.new_run_button)
         else:
             self.set_buttons(self.new_run_button)
+        if status != "finished":  # nothing is left to wait for: no "Time left"
+            self.stat_labels["eta"].setText("–")
         self.phase_label.setText({"finished": "Done.", "cancelled": "Cancelled.",
                                   "failed": "Failed.", "interrupted": "Interrupted."}
                                  .get(status, ""))
@@ -255,13 +257,14 @@ def summary_html(s: RunSummary, model: ModelRecord | None) -> str:
     rows.append(("Peak memory", f"estimated {format_bytes(est.peak_memory_bytes)}"
                                 f", used {format_bytes(s.peak_memory_bytes)}"))
     if s.truncated_records:
-        rows.append(("Truncated", f"<span style='color:{theme.ERROR}'>"
+        rows.append(("Truncated", f"<span style='color:{theme.readable(theme.ERROR)}'>"
                                   f"{s.truncated_records} records were cut to "
                                   f"{s.settings.max_seq_len} tokens</span>"))
     rows += _export_rows(s)
     if s.adapter_dir:
         rows.append(("Adapter", html.escape(str(s.adapter_dir))))
-    body = "".join(f"<tr><td style='color:{theme.MUTED}; padding-right:12px'>{k}</td>"
+    muted = theme.readable(theme.MUTED)
+    body = "".join(f"<tr><td style='color:{muted}; padding-right:12px'>{k}</td>"
                    f"<td>{v}</td></tr>" for k, v in rows)
     return f"<h3 style='margin:0'>Summary</h3><table cellspacing=3>{body}</table>"
 
@@ -283,9 +286,9 @@ def _export_rows(s: RunSummary) -> list[tuple[str, str]]:
             ("Quantized", f"validation loss {fid.torch_val_loss:.4f} in PyTorch, "
                           f"{fid.gguf_val_loss:.4f} as {fid.quant} GGUF")]
     for warning in fid.warnings:
-        rows.append(("⚠ Warning", f"<span style='color:{theme.ERROR}'>"
+        rows.append(("⚠ Warning", f"<span style='color:{theme.readable(theme.ERROR)}'>"
                                   f"{html.escape(warning)}</span>"))
     if not fid.warnings:
-        rows.append(("", f"<span style='color:{theme.SUCCESS}'>✓ The exported model matches "
-                         "the trained one.</span>"))
+        rows.append(("", f"<span style='color:{theme.readable(theme.SUCCESS)}'>✓ The "
+                         "exported model matches the trained one.</span>"))
     return rows

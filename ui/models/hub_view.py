@@ -30,17 +30,18 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.models.curated import CuratedModel, load_curated
 from app.models.download import hub_file_from_pending, pending_downloads
-from app.models.hub import CuratedModel, HubClient, HubFile, SearchResult, load_curated
+from app.models.hub import HubClient, HubFile, SearchResult
 from app.models.memory_fit import SystemMemory, check_fit, estimate_memory
-from app.units import MiB, format_bytes
+from app.units import format_bytes
 from app.workspace import Workspace
-from ui import theme
 from ui.background import Background
 from ui.models.download_row import DownloadRow
 from ui.models.download_task import DownloadTask
 from ui.models.library_model import FIT_COLOURS
-from ui.untrusted import PlainLabel, esc
+from ui.notice_line import NoticeLine
+from ui.untrusted import esc
 from ui.untrusted import tooltip as safe_tooltip
 
 log = logging.getLogger("hearth.ui")
@@ -99,8 +100,9 @@ class HubView(QWidget):
             0, QHeaderView.ResizeMode.Stretch)
         self.download_button = QPushButton("Download")
         self.download_button.setEnabled(False)
-        self.status = PlainLabel()
-        self.status.setWordWrap(True)
+        # Errors stay (with "Try again") until dismissed or replaced; see NoticeLine.
+        self.status = NoticeLine()
+        self._retry: Callable[[], object] | None = None
 
         top = QHBoxLayout()
         top.addWidget(self.query, 1)
@@ -148,15 +150,15 @@ class HubView(QWidget):
         self.results_label.setText("<b>Recommended small chat models</b> "
                                    "(search above for anything else)")
         self.results.clearContents()
-        self.results.setColumnCount(5)
+        self.results.setColumnCount(6)
         self.results.setHorizontalHeaderLabels(["Model", "Params", "Size", "Licence",
-                                                "Good at"])
+                                                "Fine-tune", "Good at"])
         self.results.setRowCount(len(self.curated))
         for row, m in enumerate(self.curated):
-            self._set_row(self.results, row, [m.title, m.parameters,
-                                              f"~{format_bytes(m.approx_size_mb * MiB)}",
-                                              m.licence, m.good_at], m.repo, m.good_at)
-        for column, width in enumerate((180, 50, 60, 170)):
+            self._set_row(self.results, row, [m.title, m.parameters, m.size_text,
+                                              m.licence, "yes" if m.trainable else
+                                              "chat only", m.good_at], m.repo, m.good_at)
+        for column, width in enumerate((130, 42, 68, 105, 66)):
             self.results.setColumnWidth(column, width)
         self.results.setWordWrap(True)
         self.results.resizeRowsToContents()
@@ -166,8 +168,8 @@ class HubView(QWidget):
         if not text:
             self.show_curated()
             return
-        self.status.setStyleSheet("")
-        self.status.setText(f"Searching for {text!r}…")
+        self.status.note(f"Searching for {text!r}…", ms=0)
+        self._retry = lambda: self.search(text)
         self.search_button.setEnabled(False)
         self.background.run(lambda: self.client_factory().search(text),
                             lambda results: self._show_results(text, results),
@@ -175,7 +177,7 @@ class HubView(QWidget):
 
     def _show_results(self, text: str, results: list[SearchResult]) -> None:
         self.search_button.setEnabled(True)
-        self.status.setText("" if results else f"No GGUF models found for {text!r}.")
+        self.status.note("" if results else f"No GGUF models found for {text!r}.", ms=0)
         plural = "" if len(results) == 1 else "s"
         self.results_label.setText(f"<b>{len(results)} GGUF model{plural}</b> matching "
                                    f"{esc(repr(text))}")
@@ -217,6 +219,7 @@ class HubView(QWidget):
         self.files_label.setText(f"Reading the files of <b>{esc(repo)}</b>…")
         self.files_table.setRowCount(0)
         self.download_button.setEnabled(False)
+        self._retry = lambda: self.open_repo(repo)
         self.background.run(lambda: self.client_factory().list_files(repo),
                             lambda files: self._on_files(repo, files), self._on_error)
 
@@ -299,13 +302,13 @@ class HubView(QWidget):
         for row in self.rows:
             if row.task.file.sha256 == file.sha256 and row.task.state in ("running",
                                                                            "paused"):
-                self.status.setText(f"{file.filename} is already in the downloads below.")
+                self.status.note(f"{file.filename} is already in the downloads below.")
                 return row
         try:
             task = DownloadTask(self.workspace.home, self.workspace.library, file, self,
                                 endpoint=self.client_factory().endpoint)
         except Exception as exc:  # noqa: BLE001 - shown to the person
-            self.status.setText(str(exc))
+            self.status.fail(str(exc))
             return None
         row = self._add_row(task)
         task.start()
@@ -315,7 +318,7 @@ class HubView(QWidget):
         row = DownloadRow(task)
         row.chat_requested.connect(self.chat_requested)
         task.finished.connect(self.model_installed)
-        task.failed.connect(self.status.setText)
+        task.failed.connect(lambda text: self.status.fail(text))
         for signal in (task.progress, task.paused, task.cancelled, task.failed, task.finished):
             signal.connect(self._on_task_changed)
         self.tasks.append(task)
@@ -345,8 +348,7 @@ class HubView(QWidget):
 
     def _on_error(self, exc: BaseException) -> None:
         self.search_button.setEnabled(True)
-        self.status.setStyleSheet(theme.colour_style(theme.ERROR))
-        self.status.setText(str(exc))
+        self.status.fail(str(exc), "Try again", self._retry)
         if self.current_repo and not self.files:
             self.files_label.setText(f"Could not read {esc(self.current_repo)}.")
 

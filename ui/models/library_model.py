@@ -28,6 +28,18 @@ SOURCE_LABELS = {"starter": "starter (bundled)", "download": "Hugging Face",
 _Index = QModelIndex | QPersistentModelIndex
 
 
+def record_size(record: ModelRecord) -> int | None:
+    """The model file's size: as read at import, else as the file is now (a model
+    registered without one showed "?"); None when neither is known."""
+    size = record.info.get("file_size")
+    if isinstance(size, int) and size > 0:
+        return size
+    try:
+        return record.path.stat().st_size
+    except OSError:
+        return None
+
+
 class LibraryTableModel(QAbstractTableModel):
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
@@ -102,7 +114,7 @@ class LibraryTableModel(QAbstractTableModel):
         if column == 3:
             return str(info.get("quantization", "?"))
         if column == 4:
-            return format_bytes(info.get("file_size"))
+            return format_bytes(record_size(record), unknown="–")
         if column == 5:
             ctx = info.get("context_length")
             return f"{ctx:,}" if ctx else "?"

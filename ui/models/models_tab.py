@@ -39,16 +39,17 @@ from PySide6.QtWidgets import (
 )
 
 from app.inference.client import InferenceClient
+from app.models.curated import starter_note
 from app.models.hub import HubClient
 from app.models.library import LibraryError, ModelRecord
 from app.models.memory_fit import FitVerdict, SystemMemory, system_memory, verdict_for
-from app.units import format_bytes
+from app.units import count, format_bytes
 from app.workspace import Workspace
-from ui import theme
 from ui.background import Background
 from ui.models.export_dialog import ExportDialog
 from ui.models.hub_view import HubView
-from ui.models.library_model import LibraryTableModel
+from ui.models.library_model import LibraryTableModel, record_size
+from ui.notice_line import NoticeLine
 from ui.untrusted import PlainLabel, ask
 
 
@@ -65,10 +66,13 @@ class ModelsTab(QWidget):
     def __init__(self, workspace: Workspace, client: InferenceClient | None = None,
                  hub_client_factory: Callable[[], HubClient] = HubClient,
                  probe_system: Callable[[], SystemMemory] | None = None,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None,
+                 unload_chat: Callable[[], object] | None = None) -> None:
         super().__init__(parent)
         self.workspace = workspace
         self.client = client
+        # Frees the chat's model (the main window's chat); offered where Remove is refused.
+        self.unload_chat = unload_chat
         self.probe_system = probe_system or self._probe_system
         self.system: SystemMemory | None = None
         self.background = Background(self)
@@ -110,11 +114,11 @@ class ModelsTab(QWidget):
         self.ctx_spin.setSuffix(" tokens")
         self.ctx_spin.setToolTip("Context length used for the memory estimate")
         self.totals = PlainLabel()
-        self.status = PlainLabel("Drop .gguf files here to import them.")
-        for label in (self.totals, self.status):
-            # Paths can be long; wrapping keeps them from widening the whole window.
-            label.setWordWrap(True)
-        self.status.setWordWrap(True)
+        self.totals.setWordWrap(True)  # paths are long; never widen the whole window
+        self.status = NoticeLine("Drop .gguf files here to import them.")
+        self.starter_note = PlainLabel()
+        self.starter_note.setWordWrap(True)
+        self.starter_note.setObjectName("starterNote")
 
         buttons = QHBoxLayout()
         for b in (self.chat_button, self.import_button, self.remove_button,
@@ -128,6 +132,7 @@ class ModelsTab(QWidget):
         layout.addLayout(buttons)
         layout.addWidget(self.table, 1)
         layout.addWidget(self.totals)
+        layout.addWidget(self.starter_note)
         layout.addWidget(self.status)
         self.pages = QTabWidget()
         self.pages.addTab(installed, "Installed")
@@ -158,11 +163,17 @@ class ModelsTab(QWidget):
         previous = select or (self.selected().name if self.selected() else None)
         records = self.workspace.library.list()
         self.model.set_records(records, self._verdicts(records))
-        total = sum(int(r.info.get("file_size") or 0) for r in records if r.managed)
-        linked = sum(int(r.info.get("file_size") or 0) for r in records if not r.managed)
-        extra = f" (+ {format_bytes(linked)} in files Hearth does not own)" if linked else ""
-        self.totals.setText(f"{len(records)} models · {format_bytes(total)} on disk in "
-                            f"{self.workspace.home.models}{extra}")
+        total = sum(record_size(r) or 0 for r in records if r.managed)
+        linked = sum(record_size(r) or 0 for r in records if not r.managed)
+        where = self.workspace.home.models
+        parts = [count(len(records), "model"),
+                 f"{format_bytes(total)} in {where}" if total else f"nothing stored in {where}"]
+        if linked:
+            parts.append(f"{format_bytes(linked)} in files Hearth does not own")
+        self.totals.setText(" · ".join(parts))
+        starter = any(r.source == "starter" for r in records)
+        self.starter_note.setText(starter_note() if starter else "")
+        self.starter_note.setVisible(starter)
         if previous and (row := self.model.row_of(previous)) >= 0:
             self.table.selectRow(row)
         elif records:
@@ -214,10 +225,13 @@ class ModelsTab(QWidget):
         loaded = self.client.loaded if self.client is not None else None
         return Path(loaded.path).resolve() if loaded is not None else None
 
-    def say(self, text: str, error: bool = False) -> None:
-        # Names and import errors (which quote tensor names) come from the file: text.
-        self.status.setStyleSheet(theme.colour_style(theme.ERROR) if error else "")
-        self.status.setText(text)
+    def say(self, text: str, error: bool = False, action: str = "",
+            do: Callable[[], object] | None = None) -> None:
+        """A note that fades, or an error that stays (with ``action``) until dismissed."""
+        if error:
+            self.status.fail(text, action, do)
+        else:
+            self.status.note(text)
 
     # -------------------------------------------------------------- slots
 
@@ -251,12 +265,14 @@ class ModelsTab(QWidget):
         if record is None:
             return
         if self.loaded_path() == record.path.resolve():
-            self.say(f"{record.name} is loaded in the chat right now; unload it or load "
-                     "another model first, then remove it.", error=True)
+            self.say(f"{record.name} is loaded in the chat right now; unload it (or load "
+                     "another model) first, then remove it.", error=True,
+                     action="Unload from chat" if self.unload_chat else "",
+                     do=lambda: self._on_unload(record.name))
             return
         if record.managed:
             text = (f"Remove {record.name} and delete its file "
-                    f"({format_bytes(record.info.get('file_size'))})?")
+                    f"({format_bytes(record_size(record), unknown='size unknown')})?")
         else:
             text = (f"Remove {record.name} from the library? Its file stays where it is:"
                     f"\n{record.path}")
@@ -270,6 +286,11 @@ class ModelsTab(QWidget):
         self.say(f"Removed {record.name}.")
         self.refresh()
         self.library_changed.emit()
+
+    def _on_unload(self, name: str) -> None:
+        if self.unload_chat is not None:
+            self.unload_chat()
+            self.say(f"Unloaded {name} from the chat; Remove can delete it now.")
 
     def _on_import_clicked(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(self, "Import GGUF models", str(Path.home()),
@@ -292,7 +313,9 @@ class ModelsTab(QWidget):
 
     def _on_import_failed(self, exc: BaseException) -> None:
         self.import_button.setEnabled(True)
-        self.say(str(exc), error=True)
+        text = str(exc) or type(exc).__name__
+        self.say(text[:1].upper() + text[1:], error=True, action="Choose another file…",
+                 do=self._on_import_clicked)
 
     def _on_hub_activity(self, summary: str) -> None:
         """Show running downloads on the hub page's tab, visible from the installed list."""
