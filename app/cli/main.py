@@ -20,6 +20,8 @@ from app.cli.export import export
 from app.cli.finetune import add_parsers as add_finetune_parsers
 from app.cli.finetune import finetune, runs
 from app.cli.models import add_hub_parsers, run_hub_command
+from app.cli.serve import add_parser as add_serve_parser
+from app.cli.serve import serve
 from app.cli.teach import add_parser as add_teach_parser
 from app.cli.teach import teach
 from app.cli.terminal import printable_output
@@ -87,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("-m", "--model", help="model for the llama.cpp self-test "
                         "(default: the starter model)")
     add_export_parser(sub)
+    add_serve_parser(sub)
     sub.add_parser("gui", help="open the app (the default)")
     return parser
 
@@ -117,7 +120,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         handler = {"models": _models, "chat": _chat, "bench": _bench,
                    "finetune": finetune, "runs": runs, "teach": teach,
-                   "doctor": _doctor, "export": export}[args.command]
+                   "doctor": _doctor, "export": export, "serve": serve}[args.command]
         return handler(workspace, args)
     except HearthError as exc:
         print(f"hearth: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ Bump :data:`PROTOCOL_VERSION` on any incompatible change: the worker checks it i
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -18,7 +19,8 @@ from app.workers import lifecycle
 from app.workers.lifecycle import Error, Log, WorkerDied  # shared; callers write p.Error
 from app.workers.wire import WireError, from_json, to_json
 
-PROTOCOL_VERSION = 3
+# 4: SamplingParams.grammar/json_schema (structured output) and Chat.raw (completions).
+PROTOCOL_VERSION = 4
 
 
 # --------------------------------------------------------------------------- commands
@@ -52,6 +54,10 @@ class SamplingParams:
     seed: int | None = None
     max_tokens: int = 512
     stop: list[str] = field(default_factory=list)
+    # Structured output, enforced by llama.cpp's grammar sampler: a GBNF grammar, or a
+    # JSON schema (as JSON text) that the worker turns into one. At most one of the two.
+    grammar: str = ""
+    json_schema: str = ""
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -66,6 +72,20 @@ class SamplingParams:
             raise ValueError("repeat_penalty must be > 0")
         if self.max_tokens < 1:
             raise ValueError("max_tokens must be >= 1")
+        if self.grammar and self.json_schema:
+            raise ValueError("give a grammar or a JSON schema, not both")
+        if self.json_schema:
+            check_json_schema(self.json_schema)
+
+
+def check_json_schema(text: str) -> None:
+    """Raise ValueError with a one-line reason unless ``text`` is a JSON object."""
+    try:
+        schema = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the JSON schema is not valid JSON: {exc}") from None
+    if not isinstance(schema, dict):
+        raise ValueError("the JSON schema must be a JSON object, like {\"type\": \"object\"}")
 
 
 @dataclass
@@ -80,6 +100,9 @@ class Chat:
     # Threads for this reply when the load left them to Hearth (other heavy work may
     # have started since); None keeps the loaded model's.
     n_threads: int | None = None
+    # No chat template: the one message's content is the whole prompt, as plain text
+    # (the server's /v1/completions).
+    raw: bool = False
     kind: ClassVar[str] = "chat"
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
+from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
 
 # Tests only: "load" or "chat" makes the worker abort there, the way llama.cpp's AMX
 # path crashes on some machines, when the extra buffer types are on (so the fallback
@@ -167,3 +168,31 @@ def use_adapter(llm: llama_cpp.Llama, handle: Any | None, scale: float = 1.0) ->
     if rc:
         raise AdapterError(f"llama.cpp could not switch the adapter (code {rc})")
     llm.reset()
+
+
+class GrammarError(ValueError):
+    """A GBNF grammar or JSON schema llama.cpp cannot use."""
+
+
+def make_grammar(llm: llama_cpp.Llama, grammar: str, json_schema: str
+                 ) -> LlamaGrammar | None:
+    """llama.cpp's grammar for a reply (None for free text), checked before use.
+
+    ``Llama.generate`` builds the sampler lazily and llama.cpp then dereferences a NULL
+    sampler when the grammar does not parse (a segfault), so the grammar is parsed here
+    once with llama.cpp's own parser and refused with its reason.
+    """
+    if json_schema:
+        try:
+            grammar = json_schema_to_gbnf(json_schema)
+        except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise GrammarError(f"this JSON schema cannot be turned into a grammar: {exc}"
+                               ) from None
+    if not grammar:
+        return None
+    sampler = _llama.llama_sampler_init_grammar(vocab(llm), grammar.encode("utf-8"), b"root")
+    if not sampler:
+        raise GrammarError("the grammar does not parse (llama.cpp's log says where); it "
+                           "needs a 'root ::= ...' rule in GBNF")
+    _llama.llama_sampler_free(sampler)
+    return LlamaGrammar.from_string(grammar, verbose=False)

@@ -199,6 +199,8 @@ class Worker:
         compat.crash_if_asked(self.llm, "chat")
         try:
             tokens, dropped = self.fit_prompt(cmd)
+            grammar = compat.make_grammar(self.llm, cmd.sampling.grammar,
+                                          cmd.sampling.json_schema)
         except TemplateCancelled:
             # Stop (or the app's end) arrived while the template was rendering.
             self.channel.send(p.Done(cmd.request_id, "", p.ReplyStats(
@@ -214,7 +216,7 @@ class Worker:
             self.channel.send(p.ContextTrimmed(cmd.request_id, dropped, len(tokens),
                                                self.llm.n_ctx()))
         try:
-            self.generate(cmd, tokens, dropped, started)
+            self.generate(cmd, tokens, dropped, started, grammar)
         except RuntimeError as exc:
             self.channel.send(p.Error("generation_failed", f"llama.cpp failed: {exc}",
                                       cmd.request_id))
@@ -310,6 +312,12 @@ class Worker:
             raise ValueError("the conversation is empty")
         n_ctx = self.llm.n_ctx()
         budget = n_ctx - min(cmd.sampling.max_tokens, n_ctx // 2)
+        if cmd.raw:  # a completion: the text as it is, all of it content
+            tokens = self.tokenize([(messages[0]["content"], True)])
+            if len(tokens) > budget:
+                raise ValueError(f"the prompt is {len(tokens)} tokens long but the context "
+                                 f"holds {n_ctx} (with {n_ctx - budget} kept for the reply)")
+            return tokens, 0
         dropped = 0
         while True:
             tokens = self.tokenize(self.render(messages, cmd.continue_last, cmd.request_id))
@@ -329,8 +337,8 @@ class Worker:
             del messages[first:first + n]
             dropped += n
 
-    def generate(self, cmd: p.Chat, tokens: list[int], dropped: int, started: float
-                 ) -> None:
+    def generate(self, cmd: p.Chat, tokens: list[int], dropped: int, started: float,
+                 grammar: Any = None) -> None:
         llm = self.llm
         assert llm is not None and self.template is not None
         s = cmd.sampling
@@ -363,7 +371,8 @@ class Worker:
             batch, batch_tokens, last_flush = "", 0, time.perf_counter()
 
         for token in llm.generate(tokens, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p,
-                                  temp=s.temperature, repeat_penalty=s.repeat_penalty):
+                                  temp=s.temperature, repeat_penalty=s.repeat_penalty,
+                                  grammar=grammar):
             now = time.perf_counter()
             if t_first is None:
                 t_first = now
