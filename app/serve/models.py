@@ -56,7 +56,12 @@ class Replies:
         client.add_tap(self._on_event)
 
     def close(self) -> None:
+        """Stop listening; a reply still waited for ends with an error at once."""
         self.client.remove_tap(self._on_event)
+        with self._lock:
+            waiting = dict(self._queues)
+        for request_id, events in waiting.items():
+            events.put(p.Error("server_stopped", "the server was stopped", request_id))
 
     def _on_event(self, event: Any) -> None:
         with self._lock:
@@ -160,3 +165,34 @@ class OwnModels:
         if not isinstance(event, done):
             raise ServeError(503, f"the model could not be loaded: {event.message}",
                              "server_error")
+
+
+class ChatModel:
+    """The app: the server answers with the model the chat has loaded, through the
+    chat's own client (one copy in memory). It never switches the chat's model: the
+    person chose it, and a request from elsewhere must not change what they see."""
+
+    def __init__(self, workspace: Workspace, client: InferenceClient,
+                 current: Callable[[], str | None]) -> None:
+        """``current`` names the chat's ready model (None while none is ready)."""
+        self.workspace = workspace
+        self.client = client
+        self.current = current
+
+    def names(self) -> list[str]:
+        return [record.name for record in self.workspace.library.list()]
+
+    def sampling(self, name: str) -> p.SamplingParams:
+        return self.workspace.settings.sampling_for(name)
+
+    def ready(self, name: str) -> None:
+        current = self.current()
+        if current is None:
+            raise ServeError(503, "no model is ready in Hearth: load one in the chat",
+                             "server_error", "model_not_loaded")
+        if name != current:
+            if name not in self.names():
+                raise ServeError(404, f"there is no model {name!r} in the library (see GET "
+                                 "/v1/models)", code="model_not_found")
+            raise ServeError(409, f"Hearth's chat has {current!r} loaded: ask for it, or "
+                             f"choose {name!r} in the chat", code="model_not_loaded")

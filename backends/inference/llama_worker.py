@@ -361,8 +361,7 @@ class Worker:
         batch, batch_tokens, last_flush = "", 0, 0.0
         t_first: float | None = None
         t_last = started
-        completion = 0
-        finish = "length"
+        completion, finish = 0, "length"
 
         def flush() -> None:
             nonlocal batch, batch_tokens, last_flush

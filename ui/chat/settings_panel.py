@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from app.inference import protocol as p
 from app.settings import LoadSettings
 from ui.chat.chat_view_model import ChatViewModel
+from ui.chat.structure_box import StructureBox
 from ui.untrusted import PlainLabel
 
 
@@ -57,6 +58,8 @@ class SettingsPanel(QScrollArea):
         layout.setContentsMargins(12, 12, 12, 12)
         layout.addWidget(self._build_prompt_box())
         layout.addWidget(self._build_sampling_box())
+        self.structure = StructureBox(chat)
+        layout.addWidget(self.structure)
         layout.addWidget(self._build_load_box())
         layout.addStretch(1)
         self.setWidget(page)
@@ -199,6 +202,7 @@ class SettingsPanel(QScrollArea):
 
     def flush(self) -> None:
         """Save a system prompt still waiting for its debounce (window closing)."""
+        self.structure.flush()
         if self._prompt_timer.isActive():
             self._prompt_timer.stop()
             self._on_prompt_edited()
