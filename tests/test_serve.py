@@ -7,7 +7,11 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import re
+import signal
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +29,7 @@ from app.workspace import Workspace, open_workspace
 
 pytestmark = pytest.mark.slow
 MODEL = "SmolLM2-135M-Instruct"
+ROOT = Path(__file__).resolve().parent.parent
 HI = [{"role": "user", "content": "Say hello to Ada."}]
 PERSON = {"type": "object",
           "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
@@ -226,3 +231,32 @@ def test_a_chat_turn_and_server_requests_share_one_worker(served: Served) -> Non
     assert isinstance(done, p.Done) and done.stats.completion_tokens == 6
     assert results["a"] == results["b"] == done.text  # greedy, same prompt, same model
     assert served.client.proc.pid == pid  # one worker, one copy of the model
+
+
+def test_hearth_serve_streams_to_the_openai_client_with_the_key(tmp_path: Path) -> None:
+    """The command a person runs: the key from the environment, a free port, Ctrl+C."""
+    env = dict(os.environ, HEARTH_HOME=str(tmp_path / "home"), HEARTH_API_KEY="k-123")
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli.main", "serve", "--port", "0"],
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            found = re.search(r"Serving \S+ at (http://127\.0\.0\.1:\d+/v1) \(API key: in "
+                              r"\$HEARTH_API_KEY\)", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url, "hearth serve did not say where it listens"
+        threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep it drained
+        api = openai.OpenAI(base_url=url, api_key="k-123", max_retries=0, timeout=120)
+        pieces = [c.choices[0].delta.content for c in api.chat.completions.create(
+            model=MODEL, messages=HI, max_tokens=6, stream=True) if c.choices
+            and c.choices[0].delta.content]
+        assert len(pieces) >= 2
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=url, api_key="k-12", max_retries=0).models.list()
+        assert not (tmp_path / "home" / "server-api-key").exists()  # the env's key wins
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
