@@ -56,11 +56,13 @@ class Replies:
         client.add_tap(self._on_event)
 
     def close(self) -> None:
-        """Stop listening; a reply still waited for ends with an error at once."""
+        """Stop listening; a reply still waited for is cancelled and ends with an error."""
         self.client.remove_tap(self._on_event)
         with self._lock:
             waiting = dict(self._queues)
         for request_id, events in waiting.items():
+            with contextlib.suppress(WorkerError):
+                self.client.cancel(request_id)
             events.put(p.Error("server_stopped", "the server was stopped", request_id))
 
     def _on_event(self, event: Any) -> None:

@@ -15,6 +15,7 @@ import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import unquote
 
 from app.inference import protocol as p
 from app.serve import openai_format as fmt
@@ -141,7 +142,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802
         if not self._guard():
             return
-        path = self.path.split("?", 1)[0].rstrip("/")
+        path = unquote(self.path.split("?", 1)[0].rstrip("/"))
         names = self.hearth.host.names()
         if path == "/v1/models":
             self._json(200, {"object": "list", "data": [_model(n) for n in names]})
