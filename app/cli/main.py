@@ -222,7 +222,8 @@ def _chat(ws: Workspace, args: argparse.Namespace) -> int:
     try:
         client.start()
         client.load_blocking(record.path, n_ctx=n_ctx, n_gpu_layers=load.n_gpu_layers,
-                             n_threads=load.n_threads, flash_attn=load.flash_attn)
+                             n_threads=load.n_threads, flash_attn=load.flash_attn,
+                             cache_type=load.cache_type)
         session = ChatSession(ws.store, client)
         title = (args.prompt or "Terminal chat").strip().splitlines()[0][:60]
         conversation = ws.store.create(title=title, model=record.name,

@@ -19,8 +19,11 @@ from app.workers import lifecycle
 from app.workers.lifecycle import Error, Log, WorkerDied  # shared; callers write p.Error
 from app.workers.wire import WireError, from_json, to_json
 
-# 4: SamplingParams.grammar/json_schema (structured output) and Chat.raw (completions).
+# 4: SamplingParams.grammar/json_schema (structured output), Chat.raw (completions),
+#    Load.cache_type (KV cache type).
 PROTOCOL_VERSION = 4
+CACHE_TYPES = ("f16", "q8_0")
+"""The KV cache types a load may ask for."""
 
 
 # --------------------------------------------------------------------------- commands
@@ -39,6 +42,8 @@ class Load:
     extra_bufts: bool = True
     # The chat template: "auto", "raw" or a family (app.chat.template_choice.CHOICES).
     template: str = "auto"
+    # The KV cache's element type (CACHE_TYPES); q8_0 needs flash attention.
+    cache_type: str = "f16"
     kind: ClassVar[str] = "load"
 
 
@@ -161,6 +166,8 @@ class Loaded:
     template_sha256: str
     load_seconds: float
     extra_bufts: bool = True
+    cache_type: str = "f16"
+    flash_attn: bool = False
     kind: ClassVar[str] = "loaded"
 
 

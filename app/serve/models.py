@@ -139,7 +139,9 @@ class OwnModels:
         if not plan.switch_only:
             self._wait(lambda: self.client.load(
                 plan.path, n_ctx=load.n_ctx, n_gpu_layers=load.n_gpu_layers,
-                n_threads=load.n_threads, flash_attn=load.flash_attn), p.Loaded)
+                n_threads=load.n_threads, flash_attn=load.flash_attn,
+                template=self.workspace.settings.template_for(name),
+                cache_type=load.cache_type), p.Loaded)
         if plan.adapter is not None or plan.switch_only:
             self._wait(lambda: self.client.set_adapter(plan.adapter), p.AdapterSet)
         self.current = name

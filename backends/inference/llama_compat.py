@@ -29,14 +29,20 @@ _llama = llama_cpp.llama_cpp  # the low-level module
 
 
 def open_model(path: str, *, n_ctx: int, n_threads: int, n_gpu_layers: int = 0,
-               flash_attn: bool = False, extra_bufts: bool = True,
+               flash_attn: bool = False, extra_bufts: bool = True, cache_type: str = "f16",
                on_progress: Callable[[float], None] | None = None,
                verbose: bool = False, **kwargs: Any) -> llama_cpp.Llama:
     """``llama_cpp.Llama`` with llama.cpp's progress callback and extra-buffer choice.
 
     ``Llama()`` builds its model params with the low-level module's
     ``llama_model_default_params``; a wrapper sets the two fields it does not expose.
+    A quantized KV cache (``cache_type`` "q8_0") needs flash attention in llama.cpp,
+    so it turns that on.
     """
+    ggml_type = {"f16": _llama.GGML_TYPE_F16, "q8_0": _llama.GGML_TYPE_Q8_0}.get(cache_type)
+    if ggml_type is None:
+        raise ValueError(f"unknown KV cache type {cache_type!r} (f16 or q8_0)")
+    flash_attn = flash_attn or cache_type != "f16"
     callback = None
     if on_progress is not None:
         def progress(fraction: float, _user: ctypes.c_void_p) -> bool:
@@ -57,7 +63,8 @@ def open_model(path: str, *, n_ctx: int, n_threads: int, n_gpu_layers: int = 0,
     try:
         llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
                               n_threads=n_threads, n_threads_batch=n_threads,
-                              flash_attn=flash_attn, verbose=verbose, **kwargs)
+                              flash_attn=flash_attn, verbose=verbose, type_k=ggml_type,
+                              type_v=ggml_type, **kwargs)
     finally:
         _llama.llama_model_default_params = default_params
     llm._hearth_extra_bufts = extra_bufts  # read by warm_up()
@@ -115,6 +122,10 @@ def set_threads(llm: llama_cpp.Llama, n_threads: int) -> None:
         llm.context_params.n_threads_batch = n_threads
         llm.n_threads = n_threads
         llm.n_threads_batch = n_threads
+
+
+def flash_attn(llm: llama_cpp.Llama) -> bool:
+    return int(llm.context_params.flash_attn_type) == int(_llama.LLAMA_FLASH_ATTN_TYPE_ENABLED)
 
 
 def n_threads(llm: llama_cpp.Llama) -> int:

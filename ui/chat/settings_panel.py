@@ -139,6 +139,12 @@ class SettingsPanel(QScrollArea):
         load_form.addRow("GPU layers", self.n_gpu_layers)
         load_form.addRow("Threads", self.n_threads)
         load_form.addRow("", self.flash_attn)
+        self.cache_type = QComboBox()
+        self.cache_type.addItem("f16 (exact)", "f16")
+        self.cache_type.addItem("q8_0 (half the memory)", "q8_0")
+        self.cache_type.setToolTip("The KV cache's element type; q8_0 turns on flash "
+                                   "attention and the memory estimate follows")
+        load_form.addRow("KV cache", self.cache_type)
         load_form.addRow("Chat template", self.template)
         self.reload_button = QPushButton("Apply and reload")
         load_form.addRow("", self.reload_button)
@@ -179,6 +185,7 @@ class SettingsPanel(QScrollArea):
         self.n_gpu_layers.setValue(load.n_gpu_layers)
         self.n_threads.setValue(load.n_threads or 0)
         self.flash_attn.setChecked(load.flash_attn)
+        self.cache_type.setCurrentIndex(max(0, self.cache_type.findData(load.cache_type)))
         self._show_template()
 
     def _show_template(self) -> None:
@@ -226,7 +233,8 @@ class SettingsPanel(QScrollArea):
         settings.load = LoadSettings(n_ctx=self.n_ctx.value(),
                                      n_gpu_layers=self.n_gpu_layers.value(),
                                      n_threads=self.n_threads.value() or None,
-                                     flash_attn=self.flash_attn.isChecked())
+                                     flash_attn=self.flash_attn.isChecked(),
+                                     cache_type=self.cache_type.currentData())
         if self.chat.model_name:
             settings.remember_template(self.chat.model_name, self.template.currentData())
         self.chat.workspace.save_settings()
