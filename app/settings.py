@@ -34,6 +34,11 @@ class LoadSettings:
     cache_type: str = "f16"
     """The KV cache's element type: "f16", or "q8_0" (about half the memory; llama.cpp
     needs flash attention for it, so the worker turns that on)."""
+    prompt_lookup: int = 0
+    """Prompt-lookup speculative decoding: tokens drafted from the context per step (0:
+    off). Off by default: on the starter model it is slower (``hearth bench
+    speculative`` measures it on yours), and it keeps logits for every context position
+    (n_ctx x vocabulary x 4 bytes)."""
 
     def __post_init__(self) -> None:
         if self.n_ctx < 256:
@@ -42,6 +47,8 @@ class LoadSettings:
             raise ValueError("threads must be at least 1")
         if self.cache_type not in CACHE_TYPES:
             raise ValueError(f"KV cache type must be one of {', '.join(CACHE_TYPES)}")
+        if not 0 <= self.prompt_lookup <= 32:
+            raise ValueError("prompt lookup drafts 0 (off) to 32 tokens")
 
 
 @dataclass

@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--json", action="store_true")
     inf.add_argument("--tokens", type=int, default=128, help="tokens to decode per run")
     inf.add_argument("--threads", type=int)
+    spec = bench.add_parser("speculative", help="decode speed with prompt-lookup "
+                            "speculative decoding off and on, same run")
+    spec.add_argument("-m", "--model")
+    spec.add_argument("--json", action="store_true")
+    spec.add_argument("--tokens", type=int, default=64, help="tokens to decode per reply")
+    spec.add_argument("--draft", type=int, default=10, help="tokens drafted per step")
     thr = bench.add_parser("threads", help="chat speed with auto, 1 and all-core threads, "
                            "idle and during a fine-tune")
     thr.add_argument("-m", "--model")
@@ -223,7 +229,7 @@ def _chat(ws: Workspace, args: argparse.Namespace) -> int:
         client.start()
         client.load_blocking(record.path, n_ctx=n_ctx, n_gpu_layers=load.n_gpu_layers,
                              n_threads=load.n_threads, flash_attn=load.flash_attn,
-                             cache_type=load.cache_type)
+                             cache_type=load.cache_type, prompt_lookup=load.prompt_lookup)
         session = ChatSession(ws.store, client)
         title = (args.prompt or "Terminal chat").strip().splitlines()[0][:60]
         conversation = ws.store.create(title=title, model=record.name,
@@ -302,11 +308,13 @@ def _doctor(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def _bench(ws: Workspace, args: argparse.Namespace) -> int:
-    from app.cli.bench import run_inference_bench, run_threads_bench
+    from app.cli.bench import run_inference_bench, run_speculative_bench, run_threads_bench
 
     record = pick_model(ws, args.model)
     if args.bench_command == "threads":
         result = run_threads_bench(ws, record)
+    elif args.bench_command == "speculative":
+        result = run_speculative_bench(ws, record, args.tokens, args.draft)
     else:
         result = run_inference_bench(ws, record, decode_tokens=args.tokens,
                                      threads=args.threads)

@@ -135,14 +135,15 @@ class InferenceClient:
 
     def load(self, path: str | Path, n_ctx: int = 4096, n_gpu_layers: int = 0,
              n_threads: int | None = None, flash_attn: bool = False,
-             template: str = "auto", cache_type: str = "f16") -> None:
+             template: str = "auto", cache_type: str = "f16", prompt_lookup: int = 0
+             ) -> None:
         if not self.alive:
             self.start()
         self.loaded = None
         choice = self.kernels.choose()
         extra_bufts = choice.extra_bufts and not self._safe_only
         load = p.Load(str(path), n_ctx, n_gpu_layers, n_threads, flash_attn, extra_bufts,
-                      template, cache_type)
+                      template, cache_type, prompt_lookup)
         with self._send_lock:
             self._last_load = load
             self._adapter = None

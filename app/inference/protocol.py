@@ -20,7 +20,7 @@ from app.workers.lifecycle import Error, Log, WorkerDied  # shared; callers writ
 from app.workers.wire import WireError, from_json, to_json
 
 # 4: SamplingParams.grammar/json_schema (structured output), Chat.raw (completions),
-#    Load.cache_type (KV cache type).
+#    Load.cache_type (KV cache type), Load.prompt_lookup (n-gram speculative decoding).
 PROTOCOL_VERSION = 4
 CACHE_TYPES = ("f16", "q8_0")
 """The KV cache types a load may ask for."""
@@ -44,6 +44,9 @@ class Load:
     template: str = "auto"
     # The KV cache's element type (CACHE_TYPES); q8_0 needs flash attention.
     cache_type: str = "f16"
+    # Prompt-lookup (n-gram) speculative decoding: draft this many tokens copied from
+    # earlier in the context, verified in one batch; 0 is off. The reply is the same.
+    prompt_lookup: int = 0
     kind: ClassVar[str] = "load"
 
 
@@ -168,6 +171,7 @@ class Loaded:
     extra_bufts: bool = True
     cache_type: str = "f16"
     flash_attn: bool = False
+    prompt_lookup: int = 0
     kind: ClassVar[str] = "loaded"
 
 

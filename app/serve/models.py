@@ -141,7 +141,7 @@ class OwnModels:
                 plan.path, n_ctx=load.n_ctx, n_gpu_layers=load.n_gpu_layers,
                 n_threads=load.n_threads, flash_attn=load.flash_attn,
                 template=self.workspace.settings.template_for(name),
-                cache_type=load.cache_type), p.Loaded)
+                cache_type=load.cache_type, prompt_lookup=load.prompt_lookup), p.Loaded)
         if plan.adapter is not None or plan.switch_only:
             self._wait(lambda: self.client.set_adapter(plan.adapter), p.AdapterSet)
         self.current = name

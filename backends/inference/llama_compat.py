@@ -19,6 +19,7 @@ from typing import Any
 
 import llama_cpp
 from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
 # Tests only: "load" or "chat" makes the worker abort there, the way llama.cpp's AMX
 # path crashes on some machines, when the extra buffer types are on (so the fallback
@@ -30,6 +31,7 @@ _llama = llama_cpp.llama_cpp  # the low-level module
 
 def open_model(path: str, *, n_ctx: int, n_threads: int, n_gpu_layers: int = 0,
                flash_attn: bool = False, extra_bufts: bool = True, cache_type: str = "f16",
+               prompt_lookup: int = 0,
                on_progress: Callable[[float], None] | None = None,
                verbose: bool = False, **kwargs: Any) -> llama_cpp.Llama:
     """``llama_cpp.Llama`` with llama.cpp's progress callback and extra-buffer choice.
@@ -43,6 +45,8 @@ def open_model(path: str, *, n_ctx: int, n_threads: int, n_gpu_layers: int = 0,
     if ggml_type is None:
         raise ValueError(f"unknown KV cache type {cache_type!r} (f16 or q8_0)")
     flash_attn = flash_attn or cache_type != "f16"
+    if prompt_lookup > 0:  # llama-cpp-python's generate() drafts and verifies with it
+        kwargs["draft_model"] = LlamaPromptLookupDecoding(num_pred_tokens=prompt_lookup)
     callback = None
     if on_progress is not None:
         def progress(fraction: float, _user: ctypes.c_void_p) -> bool:

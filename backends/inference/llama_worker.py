@@ -127,7 +127,7 @@ class Worker:
                 cmd.path, n_ctx=cmd.n_ctx, n_gpu_layers=cmd.n_gpu_layers,
                 n_threads=n_threads, flash_attn=cmd.flash_attn,
                 extra_bufts=cmd.extra_bufts, on_progress=on_progress, n_batch=512,
-                verbose=True, cache_type=cmd.cache_type)
+                verbose=True, cache_type=cmd.cache_type, prompt_lookup=cmd.prompt_lookup)
         except (ValueError, RuntimeError, OSError) as exc:
             self.channel.send(p.Error("load_failed", f"llama.cpp could not load "
                                       f"{os.path.basename(cmd.path)}: {exc}"))
@@ -147,7 +147,7 @@ class Worker:
             template_source=self.template.source, template_sha256=self.template.sha256,
             load_seconds=round(time.perf_counter() - started, 3),
             extra_bufts=cmd.extra_bufts, cache_type=cmd.cache_type,
-            flash_attn=compat.flash_attn(self.llm)))
+            flash_attn=compat.flash_attn(self.llm), prompt_lookup=cmd.prompt_lookup))
 
     def _stops(self, asked: list[str]) -> list[str]:
         """The reply's stop strings, and the end of turn of a family template."""
