@@ -145,6 +145,15 @@ class SettingsPanel(QScrollArea):
         self.cache_type.setToolTip("The KV cache's element type; q8_0 turns on flash "
                                    "attention and the memory estimate follows")
         load_form.addRow("KV cache", self.cache_type)
+        self.prompt_lookup = QSpinBox()
+        self.prompt_lookup.setRange(0, 32)
+        self.prompt_lookup.setSpecialValueText("off")
+        self.prompt_lookup.setSuffix(" tokens")
+        self.prompt_lookup.setToolTip("Speculative decoding: draft this many tokens copied "
+                                      "from the conversation and check them in one step. "
+                                      "Faster only where replies repeat their input, on "
+                                      "some models ('hearth bench speculative' measures)")
+        load_form.addRow("Prompt lookup", self.prompt_lookup)
         load_form.addRow("Chat template", self.template)
         self.reload_button = QPushButton("Apply and reload")
         load_form.addRow("", self.reload_button)
@@ -186,6 +195,7 @@ class SettingsPanel(QScrollArea):
         self.n_threads.setValue(load.n_threads or 0)
         self.flash_attn.setChecked(load.flash_attn)
         self.cache_type.setCurrentIndex(max(0, self.cache_type.findData(load.cache_type)))
+        self.prompt_lookup.setValue(load.prompt_lookup)
         self._show_template()
 
     def _show_template(self) -> None:
@@ -234,7 +244,8 @@ class SettingsPanel(QScrollArea):
                                      n_gpu_layers=self.n_gpu_layers.value(),
                                      n_threads=self.n_threads.value() or None,
                                      flash_attn=self.flash_attn.isChecked(),
-                                     cache_type=self.cache_type.currentData())
+                                     cache_type=self.cache_type.currentData(),
+                                     prompt_lookup=self.prompt_lookup.value())
         if self.chat.model_name:
             settings.remember_template(self.chat.model_name, self.template.currentData())
         self.chat.workspace.save_settings()
