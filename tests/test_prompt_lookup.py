@@ -1,6 +1,7 @@
-"""Prompt-lookup speculative decoding changes the speed, never the reply: with greedy
-sampling the real worker gives the same text with it on as off, on a task that copies
-its input (where drafts are accepted) and on plain chat (where they mostly are not)."""
+"""Prompt-lookup speculative decoding changes the speed, not the model: with greedy
+sampling the real worker gives the same short replies with it on as off, on a task that
+copies its input (where drafts are accepted) and on plain chat (where they mostly are
+not). Longer replies may part at a near tie: batched evaluation rounds differently."""
 
 from __future__ import annotations
 

@@ -99,7 +99,7 @@ def _structure(body: dict[str, Any]) -> dict[str, str]:
 
 
 def _sampling(body: dict[str, Any], base: p.SamplingParams) -> p.SamplingParams:
-    if body.get("n", 1) != 1:
+    if body.get("n") not in (None, 1):
         raise ServeError(400, "'n' must be 1: Hearth answers one choice at a time")
     if body.get("tools") or body.get("functions"):
         raise ServeError(400, "tools and functions are not supported")

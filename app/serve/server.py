@@ -177,7 +177,8 @@ class _Handler(BaseHTTPRequestHandler):
             reply = fmt.Reply(request.model, chat)
             events = server.replies.ask(request.messages, request.sampling, request.raw)
             if request.stream:
-                include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+                options = body.get("stream_options")
+                include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
                 self._stream(reply, events, include_usage)
             else:
                 self._json(200, reply.whole(_final(events)))
