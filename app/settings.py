@@ -16,7 +16,7 @@ from typing import Any
 
 from app.atomic import atomic_write_text
 from app.chat.template_choice import CHOICES
-from app.inference.protocol import SamplingParams
+from app.inference.protocol import CACHE_TYPES, SamplingParams
 
 
 @dataclass
@@ -31,12 +31,24 @@ class LoadSettings:
     """CPU threads; None picks the number of physical cores."""
     flash_attn: bool = False
     """Flash attention (faster, less KV memory, on builds that support it)."""
+    cache_type: str = "f16"
+    """The KV cache's element type: "f16", or "q8_0" (about half the memory; llama.cpp
+    needs flash attention for it, so the worker turns that on)."""
+    prompt_lookup: int = 0
+    """Prompt-lookup speculative decoding: tokens drafted from the context per step (0:
+    off). Off by default: on the starter model it is slower (``hearth bench
+    speculative`` measures it on yours), and it keeps logits for every context position
+    (n_ctx x vocabulary x 4 bytes)."""
 
     def __post_init__(self) -> None:
         if self.n_ctx < 256:
             raise ValueError("context length must be at least 256 tokens")
         if self.n_threads is not None and self.n_threads < 1:
             raise ValueError("threads must be at least 1")
+        if self.cache_type not in CACHE_TYPES:
+            raise ValueError(f"KV cache type must be one of {', '.join(CACHE_TYPES)}")
+        if not 0 <= self.prompt_lookup <= 32:
+            raise ValueError("prompt lookup drafts 0 (off) to 32 tokens")
 
 
 @dataclass

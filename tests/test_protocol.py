@@ -10,6 +10,10 @@ SAMPLES = [
     p.Load("/m.gguf", 2048, 10, 4, True),
     p.Chat("r1", [{"role": "user", "content": "hé ✓"}],
            p.SamplingParams(temperature=0.2, seed=7, stop=["\n\n"])),
+    p.Chat("s1", [{"role": "user", "content": "1, 2,"}],
+           p.SamplingParams(json_schema='{"type": "object"}'), raw=True),
+    p.Chat("s2", [{"role": "user", "content": "yes?"}],
+           p.SamplingParams(grammar='root ::= "yes" | "no"')),
     p.Cancel("r1"), p.Unload(), p.Shutdown(),
     p.Hello(p.PROTOCOL_VERSION, 42, "llama-cpp-python 0.3", False),
     p.LoadProgress(0.5),
@@ -34,3 +38,11 @@ def test_round_trip(message: object) -> None:
 def test_junk_is_refused(data: bytes) -> None:
     with pytest.raises(p.ProtocolError):
         p.decode(data)
+
+
+@pytest.mark.parametrize("fields", [
+    {"grammar": 'root ::= "a"', "json_schema": '{"type": "object"}'},  # both
+    {"json_schema": "{not json"}, {"json_schema": "[1, 2]"}])
+def test_structured_output_settings_are_checked(fields: dict[str, str]) -> None:
+    with pytest.raises(ValueError, match="grammar|schema"):
+        p.SamplingParams(**fields)

@@ -25,6 +25,7 @@ from ui.doctor_dialog import DoctorDialog
 from ui.finetune.finetune_tab import FineTuneTab
 from ui.menu_bar import MenuBar
 from ui.models.models_tab import ModelsTab
+from ui.server_panel import ServerButton
 
 
 class MainWindow(QMainWindow):
@@ -47,6 +48,8 @@ class MainWindow(QMainWindow):
         self.models_tab.chat_requested.connect(self.chat_with_model)
         self.models_tab.library_changed.connect(self.chat_page.model_bar.refresh_models)
         self._add_finetune_tabs()
+        self.server_button = ServerButton(workspace, self.chat, parent=self)
+        self.statusBar().addPermanentWidget(self.server_button)
         self._menus()
         self._style = theme.apply_style(self)  # tab descenders, dark-theme radios
         self._shortcuts()
@@ -232,6 +235,7 @@ class MainWindow(QMainWindow):
             self.teach_panel.shutdown()
             self.models_tab.shutdown()
             self.menus.importer.shutdown()
+            self.server_button.shutdown()
             self.chat.shutdown()
             self.chat_page.view.shutdown()
             if self.doctor_dialog is not None:

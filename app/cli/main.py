@@ -20,6 +20,8 @@ from app.cli.export import export
 from app.cli.finetune import add_parsers as add_finetune_parsers
 from app.cli.finetune import finetune, runs
 from app.cli.models import add_hub_parsers, run_hub_command
+from app.cli.serve import add_parser as add_serve_parser
+from app.cli.serve import serve
 from app.cli.teach import add_parser as add_teach_parser
 from app.cli.teach import teach
 from app.cli.terminal import printable_output
@@ -76,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("--json", action="store_true")
     inf.add_argument("--tokens", type=int, default=128, help="tokens to decode per run")
     inf.add_argument("--threads", type=int)
+    spec = bench.add_parser("speculative", help="decode speed with prompt-lookup "
+                            "speculative decoding off and on, same run")
+    spec.add_argument("-m", "--model")
+    spec.add_argument("--json", action="store_true")
+    spec.add_argument("--tokens", type=int, default=64, help="tokens to decode per reply")
+    spec.add_argument("--draft", type=int, default=10, help="tokens drafted per step")
     thr = bench.add_parser("threads", help="chat speed with auto, 1 and all-core threads, "
                            "idle and during a fine-tune")
     thr.add_argument("-m", "--model")
@@ -88,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("-m", "--model", help="model for the llama.cpp self-test "
                         "(default: the starter model)")
     add_export_parser(sub)
+    add_serve_parser(sub)
     sub.add_parser("gui", help="open the app (the default)")
     return parser
 
@@ -118,7 +127,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         handler = {"models": _models, "chat": _chat, "bench": _bench,
                    "finetune": finetune, "runs": runs, "teach": teach,
-                   "doctor": _doctor, "export": export}[args.command]
+                   "doctor": _doctor, "export": export, "serve": serve}[args.command]
         return handler(workspace, args)
     except HearthError as exc:
         print(f"hearth: {exc}", file=sys.stderr)
@@ -222,7 +231,8 @@ def _chat(ws: Workspace, args: argparse.Namespace) -> int:
         plan = plan_load(record, ws.library, None)  # a version may be a live adapter
         client.load_blocking(plan.path, n_ctx=n_ctx, n_gpu_layers=load.n_gpu_layers,
                              n_threads=load.n_threads, flash_attn=load.flash_attn,
-                             template=ws.settings.template_for(record.name))
+                             template=ws.settings.template_for(record.name),
+                             cache_type=load.cache_type, prompt_lookup=load.prompt_lookup)
         if plan.adapter is not None:
             client.set_adapter_blocking(plan.adapter)
         session = ChatSession(ws.store, client)
@@ -304,11 +314,13 @@ def _doctor(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def _bench(ws: Workspace, args: argparse.Namespace) -> int:
-    from app.cli.bench import run_inference_bench, run_threads_bench
+    from app.cli.bench import run_inference_bench, run_speculative_bench, run_threads_bench
 
     record = pick_model(ws, args.model)
     if args.bench_command == "threads":
         result = run_threads_bench(ws, record)
+    elif args.bench_command == "speculative":
+        result = run_speculative_bench(ws, record, args.tokens, args.draft)
     else:
         result = run_inference_bench(ws, record, decode_tokens=args.tokens,
                                      threads=args.threads)

@@ -90,7 +90,8 @@ def _fit(ws: Workspace, args: argparse.Namespace) -> int:
     load = ws.settings.load
     n_ctx = args.ctx or load.n_ctx
     gpu_layers = load.n_gpu_layers if args.gpu_layers is None else args.gpu_layers
-    verdict = verdict_for(record.info, n_ctx, gpu_layers, load.flash_attn)
+    verdict = verdict_for(record.info, n_ctx, gpu_layers, load.flash_attn,
+                          cache_type=load.cache_type)
     estimate = verdict.estimate
     if args.json:
         print(json.dumps({"model": record.name, "n_ctx": n_ctx, "level": verdict.level,

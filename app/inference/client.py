@@ -83,6 +83,9 @@ class InferenceClient:
         self._adapter: p.SetAdapter | None = None  # applied to the loaded base
         self._fallback_signal: int | None = None  # set while the fallback load runs
         self._ids = itertools.count(1)
+        # Extra listeners (the local server), called before ``listener`` on the reader
+        # thread; each picks out its own request ids.
+        self._taps: list[Listener_] = []
 
     # ------------------------------------------------------------ lifecycle
 
@@ -132,14 +135,15 @@ class InferenceClient:
 
     def load(self, path: str | Path, n_ctx: int = 4096, n_gpu_layers: int = 0,
              n_threads: int | None = None, flash_attn: bool = False,
-             template: str = "auto") -> None:
+             template: str = "auto", cache_type: str = "f16", prompt_lookup: int = 0
+             ) -> None:
         if not self.alive:
             self.start()
         self.loaded = None
         choice = self.kernels.choose()
         extra_bufts = choice.extra_bufts and not self._safe_only
         load = p.Load(str(path), n_ctx, n_gpu_layers, n_threads, flash_attn, extra_bufts,
-                      template)
+                      template, cache_type, prompt_lookup)
         with self._send_lock:
             self._last_load = load
             self._adapter = None
@@ -154,11 +158,16 @@ class InferenceClient:
             self._send(command)
 
     def chat(self, messages: list[dict[str, str]], sampling: p.SamplingParams | None = None,
-             continue_last: bool = False) -> str:
-        request_id = f"r{next(self._ids)}"
+             continue_last: bool = False, raw: bool = False,
+             request_id: str | None = None) -> str:
+        """Ask for a reply; safe from any thread (the worker answers in order).
+
+        A caller that routes events itself (the local server) passes its own unique
+        ``request_id``, so that it is listening before the first event can arrive."""
+        request_id = request_id or f"r{next(self._ids)}"
         auto = self._last_load is not None and self._last_load.n_threads is None
         chat = p.Chat(request_id, messages, sampling or p.SamplingParams(), continue_last,
-                      n_threads=auto_threads(self.claims) if auto else None)
+                      n_threads=auto_threads(self.claims) if auto else None, raw=raw)
         with self._send_lock:
             if self._probation is not None:
                 self._probation[request_id] = chat
@@ -176,6 +185,13 @@ class InferenceClient:
 
     # ---------------------------------------------------------------- events
 
+    def add_tap(self, tap: Listener_) -> None:
+        """Also pass every event to ``tap`` (on the reader thread), until removed."""
+        self._taps = [*self._taps, tap]
+
+    def remove_tap(self, tap: Listener_) -> None:
+        self._taps = [t for t in self._taps if t is not tap]
+
     def _emit(self, event: Any) -> None:
         if isinstance(event, p.Hello):
             return  # the supervisor's handshake: start() returned it already
@@ -186,6 +202,8 @@ class InferenceClient:
                 self._fallback_signal = None
         elif isinstance(event, p.Done):
             self._probation = None  # a reply came through: the kernels work
+        for tap in self._taps:
+            tap(event)
         if self.listener is not None:
             self.listener(event)
         else:

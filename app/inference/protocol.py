@@ -11,6 +11,7 @@ Bump :data:`PROTOCOL_VERSION` on any incompatible change: the worker checks it i
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -18,7 +19,11 @@ from app.workers import lifecycle
 from app.workers.lifecycle import Error, Log, WorkerDied  # shared; callers write p.Error
 from app.workers.wire import WireError, from_json, to_json
 
-PROTOCOL_VERSION = 3
+# 4: SamplingParams.grammar/json_schema (structured output), Chat.raw (completions),
+#    Load.cache_type (KV cache type), Load.prompt_lookup (n-gram speculative decoding).
+PROTOCOL_VERSION = 4
+CACHE_TYPES = ("f16", "q8_0")
+"""The KV cache types a load may ask for."""
 
 
 # --------------------------------------------------------------------------- commands
@@ -37,6 +42,11 @@ class Load:
     extra_bufts: bool = True
     # The chat template: "auto", "raw" or a family (app.chat.template_choice.CHOICES).
     template: str = "auto"
+    # The KV cache's element type (CACHE_TYPES); q8_0 needs flash attention.
+    cache_type: str = "f16"
+    # Prompt-lookup (n-gram) speculative decoding: draft this many tokens copied from
+    # earlier in the context, verified in one batch; 0 is off. The reply is the same.
+    prompt_lookup: int = 0
     kind: ClassVar[str] = "load"
 
 
@@ -52,6 +62,10 @@ class SamplingParams:
     seed: int | None = None
     max_tokens: int = 512
     stop: list[str] = field(default_factory=list)
+    # Structured output, enforced by llama.cpp's grammar sampler: a GBNF grammar, or a
+    # JSON schema (as JSON text) that the worker turns into one. At most one of the two.
+    grammar: str = ""
+    json_schema: str = ""
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -66,6 +80,20 @@ class SamplingParams:
             raise ValueError("repeat_penalty must be > 0")
         if self.max_tokens < 1:
             raise ValueError("max_tokens must be >= 1")
+        if self.grammar and self.json_schema:
+            raise ValueError("give a grammar or a JSON schema, not both")
+        if self.json_schema:
+            check_json_schema(self.json_schema)
+
+
+def check_json_schema(text: str) -> None:
+    """Raise ValueError with a one-line reason unless ``text`` is a JSON object."""
+    try:
+        schema = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the JSON schema is not valid JSON: {exc}") from None
+    if not isinstance(schema, dict):
+        raise ValueError("the JSON schema must be a JSON object, like {\"type\": \"object\"}")
 
 
 @dataclass
@@ -80,6 +108,9 @@ class Chat:
     # Threads for this reply when the load left them to Hearth (other heavy work may
     # have started since); None keeps the loaded model's.
     n_threads: int | None = None
+    # No chat template: the one message's content is the whole prompt, as plain text
+    # (the server's /v1/completions).
+    raw: bool = False
     kind: ClassVar[str] = "chat"
 
 
@@ -138,6 +169,9 @@ class Loaded:
     template_sha256: str
     load_seconds: float
     extra_bufts: bool = True
+    cache_type: str = "f16"
+    flash_attn: bool = False
+    prompt_lookup: int = 0
     kind: ClassVar[str] = "loaded"
 
 

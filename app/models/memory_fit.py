@@ -38,7 +38,13 @@ against llama.cpp's log:
  4096          90 MiB    99.4 MiB           100.5 MiB    263 MiB      264 MiB
  8192          180 MiB   166.4 MiB          164.5 MiB    354 MiB      354 MiB
  8192 + FA     180 MiB   98.3 MiB           100.5 MiB    353 MiB      354 MiB
+ 8192 q8_0+FA  96 MiB    --                 100.5 MiB    261 MiB      269 MiB
 =============  ========  =================  ===========  ===========  ============
+
+(The q8_0 row: ``tests/test_kv_cache_type.py``, which also checks that the memory q8_0
+saves against f16 is what the estimate says: 85 MiB measured, 84 MiB estimated. The
+worker turns flash attention on for a quantized cache, and :func:`verdict_for` counts
+it so.)
 
 The runtime constant and the typical share come from these measurements; the stage
 sizes follow llama.cpp's graph, so they carry over to other models better than the
@@ -301,13 +307,16 @@ def _check_gpu(estimate: MemoryEstimate, system: SystemMemory, gpu: GpuMemory,
 
 
 def verdict_for(info: Mapping[str, Any], n_ctx: int, n_gpu_layers: int = 0,
-                flash_attn: bool = False, system: SystemMemory | None = None) -> FitVerdict:
+                flash_attn: bool = False, system: SystemMemory | None = None,
+                cache_type: str = "f16") -> FitVerdict:
     """One call for "will this library model fit with these load settings?".
 
     The chat tab can call it before loading (``system`` is measured when not given;
     that runs nvidia-smi, so call it off the GUI thread or pass a cached snapshot).
     """
-    estimate = estimate_memory(info, n_ctx, flash_attn=flash_attn)
+    # A quantized cache runs with flash attention (the worker turns it on).
+    estimate = estimate_memory(info, n_ctx, cache_type,
+                               flash_attn=flash_attn or cache_type != "f16")
     n_layers = info.get("n_layers")
     return check_fit(estimate, system if system is not None else system_memory(),
                      n_gpu_layers, int(n_layers) if isinstance(n_layers, int) else None)

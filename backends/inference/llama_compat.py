@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
+from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
 # Tests only: "load" or "chat" makes the worker abort there, the way llama.cpp's AMX
 # path crashes on some machines, when the extra buffer types are on (so the fallback
@@ -28,14 +30,23 @@ _llama = llama_cpp.llama_cpp  # the low-level module
 
 
 def open_model(path: str, *, n_ctx: int, n_threads: int, n_gpu_layers: int = 0,
-               flash_attn: bool = False, extra_bufts: bool = True,
+               flash_attn: bool = False, extra_bufts: bool = True, cache_type: str = "f16",
+               prompt_lookup: int = 0,
                on_progress: Callable[[float], None] | None = None,
                verbose: bool = False, **kwargs: Any) -> llama_cpp.Llama:
     """``llama_cpp.Llama`` with llama.cpp's progress callback and extra-buffer choice.
 
     ``Llama()`` builds its model params with the low-level module's
     ``llama_model_default_params``; a wrapper sets the two fields it does not expose.
+    A quantized KV cache (``cache_type`` "q8_0") needs flash attention in llama.cpp,
+    so it turns that on.
     """
+    ggml_type = {"f16": _llama.GGML_TYPE_F16, "q8_0": _llama.GGML_TYPE_Q8_0}.get(cache_type)
+    if ggml_type is None:
+        raise ValueError(f"unknown KV cache type {cache_type!r} (f16 or q8_0)")
+    flash_attn = flash_attn or cache_type != "f16"
+    if prompt_lookup > 0:  # llama-cpp-python's generate() drafts and verifies with it
+        kwargs["draft_model"] = LlamaPromptLookupDecoding(num_pred_tokens=prompt_lookup)
     callback = None
     if on_progress is not None:
         def progress(fraction: float, _user: ctypes.c_void_p) -> bool:
@@ -56,7 +67,8 @@ def open_model(path: str, *, n_ctx: int, n_threads: int, n_gpu_layers: int = 0,
     try:
         llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_gpu_layers=n_gpu_layers,
                               n_threads=n_threads, n_threads_batch=n_threads,
-                              flash_attn=flash_attn, verbose=verbose, **kwargs)
+                              flash_attn=flash_attn, verbose=verbose, type_k=ggml_type,
+                              type_v=ggml_type, **kwargs)
     finally:
         _llama.llama_model_default_params = default_params
     llm._hearth_extra_bufts = extra_bufts  # read by warm_up()
@@ -116,6 +128,10 @@ def set_threads(llm: llama_cpp.Llama, n_threads: int) -> None:
         llm.n_threads_batch = n_threads
 
 
+def flash_attn(llm: llama_cpp.Llama) -> bool:
+    return int(llm.context_params.flash_attn_type) == int(_llama.LLAMA_FLASH_ATTN_TYPE_ENABLED)
+
+
 def n_threads(llm: llama_cpp.Llama) -> int:
     return int(llm.context_params.n_threads)
 
@@ -167,3 +183,31 @@ def use_adapter(llm: llama_cpp.Llama, handle: Any | None, scale: float = 1.0) ->
     if rc:
         raise AdapterError(f"llama.cpp could not switch the adapter (code {rc})")
     llm.reset()
+
+
+class GrammarError(ValueError):
+    """A GBNF grammar or JSON schema llama.cpp cannot use."""
+
+
+def make_grammar(llm: llama_cpp.Llama, grammar: str, json_schema: str
+                 ) -> LlamaGrammar | None:
+    """llama.cpp's grammar for a reply (None for free text), checked before use.
+
+    ``Llama.generate`` builds the sampler lazily and llama.cpp then dereferences a NULL
+    sampler when the grammar does not parse (a segfault), so the grammar is parsed here
+    once with llama.cpp's own parser and refused with its reason.
+    """
+    if json_schema:
+        try:
+            grammar = json_schema_to_gbnf(json_schema)
+        except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise GrammarError(f"this JSON schema cannot be turned into a grammar: {exc}"
+                               ) from None
+    if not grammar:
+        return None
+    sampler = _llama.llama_sampler_init_grammar(vocab(llm), grammar.encode("utf-8"), b"root")
+    if not sampler:
+        raise GrammarError("the grammar does not parse (llama.cpp's log says where); it "
+                           "needs a 'root ::= ...' rule in GBNF")
+    _llama.llama_sampler_free(sampler)
+    return LlamaGrammar.from_string(grammar, verbose=False)

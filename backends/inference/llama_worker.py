@@ -127,7 +127,7 @@ class Worker:
                 cmd.path, n_ctx=cmd.n_ctx, n_gpu_layers=cmd.n_gpu_layers,
                 n_threads=n_threads, flash_attn=cmd.flash_attn,
                 extra_bufts=cmd.extra_bufts, on_progress=on_progress, n_batch=512,
-                verbose=True)
+                verbose=True, cache_type=cmd.cache_type, prompt_lookup=cmd.prompt_lookup)
         except (ValueError, RuntimeError, OSError) as exc:
             self.channel.send(p.Error("load_failed", f"llama.cpp could not load "
                                       f"{os.path.basename(cmd.path)}: {exc}"))
@@ -146,7 +146,8 @@ class Worker:
             n_gpu_layers=cmd.n_gpu_layers, n_threads=n_threads,
             template_source=self.template.source, template_sha256=self.template.sha256,
             load_seconds=round(time.perf_counter() - started, 3),
-            extra_bufts=cmd.extra_bufts))
+            extra_bufts=cmd.extra_bufts, cache_type=cmd.cache_type,
+            flash_attn=compat.flash_attn(self.llm), prompt_lookup=cmd.prompt_lookup))
 
     def _stops(self, asked: list[str]) -> list[str]:
         """The reply's stop strings, and the end of turn of a family template."""
@@ -199,6 +200,8 @@ class Worker:
         compat.crash_if_asked(self.llm, "chat")
         try:
             tokens, dropped = self.fit_prompt(cmd)
+            grammar = compat.make_grammar(self.llm, cmd.sampling.grammar,
+                                          cmd.sampling.json_schema)
         except TemplateCancelled:
             # Stop (or the app's end) arrived while the template was rendering.
             self.channel.send(p.Done(cmd.request_id, "", p.ReplyStats(
@@ -214,7 +217,7 @@ class Worker:
             self.channel.send(p.ContextTrimmed(cmd.request_id, dropped, len(tokens),
                                                self.llm.n_ctx()))
         try:
-            self.generate(cmd, tokens, dropped, started)
+            self.generate(cmd, tokens, dropped, started, grammar)
         except RuntimeError as exc:
             self.channel.send(p.Error("generation_failed", f"llama.cpp failed: {exc}",
                                       cmd.request_id))
@@ -310,6 +313,12 @@ class Worker:
             raise ValueError("the conversation is empty")
         n_ctx = self.llm.n_ctx()
         budget = n_ctx - min(cmd.sampling.max_tokens, n_ctx // 2)
+        if cmd.raw:  # a completion: the text as it is, all of it content
+            tokens = self.tokenize([(messages[0]["content"], True)])
+            if len(tokens) > budget:
+                raise ValueError(f"the prompt is {len(tokens)} tokens long but the context "
+                                 f"holds {n_ctx} (with {n_ctx - budget} kept for the reply)")
+            return tokens, 0
         dropped = 0
         while True:
             tokens = self.tokenize(self.render(messages, cmd.continue_last, cmd.request_id))
@@ -329,8 +338,8 @@ class Worker:
             del messages[first:first + n]
             dropped += n
 
-    def generate(self, cmd: p.Chat, tokens: list[int], dropped: int, started: float
-                 ) -> None:
+    def generate(self, cmd: p.Chat, tokens: list[int], dropped: int, started: float,
+                 grammar: Any = None) -> None:
         llm = self.llm
         assert llm is not None and self.template is not None
         s = cmd.sampling
@@ -353,8 +362,7 @@ class Worker:
         batch, batch_tokens, last_flush = "", 0, 0.0
         t_first: float | None = None
         t_last = started
-        completion = 0
-        finish = "length"
+        completion, finish = 0, "length"
 
         def flush() -> None:
             nonlocal batch, batch_tokens, last_flush
@@ -363,7 +371,8 @@ class Worker:
             batch, batch_tokens, last_flush = "", 0, time.perf_counter()
 
         for token in llm.generate(tokens, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p,
-                                  temp=s.temperature, repeat_penalty=s.repeat_penalty):
+                                  temp=s.temperature, repeat_penalty=s.repeat_penalty,
+                                  grammar=grammar):
             now = time.perf_counter()
             if t_first is None:
                 t_first = now

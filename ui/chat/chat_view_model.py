@@ -364,7 +364,8 @@ class ChatViewModel(QObject):
         self.model_state_changed.emit()
         self.client.load(plan.path, n_ctx=load.n_ctx, n_gpu_layers=load.n_gpu_layers,
                          n_threads=load.n_threads, flash_attn=load.flash_attn,
-                         template=self.workspace.settings.template_for(record.name))
+                         template=self.workspace.settings.template_for(record.name),
+                         cache_type=load.cache_type, prompt_lookup=load.prompt_lookup)
         if plan.adapter is not None:
             self.client.set_adapter(plan.adapter)
 

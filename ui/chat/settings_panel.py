@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from app.inference import protocol as p
 from app.settings import LoadSettings
 from ui.chat.chat_view_model import ChatViewModel
+from ui.chat.structure_box import StructureBox
 from ui.untrusted import PlainLabel
 
 
@@ -64,6 +65,8 @@ class SettingsPanel(QScrollArea):
         layout.setContentsMargins(12, 12, 12, 12)
         layout.addWidget(self._build_prompt_box())
         layout.addWidget(self._build_sampling_box())
+        self.structure = StructureBox(chat)
+        layout.addWidget(self.structure)
         layout.addWidget(self._build_load_box())
         layout.addStretch(1)
         self.setWidget(page)
@@ -143,6 +146,21 @@ class SettingsPanel(QScrollArea):
         load_form.addRow("GPU layers", self.n_gpu_layers)
         load_form.addRow("Threads", self.n_threads)
         load_form.addRow("", self.flash_attn)
+        self.cache_type = QComboBox()
+        self.cache_type.addItem("f16 (exact)", "f16")
+        self.cache_type.addItem("q8_0 (half the memory)", "q8_0")
+        self.cache_type.setToolTip("The KV cache's element type; q8_0 turns on flash "
+                                   "attention and the memory estimate follows")
+        load_form.addRow("KV cache", self.cache_type)
+        self.prompt_lookup = QSpinBox()
+        self.prompt_lookup.setRange(0, 32)
+        self.prompt_lookup.setSpecialValueText("off")
+        self.prompt_lookup.setSuffix(" tokens")
+        self.prompt_lookup.setToolTip("Speculative decoding: draft this many tokens copied "
+                                      "from the conversation and check them in one step. "
+                                      "Faster only where replies repeat their input, on "
+                                      "some models ('hearth bench speculative' measures)")
+        load_form.addRow("Prompt lookup", self.prompt_lookup)
         load_form.addRow("Chat template", self.template)
         self.reload_button = QPushButton("Apply and reload")
         load_form.addRow("", self.reload_button)
@@ -184,6 +202,8 @@ class SettingsPanel(QScrollArea):
         self.n_gpu_layers.setValue(load.n_gpu_layers)
         self.n_threads.setValue(load.n_threads or 0)
         self.flash_attn.setChecked(load.flash_attn)
+        self.cache_type.setCurrentIndex(max(0, self.cache_type.findData(load.cache_type)))
+        self.prompt_lookup.setValue(load.prompt_lookup)
         self._show_template()
 
     def _show_template(self) -> None:
@@ -207,6 +227,7 @@ class SettingsPanel(QScrollArea):
 
     def flush(self) -> None:
         """Save a system prompt still waiting for its debounce (window closing)."""
+        self.structure.flush()
         if self._prompt_timer.isActive():
             self._prompt_timer.stop()
             self._on_prompt_edited()
@@ -230,7 +251,9 @@ class SettingsPanel(QScrollArea):
         settings.load = LoadSettings(n_ctx=self.n_ctx.value(),
                                      n_gpu_layers=self.n_gpu_layers.value(),
                                      n_threads=self.n_threads.value() or None,
-                                     flash_attn=self.flash_attn.isChecked())
+                                     flash_attn=self.flash_attn.isChecked(),
+                                     cache_type=self.cache_type.currentData(),
+                                     prompt_lookup=self.prompt_lookup.value())
         if self.chat.model_name:
             settings.remember_template(self.chat.model_name, self.template.currentData())
         self.chat.workspace.save_settings()

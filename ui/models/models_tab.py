@@ -210,7 +210,8 @@ class ModelsTab(QWidget):
             return {}
         load = self.workspace.settings.load
         return {r.name: verdict_for(r.info, self.ctx_spin.value(), load.n_gpu_layers,
-                                    load.flash_attn, self.system) for r in records}
+                                    load.flash_attn, self.system, load.cache_type)
+                for r in records}
 
     def selected(self) -> ModelRecord | None:
         rows = self.table.selectionModel().selectedRows()

@@ -1,0 +1,68 @@
+"""``hearth serve``: the local OpenAI-compatible server, without the app."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from app.errors import BadInput, ExitCode
+from app.inference.client import InferenceClient
+from app.serve.models import OwnModels
+from app.serve.openai_format import ServeError
+from app.serve.security import KEY_ENV, api_key, key_path
+from app.serve.server import DEFAULT_PORT, LocalServer
+from app.workspace import Workspace
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="serve a model to OpenAI clients on 127.0.0.1 "
+                           "(an API key is required)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT,
+                       help=f"port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)")
+    serve.add_argument("-m", "--model", help="model loaded at start (default: the starter "
+                       "model); a request naming another library model switches to it")
+    serve.add_argument("--show-key", action="store_true", help="print the API key")
+
+
+def serve(ws: Workspace, args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise BadInput(f"--port must be between 0 and 65535, not {args.port}")
+    from app.cli.main import pick_model
+
+    record = pick_model(ws, args.model)
+    key = api_key(ws.home.root)
+    client = InferenceClient(listener=lambda _event: None,
+                             log_file=ws.home.logs / "inference-worker.log", home=ws.home)
+    host = OwnModels(ws, client)
+    try:
+        try:
+            host.ready(record.name)
+        except ServeError as exc:
+            print(f"hearth: {exc}", file=sys.stderr)
+            return ExitCode.FAILED
+        try:
+            server = LocalServer(host, key, args.port)
+        except OSError as exc:
+            raise BadInput(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}; "
+                           "choose another --port") from None
+        where = (f"${KEY_ENV}" if key != _kept_key(ws) else str(key_path(ws.home.root)))
+        print(f"Serving {record.name} at {server.url} (API key: "
+              f"{key if args.show_key else 'in ' + where}). Ctrl+C stops.", file=sys.stderr)
+        sys.stderr.flush()
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.httpd.server_close()
+            server.replies.close()
+        return ExitCode.OK
+    finally:
+        client.close()
+
+
+def _kept_key(ws: Workspace) -> str:
+    try:
+        return key_path(ws.home.root).read_text("utf-8").strip()
+    except OSError:
+        return ""

@@ -1,0 +1,1 @@
+"""The local OpenAI-compatible server (``hearth serve`` and the app\x27s switch)."""

@@ -1,0 +1,247 @@
+"""The local OpenAI-compatible server: ``/v1/models``, ``/v1/chat/completions`` and
+``/v1/completions`` on 127.0.0.1.
+
+Standard library only (``ThreadingHTTPServer``): one thread per connection, and one
+request at a time at the model (a lock held for the whole reply, so ``hearth serve``
+can switch models between requests safely and requests are answered in the order
+they came). Who may ask is :mod:`app.serve.security`'s business; what is asked and
+answered, :mod:`app.serve.openai_format`'s.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote
+
+from app.inference import protocol as p
+from app.serve import openai_format as fmt
+from app.serve.models import ModelHost, Replies
+from app.serve.openai_format import ServeError
+from app.serve.security import host_allowed, key_matches, origin_allowed
+
+log = logging.getLogger("hearth.serve")
+BIND = "127.0.0.1"  # never another interface: the key is the only other guard
+DEFAULT_PORT = 8337
+MAX_BODY = 8 * 1024 * 1024
+QUEUE_WAIT_S = 600.0
+_STATUS_BY_ERROR = {"bad_request": 400, "no_model": 503, "out_of_memory": 503}
+
+
+class LocalServer:
+    """Serves ``host``'s model to clients that know ``key``; start() and stop() it."""
+
+    def __init__(self, host: ModelHost, key: str, port: int = DEFAULT_PORT) -> None:
+        self.host = host
+        self.key = key
+        self.replies = Replies(host.client)
+        self.turn = threading.Lock()  # one reply at a time; the others queue here
+        self.httpd = ThreadingHTTPServer((BIND, port), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.hearth = self  # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{BIND}:{self.port}/v1"
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="hearth-serve",
+                                        daemon=True)
+        self._thread.start()
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.replies.close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "Hearth"
+    protocol_version = "HTTP/1.0"  # one request per connection; streams end at close
+
+    @property
+    def hearth(self) -> LocalServer:
+        return self.server.hearth  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+        log.info("%s %s", self.address_string(), format % args)
+
+    # ------------------------------------------------------------ plumbing
+
+    def _cors(self) -> None:
+        origin = self.headers.get("Origin")
+        if origin_allowed(origin):
+            self.send_header("Access-Control-Allow-Origin", origin or "")
+            self.send_header("Vary", "Origin")
+
+    def _json(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        if status == 401:
+            self.send_header("WWW-Authenticate", 'Bearer realm="hearth"')
+        self._cors()
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _guard(self, needs_key: bool = True) -> bool:
+        """The Host check (DNS rebinding), then the key; answers and returns False
+        when the request may not go on."""
+        if not host_allowed(self.headers.get("Host")):
+            self._json(403, ServeError(403, "this server answers only requests to "
+                                       "localhost or 127.0.0.1", "permission_error").body())
+            return False
+        if needs_key and not key_matches(self.headers.get("Authorization"), self.hearth.key):
+            self._json(401, ServeError(401, "a valid API key is required (Authorization: "
+                                       "Bearer KEY; Hearth shows the key)",
+                                       "authentication_error", "invalid_api_key").body())
+            return False
+        return True
+
+    def _body(self) -> Any:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise ServeError(400, "bad Content-Length") from None
+        if length > MAX_BODY:
+            raise ServeError(413, "the request is too large")
+        try:
+            return json.loads(self.rfile.read(length) or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ServeError(400, "the request body is not valid JSON") from None
+
+    # ------------------------------------------------------------- methods
+
+    def do_OPTIONS(self) -> None:  # noqa: N802 - http.server's naming
+        """A CORS preflight: browsers send it without the key."""
+        if not self._guard(needs_key=False):
+            return
+        self.send_response(204)
+        if origin_allowed(self.headers.get("Origin")):
+            self._cors()
+            self.send_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+            self.send_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
+            self.send_header("Access-Control-Max-Age", "600")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:  # noqa: N802
+        if not self._guard():
+            return
+        path = unquote(self.path.split("?", 1)[0].rstrip("/"))
+        names = self.hearth.host.names()
+        if path == "/v1/models":
+            self._json(200, {"object": "list", "data": [_model(n) for n in names]})
+        elif path.startswith("/v1/models/") and path[len("/v1/models/"):] in names:
+            self._json(200, _model(path[len("/v1/models/"):]))
+        else:
+            self._json(404, ServeError(404, f"no such endpoint or model: {path}").body())
+
+    def do_POST(self) -> None:  # noqa: N802
+        if not self._guard():
+            return
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path not in ("/v1/chat/completions", "/v1/completions"):
+            self._json(404, ServeError(404, f"no such endpoint: {path}").body())
+            return
+        try:
+            self._complete(self._body(), chat=path.endswith("chat/completions"))
+        except ServeError as exc:
+            self._json(exc.status, exc.body())
+
+    # ---------------------------------------------------------- completions
+
+    def _complete(self, body: Any, chat: bool) -> None:
+        server = self.hearth
+        name = body.get("model") if isinstance(body, dict) else None
+        base = server.host.sampling(name) if isinstance(name, str) and name else None
+        request = fmt.parse(body, base or p.SamplingParams(), chat)
+        if not server.turn.acquire(timeout=QUEUE_WAIT_S):
+            raise ServeError(503, "the server is busy; try again later", "server_error")
+        try:
+            server.host.ready(request.model)
+            reply = fmt.Reply(request.model, chat)
+            events = server.replies.ask(request.messages, request.sampling, request.raw)
+            if request.stream:
+                options = body.get("stream_options")
+                include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
+                self._stream(reply, events, include_usage)
+            else:
+                self._json(200, reply.whole(_final(events)))
+        finally:
+            server.turn.release()
+
+    def _stream(self, reply: fmt.Reply, events: Any, include_usage: bool) -> None:
+        """Server-sent events, one per token batch, then the finish and ``[DONE]``."""
+        first = next(events)
+        if not isinstance(first, p.Tokens | p.Done):
+            _final(iter([first]))  # raises the right ServeError before any byte is sent
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self._cors()
+        self.end_headers()
+        try:
+            self._send_event(reply.chunk("", first=True) if reply.chat else None)
+            for event in _chain(first, events):
+                if isinstance(event, p.Tokens):
+                    if event.text:
+                        self._send_event(reply.chunk(event.text))
+                elif isinstance(event, p.Done):
+                    self._send_event(reply.chunk("", event.stats.finish_reason))
+                    if include_usage:
+                        self._send_event({**reply.chunk(""), "choices": [],
+                                          "usage": fmt.usage(event.stats)})
+                else:
+                    self._send_event(_failure(event).body())
+            self.wfile.write(b"data: [DONE]\n\n")
+        except (BrokenPipeError, ConnectionResetError):
+            log.info("the client went away; its reply is cancelled")
+        finally:
+            events.close()  # cancels the reply in the worker if it is still running
+
+    def _send_event(self, body: dict[str, Any] | None) -> None:
+        if body is not None:
+            self.wfile.write(b"data: " + json.dumps(body).encode("utf-8") + b"\n\n")
+            self.wfile.flush()
+
+
+def _chain(first: Any, rest: Any) -> Any:
+    yield first
+    yield from rest
+
+
+def _final(events: Any) -> p.Done:
+    """The reply's ``Done`` (the tokens are in it too), or the error it ended with."""
+    for event in events:
+        if isinstance(event, p.Done):
+            return event
+        if isinstance(event, p.Error | p.WorkerDied):
+            raise _failure(event)
+    raise ServeError(500, "the reply ended without an answer", "server_error")
+
+
+def _failure(event: Any) -> ServeError:
+    if isinstance(event, p.WorkerDied):
+        return ServeError(503, f"the model worker stopped: {event.message}", "server_error")
+    status = _STATUS_BY_ERROR.get(event.error_kind, 500)
+    return ServeError(status, event.message,
+                      "invalid_request_error" if status == 400 else "server_error")
+
+
+def _model(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "hearth"}

@@ -1,0 +1,262 @@
+"""The local server with the real ``openai`` client, the real starter model and the
+real worker: streaming, stop, max_tokens, plain completions, structured output, the
+key, the Host check and CORS; and a chat turn sharing the worker with it."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+
+from app.inference import protocol as p
+from app.inference.client import InferenceClient
+from app.serve.models import OwnModels
+from app.serve.security import KEY_ENV, api_key, host_allowed, key_path, origin_allowed
+from app.serve.server import LocalServer
+from app.workspace import Workspace, open_workspace
+
+pytestmark = pytest.mark.slow
+MODEL = "SmolLM2-135M-Instruct"
+ROOT = Path(__file__).resolve().parent.parent
+HI = [{"role": "user", "content": "Say hello to Ada."}]
+PERSON = {"type": "object",
+          "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+          "required": ["name", "age"], "additionalProperties": False}
+
+
+class Served:
+    def __init__(self, server: LocalServer, client: InferenceClient, key: str) -> None:
+        self.server, self.client, self.key = server, client, key
+        self.api = openai.OpenAI(base_url=server.url, api_key=key, max_retries=0,
+                                 timeout=120)
+
+    def raw(self, method: str, path: str, headers: dict[str, str], body: Any = None
+            ) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.server.port, timeout=120)
+        try:
+            data = json.dumps(body).encode() if body is not None else None
+            conn.request(method, path, body=data, headers=headers)
+            response = conn.getresponse()
+            return response.status, dict(response.getheaders()), response.read()
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, starter_gguf: Path
+           ) -> Iterator[Served]:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(KEY_ENV, raising=False)
+        ws: Workspace = open_workspace(tmp_path_factory.mktemp("serve-home"))
+        assert MODEL in [r.name for r in ws.library.list()]
+        key = api_key(ws.home.root)
+        client = InferenceClient(home=ws.home)  # no listener: stream_chat works beside
+        host = OwnModels(ws, client)
+        host.ready(MODEL)
+        server = LocalServer(host, key, port=0)
+        server.start()
+        try:
+            yield Served(server, client, key)
+        finally:
+            server.stop()
+            client.close()
+            ws.close()
+    assert not client.alive
+
+
+def test_the_key_is_kept_owner_only_and_the_environment_wins(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    key = api_key(tmp_path)
+    assert len(key) > 30 and api_key(tmp_path) == key  # made once, then kept
+    assert stat.S_IMODE(os.stat(key_path(tmp_path)).st_mode) == 0o600
+    os.chmod(key_path(tmp_path), 0o644)
+    assert api_key(tmp_path) == key
+    assert stat.S_IMODE(os.stat(key_path(tmp_path)).st_mode) == 0o600
+    monkeypatch.setenv(KEY_ENV, "from-the-environment")
+    assert api_key(tmp_path) == "from-the-environment"
+
+
+def test_loopback_names_and_local_origins() -> None:
+    for host in ("localhost", "localhost:8337", "127.0.0.1:1", "[::1]:8337", "LOCALHOST"):
+        assert host_allowed(host), host
+    for host in (None, "", "evil.example", "evil.example:8337", "127.0.0.1.evil.example",
+                 "localhost.evil.example"):
+        assert not host_allowed(host), host
+    for origin in ("http://localhost:3000", "http://127.0.0.1", "https://[::1]:8443"):
+        assert origin_allowed(origin), origin
+    for origin in (None, "null", "https://evil.example", "http://localhost.evil.example",
+                   "file://localhost", "http://127.0.0.2"):
+        assert not origin_allowed(origin), origin
+
+
+def test_models_are_listed_by_library_name(served: Served) -> None:
+    assert MODEL in [m.id for m in served.api.models.list()]
+
+
+def test_a_whole_reply_respects_max_tokens(served: Served) -> None:
+    reply = served.api.chat.completions.create(model=MODEL, messages=HI, max_tokens=4,
+                                               temperature=0)
+    choice = reply.choices[0]
+    assert choice.message.role == "assistant" and choice.message.content.strip()
+    assert choice.finish_reason == "length"
+    assert reply.usage.completion_tokens == 4 and reply.usage.prompt_tokens > 5
+
+
+def test_a_reply_streams_in_pieces(served: Served) -> None:
+    stream = served.api.chat.completions.create(model=MODEL, messages=HI, max_tokens=12,
+                                                temperature=0, stream=True,
+                                                stream_options={"include_usage": True})
+    chunks = list(stream)
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices
+              and c.choices[0].delta.content]
+    assert len(pieces) >= 2
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
+    assert chunks[-1].usage.completion_tokens == 12
+    whole = served.api.chat.completions.create(model=MODEL, messages=HI, max_tokens=12,
+                                               temperature=0)
+    assert "".join(pieces) == whole.choices[0].message.content  # greedy: the same reply
+
+
+def test_a_stop_string_ends_the_reply_before_it(served: Served) -> None:
+    free = served.api.chat.completions.create(model=MODEL, messages=HI, max_tokens=16,
+                                              temperature=0).choices[0].message.content
+    words = free.split()
+    assert len(words) >= 3, free
+    stop = " " + words[2]
+    stopped = served.api.chat.completions.create(model=MODEL, messages=HI, max_tokens=16,
+                                                 temperature=0, stop=[stop]).choices[0]
+    assert stopped.finish_reason == "stop"
+    assert stopped.message.content == free[:free.index(stop)]
+
+
+def test_plain_completion(served: Served) -> None:
+    reply = served.api.completions.create(model=MODEL, prompt="1, 2, 3, 4,", max_tokens=6,
+                                          temperature=0)
+    assert reply.choices[0].text.strip() and reply.usage.completion_tokens <= 6
+
+
+def test_response_format_json_schema_gives_valid_json(served: Served) -> None:
+    reply = served.api.chat.completions.create(
+        model=MODEL, temperature=0.7, seed=3, max_tokens=60,
+        messages=[{"role": "user", "content": "Describe a person as JSON."}],
+        response_format={"type": "json_schema",
+                         "json_schema": {"name": "person", "schema": PERSON}})
+    person = json.loads(reply.choices[0].message.content)
+    assert set(person) == {"name", "age"}
+    assert isinstance(person["name"], str) and isinstance(person["age"], int)
+
+
+def test_a_bad_grammar_is_refused_and_the_worker_lives_on(served: Served) -> None:
+    with pytest.raises(openai.BadRequestError, match="grammar"):
+        served.api.chat.completions.create(model=MODEL, messages=HI, max_tokens=4,
+                                           extra_body={"grammar": "root ::= nothing"})
+    assert served.client.alive
+    assert served.api.chat.completions.create(model=MODEL, messages=HI, max_tokens=2
+                                              ).choices[0].message.content
+
+
+def test_an_unknown_model_is_a_404(served: Served) -> None:
+    with pytest.raises(openai.NotFoundError, match="no model"):
+        served.api.chat.completions.create(model="gpt-4o", messages=HI, max_tokens=2)
+
+
+def test_without_the_key_or_with_a_wrong_one_401(served: Served) -> None:
+    wrong = openai.OpenAI(base_url=served.server.url, api_key="not-the-key", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        wrong.models.list()
+    with pytest.raises(openai.AuthenticationError):
+        wrong.chat.completions.create(model=MODEL, messages=HI, max_tokens=2)
+    status, _, body = served.raw("GET", "/v1/models", {"Host": "127.0.0.1"})
+    assert status == 401 and b"API key" in body
+    status, _, _ = served.raw("POST", "/v1/chat/completions", {"Host": "localhost"},
+                              {"model": MODEL, "messages": HI, "max_tokens": 2})
+    assert status == 401
+
+
+def test_a_foreign_host_header_is_refused(served: Served) -> None:
+    auth = {"Authorization": f"Bearer {served.key}"}
+    status, _, body = served.raw("GET", "/v1/models", {**auth, "Host": "evil.example:80"})
+    assert status == 403 and b"localhost" in body
+    status, _, _ = served.raw("GET", "/v1/models", {**auth, "Host": "localhost:1"})
+    assert status == 200
+
+
+def test_cors_only_for_local_origins(served: Served) -> None:
+    auth = {"Authorization": f"Bearer {served.key}", "Host": "127.0.0.1"}
+    local = "http://localhost:5173"
+    _, headers, _ = served.raw("GET", "/v1/models", {**auth, "Origin": local})
+    assert headers.get("Access-Control-Allow-Origin") == local
+    status, headers, _ = served.raw("OPTIONS", "/v1/chat/completions", {
+        "Host": "127.0.0.1", "Origin": local, "Access-Control-Request-Method": "POST"})
+    assert status == 204 and headers.get("Access-Control-Allow-Origin") == local
+    assert "Authorization" in headers.get("Access-Control-Allow-Headers", "")
+    for foreign in ("https://evil.example", "null"):
+        status, headers, _ = served.raw("GET", "/v1/models", {**auth, "Origin": foreign})
+        assert status == 200 and "Access-Control-Allow-Origin" not in headers
+        _, headers, _ = served.raw("OPTIONS", "/v1/models", {
+            "Host": "127.0.0.1", "Origin": foreign, "Access-Control-Request-Method": "GET"})
+        assert not any(h.lower().startswith("access-control") for h in headers)
+
+
+def test_a_chat_turn_and_server_requests_share_one_worker(served: Served) -> None:
+    """The chat's own reply and two server replies at once: all answered, each its own."""
+    pid = served.client.proc.pid
+    results: dict[str, str] = {}
+
+    def ask(tag: str) -> None:
+        results[tag] = served.api.chat.completions.create(
+            model=MODEL, messages=HI, max_tokens=6, temperature=0).choices[0].message.content
+
+    threads = [threading.Thread(target=ask, args=(t,)) for t in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    events = list(served.client.stream_chat(HI, p.SamplingParams(temperature=0,
+                                                                 max_tokens=6)))
+    for thread in threads:
+        thread.join(timeout=120)
+    done = events[-1]
+    assert isinstance(done, p.Done) and done.stats.completion_tokens == 6
+    assert results["a"] == results["b"] == done.text  # greedy, same prompt, same model
+    assert served.client.proc.pid == pid  # one worker, one copy of the model
+
+
+def test_hearth_serve_streams_to_the_openai_client_with_the_key(tmp_path: Path) -> None:
+    """The command a person runs: the key from the environment, a free port, Ctrl+C."""
+    env = dict(os.environ, HEARTH_HOME=str(tmp_path / "home"), HEARTH_API_KEY="k-123")
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli.main", "serve", "--port", "0"],
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        url = None
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            found = re.search(r"Serving \S+ at (http://127\.0\.0\.1:\d+/v1) \(API key: in "
+                              r"\$HEARTH_API_KEY\)", line)
+            if found:
+                url = found.group(1)
+                break
+        assert url, "hearth serve did not say where it listens"
+        threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep it drained
+        api = openai.OpenAI(base_url=url, api_key="k-123", max_retries=0, timeout=120)
+        pieces = [c.choices[0].delta.content for c in api.chat.completions.create(
+            model=MODEL, messages=HI, max_tokens=6, stream=True) if c.choices
+            and c.choices[0].delta.content]
+        assert len(pieces) >= 2
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=url, api_key="k-12", max_retries=0).models.list()
+        assert not (tmp_path / "home" / "server-api-key").exists()  # the env's key wins
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
