@@ -86,7 +86,7 @@ def test_a_run_whose_export_fails_the_gate_is_a_failed_run_that_keeps_its_adapte
         error = events[-1]
         assert isinstance(error, tp.TrainError) and error.error_kind == "export_failed", \
             events[-3:]
-        assert "not the trained model" in error.message and "at most 0% allowed" in error.message
+        assert "not the trained model" in error.message and "at most 0.0% allowed" in error.message
         folder = RunFolder.of(ws.home, run_id)
         assert folder.status() == "failed" and folder.resumable()
         summary = folder.summary()
