@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QStyle,
     QStyleOption,
     QTabBar,
+    QToolButton,
     QWidget,
 )
 
@@ -149,3 +150,14 @@ def apply_style(root: QWidget) -> HearthStyle:
     for widget in (*root.findChildren(QTabBar), *root.findChildren(QRadioButton)):
         widget.setStyle(style)
     return style
+
+
+def action_button(text: str, tip: str) -> QToolButton:
+    """A flat text action under a message (Copy, Edit, ‹ ›…), styled as one family."""
+    button = QToolButton()
+    button.setText(text)
+    button.setToolTip(tip)
+    button.setAutoRaise(True)
+    button.setCursor(Qt.CursorShape.PointingHandCursor)
+    button.setObjectName("messageAction")
+    return button

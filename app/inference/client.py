@@ -273,22 +273,19 @@ class InferenceClient:
                       ) -> p.Loaded:
         """Load and wait; raises :class:`WorkerError` with the worker's reason on failure."""
         self.load(path, **settings)
-        deadline = time.monotonic() + timeout
-        while True:
-            event = self.next_event(max(0.0, deadline - time.monotonic()))
-            if isinstance(event, p.Loaded):
-                return event
-            if isinstance(event, p.Error | p.WorkerDied):
-                raise WorkerError(event)
+        return self._wait_for(p.Loaded, timeout)
 
     def set_adapter_blocking(self, path: str | Path | None, timeout: float = 120.0
                              ) -> p.AdapterSet:
         """Apply an adapter and wait; raises :class:`WorkerError` when it is refused."""
         self.set_adapter(path)
+        return self._wait_for(p.AdapterSet, timeout)
+
+    def _wait_for(self, done: type, timeout: float) -> Any:
         deadline = time.monotonic() + timeout
         while True:
             event = self.next_event(max(0.0, deadline - time.monotonic()))
-            if isinstance(event, p.AdapterSet):
+            if isinstance(event, done):
                 return event
             if isinstance(event, p.Error | p.WorkerDied):
                 raise WorkerError(event)

@@ -10,10 +10,11 @@ branch was ended there and its old continuation is hidden.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QWidget
 
 from app.chat.conversations import Message
+from ui import theme
 
 
 class BranchBar(QWidget):
@@ -46,12 +47,7 @@ class BranchBar(QWidget):
 
     @staticmethod
     def _button(text: str, tip: str, layout: QHBoxLayout) -> QToolButton:
-        button = QToolButton()
-        button.setText(text)
-        button.setToolTip(tip)
-        button.setAutoRaise(True)
-        button.setCursor(Qt.CursorShape.PointingHandCursor)
-        button.setObjectName("messageAction")
+        button = theme.action_button(text, tip)
         layout.addWidget(button)
         return button
 

@@ -140,12 +140,7 @@ class MessageWidget(QFrame):
         self.refresh(message, is_last)
 
     def _action(self, text: str, tip: str, slot: object) -> QToolButton:
-        button = QToolButton()
-        button.setText(text)
-        button.setToolTip(tip)
-        button.setAutoRaise(True)
-        button.setCursor(Qt.CursorShape.PointingHandCursor)
-        button.setObjectName("messageAction")
+        button = theme.action_button(text, tip)
         button.clicked.connect(slot)
         self.actions.addWidget(button)
         return button
