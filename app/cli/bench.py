@@ -1,4 +1,9 @@
-"""``hearth bench inference`` and ``hearth bench threads``.
+"""``hearth bench inference``, ``hearth bench threads`` and ``hearth bench finetune``.
+
+``bench finetune`` runs :mod:`backends.training.bench_finetune` as a child (the app
+never imports torch): Hearth's training loop against transformers ``Trainer`` + PEFT,
+each in its own process, one after the other, and Hearth's MFU against the matmul peak
+measured in the same run.
 
 ``bench threads`` measures chat speed with auto, 1 and all-core threads, idle and while
 a real fine-tune runs, which is the evidence behind :mod:`app.machine.threads`.
@@ -17,6 +22,7 @@ not compete for cores.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -209,3 +215,25 @@ def run_threads_bench(ws: Workspace, record: ModelRecord, repeats: int = 2
                        f"{busy[label]['decode_tps']:15.1f} {busy[label]['ttft_s'] * 1000:12.0f}ms")
     return {"model": record.name, "physical_cores": n, "idle": idle, "training": busy,
             "auto_threads_after": auto_busy, "summary": summary}
+
+
+# --------------------------------------------------------------------- finetune
+
+
+def run_finetune_bench(ws: Workspace, model: str | None, *, steps: int, records: int,
+                       batch_size: int, max_seq_len: int, threads: int, dtype: str
+                       ) -> dict[str, Any]:
+    from app.models.library import find_starter_gguf
+
+    path = Path(model) if model else find_starter_gguf()
+    if path is None or not path.is_file():
+        raise RuntimeError(f"no model file at {path}: pass --model PATH to a GGUF file")
+    out = run_module("backends.training.bench_finetune", [
+        "--model", str(path), "--steps", str(steps), "--records", str(records),
+        "--batch-size", str(batch_size), "--max-seq-len", str(max_seq_len),
+        "--threads", str(threads), "--dtype", dtype,
+        "--cache", os.environ.get("HEARTH_CACHE") or str(ws.home.root / "cache" / "base-models"),
+        "--json"])
+    if out.returncode != 0:
+        raise RuntimeError(f"the fine-tuning benchmark failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout[out.stdout.index("{"):])
