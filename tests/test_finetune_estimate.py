@@ -1,0 +1,63 @@
+"""The estimate shown before Start against runs that were measured on this project's
+machine (BENCHMARKS.md, "Fine-tuning"): time of the whole run and peak memory within
+±25 %. A change to the formula or its constants that moves one outside fails here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from app.finetune.settings import Machine, estimate
+
+GiB = 2**30
+
+
+@dataclass(frozen=True)
+class Recorded:
+    name: str
+    n_params: int
+    hidden: int
+    layers: int
+    vocab: int
+    steps: int
+    batch: int
+    tokens_per_record: float
+    target_fraction: float
+    eval_tokens: int
+    export_gguf: bool
+    seconds: float  # whole run, measured
+    peak_bytes: float  # measured
+
+
+RECORDED = [
+    # tests/benchmarks/bench_1b.py --steps 6 --records 48 --quant q4_k_m: a random
+    # Llama-3.2-1B-shaped model through the whole `hearth finetune` path, fp32, 2 cores.
+    Recorded("llama-1b whole run", 1_070_000_000, 2048, 16, 49152, steps=6, batch=4,
+             tokens_per_record=2761 / 24, target_fraction=0.3, eval_tokens=6 * 5 * 115,
+             export_gguf=True, seconds=318.6, peak_bytes=8.6 * GiB),
+]
+
+
+def _estimate(r: Recorded):  # noqa: ANN202
+    tokens = int(r.steps * r.batch * r.tokens_per_record)
+    return estimate(n_params=r.n_params, train_tokens=tokens, steps_tokens=tokens,
+                    hidden=r.hidden, n_layers=r.layers, vocab=r.vocab,
+                    micro_batch_tokens=int(r.batch * r.tokens_per_record),
+                    target_fraction=r.target_fraction,
+                    machine=Machine(cpu_cores=2, memory_bytes=24 * GiB), whole_run=True,
+                    export_gguf=r.export_gguf, eval_tokens=r.eval_tokens)
+
+
+@pytest.mark.parametrize("case", RECORDED, ids=[r.name for r in RECORDED])
+def test_estimate_within_25_percent_of_the_recorded_run(case: Recorded) -> None:
+    guess = _estimate(case)
+    assert 0.75 <= guess.seconds / case.seconds <= 1.25, guess.seconds
+    assert 0.75 <= guess.peak_memory_bytes / case.peak_bytes <= 1.25, guess.peak_memory_bytes
+
+
+def test_a_wider_model_trains_more_flops_per_second_per_core() -> None:
+    from app.finetune.settings import cpu_flops_per_core
+
+    rates = [cpu_flops_per_core(h) for h in (256, 576, 1024, 2048, 4096)]
+    assert rates[0] == rates[1] < rates[2] < rates[3] == rates[4]
