@@ -161,3 +161,14 @@ def test_fused_lora_forward_and_gradients_equal_peft(tmp_path: Path) -> None:
     with ref.disable_adapter():  # anything but a plain adapter takes PEFT's own path
         plain = ref(input_ids=ids).logits
     assert not torch.allclose(plain, want)
+
+
+def test_long_micro_batches_run_in_parts_within_the_token_budget() -> None:
+    from backends.training.trainer import within_budget
+
+    records = [Tokenized(ids=list(range(n)), target=[True] * n, line=1)
+               for n in (500, 480, 40, 30)]
+    parts = within_budget(records, 600)
+    assert [[len(r.ids) for r in p] for p in parts] == [[500], [480], [40, 30]]
+    assert all(len(p) * max(len(r.ids) for r in p) <= 600 for p in parts)
+    assert within_budget(records[2:], 600) == [sorted(records[2:], key=lambda r: -len(r.ids))]

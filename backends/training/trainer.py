@@ -132,6 +132,20 @@ def length_grouped(order: list[int], lengths: list[int], batch_size: int,
     return [i for g in groups for i in g]
 
 
+def within_budget(records: list[Tokenized], budget: int) -> list[list[Tokenized]]:
+    """Split a micro-batch so that each part's padded size (rows x longest) stays within
+    ``budget`` tokens; the loss is a sum over targets, so the parts add up to the whole."""
+    parts: list[list[Tokenized]] = []
+    current: list[Tokenized] = []
+    for record in sorted(records, key=lambda r: -len(r.ids)):
+        width = max([len(record.ids)] + [len(r.ids) for r in current])
+        if current and width * (len(current) + 1) > budget:
+            parts.append(current)
+            current = []
+        current.append(record)
+    return parts + ([current] if current else [])
+
+
 @dataclass
 class Plan:
     """How the records map to steps; a pure function of the settings and record count."""
@@ -199,6 +213,10 @@ class Trainer:
         self.autocast_dtype = autocast_dtype
         self.plan = Plan(len(train), settings, [len(r.ids) for r in train])
         fuse_lora(model)
+        # Activation memory follows the padded tokens of one forward pass: a micro-batch
+        # of long records is run in parts of at most this many (the gradient is the same).
+        lengths = [len(r.ids) for r in train] or [1]
+        self.token_budget = max(max(lengths), settings.batch_size * sum(lengths) // len(lengths))
         base = model.get_base_model()
         self.decoder = base.get_decoder()
         self.head = base.get_output_embeddings()
@@ -242,8 +260,8 @@ class Trainer:
         b = self.settings.batch_size
         records = self.val_records[:limit] if limit else self.val_records
         records = sorted(records, key=lambda r: len(r.ids))  # little padding; same sum
-        for i in range(0, len(records), b):
-            batch = pack(records[i:i + b])
+        chunks = [records[i:i + b] for i in range(0, len(records), b)]
+        for batch in (pack(rows) for c in chunks for rows in within_budget(c, self.token_budget)):
             total += float(self.batch_loss_sum(batch))
             count += len(batch.targets)
         self.model.train()
@@ -251,7 +269,9 @@ class Trainer:
 
     def train_step(self) -> tuple[float, int]:
         groups = self.plan.step_micro_batches(self.step)
-        batches = [pack([self.train_records[i] for i in g]) for g in groups if g]
+        batches = [pack(rows) for g in groups if g
+                   for rows in within_budget([self.train_records[i] for i in g],
+                                             self.token_budget)]
         n_targets = sum(len(b.targets) for b in batches)
         lr = lr_at(self.step, self.plan.total_steps, self.settings)
         for group in self.optimizer.param_groups:
