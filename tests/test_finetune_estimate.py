@@ -61,3 +61,16 @@ def test_a_wider_model_trains_more_flops_per_second_per_core() -> None:
 
     rates = [cpu_flops_per_core(h) for h in (256, 576, 1024, 2048, 4096)]
     assert rates[0] == rates[1] < rates[2] < rates[3] == rates[4]
+
+
+def test_a_busy_cpu_stretches_the_workers_first_estimate_by_the_probes_measurement() -> None:
+    from backends.training.dtype_probe import DtypeChoice
+    from backends.training.phase_times import QUIET_PROBE_GFLOPS_PER_CORE, busy_factor
+
+    quiet = DtypeChoice("float32", "", fp32_gflops=2 * QUIET_PROBE_GFLOPS_PER_CORE)
+    assert busy_factor(quiet, 2) == 1.0
+    # The 12-record facts run of BENCHMARKS.md: the probe measured 9.6 GFLOP/s on 2
+    # threads while three other agents shared the cores; the run took 9x its estimate.
+    loaded = DtypeChoice("float32", "", fp32_gflops=9.6)
+    assert 10 < busy_factor(loaded, 2) < 11
+    assert busy_factor(DtypeChoice("float32", "too small"), 2) == 1.0  # nothing measured
