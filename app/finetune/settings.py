@@ -256,7 +256,7 @@ def estimate(n_params: int, train_tokens: int, steps_tokens: int, hidden: int, n
     # attention + MLP (a common rule of thumb), plus the logits of target tokens only.
     activations = 4 * micro_batch_tokens * n_layers * hidden * 34
     logits = 4 * 3 * int(micro_batch_tokens * target_fraction) * vocab
-    # Loading holds the converted fp32 weights twice for a moment (state dict + model):
-    # for a large model that, not training, is the peak (1B: 8.6 GiB measured).
-    peak = max(2 * weights, weights + activations + logits) + RUNTIME_BYTES
+    # Loading holds most of the converted fp32 weights twice for a while (state dict +
+    # model): for a large model that, not training, is the peak (1B: 8.6 GiB measured).
+    peak = max(7 * weights // 4, weights + activations + logits) + RUNTIME_BYTES
     return Estimate(seconds=seconds, peak_memory_bytes=peak, basis="formula")
