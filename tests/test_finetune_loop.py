@@ -29,7 +29,7 @@ def _records() -> list[Tokenized]:
     return out
 
 
-def test_packed_targets_only_loss_equals_padded_full_logits_loss(tmp_path: Path) -> None:
+def test_batched_targets_only_loss_equals_per_record_full_logits_loss(tmp_path: Path) -> None:
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
@@ -42,7 +42,8 @@ def test_packed_targets_only_loss_equals_padded_full_logits_loss(tmp_path: Path)
                       emit=lambda e: None, cancel=threading.Event(),
                       device=torch.device("cpu"))
     batch = pack(records)
-    assert batch.input_ids.shape == (1, 24)  # no padding at all
+    assert batch.input_ids.shape == (3, 12)  # one row per record, padded to the longest
+    assert batch.n_tokens == 24  # padding is not counted as trained
     with torch.no_grad():
         packed = float(trainer.batch_loss_sum(batch)) / len(batch.targets)
         # The usual way: each record alone, full logits, labels -100 outside replies.
@@ -119,3 +120,55 @@ def test_safetensors_folder_base_and_pickles_refused(tiny_gguf: Path,  # noqa: F
     with pytest.raises(BaseModelError, match="no .safetensors weights"):
         load_base(pickled)
 
+
+
+def test_micro_batches_group_similar_lengths_and_still_cover_the_epoch() -> None:
+    lengths = [(i * 37) % 500 + 5 for i in range(96)]
+    s = LoraSettings(batch_size=4, max_steps=24)
+    plan = Plan(96, s, lengths)
+    batches = [plan.micro_batch(k) for k in range(plan.micro_per_epoch)]
+    assert sorted(i for b in batches for i in b) == list(range(96))
+    assert batches == [Plan(96, s, lengths).micro_batch(k) for k in range(24)]  # pure
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    random_order = [Plan(96, s).micro_batch(k) for k in range(24)]
+    padded_random = sum(len(b) * max(lengths[i] for i in b) for b in random_order)
+    assert padded < 1.1 * sum(lengths) < padded_random  # < 10 % padding, not ~50 %
+    assert plan.micro_batch(24) != plan.micro_batch(0)  # the next epoch is another order
+
+
+def test_fused_lora_forward_and_gradients_equal_peft(tmp_path: Path) -> None:
+    from backends.training.fast_lora import fuse_lora
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=64)
+    base = LlamaForCausalLM(config)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
+    ref = get_peft_model(base, lora)
+    ids = torch.randint(0, 128, (2, 9))
+    want = ref(input_ids=ids).logits
+    want.square().sum().backward()
+    grads = {n: p.grad.clone() for n, p in ref.named_parameters() if p.requires_grad}
+    ref.zero_grad()
+    assert fuse_lora(ref) == 14  # 7 projections x 2 layers
+    got = ref(input_ids=ids).logits
+    got.square().sum().backward()
+    torch.testing.assert_close(got, want)
+    for name, p in ref.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(p.grad, grads[name], rtol=1e-4, atol=1e-5)
+    with ref.disable_adapter():  # anything but a plain adapter takes PEFT's own path
+        plain = ref(input_ids=ids).logits
+    assert not torch.allclose(plain, want)
+
+
+def test_long_micro_batches_run_in_parts_within_the_token_budget() -> None:
+    from backends.training.trainer import within_budget
+
+    records = [Tokenized(ids=list(range(n)), target=[True] * n, line=1)
+               for n in (500, 480, 40, 30)]
+    parts = within_budget(records, 600)
+    assert [[len(r.ids) for r in p] for p in parts] == [[500], [480], [40, 30]]
+    assert all(len(p) * max(len(r.ids) for r in p) <= 600 for p in parts)
+    assert within_budget(records[2:], 600) == [sorted(records[2:], key=lambda r: -len(r.ids))]

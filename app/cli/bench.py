@@ -1,4 +1,5 @@
-"""``hearth bench inference``, ``hearth bench threads`` and ``hearth bench speculative``.
+"""``hearth bench inference``, ``hearth bench threads`` and ``hearth bench speculative``
+(``hearth bench finetune`` lives in :mod:`app.cli.bench_finetune`).
 
 ``bench threads`` measures chat speed with auto, 1 and all-core threads, idle and while
 a real fine-tune runs, which is the evidence behind :mod:`app.machine.threads`.

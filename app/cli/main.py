@@ -88,6 +88,16 @@ def build_parser() -> argparse.ArgumentParser:
                            "idle and during a fine-tune")
     thr.add_argument("-m", "--model")
     thr.add_argument("--json", action="store_true")
+    ft = bench.add_parser("finetune", help="Hearth's training loop against transformers "
+                          "Trainer + PEFT: tokens/s, memory, validation loss, MFU")
+    ft.add_argument("--model", help="base model GGUF path (default: the starter model)")
+    ft.add_argument("--json", action="store_true")
+    ft.add_argument("--steps", type=int, default=12)
+    ft.add_argument("--records", type=int, default=96)
+    ft.add_argument("--batch-size", type=int, default=4)
+    ft.add_argument("--max-seq-len", type=int, default=512)
+    ft.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ft.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto")
     add_finetune_parsers(sub)
     add_teach_parser(sub)
     doctor = sub.add_parser("doctor", help="check this machine and Hearth's set-up, with a "
@@ -315,7 +325,14 @@ def _doctor(ws: Workspace, args: argparse.Namespace) -> int:
 
 def _bench(ws: Workspace, args: argparse.Namespace) -> int:
     from app.cli.bench import run_inference_bench, run_speculative_bench, run_threads_bench
+    from app.cli.bench_finetune import run_finetune_bench
 
+    if args.bench_command == "finetune":
+        result = run_finetune_bench(ws, args.model, steps=args.steps, records=args.records,
+                                    batch_size=args.batch_size, max_seq_len=args.max_seq_len,
+                                    threads=args.threads, dtype=args.dtype)
+        print(json.dumps(result, indent=2) if args.json else "\n".join(result["summary"]))
+        return ExitCode.OK
     record = pick_model(ws, args.model)
     if args.bench_command == "threads":
         result = run_threads_bench(ws, record)

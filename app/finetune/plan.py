@@ -141,18 +141,23 @@ def measure(dataset: Dataset, template: ChatTemplate) -> DataShape:
 
 
 def plan_run(facts: ModelFacts, dataset: Dataset, settings: LoraSettings,
-             machine: Machine, shape: DataShape | None = None) -> RunPlan:
-    """Steps, approximate tokens, time and peak memory of a run, as the worker plans it."""
+             machine: Machine, shape: DataShape | None = None,
+             export_gguf: bool = True) -> RunPlan:
+    """Steps, approximate tokens, time and peak memory of a run, as the worker plans it;
+    the time is the whole run's (start, load, train, export), as the tab shows it."""
     train, val = split_examples(dataset.examples, settings.validation_fraction, settings.seed)
     shape = shape or measure(dataset, facts.template)
     per_record = min(settings.max_seq_len, shape.chars_per_record / CHARS_PER_TOKEN)
     steps = total_steps(len(train), settings)
+    every = settings.eval_every or max(1, steps // 10)  # as the worker's trainer does
+    evals = steps // every + (1 if steps % every else 0)
     guess = estimate(
         n_params=facts.parameters,
         train_tokens=int(per_record * len(train)),
         steps_tokens=int(steps * settings.batch_size * settings.grad_accumulation * per_record),
         hidden=facts.hidden, n_layers=facts.layers, vocab=facts.vocab,
         micro_batch_tokens=int(settings.batch_size * per_record),
-        target_fraction=shape.target_fraction, machine=machine, gpu=machine.has_gpu)
+        target_fraction=shape.target_fraction, machine=machine, gpu=machine.has_gpu,
+        whole_run=True, export_gguf=export_gguf, eval_tokens=int(evals * len(val) * per_record))
     return RunPlan(train_records=len(train), val_records=len(val), total_steps=steps,
                    approx_train_tokens=int(per_record * len(train)), estimate=guess)

@@ -194,12 +194,33 @@ def preset(name: str, n_records: int, machine: Machine | None = None) -> LoraSet
                         batch_size=batch, max_seq_len=seq * 2)
 
 
-# Calibrated on a 2-core x86-64 VM (SmolLM2-135M, fp32, LoRA r=16 on all projections):
-# Hearth's loop sustains about this many training FLOPs per second per physical core,
-# counting 6 * parameters per trained token. The worker replaces this formula with a
-# measurement after its first steps.
-CPU_FLOPS_PER_CORE = 6.0e9
+# Effective speed of Hearth's LoRA loop on a CPU, per physical core, counting the
+# useful FLOPs of LoRA training (4 per frozen weight per real token: forward, and
+# backward to the activations; the output head only on target tokens). It grows with
+# the model's width: a narrow model's small matmuls and many small ops stay far from
+# the core's peak. (hidden size, FLOP/s per core), measured on a 2-core Sapphire Rapids
+# VM in fp32 (BENCHMARKS.md, "Fine-tuning"); interpolated log-log between the points
+# and held flat beyond them. The worker replaces this with a measurement after its
+# first steps, and with this machine's own figures from its previous run.
+CPU_RATE_BY_WIDTH = ((576, 2.4e10), (2048, 1.3e11))
 GPU_FLOPS = 4.0e13
+# Fixed costs of a whole run around the training loop, from the same measurements:
+# starting the worker and importing torch, then reading and converting the weights,
+# and after training the merge, GGUF export, quantization and llama.cpp check.
+STARTUP_S = 15.0
+LOAD_S_PER_GPARAM = 40.0
+EXPORT_S_PER_GPARAM = 200.0
+RUNTIME_BYTES = 600 << 20  # the Python interpreter, torch and the tokenizer
+
+
+def cpu_flops_per_core(hidden: int) -> float:
+    """Training speed per core for a model this wide (see CPU_RATE_BY_WIDTH)."""
+    import math
+
+    (h0, r0), (h1, r1) = CPU_RATE_BY_WIDTH
+    h = min(max(hidden, h0), h1)
+    t = math.log(h / h0) / math.log(h1 / h0)
+    return math.exp(math.log(r0) + t * (math.log(r1) - math.log(r0)))
 
 
 @dataclass
@@ -215,20 +236,32 @@ class Estimate:
 
 def estimate(n_params: int, train_tokens: int, steps_tokens: int, hidden: int, n_layers: int,
              vocab: int, micro_batch_tokens: int, target_fraction: float,
-             machine: Machine, gpu: bool = False) -> Estimate:
+             machine: Machine, gpu: bool = False, whole_run: bool = False,
+             export_gguf: bool = True, eval_tokens: int = 0) -> Estimate:
     """Time and peak memory of a run from the model's shape and the token counts.
 
     ``steps_tokens`` is the number of tokens that will be pushed through the model over
-    the whole run (epochs included); ``micro_batch_tokens`` the tokens of one packed
-    micro-batch, which sets the activation memory.
+    the whole run (epochs included); ``micro_batch_tokens`` the tokens of one micro-batch,
+    which sets the activation memory; ``eval_tokens`` those of every validation pass
+    together (forward only). ``whole_run`` adds the fixed costs around the
+    loop (start, load, export) for the figure shown before Start; the worker, which
+    measures what came before training, leaves them out.
     """
-    flops = 6.0 * n_params * steps_tokens
-    speed = GPU_FLOPS if gpu else CPU_FLOPS_PER_CORE * max(1, machine.cpu_cores)
+    head = vocab * hidden
+    matmul = max(n_params - head, n_params // 2)  # the embedding table is not a matmul
+    per_token = 2.0 * matmul + 2.0 * head * target_fraction  # one forward pass
+    flops = per_token * (2 * steps_tokens + eval_tokens)
+    speed = GPU_FLOPS if gpu else cpu_flops_per_core(hidden) * max(1, machine.cpu_cores)
+    seconds = flops / speed
+    if whole_run:
+        seconds += STARTUP_S + LOAD_S_PER_GPARAM * n_params / 1e9
+        seconds += EXPORT_S_PER_GPARAM * n_params / 1e9 if export_gguf else 0.0
     weights = 4 * n_params
     # Activations kept for backward, per token and layer: roughly 34 * hidden floats for
     # attention + MLP (a common rule of thumb), plus the logits of target tokens only.
     activations = 4 * micro_batch_tokens * n_layers * hidden * 34
     logits = 4 * 3 * int(micro_batch_tokens * target_fraction) * vocab
-    runtime = 600 << 20  # the Python interpreter, torch and the tokenizer
-    return Estimate(seconds=flops / speed, peak_memory_bytes=weights + activations + logits
-                    + runtime, basis="formula")
+    # Loading holds most of the converted fp32 weights twice for a while (state dict +
+    # model): for a large model that, not training, is the peak (1B: 8.6 GiB measured).
+    peak = max(7 * weights // 4, weights + activations + logits) + RUNTIME_BYTES
+    return Estimate(seconds=seconds, peak_memory_bytes=peak, basis="formula")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from app.finetune.runs.records import TeachSpec
 from app.finetune.settings import ExportSettings
+from backends.training.dtype_probe import DtypeChoice
 
 
 class PhaseTimes:
@@ -73,3 +74,20 @@ class PhaseTimes:
             tmp.write_text(json.dumps(self.data, indent=2), "utf-8")
             os.replace(tmp, self.path)
         return spans
+
+
+# fp32 GFLOP/s per core of the dtype probe's matmul on this project's quiet 2-core VM
+# (100-115 on 2 threads), the machine the CPU training speed was calibrated on.
+QUIET_PROBE_GFLOPS_PER_CORE = 52.0
+
+
+def busy_factor(choice: DtypeChoice | None, threads: int) -> float:
+    """How much slower than the calibration this CPU computes right now, from the dtype
+    probe's own matmul timing: on a machine shared with other work the formula's speed
+    is out by the same factor (measured: 9.6 GFLOP/s under load, a 12-record run 9x its
+    quiet-machine estimate). Never below 1: a faster CPU is left to the measured
+    estimate after the first steps."""
+    if choice is None or not choice.fp32_gflops:
+        return 1.0
+    quiet = QUIET_PROBE_GFLOPS_PER_CORE * max(1, threads)
+    return max(1.0, quiet / choice.fp32_gflops)

@@ -45,7 +45,7 @@ from backends.training.export_step import (
     export_and_check,
     write_live_adapter,
 )
-from backends.training.phase_times import PhaseTimes
+from backends.training.phase_times import PhaseTimes, busy_factor
 
 # Tests and benchmarks only: force the compute dtype ("float32" or "bfloat16").
 DTYPE_ENV = "HEARTH_TRAIN_DTYPE"
@@ -174,7 +174,7 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     trainer, dtype_choice = _prepare_trainer(folder, spec, base, train, val, device, emit,
                                              cancel)
     guess, timings, n_params = _announce_plan(spec, base, train, val, trainer, device,
-                                              device_name, started, emit)
+                                              device_name, started, emit, dtype_choice)
     resumed = trainer.load_checkpoint() if checkpoint is not None else 0
     if resumed:
         emit(tp.TrainLog("info", f"resumed from the checkpoint at step {resumed}"))
@@ -278,8 +278,8 @@ def _prepare_trainer(folder: RunFolder, spec: RunSpec, base: Any, train: Any, va
 
 
 def _announce_plan(spec: RunSpec, base: Any, train: Any, val: Any, trainer: Any,
-                   device: torch.device, device_name: str, started: float, emit: Emitter
-                   ) -> tuple[Any, PhaseTimes, int]:
+                   device: torch.device, device_name: str, started: float, emit: Emitter,
+                   dtype_choice: DtypeChoice | None = None) -> tuple[Any, PhaseTimes, int]:
     """Tell the data's shape and the run's first estimate (the whole run, not just
     training: what already happened is measured; checks and export are predicted from
     the last run on this machine, or a first guess from the model's size)."""
@@ -310,7 +310,8 @@ def _announce_plan(spec: RunSpec, base: Any, train: Any, val: Any, trainer: Any,
     before = time.perf_counter() - started
     after = timings.after_training(n_params, spec.export, spec.teach,
                                    base.gguf_path is not None)
-    guess.seconds = timings.training(guess.seconds, 6.0 * n_params * run_tokens)
+    busy = busy_factor(dtype_choice, torch.get_num_threads())
+    guess.seconds = timings.training(guess.seconds * busy, 6.0 * n_params * run_tokens)
     trainer.overhead_s = before + after
     guess.seconds += before + after
     guess.notes.append(f"{before:.0f}s before training (measured), about {after:.0f}s of "

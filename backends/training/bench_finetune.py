@@ -1,0 +1,414 @@
+"""Hearth's LoRA trainer against the usual baseline, same model, data and settings.
+
+    hearth bench finetune [--model PATH.gguf] [--json]      # the CLI runs this module
+    python -m backends.training.bench_finetune [--steps 20] [--batch-size 4] [--dtype auto]
+    python -m backends.training.bench_finetune --dtypes     # Hearth in fp32, bf16, as probed
+
+The baseline is the path LLaMA-Factory and text-generation-webui take: transformers'
+``Trainer`` over a PEFT model, records padded per batch by ``DataCollatorForSeq2Seq``,
+labels -100 outside the assistant replies, the loss computed from full-vocabulary
+logits. Hearth's loop packs records (no padding) and runs the output head only where a
+reply token is predicted. Both start from the same converted model, the same token ids
+and labels (tokenized once, with the model's chat template), the same LoRA settings,
+learning rate schedule and number of optimizer steps; each runs in its own process so
+peak memory (max RSS, or CUDA max allocated) is its own. Training tokens/s counts real
+(non-padding) tokens over the wall time of the training loop. The final validation loss
+of both is measured by the same function afterwards.
+
+Both sides compute in the same dtype: the training worker's own probe picks it
+(``--dtype auto``) unless it is set. Hearth's model FLOP utilisation (MFU) is the useful
+work of its loop (4 FLOPs per frozen weight per real token, forward and backward to the
+activations, the output head only on target tokens; padding and attention not counted)
+over the wall time, against the matmul peak of that dtype measured in the same process
+right before and right after the loop (the mean of both, at the model's MLP shape).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_WORD_LIST = ("river stone lantern quiet market copper orchard winter signal harbor meadow "
+              "thread engine candle valley mirror basket garden ladder window compass "
+              "bridge pepper saddle marble feather timber violet anchor ribbon canyon")
+WORDS = _WORD_LIST.split()
+
+
+def make_dataset(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Chat records with long-tailed lengths, as real instruction data has.
+
+    Prompt and reply lengths are log-normal (median 40 and 25 words, a tail to a few
+    hundred), the shape of Alpaca- or Dolly-style sets: most records are short, a few
+    are long, so a padded batch is mostly padding whenever it holds a long one.
+    """
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        n_q = min(400, max(3, int(rng.lognormvariate(math.log(40), 0.9))))
+        n_a = min(200, max(2, int(rng.lognormvariate(math.log(25), 0.7))))
+        q = " ".join(rng.choice(WORDS) for _ in range(n_q))
+        a = " ".join(rng.choice(WORDS) for _ in range(n_a))
+        rows.append({"messages": [{"role": "user", "content": f"Item {i}: {q}?"},
+                                  {"role": "assistant", "content": a + "."}]})
+    return rows
+
+
+def _peak_memory(device: Any) -> int:
+    from backends.training.trainer import peak_memory_bytes
+
+    return peak_memory_bytes(device)
+
+
+def _prepare(cfg: dict[str, Any]) -> tuple[Any, Any, Any, Any]:
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from app.finetune.datasets import Example, split_examples
+    from backends.training.base_model import load_base
+    from backends.training.data import tokenize_examples
+
+    base = load_base(cfg["model"], cache_dir=Path(cfg["cache"]))
+    examples = [Example(line=i + 1, messages=r["messages"])
+                for i, r in enumerate(json.loads(Path(cfg["data"]).read_text()))]
+    train_ex, val_ex = split_examples(examples, 0.1, seed=0)
+    train = tokenize_examples(train_ex, base.tokenizer, base.template, cfg["max_seq_len"],
+                              base.eos_token).records
+    val = tokenize_examples(val_ex, base.tokenizer, base.template, cfg["max_seq_len"],
+                            base.eos_token).records
+    torch.manual_seed(0)
+    model = get_peft_model(base.model, LoraConfig(
+        r=cfg["rank"], lora_alpha=2 * cfg["rank"], lora_dropout=0.0,
+        target_modules="all-linear", task_type="CAUSAL_LM"))
+    return model, base.tokenizer, train, val
+
+
+def _val_loss(model: Any, records: list[Any]) -> float:
+    """Mean cross-entropy over every reply token of the validation records."""
+    import torch
+
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for r in records:
+            labels = torch.tensor([t if m else -100 for t, m in zip(r.ids, r.target,
+                                                                     strict=True)])
+            out = model(input_ids=torch.tensor([r.ids]), labels=labels[None])
+            n = int((labels[1:] != -100).sum())
+            total += float(out.loss) * n
+            count += n
+    return total / max(1, count)
+
+
+def _threads(cfg: dict[str, Any]) -> None:
+    import torch
+
+    if cfg.get("threads"):
+        torch.set_num_threads(cfg["threads"])
+
+
+def useful_flops(model: Any, trainer: Any) -> float:
+    """FLOPs the loop must do for the steps it ran: 4 per frozen decoder weight per real
+    token (forward 2, backward to the activations 2), the same for the output head per
+    target token, and 6 per LoRA weight per token (those get weight gradients too)."""
+    import torch
+
+    base = model.get_base_model()
+    frozen = sum(m.weight.numel() for n, m in base.get_decoder().named_modules()
+                 if isinstance(m, torch.nn.Linear) and "lora_" not in n)
+    lora = sum(p.numel() for p in trainer.params.values())
+    head = base.get_output_embeddings().weight.numel()
+    targets = sum(trainer.train_records[i].n_targets
+                  for step in range(trainer.step) for g in trainer.plan.step_micro_batches(step)
+                  for i in g)
+    return (4.0 * frozen + 6.0 * lora) * trainer.trained_tokens + 4.0 * head * targets
+
+
+def _matmul_peak(model: Any, dtype: str) -> float:
+    from backends.training.dtype_probe import matmul_speeds
+
+    config = model.get_base_model().config
+    fp32, bf16 = matmul_speeds(config.hidden_size, config.intermediate_size, tokens=512)
+    return bf16 if dtype == "bfloat16" else fp32
+
+
+def child_hearth(cfg: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    _threads(cfg)
+
+    from app.finetune.settings import LoraSettings
+    from backends.training.trainer import Trainer
+
+    model, _, train, val = _prepare(cfg)
+    settings = LoraSettings(rank=cfg["rank"], alpha=2 * cfg["rank"],
+                            learning_rate=cfg["lr"], max_steps=cfg["steps"],
+                            batch_size=cfg["batch_size"], max_seq_len=cfg["max_seq_len"],
+                            warmup_ratio=0.1, min_lr_ratio=0.0, max_grad_norm=1.0,
+                            eval_every=cfg["steps"] + 1, checkpoint_every=cfg["steps"] + 1)
+    dtype = cfg.get("dtype") or "float32"
+    with tempfile.TemporaryDirectory() as tmp:
+        autocast = torch.bfloat16 if dtype == "bfloat16" else None
+        trainer = Trainer(model, train, val, settings, Path(tmp), emit=lambda e: None,
+                          cancel=threading.Event(), device=torch.device("cpu"),
+                          autocast_dtype=autocast)
+        trainer.eval_every = cfg["steps"] + 1  # measure the loop, evaluate afterwards
+        peak_before = _matmul_peak(model, dtype)
+        started, cpu = time.perf_counter(), time.process_time()
+        trainer.run()
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        peak_after = _matmul_peak(model, dtype)
+    peak = (peak_before + peak_after) / 2
+    flops = useful_flops(model, trainer)
+    return {"trainer": "hearth", "seconds": seconds, "cpu_seconds": cpu,
+            "tokens": trainer.trained_tokens,
+            "tokens_per_s": trainer.trained_tokens / seconds,
+            "tokens_per_cpu_s": trainer.trained_tokens / cpu,
+            "final_train_loss": trainer.history[-1]["loss"], "dtype": dtype,
+            "useful_gflops": flops / 1e9, "achieved_gflops_per_s": flops / seconds / 1e9,
+            "peak_gflops_per_s": peak, "peak_before_after": [peak_before, peak_after],
+            "mfu": flops / seconds / 1e9 / peak,
+            "val_loss": _val_loss(model, val),
+            "peak_memory_bytes": _peak_memory(torch.device("cpu"))}
+
+
+def child_baseline(cfg: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    from transformers import (
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+
+    _threads(cfg)
+    model, tokenizer, train, val = _prepare(cfg)
+    rows = [{"input_ids": r.ids, "attention_mask": [1] * len(r.ids),
+             "labels": [t if m else -100 for t, m in zip(r.ids, r.target, strict=True)]}
+            for r in train]
+    tokenizer.pad_token = tokenizer.pad_token or tokenizer.eos_token
+    counted = {"tokens": 0}
+
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+
+    def collate(features: list[dict[str, Any]]) -> dict[str, Any]:
+        counted["tokens"] += sum(len(f["input_ids"]) for f in features)
+        return collator(features)
+
+    losses: list[float] = []
+
+    class KeepLoss(TrainerCallback):
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None,
+                   **kw: Any) -> None:
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(
+            output_dir=tmp, per_device_train_batch_size=cfg["batch_size"],
+            max_steps=cfg["steps"], learning_rate=cfg["lr"], lr_scheduler_type="cosine",
+            warmup_steps=max(1, round(0.1 * cfg["steps"])), max_grad_norm=1.0,
+            logging_steps=1, save_strategy="no",
+            report_to=[], seed=0, remove_unused_columns=False, use_cpu=True,
+            dataloader_num_workers=0, disable_tqdm=True,
+            bf16=cfg.get("dtype") == "bfloat16")
+        trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate,
+                          callbacks=[KeepLoss()])
+        started, cpu = time.perf_counter(), time.process_time()
+        trainer.train()
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"trainer": "baseline", "seconds": seconds, "cpu_seconds": cpu,
+            "tokens": counted["tokens"],
+            "tokens_per_s": counted["tokens"] / seconds,
+            "tokens_per_cpu_s": counted["tokens"] / cpu,
+            "final_train_loss": losses[-1] if losses else None,
+            "val_loss": _val_loss(model, val),
+            "peak_memory_bytes": _peak_memory(torch.device("cpu"))}
+
+
+def child_probe(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The training worker's own dtype choice, on the same model and validation data."""
+    import torch
+
+    _threads(cfg)
+    from app.finetune.settings import LoraSettings
+    from backends.training.dtype_probe import choose_dtype
+    from backends.training.trainer import Trainer
+
+    model, _, train, val = _prepare(cfg)
+    settings = LoraSettings(rank=cfg["rank"], alpha=2 * cfg["rank"], max_steps=1,
+                            batch_size=cfg["batch_size"], max_seq_len=cfg["max_seq_len"])
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(model, train, val, settings, Path(tmp), emit=lambda e: None,
+                          cancel=threading.Event(), device=torch.device("cpu"))
+
+        def val_loss(dtype: Any) -> float:
+            trainer.autocast_dtype = dtype
+            return trainer.evaluate(limit=4)
+
+        config = model.get_base_model().config
+        started = time.perf_counter()
+        choice = choose_dtype(torch.device("cpu"), config.hidden_size,
+                              config.intermediate_size, val_loss)
+    return {**choice.to_json(), "probe_seconds": time.perf_counter() - started}
+
+
+def _child(name: str, cfg_path: Path) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-m", "backends.training.bench_finetune",
+                           "--child", name, "--config", str(cfg_path)],
+                          capture_output=True, text=True, cwd=ROOT,
+                          env=dict(os.environ, TOKENIZERS_PARALLELISM="false"))
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode or not line:
+        sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(line[-1][7:])
+
+
+def _dtype_table(cfg: dict[str, Any], tmp: Path, as_json: bool) -> None:
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        path = tmp / f"cfg-{dtype}.json"
+        path.write_text(json.dumps({**cfg, "dtype": dtype}))
+        runs[dtype] = _child("hearth", path)
+    probe = _child("probe", tmp / "cfg.json")
+    chosen = runs[probe["dtype"]]
+    fp32 = runs["float32"]
+    result = {"runs": runs, "probe": probe,
+              "chosen_over_fp32_tokens_per_s": chosen["tokens_per_s"] / fp32["tokens_per_s"],
+              "bf16_val_loss_rel": runs["bfloat16"]["val_loss"] / fp32["val_loss"] - 1}
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    print(f"{'dtype':10} {'tokens/s':>10} {'seconds':>9} {'peak MiB':>9} {'val loss':>9}")
+    for name, r in runs.items():
+        print(f"{name:10} {r['tokens_per_s']:10.1f} {r['seconds']:9.1f} "
+              f"{r['peak_memory_bytes'] / 2**20:9.0f} {r['val_loss']:9.4f}")
+    print(f"probe ({probe['probe_seconds']:.2f} s): {probe['dtype']} - {probe['reason']} "
+          f"(fp32 {probe['fp32_gflops']} GFLOP/s, bf16 {probe['bf16_gflops']} GFLOP/s)")
+    print(f"chosen/fp32 tokens/s {result['chosen_over_fp32_tokens_per_s']:.2f}x; bf16 "
+          f"validation loss {result['bf16_val_loss_rel']:+.2%} against fp32 (limit 2 %)")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="base GGUF (default: the starter SmolLM2-135M)")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--max-seq-len", type=int, default=512)
+    parser.add_argument("--rank", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-4)
+    parser.add_argument("--records", type=int, default=96)
+    parser.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "hearth-cache"))
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (0: torch's default). On a shared, loaded "
+                        "machine --threads 1 and the CPU-time figures are the fair measure")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="compute dtype of both sides (auto: the training worker's probe)")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--dtypes", action="store_true",
+                        help="instead of the baseline: Hearth's loop in fp32 and in bf16, and "
+                        "the dtype the training worker's probe picks on this machine")
+    parser.add_argument("--child", choices=("hearth", "baseline", "probe"),
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    return parser
+
+
+def _load() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def compare(cfg: dict[str, Any], tmp: Path) -> dict[str, Any]:
+    """Baseline, then Hearth, each in its own process, in the dtype both will use."""
+    cfg_path = tmp / "cfg.json"
+    cfg_path.write_text(json.dumps(cfg))
+    probe = None
+    if cfg["dtype"] == "auto":
+        probe = _child("probe", cfg_path)
+        cfg = {**cfg, "dtype": probe["dtype"]}
+        cfg_path.write_text(json.dumps(cfg))
+    results, loads = {}, {}
+    for name in ("baseline", "hearth"):
+        before = _load()
+        results[name] = _child(name, cfg_path)
+        loads[name] = [round(before, 2), round(_load(), 2)]
+    h, b = results["hearth"], results["baseline"]
+    return {
+        "speedup_tokens_per_s": h["tokens_per_s"] / b["tokens_per_s"],
+        "memory_ratio": h["peak_memory_bytes"] / b["peak_memory_bytes"],
+        "val_loss_delta": h["val_loss"] - b["val_loss"],
+        "mfu": h["mfu"], "dtype": cfg["dtype"],
+        "speedup_tokens_per_cpu_s": h["tokens_per_cpu_s"] / b["tokens_per_cpu_s"],
+        "model": Path(cfg["model"]).name,
+        "config": {k: v for k, v in cfg.items() if k not in ("data", "cache", "model")},
+        "load_average_before_after": loads, "dtype_probe": probe, "results": results,
+    }
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    c, h = summary["config"], summary["results"]["hearth"]
+    lines = [f"model {summary['model']}, {c['steps']} steps, batch {c['batch_size']}, rank "
+             f"{c['rank']}, lr {c['lr']}, max {c['max_seq_len']} tokens, threads "
+             f"{c['threads'] or 'default'}, {summary['dtype']}",
+             f"{'trainer':10} {'tokens/s':>10} {'tok/CPU-s':>10} {'seconds':>9} "
+             f"{'peak MiB':>9} {'val loss':>9} {'load avg':>12}"]
+    for name in ("baseline", "hearth"):
+        r, load = summary["results"][name], summary["load_average_before_after"][name]
+        lines.append(f"{name:10} {r['tokens_per_s']:10.1f} {r['tokens_per_cpu_s']:10.1f} "
+                     f"{r['seconds']:9.1f} {r['peak_memory_bytes'] / 2**20:9.0f} "
+                     f"{r['val_loss']:9.4f} {load[0]:5.2f}-{load[1]:<5.2f}")
+    lines += [f"speed-up {summary['speedup_tokens_per_s']:.2f}x tokens/s (wall), "
+              f"{summary['speedup_tokens_per_cpu_s']:.2f}x per CPU-second; memory "
+              f"{summary['memory_ratio']:.2f}x; validation loss delta "
+              f"{summary['val_loss_delta']:+.4f}",
+              f"Hearth MFU {summary['mfu']:.2f}: {h['achieved_gflops_per_s']:.1f} of "
+              f"{h['peak_gflops_per_s']:.1f} GFLOP/s ({summary['dtype']} matmul peak "
+              f"measured in the same process)"]
+    return lines
+
+
+def main() -> None:
+    args = _parser().parse_args()
+    if args.child:
+        cfg = json.loads(Path(args.config).read_text())
+        result = {"hearth": child_hearth, "baseline": child_baseline,
+                  "probe": child_probe}[args.child](cfg)
+        print("RESULT " + json.dumps(result), flush=True)
+        return
+
+    from app.models.library import find_starter_gguf
+
+    model = args.model or str(find_starter_gguf())
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "bench.json"
+        data.write_text(json.dumps(make_dataset(args.records)))
+        cfg = {"model": model, "data": str(data), "steps": args.steps,
+               "batch_size": args.batch_size, "max_seq_len": args.max_seq_len,
+               "rank": args.rank, "lr": args.lr, "cache": args.cache,
+               "threads": args.threads, "dtype": args.dtype}
+        # Warm the conversion cache first so neither side pays for it.
+        subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path;"
+                        "from backends.training.base_model import load_base;"
+                        "load_base(sys.argv[1], cache_dir=Path(sys.argv[2]))",
+                        model, args.cache], check=True, capture_output=True, cwd=ROOT)
+        if args.dtypes:
+            (Path(tmp) / "cfg.json").write_text(json.dumps(cfg))
+            return _dtype_table(cfg, Path(tmp), args.json)
+        summary = compare(cfg, Path(tmp))
+    summary["summary"] = summary_lines(summary)
+    print(json.dumps(summary, indent=2) if args.json else "\n".join(summary["summary"]))
+
+
+if __name__ == "__main__":
+    main()
