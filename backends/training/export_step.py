@@ -126,7 +126,7 @@ def check_live_adapter(folder: RunFolder, spec: RunSpec, peft_model: Any, base: 
         message = "the adapter could not be written for llama.cpp, so it cannot be used live"
         emit(tp.TrainError("export_failed", message))
         return message
-    emit(tp.Phase("checking", "checking the adapter on the base with llama.cpp"))
+    emit(tp.Phase("adapter_check", "checking the adapter on the base with llama.cpp"))
     job = {"live": True, "base_path": str(base.gguf_path),
            "adapter_path": summary.adapter_gguf, "quant": "adapter"}
     return _check(folder, spec, peft_model, trainer, val, device, summary, emit, job)

@@ -47,7 +47,7 @@ class PhaseTimes:
     def after_training(self, n_params: int, export: ExportSettings,
                        teach: TeachSpec | None, gguf_base: bool) -> float:
         seconds = self.gate_rate * self._gate_prompts(teach)
-        if export.gguf and gguf_base:
+        if export.gguf and gguf_base and not export.live:  # a live result is not merged
             seconds += self.export_rate * n_params / 1e9
         return seconds
 
