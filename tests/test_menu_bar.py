@@ -104,3 +104,15 @@ def test_copy_says_it_copied(qtbot: QtBot, window: MainWindow) -> None:
 
 def test_menus_keep_the_minimum_width(window: MainWindow) -> None:
     assert window.minimumSizeHint().width() <= 780
+
+
+def test_the_chat_settings_fit_their_column_without_a_sideways_scrollbar(
+        qtbot: QtBot, window: MainWindow) -> None:
+    """The load box's long choices (KV cache, chat template) once widened the settings
+    page past its column at the default window size, hiding the boxes' right edge."""
+    window.resize(1100, 720)
+    qtbot.waitExposed(window)
+    panel = window.chat_page.settings_panel
+    qtbot.waitUntil(lambda: panel.viewport().width() > 0)
+    assert panel.widget().minimumSizeHint().width() <= panel.viewport().width()
+    assert not panel.horizontalScrollBar().isVisible()

@@ -53,7 +53,7 @@ class ChatPage(QWidget):
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 1)
         self.splitter.setStretchFactor(2, 0)
-        self.splitter.setSizes([240, 760, 280])
+        self.splitter.setSizes([230, 760, 310])  # the settings fit without a scrollbar
         self.sidebar.setMinimumWidth(160)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)

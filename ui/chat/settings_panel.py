@@ -69,6 +69,10 @@ class SettingsPanel(QScrollArea):
         layout.addWidget(self.structure)
         layout.addWidget(self._build_load_box())
         layout.addStretch(1)
+        for combo in page.findChildren(QComboBox):  # long item texts never widen the panel
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)
         self.setWidget(page)
         self._connect()
         self._loading_fields = False
