@@ -29,7 +29,7 @@ class MergeError(HearthError):
 
 def mergeable(record: ModelRecord) -> bool:
     """Whether ``record`` is a live adapter that can be merged."""
-    return bool(record.provenance.get("live_only") and record.provenance.get("run_id"))
+    return bool(record.live_only and record.provenance.get("run_id"))
 
 
 def merge_version(home: HearthHome, library: Library, name: str) -> ModelRecord:

@@ -57,7 +57,7 @@ def export_model(record: ModelRecord, to_dir: Path, fmt: HandoffFormat,
                  sampling: SamplingParams, system: str = "") -> HandoffResult:
     """Write ``record`` into ``to_dir`` as ``fmt``; nothing existing is overwritten."""
     to_dir = Path(to_dir)
-    if fmt in (HandoffFormat.GGUF, HandoffFormat.OLLAMA) and record.provenance.get("live_only"):
+    if fmt in (HandoffFormat.GGUF, HandoffFormat.OLLAMA) and record.live_only:
         raise HandoffError(f"{record.name} is kept as an adapter applied live on its base, "
                            "so there is no model file to hand off yet: merge it first "
                            f"(“Merge” in Teach's versions, or hearth teach --merge {record.name})"

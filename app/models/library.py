@@ -53,6 +53,12 @@ class ModelRecord:
     provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def live_only(self) -> bool:
+        """A fine-tune kept only as a GGUF adapter applied live on its base
+        (:meth:`Library.register_adapter`): no model file of its own until merged."""
+        return bool(self.provenance.get("live_only"))
+
+    @property
     def managed(self) -> bool:
         """True when Hearth owns the file (and so may delete it on remove)."""
         return self.source not in ("starter", "linked")

@@ -40,7 +40,7 @@ def live_serving(record: ModelRecord, library: Library) -> LiveServing | None:
 
 def live_only_refusal(record: ModelRecord) -> str | None:
     """Why ``record`` cannot be a base for fine-tuning: it is an adapter, not weights."""
-    if not record.provenance.get("live_only"):
+    if not record.live_only:
         return None
     return (f"{record.name} is an adapter applied live on "
             f"{record.provenance.get('base_model')}, not a model of its own: fine-tune "
@@ -65,12 +65,12 @@ def plan_load(record: ModelRecord, library: Library, loaded_path: str | None,
     its base it cannot be served, and the error says so.
     """
     serving = live_serving(record, library)
-    if serving is None and record.provenance.get("live_only"):
+    if serving is None and record.live_only:
         raise LibraryError(
             f"{record.name} is an adapter for {record.provenance.get('base_model')}, which "
             "is no longer in the library as it was trained on (removed or replaced); "
             "import that base again, or remove this model")
-    if not live and not record.provenance.get("live_only"):
+    if not live and not record.live_only:
         serving = None
     path = serving.base.path if serving is not None else record.path
     adapter = str(serving.adapter) if serving is not None else None

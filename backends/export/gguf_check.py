@@ -125,7 +125,13 @@ def _compare(job: dict[str, Any], exact: Path, quantized: Path, threads: int,
     fidelity = job["fidelity"]
     samples: list[list[int]] = fidelity["samples"]
     reference = load_file(fidelity["reference_logits"])
-    cpp = _logits(exact, samples, threads, extra_bufts, adapter)
+    val = job["validation"]
+    if exact == quantized:  # a live adapter: one load of the base serves both parts
+        both = _logits(exact, samples + val["samples"], threads, extra_bufts, adapter)
+        cpp, quant_logits = both[:len(samples)], both[len(samples):]
+    else:
+        cpp = _logits(exact, samples, threads, extra_bufts, adapter)
+        quant_logits = _logits(quantized, val["samples"], threads, extra_bufts, adapter)
     max_diff, agree, total = _agreement(cpp, reference, "sample")
     result["logits_max_abs_diff"] = round(max_diff, 5)
     result["logits_ref_max_abs"] = round(max(float(np.abs(reference[f"sample{i}"]).max())
@@ -141,8 +147,6 @@ def _compare(job: dict[str, Any], exact: Path, quantized: Path, threads: int,
         _, near, _ = _agreement(cpp, reference, "sample", tie=base_diff)
         result["top1_within_base_noise"] = round(near / max(1, total), 5)
 
-    val = job["validation"]
-    quant_logits = _logits(quantized, val["samples"], threads, extra_bufts, adapter)
     result["gguf_val_loss"] = round(_loss(quant_logits, val["predict_at"], val["targets"]), 5)
     return result
 

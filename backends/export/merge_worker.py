@@ -17,38 +17,12 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from app.finetune import protocol as tp
 from app.finetune.runs.folder import RunFolder
-
-
-class _Evaluator:
-    """The validation loss the export gate compares with (what ``Trainer.evaluate``
-    computes: mean loss per target token), for a model that is not being trained."""
-
-    def __init__(self, model: Any, device: torch.device) -> None:
-        self.model, self.device = model, device
-        self.val_records: list[Any] = []
-
-    def evaluate(self) -> float:
-        from backends.training.trainer import pack
-
-        self.model.eval()
-        total, count = 0.0, 0
-        with torch.no_grad():
-            for record in self.val_records:
-                batch = pack([record])
-                logits = self.model(input_ids=batch.input_ids.to(self.device),
-                                    position_ids=batch.position_ids.to(self.device)).logits[0]
-                total += float(torch.nn.functional.cross_entropy(
-                    logits[batch.predict_at.to(self.device)].float(),
-                    batch.targets.to(self.device), reduction="sum"))
-                count += len(batch.targets)
-        return total / max(1, count)
 
 
 def _progress(event: Any) -> None:
@@ -61,6 +35,7 @@ def merge_run(run_dir: Path) -> dict[str, Any]:
     from peft import PeftModel
 
     from backends.training.export_step import export_and_check
+    from backends.training.trainer import Trainer
     from backends.training.worker import load_and_tokenize, pick_device
 
     folder = RunFolder(run_dir)
@@ -80,12 +55,15 @@ def merge_run(run_dir: Path) -> dict[str, Any]:
     loaded = load_and_tokenize(folder, spec, emit)
     if loaded is None:
         return {"error": errors[-1] if errors else "the run's data could not be read"}
-    base, _train, val = loaded
+    base, train, val = loaded
     device, _name = pick_device()
+    # Trainable only so that the training loop can hold it: its evaluate() is the
+    # validation loss the export gate compares with, computed exactly as in the run.
     model = PeftModel.from_pretrained(base.model, summary.adapter_dir,
-                                      is_trainable=False).to(device)
-    failure = export_and_check(folder, spec, model, base, _Evaluator(model, device), val,
-                               device, summary, emit)
+                                      is_trainable=True).to(device)
+    trainer = Trainer(model, train.records, val.records, spec.settings, folder.path, emit,
+                      threading.Event(), device)
+    failure = export_and_check(folder, spec, model, base, trainer, val, device, summary, emit)
     if failure is not None:
         return {"error": failure}
     folder.write_summary(summary)

@@ -108,8 +108,8 @@ def export_and_check(folder: RunFolder, spec: RunSpec, peft_model: Any, base: An
     llama.cpp (another child process); the results go into ``summary``. Returns why it
     failed (the person has been told), or None.
 
-    ``trainer`` is anything with ``val_records`` and ``evaluate()`` (the training loop,
-    or the merge job's own evaluator)."""
+    ``trainer`` is the training loop (its ``evaluate()`` is PyTorch's side of the
+    validation-loss check)."""
     f16_path = merge_and_write_f16(spec, peft_model, base, emit)
     emit(tp.Phase("quantizing", f"quantizing to {spec.export.quant} and checking with "
                   "llama.cpp"))

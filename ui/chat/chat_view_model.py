@@ -374,7 +374,7 @@ class ChatViewModel(QObject):
             record = self.workspace.library.get(self.model_name or "")
         except UnknownModel:
             return False
-        return bool(record.provenance.get("live_only"))
+        return record.live_only
 
     def _on_worker_started(self) -> None:
         if not self._closing:

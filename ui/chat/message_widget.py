@@ -252,7 +252,8 @@ class MessageWidget(QFrame):
                   INTERRUPTED: "interrupted"}.get(m.status)
         if status:
             parts.append(status)
-        parts += [producer_note(stats)] if producer_note(stats) else []
+        producer = producer_note(stats)
+        parts += [producer] if producer else []
         error = (stats or {}).get("error")
         text = " · ".join(parts)
         if error:
