@@ -18,7 +18,7 @@ def test_bench_finetune_json_has_the_ratios_and_mfu(tmp_path: Path, tiny_gguf: P
     env = dict(os.environ, HEARTH_HOME=str(tmp_path / "home"))
     out = subprocess.run([sys.executable, "-m", "app.cli.main", "bench", "finetune",
                           "--model", str(tiny_gguf), "--steps", "3", "--records", "16",
-                          "--max-seq-len", "96", "--threads", "1", "--json"],
+                          "--max-seq-len", "96", "--threads", "1", "--repeat", "1", "--json"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
                          check=False)
     assert out.returncode == 0, out.stderr[-3000:]

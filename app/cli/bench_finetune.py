@@ -17,8 +17,8 @@ from app.workspace import Workspace
 
 
 def run_finetune_bench(ws: Workspace, model: str | None, *, steps: int, records: int,
-                       batch_size: int, max_seq_len: int, threads: int, dtype: str
-                       ) -> dict[str, Any]:
+                       batch_size: int, max_seq_len: int, threads: int, dtype: str,
+                       repeat: int = 2) -> dict[str, Any]:
     from app.models.library import find_starter_gguf
 
     path = Path(model) if model else find_starter_gguf()
@@ -27,7 +27,7 @@ def run_finetune_bench(ws: Workspace, model: str | None, *, steps: int, records:
     out = run_module("backends.training.bench_finetune", [
         "--model", str(path), "--steps", str(steps), "--records", str(records),
         "--batch-size", str(batch_size), "--max-seq-len", str(max_seq_len),
-        "--threads", str(threads), "--dtype", dtype,
+        "--threads", str(threads), "--dtype", dtype, "--repeat", str(repeat),
         "--cache", os.environ.get("HEARTH_CACHE") or str(ws.home.root / "cache" / "base-models"),
         "--json"])
     if out.returncode != 0:

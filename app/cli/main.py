@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--max-seq-len", type=int, default=512)
     ft.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ft.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto")
+    ft.add_argument("--repeat", type=int, default=2, help="rounds of baseline-then-Hearth; "
+                    "each side's fastest round counts (a shared machine's speed swings)")
     add_finetune_parsers(sub)
     add_teach_parser(sub)
     doctor = sub.add_parser("doctor", help="check this machine and Hearth's set-up, with a "
@@ -330,7 +332,8 @@ def _bench(ws: Workspace, args: argparse.Namespace) -> int:
     if args.bench_command == "finetune":
         result = run_finetune_bench(ws, args.model, steps=args.steps, records=args.records,
                                     batch_size=args.batch_size, max_seq_len=args.max_seq_len,
-                                    threads=args.threads, dtype=args.dtype)
+                                    threads=args.threads, dtype=args.dtype,
+                                    repeat=args.repeat)
         print(json.dumps(result, indent=2) if args.json else "\n".join(result["summary"]))
         return ExitCode.OK
     record = pick_model(ws, args.model)

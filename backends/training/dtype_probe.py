@@ -2,13 +2,19 @@
 
 On one CPU of this project's machines PyTorch's bf16 matmuls run 5-6x faster than fp32
 (AMX); on another, of the same kind, about 400x slower (no bf16 hardware). Nothing
-about the CPU's name says which, so at the start of a run the worker times a matmul at
-the model's own shapes both ways (a fraction of a second), and when bf16 wins it also
-checks that the model's validation loss under bf16 autocast stays within
-:data:`MAX_LOSS_DRIFT` of fp32's. CUDA uses bf16 where the GPU supports it.
+about the CPU's name says which, so at the start of a run the worker measures:
 
-The frozen base weights stay fp32 (the merge and the export read them); autocast casts
-them per matmul, which the timing includes.
+1. a matmul at the model's own shapes both ways (a fraction of a second): where bf16
+   is not clearly faster, or hopelessly slower, fp32 it is;
+2. where it is faster, a real training step (forward and backward of a short piece of
+   the run's own data) both ways: a matmul's ratio over-promises, because a step also
+   holds elementwise work, attention and casts that bf16 speeds up less or not at all
+   (measured: matmuls 3x, a step under plain autocast 1.0x on the same CPU);
+3. and that the model's validation loss in bf16 stays within :data:`MAX_LOSS_DRIFT` of
+   fp32's.
+
+CUDA uses bf16 where the GPU supports it. How a bf16 run computes (weights cast once,
+attention in fp32 on a CPU) is :mod:`backends.training.precision`.
 """
 
 from __future__ import annotations
@@ -36,6 +42,8 @@ class DtypeChoice:
     bf16_gflops: float | None = None
     fp32_val_loss: float | None = None
     bf16_val_loss: float | None = None
+    fp32_step_tokens_per_s: float | None = None
+    bf16_step_tokens_per_s: float | None = None
 
     @property
     def autocast(self) -> torch.dtype | None:
@@ -79,8 +87,11 @@ def matmul_speeds(hidden: int, intermediate: int, tokens: int = 256) -> tuple[fl
 
 def choose_dtype(device: torch.device, hidden: int, intermediate: int,
                  val_loss: Callable[[torch.dtype | None], float] | None = None,
-                 forced: str | None = None) -> DtypeChoice:
-    """``val_loss(autocast_dtype)`` evaluates the model on a few validation records."""
+                 forced: str | None = None,
+                 step_speed: Callable[[torch.dtype | None], float] | None = None
+                 ) -> DtypeChoice:
+    """``val_loss(autocast_dtype)`` evaluates the model on a few validation records;
+    ``step_speed(autocast_dtype)`` times a training step, in tokens per second."""
     if forced in ("float32", "bfloat16"):
         return DtypeChoice(forced, "set for this run")
     if device.type == "cuda":
@@ -97,6 +108,21 @@ def choose_dtype(device: torch.device, hidden: int, intermediate: int,
     if speedup < MIN_SPEEDUP:
         choice.reason = f"bf16 matmuls are {speedup:.2f}x fp32's speed here"
         return choice
+    if step_speed is not None:
+        # Alternate, best of two each: a step that a neighbour's burst slowed once
+        # must not decide the run.
+        fast = {None: 0.0, torch.bfloat16: 0.0}
+        for _ in range(2):
+            for dtype in fast:
+                fast[dtype] = max(fast[dtype], step_speed(dtype))
+        choice.fp32_step_tokens_per_s = round(fast[None], 1)
+        choice.bf16_step_tokens_per_s = round(fast[torch.bfloat16], 1)
+        speedup = fast[torch.bfloat16] / max(1e-9, fast[None])
+        if speedup < MIN_SPEEDUP:
+            choice.reason = (f"a training step in bf16 runs at {speedup:.2f}x fp32's "
+                             f"speed here (matmuls alone: {bf16 / fp32:.1f}x)")
+            return choice
+    what = "a training step" if step_speed is not None else "matmuls"
     if val_loss is not None:
         ref, low = val_loss(None), val_loss(torch.bfloat16)
         choice.fp32_val_loss, choice.bf16_val_loss = round(ref, 5), round(low, 5)
@@ -106,5 +132,5 @@ def choose_dtype(device: torch.device, hidden: int, intermediate: int,
                              f"by {drift:.1%} (limit {MAX_LOSS_DRIFT:.0%})")
             return choice
     choice.dtype = "bfloat16"
-    choice.reason = f"bf16 matmuls are {speedup:.1f}x fp32's speed here"
+    choice.reason = f"bf16 runs {what} at {speedup:.1f}x fp32's speed here"
     return choice

@@ -12,7 +12,8 @@ not need its output).
 
 The patch is per module instance, keeps PEFT's parameters (names, shapes, what
 ``save_pretrained`` and the merge read) and falls back to PEFT's own forward for
-anything but one plain, unmerged, enabled adapter.
+anything but one plain, unmerged, enabled adapter. In a bf16 run the frozen weight is
+the copy :mod:`backends.training.precision` cast once, not a cast per call.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from backends.training.precision import low_weight
 
 
 def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -35,7 +38,8 @@ def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
     a = self.lora_A[name].weight
     b = self.lora_B[name].weight
     h = F.linear(self.lora_dropout[name](x), a) * self.scaling[name]
-    out = F.linear(x, base.weight, base.bias)
+    weight, bias = low_weight(self, x)
+    out = F.linear(x, weight, bias)
     flat = out.view(-1, out.shape[-1])
     flat.addmm_(h.reshape(-1, h.shape[-1]).to(out.dtype), b.t().to(out.dtype))
     return out

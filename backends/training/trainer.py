@@ -45,6 +45,7 @@ from app.finetune.plan import total_steps
 from app.finetune.settings import LoraSettings
 from backends.training.data import Tokenized
 from backends.training.fast_lora import fuse_lora
+from backends.training.precision import cast_frozen, drop_frozen_casts, use_fp32_attention
 
 Emit = Callable[[Any], None]
 
@@ -213,6 +214,9 @@ class Trainer:
         self.autocast_dtype = autocast_dtype
         self.plan = Plan(len(train), settings, [len(r.ids) for r in train])
         fuse_lora(model)
+        if device.type == "cpu":
+            use_fp32_attention(model)
+        self._cast: tuple[torch.dtype, torch.Tensor] | None = None  # (dtype, head weight)
         # Activation memory follows the padded tokens of one forward pass: a micro-batch
         # of long records is run in parts of at most this many (the gradient is the same).
         lengths = [len(r.ids) for r in train] or [1]
@@ -240,7 +244,21 @@ class Trainer:
     def _autocast(self) -> Any:
         if self.autocast_dtype is None:
             return torch.autocast(self.device.type, enabled=False)
+        if self._cast is None or self._cast[0] != self.autocast_dtype:
+            # The frozen weights in the compute dtype once, not a cast per matmul.
+            cast_frozen(self.model, self.autocast_dtype)
+            self._cast = (self.autocast_dtype, self.head.weight.detach().to(self.autocast_dtype))
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def release_casts(self) -> None:
+        """Free the low-precision copies of the frozen weights (training is over)."""
+        drop_frozen_casts(self.model)
+        self._cast = None
+
+    def _head(self, hidden: torch.Tensor) -> torch.Tensor:
+        if self._cast is not None and torch.is_autocast_enabled(self.device.type):
+            return F.linear(hidden, self._cast[1], self.head.bias)
+        return self.head(hidden)
 
     def batch_loss_sum(self, batch: Batch) -> torch.Tensor:
         """Sum of cross-entropy over the batch's target tokens (head on targets only)."""
@@ -249,7 +267,7 @@ class Trainer:
                                   position_ids=batch.position_ids.to(self.device),
                                   use_cache=False).last_hidden_state
             picked = hidden.flatten(0, 1).index_select(0, batch.predict_at.to(self.device))
-            logits = self.head(picked)
+            logits = self._head(picked)
         return F.cross_entropy(logits.float(), batch.targets.to(self.device), reduction="sum")
 
     @torch.no_grad()
@@ -266,6 +284,28 @@ class Trainer:
             count += len(batch.targets)
         self.model.train()
         return total / max(1, count)
+
+    def step_speed(self, dtype: torch.dtype | None, max_tokens: int = 256) -> float:
+        """Tokens per second of a forward and backward pass in ``dtype`` over a short
+        piece (at most ``max_tokens``) of the run's first record, for the dtype probe.
+        Leaves no gradient, no weight change and the random state as it was."""
+        record = self.train_records[self.plan.micro_batch(0)[0]]
+        piece = Tokenized(ids=record.ids[:max_tokens], target=record.target[:max_tokens],
+                          line=record.line)
+        if not any(piece.target[1:]):
+            piece.target[-1] = True
+        batch = pack([piece])
+        rng, saved = torch.get_rng_state(), self.autocast_dtype
+        self.autocast_dtype = dtype
+        try:
+            started = time.perf_counter()
+            self.batch_loss_sum(batch).backward()
+            seconds = time.perf_counter() - started
+        finally:
+            self.autocast_dtype = saved
+            self.model.zero_grad(set_to_none=True)
+            torch.set_rng_state(rng)
+        return batch.n_tokens / seconds
 
     def train_step(self) -> tuple[float, int]:
         groups = self.plan.step_micro_batches(self.step)
@@ -292,6 +332,12 @@ class Trainer:
 
     def run(self) -> str:
         """Train to the end or until cancelled; returns "finished" or "cancelled"."""
+        try:
+            return self._run()
+        finally:
+            self.release_casts()
+
+    def _run(self) -> str:
         total = self.plan.total_steps
         self.model.train()
         window: list[tuple[float, int]] = []  # (seconds, tokens) of recent steps

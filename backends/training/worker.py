@@ -134,7 +134,7 @@ def pick_device() -> tuple[torch.device, str]:
 
 
 def pick_dtype(folder: RunFolder, device: torch.device, config: Any,
-               val_loss: Any) -> DtypeChoice:
+               val_loss: Any, step_speed: Any = None) -> DtypeChoice:
     """Measure once per run and keep the answer in the run folder: a resumed run must
     compute as it started, whatever a new timing would say."""
     saved = folder.dtype_file
@@ -145,7 +145,7 @@ def pick_dtype(folder: RunFolder, device: torch.device, config: Any,
     hidden = int(config.hidden_size)
     intermediate = int(getattr(config, "intermediate_size", 4 * hidden) or 4 * hidden)
     choice = choose_dtype(device, hidden, intermediate, val_loss,
-                          forced=os.environ.get(DTYPE_ENV))
+                          forced=os.environ.get(DTYPE_ENV), step_speed=step_speed)
     tmp = saved.with_suffix(".tmp")
     tmp.write_text(json.dumps(choice.to_json()), "utf-8")
     os.replace(tmp, saved)
@@ -271,7 +271,8 @@ def _prepare_trainer(folder: RunFolder, spec: RunSpec, base: Any, train: Any, va
         trainer.autocast_dtype = dtype
         return trainer.evaluate(limit=PROBE_VAL_RECORDS)
 
-    dtype_choice = pick_dtype(folder, device, base.model.config, probe_loss)
+    dtype_choice = pick_dtype(folder, device, base.model.config, probe_loss,
+                              trainer.step_speed)
     trainer.autocast_dtype = dtype_choice.autocast
     emit(tp.TrainLog("info", f"computing in {dtype_choice.dtype}: {dtype_choice.reason}"))
     return trainer, dtype_choice
