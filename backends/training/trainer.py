@@ -84,11 +84,15 @@ class Batch:
     input_ids: torch.Tensor  # [B, L]
     position_ids: torch.Tensor  # [B, L]
     predict_at: torch.Tensor  # [T] flat positions (row * L + column) whose next token is a target
-    targets: torch.Tensor  # [T]
+    targets: torch.Tensor  # [T]; IGNORE where only padding the count to a shape multiple
     n_tokens: int  # real tokens, padding not counted
+    n_targets: int  # real targets
 
 
-def pack(records: list[Tokenized]) -> Batch:
+IGNORE = -100  # F.cross_entropy's ignore_index
+
+
+def pack(records: list[Tokenized], multiple: int = 1) -> Batch:
     """Lay a micro-batch out as rows of ``[B, longest]`` with padding on the right.
 
     Right padding needs no attention mask: under the causal mask a real token never
@@ -96,8 +100,14 @@ def pack(records: list[Tokenized]) -> Batch:
     attention runs as plain causal SDPA per row (its cost grows with each record's own
     length, not with that of a packed row holding all of them), and the plan groups
     records of similar length into a micro-batch so there is little padding to compute.
+
+    ``multiple`` rounds the row length and the number of predicted positions up (see
+    :data:`Trainer.shape_multiple`): oneDNN's bf16 matmuls compile a kernel for every new
+    shape (8 ms each on the Sapphire Rapids VM, about 25 shapes per micro-batch), so a
+    run whose every micro-batch has a new length pays that again and again.
     """
-    width = max(len(r.ids) for r in records)
+    longest = max(len(r.ids) for r in records)
+    width = -(-longest // multiple) * multiple
     ids = torch.zeros(len(records), width, dtype=torch.long)
     predict_at: list[torch.Tensor] = []
     targets: list[torch.Tensor] = []
@@ -107,9 +117,15 @@ def pack(records: list[Tokenized]) -> Batch:
         wanted = torch.tensor(record.target[1:], dtype=torch.bool).nonzero().flatten()
         predict_at.append(row * width + wanted)
         targets.append(ids[row, 1:n][wanted])
+    n_targets = sum(len(t) for t in targets)
+    extra = -(-n_targets // multiple) * multiple - n_targets
+    if extra:
+        predict_at.append(torch.zeros(extra, dtype=torch.long))
+        targets.append(torch.full((extra,), IGNORE, dtype=torch.long))
     positions = torch.arange(width).expand(len(records), width)
     return Batch(input_ids=ids, position_ids=positions, predict_at=torch.cat(predict_at),
-                 targets=torch.cat(targets), n_tokens=sum(len(r.ids) for r in records))
+                 targets=torch.cat(targets), n_tokens=sum(len(r.ids) for r in records),
+                 n_targets=n_targets)
 
 
 def length_grouped(order: list[int], lengths: list[int], batch_size: int,
@@ -241,6 +257,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ math
 
+    @property
+    def shape_multiple(self) -> int:
+        """What :func:`pack` rounds shapes up to: 16 for bf16 on a CPU, where each new
+        matmul shape costs a kernel compile (fp32 has no such cost, so no padding)."""
+        return 16 if self.autocast_dtype is not None and self.device.type == "cpu" else 1
+
     def _autocast(self) -> Any:
         if self.autocast_dtype is None:
             return torch.autocast(self.device.type, enabled=False)
@@ -268,7 +290,8 @@ class Trainer:
                                   use_cache=False).last_hidden_state
             picked = hidden.flatten(0, 1).index_select(0, batch.predict_at.to(self.device))
             logits = self._head(picked)
-        return F.cross_entropy(logits.float(), batch.targets.to(self.device), reduction="sum")
+        return F.cross_entropy(logits.float(), batch.targets.to(self.device), reduction="sum",
+                               ignore_index=IGNORE)
 
     @torch.no_grad()
     def evaluate(self, limit: int | None = None) -> float:
@@ -279,9 +302,10 @@ class Trainer:
         records = self.val_records[:limit] if limit else self.val_records
         records = sorted(records, key=lambda r: len(r.ids))  # little padding; same sum
         chunks = [records[i:i + b] for i in range(0, len(records), b)]
-        for batch in (pack(rows) for c in chunks for rows in within_budget(c, self.token_budget)):
+        for batch in (pack(rows, self.shape_multiple) for c in chunks
+                      for rows in within_budget(c, self.token_budget)):
             total += float(self.batch_loss_sum(batch))
-            count += len(batch.targets)
+            count += batch.n_targets
         self.model.train()
         return total / max(1, count)
 
@@ -294,10 +318,10 @@ class Trainer:
                           line=record.line)
         if not any(piece.target[1:]):
             piece.target[-1] = True
-        batch = pack([piece])
         rng, saved = torch.get_rng_state(), self.autocast_dtype
         self.autocast_dtype = dtype
         try:
+            batch = pack([piece], self.shape_multiple)
             started = time.perf_counter()
             self.batch_loss_sum(batch).backward()
             seconds = time.perf_counter() - started
@@ -309,10 +333,10 @@ class Trainer:
 
     def train_step(self) -> tuple[float, int]:
         groups = self.plan.step_micro_batches(self.step)
-        batches = [pack(rows) for g in groups if g
+        batches = [pack(rows, self.shape_multiple) for g in groups if g
                    for rows in within_budget([self.train_records[i] for i in g],
                                              self.token_budget)]
-        n_targets = sum(len(b.targets) for b in batches)
+        n_targets = sum(b.n_targets for b in batches)
         lr = lr_at(self.step, self.plan.total_steps, self.settings)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
