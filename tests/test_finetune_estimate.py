@@ -28,25 +28,35 @@ class Recorded:
     export_gguf: bool
     seconds: float  # whole run, measured
     peak_bytes: float  # measured
+    dtype: str = "float32"  # what the run computed in
 
 
 RECORDED = [
     # tests/benchmarks/bench_1b.py --steps 6 --records 48 --quant q4_k_m: a random
     # Llama-3.2-1B-shaped model through the whole `hearth finetune` path, fp32, 2 cores.
-    Recorded("llama-1b whole run", 1_070_000_000, 2048, 16, 49152, steps=6, batch=4,
+    Recorded("llama-1b whole run fp32", 1_070_000_000, 2048, 16, 49152, steps=6, batch=4,
              tokens_per_record=2761 / 24, target_fraction=0.3, eval_tokens=6 * 5 * 115,
              export_gguf=True, seconds=318.6, peak_bytes=8.6 * GiB),
+    # The same command, 2026-12-01 on the quiet VM: the probe chose bf16 (a training
+    # step 2.3x fp32's); wall time of `hearth finetune`.
+    Recorded("llama-1b whole run bf16", 1_073_809_408, 2048, 16, 49152, steps=6, batch=4,
+             tokens_per_record=2983 / 24, target_fraction=0.3, eval_tokens=6 * 5 * 115,
+             export_gguf=True, seconds=349.8, peak_bytes=8.12 * GiB, dtype="bfloat16"),
+    # `hearth finetune --preset quick` on 12 of tests/finetune_fixtures.FACTS' records
+    # with SmolLM2-135M (12 steps, 2,408 tokens, q8_0), wall time, quiet VM. Forced fp32,
+    # then as probed (the probe measured a step at 1.16x in bf16 and kept fp32).
+    Recorded("smollm2 facts quick fp32", 134_515_008, 576, 30, 49152, steps=12, batch=4,
+             tokens_per_record=2408 / 48, target_fraction=0.3, eval_tokens=12 * 67,
+             export_gguf=True, seconds=48.8, peak_bytes=1_456_418_816),
+    Recorded("smollm2 facts quick probed", 134_515_008, 576, 30, 49152, steps=12, batch=4,
+             tokens_per_record=2408 / 48, target_fraction=0.3, eval_tokens=12 * 67,
+             export_gguf=True, seconds=54.8, peak_bytes=1_657_450_496),
 ]
 
 # Runs whose peak memory is recorded but whose time was taken while three other agents
 # loaded the 2 cores 3-7x (the dtype probe measured 9.6-14.9 fp32 GFLOP/s against ~105
 # quiet): their time says nothing about the formula, their memory does.
 MEMORY_ONLY = [
-    # backends/training/bench_finetune-style facts run: `hearth finetune --preset quick`
-    # on 12 fact records with SmolLM2-135M (12 steps, 2,408 tokens): 1.35 GiB peak.
-    Recorded("smollm2 facts quick", 134_515_008, 576, 30, 49152, steps=12, batch=4,
-             tokens_per_record=2408 / 48, target_fraction=0.3, eval_tokens=12 * 67,
-             export_gguf=True, seconds=696.9, peak_bytes=1_446_289_408),
     # bench_1b --hidden 1024 --layers 28 --heads 16 --kv-heads 8 --ffn 3072 (a
     # Qwen3-0.6B-shaped Llama, 0.40 B parameters), 4 steps, q8_0: 3.16 GiB peak.
     Recorded("qwen3-0.6b-shaped", 402_711_552, 1024, 28, 49152, steps=4, batch=4,
@@ -69,7 +79,7 @@ def _estimate(r: Recorded):  # noqa: ANN202
                     micro_batch_tokens=int(r.batch * r.tokens_per_record),
                     target_fraction=r.target_fraction,
                     machine=Machine(cpu_cores=2, memory_bytes=24 * GiB), whole_run=True,
-                    export_gguf=r.export_gguf, eval_tokens=r.eval_tokens)
+                    export_gguf=r.export_gguf, eval_tokens=r.eval_tokens, dtype=r.dtype)
 
 
 @pytest.mark.parametrize("case", RECORDED, ids=[r.name for r in RECORDED])
@@ -82,8 +92,9 @@ def test_estimate_within_25_percent_of_the_recorded_run(case: Recorded) -> None:
 def test_a_wider_model_trains_more_flops_per_second_per_core() -> None:
     from app.finetune.settings import cpu_flops_per_core
 
-    rates = [cpu_flops_per_core(h) for h in (256, 576, 1024, 2048, 4096)]
-    assert rates[0] == rates[1] < rates[2] < rates[3] == rates[4]
+    for dtype in ("float32", "bfloat16"):
+        rates = [cpu_flops_per_core(h, dtype) for h in (256, 576, 1024, 2048, 4096)]
+        assert rates[0] == rates[1] < rates[2] < rates[3] == rates[4]
 
 
 def test_a_busy_cpu_stretches_the_workers_first_estimate_by_the_probes_measurement() -> None:
@@ -97,3 +108,18 @@ def test_a_busy_cpu_stretches_the_workers_first_estimate_by_the_probes_measureme
     loaded = DtypeChoice("float32", "", fp32_gflops=9.6)
     assert 10 < busy_factor(loaded, 2) < 11
     assert busy_factor(DtypeChoice("float32", "too small"), 2) == 1.0  # nothing measured
+
+
+def test_the_last_run_calibrates_the_next_estimate_per_dtype_as_a_ratio(tmp_path) -> None:
+    from app.finetune.settings import ExportSettings
+    from backends.training.phase_times import PhaseTimes
+
+    path = tmp_path / "phase_times.json"
+    first = PhaseTimes(path, "cpu")
+    assert first.training(100.0, "bfloat16") == 100.0  # nothing recorded yet
+    # That run trained in 50 s where the formula said 100: twice as fast as predicted.
+    first.record([("loading", 0.0), ("training", 10.0)], 60.0, 135_000_000,
+                 ExportSettings(gguf=False), None, exported=False, trained_tokens=5000)
+    again = PhaseTimes(path, "cpu")
+    assert again.training(400.0, "bfloat16") == 200.0  # a bigger model: same ratio
+    assert again.training(400.0, "float32") == 400.0  # another dtype: not calibrated

@@ -158,6 +158,7 @@ def plan_run(facts: ModelFacts, dataset: Dataset, settings: LoraSettings,
         hidden=facts.hidden, n_layers=facts.layers, vocab=facts.vocab,
         micro_batch_tokens=int(settings.batch_size * per_record),
         target_fraction=shape.target_fraction, machine=machine, gpu=machine.has_gpu,
-        whole_run=True, export_gguf=export_gguf, eval_tokens=int(evals * len(val) * per_record))
+        whole_run=True, export_gguf=export_gguf, eval_tokens=int(evals * len(val) * per_record),
+        dtype=machine.likely_dtype)
     return RunPlan(train_records=len(train), val_records=len(val), total_steps=steps,
                    approx_train_tokens=int(per_record * len(train)), estimate=guess)

@@ -57,7 +57,7 @@ class LoraSettings:
     eval_every: int = 0
     """Measure validation loss every N steps; 0 picks about ten times per run."""
     checkpoint_every: int = 0
-    """Save a resumable checkpoint every N steps; 0 picks about ten times per run."""
+    """Save a resumable checkpoint every N steps; 0: after every two minutes of training."""
     max_grad_norm: float = 1.0
     """Gradients are clipped to this norm; 0 disables clipping."""
 
@@ -160,12 +160,21 @@ class Machine:
     cpu_cores: int
     memory_bytes: int
     has_gpu: bool = False
+    bf16_matrix_units: bool = False
+    """The CPU advertises AMX bf16 tiles: the training worker's probe will most likely
+    measure bf16 faster and train in it. Only the estimate before Start leans on this
+    guess; the dtype itself is always chosen by measurement."""
 
     @classmethod
     def detect(cls) -> Machine:
         """This computer, as :mod:`app.machine` describes it (the one probe of it)."""
-        return cls(cpu_cores=cpu_info().physical_cores, memory_bytes=total_memory_bytes(),
-                   has_gpu=has_nvidia_driver())
+        cpu = cpu_info()
+        return cls(cpu_cores=cpu.physical_cores, memory_bytes=total_memory_bytes(),
+                   has_gpu=has_nvidia_driver(), bf16_matrix_units="amx_bf16" in cpu.flags)
+
+    @property
+    def likely_dtype(self) -> str:
+        return "bfloat16" if self.bf16_matrix_units and not self.has_gpu else "float32"
 
 
 def preset(name: str, n_records: int, machine: Machine | None = None) -> LoraSettings:
@@ -198,26 +207,28 @@ def preset(name: str, n_records: int, machine: Machine | None = None) -> LoraSet
 # useful FLOPs of LoRA training (4 per frozen weight per real token: forward, and
 # backward to the activations; the output head only on target tokens). It grows with
 # the model's width: a narrow model's small matmuls and many small ops stay far from
-# the core's peak. (hidden size, FLOP/s per core), measured on a 2-core Sapphire Rapids
-# VM in fp32 (BENCHMARKS.md, "Fine-tuning"); interpolated log-log between the points
-# and held flat beyond them. The worker replaces this with a measurement after its
-# first steps, and with this machine's own figures from its previous run.
-CPU_RATE_BY_WIDTH = ((576, 2.4e10), (2048, 1.3e11))
+# the core's peak. (hidden size, FLOP/s per core) per compute dtype, measured on a
+# 2-core Sapphire Rapids VM (BENCHMARKS.md, "Fine-tuning"); interpolated log-log
+# between the points and held flat beyond them. The worker replaces this with the
+# dtype it measured, then with a measurement after its first steps, and scales it by
+# how this machine's previous run compared with it.
+CPU_RATE_BY_WIDTH = {"float32": ((576, 3.9e10), (2048, 1.3e11)),
+                     "bfloat16": ((576, 4.8e10), (2048, 1.5e11))}
 GPU_FLOPS = 4.0e13
 # Fixed costs of a whole run around the training loop, from the same measurements:
 # starting the worker and importing torch, then reading and converting the weights,
 # and after training the merge, GGUF export, quantization and llama.cpp check.
-STARTUP_S = 15.0
+STARTUP_S = 8.0
 LOAD_S_PER_GPARAM = 40.0
 EXPORT_S_PER_GPARAM = 200.0
 RUNTIME_BYTES = 600 << 20  # the Python interpreter, torch and the tokenizer
 
 
-def cpu_flops_per_core(hidden: int) -> float:
+def cpu_flops_per_core(hidden: int, dtype: str = "float32") -> float:
     """Training speed per core for a model this wide (see CPU_RATE_BY_WIDTH)."""
     import math
 
-    (h0, r0), (h1, r1) = CPU_RATE_BY_WIDTH
+    (h0, r0), (h1, r1) = CPU_RATE_BY_WIDTH[dtype]
     h = min(max(hidden, h0), h1)
     t = math.log(h / h0) / math.log(h1 / h0)
     return math.exp(math.log(r0) + t * (math.log(r1) - math.log(r0)))
@@ -237,21 +248,22 @@ class Estimate:
 def estimate(n_params: int, train_tokens: int, steps_tokens: int, hidden: int, n_layers: int,
              vocab: int, micro_batch_tokens: int, target_fraction: float,
              machine: Machine, gpu: bool = False, whole_run: bool = False,
-             export_gguf: bool = True, eval_tokens: int = 0) -> Estimate:
+             export_gguf: bool = True, eval_tokens: int = 0,
+             dtype: str = "float32") -> Estimate:
     """Time and peak memory of a run from the model's shape and the token counts.
 
     ``steps_tokens`` is the number of tokens that will be pushed through the model over
     the whole run (epochs included); ``micro_batch_tokens`` the tokens of one micro-batch,
     which sets the activation memory; ``eval_tokens`` those of every validation pass
-    together (forward only). ``whole_run`` adds the fixed costs around the
-    loop (start, load, export) for the figure shown before Start; the worker, which
-    measures what came before training, leaves them out.
+    together (forward only); ``dtype`` the one the run computes in. ``whole_run`` adds
+    the fixed costs around the loop (start, load, export) for the figure shown before
+    Start; the worker, which measures what came before training, leaves them out.
     """
     head = vocab * hidden
     matmul = max(n_params - head, n_params // 2)  # the embedding table is not a matmul
     per_token = 2.0 * matmul + 2.0 * head * target_fraction  # one forward pass
     flops = per_token * (2 * steps_tokens + eval_tokens)
-    speed = GPU_FLOPS if gpu else cpu_flops_per_core(hidden) * max(1, machine.cpu_cores)
+    speed = GPU_FLOPS if gpu else cpu_flops_per_core(hidden, dtype) * max(1, machine.cpu_cores)
     seconds = flops / speed
     if whole_run:
         seconds += STARTUP_S + LOAD_S_PER_GPARAM * n_params / 1e9
@@ -263,5 +275,7 @@ def estimate(n_params: int, train_tokens: int, steps_tokens: int, hidden: int, n
     logits = 4 * 3 * int(micro_batch_tokens * target_fraction) * vocab
     # Loading holds most of the converted fp32 weights twice for a while (state dict +
     # model): for a large model that, not training, is the peak (1B: 8.6 GiB measured).
-    peak = max(7 * weights // 4, weights + activations + logits) + RUNTIME_BYTES
+    # A bf16 run keeps a bf16 copy of the frozen matmul weights (precision.cast_frozen).
+    casts = 2 * matmul if dtype == "bfloat16" and not gpu else 0
+    peak = max(7 * weights // 4, weights + casts + activations + logits) + RUNTIME_BYTES
     return Estimate(seconds=seconds, peak_memory_bytes=peak, basis="formula")

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from app.finetune.runs.records import TeachSpec
-from app.finetune.settings import ExportSettings
+from app.finetune.settings import EXPORT_S_PER_GPARAM, ExportSettings
 from backends.training.dtype_probe import DtypeChoice
 
 
@@ -19,9 +19,11 @@ class PhaseTimes:
     parameters, and gate seconds per prompt it replays. Without a record, a first guess.
     """
 
-    # First guesses, measured on a 2-core CPU with the 135M starter model (13 s of
-    # export, 24 s of gate over 80 prompts); replaced by this machine's own figures.
-    EXPORT_S_PER_GPARAM = 100.0  # merge + F16 + quantize + llama.cpp check
+    # First guesses, replaced by this machine's own figures: the export's is the one the
+    # estimate before Start uses (a 1B model's q4_k_m export took 213 s of the 350 s
+    # run; half that, as this class once guessed, made the worker's figure 0.60 of the
+    # actual), the gate's was measured with the starter model (24 s over 80 prompts).
+    EXPORT_S_PER_GPARAM = EXPORT_S_PER_GPARAM  # merge + F16 + quantize + llama.cpp check
     GATE_S_PER_PROMPT = 0.3
 
     def __init__(self, path: Path, device: str) -> None:
@@ -34,11 +36,18 @@ class PhaseTimes:
         mine = self.data.get(device, {})
         self.export_rate = float(mine.get("export_s_per_gparam", self.EXPORT_S_PER_GPARAM))
         self.gate_rate = float(mine.get("gate_s_per_prompt", self.GATE_S_PER_PROMPT))
-        self.train_flops = mine.get("train_flops_per_s")  # measured training speed
+        # Per compute dtype: how much faster than the formula (already stretched by the
+        # probe's busy factor) the last run on this machine trained. A ratio, not a
+        # speed, so that a 135M run's figure still fits a 1B model the next time.
+        factors = mine.get("train_speed_factor")
+        self.speed_factor: dict[str, float] = factors if isinstance(factors, dict) else {}
+        self.predicted: tuple[str, float] | None = None  # (dtype, formula training seconds)
 
-    def training(self, formula_seconds: float, flops: float) -> float:
-        """Training time: from the last run's measured speed when there is one."""
-        return flops / float(self.train_flops) if self.train_flops else formula_seconds
+    def training(self, formula_seconds: float, dtype: str) -> float:
+        """Training time: the formula's, scaled by how the last run here compared."""
+        self.predicted = (dtype, formula_seconds)
+        factor = self.speed_factor.get(dtype)
+        return formula_seconds / float(factor) if factor else formula_seconds
 
     @staticmethod
     def _gate_prompts(teach: TeachSpec | None) -> int:
@@ -60,8 +69,10 @@ class PhaseTimes:
                                               strict=True):
             spans[name] = round(spans.get(name, 0.0) + until - began, 1)
         mine = self.data.setdefault(self.device, {})
-        if trained_tokens and spans.get("training"):
-            mine["train_flops_per_s"] = 6.0 * n_params * trained_tokens / spans["training"]
+        mine.pop("train_flops_per_s", None)  # the absolute speed kept before this ratio
+        if trained_tokens and spans.get("training") and self.predicted:
+            dtype, predicted = self.predicted
+            mine.setdefault("train_speed_factor", {})[dtype] = predicted / spans["training"]
         if teach and "checking" in spans:
             mine["gate_s_per_prompt"] = spans["checking"] / max(1, self._gate_prompts(teach))
         if exported:

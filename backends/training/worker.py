@@ -306,13 +306,16 @@ def _announce_plan(spec: RunSpec, base: Any, train: Any, val: Any, trainer: Any,
                      vocab=cfg.vocab_size,
                      micro_batch_tokens=int(settings.batch_size * per_record),
                      target_fraction=train.target_tokens / max(1, train.tokens),
-                     machine=Machine.detect(), gpu=device.type == "cuda")
+                     machine=Machine.detect(), gpu=device.type == "cuda",
+                     eval_tokens=_eval_tokens(plan.total_steps, trainer.eval_every, val),
+                     dtype=dtype_choice.dtype if dtype_choice else "float32")
     timings = PhaseTimes(Path(spec.cache_dir).parent / "phase_times.json", device_name)
     before = time.perf_counter() - started
     after = timings.after_training(n_params, spec.export, spec.teach,
                                    base.gguf_path is not None)
     busy = busy_factor(dtype_choice, torch.get_num_threads())
-    guess.seconds = timings.training(guess.seconds * busy, 6.0 * n_params * run_tokens)
+    guess.seconds = timings.training(guess.seconds * busy,
+                                     dtype_choice.dtype if dtype_choice else "float32")
     trainer.overhead_s = before + after
     guess.seconds += before + after
     guess.notes.append(f"{before:.0f}s before training (measured), about {after:.0f}s of "
@@ -320,6 +323,12 @@ def _announce_plan(spec: RunSpec, base: Any, train: Any, val: Any, trainer: Any,
     emit(tp.EstimateEvent(seconds=round(guess.seconds, 1),
                           peak_memory_bytes=guess.peak_memory_bytes, basis="formula"))
     return guess, timings, n_params
+
+
+def _eval_tokens(total_steps: int, every: int, val: Any) -> int:
+    """Tokens of every validation pass of the run together (forward only)."""
+    passes = total_steps // every + (1 if total_steps % every else 0)
+    return passes * val.tokens
 
 
 def _summary(spec: RunSpec, folder: RunFolder, trainer: Any, train: Any, val: Any,
