@@ -51,26 +51,13 @@ RECORDED = [
     Recorded("smollm2 facts quick probed", 134_515_008, 576, 30, 49152, steps=12, batch=4,
              tokens_per_record=2408 / 48, target_fraction=0.3, eval_tokens=12 * 67,
              export_gguf=True, seconds=54.8, peak_bytes=1_657_450_496),
-]
-
-# Runs whose peak memory is recorded but whose time was taken while three other agents
-# loaded the 2 cores 3-7x (the dtype probe measured 9.6-14.9 fp32 GFLOP/s against ~105
-# quiet): their time says nothing about the formula, their memory does.
-MEMORY_ONLY = [
-    # bench_1b --hidden 1024 --layers 28 --heads 16 --kv-heads 8 --ffn 3072 (a
-    # Qwen3-0.6B-shaped Llama, 0.40 B parameters), 4 steps, q8_0: 3.16 GiB peak.
-    Recorded("qwen3-0.6b-shaped", 402_711_552, 1024, 28, 49152, steps=4, batch=4,
+    # bench_1b --steps 4 --records 40 --quant q8_0 --hidden 1024 --layers 28 --heads 16
+    # --kv-heads 8 --ffn 3072 (a Qwen3-0.6B-shaped Llama, 0.40 B parameters), quiet VM,
+    # the probe chose bf16 (a step 1.9x fp32's).
+    Recorded("qwen3-0.6b-shaped bf16", 402_711_552, 1024, 28, 49152, steps=4, batch=4,
              tokens_per_record=1487 / 16, target_fraction=0.3, eval_tokens=4 * 4 * 93,
-             export_gguf=True, seconds=691.2, peak_bytes=3.16 * GiB),
+             export_gguf=True, seconds=145.6, peak_bytes=3.85 * GiB, dtype="bfloat16"),
 ]
-
-
-@pytest.mark.parametrize("case", RECORDED + MEMORY_ONLY,
-                         ids=[r.name for r in RECORDED + MEMORY_ONLY])
-def test_memory_estimate_within_25_percent_of_the_recorded_peak(case: Recorded) -> None:
-    ratio = _estimate(case).peak_memory_bytes / case.peak_bytes
-    assert 0.75 <= ratio <= 1.25, ratio
-
 
 def _estimate(r: Recorded):  # noqa: ANN202
     tokens = int(r.steps * r.batch * r.tokens_per_record)
