@@ -7,13 +7,14 @@
 The baseline is the path LLaMA-Factory and text-generation-webui take: transformers'
 ``Trainer`` over a PEFT model, records padded per batch by ``DataCollatorForSeq2Seq``,
 labels -100 outside the assistant replies, the loss computed from full-vocabulary
-logits. Hearth's loop packs records (no padding) and runs the output head only where a
-reply token is predicted. Both start from the same converted model, the same token ids
-and labels (tokenized once, with the model's chat template), the same LoRA settings,
-learning rate schedule and number of optimizer steps; each runs in its own process so
-peak memory (max RSS, or CUDA max allocated) is its own. Training tokens/s counts real
-(non-padding) tokens over the wall time of the training loop. The final validation loss
-of both is measured by the same function afterwards.
+logits. Hearth's loop groups records of similar length (little padding) and runs the
+output head only where a reply token is predicted (:mod:`backends.training.trainer`).
+Both start from the same converted model, the same token ids and labels (tokenized
+once, with the model's chat template), the same LoRA settings, learning rate schedule
+and number of optimizer steps; each runs in its own process so peak memory (max RSS, or
+CUDA max allocated) is its own. Training tokens/s counts real (non-padding) tokens over
+the wall time of the training loop. The final validation loss of both is measured by
+the same function afterwards.
 
 Both sides compute in the same dtype: the training worker's own probe picks it
 (``--dtype auto``) unless it is set. Hearth's model FLOP utilisation (MFU) is the useful
@@ -21,6 +22,9 @@ work of its loop (4 FLOPs per frozen weight per real token, forward and backward
 activations, the output head only on target tokens; padding and attention not counted)
 over the wall time, against the matmul peak of that dtype measured in the same process
 right before and right after the loop (the mean of both, at the model's MLP shape).
+
+``--repeat N`` runs N rounds of baseline-then-Hearth and compares each side's fastest
+round; every round's tokens/s is printed too, since on a shared VM they spread widely.
 """
 
 from __future__ import annotations

@@ -65,17 +65,19 @@ def _gflops(fn: Callable[[], Any], flops: float) -> float:
 
 
 def matmul_speeds(hidden: int, intermediate: int, tokens: int = 256) -> tuple[float, float]:
-    """GFLOP/s of ``[tokens, hidden] @ [hidden, intermediate]`` in fp32 and under bf16
-    autocast (fp32 weight cast per call, as in training)."""
+    """GFLOP/s of ``[tokens, hidden] @ [hidden, intermediate]`` in fp32 and in bf16 as
+    training runs it: the weight cast once (:mod:`backends.training.precision`), the fp32
+    activations cast by autocast on each call."""
     g = torch.Generator().manual_seed(0)
     x = torch.randn(tokens, hidden, generator=g)
     w = torch.randn(intermediate, hidden, generator=g)
+    low = w.to(torch.bfloat16)
     flops = 2.0 * tokens * hidden * intermediate
     fp32 = _gflops(lambda: torch.nn.functional.linear(x, w), flops)
 
     def bf16() -> torch.Tensor:
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            return torch.nn.functional.linear(x, w)
+            return torch.nn.functional.linear(x, low)
 
     # A machine without bf16 hardware can be ~400x slower: one call tells already.
     started = time.perf_counter()
