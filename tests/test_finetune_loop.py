@@ -14,8 +14,9 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from app.finetune.datasets import Example
 from app.finetune.settings import LoraSettings
 from backends.training.base_model import load_base
+from backends.training.batching import Plan, pack
 from backends.training.data import Tokenized, tokenize_examples
-from backends.training.trainer import Plan, Trainer, lr_at, pack
+from backends.training.trainer import Trainer, lr_at
 from tests.finetune_fixtures import hearth_cache, tiny_gguf  # noqa: F401
 
 
@@ -164,7 +165,7 @@ def test_fused_lora_forward_and_gradients_equal_peft(tmp_path: Path) -> None:
 
 
 def test_long_micro_batches_run_in_parts_within_the_token_budget() -> None:
-    from backends.training.trainer import within_budget
+    from backends.training.batching import within_budget
 
     records = [Tokenized(ids=list(range(n)), target=[True] * n, line=1)
                for n in (500, 480, 40, 30)]

@@ -21,7 +21,7 @@ from app.finetune.runs.resume import resume_offer
 from app.finetune.runs.status import RunStatus, can_resume
 from app.finetune.settings import ExportSettings, LoraSettings, Machine
 from app.workspace import Workspace
-from backends.training.trainer import Plan
+from backends.training.batching import Plan
 from tests.finetune_fixtures import fact_rows, write_jsonl
 from tests.gguf_factory import write_tiny_gguf
 

@@ -11,10 +11,11 @@ from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from app.finetune.settings import LoraSettings
+from backends.training.batching import pack
 from backends.training.data import Tokenized
 from backends.training.dtype_probe import MIN_SPEEDUP, choose_dtype
 from backends.training.precision import ATTENTION
-from backends.training.trainer import Trainer, pack
+from backends.training.trainer import Trainer
 
 CPU = torch.device("cpu")
 

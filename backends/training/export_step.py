@@ -137,7 +137,7 @@ def _check(folder: RunFolder, spec: RunSpec, peft_model: Any, trainer: Any, val:
            job: dict[str, Any]) -> str | None:
     """Run ``backends.export.gguf_check`` on ``job`` against the PyTorch model's numbers,
     and apply the export gate."""
-    from backends.training.trainer import pack
+    from backends.training.batching import pack
 
     export = spec.export
     # Reference numbers from the PyTorch model for the llama.cpp check.
