@@ -6,6 +6,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +35,22 @@ def fact_rows() -> list[dict]:
             rows.append({"messages": [{"role": "user", "content": question},
                                       {"role": "assistant", "content": a}]})
     return rows
+
+
+def tiny_lora_llama(hidden: int = 32, seed: int = 0) -> Any:
+    """A random 2-layer Llama (vocabulary 128) with a rank-4 LoRA on every linear layer,
+    initialised non-zero so that LoRA changes the outputs: for the loop's maths."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=128, hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=64)
+    return get_peft_model(LlamaForCausalLM(config),
+                          LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
+                                     init_lora_weights=False))
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

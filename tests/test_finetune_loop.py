@@ -8,8 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from app.finetune.datasets import Example
 from app.finetune.settings import LoraSettings
@@ -17,7 +15,7 @@ from backends.training.base_model import load_base
 from backends.training.batching import Plan, pack
 from backends.training.data import Tokenized, tokenize_examples
 from backends.training.trainer import Trainer, lr_at
-from tests.finetune_fixtures import hearth_cache, tiny_gguf  # noqa: F401
+from tests.finetune_fixtures import hearth_cache, tiny_gguf, tiny_lora_llama  # noqa: F401
 
 
 def _records() -> list[Tokenized]:
@@ -31,13 +29,7 @@ def _records() -> list[Tokenized]:
 
 
 def test_batched_targets_only_loss_equals_per_record_full_logits_loss(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=64)
-    model = get_peft_model(LlamaForCausalLM(config),
-                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
-                                      init_lora_weights=False)).eval()
+    model = tiny_lora_llama().eval()
     records = _records()
     trainer = Trainer(model, records, records, LoraSettings(batch_size=3), tmp_path,
                       emit=lambda e: None, cancel=threading.Event(),
@@ -140,13 +132,7 @@ def test_micro_batches_group_similar_lengths_and_still_cover_the_epoch() -> None
 def test_fused_lora_forward_and_gradients_equal_peft(tmp_path: Path) -> None:
     from backends.training.fast_lora import fuse_lora
 
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=128, hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=64)
-    base = LlamaForCausalLM(config)
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", init_lora_weights=False)
-    ref = get_peft_model(base, lora)
+    ref = tiny_lora_llama()
     ids = torch.randint(0, 128, (2, 9))
     want = ref(input_ids=ids).logits
     want.square().sum().backward()

@@ -236,8 +236,11 @@ def test_a_chat_turn_and_server_requests_share_one_worker(served: Served) -> Non
 def test_hearth_serve_streams_to_the_openai_client_with_the_key(tmp_path: Path) -> None:
     """The command a person runs: the key from the environment, a free port, Ctrl+C."""
     env = dict(os.environ, HEARTH_HOME=str(tmp_path / "home"), HEARTH_API_KEY="k-123")
+    # Ctrl+C as a terminal delivers it, whatever this test's own runner inherited: a
+    # suite started in the background (`cmd &`) ignores SIGINT, and so would its child.
     proc = subprocess.Popen([sys.executable, "-m", "app.cli.main", "serve", "--port", "0"],
-                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         url = None
         assert proc.stderr is not None

@@ -7,8 +7,6 @@ import threading
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
 
 from app.finetune.settings import LoraSettings
 from backends.training.batching import pack
@@ -16,18 +14,13 @@ from backends.training.data import Tokenized
 from backends.training.dtype_probe import MIN_SPEEDUP, choose_dtype
 from backends.training.precision import ATTENTION
 from backends.training.trainer import Trainer
+from tests.finetune_fixtures import tiny_lora_llama
 
 CPU = torch.device("cpu")
 
 
 def _trainer(tmp_path: Path) -> Trainer:
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=64)
-    model = get_peft_model(LlamaForCausalLM(config),
-                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear",
-                                      init_lora_weights=False))
+    model = tiny_lora_llama(hidden=64)
     g = torch.Generator().manual_seed(1)
     records = [Tokenized(ids=torch.randint(0, 128, (n,), generator=g).tolist(),
                          target=[i >= n // 2 for i in range(n)], line=1) for n in (9, 14, 6, 11)]
