@@ -44,7 +44,7 @@ def pack(records: list[Tokenized], multiple: int = 1) -> Batch:
     records of similar length into a micro-batch so there is little padding to compute.
 
     ``multiple`` rounds the row length and the number of predicted positions up (see
-    :data:`Trainer.shape_multiple`): oneDNN's bf16 matmuls compile a kernel for every new
+    ``Trainer.shape_multiple``): oneDNN's bf16 matmuls compile a kernel for every new
     shape (8 ms each on the Sapphire Rapids VM, about 25 shapes per micro-batch), so a
     run whose every micro-batch has a new length pays that again and again.
     """
