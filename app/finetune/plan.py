@@ -108,6 +108,18 @@ def total_steps(n_records: int, settings: LoraSettings) -> int:
     return max(1, math.ceil(settings.epochs * micro_per_epoch / settings.grad_accumulation))
 
 
+def eval_interval(settings: LoraSettings, steps: int) -> int:
+    """Steps between validation passes: ``eval_every``, or about ten per run."""
+    return settings.eval_every or max(1, steps // 10)
+
+
+def validation_passes(settings: LoraSettings, steps: int) -> int:
+    """How many validation passes a run of ``steps`` makes (the last step always has one);
+    the estimate here and the worker's both price them."""
+    every = eval_interval(settings, steps)
+    return steps // every + (1 if steps % every else 0)
+
+
 @dataclass
 class RunPlan:
     """The numbers shown next to the preset before Start."""
@@ -149,8 +161,7 @@ def plan_run(facts: ModelFacts, dataset: Dataset, settings: LoraSettings,
     shape = shape or measure(dataset, facts.template)
     per_record = min(settings.max_seq_len, shape.chars_per_record / CHARS_PER_TOKEN)
     steps = total_steps(len(train), settings)
-    every = settings.eval_every or max(1, steps // 10)  # as the worker's trainer does
-    evals = steps // every + (1 if steps % every else 0)
+    evals = validation_passes(settings, steps)
     guess = estimate(
         n_params=facts.parameters,
         train_tokens=int(per_record * len(train)),

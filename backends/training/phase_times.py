@@ -19,11 +19,11 @@ class PhaseTimes:
     parameters, and gate seconds per prompt it replays. Without a record, a first guess.
     """
 
-    # First guesses, replaced by this machine's own figures: the export's is the one the
-    # estimate before Start uses (a 1B model's q4_k_m export took 213 s of the 350 s
-    # run; half that, as this class once guessed, made the worker's figure 0.60 of the
-    # actual), the gate's was measured with the starter model (24 s over 80 prompts).
-    EXPORT_S_PER_GPARAM = EXPORT_S_PER_GPARAM  # merge + F16 + quantize + llama.cpp check
+    # First guesses, replaced by this machine's own figures. The export's (merge, F16,
+    # quantize, llama.cpp check) is the estimate's own EXPORT_S_PER_GPARAM: a 1B model's
+    # q4_k_m export took 213 s of its 350 s run, and half that, as this class once
+    # guessed, made the worker's figure 0.60 of the actual. The gate's was measured with
+    # the starter model (24 s over 80 prompts).
     GATE_S_PER_PROMPT = 0.3
 
     def __init__(self, path: Path, device: str) -> None:
@@ -34,7 +34,7 @@ class PhaseTimes:
         except (OSError, ValueError):
             self.data = {}
         mine = self.data.get(device, {})
-        self.export_rate = float(mine.get("export_s_per_gparam", self.EXPORT_S_PER_GPARAM))
+        self.export_rate = float(mine.get("export_s_per_gparam", EXPORT_S_PER_GPARAM))
         self.gate_rate = float(mine.get("gate_s_per_prompt", self.GATE_S_PER_PROMPT))
         # Per compute dtype: how much faster than the formula (already stretched by the
         # probe's busy factor) the last run on this machine trained. A ratio, not a

@@ -42,6 +42,7 @@ from safetensors.torch import load_file, save_file
 
 from app.atomic import atomic_write_text, fsync_dir, fsync_file
 from app.finetune import protocol as tp
+from app.finetune.plan import eval_interval
 from app.finetune.settings import LoraSettings
 from backends.training.batching import IGNORE, Batch, Plan, pack, within_budget
 from backends.training.data import Tokenized
@@ -121,7 +122,7 @@ class Trainer:
         self.params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         self.optimizer = _adamw(list(self.params.values()), settings)
         total = self.plan.total_steps
-        self.eval_every = settings.eval_every or max(1, total // 10)
+        self.eval_every = eval_interval(settings, total)
         # 0: by training time, not steps: a two-minute run needs no checkpoint at all,
         # and checkpointing each of a 12-step run's steps cost 94 of its 525 s (measured).
         self.checkpoint_every = settings.checkpoint_every

@@ -29,6 +29,7 @@ import torch
 
 from app.finetune import protocol as tp
 from app.finetune.datasets import Example
+from app.finetune.plan import validation_passes
 from app.finetune.runs.folder import RunFolder
 from app.finetune.runs.records import (
     RunEstimate,
@@ -217,7 +218,10 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     summary.phase_seconds = timings.record(emit.phases, time.perf_counter(), n_params,
                                            spec.export, spec.teach,
                                            summary.gguf_path is not None,
-                                           trained_tokens=trainer.trained_tokens)
+                                           # A resumed run trained only part of its
+                                           # tokens here: no speed to learn from it.
+                                           trained_tokens=0 if resumed
+                                           else trainer.trained_tokens)
     summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
     folder.write_summary(summary)
     folder.write_state(status="finished", step=trainer.step)
@@ -298,6 +302,7 @@ def _announce_plan(spec: RunSpec, base: Any, train: Any, val: Any, trainer: Any,
         emit(tp.TrainLog("warning", f"{train.dropped_no_target + val.dropped_no_target} "
                          "records had no reply left after truncation and were skipped"))
     n_params = sum(p.numel() for p in base.model.parameters())
+    dtype = dtype_choice.dtype if dtype_choice else "float32"
     per_record = train.tokens / len(train.records)
     run_tokens = int(plan.total_steps * settings.batch_size * settings.grad_accumulation
                      * per_record)
@@ -307,15 +312,14 @@ def _announce_plan(spec: RunSpec, base: Any, train: Any, val: Any, trainer: Any,
                      micro_batch_tokens=int(settings.batch_size * per_record),
                      target_fraction=train.target_tokens / max(1, train.tokens),
                      machine=Machine.detect(), gpu=device.type == "cuda",
-                     eval_tokens=_eval_tokens(plan.total_steps, trainer.eval_every, val),
-                     dtype=dtype_choice.dtype if dtype_choice else "float32")
+                     eval_tokens=validation_passes(settings, plan.total_steps) * val.tokens,
+                     dtype=dtype)
     timings = PhaseTimes(Path(spec.cache_dir).parent / "phase_times.json", device_name)
     before = time.perf_counter() - started
     after = timings.after_training(n_params, spec.export, spec.teach,
                                    base.gguf_path is not None)
     busy = busy_factor(dtype_choice, torch.get_num_threads())
-    guess.seconds = timings.training(guess.seconds * busy,
-                                     dtype_choice.dtype if dtype_choice else "float32")
+    guess.seconds = timings.training(guess.seconds * busy, dtype)
     trainer.overhead_s = before + after
     guess.seconds += before + after
     guess.notes.append(f"{before:.0f}s before training (measured), about {after:.0f}s of "
@@ -323,12 +327,6 @@ def _announce_plan(spec: RunSpec, base: Any, train: Any, val: Any, trainer: Any,
     emit(tp.EstimateEvent(seconds=round(guess.seconds, 1),
                           peak_memory_bytes=guess.peak_memory_bytes, basis="formula"))
     return guess, timings, n_params
-
-
-def _eval_tokens(total_steps: int, every: int, val: Any) -> int:
-    """Tokens of every validation pass of the run together (forward only)."""
-    passes = total_steps // every + (1 if total_steps % every else 0)
-    return passes * val.tokens
 
 
 def _summary(spec: RunSpec, folder: RunFolder, trainer: Any, train: Any, val: Any,
