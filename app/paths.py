@@ -72,6 +72,12 @@ class HearthHome:
         return self.root / "kernels.json"
 
     @property
+    def base_model_cache(self) -> Path:
+        """Bases converted for training (:func:`app.finetune.plan.conversion_folder`);
+        ``HEARTH_CACHE`` moves it (tests and benchmarks share one across homes)."""
+        return Path(os.environ.get("HEARTH_CACHE") or self.root / "cache" / "base-models")
+
+    @property
     def busy(self) -> Path:
         """Thread claims of running heavy work (:mod:`app.machine.threads`)."""
         return self.root / "busy"

@@ -29,6 +29,8 @@ class Recorded:
     seconds: float  # whole run, measured
     peak_bytes: float  # measured
     dtype: str = "float32"  # what the run computed in
+    quant: str = "q8_0"  # the export's
+    converted: bool = False  # the base's conversion for training was cached
 
 
 RECORDED = [
@@ -36,27 +38,38 @@ RECORDED = [
     # Llama-3.2-1B-shaped model through the whole `hearth finetune` path, fp32, 2 cores.
     Recorded("llama-1b whole run fp32", 1_070_000_000, 2048, 16, 49152, steps=6, batch=4,
              tokens_per_record=2761 / 24, target_fraction=0.3, eval_tokens=6 * 5 * 115,
-             export_gguf=True, seconds=318.6, peak_bytes=8.6 * GiB),
+             export_gguf=True, seconds=318.6, peak_bytes=8.6 * GiB, quant="q4_k_m"),
     # The same command, 2026-12-01 on the quiet VM: the probe chose bf16 (a training
     # step 2.3x fp32's); wall time of `hearth finetune`.
     Recorded("llama-1b whole run bf16", 1_073_809_408, 2048, 16, 49152, steps=6, batch=4,
              tokens_per_record=2983 / 24, target_fraction=0.3, eval_tokens=6 * 5 * 115,
-             export_gguf=True, seconds=349.8, peak_bytes=8.12 * GiB, dtype="bfloat16"),
+             export_gguf=True, seconds=349.8, peak_bytes=8.12 * GiB, dtype="bfloat16",
+             quant="q4_k_m"),
     # `hearth finetune --preset quick` on 12 of tests/finetune_fixtures.FACTS' records
     # with SmolLM2-135M (12 steps, 2,408 tokens, q8_0), wall time, quiet VM. Forced fp32,
     # then as probed (the probe measured a step at 1.16x in bf16 and kept fp32).
     Recorded("smollm2 facts quick fp32", 134_515_008, 576, 30, 49152, steps=12, batch=4,
              tokens_per_record=2408 / 48, target_fraction=0.3, eval_tokens=12 * 67,
-             export_gguf=True, seconds=48.8, peak_bytes=1_456_418_816),
+             export_gguf=True, seconds=48.8, peak_bytes=1_456_418_816, converted=True),
     Recorded("smollm2 facts quick probed", 134_515_008, 576, 30, 49152, steps=12, batch=4,
              tokens_per_record=2408 / 48, target_fraction=0.3, eval_tokens=12 * 67,
-             export_gguf=True, seconds=54.8, peak_bytes=1_657_450_496),
+             export_gguf=True, seconds=54.8, peak_bytes=1_657_450_496, converted=True),
     # bench_1b --steps 4 --records 40 --quant q8_0 --hidden 1024 --layers 28 --heads 16
     # --kv-heads 8 --ffn 3072 (a Qwen3-0.6B-shaped Llama, 0.40 B parameters), quiet VM,
     # the probe chose bf16 (a step 1.9x fp32's).
     Recorded("qwen3-0.6b-shaped bf16", 402_711_552, 1024, 28, 49152, steps=4, batch=4,
              tokens_per_record=1487 / 16, target_fraction=0.3, eval_tokens=4 * 4 * 93,
              export_gguf=True, seconds=145.6, peak_bytes=3.85 * GiB, dtype="bfloat16"),
+    # The same command again (2026-12-01 19:40): 138.5 s, 3.77 GiB.
+    Recorded("qwen3-0.6b-shaped bf16 again", 402_711_552, 1024, 28, 49152, steps=4, batch=4,
+             tokens_per_record=1487 / 16, target_fraction=0.3, eval_tokens=4 * 4 * 93,
+             export_gguf=True, seconds=138.5, peak_bytes=3.77 * GiB, dtype="bfloat16"),
+    # bench_1b --steps 4 --records 40 --quant q8_0 --hidden 2048 --layers 28 --heads 16
+    # --kv-heads 8 --ffn 6144 (Qwen3-1.7B's shape with SmolLM2's vocabulary, 1.51 B),
+    # quiet VM, the probe chose bf16 (a step 2.3x fp32's).
+    Recorded("qwen3-1.7b-shaped bf16", 1_510_066_176, 2048, 28, 49152, steps=4, batch=4,
+             tokens_per_record=1487 / 16, target_fraction=0.3, eval_tokens=4 * 4 * 93,
+             export_gguf=True, seconds=317.7, peak_bytes=10.93 * GiB, dtype="bfloat16"),
 ]
 
 def _estimate(r: Recorded):  # noqa: ANN202
@@ -66,7 +79,8 @@ def _estimate(r: Recorded):  # noqa: ANN202
                     micro_batch_tokens=int(r.batch * r.tokens_per_record),
                     target_fraction=r.target_fraction,
                     machine=Machine(cpu_cores=2, memory_bytes=24 * GiB), whole_run=True,
-                    export_gguf=r.export_gguf, eval_tokens=r.eval_tokens, dtype=r.dtype)
+                    export_gguf=r.export_gguf, eval_tokens=r.eval_tokens, dtype=r.dtype,
+                    quant=r.quant, converted=r.converted)
 
 
 @pytest.mark.parametrize("case", RECORDED, ids=[r.name for r in RECORDED])
@@ -110,3 +124,19 @@ def test_the_last_run_calibrates_the_next_estimate_per_dtype_as_a_ratio(tmp_path
     again = PhaseTimes(path, "cpu")
     assert again.training(400.0, "bfloat16") == 200.0  # a bigger model: same ratio
     assert again.training(400.0, "float32") == 400.0  # another dtype: not calibrated
+
+
+def test_export_time_is_remembered_per_quantization(tmp_path) -> None:
+    from app.finetune.settings import EXPORT_S_PER_GPARAM, ExportSettings
+    from backends.training.phase_times import PhaseTimes
+
+    path = tmp_path / "phase_times.json"
+    path.write_text('{"cpu": {"export_s_per_gparam": 150.0}}')  # an older file: one rate
+    q8, q4 = ExportSettings(quant="q8_0"), ExportSettings(quant="q4_k_m")
+    first = PhaseTimes(path, "cpu")
+    assert first.after_training(10**9, q4, None, True) == EXPORT_S_PER_GPARAM["q4_k_m"]
+    first.record([("training", 0.0), ("quantizing", 10.0)], 100.0, 10**9, q8, None,
+                 exported=True)
+    again = PhaseTimes(path, "cpu")
+    assert again.after_training(10**9, q8, None, True) == 90.0  # this machine's own
+    assert again.after_training(10**9, q4, None, True) == EXPORT_S_PER_GPARAM["q4_k_m"]

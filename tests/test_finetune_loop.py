@@ -91,12 +91,13 @@ def test_tokenization_puts_loss_on_assistant_replies_only(tiny_gguf: Path,  # no
 def test_safetensors_folder_base_and_pickles_refused(tiny_gguf: Path,  # noqa: F811
                                                      hearth_cache: Path,  # noqa: F811
                                                      tmp_path: Path) -> None:
-    from backends.training.base_model import BaseModelError, _cache_key
+    from app.finetune.plan import conversion_folder
+    from backends.training.base_model import BaseModelError
 
     from_gguf = load_base(tiny_gguf, cache_dir=hearth_cache)
     # The conversion cache is itself a plain safetensors folder: load it as one. (The
     # cache is shared by every worker a test starts, so other tiny models are there too.)
-    folder = hearth_cache / _cache_key(tiny_gguf)
+    folder = conversion_folder(tiny_gguf, hearth_cache)
     assert (folder / "complete").exists() and (folder / "model.safetensors").exists()
     from_folder = load_base(folder)
     assert from_folder.gguf_path is None
@@ -139,6 +140,8 @@ def test_fused_lora_forward_and_gradients_equal_peft(tmp_path: Path) -> None:
     grads = {n: p.grad.clone() for n, p in ref.named_parameters() if p.requires_grad}
     ref.zero_grad()
     assert fuse_lora(ref) == 14  # 7 projections x 2 layers
+    # q/k/v and gate/up of each layer run their A matmuls stacked, as one.
+    assert sum(hasattr(m, "_hearth_shared") for m in ref.modules()) == 10
     got = ref(input_ids=ids).logits
     got.square().sum().backward()
     torch.testing.assert_close(got, want)

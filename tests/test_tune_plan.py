@@ -11,9 +11,11 @@ from app.chat.template import ChatTemplate, assistant_spans
 from app.finetune.datasets import Example, load_dataset
 from app.finetune.plan import model_facts, plan_run, render_example
 from app.finetune.settings import (
+    CONVERT_S,
     EXPORT_S_PER_GPARAM,
     LOAD_S_PER_GPARAM,
     STARTUP_S,
+    ExportSettings,
     LoraSettings,
     Machine,
 )
@@ -83,9 +85,22 @@ def test_plan_counts_steps_like_the_worker(starter_gguf: Path, tmp_path: Path) -
     assert longer.total_steps == 24
     # Twice the steps (and validation passes): twice the time, beside the whole run's
     # fixed costs (start, load, export), which the figure shown before Start includes.
-    fixed = STARTUP_S + (LOAD_S_PER_GPARAM + EXPORT_S_PER_GPARAM) * facts.parameters / 1e9
+    fixed = (STARTUP_S
+             + (LOAD_S_PER_GPARAM + EXPORT_S_PER_GPARAM["q8_0"]) * facts.parameters / 1e9)
     assert longer.estimate.seconds - fixed == pytest.approx(
         2 * (short.estimate.seconds - fixed), rel=0.01)
+    # The export is priced by its quantization; a live adapter is neither merged nor
+    # quantized.
+    settings = LoraSettings(epochs=2, batch_size=4, eval_every=4)
+    k_quant = plan_run(facts, dataset, settings, machine, export=ExportSettings(quant="q4_k_m"))
+    live = plan_run(facts, dataset, settings, machine, export=ExportSettings(live=True))
+    assert k_quant.estimate.seconds - short.estimate.seconds == pytest.approx(
+        80.0 * facts.parameters / 1e9)
+    assert short.estimate.seconds - live.estimate.seconds == pytest.approx(
+        120.0 * facts.parameters / 1e9)
+    # A base trained on for the first time is converted first (cached afterwards).
+    first = plan_run(facts, dataset, settings, machine, converted=False)
+    assert first.estimate.seconds - short.estimate.seconds == pytest.approx(CONVERT_S)
     fixed = plan_run(facts, dataset, LoraSettings(max_steps=5), machine)
     assert fixed.total_steps == 5
     assert 600 << 20 < short.estimate.peak_memory_bytes < 8 << 30

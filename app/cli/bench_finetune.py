@@ -8,7 +8,6 @@ peak measured in the same run.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ def run_finetune_bench(ws: Workspace, model: str | None, *, steps: int, records:
         "--model", str(path), "--steps", str(steps), "--records", str(records),
         "--batch-size", str(batch_size), "--max-seq-len", str(max_seq_len),
         "--threads", str(threads), "--dtype", dtype, "--repeat", str(repeat),
-        "--cache", os.environ.get("HEARTH_CACHE") or str(ws.home.root / "cache" / "base-models"),
+        "--cache", str(ws.home.base_model_cache),
         "--json"])
     if out.returncode != 0:
         raise RuntimeError(f"the fine-tuning benchmark failed: {out.stderr[-2000:]}")

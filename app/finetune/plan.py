@@ -9,12 +9,14 @@ replaces the estimate with exact token counts and then a measurement once it run
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from app.chat.template import ChatTemplate, assistant_spans
 from app.finetune.datasets import Dataset, Example, split_examples
-from app.finetune.settings import Estimate, LoraSettings, Machine, estimate
+from app.finetune.settings import Estimate, ExportSettings, LoraSettings, Machine, estimate
 from app.models.architectures import UnsupportedArchitecture, architecture
 from app.models.gguf_file import read_gguf
 from app.models.library import ModelRecord
@@ -152,11 +154,34 @@ def measure(dataset: Dataset, template: ChatTemplate) -> DataShape:
                      target_fraction=target_chars / max(1, chars))
 
 
+def file_key(path: Path) -> str:
+    """A cache key for what was computed from a model file: its path, size and mtime (a
+    replaced file gets a new key; hashing gigabytes for it would take longer)."""
+    st = path.stat()
+    raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()
+    return hashlib.sha256(raw).hexdigest()[:24]
+
+
+def conversion_folder(gguf: Path, cache_dir: Path) -> Path:
+    """Where a GGUF's conversion for training is kept."""
+    return cache_dir / file_key(gguf)
+
+
+def is_converted(gguf: Path, cache_dir: Path) -> bool:
+    """Whether the next run on ``gguf`` skips the conversion (half a minute)."""
+    try:
+        return (conversion_folder(gguf, cache_dir) / "complete").exists()
+    except OSError:
+        return False
+
+
 def plan_run(facts: ModelFacts, dataset: Dataset, settings: LoraSettings,
              machine: Machine, shape: DataShape | None = None,
-             export_gguf: bool = True) -> RunPlan:
+             export: ExportSettings | None = None, converted: bool = True) -> RunPlan:
     """Steps, approximate tokens, time and peak memory of a run, as the worker plans it;
-    the time is the whole run's (start, load, train, export), as the tab shows it."""
+    the time is the whole run's (start, load and, unless ``converted``, conversion;
+    train; export), as the tab shows it."""
+    export = export or ExportSettings()
     train, val = split_examples(dataset.examples, settings.validation_fraction, settings.seed)
     shape = shape or measure(dataset, facts.template)
     per_record = min(settings.max_seq_len, shape.chars_per_record / CHARS_PER_TOKEN)
@@ -169,7 +194,8 @@ def plan_run(facts: ModelFacts, dataset: Dataset, settings: LoraSettings,
         hidden=facts.hidden, n_layers=facts.layers, vocab=facts.vocab,
         micro_batch_tokens=int(settings.batch_size * per_record),
         target_fraction=shape.target_fraction, machine=machine, gpu=machine.has_gpu,
-        whole_run=True, export_gguf=export_gguf, eval_tokens=int(evals * len(val) * per_record),
-        dtype=machine.likely_dtype)
+        whole_run=True, export_gguf=export.gguf and not export.live,
+        eval_tokens=int(evals * len(val) * per_record), dtype=machine.likely_dtype,
+        quant=export.quant, converted=converted)
     return RunPlan(train_records=len(train), val_records=len(val), total_steps=steps,
                    approx_train_tokens=int(per_record * len(train)), estimate=guess)

@@ -216,11 +216,18 @@ CPU_RATE_BY_WIDTH = {"float32": ((576, 3.9e10), (2048, 1.3e11)),
                      "bfloat16": ((576, 4.8e10), (2048, 1.5e11))}
 GPU_FLOPS = 4.0e13
 # Fixed costs of a whole run around the training loop, from the same measurements:
-# starting the worker and importing torch, then reading and converting the weights,
-# and after training the merge, GGUF export, quantization and llama.cpp check.
+# starting the worker and importing torch, then reading the weights (with the dtype
+# probe's timed steps); the first time a GGUF is trained on, transformers' conversion
+# of it (its GGUF reader walks the vocabulary field by field and rebuilds its
+# tensor-name map per tensor: 31-41 s measured at 0.4-1.5 B, cached afterwards by
+# backends.training.base_model); and after training the merge, GGUF export,
+# quantization and llama.cpp check, per quantization: a k-quant costs far more than
+# q8_0 (measured: q4_k_m 200 s per billion parameters at 1.07 B; q8_0 101-160 at
+# 0.14-1.51 B; BENCHMARKS.md, "Estimates").
 STARTUP_S = 8.0
 LOAD_S_PER_GPARAM = 40.0
-EXPORT_S_PER_GPARAM = 200.0
+CONVERT_S = 30.0
+EXPORT_S_PER_GPARAM = {"f16": 60.0, "q8_0": 120.0, "q4_k_m": 200.0}
 RUNTIME_BYTES = 600 << 20  # the Python interpreter, torch and the tokenizer
 
 
@@ -249,7 +256,8 @@ def estimate(n_params: int, train_tokens: int, steps_tokens: int, hidden: int, n
              vocab: int, micro_batch_tokens: int, target_fraction: float,
              machine: Machine, gpu: bool = False, whole_run: bool = False,
              export_gguf: bool = True, eval_tokens: int = 0,
-             dtype: str = "float32") -> Estimate:
+             dtype: str = "float32", quant: str = "q8_0",
+             converted: bool = True) -> Estimate:
     """Time and peak memory of a run from the model's shape and the token counts.
 
     ``steps_tokens`` is the number of tokens that will be pushed through the model over
@@ -257,7 +265,9 @@ def estimate(n_params: int, train_tokens: int, steps_tokens: int, hidden: int, n
     which sets the activation memory; ``eval_tokens`` those of every validation pass
     together (forward only); ``dtype`` the one the run computes in. ``whole_run`` adds
     the fixed costs around the loop (start, load, export) for the figure shown before
-    Start; the worker, which measures what came before training, leaves them out.
+    Start; the worker, which measures what came before training, leaves them out;
+    ``quant`` prices the export, and a base not ``converted`` for training yet adds
+    its conversion.
     """
     head = vocab * hidden
     matmul = max(n_params - head, n_params // 2)  # the embedding table is not a matmul
@@ -267,7 +277,8 @@ def estimate(n_params: int, train_tokens: int, steps_tokens: int, hidden: int, n
     seconds = flops / speed
     if whole_run:
         seconds += STARTUP_S + LOAD_S_PER_GPARAM * n_params / 1e9
-        seconds += EXPORT_S_PER_GPARAM * n_params / 1e9 if export_gguf else 0.0
+        seconds += 0.0 if converted else CONVERT_S
+        seconds += EXPORT_S_PER_GPARAM[quant] * n_params / 1e9 if export_gguf else 0.0
     weights = 4 * n_params
     # Activations kept for backward, per token and layer: roughly 34 * hidden floats for
     # attention + MLP (a common rule of thumb), plus the logits of target tokens only.

@@ -31,6 +31,7 @@ from typing import Any
 from app.chat.corrections import CorrectionStore, TrainingExample
 from app.errors import ExitCode, HearthError
 from app.finetune.datasets import Dataset, load_dataset
+from app.finetune.plan import file_key
 from app.finetune.runs.folder import RunFolder, create_run
 from app.finetune.runs.records import RunSummary, TeachSpec
 from app.finetune.runs.results import register_result
@@ -233,14 +234,6 @@ def _case(prompt: list[dict[str, str]], chosen: str, rejected: str, source: str,
             "rejected": rejected, "paraphrases": paraphrases(prompt)}
 
 
-def _cache_key(path: Path) -> str:
-    import hashlib
-
-    st = path.stat()
-    raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()
-    return hashlib.sha256(raw).hexdigest()[:24]
-
-
 def start_teach(home: HearthHome, library: Library, corrections: CorrectionStore,
                 base: ModelRecord, extra: Dataset | None = None,
                 settings: LoraSettings | None = None,
@@ -285,7 +278,7 @@ def start_teach(home: HearthHome, library: Library, corrections: CorrectionStore
         rehearse_prompts=prompts["rehearse"], drift_limit=DRIFT_LIMIT,
         min_learned=MIN_LEARNED,
         reference_cache=str(home.root / "cache" / "teach" /
-                            f"{_cache_key(base.path)}.json") if base.path.exists()
+                            f"{file_key(base.path)}.json") if base.path.exists()
         else None)
     run_id = create_run(home, base, dataset, settings, export, holdout=False, teach=teach)
     return TeachPlan(run_id=run_id, base=base.name, corrections=[ex.id for ex in examples],

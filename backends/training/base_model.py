@@ -9,7 +9,6 @@ of turn, the base GGUF's path) travels in :class:`BaseModel`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ import torch
 
 from app.chat.template import ChatTemplate
 from app.chat.template_choice import choose_template
+from app.finetune.plan import conversion_folder
 from app.models.architectures import gguf_name_of
 from app.models.gguf_file import GGUFError, read_gguf
 
@@ -41,12 +41,6 @@ class BaseModel:
     eos_token: str
     gguf_path: Path | None
     """The base GGUF (the export copies its metadata); None for a safetensors folder."""
-
-
-def _cache_key(path: Path) -> str:
-    st = path.stat()
-    raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()
-    return hashlib.sha256(raw).hexdigest()[:24]
 
 
 def load_base(path: str | os.PathLike[str], dtype: torch.dtype = torch.float32,
@@ -68,7 +62,7 @@ def load_base(path: str | os.PathLike[str], dtype: torch.dtype = torch.float32,
         except GGUFError as exc:
             raise BaseModelError(f"cannot train on {path.name}: {exc}") from exc
         name = path.name
-        cached = cache_dir / _cache_key(path) if cache_dir is not None else None
+        cached = conversion_folder(path, cache_dir) if cache_dir is not None else None
         try:
             if cached is not None and (cached / "complete").exists():
                 tokenizer = AutoTokenizer.from_pretrained(str(cached), trust_remote_code=False)

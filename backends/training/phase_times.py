@@ -20,10 +20,11 @@ class PhaseTimes:
     """
 
     # First guesses, replaced by this machine's own figures. The export's (merge, F16,
-    # quantize, llama.cpp check) is the estimate's own EXPORT_S_PER_GPARAM: a 1B model's
-    # q4_k_m export took 213 s of its 350 s run, and half that, as this class once
-    # guessed, made the worker's figure 0.60 of the actual. The gate's was measured with
-    # the starter model (24 s over 80 prompts).
+    # quantize, llama.cpp check) is the estimate's own EXPORT_S_PER_GPARAM for the
+    # quantization: a 1B model's q4_k_m export took 213 s of its 350 s run, and half
+    # that, as this class once guessed, made the worker's figure 0.60 of the actual;
+    # q8_0 costs about half of q4_k_m. The gate's was measured with the starter model
+    # (24 s over 80 prompts).
     GATE_S_PER_PROMPT = 0.3
 
     def __init__(self, path: Path, device: str) -> None:
@@ -34,7 +35,8 @@ class PhaseTimes:
         except (OSError, ValueError):
             self.data = {}
         mine = self.data.get(device, {})
-        self.export_rate = float(mine.get("export_s_per_gparam", EXPORT_S_PER_GPARAM))
+        rates = mine.get("export_s_per_gparam")  # per quantization (a float: older file)
+        self.export_rates: dict[str, float] = rates if isinstance(rates, dict) else {}
         self.gate_rate = float(mine.get("gate_s_per_prompt", self.GATE_S_PER_PROMPT))
         # Per compute dtype: how much faster than the formula (already stretched by the
         # probe's busy factor) the last run on this machine trained. A ratio, not a
@@ -57,7 +59,8 @@ class PhaseTimes:
                        teach: TeachSpec | None, gguf_base: bool) -> float:
         seconds = self.gate_rate * self._gate_prompts(teach)
         if export.gguf and gguf_base and not export.live:  # a live result is not merged
-            seconds += self.export_rate * n_params / 1e9
+            rate = self.export_rates.get(export.quant, EXPORT_S_PER_GPARAM[export.quant])
+            seconds += float(rate) * n_params / 1e9
         return seconds
 
     def record(self, phases: list[tuple[str, float]], end: float, n_params: int,
@@ -78,7 +81,10 @@ class PhaseTimes:
         if exported:
             post = sum(spans.get(k, 0.0) for k in ("saving", "merging", "exporting",
                                                    "quantizing"))
-            mine["export_s_per_gparam"] = post / max(1e-3, n_params / 1e9)
+            rates = mine.get("export_s_per_gparam")
+            if not isinstance(rates, dict):
+                rates = mine["export_s_per_gparam"] = {}
+            rates[export.quant] = post / max(1e-3, n_params / 1e9)
         with contextlib.suppress(OSError):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(".tmp")

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 
 from app.chat.corrections import CorrectionStore
 from app.finetune.datasets import Dataset, DatasetError
-from app.finetune.plan import ModelFacts, RunPlan, plan_run
+from app.finetune.plan import ModelFacts, RunPlan, is_converted, plan_run
 from app.finetune.settings import PRESETS, ExportSettings, LoraSettings, Machine, preset
 from app.models.library import Library, ModelRecord
 from app.paths import HearthHome
@@ -347,7 +347,7 @@ class SetupPage(QWidget):
             return
         try:
             settings = self.settings_form.lora()
-            self.settings_form.export()
+            export = self.settings_form.export()
         except ValueError as exc:
             return self._cannot_start(str(exc).capitalize())
         facts = self._facts_for(record)
@@ -366,11 +366,13 @@ class SetupPage(QWidget):
             shape = layout[1]
             if isinstance(shape, ValueError):
                 raise shape
-            self.plan = plan_run(facts, self.dataset, settings, self.machine, shape)
+            converted = is_converted(record.path, self.home.base_model_cache)
+            self.plan = plan_run(facts, self.dataset, settings, self.machine, shape, export,
+                                 converted)
             for name, button in self.preset_buttons.items():
                 guess = plan_run(facts, self.dataset,
                                  preset(name, self.dataset.stats.records, self.machine),
-                                 self.machine, shape).estimate
+                                 self.machine, shape, export, converted).estimate
                 button.setText(f"{name.capitalize()}: about {format_duration(guess.seconds)}, "
                                f"peak memory about {format_bytes(guess.peak_memory_bytes)}")
         except ValueError as exc:

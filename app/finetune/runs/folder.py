@@ -207,7 +207,7 @@ def create_run(home: HearthHome, base: ModelRecord, dataset: Dataset, settings: 
         # The run id keeps two runs with one output name from sharing (and so replacing
         # or deleting) each other's exported files.
         output_gguf=str(home.models / f"{safe_stem(out_name)}.{run_id}.{export.quant}.gguf"),
-        cache_dir=str(home.root / "cache" / "base-models"), teach=teach)
+        cache_dir=str(home.base_model_cache), teach=teach)
     folder.write_spec(spec)
     atomic_write_text(folder.state_file,
                       json.dumps({"status": RunStatus.CREATED, "step": 0}))
