@@ -140,8 +140,6 @@ def test_fused_lora_forward_and_gradients_equal_peft(tmp_path: Path) -> None:
     grads = {n: p.grad.clone() for n, p in ref.named_parameters() if p.requires_grad}
     ref.zero_grad()
     assert fuse_lora(ref) == 14  # 7 projections x 2 layers
-    # q/k/v and gate/up of each layer run their A matmuls stacked, as one.
-    assert sum(hasattr(m, "_hearth_shared") for m in ref.modules()) == 10
     got = ref(input_ids=ids).logits
     got.square().sum().backward()
     torch.testing.assert_close(got, want)

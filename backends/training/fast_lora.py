@@ -10,13 +10,6 @@ Here the scaling is applied to the rank-wide ``x @ A^T`` (16 columns, not 576-15
 backward pass handles without keeping any extra tensor (the base matmul's backward does
 not need its output).
 
-Sibling layers that read the same tensor (q, k and v; gate and up) run their rank-wide
-``A`` matmuls as one: a ``tokens x 16`` product uses a matrix unit poorly (measured
-34-150 GFLOP/s against 700+ for the base weights in bf16), ``tokens x 48`` less so, and
-there are fewer calls. The first sibling to run computes the stacked product and the
-others take their slice of it while the input is the very same tensor; without dropout
-only, since each layer's dropout draws its own mask.
-
 The patch is per module instance, keeps PEFT's parameters (names, shapes, what
 ``save_pretrained`` and the merge read) and falls back to PEFT's own forward for
 anything but one plain, unmerged, enabled adapter. In a bf16 run the frozen weight is
@@ -26,47 +19,12 @@ the copy :mod:`backends.training.precision` cast once, not a cast per call.
 from __future__ import annotations
 
 import types
-import weakref
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from backends.training.precision import low_weight
-
-# Sibling projections of one block that read the same input (Llama, Qwen, Mistral, Gemma
-# names); anything else keeps one A matmul per layer.
-SHARED_INPUT = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
-
-
-class _SharedInput:
-    """The stacked ``x @ A^T`` of sibling layers, kept while ``x`` is the same tensor."""
-
-    def __init__(self, members: list[Any], name: str) -> None:
-        self.members = members
-        self.name = name
-        self.offsets: dict[int, int] = {}
-        start = 0
-        for m in members:
-            self.offsets[id(m)] = start
-            start += m.lora_A[name].weight.shape[0]
-        self.x: weakref.ref[torch.Tensor] | None = None
-        self.h: torch.Tensor | None = None
-
-    def hidden(self, module: Any, x: torch.Tensor) -> torch.Tensor:
-        if self.x is None or self.x() is not x or self.h is None:
-            weight = torch.cat([m.lora_A[self.name].weight for m in self.members])
-            self.x, self.h = weakref.ref(x), F.linear(x, weight)
-        start = self.offsets[id(module)]
-        return self.h[..., start:start + module.lora_A[self.name].weight.shape[0]]
-
-
-def _lora_hidden(self: Any, name: str, x: torch.Tensor) -> torch.Tensor:
-    group = getattr(self, "_hearth_shared", None)
-    if group is not None and group.name == name and isinstance(self.lora_dropout[name],
-                                                                torch.nn.Identity):
-        return group.hidden(self, x)
-    return F.linear(self.lora_dropout[name](x), self.lora_A[name].weight)
 
 
 def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
@@ -77,8 +35,9 @@ def _fused_forward(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> tor
             or not isinstance(base, torch.nn.Linear)):
         return self._hearth_peft_forward(x, *args, **kwargs)
     name = active[0]
+    a = self.lora_A[name].weight
     b = self.lora_B[name].weight
-    h = _lora_hidden(self, name, x) * self.scaling[name]
+    h = F.linear(self.lora_dropout[name](x), a) * self.scaling[name]
     weight, bias = low_weight(self, x)
     out = F.linear(x, weight, bias)
     flat = out.view(-1, out.shape[-1])
@@ -96,26 +55,4 @@ def fuse_lora(model: torch.nn.Module) -> int:
             module._hearth_peft_forward = module.forward
             module.forward = types.MethodType(_fused_forward, module)
             n += 1
-    _share_inputs(model)
     return n
-
-
-def _share_inputs(model: torch.nn.Module) -> None:
-    """Group each block's sibling layers of :data:`SHARED_INPUT` (one adapter, same
-    input width, no dropout)."""
-    for parent in model.modules():
-        for names in SHARED_INPUT:
-            members = [getattr(parent, n, None) for n in names]
-            if not all(hasattr(m, "_hearth_peft_forward") for m in members):
-                continue
-            adapters = {tuple(m.lora_A) for m in members}
-            if len(adapters) != 1 or len(next(iter(adapters))) != 1:
-                continue
-            name = next(iter(adapters))[0]
-            if (len({m.in_features for m in members}) != 1
-                    or not all(isinstance(m.lora_dropout[name], torch.nn.Identity)
-                               for m in members)):
-                continue
-            group = _SharedInput(members, name)
-            for m in members:
-                m._hearth_shared = group

@@ -16,7 +16,10 @@ goes into padding, into the output head and, on a CPU, into many small operation
 - LoRA runs through :mod:`backends.training.fast_lora` (no full-width temporaries) and
   AdamW as one fused kernel: on a CPU, small elementwise ops were a third of a step;
 - a bf16 run casts the frozen weights once and keeps attention in fp32 on a CPU
-  (:mod:`backends.training.precision`).
+  (:mod:`backends.training.precision`);
+- a CPU run long enough to pay for it compiles its decoder layers after measuring its
+  first steps, and keeps them compiled only if they measure faster
+  (:mod:`backends.training.compiled`).
 
 Runs are resumable: a checkpoint holds the LoRA weights, AdamW's state, the RNG state
 and the step (the data order is a pure function of seed and epoch, and the learning
@@ -45,6 +48,7 @@ from app.finetune import protocol as tp
 from app.finetune.plan import eval_interval
 from app.finetune.settings import LoraSettings
 from backends.training.batching import IGNORE, Batch, Plan, pack, within_budget
+from backends.training.compiled import LayerCompiler, worth_compiling
 from backends.training.data import Tokenized
 from backends.training.fast_lora import fuse_lora
 from backends.training.precision import cast_frozen, drop_frozen_casts, use_fp32_attention
@@ -97,7 +101,7 @@ class Trainer:
     def __init__(self, model: Any, train: list[Tokenized], val: list[Tokenized],
                  settings: LoraSettings, run_dir: Path, emit: Emit,
                  cancel: threading.Event, device: torch.device,
-                 autocast_dtype: torch.dtype | None = None) -> None:
+                 autocast_dtype: torch.dtype | None = None, compile_mode: str = "auto") -> None:
         self.model = model
         self.train_records = train
         self.val_records = val
@@ -119,6 +123,9 @@ class Trainer:
         base = model.get_base_model()
         self.decoder = base.get_decoder()
         self.head = base.get_output_embeddings()
+        # "auto": compile when measured worth it (see compiled.py); "on"/"off" force it.
+        self.compile_mode = compile_mode
+        self.compiler = LayerCompiler(self.decoder.layers)
         self.params = {n: p for n, p in model.named_parameters() if p.requires_grad}
         self.optimizer = _adamw(list(self.params.values()), settings)
         total = self.plan.total_steps
@@ -184,10 +191,11 @@ class Trainer:
         records = self.val_records[:limit] if limit else self.val_records
         records = sorted(records, key=lambda r: len(r.ids))  # little padding; same sum
         chunks = [records[i:i + b] for i in range(0, len(records), b)]
-        for batch in (pack(rows, self.shape_multiple) for c in chunks
-                      for rows in within_budget(c, self.token_budget)):
-            total += float(self.batch_loss_sum(batch))
-            count += batch.n_targets
+        with self.compiler.eager():
+            for batch in (pack(rows, self.shape_multiple) for c in chunks
+                          for rows in within_budget(c, self.token_budget)):
+                total += float(self.batch_loss_sum(batch))
+                count += batch.n_targets
         self.model.train()
         return total / max(1, count)
 
@@ -246,6 +254,7 @@ class Trainer:
             return self._run()
         finally:
             self.release_casts()
+            self.compiler.release()
 
     def _run(self) -> str:
         total = self.plan.total_steps
@@ -258,14 +267,33 @@ class Trainer:
                 self.emit(tp.Cancelled(step=self.step, checkpoint=str(path)))
                 return "cancelled"
             started = time.perf_counter()
-            loss, n_tokens = self.train_step()
+            try:
+                loss, n_tokens = self.train_step()
+            except Exception as exc:  # noqa: BLE001 - only a first compiled step's
+                if not self.compiler.verifying or self.compiler.report.compile_s is not None:
+                    raise
+                self.compiler.fail(exc)
+                self.optimizer.zero_grad(set_to_none=True)
+                self.emit(tp.TrainLog("warning", "Compiling the model for speed failed; "
+                                      f"training on without it ({type(exc).__name__})"))
+                started = time.perf_counter()
+                loss, n_tokens = self.train_step()
             seconds = time.perf_counter() - started
+            compiled_first = False
+            if self.compiler.verifying:
+                compiled_first = self.compiler.report.compile_s is None
+                said = self.compiler.timed(seconds, n_tokens)
+                if said:
+                    self.emit(tp.TrainLog("info", said[0].upper() + said[1:]))
+                    measured_sent = False  # a new measured estimate at the new speed
             self.step += 1
             self.elapsed += seconds
             self.trained_tokens += n_tokens
-            window = (window + [(seconds, n_tokens)])[-20:]
-            tps = sum(t for _, t in window) / max(1e-9, sum(s for s, _ in window))
-            per_step = sum(s for s, _ in window) / len(window)
+            # The step that compiled is not the speed to come.
+            window = [] if compiled_first else (window + [(seconds, n_tokens)])[-20:]
+            recent = window or [(seconds, n_tokens)]
+            tps = sum(t for _, t in recent) / max(1e-9, sum(s for s, _ in recent))
+            per_step = sum(s for s, _ in recent) / len(recent)
             eta = per_step * (total - self.step)
             lr = self.optimizer.param_groups[0]["lr"]
             self.history.append({"step": self.step, "loss": loss, "lr": lr})
@@ -288,6 +316,7 @@ class Trainer:
                                           "at_step": self.step}
                 self.emit(guess)
                 measured_sent = True
+                self._maybe_compile(window, total)
             if self.step % self.eval_every == 0 or self.step == total:
                 val = self.evaluate()
                 self.val_history.append({"step": self.step, "val_loss": val})
@@ -298,6 +327,20 @@ class Trainer:
                 path = self.save_checkpoint()
                 self.emit(tp.Checkpointed(step=self.step, path=str(path)))
         return "finished"
+
+    def _maybe_compile(self, window: list[tuple[float, int]], total: int) -> None:
+        if self.compiler.report is not None or self.compile_mode == "off":
+            return
+        steady = window[1:] or window
+        seconds = sum(s for s, _ in steady)
+        remaining = seconds / len(steady) * (total - self.step)
+        if self.compile_mode != "on" and not worth_compiling(
+                self.device, remaining, os.cpu_count() or 1):
+            return
+        self.compiler.start(self.step, sum(t for _, t in steady) / max(1e-9, seconds),
+                            remaining)
+        self.emit(tp.TrainLog("info", "Compiling the model's layers for speed (a minute or "
+                              f"two; about {remaining / 60:.0f} min of training remain)"))
 
     # ----------------------------------------------------------- checkpoints
 

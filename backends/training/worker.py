@@ -31,12 +31,7 @@ from app.finetune import protocol as tp
 from app.finetune.datasets import Example
 from app.finetune.plan import validation_passes
 from app.finetune.runs.folder import RunFolder
-from app.finetune.runs.records import (
-    RunEstimate,
-    RunSpec,
-    RunSummary,
-    TeachSpec,
-)
+from app.finetune.runs.records import RunEstimate, RunSpec, RunSummary, TeachSpec
 from app.finetune.settings import Machine, estimate
 from app.machine.threads import ThreadClaims, auto_threads
 from app.paths import HearthHome
@@ -50,6 +45,7 @@ from backends.training.phase_times import PhaseTimes, busy_factor
 
 # Tests and benchmarks only: force the compute dtype ("float32" or "bfloat16").
 DTYPE_ENV = "HEARTH_TRAIN_DTYPE"
+COMPILE_ENV = "HEARTH_TRAIN_COMPILE"  # auto (the default), on or off: see compiled.py
 PROBE_VAL_RECORDS = 4
 
 log = logging.getLogger("hearth.train")
@@ -239,6 +235,7 @@ def load_and_tokenize(folder: RunFolder, spec: RunSpec, emit: Emitter
     settings = spec.settings
     emit(tp.Phase("loading", f"loading {spec.base.name}"))
     cache = Path(os.environ.get("HEARTH_CACHE") or spec.cache_dir)
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache.parent / "inductor"))
     base = load_base(spec.base.path, dtype=torch.float32, cache_dir=cache)
     base.model.config.use_cache = False
     emit(tp.Phase("tokenizing", "tokenizing with the model's chat template"))
@@ -269,7 +266,7 @@ def _prepare_trainer(folder: RunFolder, spec: RunSpec, base: Any, train: Any, va
                       bias="none", task_type="CAUSAL_LM")
     peft_model = get_peft_model(base.model, lora).to(device)
     trainer = Trainer(peft_model, train.records, val.records, settings, folder.path, emit,
-                      cancel, device)
+                      cancel, device, compile_mode=os.environ.get(COMPILE_ENV, "auto"))
 
     def probe_loss(dtype: torch.dtype | None) -> float:
         trainer.autocast_dtype = dtype
@@ -357,7 +354,8 @@ def _summary(spec: RunSpec, folder: RunFolder, trainer: Any, train: Any, val: An
                              peak_memory_bytes=guess.peak_memory_bytes, basis="formula",
                              measured=trainer.measured_estimate),
         adapter_dir=str(adapter_dir), dtype=dtype_choice.to_json(), teach=report,
-        adapter_gguf=str(adapter_gguf) if adapter_gguf else None)
+        adapter_gguf=str(adapter_gguf) if adapter_gguf else None,
+        compiled=trainer.compiler.report.as_dict() if trainer.compiler.report else None)
 
 
 def _save_adapter(peft_model: Any, adapter_dir: Path, emit: Emitter) -> Path:

@@ -188,6 +188,8 @@ class RunSummary:
     adapter_gguf: str | None = None
     """The adapter in llama.cpp's GGUF format, for chat to apply live (GGUF bases)."""
     dtype: dict[str, Any] | None = None
+    compiled: dict[str, Any] | None = None
+    """What the run did about torch.compile (backends.training.compiled.CompileReport)."""
     teach: dict[str, Any] | None = None
     """Teach's gate report (learned, drift, passed, reasons...), for a teach run."""
     gguf_path: str | None = None
