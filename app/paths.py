@@ -74,8 +74,9 @@ class HearthHome:
     @property
     def base_model_cache(self) -> Path:
         """Bases converted for training (:func:`app.finetune.plan.conversion_folder`);
-        ``HEARTH_CACHE`` moves it (tests and benchmarks share one across homes)."""
-        return Path(os.environ.get("HEARTH_CACHE") or self.root / "cache" / "base-models")
+        the worker reads ``HEARTH_CACHE`` instead where set (tests and benchmarks share
+        one conversion across homes)."""
+        return self.root / "cache" / "base-models"
 
     @property
     def busy(self) -> Path:

@@ -70,6 +70,13 @@ RECORDED = [
     Recorded("qwen3-1.7b-shaped bf16", 1_510_066_176, 2048, 28, 49152, steps=4, batch=4,
              tokens_per_record=1487 / 16, target_fraction=0.3, eval_tokens=4 * 4 * 93,
              export_gguf=True, seconds=317.7, peak_bytes=10.93 * GiB, dtype="bfloat16"),
+    # A longer one: `hearth finetune --adapter-only` on 200 of the bench's long-tailed
+    # records with SmolLM2 (balanced preset: 135 steps, 68,793 tokens, 11 validation
+    # passes over 20 records), the probe chose bf16; wall time 366.1 s, quiet VM.
+    Recorded("smollm2 200 records bf16", 134_515_008, 576, 30, 49152, steps=135, batch=4,
+             tokens_per_record=68793 / 540, target_fraction=6238 / 22931,
+             eval_tokens=11 * 2548, export_gguf=False, seconds=366.1,
+             peak_bytes=2_751_627_264, dtype="bfloat16", converted=True),
 ]
 
 def _estimate(r: Recorded):  # noqa: ANN202

@@ -8,6 +8,7 @@ peak measured in the same run.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ def run_finetune_bench(ws: Workspace, model: str | None, *, steps: int, records:
         "--model", str(path), "--steps", str(steps), "--records", str(records),
         "--batch-size", str(batch_size), "--max-seq-len", str(max_seq_len),
         "--threads", str(threads), "--dtype", dtype, "--repeat", str(repeat),
-        "--cache", str(ws.home.base_model_cache),
+        "--cache", os.environ.get("HEARTH_CACHE") or str(ws.home.base_model_cache),
         "--json"])
     if out.returncode != 0:
         raise RuntimeError(f"the fine-tuning benchmark failed: {out.stderr[-2000:]}")

@@ -221,6 +221,14 @@ def _print_summary(s: RunSummary) -> None:
           + f", actual {format_duration(s.total_seconds or 0)}")
     print(f"  peak memory: estimated {format_bytes(est.peak_memory_bytes)}, actual "
           f"{format_bytes(s.peak_memory_bytes)}")
+    c = s.compiled
+    if c:
+        print("  torch.compile: " + (f"failed, trained eager ({c.get('failed')})"
+                                     if c.get("failed") else
+                                     f"{'kept' if c.get('kept') else 'dropped'}: "
+                                     f"{c.get('compiled_tokens_per_s')} tokens/s compiled "
+                                     f"against {c.get('eager_tokens_per_s')} eager, "
+                                     f"compiling took {c.get('compile_s')} s"))
     if s.truncated_records:
         print(f"  {s.truncated_records} records were truncated to "
               f"{s.settings.max_seq_len} tokens")

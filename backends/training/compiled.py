@@ -1,20 +1,24 @@
-"""``torch.compile`` of the decoder layers, for the runs that pay for it, kept only if it
-measures faster.
+"""``torch.compile`` of the decoder layers, opt-in (``HEARTH_TRAIN_COMPILE=auto|on``):
+compiled only for a run long enough to pay for it, kept only if it measures faster.
 
 On a CPU a LoRA step of a small model spends about half its time outside the matmuls:
 RMSNorm, rotary, SiLU, residual adds and dtype casts, each a pass over memory
 (torch.profiler, BENCHMARKS.md). Inductor fuses those chains. Measured on the 2-core
 Sapphire Rapids VM over the same eight micro-batches of the bench data, alternating:
 compiled layers ran 321-358 tokens/s against 203-258 eager in bf16, 142-210 against
-80-173 in fp32. Compiling is not free: 108-122 s the first time, 47 s with inductor's
-cache warm, so a short run (the benchmark's 12 steps, a quick facts run) stays eager.
+80-173 in fp32. But compiling is slow on 2 cores: 82-122 s for the first graph, and a
+real run then recompiles (a part of one row: dynamo specialises a batch of 1; the first
+layer's input does not require grad, the others' do), 25-50 s each. In a 135-step run
+(68,793 tokens) that cost was not paid back and the verification dropped the compiled
+layers: 476 s against 366 s eager. So it is off by default until a long run measures a
+net gain; ``auto`` compiles when the remaining eager time, shortened by the expected
+gain, would save more than compiling costs (``app.finetune.settings.worth_compiling``).
 
-So the decision is the trainer's, made by measurement: after its first steps it knows
-the eager speed; it compiles when the remaining eager time, shortened by the expected
-gain, would save more than a cold compile costs; it then times the compiled steps
-against the eager ones and goes back to eager unless they are faster. A compile that
-fails (no C++ compiler on the machine, an operator inductor cannot lower) falls back to
-eager with a log line; the step is redone. GPU runs stay eager: not measured here.
+Either way the trainer measures: it times the compiled steps against the eager ones
+(median step speed, so a step that recompiled does not decide) and goes back to eager
+unless they are faster. A compile that fails (no C++ compiler, an operator inductor
+cannot lower) falls back to eager with a log line; the step is redone. GPU runs stay
+eager: not measured here.
 
 Validation passes run eager: under ``no_grad`` a compiled layer would compile a second
 graph, and they are a small share of a run.
@@ -31,13 +35,9 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import torch
-
 log = logging.getLogger(__name__)
 
-EXPECTED_GAIN = 1.3  # the low end of the measured 1.2-1.45x
-COMPILE_COST_S = 120.0  # a cold compile of SmolLM2's layers on 2 cores (108-122 s)
-VERIFY_STEPS = 4  # compiled steps timed before deciding to keep them
+VERIFY_STEPS = 8  # compiled steps timed before deciding to keep them
 MIN_GAIN = 1.05  # what "faster" has to mean to keep it, beside step-to-step noise
 
 
@@ -56,15 +56,6 @@ class CompileReport:
     def as_dict(self) -> dict[str, Any]:
         return {k: (round(v, 1) if isinstance(v, float) else v)
                 for k, v in asdict(self).items()}
-
-
-def worth_compiling(device: torch.device, remaining_eager_s: float,
-                    cores: int) -> bool:
-    """Whether compiling is likely to save more time than it costs on this run."""
-    if device.type != "cpu":
-        return False
-    cost = COMPILE_COST_S * 2 / max(1, min(cores, 16))  # the C++ compiler uses the cores
-    return remaining_eager_s * (1 - 1 / EXPECTED_GAIN) > cost
 
 
 class LayerCompiler:
@@ -116,7 +107,8 @@ class LayerCompiler:
         self._timed.append((seconds, tokens))
         if len(self._timed) < VERIFY_STEPS:
             return None
-        speed = sum(t for _, t in self._timed) / max(1e-9, sum(s for s, _ in self._timed))
+        speeds = sorted(t / max(1e-9, s) for s, t in self._timed)
+        speed = speeds[len(speeds) // 2]
         report.compiled_tokens_per_s = speed
         report.kept = speed >= MIN_GAIN * report.eager_tokens_per_s
         if not report.kept:

@@ -17,8 +17,8 @@ goes into padding, into the output head and, on a CPU, into many small operation
   AdamW as one fused kernel: on a CPU, small elementwise ops were a third of a step;
 - a bf16 run casts the frozen weights once and keeps attention in fp32 on a CPU
   (:mod:`backends.training.precision`);
-- a CPU run long enough to pay for it compiles its decoder layers after measuring its
-  first steps, and keeps them compiled only if they measure faster
+- opt-in, a CPU run long enough to pay for it compiles its decoder layers after
+  measuring its first steps, and keeps them only if they measure faster
   (:mod:`backends.training.compiled`).
 
 Runs are resumable: a checkpoint holds the LoRA weights, AdamW's state, the RNG state
@@ -46,9 +46,9 @@ from safetensors.torch import load_file, save_file
 from app.atomic import atomic_write_text, fsync_dir, fsync_file
 from app.finetune import protocol as tp
 from app.finetune.plan import eval_interval
-from app.finetune.settings import LoraSettings
+from app.finetune.settings import LoraSettings, worth_compiling
 from backends.training.batching import IGNORE, Batch, Plan, pack, within_budget
-from backends.training.compiled import LayerCompiler, worth_compiling
+from backends.training.compiled import LayerCompiler
 from backends.training.data import Tokenized
 from backends.training.fast_lora import fuse_lora
 from backends.training.precision import cast_frozen, drop_frozen_casts, use_fp32_attention
@@ -101,7 +101,7 @@ class Trainer:
     def __init__(self, model: Any, train: list[Tokenized], val: list[Tokenized],
                  settings: LoraSettings, run_dir: Path, emit: Emit,
                  cancel: threading.Event, device: torch.device,
-                 autocast_dtype: torch.dtype | None = None, compile_mode: str = "auto") -> None:
+                 autocast_dtype: torch.dtype | None = None, compile_mode: str = "off") -> None:
         self.model = model
         self.train_records = train
         self.val_records = val
@@ -335,7 +335,7 @@ class Trainer:
         seconds = sum(s for s, _ in steady)
         remaining = seconds / len(steady) * (total - self.step)
         if self.compile_mode != "on" and not worth_compiling(
-                self.device, remaining, os.cpu_count() or 1):
+                self.device.type, remaining, os.cpu_count() or 1):
             return
         self.compiler.start(self.step, sum(t for _, t in steady) / max(1e-9, seconds),
                             remaining)

@@ -45,7 +45,7 @@ from backends.training.phase_times import PhaseTimes, busy_factor
 
 # Tests and benchmarks only: force the compute dtype ("float32" or "bfloat16").
 DTYPE_ENV = "HEARTH_TRAIN_DTYPE"
-COMPILE_ENV = "HEARTH_TRAIN_COMPILE"  # auto (the default), on or off: see compiled.py
+COMPILE_ENV = "HEARTH_TRAIN_COMPILE"  # off (the default), auto or on: see compiled.py
 PROBE_VAL_RECORDS = 4
 
 log = logging.getLogger("hearth.train")
@@ -235,7 +235,7 @@ def load_and_tokenize(folder: RunFolder, spec: RunSpec, emit: Emitter
     settings = spec.settings
     emit(tp.Phase("loading", f"loading {spec.base.name}"))
     cache = Path(os.environ.get("HEARTH_CACHE") or spec.cache_dir)
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache.parent / "inductor"))
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(spec.cache_dir).parent / "inductor"))
     base = load_base(spec.base.path, dtype=torch.float32, cache_dir=cache)
     base.model.config.use_cache = False
     emit(tp.Phase("tokenizing", "tokenizing with the model's chat template"))
@@ -266,7 +266,7 @@ def _prepare_trainer(folder: RunFolder, spec: RunSpec, base: Any, train: Any, va
                       bias="none", task_type="CAUSAL_LM")
     peft_model = get_peft_model(base.model, lora).to(device)
     trainer = Trainer(peft_model, train.records, val.records, settings, folder.path, emit,
-                      cancel, device, compile_mode=os.environ.get(COMPILE_ENV, "auto"))
+                      cancel, device, compile_mode=os.environ.get(COMPILE_ENV, "off"))
 
     def probe_loss(dtype: torch.dtype | None) -> float:
         trainer.autocast_dtype = dtype
