@@ -234,22 +234,18 @@ RUNTIME_BYTES = 600 << 20  # the Python interpreter, torch and the tokenizer
 # torch.compile of the decoder layers on a CPU (backends.training.compiled): the expected
 # speed-up (the low end of the measured 1.2-1.45x) and what compiling cost in a real
 # run on 2 cores (82 s for the first graph plus 25-50 s per recompile; the C++ compiler
-# uses every core). Opt-in: see that module. The estimate does
-# not count on it: the gain was measured on SmolLM2 only, and a compile that does not
-# measure faster is dropped; either way a run that compiles ends no later than about
-# the eager figure plus one compile.
+# uses every core). Opt-in: see that module. The estimate does not count on it: the
+# gain was measured on SmolLM2 only, and a compile that does not measure faster is
+# dropped; either way a run that compiles ends no later than about the eager figure
+# plus one compile.
 COMPILE_GAIN = 1.3
 COMPILE_COST_S = 200.0
 
 
-def compile_cost_s(cores: int) -> float:
-    return COMPILE_COST_S * 2 / max(1, min(cores, 16))
-
-
 def worth_compiling(device_type: str, remaining_eager_s: float, cores: int) -> bool:
     """Whether compiling is likely to save more training time than it costs."""
-    return (device_type == "cpu"
-            and remaining_eager_s * (1 - 1 / COMPILE_GAIN) > compile_cost_s(cores))
+    cost = COMPILE_COST_S * 2 / max(1, min(cores, 16))  # measured on 2 cores
+    return device_type == "cpu" and remaining_eager_s * (1 - 1 / COMPILE_GAIN) > cost
 
 
 def cpu_flops_per_core(hidden: int, dtype: str = "float32") -> float:

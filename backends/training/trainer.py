@@ -123,7 +123,8 @@ class Trainer:
         base = model.get_base_model()
         self.decoder = base.get_decoder()
         self.head = base.get_output_embeddings()
-        # "auto": compile when measured worth it (see compiled.py); "on"/"off" force it.
+        # "auto": compile when measured worth it (see compiled.py); "on" forces it;
+        # anything else (an unknown value too, as for the dtype) trains eager.
         self.compile_mode = compile_mode
         self.compiler = LayerCompiler(self.decoder.layers)
         self.params = {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -329,7 +330,7 @@ class Trainer:
         return "finished"
 
     def _maybe_compile(self, window: list[tuple[float, int]], total: int) -> None:
-        if self.compiler.report is not None or self.compile_mode == "off":
+        if self.compiler.report is not None or self.compile_mode not in ("auto", "on"):
             return
         steady = window[1:] or window
         seconds = sum(s for s, _ in steady)

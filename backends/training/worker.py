@@ -235,7 +235,6 @@ def load_and_tokenize(folder: RunFolder, spec: RunSpec, emit: Emitter
     settings = spec.settings
     emit(tp.Phase("loading", f"loading {spec.base.name}"))
     cache = Path(os.environ.get("HEARTH_CACHE") or spec.cache_dir)
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(spec.cache_dir).parent / "inductor"))
     base = load_base(spec.base.path, dtype=torch.float32, cache_dir=cache)
     base.model.config.use_cache = False
     emit(tp.Phase("tokenizing", "tokenizing with the model's chat template"))
@@ -265,6 +264,8 @@ def _prepare_trainer(folder: RunFolder, spec: RunSpec, base: Any, train: Any, va
                       target_modules=settings.target_modules or "all-linear",
                       bias="none", task_type="CAUSAL_LM")
     peft_model = get_peft_model(base.model, lora).to(device)
+    # Kernels a compiling run builds stay in the person's home (see compiled.py).
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(spec.cache_dir).parent / "inductor"))
     trainer = Trainer(peft_model, train.records, val.records, settings, folder.path, emit,
                       cancel, device, compile_mode=os.environ.get(COMPILE_ENV, "off"))
 
