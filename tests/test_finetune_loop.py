@@ -151,6 +151,48 @@ def test_fused_lora_forward_and_gradients_equal_peft(tmp_path: Path) -> None:
     assert not torch.allclose(plain, want)
 
 
+def test_hand_written_lora_backward_equals_autograd_in_bf16_and_with_dropout() -> None:
+    from backends.training.fast_lora import _LoraLinear
+
+    torch.manual_seed(0)
+    w, bias = torch.randn(24, 16), torch.randn(24)
+    a = torch.randn(4, 16, requires_grad=True)
+    b = torch.randn(24, 4, requires_grad=True)
+
+    def grads(fn: object, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        a.grad = b.grad = x.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = fn(x)
+        (out.float() * torch.linspace(-1, 1, 24)).sum().backward()
+        return out, x.grad, a.grad, b.grad
+
+    x = torch.randn(2, 5, 16, requires_grad=True)
+    got = grads(lambda x: _LoraLinear.apply(x, w.bfloat16(), bias.bfloat16(), a, b, 0.5,
+                                            torch.bfloat16), x)
+    want = grads(lambda x: (torch.nn.functional.linear(x, w, bias)
+                            + torch.nn.functional.linear(x, a) @ b.t() * 0.5), x)
+    assert got[0].dtype == torch.bfloat16 and got[1].dtype == torch.float32
+    assert got[2].dtype == got[3].dtype == torch.float32  # LoRA's grads in its own dtype
+    for g, r in zip(got, want, strict=True):
+        torch.testing.assert_close(g.float(), r.float(), rtol=0.05, atol=0.1)
+    frozen = torch.randn(2, 5, 16)  # the first layer's input needs no gradient
+    out = _LoraLinear.apply(frozen, w, None, a, b, 0.5, torch.float32)
+    out.sum().backward()
+    assert a.grad is not None and frozen.grad is None
+
+    model = tiny_lora_llama()  # with LoRA dropout on, PEFT's dropout still applies
+    for m in model.modules():
+        if hasattr(m, "lora_dropout"):
+            m.lora_dropout["default"] = torch.nn.Dropout(0.5)
+    from backends.training.fast_lora import fuse_lora
+
+    fuse_lora(model)
+    ids = torch.randint(0, 128, (2, 9))
+    assert not torch.equal(model(input_ids=ids).logits, model(input_ids=ids).logits)
+    model.eval()
+    torch.testing.assert_close(model(input_ids=ids).logits, model(input_ids=ids).logits)
+
+
 def test_long_micro_batches_run_in_parts_within_the_token_budget() -> None:
     from backends.training.batching import within_budget
 
