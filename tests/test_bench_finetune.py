@@ -17,8 +17,9 @@ def test_bench_finetune_json_has_the_ratios_and_mfu(tmp_path: Path, tiny_gguf: P
                                                     hearth_cache: Path) -> None:  # noqa: F811
     env = dict(os.environ, HEARTH_HOME=str(tmp_path / "home"))
     out = subprocess.run([sys.executable, "-m", "app.cli.main", "bench", "finetune",
-                          "--model", str(tiny_gguf), "--steps", "3", "--records", "16",
-                          "--max-seq-len", "96", "--threads", "1", "--repeat", "1", "--json"],
+                          "--model", str(tiny_gguf), "--steps", "6", "--records", "16",
+                          "--max-seq-len", "96", "--threads", "1", "--repeat", "1",
+                          "--compile", "on", "--json"],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=900,
                          check=False)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -35,3 +36,7 @@ def test_bench_finetune_json_has_the_ratios_and_mfu(tmp_path: Path, tiny_gguf: P
                                  / hearth["peak_gflops_per_s"])
     assert all(p > 0 for p in hearth["peak_before_after"])
     assert any("MFU" in line for line in result["summary"])
+    # Compiled after the first three steps measured (its time counts in Hearth's).
+    assert hearth["compiled"]["at_step"] == 3 and hearth["compiled"]["failed"] is None
+    assert hearth["compiled"]["compile_s"] is not None
+    assert any(line.startswith("round 1: compiling") for line in result["summary"])

@@ -18,7 +18,7 @@ from app.workspace import Workspace
 
 def run_finetune_bench(ws: Workspace, model: str | None, *, steps: int, records: int,
                        batch_size: int, max_seq_len: int, threads: int, dtype: str,
-                       repeat: int = 2) -> dict[str, Any]:
+                       repeat: int = 2, compile: str = "off") -> dict[str, Any]:
     from app.models.library import find_starter_gguf
 
     path = Path(model) if model else find_starter_gguf()
@@ -28,6 +28,7 @@ def run_finetune_bench(ws: Workspace, model: str | None, *, steps: int, records:
         "--model", str(path), "--steps", str(steps), "--records", str(records),
         "--batch-size", str(batch_size), "--max-seq-len", str(max_seq_len),
         "--threads", str(threads), "--dtype", dtype, "--repeat", str(repeat),
+        "--compile", compile,
         "--cache", os.environ.get("HEARTH_CACHE") or str(ws.home.base_model_cache),
         "--json"])
     if out.returncode != 0:

@@ -191,9 +191,9 @@ class TrainingProgressView:
             self._progress(event)
         elif isinstance(event, tp.Evaluation) and not self.line.tty:
             print(f"  step {event.step}: validation loss {event.val_loss:.4f}", file=out)
-        elif isinstance(event, tp.TrainLog) and event.level in ("warning", "error"):
+        elif isinstance(event, tp.TrainLog):  # what the run decided, and why, too
             self.line.end_line()
-            print(f"warning: {event.message}", file=out)
+            print(("" if event.level == "info" else "warning: ") + event.message, file=out)
         out.flush()
 
     def _progress(self, e: tp.Progress) -> None:

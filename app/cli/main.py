@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto")
     ft.add_argument("--repeat", type=int, default=2, help="rounds of baseline-then-Hearth; "
                     "each side's fastest round counts (a shared machine's speed swings)")
+    ft.add_argument("--compile", choices=("off", "auto", "on"), default="off",
+                    help="torch.compile for Hearth's loop, as HEARTH_TRAIN_COMPILE "
+                    "(compiling counts in its time: for long runs, e.g. --steps 300)")
     add_finetune_parsers(sub)
     add_teach_parser(sub)
     doctor = sub.add_parser("doctor", help="check this machine and Hearth's set-up, with a "
@@ -333,7 +336,7 @@ def _bench(ws: Workspace, args: argparse.Namespace) -> int:
         result = run_finetune_bench(ws, args.model, steps=args.steps, records=args.records,
                                     batch_size=args.batch_size, max_seq_len=args.max_seq_len,
                                     threads=args.threads, dtype=args.dtype,
-                                    repeat=args.repeat)
+                                    repeat=args.repeat, compile=args.compile)
         print(json.dumps(result, indent=2) if args.json else "\n".join(result["summary"]))
         return ExitCode.OK
     record = pick_model(ws, args.model)

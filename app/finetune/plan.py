@@ -16,7 +16,14 @@ from pathlib import Path
 
 from app.chat.template import ChatTemplate, assistant_spans
 from app.finetune.datasets import Dataset, Example, split_examples
-from app.finetune.settings import Estimate, ExportSettings, LoraSettings, Machine, estimate
+from app.finetune.settings import (
+    Estimate,
+    ExportSettings,
+    LoraSettings,
+    Machine,
+    compile_mode,
+    estimate,
+)
 from app.models.architectures import UnsupportedArchitecture, architecture
 from app.models.gguf_file import read_gguf
 from app.models.library import ModelRecord
@@ -196,6 +203,6 @@ def plan_run(facts: ModelFacts, dataset: Dataset, settings: LoraSettings,
         target_fraction=shape.target_fraction, machine=machine, gpu=machine.has_gpu,
         whole_run=True, export_gguf=export.gguf and not export.live,
         eval_tokens=int(evals * len(val) * per_record), dtype=machine.likely_dtype,
-        quant=export.quant, converted=converted)
+        quant=export.quant, converted=converted, compile=compile_mode())
     return RunPlan(train_records=len(train), val_records=len(val), total_steps=steps,
                    approx_train_tokens=int(per_record * len(train)), estimate=guess)

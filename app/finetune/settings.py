@@ -8,6 +8,7 @@ where it is typed, not twenty minutes into a run.
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -232,20 +233,47 @@ RUNTIME_BYTES = 600 << 20  # the Python interpreter, torch and the tokenizer
 
 
 # torch.compile of the decoder layers on a CPU (backends.training.compiled): the expected
-# speed-up (the low end of the measured 1.2-1.45x) and what compiling cost in a real
-# run on 2 cores (82 s for the first graph plus 25-50 s per recompile; the C++ compiler
-# uses every core). Opt-in: see that module. The estimate does not count on it: the
-# gain was measured on SmolLM2 only, and a compile that does not measure faster is
-# dropped; either way a run that compiles ends no later than about the eager figure
-# plus one compile.
+# speed-up (the low end of the measured 1.37-1.45x) and what compiling costs on 2 cores
+# (the C++ compiler uses every core; 43-83 s measured cold, every step that built a
+# graph counted). ``auto``, the default, compiles a run whose remaining training would
+# save more than that, on models no wider than the one the gain was measured on
+# (SmolLM2-135M; in a wider model the matmuls are a larger share of a step and the gain
+# is unmeasured); the trainer keeps it only if its steps measure faster, so a run that
+# compiles ends no later than about the eager figure plus one compile.
+# ``HEARTH_TRAIN_COMPILE=off`` never compiles, ``on`` always does.
+COMPILE_ENV = "HEARTH_TRAIN_COMPILE"
 COMPILE_GAIN = 1.3
-COMPILE_COST_S = 200.0
+COMPILE_COST_S = 100.0
+COMPILE_MAX_HIDDEN = 576
 
 
-def worth_compiling(device_type: str, remaining_eager_s: float, cores: int) -> bool:
+def compile_mode() -> str:
+    """``auto`` unless the environment says ``off`` or ``on`` (what the worker will do)."""
+    return os.environ.get(COMPILE_ENV, "auto")
+
+
+def compile_cost_s(cores: int) -> float:
+    return COMPILE_COST_S * 2 / max(1, min(cores, 16))  # measured on 2 cores
+
+
+def worth_compiling(device_type: str, remaining_eager_s: float, cores: int,
+                    hidden: int) -> bool:
     """Whether compiling is likely to save more training time than it costs."""
-    cost = COMPILE_COST_S * 2 / max(1, min(cores, 16))  # measured on 2 cores
-    return device_type == "cpu" and remaining_eager_s * (1 - 1 / COMPILE_GAIN) > cost
+    return (device_type == "cpu" and hidden <= COMPILE_MAX_HIDDEN
+            and remaining_eager_s * (1 - 1 / COMPILE_GAIN) > compile_cost_s(cores))
+
+
+def training_seconds(eager_s: float, device_type: str, cores: int, mode: str,
+                     hidden: int) -> float:
+    """Training time as the trainer will spend it where ``mode`` compiles on a CPU:
+    compiling first, then faster where the gain was measured (else at eager speed)."""
+    if device_type != "cpu" or mode not in ("on", "auto"):
+        return eager_s
+    if hidden > COMPILE_MAX_HIDDEN:
+        return eager_s + compile_cost_s(cores) if mode == "on" else eager_s
+    if mode == "on" or worth_compiling(device_type, eager_s, cores, hidden):
+        return compile_cost_s(cores) + eager_s / COMPILE_GAIN
+    return eager_s
 
 
 def cpu_flops_per_core(hidden: int, dtype: str = "float32") -> float:
@@ -274,7 +302,7 @@ def estimate(n_params: int, train_tokens: int, steps_tokens: int, hidden: int, n
              machine: Machine, gpu: bool = False, whole_run: bool = False,
              export_gguf: bool = True, eval_tokens: int = 0,
              dtype: str = "float32", quant: str = "q8_0",
-             converted: bool = True) -> Estimate:
+             converted: bool = True, compile: str = "off") -> Estimate:
     """Time and peak memory of a run from the model's shape and the token counts.
 
     ``steps_tokens`` is the number of tokens that will be pushed through the model over
@@ -284,14 +312,15 @@ def estimate(n_params: int, train_tokens: int, steps_tokens: int, hidden: int, n
     the fixed costs around the loop (start, load, export) for the figure shown before
     Start; the worker, which measures what came before training, leaves them out;
     ``quant`` prices the export, and a base not ``converted`` for training yet adds
-    its conversion.
+    its conversion; ``compile`` is the trainer's compile mode (see ``training_seconds``).
     """
     head = vocab * hidden
     matmul = max(n_params - head, n_params // 2)  # the embedding table is not a matmul
     per_token = 2.0 * matmul + 2.0 * head * target_fraction  # one forward pass
     flops = per_token * (2 * steps_tokens + eval_tokens)
     speed = GPU_FLOPS if gpu else cpu_flops_per_core(hidden, dtype) * max(1, machine.cpu_cores)
-    seconds = flops / speed
+    seconds = training_seconds(flops / speed, "cuda" if gpu else "cpu",
+                               machine.cpu_cores, compile, hidden)
     if whole_run:
         seconds += STARTUP_S + LOAD_S_PER_GPARAM * n_params / 1e9
         seconds += 0.0 if converted else CONVERT_S

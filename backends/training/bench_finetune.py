@@ -162,11 +162,15 @@ def child_hearth(cfg: dict[str, Any]) -> dict[str, Any]:
                             warmup_ratio=0.1, min_lr_ratio=0.0, max_grad_norm=1.0,
                             eval_every=cfg["steps"] + 1, checkpoint_every=cfg["steps"] + 1)
     dtype = cfg.get("dtype") or "float32"
+    if cfg.get("compile", "off") != "off":
+        # The rounds share a cache of their own: the first compiles cold, as a person's
+        # first long run does, the others find the kernels (as their next runs do).
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cfg["inductor_cache"]
     with tempfile.TemporaryDirectory() as tmp:
         autocast = torch.bfloat16 if dtype == "bfloat16" else None
         trainer = Trainer(model, train, val, settings, Path(tmp), emit=lambda e: None,
                           cancel=threading.Event(), device=torch.device("cpu"),
-                          autocast_dtype=autocast)
+                          autocast_dtype=autocast, compile_mode=cfg.get("compile", "off"))
         # Measure the training loop only, as the baseline's is: its validation loss is
         # taken afterwards by the same function as the baseline's.
         trainer.evaluate = lambda limit=None: float("nan")  # type: ignore[method-assign]
@@ -186,6 +190,7 @@ def child_hearth(cfg: dict[str, Any]) -> dict[str, Any]:
             "peak_gflops_per_s": peak, "peak_before_after": [peak_before, peak_after],
             "mfu": flops / seconds / 1e9 / peak,
             "val_loss": _val_loss(model, val),
+            "compiled": trainer.compiler.report and trainer.compiler.report.as_dict(),
             "peak_memory_bytes": _peak_memory(torch.device("cpu"))}
 
 
@@ -324,6 +329,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="compute dtype of both sides (auto: the training worker's probe)")
     parser.add_argument("--repeat", type=int, default=2,
                         help="rounds of baseline-then-Hearth; each side's fastest counts")
+    parser.add_argument("--compile", choices=("off", "auto", "on"), default="off",
+                        help="HEARTH_TRAIN_COMPILE for Hearth (compiling counts in its time)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--dtypes", action="store_true",
                         help="instead of the baseline: Hearth's loop in fp32 and in bf16, and "
@@ -373,6 +380,7 @@ def compare(cfg: dict[str, Any], tmp: Path) -> dict[str, Any]:
         "dtype_probe": probe, "results": results,
         "rounds": {n: [round(r["tokens_per_s"], 1) for r in runs]
                    for n, runs in rounds.items()},
+        "all_rounds": rounds,
     }
 
 
@@ -397,6 +405,11 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
               f"Hearth MFU {summary['mfu']:.2f}: {h['achieved_gflops_per_s']:.1f} of "
               f"{h['peak_gflops_per_s']:.1f} GFLOP/s ({summary['dtype']} matmul peak "
               f"measured in the same process)"]
+    for i, c in enumerate(r.get("compiled") for r in summary["all_rounds"]["hearth"]):
+        lines += [f"round {i + 1}: compiling {c['compile_s']} s, compiled "
+                  f"{c['compiled_tokens_per_s']} against {c['eager_tokens_per_s']} tokens/s "
+                  f"eager: kept {c['kept']}"
+                  f" (failed: {c['failed']})"] if c else []
     return lines
 
 
@@ -418,7 +431,8 @@ def main() -> None:
         cfg = {"model": model, "data": str(data), "steps": args.steps,
                "batch_size": args.batch_size, "max_seq_len": args.max_seq_len,
                "rank": args.rank, "lr": args.lr, "cache": args.cache,
-               "threads": args.threads, "dtype": args.dtype, "repeat": args.repeat}
+               "threads": args.threads, "dtype": args.dtype, "repeat": args.repeat,
+               "compile": args.compile, "inductor_cache": str(Path(tmp) / "inductor")}
         # Warm the conversion cache first so neither side pays for it.
         subprocess.run([sys.executable, "-c", "import sys; from pathlib import Path;"
                         "from backends.training.base_model import load_base;"

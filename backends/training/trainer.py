@@ -5,9 +5,7 @@ goes into padding, into the output head and, on a CPU, into many small operation
 
 - each micro-batch holds records of **similar length**, one per row, right-padded to
   the longest (:mod:`backends.training.batching`): little padding, and plain causal
-  attention whose cost follows each record's length (an earlier version packed a
-  micro-batch into one row, which paid dense block-diagonal attention over its whole
-  length);
+  attention whose cost follows each record's length, not a packed row's;
 - the decoder's hidden states are **gathered at the positions that carry loss** and
   only those go through the output head, so the full ``tokens x vocabulary`` logits
   tensor (49k columns for SmolLM2) is never materialised for prompt tokens;
@@ -17,8 +15,8 @@ goes into padding, into the output head and, on a CPU, into many small operation
   AdamW as one fused kernel: on a CPU, small elementwise ops were a third of a step;
 - a bf16 run casts the frozen weights once and keeps attention in fp32 on a CPU
   (:mod:`backends.training.precision`);
-- opt-in, a CPU run long enough to pay for it compiles its decoder layers after
-  measuring its first steps, and keeps them only if they measure faster
+- a CPU run long enough to pay for it compiles its decoder layers after measuring its
+  first steps, and keeps them only if they measure faster
   (:mod:`backends.training.compiled`).
 
 Runs are resumable: a checkpoint holds the LoRA weights, AdamW's state, the RNG state
@@ -46,7 +44,7 @@ from safetensors.torch import load_file, save_file
 from app.atomic import atomic_write_text, fsync_dir, fsync_file
 from app.finetune import protocol as tp
 from app.finetune.plan import eval_interval
-from app.finetune.settings import LoraSettings, worth_compiling
+from app.finetune.settings import LoraSettings, training_seconds, worth_compiling
 from backends.training.batching import IGNORE, Batch, Plan, pack, within_budget
 from backends.training.compiled import LayerCompiler
 from backends.training.data import Tokenized
@@ -89,12 +87,11 @@ def peak_memory_bytes(device: torch.device) -> int:
 def _adamw(params: list[torch.Tensor], settings: LoraSettings) -> torch.optim.AdamW:
     """AdamW as one fused kernel per step where the device has it: the per-parameter
     loop's dozen small ops over ~400 LoRA tensors were a tenth of a CPU step."""
+    kwargs = {"lr": settings.learning_rate, "weight_decay": settings.weight_decay}
     try:
-        return torch.optim.AdamW(params, lr=settings.learning_rate,
-                                 weight_decay=settings.weight_decay, fused=True)
+        return torch.optim.AdamW(params, **kwargs, fused=True)
     except RuntimeError:
-        return torch.optim.AdamW(params, lr=settings.learning_rate,
-                                 weight_decay=settings.weight_decay, foreach=True)
+        return torch.optim.AdamW(params, **kwargs, foreach=True)
 
 
 class Trainer:
@@ -268,6 +265,7 @@ class Trainer:
                 self.emit(tp.Cancelled(step=self.step, checkpoint=str(path)))
                 return "cancelled"
             started = time.perf_counter()
+            self.compiler.begin_step()
             try:
                 loss, n_tokens = self.train_step()
             except Exception as exc:  # noqa: BLE001 - only a first compiled step's
@@ -280,18 +278,19 @@ class Trainer:
                 started = time.perf_counter()
                 loss, n_tokens = self.train_step()
             seconds = time.perf_counter() - started
-            compiled_first = False
-            if self.compiler.verifying:
-                compiled_first = self.compiler.report.compile_s is None
-                said = self.compiler.timed(seconds, n_tokens)
-                if said:
-                    self.emit(tp.TrainLog("info", said[0].upper() + said[1:]))
-                    measured_sent = False  # a new measured estimate at the new speed
+            first = self.compiler.verifying and self.compiler.report.compile_s is None
+            compiled, said = self.compiler.timed(seconds, n_tokens)
+            if said:
+                self.emit(tp.TrainLog("info", said[0].upper() + said[1:]))
+                measured_sent = False  # a new measured estimate at the new speed
             self.step += 1
             self.elapsed += seconds
             self.trained_tokens += n_tokens
-            # The step that compiled is not the speed to come.
-            window = [] if compiled_first else (window + [(seconds, n_tokens)])[-20:]
+            # Not the speed to come: a step that built a graph (and, after the first, eager's).
+            if not compiled:
+                window = (window + [(seconds, n_tokens)])[-20:]
+            elif first:
+                window = []
             recent = window or [(seconds, n_tokens)]
             tps = sum(t for _, t in recent) / max(1e-9, sum(s for s, _ in recent))
             per_step = sum(s for s, _ in recent) / len(recent)
@@ -307,9 +306,12 @@ class Trainer:
             if not measured_sent and len(window) >= 3:
                 # The first step pays for warm-up; estimate from the ones after it.
                 steady = window[1:]
-                per = sum(s for s, _ in steady) / len(steady)
+                remaining = sum(s for s, _ in steady) / len(steady) * (total - self.step)
+                if self._maybe_compile(steady, remaining):  # its cost now, its gain after
+                    remaining = training_seconds(remaining, self.device.type, os.cpu_count()
+                                                 or 1, "on", self.decoder.config.hidden_size)
                 guess = tp.EstimateEvent(seconds=round(self.overhead_s + self.elapsed
-                                                       + per * (total - self.step), 1),
+                                                       + remaining, 1),
                                          peak_memory_bytes=peak_memory_bytes(self.device),
                                          basis="measured")
                 self.measured_estimate = {"seconds": guess.seconds,
@@ -317,7 +319,6 @@ class Trainer:
                                           "at_step": self.step}
                 self.emit(guess)
                 measured_sent = True
-                self._maybe_compile(window, total)
             if self.step % self.eval_every == 0 or self.step == total:
                 val = self.evaluate()
                 self.val_history.append({"step": self.step, "val_loss": val})
@@ -329,19 +330,21 @@ class Trainer:
                 self.emit(tp.Checkpointed(step=self.step, path=str(path)))
         return "finished"
 
-    def _maybe_compile(self, window: list[tuple[float, int]], total: int) -> None:
+    def _maybe_compile(self, steady: list[tuple[float, int]], remaining: float) -> bool:
+        """Start compiling if the mode and the eager ``remaining`` seconds say so."""
         if self.compiler.report is not None or self.compile_mode not in ("auto", "on"):
-            return
-        steady = window[1:] or window
-        seconds = sum(s for s, _ in steady)
-        remaining = seconds / len(steady) * (total - self.step)
+            return False
         if self.compile_mode != "on" and not worth_compiling(
-                self.device.type, remaining, os.cpu_count() or 1):
-            return
-        self.compiler.start(self.step, sum(t for _, t in steady) / max(1e-9, seconds),
-                            remaining)
+                self.device.type, remaining, os.cpu_count() or 1,
+                self.decoder.config.hidden_size):
+            return False
+        speed = sum(t for _, t in steady) / max(1e-9, sum(s for s, _ in steady))
+        if not self.compiler.start(self.step, speed, remaining):
+            self.emit(tp.TrainLog("info", f"Training eager: {self.compiler.report.failed}"))
+            return False
         self.emit(tp.TrainLog("info", "Compiling the model's layers for speed (a minute or "
                               f"two; about {remaining / 60:.0f} min of training remain)"))
+        return True
 
     # ----------------------------------------------------------- checkpoints
 

@@ -32,7 +32,7 @@ from app.finetune.datasets import Example
 from app.finetune.plan import validation_passes
 from app.finetune.runs.folder import RunFolder
 from app.finetune.runs.records import RunEstimate, RunSpec, RunSummary, TeachSpec
-from app.finetune.settings import Machine, estimate
+from app.finetune.settings import Machine, compile_mode, estimate
 from app.machine.threads import ThreadClaims, auto_threads
 from app.paths import HearthHome
 from backends.training.dtype_probe import DtypeChoice, choose_dtype
@@ -45,7 +45,6 @@ from backends.training.phase_times import PhaseTimes, busy_factor
 
 # Tests and benchmarks only: force the compute dtype ("float32" or "bfloat16").
 DTYPE_ENV = "HEARTH_TRAIN_DTYPE"
-COMPILE_ENV = "HEARTH_TRAIN_COMPILE"  # off (the default), auto or on: see compiled.py
 PROBE_VAL_RECORDS = 4
 
 log = logging.getLogger("hearth.train")
@@ -267,7 +266,7 @@ def _prepare_trainer(folder: RunFolder, spec: RunSpec, base: Any, train: Any, va
     # Kernels a compiling run builds stay in the person's home (see compiled.py).
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(spec.cache_dir).parent / "inductor"))
     trainer = Trainer(peft_model, train.records, val.records, settings, folder.path, emit,
-                      cancel, device, compile_mode=os.environ.get(COMPILE_ENV, "off"))
+                      cancel, device, compile_mode=compile_mode())
 
     def probe_loss(dtype: torch.dtype | None) -> float:
         trainer.autocast_dtype = dtype
@@ -311,7 +310,7 @@ def _announce_plan(spec: RunSpec, base: Any, train: Any, val: Any, trainer: Any,
                      target_fraction=train.target_tokens / max(1, train.tokens),
                      machine=Machine.detect(), gpu=device.type == "cuda",
                      eval_tokens=validation_passes(settings, plan.total_steps) * val.tokens,
-                     dtype=dtype)
+                     dtype=dtype, compile=compile_mode())
     timings = PhaseTimes(Path(spec.cache_dir).parent / "phase_times.json", device_name)
     before = time.perf_counter() - started
     after = timings.after_training(n_params, spec.export, spec.teach,

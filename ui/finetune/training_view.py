@@ -159,9 +159,8 @@ class TrainingView(QWidget):
         elif isinstance(event, tp.Exported):
             self.last[f"exported_{event.what}"] = event
             self.log(f"Wrote {Path(event.path).name} ({format_bytes(event.size_bytes)})")
-        elif isinstance(event, tp.TrainLog):
-            if event.level in ("warning", "error") or event.message.startswith("resumed"):
-                self.log(("⚠ " if event.level != "info" else "") + event.message)
+        elif isinstance(event, tp.TrainLog):  # what the run decided, and why, too
+            self.log(("⚠ " if event.level != "info" else "") + event.message)
         elif isinstance(event, tp.Cancelled):
             self.last["checkpoint"] = event.step
             self.log(f"Cancelled at step {event.step}; checkpoint saved.")
