@@ -267,13 +267,11 @@ def training_seconds(eager_s: float, device_type: str, cores: int, mode: str,
                      hidden: int) -> float:
     """Training time as the trainer will spend it where ``mode`` compiles on a CPU:
     compiling first, then faster where the gain was measured (else at eager speed)."""
-    if device_type != "cpu" or mode not in ("on", "auto"):
+    if device_type != "cpu" or not (mode == "on" or mode == "auto" and worth_compiling(
+            device_type, eager_s, cores, hidden)):
         return eager_s
-    if hidden > COMPILE_MAX_HIDDEN:
-        return eager_s + compile_cost_s(cores) if mode == "on" else eager_s
-    if mode == "on" or worth_compiling(device_type, eager_s, cores, hidden):
-        return compile_cost_s(cores) + eager_s / COMPILE_GAIN
-    return eager_s
+    gain = COMPILE_GAIN if hidden <= COMPILE_MAX_HIDDEN else 1.0
+    return compile_cost_s(cores) + eager_s / gain
 
 
 def cpu_flops_per_core(hidden: int, dtype: str = "float32") -> float:
