@@ -18,7 +18,7 @@ from app.workspace import Workspace
 
 def run_finetune_bench(ws: Workspace, model: str | None, *, steps: int, records: int,
                        batch_size: int, max_seq_len: int, threads: int, dtype: str,
-                       repeat: int = 2, compile: str = "off") -> dict[str, Any]:
+                       repeat: int = 2, compile: str = "auto") -> dict[str, Any]:
     from app.models.library import find_starter_gguf
 
     path = Path(model) if model else find_starter_gguf()

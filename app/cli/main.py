@@ -100,9 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto")
     ft.add_argument("--repeat", type=int, default=2, help="rounds of baseline-then-Hearth; "
                     "each side's fastest round counts (a shared machine's speed swings)")
-    ft.add_argument("--compile", choices=("off", "auto", "on"), default="off",
-                    help="torch.compile for Hearth's loop, as HEARTH_TRAIN_COMPILE "
-                    "(compiling counts in its time: for long runs, e.g. --steps 300)")
+    ft.add_argument("--compile", choices=("off", "auto", "on"), default="auto",
+                    help="torch.compile for Hearth's loop, as HEARTH_TRAIN_COMPILE (auto, "
+                    "as a fine-tune: only where the run is long enough to pay it back; "
+                    "compiling counts in Hearth's time)")
     add_finetune_parsers(sub)
     add_teach_parser(sub)
     doctor = sub.add_parser("doctor", help="check this machine and Hearth's set-up, with a "
