@@ -330,8 +330,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeat", type=int, default=2,
                         help="rounds of baseline-then-Hearth; each side's fastest counts")
     parser.add_argument("--compile", choices=("off", "auto", "on"), default="auto",
-                        help="HEARTH_TRAIN_COMPILE for Hearth, default as a fine-tune's "
-                        "(compiling counts in its time)")
+                        help="HEARTH_TRAIN_COMPILE for Hearth, a fine-tune's default (counted)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--dtypes", action="store_true",
                         help="instead of the baseline: Hearth's loop in fp32 and in bf16, and "
