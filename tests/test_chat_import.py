@@ -124,6 +124,7 @@ def test_import_from_the_file_menu(qtbot, workspace: Workspace, tmp_path: Path, 
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from PySide6.QtWidgets import QFileDialog
 
+    from tests.chat_widgets import shown_messages
     from ui.chat.message_widget import MessageWidget
     from ui.main_window import MainWindow
 
@@ -149,12 +150,10 @@ def test_import_from_the_file_menu(qtbot, workspace: Workspace, tmp_path: Path, 
         box.close()
         assert window.chat.conversation is not None
         assert window.chat.conversation.title == "Hi"
-        layout = window.chat_page.view.list_layout
 
         def reply() -> MessageWidget | None:
-            found = [layout.itemAt(i).widget() for i in range(layout.count())]
-            shown = [w for w in found if isinstance(w, MessageWidget) and w.role ==
-                     "assistant"]
+            shown = [w for w in shown_messages(window.chat_page.view)
+                     if w.role == "assistant"]
             return shown[0] if shown else None
         qtbot.waitUntil(lambda: reply() is not None, timeout=5000)
         assert "<b>bold?</b>" in reply().body.toPlainText()  # shown as the text it is

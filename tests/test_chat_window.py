@@ -22,6 +22,7 @@ from app.chat.conversations import CANCELLED, INTERRUPTED
 from app.inference import protocol as p
 from app.settings import LoadSettings
 from app.workspace import Workspace, open_workspace
+from tests.chat_widgets import shown_messages
 from tests.gguf_factory import write_tiny_gguf
 from ui.chat.chat_view_model import READY
 from ui.chat.message_widget import MessageWidget
@@ -74,9 +75,7 @@ def _wait_reply(qtbot: QtBot, window: MainWindow) -> None:
 
 
 def _widgets(window: MainWindow) -> list[MessageWidget]:
-    layout = window.chat_page.view.list_layout
-    found = [layout.itemAt(i).widget() for i in range(layout.count())]
-    return [w for w in found if isinstance(w, MessageWidget) and not w.isHidden()]
+    return shown_messages(window.chat_page.view)
 
 
 def test_send_streams_and_shows_stats(qtbot: QtBot, workspace: Workspace,

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QApplication, QFileDialog, QLineEdit, QMessageBox
 from pytestqt.qtbot import QtBot
 
 from app.workspace import Workspace
+from tests.chat_widgets import shown_messages
 from ui.chat.message_widget import MessageWidget
 from ui.main_window import MainWindow
 
@@ -31,11 +32,9 @@ def window(qtbot: QtBot, workspace: Workspace) -> Iterator[MainWindow]:
 
 
 def _messages(qtbot: QtBot, window: MainWindow) -> list[MessageWidget]:
-    layout = window.chat_page.view.list_layout
 
     def found() -> list[MessageWidget]:
-        widgets = [layout.itemAt(i).widget() for i in range(layout.count())]
-        return [w for w in widgets if isinstance(w, MessageWidget) and not w.isHidden()]
+        return shown_messages(window.chat_page.view)
 
     qtbot.waitUntil(lambda: len(found()) == 2, timeout=5000)
     return found()
