@@ -162,7 +162,7 @@ def child_hearth(cfg: dict[str, Any]) -> dict[str, Any]:
                             warmup_ratio=0.1, min_lr_ratio=0.0, max_grad_norm=1.0,
                             eval_every=cfg["steps"] + 1, checkpoint_every=cfg["steps"] + 1)
     dtype = cfg.get("dtype") or "float32"
-    if cfg.get("compile", "auto") != "off":
+    if (mode := cfg["compile"]) != "off":
         # The rounds share a cache of their own: the first compiles cold, as a person's
         # first long run does, the others find the kernels (as their next runs do).
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = cfg["inductor_cache"]
@@ -170,7 +170,7 @@ def child_hearth(cfg: dict[str, Any]) -> dict[str, Any]:
         autocast = torch.bfloat16 if dtype == "bfloat16" else None
         trainer = Trainer(model, train, val, settings, Path(tmp), emit=lambda e: None,
                           cancel=threading.Event(), device=torch.device("cpu"),
-                          autocast_dtype=autocast, compile_mode=cfg.get("compile", "auto"))
+                          autocast_dtype=autocast, compile_mode=mode)
         # Measure the training loop only, as the baseline's is: its validation loss is
         # taken afterwards by the same function as the baseline's.
         trainer.evaluate = lambda limit=None: float("nan")  # type: ignore[method-assign]

@@ -275,7 +275,7 @@ def _prepare_trainer(folder: RunFolder, spec: RunSpec, base: Any, train: Any, va
     dtype_choice = pick_dtype(folder, device, base.model.config, probe_loss,
                               trainer.step_speed)
     trainer.autocast_dtype = dtype_choice.autocast
-    emit(tp.TrainLog("info", f"computing in {dtype_choice.dtype}: {dtype_choice.reason}"))
+    emit(tp.TrainLog("info", f"Computing in {dtype_choice.dtype}: {dtype_choice.reason}"))
     return trainer, dtype_choice
 
 
