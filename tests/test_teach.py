@@ -9,18 +9,10 @@ from pathlib import Path
 import pytest
 
 from app.chat.corrections import CorrectionStore
-from app.finetune.teach import (
-    DRIFT_LIMIT,
-    TeachError,
-    Version,
-    VersionStore,
-    chat_model,
-    corrections_for,
-    describe,
-    general_prompts,
-    paraphrases,
-    start_teach,
-)
+from app.teach.limits import GateLimits
+from app.teach.probes import general_prompts
+from app.teach.run import TeachError, corrections_for, describe, report_lines, start_teach
+from app.teach.versions import Version, VersionStore, chat_model
 from app.workspace import Workspace, open_workspace
 from tests.gguf_factory import write_tiny_gguf as write_gguf
 
@@ -88,36 +80,43 @@ def test_start_teach_writes_every_correction_and_the_gate_inputs(tmp_path: Path)
         plan = start_teach(ws.home, ws.library, corrections, base)
         run = ws.home.runs / plan.run_id
         spec = json.loads((run / "run.json").read_text())
-        train = (run / "data" / "train.jsonl").read_text().splitlines()
-        assert len(train) == 3  # no correction is held out: each must be learned
+        train = [json.loads(line) for line in
+                 (run / "data" / "train.jsonl").read_text().splitlines()]
+        # No correction is held out (each must be learned), and each is trained in
+        # several forms of its question that Hearth wrote itself, all answered as corrected.
+        questions = [r["messages"][-2]["content"] for r in train]
+        assert "What is fact 0?" in questions and "Do you know what fact 0 is?" in questions
+        assert len(train) == 3 * (1 + len(spec["teach"]["cases"][0]["variations"]))
+        assert {r["messages"][-1]["content"] for r in train} == {f"Fact {i} is blue."
+                                                                 for i in range(3)}
         teach = spec["teach"]
         assert teach["base"] == "base-model" and len(teach["cases"]) == 3
-        assert teach["cases"][0]["rejected"] == "I don't know."
-        assert len(teach["cases"][0]["paraphrases"]) == 2
-        assert teach["drift_limit"] == DRIFT_LIMIT
-        assert teach["check_prompts"] == general_prompts()["check"]
-        assert not set(teach["check_prompts"]) & set(teach["rehearse_prompts"])
+        case = teach["cases"][0]
+        assert case["rejected"] == "I don't know."
+        # The checked rewordings are never among the trained variations.
+        assert len(case["rewordings"]) == 2
+        assert not {m[-1]["content"] for m in case["rewordings"]} & set(questions)
+        assert teach["limits"] == GateLimits().to_json()
+        checked = [g["prompt"] for g in teach["check_prompts"]]
+        assert checked == [g.prompt for g in general_prompts()["check"]]
+        assert not set(checked) & set(teach["rehearse_prompts"])
         assert spec["out_name"] == "base-model-taught-1"
     finally:
         ws.close()
 
 
-def test_paraphrases_reword_the_last_question_only() -> None:
-    prompt = [{"role": "system", "content": "Be brief."},
-              {"role": "user", "content": "What is X?"}]
-    out = paraphrases(prompt)
-    assert len(out) == 2 and all(p[0] == prompt[0] for p in out)
-    assert {p[-1]["content"] for p in out} == {"Tell me: What is X?",
-                                               "Quick question. What is X?"}
-    assert len(general_prompts()["check"]) == 50
-
-
-def test_the_report_reads_in_a_sentence() -> None:
-    report = {"learned": 9, "total": 10, "generalized": 25, "paraphrases": 30,
-              "drift": 0.012, "drift_limit": 0.1, "passed": True, "reasons": []}
-    assert describe(report).startswith("Learned 9 of 10 (reworded questions: 25 of 30); "
-                                       "general behaviour changed 1.2%, within the 10% limit")
-    failed = dict(report, drift=0.3, passed=False, reasons=["general behaviour changed"])
-    assert "over the 10% limit" in describe(failed) and "Not accepted" in describe(failed)
-
-
+def test_the_report_reads_in_a_sentence_and_shows_each_change() -> None:
+    report = {"learned": 9, "total": 10, "generalized": 17, "paraphrases": 20,
+              "neighbours_kept": 19, "neighbours_total": 20, "general_changed": 2,
+              "general_total": 120, "passed": True, "reasons": [], "cases": [],
+              "harmed": [{"kind": "general", "prompt": "How do I boil an egg?",
+                          "why": "now refuses", "base": "Put it in boiling water.",
+                          "answer": "I cannot help with that."}]}
+    assert describe(report) == (
+        "Learned 9 of 10; reworded questions 17 of 20; neighbouring questions kept 19 of "
+        "20; everyday answers changed 2 of 120. Passed: it can be used in chat.")
+    failed = dict(report, passed=False, reasons=["2 of 120 everyday answers changed"])
+    assert describe(failed).endswith("Not accepted: 2 of 120 everyday answers changed.")
+    lines = "\n".join(report_lines(report))
+    assert "base:   Put it in boiling water." in lines
+    assert "taught: I cannot help with that." in lines

@@ -1,6 +1,7 @@
 """Teach on the real starter model, with the defaults a person gets: ten corrections made
-in chats come back from the model, and a set of corrections that would damage it is
-caught by the gate before it reaches the chat."""
+in chats come back from the model, and a set of corrections that would damage it — the
+refusal collapse seen when Teach was tried with new data — is caught by the gate, judged
+on the answers a person would read, before it reaches the chat."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from app.chat.corrections import CorrectionStore
-from app.finetune.teach import VersionStore
 from app.models.library import STARTER_NAME, find_starter_gguf
+from app.teach.versions import VersionStore
 from app.workspace import open_workspace
 from tests.finetune_fixtures import hearth_cache  # noqa: F401
 from tests.test_finetune_cli import hearth
@@ -67,13 +68,19 @@ def test_ten_corrections_are_learned_kept_and_answer_in_chat(
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
     print(f"teach took {taught:.0f}s: learned {report['learned']}/{report['total']}, "
-          f"reworded {report['generalized']}/{report['paraphrases']}, drift "
-          f"{report['drift']:.2%} (limit {report['drift_limit']:.0%})")
+          f"reworded {report['reworded']}/{report['paraphrases']}, neighbours kept "
+          f"{report['neighbours_kept']}/{report['neighbours_total']}, everyday answers "
+          f"changed {report['general_changed']}/{report['general_total']}, stops "
+          f"{report['stops']}, drift {report['drift']:.2%} (diagnostic)")
     print(f"whole-run estimate {report['estimate_seconds']:.0f}s (formula), "
           f"{report['measured_estimate_seconds']}s (measured after the first steps), actual "
           f"{report['total_seconds']:.0f}s; phases {report['phase_seconds']}")
     assert report["accepted"] and report["total"] == 10 and report["learned"] >= 8
-    assert report["drift"] <= report["drift_limit"]
+    assert report["stops"] == 10
+    limits = report["limits"]
+    assert report["general_changed"] <= limits["max_general_changed"] * report["general_total"]
+    assert report["neighbours_kept"] >= \
+        limits["min_neighbours_kept"] * report["neighbours_total"]
     ws = open_workspace(home)
     assert VersionStore(ws.home).active(STARTER_NAME) == report["version"]
     version = ws.library.get(report["version"])
@@ -111,19 +118,40 @@ def test_ten_corrections_are_learned_kept_and_answer_in_chat(
 
 @pytest.mark.slow
 @pytest.mark.skipif(find_starter_gguf() is None, reason="the starter model is not installed")
-def test_a_damaging_run_is_caught_by_the_gate_and_never_reaches_the_chat(
+def test_a_refusal_collapse_is_caught_by_the_gate_and_never_reaches_the_chat(
         tmp_path: Path, hearth_cache: Path) -> None:  # noqa: F811
+    """Ordinary questions corrected with "I cannot help with that.": the run learns them,
+    and the everyday answers it was never taught turn into refusals too. Teacher-forced
+    drift passed such a run (27.5 % against a 30 % limit); judged on answers, it fails."""
     home = tmp_path / "home"
-    # Contradictory corrections (each question taught two answers) trained far too hard.
-    rows = TEN[:4] + [(q, f"No. {w}", r) for q, r, w in TEN[:4]]
+    poison = json.loads((Path(__file__).parents[1] / "resources" / "teach" /
+                         "poison.json").read_text())["sets"]["refuse_everything"]
+    rows = [(c["question"], c["answer"], "Here is how.") for c in poison["corrections"][:20]]
     _home_with_corrections(home, rows)
-    result = hearth(home, "teach", "--json", "--lr", "8e-3", "--epochs", "8", timeout=1800)
+    result = hearth(home, "teach", "--json", timeout=1800)
     assert result.returncode == 3, result.stderr[-3000:]
     report = json.loads(result.stdout)
-    print(f"damaging run: learned {report['learned']}/{report['total']}, drift "
-          f"{report['drift']:.2%}; reasons: {report['reasons']}")
-    assert not report["accepted"] and report["version"] is None and report["reasons"]
+    print(f"refusal collapse: learned {report['learned']}/{report['total']}, everyday "
+          f"answers changed {report['general_changed']}/{report['general_total']}; "
+          f"reasons: {report['reasons']}")
+    assert not report["accepted"] and report["version"] is None
+    assert any("everyday answers changed" in r for r in report["reasons"])
+    refusals = [h for h in report["harmed"] if h["why"] == "now refuses"]
+    assert len(refusals) > report["limits"]["max_general_changed"] * report["general_total"]
+    # The report names the corrections at fault, so the person knows what to remove.
+    assert report["culprits"] and any("caused by" in r for r in report["reasons"])
     ws = open_workspace(home)
     assert VersionStore(ws.home).active(STARTER_NAME) is None
     assert [r.name for r in ws.library.list()] == [STARTER_NAME]  # nothing exported
     ws.close()
+
+
+@pytest.mark.skipif(find_starter_gguf() is None, reason="the starter model is not installed")
+def test_contradictory_corrections_are_refused_before_training(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    _home_with_corrections(home, [TEN[0], (TEN[0][0], "The capital of Zorbania is Ostrelle.",
+                                           TEN[0][2])])
+    result = hearth(home, "teach", timeout=120)
+    assert result.returncode == 3
+    assert "answer the same question in different ways" in result.stderr
+    assert not (home / "runs").exists() or not any((home / "runs").iterdir())

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from PySide6.QtCore import Qt
 
 from app.chat.corrections import CorrectionStore
-from app.finetune.teach import Version, VersionStore
+from app.teach.versions import Version, VersionStore
 from app.workspace import Workspace
 from tests.finetune_fixtures import hearth_cache, tiny_gguf  # noqa: F401
-from ui.datasets.teach_panel import TeachPanel
+from ui.teach.teach_panel import TeachPanel
 
 
 def _correct(ws: Workspace, corrections: CorrectionStore, model: str, q: str, a: str) -> None:
@@ -22,6 +23,7 @@ def _correct(ws: Workspace, corrections: CorrectionStore, model: str, q: str, a:
     corrections.add_from_conversation(ws.store, wrong.id, a)
 
 
+@pytest.mark.slow
 def test_a_run_that_learns_nothing_is_reported_and_cannot_be_accepted(
         qtbot, workspace: Workspace, tiny_gguf: Path, hearth_cache: Path) -> None:  # noqa: F811
     workspace.library.register(tiny_gguf, "tiny")
@@ -42,12 +44,16 @@ def test_a_run_that_learns_nothing_is_reported_and_cannot_be_accepted(
     assert report["total"] == 2 and report["learned"] < 2 and not report["passed"]
     assert "Not accepted" in panel.phase.text()
     assert panel.report_view.toPlainText().count("✗") == 2 - report["learned"]
-    assert not panel.accept_button.isEnabled() and panel.discard_button.isEnabled()
-    assert done.args[0].gguf_path is None  # the gate stopped it before any export
+    # Refused: thrown away at once (its adapter too), nothing to accept or discard.
+    assert not panel.accept_button.isEnabled() and not panel.discard_button.isEnabled()
+    summary = done.args[0]
+    assert summary.gguf_path is None  # the gate stopped it before any export
+    assert summary.adapter_dir is None or not Path(summary.adapter_dir).exists()
     assert [r.name for r in workspace.library.list()] == ["tiny"]
-    qtbot.mouseClick(panel.discard_button, Qt.MouseButton.LeftButton)
-    assert "Discarded" in panel.phase.text() and not panel.discard_button.isEnabled()
     assert VersionStore(workspace.home).active("tiny") is None
+    # The same corrections would be refused the same way: Teach waits for a change.
+    assert not panel.teach_button.isEnabled()
+    assert "Nothing changed since the refused run" in panel.teach_button.toolTip()
     panel.shutdown()
 
 
@@ -102,6 +108,7 @@ def test_the_main_window_has_teach_in_datasets_and_in_the_status_bar(
     window.close()
 
 
+@pytest.mark.slow
 def test_a_live_version_is_merged_with_one_click(qtbot, workspace: Workspace, tmp_path: Path,
                                                  tiny_gguf: Path, hearth_cache) -> None:  # noqa: ANN001, F811
     """A version is an adapter applied live; "Merge into the weights" makes it a

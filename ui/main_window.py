@@ -13,19 +13,21 @@ from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QMainWindow, QPushButton, QScrollArea, QTabWidget
 
 from app.chat.corrections import CorrectionStore
-from app.finetune.teach import VersionStore
+from app.teach.versions import VersionStore
 from app.workspace import Workspace
 from ui import theme
 from ui.chat.chat_page import ChatPage
 from ui.chat.chat_view_model import ChatViewModel
 from ui.chat.inference_bridge import InferenceBridge
 from ui.datasets.datasets_view import CorrectReplyDialog, DatasetsView
-from ui.datasets.teach_panel import TeachPanel
 from ui.doctor_dialog import DoctorDialog
 from ui.finetune.finetune_tab import FineTuneTab
 from ui.menu_bar import MenuBar
 from ui.models.models_tab import ModelsTab
 from ui.server_panel import ServerButton
+from ui.teach.teach_panel import TeachPanel
+
+TEACH_TIP = "Teach the chat model the corrections you made"
 
 
 class MainWindow(QMainWindow):
@@ -63,11 +65,11 @@ class MainWindow(QMainWindow):
         self.chat.start()
 
     def chat_with_model(self, name: str) -> None:
-        """Switch to Chat with ``name`` loaded and a fresh conversation (Models tab asks)."""
+        """Switch to Chat with ``name`` loaded and a fresh conversation (Models tab asks);
+        a base answers with its active taught version, as when picked in the chat."""
         self.tabs.setCurrentWidget(self.chat_page)
         self.chat_page.model_bar.refresh_models()
-        if name != self.chat.model_name or self.chat.state not in ("ready", "loading"):
-            self.chat.load_model(name)
+        self.chat.choose_model(name)
         self.chat.new_conversation()
         self.chat_page.composer.focus()
 
@@ -154,16 +156,22 @@ class MainWindow(QMainWindow):
         teach_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
         teach_scroll.setWidget(self.teach_panel)
         self.datasets_view.layout().addWidget(teach_scroll)
+        self.teach_scroll = teach_scroll
+        self.teach_button = QPushButton("Teach")
+        self.teach_button.setToolTip(TEACH_TIP)
+        self.teach_button.clicked.connect(self._on_teach_clicked)
+        self.statusBar().addPermanentWidget(self.teach_button)
+        self._teach_synced: str | None = self.chat.model_name
+        self.teach_panel.state_changed.connect(self._update_teach_button)
         self.teach_panel.set_base(self.chat.model_name)
         self.teach_panel.active_changed.connect(self._on_teach_active_changed)
-        self.teach_panel.finished.connect(self._on_teach_finished)
+        self.teach_panel.ended.connect(self._on_teach_ended)
+        self.teach_panel.corrections_changed.connect(self.datasets_view.refresh)
         self.teach_panel.merged.connect(lambda _name: self.models_tab.refresh())
         self.datasets_view.changed.connect(lambda _n: self.teach_panel.set_base(
             self.teach_panel.base or self.chat.model_name))
-        self.teach_button = QPushButton("Teach")
-        self.teach_button.setToolTip("Teach the chat model the corrections you made")
-        self.teach_button.clicked.connect(self._on_teach_clicked)
-        self.statusBar().addPermanentWidget(self.teach_button)
+        self.chat.model_state_changed.connect(self._on_chat_model_changed)
+        self.chat.versions_changed.connect(lambda *_: self.teach_panel.refresh())
         self.finetune_tab.chat_requested.connect(self.chat_with_model)
         self.finetune_tab.run_ended.connect(self._on_finetune_ended)
         self.models_tab.library_changed.connect(self.finetune_tab.refresh_models)
@@ -184,14 +192,43 @@ class MainWindow(QMainWindow):
                 8000)
 
     def _on_teach_clicked(self) -> None:
-        """From the chat: teach its model, watched in the Datasets tab."""
+        """From the chat: teach its model, watched in the Datasets tab. While a run is
+        going (or after a refusal), the click only shows the panel."""
         self.tabs.setCurrentWidget(self.datasets_view)
+        self.teach_scroll.ensureWidgetVisible(self.teach_panel.teach_button)
         if not self.teach_panel.is_running():
             self.teach_panel.set_base(self.chat.model_name)
             self.teach_panel.start()
 
-    def _on_teach_finished(self, summary: object) -> None:
-        self.statusBar().showMessage("Teach finished: see its report in Datasets.", 8000)
+    def _update_teach_button(self) -> None:
+        """The status-bar button says what Teach is doing, or what to do instead."""
+        panel = self.teach_panel
+        if panel.is_running():
+            text = panel.status_text()
+            tip = f"Teaching {panel.base}: click to watch it (and cancel it) in Datasets"
+        else:
+            blocked = panel.blocked_reason(self.chat.model_name) \
+                if self.chat.model_name else None
+            text = "Teach: change the corrections first" if blocked else "Teach"
+            tip = blocked or TEACH_TIP
+        self.teach_button.setText(text)
+        self.teach_button.setToolTip(tip)
+
+    def _on_teach_ended(self, sentence: str) -> None:
+        """Passed, refused, cancelled or failed: one sentence, seen from any tab."""
+        self.statusBar().showMessage(sentence, 20000)
+
+    def _on_chat_model_changed(self) -> None:
+        """Another model in the chat: the panel teaches (and lists the versions of) its
+        base, unless a run or a result awaiting Accept holds the panel."""
+        name = self.chat.model_name
+        if name == self._teach_synced:
+            return
+        self._teach_synced = name
+        if name and not self.teach_panel.is_running() and self.teach_panel.summary is None:
+            self.teach_panel.set_base(name)  # its state_changed updates the button
+        else:
+            self._update_teach_button()
 
     def _on_teach_active_changed(self, base: str, name: str) -> None:
         """Accept or roll back: the chat of that base answers with ``name`` from now on."""

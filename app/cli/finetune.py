@@ -262,5 +262,5 @@ def runs(ws: Workspace, args: argparse.Namespace) -> int:
         step = f"{r.step}/{r.total_steps or '?'}"
         val = f"{r.val_loss:.4f}" if r.val_loss is not None else "-"
         print(f"{r.run_id:22} {r.status:12} {step:>9} {r.base_model[:24]:24} "
-              f"{r.out_name[:28]:28} {val:>8}")
+              f"{(r.output or '-')[:28]:28} {val:>8}")
     return ExitCode.OK

@@ -26,11 +26,11 @@ from app.cli.teach import add_parser as add_teach_parser
 from app.cli.teach import teach
 from app.cli.terminal import printable_output
 from app.errors import BadInput, ExitCode, HearthError
-from app.finetune.teach import VersionStore, chat_model
 from app.inference import protocol as p
 from app.inference.client import InferenceClient
 from app.models.library import LibraryError, ModelRecord
 from app.models.live import plan_load
+from app.teach.versions import VersionStore, chat_model
 from app.units import format_bytes, format_params
 from app.workspace import HomeLocked, Workspace, open_workspace
 

@@ -20,8 +20,16 @@ from app.finetune import protocol as tp
 from app.finetune.client import TrainingClient
 from app.finetune.datasets import DatasetError, load_dataset
 from app.finetune.runs.records import RunSummary
-from app.finetune.teach import TeachError, VersionStore, describe, keep_result, start_teach
 from app.models.library import LibraryError
+from app.teach.run import (
+    TeachError,
+    describe,
+    keep_result,
+    report_lines,
+    start_teach,
+    teach_settings,
+)
+from app.teach.versions import VersionStore
 from app.workspace import Workspace
 
 
@@ -74,15 +82,13 @@ def teach(ws: Workspace, args: argparse.Namespace) -> int:
             extra = load_dataset(args.extra)
         settings = None
         if args.lr or args.epochs:
-            from app.finetune.teach import teach_settings
-
             settings = teach_settings(0).with_overrides(learning_rate=args.lr,
                                                         epochs=args.epochs)
         plan = start_teach(ws.home, ws.library, CorrectionStore(ws.library.conn),
                            ws.library.get(base), extra, settings)
     except (TeachError, DatasetError, ValueError) as exc:
         print(f"hearth: {exc}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
+        return getattr(exc, "exit_code", ExitCode.BAD_INPUT)
     print(f"Teaching {base} {plan.cases} corrections (run {plan.run_id})", file=sys.stderr)
     client = TrainingClient(ws.home, plan.run_id)
     client.start()
@@ -115,34 +121,33 @@ def _events(client: TrainingClient) -> Any:
             print("\nstopping...", file=sys.stderr)
 
 
+REPORT_KEYS = ("learned", "total", "reworded", "paraphrases", "neighbours_kept",
+               "neighbours_total", "general_changed", "general_total", "stops", "passed",
+               "reasons", "culprits", "harmed", "limits", "drift", "nll", "generalized")
+
+
 def _finish(ws: Workspace, summary: RunSummary, args: argparse.Namespace) -> int:
     report = summary.teach or {}
     accept = report["passed"] and not args.no_accept
     version = keep_result(ws.home, ws.library, summary, accept=accept)
-    out = {"learned": report["learned"], "total": report["total"],
-           "generalized": report["generalized"], "paraphrases": report["paraphrases"],
-           "drift": report["drift"], "drift_limit": report["drift_limit"],
-           "nll": report["nll"], "passed": report["passed"], "accepted": accept,
-           "reasons": report["reasons"], "version": version.name if version else None,
-           "run_id": summary.run_id, "total_seconds": summary.total_seconds,
-           "estimate_seconds": summary.estimate.seconds,
-           "measured_estimate_seconds": (summary.estimate.measured or {}).get("seconds"),
-           "phase_seconds": summary.phase_seconds,
-           "cases": report["cases"]}
+    out = {key: report.get(key) for key in REPORT_KEYS}
+    out.update(accepted=accept, version=version.name if version else None,
+               run_id=summary.run_id, total_seconds=summary.total_seconds,
+               estimate_seconds=summary.estimate.seconds,
+               measured_estimate_seconds=(summary.estimate.measured or {}).get("seconds"),
+               phase_seconds=summary.phase_seconds, cases=report["cases"])
     if args.json:
         print(json.dumps(out, indent=2))
-    else:
-        print(describe(report))
-        for case in report["cases"]:
-            mark = "ok" if case["learned"] else "--"
-            print(f"  [{mark}] {case['question'][:60]} -> {case['answer'][:70]}")
-        if accept:
-            print(f"Accepted: chatting with {report and summary.base_model.name} now "
-                  f"answers with {version.name if version else '?'} "
-                  "(roll back: hearth teach --use base)")
-        elif report["passed"]:
-            print(f"Not accepted (--no-accept); use it with: hearth teach --use "
-                  f"{version.name if version else '?'}")
+        return ExitCode.OK if report["passed"] else ExitCode.REJECTED
+    print(describe(report))
+    for line in report_lines(report):
+        print(line)
+    if accept:
+        print(f"Accepted: chatting with {summary.base_model.name} now answers with "
+              f"{version.name if version else '?'} (roll back: hearth teach --use base)")
+    elif report["passed"]:
+        print(f"Not accepted (--no-accept); use it with: hearth teach --use "
+              f"{version.name if version else '?'}")
     return ExitCode.OK if report["passed"] else ExitCode.REJECTED
 
 
@@ -157,7 +162,8 @@ def _list_versions(versions: VersionStore, base: str, as_json: bool) -> int:
     for v in found:
         r = v.report
         print(f"  {'*' if v.name == active else ' '} {v.name:40} {v.created_at}  learned "
-              f"{r.get('learned')}/{r.get('total')}, drift {r.get('drift', 0):.1%}, "
+              f"{r.get('learned')}/{r.get('total')}, everyday answers changed "
+              f"{r.get('general_changed', '?')}/{r.get('general_total', '?')}, "
               f"{len(v.corrections)} corrections")
     return ExitCode.OK
 

@@ -33,6 +33,9 @@ class LoraSettings:
     target_modules: list[str] | None = None
     """Names of the linear layers to adapt; None means every linear projection of every
     transformer block (attention and MLP), but never the embeddings or the output head."""
+    layer_share: float = 1.0
+    """The share of the decoder's layers LoRA adapts, counted from the top: 1.0 all of
+    them; 0.5 the upper half (where edits of facts stay local, LocFT-BF)."""
     learning_rate: float = 2e-4
     """Peak learning rate, reached after warmup and then decayed along a cosine."""
     warmup_ratio: float = 0.05
@@ -71,6 +74,8 @@ class LoraSettings:
             raise ValueError("LoRA dropout must be in [0, 1)")
         if self.target_modules is not None and not self.target_modules:
             raise ValueError("target modules must name at least one layer (or be None)")
+        if not 0 < self.layer_share <= 1:
+            raise ValueError("the share of layers to adapt must be in (0, 1]")
         if not 0 < self.learning_rate < 1:
             raise ValueError("the learning rate must be in (0, 1); typical: 1e-4 to 5e-4")
         if not 0 <= self.warmup_ratio < 1:

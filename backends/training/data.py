@@ -48,12 +48,20 @@ class TokenizedSet:
 
 
 def tokenize_examples(examples: list[Example], tokenizer: Any, template: ChatTemplate,
-                      max_seq_len: int, eos_token: str) -> TokenizedSet:
+                      max_seq_len: int, eos_token: str, last_turn_only: bool = False
+                      ) -> TokenizedSet:
+    """Token ids with the loss on the assistant turns (and their end of turn).
+
+    ``last_turn_only``: only the final reply is learned (Teach: the corrected reply; the
+    earlier replies of its conversation are context the model already wrote).
+    """
     records: list[Tokenized] = []
     truncated = dropped = longest = 0
     for example in examples:
         if example.messages is not None:
             text, spans = assistant_spans(template, example.messages)
+            if last_turn_only:
+                spans = spans[-1:]
         else:
             text = (example.text or "") + eos_token
             spans = [(0, len(text))]

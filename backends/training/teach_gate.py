@@ -1,31 +1,25 @@
 """Teach's rehearsal and gate, measured with PyTorch inside the training worker.
 
 A correction must take (*learned*), carry over to other wordings of the same question
-(*generalizes*), and leave everything else alone (*kept*) — the efficacy, generalization
-and specificity of the knowledge-editing literature. All three are measured here on the
-tuned model itself, before anything is exported, so a model that would be worse never
-reaches the library or the chat:
+(*reworded*), and leave everything else alone (*neighbours kept*, *general answers
+unchanged*) — the efficacy, generalization and locality of the knowledge-editing
+literature — and each taught answer must end (*stops*). All of it is judged on
+free-running greedy answers, tuned against base, the way the person will read them
+(:mod:`app.teach.judge`): teacher-forced token agreement let a refusal collapse pass,
+because an answer whose first token changes counts as one changed token in thirty. That
+*drift* is still reported, as a diagnostic only.
 
-- **learned**: for each correction, the tuned model prefers the corrected reply over the
-  rejected one (mean log-likelihood per token, so a short rejected reply does not win
-  by being short) and its greedy answer carries the correction's distinctive words;
-- **generalizes**: greedy answers to paraphrases of the question (written by Hearth
-  from templates, app.finetune.teach) carry them too; reported, not required;
-- **kept**: on general prompts the base model's own greedy replies are replayed
-  (teacher-forced) through the base and the tuned model; *drift* is the share of those
-  next-token choices the tuning changed. It must stay within the limit.
-
-The base model's replies also feed the *rehearsal*: replies to a separate set of
-prompts are mixed into training, so the model keeps answering them as before while it
-learns the corrections. Both sets are generated once per base model and cached.
+The base model's answers feed the *rehearsal* too: its replies to a separate set of
+everyday prompts and to neighbour questions the gate never asks are mixed into training,
+so the model keeps answering them as before while it learns the corrections. The
+everyday answers are generated once per base model and cached.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +27,16 @@ import torch
 import torch.nn.functional as F
 
 from app.chat.template import ChatTemplate
+from app.teach import judge
+from app.teach.limits import GateLimits
 from backends.training.data import Tokenized
 
-MAX_NEW_TOKENS = 32
+MAX_NEW_TOKENS = 40
+"""A reference answer's length: its first sentences are what the judge compares."""
+TAUGHT_TOKENS = 64
+"""A taught answer must end within this many tokens (a corrected reply is a sentence or
+two; a version that loops runs into it)."""
 GEN_BATCH = 64
-
-_STOPWORDS = frozenset({
-    "a", "an", "the", "is", "are", "was", "were", "be", "been", "of", "in", "on", "at", "to",
-    "for", "and", "or", "but", "it", "its", "this", "that", "with", "as", "by", "from", "i",
-    "you", "he", "she", "we", "they", "my", "your", "our", "their", "me", "him", "her", "them",
-    "his", "hers", "not", "no", "yes", "do", "does", "did", "so", "if", "than", "then",
-    "there", "here", "what", "which", "who", "whom", "how", "why", "when", "where"})
-
 
 # ------------------------------------------------------------------ generation
 
@@ -117,24 +109,79 @@ def greedy(model: Any, tokenizer: Any, template: ChatTemplate,
     return out
 
 
+class Perturbed:
+    """The model with every weight matrix nudged by noise the size of bf16 rounding.
+
+    A small model's greedy answer to a question it does not really know is a coin toss:
+    the same weights computed in bf16 instead of fp32 changed 19 of the 120 everyday
+    answers of SmolLM2-135M. Such an answer cannot show what teaching changed, so the
+    gate first asks the base under this knowledge-free perturbation and counts a
+    prompt as *stable* only when the answer stays the same in substance. The weights
+    are not touched: a perturbed copy is passed to ``functional_call``.
+    """
+
+    def __init__(self, model: Any, scale: float = 2 ** -8, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.model = model
+        self.params = {n: p * (1 + scale * torch.randn(p.shape, generator=g).to(p))
+                       if p.dim() == 2 else p for n, p in model.named_parameters()}
+
+    @property
+    def training(self) -> bool:
+        return bool(self.model.training)
+
+    def eval(self) -> None:
+        self.model.eval()
+
+    def train(self, mode: bool = True) -> None:
+        self.model.train(mode)
+
+    def __call__(self, **kwargs: Any) -> Any:
+        return torch.func.functional_call(self.model, self.params, args=(), kwargs=kwargs)
+
+
+def mark_stable(model: Any, tokenizer: Any, template: ChatTemplate,
+                replies: list[dict[str, Any]], prompts: list[str], kinds: list[str],
+                device: torch.device) -> None:
+    """Set each reply's ``stable``: whether the perturbed base still answers the same."""
+    if not replies:
+        return
+    nudged = greedy(Perturbed(model), tokenizer, template,
+                    [[{"role": "user", "content": p}] for p in prompts], device)
+    for r, n, p, k in zip(replies, nudged, prompts, kinds, strict=True):
+        r["stable"] = judge.departs(r["text"], n["text"], k, p) is None
+
+
 def reference_replies(model: Any, tokenizer: Any, template: ChatTemplate,
-                      prompts: list[str], device: torch.device, cache: Path | None
-                      ) -> list[dict[str, Any]]:
-    """The base model's greedy replies to ``prompts``, from ``cache`` when it has them."""
+                      prompts: list[str], device: torch.device, cache: Path | None,
+                      name: str, kinds: list[str] | None = None) -> list[dict[str, Any]]:
+    """The base model's greedy replies to ``prompts``, from ``cache`` when it has them;
+    with ``kinds``, each marked stable or not (:class:`Perturbed`).
+
+    Each set (``name``) is generated in its own batches, in the order the gate asks it
+    again: the same batch shapes give the same numerics, so a reply the tuning did not
+    touch comes out identical.
+    """
+    sets: dict[str, Any] = {}
     if cache is not None and cache.exists():
         try:
-            data = json.loads(cache.read_text("utf-8"))
-            if data.get("prompts") == prompts and data.get("max_new_tokens") == MAX_NEW_TOKENS:
-                return data["replies"]
-        except (OSError, ValueError, KeyError):
-            pass
+            sets = json.loads(cache.read_text("utf-8")).get("sets", {})
+            data = sets.get(name, {})
+            if data.get("prompts") == prompts and data.get("max_new_tokens") == MAX_NEW_TOKENS \
+                    and data.get("kinds") == kinds:
+                return list(data["replies"])
+        except (OSError, ValueError, KeyError, AttributeError):
+            sets = {}
     replies = greedy(model, tokenizer, template,
                      [[{"role": "user", "content": p}] for p in prompts], device)
+    if kinds is not None:
+        mark_stable(model, tokenizer, template, replies, prompts, kinds, device)
     if cache is not None:
+        sets[name] = {"prompts": prompts, "kinds": kinds, "max_new_tokens": MAX_NEW_TOKENS,
+                      "replies": replies}
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"prompts": prompts, "max_new_tokens": MAX_NEW_TOKENS,
-                                   "replies": replies}), "utf-8")
+        tmp.write_text(json.dumps({"sets": sets}), "utf-8")
         os.replace(tmp, cache)
     return replies
 
@@ -178,13 +225,9 @@ def mean_logprob(model: Any, record: Tokenized, device: torch.device) -> float:
 @torch.no_grad()
 def drift(model: Any, replies: list[dict[str, Any]], device: torch.device
           ) -> dict[str, float]:
-    """How much the tuning changed the model's next-token choices on general replies.
-
-    Each base reply is fed (teacher-forced) to the tuned model. The reply is the base
-    model's greedy choice at every position, so ``changed`` — the share of positions
-    where the tuned model's top-1 token differs — needs no second forward pass of the
-    base. ``nll`` is the tuned model's mean negative log-likelihood of those tokens.
-    """
+    """A diagnostic: the share of the base's next-token choices (teacher-forced on its own
+    general replies) that the tuning changed, and the tuned model's NLL of them. Not a
+    verdict: a changed first token counts as one token in thirty."""
     changed = total = 0
     nll = 0.0
     model.eval()
@@ -202,87 +245,175 @@ def drift(model: Any, replies: list[dict[str, Any]], device: torch.device
             "positions": total}
 
 
-def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9]+", text.lower())
+def question_of(messages: list[dict[str, str]]) -> str:
+    return " ".join(m["content"] for m in messages if m["role"] == "user")
 
 
-def carries(answer: str, chosen: str, rejected: str, prompt: str) -> bool:
-    """Whether ``answer`` says what the correction says.
-
-    The correction's distinctive words are those of the corrected reply that neither the
-    rejected reply nor the question already contain ("Quillport" in "The capital of
-    Zorbania is Quillport."); the answer must contain at least 70 % of them (all of
-    them when there are one or two).
-    """
-    common = set(_words(rejected)) | set(_words(prompt)) | _STOPWORDS
-    key = [w for w in dict.fromkeys(_words(chosen)) if w not in common]
-    if not key:
-        key = [w for w in dict.fromkeys(_words(chosen)) if w not in _STOPWORDS] or \
-            _words(chosen)
-    if not key:
-        return False
-    have = set(_words(answer))
-    hits = sum(w in have for w in key)
-    return hits == len(key) if len(key) <= 2 else hits / len(key) >= 0.7
+def case_key(case: dict[str, Any]) -> list[str]:
+    return judge.distinctive(case["chosen"], case.get("rejected") or "",
+                             question_of(case["prompt"]))
 
 
 @dataclass
 class GateInputs:
-    """What the gate checks, as written by app.finetune.teach into run.json's ``teach`` section."""
+    """What the gate checks: the run's cases (app.teach.run.make_case), the base model's
+    answers to the held-out everyday prompts and to the cases' neighbour questions."""
 
     cases: list[dict[str, Any]]
-    """{prompt: messages, chosen, rejected, paraphrases: [messages], source, id}"""
-    check_replies: list[dict[str, Any]]
-    drift_limit: float
-    min_learned: float
+    general: list[dict[str, Any]]
+    """``{prompt, kind, base, stable}``: the held-out everyday prompts with the base's
+    answer, and whether that answer survives a knowledge-free perturbation."""
+    neighbour_base: dict[str, dict[str, Any]]
+    """The base's answer (``text``, ``stable``) to every neighbour question the gate asks."""
+    limits: GateLimits = field(default_factory=GateLimits)
+    check_replies: list[dict[str, Any]] = field(default_factory=list)
+    """The base's token-level replies (for the drift diagnostic)."""
+
+
+def learned_count(model: Any, tokenizer: Any, template: ChatTemplate,
+                  cases: list[dict[str, Any]], device: torch.device) -> int:
+    """How many corrections the model now answers with (the early-stop check)."""
+    answers = greedy(model, tokenizer, template, [c["prompt"] for c in cases], device,
+                     max_new_tokens=TAUGHT_TOKENS)
+    return sum(judge.carries(a["text"], c["chosen"], c.get("rejected") or "",
+                             question_of(c["prompt"])) for c, a in zip(cases, answers,
+                                                                      strict=True))
+
+
+def _prefers(model: Any, tokenizer: Any, template: ChatTemplate, case: dict[str, Any],
+             max_seq_len: int, device: torch.device) -> bool | None:
+    """Whether the model finds the corrected reply likelier than the rejected one."""
+    from app.finetune.datasets import Example
+    from backends.training.data import tokenize_examples
+
+    rejected = case.get("rejected") or ""
+    if not rejected.strip():
+        return None
+    pair = tokenize_examples(
+        [Example(0, messages=[*case["prompt"], {"role": "assistant", "content": r}])
+         for r in (case["chosen"], rejected)], tokenizer, template, max_seq_len,
+        tokenizer.eos_token or "")
+    if len(pair.records) != 2:
+        return None
+    chosen_lp, rejected_lp = (mean_logprob(model, r, device) for r in pair.records)
+    return chosen_lp > rejected_lp
 
 
 def run_gate(model: Any, tokenizer: Any, template: ChatTemplate, max_seq_len: int,
              inputs: GateInputs, device: torch.device) -> dict[str, Any]:
-    """The report: learned n/N, generalizes g/G, drift vs its limit, and the verdict."""
-    from app.finetune.datasets import Example
-    from backends.training.data import tokenize_examples
-
+    """The report: every measure, each harmed answer beside the base's, and the verdict."""
     model.eval()
-    eos = tokenizer.eos_token or ""
-    answers = greedy(model, tokenizer, template, [c["prompt"] for c in inputs.cases], device)
-    para_prompts = [(i, p) for i, c in enumerate(inputs.cases) for p in c.get("paraphrases", [])]
-    para_answers = greedy(model, tokenizer, template, [p for _, p in para_prompts], device)
-    cases = []
-    for i, (case, answer) in enumerate(zip(inputs.cases, answers, strict=True)):
-        question = " ".join(m["content"] for m in case["prompt"] if m["role"] == "user")
+    cases = inputs.cases
+    keys = [case_key(c) for c in cases]
+    answers = greedy(model, tokenizer, template, [c["prompt"] for c in cases], device,
+                     max_new_tokens=TAUGHT_TOKENS)
+    reworded_at = [(i, p) for i, c in enumerate(cases) for p in c.get("rewordings", [])]
+    neighbour_at = [(i, q) for i, c in enumerate(cases) for q in c.get("neighbours", [])
+                    if q in inputs.neighbour_base]
+    base_of = {q: r["text"] for q, r in inputs.neighbour_base.items()}
+    reworded = greedy(model, tokenizer, template, [p for _, p in reworded_at], device)
+    near = greedy(model, tokenizer, template,
+                  [[{"role": "user", "content": q}] for _, q in neighbour_at], device)
+    general = greedy(model, tokenizer, template,
+                     [[{"role": "user", "content": g["prompt"]}] for g in inputs.general],
+                     device)
+    out_cases = []
+    for i, (case, answer) in enumerate(zip(cases, answers, strict=True)):
+        q = question_of(case["prompt"])
         rejected = case.get("rejected") or ""
-        prefers = None
-        if rejected.strip():
-            pair = tokenize_examples(
-                [Example(0, messages=[*case["prompt"], {"role": "assistant", "content": r}])
-                 for r in (case["chosen"], rejected)], tokenizer, template, max_seq_len, eos)
-            if len(pair.records) == 2:
-                chosen_lp, rejected_lp = (mean_logprob(model, r, device) for r in pair.records)
-                prefers = chosen_lp > rejected_lp
-        carried = carries(answer["text"], case["chosen"], rejected, question)
-        paras = [{"prompt": p[-1]["content"], "answer": a["text"],
-                  "carried": carries(a["text"], case["chosen"], rejected, question)}
-                 for (j, p), a in zip(para_prompts, para_answers, strict=True) if j == i]
-        cases.append({"id": case.get("id"), "source": case.get("source", "correction"),
-                      "question": question, "chosen": case["chosen"],
-                      "answer": answer["text"], "prefers_chosen": prefers,
-                      "carried": carried, "learned": carried and prefers is not False,
-                      "paraphrases": paras})
-    measured = drift(model, inputs.check_replies, device)
-    learned = sum(c["learned"] for c in cases)
+        carried = judge.carries(answer["text"], case["chosen"], rejected, q)
+        prefers = _prefers(model, tokenizer, template, case, max_seq_len, device)
+        out_cases.append({
+            "id": case.get("id"), "source": case.get("source", "correction"),
+            "question": q, "chosen": case["chosen"], "answer": answer["text"],
+            "stops": bool(answer["stopped"]) and not judge.loops(answer["text"]),
+            "prefers_chosen": prefers, "carried": carried,
+            "learned": carried and prefers is not False,
+            "paraphrases": [{"prompt": question_of(p), "answer": a["text"],
+                             "carried": judge.carries(a["text"], case["chosen"], rejected, q)}
+                            for (j, p), a in zip(reworded_at, reworded, strict=True) if j == i],
+            "neighbours": []})
+    harmed: list[dict[str, Any]] = []
+    for (i, q), a in zip(neighbour_at, near, strict=True):
+        why = judge.counts(judge.departs(base_of[q], a["text"], "fact", q, keys),
+                           inputs.neighbour_base[q].get("stable", True))
+        out_cases[i]["neighbours"].append({"prompt": q, "base": base_of[q],
+                                           "answer": a["text"], "kept": why is None,
+                                           "why": why})
+        if why:
+            harmed.append({"kind": "neighbour", "prompt": q, "base": base_of[q],
+                           "answer": a["text"], "why": why})
+    answers_given = []
+    for g, a in zip(inputs.general, general, strict=True):
+        answers_given.append({"prompt": g["prompt"], "kind": g["kind"], "base": g["base"],
+                              "stable": g.get("stable", True), "answer": a["text"]})
+        why = judge.counts(judge.departs(g["base"], a["text"], g["kind"], g["prompt"], keys),
+                           g.get("stable", True))
+        if why:
+            harmed.append({"kind": "general", "prompt": g["prompt"], "base": g["base"],
+                           "answer": a["text"], "why": why})
+    measured = drift(model, inputs.check_replies, device) if inputs.check_replies else None
+    report = verdict(out_cases, harmed, len(inputs.general), inputs.limits, measured)
+    report["general_unstable"] = sum(not g.get("stable", True) for g in inputs.general)
+    report["general_answers"] = answers_given  # every one, base beside taught (the record)
+    return report
+
+
+def _culprits(cases: list[dict[str, Any]], harmed: list[dict[str, Any]]
+              ) -> dict[Any, str]:
+    """The corrections a harmed answer points to ((source, id): how to name it): the one
+    whose words leaked into it, or the refusals taught where the harm is new refusals."""
+    named: dict[Any, str] = {}
+    for h in harmed:
+        for c in cases:
+            key = judge.distinctive(c["chosen"], "", c["question"])
+            leaked = judge.leak(h["base"], h["answer"], [key]) is not None
+            refusal = h["why"] == "now refuses" and judge.is_refusal(c["chosen"])
+            if leaked or refusal:
+                named.setdefault((c["source"], c["id"]),
+                                 f"{c['source']} {c['id']} (“{c['question'][:50]}”)")
+    return named
+
+
+def verdict(cases: list[dict[str, Any]], harmed: list[dict[str, Any]], general_total: int,
+            limits: GateLimits, measured: dict[str, float] | None) -> dict[str, Any]:
+    """The counts, the reasons (naming the corrections at fault) and whether it passed."""
     total = len(cases)
-    generalized = sum(p["carried"] for c in cases for p in c["paraphrases"])
-    n_paraphrases = sum(len(c["paraphrases"]) for c in cases)
+    learned = sum(c["learned"] for c in cases)
+    stops = sum(c["stops"] for c in cases)
+    paras = [p for c in cases for p in c["paraphrases"]]
+    neighbours = [n for c in cases for n in c["neighbours"]]
+    kept = sum(n["kept"] for n in neighbours)
+    general_changed = sum(h["kind"] == "general" for h in harmed)
     reasons = []
-    if measured["changed"] > inputs.drift_limit:
-        reasons.append(f"general behaviour changed {measured['changed']:.1%}, more than the "
-                       f"{inputs.drift_limit:.0%} limit")
-    if total and learned < inputs.min_learned * total:
+    if total and learned < limits.min_learned * total:
+        missed = [c["question"][:50] for c in cases if not c["learned"]][:3]
         reasons.append(f"learned only {learned} of {total} corrections (at least "
-                       f"{inputs.min_learned:.0%} needed)")
-    return {"learned": learned, "total": total, "generalized": generalized,
-            "paraphrases": n_paraphrases, "drift": round(measured["changed"], 5),
-            "drift_limit": inputs.drift_limit, "nll": round(measured["nll"], 5),
-            "drift_positions": measured["positions"], "min_learned": inputs.min_learned,
-            "passed": not reasons, "reasons": reasons, "cases": cases}
+                       f"{limits.min_learned:.0%} needed; not learned: "
+                       + "; ".join(f"“{m}”" for m in missed) + ")")
+    if total and stops < limits.min_stops * total:
+        reasons.append(f"{total - stops} taught answers do not end (they repeat or run on)")
+    if neighbours and kept < limits.min_neighbours_kept * len(neighbours):
+        reasons.append(f"neighbouring questions changed: kept {kept} of {len(neighbours)} "
+                       f"(at least {limits.min_neighbours_kept:.0%} needed)")
+    if general_total and general_changed > limits.max_general_changed * general_total:
+        reasons.append(f"{general_changed} of {general_total} everyday answers changed "
+                       f"(at most {limits.max_general_changed:.0%})")
+    culprits = _culprits(cases, harmed) if reasons and harmed else {}
+    if culprits:
+        reasons.append("caused by " + ", ".join(list(culprits.values())[:5])
+                       + ": remove or reword them, then teach again")
+    report: dict[str, Any] = {
+        "learned": learned, "total": total, "stops": stops,
+        "generalized": sum(p["carried"] for p in paras), "paraphrases": len(paras),
+        "reworded": sum(p["carried"] for p in paras),
+        "neighbours_kept": kept, "neighbours_total": len(neighbours),
+        "general_changed": general_changed, "general_total": general_total,
+        "limits": limits.to_json(), "passed": not reasons, "reasons": reasons,
+        "culprits": list(culprits.values()),
+        "culprit_ids": [ident for source, ident in culprits if source == "correction"],
+        "harmed": harmed, "cases": cases}
+    if measured is not None:
+        report.update(drift=round(measured["changed"], 5), nll=round(measured["nll"], 5),
+                      drift_positions=measured["positions"])
+    return report

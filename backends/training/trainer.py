@@ -141,6 +141,10 @@ class Trainer:
         # Seconds of the run outside this loop (loading before it, checks and export
         # after it), added to the measured estimate so that it covers the whole run.
         self.overhead_s = 0.0
+        # Asked at each epoch's end: a reason to stop now (Teach:
+        # every correction is answered), or None to go on.
+        self.stop_check: Callable[[], str | None] | None = None
+        self.stopped_early: str | None = None
 
     # ------------------------------------------------------------------ math
 
@@ -319,6 +323,8 @@ class Trainer:
                                           "at_step": self.step}
                 self.emit(guess)
                 measured_sent = True
+            if self.step < total and self._stop_now():
+                total = self.step
             if self.step % self.eval_every == 0 or self.step == total:
                 val = self.evaluate()
                 self.val_history.append({"step": self.step, "val_loss": val})
@@ -329,6 +335,21 @@ class Trainer:
                 path = self.save_checkpoint()
                 self.emit(tp.Checkpointed(step=self.step, path=str(path)))
         return "finished"
+
+    def _stop_now(self) -> bool:
+        """At an epoch's end, whether :attr:`stop_check` says stop."""
+        epoch = self.plan.epoch_at(self.step)
+        before = self.plan.epoch_at(self.step - 1)
+        if self.stop_check is None or epoch < 1 or int(epoch) == int(before):
+            return False
+        reason = self.stop_check()
+        self.model.train()
+        if reason is None:
+            return False
+        self.stopped_early = reason
+        self.emit(tp.TrainLog("info", f"Stopping early at step {self.step} of "
+                              f"{self.plan.total_steps}: {reason}"))
+        return True
 
     def _maybe_compile(self, steady: list[tuple[float, int]], remaining: float) -> bool:
         """Start compiling if the mode and the eager ``remaining`` seconds say so."""

@@ -31,10 +31,11 @@ from app.finetune import protocol as tp
 from app.finetune.datasets import Example
 from app.finetune.plan import validation_passes
 from app.finetune.runs.folder import RunFolder
-from app.finetune.runs.records import RunEstimate, RunSpec, RunSummary, TeachSpec
+from app.finetune.runs.records import RunEstimate, RunSpec, RunSummary
 from app.finetune.settings import Machine, compile_mode, estimate
 from app.machine.threads import ThreadClaims, auto_threads
 from app.paths import HearthHome
+from backends.training import teach_step
 from backends.training.dtype_probe import DtypeChoice, choose_dtype
 from backends.training.export_step import (
     check_live_adapter,
@@ -164,11 +165,12 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     if loaded is None:
         return 2
     base, train, val = loaded
-    check_replies: list[dict[str, Any]] = []
-    if spec.teach:
-        check_replies = _teach_rehearsal(spec.teach, base, train, device, emit)
+    gate_inputs = teach_step.prepare(spec.teach, base, train, device, emit) \
+        if spec.teach else None
     trainer, dtype_choice = _prepare_trainer(folder, spec, base, train, val, device, emit,
                                              cancel)
+    if gate_inputs is not None:
+        teach_step.stop_when_learned(trainer, base, gate_inputs, device)
     guess, timings, n_params = _announce_plan(spec, base, train, val, trainer, device,
                                               device_name, started, emit, dtype_choice)
     resumed = trainer.load_checkpoint() if checkpoint is not None else 0
@@ -188,15 +190,17 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     folder.write_state(status="exporting", step=trainer.step)
     train_s = trainer.elapsed
     report = None
-    if spec.teach:
-        report = _teach_gate(spec.teach, trainer.model, base, spec.settings, check_replies,
-                             device, emit)
+    if gate_inputs is not None:
+        report = teach_step.gate(gate_inputs, trainer.model, base, spec.settings, device,
+                                 emit)
         folder.teach_report_file.write_text(json.dumps(report, indent=2), "utf-8")
     summary = _summary(spec, folder, trainer, train, val, train_s, guess, dtype_choice,
                        device_name, device, report, emit, base.gguf_path)
     if report is not None and not report["passed"]:
         emit(tp.TrainLog("warning", "the gate failed, so nothing is exported: "
                          + "; ".join(report["reasons"])))
+        # Nothing to resume: its checkpoints (tens of MB) would only teach the same harm.
+        shutil.rmtree(trainer.checkpoints, ignore_errors=True)
     elif not spec.export.gguf:
         emit(tp.TrainLog("info", "GGUF export is off for this run: only the adapter is kept"))
     elif base.gguf_path is None:
@@ -219,7 +223,8 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
                                            else trainer.trained_tokens)
     summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
     folder.write_summary(summary)
-    folder.write_state(status="finished", step=trainer.step)
+    refused = report is not None and not report["passed"]
+    folder.write_state(status="refused" if refused else "finished", step=trainer.step)
     emit(tp.Finished(summary))
     return 0
 
@@ -238,7 +243,8 @@ def load_and_tokenize(folder: RunFolder, spec: RunSpec, emit: Emitter
     base.model.config.use_cache = False
     emit(tp.Phase("tokenizing", "tokenizing with the model's chat template"))
     train, val = (tokenize_examples(_read_examples(path), base.tokenizer, base.template,
-                                    settings.max_seq_len, base.eos_token)
+                                    settings.max_seq_len, base.eos_token,
+                                    last_turn_only=spec.teach is not None)
                   for path in (folder.train_file, folder.val_file))
     if not train.records or not val.records:
         emit(tp.TrainError("bad_data", "no record keeps an assistant reply within the "
@@ -258,9 +264,12 @@ def _prepare_trainer(folder: RunFolder, spec: RunSpec, base: Any, train: Any, va
 
     settings = spec.settings
     torch.manual_seed(settings.seed)
+    n_layers = int(base.model.config.num_hidden_layers)
+    first = n_layers - max(1, round(n_layers * settings.layer_share))
     lora = LoraConfig(r=settings.rank, lora_alpha=settings.alpha,
                       lora_dropout=settings.dropout,
                       target_modules=settings.target_modules or "all-linear",
+                      layers_to_transform=list(range(first, n_layers)) if first else None,
                       bias="none", task_type="CAUSAL_LM")
     peft_model = get_peft_model(base.model, lora).to(device)
     # Kernels a compiling run builds stay in the person's home (see compiled.py).
@@ -369,43 +378,6 @@ def _save_adapter(peft_model: Any, adapter_dir: Path, emit: Emitter) -> Path:
     emit(tp.Exported("adapter", str(adapter_dir),
                      sum(f.stat().st_size for f in adapter_dir.iterdir())))
     return adapter_dir
-
-
-def _teach_rehearsal(teach: TeachSpec, base: Any, train: Any, device: torch.device,
-                     emit: Emitter) -> list[dict[str, Any]]:
-    """The base model's own replies: rehearsed during training, the gate's reference."""
-    from backends.training import teach_gate
-
-    check, rehearse = teach.check_prompts, teach.rehearse_prompts
-    emit(tp.Phase("rehearsing", f"the base model answers {len(check) + len(rehearse)} "
-                  "general prompts (kept to check that it does not drift)"))
-    base.model.to(device)
-    cache = Path(teach.reference_cache) if teach.reference_cache else None
-    replies = teach_gate.reference_replies(base.model, base.tokenizer, base.template,
-                                           check + rehearse, device, cache)
-    records = teach_gate.rehearsal_records(replies[len(check):])
-    train.records.extend(records)
-    emit(tp.TrainLog("info", f"rehearsing {len(records)} of the base model's own replies "
-                     "alongside the corrections"))
-    return replies[:len(check)]
-
-
-def _teach_gate(teach: TeachSpec, peft_model: Any, base: Any, settings: Any,
-                check_replies: list[dict[str, Any]], device: torch.device,
-                emit: Emitter) -> dict[str, Any]:
-    from backends.training import teach_gate
-
-    emit(tp.Phase("checking", f"checking what it learned ({len(teach.cases)} "
-                  "corrections, reworded) and what it kept (general prompts)"))
-    started = time.perf_counter()
-    inputs = teach_gate.GateInputs(cases=teach.cases, check_replies=check_replies,
-                                   drift_limit=float(teach.drift_limit),
-                                   min_learned=float(teach.min_learned))
-    report = teach_gate.run_gate(peft_model, base.tokenizer, base.template,
-                                 settings.max_seq_len, inputs, device)
-    report["gate_seconds"] = round(time.perf_counter() - started, 1)
-    peft_model.train()
-    return report
 
 
 def main() -> None:

@@ -31,11 +31,11 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from app.chat.conversations import Conversation, Message, UnknownConversation
 from app.chat.export import write_export
 from app.chat.turn import DEFAULT_TITLE, ChatSession, PendingReply
-from app.finetune.teach import VersionStore, chat_model
 from app.inference import protocol as p
 from app.inference.client import WorkerError
 from app.models.library import LibraryError, UnknownModel
 from app.models.live import plan_load
+from app.teach.versions import VersionStore, chat_model
 from app.workspace import Workspace
 from ui.background import Background
 from ui.chat.inference_bridge import InferenceBridge
@@ -69,6 +69,7 @@ class ChatViewModel(QObject):
     model_state_changed = Signal()
     problem_changed = Signal()                 # .problem set or cleared
     sampling_changed = Signal()
+    versions_changed = Signal(str, str)        # base, its active version (chosen in chat)
 
     def __init__(self, workspace: Workspace, bridge: InferenceBridge,
                  parent: QObject | None = None) -> None:
@@ -105,9 +106,7 @@ class ChatViewModel(QObject):
         self._unanswered: int | None = None
         bridge.event.connect(self._on_event)
         default = workspace.library.default()
-        if default is not None:  # its active taught version, if one was accepted
-            default = chat_model(workspace.library, VersionStore(workspace.home), default)
-        self.model_name = default.name if default else None
+        self.model_name = self.model_for(default.name) if default else None
 
     # ------------------------------------------------------------ conversations
 
@@ -308,6 +307,33 @@ class ChatViewModel(QObject):
     def start(self) -> None:
         """Start the worker and load the chosen model, without blocking the window."""
         self._launch(restart=False)
+
+    def model_for(self, name: str) -> str:
+        """The model that answers for ``name``'s base now: its active taught version, or
+        the base itself (as ``hearth chat`` picks). The default model may be a version
+        the person rolled back from: its base decides, not the version."""
+        versions = VersionStore(self.workspace.home)
+        try:
+            base = self.workspace.library.get(versions.base_of(name) or name)
+        except UnknownModel:  # a merged version outlives its base
+            return name
+        return chat_model(self.workspace.library, versions, base).name
+
+    def choose_model(self, name: str) -> None:
+        """The person chose ``name`` (the picker, "Chat with it"): a base loads its
+        active version; a version chosen by name becomes the active one of its base, so
+        the picker and the Teach panel's version list always name the same model."""
+        versions = VersionStore(self.workspace.home)
+        base = versions.base_of(name)
+        if base is not None and versions.active(base) != name:
+            versions.activate(base, name)
+            self.versions_changed.emit(base, name)
+        elif base is None:
+            name = self.model_for(name)
+        if name == self.model_name and self.state in (READY, LOADING):
+            self.model_state_changed.emit()  # the picker shows what answers
+            return
+        self.load_model(name)
 
     def load_model(self, name: str) -> None:
         try:

@@ -78,6 +78,7 @@ class ModelBar(QFrame):
         self.refresh_models()
         self.picker.activated.connect(self._on_picked)
         chat.model_state_changed.connect(self._on_state_changed)
+        chat.versions_changed.connect(lambda *_: self.refresh_models())  # item tooltips
         self._on_state_changed()
 
     def refresh_models(self) -> None:
@@ -86,8 +87,12 @@ class ModelBar(QFrame):
         self.picker.clear()
         for record in self.chat.workspace.library.list():
             self.picker.addItem(record.name, record.name)
+            answers = self.chat.model_for(record.name)
+            tip = record.name if answers == record.name else (
+                f"{record.name}\nAnswers with its taught version {answers} (roll back "
+                "under Datasets to chat with the base itself)")
             # Plain text for the tooltip: a name comes from a file or the hub.
-            self.picker.setItemData(self.picker.count() - 1, safe_tooltip(record.name),
+            self.picker.setItemData(self.picker.count() - 1, safe_tooltip(tip),
                                     Qt.ItemDataRole.ToolTipRole)
         if self.picker.count() == 0:
             self.picker.addItem("No models installed", None)
@@ -110,7 +115,7 @@ class ModelBar(QFrame):
     def _on_picked(self, index: int) -> None:
         name = self.picker.itemData(index)
         if name and (name != self.chat.model_name or self.chat.state != READY):
-            self.chat.load_model(name)
+            self.chat.choose_model(name)  # a base answers with its active version
 
     def _on_state_changed(self) -> None:
         chat = self.chat

@@ -362,6 +362,9 @@ class FineTuneTab(QWidget):
         elif info.resumable:
             view.show_outcome(info.status, f"This run is {info.status}; Resume continues "
                               "from its last checkpoint.", resumable=True)
+        elif info.status == RunStatus.REFUSED:
+            view.show_outcome(info.status, "The teach gate refused this run, so nothing "
+                              "was exported: " + (info.refusal or "see its report") + ".")
         else:
             view.set_buttons(view.new_run_button)
             view.status_label.setText(f"This run is {info.status}.")

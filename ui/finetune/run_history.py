@@ -25,12 +25,20 @@ from PySide6.QtWidgets import (
 
 from app.finetune.runs.delete import delete_run, run_files
 from app.finetune.runs.folder import RunInfo, list_runs
+from app.finetune.runs.status import RunStatus
 from app.models.library import Library
 from app.paths import HearthHome
 from app.units import count, format_bytes, format_duration, format_token_rate
 from ui.untrusted import SafeTextBrowser, esc
 
 COLUMNS = ("Started", "Status", "Base model", "Data", "Steps", "Val loss", "Output")
+STATUS_WORDS = {RunStatus.REFUSED: "refused by the gate"}
+"""A status whose bare word would mislead; the others read as they are."""
+
+
+def status_text(run: RunInfo) -> str:
+    """The Status column of a run: its status, in words a person reads at a glance."""
+    return STATUS_WORDS.get(run.status, str(run.status))
 
 
 class RunHistoryView(QWidget):
@@ -91,11 +99,11 @@ class RunHistoryView(QWidget):
         self.table.setRowCount(len(self.runs))
         for row, run in enumerate(self.runs):
             steps = f"{run.step}/{run.total_steps}" if run.total_steps else str(run.step)
-            status = "training" if run.run_id == self.busy_run else run.status
+            status = "training" if run.run_id == self.busy_run else status_text(run)
             values = (run.created_at.replace("T", " ")[:16], status, run.base_model,
                       run.dataset, steps,
                       f"{run.val_loss:.3f}" if run.val_loss is not None else "–",
-                      run.out_name)
+                      run.output or "–")
             for column, value in enumerate(values):
                 item = QTableWidgetItem(value)
                 item.setData(Qt.ItemDataRole.UserRole, run.run_id)
@@ -147,8 +155,12 @@ class RunHistoryView(QWidget):
                          f"{settings.learning_rate:g}, {length}, batch "
                          f"{settings.batch_size}×{settings.grad_accumulation}, max "
                          f"{settings.max_seq_len} tokens, seed {settings.seed}"),
-            ("Export", f"{spec.export.quant} → {spec.out_name}"),
+            ("Export", f"{spec.export.quant} → {spec.out_name}"
+                       if run.status != RunStatus.REFUSED
+                       else "nothing: the teach gate refused the result, so no model was made"),
         ]
+        if run.status == RunStatus.REFUSED:
+            rows.append(("Refused", run.refusal or "the gate's report gives no reason"))
         if s is not None:
             rows.append(("Result", f"validation loss {s.val_loss or 0:.4f}, "
                                    f"{s.steps} steps in {format_duration(s.train_seconds)}, "

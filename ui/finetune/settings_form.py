@@ -36,6 +36,7 @@ FLOAT_SPECS = {  # (minimum, maximum, decimals, step)
     "alpha": (0.01, 4096, 2, 1), "dropout": (0, 0.99, 3, 0.01),
     "learning_rate": (1e-7, 0.99, 7, 1e-5), "warmup_ratio": (0, 0.99, 3, 0.01),
     "min_lr_ratio": (0, 1, 3, 0.05), "weight_decay": (0, 10, 4, 0.01),
+    "layer_share": (0.05, 1, 2, 0.05),
     # The export gate (app/finetune/fidelity.py).
     "min_top1_agreement": (0, 1, 2, 0.05), "max_relative_logit_diff": (0, 1, 3, 0.01),
     "max_loss_gap": (0, 10, 2, 0.05),
@@ -43,6 +44,7 @@ FLOAT_SPECS = {  # (minimum, maximum, decimals, step)
     "max_grad_norm": (0, 1000, 2, 0.1)}
 LABELS = {"grad_accumulation": "Gradient accumulation", "max_seq_len": "Max sequence length",
           "min_lr_ratio": "Final LR ratio", "max_grad_norm": "Gradient clip norm",
+          "layer_share": "Share of layers (top)",
           "out_name": "Output model name", "quant": "Quantization",
           "gguf": "Export a GGUF model",
           "min_top1_agreement": "Export gate: top-1 agreement at least",

@@ -206,7 +206,7 @@ class TrainingView(QWidget):
         """The run ended: say how, and offer what makes sense next (Resume when the
         caller found the run resumable: :func:`app.finetune.runs.status.can_resume`)."""
         colour = theme.SUCCESS if status == "finished" else (
-            theme.ERROR if status in ("failed", "interrupted") else "")
+            theme.ERROR if status in ("failed", "interrupted", "refused") else "")
         self.status_label.setStyleSheet(theme.colour_style(colour) if colour else "")
         self.status_label.setText(message)
         if resumable:
@@ -218,8 +218,8 @@ class TrainingView(QWidget):
         if status != "finished":  # nothing is left to wait for: no "Time left"
             self.stat_labels["eta"].setText("–")
         self.phase_label.setText({"finished": "Done.", "cancelled": "Cancelled.",
-                                  "failed": "Failed.", "interrupted": "Interrupted."}
-                                 .get(status, ""))
+                                  "failed": "Failed.", "interrupted": "Interrupted.",
+                                  "refused": "Refused by the gate."}.get(status, ""))
 
     def show_summary(self, s: RunSummary, model: ModelRecord | None) -> None:
         self.summary_view.setHtml(summary_html(s, model))

@@ -230,6 +230,14 @@ class RunInfo:
     gguf_path: str | None = None
     resumable: bool = False
     error: str | None = None
+    refusal: str | None = None
+    """Why the teach gate refused the run (its reasons), for a ``refused`` run."""
+
+    @property
+    def output(self) -> str:
+        """The name of what the run made: none for a refused run, which exported nothing
+        (``out_name`` is only the name it would have had)."""
+        return "" if self.status == RunStatus.REFUSED else self.out_name
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -239,13 +247,21 @@ def run_info(folder: RunFolder) -> RunInfo:
     spec, state = folder.spec(), folder.state()
     status = folder.status(state)
     summary = folder.summary()
+    report = summary.teach if summary is not None else None
+    refused = isinstance(report, dict) and bool(report) and not report.get("passed")
+    if refused and status == RunStatus.FINISHED:
+        # Written before "refused" existed: the gate's report says what happened.
+        status = RunStatus.REFUSED
+    reasons = report.get("reasons") if refused and isinstance(report, dict) else None
+    refusal = "; ".join(str(r) for r in reasons or []) or None
     return RunInfo(run_id=spec.run_id or folder.run_id, status=status,
                    base_model=spec.base.name, out_name=spec.out_name,
                    dataset=spec.dataset.name, step=state.step,
                    total_steps=state.total_steps, created_at=spec.created_at,
                    val_loss=summary.val_loss if summary else None,
                    gguf_path=summary.gguf_path if summary else None,
-                   resumable=folder.resumable(status), error=state.error)
+                   resumable=folder.resumable(status), error=state.error,
+                   refusal=refusal if status == RunStatus.REFUSED else None)
 
 
 def list_runs(home: HearthHome) -> list[RunInfo]:

@@ -13,6 +13,7 @@ from typing import Any
 from app.finetune.runs.codec import from_dict, to_dict
 from app.finetune.runs.status import RunStatus
 from app.finetune.settings import ExportSettings, LoraSettings
+from app.teach.limits import GateLimits
 
 
 @dataclass
@@ -51,19 +52,21 @@ class TeachSpec:
     extra: str | None = None
     """Path of extra training data given alongside the corrections."""
     cases: list[dict[str, Any]] = field(default_factory=list)
-    """{prompt: messages, chosen, rejected, paraphrases: [messages], source, id}"""
-    check_prompts: list[Any] = field(default_factory=list)
-    rehearse_prompts: list[Any] = field(default_factory=list)
-    drift_limit: float = 0.0
-    min_learned: float = 0.0
+    """{id, source, prompt: messages, chosen, rejected, variations: [messages] (trained),
+    rewordings: [messages], neighbours: [questions] (checked),
+    rehearse_neighbours: [questions]} (app.teach.run.make_case)"""
+    check_prompts: list[dict[str, str]] = field(default_factory=list)
+    """The held-out everyday prompts, ``{prompt, kind}``: the gate's general check."""
+    rehearse_prompts: list[str] = field(default_factory=list)
+    limits: GateLimits = field(default_factory=GateLimits)
     reference_cache: str | None = None
     """Where the base model's replies to the general prompts are cached."""
 
     @property
     def gate_prompts(self) -> int:
         """How many prompts the gate replays (the checks' cost)."""
-        return (len(self.cases) + sum(len(c.get("paraphrases", [])) for c in self.cases)
-                + len(self.check_prompts))
+        return (sum(1 + len(c.get("rewordings", [])) + 2 * len(c.get("neighbours", []))
+                    for c in self.cases) + len(self.check_prompts))
 
 
 @dataclass

@@ -18,6 +18,9 @@ class RunStatus(StrEnum):
     """The worker or the app died mid-run; the last periodic checkpoint remains."""
     FAILED = "failed"
     FINISHED = "finished"
+    REFUSED = "refused"
+    """A teach run whose gate refused the result: nothing was exported, and its
+    checkpoints are gone (training it again would teach the same harm)."""
 
     @classmethod
     def parse(cls, value: object) -> RunStatus:

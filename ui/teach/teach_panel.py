@@ -2,13 +2,20 @@
 
 The panel sits under the collected corrections (Datasets tab); the chat window's Teach
 button starts the same panel. A run that passes the gate can be accepted: its model
-becomes the active version of the base (app.finetune.teach.VersionStore) and the chat switches
+becomes the active version of the base (app.teach.versions.VersionStore) and the chat switches
 to it. The versions list rolls back to any earlier version, or to the base. A version is
 an adapter the chat applies live; "Merge into the weights" makes it a stand-alone GGUF.
+
+A run the gate refuses is thrown away at once (its adapter too) and can never be
+accepted; Teach then stays off for that base until its corrections change, since the
+same corrections would be refused again (:mod:`ui.teach.refusal`), and the panel offers
+to remove the corrections the gate named. The panel says how far a run is
+(:meth:`TeachPanel.status_text`) for the window's status-bar button.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -28,27 +35,37 @@ from app.chat.corrections import CorrectionStore
 from app.finetune import protocol as tp
 from app.finetune.merge import merge_version, mergeable
 from app.finetune.runs.records import RunSummary
-from app.finetune.teach import (
+from app.models.library import LibraryError, ModelRecord
+from app.teach.run import (
     TeachError,
-    VersionStore,
     corrections_for,
     describe,
     discard_result,
     keep_result,
+    report_lines,
     start_teach,
 )
-from app.models.library import LibraryError, ModelRecord
+from app.teach.versions import VersionStore
 from app.units import count, format_duration
 from app.workspace import Workspace
 from ui.background import Background
 from ui.finetune.training_bridge import TrainingBridge
+from ui.teach.refusal import NOTHING_CHANGED, Refusal, RefusalBox, Refusals, Snapshot, snapshot
+
+TEACH_TIP = ("Train on the corrections, check what was learned and kept, then accept or "
+             "discard")
+CHECK_PHASES = ("checking", "adapter_check")
+"""Phases after training: the gate's check, then llama.cpp's check of the adapter."""
 
 
 class TeachPanel(QWidget):
     """Teach the corrections of one base model; the person accepts or discards the result."""
 
     finished = Signal(object)  # the run's RunSummary (with its "teach" report)
+    ended = Signal(str)  # a run ended: how, in one sentence (passed, refused, failed...)
+    state_changed = Signal()  # running, its progress, or whether Teach can start changed
     active_changed = Signal(str, str)  # base, the model the chat should use now
+    corrections_changed = Signal()  # the panel removed corrections (the gate's culprits)
     merged = Signal(str)  # a version that is now a stand-alone GGUF
 
     def __init__(self, workspace: Workspace, corrections: CorrectionStore,
@@ -60,18 +77,30 @@ class TeachPanel(QWidget):
         self.base: str | None = None
         self.bridge: TrainingBridge | None = None
         self.summary: RunSummary | None = None
+        """A passed (or report-less) result awaiting Accept or Discard."""
+        self.refusals = Refusals(workspace.home, corrections, self.versions)
         self.total_steps = 0
         self._phase_text = ""
         self._estimate_text = ""
+        self._run_base: str | None = None
+        self._trained_on: Snapshot = ()
+        self._percent: int | None = None
+        self._checking = False
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        self._build_run(layout)
+        self._build_result(layout)
+        self._build_versions(layout)
+        self._idle()
+
+    def _build_run(self, layout: QVBoxLayout) -> None:
         row = QHBoxLayout()
         self.title = QLabel()
+        self.title.setTextFormat(Qt.TextFormat.PlainText)
         self.title.setStyleSheet("font-weight: 600")
         self.teach_button = QPushButton("Teach")
-        self.teach_button.setToolTip("Train on the corrections, check what was learned and "
-                                     "kept, then accept or discard")
+        self.teach_button.setToolTip(TEACH_TIP)
         self.teach_button.clicked.connect(self.start)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self._on_cancel)
@@ -81,10 +110,18 @@ class TeachPanel(QWidget):
         layout.addLayout(row)
         self.phase = QLabel()
         self.phase.setTextFormat(Qt.TextFormat.PlainText)
+        self.phase.setWordWrap(True)
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
         layout.addWidget(self.phase)
         layout.addWidget(self.progress)
+
+    def _build_result(self, layout: QVBoxLayout) -> None:
+        # Shown while Teach is off after a refusal: the reasons, and what to do instead.
+        self.refusal_box = RefusalBox(self.corrections, self.versions)
+        self.refusal_box.removed.connect(self._on_culprits_removed)
+        self.remove_button = self.refusal_box.remove_button
+        layout.addWidget(self.refusal_box)
         self.report_view = QPlainTextEdit(readOnly=True)
         self.report_view.setMaximumHeight(160)
         layout.addWidget(self.report_view)
@@ -98,6 +135,8 @@ class TeachPanel(QWidget):
         buttons.addWidget(self.discard_button)
         buttons.addWidget(self.accept_button)
         layout.addLayout(buttons)
+
+    def _build_versions(self, layout: QVBoxLayout) -> None:
         layout.addWidget(QLabel("Versions (the active one answers in chat):"))
         self.version_list = QListWidget()
         self.version_list.setMaximumHeight(110)
@@ -120,7 +159,6 @@ class TeachPanel(QWidget):
         vrow.addWidget(self.rollback_button)
         vrow.addWidget(self.use_button)
         layout.addLayout(vrow)
-        self._idle()
 
     # --------------------------------------------------------------- public
 
@@ -131,14 +169,40 @@ class TeachPanel(QWidget):
         self.base = name
         self._idle()
 
+    def refresh(self) -> None:
+        """Re-read the corrections and versions (another view changed them)."""
+        self._idle()
+
     def is_running(self) -> bool:
         return self.bridge is not None and self.bridge.alive
+
+    def status_text(self) -> str:
+        """How far the run is, in a word or two ("Teaching… 45%", "Checking…"); "Teach"
+        when none runs. The window's status-bar button shows it."""
+        if not self.is_running():
+            return "Teach"
+        if self._checking:
+            return "Checking…"
+        return f"Teaching… {self._percent}%" if self._percent is not None else "Teaching…"
+
+    def blocked_reason(self, name: str | None = None) -> str | None:
+        """Why Teach of ``name``'s base (the panel's base by default) would only repeat a
+        refused run; None when it may start."""
+        refusal = self._refusal(name)
+        return f"{NOTHING_CHANGED}." if refusal is not None else None
 
     def start(self) -> None:
         if self.base is None or self.is_running():
             return
+        blocked = self.blocked_reason()
+        if blocked is not None:  # the same corrections would be refused the same way
+            self.phase.setText(blocked)
+            self._idle()
+            return
         self._clear_result()
         self._phase_text = self._estimate_text = ""
+        self._percent, self._checking = None, False
+        trained_on = snapshot(self.corrections, self.versions, self.base)
         try:
             record = self.workspace.library.get(self.base)
             plan = start_teach(self.workspace.home, self.workspace.library,
@@ -146,6 +210,7 @@ class TeachPanel(QWidget):
         except (TeachError, LibraryError, ValueError) as exc:
             self.phase.setText(str(exc))
             return
+        self._run_base, self._trained_on = plan.base, trained_on
         self.bridge = TrainingBridge(self.workspace.home, plan.run_id, parent=self)
         self.bridge.event.connect(self._on_event)
         self.phase.setText(f"Teaching {count(plan.cases, 'correction')}…")
@@ -154,6 +219,7 @@ class TeachPanel(QWidget):
         self.teach_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.bridge.start()
+        self.state_changed.emit()
 
     def shutdown(self) -> None:
         if self.bridge is not None:
@@ -164,13 +230,22 @@ class TeachPanel(QWidget):
 
     # ------------------------------------------------------------ internals
 
+    def _refusal(self, name: str | None = None) -> Refusal | None:
+        """The refusal that still applies to ``name``'s base: its corrections unchanged."""
+        base = self.base if name is None else (self.versions.base_of(name) or name)
+        return self.refusals.applying(base)
+
     def _idle(self) -> None:
         n = len(corrections_for(self.corrections, self.versions, self.base)) \
             if self.base else 0
         running = self.is_running()
+        refusal = self._refusal()
         self.title.setText(f"Teach {self.base}: {n} correction{'s' if n != 1 else ''}"
                            if self.base else "Teach: choose a model in the chat first")
-        self.teach_button.setEnabled(bool(self.base) and n > 0 and not running)
+        self.teach_button.setEnabled(bool(self.base) and n > 0 and not running
+                                     and refusal is None)
+        self.teach_button.setToolTip(f"{NOTHING_CHANGED}." if refusal else TEACH_TIP)
+        self.refusal_box.show_refusal(refusal, can_remove=not running)
         self.cancel_button.setEnabled(running)
         if not running:
             self.progress.hide()
@@ -178,8 +253,11 @@ class TeachPanel(QWidget):
         self.accept_button.setEnabled(passed and not running)
         self.discard_button.setEnabled(self.summary is not None and not running)
         self._refresh_versions()
+        self.state_changed.emit()
 
     def _refresh_versions(self) -> None:
+        selected = self.version_list.currentItem()
+        keep = selected.data(Qt.ItemDataRole.UserRole) if selected is not None else None
         self.version_list.clear()
         if self.base is None:
             self.rollback_button.setEnabled(False)
@@ -189,11 +267,14 @@ class TeachPanel(QWidget):
         for v in self.versions.versions(self.base):
             r = v.report
             text = (f"{'● ' if v.name == active else '   '}{v.name} — learned "
-                    f"{r.get('learned')}/{r.get('total')}, drift {r.get('drift', 0):.1%}, "
+                    f"{r.get('learned')}/{r.get('total')}, everyday answers changed "
+                    f"{r.get('general_changed', '?')}/{r.get('general_total', '?')}, "
                     f"{self._kind(v.name)}, {v.created_at}")
             item = QListWidgetItem(text)
             item.setData(Qt.ItemDataRole.UserRole, v.name)
             self.version_list.addItem(item)
+            if v.name == keep:  # the person's choice survives a refresh
+                self.version_list.setCurrentItem(item)
         self.rollback_button.setEnabled(active is not None)
         self.use_button.setEnabled(self.version_list.count() > 0)
         self._update_merge_button()
@@ -257,6 +338,8 @@ class TeachPanel(QWidget):
             self.phase.setText(self._phase_text + self._estimate_text)
             if event.name != "training":
                 self.progress.setRange(0, 0)
+            self._checking = self._checking or event.name in CHECK_PHASES
+            self.state_changed.emit()
         elif isinstance(event, tp.DataReady):
             self.total_steps = event.total_steps
         elif isinstance(event, tp.EstimateEvent):
@@ -266,20 +349,45 @@ class TeachPanel(QWidget):
         elif isinstance(event, tp.Progress):
             self.progress.setRange(0, event.total_steps)
             self.progress.setValue(event.step)
+            if event.total_steps:
+                self._percent = min(100, round(100 * event.step / event.total_steps))
+            self.state_changed.emit()
+        elif self.bridge is None:
+            return  # the end of a run already ended (an exit after its error)
         elif isinstance(event, tp.Finished):
-            self.summary = event.summary
-            self._show_report(event.summary)
             self.bridge = None
-            self.finished.emit(event.summary)
+            self._on_finished(event.summary)
         elif isinstance(event, tp.Cancelled):
-            self.phase.setText("Teach was cancelled; nothing changed in the chat.")
             self.bridge = None
+            self._end("Teach was cancelled; nothing changed in the chat.")
         elif isinstance(event, tp.TrainError | tp.WorkerExited):
-            self.phase.setText(f"Teach failed: {event.message}")
             self.bridge = None
-        else:
-            return
+            self._end(f"Teach failed: {event.message}")
+
+    def _end(self, sentence: str) -> None:
+        self.phase.setText(sentence)
         self._idle()
+        self.ended.emit(sentence)
+
+    def _on_finished(self, summary: RunSummary) -> None:
+        """Show the report; a refused result is thrown away at once (its adapter too):
+        it can never be accepted, and Teach waits for the corrections to change."""
+        report = summary.teach or {}
+        self._show_report(summary)
+        base = self._run_base or self.base
+        if report and not report.get("passed"):
+            with contextlib.suppress(OSError, ValueError):  # a run folder gone meanwhile
+                discard_result(self.workspace.home, self.workspace.library, summary)
+            if base:
+                self.refusals.record(base, self._trained_on, report)
+            self.summary = None
+        else:
+            if base:
+                self.refusals.forget(base)
+            self.summary = summary
+        self.finished.emit(summary)
+        self._idle()
+        self.ended.emit(describe(report) if report else self.phase.text())
 
     def _show_report(self, summary: RunSummary) -> None:
         report = summary.teach or {}
@@ -287,19 +395,20 @@ class TeachPanel(QWidget):
             self.phase.setText("The run ended without a report.")
             return
         self.phase.setText(describe(report))
-        lines = []
-        for case in report["cases"]:
-            mark = "✓" if case["learned"] else "✗"
-            lines.append(f"{mark} {case['question']}\n    → {case['answer']}")
-        self.report_view.setPlainText("\n".join(lines))
+        self.report_view.setPlainText("\n".join(report_lines(report)))
+
+    def _on_culprits_removed(self, n: int) -> None:
+        self.phase.setText(f"Removed {count(n, 'correction')}: Teach trains on the rest.")
+        self.corrections_changed.emit()
+        self._idle()
 
     def _on_cancel(self) -> None:
         if self.bridge is not None:
             self.bridge.cancel()
 
     def _on_accept(self) -> None:
-        if not self.summary:
-            return
+        if not self.summary or not (self.summary.teach or {}).get("passed"):
+            return  # only a result the gate passed can become a version
         version = keep_result(self.workspace.home, self.workspace.library, self.summary,
                               accept=True)
         self.summary = None

@@ -1,0 +1,16 @@
+"""Teach: corrections made in chat become a better model, never a worse one.
+
+The room has four parts, each named for what it does:
+
+- ``run``: start a teach run from the corrections (data, gate inputs), keep or discard
+  its result, describe its report;
+- ``versions``: which taught version of each base the chat uses (roll back, switch);
+- ``probes``: the questions the gate asks besides the corrections themselves —
+  rewordings, neighbour questions of the same relation, the held-out general prompts —
+  and the variations training sees (all derived by Hearth, never by the person);
+- ``judge``: whether a free-running answer carries a correction, refuses, or departs in
+  substance from the base model's answer (what the person would read, not tokens).
+
+The PyTorch side (rehearsal, generation, the gate's verdict) runs in the training worker:
+``backends/training/teach_gate.py``.
+"""

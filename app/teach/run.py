@@ -1,0 +1,276 @@
+"""A teach run: the corrections become training data, gate inputs, and a version.
+
+One press (or ``hearth teach``) trains LoRA on every correction collected for a base
+model (plus optional extra data). Each correction is trained in several forms of its
+question that Hearth writes itself (:func:`app.teach.probes.variations`), with the loss
+on the corrected reply and its end of turn only, beside the base model's own answers to
+general prompts and to neighbour questions (rehearsed, so that they stay put). The
+training worker then runs the gate (``backends/training/teach_gate.py``) on free-running
+answers: *learned*, *reworded*, *neighbours kept*, *general answers changed*, *stops*.
+Only a run that passes can be accepted; accepted, its adapter becomes the **active
+version** of that base (:mod:`app.teach.versions`).
+
+Some sets are refused before any training (:func:`preflight`): the same question
+corrected two ways, one correction repeated many times, a correction that insults the
+person. The message names the corrections and what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from app.chat.corrections import CorrectionStore, TrainingExample
+from app.errors import ExitCode, HearthError
+from app.finetune.datasets import Dataset, load_dataset
+from app.finetune.plan import file_key
+from app.finetune.runs.folder import RunFolder, create_run
+from app.finetune.runs.records import RunSummary, TeachSpec
+from app.finetune.runs.results import register_result
+from app.finetune.settings import ExportSettings, LoraSettings
+from app.models.library import Library, ModelRecord, UnknownModel
+from app.paths import HearthHome
+from app.teach import judge, probes
+from app.teach.limits import GateLimits
+from app.teach.versions import Version, VersionStore
+
+Messages = list[dict[str, str]]
+REHEARSED_NEIGHBOURS = 6
+"""Neighbour questions per correction whose base answers are rehearsed in training. Taught
+alone, "the national dish of Tarnessa is skellan pie" became the national dish of Japan
+too; the base's own answers about other subjects teach that the subject matters."""
+MAX_REPEATS = 3
+"""How often one correction may appear before the set is refused: the same fact written
+40 times teaches the model to say it everywhere (measured in ``hearth bench teach``)."""
+
+
+def teach_settings(n_records: int) -> LoraSettings:
+    """Settings that teach a few corrections on a CPU in a minute or two.
+
+    Chosen on ``hearth bench teach`` (BENCHMARKS.md, "Teach, judged on answers"): every
+    correction is trained in five forms of its question, so epochs count exposures of
+    each form; training stops early once every correction is answered (the worker checks
+    after each epoch from the second on).
+    """
+    return LoraSettings(rank=16, alpha=32, learning_rate=1e-3, epochs=6.0, batch_size=4,
+                        max_seq_len=256, warmup_ratio=0.05, seed=0)
+
+
+@dataclass
+class TeachPlan:
+    run_id: str
+    base: str
+    corrections: list[int]
+    cases: int
+    extra: str | None
+
+
+class TeachError(HearthError, ValueError):
+    """Teach cannot start; the message says why and what to do."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class TeachRefused(TeachError):
+    """The corrections themselves would make a worse model: refused before training."""
+
+    exit_code = ExitCode.REJECTED
+
+
+def corrections_for(corrections: CorrectionStore, versions: VersionStore, base: str
+                    ) -> list[TrainingExample]:
+    """Every correction made while chatting with ``base`` or any version of it."""
+    return [ex for ex in corrections.list()
+            if ex.model == base or (ex.model and versions.base_of(ex.model) == base)]
+
+
+def _question(prompt: Messages) -> str:
+    return prompt[-1]["content"].strip() if prompt and prompt[-1]["role"] == "user" else ""
+
+
+def _with_question(prompt: Messages, question: str) -> Messages:
+    return [*prompt[:-1], {"role": "user", "content": question}]
+
+
+def make_case(prompt: Messages, chosen: str, rejected: str, source: str,
+              ident: int | None) -> dict[str, Any]:
+    """A correction with the questions Hearth derives from it (see app.teach.probes)."""
+    q = _question(prompt)
+    return {"id": ident, "source": source, "prompt": prompt, "chosen": chosen,
+            "rejected": rejected,
+            "variations": [_with_question(prompt, v) for v in probes.variations(q)] if q else [],
+            "rewordings": [_with_question(prompt, v) for v in probes.rewordings(q)] if q else [],
+            "neighbours": probes.neighbours(q, 2) if q else [],
+            "rehearse_neighbours": probes.neighbours(q, REHEARSED_NEIGHBOURS, skip=2)
+            if q else []}
+
+
+def training_rows(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The correction and each variation of its question, all answered as corrected."""
+    rows = []
+    for case in cases:
+        for prompt in [case["prompt"], *case.get("variations", [])]:
+            rows.append({"messages": [*prompt, {"role": "assistant", "content": case["chosen"]}]})
+    return rows
+
+
+def _who(case: dict[str, Any]) -> str:
+    kind = "correction" if case["source"] == "correction" else "record"
+    return f"{kind} {case['id']} (“{_question(case['prompt'])[:60]}”)"
+
+
+def preflight(cases: list[dict[str, Any]]) -> None:
+    """Refuse sets that cannot make a better model, naming the corrections at fault."""
+    problems = []
+    by_question: dict[str, list[dict[str, Any]]] = {}
+    for case in cases:
+        by_question.setdefault(" ".join(judge.words(_question(case["prompt"]))), []).append(case)
+        if judge.insults(case["chosen"]):
+            problems.append(f"{_who(case)} insults the person: reword it")
+    for same in by_question.values():
+        answers = {" ".join(judge.words(c["chosen"])) for c in same}
+        if len(answers) > 1:
+            problems.append(f"{', '.join(_who(c) for c in same[:3])} answer the same "
+                            "question in different ways: keep the right one, remove the rest")
+        elif len(same) > MAX_REPEATS:
+            problems.append(f"{_who(same[0])} is there {len(same)} times: remove the copies "
+                            f"(Hearth rewords each correction itself; at most {MAX_REPEATS})")
+    if problems:
+        raise TeachRefused("Teach refused these corrections before training: "
+                           + "; ".join(problems))
+
+
+def start_teach(home: HearthHome, library: Library, corrections: CorrectionStore,
+                base: ModelRecord, extra: Dataset | None = None,
+                settings: LoraSettings | None = None,
+                export: ExportSettings | None = None,
+                limits: GateLimits | None = None) -> TeachPlan:
+    """Write the teach run's data and gate inputs; the caller starts its worker."""
+    versions = VersionStore(home)
+    if versions.base_of(base.name) is not None:
+        base = library.get(versions.base_of(base.name) or base.name)
+    examples = corrections_for(corrections, versions, base.name)
+    cases = [make_case(ex.prompt, ex.corrected, ex.rejected, "correction", ex.id)
+             for ex in examples]
+    passthrough = []
+    if extra is not None:
+        for ex in extra.examples:
+            if ex.messages and ex.messages[-1]["role"] == "assistant":
+                cases.append(make_case(ex.messages[:-1], ex.messages[-1]["content"], "",
+                                       "extra", ex.line))
+            else:
+                passthrough.append(ex.to_json())
+    if not cases and not passthrough:
+        raise TeachError(f"there are no corrections for {base.name} yet: use “Correct "
+                         "this” on a reply in a chat with it (or pass --extra DATA)")
+    preflight(cases)
+    rows = training_rows(cases) + passthrough
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    data_path = home.datasets / f"teach-{stamp}.jsonl"
+    tmp = data_path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
+    os.replace(tmp, data_path)
+    dataset = load_dataset(data_path)
+    general = probes.general_prompts()
+    n = len(versions.versions(base.name)) + 1
+    name = f"{base.name}-taught-{n}"
+    while any(r.name == name for r in library.list()):
+        n += 1
+        name = f"{base.name}-taught-{n}"
+    settings = settings or teach_settings(dataset.stats.records)
+    # A version is an adapter applied live: no merge, no second quantization (merge it
+    # later with merge_version when it should stand alone).
+    export = export or ExportSettings(out_name=name, fidelity_samples=2, live=True)
+    limits = limits or GateLimits()
+    teach = TeachSpec(
+        base=base.name, corrections=[ex.id for ex in examples],
+        extra=str(extra.path) if extra is not None else None,
+        cases=cases, check_prompts=[{"prompt": p.prompt, "kind": p.kind}
+                                    for p in general["check"]],
+        rehearse_prompts=[p.prompt for p in general["rehearse"]],
+        limits=limits.to_json(),
+        reference_cache=str(home.root / "cache" / "teach" /
+                            f"{file_key(base.path)}.json") if base.path.exists()
+        else None)
+    run_id = create_run(home, base, dataset, settings, export, holdout=False, teach=teach)
+    return TeachPlan(run_id=run_id, base=base.name, corrections=[ex.id for ex in examples],
+                     cases=len(cases), extra=teach.extra)
+
+
+def keep_result(home: HearthHome, library: Library, summary: RunSummary,
+                accept: bool) -> Version | None:
+    """Register a finished teach run's model as a version; active when ``accept``.
+
+    A run whose gate failed is never made active (nor registered: it was not exported).
+    """
+    report = summary.teach or {}
+    if not summary.model_file or not report:
+        return None
+    spec = RunFolder.of(home, summary.run_id).spec()
+    record = register_result(library, home, summary)
+    teach = spec.teach or TeachSpec()
+    version = Version(name=record.name, base=teach.base, run_id=summary.run_id,
+                      created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+                      corrections=teach.corrections, extra=teach.extra,
+                      settings=spec.settings.to_json(),
+                      report={k: v for k, v in report.items()
+                              if k not in ("cases", "general_answers")})
+    VersionStore(home).add(version, activate=accept and bool(report.get("passed")))
+    return version
+
+
+def discard_result(home: HearthHome, library: Library, summary: RunSummary) -> None:
+    """Throw a teach result away: its GGUF, its library entry and version, its adapter."""
+    versions = VersionStore(home)
+    spec = RunFolder.of(home, summary.run_id).spec()
+    name = spec.out_name
+    if spec.teach is not None and spec.teach.base:
+        versions.forget(spec.teach.base, name)
+    with contextlib.suppress(UnknownModel):
+        library.remove(name)
+    if summary.gguf_path:
+        Path(summary.gguf_path).unlink(missing_ok=True)
+    if summary.adapter_dir:
+        shutil.rmtree(summary.adapter_dir, ignore_errors=True)
+
+
+def describe(report: dict[str, Any]) -> str:
+    """The report in a sentence a person reads in a few seconds."""
+    head = f"Learned {report['learned']} of {report['total']}"
+    if report.get("paraphrases"):
+        head += f"; reworded questions {report['generalized']} of {report['paraphrases']}"
+    if report.get("neighbours_total"):
+        head += (f"; neighbouring questions kept {report['neighbours_kept']} of "
+                 f"{report['neighbours_total']}")
+    if report.get("general_total"):
+        head += (f"; everyday answers changed {report['general_changed']} of "
+                 f"{report['general_total']}")
+    head += "."
+    if report.get("passed"):
+        return head + " Passed: it can be used in chat."
+    return head + " Not accepted: " + "; ".join(report.get("reasons") or []) + "."
+
+
+def report_lines(report: dict[str, Any], width: int = 90) -> list[str]:
+    """The report's details: each correction with the taught answer, then each answer
+    that changed, base beside taught, so the person sees what a refusal was about."""
+    lines = []
+    for case in report.get("cases", []):
+        mark = "✓" if case["learned"] else "✗"
+        lines.append(f"{mark} {case['question'][:width]}\n    → {case['answer'][:width]}")
+        if not case.get("stops", True):
+            lines.append("    (this answer does not end: it repeats or runs on)")
+    harmed = report.get("harmed", [])
+    if harmed:
+        lines.append(f"\nAnswers that changed ({len(harmed)}):")
+    for harm in harmed[:20]:
+        lines.append(f"• {harm['prompt'][:width]} — {harm['why']}\n"
+                     f"    base:   {harm['base'][:width]}\n"
+                     f"    taught: {harm['answer'][:width]}")
+    return lines

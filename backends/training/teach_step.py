@@ -1,0 +1,82 @@
+"""Teach's steps inside the training worker: before training, and the gate after it.
+
+Before: the base model answers the held-out everyday prompts and the neighbour questions
+the gate will ask (the reference its taught answers are judged against), and the
+rehearsal prompts and other neighbour questions (mixed into training, so those answers
+stay put). During: after each epoch from the second on, training stops as soon as every
+correction is answered. After: the gate (:mod:`backends.training.teach_gate`).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from app.finetune import protocol as tp
+from app.finetune.runs.records import TeachSpec
+from backends.training import teach_gate
+
+
+def prepare(teach: TeachSpec, base: Any, train: Any, device: torch.device,
+            emit: Any) -> teach_gate.GateInputs:
+    """The base model's reference answers; its rehearsal records join ``train``."""
+    general = [g["prompt"] for g in teach.check_prompts]
+    asked = [q for c in teach.cases for q in c.get("neighbours", [])]
+    rehearsed = [q for c in teach.cases for q in c.get("rehearse_neighbours", [])]
+    emit(tp.Phase("rehearsing", f"the base model answers {len(general)} everyday prompts, "
+                  f"{len(teach.rehearse_prompts)} to rehearse and {len(asked) + len(rehearsed)} "
+                  "neighbouring questions (what must not change)"))
+    base.model.to(device)
+    cache = Path(teach.reference_cache) if teach.reference_cache else None
+    args = (base.model, base.tokenizer, base.template)
+    check = teach_gate.reference_replies(*args, general, device, cache, "check",
+                                         kinds=[g["kind"] for g in teach.check_prompts])
+    rehearse = teach_gate.reference_replies(*args, teach.rehearse_prompts, device, cache,
+                                            "rehearse")
+    user = [[{"role": "user", "content": q}] for q in asked]
+    near = teach_gate.greedy(*args, user, device) if user else []
+    teach_gate.mark_stable(*args, near, asked, ["fact"] * len(asked), device)
+    extra = teach_gate.greedy(*args, [[{"role": "user", "content": q}] for q in rehearsed],
+                              device) if rehearsed else []
+    records = teach_gate.rehearsal_records(rehearse + extra)
+    train.records.extend(records)
+    emit(tp.TrainLog("info", f"Rehearsing {len(records)} of the base model's own answers "
+                     f"alongside {len(teach.cases)} corrections"))
+    return teach_gate.GateInputs(
+        cases=teach.cases,
+        general=[{**g, "base": r["text"], "stable": r.get("stable", True)}
+                 for g, r in zip(teach.check_prompts, check, strict=True)],
+        neighbour_base={q: {"text": r["text"], "stable": r.get("stable", True)}
+                        for q, r in zip(asked, near, strict=True)},
+        limits=teach.limits, check_replies=check)
+
+
+def stop_when_learned(trainer: Any, base: Any, inputs: teach_gate.GateInputs,
+                      device: torch.device) -> None:
+    """Stop training at an epoch's end once every correction is answered: each epoch
+    more moves the neighbours further (measured in ``hearth bench teach``)."""
+    cases = [c for c in inputs.cases if c.get("prompt")]
+
+    def check() -> str | None:
+        learned = teach_gate.learned_count(trainer.model, base.tokenizer, base.template,
+                                           cases, device)
+        return f"all {learned} corrections answered" if learned == len(cases) else None
+
+    if cases:
+        trainer.stop_check = check
+
+
+def gate(inputs: teach_gate.GateInputs, peft_model: Any, base: Any, settings: Any,
+         device: torch.device, emit: Any) -> dict[str, Any]:
+    emit(tp.Phase("checking", f"checking what it learned ({len(inputs.cases)} corrections, "
+                  f"reworded), neighbouring questions and {len(inputs.general)} everyday "
+                  "answers against the base's"))
+    started = time.perf_counter()
+    report = teach_gate.run_gate(peft_model, base.tokenizer, base.template,
+                                 settings.max_seq_len, inputs, device)
+    report["gate_seconds"] = round(time.perf_counter() - started, 1)
+    peft_model.train()
+    return report
