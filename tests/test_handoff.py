@@ -11,7 +11,14 @@ from peft import LoraConfig, PeftModel, get_peft_model
 
 from app.cli.main import main as cli_main
 from app.inference.protocol import SamplingParams
-from app.models.handoff import HandoffError, HandoffFormat, export_model, modelfile_text
+from app.models.handoff import (
+    HandoffError,
+    HandoffFormat,
+    export_model,
+    model_stops,
+    modelfile_text,
+)
+from app.models.library import find_starter_gguf
 from app.workspace import Workspace
 from backends.training.base_model import load_base
 from tests.finetune_fixtures import hearth_cache, tiny_gguf  # noqa: F401
@@ -145,3 +152,16 @@ def test_the_models_tab_exports_for_ollama_off_the_gui_thread(
     dialog.start()  # again: nothing is overwritten, the reason is shown
     qtbot.waitUntil(lambda: "already exists" in dialog.status.text(), timeout=30_000)
     dialog.reject()
+
+
+@pytest.mark.skipif(find_starter_gguf() is None, reason="the tiny models borrow its tokenizer")
+def test_a_base_without_a_template_stops_at_its_family_end_of_turn(tmp_path: Path) -> None:
+    """Gemma 3 270M has no template and no EOT id: chat and Teach speak Gemma's turns, so
+    its Ollama hand-off must stop at <end_of_turn> too, or a taught answer never ends."""
+    from tests.arch_factory import write_tiny_arch_gguf
+
+    gemma = write_tiny_arch_gguf("gemma3", tmp_path / "g.gguf", chat_template=False,
+                                 specials=("<start_of_turn>", "<end_of_turn>"))
+    assert "<end_of_turn>" in model_stops(gemma)
+    plain = write_tiny_arch_gguf("gemma3", tmp_path / "p.gguf", chat_template=False)
+    assert "<end_of_turn>" not in model_stops(plain)  # no such token: raw completion

@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
                            "idle and during a fine-tune")
     thr.add_argument("-m", "--model")
     thr.add_argument("--json", action="store_true")
+    tb = bench.add_parser("teach", help="the editing benchmark: made-up facts taught one "
+                          "correction each, scored on generated answers, and poison sets")
+    tb.add_argument("-m", "--model", help="library model (default: the starter model)")
+    tb.add_argument("--facts", type=int, default=0, help="how many facts (0: all 120)")
+    tb.add_argument("--round", type=int, default=10, help="corrections per Teach")
+    tb.add_argument("--no-poison", action="store_true", help="skip the poison sets")
+    tb.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    tb.add_argument("--json", action="store_true")
     ft = bench.add_parser("finetune", help="Hearth's training loop against transformers "
                           "Trainer + PEFT: tokens/s, memory, validation loss, MFU")
     ft.add_argument("--model", help="base model GGUF path (default: the starter model)")
@@ -341,7 +349,12 @@ def _bench(ws: Workspace, args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2) if args.json else "\n".join(result["summary"]))
         return ExitCode.OK
     record = pick_model(ws, args.model)
-    if args.bench_command == "threads":
+    if args.bench_command == "teach":
+        from app.cli.bench_teach import run_teach_bench
+
+        result = run_teach_bench(ws, record, facts=args.facts, round_size=args.round,
+                                 poison=not args.no_poison, threads=args.threads)
+    elif args.bench_command == "threads":
         result = run_threads_bench(ws, record)
     elif args.bench_command == "speculative":
         result = run_speculative_bench(ws, record, args.tokens, args.draft)

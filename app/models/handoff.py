@@ -26,9 +26,10 @@ from enum import StrEnum
 from pathlib import Path
 
 from app.atomic import atomic_write_text
+from app.chat.template_choice import FAMILIES, choose_template, end_of_turn
 from app.errors import ExitCode, HearthError
 from app.inference.protocol import SamplingParams
-from app.models.gguf_file import GGUFError, read_gguf, token_texts
+from app.models.gguf_file import GGUFError, read_gguf, token_ids, token_texts
 from app.models.library import ModelRecord
 from app.workers.spawn import run_module
 
@@ -123,17 +124,28 @@ def _quoted_path(name: str) -> str:
 
 
 def model_stops(path: Path) -> list[str]:
-    """The texts of the model's end-of-turn and end-of-text tokens, from its GGUF."""
+    """The texts of the model's end-of-turn and end-of-text tokens, from its GGUF.
+
+    A base without a chat template (Gemma 3 270M) is spoken to, and taught, in its
+    family's turns: the family's end of turn stops it too, or a taught answer ends only
+    at EOS, which such a model never learned to say after a turn.
+    """
     try:
-        meta = read_gguf(path).metadata
+        info = read_gguf(path)
+        meta = info.metadata
         ids = [meta.get(f"tokenizer.ggml.{k}_token_id") for k in ("eot", "eos")]
         ids = [i for i in ids if isinstance(i, int) and not isinstance(i, bool)]
         texts = token_texts(path, ids)
+        file_template = meta.get("tokenizer.chat_template")
+        markers = {m for f in FAMILIES.values() for m in f.markers}
+        present = set(token_ids(path, markers)) if not file_template else set()
     except GGUFError as exc:
         raise HandoffError(str(exc)) from exc
     stops: list[str] = []
-    for tid in ids:
-        text = texts.get(tid, "")
+    template = choose_template(file_template if isinstance(file_template, str) else None,
+                               str(meta.get("general.architecture", "")),
+                               lambda token: token in present)
+    for text in [*(texts.get(tid, "") for tid in ids), end_of_turn(template) or ""]:
         if text and text not in stops:
             stops.append(text)
     return stops

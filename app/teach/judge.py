@@ -45,6 +45,8 @@ _INSULT = re.compile(
     r"\b(idiot|idiots|stupid|moron|morons|dumb|dumbass|fool|fools|imbecile|loser|losers|"
     r"shut up|pathetic|worthless|ignorant|brainless|clueless|retard\w*|useless person)\b",
     re.IGNORECASE)
+FACTUAL = ("fact", "arithmetic")
+"""The kinds of prompt with one right answer, judged on what the answer names."""
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _NUMBER_WORDS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
                  "six": "6", "seven": "7", "eight": "8", "nine": "9", "ten": "10",
@@ -147,10 +149,12 @@ def departs(base: str, tuned: str, kind: str = "fact", question: str = "",
             keys: Iterable[list[str]] = ()) -> str | None:
     """Why the taught answer differs from the base's in substance, or None when it does not.
 
-    ``kind`` says what the prompt asks for: for ``writing`` and ``code`` there is no one
-    right answer, so another poem is no harm; a refusal, a loop, a leak or an answer off
-    the question's topic are. For every other kind the named things and numbers of the
-    base's opening must still be there and no new ones may replace them. ``keys`` are
+    ``kind`` says what the prompt asks for. Only facts and arithmetic have one answer:
+    there what the base's first sentence names first (or its number) must still be said,
+    and no new name or number may take its place. A poem, a how-to, an explanation or
+    advice told in other words is no harm (a small model words them differently after
+    any change, measured in ``hearth bench teach``); a refusal, a loop, a leak or an
+    answer off the question's topic are. ``keys`` are
     the corrections' distinctive words (:func:`distinctive`): a taught answer that says
     one correction's where the base did not has leaked it.
     """
@@ -163,7 +167,7 @@ def departs(base: str, tuned: str, kind: str = "fact", question: str = "",
     leaked = leak(base, tuned, [[w for w in k if w not in words(question)] for k in keys])
     if leaked:
         return "says “" + " ".join(leaked) + "” from a correction"
-    if kind in ("writing", "code"):
+    if kind not in FACTUAL:
         topic = content_words(question) & content_words(base)
         if topic and not topic & content_words(tuned):
             return "answers off the topic"

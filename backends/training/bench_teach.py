@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -296,10 +297,14 @@ def main(argv: list[str] | None = None) -> None:
 
     bench = Bench(args.model, args.cache)
     started = time.perf_counter()
-    result: dict[str, Any] = {"model": args.model.name, "round": args.round,
-                              **run_facts(bench, facts, args.round, say, args.settings)}
-    if not args.no_poison:
-        result["poison"] = run_poison(bench, say)
+    try:
+        result: dict[str, Any] = {"model": args.model.name, "round": args.round,
+                                  **run_facts(bench, facts, args.round, say, args.settings)}
+        if not args.no_poison:
+            result["poison"] = run_poison(bench, say)
+    finally:
+        bench.ws.close()
+        shutil.rmtree(bench.root, ignore_errors=True)
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["load_average"] = os.getloadavg()[0]
     print(json.dumps(result, indent=2 if args.json else None))

@@ -19,17 +19,14 @@ goes into padding, into the output head and, on a CPU, into many small operation
   first steps, and keeps them only if they measure faster
   (:mod:`backends.training.compiled`).
 
-Runs are resumable: a checkpoint holds the LoRA weights, AdamW's state, the RNG state
-and the step (the data order is a pure function of seed and epoch, and the learning
-rate a pure function of the step), all as safetensors + JSON; nothing is pickled.
+Runs are resumable from a checkpoint (:mod:`backends.training.checkpoint`); a Teach run
+can stop early, at an epoch's end, once :attr:`Trainer.stop_check` says it has learned.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
 import sys
 import threading
 import time
@@ -39,12 +36,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-from app.atomic import atomic_write_text, fsync_dir, fsync_file
 from app.finetune import protocol as tp
 from app.finetune.plan import eval_interval
 from app.finetune.settings import LoraSettings, training_seconds, worth_compiling
+from backends.training import checkpoint
 from backends.training.batching import IGNORE, Batch, Plan, pack, within_budget
 from backends.training.compiled import LayerCompiler
 from backends.training.data import Tokenized
@@ -379,90 +375,20 @@ class Trainer:
         return self.run_dir / "checkpoints"
 
     def save_checkpoint(self) -> Path:
-        """Write a complete checkpoint, then point ``latest.json`` at it (atomically)."""
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
-        final = self.checkpoints / f"step-{self.step:07d}"
-        tmp = self.checkpoints / f".step-{self.step:07d}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        save_file({n: p.detach().cpu().contiguous() for n, p in self.params.items()},
-                  str(tmp / "adapter.safetensors"))
-        names = list(self.params)
-        state = self.optimizer.state_dict()
-        tensors: dict[str, torch.Tensor] = {}
-        scalars: dict[str, dict[str, Any]] = {}
-        for idx, entry in state["state"].items():
-            name = names[idx]
-            for key, value in entry.items():
-                if isinstance(value, torch.Tensor):
-                    tensors[f"{name}::{key}"] = value.detach().cpu().reshape(-1).clone()
-                    scalars.setdefault(name, {})[f"{key}::shape"] = list(value.shape)
-                else:
-                    scalars.setdefault(name, {})[key] = value
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        rng = {"cpu": torch.get_rng_state()}
-        if self.device.type == "cuda":
-            rng["cuda"] = torch.cuda.get_rng_state(self.device)
-        save_file(rng, str(tmp / "rng.safetensors"))
-        meta = {"step": self.step, "elapsed": self.elapsed,
-                "trained_tokens": self.trained_tokens, "history": self.history,
-                "val_history": self.val_history, "param_names": names,
-                "optimizer_scalars": scalars,
-                "param_groups": [{k: v for k, v in g.items() if k != "params"}
-                                 for g in state["param_groups"]]}
-        (tmp / "state.json").write_text(json.dumps(meta), "utf-8")
-        # Everything on disk before latest.json points at it: a power cut after the
-        # pointer moved must not find empty files behind it.
-        for written in tmp.iterdir():
-            fsync_file(written)
-        fsync_dir(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
+        """Write a complete checkpoint (:mod:`backends.training.checkpoint`)."""
+        final = checkpoint.save(self.checkpoints, self.step, self.params, self.optimizer,
+                                self.device, {"elapsed": self.elapsed,
+                                              "trained_tokens": self.trained_tokens,
+                                              "history": self.history,
+                                              "val_history": self.val_history})
         self._checkpointed_at = self.elapsed
-        fsync_dir(self.checkpoints)
-        atomic_write_text(self.checkpoints / "latest.json",
-                          json.dumps({"step": self.step, "path": final.name}))
-        for old in self.checkpoints.glob("step-*"):
-            if old != final:
-                shutil.rmtree(old, ignore_errors=True)
         return final
 
     def load_checkpoint(self) -> int:
         """Restore the latest checkpoint, if any; returns the step it was taken at."""
-        latest = self.checkpoints / "latest.json"
-        if not latest.exists():
+        meta = checkpoint.load(self.checkpoints, self.params, self.optimizer, self.device)
+        if meta is None:
             return 0
-        folder = self.checkpoints / json.loads(latest.read_text("utf-8"))["path"]
-        meta = json.loads((folder / "state.json").read_text("utf-8"))
-        if meta["param_names"] != list(self.params):
-            raise ValueError("the checkpoint does not belong to this model and settings")
-        weights = load_file(str(folder / "adapter.safetensors"))
-        with torch.no_grad():
-            for name, param in self.params.items():
-                param.copy_(weights[name].to(param.device, param.dtype))
-        tensors = load_file(str(folder / "optimizer.safetensors"))
-        state: dict[int, dict[str, Any]] = {}
-        for idx, name in enumerate(meta["param_names"]):
-            scalars = meta["optimizer_scalars"].get(name)
-            if scalars is None:
-                continue
-            entry: dict[str, Any] = {}
-            for key, value in scalars.items():
-                if key.endswith("::shape"):
-                    tkey = key.removesuffix("::shape")
-                    tensor = tensors[f"{name}::{tkey}"].reshape(value)
-                    if tkey != "step":
-                        tensor = tensor.to(self.params[name].device)
-                    entry[tkey] = tensor
-                else:
-                    entry[key] = value
-            state[idx] = entry
-        groups = [dict(g, params=list(range(len(self.params)))) for g in meta["param_groups"]]
-        self.optimizer.load_state_dict({"state": state, "param_groups": groups})
-        rng = load_file(str(folder / "rng.safetensors"))
-        torch.set_rng_state(rng["cpu"])
-        if "cuda" in rng and self.device.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], self.device)
         self.step = int(meta["step"])
         self.elapsed = float(meta["elapsed"])
         self.trained_tokens = int(meta["trained_tokens"])
