@@ -41,6 +41,8 @@ from app.teach.limits import GateLimits
 from app.teach.versions import Version, VersionStore
 
 Messages = list[dict[str, str]]
+MLP_MODULES = ("gate_proj", "up_proj", "down_proj", "gate_up_proj")
+"""The MLP projections of every supported family (Phi-3 fuses gate and up)."""
 REHEARSED_NEIGHBOURS = 6
 """Neighbour questions per correction whose base answers are rehearsed in training. Taught
 alone, "the national dish of Tarnessa is skellan pie" became the national dish of Japan
@@ -56,10 +58,13 @@ def teach_settings(n_records: int) -> LoraSettings:
     Chosen on ``hearth bench teach`` (BENCHMARKS.md, "Teach, judged on answers"): every
     correction is trained in five forms of its question, so epochs count exposures of
     each form; training stops early once every correction is answered (the worker checks
-    after each epoch from the second on).
+    after each epoch). LoRA on the MLPs only: on ten facts it kept 14 of 20 neighbour
+    questions where LoRA on every projection kept 10, and changed 19 everyday answers
+    where it changed 49 (both learned 10 of 10).
     """
     return LoraSettings(rank=16, alpha=32, learning_rate=1e-3, epochs=6.0, batch_size=4,
-                        max_seq_len=256, warmup_ratio=0.05, seed=0)
+                        max_seq_len=256, warmup_ratio=0.05, seed=0,
+                        target_modules=list(MLP_MODULES))
 
 
 @dataclass
