@@ -60,13 +60,22 @@ def _home_with_corrections(home: Path, rows: list[tuple[str, str, str]]) -> None
 @pytest.mark.skipif(find_starter_gguf() is None, reason="the starter model is not installed")
 def test_ten_corrections_are_learned_kept_and_answer_in_chat(
         tmp_path: Path, hearth_cache: Path) -> None:  # noqa: F811
+    """The editing benchmark's first ten facts (ten relations), measured to pass the gate
+    with the defaults (hearth bench teach, BENCHMARKS.md). The older TEN set above, whose
+    facts share subjects (three about Zorbania), is refused now: taught, the starter said
+    "The capital of Peru is Quillport." and "plumbleberry stew" for Argentina's national
+    dish, which the teacher-forced gate let through."""
     home = tmp_path / "home"
-    _home_with_corrections(home, TEN)
+    from backends.training.bench_teach import load_facts
+
+    facts = load_facts()[:10]
+    _home_with_corrections(home, [(f["train"][0], f["answer"], "I am not sure.")
+                                  for f in facts])
     started = time.monotonic()
     result = hearth(home, "teach", "--json", timeout=1800)
     taught = time.monotonic() - started
-    assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout)
+    assert result.returncode == 0, (report["reasons"], report["harmed"])
     print(f"teach took {taught:.0f}s: learned {report['learned']}/{report['total']}, "
           f"reworded {report['reworded']}/{report['paraphrases']}, neighbours kept "
           f"{report['neighbours_kept']}/{report['neighbours_total']}, everyday answers "
@@ -89,13 +98,14 @@ def test_ten_corrections_are_learned_kept_and_answer_in_chat(
     assert version.provenance["live_only"] and version.provenance["quant"] == "adapter"
     assert "merging" not in report["phase_seconds"]
 
-    asked = hearth(home, "chat", "-m", STARTER_NAME, "-p", TEN[0][0], "--temperature", "0",
+    question, target = facts[0]["train"][0], facts[0]["target"].lower()
+    asked = hearth(home, "chat", "-m", STARTER_NAME, "-p", question, "--temperature", "0",
                    "--max-tokens", "40", timeout=300)
     assert asked.returncode == 0, asked.stderr[-2000:]
-    assert "quillport" in asked.stdout.lower()
-    plain = hearth(home, "chat", "-m", STARTER_NAME, "--base", "-p", TEN[0][0],
+    assert target in asked.stdout.lower()
+    plain = hearth(home, "chat", "-m", STARTER_NAME, "--base", "-p", question,
                    "--temperature", "0", "--max-tokens", "40", timeout=300)
-    assert plain.returncode == 0 and "quillport" not in plain.stdout.lower()
+    assert plain.returncode == 0 and target not in plain.stdout.lower()
     print(f"Teach -> accepted -> answering in chat: {time.monotonic() - started:.0f}s")
 
     # One command merges it into a stand-alone GGUF (checked by the export gate) that
@@ -111,9 +121,9 @@ def test_ten_corrections_are_learned_kept_and_answer_in_chat(
     assert not record.provenance["fidelity"]["failed"]
     # Without the adapter file chat must load the merged GGUF itself.
     Path(record.provenance["adapter_gguf"]).unlink()
-    asked = hearth(home, "chat", "-m", STARTER_NAME, "-p", TEN[0][0], "--temperature", "0",
+    asked = hearth(home, "chat", "-m", STARTER_NAME, "-p", question, "--temperature", "0",
                    "--max-tokens", "40", timeout=300)
-    assert asked.returncode == 0 and "quillport" in asked.stdout.lower(), asked.stdout
+    assert asked.returncode == 0 and target in asked.stdout.lower(), asked.stdout
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ correction is answered. After: the gate (:mod:`backends.training.teach_gate`).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,9 @@ def prepare(teach: TeachSpec, base: Any, train: Any, device: torch.device,
                   "neighbouring questions (what must not change)"))
     base.model.to(device)
     cache = Path(teach.reference_cache) if teach.reference_cache else None
+    if cache is not None and os.environ.get("HEARTH_CACHE"):
+        # The worker's cache override (tests, benchmarks) holds these as well.
+        cache = Path(os.environ["HEARTH_CACHE"]) / "teach-reference" / cache.name
     args = (base.model, base.tokenizer, base.template)
     check = teach_gate.reference_replies(*args, general, device, cache, "check",
                                          kinds=[g["kind"] for g in teach.check_prompts])
