@@ -139,13 +139,13 @@ def test_a_template_that_never_ends_is_laid_out_off_the_gui_thread_and_stopped(
     started = time.monotonic()
     with qtbot.waitSignal(tab.dataset_checked, timeout=60_000):
         tab.setup.load_file(write_jsonl(tmp_path / "facts.jsonl", fact_rows()))
-    took = time.monotonic() - started
     timer.stop()
     gaps = [b - a for a, b in zip([started, *ticks], ticks, strict=False)]
-    assert took > 0.4  # two renders ran into the step limit...
-    assert max(gaps) < 0.3, max(gaps)  # ...while the window went on ticking
+    # Both renders (preview and estimate) ran into the template's step limit — said by
+    # the messages, not by a duration, which depends on the CPU (0.34 s on an EPYC) —
     assert "was stopped: it runs more than" in tab.setup.preview_view.toPlainText()
     assert "was stopped" in tab.setup.start_error.text() and not tab.setup.start_button.isEnabled()
+    assert max(gaps) < 0.3, max(gaps)  # ...while the window went on ticking
     tab.shutdown()
 
 
