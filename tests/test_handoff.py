@@ -121,7 +121,8 @@ def test_a_model_that_was_not_fine_tuned_has_no_adapter_to_hand_off(
 
 
 def test_token_texts_reads_only_the_asked_entries(starter_gguf: Path) -> None:
-    from app.models.gguf_file import read_gguf, token_texts
+    from app.models.gguf_file import read_gguf
+    from app.models.gguf_vocab import token_texts
 
     meta = read_gguf(starter_gguf).metadata
     eos = meta["tokenizer.ggml.eos_token_id"]

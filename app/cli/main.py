@@ -70,6 +70,20 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--base", action="store_true",
                       help="chat with the plain base model, not its active taught version")
 
+    _add_bench(sub)
+    doctor = sub.add_parser("doctor", help="check this machine and Hearth's set-up, with a "
+                            "short self-test; exit 1 lists each problem and what to do")
+    doctor.add_argument("--json", action="store_true")
+    doctor.add_argument("-m", "--model", help="model for the llama.cpp self-test "
+                        "(default: the starter model)")
+    add_export_parser(sub)
+    add_serve_parser(sub)
+    sub.add_parser("gui", help="open the app (the default)")
+    return parser
+
+
+def _add_bench(sub: Any) -> None:
+    """``hearth bench ...``: each benchmark names its baseline in its help."""
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(
         dest="bench_command", required=True)
     inf = bench.add_parser("inference", help="decode/prefill speed and TTFT through the "
@@ -114,15 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "compiling counts in Hearth's time)")
     add_finetune_parsers(sub)
     add_teach_parser(sub)
-    doctor = sub.add_parser("doctor", help="check this machine and Hearth's set-up, with a "
-                            "short self-test; exit 1 lists each problem and what to do")
-    doctor.add_argument("--json", action="store_true")
-    doctor.add_argument("-m", "--model", help="model for the llama.cpp self-test "
-                        "(default: the starter model)")
-    add_export_parser(sub)
-    add_serve_parser(sub)
-    sub.add_parser("gui", help="open the app (the default)")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,7 +29,8 @@ from app.atomic import atomic_write_text
 from app.chat.template_choice import FAMILIES, choose_template, end_of_turn
 from app.errors import ExitCode, HearthError
 from app.inference.protocol import SamplingParams
-from app.models.gguf_file import GGUFError, read_gguf, token_ids, token_texts
+from app.models.gguf_file import GGUFError, read_gguf
+from app.models.gguf_vocab import token_ids, token_texts
 from app.models.library import ModelRecord
 from app.workers.spawn import run_module
 
