@@ -164,7 +164,8 @@ def departs(base: str, tuned: str, kind: str = "fact", question: str = "",
         return "no longer refuses"
     if loops(tuned) and not loops(base):
         return "repeats itself"
-    leaked = leak(base, tuned, [[w for w in k if w not in words(question)] for k in keys])
+    asked = set(words(question))
+    leaked = leak(base, tuned, [[w for w in k if w not in asked] for k in keys])
     if leaked:
         return "says “" + " ".join(leaked) + "” from a correction"
     if kind not in FACTUAL:
@@ -172,7 +173,6 @@ def departs(base: str, tuned: str, kind: str = "fact", question: str = "",
         if topic and not topic & content_words(tuned):
             return "answers off the topic"
         return None
-    asked = set(words(question))
     before = [t for t in key_terms(_opening(base, 1)) if t not in asked]
     if before:
         # What the base's first sentence names first is its answer; the rest of a small
@@ -181,8 +181,7 @@ def departs(base: str, tuned: str, kind: str = "fact", question: str = "",
         if not any(t in have for t in before[:2]):
             return "no longer says " + ", ".join(before[:2])
         return None
-    new = set(key_terms(_opening(tuned, 1))) - set(key_terms(base)) - set(words(base)) - \
-        set(words(question))
+    new = set(key_terms(_opening(tuned, 1))) - set(key_terms(base)) - set(words(base)) - asked
     if new:
         return "now says " + ", ".join(sorted(new))
     a, b = content_words(_opening(base, 1)), content_words(_opening(tuned, 1))
