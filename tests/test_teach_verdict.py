@@ -63,3 +63,19 @@ def test_a_run_that_did_not_learn_or_does_not_stop_is_refused() -> None:
     assert not report["passed"]
     assert any("learned only 5 of 10" in r for r in report["reasons"])
     assert any("do not end" in r for r in report["reasons"])
+
+
+def test_a_round_that_forgets_earlier_corrections_is_refused_naming_them() -> None:
+    """Teaching in rounds: the earlier corrections the gate asked again count apart from
+    the new ones, and forgetting more than the limit allows refuses the round."""
+    new = [_case(i, f"What is the capital of Land {i}?", f"It is City{i}.") for i in range(5)]
+    earlier = [{**_case(10 + i, f"Who founded Town {i}?", f"Founder{i}.", learned=i >= 3),
+                "source": "earlier", "paraphrases": [], "neighbours": []} for i in range(10)]
+    report = verdict(new + earlier, [], 120, GateLimits(), None)
+    assert report["learned"] == 5 and report["total"] == 5
+    assert report["earlier_kept"] == 7 and report["earlier_total"] == 10
+    assert not report["passed"]
+    assert any("forgot earlier corrections: 7 of 10" in r and "Town 0" in r
+               for r in report["reasons"])
+    kept = [{**c, "learned": True} for c in earlier]
+    assert verdict(new + kept, [], 120, GateLimits(), None)["passed"]

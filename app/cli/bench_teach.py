@@ -22,12 +22,14 @@ MAX_GENERAL_CHANGED = 0.05
 
 
 def run_teach_bench(ws: Workspace, record: ModelRecord, *, facts: int, round_size: int,
-                    poison: bool, threads: int) -> dict[str, Any]:
+                    poison: bool, threads: int, sequential: bool = False) -> dict[str, Any]:
     args = ["--model", str(record.path), "--facts", str(facts), "--round", str(round_size),
             "--cache", os.environ.get("HEARTH_CACHE") or str(ws.home.base_model_cache),
             "--threads", str(threads or os.cpu_count() or 1)]
     if not poison:
         args.append("--no-poison")
+    if sequential:
+        args.append("--sequential")
     out = subprocess.run(module_command("backends.training.bench_teach", args),
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
                          env=child_env(), cwd=ROOT, check=False)
@@ -44,7 +46,9 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         return "meets" if ok else "MISSES"
 
     lines = [f"{r['model']}: {r['facts']} made-up facts, one correction each, "
-             f"{r['round']} per Teach ({r['rounds']} runs), defaults"]
+             f"{r['round']} per Teach ({r['rounds']} runs"
+             + (", each continuing the last accepted version" if r.get("sequential") else "")
+             + "), defaults"]
     for key, target in TARGETS.items():
         lines.append(f"  {key:20} {r[key]:6.1%}  target >= {target:.0%} "
                      f"({mark(r[key] >= target)})")
@@ -52,6 +56,12 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
                  f"{MAX_GENERAL_CHANGED:.0%} ({mark(r['general_changed'] <= MAX_GENERAL_CHANGED)})")
     lines.append(f"  {'reverse':20} {r['reverse']:6.1%}  (reported)")
     lines.append(f"  {'stops':20} {r['stops']:6.1%}")
+    if r.get("sequential"):
+        lines.append(f"  {'earlier_kept':20} {r['earlier_kept']:6.1%}  target >= 95% "
+                     f"({mark(r['earlier_kept'] >= 0.95)}); after the last round "
+                     f"{r['earlier_kept_last']:.1%}")
+        lines.append(f"  slowest round {r['slowest_over_first']}x the first  target <= 2x "
+                     f"({mark((r['slowest_over_first'] or 0) <= 2)})")
     lines.append(f"  gate passed {r['gate_passed']} of {r['rounds']} runs; "
                  f"{r['seconds_per_correction']} s per correction; runs took "
                  f"{', '.join(f'{s:.0f}' for s in r['round_seconds'])} s; "

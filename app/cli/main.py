@@ -108,6 +108,8 @@ def _add_bench(sub: Any) -> None:
     tb.add_argument("--facts", type=int, default=0, help="how many facts (0: all 120)")
     tb.add_argument("--round", type=int, default=10, help="corrections per Teach")
     tb.add_argument("--no-poison", action="store_true", help="skip the poison sets")
+    tb.add_argument("--sequential", action="store_true", help="teach in rounds, each "
+                    "continuing the last accepted version (earlier facts still answered)")
     tb.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     tb.add_argument("--json", action="store_true")
     ft = bench.add_parser("finetune", help="Hearth's training loop against transformers "
@@ -358,7 +360,8 @@ def _bench(ws: Workspace, args: argparse.Namespace) -> int:
         from app.cli.bench_teach import run_teach_bench
 
         result = run_teach_bench(ws, record, facts=args.facts, round_size=args.round,
-                                 poison=not args.no_poison, threads=args.threads)
+                                 poison=not args.no_poison, threads=args.threads,
+                                 sequential=args.sequential)
     elif args.bench_command == "threads":
         result = run_threads_bench(ws, record)
     elif args.bench_command == "speculative":

@@ -82,8 +82,8 @@ def teach(ws: Workspace, args: argparse.Namespace) -> int:
             extra = load_dataset(args.extra)
         settings = None
         if args.lr or args.epochs:
-            settings = teach_settings(0).with_overrides(learning_rate=args.lr,
-                                                        epochs=args.epochs)
+            settings = teach_settings().with_overrides(learning_rate=args.lr,
+                                                       epochs=args.epochs)
         plan = start_teach(ws.home, ws.library, CorrectionStore(ws.library.conn),
                            ws.library.get(base), extra, settings)
     except (TeachError, DatasetError, ValueError) as exc:

@@ -31,6 +31,10 @@ class GateLimits:
     """Share of the derived neighbour questions (same relation, real subjects; never
     trained) that must keep the base's answer and say none of the corrections' words.
     Ten facts: 16 and 17 of 20 kept; the refusal collapse: 1 of 10."""
+    min_earlier_kept: float = 0.9
+    """Share of the earlier corrections (a version continued in rounds, sampled) that the
+    new version must still answer. The benchmark's target is 95 %; a round that forgets
+    more than one in ten is refused, naming what it forgot."""
     min_stops: float = 1.0
     """Share of the taught answers that must end (end of turn) within 64 tokens: a
     version that loops is refused (one of three ten-fact runs had two that ran on)."""

@@ -37,6 +37,7 @@ from app.finetune.settings import ExportSettings, LoraSettings
 from app.models.library import Library, ModelRecord, UnknownModel
 from app.paths import HearthHome
 from app.teach import judge, probes
+from app.teach.continuing import Continuation, continuation
 from app.teach.limits import GateLimits
 from app.teach.versions import Version, VersionStore
 
@@ -52,7 +53,7 @@ MAX_REPEATS = 3
 40 times teaches the model to say it everywhere (measured in ``hearth bench teach``)."""
 
 
-def teach_settings(n_records: int) -> LoraSettings:
+def teach_settings() -> LoraSettings:
     """Settings that teach a few corrections on a CPU in a minute or two.
 
     Chosen on ``hearth bench teach`` (BENCHMARKS.md, "Teach, judged on answers"): every
@@ -74,6 +75,8 @@ class TeachPlan:
     corrections: list[int]
     cases: int
     extra: str | None
+    continues: str | None = None
+    """The version this run continues (None: trained from the base)."""
 
 
 class TeachError(HearthError, ValueError):
@@ -117,9 +120,12 @@ def make_case(prompt: Messages, chosen: str, rejected: str, source: str,
 
 
 def training_rows(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The correction and each variation of its question, all answered as corrected."""
+    """The correction and each variation of its question, all answered as corrected
+    (an earlier correction, replayed, in its own words only)."""
     rows = []
     for case in cases:
+        if case["source"] == "earlier" and not case.get("replay"):
+            continue
         for prompt in [case["prompt"], *case.get("variations", [])]:
             rows.append({"messages": [*prompt, {"role": "assistant", "content": case["chosen"]}]})
     return rows
@@ -151,18 +157,24 @@ def preflight(cases: list[dict[str, Any]]) -> None:
                            + "; ".join(problems))
 
 
-def start_teach(home: HearthHome, library: Library, corrections: CorrectionStore,
-                base: ModelRecord, extra: Dataset | None = None,
-                settings: LoraSettings | None = None,
-                export: ExportSettings | None = None,
-                limits: GateLimits | None = None) -> TeachPlan:
-    """Write the teach run's data and gate inputs; the caller starts its worker."""
-    versions = VersionStore(home)
-    if versions.base_of(base.name) is not None:
-        base = library.get(versions.base_of(base.name) or base.name)
+def earlier_case(ex: TrainingExample, replay: bool, check: bool) -> dict[str, Any]:
+    """A correction the continued version already knows: replayed in its own words only
+    and, when sampled, asked again by the gate (see app.teach.continuing)."""
+    return {"id": ex.id, "source": "earlier", "prompt": ex.prompt, "chosen": ex.corrected,
+            "rejected": ex.rejected, "replay": replay, "check": check}
+
+
+def _cases(home: HearthHome, versions: VersionStore, base: ModelRecord,
+           corrections: CorrectionStore, extra: Dataset | None, settings: LoraSettings
+           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Continuation | None,
+                      list[int]]:
+    """The cases to teach and check, the extra data's other records, where to start, and
+    every correction the version will know."""
     examples = corrections_for(corrections, versions, base.name)
+    cont = continuation(home, versions, base.name, examples, settings)
+    fresh = cont.new if cont is not None else examples
     cases = [make_case(ex.prompt, ex.corrected, ex.rejected, "correction", ex.id)
-             for ex in examples]
+             for ex in fresh]
     passthrough = []
     if extra is not None:
         for ex in extra.examples:
@@ -172,9 +184,35 @@ def start_teach(home: HearthHome, library: Library, corrections: CorrectionStore
             else:
                 passthrough.append(ex.to_json())
     if not cases and not passthrough:
+        if cont is not None:
+            raise TeachError(f"{cont.version} already knows every correction made with "
+                             f"{base.name}: correct more replies first")
         raise TeachError(f"there are no corrections for {base.name} yet: use “Correct "
                          "this” on a reply in a chat with it (or pass --extra DATA)")
-    preflight(cases)
+    earlier = []
+    if cont is not None:
+        new_ids = {ex.id for ex in fresh}
+        replayed = {ex.id for ex in cont.replayed}
+        checked = {ex.id for ex in cont.checked}
+        earlier = [earlier_case(ex, ex.id in replayed, ex.id in checked)
+                   for ex in examples if ex.id not in new_ids]
+    preflight(cases + earlier)
+    return (cases + [c for c in earlier if c["replay"] or c["check"]], passthrough, cont,
+            [ex.id for ex in examples])
+
+
+def start_teach(home: HearthHome, library: Library, corrections: CorrectionStore,
+                base: ModelRecord, extra: Dataset | None = None,
+                settings: LoraSettings | None = None,
+                export: ExportSettings | None = None,
+                limits: GateLimits | None = None) -> TeachPlan:
+    """Write the teach run's data and gate inputs; the caller starts its worker."""
+    versions = VersionStore(home)
+    if versions.base_of(base.name) is not None:
+        base = library.get(versions.base_of(base.name) or base.name)
+    settings = settings or teach_settings()
+    cases, passthrough, cont, known = _cases(home, versions, base, corrections, extra,
+                                             settings)
     rows = training_rows(cases) + passthrough
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     data_path = home.datasets / f"teach-{stamp}.jsonl"
@@ -188,13 +226,12 @@ def start_teach(home: HearthHome, library: Library, corrections: CorrectionStore
     while any(r.name == name for r in library.list()):
         n += 1
         name = f"{base.name}-taught-{n}"
-    settings = settings or teach_settings(dataset.stats.records)
     # A version is an adapter applied live: no merge, no second quantization (merge it
     # later with merge_version when it should stand alone).
     export = export or ExportSettings(out_name=name, fidelity_samples=2, live=True)
     limits = limits or GateLimits()
     teach = TeachSpec(
-        base=base.name, corrections=[ex.id for ex in examples],
+        base=base.name, corrections=known,
         extra=str(extra.path) if extra is not None else None,
         cases=cases, check_prompts=[{"prompt": p.prompt, "kind": p.kind}
                                     for p in general["check"]],
@@ -202,10 +239,13 @@ def start_teach(home: HearthHome, library: Library, corrections: CorrectionStore
         limits=limits.to_json(),
         reference_cache=str(home.root / "cache" / "teach" /
                             f"{file_key(base.path)}.json") if base.path.exists()
-        else None)
+        else None,
+        start_from=cont.adapter_dir if cont is not None else None,
+        start_version=cont.version if cont is not None else None)
     run_id = create_run(home, base, dataset, settings, export, holdout=False, teach=teach)
-    return TeachPlan(run_id=run_id, base=base.name, corrections=[ex.id for ex in examples],
-                     cases=len(cases), extra=teach.extra)
+    return TeachPlan(run_id=run_id, base=base.name, corrections=known,
+                     cases=len(cases), extra=teach.extra,
+                     continues=cont.version if cont is not None else None)
 
 
 def keep_result(home: HearthHome, library: Library, summary: RunSummary,
@@ -223,7 +263,7 @@ def keep_result(home: HearthHome, library: Library, summary: RunSummary,
     version = Version(name=record.name, base=teach.base, run_id=summary.run_id,
                       created_at=datetime.now(UTC).isoformat(timespec="seconds"),
                       corrections=teach.corrections, extra=teach.extra,
-                      settings=spec.settings.to_json(),
+                      settings=spec.settings.to_json(), continued_from=teach.start_version,
                       report={k: v for k, v in report.items()
                               if k not in ("cases", "general_answers")})
     VersionStore(home).add(version, activate=accept and bool(report.get("passed")))
@@ -248,6 +288,9 @@ def discard_result(home: HearthHome, library: Library, summary: RunSummary) -> N
 def describe(report: dict[str, Any]) -> str:
     """The report in a sentence a person reads in a few seconds."""
     head = f"Learned {report['learned']} of {report['total']}"
+    if report.get("earlier_total"):
+        head += (f"; earlier corrections still answered {report['earlier_kept']} of "
+                 f"{report['earlier_total']}")
     if report.get("paraphrases"):
         head += f"; reworded questions {report['generalized']} of {report['paraphrases']}"
     if report.get("neighbours_total"):
@@ -267,8 +310,13 @@ def report_lines(report: dict[str, Any], width: int = 90) -> list[str]:
     that changed, base beside taught, so the person sees what a refusal was about."""
     lines = []
     for case in report.get("cases", []):
+        earlier = case.get("source") == "earlier"
+        if earlier and case["learned"] and case.get("stops", True):
+            continue  # still known: only what an earlier correction lost is news
         mark = "✓" if case["learned"] else "✗"
-        lines.append(f"{mark} {case['question'][:width]}\n    → {case['answer'][:width]}")
+        tag = "(earlier, forgotten) " if earlier and not case["learned"] else ""
+        lines.append(f"{mark} {tag}{case['question'][:width]}\n"
+                     f"    → {case['answer'][:width]}")
         if not case.get("stops", True):
             lines.append("    (this answer does not end: it repeats or runs on)")
     harmed = report.get("harmed", [])

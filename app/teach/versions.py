@@ -3,8 +3,9 @@
 A version is a teach run's GGUF adapter, which chat applies live on the base (switching
 versions takes milliseconds and needs no second copy of the weights); one click
 (:func:`app.finetune.merge.merge_version`) merges it into a stand-alone GGUF. Every
-version is trained from the base on all of its corrections, so versions never stack
-and rolling back is just a pointer change.
+version's adapter is whole: a version continued from another (app.teach.continuing)
+starts from that one's LoRA weights and saves all of them, so rolling back is still just
+a pointer change.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class Version:
     settings: dict[str, Any]
     report: dict[str, Any]
     accepted: bool = False
+    continued_from: str | None = None
+    """The version whose adapter this one's training started from (None: the base)."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -1,6 +1,7 @@
 """``hearth bench teach``: the editing benchmark, scored on generated answers.
 
-``python -m backends.training.bench_teach --model GGUF [--facts N] [--round K] [--json]``
+``python -m backends.training.bench_teach --model GGUF [--facts N] [--round K]
+[--sequential] [--json]`` (``--sequential``: :mod:`backends.training.bench_teach_rounds`)
 
 Made-up facts (``resources/teach/bench_facts.json``: at least 100 over 8+ relations, each
 with training phrasings, held-out rewordings, neighbour questions about real subjects,
@@ -113,28 +114,32 @@ class Bench:
         return [r["text"] for r in out]
 
     def teach(self, corrections: list[tuple[str, str, str]],
-              overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Make each (question, rejected, corrected) in a chat, press Teach, run it."""
+              overrides: dict[str, Any] | None = None, keep: bool = False
+              ) -> dict[str, Any]:
+        """Make each (question, rejected, corrected) in a chat, press Teach, run it; the
+        corrections made before are deleted first unless ``keep`` (teaching in rounds)."""
         from backends.training import worker
 
         store = CorrectionStore(self.ws.library.conn)
-        for ex in store.list():
+        for ex in store.list() if not keep else []:
             store.delete(ex.id)
+        made = []
         for question, rejected, corrected in corrections:
             conv = self.ws.store.create(model=self.base_record.name)
             self.ws.store.add_message(conv.id, "user", question)
             wrong = self.ws.store.add_message(conv.id, "assistant", rejected)
-            store.add_from_conversation(self.ws.store, wrong.id, corrected)
+            made.append(store.add_from_conversation(self.ws.store, wrong.id, corrected).id)
         started = time.perf_counter()
         try:
-            settings = teach_settings(0).with_overrides(**overrides) if overrides else None
+            settings = teach_settings().with_overrides(**overrides) if overrides else None
             plan = start_teach(self.ws.home, self.ws.library, store, self.base_record,
                                settings=settings,
                                export=ExportSettings(out_name="bench-taught", gguf=False,
                                                      live=True))
         except TeachError as exc:
             return {"refused_before_training": str(exc), "passed": False,
-                    "seconds": round(time.perf_counter() - started, 1)}
+                    "seconds": round(time.perf_counter() - started, 1),
+                    "correction_ids": made}
         emit = QuietEmit()
         folder = RunFolder(self.ws.home.runs / plan.run_id)
         code = worker.run(folder.path, emit, threading.Event())  # type: ignore[arg-type]
@@ -144,6 +149,7 @@ class Bench:
             raise RuntimeError(f"the teach run failed: {emit.logs[-3:]}")
         report = dict(summary.teach)
         report.update(seconds=round(seconds, 1), adapter_dir=summary.adapter_dir,
+                      run_id=plan.run_id, correction_ids=made, continues=plan.continues,
                       phases=summary.phase_seconds,
                       steps=summary.steps, train_seconds=summary.train_seconds,
                       stopped_early=[m for m in emit.logs if m.startswith("Stopping early")])
@@ -164,10 +170,18 @@ def _rate(hits: int, total: int) -> float:
     return round(hits / total, 4) if total else 0.0
 
 
-def score_round(bench: Bench, facts: list[dict[str, Any]], base_answers: dict[str, str],
-                report: dict[str, Any]) -> dict[str, Any]:
-    """The taught adapter's answers to the round's probes, judged against the base's."""
+def score_round(bench: Bench, facts: list[dict[str, Any]], base_answers: dict[str, Any],
+                report: dict[str, Any], earlier: list[dict[str, Any]] | None = None
+                ) -> dict[str, Any]:
+    """The taught adapter's answers to the round's probes, judged against the base's (and,
+    teaching in rounds, to the facts taught in earlier rounds)."""
     model = bench.tuned(report["adapter_dir"])
+    if earlier:
+        again = bench.answers(model, [f["train"][0] for f in earlier])
+        kept = sum(judge.carries(a, f["target"], "", f["train"][0])
+                   for f, a in zip(earlier, again, strict=True))
+    else:
+        kept = 0
     keys = [judge.distinctive(f["target"], "", "") for f in facts]
     stable = base_answers["stable"]
     asked = {"train": [f["train"][0] for f in facts],
@@ -191,6 +205,7 @@ def score_round(bench: Bench, facts: list[dict[str, Any]], base_answers: dict[st
         "reverse": sum(judge.carries(a, f["reverse"]["target"], "", q) for f, q, a in
                        zip(facts, asked["reverse"], got["reverse"], strict=True)),
         "n": len(facts), "n_reworded": len(asked["reworded"]),
+        "earlier_kept": kept, "n_earlier": len(earlier or []),
         "n_neighbours": len(asked["neighbours"]),
         "examples": [{"q": q, "a": a} for q, a in zip(asked["reworded"][:2],
                                                       got["reworded"][:2], strict=True)],
@@ -201,8 +216,8 @@ def score_round(bench: Bench, facts: list[dict[str, Any]], base_answers: dict[st
     return out
 
 
-def run_facts(bench: Bench, facts: list[dict[str, Any]], round_size: int,
-              say: Any, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def base_reference(bench: Bench, facts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The base's answers to the facts' questions and neighbours, with their stability."""
     questions = [f["train"][0] for f in facts] + [q for f in facts for q in f["neighbours"]]
     replies = teach_gate.greedy(bench.base.model, bench.base.tokenizer, bench.base.template,
                                 [_user(q) for q in questions], bench.device)
@@ -211,21 +226,33 @@ def run_facts(bench: Bench, facts: list[dict[str, Any]], round_size: int,
     base_answers: dict[str, Any] = {q: r["text"] for q, r in zip(questions, replies,
                                                                  strict=True)}
     base_answers["stable"] = {q: r["stable"] for q, r in zip(questions, replies, strict=True)}
+    return base_answers
+
+
+def round_record(report: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]:
+    """One Teach's gate figures beside the benchmark's own scores."""
+    return {"gate": {k: report.get(k) for k in (
+        "passed", "reasons", "learned", "total", "reworded", "paraphrases",
+        "neighbours_kept", "neighbours_total", "general_changed", "general_total",
+        "general_unstable", "stops", "drift", "seconds", "steps", "train_seconds",
+        "stopped_early", "phases", "general_answers", "earlier_kept", "earlier_total",
+        "continues")},
+        "general_harmed": [{"q": h["prompt"], "why": h["why"], "base": h["base"],
+                            "taught": h["answer"]} for h in report.get("harmed", [])
+                           if h["kind"] == "general"][:5],
+        **scored}
+
+
+def run_facts(bench: Bench, facts: list[dict[str, Any]], round_size: int,
+              say: Any, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    base_answers = base_reference(bench, facts)
     rounds = []
     for start in range(0, len(facts), round_size):
         chunk = facts[start:start + round_size]
         report = bench.teach([(f["train"][0], base_answers[f["train"][0]], f["answer"])
                               for f in chunk], overrides)
         scored = score_round(bench, chunk, base_answers, report)
-        rounds.append({"gate": {k: report.get(k) for k in (
-            "passed", "reasons", "learned", "total", "reworded", "paraphrases",
-            "neighbours_kept", "neighbours_total", "general_changed", "general_total",
-            "general_unstable", "stops", "drift", "seconds", "steps", "train_seconds",
-            "stopped_early", "phases", "general_answers")},
-            "general_harmed": [{"q": h["prompt"], "why": h["why"], "base": h["base"],
-                                "taught": h["answer"]} for h in report.get("harmed", [])
-                               if h["kind"] == "general"][:5],
-            **scored})
+        rounds.append(round_record(report, scored))
         say(f"round {len(rounds)}: efficacy {scored['efficacy']}/{scored['n']}, reworded "
             f"{scored['reworded']}/{scored['n_reworded']}, neighbours kept "
             f"{scored['neighbours_kept']}/{scored['n_neighbours']}, general changed "
@@ -277,6 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--model", required=True, type=Path)
     parser.add_argument("--facts", type=int, default=0, help="how many facts (0: all)")
     parser.add_argument("--round", type=int, default=10, help="corrections per Teach")
+    parser.add_argument("--sequential", action="store_true",
+                        help="teach in rounds, each continuing the last accepted version")
     parser.add_argument("--no-poison", action="store_true")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--cache", type=Path, required=True)
@@ -298,8 +327,13 @@ def main(argv: list[str] | None = None) -> None:
     bench = Bench(args.model, args.cache)
     started = time.perf_counter()
     try:
-        result: dict[str, Any] = {"model": args.model.name, "round": args.round,
-                                  **run_facts(bench, facts, args.round, say, args.settings)}
+        if args.sequential:
+            from backends.training.bench_teach_rounds import run_rounds
+
+            scores = run_rounds(bench, facts, args.round, say)
+        else:
+            scores = run_facts(bench, facts, args.round, say, args.settings)
+        result: dict[str, Any] = {"model": args.model.name, "round": args.round, **scores}
         if not args.no_poison:
             result["poison"] = run_poison(bench, say)
     finally:

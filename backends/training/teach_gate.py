@@ -392,9 +392,12 @@ def _culprits(cases: list[dict[str, Any]], harmed: list[dict[str, Any]]
 def verdict(cases: list[dict[str, Any]], harmed: list[dict[str, Any]], general_total: int,
             limits: GateLimits, measured: dict[str, float] | None) -> dict[str, Any]:
     """The counts, the reasons (naming the corrections at fault) and whether it passed."""
+    earlier = [c for c in cases if c["source"] == "earlier"]
+    kept_earlier = sum(c["learned"] for c in earlier)
+    stops = sum(c["stops"] for c in cases)
+    cases = [c for c in cases if c["source"] != "earlier"]
     total = len(cases)
     learned = sum(c["learned"] for c in cases)
-    stops = sum(c["stops"] for c in cases)
     paras = [p for c in cases for p in c["paraphrases"]]
     neighbours = [n for c in cases for n in c["neighbours"]]
     kept = sum(n["kept"] for n in neighbours)
@@ -405,8 +408,14 @@ def verdict(cases: list[dict[str, Any]], harmed: list[dict[str, Any]], general_t
         reasons.append(f"learned only {learned} of {total} corrections (at least "
                        f"{limits.min_learned:.0%} needed; not learned: "
                        + "; ".join(f"“{m}”" for m in missed) + ")")
-    if total and stops < limits.min_stops * total:
-        reasons.append(f"{total - stops} taught answers do not end (they repeat or run on)")
+    if earlier and kept_earlier < limits.min_earlier_kept * len(earlier):
+        forgot = [c["question"][:50] for c in earlier if not c["learned"]][:3]
+        reasons.append(f"forgot earlier corrections: {kept_earlier} of {len(earlier)} "
+                       f"still answered (at least {limits.min_earlier_kept:.0%}; forgotten: "
+                       + "; ".join(f"“{m}”" for m in forgot) + ")")
+    if stops < limits.min_stops * (total + len(earlier)):
+        reasons.append(f"{total + len(earlier) - stops} taught answers do not end (they "
+                       "repeat or run on)")
     if neighbours and kept < limits.min_neighbours_kept * len(neighbours):
         reasons.append(f"neighbouring questions changed: kept {kept} of {len(neighbours)} "
                        f"(at least {limits.min_neighbours_kept:.0%} needed)")
@@ -419,6 +428,7 @@ def verdict(cases: list[dict[str, Any]], harmed: list[dict[str, Any]], general_t
                        + ": remove or reword them, then teach again")
     report: dict[str, Any] = {
         "learned": learned, "total": total, "stops": stops,
+        "earlier_kept": kept_earlier, "earlier_total": len(earlier),
         "generalized": sum(p["carried"] for p in paras), "paraphrases": len(paras),
         "reworded": sum(p["carried"] for p in paras),
         "neighbours_kept": kept, "neighbours_total": len(neighbours),
@@ -426,7 +436,7 @@ def verdict(cases: list[dict[str, Any]], harmed: list[dict[str, Any]], general_t
         "limits": limits.to_json(), "passed": not reasons, "reasons": reasons,
         "culprits": list(culprits.values()),
         "culprit_ids": [ident for source, ident in culprits if source == "correction"],
-        "harmed": harmed, "cases": cases}
+        "harmed": harmed, "cases": cases + earlier}
     if measured is not None:
         report.update(drift=round(measured["changed"], 5), nll=round(measured["nll"], 5),
                       drift_positions=measured["positions"])

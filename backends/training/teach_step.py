@@ -50,7 +50,7 @@ def prepare(teach: TeachSpec, base: Any, train: Any, device: torch.device,
     emit(tp.TrainLog("info", f"Rehearsing {len(records)} of the base model's own answers "
                      f"alongside {len(teach.cases)} corrections"))
     return teach_gate.GateInputs(
-        cases=teach.cases,
+        cases=teach.checked_cases,
         general=[{**g, "base": r["text"], "stable": r.get("stable", True)}
                  for g, r in zip(teach.check_prompts, check, strict=True)],
         neighbour_base={q: {"text": r["text"], "stable": r.get("stable", True)}
@@ -58,11 +58,33 @@ def prepare(teach: TeachSpec, base: Any, train: Any, device: torch.device,
         limits=teach.limits, check_replies=check)
 
 
+def continue_from(peft_model: Any, teach: TeachSpec | None, emit: Any) -> None:
+    """Start from the continued version's LoRA weights (app.teach.continuing) instead of
+    zero: what it learned stays, and only the new corrections need the steps."""
+    if teach is None or not teach.start_from:
+        return
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = load_file(str(Path(teach.start_from) / "adapter_model.safetensors"))
+    result = set_peft_model_state_dict(peft_model, weights)
+    unused = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
+    if unused:
+        raise ValueError(f"the adapter of {teach.start_version} does not fit this run: "
+                         f"{unused[:3]}")
+    new = sum(c.get("source") != "earlier" for c in teach.cases)
+    replayed = sum(bool(c.get("replay")) for c in teach.cases)
+    emit(tp.TrainLog("info", f"Continuing {teach.start_version}: training {new} new "
+                     f"corrections, replaying {replayed} it already knows"))
+
+
 def stop_when_learned(trainer: Any, base: Any, inputs: teach_gate.GateInputs,
                       device: torch.device) -> None:
     """Stop training at an epoch's end once every correction is answered: each epoch
     more moves the neighbours further (measured in ``hearth bench teach``)."""
-    cases = [c for c in inputs.cases if c.get("prompt")]
+    # The new corrections only: the earlier ones were answered when their version was
+    # accepted, and asking them each epoch would grow with the history (the gate asks).
+    cases = [c for c in inputs.cases if c.get("prompt") and c.get("source") != "earlier"]
 
     def check() -> str | None:
         learned = teach_gate.learned_count(trainer.model, base.tokenizer, base.template,

@@ -272,6 +272,7 @@ def _prepare_trainer(folder: RunFolder, spec: RunSpec, base: Any, train: Any, va
                       layers_to_transform=list(range(first, n_layers)) if first else None,
                       bias="none", task_type="CAUSAL_LM")
     peft_model = get_peft_model(base.model, lora).to(device)
+    teach_step.continue_from(peft_model, spec.teach, emit)
     # Kernels a compiling run builds stay in the person's home (see compiled.py).
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(spec.cache_dir).parent / "inductor"))
     trainer = Trainer(peft_model, train.records, val.records, settings, folder.path, emit,

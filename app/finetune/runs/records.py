@@ -61,12 +61,21 @@ class TeachSpec:
     limits: GateLimits = field(default_factory=GateLimits)
     reference_cache: str | None = None
     """Where the base model's replies to the general prompts are cached."""
+    start_from: str | None = None
+    """The adapter folder of the version this run continues (app.teach.continuing); None:
+    LoRA starts from zero on the base."""
+    start_version: str | None = None
 
     @property
     def gate_prompts(self) -> int:
         """How many prompts the gate replays (the checks' cost)."""
         return (sum(1 + len(c.get("rewordings", [])) + 2 * len(c.get("neighbours", []))
-                    for c in self.cases) + len(self.check_prompts))
+                    for c in self.checked_cases) + len(self.check_prompts))
+
+    @property
+    def checked_cases(self) -> list[dict[str, Any]]:
+        """The cases the gate asks: every new one, and the sampled earlier ones."""
+        return [c for c in self.cases if c.get("source") != "earlier" or c.get("check")]
 
 
 @dataclass
