@@ -256,6 +256,49 @@ def test_opening_a_refused_run_says_the_gate_refused_it(qtbot, tiny: Workspace) 
     tab.shutdown()
 
 
+def test_teach_says_how_long_first_and_its_time_follows_the_clock_when_a_run_overruns(
+        qtbot, tiny: Workspace, workers: list[str]) -> None:
+    corrections = CorrectionStore(tiny.library.conn)
+    for q, a in QUESTIONS:
+        _correct(tiny, corrections, q, a)
+    panel = TeachPanel(tiny, corrections)
+    qtbot.addWidget(panel)
+    panel.set_base("tiny")
+    label = panel.estimate_label
+    qtbot.waitUntil(lambda: label.estimate is not None)  # computed off the GUI thread
+    assert label.isVisibleTo(panel) and "for 2 corrections on this computer" in label.text()
+    assert "estimated" in label.text()  # no teach run measured here yet
+    now = [1000.0]
+    panel.clock.now = lambda: now[0]
+    qtbot.mouseClick(panel.teach_button, Qt.MouseButton.LeftButton)
+    assert not label.isVisibleTo(panel) and "in all" in panel.phase.text()
+    panel._on_event(tp.Phase("training", "training 12 steps on cpu"))
+    panel._on_event(tp.EstimateEvent(seconds=300.0, peak_memory_bytes=0, basis="measured"))
+    now[0] += 60
+    with qtbot.waitSignal(panel.clock.ticked):  # the clock moves without any event
+        pass
+    assert "measured: about" in panel.phase.text() and "left" in panel.phase.text()
+    now[0] += 600  # far past the estimate: it must not stay on screen as if it held
+    with qtbot.waitSignal(panel.clock.ticked):
+        pass
+    text = panel.phase.text()
+    assert "Training 12 steps" in text and "taking longer than measured" in text
+    assert "so far" in text and "in all" not in text
+
+    # The finished run is measured: the next estimate is built from it.
+    summary = _finish(panel, _report(passed=True))
+    assert not panel.clock.timer.isActive() and "taking longer" not in panel.phase.text()
+    folder = RunFolder.of(tiny.home, summary.run_id)
+    folder.write_summary(RunSummary(
+        run_id=summary.run_id, train_records=60, teach={**_report(True), "gate_seconds": 30.0},
+        phase_seconds={"loading": 5.0, "rehearsing": 30.0, "training": 90.0,
+                       "checking": 30.0}))
+    panel.refresh()
+    qtbot.waitUntil(lambda: label.estimate is not None and label.estimate.runs == 1)
+    assert "measured on your last teach run" in label.text()
+    panel.shutdown()
+
+
 @pytest.fixture
 def window(qtbot, tiny: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:  # noqa: ANN001
     """The main window, its chat never starting a model worker (loading only says so)."""

@@ -29,7 +29,6 @@ from typing import Any
 from app.chat.corrections import CorrectionStore, TrainingExample
 from app.errors import ExitCode, HearthError
 from app.finetune.datasets import Dataset, load_dataset
-from app.finetune.plan import file_key
 from app.finetune.runs.folder import RunFolder, create_run
 from app.finetune.runs.records import RunSummary, TeachSpec
 from app.finetune.runs.results import register_result
@@ -39,6 +38,7 @@ from app.paths import HearthHome
 from app.teach import judge, probes
 from app.teach.continuing import Continuation, continuation
 from app.teach.limits import GateLimits
+from app.teach.reference import reference_cache
 from app.teach.versions import Version, VersionStore
 
 Messages = list[dict[str, str]]
@@ -74,6 +74,7 @@ class TeachPlan:
     base: str
     corrections: list[int]
     cases: int
+    """The corrections (and extra records) trained in all their forms: new to this run."""
     extra: str | None
     continues: str | None = None
     """The version this run continues (None: trained from the base)."""
@@ -201,6 +202,29 @@ def _cases(home: HearthHome, versions: VersionStore, base: ModelRecord,
             [ex.id for ex in examples])
 
 
+def plan_teach(home: HearthHome, base: ModelRecord, corrections: CorrectionStore,
+               extra: Dataset | None = None, settings: LoraSettings | None = None,
+               limits: GateLimits | None = None) -> tuple[TeachSpec, list[dict[str, Any]]]:
+    """What a Teach of ``base`` would train and check now, without writing anything: its
+    section of run.json and its training rows. :func:`start_teach` writes them; the
+    estimate before Teach (:mod:`app.teach.estimate`) prices them."""
+    versions = VersionStore(home)
+    cases, passthrough, cont, known = _cases(home, versions, base, corrections, extra,
+                                             settings or teach_settings())
+    general = probes.general_prompts()
+    teach = TeachSpec(
+        base=base.name, corrections=known,
+        extra=str(extra.path) if extra is not None else None,
+        cases=cases, check_prompts=[{"prompt": p.prompt, "kind": p.kind}
+                                    for p in general["check"]],
+        rehearse_prompts=[p.prompt for p in general["rehearse"]],
+        limits=(limits or GateLimits()).to_json(),
+        reference_cache=str(cache) if (cache := reference_cache(home, base.path)) else None,
+        start_from=cont.adapter_dir if cont is not None else None,
+        start_version=cont.version if cont is not None else None)
+    return teach, training_rows(cases) + passthrough
+
+
 def start_teach(home: HearthHome, library: Library, corrections: CorrectionStore,
                 base: ModelRecord, extra: Dataset | None = None,
                 settings: LoraSettings | None = None,
@@ -211,16 +235,13 @@ def start_teach(home: HearthHome, library: Library, corrections: CorrectionStore
     if versions.base_of(base.name) is not None:
         base = library.get(versions.base_of(base.name) or base.name)
     settings = settings or teach_settings()
-    cases, passthrough, cont, known = _cases(home, versions, base, corrections, extra,
-                                             settings)
-    rows = training_rows(cases) + passthrough
+    teach, rows = plan_teach(home, base, corrections, extra, settings, limits)
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     data_path = home.datasets / f"teach-{stamp}.jsonl"
     tmp = data_path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
     os.replace(tmp, data_path)
     dataset = load_dataset(data_path)
-    general = probes.general_prompts()
     n = len(versions.versions(base.name)) + 1
     name = f"{base.name}-taught-{n}"
     while any(r.name == name for r in library.list()):
@@ -229,23 +250,11 @@ def start_teach(home: HearthHome, library: Library, corrections: CorrectionStore
     # A version is an adapter applied live: no merge, no second quantization (merge it
     # later with merge_version when it should stand alone).
     export = export or ExportSettings(out_name=name, fidelity_samples=2, live=True)
-    limits = limits or GateLimits()
-    teach = TeachSpec(
-        base=base.name, corrections=known,
-        extra=str(extra.path) if extra is not None else None,
-        cases=cases, check_prompts=[{"prompt": p.prompt, "kind": p.kind}
-                                    for p in general["check"]],
-        rehearse_prompts=[p.prompt for p in general["rehearse"]],
-        limits=limits.to_json(),
-        reference_cache=str(home.root / "cache" / "teach" /
-                            f"{file_key(base.path)}.json") if base.path.exists()
-        else None,
-        start_from=cont.adapter_dir if cont is not None else None,
-        start_version=cont.version if cont is not None else None)
     run_id = create_run(home, base, dataset, settings, export, holdout=False, teach=teach)
-    return TeachPlan(run_id=run_id, base=base.name, corrections=known,
-                     cases=len(cases), extra=teach.extra,
-                     continues=cont.version if cont is not None else None)
+    return TeachPlan(run_id=run_id, base=base.name, corrections=teach.corrections,
+                     cases=sum(c["source"] != "earlier" for c in teach.cases),
+                     extra=teach.extra,
+                     continues=teach.start_version)
 
 
 def keep_result(home: HearthHome, library: Library, summary: RunSummary,

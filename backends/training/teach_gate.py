@@ -282,6 +282,9 @@ class GateInputs:
     limits: GateLimits = field(default_factory=GateLimits)
     check_replies: list[dict[str, Any]] = field(default_factory=list)
     """The base's token-level replies (for the drift diagnostic)."""
+    reference: dict[str, Any] = field(default_factory=dict)
+    """``{seconds, cached}``: what the base's reference answers cost this run (the
+    estimate before the next Teach prices a first run by it: app.teach.estimate)."""
 
 
 def learned_count(model: Any, tokenizer: Any, template: ChatTemplate,

@@ -9,7 +9,6 @@ correction is answered. After: the gate (:mod:`backends.training.teach_gate`).
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ import torch
 
 from app.finetune import protocol as tp
 from app.finetune.runs.records import TeachSpec
+from app.teach.reference import cache_in_use, is_cached
 from backends.training import teach_gate
 
 
@@ -31,15 +31,15 @@ def prepare(teach: TeachSpec, base: Any, train: Any, device: torch.device,
                   f"{len(teach.rehearse_prompts)} to rehearse and {len(asked) + len(rehearsed)} "
                   "neighbouring questions (what must not change)"))
     base.model.to(device)
-    cache = Path(teach.reference_cache) if teach.reference_cache else None
-    if cache is not None and os.environ.get("HEARTH_CACHE"):
-        # The worker's cache override (tests, benchmarks) holds these as well.
-        cache = Path(os.environ["HEARTH_CACHE"]) / "teach-reference" / cache.name
+    cache = cache_in_use(teach.reference_cache)
+    cached = is_cached(teach.reference_cache, general, teach.rehearse_prompts)
+    began = time.perf_counter()
     args = (base.model, base.tokenizer, base.template)
     check = teach_gate.reference_replies(*args, general, device, cache, "check",
                                          kinds=[g["kind"] for g in teach.check_prompts])
     rehearse = teach_gate.reference_replies(*args, teach.rehearse_prompts, device, cache,
                                             "rehearse")
+    reference = {"seconds": round(time.perf_counter() - began, 1), "cached": cached}
     user = [[{"role": "user", "content": q}] for q in asked]
     near = teach_gate.greedy(*args, user, device) if user else []
     teach_gate.mark_stable(*args, near, asked, ["fact"] * len(asked), device)
@@ -55,7 +55,7 @@ def prepare(teach: TeachSpec, base: Any, train: Any, device: torch.device,
                  for g, r in zip(teach.check_prompts, check, strict=True)],
         neighbour_base={q: {"text": r["text"], "stable": r.get("stable", True)}
                         for q, r in zip(asked, near, strict=True)},
-        limits=teach.limits, check_replies=check)
+        limits=teach.limits, check_replies=check, reference=reference)
 
 
 def continue_from(peft_model: Any, teach: TeachSpec | None, emit: Any) -> None:
@@ -104,5 +104,6 @@ def gate(inputs: teach_gate.GateInputs, peft_model: Any, base: Any, settings: An
     report = teach_gate.run_gate(peft_model, base.tokenizer, base.template,
                                  settings.max_seq_len, inputs, device)
     report["gate_seconds"] = round(time.perf_counter() - started, 1)
+    report["reference"] = inputs.reference
     peft_model.train()
     return report

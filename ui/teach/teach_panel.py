@@ -8,7 +8,7 @@ an adapter the chat applies live; "Merge into the weights" makes it a stand-alon
 
 A run the gate refuses is thrown away at once (its adapter too) and can never be
 accepted; Teach then stays off for that base until its corrections change, since the
-same corrections would be refused again (:mod:`ui.teach.refusal`), and the panel offers
+same corrections would be refused again (:mod:`app.teach.refusal`), and the panel offers
 to remove the corrections the gate named. The panel says how far a run is
 (:meth:`TeachPanel.status_text`) for the window's status-bar button.
 """
@@ -36,6 +36,7 @@ from app.finetune import protocol as tp
 from app.finetune.merge import merge_version, mergeable
 from app.finetune.runs.records import RunSummary
 from app.models.library import LibraryError, ModelRecord
+from app.teach.refusal import NOTHING_CHANGED, Refusal, Refusals, Snapshot, snapshot
 from app.teach.run import (
     TeachError,
     corrections_for,
@@ -46,11 +47,12 @@ from app.teach.run import (
     start_teach,
 )
 from app.teach.versions import VersionStore
-from app.units import count, format_duration
+from app.units import count
 from app.workspace import Workspace
 from ui.background import Background
 from ui.finetune.training_bridge import TrainingBridge
-from ui.teach.refusal import NOTHING_CHANGED, Refusal, RefusalBox, Refusals, Snapshot, snapshot
+from ui.teach.estimate_view import EstimateLabel, RunClock
+from ui.teach.refusal import RefusalBox
 
 TEACH_TIP = ("Train on the corrections, check what was learned and kept, then accept or "
              "discard")
@@ -80,8 +82,8 @@ class TeachPanel(QWidget):
         """A passed (or report-less) result awaiting Accept or Discard."""
         self.refusals = Refusals(workspace.home, corrections, self.versions)
         self.total_steps = 0
-        self._phase_text = ""
-        self._estimate_text = ""
+        self.clock = RunClock(self)
+        self.clock.ticked.connect(lambda: self.phase.setText(self.clock.text()))  # running
         self._run_base: str | None = None
         self._trained_on: Snapshot = ()
         self._percent: int | None = None
@@ -104,7 +106,9 @@ class TeachPanel(QWidget):
         self.teach_button.clicked.connect(self.start)
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self._on_cancel)
+        self.estimate_label = EstimateLabel(self.workspace, self.corrections, self.versions)
         row.addWidget(self.title, 1)
+        row.addWidget(self.estimate_label, 4)
         row.addWidget(self.cancel_button)
         row.addWidget(self.teach_button)
         layout.addLayout(row)
@@ -200,7 +204,6 @@ class TeachPanel(QWidget):
             self._idle()
             return
         self._clear_result()
-        self._phase_text = self._estimate_text = ""
         self._percent, self._checking = None, False
         trained_on = snapshot(self.corrections, self.versions, self.base)
         try:
@@ -213,7 +216,9 @@ class TeachPanel(QWidget):
         self._run_base, self._trained_on = plan.base, trained_on
         self.bridge = TrainingBridge(self.workspace.home, plan.run_id, parent=self)
         self.bridge.event.connect(self._on_event)
-        self.phase.setText(f"Teaching {count(plan.cases, 'correction')}…")
+        self.clock.start(f"Teaching {count(plan.cases, 'correction')}…",
+                         self.estimate_label.estimate)
+        self.estimate_label.hide()
         self.progress.setRange(0, 0)
         self.progress.show()
         self.teach_button.setEnabled(False)
@@ -222,6 +227,8 @@ class TeachPanel(QWidget):
         self.state_changed.emit()
 
     def shutdown(self) -> None:
+        self.clock.stop()
+        self.estimate_label.shutdown()
         if self.bridge is not None:
             self.bridge.shutdown()
         # A merge in progress finishes in its own process; merging again later picks
@@ -246,9 +253,11 @@ class TeachPanel(QWidget):
                                      and refusal is None)
         self.teach_button.setToolTip(f"{NOTHING_CHANGED}." if refusal else TEACH_TIP)
         self.refusal_box.show_refusal(refusal, can_remove=not running)
+        self.estimate_label.show_for(self.base if self.teach_button.isEnabled() else None)
         self.cancel_button.setEnabled(running)
         if not running:
             self.progress.hide()
+            self.clock.stop()
         passed = bool(self.summary and (self.summary.teach or {}).get("passed"))
         self.accept_button.setEnabled(passed and not running)
         self.discard_button.setEnabled(self.summary is not None and not running)
@@ -333,19 +342,14 @@ class TeachPanel(QWidget):
         self.report_view.clear()
 
     def _on_event(self, event: Any) -> None:
+        self.clock.on_event(event)  # the phase's words and the run's time
         if isinstance(event, tp.Phase):
-            self._phase_text = event.message[:1].upper() + event.message[1:] + "…"
-            self.phase.setText(self._phase_text + self._estimate_text)
             if event.name != "training":
                 self.progress.setRange(0, 0)
             self._checking = self._checking or event.name in CHECK_PHASES
             self.state_changed.emit()
         elif isinstance(event, tp.DataReady):
             self.total_steps = event.total_steps
-        elif isinstance(event, tp.EstimateEvent):
-            label = "measured" if event.basis == "measured" else "estimated"
-            self._estimate_text = f"  ({label}: about {format_duration(event.seconds)} in all)"
-            self.phase.setText(self._phase_text + self._estimate_text)
         elif isinstance(event, tp.Progress):
             self.progress.setRange(0, event.total_steps)
             self.progress.setValue(event.step)
@@ -379,7 +383,7 @@ class TeachPanel(QWidget):
             with contextlib.suppress(OSError, ValueError):  # a run folder gone meanwhile
                 discard_result(self.workspace.home, self.workspace.library, summary)
             if base:
-                self.refusals.record(base, self._trained_on, report)
+                self.refusals.record(base, self._trained_on, report, summary.run_id)
             self.summary = None
         else:
             if base:
