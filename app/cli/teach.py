@@ -114,7 +114,8 @@ def _teach(ws: Workspace, versions: VersionStore, base: str, args: argparse.Name
     except (TeachError, DatasetError, ValueError) as exc:
         print(f"hearth: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", ExitCode.BAD_INPUT)
-    print(f"Teaching {base} {count(plan.cases, 'correction')} (run {plan.run_id})",
+    on_top = f", on top of {plan.continues}" if plan.continues else ""
+    print(f"Teaching {base} {count(plan.cases, 'correction')}{on_top} (run {plan.run_id})",
           file=sys.stderr)
     with contextlib.suppress(OSError, ValueError):  # a figure, not a reason to stop
         print(estimate_run(ws.home, plan.run_id, record).sentence(), file=sys.stderr)

@@ -216,7 +216,8 @@ class TeachPanel(QWidget):
         self._run_base, self._trained_on = plan.base, trained_on
         self.bridge = TrainingBridge(self.workspace.home, plan.run_id, parent=self)
         self.bridge.event.connect(self._on_event)
-        self.clock.start(f"Teaching {count(plan.cases, 'correction')}…",
+        on_top = f" on top of {plan.continues}" if plan.continues else ""
+        self.clock.start(f"Teaching {count(plan.cases, 'correction')}{on_top}…",
                          self.estimate_label.estimate)
         self.estimate_label.hide()
         self.progress.setRange(0, 0)
