@@ -60,8 +60,9 @@ def summary_lines(r: dict[str, Any]) -> list[str]:
         lines.append(f"  {'earlier_kept':20} {r['earlier_kept']:6.1%}  target >= 95% "
                      f"({mark(r['earlier_kept'] >= 0.95)}); after the last round "
                      f"{r['earlier_kept_last']:.1%}")
-        lines.append(f"  slowest round {r['slowest_over_first']}x the first  target <= 2x "
-                     f"({mark((r['slowest_over_first'] or 0) <= 2)})")
+        lines.append(f"  slowest round {r['slowest_over_first']}x the first (CPU seconds "
+                     f"{r['cpu_slowest_over_first']}x; steps {r['round_steps']})  target "
+                     f"<= 2x ({mark((r['slowest_over_first'] or 0) <= 2)})")
     lines.append(f"  gate passed {r['gate_passed']} of {r['rounds']} runs; "
                  f"{r['seconds_per_correction']} s per correction; runs took "
                  f"{', '.join(f'{s:.0f}' for s in r['round_seconds'])} s; "

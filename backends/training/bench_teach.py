@@ -129,7 +129,7 @@ class Bench:
             self.ws.store.add_message(conv.id, "user", question)
             wrong = self.ws.store.add_message(conv.id, "assistant", rejected)
             made.append(store.add_from_conversation(self.ws.store, wrong.id, corrected).id)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         try:
             settings = teach_settings().with_overrides(**overrides) if overrides else None
             plan = start_teach(self.ws.home, self.ws.library, store, self.base_record,
@@ -149,6 +149,8 @@ class Bench:
             raise RuntimeError(f"the teach run failed: {emit.logs[-3:]}")
         report = dict(summary.teach)
         report.update(seconds=round(seconds, 1), adapter_dir=summary.adapter_dir,
+                      cpu_seconds=round(time.process_time() - cpu, 1),
+                      load_average=round(os.getloadavg()[0], 1),
                       run_id=plan.run_id, correction_ids=made, continues=plan.continues,
                       phases=summary.phase_seconds,
                       steps=summary.steps, train_seconds=summary.train_seconds,
@@ -217,15 +219,32 @@ def score_round(bench: Bench, facts: list[dict[str, Any]], base_answers: dict[st
 
 
 def base_reference(bench: Bench, facts: list[dict[str, Any]]) -> dict[str, Any]:
-    """The base's answers to the facts' questions and neighbours, with their stability."""
-    questions = [f["train"][0] for f in facts] + [q for f in facts for q in f["neighbours"]]
-    replies = teach_gate.greedy(bench.base.model, bench.base.tokenizer, bench.base.template,
-                                [_user(q) for q in questions], bench.device)
-    teach_gate.mark_stable(bench.base.model, bench.base.tokenizer, bench.base.template,
-                           replies, questions, ["fact"] * len(questions), bench.device)
-    base_answers: dict[str, Any] = {q: r["text"] for q, r in zip(questions, replies,
-                                                                 strict=True)}
-    base_answers["stable"] = {q: r["stable"] for q, r in zip(questions, replies, strict=True)}
+    """The base's answers to the facts' questions and neighbours, with their stability.
+
+    Kept in the cache beside the converted model (keyed by the model file): four greedy
+    answers per question (three of them perturbed) take minutes for a hundred facts.
+    """
+    from app.finetune.plan import file_key
+
+    path = bench.cache / "teach-bench" / f"{file_key(bench.model_path)}.json"
+    try:
+        known: dict[str, dict[str, Any]] = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    wanted = [f["train"][0] for f in facts] + [q for f in facts for q in f["neighbours"]]
+    questions = [q for q in dict.fromkeys(wanted) if q not in known]
+    if questions:
+        replies = teach_gate.greedy(bench.base.model, bench.base.tokenizer,
+                                    bench.base.template, [_user(q) for q in questions],
+                                    bench.device)
+        teach_gate.mark_stable(bench.base.model, bench.base.tokenizer, bench.base.template,
+                               replies, questions, ["fact"] * len(questions), bench.device)
+        known.update({q: {"text": r["text"], "stable": r["stable"]}
+                      for q, r in zip(questions, replies, strict=True)})
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(known), "utf-8")
+    base_answers: dict[str, Any] = {q: known[q]["text"] for q in wanted}
+    base_answers["stable"] = {q: known[q]["stable"] for q in wanted}
     return base_answers
 
 
@@ -236,7 +255,7 @@ def round_record(report: dict[str, Any], scored: dict[str, Any]) -> dict[str, An
         "neighbours_kept", "neighbours_total", "general_changed", "general_total",
         "general_unstable", "stops", "drift", "seconds", "steps", "train_seconds",
         "stopped_early", "phases", "general_answers", "earlier_kept", "earlier_total",
-        "continues")},
+        "continues", "cpu_seconds", "load_average")},
         "general_harmed": [{"q": h["prompt"], "why": h["why"], "base": h["base"],
                             "taught": h["answer"]} for h in report.get("harmed", [])
                            if h["kind"] == "general"][:5],

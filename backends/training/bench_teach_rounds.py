@@ -8,7 +8,9 @@ the last accepted version. After each round the taught adapter answers the round
 (efficacy, rewordings, neighbours, as in :func:`backends.training.bench_teach.score_round`)
 and **every** fact accepted in an earlier round, asked in its trained words: the share
 still answered is what a person with a long history of corrections relies on. The
-round's time (pressing Teach to the verdict) is reported beside the first round's.
+round's time (pressing Teach to the verdict) is reported beside the first round's, in
+wall seconds and in the process's CPU seconds (the worker runs in this process), which
+other work on the machine moves far less than the wall clock.
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ def run_rounds(bench: Bench, facts: list[dict[str, Any]], round_size: int,
             f"{scored['earlier_kept']}/{scored['n_earlier']}, neighbours kept "
             f"{scored['neighbours_kept']}/{scored['n_neighbours']}, general changed "
             f"{report.get('general_changed')}/{report.get('general_total')}, gate "
-            f"{'passed' if report.get('passed') else 'refused'}, {report['seconds']} s, "
+            f"{'passed' if report.get('passed') else 'refused'}, {report['seconds']} s "
+            f"({report.get('cpu_seconds')} CPU s, load {report.get('load_average')}), "
             f"{report.get('steps')} steps")
     return summarize_rounds(rounds, len(known))
 
@@ -82,6 +85,8 @@ def summarize_rounds(rounds: list[dict[str, Any]], accepted_facts: int) -> dict[
 
     gates = [r["gate"] for r in rounds]
     seconds = [g["seconds"] for g in gates]
+    cpu = [g["cpu_seconds"] for g in gates]
+    steps = [g["steps"] or 0 for g in gates]
     last = rounds[-1] if rounds else {"earlier_kept": 0, "n_earlier": 0}
     return {
         "sequential": True, "facts": total("n"), "rounds": len(rounds),
@@ -100,4 +105,6 @@ def summarize_rounds(rounds: list[dict[str, Any]], accepted_facts: int) -> dict[
         "seconds_per_correction": round(sum(seconds) / max(1, total("n")), 1),
         "round_seconds": seconds,
         "slowest_over_first": round(max(seconds) / seconds[0], 2) if seconds else None,
+        "round_cpu_seconds": cpu, "round_steps": steps,
+        "cpu_slowest_over_first": round(max(cpu) / cpu[0], 2) if cpu else None,
         "details": rounds}
