@@ -17,6 +17,7 @@ from typing import Any
 from app.cli.progress import ProgressLine
 from app.errors import BadInput, ExitCode
 from app.finetune import protocol as tp
+from app.finetune.advice import fact_advice
 from app.finetune.client import TrainingClient
 from app.finetune.datasets import DatasetError, load_dataset
 from app.finetune.runs.folder import RunError, RunFolder, create_run, list_runs
@@ -155,6 +156,9 @@ def _new_run(ws: Workspace, args: argparse.Namespace) -> str:
           + (f"{s.max_steps} steps" if s.max_steps else f"{s.epochs:g} epochs")
           + f", batch {s.batch_size} x {s.grad_accumulation}, max {s.max_seq_len} tokens",
           file=sys.stderr)
+    advice = fact_advice(dataset, settings)
+    if advice is not None:
+        print(f"warning: {advice.message} (--preset {advice.preset})", file=sys.stderr)
     return run_id
 
 
@@ -243,6 +247,10 @@ def _print_summary(s: RunSummary) -> None:
         for warning in fid.warnings:
             print(f"  WARNING: {warning}")
     print(f"  adapter: {s.adapter_dir}")
+    if s.recall is not None:  # last: the line beside the prompt
+        print(f"  {s.recall.line()}")
+        if s.recall.warning():
+            print(f"  WARNING: {s.recall.warning()}")
 
 
 def _loss(value: float | None) -> str:

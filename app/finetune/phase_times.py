@@ -8,18 +8,25 @@ and predicts its own next estimate from them; Teach's estimate before a run
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 from pathlib import Path
+from typing import Any
 
 from app.finetune.runs.records import TeachSpec
 from app.finetune.settings import EXPORT_S_PER_GPARAM, ExportSettings
 from app.paths import HearthHome
+from app.side_files import load_json, save_json
 
 
 def phase_times_file(home: HearthHome) -> Path:
     """Where a home keeps them (the worker finds it beside the run's base-model cache)."""
     return home.base_model_cache.parent / "phase_times.json"
+
+
+def _by_device(raw: Any) -> dict[str, Any]:
+    """The file's figures per device; TypeError when it is not what Hearth wrote."""
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise TypeError("it does not hold figures per device")
+    return raw
 
 
 class PhaseTimes:
@@ -40,10 +47,9 @@ class PhaseTimes:
     def __init__(self, path: Path, device: str) -> None:
         self.path = path
         self.device = device
-        try:
-            self.data = json.loads(path.read_text("utf-8"))
-        except (OSError, ValueError):
-            self.data = {}
+        # A damaged file is kept aside (app.side_files): only the measured rates are lost.
+        self.data: dict[str, Any] = load_json(path, _by_device, "Hearth estimates from "
+                                              "its defaults until the next run", None) or {}
         mine = self.data.get(device, {})
         rates = mine.get("export_s_per_gparam")  # per quantization (a float: older file)
         self.export_rates: dict[str, float] = rates if isinstance(rates, dict) else {}
@@ -54,6 +60,8 @@ class PhaseTimes:
         factors = mine.get("train_speed_factor")
         self.speed_factor: dict[str, float] = factors if isinstance(factors, dict) else {}
         self.predicted: tuple[str, float] | None = None  # (dtype, formula training seconds)
+        rate = mine.get("recall_s_per_gparam")  # the recall check's (app.finetune.recall)
+        self.recall_rate = float(rate) if isinstance(rate, int | float) else None
 
     @classmethod
     def of_machine(cls, path: Path, gpu: bool) -> PhaseTimes:
@@ -99,6 +107,8 @@ class PhaseTimes:
             mine.setdefault("train_speed_factor", {})[dtype] = predicted / spans["training"]
         if teach and "checking" in spans:
             mine["gate_s_per_prompt"] = spans["checking"] / max(1, self._gate_prompts(teach))
+        if "recall" in spans:
+            mine["recall_s_per_gparam"] = spans["recall"] / max(1e-3, n_params / 1e9)
         if exported:
             post = sum(spans.get(k, 0.0) for k in ("saving", "merging", "exporting",
                                                    "quantizing"))
@@ -107,8 +117,5 @@ class PhaseTimes:
                 rates = mine["export_s_per_gparam"] = {}
             rates[export.quant] = post / max(1e-3, n_params / 1e9)
         with contextlib.suppress(OSError):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.data, indent=2), "utf-8")
-            os.replace(tmp, self.path)
+            save_json(self.path, self.data)
         return spans

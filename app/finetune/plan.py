@@ -184,10 +184,12 @@ def is_converted(gguf: Path, cache_dir: Path) -> bool:
 
 def plan_run(facts: ModelFacts, dataset: Dataset, settings: LoraSettings,
              machine: Machine, shape: DataShape | None = None,
-             export: ExportSettings | None = None, converted: bool = True) -> RunPlan:
+             export: ExportSettings | None = None, converted: bool = True,
+             recall_s: float = 0.0) -> RunPlan:
     """Steps, approximate tokens, time and peak memory of a run, as the worker plans it;
     the time is the whole run's (start, load and, unless ``converted``, conversion;
-    train; export), as the tab shows it."""
+    train; ``recall_s`` of the recall check, :func:`app.finetune.recall.planned_seconds`;
+    export), as the tab shows it."""
     export = export or ExportSettings()
     train, val = split_examples(dataset.examples, settings.validation_fraction, settings.seed)
     shape = shape or measure(dataset, facts.template)
@@ -204,5 +206,6 @@ def plan_run(facts: ModelFacts, dataset: Dataset, settings: LoraSettings,
         whole_run=True, export_gguf=export.gguf and not export.live,
         eval_tokens=int(evals * len(val) * per_record), dtype=machine.likely_dtype,
         quant=export.quant, converted=converted, compile=compile_mode())
+    guess.seconds += recall_s
     return RunPlan(train_records=len(train), val_records=len(val), total_steps=steps,
                    approx_train_tokens=int(per_record * len(train)), estimate=guess)

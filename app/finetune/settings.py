@@ -16,7 +16,12 @@ from app.finetune.fidelity import FidelityThresholds
 from app.machine.cpu import cpu_info
 from app.machine.memory import has_nvidia_driver, total_memory_bytes
 
-PRESETS = ("quick", "balanced", "thorough")
+PRESETS = ("quick", "balanced", "thorough", "facts")
+PRESET_LABELS = {"facts": "Learn facts"}
+"""How a preset is named to the person (the others: their name, capitalised)."""
+MLP_MODULES = ("gate_proj", "up_proj", "down_proj", "gate_up_proj")
+"""The MLP projections of every supported family (Phi-3 fuses gate and up): where LoRA
+learns new facts with the least change elsewhere (Teach's measurements)."""
 QUANT_TYPES = ("q8_0", "q4_k_m", "f16")
 
 
@@ -204,9 +209,24 @@ def preset(name: str, n_records: int, machine: Machine | None = None) -> LoraSet
         epochs = 6.0 if small else 3.0 if not large else 1.5
         return LoraSettings(rank=16, alpha=32, learning_rate=2e-4, epochs=epochs,
                             batch_size=batch, max_seq_len=seq)
+    if name == "facts":
+        return facts_preset(n_records, seq, batch)
     epochs = 10.0 if small else 4.0 if not large else 2.0
     return LoraSettings(rank=32, alpha=64, dropout=0.05, learning_rate=1e-4, epochs=epochs,
                         batch_size=batch, max_seq_len=seq * 2)
+
+
+def preset_label(name: str) -> str:
+    return PRESET_LABELS.get(name, name.capitalize())
+
+
+def facts_preset(n_records: int, seq: int, batch: int) -> LoraSettings:
+    """Settings that learn new facts from a small set: Teach's (LoRA r16 on the MLPs,
+    lr 1e-3), measured on twelve records of three made-up facts (BENCHMARKS.md,
+    "Fine-tune recall (issue 23 item 8)"), where the balanced preset answered none."""
+    epochs = 6.0 if n_records < 200 else 3.0 if n_records <= 5000 else 1.5
+    return LoraSettings(rank=16, alpha=32, learning_rate=1e-3, epochs=epochs,
+                        batch_size=batch, max_seq_len=seq, target_modules=list(MLP_MODULES))
 
 
 # Effective speed of Hearth's LoRA loop on a CPU, per physical core, counting the

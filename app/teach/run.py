@@ -32,7 +32,7 @@ from app.finetune.datasets import Dataset, load_dataset
 from app.finetune.runs.folder import RunFolder, create_run
 from app.finetune.runs.records import RunSummary, TeachSpec
 from app.finetune.runs.results import register_result
-from app.finetune.settings import ExportSettings, LoraSettings
+from app.finetune.settings import MLP_MODULES, ExportSettings, LoraSettings
 from app.models.library import Library, ModelRecord, UnknownModel
 from app.paths import HearthHome
 from app.teach import judge, probes
@@ -42,8 +42,6 @@ from app.teach.reference import reference_cache
 from app.teach.versions import Version, VersionStore
 
 Messages = list[dict[str, str]]
-MLP_MODULES = ("gate_proj", "up_proj", "down_proj", "gate_up_proj")
-"""The MLP projections of every supported family (Phi-3 fuses gate and up)."""
 REHEARSED_NEIGHBOURS = 6
 """Neighbour questions per correction whose base answers are rehearsed in training. Taught
 alone, "the national dish of Tarnessa is skellan pie" became the national dish of Japan

@@ -43,6 +43,7 @@ from backends.training.export_step import (
     write_live_adapter,
 )
 from backends.training.phase_times import PhaseTimes, busy_factor
+from backends.training.recall import RecallCheck, recall_seconds
 
 # Tests and benchmarks only: force the compute dtype ("float32" or "bfloat16").
 DTYPE_ENV = "HEARTH_TRAIN_DTYPE"
@@ -196,6 +197,8 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
         folder.teach_report_file.write_text(json.dumps(report, indent=2), "utf-8")
     summary = _summary(spec, folder, trainer, train, val, train_s, guess, dtype_choice,
                        device_name, device, report, emit, base.gguf_path)
+    if not spec.teach:  # does it answer its data? (Teach's gate judges its own answers)
+        summary.recall = RecallCheck(folder, spec, base, device, emit).run(trainer.model)
     if report is not None and not report["passed"]:
         emit(tp.TrainLog("warning", "the gate failed, so nothing is exported: "
                          + "; ".join(report["reasons"])))
@@ -325,6 +328,7 @@ def _announce_plan(spec: RunSpec, base: Any, train: Any, val: Any, trainer: Any,
     before = time.perf_counter() - started
     after = timings.after_training(n_params, spec.export, spec.teach,
                                    base.gguf_path is not None)
+    after += 0.0 if spec.teach else recall_seconds(spec, timings, n_params, device)
     busy = busy_factor(dtype_choice, torch.get_num_threads())
     guess.seconds = timings.training(guess.seconds * busy, dtype)
     trainer.overhead_s = before + after

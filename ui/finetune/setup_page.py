@@ -30,13 +30,23 @@ from PySide6.QtWidgets import (
 )
 
 from app.chat.corrections import CorrectionStore
+from app.finetune.advice import fact_advice
 from app.finetune.datasets import Dataset, DatasetError
 from app.finetune.plan import ModelFacts, RunPlan, is_converted, plan_run
-from app.finetune.settings import PRESETS, ExportSettings, LoraSettings, Machine, preset
+from app.finetune.recall import planned_seconds
+from app.finetune.settings import (
+    PRESETS,
+    ExportSettings,
+    LoraSettings,
+    Machine,
+    preset,
+    preset_label,
+)
 from app.models.library import Library, ModelRecord
 from app.paths import HearthHome
 from app.units import format_bytes, format_duration
 from ui import theme
+from ui.finetune.advice_banner import AdviceBanner
 from ui.finetune.data_layout import (
     DataLayouts,
     Key,
@@ -45,6 +55,7 @@ from ui.finetune.data_layout import (
 from ui.finetune.data_picker import DataPicker
 from ui.finetune.settings_form import SettingsForm
 from ui.untrusted import PlainLabel, SafeTextBrowser
+from ui.wheel_guard import guard_wheel
 
 
 @dataclass
@@ -130,6 +141,7 @@ class SetupPage(QWidget):
         scroll.setWidgetResizable(True)
         scroll.setFrameShape(QFrame.Shape.NoFrame)
         scroll.setWidget(left)
+        guard_wheel(left)  # scrolling the form must not change the value under the pointer
         scroll.viewport().setAutoFillBackground(False)  # blend into the tab page
         left.setAutoFillBackground(False)
         column = QWidget()
@@ -155,7 +167,7 @@ class SetupPage(QWidget):
         self.preset_group = QButtonGroup(self)
         self.preset_buttons: dict[str, QRadioButton] = {}
         for name in PRESETS:
-            button = QRadioButton(name.capitalize())
+            button = QRadioButton(preset_label(name))
             self.preset_group.addButton(button)
             self.preset_buttons[name] = button
             preset_row.addWidget(button)
@@ -164,6 +176,9 @@ class SetupPage(QWidget):
         self.estimate_label = QLabel("")
         self.estimate_label.setWordWrap(True)
         form.addWidget(self.estimate_label)
+        self.advice = AdviceBanner()  # "this will not learn new facts", and the fix
+        self.advice.use_preset.connect(self.select_preset)
+        form.addWidget(self.advice)
         self.advanced_toggle = QToolButton()
         self.advanced_toggle.setText("Advanced settings")
         self.advanced_toggle.setCheckable(True)
@@ -340,8 +355,9 @@ class SetupPage(QWidget):
         record = self.current_model()
         if self.dataset is None or record is None:
             self.estimate_label.setText("")
+            self.advice.show_advice(None)
             for name, button in self.preset_buttons.items():
-                button.setText(name.capitalize())
+                button.setText(preset_label(name))
             self._cannot_start("" if record else "No model in the library yet: add one in "
                                "the Models tab.")
             return
@@ -367,17 +383,20 @@ class SetupPage(QWidget):
             if isinstance(shape, ValueError):
                 raise shape
             converted = is_converted(record.path, self.home.base_model_cache)
+            recall_s = planned_seconds(self.home, record.path, facts.parameters,
+                                       self.machine, self.dataset)
             self.plan = plan_run(facts, self.dataset, settings, self.machine, shape, export,
-                                 converted)
+                                 converted, recall_s)
             for name, button in self.preset_buttons.items():
                 guess = plan_run(facts, self.dataset,
                                  preset(name, self.dataset.stats.records, self.machine),
-                                 self.machine, shape, export, converted).estimate
-                button.setText(f"{name.capitalize()}: about {format_duration(guess.seconds)}, "
+                                 self.machine, shape, export, converted, recall_s).estimate
+                button.setText(f"{preset_label(name)}: about {format_duration(guess.seconds)}, "
                                f"peak memory about {format_bytes(guess.peak_memory_bytes)}")
         except ValueError as exc:
             return self._cannot_start(str(exc).capitalize())
         self._show_estimate(self.plan, settings)
+        self.advice.show_advice(fact_advice(self.dataset, settings))
 
     def _show_estimate(self, plan: RunPlan, settings: LoraSettings) -> None:
         est = plan.estimate

@@ -46,6 +46,7 @@ class TrainingView(QWidget):
         self.train_points: list[tuple[float, float]] = []
         self.val_points: list[tuple[float, float]] = []
         self.last: dict[str, Any] = {}
+        self.summary_warning: str | None = None  # a finished run that learned nothing
         layout = QVBoxLayout(self)
         self.run_title = PlainLabel("")
         self.run_title.setStyleSheet("font-size: 14px; font-weight: 600")
@@ -110,6 +111,7 @@ class TrainingView(QWidget):
     def reset(self, title: str) -> None:
         """Empty everything, ready for a run's events."""
         self.run_title.setText(title)
+        self.summary_warning = None
         self.summary_view.hide()
         self.log_view.clear()
         self.train_points, self.val_points = [], []
@@ -207,6 +209,10 @@ class TrainingView(QWidget):
         caller found the run resumable: :func:`app.finetune.runs.status.can_resume`)."""
         colour = theme.SUCCESS if status == "finished" else (
             theme.ERROR if status in ("failed", "interrupted", "refused") else "")
+        if status == "finished" and self.summary_warning:  # not plain success
+            colour = theme.ERROR
+            message += (" But it answers none of its own questions as trained: see the "
+                        "summary.")
         self.status_label.setStyleSheet(theme.colour_style(colour) if colour else "")
         self.status_label.setText(message)
         if resumable:
@@ -222,6 +228,7 @@ class TrainingView(QWidget):
                                   "refused": "Refused by the gate."}.get(status, ""))
 
     def show_summary(self, s: RunSummary, model: ModelRecord | None) -> None:
+        self.summary_warning = s.recall.warning() if s.recall is not None else None
         self.summary_view.setHtml(summary_html(s, model))
         self.summary_view.show()
         total = sum(self.splitter.sizes()) or 600
@@ -232,7 +239,7 @@ class TrainingView(QWidget):
 
 def summary_html(s: RunSummary, model: ModelRecord | None) -> str:
     """The run summary: what was learned, how fast, how faithful the export is."""
-    rows = []
+    rows = _recall_rows(s)
     if model is not None:
         rows.append(("Model", f"<b>{html.escape(model.name)}</b> (in the library)"))
     if s.gguf_path:
@@ -266,6 +273,41 @@ def summary_html(s: RunSummary, model: ModelRecord | None) -> str:
     body = "".join(f"<tr><td style='color:{muted}; padding-right:12px'>{k}</td>"
                    f"<td>{v}</td></tr>" for k, v in rows)
     return f"<h3 style='margin:0'>Summary</h3><table cellspacing=3>{body}</table>"
+
+
+def _recall_rows(s: RunSummary) -> list[tuple[str, str]]:
+    """What the result answers (first: it is what the run was for), and the warning when
+    it answers none of its data. Questions and answers are the data's and the model's:
+    escaped."""
+    r = s.recall
+    if r is None:
+        return []
+    error = theme.readable(theme.ERROR)
+    if r.skipped:
+        return [("Answers as trained", f"not checked ({html.escape(r.skipped)})")]
+    parts = []
+    if r.heldout_asked:
+        parts.append(f"<b>{r.heldout_answered} of {r.heldout_asked}</b> held-out questions")
+    if r.training_asked:
+        parts.append(f"<b>{r.training_answered} of {r.training_asked}</b> training "
+                     "questions")
+    rows = [("Answers as trained", ", ".join(parts)),
+            ("Everyday answers", html.escape(r.general_text())
+             + " (held out, judged against the base's as Teach's gate judges them)")]
+    warning = r.warning()
+    if warning:
+        rows.append(("⚠ Warning", f"<span style='color:{error}'>{html.escape(warning)}"
+                                  "</span>"))
+    for i, e in enumerate([e for e in r.examples if not e.carried][:2]):
+        rows.append(("Not as trained" if i == 0 else "",
+                     f"“{html.escape(e.question[:90])}” → “{html.escape(e.answer[:90])}” "
+                     f"(trained: “{html.escape(e.trained[:90])}”)"))
+    for i, c in enumerate(r.changed_examples[:2]):
+        rows.append(("Changed" if i == 0 else "",
+                     f"“{html.escape(str(c.get('prompt', ''))[:90])}” → "
+                     f"“{html.escape(str(c.get('answer', ''))[:90])}” "
+                     f"({html.escape(str(c.get('why', '')))})"))
+    return rows
 
 
 def _export_rows(s: RunSummary) -> list[tuple[str, str]]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.finetune.recall import RecallReport
 from app.finetune.runs.codec import from_dict, to_dict
 from app.finetune.runs.status import RunStatus
 from app.finetune.settings import ExportSettings, LoraSettings
@@ -204,6 +205,9 @@ class RunSummary:
     """What the run did about torch.compile (backends.training.compiled.CompileReport)."""
     teach: dict[str, Any] | None = None
     """Teach's gate report (learned, drift, passed, reasons...), for a teach run."""
+    recall: RecallReport | None = None
+    """How many of the data's own questions the result answers as trained, and how many
+    everyday answers changed (:mod:`app.finetune.recall`); None for a Teach run."""
     gguf_path: str | None = None
     """The quantized GGUF; None when nothing was exported (adapter only, or a gate that
     failed, or a safetensors base)."""
