@@ -87,8 +87,10 @@ def greedy(model: Any, tokenizer: Any, template: ChatTemplate,
         step_ids = input_ids
         for _ in range(max_new_tokens):
             positions = (mask.cumsum(-1) - 1).clamp(min=0)[:, -step_ids.shape[1]:]
+            # Only the last position's logits are used: on the prompt's pass the output
+            # head (hidden x vocabulary, 49,152 words for SmolLM2) ran over every position.
             result = model(input_ids=step_ids, attention_mask=mask, position_ids=positions,
-                           past_key_values=past, use_cache=True)
+                           past_key_values=past, use_cache=True, logits_to_keep=1)
             past = result.past_key_values
             nxt = result.logits[:, -1, :].float().argmax(-1)
             for i, tok in enumerate(nxt.tolist()):
