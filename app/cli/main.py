@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument("--json", action="store_true")
     doctor.add_argument("-m", "--model", help="model for the llama.cpp self-test "
                         "(default: the starter model)")
+    doctor.add_argument("--forget-kernels", action="store_true",
+                        help="forget that llama.cpp's optimized CPU kernels crashed here, "
+                        "and test them again")
     add_export_parser(sub)
     add_serve_parser(sub)
     sub.add_parser("gui", help="open the app (the default)")
@@ -173,13 +176,17 @@ def _writer(args: argparse.Namespace) -> str | None:
     """Who is opening the home, for commands that change its files; None for the rest.
 
     Those commands hold the home's lock, so they refuse to run beside the app or each
-    other; reading commands (list, info, search, fit, runs list) and chat, whose
-    conversations SQLite itself keeps consistent, run beside anything.
+    other; reading commands (list, info, search, fit, runs list) run beside anything.
+    Chat, bench and doctor write too: conversations, the kernels that crashed
+    (``kernels.json``), the fine-tuning benchmarks' base-model cache; the app writes the
+    same files, so they take the lock as well.
     """
     if args.command == "models" and args.models_command in ("import", "rm", "pull"):
         return f"hearth models {args.models_command}"
-    if args.command in ("finetune", "teach"):
+    if args.command in ("finetune", "teach", "chat", "doctor"):
         return f"hearth {args.command}"
+    if args.command == "bench":
+        return f"hearth bench {args.bench_command}"
     return None
 
 
@@ -332,7 +339,7 @@ def _doctor(ws: Workspace, args: argparse.Namespace) -> int:
     from app.machine.doctor import run_doctor
 
     model = pick_model(ws, args.model).path if args.model else None
-    report = run_doctor(ws.home, model)
+    report = run_doctor(ws.home, model, forget_kernels=args.forget_kernels)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:

@@ -12,8 +12,10 @@ One death is handled here without bothering the caller: a crash by signal while 
 or before the first reply, with llama.cpp's optimized kernels on, is what a CPU whose
 AMX path is broken does. The client then restarts the worker once with the safe kernels,
 loads the same model, re-sends the request in flight, reports a ``KernelFallback``
-event, and (once the safe load works) remembers the choice in the home
-(:mod:`app.inference.kernels`).
+event, and remembers the choice in the home (:mod:`app.inference.kernels`) once the safe
+kernels did what crashed: the load, or for a crash in a reply, that reply. A reply under
+a grammar (structured output) that crashes after the load's warm-up passed is not taken
+for the kernels' fault at all: the grammar is the likelier cause, and the memory lasts.
 
 Events reach the caller through ``listener`` (called on the client's reader thread; the
 Qt adapter re-emits them as signals) or, when no listener is given, through
@@ -81,7 +83,9 @@ class InferenceClient:
         self._probation: dict[str, p.Chat] | None = None  # chats sent before a first Done
         self._safe_only = False       # this client fell back already
         self._adapter: p.SetAdapter | None = None  # applied to the loaded base
-        self._fallback_signal: int | None = None  # set while the fallback load runs
+        self._fallback_signal: int | None = None  # a fallback waiting to be confirmed
+        self._loaded_once = False  # the current load answered Loaded (warm-up passed)
+        self._confirm_by: set[str] = set()  # re-sent replies that confirm the fallback
         self._ids = itertools.count(1)
         # Extra listeners (the local server), called before ``listener`` on the reader
         # thread; each picks out its own request ids.
@@ -148,6 +152,7 @@ class InferenceClient:
             self._last_load = load
             self._adapter = None
             self._probation = {}
+            self._loaded_once = False
             self._send(load)
 
     def set_adapter(self, path: str | Path | None, scale: float = 1.0) -> None:
@@ -197,11 +202,17 @@ class InferenceClient:
             return  # the supervisor's handshake: start() returned it already
         if isinstance(event, p.Loaded):
             self.loaded = event
-            if self._fallback_signal is not None and not event.extra_bufts:
-                self.kernels.remember_safe(self._fallback_signal)
-                self._fallback_signal = None
+            self._loaded_once = True
+            if (self._fallback_signal is not None and not self._confirm_by
+                    and not event.extra_bufts):
+                self._confirmed()  # the crash was in loading: the safe load is the proof
         elif isinstance(event, p.Done):
             self._probation = None  # a reply came through: the kernels work
+            if event.request_id in self._confirm_by:
+                self._confirmed()  # the reply that crashed works with the safe kernels
+        if isinstance(event, p.WorkerDied) or (isinstance(event, p.Error)
+                                               and event.request_id in self._confirm_by):
+            self._fallback_signal, self._confirm_by = None, set()  # not confirmed
         for tap in self._taps:
             tap(event)
         if self.listener is not None:
@@ -225,9 +236,23 @@ class InferenceClient:
     # ------------------------------------------------------ kernel fallback
 
     def _should_fall_back(self, died: p.WorkerDied) -> bool:
+        """A crash the kernels may explain: by a signal, with the optimized kernels, while
+        loading or before the first reply after it. Not a reply under a grammar once the
+        load's warm-up passed: llama.cpp's grammar code crashes on its own, and taking
+        that for the kernels' fault would switch them off here for good."""
         load = self._last_load
-        return (is_crash(_returncode(died)) and load is not None and load.extra_bufts
-                and self._probation is not None and not self._safe_only)
+        if not (is_crash(_returncode(died)) and load is not None and load.extra_bufts
+                and self._probation is not None and not self._safe_only):
+            return False
+        constrained = any(c.sampling.grammar or c.sampling.json_schema
+                          for c in self._probation.values())
+        return not (self._loaded_once and constrained)
+
+    def _confirmed(self) -> None:
+        """The safe kernels did what crashed the optimized ones: remember that here."""
+        assert self._fallback_signal is not None
+        self.kernels.remember_safe(self._fallback_signal)
+        self._fallback_signal, self._confirm_by = None, set()
 
     def _fall_back(self, died: p.WorkerDied) -> None:
         """Restart with the safe kernels, reload, and re-send what was in flight."""
@@ -237,6 +262,9 @@ class InferenceClient:
             pending = list((self._probation or {}).values())
             self._safe_only = True
             self._fallback_signal = died.signal
+            # A crash in loading is confirmed by the safe load; one in a reply, only by
+            # that reply then coming through (a crash of the reply's own making recurs).
+            self._confirm_by = {c.request_id for c in pending} if self._loaded_once else set()
             try:
                 self.start()
                 name = signal_name(died.signal)
@@ -251,7 +279,7 @@ class InferenceClient:
                 for chat in pending:
                     self._send(chat)
             except (WorkerError, OSError) as exc:
-                self._fallback_signal = None
+                self._fallback_signal, self._confirm_by = None, set()
                 self._emit(p.WorkerDied.from_exit(
                     WORKER, _returncode(died), died.last_log_lines, AFTER_DEATH,
                     [f"{SAFE_RESTART}, which failed to start: {exc}"]))

@@ -12,6 +12,8 @@ Bump :data:`PROTOCOL_VERSION` on any incompatible change: the worker checks it i
 from __future__ import annotations
 
 import json
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -68,6 +70,18 @@ class SamplingParams:
     json_schema: str = ""
 
     def __post_init__(self) -> None:
+        """Types first (a value from an API client or settings.json may be anything, and
+        llama.cpp's ctypes calls end the worker on a wrong one), then ranges."""
+        for name in ("temperature", "top_p", "min_p", "repeat_penalty"):
+            _check_type(name, getattr(self, name), numbers.Real, "a finite number")
+        for name in ("top_k", "max_tokens", "seed"):
+            value = getattr(self, name)
+            if value is not None or name != "seed":
+                _check_type(name, value, numbers.Integral, "a whole number")
+        if not isinstance(self.stop, list) or not all(isinstance(s, str) for s in self.stop):
+            raise ValueError("stop must be a list of strings")
+        for name in ("grammar", "json_schema"):
+            _check_type(name, getattr(self, name), str, "text")
         if self.temperature < 0:
             raise ValueError("temperature must be >= 0")
         if not 0 < self.top_p <= 1:
@@ -84,6 +98,17 @@ class SamplingParams:
             raise ValueError("give a grammar or a JSON schema, not both")
         if self.json_schema:
             check_json_schema(self.json_schema)
+
+
+def _check_type(name: str, value: Any, kind: type, what: str) -> None:
+    """Raise ValueError naming the field unless ``value`` is a ``kind`` (never a bool)."""
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if ok and kind is numbers.Real:
+        ok = math.isfinite(value)
+    if not ok:
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise ValueError(f"{name} must be {what}, not {shown}")
 
 
 def check_json_schema(text: str) -> None:

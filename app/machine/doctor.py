@@ -31,6 +31,7 @@ from app.units import GiB, format_bytes, format_token_rate
 from app.workers.spawn import run_module
 
 MIN_FREE_DISK = 2 * GiB
+FORGET_HOW = "hearth doctor --forget-kernels (or Forget kernel crash in Help > System check)"
 MIN_FREE_RAM = 1 * GiB
 
 
@@ -64,6 +65,7 @@ class DoctorReport:
             f"  AMX        {amx}",
             f"llama.cpp    llama-cpp-python {k['llama_cpp']}; kernels: "
             f"{'optimized' if k['extra_bufts'] else 'safe'} ({k['reason']})",
+            *_remembered_lines(k.get("remembered")),
             f"  system     {ll.get('system_info', '?')}",
             f"  GPU        {'offload supported' if ll.get('gpu_offload') else 'CPU build'}",
             f"  self-test  {_llama_line(ll)}",
@@ -78,6 +80,13 @@ class DoctorReport:
         out += [f"Problem: {p}" for p in self.problems]
         out.append("Healthy." if self.healthy else f"{len(self.problems)} problem(s) found.")
         return out
+
+
+def _remembered_lines(record: dict[str, str] | None) -> list[str]:
+    if not record:
+        return []
+    return [f"  remembered optimized kernels crashed here ({record['signal']}, "
+            f"{record['when']}); to try them again: {FORGET_HOW}"]
 
 
 def _llama_line(ll: dict[str, Any]) -> str:
@@ -110,11 +119,16 @@ def _parse(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return {"ok": False, "error": f"{how}: {tail}" if tail else how}
 
 
-def run_doctor(home: HearthHome, model: Path | None = None, timeout: float = 120.0
-               ) -> DoctorReport:
+def run_doctor(home: HearthHome, model: Path | None = None, timeout: float = 120.0,
+               forget_kernels: bool = False) -> DoctorReport:
+    """The report; ``forget_kernels`` first drops a remembered kernel crash, so the
+    self-test tries the optimized kernels again (and remembers anew if they crash)."""
     started = time.perf_counter()
     info = cpu_info()
     memory = KernelMemory(home.kernels_file)
+    forgotten = memory.safe_record() if forget_kernels else None
+    if forgotten is not None:
+        memory.forget()
     choice = memory.choose()
     report = DoctorReport(
         cpu={"model": info.model, "physical_cores": info.physical_cores,
@@ -139,6 +153,10 @@ def run_doctor(home: HearthHome, model: Path | None = None, timeout: float = 120
             memory, lambda extra: _child(["llama", str(model), "1" if extra else "0",
                                           str(threads)], timeout))
         report.llama = _parse(result)
+        if forgotten is not None:
+            report.notes.append(f"Forgot that the optimized kernels crashed here "
+                                f"({forgotten.signal}, {forgotten.when}); the self-test "
+                                "tried them again.")
         if fell_back:
             after = memory.choose()
             report.kernels.update(extra_bufts=after.extra_bufts, reason=after.reason)
@@ -153,6 +171,10 @@ def run_doctor(home: HearthHome, model: Path | None = None, timeout: float = 120
                 f" ({report.llama.get('error')}). Reinstall llama-cpp-python "
                 "(pip install --force-reinstall --no-cache-dir llama-cpp-python) and "
                 "send the worker log (logs/inference-worker.log) with a bug report.")
+    record = memory.safe_record()
+    if record is not None:
+        report.kernels["remembered"] = {"signal": record.signal, "when": record.when,
+                                        "cpu_model": record.cpu_model}
     torch_result = _child(["torch"], timeout)
     report.torch = _parse(torch_result)
     if not report.torch.get("ok"):

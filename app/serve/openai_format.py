@@ -14,10 +14,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from app.inference import protocol as p
+from app.inference.grammar_limits import StructureError, check_structure
 
 # Hearth's finish reasons as OpenAI names them.
 FINISH = {"stop": "stop", "length": "length", "context_full": "length", "cancelled": "stop"}
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+# Messages in one request. The body is capped in bytes too (server.MAX_BODY), but a few
+# bytes per message make thousands of them, and each costs the worker a template step
+# and a tokenizer call: real clients send tens, long agent sessions hundreds.
+MAX_MESSAGES = 1_000
 
 
 class ServeError(Exception):
@@ -66,6 +71,9 @@ def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
     raw = body.get("messages")
     if not isinstance(raw, list) or not raw:
         raise ServeError(400, "'messages' must be a non-empty list")
+    if len(raw) > MAX_MESSAGES:
+        raise ServeError(400, f"'messages' holds {len(raw):,} messages; at most "
+                         f"{MAX_MESSAGES:,} messages are accepted (drop the oldest turns)")
     messages = []
     for i, message in enumerate(raw):
         role = message.get("role") if isinstance(message, dict) else None
@@ -85,6 +93,10 @@ def _structure(body: dict[str, Any]) -> dict[str, str]:
     if not isinstance(grammar, str):
         raise ServeError(400, "'grammar' must be a GBNF grammar as text")
     if kind == "text":
+        try:
+            check_structure(grammar, "")
+        except StructureError as exc:
+            raise ServeError(400, f"'grammar': {exc}") from None
         return {"grammar": grammar, "json_schema": ""}
     if kind == "json_object":
         return {"grammar": "", "json_schema": '{"type": "object"}'}
@@ -93,7 +105,12 @@ def _structure(body: dict[str, Any]) -> dict[str, str]:
         schema = spec.get("schema") if isinstance(spec, dict) else None
         if not isinstance(schema, dict):
             raise ServeError(400, "response_format.json_schema.schema must be a JSON object")
-        return {"grammar": "", "json_schema": json.dumps(schema)}
+        try:
+            text = json.dumps(schema)
+            check_structure("", text)
+        except (StructureError, ValueError, RecursionError) as exc:
+            raise ServeError(400, f"response_format.json_schema.schema: {exc}") from None
+        return {"grammar": "", "json_schema": text}
     raise ServeError(400, f"response_format type {kind!r} is not supported "
                      "(text, json_object or json_schema)")
 
@@ -139,6 +156,8 @@ def parse(body: Any, base: p.SamplingParams, chat: bool) -> Request:
         if not isinstance(prompt, str):
             raise ServeError(400, "'prompt' must be one string")
         messages = [{"role": "user", "content": prompt}]
+    if not isinstance(body.get("stream", False), bool):
+        raise ServeError(400, "'stream' must be true or false")
     return Request(model, messages, _sampling(body, base), bool(body.get("stream")),
                    raw=not chat)
 

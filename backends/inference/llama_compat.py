@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import ctypes
 import os
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import llama_cpp
-from llama_cpp.llama_grammar import LlamaGrammar, json_schema_to_gbnf
+import numpy as np
+from llama_cpp import LogitsProcessorList
+from llama_cpp.llama_grammar import json_schema_to_gbnf
 from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
+
+from app.inference.grammar_limits import StructureError, check_grammar, check_schema
 
 # Tests only: "load" or "chat" makes the worker abort there, the way llama.cpp's AMX
 # path crashes on some machines, when the extra buffer types are on (so the fallback
@@ -189,25 +194,101 @@ class GrammarError(ValueError):
     """A GBNF grammar or JSON schema llama.cpp cannot use."""
 
 
-def make_grammar(llm: llama_cpp.Llama, grammar: str, json_schema: str
-                 ) -> LlamaGrammar | None:
-    """llama.cpp's grammar for a reply (None for free text), checked before use.
+class GrammarDeadEnd(RuntimeError):
+    """The grammar allows no token of this model's vocabulary at this point of a reply."""
 
-    ``Llama.generate`` builds the sampler lazily and llama.cpp then dereferences a NULL
-    sampler when the grammar does not parse (a segfault), so the grammar is parsed here
-    once with llama.cpp's own parser and refused with its reason.
+
+def make_grammar(llm: llama_cpp.Llama, grammar: str, json_schema: str
+                 ) -> GrammarGuard | None:
+    """The grammar for a reply (None for free text), checked before llama.cpp sees it.
+
+    Hearth's own bounds come first (:mod:`app.inference.grammar_limits`): llama.cpp's
+    parser overflows its stack on deep nesting and the schema converter writes one copy
+    per required item, so both only ever see what passed them.
     """
-    if json_schema:
+    try:
+        if json_schema:
+            check_schema(json_schema)
+            try:
+                grammar = json_schema_to_gbnf(json_schema)
+            except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
+                raise GrammarError(f"this JSON schema cannot be turned into a grammar: "
+                                   f"{exc}") from None
+        if not grammar:
+            return None
+        check_grammar(grammar)
+    except StructureError as exc:
+        raise GrammarError(f"the structured output is refused: {exc}") from None
+    return GrammarGuard(llm, grammar)
+
+
+class GrammarGuard:
+    """llama.cpp's grammar sampler, applied and advanced by Hearth, not inside the chain.
+
+    Inside llama-cpp-python's sampler chain, llama.cpp accepts whatever token the chain
+    picks; when the grammar allows none (a character no token of this vocabulary can
+    spell) it aborts the whole process (``GGML_ABORT`` in ``llama_grammar_accept_impl``).
+    As the chain's first step (a logits processor) the same sampler masks the logits, a
+    dead end is seen before anything is accepted, and :meth:`follow` turns it into
+    :class:`GrammarDeadEnd` for this reply alone.
+    """
+
+    def __init__(self, llm: llama_cpp.Llama, grammar: str) -> None:
+        sampler = _llama.llama_sampler_init_grammar(vocab(llm), grammar.encode("utf-8"),
+                                                    b"root")
+        if not sampler:
+            raise GrammarError("the grammar does not parse (llama.cpp's log says where); "
+                               "it needs a 'root ::= ...' rule in GBNF")
+        self._sampler = sampler
+        weakref.finalize(self, _llama.llama_sampler_free, sampler)
+        self._vocab = vocab(llm)
+        n = llm.n_vocab()
+        self._data = (_llama.llama_token_data * n)()
+        self._view = np.ctypeslib.as_array(self._data)
+        self._view["id"] = np.arange(n, dtype=np.int32)
+        self._array = _llama.llama_token_data_array(self._data, n, -1, False)
+        self.problem: str | None = None  # why the reply must stop, once it must
+        self.accepted = 0
+        self._masked = False  # the logits of the token about to come were masked
+
+    def __call__(self, _input_ids: Any, scores: Any) -> Any:
+        """Mask ``scores`` (the logits in token order) to what the grammar allows.
+
+        Called by llama.cpp through ctypes, which would print and drop an exception; a
+        failure is kept in :attr:`problem` instead, and nothing is accepted after it.
+        """
         try:
-            grammar = json_schema_to_gbnf(json_schema)
-        except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
-            raise GrammarError(f"this JSON schema cannot be turned into a grammar: {exc}"
-                               ) from None
-    if not grammar:
-        return None
-    sampler = _llama.llama_sampler_init_grammar(vocab(llm), grammar.encode("utf-8"), b"root")
-    if not sampler:
-        raise GrammarError("the grammar does not parse (llama.cpp's log says where); it "
-                           "needs a 'root ::= ...' rule in GBNF")
-    _llama.llama_sampler_free(sampler)
-    return LlamaGrammar.from_string(grammar, verbose=False)
+            self._view["logit"] = scores
+            self._array.size, self._array.selected, self._array.sorted = len(scores), -1, False
+            _llama.llama_sampler_apply(self._sampler, ctypes.byref(self._array))
+            masked = self._view["logit"].copy()
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            self.problem = f"the grammar could not be applied: {exc}"
+            return scores
+        if not np.isfinite(masked).any():
+            self.problem = (f"the structured output's grammar allows nothing this model can "
+                            f"write after {self.accepted} tokens; the reply stops here (check "
+                            "the grammar for characters the model cannot produce)")
+            return scores  # the chain picks any token; follow() never accepts it
+        self._masked = True
+        return masked
+
+    def follow(self, tokens: Iterator[int]) -> Iterator[int]:
+        """``tokens`` as sampled, each accepted by the grammar before the next is drawn."""
+        for token in tokens:
+            if self.problem is not None or not self._masked:
+                raise GrammarDeadEnd(self.problem or "the grammar was not applied")
+            self._masked = False
+            if not llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                _llama.llama_sampler_accept(self._sampler, token)
+                self.accepted += 1
+            yield token
+
+
+def generate(llm: llama_cpp.Llama, tokens: list[int], grammar: GrammarGuard | None,
+             **sampling: Any) -> Iterator[int]:
+    """``Llama.generate`` with the grammar, if any, applied by :class:`GrammarGuard`."""
+    if grammar is None:
+        return llm.generate(tokens, **sampling)
+    return grammar.follow(llm.generate(tokens, logits_processor=LogitsProcessorList([grammar]),
+                                       **sampling))

@@ -31,7 +31,10 @@ from app.inference import protocol as p
 from app.machine.threads import default_threads
 from app.models.gguf_file import GGUFError, read_gguf
 from backends.inference import llama_compat as compat
+from backends.inference.failures import request_id_of, unexpected
 from backends.inference.live_adapters import LiveAdapters
+from backends.inference.prefill import prefill
+from backends.inference.prompt_fit import ConversationFit
 from backends.inference.token_text import ControlTokens, common_prefix, split_stop
 from backends.inference.worker_channel import Channel, LlamaLog, connect
 
@@ -60,14 +63,15 @@ class Worker:
         conn = self.channel.conn
         while True:
             try:
-                message = p.decode(conn.recv_bytes())
+                data = conn.recv_bytes()
+                message = p.decode(data)
             except (EOFError, OSError):
                 # The app is gone: stop any reply in flight, then exit.
                 self.closing = True
                 self.commands.put(p.Shutdown())
                 return
             except p.ProtocolError as exc:
-                self.channel.send(p.Error("bad_request", str(exc)))
+                self.channel.send(p.Error("bad_request", str(exc), request_id_of(data)))
                 continue
             if isinstance(message, p.Cancel):
                 self.cancelled.add(message.request_id)
@@ -90,6 +94,8 @@ class Worker:
                 self.channel.send(p.Error("out_of_memory", "the worker ran out of memory; "
                                           "try a smaller model or a shorter context",
                                           getattr(command, "request_id", None)))
+            except Exception as exc:  # noqa: BLE001 - one request must never end the worker
+                self.channel.send(unexpected(command, exc, self.llm))
         if self.llm is not None:
             self.llm.close()
 
@@ -305,9 +311,10 @@ class Worker:
         """Tokenize the conversation, dropping the oldest turns until it fits.
 
         The system prompt and the newest user message are always kept; a reply needs
-        room too, so ``min(max_tokens, n_ctx / 2)`` tokens are kept free.
+        room too, so ``min(max_tokens, n_ctx / 2)`` tokens are kept free. The cut is
+        found in linear time (:mod:`backends.inference.prompt_fit`).
         """
-        assert self.llm is not None
+        assert self.llm is not None and self.template is not None
         messages = [dict(m) for m in cmd.messages]
         if not messages:
             raise ValueError("the conversation is empty")
@@ -319,24 +326,24 @@ class Worker:
                 raise ValueError(f"the prompt is {len(tokens)} tokens long but the context "
                                  f"holds {n_ctx} (with {n_ctx - budget} kept for the reply)")
             return tokens, 0
-        dropped = 0
-        while True:
-            tokens = self.tokenize(self.render(messages, cmd.continue_last, cmd.request_id))
-            if len(tokens) <= budget:
-                return tokens, dropped
-            first = 1 if messages[0]["role"] == "system" else 0
-            # Keep the newest message (and its partial reply, when continuing).
-            keep_tail = 2 if cmd.continue_last else 1
-            if len(messages) - first <= keep_tail:
-                raise ValueError(
-                    f"the message is {len(tokens)} tokens long but the context holds "
-                    f"{n_ctx} (with {n_ctx - budget} kept for the reply): shorten it, "
-                    "or reload the model with a longer context")
-            # Drop a whole turn: the oldest message and its reply.
-            n = 2 if (len(messages) - first > keep_tail + 1
-                      and messages[first + 1]["role"] == "assistant") else 1
-            del messages[first:first + n]
-            dropped += n
+        return ConversationFit(
+            messages, cmd.continue_last, budget, n_ctx,
+            render=lambda kept: self.render(kept, cmd.continue_last, cmd.request_id),
+            tokenize=self.tokenize, template=self.template,
+            should_stop=lambda: self.closing or cmd.request_id in self.cancelled).fit()
+
+    def _prefill(self, tokens: list[int], cached: int, request_id: str) -> bool:
+        """Evaluate all but the last prompt token now, so that the last one is always
+        decoded alone, as it is when the prompt is already cached: otherwise its logits
+        differ slightly between the two cases, and a fixed seed would give a different
+        reply on Regenerate than on the first try. Read in chunks, so a Stop (or the
+        app's end) is heard within one (see backends.inference.prefill); False then."""
+        if cached >= len(tokens) - 1:
+            return True
+        assert self.llm is not None
+        compat.rewind(self.llm, cached)
+        return prefill(self.llm, tokens[cached:-1],
+                       lambda: self.closing or request_id in self.cancelled)
 
     def generate(self, cmd: p.Chat, tokens: list[int], dropped: int, started: float,
                  grammar: Any = None) -> None:
@@ -346,13 +353,7 @@ class Worker:
         if cmd.n_threads:
             compat.set_threads(llm, cmd.n_threads)
         cached = common_prefix(compat.cached_tokens(llm), tokens)
-        if cached < len(tokens) - 1:
-            # Evaluate all but the last prompt token now, so that the last one is always
-            # decoded alone, as it is when the prompt is already cached: otherwise its
-            # logits differ slightly between the two cases, and a fixed seed would give
-            # a different reply on Regenerate than on the first try.
-            compat.rewind(llm, cached)
-            llm.eval(tokens[cached:-1])
+        stopped = not self._prefill(tokens, cached, cmd.request_id)
         if s.seed is not None:
             llm.set_seed(s.seed)
         vocab = compat.vocab(llm)
@@ -362,7 +363,7 @@ class Worker:
         batch, batch_tokens, last_flush = "", 0, 0.0
         t_first: float | None = None
         t_last = started
-        completion, finish = 0, "length"
+        completion, finish = 0, "cancelled" if stopped else "length"
 
         def flush() -> None:
             nonlocal batch, batch_tokens, last_flush
@@ -370,9 +371,9 @@ class Worker:
                 self.channel.send(p.Tokens(cmd.request_id, batch, batch_tokens))
             batch, batch_tokens, last_flush = "", 0, time.perf_counter()
 
-        for token in llm.generate(tokens, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p,
-                                  temp=s.temperature, repeat_penalty=s.repeat_penalty,
-                                  grammar=grammar):
+        for token in () if stopped else compat.generate(
+                llm, tokens, grammar, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p,
+                temp=s.temperature, repeat_penalty=s.repeat_penalty):
             now = time.perf_counter()
             if t_first is None:
                 t_first = now

@@ -2,9 +2,10 @@
 
 The choice is part of the model's remembered sampling (``SamplingParams.json_schema`` /
 ``grammar``) and the worker enforces it with llama.cpp's grammar sampler, so every
-reply parses. A JSON schema that is not valid JSON is refused here, with the reason,
-and the last good one stays in force; a grammar is checked by llama.cpp itself, which
-refuses a bad one with the reply's error.
+reply parses. A schema or grammar that is not valid, or that would crash or exhaust
+llama.cpp (:mod:`app.inference.grammar_limits`: the same check as the server's and the
+worker's), is refused here with the reason, and the last good one stays in force. One
+remembered from before such a check is shown refused too: each reply would fail on it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import replace
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QComboBox, QGroupBox, QPlainTextEdit, QVBoxLayout, QWidget
 
-from app.inference.protocol import check_json_schema
+from app.inference.grammar_limits import StructureError, check_grammar, check_schema
 from ui.chat.chat_view_model import ChatViewModel
 from ui.untrusted import PlainLabel
 
@@ -65,6 +66,10 @@ class StructureBox(QGroupBox):
             widget.blockSignals(blocked)
         self.editor.setEnabled(mode != FREE)
         self.hint.setText(HINTS[mode])
+        problem = _problem(mode, s.json_schema or s.grammar)
+        if problem:
+            self.hint.setText(f"Refused, so every reply fails until you fix or clear it: "
+                              f"{problem}")
 
     def _on_mode_changed(self) -> None:
         self.editor.setEnabled(self.mode.currentData() != FREE)
@@ -74,12 +79,10 @@ class StructureBox(QGroupBox):
         """Apply the field to the model's sampling, unless it is not a usable schema."""
         self._timer.stop()
         mode, text = self.mode.currentData(), self.editor.toPlainText().strip()
-        if mode == SCHEMA and text:
-            try:
-                check_json_schema(text)
-            except ValueError as exc:
-                self.hint.setText(f"Not applied: {exc}")
-                return
+        problem = _problem(mode, text)
+        if problem:
+            self.hint.setText(f"Not applied: {problem}")
+            return
         sampling = replace(self.chat.sampling, json_schema=text if mode == SCHEMA else "",
                            grammar=text if mode == GRAMMAR else "")
         self.chat.set_sampling(sampling)
@@ -88,3 +91,17 @@ class StructureBox(QGroupBox):
         """Apply an edit still waiting for its debounce."""
         if self._timer.isActive():
             self._on_edited()
+
+
+def _problem(mode: str, text: str) -> str | None:
+    """Why ``text`` cannot be used as ``mode``'s structure, or None."""
+    if not text or mode == FREE:
+        return None
+    try:
+        if mode == SCHEMA:
+            check_schema(text)
+        else:
+            check_grammar(text)
+    except StructureError as exc:
+        return str(exc)
+    return None
