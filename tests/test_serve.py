@@ -31,6 +31,7 @@ pytestmark = pytest.mark.slow
 MODEL = "SmolLM2-135M-Instruct"
 ROOT = Path(__file__).resolve().parent.parent
 HI = [{"role": "user", "content": "Say hello to Ada."}]
+ENV_KEY = "k-123-from-the-environment"  # a $HEARTH_API_KEY needs 20 characters or more
 PERSON = {"type": "object",
           "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
           "required": ["name", "age"], "additionalProperties": False}
@@ -235,7 +236,7 @@ def test_a_chat_turn_and_server_requests_share_one_worker(served: Served) -> Non
 
 def test_hearth_serve_streams_to_the_openai_client_with_the_key(tmp_path: Path) -> None:
     """The command a person runs: the key from the environment, a free port, Ctrl+C."""
-    env = dict(os.environ, HEARTH_HOME=str(tmp_path / "home"), HEARTH_API_KEY="k-123")
+    env = dict(os.environ, HEARTH_HOME=str(tmp_path / "home"), HEARTH_API_KEY=ENV_KEY)
     # Ctrl+C as a terminal delivers it, whatever this test's own runner inherited: a
     # suite started in the background (`cmd &`) ignores SIGINT, and so would its child.
     proc = subprocess.Popen([sys.executable, "-m", "app.cli.main", "serve", "--port", "0"],
@@ -252,13 +253,13 @@ def test_hearth_serve_streams_to_the_openai_client_with_the_key(tmp_path: Path) 
                 break
         assert url, "hearth serve did not say where it listens"
         threading.Thread(target=proc.stderr.read, daemon=True).start()  # keep it drained
-        api = openai.OpenAI(base_url=url, api_key="k-123", max_retries=0, timeout=120)
+        api = openai.OpenAI(base_url=url, api_key=ENV_KEY, max_retries=0, timeout=120)
         pieces = [c.choices[0].delta.content for c in api.chat.completions.create(
             model=MODEL, messages=HI, max_tokens=6, stream=True) if c.choices
             and c.choices[0].delta.content]
         assert len(pieces) >= 2
         with pytest.raises(openai.AuthenticationError):
-            openai.OpenAI(base_url=url, api_key="k-12", max_retries=0).models.list()
+            openai.OpenAI(base_url=url, api_key=ENV_KEY[:-1], max_retries=0).models.list()
         assert not (tmp_path / "home" / "server-api-key").exists()  # the env's key wins
     finally:
         proc.send_signal(signal.SIGINT)

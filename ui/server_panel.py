@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.serve.models import ChatModel
-from app.serve.security import api_key
+from app.serve.security import WeakKey, api_key
 from app.serve.server import DEFAULT_PORT, LocalServer
 from app.workspace import Workspace
 from ui.chat.chat_view_model import READY, ChatViewModel
@@ -92,9 +92,14 @@ class ServerPanel(QDialog):
         """Turn the server on; False (and the reason shown) when it cannot listen."""
         if self.server is not None:
             return True
+        notices: list[str] = []  # a damaged key file kept aside and a new key made
         try:
-            key = api_key(self.workspace.home.root)
+            key = api_key(self.workspace.home.root, notices)
             self.server = LocalServer(self.host, key, self.port.value())
+        except WeakKey as exc:  # a too-short $HEARTH_API_KEY: say so, stay off
+            self.status.setText(str(exc))
+            self.switch.setChecked(False)
+            return False
         except OSError as exc:
             self.status.setText(f"Cannot listen on port {self.port.value()}: "
                                 f"{exc.strerror or exc}. Choose another port.")
@@ -104,6 +109,9 @@ class ServerPanel(QDialog):
         self.key.setText(key)
         self._remember(True)
         self._show()
+        if notices:  # here, and in the window's notices when it happens at start
+            self.status.setText(" ".join(notices))
+            self.workspace.notices.extend(notices)
         self.running_changed.emit(True)
         return True
 

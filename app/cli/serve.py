@@ -30,7 +30,10 @@ def serve(ws: Workspace, args: argparse.Namespace) -> int:
     from app.cli.main import pick_model
 
     record = pick_model(ws, args.model)
-    key = api_key(ws.home.root)
+    notices: list[str] = []
+    key = api_key(ws.home.root, notices)
+    for notice in notices:  # a damaged key file kept aside: a new key
+        print(f"hearth: {notice}", file=sys.stderr)
     client = InferenceClient(listener=lambda _event: None,
                              log_file=ws.home.logs / "inference-worker.log", home=ws.home)
     host = OwnModels(ws, client)

@@ -22,10 +22,11 @@ from app.inference import protocol as p
 from app.inference.client import InferenceClient, WorkerError
 from app.models.library import LibraryError, UnknownModel
 from app.models.live import plan_load
+from app.serve import limits
 from app.serve.openai_format import ServeError
+from app.serve.transport import ClientGone
 from app.workspace import Workspace
 
-REPLY_TIMEOUT_S = 600.0
 LOAD_TIMEOUT_S = 300.0
 
 
@@ -76,22 +77,29 @@ class Replies:
             target.put(event)
 
     def ask(self, messages: list[dict[str, str]], sampling: p.SamplingParams,
-            raw: bool = False, timeout: float = REPLY_TIMEOUT_S) -> Iterator[Any]:
+            raw: bool = False, gone: Callable[[], bool] | None = None,
+            timeout: float | None = None) -> Iterator[Any]:
         """Yield the reply's ``Tokens`` and, last, its ``Done``, ``Error`` or
-        ``WorkerDied``. Closing the iterator early cancels the reply in the worker."""
+        ``WorkerDied``. Closing the iterator early cancels the reply in the worker.
+
+        ``gone`` tells whether the asker's client has hung up; it is checked at every
+        event and every :data:`limits.HANGUP_POLL_S` between them, and ends the reply
+        with :class:`ClientGone`. ``timeout`` (default :data:`limits.REPLY_IDLE_S`) is
+        the longest wait for the *next* event: a long reply that keeps coming is never
+        cut, a worker that stopped answering is (504)."""
+        idle = limits.REPLY_IDLE_S if timeout is None else timeout
         request_id = f"{self._prefix}{next(self._ids)}"
         events: queue.Queue[Any] = queue.Queue()
         with self._lock:
             self._queues[request_id] = events
         finished = False
         try:
+            if gone is not None and gone():
+                finished = True  # nothing was asked of the worker
+                raise ClientGone
             self.client.chat(messages, sampling, raw=raw, request_id=request_id)
-            deadline = time.monotonic() + timeout
             while True:
-                try:
-                    event = events.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    raise ServeError(504, "the model did not answer in time") from None
+                event = _next_event(events, idle, gone)
                 if isinstance(event, p.Tokens):
                     yield event
                 elif isinstance(event, p.Done | p.Error | p.WorkerDied):
@@ -107,6 +115,26 @@ class Replies:
             if not finished:
                 with contextlib.suppress(WorkerError):
                     self.client.cancel(request_id)
+
+
+def _next_event(events: queue.Queue[Any], idle: float, gone: Callable[[], bool] | None
+                ) -> Any:
+    """The reply's next event; ``ClientGone`` once the client has hung up, 504 after
+    ``idle`` seconds without one."""
+    deadline = time.monotonic() + idle
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ServeError(504, f"the model did not answer in time (nothing from it for "
+                             f"{idle:.0f} s)", "server_error")
+        try:
+            event = events.get(timeout=min(left, limits.HANGUP_POLL_S) if gone else left)
+        except queue.Empty:
+            event = None
+        if gone is not None and gone():
+            raise ClientGone
+        if event is not None:
+            return event
 
 
 class OwnModels:

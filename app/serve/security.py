@@ -16,15 +16,23 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from app.atomic import fsync_dir
+from app.atomic import atomic_write_text
+from app.errors import BadInput
+from app.serve import limits
+from app.side_files import Damaged, keep_aside, read_text
 
 KEY_ENV = "HEARTH_API_KEY"
 KEY_FILE = "server-api-key"
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+class WeakKey(BadInput, ValueError):
+    """``$HEARTH_API_KEY`` is too short to keep anyone out."""
 
 
 def key_path(root: Path) -> Path:
@@ -32,22 +40,47 @@ def key_path(root: Path) -> Path:
     return Path(root) / KEY_FILE
 
 
-def api_key(root: Path) -> str:
+def api_key(root: Path, notices: list[str] | None = None) -> str:
     """The key clients must send: ``$HEARTH_API_KEY``, else the one kept in the home
-    (made on first use)."""
+    (made on first use). A key from the environment shorter than
+    :data:`limits.MIN_KEY_LENGTH` raises :class:`WeakKey` (``HEARTH_API_KEY=1`` was
+    accepted, review S11).
+
+    A kept key that is not one Hearth wrote (not UTF-8, not printable, a link, a folder)
+    is kept aside and a new one made, said in ``notices`` (S6: it stopped the window
+    from opening); the file is read without following a link (S12)."""
     from_env = os.environ.get(KEY_ENV, "").strip()
     if from_env:
+        if len(from_env) < limits.MIN_KEY_LENGTH:
+            raise WeakKey(f"${KEY_ENV} is {len(from_env)} characters long; a key must have "
+                          f"at least {limits.MIN_KEY_LENGTH}. Unset it to use the key "
+                          "Hearth made, or set a random one: python -c \"import secrets; "
+                          "print(secrets.token_urlsafe(32))\"")
         return from_env
     path = key_path(root)
     try:
-        kept = path.read_text("utf-8").strip()
-    except FileNotFoundError:
+        kept = (read_text(path) or "").strip()
+        if kept and not (kept.isascii() and kept.isprintable() and " " not in kept):
+            raise Damaged("it is not a key a client could send")
+    except Damaged as exc:
+        keep_aside(path, str(exc), "Hearth made a new API key (clients need the new one, "
+                   "shown in the server's panel)", notices)
         kept = ""
     if kept:
-        if path.stat().st_mode & 0o077:  # someone loosened it: tighten it again
-            path.chmod(0o600)
+        _owner_only(path)
         return kept
     return new_key(root)
+
+
+def _owner_only(path: Path) -> None:
+    """Tighten the key file to 0600 if someone loosened it, on the file itself (the
+    descriptor of a link-refusing open), never a link's target."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
 
 
 def new_key(root: Path) -> str:
@@ -55,16 +88,9 @@ def new_key(root: Path) -> str:
     key = "hearth-" + secrets.token_urlsafe(32)
     path = key_path(root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    # Created 0600 from the start: never readable by others, not even for a moment.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, (key + "\n").encode("ascii"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    # Created 0600 from the start (never readable by others, not even for a moment), in
+    # a fresh temporary file (a link planted there is not followed), then renamed.
+    atomic_write_text(path, key + "\n", private=True)
     return key
 
 
@@ -78,17 +104,17 @@ def key_matches(header: str | None, key: str) -> bool:
     return hmac.compare_digest(given.strip().encode("utf-8"), key.encode("utf-8"))
 
 
-def _host_name(netloc: str) -> str:
-    """The name in ``host[:port]`` (brackets of an IPv6 address removed), lower case."""
-    netloc = netloc.strip().lower()
-    if netloc.startswith("["):
-        return netloc[1:].partition("]")[0]
-    return netloc.rpartition(":")[0] if netloc.count(":") == 1 else netloc
+_LOOPBACK_HOST = re.compile(r"(?:localhost|127\.0\.0\.1|\[::1\])(?::[0-9]{1,5})?|::1",
+                            re.IGNORECASE)
 
 
 def host_allowed(host: str | None) -> bool:
-    """Whether a ``Host`` header names this machine's loopback (a missing one does not)."""
-    return bool(host) and _host_name(host or "") in LOOPBACK_NAMES
+    """Whether a ``Host`` header names this machine's loopback (a missing one does not).
+
+    The whole header must be the name and at most a port, nothing after it: a check
+    that kept whatever came before a ``:`` let ``localhost:1@evil.com`` through
+    (review S11). Any port is fine: a forwarded port arrives under its own number."""
+    return host is not None and _LOOPBACK_HOST.fullmatch(host) is not None
 
 
 def origin_allowed(origin: str | None) -> bool:

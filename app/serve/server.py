@@ -1,33 +1,38 @@
 """The local OpenAI-compatible server: ``/v1/models``, ``/v1/chat/completions`` and
 ``/v1/completions`` on 127.0.0.1.
 
-Standard library only (``ThreadingHTTPServer``): one thread per connection, and one
-request at a time at the model (a lock held for the whole reply, so ``hearth serve``
-can switch models between requests safely and requests are answered in the order
-they came). Who may ask is :mod:`app.serve.security`'s business; what is asked and
-answered, :mod:`app.serve.openai_format`'s.
+Standard library only (``ThreadingHTTPServer``, with the limits and graceful ends of
+:mod:`app.serve.transport`): one thread per connection, and one request at a time at the
+model (a lock held while the reply is made, so ``hearth serve`` can switch models between
+requests safely and requests are answered in the order they came). Who may ask is
+:mod:`app.serve.security`'s business; what is asked and answered,
+:mod:`app.serve.openai_format`'s.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import unquote
 
 from app.inference import protocol as p
+from app.serve import limits
 from app.serve import openai_format as fmt
 from app.serve.models import ModelHost, Replies
 from app.serve.openai_format import ServeError
 from app.serve.security import host_allowed, key_matches, origin_allowed
+from app.serve.transport import ClientGone, GuardedHandler, GuardedServer
 
 log = logging.getLogger("hearth.serve")
 BIND = "127.0.0.1"  # never another interface: the key is the only other guard
 DEFAULT_PORT = 8337
-MAX_BODY = 8 * 1024 * 1024
-QUEUE_WAIT_S = 600.0
+_DIGITS = re.compile(r"[0-9]{1,12}")
 _STATUS_BY_ERROR = {"bad_request": 400, "no_model": 503, "out_of_memory": 503}
 
 
@@ -39,8 +44,7 @@ class LocalServer:
         self.key = key
         self.replies = Replies(host.client)
         self.turn = threading.Lock()  # one reply at a time; the others queue here
-        self.httpd = ThreadingHTTPServer((BIND, port), _Handler)
-        self.httpd.daemon_threads = True
+        self.httpd = GuardedServer((BIND, port), _Handler)
         self.httpd.hearth = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
 
@@ -68,9 +72,8 @@ class LocalServer:
             self._thread.join(timeout=5)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "Hearth"
-    protocol_version = "HTTP/1.0"  # one request per connection; streams end at close
+class _Handler(GuardedHandler):
+    """The API's three endpoints, behind the Host check and the key."""
 
     @property
     def hearth(self) -> LocalServer:
@@ -81,48 +84,51 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------ plumbing
 
-    def _cors(self) -> None:
-        origin = self.headers.get("Origin")
+    def extra_headers(self) -> None:
+        """CORS, for pages served from this machine only."""
+        headers = getattr(self, "headers", None)  # absent when the request line was bad
+        origin = headers.get("Origin") if headers is not None else None
         if origin_allowed(origin):
             self.send_header("Access-Control-Allow-Origin", origin or "")
             self.send_header("Vary", "Origin")
 
-    def _json(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        if status == 401:
-            self.send_header("WWW-Authenticate", 'Bearer realm="hearth"')
-        self._cors()
-        self.end_headers()
-        self.wfile.write(data)
-
     def _guard(self, needs_key: bool = True) -> bool:
         """The Host check (DNS rebinding), then the key; answers and returns False
-        when the request may not go on."""
-        if not host_allowed(self.headers.get("Host")):
-            self._json(403, ServeError(403, "this server answers only requests to "
-                                       "localhost or 127.0.0.1", "permission_error").body())
+        when the request may not go on. Two Host headers are refused outright: which
+        one a check reads and which one a proxy routes by need not be the same."""
+        hosts = self.headers.get_all("Host") or []
+        if len(hosts) > 1:
+            self.send_json(400, ServeError(400, "more than one Host header").body())
+            return False
+        if not host_allowed(hosts[0] if hosts else None):
+            self.send_json(403, ServeError(403, "this server answers only requests to "
+                                           "localhost or 127.0.0.1", "permission_error").body())
             return False
         if needs_key and not key_matches(self.headers.get("Authorization"), self.hearth.key):
-            self._json(401, ServeError(401, "a valid API key is required (Authorization: "
-                                       "Bearer KEY; Hearth shows the key)",
-                                       "authentication_error", "invalid_api_key").body())
+            self.send_json(401, ServeError(401, "a valid API key is required (Authorization: "
+                                           "Bearer KEY; Hearth shows the key)",
+                                           "authentication_error", "invalid_api_key").body())
             return False
         return True
 
     def _body(self) -> Any:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            raise ServeError(400, "bad Content-Length") from None
-        if length > MAX_BODY:
+        """The JSON body, framed by exactly one plain ``Content-Length`` (review S9: a
+        negative one read to the end of the stream, past the cap)."""
+        if self.headers.get("Transfer-Encoding") is not None:
+            raise ServeError(411, "send the body with a Content-Length; chunked request "
+                             "bodies are not supported")
+        lengths = self.headers.get_all("Content-Length") or []
+        if not lengths:
+            raise ServeError(411, "a request body with a Content-Length is required")
+        if len(lengths) > 1 or not _DIGITS.fullmatch(lengths[0].strip(" \t")):
+            raise ServeError(400, "bad Content-Length: it must be one number of bytes")
+        length = int(lengths[0])
+        if length > limits.MAX_BODY:
             raise ServeError(413, "the request is too large")
-        try:
-            return json.loads(self.rfile.read(length) or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ServeError(400, "the request body is not valid JSON") from None
+        data = self.rfile.read(length)
+        if len(data) < length:
+            raise ServeError(400, "the request body is shorter than its Content-Length")
+        return _decode(data)
 
     # ------------------------------------------------------------- methods
 
@@ -132,7 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.send_response(204)
         if origin_allowed(self.headers.get("Origin")):
-            self._cors()
+            self.extra_headers()
             self.send_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
             self.send_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
             self.send_header("Access-Control-Max-Age", "600")
@@ -145,23 +151,23 @@ class _Handler(BaseHTTPRequestHandler):
         path = unquote(self.path.split("?", 1)[0].rstrip("/"))
         names = self.hearth.host.names()
         if path == "/v1/models":
-            self._json(200, {"object": "list", "data": [_model(n) for n in names]})
+            self.send_json(200, {"object": "list", "data": [_model(n) for n in names]})
         elif path.startswith("/v1/models/") and path[len("/v1/models/"):] in names:
-            self._json(200, _model(path[len("/v1/models/"):]))
+            self.send_json(200, _model(path[len("/v1/models/"):]))
         else:
-            self._json(404, ServeError(404, f"no such endpoint or model: {path}").body())
+            self.send_json(404, ServeError(404, f"no such endpoint or model: {path}").body())
 
     def do_POST(self) -> None:  # noqa: N802
         if not self._guard():
             return
         path = self.path.split("?", 1)[0].rstrip("/")
         if path not in ("/v1/chat/completions", "/v1/completions"):
-            self._json(404, ServeError(404, f"no such endpoint: {path}").body())
+            self.send_json(404, ServeError(404, f"no such endpoint: {path}").body())
             return
         try:
             self._complete(self._body(), chat=path.endswith("chat/completions"))
         except ServeError as exc:
-            self._json(exc.status, exc.body())
+            self.answer_if_silent(exc)
 
     # ---------------------------------------------------------- completions
 
@@ -170,49 +176,79 @@ class _Handler(BaseHTTPRequestHandler):
         name = body.get("model") if isinstance(body, dict) else None
         base = server.host.sampling(name) if isinstance(name, str) and name else None
         request = fmt.parse(body, base or p.SamplingParams(), chat)
-        if not server.turn.acquire(timeout=QUEUE_WAIT_S):
-            raise ServeError(503, "the server is busy; try again later", "server_error")
-        try:
+        reply = fmt.Reply(request.model, chat)
+        with self._turn():
             server.host.ready(request.model)
-            reply = fmt.Reply(request.model, chat)
-            events = server.replies.ask(request.messages, request.sampling, request.raw)
+            events = server.replies.ask(request.messages, request.sampling, request.raw,
+                                        gone=self.client_gone)
             if request.stream:
                 options = body.get("stream_options")
                 include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
                 self._stream(reply, events, include_usage)
-            else:
-                self._json(200, reply.whole(_final(events)))
+                return
+            try:
+                done = _final(events)
+            finally:
+                events.close()
+        self.send_json(200, reply.whole(done))  # the next request need not wait for this
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """Wait in line for the model (one reply at a time); a client that hangs up
+        while it waits leaves the line."""
+        turn = self.hearth.turn
+        deadline = time.monotonic() + limits.QUEUE_WAIT_S
+        while not turn.acquire(timeout=max(0.0, min(limits.HANGUP_POLL_S,
+                                                    deadline - time.monotonic()))):
+            if self.client_gone():
+                raise ClientGone
+            if time.monotonic() >= deadline:
+                raise ServeError(503, "the server is busy; try again later", "server_error")
+        try:
+            yield
         finally:
-            server.turn.release()
+            turn.release()
 
     def _stream(self, reply: fmt.Reply, events: Any, include_usage: bool) -> None:
         """Server-sent events, one per token batch, then the finish and ``[DONE]``."""
-        first = next(events)
-        if not isinstance(first, p.Tokens | p.Done):
-            _final(iter([first]))  # raises the right ServeError before any byte is sent
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-cache")
-        self._cors()
-        self.end_headers()
         try:
-            self._send_event(reply.chunk("", first=True) if reply.chat else None)
-            for event in _chain(first, events):
-                if isinstance(event, p.Tokens):
-                    if event.text:
-                        self._send_event(reply.chunk(event.text))
-                elif isinstance(event, p.Done):
-                    self._send_event(reply.chunk("", event.stats.finish_reason))
-                    if include_usage:
-                        self._send_event({**reply.chunk(""), "choices": [],
-                                          "usage": fmt.usage(event.stats)})
-                else:
-                    self._send_event(_failure(event).body())
-            self.wfile.write(b"data: [DONE]\n\n")
-        except (BrokenPipeError, ConnectionResetError):
-            log.info("the client went away; its reply is cancelled")
+            first = next(events)
+            if not isinstance(first, p.Tokens | p.Done):
+                _final(iter([first]))  # raises the right ServeError before any byte is sent
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.extra_headers()
+            self.end_headers()
+            self._send_events(reply, _chain(first, events), include_usage)
         finally:
             events.close()  # cancels the reply in the worker if it is still running
+
+    def _send_events(self, reply: fmt.Reply, events: Any, include_usage: bool) -> None:
+        """The stream's body. Once the headers are out, a reply that breaks off (the
+        model stopped answering) ends with an error event and ``[DONE]``, never with
+        a second HTTP answer written inside this one (review S10); a client that is
+        gone or stopped reading ends it silently."""
+        try:
+            try:
+                self._send_event(reply.chunk("", first=True) if reply.chat else None)
+                for event in events:
+                    if isinstance(event, p.Tokens):
+                        if event.text:
+                            self._send_event(reply.chunk(event.text))
+                    elif isinstance(event, p.Done):
+                        self._send_event(reply.chunk("", event.stats.finish_reason))
+                        if include_usage:
+                            self._send_event({**reply.chunk(""), "choices": [],
+                                              "usage": fmt.usage(event.stats)})
+                    else:
+                        self._send_event(_failure(event).body())
+            except ServeError as exc:
+                self._send_event(exc.body())
+            self.wfile.write(b"data: [DONE]\n\n")
+        except (OSError, ClientGone) as exc:
+            log.info("the client went away or stopped reading (%s); its reply is "
+                     "cancelled", type(exc).__name__)
 
     def _send_event(self, body: dict[str, Any] | None) -> None:
         if body is not None:
@@ -241,6 +277,22 @@ def _failure(event: Any) -> ServeError:
     status = _STATUS_BY_ERROR.get(event.error_kind, 500)
     return ServeError(status, event.message,
                       "invalid_request_error" if status == 400 else "server_error")
+
+
+def _decode(data: bytes) -> Any:
+    """Parse a body; what Python cannot take (deep nesting, a lone surrogate that no
+    UTF-8 can carry on to the worker) is a 400 here, not a dropped connection later."""
+    try:
+        body = json.loads(data or b"null")
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ServeError(400, "the request body is not valid JSON") from None
+    except RecursionError:
+        raise ServeError(400, "the request body is nested too deeply") from None
+    except UnicodeEncodeError:
+        raise ServeError(400, "the request contains a lone surrogate (such as \\ud800), "
+                         "which is not text") from None
+    return body
 
 
 def _model(name: str) -> dict[str, Any]:
