@@ -11,6 +11,7 @@ with delayed allocation, for one).
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 
@@ -37,11 +38,22 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, private: bool = False) -> None:
+    """Replace ``path`` with ``data``: the old bytes or the new ones, never a mix.
+
+    ``private`` creates the file readable by its owner only (0600), as everything in the
+    data folder is (conversations, keys, settings); an export leaves it to the umask.
+    The temporary file is created afresh (``O_EXCL``), so a link planted under its
+    name is never followed.
+    """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    flags = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+             | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
     try:
-        with tmp.open("wb") as fh:
+        tmp.unlink(missing_ok=True)  # a crash's leftover (or a planted link) goes first
+        fd = os.open(tmp, flags, 0o600 if private else 0o666)
+        with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -52,5 +64,5 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     fsync_dir(path.parent)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: Path, text: str, private: bool = False) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), private)

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import HearthError
+from app.paths import private_file
 
 # Each entry upgrades the schema by one version; never edit a shipped entry, append.
 MIGRATIONS: list[str] = [
@@ -143,14 +144,30 @@ class Database:
     small, and the GUI's reads then always see the GUI's own last write.
     """
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path | str = "hearth.db") -> None:
         self._conn = conn
         self._lock = threading.RLock()
+        self.path = Path(path)
 
     def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Result:
         """Run one statement to completion; inside :meth:`transaction` it joins it."""
-        with self._lock:
+        with self._lock, self._busy_explained():
             return Result(self._conn.execute(sql, parameters))
+
+    @contextlib.contextmanager
+    def _busy_explained(self) -> Iterator[None]:
+        """SQLite's "database is locked" (another program kept it past our wait) as
+        :class:`DatabaseBusy`, which says what happened and what to do."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise DatabaseBusy(
+                    f"{self.path} is locked by another program (held for more than "
+                    f"{BUSY_TIMEOUT_S:g} seconds), so the last change was not saved. "
+                    "Close other programs using it (a database browser, a backup, a "
+                    "second Hearth on this folder) and try again") from exc
+            raise
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Database]:
@@ -159,14 +176,20 @@ class Database:
         IMMEDIATE takes SQLite's write lock at once, so a read-then-write (the next
         message's position) cannot be overtaken by another process either.
         """
-        with self._lock:
+        with self._lock, self._busy_explained():
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.OperationalError):  # none was begun
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
+            try:
+                self._conn.execute("COMMIT")
+            except sqlite3.OperationalError:
+                with contextlib.suppress(sqlite3.OperationalError):
+                    self._conn.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -182,8 +205,9 @@ def connect(path: Path | str, notices: list[str] | None = None) -> Database:
     :class:`DatabaseBusy`, so the person can close that program and try again.
     """
     path = Path(path)
+    private_file(path)  # owner-only (its WAL follows), never through a link (S12)
     try:
-        return Database(_open(path))
+        return Database(_open(path), path)
     except sqlite3.DatabaseError as exc:
         if not _is_corrupt(exc):
             raise _explain(exc, path) from exc
@@ -194,8 +218,9 @@ def connect(path: Path | str, notices: list[str] | None = None) -> Database:
                 f"{kept.name} and Hearth started a new, empty one: your conversations and "
                 "the library list start over, model files in models/ are untouched and "
                 "can be imported again.")
+    private_file(path)
     try:
-        return Database(_open(path))
+        return Database(_open(path), path)
     except sqlite3.DatabaseError as exc:
         raise _explain(exc, path) from exc
 
@@ -226,10 +251,14 @@ def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
     return "not a database" in text or "malformed" in text
 
 
-def _explain(exc: sqlite3.DatabaseError, path: Path) -> DatabaseError:
+def _is_busy(exc: sqlite3.DatabaseError) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
-    if (code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)) or (
-            "locked" in str(exc).lower()):
+    return (code is not None and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)) or (
+        "locked" in str(exc).lower())
+
+
+def _explain(exc: sqlite3.DatabaseError, path: Path) -> DatabaseError:
+    if _is_busy(exc):
         return DatabaseBusy(f"{path} is locked by another program (held for more than "
                             f"{BUSY_TIMEOUT_S:g} seconds); close other programs using it "
                             "and try again")

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.errors import HearthError
+from app.paths import open_private, private_folder
+from app.side_files import read_text
 
 LOCK_NAME = "hearth.lock"
 
@@ -75,7 +77,7 @@ def _try_lock(fd: int) -> bool:
 def read_holder(root: Path) -> dict[str, object] | None:
     """What the holding process wrote into the lock file, if it can be read."""
     try:
-        text = (root / LOCK_NAME).read_text("utf-8", errors="replace")
+        text = read_text(root / LOCK_NAME) or ""  # a link is not followed (Damaged)
         # On Windows the first byte is the locked one; the record starts after it.
         data = json.loads(text.lstrip("\0 \n"))
     except (OSError, ValueError):
@@ -116,8 +118,9 @@ def acquire(root: Path, what: str = "") -> HomeLock:
         if held is not None:
             held.count += 1
             return HomeLock(root)
-        root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        private_folder(root)
+        # Owner-only, never through a link: the process id is written into it (S12).
+        fd = open_private(root / LOCK_NAME)
         if not _try_lock(fd):
             os.close(fd)
             raise HomeLocked(root, read_holder(root))

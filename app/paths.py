@@ -7,8 +7,10 @@ Nothing is written outside the home except explicit exports.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,10 +86,75 @@ class HearthHome:
         return self.root / "busy"
 
     def ensure(self) -> HearthHome:
+        private_folder(self.root)
         for folder in (self.models, self.adapters, self.datasets, self.runs, self.logs,
                        self.downloads):
             folder.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def private_folder(root: Path) -> None:
+    """Make the home readable by its owner only (0700), as the API key always was.
+
+    The folder holds every conversation; made with the umask (0755), any local user
+    could read ``hearth.db`` where home folders are traversable (finding S12). A new
+    folder is made 0700; an existing one is tightened when it is a Hearth home (its
+    database is there) or empty, never a folder of the person's that they pointed
+    ``$HEARTH_HOME`` at. Everything inside is then out of others' reach.
+    """
+    if os.name != "posix":
+        return  # per-user profile folders are private already
+    try:
+        root.mkdir(mode=0o700)
+        return
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        root.parent.mkdir(parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, exist_ok=True)
+        return
+    info = root.stat()
+    if (info.st_mode & 0o077 and info.st_uid == os.geteuid()
+            and ((root / "hearth.db").exists() or not any(root.iterdir()))):
+        root.chmod(0o700)
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` owner-only (0600) if it is missing, or tighten it (see
+    :func:`open_private`).
+
+    SQLite creates its WAL and shared-memory files with the database's permissions, so
+    making ``hearth.db`` this way first keeps all three private.
+    """
+    os.close(open_private(path))
+
+
+def open_private(path: Path) -> int:
+    """A read-write descriptor of ``path``, created owner-only (0600) or tightened to it.
+
+    A symbolic link or anything but a regular file there raises OSError saying so: it
+    is never followed (a link planted as ``hearth.lock`` made Hearth truncate and
+    overwrite its target, finding S12).
+    """
+    flags = (os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+             | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise OSError(f"{path} is a symbolic link; Hearth does not follow links in "
+                          "its data folder (remove it and start again)") from exc
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(f"{path} is not a regular file; remove it and start again")
+        if os.name == "posix" and info.st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def resolve_home(explicit: str | os.PathLike[str] | None = None) -> HearthHome:

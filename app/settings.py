@@ -8,15 +8,14 @@ remembered so that a model keeps the temperature a person picked for it.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from app.atomic import atomic_write_text
 from app.chat.template_choice import CHOICES
 from app.inference.protocol import CACHE_TYPES, SamplingParams
+from app.side_files import expect, load_json
 
 
 @dataclass
@@ -73,7 +72,10 @@ class Settings:
             self.template_by_model[model] = choice
 
     def sampling_for(self, model: str) -> SamplingParams:
-        known = {k: v for k, v in self.sampling_by_model.get(model, {}).items()
+        remembered = self.sampling_by_model.get(model)
+        if not isinstance(remembered, dict):  # load_settings refuses these; belt and braces
+            return SamplingParams()
+        known = {k: v for k, v in remembered.items()
                  if k in SamplingParams.__dataclass_fields__}
         try:
             return SamplingParams(**known)
@@ -87,39 +89,27 @@ class Settings:
 def load_settings(path: Path, notices: list[str] | None = None) -> Settings:
     """Read settings; a missing file gives the defaults, a damaged one too (never a crash).
 
-    A file that cannot be understood is not silently overwritten by the next save: it is
-    kept as ``settings.json.bad-<time>`` and a sentence for the person is appended to
-    ``notices``.
+    A file that cannot be understood, wrong-typed entries included (a model's remembered
+    sampling that is not an object broke the window's construction), is not silently
+    overwritten by the next save: it is kept as ``settings.json.bad-<time>`` and a
+    sentence for the person is appended to ``notices`` (:mod:`app.side_files`).
     """
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        return Settings()
-    except OSError as exc:
-        if notices is not None:
-            notices.append(f"{path} cannot be read ({exc.strerror or exc}); Hearth uses "
-                           "default settings this time")
-        return Settings()
-    try:
-        raw = json.loads(text)
-        return Settings(load=LoadSettings(**raw.get("load", {})),
-                        sampling_by_model=dict(raw.get("sampling_by_model", {})),
-                        ui=dict(raw.get("ui", {})),
-                        template_by_model={str(k): str(v) for k, v in
-                                           dict(raw.get("template_by_model", {})).items()})
-    except (ValueError, TypeError, AttributeError) as exc:
-        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-        kept = path.with_name(f"{path.name}.bad-{stamp}")
-        try:
-            os.replace(path, kept)
-            where = f"it was kept as {kept.name}"
-        except OSError:
-            where = "it could not be moved aside"
-        if notices is not None:
-            notices.append(f"{path.name} could not be read ({type(exc).__name__}: "
-                           f"{str(exc)[:200]}); {where} and Hearth uses default settings")
-        return Settings()
+    settings = load_json(path, _parse, "Hearth uses default settings", notices)
+    return settings if settings is not None else Settings()
+
+
+def _parse(raw: Any) -> Settings:
+    """Settings from the file's JSON; TypeError or ValueError on anything else."""
+    expect(raw, dict, "the file")
+    sampling = expect(raw.get("sampling_by_model", {}), dict, "sampling_by_model")
+    for model, entry in sampling.items():
+        expect(entry, dict, f"sampling_by_model[{model!r}]")
+    templates = expect(raw.get("template_by_model", {}), dict, "template_by_model")
+    return Settings(load=LoadSettings(**expect(raw.get("load", {}), dict, "load")),
+                    sampling_by_model={str(k): dict(v) for k, v in sampling.items()},
+                    ui=dict(expect(raw.get("ui", {}), dict, "ui")),
+                    template_by_model={str(k): str(v) for k, v in templates.items()})
 
 
 def save_settings(path: Path, settings: Settings) -> None:
-    atomic_write_text(path, json.dumps(asdict(settings), indent=2))
+    atomic_write_text(path, json.dumps(asdict(settings), indent=2), private=True)

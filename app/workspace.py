@@ -7,7 +7,8 @@ Whoever changes the home's files (the app, a CLI command that imports, downloads
 trains) opens it with ``lock=`` and so holds the home's lock (:mod:`app.home_lock`)
 until :meth:`Workspace.close`; a second such opener gets :class:`HomeLocked` saying
 which process has it. Problems that were repaired on the way in (a damaged database or
-settings file kept aside) are listed in :attr:`Workspace.notices` for the person.
+settings file, versions.json or kernels.json kept aside: :mod:`app.side_files`) are
+listed in :attr:`Workspace.notices` for the person.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from dataclasses import dataclass, field
 from app.chat.conversations import ConversationStore
 from app.db import connect
 from app.home_lock import HomeLock, HomeLocked, acquire
+from app.inference.kernels import KernelMemory
 from app.models.library import Library
 from app.paths import HearthHome, resolve_home
 from app.settings import Settings, load_settings, save_settings
+from app.teach.versions import VersionStore
 
 __all__ = ["HomeLocked", "Workspace", "open_workspace"]
 
@@ -44,6 +47,13 @@ class Workspace:
             self.lock.release()
 
 
+def check_side_files(home: HearthHome, notices: list[str]) -> None:
+    """Read the side files the window reads while it is built, so a damaged one is kept
+    aside and told now, with the database's and the settings' notices (S6)."""
+    VersionStore(home, notices).check()
+    KernelMemory(home.kernels_file, notices)
+
+
 def open_workspace(home: str | os.PathLike[str] | None = None,
                    register_starter: bool = True, lock: str | None = None) -> Workspace:
     """Open the home; with ``lock`` (who is opening, in a few words) hold its lock."""
@@ -57,6 +67,7 @@ def open_workspace(home: str | os.PathLike[str] | None = None,
             if register_starter:
                 library.ensure_starter()
             settings = load_settings(resolved.settings_file, notices)
+            check_side_files(resolved, notices)
         except BaseException:
             conn.close()
             raise

@@ -95,6 +95,32 @@ class ConversationStore:
             (title, model, system_prompt, json.dumps(settings or {}), now, now))
         return self.get(cur.lastrowid)
 
+    def add_whole(self, title: str, model: str | None, system_prompt: str,
+                  messages: list[tuple[str, str]],
+                  stats: list[dict[str, Any] | None] | None = None) -> int:
+        """Store a finished conversation (an import) in one transaction: all of it or,
+        on any error, none of it, so an import can say exactly what it stored.
+        ``stats``, one per message, says where an imported reply came from."""
+        now = _now()
+        stats = stats or [None] * len(messages)
+        with self.conn.transaction():
+            cid = self.conn.execute(
+                "INSERT INTO conversations (title, model, system_prompt, settings,"
+                " created_at, updated_at) VALUES (?, ?, ?, '{}', ?, ?)",
+                (title, model, system_prompt, now, now)).lastrowid
+            parent = None
+            for position, ((role, content), about) in enumerate(
+                    zip(messages, stats, strict=True)):
+                parent = self.conn.execute(
+                    "INSERT INTO messages (conversation_id, position, role, content, status,"
+                    " stats, created_at, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (cid, position, role, content, COMPLETE,
+                     json.dumps(about) if about is not None else None, now,
+                     parent)).lastrowid
+            self.conn.execute("UPDATE conversations SET leaf_id = ? WHERE id = ?",
+                              (parent, cid))
+        return int(cid)
+
     def get(self, conversation_id: int) -> Conversation:
         row = self.conn.execute("SELECT * FROM conversations WHERE id = ?",
                                 (conversation_id,)).fetchone()

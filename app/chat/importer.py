@@ -18,26 +18,34 @@ or conversation number (JSON); good conversations are imported even when some ar
 
 from __future__ import annotations
 
-import json
 import os
+import re
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from app.chat.conversations import ConversationStore
+from app.chat.import_source import (
+    MAX_FILE_BYTES,
+    ConversationImportError,
+    Record,
+    open_regular,
+    records,
+)
 from app.chat.turn import title_from
-from app.errors import ExitCode, HearthError
 
-MAX_FILE_BYTES = 256 << 20
+__all__ = ["MAX_FILE_BYTES", "ConversationImportError", "ImportReport", "ImportResult",
+           "import_file", "import_into", "read_conversations"]
+
 MAX_MESSAGES = 10_000
+MAX_PROBLEMS = 1_000
+"""Problems kept word for word; beyond, only counted (each is a sentence in memory)."""
 ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
          "bot": "assistant", "model": "assistant", "system": "system"}
-
-
-class ConversationImportError(HearthError, ValueError):
-    """The file cannot be read as conversations at all; the message says why."""
-
-    exit_code = ExitCode.BAD_INPUT
+# Valid JSON may hold a lone surrogate (a "\ud800" escape); SQLite cannot store one.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass
@@ -45,6 +53,18 @@ class Imported:
     title: str
     messages: list[tuple[str, str]]  # (role, text); "system" only first
     model: str | None = None
+    source: str = ""
+    """The tool the file came from ("ChatGPT", "Open WebUI", "ShareGPT"; "" unknown)."""
+    reply_models: dict[int, str] = field(default_factory=dict)
+    """The model the file names for a reply, by its index in ``messages``."""
+
+    def reply_stats(self, index: int) -> dict[str, str] | None:
+        """What an imported reply is stored with, so the chat labels it as imported
+        (from where, by which model the file names) instead of as the local model's."""
+        if self.messages[index][0] != "assistant":
+            return None
+        named = self.reply_models.get(index) or self.model
+        return {"imported_from": self.source, **({"imported_model": named} if named else {})}
 
 
 @dataclass
@@ -52,79 +72,101 @@ class ImportResult:
     conversations: list[Imported] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     format: str = ""
+    more_problems: int = 0
+    """Problems beyond MAX_PROBLEMS, counted only."""
+
+    def problem(self, text: str) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(text)
+        else:
+            self.more_problems += 1
+
+
+@dataclass
+class ImportReport(ImportResult):
+    """What :func:`import_file` stored: exactly the conversations in ``ids``."""
+
+    ids: list[int] = field(default_factory=list)
+    stopped: str | None = None
+    """Why the import ended before the end of the file (what came before is stored)."""
+
+    def skipped(self) -> int:
+        return len(self.problems) + self.more_problems
 
 
 def read_conversations(path: str | os.PathLike[str]) -> ImportResult:
-    """Parse ``path``; raises :class:`ConversationImportError` only when nothing in it is usable."""
-    source = Path(path)
-    name, fail = source.name, ConversationImportError
-    try:
-        if source.stat().st_size > MAX_FILE_BYTES:
-            raise fail(f"{name} is larger than {MAX_FILE_BYTES >> 20} MiB; split it and "
-                       "import the parts")
-        text = source.read_text("utf-8")
-    except UnicodeDecodeError as exc:
-        raise fail(f"{name} is not UTF-8 text (byte {exc.start})") from exc
-    except OSError as exc:
-        raise fail(f"{name} cannot be read: {exc.strerror or exc}") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        result = _read_jsonl(text, source.name)
-    else:
-        result = _read_json(data, source.name)
+    """Parse ``path``; raises :class:`ConversationImportError` only when nothing in it is
+    usable (or the file is not one to read at all)."""
+    result = ImportResult()
+    _read(Path(path), result, result.conversations.append)
     if not result.conversations:
-        reasons = "; ".join(result.problems[:3]) or "it holds no conversations"
-        raise ConversationImportError(f"nothing to import from {source.name}: {reasons}")
+        _nothing(Path(path).name, result)
     return result
 
 
 def import_into(store: ConversationStore, result: ImportResult) -> list[int]:
-    """Store each imported conversation; returns their ids."""
-    ids = []
-    for imported in result.conversations:
-        system = imported.messages[0][1] if imported.messages[0][0] == "system" else ""
-        conversation = store.create(title=imported.title, model=imported.model,
-                                    system_prompt=system)
-        for role, text in imported.messages[1 if system else 0:]:
-            store.add_message(conversation.id, role, text)
-        ids.append(conversation.id)
-    return ids
+    """Store each imported conversation, each whole or not at all; returns their ids."""
+    return [_store(store, imported) for imported in result.conversations]
+
+
+def import_file(store: ConversationStore, path: str | os.PathLike[str]) -> ImportReport:
+    """Read ``path`` and store its conversations as they are read (memory holds one at a
+    time). Raises :class:`ConversationImportError` only when nothing was stored; else the
+    report says what was, what was skipped, and why the import stopped early if it did.
+    """
+    source, report = Path(path), ImportReport()
+
+    def keep(imported: Imported) -> None:
+        try:
+            report.ids.append(_store(store, imported))
+        except (sqlite3.Error, ValueError) as exc:
+            raise ConversationImportError(f"storing {imported.title[:60]!r} failed "
+                                          f"({exc}); the import stopped there") from exc
+
+    try:
+        _read(source, report, keep)
+    except Exception as exc:  # whatever it was, what is stored stays stored and is told
+        if not report.ids:
+            raise
+        report.stopped = str(exc) or type(exc).__name__
+    if not report.ids:
+        _nothing(source.name, report)
+    return report
+
+
+def _read(source: Path, result: ImportResult, keep: Callable[[Imported], None]) -> None:
+    with open_regular(source) as fh:
+        result.format, entries = records(fh, source.name)
+        for record in entries:
+            _add(result, record, keep)
+
+
+def _nothing(name: str, result: ImportResult) -> None:
+    reasons = "; ".join(result.problems[:3]) or "it holds no conversations"
+    raise ConversationImportError(f"nothing to import from {name}: {reasons}")
+
+
+def _store(store: ConversationStore, imported: Imported) -> int:
+    messages = imported.messages
+    system = messages[0][1] if messages[0][0] == "system" else ""
+    first = 1 if system else 0
+    return store.add_whole(imported.title, imported.model, system, messages[first:],
+                           [imported.reply_stats(i) for i in range(first, len(messages))])
 
 
 # ----------------------------------------------------------------- formats
 
 
-def _read_jsonl(text: str, name: str) -> ImportResult:
-    result = ImportResult(format="JSONL")
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"Line {number} of {name}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            result.problems.append(f"{where}: not JSON ({exc.msg} at column {exc.colno})")
-            continue
-        _add(result, record, where)
-    return result
-
-
-def _read_json(data: Any, name: str) -> ImportResult:
-    items = data if isinstance(data, list) else [data]
-    result = ImportResult(format="JSON")
-    for number, item in enumerate(items, start=1):
-        _add(result, item, f"Conversation {number} of {name}")
-    return result
-
-
-def _add(result: ImportResult, record: Any, where: str) -> None:
-    try:
-        imported = _conversation(record)
-    except ValueError as exc:
-        result.problems.append(f"{where}: {exc}")
+def _add(result: ImportResult, record: Record, keep: Callable[[Imported], None]) -> None:
+    if record.problem is not None:
+        result.problem(f"{record.where}: {record.problem}")
         return
-    result.conversations.append(imported)
+    try:
+        imported = _conversation(record.value)
+    except ValueError as exc:
+        result.problem(f"{record.where}: {exc}")
+        return
+    keep(imported)
 
 
 def _conversation(record: Any) -> Imported:
@@ -139,13 +181,14 @@ def _conversation(record: Any) -> Imported:
                             parent_key="parentId", message=lambda node: node)
         else:
             turns = chat.get("messages")
-        return _build(turns, record.get("title") or chat.get("title"), None)
+        return _build(turns, record.get("title") or chat.get("title"), None, "Open WebUI")
     if isinstance(record.get("mapping"), dict):  # ChatGPT
         turns = _follow(record["mapping"], record.get("current_node"), parent_key="parent",
                         message=lambda node: node.get("message"))
-        return _build(turns, record.get("title"), None)
+        return _build(turns, record.get("title"), None, "ChatGPT",
+                      _named(record.get("default_model_slug")))
     if "conversations" in record:  # ShareGPT
-        return _build(record["conversations"], record.get("title"), None)
+        return _build(record["conversations"], record.get("title"), None, "ShareGPT")
     if "messages" in record:  # OpenAI, Hearth's export
         model = record.get("model")
         return _build(record["messages"], record.get("title"),
@@ -185,12 +228,14 @@ def _text(turn: dict[str, Any]) -> str | None:
     return content if isinstance(content, str) else None
 
 
-def _build(turns: Any, title: Any, model: str | None) -> Imported:
+def _build(turns: Any, title: Any, model: str | None, source: str = "",
+           reply_model: str | None = None) -> Imported:
     if not isinstance(turns, list) or not turns:
         raise ValueError("it has no messages")
     if len(turns) > MAX_MESSAGES:
         raise ValueError(f"more than {MAX_MESSAGES:,} messages")
     messages: list[tuple[str, str]] = []
+    reply_models: dict[int, str] = {}
     for number, turn in enumerate(turns, start=1):
         if not isinstance(turn, dict):
             raise ValueError(f"message {number} is not an object")
@@ -209,10 +254,32 @@ def _build(turns: Any, title: Any, model: str | None) -> Imported:
             continue
         if role == "system" and (messages or not text.strip()):
             continue  # a system prompt is kept only at the start
-        messages.append((role, text))
+        if role == "assistant" and (named := _reply_model(turn) or reply_model):
+            reply_models[len(messages)] = named
+        messages.append((role, _storable(text)))
     if not any(role != "system" for role, _ in messages):
         raise ValueError("it has no user or assistant text")
     first_user = next((text for role, text in messages if role == "user"), "")
     name = title.strip()[:200] if isinstance(title, str) and title.strip() else \
         title_from(first_user)
-    return Imported(name, messages, model)
+    return Imported(_storable(name), messages, model and _storable(model), source,
+                    reply_models)
+
+
+def _reply_model(turn: dict[str, Any]) -> str | None:
+    """The model a reply names: ChatGPT's ``metadata.model_slug``, Open WebUI's ``model``."""
+    metadata = turn.get("metadata")
+    slug = metadata.get("model_slug") if isinstance(metadata, dict) else None
+    return _named(slug) or _named(turn.get("model"))
+
+
+def _named(value: Any) -> str | None:
+    """A model name from the file: a stranger's text, kept short and storable."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return _storable(" ".join(value.split())[:120])
+
+
+def _storable(text: str) -> str:
+    """``text`` with any lone surrogate replaced (U+FFFD), as SQLite can store it."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text

@@ -21,7 +21,6 @@ So the choice is made in three steps:
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -32,6 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 from app.machine.cpu import amx_usable, cpu_info
+from app.side_files import load_json, save_json
 
 OVERRIDE_ENV = "HEARTH_LLAMA_EXTRA_BUFTS"
 # Signals that mean "the code crashed", as opposed to "someone killed it".
@@ -72,14 +72,14 @@ class KernelMemory:
     object: the fallback still works, it is only paid again next time.
     """
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, notices: list[str] | None = None) -> None:
+        """A damaged file is kept aside and said (:mod:`app.side_files`): the cost is only
+        that a crash is paid once more."""
         self.path = path
         self._records: dict[str, dict[str, str]] = {}
         if path is not None:
-            with contextlib.suppress(OSError, ValueError):
-                raw = json.loads(path.read_text("utf-8"))
-                if isinstance(raw, dict):
-                    self._records = {k: v for k, v in raw.items() if isinstance(v, dict)}
+            self._records = load_json(path, _parse, "Hearth tries the optimized kernels "
+                                      "again", notices) or {}
 
     @staticmethod
     def key() -> str:
@@ -118,18 +118,24 @@ class KernelMemory:
         self._records[self.key()] = asdict(SafeRecord(
             machine=info.fingerprint(), llama_cpp=llama_version(), cpu_model=info.model,
             signal=name, when=time.strftime("%Y-%m-%d")))
+        self._save()
+
+    def _save(self) -> None:
         if self.path is not None:
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            with contextlib.suppress(OSError):
-                tmp.write_text(json.dumps(self._records, indent=2), "utf-8")
-                os.replace(tmp, self.path)
+            with contextlib.suppress(OSError):  # only the memory is lost, paid once more
+                save_json(self.path, self._records)
 
     def forget(self) -> None:
         """Drop this machine's record (after a llama.cpp upgrade a person may retry)."""
         self._records.pop(self.key(), None)
-        if self.path is not None:
-            with contextlib.suppress(OSError):
-                self.path.write_text(json.dumps(self._records, indent=2), "utf-8")
+        self._save()
+
+
+def _parse(raw: object) -> dict[str, dict[str, str]]:
+    """The records in ``kernels.json``; TypeError when it is not what Hearth wrote."""
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise TypeError("it does not hold one record per machine")
+    return dict(raw)
 
 
 def is_crash(returncode: int | None) -> bool:

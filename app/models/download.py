@@ -47,6 +47,7 @@ import httpx2
 from huggingface_hub import hf_hub_url
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
+from app.atomic import atomic_write_text
 from app.models.gguf_file import GGUFError, read_gguf
 from app.models.hub import HubError, HubFile, hub_endpoint, hub_errors, quant_from_filename
 from app.models.library import Library, ModelRecord
@@ -231,9 +232,7 @@ class Download:
         data = {"repo": f.repo, "filename": f.filename, "revision": f.revision,
                 "sha256": f.sha256, "size": f.size,
                 "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
-        tmp = self.sidecar_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data, indent=2), "utf-8")
-        os.replace(tmp, self.sidecar_path)
+        atomic_write_text(self.sidecar_path, json.dumps(data, indent=2), private=True)
 
     def _check_space(self, needed: int) -> None:
         free = shutil.disk_usage(self.home.downloads).free

@@ -26,6 +26,7 @@ from app.atomic import fsync_dir
 from app.db import Database
 from app.errors import ExitCode, HearthError
 from app.models.gguf_file import GGUFError, read_gguf
+from app.models.identity import identity
 from app.paths import HearthHome, safe_stem
 from app.units import format_bytes
 
@@ -234,15 +235,19 @@ class Library:
         """Register a fine-tune kept as a GGUF adapter that chat applies live on ``base``.
 
         Its figures are the base's (that is what is loaded), except the file size; the
-        record is marked ``live_only`` so whoever needs a whole model file (hand-off,
-        fine-tuning from it) knows to merge it first.
+        base's identity is recorded (:mod:`app.models.identity`), since only on those
+        weights does the adapter mean anything; the record is marked ``live_only`` so
+        whoever needs a whole model file (hand-off, fine-tuning from it) knows to merge
+        it first.
         """
         path = Path(adapter).resolve()
         if not path.is_file():
             raise LibraryError(f"cannot register {path.name}: the adapter file is missing")
         info = {**base.info, "file_size": path.stat().st_size}
+        recorded = provenance.get("base_identity") or identity(
+            base.path, base.provenance.get("sha256"))
         return self._insert(self._free_name(name), path, "finetune", _clean_info(info),
-                            {**provenance, "live_only": True})
+                            {**provenance, "base_identity": recorded, "live_only": True})
 
     def replace_file(self, name: str, path: str | os.PathLike[str],
                      provenance: dict[str, Any]) -> ModelRecord:

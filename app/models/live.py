@@ -4,7 +4,8 @@ A fine-tune of a GGUF base leaves two ways to chat with its result: the merged,
 quantized GGUF, or the base with the run's GGUF adapter applied live. The second
 switches base <-> tuned in milliseconds when the base is already loaded and needs no
 second copy of the weights, so chat prefers it whenever the base is still in the library
-unchanged and the adapter file is still there; otherwise the merged file is loaded.
+unchanged (the same weights, :func:`same_base`) and the adapter file is still there;
+otherwise the merged file is loaded.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from app.models.identity import matches
 from app.models.library import Library, LibraryError, ModelRecord, UnknownModel
 
 
@@ -33,9 +35,27 @@ def live_serving(record: ModelRecord, library: Library) -> LiveServing | None:
         base = library.get(str(base_name))
     except UnknownModel:
         return None
-    if str(base.path) != str(record.provenance.get("base_path")) or not base.path.is_file():
+    if not same_base(record, base):
         return None  # the base was replaced: the adapter was trained on other weights
     return LiveServing(base, Path(adapter))
+
+
+def same_base(record: ModelRecord, base: ModelRecord) -> bool:
+    """Whether ``base`` holds the weights ``record`` was taught on: by the identity
+    recorded with it (:mod:`app.models.identity`), not by the path, which a different
+    file can take after a remove and an import, or an upgrade in place (S8).
+
+    A record from before identities were kept has only the path: then the base must also
+    be no newer in the library than the fine-tune (a re-import after it is another
+    file); a base changed in place is then not noticed.
+    """
+    if not base.path.is_file():
+        return False
+    recorded = record.provenance.get("base_identity")
+    if recorded is not None:
+        return matches(recorded, base.path, base.provenance.get("sha256"))
+    return (str(base.path) == str(record.provenance.get("base_path"))
+            and base.added_at <= record.added_at)
 
 
 def live_only_refusal(record: ModelRecord) -> str | None:

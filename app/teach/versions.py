@@ -10,13 +10,16 @@ a pointer change.
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from app.models.library import Library, ModelRecord, UnknownModel
 from app.paths import HearthHome
+from app.side_files import expect, load_json, save_json
+
+# What the person is told when versions.json is damaged: the versions' models stay.
+LOST = ("Hearth starts with no taught versions in use; the taught models stay in the "
+        "library (Teach can make one the chat's version again)")
 
 
 @dataclass
@@ -38,6 +41,20 @@ class Version:
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_json(cls, raw: Any) -> Version:
+        """A version as saved; TypeError when it is not one (the file is then damaged)."""
+        expect(raw, dict, "a version")
+        version = cls(**raw)
+        for name in ("name", "base", "run_id", "created_at"):
+            expect(getattr(version, name), str, f"a version's {name}")
+        for name in ("settings", "report"):
+            expect(getattr(version, name), dict, f"a version's {name}")
+        expect(version.corrections, list, "a version's corrections")
+        for name in ("extra", "continued_from"):
+            expect(getattr(version, name), (str, type(None)), f"a version's {name}")
+        return version
+
 
 @dataclass
 class _Base:
@@ -49,31 +66,28 @@ class VersionStore:
     """Which version of each base model the chat uses; a JSON file in the home.
 
     Kept apart from the SQLite schema on purpose: it is small, read at chat start, and
-    written atomically (write, then rename), so a crash leaves the old or the new state.
+    written atomically (:mod:`app.side_files`: fsynced, then renamed), so a crash leaves
+    the old or the new state. It is read while the window is built, so a damaged one is
+    kept aside (``versions.json.bad-<time>``) and said, never a failed start; the
+    workspace checks it on opening (:meth:`check`) so the person hears it then.
     """
 
-    def __init__(self, home: HearthHome) -> None:
+    def __init__(self, home: HearthHome, notices: list[str] | None = None) -> None:
         self.path = home.root / "teach" / "versions.json"
+        self.notices = notices
+
+    def check(self) -> None:
+        """Read the file once, keeping it aside (and saying so) if it is damaged."""
+        self._load()
 
     def _load(self) -> dict[str, _Base]:
-        try:
-            raw = json.loads(self.path.read_text("utf-8"))
-        except FileNotFoundError:
-            return {}
-        out = {}
-        for base, entry in raw.get("bases", {}).items():
-            out[base] = _Base(entry.get("active"),
-                              [Version(**v) for v in entry.get("versions", [])])
-        return out
+        return load_json(self.path, _parse, LOST, self.notices) or {}
 
     def _save(self, data: dict[str, _Base]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         payload = {"bases": {b: {"active": e.active,
                                  "versions": [v.to_json() for v in e.versions]}
                              for b, e in data.items()}}
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(payload, indent=2), "utf-8")
-        os.replace(tmp, self.path)
+        save_json(self.path, payload)
 
     def versions(self, base: str) -> list[Version]:
         entry = self._load().get(base)
@@ -121,6 +135,18 @@ class VersionStore:
         if entry.active == name:
             entry.active = None
         self._save(data)
+
+
+def _parse(raw: Any) -> dict[str, _Base]:
+    """The file's JSON as bases and their versions; TypeError when it is anything else."""
+    bases = expect(expect(raw, dict, "the file").get("bases", {}), dict, "bases")
+    out = {}
+    for base, entry in bases.items():
+        expect(entry, dict, f"the entry of {base!r}")
+        active = expect(entry.get("active"), (str, type(None)), f"{base!r}'s active version")
+        versions = expect(entry.get("versions", []), list, f"{base!r}'s versions")
+        out[str(base)] = _Base(active, [Version.from_json(v) for v in versions])
+    return out
 
 
 def chat_model(library: Library, versions: VersionStore, record: ModelRecord,

@@ -12,7 +12,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
-from app.chat.importer import ImportResult, import_into, read_conversations
+from app.chat.importer import ImportReport, import_file
 from app.units import count
 from ui.background import Background
 from ui.chat.chat_view_model import ChatViewModel
@@ -41,35 +41,43 @@ class ConversationImporter(QObject):
     def start(self, path: Path) -> None:
         tell(self.window, f"Importing conversations from {path.name}…")
 
-        def work() -> tuple[ImportResult, list[int]]:
-            result = read_conversations(path)
-            return result, import_into(self.chat.store, result)
+        def work() -> ImportReport:
+            return import_file(self.chat.store, path)
 
-        self.background.run(work, lambda done: self._on_done(path, *done), self._on_failed,
-                            name="import-conversations")
+        self.background.run(work, lambda report: self._on_done(path, report),
+                            self._on_failed, name="import-conversations")
 
-    def _on_done(self, path: Path, result: ImportResult, ids: list[int]) -> None:
+    def _on_done(self, path: Path, report: ImportReport) -> None:
+        """Says exactly what was stored: each conversation is stored whole or not at all,
+        and an import that stopped early keeps (and counts) what came before."""
         self.chat.conversations_changed.emit()
-        if ids:
-            self.chat.open_conversation(ids[0])
-        summary = f"Imported {count(len(ids), 'conversation')} from {path.name}"
-        if result.problems:
-            summary += f"; {count(len(result.problems), 'entry', 'entries')} skipped"
-            self._show_problems(summary, result.problems)
+        if report.ids:
+            self.chat.open_conversation(report.ids[0])
+        summary = f"Imported {count(len(report.ids), 'conversation')} from {path.name}"
+        problems = list(report.problems)
+        if report.skipped():
+            summary += f"; {count(report.skipped(), 'entry', 'entries')} skipped"
+        if report.stopped:
+            summary += "; the rest of the file was not imported"
+            problems.insert(0, report.stopped)
+        if problems:
+            self._show_problems(summary, problems, report.more_problems)
         tell(self.window, summary)
-        self.finished.emit(summary, result.problems)
+        self.finished.emit(summary, problems)
 
     def _on_failed(self, exc: BaseException) -> None:
+        """Only reached when nothing was stored (import_file raises only then)."""
         text = f"Could not import: {exc}"
         tell(self.window, text)
         self._show_problems("Nothing was imported", [str(exc)])
         self.finished.emit(text, [str(exc)])
 
-    def _show_problems(self, summary: str, problems: list[str]) -> None:
+    def _show_problems(self, summary: str, problems: list[str], uncounted: int = 0) -> None:
         """Shown as text (it quotes the file), and without blocking the window."""
         lines = problems[:SHOWN_PROBLEMS]
-        if len(problems) > SHOWN_PROBLEMS:
-            lines.append(f"… and {len(problems) - SHOWN_PROBLEMS} more")
+        more = len(problems) - len(lines) + uncounted
+        if more > 0:
+            lines.append(f"… and {more:,} more")
         # One plain-text label: an informative text would guess at markup.
         box = QMessageBox(QMessageBox.Icon.Warning, "Import conversations",
                           summary + ".\n\n" + "\n".join(lines),

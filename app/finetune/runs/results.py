@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from app.finetune.runs.folder import RunFolder
 from app.finetune.runs.records import RunSpec, RunSummary
-from app.models.library import Library, LibraryError, ModelRecord
+from app.models.identity import identity
+from app.models.library import Library, LibraryError, ModelRecord, UnknownModel
 from app.paths import HearthHome
 
 
@@ -26,8 +28,12 @@ def register_result(library: Library, home: HearthHome, summary: RunSummary) -> 
     spec = RunFolder.of(home, summary.run_id).spec()
     provenance = run_provenance(spec, summary)
     if summary.gguf_path is None:
-        return library.register_adapter(summary.model_file, library.get(spec.base.name),
-                                        spec.out_name, provenance)
+        base = library.get(spec.base.name)
+        return library.register_adapter(summary.model_file, base, spec.out_name, provenance)
+    with contextlib.suppress(UnknownModel, OSError):  # a merged file stands on its own
+        base = library.get(spec.base.name)
+        # Which weights its adapter belongs on (app.models.live.same_base compares it).
+        provenance["base_identity"] = identity(base.path, base.provenance.get("sha256"))
     return library.register(summary.gguf_path, spec.out_name, source="finetune",
                             provenance=provenance)
 
