@@ -57,14 +57,16 @@ def _cell(tab: ModelsTab, row: int, column: int, role=Qt.ItemDataRole.DisplayRol
     return tab.model.data(tab.model.index(row, column), role)
 
 
-def test_table_shows_metadata_fit_and_disk_use(make_tab, workspace, tmp_path) -> None:
+def test_table_shows_metadata_fit_and_disk_use(qtbot, make_tab, workspace,  # noqa: ANN001
+                                               tmp_path) -> None:
     workspace.library.import_file(write_tiny_gguf(tmp_path / "m.gguf", context_length=512,
                                                   chat_template=CHATML), "tiny")
     tab = make_tab()
     assert tab.model.rowCount() == 1
+    qtbot.waitUntil(lambda: "tiny" in tab.model.templates)  # named off the GUI thread
     row = [_cell(tab, 0, c) for c in range(tab.model.columnCount())]
     assert row[:4] == ["tiny", "llama", "1K", "ALL_F32"]
-    assert row[5] == "512" and row[6] == "yes" and row[7] == "imported"
+    assert row[5] == "512" and row[6] == "the model's own" and row[7] == "imported"
     assert row[FIT_COLUMN].startswith("fits")
     assert "RAM free" in _cell(tab, 0, FIT_COLUMN, Qt.ItemDataRole.ToolTipRole)
     assert _cell(tab, 0, FIT_COLUMN, Qt.ItemDataRole.BackgroundRole) is not None

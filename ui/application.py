@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app.db import DatabaseBusy
-from app.errors import ExitCode
+from app.errors import ExitCode, HearthError
 from app.models.library import LibraryError
 from app.workspace import HomeLocked, Workspace, open_workspace
 
@@ -21,6 +25,7 @@ def run_app(home: str | None = None) -> int:
     workspace = open_for_gui(home)
     if workspace is None:
         return ExitCode.FAILED
+    sys.excepthook = error_hook(sys.excepthook)
     try:
         window = MainWindow(workspace)
         window.show()
@@ -71,3 +76,28 @@ def message(icon: QMessageBox.Icon, title: str, text: str,
     box.setTextFormat(Qt.TextFormat.PlainText)
     box.setObjectName("hearth-message")
     return QMessageBox.StandardButton(box.exec())
+
+
+Hook = Callable[[type[BaseException], BaseException, TracebackType | None], Any]
+
+
+def error_hook(previous: Hook) -> Hook:
+    """``sys.excepthook`` for the window: an error meant for the person (a HearthError,
+    such as hearth.db held by another program mid-session) that escapes a slot is shown
+    in a message box that says what to do, instead of only a traceback on stderr. Any
+    other exception is a bug and goes to ``previous`` as before."""
+
+    def hook(kind: type[BaseException], exc: BaseException,
+             trace: TracebackType | None) -> None:
+        if not isinstance(exc, HearthError) or QApplication.instance() is None:
+            previous(kind, exc, trace)
+            return
+        logging.getLogger("hearth.ui").warning("%s", exc, exc_info=(kind, exc, trace))
+        box = QMessageBox(QMessageBox.Icon.Warning, "Hearth could not do that", str(exc),
+                          QMessageBox.StandardButton.Ok, QApplication.activeWindow())
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        box.setObjectName("hearth-error")
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.open()
+
+    return hook

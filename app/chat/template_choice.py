@@ -14,15 +14,20 @@ Wrapping its text in ChatML, as Hearth once did, makes it answer with ChatML's m
   the file says, for a person who knows better than the file.
 
 The choice is made per model in its load settings and travels in the worker's ``Load``.
+:func:`template_source` is the one decision: the worker applies it (with llama.cpp's
+vocabulary) and the Models tab names it (with the file's, :func:`source_for_file`), so
+the tab says what the chat will really use.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from app.chat.template import FALLBACK_CHATML, ChatTemplate
 from app.models.architectures import ARCHITECTURES
+from app.models.gguf_vocab import token_ids
 
 
 @dataclass(frozen=True)
@@ -73,25 +78,59 @@ CHOICES = ("auto", "raw", *FAMILIES)
 
 
 
+def template_source(has_file_template: bool, architecture: str,
+                    has_token: Callable[[str], bool], choice: str = "auto") -> str:
+    """Where the template comes from: "raw", "chosen:<family>", "gguf" (the file's own)
+    or "family:<family>" (the file has none; the vocabulary holds the family's markers)."""
+    if choice not in CHOICES:
+        choice = "auto"
+    if choice == "raw":
+        return "raw"
+    if choice in FAMILIES:
+        return f"chosen:{choice}"
+    if has_file_template:
+        return "gguf"
+    row = _BY_GGUF.get(architecture)
+    for name in row.chat_families if row is not None else ():
+        if all(has_token(marker) for marker in FAMILIES[name].markers):
+            return f"family:{name}"
+    return "raw"
+
+
 def choose_template(file_template: str | None, architecture: str,
                     has_token: Callable[[str], bool], choice: str = "auto",
                     bos_token: str = "", eos_token: str = "") -> ChatTemplate:
     """The template to use; its ``source`` says where it came from, for the person."""
-    if choice not in CHOICES:
-        choice = "auto"
-    if choice == "raw":
-        return ChatTemplate("raw", RAW_TEMPLATE, bos_token, eos_token)
-    if choice in FAMILIES:
-        return ChatTemplate(f"chosen:{choice}", FAMILIES[choice].template, bos_token,
-                            eos_token)
-    if file_template and file_template.strip():
-        return ChatTemplate("gguf", file_template, bos_token, eos_token)
+    own = bool(file_template and file_template.strip())
+    source = template_source(own, architecture, has_token, choice)
+    kind, _, name = source.partition(":")
+    text = (file_template or "") if kind == "gguf" else \
+        FAMILIES[name].template if name else RAW_TEMPLATE
+    return ChatTemplate(source, text, bos_token, eos_token)
+
+
+FAMILY_NAMES = {"chatml": "ChatML", "llama3": "Llama 3", "gemma": "Gemma", "phi3": "Phi-3"}
+
+
+def describe_source(source: str) -> str:
+    """A template source in words, as the Models tab and the model bar say it."""
+    kind, _, name = source.partition(":")
+    family = FAMILY_NAMES.get(name, name)
+    return {"gguf": "the model's own",
+            "family": f"{family} (its family's; the file has none)",
+            "chosen": f"{family} (chosen)"}.get(kind, "none: plain text completion")
+
+
+def source_for_file(path: str | Path, has_file_template: bool, architecture: str,
+                    choice: str = "auto") -> str:
+    """:func:`template_source` for a GGUF file, without loading it: a family's markers
+    are looked up in the file's vocabulary only when they decide."""
     row = _BY_GGUF.get(architecture)
-    for name in row.chat_families if row is not None else ():
-        if all(has_token(marker) for marker in FAMILIES[name].markers):
-            return ChatTemplate(f"family:{name}", FAMILIES[name].template, bos_token,
-                                eos_token)
-    return ChatTemplate("raw", RAW_TEMPLATE, bos_token, eos_token)
+    families = row.chat_families if row is not None else ()
+    needed = choice in ("auto", "") and not has_file_template and families
+    markers = {m for name in families for m in FAMILIES[name].markers} if needed else set()
+    present = set(token_ids(path, markers)) if markers else set()
+    return template_source(has_file_template, architecture, present.__contains__, choice)
 
 
 def end_of_turn(template: ChatTemplate) -> str | None:

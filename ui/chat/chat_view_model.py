@@ -31,6 +31,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from app.chat.conversations import Conversation, Message, UnknownConversation
 from app.chat.export import write_export
 from app.chat.turn import DEFAULT_TITLE, ChatSession, PendingReply
+from app.db import DatabaseError
 from app.inference import protocol as p
 from app.inference.client import WorkerError
 from app.models.library import LibraryError, UnknownModel
@@ -53,7 +54,9 @@ class Problem:
     """Something the person must know and can act on, shown in the conversation."""
 
     text: str
-    action: str  # "reload" (restart the worker and load) or "retry" (ask for the reply again)
+    # "reload" (restart the worker and load), "retry" (ask for the reply again) or ""
+    # (nothing to press: the text says what to do).
+    action: str
     conversation_id: int | None = None
     details: str = ""
 
@@ -66,6 +69,7 @@ class ChatViewModel(QObject):
     reply_chunk = Signal(str, str, int)        # request id, text, tokens in it
     context_trimmed = Signal(str, int, int)    # request id, messages dropped, n_ctx
     reply_finished = Signal(object)            # PendingReply (saved or not)
+    reply_stopping = Signal(object)            # PendingReply asked to stop; ends soon
     model_state_changed = Signal()
     problem_changed = Signal()                 # .problem set or cleared
     sampling_changed = Signal()
@@ -91,6 +95,7 @@ class ChatViewModel(QObject):
         self._live_ok = True
         self.problem: Problem | None = None
         self.reply: PendingReply | None = None  # at most one reply in flight
+        self._stop_asked: str | None = None     # the request id Stop was pressed for
         self.reply_tokens = 0
         self._buffer: list[str] = []
         self._buffer_tokens = 0
@@ -253,12 +258,24 @@ class ChatViewModel(QObject):
         if self.conversation_id is not None:
             self.messages_changed.emit(self.conversation_id)
 
+    @property
+    def stopping(self) -> bool:
+        """Stop was asked for the reply in flight, which has not ended yet."""
+        return self.reply is not None and self._stop_asked == self.reply.request_id
+
     def stop(self) -> None:
-        if self.reply is not None:
-            try:
-                self.session.cancel(self.reply)
-            except WorkerError as exc:
-                log.info("could not cancel: %s", exc)
+        """Ask the worker to end the reply; the views say "Stopping…" at once, since the
+        worker ends it only at its next token or prompt chunk."""
+        reply = self.reply
+        if reply is None:
+            return
+        if not self.stopping:
+            self._stop_asked = reply.request_id
+            self.reply_stopping.emit(reply)
+        try:
+            self.session.cancel(reply)
+        except WorkerError as exc:
+            log.info("could not cancel: %s", exc)
 
     def unload(self) -> None:
         """Free the model's memory (a fine-tune needs it); load_model() brings it back."""
@@ -281,6 +298,10 @@ class ChatViewModel(QObject):
             self._set_problem(Problem(str(exc), "reload", self.conversation_id))
             self.messages_changed.emit(self.conversation_id or -1)
             return None
+        except DatabaseError as exc:  # the message could not be stored: nothing was asked
+            self._set_problem(Problem(f"Your message was not sent: {exc}.", "",
+                                      self.conversation_id))
+            return None
         self.reply = reply
         self.reply_tokens = 0
         if self.conversation_id is not None:
@@ -295,7 +316,7 @@ class ChatViewModel(QObject):
         return reply
 
     def _problem_is_retry(self) -> bool:
-        return self.problem is not None and self.problem.action == "retry"
+        return self.problem is not None and self.problem.action in ("retry", "")
 
     def _end_reply(self, reply: PendingReply) -> None:
         self._on_flush()
@@ -501,7 +522,25 @@ class ChatViewModel(QObject):
                                           "reload"))
             else:
                 log.warning("worker error: %s", event.message)
-        self._finish(self.session.handle(event), event)
+        try:
+            finished = self.session.handle(event)
+        except DatabaseError as exc:
+            self._not_saved(exc)
+            return
+        self._finish(finished, event)
+
+    def _not_saved(self, exc: DatabaseError) -> None:
+        """The reply ended but could not be stored (another program holds hearth.db):
+        the room leaves "busy" and says so, with Try again to ask for it anew."""
+        reply = self.reply
+        if reply is None or reply.request_id in self.session.pending:
+            log.error("a conversation change was not saved: %s", exc)
+            return
+        self._end_reply(reply)
+        reply.error = str(exc)
+        self._set_problem(Problem(f"The reply could not be saved: {exc}.", "retry",
+                                  reply.conversation_id))
+        self.reply_finished.emit(reply)
 
     def _offer_retry_after_crash(self) -> None:
         conversation_id, self._unanswered = self._unanswered, None

@@ -47,11 +47,14 @@ class Composer(QFrame):
         chat.model_state_changed.connect(self._update)
         chat.reply_started.connect(self._update)
         chat.reply_finished.connect(self._update)
+        chat.reply_stopping.connect(self._update)
         chat.messages_changed.connect(self._update)
         self._on_text_changed()
         self._update()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        if watched is self.editor and event.type() == QEvent.Type.Resize:
+            self._on_text_changed()  # a narrower box wraps the hint onto more lines
         if watched is self.editor and event.type() == QEvent.Type.KeyPress:
             assert isinstance(event, QKeyEvent)
             if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not (
@@ -80,6 +83,13 @@ class Composer(QFrame):
     def _on_text_changed(self) -> None:
         lines = max(1, self.editor.document().size().toSize().height())
         metrics = self.editor.fontMetrics()
+        if not self.editor.toPlainText():  # the hint is shown whole, however it wraps
+            # The box's own width: on its Resize its viewport has not followed yet.
+            width = self.editor.contentsRect().width() - 2 * self.editor.document().documentMargin()
+            hint = metrics.boundingRect(0, 0, max(1, int(width)), 1 << 16,
+                                        Qt.TextFlag.TextWordWrap,
+                                        self.editor.placeholderText())
+            lines = max(lines, -(-hint.height() // max(1, metrics.lineSpacing())))
         limit = max(4, (self.window().height() // 3) // max(1, metrics.lineSpacing()))
         shown = min(lines, limit)
         self.editor.setFixedHeight(shown * metrics.lineSpacing() + 12)
@@ -90,6 +100,9 @@ class Composer(QFrame):
         if self.stop_button.isHidden() == busy:
             self.stop_button.setVisible(busy)
             self.send_button.setVisible(not busy)
+        stopping = self.chat.stopping  # said at once: the worker may take a moment
+        self.stop_button.setText("Stopping…" if stopping else "Stop")
+        self.stop_button.setEnabled(not stopping)
         ready = self.chat.state == READY
         self.send_button.setEnabled(ready and bool(self.editor.toPlainText().strip()))
         self.send_button.setToolTip("Send (Enter)" if ready

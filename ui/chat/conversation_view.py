@@ -65,6 +65,7 @@ class ProblemCard(QFrame):
             return
         self.label.setText(problem.text)
         self.button.setText("Reload model" if problem.action == "reload" else "Try again")
+        self.button.setVisible(bool(problem.action))  # "": the text says what to do
         self.show()
 
     def _on_button(self) -> None:
@@ -132,6 +133,7 @@ class ConversationView(QScrollArea):
         chat.reply_chunk.connect(self._on_reply_chunk)
         chat.context_trimmed.connect(self._on_context_trimmed)
         chat.reply_finished.connect(self._on_reply_finished)
+        chat.reply_stopping.connect(self._on_reply_stopping)
         chat.problem_changed.connect(self.problem_card.show_problem)
         chat.model_state_changed.connect(self._on_model_state_changed)
         self.sync()
@@ -245,6 +247,8 @@ class ConversationView(QScrollArea):
         widget = self._make(None, self._model_label(), False)
         prefix = reply.continues.content if reply.continues else ""
         widget.begin_stream(prefix + reply.text)
+        if self.chat.stopping:
+            widget.set_stream_status("Stopping…")
         widget.set_note(trimmed_note(reply.dropped_messages))
         self.stream_widget, self.stream_request = widget, reply.request_id
         self.list_layout.insertWidget(index, widget)
@@ -362,7 +366,12 @@ class ConversationView(QScrollArea):
         if self.stream_widget is not None and request_id == self.stream_request:
             self.stream_widget.append(text)
             self.stream_widget.set_stream_status(
-                f"Generating… {self.chat.reply_tokens} tokens")
+                "Stopping…" if self.chat.stopping
+                else f"Generating… {self.chat.reply_tokens} tokens")
+
+    def _on_reply_stopping(self, reply: PendingReply) -> None:
+        if self.stream_widget is not None and reply.request_id == self.stream_request:
+            self.stream_widget.set_stream_status("Stopping…")
 
     def _on_context_trimmed(self, request_id: str, dropped: int, n_ctx: int) -> None:
         if self.stream_widget is not None and request_id == self.stream_request:

@@ -7,9 +7,10 @@ several bodies, one per piece.
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer, Signal
 from PySide6.QtGui import (
     QGuiApplication,
+    QKeyEvent,
     QTextCursor,
 )
 from PySide6.QtWidgets import (
@@ -52,6 +53,22 @@ def producer_note(stats: dict | None) -> str:
     return f"by {stats['model']}{live}" if stats.get("model") else ""
 
 
+def author_label(message: Message | None, model_label: str) -> str:
+    """Who wrote a message, as its heading says: "You", the model that answers here, or
+    for an imported reply where it came from ("gpt-4o (imported from ChatGPT)"): an
+    imported reply was not written by the model loaded now. The file's model name is a
+    stranger's text: shown plain (the heading is a PlainLabel) and kept short."""
+    if message is not None and message.role == "user":
+        return "You"
+    stats = (message.stats if message is not None else None) or {}
+    if "imported_from" not in stats:
+        return model_label
+    source, named = str(stats["imported_from"] or ""), str(stats.get("imported_model") or "")
+    where = f"imported from {source[:40]}" if source else "imported"
+    named = "".join(c for c in named if c.isprintable())[:60]
+    return f"{named} ({where})" if named else where[:1].upper() + where[1:]
+
+
 def trimmed_note(dropped: int, n_ctx: int | None = None) -> str:
     if dropped <= 0:
         return ""
@@ -83,7 +100,8 @@ class MessageWidget(QFrame):
         self.setObjectName("userMessage" if self.role == "user" else "assistantMessage")
         self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
 
-        self.role_label = PlainLabel("You" if self.role == "user" else model_label)
+        self.model_label = model_label
+        self.role_label = PlainLabel(author_label(message, model_label))
         self.role_label.setObjectName("roleLabel")
         self.note = PlainLabel()
         self.note.setObjectName("noteLabel")
@@ -177,6 +195,7 @@ class MessageWidget(QFrame):
                    or self.body.document().isEmpty())
         self.message, self.is_last = message, is_last
         if message is not None:
+            self.role_label.setText(author_label(message, self.model_label))
             self.streaming = False
             if changed:
                 if len(message.content) <= SYNC_RENDER_CHARS:
@@ -326,7 +345,10 @@ class MessageWidget(QFrame):
         send.setDefault(True)
         cancel = QPushButton("Cancel")
         row = QHBoxLayout()
-        row.addStretch(1)
+        hint = QLabel("Enter sends · Shift+Enter new line · Esc cancels")
+        hint.setObjectName("statsLabel")
+        hint.setWordWrap(True)  # wraps in a narrow chat rather than widening the message
+        row.addWidget(hint, 1)
         row.addWidget(cancel)
         row.addWidget(send)
         self._edit_box = QWidget()
@@ -340,9 +362,33 @@ class MessageWidget(QFrame):
         self.body_box.hide()
         send.clicked.connect(self._on_edit_send)
         cancel.clicked.connect(self._on_edit_cancel)
+        send.setToolTip("Send the edited message (Enter; Shift+Enter starts a new line)")
+        cancel.setToolTip("Leave it as it was (Esc)")
+        self.editor.installEventFilter(self)
         self.editor.setFocus()
         self.editor.moveCursor(QTextCursor.MoveOperation.End)
         self._update_footer()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        """The editor's keys, as in the composer: Enter sends, Shift+Enter is a new line,
+        Esc cancels. Esc is claimed before the window's own Esc (Stop) can take it."""
+        if watched is not self.editor or event.type() not in (
+                QEvent.Type.KeyPress, QEvent.Type.ShortcutOverride):
+            return super().eventFilter(watched, event)
+        assert isinstance(event, QKeyEvent)
+        plain = not event.modifiers() & (Qt.KeyboardModifier.ShiftModifier
+                                         | Qt.KeyboardModifier.AltModifier)
+        ours = event.key() == Qt.Key.Key_Escape or (
+            plain and event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter))
+        if not ours:
+            return super().eventFilter(watched, event)
+        event.accept()
+        if event.type() == QEvent.Type.KeyPress:
+            if event.key() == Qt.Key.Key_Escape:
+                self._on_edit_cancel()
+            else:
+                self._on_edit_send()
+        return True
 
     def _on_edit_send(self) -> None:
         if self.editor is None or self.message is None:

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 
 from ui import theme
 from ui.chat.chat_view_model import CRASHED, FAILED, LOADING, READY, STARTING, ChatViewModel
-from ui.untrusted import PlainLabel
+from ui.fit_text import ElidedLabel
 from ui.untrusted import tooltip as safe_tooltip
 
 PICKER_MIN_WIDTH, PICKER_MAX_WIDTH = 170, 380
@@ -44,9 +44,9 @@ class ModelBar(QFrame):
         self.picker.setMinimumWidth(PICKER_MIN_WIDTH)
         self.picker.setMaximumWidth(PICKER_MAX_WIDTH)
         self.dot = QLabel("●")
-        self.state = PlainLabel()
+        self.state = ElidedLabel()  # "Ready · 2048-token cont…" in a narrow column
         self.state.setObjectName("modelState")
-        self.state.setMinimumWidth(40)  # clipped rather than widening a narrow window
+        self.state.setMinimumWidth(40)  # elided rather than widening a narrow window
         self.progress = QProgressBar()
         self.progress.setRange(0, 100)
         self.progress.setTextVisible(False)

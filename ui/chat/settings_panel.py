@@ -30,6 +30,7 @@ from app.settings import LoadSettings
 from ui.chat.chat_view_model import ChatViewModel
 from ui.chat.structure_box import StructureBox
 from ui.untrusted import PlainLabel
+from ui.wheel_guard import guard_wheel
 
 
 def _double(low: float, high: float, step: float, decimals: int = 2) -> QDoubleSpinBox:
@@ -74,6 +75,7 @@ class SettingsPanel(QScrollArea):
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(8)
         self.setWidget(page)
+        guard_wheel(page)  # scrolling the panel must not change the value under the pointer
         self._connect()
         self._loading_fields = False
         self._on_conversation_opened()

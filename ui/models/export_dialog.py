@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QComboBox,
     QDialog,
@@ -27,6 +28,7 @@ from app.models.library import ModelRecord
 from app.workspace import Workspace
 from ui import theme
 from ui.background import Background
+from ui.fit_text import grow_to_fit
 from ui.untrusted import PlainLabel
 
 FORMAT_LABELS = {
@@ -59,6 +61,8 @@ class ExportDialog(QDialog):
         self.system.setPlaceholderText("Optional, for the Modelfile")
         self.status = PlainLabel("")
         self.status.setWordWrap(True)
+        # The command to run is for copying; the dialog grows to show all of it.
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         self.export_button = self.buttons.addButton(
             "Export", QDialogButtonBox.ButtonRole.ActionRole)
@@ -96,11 +100,13 @@ class ExportDialog(QDialog):
         self.status.setStyleSheet(theme.colour_style(theme.SUCCESS))
         files = "\n".join(str(path) for path in result.files)
         self.status.setText(f"Written:\n{files}\n\nUse it: {result.how_to_use}")
+        grow_to_fit(self)
 
     def _on_failed(self, exc: BaseException) -> None:
         self.export_button.setEnabled(True)
         self.status.setStyleSheet(theme.colour_style(theme.ERROR))
         self.status.setText(f"Not exported: {exc}")
+        grow_to_fit(self)
 
     def done(self, code: int) -> None:
         self._background.shutdown()

@@ -7,12 +7,16 @@ every change (import, download, remove) with :meth:`set_records`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor
 
-from app.models.library import ModelRecord
+from app.chat.template_choice import describe_source, source_for_file
+from app.models.gguf_file import GGUFError
+from app.models.library import Library, ModelRecord, UnknownModel
 from app.models.memory_fit import FitVerdict
 from app.units import format_bytes, format_params
 from ui import theme
@@ -21,11 +25,41 @@ from ui.untrusted import tooltip as safe_tooltip
 COLUMNS = ("Name", "Architecture", "Parameters", "Quantization", "Size", "Context",
            "Chat template", "Source", "Added", "Fits?")
 FIT_COLUMN = COLUMNS.index("Fits?")
+TEMPLATE_COLUMN = COLUMNS.index("Chat template")
 FIT_COLOURS = {level: QColor(colour) for level, colour in theme.FIT_BACKGROUND.items()}
 SOURCE_LABELS = {"starter": "starter (bundled)", "download": "Hugging Face",
                  "imported": "imported", "finetune": "fine-tune", "linked": "linked file"}
 
 _Index = QModelIndex | QPersistentModelIndex
+
+
+def template_labels(records: list[ModelRecord], library: Library,
+                    choice_for: Callable[[str], str]) -> dict[str, str]:
+    """The chat template each model is spoken to with, in words, decided as the chat
+    decides it (:func:`app.chat.template_choice.template_source`). A base without a
+    template of its own is read for its family's markers: run it off the GUI thread."""
+    labels = {}
+    for record in records:
+        try:
+            source = source_for_file(_template_file(record, library),
+                                     bool(record.info.get("has_chat_template")),
+                                     str(record.info.get("architecture", "")),
+                                     choice_for(record.name))
+        except GGUFError:
+            labels[record.name] = "?"
+            continue
+        labels[record.name] = describe_source(source)
+    return labels
+
+
+def _template_file(record: ModelRecord, library: Library) -> Path:
+    """The file whose vocabulary the chat uses: a live adapter's base's."""
+    if record.live_only:
+        try:
+            return library.get(str(record.provenance.get("base_model"))).path
+        except UnknownModel:
+            pass
+    return record.path
 
 
 def record_size(record: ModelRecord) -> int | None:
@@ -45,6 +79,7 @@ class LibraryTableModel(QAbstractTableModel):
         super().__init__(parent)
         self.records: list[ModelRecord] = []
         self.verdicts: dict[str, FitVerdict] = {}
+        self.templates: dict[str, str] = {}  # by name; "…" until read (template_labels)
 
     def set_records(self, records: list[ModelRecord],
                     verdicts: dict[str, FitVerdict] | None = None) -> None:
@@ -58,6 +93,12 @@ class LibraryTableModel(QAbstractTableModel):
         if self.records:
             self.dataChanged.emit(self.index(0, FIT_COLUMN),
                                   self.index(len(self.records) - 1, FIT_COLUMN))
+
+    def set_templates(self, templates: dict[str, str]) -> None:
+        self.templates = dict(templates)
+        if self.records:
+            self.dataChanged.emit(self.index(0, TEMPLATE_COLUMN),
+                                  self.index(len(self.records) - 1, TEMPLATE_COLUMN))
 
     def record_at(self, row: int) -> ModelRecord | None:
         return self.records[row] if 0 <= row < len(self.records) else None
@@ -88,6 +129,8 @@ class LibraryTableModel(QAbstractTableModel):
             return None
         column = index.column()
         verdict = self.verdicts.get(record.name)
+        if role == Qt.ItemDataRole.DisplayRole and column == TEMPLATE_COLUMN:
+            return self.templates.get(record.name, "…")
         if role == Qt.ItemDataRole.DisplayRole:
             return self._text(record, column, verdict)
         if role == Qt.ItemDataRole.BackgroundRole and column == FIT_COLUMN and verdict:
@@ -118,8 +161,6 @@ class LibraryTableModel(QAbstractTableModel):
         if column == 5:
             ctx = info.get("context_length")
             return f"{ctx:,}" if ctx else "?"
-        if column == 6:
-            return "yes" if info.get("has_chat_template") else "no (ChatML fallback)"
         if column == 7:
             label = SOURCE_LABELS.get(record.source, record.source)
             repo = record.provenance.get("repo")

@@ -48,7 +48,7 @@ from app.workspace import Workspace
 from ui.background import Background
 from ui.models.export_dialog import ExportDialog
 from ui.models.hub_view import HubView
-from ui.models.library_model import LibraryTableModel, record_size
+from ui.models.library_model import LibraryTableModel, record_size, template_labels
 from ui.notice_line import NoticeLine
 from ui.untrusted import PlainLabel, ask
 
@@ -163,6 +163,7 @@ class ModelsTab(QWidget):
         previous = select or (self.selected().name if self.selected() else None)
         records = self.workspace.library.list()
         self.model.set_records(records, self._verdicts(records))
+        self.refresh_templates()
         total = sum(record_size(r) or 0 for r in records if r.managed)
         linked = sum(record_size(r) or 0 for r in records if not r.managed)
         where = self.workspace.home.models
@@ -179,6 +180,17 @@ class ModelsTab(QWidget):
         elif records:
             self.table.selectRow(0)
         self._on_selection_changed()
+
+    def refresh_templates(self) -> None:
+        """Name each model's chat template as the chat will pick it (reading a base's
+        vocabulary for its family's markers, off the GUI thread)."""
+        records, library = list(self.model.records), self.workspace.library
+        settings = self.workspace.settings
+        self.background.run(lambda: template_labels(records, library, settings.template_for),
+                            self.model.set_templates,
+                            lambda exc: logging.getLogger("hearth.ui").warning(
+                                "naming the chat templates failed: %s", exc),
+                            name="template-names")
 
     def refresh_system(self) -> None:
         """Measure free RAM / VRAM off the GUI thread (nvidia-smi can take a moment)."""
@@ -199,6 +211,7 @@ class ModelsTab(QWidget):
         super().showEvent(event)
         if self.system is not None and not self.background.busy:
             self.refresh_system()
+            self.refresh_templates()  # a template chosen in the chat since
 
     def _on_system(self, system: SystemMemory) -> None:
         self.system = system
