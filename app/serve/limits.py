@@ -28,11 +28,13 @@ all arrived; then 408 and close. On loopback a real client sends them in millise
 a connection that sends nothing, or a byte at a time (slowloris), would otherwise hold a
 thread and one of the connections above for ever."""
 
-WRITE_STALL_S = 30.0
+WRITE_STALL_S = 15.0
 """Seconds a write may wait for a client that has stopped reading before the client
 counts as gone: its reply is cancelled and the turn passes on (review S3: one stalled
-stream held every other request for ever). A paused debugger loses its stream after
-this long; a reading client, however slow its machine, drains a socket buffer far sooner."""
+stream held every other request for ever). Every other request waits this long behind
+it, so it is kept well under a client's usual 30 s patience (the review's probe waits
+25 s for the next answer); a reading client, however slow its machine, drains a socket
+buffer far sooner, and a paused debugger loses its stream after this long."""
 
 HANGUP_POLL_S = 0.25
 """How often a request waiting for the model checks that its client is still
