@@ -142,8 +142,11 @@ def test_a_measured_run_is_preferred_to_the_formula(workspace: Workspace,
     assert "measured on your last teach run" in second.sentence()
 
 
-def test_cached_reference_answers_are_recognised(workspace: Workspace,
-                                                 tmp_path: Path) -> None:
+def test_cached_reference_answers_are_recognised(workspace: Workspace, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # The home's own cache: a session fixture's HEARTH_CACHE (shared by the workers of
+    # other tests) would redirect the look-up there (app.teach.reference.cache_in_use).
+    monkeypatch.delenv("HEARTH_CACHE", raising=False)
     corrections = _tiny_home(workspace, tmp_path)
     base = workspace.library.get("tiny")
     fresh = before_teach(workspace.home, corrections, base)
