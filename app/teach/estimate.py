@@ -33,7 +33,6 @@ from app.finetune.dataset_records import Example
 from app.finetune.datasets import Dataset, DatasetStats
 from app.finetune.phase_times import PhaseTimes, phase_times_file
 from app.finetune.plan import ModelFacts, is_converted, model_facts, plan_run
-from app.finetune.runs.codec import RecordError
 from app.finetune.runs.folder import RunError, RunFolder
 from app.finetune.runs.records import TeachSpec
 from app.finetune.settings import (
@@ -46,6 +45,7 @@ from app.finetune.settings import (
 from app.models.library import ModelRecord
 from app.paths import HearthHome
 from app.teach.reference import is_cached
+from app.teach.refusal import teach_runs
 from app.teach.run import TeachError, plan_teach, teach_settings
 from app.units import count
 
@@ -237,14 +237,7 @@ def formula(shape: TeachShape, rows: list[dict[str, Any]], facts: ModelFacts,
 def past_runs(home: HearthHome, base: str, limit: int = RECENT_RUNS) -> list[PastRun]:
     """The newest finished teach runs of ``base`` (passed or refused), newest first."""
     found: list[PastRun] = []
-    for spec_file in sorted(home.runs.glob("*/run.json"), reverse=True):
-        folder = RunFolder(spec_file.parent)
-        try:
-            spec = folder.spec()
-        except (RunError, RecordError):
-            continue
-        if spec.teach is None or spec.teach.base != base:
-            continue
+    for folder, spec in teach_runs(home, base):
         summary = folder.summary()
         if summary is None or not summary.teach:
             continue

@@ -14,13 +14,14 @@ count as unchanged while they were not edited after the run was created.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.chat.corrections import CorrectionStore, TrainingExample
 from app.finetune.runs.codec import RecordError
 from app.finetune.runs.folder import RunError, RunFolder
-from app.finetune.runs.records import TeachSpec
+from app.finetune.runs.records import RunSpec, TeachSpec
 from app.paths import HearthHome
 from app.teach.run import corrections_for
 from app.teach.versions import VersionStore
@@ -100,17 +101,24 @@ def trained_on(teach: TeachSpec) -> Trained:
     return tuple(sorted((i, texts.get(i)) for i in ids))
 
 
-def last_refusal(home: HearthHome, base: str) -> Refusal | None:
-    """The newest teach run of ``base`` when the gate refused it, read back from its run
-    folder; None when the newest passed or did not finish (nothing to hold back)."""
-    for spec_file in sorted(home.runs.glob("*/run.json"), reverse=True):  # newest first
+def teach_runs(home: HearthHome, base: str) -> Iterator[tuple[RunFolder, RunSpec]]:
+    """The teach runs of ``base``, newest first (run ids begin with their time); run
+    folders that cannot be read are passed over."""
+    for spec_file in sorted(home.runs.glob("*/run.json"), reverse=True):
         folder = RunFolder(spec_file.parent)
         try:
             spec = folder.spec()
         except (RunError, RecordError):
             continue
-        if spec.teach is None or spec.teach.base != base:
-            continue
+        if spec.teach is not None and spec.teach.base == base:
+            yield folder, spec
+
+
+def last_refusal(home: HearthHome, base: str) -> Refusal | None:
+    """The newest teach run of ``base`` when the gate refused it, read back from its run
+    folder; None when the newest passed or did not finish (nothing to hold back)."""
+    for folder, spec in teach_runs(home, base):
+        assert spec.teach is not None
         summary = folder.summary()
         report = summary.teach if summary is not None else None
         if not report or report.get("passed") or spec.teach.extra:
