@@ -10,8 +10,8 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from app.models.library import find_starter_gguf  # noqa: E402
-from app.workspace import Workspace, open_workspace  # noqa: E402
+from app.models.library import find_starter_gguf
+from app.workspace import Workspace, open_workspace
 
 
 @pytest.fixture

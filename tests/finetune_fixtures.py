@@ -87,7 +87,7 @@ def tiny_gguf(request: pytest.FixtureRequest) -> Path:
     return path
 
 
-def run_tiny(home_ws, base, tmp_path: Path, export) -> object:  # noqa: ANN001
+def run_tiny(home_ws, base, tmp_path: Path, export) -> object:
     """A short real run of the tiny model on the facts; its last event."""
     from app.finetune.client import TrainingClient
     from app.finetune.datasets import load_dataset

@@ -10,7 +10,7 @@ from PySide6.QtWidgets import QMessageBox, QWidget
 from ui.background import Background
 
 
-def test_an_error_without_a_handler_is_logged_and_shown(qtbot, caplog) -> None:  # noqa: ANN001
+def test_an_error_without_a_handler_is_logged_and_shown(qtbot, caplog) -> None:
     window = QWidget()
     qtbot.addWidget(window)
     background = Background(window)
@@ -32,7 +32,7 @@ def test_an_error_without_a_handler_is_logged_and_shown(qtbot, caplog) -> None: 
     background.shutdown()
 
 
-def test_a_given_handler_still_gets_the_error(qtbot) -> None:  # noqa: ANN001
+def test_a_given_handler_still_gets_the_error(qtbot) -> None:
     window = QWidget()
     qtbot.addWidget(window)
     background = Background(window)
@@ -43,7 +43,7 @@ def test_a_given_handler_still_gets_the_error(qtbot) -> None:  # noqa: ANN001
     background.shutdown()
 
 
-def test_a_callback_that_raises_is_shown_not_lost(qtbot, caplog) -> None:  # noqa: ANN001
+def test_a_callback_that_raises_is_shown_not_lost(qtbot, caplog) -> None:
     window = QWidget()
     qtbot.addWidget(window)
     background = Background(window)
@@ -61,7 +61,7 @@ def test_a_callback_that_raises_is_shown_not_lost(qtbot, caplog) -> None:  # noq
     background.shutdown()
 
 
-def test_a_failure_after_shutdown_is_logged_without_a_box(qtbot, caplog) -> None:  # noqa: ANN001
+def test_a_failure_after_shutdown_is_logged_without_a_box(qtbot, caplog) -> None:
     import threading
 
     window = QWidget()

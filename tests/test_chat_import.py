@@ -120,7 +120,7 @@ def test_a_file_with_nothing_usable_says_why(tmp_path: Path) -> None:
         read_conversations(binary)
 
 
-def test_import_from_the_file_menu(qtbot, workspace: Workspace, tmp_path: Path,  # noqa: ANN001
+def test_import_from_the_file_menu(qtbot, workspace: Workspace, tmp_path: Path,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from PySide6.QtWidgets import QFileDialog
 

@@ -20,7 +20,7 @@ WAIT_MS = 120_000
 
 
 @pytest.fixture
-def tuned(workspace: Workspace, tmp_path: Path):  # noqa: ANN201
+def tuned(workspace: Workspace, tmp_path: Path):
     base_path = write_tiny_arch_gguf("llama", tmp_path / "base.gguf")
     base = load_base(base_path)
     torch.manual_seed(0)
@@ -39,7 +39,7 @@ def tuned(workspace: Workspace, tmp_path: Path):  # noqa: ANN201
 
 
 def test_the_load_plan_prefers_the_live_adapter_and_knows_when_to_only_switch(
-        workspace: Workspace, tuned) -> None:  # noqa: ANN001
+        workspace: Workspace, tuned) -> None:
     base, record, adapter = tuned
     plan = plan_load(record, workspace.library, None)
     assert (plan.path, plan.adapter, plan.switch_only) == (base.path, str(adapter), False)
@@ -50,7 +50,7 @@ def test_the_load_plan_prefers_the_live_adapter_and_knows_when_to_only_switch(
 
 
 def test_switching_between_base_and_tuned_in_chat_is_an_adapter_switch(
-        qtbot, workspace: Workspace, tuned) -> None:  # noqa: ANN001
+        qtbot, workspace: Workspace, tuned) -> None:
     from ui.chat.chat_view_model import READY, ChatViewModel
     from ui.chat.inference_bridge import InferenceBridge
     from ui.chat.message_widget import producer_note

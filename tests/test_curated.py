@@ -29,7 +29,7 @@ def test_the_list_has_the_current_small_families_with_their_facts() -> None:
         assert m.file.endswith(".gguf") and "/" in m.repo
 
 
-def test_fine_tunable_is_read_from_the_architectures_table(monkeypatch) -> None:  # noqa: ANN001
+def test_fine_tunable_is_read_from_the_architectures_table(monkeypatch) -> None:
     curated = {m.title: m for m in load_curated()}
     known = {a.gguf_name for a in architectures.ARCHITECTURES}
     for m in curated.values():
@@ -62,7 +62,7 @@ def test_the_hub_view_shows_size_licence_and_fine_tune(qtbot: QtBot,
 
 
 def test_the_starter_says_it_is_a_demo_and_names_the_next_model(
-        qtbot: QtBot, home_dir) -> None:  # noqa: ANN001
+        qtbot: QtBot, home_dir) -> None:
     from app.workspace import open_workspace
 
     nxt = after_starter()

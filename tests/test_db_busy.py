@@ -27,7 +27,7 @@ def _hold(path: Path) -> sqlite3.Connection:
     return other
 
 
-def _short_wait(db) -> None:  # noqa: ANN001 - app.db.Database
+def _short_wait(db) -> None:  # app.db.Database
     db._conn.execute("PRAGMA busy_timeout=50")  # the real wait is 10 s
 
 

@@ -32,7 +32,7 @@ def test_two_threads_hammering_one_conversation_keep_every_message_in_order(
                 if i % 10 == 0:
                     store.add_version(reply.id, f"{name} version {i}")
                     store.update_message(reply.id, content=f"{name} continued {i}")
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:  # reported by the assertion below
             errors.append(exc)
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in ("a", "b")]

@@ -62,7 +62,7 @@ def test_the_limits_travel_in_the_export_settings() -> None:
 
 
 def test_a_run_whose_export_fails_the_gate_is_a_failed_run_that_keeps_its_adapter(
-        tmp_path, tiny_gguf, hearth_cache) -> None:  # noqa: ANN001, F811
+        tmp_path, tiny_gguf, hearth_cache) -> None:  # noqa: F811
     """A real run on the tiny model, with a limit no F16 export can meet: the run ends
     failed with the numbers, nothing is registered, and the adapter stays (PEFT and the
     llama.cpp GGUF adapter), so no training is lost."""

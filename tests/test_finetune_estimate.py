@@ -92,7 +92,7 @@ RECORDED = [
              compile="on"),
 ]
 
-def _estimate(r: Recorded):  # noqa: ANN202
+def _estimate(r: Recorded):
     tokens = int(r.steps * r.batch * r.tokens_per_record)
     return estimate(n_params=r.n_params, train_tokens=tokens, steps_tokens=tokens,
                     hidden=r.hidden, n_layers=r.layers, vocab=r.vocab,

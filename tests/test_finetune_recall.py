@@ -36,7 +36,7 @@ def _folder(tmp_path: Path, val: list[Example], train: list[Example]) -> RunFold
     return folder
 
 
-def _memorise(model, base, prompt: list[dict[str, str]], reply: str) -> None:  # noqa: ANN001
+def _memorise(model, base, prompt: list[dict[str, str]], reply: str) -> None:
     """Overfit LoRA on one reply (its loss on the reply only)."""
     from backends.training import teach_gate
 

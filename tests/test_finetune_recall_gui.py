@@ -35,7 +35,7 @@ def _report(answered: int) -> RecallReport:
                         general_total=120, examples=examples)
 
 
-def test_the_summary_shows_the_recall_line_and_warns_when_nothing_was_learned(qtbot) -> None:  # noqa: ANN001
+def test_the_summary_shows_the_recall_line_and_warns_when_nothing_was_learned(qtbot) -> None:
     view = TrainingView()
     qtbot.addWidget(view)
     view.reset("run")
@@ -66,7 +66,7 @@ def tiny_ws(workspace: Workspace, tiny_gguf: Path, hearth_cache: Path  # noqa: F
 
 
 def test_the_plan_warns_a_small_fact_set_and_switches_preset_in_one_click(
-        qtbot, tiny_ws: Workspace, tmp_path: Path) -> None:  # noqa: ANN001
+        qtbot, tiny_ws: Workspace, tmp_path: Path) -> None:
     tab = FineTuneTab(tiny_ws, CorrectionStore(tiny_ws.library.conn),
                       memory_available=lambda: 1 << 40)
     qtbot.addWidget(tab)

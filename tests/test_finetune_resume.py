@@ -24,7 +24,7 @@ SETTINGS = LoraSettings(rank=4, alpha=8, dropout=0.1, max_steps=24, batch_size=2
                         max_seq_len=128, seed=7)
 
 
-def _drive(client: TrainingClient, on_event=None) -> list:  # noqa: ANN001
+def _drive(client: TrainingClient, on_event=None) -> list:
     client.start()
     seen = []
     for event in client.events(timeout=600):

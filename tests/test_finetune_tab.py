@@ -44,7 +44,7 @@ def tiny_ws(workspace: Workspace, tiny_gguf: Path, hearth_cache: Path  # noqa: F
     return workspace
 
 
-def _tab(qtbot, ws: Workspace, **kwargs) -> FineTuneTab:  # noqa: ANN001 - pytest-qt's bot
+def _tab(qtbot, ws: Workspace, **kwargs) -> FineTuneTab:  # pytest-qt's bot
     kwargs.setdefault("memory_available", lambda: PLENTY)
     tab = FineTuneTab(ws, kwargs.pop("corrections", CorrectionStore(ws.library.conn)),
                       **kwargs)

@@ -315,7 +315,7 @@ def _run_in_thread(job: Download, seconds: float) -> list[object]:
     def run() -> None:
         try:
             outcome.append(job.run())
-        except Exception as exc:  # noqa: BLE001 - the test looks at what came out
+        except Exception as exc:  # the test looks at what came out
             outcome.append(exc)
 
     thread = threading.Thread(target=run, daemon=True)
@@ -357,7 +357,7 @@ def test_cancel_is_seen_between_responses_that_bring_no_bytes(served, workspace)
     def run() -> None:
         try:
             outcome.append(job.run())
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             outcome.append(exc)
 
     thread = threading.Thread(target=run, daemon=True)

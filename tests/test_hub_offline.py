@@ -46,7 +46,7 @@ def test_hf_hub_offline_is_respected(fake_hub: FakeHub,  # noqa: F811
 
 
 def test_the_hub_view_says_offline_and_offers_to_try_again(
-        qtbot, workspace, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+        qtbot, workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     from ui.models.hub_view import HubView
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)

@@ -19,7 +19,7 @@ from app.workspace import Workspace
 HI = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
 
 
-def _peak_mib(work) -> tuple[object, float]:  # noqa: ANN001 - any call
+def _peak_mib(work) -> tuple[object, float]:  # any call
     """What ``work()`` returned (or raised) and the most Python memory it held, in MiB."""
     tracemalloc.start()
     try:
@@ -108,7 +108,7 @@ def test_a_file_cut_short_keeps_and_counts_what_came_before(tmp_path: Path,
     assert report.stopped and "cut short" in report.stopped
 
 
-def test_the_window_says_exactly_what_was_imported(qtbot, workspace: Workspace,  # noqa: ANN001
+def test_the_window_says_exactly_what_was_imported(qtbot, workspace: Workspace,
                                                    tmp_path: Path) -> None:
     """A lone surrogate (valid JSON) in the third of three titles: before, two were
     stored and the window said "Nothing was imported"; importing again duplicated them."""

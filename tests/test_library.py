@@ -83,7 +83,7 @@ def test_two_imports_of_one_file_name_at_once_keep_each_file_whole(
                 barrier.wait()
         try:
             results[source] = workspace.library.import_file(source, progress=progress)
-        except Exception as exc:  # noqa: BLE001 - the test reports what happened
+        except Exception as exc:  # the test reports what happened
             results[source] = exc
 
     threads = [threading.Thread(target=run, args=(s,)) for s in (a, b)]

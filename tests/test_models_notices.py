@@ -37,7 +37,7 @@ def make_tab(qtbot: QtBot, workspace: Workspace) -> Iterator[Callable[..., Model
 
 
 def test_a_failed_import_reads_as_words_and_offers_another_file(
-        qtbot: QtBot, make_tab: Callable[..., ModelsTab], tmp_path, monkeypatch) -> None:  # noqa: ANN001
+        qtbot: QtBot, make_tab: Callable[..., ModelsTab], tmp_path, monkeypatch) -> None:
     tab = make_tab()
     bad = tmp_path / "notes.gguf"
     bad.write_bytes(b"This is a text file, not a model")
@@ -70,7 +70,7 @@ def test_an_error_is_dismissed_and_a_note_fades(
 
 def test_remove_while_loaded_offers_unload_then_removes(
         qtbot: QtBot, make_tab: Callable[..., ModelsTab], workspace: Workspace,
-        tmp_path) -> None:  # noqa: ANN001
+        tmp_path) -> None:
     record = workspace.library.import_file(write_tiny_gguf(tmp_path / "m.gguf"), "tiny")
     client = InferenceClient()  # never started: only its 'loaded' state matters here
     client.loaded = p.Loaded(path=str(record.path), n_ctx=512, n_ctx_train=512,

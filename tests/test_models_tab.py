@@ -57,7 +57,7 @@ def _cell(tab: ModelsTab, row: int, column: int, role=Qt.ItemDataRole.DisplayRol
     return tab.model.data(tab.model.index(row, column), role)
 
 
-def test_table_shows_metadata_fit_and_disk_use(qtbot, make_tab, workspace,  # noqa: ANN001
+def test_table_shows_metadata_fit_and_disk_use(qtbot, make_tab, workspace,
                                                tmp_path) -> None:
     workspace.library.import_file(write_tiny_gguf(tmp_path / "m.gguf", context_length=512,
                                                   chat_template=CHATML), "tiny")

@@ -22,7 +22,7 @@ from tests.tiny_model import write_tiny_gguf
 
 
 @pytest.fixture(scope="module")
-def worker(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+def worker(tmp_path_factory: pytest.TempPathFactory):
     model = write_tiny_gguf(tmp_path_factory.mktemp("model") / "tiny.gguf")
     ours, theirs = Pipe()
     worker = Worker(Channel(ours))

@@ -45,7 +45,7 @@ DAMAGE: dict[str, dict[str, bytes]] = {
 
 
 @pytest.mark.parametrize("case", list(DAMAGE))
-def test_the_window_opens_and_says_what_was_kept_aside(qtbot, home_dir: Path,  # noqa: ANN001
+def test_the_window_opens_and_says_what_was_kept_aside(qtbot, home_dir: Path,
                                                        case: str) -> None:
     from ui.main_window import MainWindow
 
@@ -67,7 +67,7 @@ def test_the_window_opens_and_says_what_was_kept_aside(qtbot, home_dir: Path,  #
         ws.close()
 
 
-def test_a_damaged_server_key_is_replaced_and_said(qtbot, home_dir: Path,  # noqa: ANN001
+def test_a_damaged_server_key_is_replaced_and_said(qtbot, home_dir: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from ui import application
     from ui.main_window import MainWindow

@@ -190,7 +190,7 @@ def _refused_run(ws: Workspace, status: str) -> str:
 
 
 def test_history_shows_a_refused_teach_run_as_refused_with_no_output(
-        qtbot, tiny: Workspace, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # noqa: ANN001
+        qtbot, tiny: Workspace, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     from app.cli.finetune import runs
     from ui.finetune.run_history import COLUMNS, RunHistoryView
 
@@ -300,7 +300,7 @@ def test_teach_says_how_long_first_and_its_time_follows_the_clock_when_a_run_ove
 
 
 @pytest.fixture
-def window(qtbot, tiny: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:  # noqa: ANN001
+def window(qtbot, tiny: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The main window, its chat never starting a model worker (loading only says so)."""
     from ui.main_window import MainWindow
 
@@ -370,7 +370,7 @@ def _agree(window: Any, active: str | None) -> None:
     assert VersionStore(window.workspace.home).active("tiny") == active
 
 
-def _teach_and_accept(qtbot, window: Any) -> str:  # noqa: ANN001
+def _teach_and_accept(qtbot, window: Any) -> str:
     panel = window.teach_panel
     qtbot.mouseClick(window.teach_button, Qt.MouseButton.LeftButton)
     _finish(panel, _report(passed=True), gguf=window.workspace.library.get("tiny").path)

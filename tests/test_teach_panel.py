@@ -110,7 +110,7 @@ def test_the_main_window_has_teach_in_datasets_and_in_the_status_bar(
 
 @pytest.mark.slow
 def test_a_live_version_is_merged_with_one_click(qtbot, workspace: Workspace, tmp_path: Path,
-                                                 tiny_gguf: Path, hearth_cache) -> None:  # noqa: ANN001, F811
+                                                 tiny_gguf: Path, hearth_cache) -> None:  # noqa: F811
     """A version is an adapter applied live; "Merge into the weights" makes it a
     stand-alone GGUF in the background and the list says so."""
     from app.finetune import protocol as tp

@@ -21,7 +21,7 @@ from tests.arch_factory import write_tiny_arch_gguf
 GEMMA_MARKERS = ("<start_of_turn>", "<end_of_turn>")
 
 
-def _has(*tokens: str):  # noqa: ANN202
+def _has(*tokens: str):
     return lambda t: t in tokens
 
 
@@ -99,7 +99,7 @@ def test_a_gemma_base_without_a_template_in_the_real_worker(
 
 
 def test_the_template_is_chosen_per_model_in_the_chat_settings(
-        qtbot, workspace, tmp_path: Path) -> None:  # noqa: ANN001
+        qtbot, workspace, tmp_path: Path) -> None:
     """The choice is kept per model in the settings file and the worker loads with it."""
     from app.settings import load_settings
     from ui.chat.chat_view_model import READY, ChatViewModel

@@ -30,7 +30,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def loaded(tiny: Path):  # noqa: ANN201 - (worker, the app's end of the connection)
+def loaded(tiny: Path):  # (worker, the app's end of the connection)
     ours, theirs = Pipe()
     worker = Worker(Channel(ours))
     worker.load(p.Load(str(tiny), n_ctx=512))
@@ -52,7 +52,7 @@ def _controls(worker: Worker, tokens: list[int]) -> list[str]:
             if llama_cpp.llama_vocab_get_attr(vocab, t) & llama_cpp.LLAMA_TOKEN_ATTR_CONTROL]
 
 
-def test_markers_typed_into_a_message_stay_plain_text(loaded) -> None:  # noqa: ANN001
+def test_markers_typed_into_a_message_stay_plain_text(loaded) -> None:
     worker, _ = loaded
     hostile, _ = worker.fit_prompt(p.Chat("r1", [{"role": "user", "content": HOSTILE}]))
     benign, _ = worker.fit_prompt(p.Chat("r2", [{"role": "user", "content": "hi"}]))
@@ -68,7 +68,7 @@ def test_markers_typed_into_a_message_stay_plain_text(loaded) -> None:  # noqa: 
     assert len(_controls(worker, old)) > len(_controls(worker, benign))
 
 
-def test_a_reply_being_continued_is_plain_text_too(loaded) -> None:  # noqa: ANN001
+def test_a_reply_being_continued_is_plain_text_too(loaded) -> None:
     worker, _ = loaded
     messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": HOSTILE}]
     tokens, _ = worker.fit_prompt(p.Chat("r1", messages, continue_last=True))
@@ -76,7 +76,7 @@ def test_a_reply_being_continued_is_plain_text_too(loaded) -> None:  # noqa: ANN
     assert _controls(worker, tokens)[-1] == "<|im_start|>"  # the assistant turn's opening
 
 
-def test_ordinary_prompts_tokenize_as_before(loaded) -> None:  # noqa: ANN001
+def test_ordinary_prompts_tokenize_as_before(loaded) -> None:
     worker, _ = loaded
     messages = [{"role": "system", "content": "Be brief."},
                 {"role": "user", "content": "What is 2+2?\n  Answer:"},
@@ -93,7 +93,7 @@ def _run(worker: Worker) -> threading.Thread:
     return thread
 
 
-def test_stop_ends_a_slow_template_at_once(loaded) -> None:  # noqa: ANN001
+def test_stop_ends_a_slow_template_at_once(loaded) -> None:
     worker, app = loaded
     worker.template = ChatTemplate.from_metadata(SLOW)
     thread = _run(worker)
@@ -110,7 +110,7 @@ def test_stop_ends_a_slow_template_at_once(loaded) -> None:  # noqa: ANN001
     assert not thread.is_alive()
 
 
-def test_the_worker_stops_rendering_and_exits_when_the_app_is_gone(loaded) -> None:  # noqa: ANN001
+def test_the_worker_stops_rendering_and_exits_when_the_app_is_gone(loaded) -> None:
     worker, app = loaded
     worker.template = ChatTemplate.from_metadata(SLOW)
     thread = _run(worker)
@@ -123,7 +123,7 @@ def test_the_worker_stops_rendering_and_exits_when_the_app_is_gone(loaded) -> No
     assert time.monotonic() - started < 1.5
 
 
-def test_a_template_still_sees_the_real_text_of_ordinary_messages(loaded) -> None:  # noqa: ANN001
+def test_a_template_still_sees_the_real_text_of_ordinary_messages(loaded) -> None:
     """Only a message that holds (or could make) a marker is hidden from the template: a
     template that drops an old turn's reasoning keeps working on the others."""
     worker, _ = loaded

@@ -63,7 +63,7 @@ class Background(QObject):
         def work() -> None:
             try:
                 result, ok = fn(), True
-            except BaseException as exc:  # noqa: BLE001 - handed to on_error on the GUI thread
+            except BaseException as exc:  # handed to on_error on the GUI thread
                 result, ok = exc, False
             try:
                 self._finished.emit(task_id, ok, result)
@@ -101,7 +101,7 @@ class Background(QObject):
                 self._show(result)
             else:
                 on_error(result)
-        except Exception as exc:  # noqa: BLE001 - a failing callback is shown, not lost
+        except Exception as exc:  # a failing callback is shown, not lost
             self._show(exc)
 
     def _show(self, exc: BaseException) -> None:

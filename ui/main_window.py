@@ -264,7 +264,7 @@ class MainWindow(QMainWindow):
             self.models_tab.refresh()
             self.chat_page.model_bar.refresh_models()
 
-    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt's name
+    def closeEvent(self, event: QCloseEvent) -> None:
         if not self._closed:
             self._closed = True
             self.save_ui_state()

@@ -111,14 +111,14 @@ class HearthStyle(QProxyStyle):
     enough for their descenders, and radio buttons that can be seen on a dark theme
     (Fusion draws a near-black ring and a grey dot on a near-black background)."""
 
-    def sizeFromContents(self, kind: QStyle.ContentsType, option: QStyleOption | None,  # noqa: N802
+    def sizeFromContents(self, kind: QStyle.ContentsType, option: QStyleOption | None,
                          size: QSize, widget: QWidget | None = None) -> QSize:
         result = super().sizeFromContents(kind, option, size, widget)
         if kind == QStyle.ContentsType.CT_TabBarTab:
             result.setHeight(result.height() + TAB_EXTRA_HEIGHT)
         return result
 
-    def drawPrimitive(self, element: QStyle.PrimitiveElement, option: QStyleOption,  # noqa: N802
+    def drawPrimitive(self, element: QStyle.PrimitiveElement, option: QStyleOption,
                       painter: QPainter, widget: QWidget | None = None) -> None:
         if (element != QStyle.PrimitiveElement.PE_IndicatorRadioButton
                 or not is_dark(option.palette)):

@@ -65,7 +65,7 @@ def _placeholder() -> QImage:
 class SafeTextDocument(QTextDocument):
     """A document that loads no resource: images in its text stay unloaded placeholders."""
 
-    def loadResource(self, kind: int, url: QUrl) -> object:  # noqa: N802 - Qt's name
+    def loadResource(self, kind: int, url: QUrl) -> object:
         return refuse_resource(kind, url)
 
 
@@ -91,7 +91,7 @@ class SafeTextBrowser(QTextBrowser):
         self.setOpenExternalLinks(False)
         self.anchorClicked.connect(self._on_anchor)
 
-    def loadResource(self, kind: int, url: QUrl) -> object:  # noqa: N802 - Qt's name
+    def loadResource(self, kind: int, url: QUrl) -> object:
         return refuse_resource(kind, url)
 
     def _on_anchor(self, url: QUrl) -> None:

@@ -30,7 +30,7 @@ def is_guarded_kind(widget: QWidget) -> bool:
 class WheelGuard(QObject):
     """The event filter: a wheel over an unfocused value widget goes to its parent."""
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if (event.type() == QEvent.Type.Wheel and isinstance(watched, QWidget)
                 and not watched.hasFocus()):
             event.ignore()  # ignored and filtered: Qt offers it to the parent widget

@@ -127,7 +127,7 @@ class ChatTemplate:
                                     "memory than this computer has") from None
         except ChatTemplateError:
             raise
-        except Exception as exc:  # noqa: BLE001 - see the docstring
+        except Exception as exc:  # see the docstring
             raise ChatTemplateError(f"the model's chat template failed: "
                                     f"{type(exc).__name__}: {exc}") from exc
         finally:
@@ -362,7 +362,7 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
         _predict_binop(operator_, left, right)
         return _check_result(super().call_binop(context, operator_, left, right))
 
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any  # noqa: N805
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any
              ) -> Any:
         budget = _budget()
         budget.step()
@@ -398,7 +398,7 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
             return wrapped(*args, **kwargs)
         return checked
 
-    def getattr(self, obj: Any, attribute: str) -> Any:  # noqa: A003 - Jinja's name
+    def getattr(self, obj: Any, attribute: str) -> Any:  # Jinja's name
         _budget().step()
         return super().getattr(obj, attribute)
 
@@ -412,7 +412,7 @@ def _strftime_now(fmt: str) -> str:
 
 
 @lru_cache(maxsize=16)
-def _compile(text: str):  # noqa: ANN202 - jinja's Template type is not worth importing
+def _compile(text: str):  # jinja's Template type is not worth importing
     env = _BoundedSandbox(trim_blocks=True, lstrip_blocks=True)
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now

@@ -129,7 +129,7 @@ def _new_run(ws: Workspace, args: argparse.Namespace) -> str:
         raise BadInput("--data FILE is needed to start a run (or --resume RUN_ID)")
     try:
         record = ws.library.get(args.model) if args.model else ws.library.default()
-    except Exception as exc:  # noqa: BLE001 - the library's message is for the person
+    except Exception as exc:  # the library's message is for the person
         raise BadInput(str(exc)) from exc
     if record is None:
         raise BadInput("no model installed: import one with 'hearth models import PATH'")

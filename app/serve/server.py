@@ -79,7 +79,7 @@ class _Handler(GuardedHandler):
     def hearth(self) -> LocalServer:
         return self.server.hearth  # type: ignore[attr-defined]
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+    def log_message(self, format: str, *args: Any) -> None:  # base signature
         log.info("%s %s", self.address_string(), format % args)
 
     # ------------------------------------------------------------ plumbing
@@ -132,7 +132,7 @@ class _Handler(GuardedHandler):
 
     # ------------------------------------------------------------- methods
 
-    def do_OPTIONS(self) -> None:  # noqa: N802 - http.server's naming
+    def do_OPTIONS(self) -> None:
         """A CORS preflight: browsers send it without the key."""
         if not self._guard(needs_key=False):
             return
@@ -145,7 +145,7 @@ class _Handler(GuardedHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         if not self._guard():
             return
         path = unquote(self.path.split("?", 1)[0].rstrip("/"))
@@ -157,7 +157,7 @@ class _Handler(GuardedHandler):
         else:
             self.send_json(404, ServeError(404, f"no such endpoint or model: {path}").body())
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         if not self._guard():
             return
         path = self.path.split("?", 1)[0].rstrip("/")

@@ -170,7 +170,7 @@ def main() -> None:
     job = json.loads(Path(sys.argv[1]).read_text("utf-8"))
     try:
         result = run(job)
-    except Exception as exc:  # noqa: BLE001 - reported to the parent as a failed check
+    except Exception as exc:  # reported to the parent as a failed check
         print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
         sys.exit(1)
     print(json.dumps(result), flush=True)

@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         write_folder(args.base, args.adapter, args.out)
-    except Exception as exc:  # noqa: BLE001 - reported as one line to the parent
+    except Exception as exc:  # reported as one line to the parent
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0

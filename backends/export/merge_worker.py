@@ -73,7 +73,7 @@ def merge_run(run_dir: Path) -> dict[str, Any]:
 def main() -> None:
     try:
         result = merge_run(Path(sys.argv[1]))
-    except Exception as exc:  # noqa: BLE001 - reported to the parent as a failed merge
+    except Exception as exc:  # reported to the parent as a failed merge
         result = {"error": f"{type(exc).__name__}: {exc}"}
     print(json.dumps(result), flush=True)
     sys.exit(1 if "error" in result else 0)

@@ -262,7 +262,7 @@ class GrammarGuard:
             self._array.size, self._array.selected, self._array.sorted = len(scores), -1, False
             _llama.llama_sampler_apply(self._sampler, ctypes.byref(self._array))
             masked = self._view["logit"].copy()
-        except Exception as exc:  # noqa: BLE001 - see the docstring
+        except Exception as exc:  # see the docstring
             self.problem = f"the grammar could not be applied: {exc}"
             return scores
         if not np.isfinite(masked).any():

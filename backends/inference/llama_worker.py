@@ -94,7 +94,7 @@ class Worker:
                 self.channel.send(p.Error("out_of_memory", "the worker ran out of memory; "
                                           "try a smaller model or a shorter context",
                                           getattr(command, "request_id", None)))
-            except Exception as exc:  # noqa: BLE001 - one request must never end the worker
+            except Exception as exc:  # one request must never end the worker
                 self.channel.send(unexpected(command, exc, self.llm))
         if self.llm is not None:
             self.llm.close()

@@ -95,7 +95,7 @@ class LayerCompiler:
         self.report = CompileReport(step, eager_tokens_per_s, remaining_eager_s)
         try:
             get_cpp_compiler()
-        except Exception as exc:  # noqa: BLE001 - inductor's own search, its own errors
+        except Exception as exc:  # inductor's own search, its own errors
             self.report.failed, self.report.kept = f"no C++ compiler: {exc}"[:200], False
             return False
         # A frame inductor cannot compile later (a new shape) runs eager, not fails.

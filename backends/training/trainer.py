@@ -268,7 +268,7 @@ class Trainer:
             self.compiler.begin_step()
             try:
                 loss, n_tokens = self.train_step()
-            except Exception as exc:  # noqa: BLE001 - only a first compiled step's
+            except Exception as exc:  # only a first compiled step's
                 if not self.compiler.verifying or self.compiler.report.compile_s is not None:
                     raise
                 self.compiler.fail(exc)

@@ -406,7 +406,7 @@ def main() -> None:
                            "size or the maximum sequence length"))
         RunFolder(run_dir).write_state(status="failed", error="out of memory")
         code = 1
-    except Exception as exc:  # noqa: BLE001 - every failure becomes an event for the person
+    except Exception as exc:  # every failure becomes an event for the person
         from backends.export.gguf_export import ExportError
         from backends.training.base_model import BaseModelError
 

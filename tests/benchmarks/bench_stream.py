@@ -38,13 +38,13 @@ from dataclasses import dataclass
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer, Signal  # noqa: E402
-from PySide6.QtWidgets import QApplication  # noqa: E402
+from PySide6.QtCore import QEventLoop, QObject, Qt, QTimer, Signal
+from PySide6.QtWidgets import QApplication
 
-from app.chat.turn import PendingReply  # noqa: E402
-from app.inference import protocol as p  # noqa: E402
-from app.workspace import Workspace, open_workspace  # noqa: E402
-from ui.chat.message_body import MessageBody  # noqa: E402
+from app.chat.turn import PendingReply
+from app.inference import protocol as p
+from app.workspace import Workspace, open_workspace
+from ui.chat.message_body import MessageBody
 
 TARGET_MS = 50.0
 
@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             request_id = f"bench-{len(results)}"
             reply = PendingReply(cid, request_id)
             chat.session.pending[request_id] = reply
-            chat._start(lambda _sampling: reply)  # noqa: SLF001 - the same path as send()
+            chat._start(lambda _sampling: reply)  # the same path as send()
             view.scroll_to_bottom()
             feeder = Feeder(window.bridge.event.emit, request_id, tokens, args.rate)
             meter.start()
@@ -245,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             chat.open_conversation(cid)
             open_s = time.perf_counter() - started
-            spin_until(lambda: not view._to_build and not view.render_queue.jobs, 120)  # noqa: SLF001
+            spin_until(lambda: not view._to_build and not view.render_queue.jobs, 120)
             complete_s = time.perf_counter() - started
             r = meter.stop()
             results.append(Result(f"open {args.history} long messages", **r,
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             stream(f"stream {args.tokens} tokens while scrolling", scrolling=True)
 
         # 5. Baseline: re-render the whole reply as Markdown on every token.
-        chat.bridge.event.disconnect(chat._on_event)  # noqa: SLF001 - the baseline owns events
+        chat.bridge.event.disconnect(chat._on_event)  # the baseline owns events
         naive = MessageBody()
         view.list_layout.insertWidget(view.list_layout.count() - 3, naive)
         naive.show()

@@ -100,7 +100,7 @@ class ChatPage(QWidget):
             QLabel#statsLabel {{ color: {mix(base, text, 0.55)}; font-size: 11px; }}
         """)
 
-    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt's name
+    def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)
         if event.type() == QEvent.Type.PaletteChange:
             self._restyle()

@@ -52,7 +52,7 @@ class Composer(QFrame):
         self._on_text_changed()
         self._update()
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is self.editor and event.type() == QEvent.Type.Resize:
             self._on_text_changed()  # a narrower box wraps the hint onto more lines
         if watched is self.editor and event.type() == QEvent.Type.KeyPress:

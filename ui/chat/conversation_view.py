@@ -313,7 +313,7 @@ class ConversationView(QScrollArea):
                                                color: {text.name()}; }}
         """)
 
-    def changeEvent(self, event: QEvent) -> None:  # noqa: N802 - Qt's name
+    def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)
         if event.type() == QEvent.Type.PaletteChange:
             self._restyle()

@@ -145,7 +145,7 @@ def _style(dark: bool) -> StyleMeta:
 
 
 @lru_cache(maxsize=64)
-def _lexer(language: str):  # noqa: ANN202 - a Pygments lexer
+def _lexer(language: str):  # a Pygments lexer
     aliases = {"py": "python", "js": "javascript", "ts": "typescript", "sh": "bash",
                "shell": "bash", "console": "bash", "yml": "yaml", "c++": "cpp"}
     try:

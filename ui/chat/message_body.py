@@ -83,7 +83,7 @@ class MessageBody(SafeTextBrowser):
         self._end.movePosition(QTextCursor.MoveOperation.End)
         self._fences = FenceStream()
 
-    def append(self, text: str) -> None:  # noqa: A003 - QTextEdit's name, our meaning
+    def append(self, text: str) -> None:  # QTextEdit's name, our meaning
         """Stream ``text`` in at the end: only the last paragraph is laid out again."""
         if self._end is None:
             self.set_plain("")
@@ -131,8 +131,8 @@ class MessageBody(SafeTextBrowser):
         else:
             super()._on_anchor(url)
 
-    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt's name
+    def wheelEvent(self, event: QWheelEvent) -> None:
         event.ignore()  # let the conversation's scroll area scroll
 
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+    def sizeHint(self) -> QSize:
         return QSize(super().sizeHint().width(), self.height())

@@ -223,7 +223,7 @@ class MessageWidget(QFrame):
         self.append(prefix)
         self._update_footer()
 
-    def append(self, text: str, tokens: int = 0) -> None:  # noqa: A003
+    def append(self, text: str, tokens: int = 0) -> None:
         """Stream ``text`` in at the end, starting a new piece where the text is cut."""
         if not text:
             return
@@ -369,7 +369,7 @@ class MessageWidget(QFrame):
         self.editor.moveCursor(QTextCursor.MoveOperation.End)
         self._update_footer()
 
-    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         """The editor's keys, as in the composer: Enter sends, Shift+Enter is a new line,
         Esc cancels. Esc is claimed before the window's own Esc (Stop) can take it."""
         if watched is not self.editor or event.type() not in (

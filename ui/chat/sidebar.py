@@ -69,7 +69,7 @@ class ConversationListModel(QAbstractListModel):
         self.rows = self.chat.store.list(search=self.search or None)
         self.endResetModel()
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802, B008
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self.rows)
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -88,7 +88,7 @@ class ConversationListModel(QAbstractListModel):
     def flags(self, index: Index) -> Qt.ItemFlag:
         return super().flags(index) | Qt.ItemFlag.ItemIsEditable
 
-    def setData(self, index: Index, value: Any,  # noqa: N802
+    def setData(self, index: Index, value: Any,
                 role: int = Qt.ItemDataRole.EditRole) -> bool:
         if role != Qt.ItemDataRole.EditRole or not str(value).strip():
             return False
@@ -232,7 +232,7 @@ class Sidebar(QFrame):
             return
         tell(self, f"Exported “{title}” to {written}")
 
-    def eventFilter(self, watched: object, event: object) -> bool:  # noqa: N802
+    def eventFilter(self, watched: object, event: object) -> bool:
         from PySide6.QtCore import QEvent
         from PySide6.QtGui import QKeyEvent
 

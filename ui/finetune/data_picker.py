@@ -39,7 +39,7 @@ def check_dataset(path: Path) -> Dataset | DatasetError:
         return load_dataset(path)
     except DatasetError as exc:
         return exc
-    except Exception as exc:  # noqa: BLE001 - any failure is shown, never raised
+    except Exception as exc:  # any failure is shown, never raised
         return DatasetError(path, [f"{path.name} cannot be read: {exc}"])
 
 

@@ -125,12 +125,12 @@ class FineTuneTab(QWidget):
         """Connect to DatasetsView.changed (see :meth:`SetupPage.refresh_corrections`)."""
         self.setup.refresh_corrections(count)
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt's name
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         urls = event.mimeData().urls()
         if urls and urls[0].isLocalFile():
             event.acceptProposedAction()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt's name
+    def dropEvent(self, event: QDropEvent) -> None:
         urls = event.mimeData().urls()
         if urls and urls[0].isLocalFile():
             self.pages.setCurrentIndex(PAGE_SETUP)

@@ -38,5 +38,5 @@ class TrainingBridge(QObject):
         self.client.cancel()
         try:
             self.client.wait(timeout)
-        except Exception:  # noqa: BLE001 - subprocess.TimeoutExpired: it would not stop
+        except Exception:  # subprocess.TimeoutExpired: it would not stop
             self.client.kill()

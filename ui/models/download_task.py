@@ -71,7 +71,7 @@ class DownloadTask(QObject):
         except DownloadCancelled:
             self.state = "cancelled"
             self.cancelled.emit()
-        except Exception as exc:  # noqa: BLE001 - every failure becomes a message
+        except Exception as exc:  # every failure becomes a message
             self.state = "failed"
             self.failed.emit(str(exc))
         else:

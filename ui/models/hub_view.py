@@ -307,7 +307,7 @@ class HubView(QWidget):
         try:
             task = DownloadTask(self.workspace.home, self.workspace.library, file, self,
                                 endpoint=self.client_factory().endpoint)
-        except Exception as exc:  # noqa: BLE001 - shown to the person
+        except Exception as exc:  # shown to the person
             self.status.fail(str(exc))
             return None
         row = self._add_row(task)
@@ -341,7 +341,7 @@ class HubView(QWidget):
             try:
                 task = DownloadTask(self.workspace.home, self.workspace.library,
                                     hub_file_from_pending(pending), self)
-            except Exception:  # noqa: BLE001, S112 - a sidecar we cannot use is skipped
+            except Exception:  # a sidecar we cannot use is skipped
                 continue
             task.state = "paused"
             self._add_row(task).show_paused(pending.done, pending.size)

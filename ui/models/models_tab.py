@@ -206,7 +206,7 @@ class ModelsTab(QWidget):
         alive = proc is not None and proc.poll() is None
         return system_memory(worker_pid=proc.pid if alive and proc else None)
 
-    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt's name
+    def showEvent(self, event: QShowEvent) -> None:
         """Free memory changes while the app runs; re-measure whenever the tab is shown."""
         super().showEvent(event)
         if self.system is not None and not self.background.busy:
@@ -342,11 +342,11 @@ class ModelsTab(QWidget):
 
     # ------------------------------------------------------------ drag and drop
 
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt's name
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if any(u.toLocalFile().lower().endswith(".gguf") for u in event.mimeData().urls()):
             event.acceptProposedAction()
 
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt's name
+    def dropEvent(self, event: QDropEvent) -> None:
         paths = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.isLocalFile()]
         ggufs = [p for p in paths if p.suffix.lower() == ".gguf"]
         if not ggufs:

@@ -283,5 +283,5 @@ def _alive(pid: Any) -> bool:
 
         proc = psutil.Process(pid)
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except Exception:  # noqa: BLE001 - no such process, or no permission to look
+    except Exception:  # no such process, or no permission to look
         return False
