@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.cli.bench import SPECULATIVE_TASKS
+from app.bench.speculative import SPECULATIVE_TASKS
 from app.inference import protocol as p
 from app.inference.client import InferenceClient
 from app.settings import LoadSettings

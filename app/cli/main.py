@@ -352,8 +352,10 @@ def _doctor(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def _bench(ws: Workspace, args: argparse.Namespace) -> int:
-    from app.cli.bench import run_inference_bench, run_speculative_bench, run_threads_bench
-    from app.cli.bench_finetune import run_finetune_bench
+    from app.bench.finetune import run_finetune_bench
+    from app.bench.inference import run_inference_bench
+    from app.bench.speculative import run_speculative_bench
+    from app.bench.threads import run_threads_bench
 
     if args.bench_command == "finetune":
         result = run_finetune_bench(ws, args.model, steps=args.steps, records=args.records,

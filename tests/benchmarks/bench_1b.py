@@ -25,7 +25,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from tests.benchmarks.bench_train import make_dataset
+from backends.bench.finetune import make_dataset
 from tests.tiny_model import llama_writer
 
 ROOT = Path(__file__).resolve().parents[2]

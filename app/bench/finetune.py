@@ -1,6 +1,6 @@
 """``hearth bench finetune``: Hearth's training loop against transformers ``Trainer`` + PEFT.
 
-Runs :mod:`backends.training.bench_finetune` as a child (the app never imports torch):
+Runs :mod:`backends.bench.finetune` as a child (the app never imports torch):
 each side in its own process, one after the other, and Hearth's MFU against the matmul
 peak measured in the same run.
 """
@@ -24,7 +24,7 @@ def run_finetune_bench(ws: Workspace, model: str | None, *, steps: int, records:
     path = Path(model) if model else find_starter_gguf()
     if path is None or not path.is_file():
         raise RuntimeError(f"no model file at {path}: pass --model PATH to a GGUF file")
-    out = run_module("backends.training.bench_finetune", [
+    out = run_module("backends.bench.finetune", [
         "--model", str(path), "--steps", str(steps), "--records", str(records),
         "--batch-size", str(batch_size), "--max-seq-len", str(max_seq_len),
         "--threads", str(threads), "--dtype", dtype, "--repeat", str(repeat),
