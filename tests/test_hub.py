@@ -16,18 +16,18 @@ from app.models.download import (
     DownloadCancelled,
     DownloadPaused,
     HashMismatch,
-    pending_downloads,
 )
 from app.models.hub import HubClient, HubError, quant_from_filename
+from app.models.partial_download import pending_downloads
 from tests.gguf_factory import write_tiny_gguf
-from tests.hub_server import FakeHub, fake_hub  # noqa: F401 - pytest fixture
+from tests.hub_server import FakeHub
 
 REPO = "someone/Tiny-Chat-GGUF"
 FILE = "tiny-chat-Q4_K_M.gguf"
 
 
 @pytest.fixture
-def served(fake_hub: FakeHub, tmp_path: Path) -> tuple[FakeHub, bytes]:  # noqa: F811
+def served(fake_hub: FakeHub, tmp_path: Path) -> tuple[FakeHub, bytes]:
     data = write_tiny_gguf(tmp_path / "src.gguf", pad_to=200_000).read_bytes()
     small = write_tiny_gguf(tmp_path / "small.gguf", seed=1).read_bytes()
     fake_hub.add_repo(REPO, {FILE: data, "tiny-chat-Q8_0.gguf": small,

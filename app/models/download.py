@@ -3,27 +3,22 @@
 Downloads are the part people complain about in other apps, so this module owns the
 whole transfer instead of delegating to ``hf_hub_download``:
 
-* **Resumable.** Bytes go to ``downloads/<sha256>.part`` next to a small JSON sidecar
-  (repo, file, pinned commit, expected size and SHA-256). Pausing, a dropped
-  connection or closing the app leaves both behind; the next attempt for the same file
-  (same expected hash) continues with an HTTP ``Range`` request.
+* **Resumable.** Bytes go to ``downloads/<sha256>.part`` next to a small JSON sidecar;
+  pausing, a dropped connection or closing the app leaves both behind, and the next
+  attempt for the same file continues with an HTTP ``Range`` request. What a partial
+  download leaves on disk (the sidecar, the list of pending downloads, the one-writer
+  lock) is :mod:`app.models.partial_download`; this module is the transfer itself.
 * **Verified.** The expected SHA-256 and size come from the hub's LFS metadata. The
   bytes are hashed as they arrive (a resumed download re-reads only what it kept);
   the complete file must match, and parse with :func:`app.models.gguf_file.read_gguf`,
   before it is moved (one atomic rename) into ``models/`` and registered. A file
   without a hub hash is refused rather than trusted; a mismatch deletes the partial.
-* **One writer.** An OS lock (``<sha256>.lock``) keeps two windows, or a window and
-  the CLI, from appending to the same partial file; it dies with its process.
 * **Never half-listed.** Partial files live outside ``models/`` and only the final
   rename makes a file visible, so the library never shows an unfinished model.
 * **Qt-free.** Progress goes to a plain callback; :class:`Download` is paused or
   cancelled from another thread through flags the transfer loop checks per chunk.
 
 What to download (search, a repository's files, the curated list) is :mod:`app.models.hub`.
-
-The module is long because the transfer is one state machine (sidecar, resume with a
-``Range`` request, hashing what was kept, disk-full, pause and cancel, the verified
-rename) whose invariants are easier to check in one file than across several.
 """
 
 from __future__ import annotations
@@ -31,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import json
 import logging
 import os
 import re
@@ -40,17 +34,16 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx2
 from huggingface_hub import hf_hub_url
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-from app.atomic import atomic_write_text
 from app.models.gguf_file import GGUFError, read_gguf
-from app.models.hub import HubError, HubFile, hub_endpoint, hub_errors, quant_from_filename
+from app.models.hub import HubError, HubFile, hub_endpoint, hub_errors
 from app.models.library import Library, ModelRecord
+from app.models.partial_download import exclusive, read_sidecar, write_sidecar
 from app.paths import HearthHome, safe_stem
 from app.units import format_bytes
 
@@ -93,46 +86,7 @@ class DownloadProgress:
         return self.done / self.total if self.total else 0.0
 
 
-@dataclass
-class PendingDownload:
-    """What the sidecar of a partial download records, so it can resume after a restart."""
-
-    repo: str
-    filename: str
-    revision: str
-    sha256: str
-    size: int
-    started_at: str
-    done: int = 0
-
-    @property
-    def fraction(self) -> float:
-        return self.done / self.size if self.size else 0.0
-
-
 ProgressCallback = Callable[[DownloadProgress], None]
-
-
-def pending_downloads(home: HearthHome) -> list[PendingDownload]:
-    """Partial downloads left by a pause, a dropped connection or a closed app."""
-    found = []
-    for sidecar in sorted(home.downloads.glob("*.json")):
-        pending = _read_sidecar(sidecar)
-        if pending is not None:
-            part = sidecar.with_suffix(".part")
-            pending.done = part.stat().st_size if part.exists() else 0
-            found.append(pending)
-    return found
-
-
-def _read_sidecar(path: Path) -> PendingDownload | None:
-    try:
-        raw = json.loads(path.read_text("utf-8"))
-        return PendingDownload(repo=str(raw["repo"]), filename=str(raw["filename"]),
-                               revision=str(raw["revision"]), sha256=str(raw["sha256"]),
-                               size=int(raw["size"]), started_at=str(raw["started_at"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
 
 
 class Download:
@@ -203,14 +157,14 @@ class Download:
             if record.provenance.get("sha256") == f.sha256 and record.path.exists():
                 raise HubError(f"{f.filename} is already installed as {record.name}")
         self.home.downloads.mkdir(parents=True, exist_ok=True)
-        with _exclusive(self.home.downloads / f"{f.sha256}.lock", f.filename):
-            if not self.sidecar_path.exists() or _read_sidecar(self.sidecar_path) is None:
+        with exclusive(self.home.downloads / f"{f.sha256}.lock", f.filename):
+            if not self.sidecar_path.exists() or read_sidecar(self.sidecar_path) is None:
                 self.part_path.unlink(missing_ok=True)  # a stray partial without a record
-                self._write_sidecar()
+                write_sidecar(self.sidecar_path, self.file)
             have = self.partial_bytes
             if have > f.size:
                 self.discard()
-                self._write_sidecar()
+                write_sidecar(self.sidecar_path, self.file)
                 have = 0
             self._check_space(f.size - have)
             try:
@@ -226,13 +180,6 @@ class Download:
                 self.discard()
                 raise DownloadCancelled(f"download of {f.filename} cancelled")
             return self._finish()
-
-    def _write_sidecar(self) -> None:
-        f = self.file
-        data = {"repo": f.repo, "filename": f.filename, "revision": f.revision,
-                "sha256": f.sha256, "size": f.size,
-                "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
-        atomic_write_text(self.sidecar_path, json.dumps(data, indent=2), private=True)
 
     def _check_space(self, needed: int) -> None:
         free = shutil.disk_usage(self.home.downloads).free
@@ -445,37 +392,3 @@ class _SpeedMeter:
     def speed(self) -> float:
         (t0, b0), (t1, b1) = self.samples[0], self.samples[-1]
         return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
-
-
-@contextlib.contextmanager
-def _exclusive(lock_path: Path, filename: str):  # type: ignore[no-untyped-def]
-    """Hold an OS lock for one file's download, so two windows or a window and the CLI
-    never append to the same partial file. The lock dies with the process, so a crash
-    leaves nothing stale; the lock file itself is removed on the way out."""
-    fh = lock_path.open("a+b")
-    try:
-        try:
-            if os.name == "nt":
-                import msvcrt
-
-                msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-            else:
-                import fcntl
-
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            raise HubError(f"{filename} is already being downloaded by another Hearth "
-                           "window or command; wait for it or cancel it there") from exc
-        try:
-            yield
-        finally:
-            lock_path.unlink(missing_ok=True)
-    finally:
-        fh.close()
-
-
-def hub_file_from_pending(pending: PendingDownload) -> HubFile:
-    """Rebuild the :class:`HubFile` of a partial download from its sidecar (to resume)."""
-    return HubFile(repo=pending.repo, filename=pending.filename, size=pending.size,
-                   sha256=pending.sha256, revision=pending.revision,
-                   quant=quant_from_filename(pending.filename))

@@ -31,9 +31,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.models.curated import CuratedModel, load_curated
-from app.models.download import hub_file_from_pending, pending_downloads
 from app.models.hub import HubClient, HubFile, SearchResult
 from app.models.memory_fit import SystemMemory, check_fit, estimate_memory
+from app.models.partial_download import hub_file_from_pending, pending_downloads
 from app.units import format_bytes
 from app.workspace import Workspace
 from ui.background import Background
