@@ -8,6 +8,7 @@ Nothing is written outside the home except explicit exports.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import stat
@@ -75,7 +76,7 @@ class HearthHome:
 
     @property
     def base_model_cache(self) -> Path:
-        """Bases converted for training (:func:`app.finetune.plan.conversion_folder`);
+        """Bases converted for training (:func:`conversion_folder`);
         the worker reads ``HEARTH_CACHE`` instead where set (tests and benchmarks share
         one conversion across homes)."""
         return self.root / "cache" / "base-models"
@@ -91,6 +92,28 @@ class HearthHome:
                        self.downloads):
             folder.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def file_key(path: Path) -> str:
+    """A cache key for what was computed from a model file: its path, size and mtime (a
+    replaced file gets a new key; hashing gigabytes for it would take longer)."""
+    st = path.stat()
+    raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()
+    return hashlib.sha256(raw).hexdigest()[:24]
+
+
+def conversion_folder(gguf: Path, cache_dir: Path) -> Path:
+    """Where a GGUF's conversion for training is kept (``cache_dir``: the home's
+    :attr:`HearthHome.base_model_cache`, or ``HEARTH_CACHE``'s)."""
+    return cache_dir / file_key(gguf)
+
+
+def is_converted(gguf: Path, cache_dir: Path) -> bool:
+    """Whether the next run on ``gguf`` skips the conversion (half a minute)."""
+    try:
+        return (conversion_folder(gguf, cache_dir) / "complete").exists()
+    except OSError:
+        return False
 
 
 def private_folder(root: Path) -> None:

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from app.finetune.datasets import DatasetError, load_dataset
-from app.finetune.settings import LoraSettings, Machine, preset
+from app.finetune.settings import LoraSettings, preset
+from app.machine.profile import Machine
 
 
 def _jsonl(path: Path, rows: list[object]) -> Path:

@@ -16,7 +16,8 @@ import pytest
 from app.cli.finetune import _new_run
 from app.finetune.advice import fact_advice
 from app.finetune.datasets import load_dataset
-from app.finetune.settings import Machine, preset
+from app.finetune.settings import preset
+from app.machine.profile import Machine
 from app.workspace import Workspace
 from tests.finetune_fixtures import write_jsonl
 

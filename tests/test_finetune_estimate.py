@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from app.finetune.settings import Machine, estimate
+from app.finetune.estimate import Compute, ModelShape, Overheads, Workload, estimate
+from app.machine.profile import Machine
 
 GiB = 2**30
 
@@ -93,14 +94,14 @@ RECORDED = [
 ]
 
 def _estimate(r: Recorded):
-    tokens = int(r.steps * r.batch * r.tokens_per_record)
-    return estimate(n_params=r.n_params, train_tokens=tokens, steps_tokens=tokens,
-                    hidden=r.hidden, n_layers=r.layers, vocab=r.vocab,
+    work = Workload(ModelShape(r.n_params, r.hidden, r.layers, r.vocab),
+                    steps_tokens=int(r.steps * r.batch * r.tokens_per_record),
                     micro_batch_tokens=int(r.batch * r.tokens_per_record),
-                    target_fraction=r.target_fraction,
-                    machine=Machine(cpu_cores=2, memory_bytes=24 * GiB), whole_run=True,
-                    export_gguf=r.export_gguf, eval_tokens=r.eval_tokens, dtype=r.dtype,
-                    quant=r.quant, converted=r.converted, compile=r.compile)
+                    target_fraction=r.target_fraction, eval_tokens=r.eval_tokens)
+    compute = Compute(Machine(cpu_cores=2, memory_bytes=24 * GiB), dtype=r.dtype,
+                      compile=r.compile)
+    return estimate(work, compute, Overheads(r.quant if r.export_gguf else None,
+                                             converted=r.converted))
 
 
 @pytest.mark.parametrize("case", RECORDED, ids=[r.name for r in RECORDED])
@@ -111,7 +112,7 @@ def test_estimate_within_25_percent_of_the_recorded_run(case: Recorded) -> None:
 
 
 def test_a_wider_model_trains_more_flops_per_second_per_core() -> None:
-    from app.finetune.settings import cpu_flops_per_core
+    from app.finetune.estimate import cpu_flops_per_core
 
     for dtype in ("float32", "bfloat16"):
         rates = [cpu_flops_per_core(h, dtype) for h in (256, 576, 1024, 2048, 4096)]
@@ -119,7 +120,7 @@ def test_a_wider_model_trains_more_flops_per_second_per_core() -> None:
 
 
 def test_a_busy_cpu_stretches_the_workers_first_estimate_by_the_probes_measurement() -> None:
-    from backends.training.dtype_probe import DtypeChoice
+    from app.finetune.runs.reports import DtypeChoice
     from backends.training.phase_times import QUIET_PROBE_GFLOPS_PER_CORE, busy_factor
 
     quiet = DtypeChoice("float32", "", fp32_gflops=2 * QUIET_PROBE_GFLOPS_PER_CORE)
@@ -147,7 +148,8 @@ def test_the_last_run_calibrates_the_next_estimate_per_dtype_as_a_ratio(tmp_path
 
 
 def test_export_time_is_remembered_per_quantization(tmp_path) -> None:
-    from app.finetune.settings import EXPORT_S_PER_GPARAM, ExportSettings
+    from app.finetune.estimate import EXPORT_S_PER_GPARAM
+    from app.finetune.settings import ExportSettings
     from backends.training.phase_times import PhaseTimes
 
     path = tmp_path / "phase_times.json"

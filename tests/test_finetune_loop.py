@@ -91,7 +91,7 @@ def test_tokenization_puts_loss_on_assistant_replies_only(tiny_gguf: Path,  # no
 def test_safetensors_folder_base_and_pickles_refused(tiny_gguf: Path,  # noqa: F811
                                                      hearth_cache: Path,  # noqa: F811
                                                      tmp_path: Path) -> None:
-    from app.finetune.plan import conversion_folder
+    from app.paths import conversion_folder
     from backends.training.base_model import BaseModelError
 
     from_gguf = load_base(tiny_gguf, cache_dir=hearth_cache)

@@ -19,7 +19,8 @@ from app.finetune.runs.folder import RunFolder, RunInfo, create_run, list_runs, 
 from app.finetune.runs.records import Fidelity, RunSpec, RunSummary
 from app.finetune.runs.resume import resume_offer
 from app.finetune.runs.status import RunStatus, can_resume
-from app.finetune.settings import ExportSettings, LoraSettings, Machine
+from app.finetune.settings import ExportSettings, LoraSettings
+from app.machine.profile import Machine
 from app.workspace import Workspace
 from backends.training.batching import Plan
 from tests.finetune_fixtures import fact_rows, write_jsonl

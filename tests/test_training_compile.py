@@ -9,16 +9,16 @@ from pathlib import Path
 import torch
 
 from app.finetune import protocol as tp
-from app.finetune.settings import (
+from app.finetune.estimate import (
     COMPILE_COST_S,
     COMPILE_ENV,
     COMPILE_GAIN,
     COMPILE_MAX_HIDDEN,
-    LoraSettings,
     compile_mode,
     training_seconds,
     worth_compiling,
 )
+from app.finetune.settings import LoraSettings
 from backends.training.data import Tokenized
 from backends.training.trainer import Trainer
 from tests.finetune_fixtures import tiny_lora_llama

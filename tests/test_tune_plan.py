@@ -9,16 +9,10 @@ import pytest
 
 from app.chat.template import ChatTemplate, assistant_spans
 from app.finetune.datasets import Example, load_dataset
+from app.finetune.estimate import CONVERT_S, EXPORT_S_PER_GPARAM, LOAD_S_PER_GPARAM, STARTUP_S
 from app.finetune.plan import model_facts, plan_run, render_example
-from app.finetune.settings import (
-    CONVERT_S,
-    EXPORT_S_PER_GPARAM,
-    LOAD_S_PER_GPARAM,
-    STARTUP_S,
-    ExportSettings,
-    LoraSettings,
-    Machine,
-)
+from app.finetune.settings import ExportSettings, LoraSettings
+from app.machine.profile import Machine
 from app.models.gguf_file import read_gguf
 from app.models.library import ModelRecord
 from tests.finetune_fixtures import fact_rows, write_jsonl

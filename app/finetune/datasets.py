@@ -39,8 +39,9 @@ from app.units import count
 
 FORMATS = ("openai", "sharegpt", "alpaca", "text")
 MAX_SHOWN_ISSUES = 20
-# A rough characters-per-token ratio for English BPE vocabularies; only used for the
-# "about N tokens" figure shown before the worker has counted exactly.
+# A rough characters-per-token ratio for English BPE vocabularies: the "about N tokens"
+# figure and the plan's token counts (app.finetune.plan, on the rendered text) before
+# the worker has counted exactly.
 CHARS_PER_TOKEN = 4.0
 # Limits on what a stranger's file can make us hold in memory. Far beyond any real
 # fine-tuning set for a local model (a record is cut to max_seq_len tokens anyway), far

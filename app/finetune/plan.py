@@ -1,37 +1,36 @@
-"""What a fine-tuning run will look like, before it starts: preview and estimate.
+"""What a fine-tuning run will look like, before it starts: its records and its plan.
 
 The Fine-tune tab shows the first records exactly as they will be trained (rendered with
-the base model's own chat template, the spans that carry loss marked) and an estimate of
-time and peak memory for the chosen preset. Both are computed here from the GGUF header
-and the checked dataset, without a tokenizer or torch, so they are instant; the worker
-replaces the estimate with exact token counts and then a measurement once it runs.
+the base model's own chat template, the spans that carry loss marked) and the run's
+plan: its steps, records and tokens, priced by the estimate
+(:mod:`app.finetune.estimate`). Both come from the GGUF header and the checked dataset,
+without a tokenizer or torch, so they are instant; the worker replaces the figures with
+exact token counts and then a measurement once it runs.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 from app.chat.template import ChatTemplate, assistant_spans
-from app.finetune.datasets import Dataset, Example, split_examples
-from app.finetune.settings import (
+from app.finetune.datasets import CHARS_PER_TOKEN, Dataset, Example, split_examples
+from app.finetune.estimate import (
+    Compute,
     Estimate,
-    ExportSettings,
-    LoraSettings,
-    Machine,
+    ModelShape,
+    Overheads,
+    Workload,
     compile_mode,
     estimate,
 )
+from app.finetune.settings import ExportSettings, LoraSettings
+from app.machine.profile import Machine
 from app.models.architectures import UnsupportedArchitecture, architecture
 from app.models.gguf_file import read_gguf
 from app.models.library import ModelRecord
 from app.models.live import live_only_refusal
 
-# Tokens per character of chat-template text; the same rough figure the dataset check
-# uses (app.finetune.datasets.CHARS_PER_TOKEN), applied to the rendered text.
-CHARS_PER_TOKEN = 4.0
 ESTIMATE_SAMPLE = 500  # records rendered to measure the average size
 
 
@@ -47,6 +46,11 @@ class ModelFacts:
     layers: int
     refusal: str | None = None
     """Why Hearth cannot fine-tune this model (its architecture is not in the table)."""
+
+    @property
+    def shape(self) -> ModelShape:
+        return ModelShape(parameters=self.parameters, hidden=self.hidden,
+                          layers=self.layers, vocab=self.vocab)
 
 
 def model_facts(record: ModelRecord) -> ModelFacts:
@@ -161,27 +165,6 @@ def measure(dataset: Dataset, template: ChatTemplate) -> DataShape:
                      target_fraction=target_chars / max(1, chars))
 
 
-def file_key(path: Path) -> str:
-    """A cache key for what was computed from a model file: its path, size and mtime (a
-    replaced file gets a new key; hashing gigabytes for it would take longer)."""
-    st = path.stat()
-    raw = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()
-    return hashlib.sha256(raw).hexdigest()[:24]
-
-
-def conversion_folder(gguf: Path, cache_dir: Path) -> Path:
-    """Where a GGUF's conversion for training is kept."""
-    return cache_dir / file_key(gguf)
-
-
-def is_converted(gguf: Path, cache_dir: Path) -> bool:
-    """Whether the next run on ``gguf`` skips the conversion (half a minute)."""
-    try:
-        return (conversion_folder(gguf, cache_dir) / "complete").exists()
-    except OSError:
-        return False
-
-
 def plan_run(facts: ModelFacts, dataset: Dataset, settings: LoraSettings,
              machine: Machine, shape: DataShape | None = None,
              export: ExportSettings | None = None, converted: bool = True,
@@ -196,16 +179,16 @@ def plan_run(facts: ModelFacts, dataset: Dataset, settings: LoraSettings,
     per_record = min(settings.max_seq_len, shape.chars_per_record / CHARS_PER_TOKEN)
     steps = total_steps(len(train), settings)
     evals = validation_passes(settings, steps)
-    guess = estimate(
-        n_params=facts.parameters,
-        train_tokens=int(per_record * len(train)),
+    work = Workload(
+        model=facts.shape,
         steps_tokens=int(steps * settings.batch_size * settings.grad_accumulation * per_record),
-        hidden=facts.hidden, n_layers=facts.layers, vocab=facts.vocab,
         micro_batch_tokens=int(settings.batch_size * per_record),
-        target_fraction=shape.target_fraction, machine=machine, gpu=machine.has_gpu,
-        whole_run=True, export_gguf=export.gguf and not export.live,
-        eval_tokens=int(evals * len(val) * per_record), dtype=machine.likely_dtype,
-        quant=export.quant, converted=converted, compile=compile_mode())
+        target_fraction=shape.target_fraction, eval_tokens=int(evals * len(val) * per_record))
+    compute = Compute(machine=machine, gpu=machine.has_gpu, dtype=machine.likely_dtype,
+                      compile=compile_mode())
+    ends = Overheads(export_quant=export.quant if export.gguf and not export.live else None,
+                     converted=converted)
+    guess = estimate(work, compute, ends)
     guess.seconds += recall_s
     return RunPlan(train_records=len(train), val_records=len(val), total_steps=steps,
                    approx_train_tokens=int(per_record * len(train)), estimate=guess)

@@ -23,7 +23,8 @@ from typing import Any
 
 from app.finetune.dataset_records import Example
 from app.finetune.datasets import Dataset
-from app.finetune.settings import Machine, preset_label
+from app.finetune.settings import preset_label
+from app.machine.profile import Machine
 from app.paths import HearthHome
 from app.teach import judge
 from app.teach.probes import general_prompts

@@ -1,4 +1,4 @@
-"""Fine-tuning settings, presets and the up-front estimate of time and memory.
+"""Fine-tuning settings and presets.
 
 Qt-free and torch-free: the GUI and the CLI choose settings here, the training worker
 receives them as JSON in the run folder (``run.json``), so a run's settings always lie
@@ -8,13 +8,11 @@ where it is typed, not twenty minutes into a run.
 
 from __future__ import annotations
 
-import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from app.finetune.fidelity import FidelityThresholds
-from app.machine.cpu import cpu_info
-from app.machine.memory import has_nvidia_driver, total_memory_bytes
+from app.machine.profile import Machine
 
 PRESETS = ("quick", "balanced", "thorough", "facts")
 PRESET_LABELS = {"facts": "Learn facts"}
@@ -164,30 +162,6 @@ class ExportSettings:
             raise ValueError("fidelity_samples must be at least 1")
 
 
-@dataclass
-class Machine:
-    """What the presets and the estimate know about this computer."""
-
-    cpu_cores: int
-    memory_bytes: int
-    has_gpu: bool = False
-    bf16_matrix_units: bool = False
-    """The CPU advertises AMX bf16 tiles: the training worker's probe will most likely
-    measure bf16 faster and train in it. Only the estimate before Start leans on this
-    guess; the dtype itself is always chosen by measurement."""
-
-    @classmethod
-    def detect(cls) -> Machine:
-        """This computer, as :mod:`app.machine` describes it (the one probe of it)."""
-        cpu = cpu_info()
-        return cls(cpu_cores=cpu.physical_cores, memory_bytes=total_memory_bytes(),
-                   has_gpu=has_nvidia_driver(), bf16_matrix_units="amx_bf16" in cpu.flags)
-
-    @property
-    def likely_dtype(self) -> str:
-        return "bfloat16" if self.bf16_matrix_units and not self.has_gpu else "float32"
-
-
 def preset(name: str, n_records: int, machine: Machine | None = None) -> LoraSettings:
     """Settings for ``name`` chosen from the dataset's size and the machine.
 
@@ -227,135 +201,3 @@ def facts_preset(n_records: int, seq: int, batch: int) -> LoraSettings:
     epochs = 6.0 if n_records < 200 else 3.0 if n_records <= 5000 else 1.5
     return LoraSettings(rank=16, alpha=32, learning_rate=1e-3, epochs=epochs,
                         batch_size=batch, max_seq_len=seq, target_modules=list(MLP_MODULES))
-
-
-# Effective speed of Hearth's LoRA loop on a CPU, per physical core, counting the
-# useful FLOPs of LoRA training (4 per frozen weight per real token: forward, and
-# backward to the activations; the output head only on target tokens). It grows with
-# the model's width: a narrow model's small matmuls and many small ops stay far from
-# the core's peak. (hidden size, FLOP/s per core) per compute dtype, measured on a
-# 2-core Sapphire Rapids VM (BENCHMARKS.md, "Fine-tuning"); interpolated log-log
-# between the points and held flat beyond them. The worker replaces this with the
-# dtype it measured, then with a measurement after its first steps, and scales it by
-# how this machine's previous run compared with it.
-CPU_RATE_BY_WIDTH = {"float32": ((576, 3.9e10), (2048, 1.3e11)),
-                     "bfloat16": ((576, 4.8e10), (2048, 1.5e11))}
-GPU_FLOPS = 4.0e13
-# Fixed costs of a whole run around the training loop, from the same measurements:
-# starting the worker and importing torch, then reading the weights (with the dtype
-# probe's timed steps); the first time a GGUF is trained on, transformers' conversion
-# of it (its GGUF reader walks the vocabulary field by field and rebuilds its
-# tensor-name map per tensor: 31-41 s measured at 0.4-1.5 B, cached afterwards by
-# backends.training.base_model); and after training the merge, GGUF export,
-# quantization and llama.cpp check, per quantization: a k-quant costs far more than
-# q8_0 (measured: q4_k_m 200 s per billion parameters at 1.07 B; q8_0 101-160 at
-# 0.14-1.51 B; BENCHMARKS.md, "Estimates").
-STARTUP_S = 8.0
-LOAD_S_PER_GPARAM = 40.0
-CONVERT_S = 30.0
-EXPORT_S_PER_GPARAM = {"f16": 60.0, "q8_0": 120.0, "q4_k_m": 200.0}
-RUNTIME_BYTES = 600 << 20  # the Python interpreter, torch and the tokenizer
-
-
-# torch.compile of the decoder layers on a CPU (backends.training.compiled): the expected
-# speed-up (the low end of the measured 1.37-1.45x) and what compiling costs on 2 cores
-# (the C++ compiler uses every core; 43-83 s measured cold, every step that built a
-# graph counted). ``auto``, the default, compiles a run whose remaining training would
-# save more than that, on models no wider than the one the gain was measured on
-# (SmolLM2-135M; in a wider model the matmuls are a larger share of a step and the gain
-# is unmeasured); the trainer keeps it only if its steps measure faster, so a run that
-# compiles ends no later than about the eager figure plus one compile.
-# ``HEARTH_TRAIN_COMPILE=off`` never compiles, ``on`` always does.
-COMPILE_ENV = "HEARTH_TRAIN_COMPILE"
-COMPILE_GAIN = 1.3
-COMPILE_COST_S = 100.0
-COMPILE_MAX_HIDDEN = 576
-
-
-def compile_mode() -> str:
-    """``auto`` unless the environment says ``off`` or ``on`` (what the worker will do)."""
-    return os.environ.get(COMPILE_ENV, "auto")
-
-
-def compile_cost_s(cores: int) -> float:
-    return COMPILE_COST_S * 2 / max(1, min(cores, 16))  # measured on 2 cores
-
-
-def worth_compiling(device_type: str, remaining_eager_s: float, cores: int,
-                    hidden: int) -> bool:
-    """Whether compiling is likely to save more training time than it costs."""
-    return (device_type == "cpu" and hidden <= COMPILE_MAX_HIDDEN
-            and remaining_eager_s * (1 - 1 / COMPILE_GAIN) > compile_cost_s(cores))
-
-
-def training_seconds(eager_s: float, device_type: str, cores: int, mode: str,
-                     hidden: int) -> float:
-    """Training time as the trainer will spend it where ``mode`` compiles on a CPU:
-    compiling first, then faster where the gain was measured (else at eager speed)."""
-    if device_type != "cpu" or not (mode == "on" or mode == "auto" and worth_compiling(
-            device_type, eager_s, cores, hidden)):
-        return eager_s
-    gain = COMPILE_GAIN if hidden <= COMPILE_MAX_HIDDEN else 1.0
-    return compile_cost_s(cores) + eager_s / gain
-
-
-def cpu_flops_per_core(hidden: int, dtype: str = "float32") -> float:
-    """Training speed per core for a model this wide (see CPU_RATE_BY_WIDTH)."""
-    import math
-
-    (h0, r0), (h1, r1) = CPU_RATE_BY_WIDTH[dtype]
-    h = min(max(hidden, h0), h1)
-    t = math.log(h / h0) / math.log(h1 / h0)
-    return math.exp(math.log(r0) + t * (math.log(r1) - math.log(r0)))
-
-
-@dataclass
-class Estimate:
-    """A prediction shown before training starts, compared with the outcome at the end."""
-
-    seconds: float
-    peak_memory_bytes: int
-    basis: str = "formula"
-    """"formula" (from sizes and the machine) or "measured" (from the first steps)."""
-    notes: list[str] = field(default_factory=list)
-
-
-def estimate(n_params: int, train_tokens: int, steps_tokens: int, hidden: int, n_layers: int,
-             vocab: int, micro_batch_tokens: int, target_fraction: float,
-             machine: Machine, gpu: bool = False, whole_run: bool = False,
-             export_gguf: bool = True, eval_tokens: int = 0,
-             dtype: str = "float32", quant: str = "q8_0",
-             converted: bool = True, compile: str = "off") -> Estimate:
-    """Time and peak memory of a run from the model's shape and the token counts.
-
-    ``steps_tokens`` is the number of tokens that will be pushed through the model over
-    the whole run (epochs included); ``micro_batch_tokens`` the tokens of one micro-batch,
-    which sets the activation memory; ``eval_tokens`` those of every validation pass
-    together (forward only); ``dtype`` the one the run computes in. ``whole_run`` adds
-    the fixed costs around the loop (start, load, export) for the figure shown before
-    Start; the worker, which measures what came before training, leaves them out;
-    ``quant`` prices the export, and a base not ``converted`` for training yet adds
-    its conversion; ``compile`` is the trainer's compile mode (see ``training_seconds``).
-    """
-    head = vocab * hidden
-    matmul = max(n_params - head, n_params // 2)  # the embedding table is not a matmul
-    per_token = 2.0 * matmul + 2.0 * head * target_fraction  # one forward pass
-    flops = per_token * (2 * steps_tokens + eval_tokens)
-    speed = GPU_FLOPS if gpu else cpu_flops_per_core(hidden, dtype) * max(1, machine.cpu_cores)
-    seconds = training_seconds(flops / speed, "cuda" if gpu else "cpu",
-                               machine.cpu_cores, compile, hidden)
-    if whole_run:
-        seconds += STARTUP_S + LOAD_S_PER_GPARAM * n_params / 1e9
-        seconds += 0.0 if converted else CONVERT_S
-        seconds += EXPORT_S_PER_GPARAM[quant] * n_params / 1e9 if export_gguf else 0.0
-    weights = 4 * n_params
-    # Activations kept for backward, per token and layer: roughly 34 * hidden floats for
-    # attention + MLP (a common rule of thumb), plus the logits of target tokens only.
-    activations = 4 * micro_batch_tokens * n_layers * hidden * 34
-    logits = 4 * 3 * int(micro_batch_tokens * target_fraction) * vocab
-    # Loading holds most of the converted fp32 weights twice for a while (state dict +
-    # model): for a large model that, not training, is the peak (1B: 8.6 GiB measured).
-    # A bf16 run keeps a bf16 copy of the frozen matmul weights (precision.cast_frozen).
-    casts = 2 * matmul if dtype == "bfloat16" and not gpu else 0
-    peak = max(7 * weights // 4, weights + casts + activations + logits) + RUNTIME_BYTES
-    return Estimate(seconds=seconds, peak_memory_bytes=peak, basis="formula")

@@ -15,8 +15,7 @@ import json
 import os
 from pathlib import Path
 
-from app.finetune.plan import file_key
-from app.paths import HearthHome
+from app.paths import HearthHome, file_key
 
 
 def reference_cache(home: HearthHome, base_path: Path) -> Path | None:

@@ -22,9 +22,9 @@ import torch
 
 from app.chat.template import ChatTemplate
 from app.chat.template_choice import choose_template
-from app.finetune.plan import conversion_folder
 from app.models.architectures import gguf_name_of
 from app.models.gguf_file import GGUFError, read_gguf
+from app.paths import conversion_folder
 
 log = logging.getLogger("hearth.train")
 

@@ -224,7 +224,7 @@ def base_reference(bench: Bench, facts: list[dict[str, Any]]) -> dict[str, Any]:
     Kept in the cache beside the converted model (keyed by the model file): four greedy
     answers per question (three of them perturbed) take minutes for a hundred facts.
     """
-    from app.finetune.plan import file_key
+    from app.paths import file_key
 
     path = bench.cache / "teach-bench" / f"{file_key(bench.model_path)}.json"
     try:

@@ -22,8 +22,8 @@ from app.finetune import protocol as tp
 from app.finetune.fidelity import FidelityThresholds, failures
 from app.finetune.runs.folder import RunFolder
 from app.finetune.runs.records import Fidelity, RunSpec, RunSummary
-from app.finetune.settings import Machine
 from app.inference.kernels import KernelMemory, run_with_fallback
+from app.machine.profile import Machine
 from app.workers.spawn import run_module
 
 Emit = Callable[[Any], None]

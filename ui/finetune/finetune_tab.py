@@ -28,8 +28,8 @@ from app.finetune.runs.records import RunSummary
 from app.finetune.runs.results import adopt_result
 from app.finetune.runs.resume import resume_offer
 from app.finetune.runs.status import RunStatus
-from app.finetune.settings import Machine
 from app.machine.memory import free_memory_bytes
+from app.machine.profile import Machine
 from app.models.library import ModelRecord
 from app.units import format_bytes
 from app.workspace import Workspace

@@ -32,18 +32,18 @@ from PySide6.QtWidgets import (
 from app.chat.corrections import CorrectionStore
 from app.finetune.advice import fact_advice
 from app.finetune.datasets import Dataset, DatasetError
-from app.finetune.plan import ModelFacts, RunPlan, is_converted, plan_run
+from app.finetune.plan import ModelFacts, RunPlan, plan_run
 from app.finetune.recall import planned_seconds
 from app.finetune.settings import (
     PRESETS,
     ExportSettings,
     LoraSettings,
-    Machine,
     preset,
     preset_label,
 )
+from app.machine.profile import Machine
 from app.models.library import Library, ModelRecord
-from app.paths import HearthHome
+from app.paths import HearthHome, is_converted
 from app.units import format_bytes, format_duration
 from ui import theme
 from ui.finetune.advice_banner import AdviceBanner
