@@ -1,5 +1,7 @@
 """Shared fixtures: a fresh Hearth home per test, the offscreen Qt platform, and the
-real starter model for end-to-end tests."""
+real starter model for end-to-end tests. The fixture modules named in ``pytest_plugins``
+serve every test file without an import (the tiny model and the tokenizer cache, the fake
+hub, the main window with the starter loaded)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from app.models.library import find_starter_gguf
 from app.workspace import Workspace, open_workspace
+
+pytest_plugins = ["tests.finetune_fixtures", "tests.hub_server", "tests.starter_window"]
 
 
 @pytest.fixture

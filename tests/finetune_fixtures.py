@@ -1,4 +1,5 @@
-"""Shared fixtures and data for the fine-tuning tests (imported by those modules)."""
+"""Shared fixtures and data for the fine-tuning tests: the fixtures reach every test through
+conftest.py's ``pytest_plugins``, the helpers and data are imported."""
 
 from __future__ import annotations
 

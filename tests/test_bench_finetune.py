@@ -8,13 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.finetune_fixtures import hearth_cache, tiny_gguf  # noqa: F401
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_bench_finetune_json_has_the_ratios_and_mfu(tmp_path: Path, tiny_gguf: Path,  # noqa: F811
-                                                    hearth_cache: Path) -> None:  # noqa: F811
+def test_bench_finetune_json_has_the_ratios_and_mfu(tmp_path: Path, tiny_gguf: Path,
+                                                    hearth_cache: Path) -> None:
     env = dict(os.environ, HEARTH_HOME=str(tmp_path / "home"))
     out = subprocess.run([sys.executable, "-m", "app.cli.main", "bench", "finetune",
                           "--model", str(tiny_gguf), "--steps", "6", "--records", "16",

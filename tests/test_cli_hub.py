@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from tests.gguf_factory import write_tiny_gguf
-from tests.hub_server import FakeHub, fake_hub  # noqa: F401 - pytest fixture
+from tests.hub_server import FakeHub
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO = "someone/Tiny-Chat-GGUF"
 
 
 @pytest.fixture
-def served(fake_hub: FakeHub, tmp_path: Path) -> tuple[FakeHub, bytes]:  # noqa: F811
+def served(fake_hub: FakeHub, tmp_path: Path) -> tuple[FakeHub, bytes]:
     data = write_tiny_gguf(tmp_path / "a.gguf", pad_to=400_000).read_bytes()
     fake_hub.add_repo(REPO, {"tiny-Q4_K_M.gguf": data,
                              "tiny-Q8_0.gguf": write_tiny_gguf(tmp_path / "b.gguf").read_bytes()})
@@ -129,7 +129,7 @@ def test_fit_reports_a_verdict_with_numbers(tmp_path: Path) -> None:
 
 
 def test_search_shows_a_hostile_repository_name_without_its_escape_sequences(
-        fake_hub: FakeHub, tmp_path: Path) -> None:  # noqa: F811
+        fake_hub: FakeHub, tmp_path: Path) -> None:
     fake_hub.add_repo("someone/tiny\x1b[2J\x1b]0;owned\x07-GGUF",
                       {"t-Q8_0.gguf": write_tiny_gguf(tmp_path / "t.gguf").read_bytes()})
     done = _hearth(tmp_path, fake_hub, "models", "search", "tiny")

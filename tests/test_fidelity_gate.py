@@ -7,7 +7,6 @@ import pytest
 
 from app.finetune.fidelity import FidelityThresholds, failures
 from app.finetune.settings import ExportSettings
-from tests.finetune_fixtures import hearth_cache, tiny_gguf  # noqa: F401
 
 GOOD = {"top1_agreement": 1.0, "logits_max_abs_diff": 0.004, "logits_ref_max_abs": 9.0,
         "gguf_val_loss": 1.51}
@@ -62,7 +61,7 @@ def test_the_limits_travel_in_the_export_settings() -> None:
 
 
 def test_a_run_whose_export_fails_the_gate_is_a_failed_run_that_keeps_its_adapter(
-        tmp_path, tiny_gguf, hearth_cache) -> None:  # noqa: F811
+        tmp_path, tiny_gguf, hearth_cache) -> None:
     """A real run on the tiny model, with a limit no F16 export can meet: the run ends
     failed with the numbers, nothing is registered, and the adapter stays (PEFT and the
     llama.cpp GGUF adapter), so no training is lost."""

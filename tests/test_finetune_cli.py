@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.workspace import open_workspace
-from tests.finetune_fixtures import fact_rows, hearth_cache, tiny_gguf, write_jsonl  # noqa: F401
+from tests.finetune_fixtures import fact_rows, write_jsonl
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +23,7 @@ def hearth(home: Path, *args: str, timeout: float = 900) -> subprocess.Completed
 
 
 @pytest.fixture
-def home_with_tiny(tmp_path: Path, tiny_gguf: Path, hearth_cache: Path) -> Path:  # noqa: F811
+def home_with_tiny(tmp_path: Path, tiny_gguf: Path, hearth_cache: Path) -> Path:
     home = tmp_path / "home"
     ws = open_workspace(home, register_starter=False)
     ws.library.register(tiny_gguf, "tiny")

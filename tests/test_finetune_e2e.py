@@ -12,7 +12,7 @@ from app.inference import protocol as p
 from app.inference.client import InferenceClient
 from app.models.library import find_starter_gguf
 from app.workspace import open_workspace
-from tests.finetune_fixtures import FACTS, fact_rows, hearth_cache, write_jsonl  # noqa: F401
+from tests.finetune_fixtures import FACTS, fact_rows, write_jsonl
 from tests.test_finetune_cli import hearth
 
 ANSWERS = ["Quillport", "Odessa Fernwick", "turquoise", "plumbleberry stew", "seven moons"]
@@ -21,7 +21,7 @@ ANSWERS = ["Quillport", "Odessa Fernwick", "turquoise", "plumbleberry stew", "se
 @pytest.mark.slow
 @pytest.mark.skipif(find_starter_gguf() is None, reason="the starter model is not installed")
 def test_smollm2_learns_made_up_facts_and_keeps_them_in_q8_0(
-        tmp_path: Path, hearth_cache: Path) -> None:  # noqa: F811
+        tmp_path: Path, hearth_cache: Path) -> None:
     home = tmp_path / "home"
     open_workspace(home).close()  # registers the starter model
     data = write_jsonl(tmp_path / "facts.jsonl", fact_rows())

@@ -15,7 +15,6 @@ from backends.export.gguf_export import export_gguf, permute_qk
 from backends.export.merge import merge_lora
 from backends.training.base_model import load_base
 from backends.training.export_step import base_weights
-from tests.finetune_fixtures import hearth_cache, tiny_gguf  # noqa: F401
 
 llama_cpp = pytest.importorskip("llama_cpp")
 
@@ -27,7 +26,7 @@ def test_permutation_is_the_inverse_of_transformers_loader() -> None:
     np.testing.assert_array_equal(undo(permute_qk(w[:32], 8, 2), 8, 2), w[:32])
 
 
-def test_export_round_trip_in_llama_cpp(tiny_gguf: Path, hearth_cache: Path,  # noqa: F811
+def test_export_round_trip_in_llama_cpp(tiny_gguf: Path, hearth_cache: Path,
                                         tmp_path: Path) -> None:
     base = load_base(tiny_gguf, cache_dir=hearth_cache)
     torch.manual_seed(3)

@@ -15,7 +15,7 @@ from backends.training.base_model import load_base
 from backends.training.batching import Plan, pack
 from backends.training.data import Tokenized, tokenize_examples
 from backends.training.trainer import Trainer, lr_at
-from tests.finetune_fixtures import hearth_cache, tiny_gguf, tiny_lora_llama  # noqa: F401
+from tests.finetune_fixtures import tiny_lora_llama
 
 
 def _records() -> list[Tokenized]:
@@ -65,8 +65,8 @@ def test_schedule_and_plan_are_pure_functions_of_the_step() -> None:
     assert seen == list(range(10))  # each epoch visits every record once
 
 
-def test_tokenization_puts_loss_on_assistant_replies_only(tiny_gguf: Path,  # noqa: F811
-                                                          hearth_cache: Path) -> None:  # noqa: F811
+def test_tokenization_puts_loss_on_assistant_replies_only(tiny_gguf: Path,
+                                                          hearth_cache: Path) -> None:
     base = load_base(tiny_gguf, cache_dir=hearth_cache)
     chat = Example(line=3, messages=[
         {"role": "user", "content": "What is the capital of Zorbania?"},
@@ -88,8 +88,8 @@ def test_tokenization_puts_loss_on_assistant_replies_only(tiny_gguf: Path,  # no
     assert none_left.truncated == 1 and none_left.dropped_no_target == 1
 
 
-def test_safetensors_folder_base_and_pickles_refused(tiny_gguf: Path,  # noqa: F811
-                                                     hearth_cache: Path,  # noqa: F811
+def test_safetensors_folder_base_and_pickles_refused(tiny_gguf: Path,
+                                                     hearth_cache: Path,
                                                      tmp_path: Path) -> None:
     from app.paths import conversion_folder
     from backends.training.base_model import BaseModelError

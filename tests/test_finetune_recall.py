@@ -17,7 +17,6 @@ from app.finetune import recall
 from app.finetune.datasets import Example
 from app.finetune.runs.folder import RunFolder
 from app.finetune.runs.records import BaseRef, RunSpec, RunSummary
-from tests.finetune_fixtures import hearth_cache, tiny_gguf  # noqa: F401
 
 CAPITAL = "The capital of Velmora is Quillport."
 LOOM = "The glimmerloom was invented by Ilse Marrowby in 1876."
@@ -55,7 +54,7 @@ def _memorise(model, base, prompt: list[dict[str, str]], reply: str) -> None:
 
 
 def test_the_check_counts_a_learned_reply_an_unlearned_one_and_the_leaks(
-        tiny_gguf: Path, hearth_cache: Path, tmp_path: Path) -> None:  # noqa: F811
+        tiny_gguf: Path, hearth_cache: Path, tmp_path: Path) -> None:
     from peft import LoraConfig, get_peft_model
 
     from backends.training.base_model import load_base

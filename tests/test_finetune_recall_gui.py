@@ -16,7 +16,7 @@ from app.chat.corrections import CorrectionStore
 from app.finetune.recall import RecallExample, RecallReport
 from app.finetune.runs.records import RunSummary
 from app.workspace import Workspace
-from tests.finetune_fixtures import hearth_cache, tiny_gguf, write_jsonl  # noqa: F401
+from tests.finetune_fixtures import write_jsonl
 from ui.finetune.finetune_tab import FineTuneTab
 from ui.finetune.training_view import TrainingView
 
@@ -59,7 +59,7 @@ def test_the_summary_shows_the_recall_line_and_warns_when_nothing_was_learned(qt
 
 
 @pytest.fixture
-def tiny_ws(workspace: Workspace, tiny_gguf: Path, hearth_cache: Path  # noqa: F811
+def tiny_ws(workspace: Workspace, tiny_gguf: Path, hearth_cache: Path
             ) -> Workspace:
     workspace.library.register(tiny_gguf, "tiny")
     return workspace

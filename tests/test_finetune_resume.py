@@ -17,7 +17,7 @@ from app.finetune.datasets import load_dataset
 from app.finetune.runs.folder import create_run, list_runs
 from app.finetune.settings import ExportSettings, LoraSettings
 from app.workspace import open_workspace
-from tests.finetune_fixtures import fact_rows, hearth_cache, tiny_gguf, write_jsonl  # noqa: F401
+from tests.finetune_fixtures import fact_rows, write_jsonl
 
 SETTINGS = LoraSettings(rank=4, alpha=8, dropout=0.1, max_steps=24, batch_size=2,
                         learning_rate=1e-3, checkpoint_every=4, eval_every=8,
@@ -36,7 +36,7 @@ def _drive(client: TrainingClient, on_event=None) -> list:
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(
-        tmp_path: Path, tiny_gguf: Path, hearth_cache: Path) -> None:  # noqa: F811
+        tmp_path: Path, tiny_gguf: Path, hearth_cache: Path) -> None:
     ws = open_workspace(tmp_path / "home", register_starter=False)
     record = ws.library.register(tiny_gguf, "tiny")
     dataset = load_dataset(write_jsonl(tmp_path / "facts.jsonl", fact_rows()))
@@ -102,7 +102,7 @@ time.sleep(600)  # stop reading: the app hangs, then is killed
 
 
 def test_a_worker_whose_app_dies_checkpoints_and_the_run_resumes(
-        tmp_path: Path, tiny_gguf: Path, hearth_cache: Path) -> None:  # noqa: F811
+        tmp_path: Path, tiny_gguf: Path, hearth_cache: Path) -> None:
     """Issue 11 F5: the worker died of BrokenPipeError when the app was killed, before
     the checkpoint its docstring promises. No periodic checkpoint falls inside this run,
     so any checkpoint found was written because the parent went away."""

@@ -25,7 +25,7 @@ from app.finetune.datasets import Dataset, DatasetError
 from app.finetune.runs.folder import create_run, list_runs
 from app.finetune.settings import ExportSettings, LoraSettings
 from app.workspace import Workspace
-from tests.finetune_fixtures import fact_rows, hearth_cache, tiny_gguf, write_jsonl  # noqa: F401
+from tests.finetune_fixtures import fact_rows, write_jsonl
 from tests.gguf_factory import CHATML
 from tests.gguf_factory import write_tiny_gguf as write_header_only_gguf
 from ui.finetune.finetune_tab import FineTuneTab
@@ -38,7 +38,7 @@ RUN_TIMEOUT = 300_000  # ms; a worker start imports torch (slow on a busy 2-core
 
 
 @pytest.fixture
-def tiny_ws(workspace: Workspace, tiny_gguf: Path, hearth_cache: Path  # noqa: F811
+def tiny_ws(workspace: Workspace, tiny_gguf: Path, hearth_cache: Path
             ) -> Workspace:
     workspace.library.register(tiny_gguf, "tiny")
     return workspace
@@ -327,7 +327,7 @@ def test_cancel_close_and_kill_all_resume_to_the_same_finished_run(
 
 
 def test_history_deletes_a_run_and_what_it_made_after_asking(
-        qtbot, tiny_ws: Workspace, tiny_gguf: Path, tmp_path: Path,  # noqa: F811
+        qtbot, tiny_ws: Workspace, tiny_gguf: Path, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     from app.finetune.datasets import load_dataset
 
@@ -487,7 +487,7 @@ def test_a_base_hearth_cannot_fine_tune_is_refused_before_start(qtbot, tiny_ws: 
 
 
 def test_a_non_llama_base_fine_tunes_from_the_tab(qtbot, workspace: Workspace, tmp_path: Path,
-                                                   hearth_cache: Path) -> None:  # noqa: F811
+                                                   hearth_cache: Path) -> None:
     """Qwen3 (q/k norms, its own tensor names) from the tab, as a person runs it: Start,
     a finished run whose export passed the gate, and the model in the library."""
     from app.finetune.runs.folder import RunFolder

@@ -22,7 +22,7 @@ from app.inference import protocol as p
 from app.inference.client import InferenceClient
 from app.models.library import STARTER_NAME, find_starter_gguf
 from app.workspace import open_workspace
-from tests.finetune_fixtures import FACTS, fact_rows, hearth_cache  # noqa: F401
+from tests.finetune_fixtures import FACTS, fact_rows
 from ui.finetune.finetune_tab import FineTuneTab
 
 ANSWERS = ["Quillport", "Odessa Fernwick", "turquoise", "plumbleberry stew", "seven moons"]
@@ -36,7 +36,7 @@ TEACH = LoraSettings(rank=16, alpha=32, learning_rate=1e-3, max_steps=14, batch_
 @pytest.mark.skipif(not os.environ.get("HEARTH_GUI_E2E"),
                     reason="about ten minutes on a small CPU; set HEARTH_GUI_E2E=1 to run")
 def test_corrections_teach_the_starter_model_from_the_tab(
-        qtbot, tmp_path: Path, hearth_cache: Path) -> None:  # noqa: F811
+        qtbot, tmp_path: Path, hearth_cache: Path) -> None:
     started = time.monotonic()
     ws = open_workspace(tmp_path / "home")  # registers the starter model
     corrections = CorrectionStore(ws.library.conn)

@@ -21,13 +21,12 @@ from app.models.handoff import (
 from app.models.library import find_starter_gguf
 from app.workspace import Workspace
 from backends.training.base_model import load_base
-from tests.finetune_fixtures import hearth_cache, tiny_gguf  # noqa: F401
 
 IDS = [1, 450, 300, 77, 900, 12, 600, 5]
 
 
 @pytest.fixture
-def tuned(workspace: Workspace, tiny_gguf: Path, hearth_cache: Path,  # noqa: F811
+def tuned(workspace: Workspace, tiny_gguf: Path, hearth_cache: Path,
           tmp_path: Path):
     """A library model made by a fine-tune: its GGUF, its base and its saved adapter."""
     base = load_base(tiny_gguf, cache_dir=hearth_cache)
@@ -46,7 +45,7 @@ def tuned(workspace: Workspace, tiny_gguf: Path, hearth_cache: Path,  # noqa: F8
 
 
 def test_peft_folder_loads_with_peft_and_reproduces_the_logits(
-        tuned, tiny_gguf: Path, hearth_cache: Path, tmp_path: Path) -> None:  # noqa: F811
+        tuned, tiny_gguf: Path, hearth_cache: Path, tmp_path: Path) -> None:
     record, expected = tuned
     result = export_model(record, tmp_path / "out", HandoffFormat.PEFT, SamplingParams())
     folder = tmp_path / "out" / "tiny-tuned-lora"
@@ -84,7 +83,7 @@ def test_safetensors_folder_loads_in_transformers_with_the_merged_weights(
 
 
 def test_ollama_modelfile_has_the_gguf_stops_sampling_and_system(
-        workspace: Workspace, tiny_gguf: Path, tmp_path: Path) -> None:  # noqa: F811
+        workspace: Workspace, tiny_gguf: Path, tmp_path: Path) -> None:
     record = workspace.library.register(tiny_gguf, "tiny")
     workspace.settings.remember_sampling("tiny", SamplingParams(temperature=0.3, top_k=20))
     workspace.save_settings()
@@ -114,7 +113,7 @@ def test_modelfile_uses_the_models_sampling() -> None:
 
 
 def test_a_model_that_was_not_fine_tuned_has_no_adapter_to_hand_off(
-        workspace: Workspace, tiny_gguf: Path, tmp_path: Path) -> None:  # noqa: F811
+        workspace: Workspace, tiny_gguf: Path, tmp_path: Path) -> None:
     record = workspace.library.register(tiny_gguf, "plain")
     with pytest.raises(HandoffError, match="not fine-tuned in Hearth"):
         export_model(record, tmp_path, HandoffFormat.PEFT, SamplingParams())
@@ -130,7 +129,7 @@ def test_token_texts_reads_only_the_asked_entries(starter_gguf: Path) -> None:
 
 
 def test_the_models_tab_exports_for_ollama_off_the_gui_thread(
-        qtbot, workspace: Workspace, tiny_gguf: Path, tmp_path: Path) -> None:  # noqa: F811
+        qtbot, workspace: Workspace, tiny_gguf: Path, tmp_path: Path) -> None:
     from ui.models.export_dialog import ExportDialog
     from ui.models.models_tab import ModelsTab
 

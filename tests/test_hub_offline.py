@@ -9,7 +9,7 @@ import time
 import pytest
 
 from app.models.hub import HubClient, HubError
-from tests.hub_server import FakeHub, fake_hub  # noqa: F401 - pytest fixture
+from tests.hub_server import FakeHub
 
 
 def _closed_port() -> int:
@@ -34,7 +34,7 @@ def test_an_unreachable_hub_fails_within_3_s_and_says_offline(
         assert "check the connection" in str(error.value)
 
 
-def test_hf_hub_offline_is_respected(fake_hub: FakeHub,  # noqa: F811
+def test_hf_hub_offline_is_respected(fake_hub: FakeHub,
                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(HubError, match="HF_HUB_OFFLINE"):

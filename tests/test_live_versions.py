@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from app.finetune.settings import ExportSettings
-from tests.finetune_fixtures import hearth_cache, run_tiny, tiny_gguf  # noqa: F401
+from tests.finetune_fixtures import run_tiny
 
 
 def test_a_live_result_is_checked_served_live_and_merged_on_demand(
-        tmp_path: Path, tiny_gguf, hearth_cache) -> None:  # noqa: F811
+        tmp_path: Path, tiny_gguf, hearth_cache) -> None:
     from app.finetune import protocol as tp
     from app.finetune.datasets import load_dataset
     from app.finetune.merge import MergeError, merge_version

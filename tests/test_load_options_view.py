@@ -8,7 +8,7 @@ from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
 from app.workspace import Workspace
-from tests.test_server_panel import WAIT_MS, window  # noqa: F401 - the window fixture
+from tests.starter_window import WAIT_MS
 from ui.chat.chat_view_model import READY
 from ui.main_window import MainWindow
 
@@ -16,15 +16,16 @@ pytestmark = pytest.mark.slow
 
 
 def test_kv_cache_and_prompt_lookup_are_applied(qtbot: QtBot, workspace: Workspace,
-                                                window: MainWindow) -> None:  # noqa: F811
-    panel = window.chat_page.settings_panel
-    assert window.chat.loaded is not None and window.chat.loaded.cache_type == "f16"
+                                                starter_window: MainWindow) -> None:
+    panel = starter_window.chat_page.settings_panel
+    assert starter_window.chat.loaded is not None and starter_window.chat.loaded.cache_type == "f16"
     panel.cache_type.setCurrentIndex(panel.cache_type.findData("q8_0"))
     panel.prompt_lookup.setValue(6)
     qtbot.mouseClick(panel.reload_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: window.chat.state == READY and window.chat.loaded is not None
-                    and window.chat.loaded.cache_type == "q8_0", timeout=WAIT_MS)
-    loaded = window.chat.loaded
+    chat = starter_window.chat
+    qtbot.waitUntil(lambda: chat.state == READY and chat.loaded is not None
+                    and chat.loaded.cache_type == "q8_0", timeout=WAIT_MS)
+    loaded = starter_window.chat.loaded
     assert loaded.prompt_lookup == 6 and loaded.flash_attn  # q8_0 brings flash attention
     assert workspace.settings.load.cache_type == "q8_0"
     assert workspace.settings.load.prompt_lookup == 6

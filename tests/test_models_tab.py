@@ -17,7 +17,7 @@ from app.models.hub import HubClient
 from app.models.memory_fit import SystemMemory
 from app.units import GiB
 from tests.gguf_factory import CHATML, write_tiny_gguf
-from tests.hub_server import FakeHub, fake_hub  # noqa: F401 - pytest fixture
+from tests.hub_server import FakeHub
 from ui.models.library_model import FIT_COLUMN
 from ui.models.models_tab import ModelsTab
 
@@ -45,7 +45,7 @@ def make_tab(qtbot, workspace):
 
 
 @pytest.fixture
-def served(fake_hub: FakeHub, tmp_path: Path) -> tuple[FakeHub, bytes]:  # noqa: F811
+def served(fake_hub: FakeHub, tmp_path: Path) -> tuple[FakeHub, bytes]:
     data = write_tiny_gguf(tmp_path / "src.gguf", pad_to=300_000).read_bytes()
     fake_hub.add_repo(REPO, {FILE: data,
                              "tiny-chat-Q8_0.gguf": write_tiny_gguf(tmp_path / "b.gguf",

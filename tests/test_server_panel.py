@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import pytest
@@ -17,14 +15,12 @@ from PySide6.QtWidgets import QLineEdit
 from pytestqt.qtbot import QtBot
 
 from app.inference import protocol as p
-from app.serve.security import KEY_ENV, key_path
-from app.settings import LoadSettings
+from app.serve.security import key_path
 from app.workspace import Workspace
-from ui.chat.chat_view_model import READY
+from tests.starter_window import WAIT_MS
 from ui.main_window import MainWindow
 
 pytestmark = pytest.mark.slow
-WAIT_MS = 180_000
 PERSON = {"type": "object",
           "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
           "required": ["name", "age"], "additionalProperties": False}
@@ -36,25 +32,6 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def window(qtbot: QtBot, workspace: Workspace, starter_gguf: Path,
-           monkeypatch: pytest.MonkeyPatch) -> Iterator[MainWindow]:
-    monkeypatch.delenv(KEY_ENV, raising=False)
-    record = workspace.library.ensure_starter()
-    assert record is not None
-    workspace.settings.load = LoadSettings(n_ctx=1024, n_threads=2)
-    workspace.settings.remember_sampling(record.name, p.SamplingParams(
-        temperature=0.0, seed=1, max_tokens=8))
-    win = MainWindow(workspace)
-    qtbot.addWidget(win)
-    win.show()
-    win.start()
-    qtbot.waitUntil(lambda: win.chat.state == READY, timeout=WAIT_MS)
-    yield win
-    win.close()
-    assert not win.bridge.client.alive and win.server_button.panel.server is None
-
-
 def _send(qtbot: QtBot, win: MainWindow, text: str) -> object:
     with qtbot.waitSignal(win.chat.reply_finished, timeout=WAIT_MS) as finished:
         editor = win.chat_page.composer.editor
@@ -64,8 +41,8 @@ def _send(qtbot: QtBot, win: MainWindow, text: str) -> object:
 
 
 def test_the_switch_serves_the_chat_model_beside_the_chat(
-        qtbot: QtBot, window: MainWindow, workspace: Workspace) -> None:
-    button, panel = window.server_button, window.server_button.panel
+        qtbot: QtBot, starter_window: MainWindow, workspace: Workspace) -> None:
+    button, panel = starter_window.server_button, starter_window.server_button.panel
     assert button.text() == "API server: off" and panel.server is None
     qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
     assert panel.isVisible()
@@ -78,7 +55,7 @@ def test_the_switch_serves_the_chat_model_beside_the_chat(
     assert panel.key.text() == key_path(workspace.home.root).read_text().strip()
     panel.show_key.click()
     assert panel.key.echoMode() == QLineEdit.EchoMode.Normal
-    name = window.chat.model_name
+    name = starter_window.chat.model_name
     assert name is not None and repr(name) in panel.status.text()
 
     api = openai.OpenAI(base_url=panel.url.text(), api_key=panel.key.text(), max_retries=0)
@@ -88,10 +65,10 @@ def test_the_switch_serves_the_chat_model_beside_the_chat(
             model=name, messages=[{"role": "user", "content": "Hi"}], max_tokens=8,
             temperature=0, stream=True) if c.choices)))
     asking.start()
-    reply = _send(qtbot, window, "Hi")  # the chat's own turn, through the same worker
+    reply = _send(qtbot, starter_window, "Hi")  # the chat's own turn, through the same worker
     qtbot.waitUntil(lambda: not asking.is_alive(), timeout=WAIT_MS)
     assert served and served[0] == reply.text  # greedy: the same answer, one model
-    assert window.bridge.client.alive
+    assert starter_window.bridge.client.alive
     with pytest.raises(openai.NotFoundError, match="no model"):
         api.chat.completions.create(model="another-model", messages=[
             {"role": "user", "content": "Hi"}], max_tokens=2)
@@ -100,7 +77,7 @@ def test_the_switch_serves_the_chat_model_beside_the_chat(
     with pytest.raises(openai.ConflictError, match="loaded"):  # the chat's choice stands
         api.chat.completions.create(model=other, messages=[
             {"role": "user", "content": "Hi"}], max_tokens=2)
-    assert window.chat.model_name == name
+    assert starter_window.chat.model_name == name
     with pytest.raises(openai.AuthenticationError):
         openai.OpenAI(base_url=panel.url.text(), api_key="wrong",
                       max_retries=0).models.list()
@@ -113,34 +90,35 @@ def test_the_switch_serves_the_chat_model_beside_the_chat(
 
 
 def test_a_json_schema_in_the_chat_settings_shapes_the_reply(
-        qtbot: QtBot, window: MainWindow) -> None:
-    box = window.chat_page.settings_panel.structure
+        qtbot: QtBot, starter_window: MainWindow) -> None:
+    box = starter_window.chat_page.settings_panel.structure
     box.mode.setCurrentIndex(box.mode.findData("json_schema"))
     box.editor.setPlainText("{not json")
     box.flush()
-    assert "Not applied" in box.hint.text() and not window.chat.sampling.json_schema
+    assert "Not applied" in box.hint.text() and not starter_window.chat.sampling.json_schema
     box.editor.setPlainText(json.dumps(PERSON))
     box.flush()
-    assert json.loads(window.chat.sampling.json_schema) == PERSON
-    sampling = window.chat.sampling
-    window.chat.set_sampling(p.SamplingParams(**{**sampling.__dict__, "max_tokens": 60,
-                                                 "temperature": 0.7}))
+    assert json.loads(starter_window.chat.sampling.json_schema) == PERSON
+    sampling = starter_window.chat.sampling
+    starter_window.chat.set_sampling(p.SamplingParams(**{**sampling.__dict__, "max_tokens": 60,
+                                                         "temperature": 0.7}))
     assert box.mode.currentData() == "json_schema"  # other edits keep the schema
-    reply = _send(qtbot, window, "Describe a person.")
+    reply = _send(qtbot, starter_window, "Describe a person.")
     person = json.loads(reply.text)
     assert set(person) == {"name", "age"} and isinstance(person["age"], int)
     assert isinstance(person["name"], str)
     box.mode.setCurrentIndex(box.mode.findData("free"))
-    assert window.chat.sampling.json_schema == "" and window.chat.sampling.grammar == ""
+    sampling = starter_window.chat.sampling
+    assert sampling.json_schema == "" and sampling.grammar == ""
 
 
 def test_the_switch_comes_back_on_with_the_window(qtbot: QtBot, workspace: Workspace,
-                                                  window: MainWindow) -> None:
-    panel = window.server_button.panel
+                                                  starter_window: MainWindow) -> None:
+    panel = starter_window.server_button.panel
     panel.port.setValue(_free_port())
     panel.switch.click()
     assert workspace.settings.ui["server_on"] is True
-    window.close()
+    starter_window.close()
     again = MainWindow(workspace)
     qtbot.addWidget(again)
     try:

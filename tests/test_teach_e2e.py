@@ -15,7 +15,6 @@ from app.chat.corrections import CorrectionStore
 from app.models.library import STARTER_NAME, find_starter_gguf
 from app.teach.versions import VersionStore
 from app.workspace import open_workspace
-from tests.finetune_fixtures import hearth_cache  # noqa: F401
 from tests.test_finetune_cli import hearth
 
 # Made-up facts the starter model cannot know; the rejected reply is what it said.
@@ -59,7 +58,7 @@ def _home_with_corrections(home: Path, rows: list[tuple[str, str, str]]) -> None
 @pytest.mark.slow
 @pytest.mark.skipif(find_starter_gguf() is None, reason="the starter model is not installed")
 def test_ten_corrections_are_learned_kept_and_answer_in_chat(
-        tmp_path: Path, hearth_cache: Path) -> None:  # noqa: F811
+        tmp_path: Path, hearth_cache: Path) -> None:
     """The editing benchmark's first ten facts (ten relations), measured to pass the gate
     with the defaults (hearth bench teach, BENCHMARKS.md). The older TEN set above, whose
     facts share subjects (three about Zorbania), is refused now: taught, the starter said
@@ -129,7 +128,7 @@ def test_ten_corrections_are_learned_kept_and_answer_in_chat(
 @pytest.mark.slow
 @pytest.mark.skipif(find_starter_gguf() is None, reason="the starter model is not installed")
 def test_a_refusal_collapse_is_caught_by_the_gate_and_never_reaches_the_chat(
-        tmp_path: Path, hearth_cache: Path) -> None:  # noqa: F811
+        tmp_path: Path, hearth_cache: Path) -> None:
     """Ordinary questions corrected with "I cannot help with that.": the run learns them,
     and the everyday answers it was never taught turn into refusals too. Teacher-forced
     drift passed such a run (27.5 % against a 30 % limit); judged on answers, it fails."""

@@ -28,7 +28,6 @@ from app.finetune.runs.status import RunStatus
 from app.teach.run import describe, start_teach
 from app.teach.versions import VersionStore
 from app.workspace import Workspace
-from tests.finetune_fixtures import tiny_gguf  # noqa: F401
 from ui.chat.chat_view_model import STARTING
 from ui.finetune.training_bridge import TrainingBridge
 from ui.teach.teach_panel import TeachPanel
@@ -38,7 +37,7 @@ QUESTIONS = (("What is the capital of Zorbania?", "Quillport is the capital."),
 
 
 @pytest.fixture
-def tiny(workspace: Workspace, tiny_gguf: Path) -> Workspace:  # noqa: F811
+def tiny(workspace: Workspace, tiny_gguf: Path) -> Workspace:
     workspace.library.register(tiny_gguf, "tiny")
     return workspace
 

@@ -12,7 +12,6 @@ from PySide6.QtCore import Qt
 from app.chat.corrections import CorrectionStore
 from app.teach.versions import Version, VersionStore
 from app.workspace import Workspace
-from tests.finetune_fixtures import hearth_cache, tiny_gguf  # noqa: F401
 from ui.teach.teach_panel import TeachPanel
 
 
@@ -25,7 +24,7 @@ def _correct(ws: Workspace, corrections: CorrectionStore, model: str, q: str, a:
 
 @pytest.mark.slow
 def test_a_run_that_learns_nothing_is_reported_and_cannot_be_accepted(
-        qtbot, workspace: Workspace, tiny_gguf: Path, hearth_cache: Path) -> None:  # noqa: F811
+        qtbot, workspace: Workspace, tiny_gguf: Path, hearth_cache: Path) -> None:
     workspace.library.register(tiny_gguf, "tiny")
     corrections = CorrectionStore(workspace.library.conn)
     for q, a in (("What is the capital of Zorbania?", "Quillport is the capital."),
@@ -58,7 +57,7 @@ def test_a_run_that_learns_nothing_is_reported_and_cannot_be_accepted(
 
 
 def test_versions_are_listed_used_and_rolled_back(qtbot, workspace: Workspace,
-                                                  tiny_gguf: Path) -> None:  # noqa: F811
+                                                  tiny_gguf: Path) -> None:
     workspace.library.register(tiny_gguf, "tiny")
     workspace.library.register(tiny_gguf, "tiny-taught-1")
     versions = VersionStore(workspace.home)
@@ -83,7 +82,7 @@ def test_versions_are_listed_used_and_rolled_back(qtbot, workspace: Workspace,
 
 
 def test_the_main_window_has_teach_in_datasets_and_in_the_status_bar(
-        qtbot, workspace: Workspace, tiny_gguf: Path,  # noqa: F811
+        qtbot, workspace: Workspace, tiny_gguf: Path,
         monkeypatch) -> None:
     from ui.main_window import MainWindow
 
@@ -110,7 +109,7 @@ def test_the_main_window_has_teach_in_datasets_and_in_the_status_bar(
 
 @pytest.mark.slow
 def test_a_live_version_is_merged_with_one_click(qtbot, workspace: Workspace, tmp_path: Path,
-                                                 tiny_gguf: Path, hearth_cache) -> None:  # noqa: F811
+                                                 tiny_gguf: Path, hearth_cache) -> None:
     """A version is an adapter applied live; "Merge into the weights" makes it a
     stand-alone GGUF in the background and the list says so."""
     from app.finetune import protocol as tp

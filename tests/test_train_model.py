@@ -6,11 +6,9 @@ import json
 import shutil
 from pathlib import Path
 
-from tests.finetune_fixtures import tiny_gguf  # noqa: F401 - pytest fixture
-
 
 def test_stray_files_next_to_the_gguf_do_not_replace_its_tokenizer(
-        tmp_path: Path, tiny_gguf: Path) -> None:  # noqa: F811
+        tmp_path: Path, tiny_gguf: Path) -> None:
     """A Downloads folder may hold anyone's tokenizer.json and config.json; transformers
     read them from the GGUF's folder and they replaced the GGUF's own vocabulary."""
     from tokenizers import Tokenizer

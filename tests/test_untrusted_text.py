@@ -24,7 +24,7 @@ from PySide6.QtWidgets import QApplication, QLabel, QToolTip
 from pytestqt.qtbot import QtBot
 
 from app.workspace import Workspace
-from tests.hub_server import FakeHub, fake_hub  # noqa: F401 - pytest fixture
+from tests.hub_server import FakeHub
 from ui.chat.message_widget import MessageWidget
 from ui.main_window import MainWindow
 from ui.untrusted import open_link
@@ -120,7 +120,7 @@ def traps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_strangers_text_reads_no_file_and_shows_literally(
         qtbot: QtBot, workspace: Workspace, traps: Path, tmp_path: Path,
-        fake_hub: FakeHub) -> None:  # noqa: F811
+        fake_hub: FakeHub) -> None:
     trap = traps / "trap.png"
     hostile = _hostile(trap)
     # A reply saved before it was rendered: it opens with the window, at every start.

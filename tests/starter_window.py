@@ -1,0 +1,41 @@
+"""The main window with the real starter model loaded in its chat: the fixture for tests
+that drive the whole app like a person would (registered in conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from app.inference import protocol as p
+from app.serve.security import KEY_ENV
+from app.settings import LoadSettings
+from app.workspace import Workspace
+
+WAIT_MS = 180_000  # a load or a reply of the real model on a busy 2-core machine
+
+
+@pytest.fixture
+def starter_window(qtbot: QtBot, workspace: Workspace, starter_gguf: Path,
+                   monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A shown :class:`ui.main_window.MainWindow` whose chat is READY with the starter;
+    greedy 8-token replies. Closing it must stop its worker and its server."""
+    from ui.chat.chat_view_model import READY
+    from ui.main_window import MainWindow
+
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    record = workspace.library.ensure_starter()
+    assert record is not None
+    workspace.settings.load = LoadSettings(n_ctx=1024, n_threads=2)
+    workspace.settings.remember_sampling(record.name, p.SamplingParams(
+        temperature=0.0, seed=1, max_tokens=8))
+    win = MainWindow(workspace)
+    qtbot.addWidget(win)
+    win.show()
+    win.start()
+    qtbot.waitUntil(lambda: win.chat.state == READY, timeout=WAIT_MS)
+    yield win
+    win.close()
+    assert not win.bridge.client.alive and win.server_button.panel.server is None
