@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.tiny_model import write_tiny_gguf
+from tests.tiny_model import write_tiny_llama
 
 TINY_VERSION = 1  # bump when tests/tiny_model.py changes what it writes
 
@@ -83,7 +83,7 @@ def tiny_gguf(request: pytest.FixtureRequest) -> Path:
     path = Path(request.config.cache.mkdir("hearth-finetune")) / f"tiny-llama-v{TINY_VERSION}.gguf"
     if not path.exists():
         partial = path.with_suffix(".part")
-        write_tiny_gguf(partial)
+        write_tiny_llama(partial)
         partial.replace(path)
     return path
 

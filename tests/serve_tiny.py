@@ -24,7 +24,7 @@ from app.serve.models import OwnModels
 from app.serve.security import KEY_ENV
 from app.serve.server import LocalServer
 from app.workspace import open_workspace
-from tests.tiny_model import write_tiny_gguf
+from tests.tiny_model import write_tiny_llama
 
 TINY = "tiny-serve"
 KEY = "hearth-test-key-0123456789abcdef"
@@ -123,7 +123,7 @@ def tiny_server(root: Path) -> Iterator[TinyServed]:
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv(KEY_ENV, raising=False)
         ws = open_workspace(root / "home", register_starter=False)
-        ws.library.register(write_tiny_gguf(root / "tiny.gguf"), TINY)
+        ws.library.register(write_tiny_llama(root / "tiny.gguf"), TINY)
         client = InferenceClient(home=ws.home)
         try:
             host = OwnModels(ws, client)

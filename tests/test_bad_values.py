@@ -147,9 +147,9 @@ def test_any_error_in_one_request_is_answered_and_the_worker_goes_on(
 @pytest.mark.slow
 def test_a_template_that_divides_by_zero_fails_the_reply_not_the_worker(
         tmp_path: Path) -> None:
-    from tests.tiny_model import write_tiny_gguf
+    from tests.tiny_model import write_tiny_llama
 
-    model = write_tiny_gguf(tmp_path / "divzero.gguf", chat_template=DIVIDES_BY_ZERO)
+    model = write_tiny_llama(tmp_path / "divzero.gguf", chat_template=DIVIDES_BY_ZERO)
     client = InferenceClient()
     try:
         client.start()

@@ -26,8 +26,7 @@ from app.finetune.runs.folder import create_run, list_runs
 from app.finetune.settings import ExportSettings, LoraSettings
 from app.workspace import Workspace
 from tests.finetune_fixtures import fact_rows, write_jsonl
-from tests.gguf_factory import CHATML
-from tests.gguf_factory import write_tiny_gguf as write_header_only_gguf
+from tests.gguf_factory import CHATML, write_tiny_gguf
 from ui.finetune.finetune_tab import FineTuneTab
 
 FAST = LoraSettings(rank=4, alpha=8, learning_rate=1e-3, max_steps=6, batch_size=4,
@@ -128,7 +127,7 @@ def test_a_template_that_never_ends_is_laid_out_off_the_gui_thread_and_stopped(
     stranger's program; a spinning one must neither freeze the window nor run forever."""
     spin = ("{% for a in range(99999) %}{% for b in range(99999) %}{% endfor %}{% endfor %}"
             + CHATML)
-    model = write_header_only_gguf(tmp_path / "spinning.gguf", chat_template=spin)
+    model = write_tiny_gguf(tmp_path / "spinning.gguf", chat_template=spin)
     tiny_ws.library.register(model, "spinning")
     tab = _tab(qtbot, tiny_ws)
     assert tab.set_model("spinning")
@@ -365,10 +364,10 @@ def test_history_deletes_a_run_and_what_it_made_after_asking(
 def test_the_main_window_wires_fine_tune_and_datasets(qtbot, tiny_ws: Workspace,
                                                       tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.tiny_model import write_tiny_gguf
+    from tests.tiny_model import write_tiny_llama
     from ui.main_window import MainWindow
 
-    tiny_ws.library.register(write_tiny_gguf(tmp_path / "other.gguf", seed=1), "other")
+    tiny_ws.library.register(write_tiny_llama(tmp_path / "other.gguf", seed=1), "other")
     window = MainWindow(tiny_ws)
     qtbot.addWidget(window)
     titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
@@ -432,10 +431,7 @@ def test_the_training_page_shows_a_failure_and_redraws_a_resumed_run(qtbot) -> N
 @pytest.mark.slow
 def test_a_model_the_worker_cannot_load_fails_with_its_reason(qtbot, tiny_ws: Workspace,
                                                               tmp_path: Path) -> None:
-    from tests.gguf_factory import CHATML
-    from tests.gguf_factory import write_tiny_gguf as write_header_only_gguf
-
-    broken = write_header_only_gguf(tmp_path / "no-tokenizer.gguf", chat_template=CHATML)
+    broken = write_tiny_gguf(tmp_path / "no-tokenizer.gguf", chat_template=CHATML)
     tiny_ws.library.register(broken, "no-tokenizer")
     tab = _tab(qtbot, tiny_ws)
     try:

@@ -16,7 +16,7 @@ import pytest
 from app.models.library import LibraryError
 from app.models.live import plan_load
 from app.workspace import Workspace
-from tests.tiny_model import write_tiny_gguf
+from tests.tiny_model import write_tiny_llama
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +24,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("bases")
     adapter = folder / "adapter.gguf"
     adapter.write_bytes(b"GGUF-adapter-stand-in")  # plan_load only checks it is there
-    return {"base": write_tiny_gguf(folder / "base.gguf", seed=0),
-            "other": write_tiny_gguf(folder / "other.gguf", seed=1), "adapter": adapter}
+    return {"base": write_tiny_llama(folder / "base.gguf", seed=0),
+            "other": write_tiny_llama(folder / "other.gguf", seed=1), "adapter": adapter}
 
 
 def _taught(ws: Workspace, base_name: str, adapter: Path) -> str:

@@ -16,7 +16,7 @@ from app.units import GiB
 from app.workspace import Workspace
 from tests.gguf_factory import CHATML
 from tests.gguf_factory import write_tiny_gguf as write_header_only
-from tests.tiny_model import write_tiny_gguf as write_with_vocab
+from tests.tiny_model import write_tiny_llama
 from ui.models.library_model import TEMPLATE_COLUMN
 from ui.models.models_tab import ModelsTab
 
@@ -33,7 +33,7 @@ def test_each_model_is_named_with_the_template_the_chat_uses(
     library, settings = workspace.library, workspace.settings
     library.import_file(write_header_only(tmp_path / "bare.gguf"), "bare")
     library.import_file(write_header_only(tmp_path / "own.gguf", chat_template=CHATML), "own")
-    library.import_file(write_with_vocab(tmp_path / "smol.gguf", chat_template=""), "smol")
+    library.import_file(write_tiny_llama(tmp_path / "smol.gguf", chat_template=""), "smol")
     library.import_file(write_header_only(tmp_path / "picked.gguf", seed=1), "picked")
     settings.remember_template("picked", "gemma")
     tab = ModelsTab(workspace, probe_system=lambda: SystemMemory(16 * GiB, 8 * GiB))
@@ -54,7 +54,7 @@ def test_each_model_is_named_with_the_template_the_chat_uses(
 def test_the_tab_and_the_worker_decide_alike(tmp_path: Path) -> None:
     from backends.inference.llama_worker import Channel, Worker
 
-    path = write_with_vocab(tmp_path / "smol.gguf", chat_template="")
+    path = write_tiny_llama(tmp_path / "smol.gguf", chat_template="")
     ours, theirs = Pipe()
     worker = Worker(Channel(ours))
     try:

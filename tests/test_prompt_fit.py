@@ -18,12 +18,12 @@ import pytest
 from app.inference import protocol as p
 from backends.inference.llama_worker import Channel, Worker
 from tests.benchmarks.bench_fit_prompt import conversation, counted
-from tests.tiny_model import write_tiny_gguf
+from tests.tiny_model import write_tiny_llama
 
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory):
-    model = write_tiny_gguf(tmp_path_factory.mktemp("model") / "tiny.gguf")
+    model = write_tiny_llama(tmp_path_factory.mktemp("model") / "tiny.gguf")
     ours, theirs = Pipe()
     worker = Worker(Channel(ours))
     worker.load(p.Load(str(model), n_ctx=512))

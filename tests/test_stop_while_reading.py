@@ -13,14 +13,14 @@ import pytest
 from app.inference import protocol as p
 from backends.inference.llama_worker import Channel, Worker
 from backends.inference.prefill import CPU_CHUNK
-from tests.tiny_model import write_tiny_gguf
+from tests.tiny_model import write_tiny_llama
 
 LONG = " ".join(f"word{i}" for i in range(60))  # several chunks of prompt
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_gguf(tmp_path_factory.mktemp("model") / "tiny.gguf")
+    return write_tiny_llama(tmp_path_factory.mktemp("model") / "tiny.gguf")
 
 
 @pytest.fixture

@@ -53,7 +53,9 @@ def llama_writer(path: Path, name: str, hidden: int, layers: int, heads: int, kv
     return writer, vocab
 
 
-def write_tiny_gguf(path: Path, seed: int = 0, chat_template: str | None = None) -> Path:
+def write_tiny_llama(path: Path, seed: int = 0, chat_template: str | None = None) -> Path:
+    """A tiny llama that llama.cpp loads and a worker trains (tests/gguf_factory.py's
+    ``write_tiny_gguf`` writes a header-only stub that no worker can run)."""
     writer, vocab = llama_writer(path, "tiny-test-llama", HIDDEN, LAYERS, HEADS, KV_HEADS, FFN,
                                  gguf.LlamaFileType.ALL_F32, chat_template=chat_template)
     rng = np.random.default_rng(seed)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from app.inference import protocol as p
 from backends.inference.llama_worker import Channel, Worker
-from tests.tiny_model import write_tiny_gguf
+from tests.tiny_model import write_tiny_llama
 
 WORDS = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while",
          "seven", "wizards", "quietly", "hex", "one", "jolly", "vexed", "sphinx", "near",
@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--n-ctx", type=int, default=4096)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        model = write_tiny_gguf(Path(tmp) / "tiny.gguf")
+        model = write_tiny_llama(Path(tmp) / "tiny.gguf")
         ours, theirs = Pipe()
         worker = Worker(Channel(ours))
         worker.load(p.Load(str(model), n_ctx=args.n_ctx))
