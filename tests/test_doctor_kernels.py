@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
+from app import doctor
 from app.cli.main import main
+from app.doctor import run_doctor
 from app.inference.kernels import OVERRIDE_ENV, KernelMemory
-from app.machine import doctor
-from app.machine.doctor import run_doctor
 from app.paths import resolve_home
 from backends.inference.llama_compat import CRASH_TEST_ENV
 

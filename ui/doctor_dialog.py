@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.doctor import DoctorReport, run_doctor
 from app.inference.kernels import KernelMemory
-from app.machine.doctor import DoctorReport, run_doctor
 from app.paths import HearthHome
 from ui.background import Background
 

@@ -336,7 +336,7 @@ def _reply(session: ChatSession, conversation_id: int, text: str,
 
 
 def _doctor(ws: Workspace, args: argparse.Namespace) -> int:
-    from app.machine.doctor import run_doctor
+    from app.doctor import run_doctor
 
     model = pick_model(ws, args.model).path if args.model else None
     report = run_doctor(ws.home, model, forget_kernels=args.forget_kernels)

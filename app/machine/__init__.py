@@ -1,1 +1,2 @@
-"""This machine: its CPU, the threads Hearth may use, and the doctor's report."""
+"""This machine: its CPU and memory, the threads Hearth may use, and what the presets and
+estimates know of it (the doctor that reports on it is :mod:`app.doctor`)."""
