@@ -1,10 +1,11 @@
-"""Reading and checking GGUF files without loading them.
+"""Reading and checking GGUF model files without loading them.
 
-Model files come from strangers. Before a file is registered in the library (or handed
-to llama.cpp, which aborts the whole process on some malformed inputs) we parse its
-header, metadata and tensor table ourselves, with bounds checks on every length, and
-confirm that every tensor's data lies inside the file. A truncated download, an empty
-file or a renamed ``.bin`` is refused here with a one-line reason.
+Before a file is registered in the library (or handed to llama.cpp, which aborts the
+whole process on some malformed inputs) its header, metadata and tensor table are parsed
+here, through the bounded reader of :mod:`app.models.gguf_reader`, and every tensor's
+data is confirmed to lie inside the file. A truncated download, an empty file or a
+renamed ``.bin`` is refused with a one-line reason; what a sound file says (name,
+architecture, shape, quantization) is a :class:`GGUFInfo`.
 """
 
 from __future__ import annotations
@@ -18,32 +19,19 @@ from typing import Any, BinaryIO
 
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, LlamaFileType
 
-from app.errors import ExitCode, HearthError
+from app.models.gguf_reader import (
+    ARRAY,
+    GGUF_MAGIC,
+    SUPPORTED_VERSIONS,
+    ArrayLength,
+    GGUFError,
+    GGUFReader,
+)
 
-GGUF_MAGIC = b"GGUF"
-SUPPORTED_VERSIONS = (2, 3)
-# Arrays longer than this are summarised by their length (the vocabulary has ~50k
-# entries; nothing in the library view needs them).
-_ARRAY_KEEP = 64
-_MAX_COUNT = 10_000_000
-_MAX_DEPTH = 8  # arrays of arrays deeper than this exist only to crash parsers
-_MAX_STRING = 64 << 20  # chat templates are kilobytes; nothing legitimate is this long
+# The error of every GGUF room is named here too, where most callers already look for it.
+__all__ = ["GGUFError", "GGUFInfo", "TensorInfo", "read_gguf", "read_metadata_prefix"]
+
 _MAX_ALIGNMENT = 1 << 20
-# Metadata that must be a whole, non-negative number when present: the shape of the
-# model, which the memory estimate and the Models tab compute with.
-_COUNT_KEYS = ("context_length", "block_count", "embedding_length", "attention.head_count",
-               "attention.head_count_kv", "attention.key_length", "attention.value_length",
-               "vocab_size")
-
-_SCALARS: dict[int, str] = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f",
-                            7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-_STRING, _ARRAY = 8, 9
-
-
-class GGUFError(HearthError, ValueError):
-    """The file is not a usable GGUF model; the message is one line for a person."""
-
-    exit_code = ExitCode.BAD_INPUT
 
 
 @dataclass
@@ -180,107 +168,6 @@ def _whole(key: str, value: Any) -> int:
     return int(value)
 
 
-class _Reader:
-    def __init__(self, fh: BinaryIO, size: int) -> None:
-        self.fh = fh
-        self.size = size
-
-    def read(self, n: int) -> bytes:
-        data = self.fh.read(n)
-        if len(data) != n:
-            raise GGUFError("the file ends in the middle of its header (truncated download?)")
-        return data
-
-    def scalar(self, fmt: str) -> Any:
-        return struct.unpack(fmt, self.read(struct.calcsize(fmt)))[0]
-
-    def count(self, what: str) -> int:
-        n = self.scalar("<Q")
-        if n > _MAX_COUNT:
-            raise GGUFError(f"the header claims {n} {what}, which cannot be right")
-        return n
-
-    def string_length(self) -> int:
-        n = self.scalar("<Q")
-        if n > self.size:
-            raise GGUFError("a metadata string is longer than the whole file")
-        if n > _MAX_STRING:
-            raise GGUFError(f"a metadata string claims {n:,} bytes, which cannot be right")
-        return n
-
-    def skip(self, n: int) -> None:
-        """Move past ``n`` bytes without reading them, checking they are in the file."""
-        if self.fh.tell() + n > self.size:
-            raise GGUFError("the file ends in the middle of its header (truncated download?)")
-        self.fh.seek(n, 1)
-
-    def skip_strings(self, n: int) -> None:
-        """Walk ``n`` length-prefixed strings through a small buffer, decoding none."""
-        buf, off, limit = b"", 0, min(self.size, _MAX_STRING)
-        for _ in range(n):
-            if off + 8 > len(buf):
-                buf = buf[off:] + self.fh.read(256 << 10)
-                off = 0
-                if len(buf) < 8:
-                    raise GGUFError("the file ends in the middle of its header "
-                                    "(truncated download?)")
-            (length,) = struct.unpack_from("<Q", buf, off)
-            if length > limit:
-                raise GGUFError("a metadata string is longer than the whole file")
-            off += 8 + length
-            if off > len(buf):  # the string runs past the buffer: jump over the rest
-                self.skip(off - len(buf))
-                buf, off = b"", 0
-        self.fh.seek(off - len(buf), 1)  # give back what was read ahead
-
-    def string(self) -> str:
-        n = self.string_length()
-        try:
-            return self.read(n).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise GGUFError("a metadata string is not valid UTF-8") from exc
-
-    def value(self, vtype: int, depth: int = 0) -> Any:
-        if vtype in _SCALARS:
-            return self.scalar(_SCALARS[vtype])
-        if vtype == _STRING:
-            return self.string()
-        if vtype == _ARRAY:
-            if depth >= _MAX_DEPTH:
-                raise GGUFError(f"metadata arrays are nested more than {_MAX_DEPTH} deep")
-            item_type = self.scalar("<I")
-            n = self.count("array items")
-            if n > _ARRAY_KEEP:
-                # Long arrays (the vocabulary, its merges and scores) are walked, not
-                # built: only their length is ever used, and decoding 150k strings
-                # costs several times the header's size in memory.
-                self.skip_items(item_type, n, depth + 1)
-                return _ArrayLength(n)
-            return [self.value(item_type, depth + 1) for _ in range(n)]
-        raise GGUFError(f"unknown metadata value type {vtype}")
-
-    def skip_items(self, item_type: int, n: int, depth: int) -> None:
-        if item_type in _SCALARS:
-            width = struct.calcsize(_SCALARS[item_type])
-            if n * width > self.size:
-                raise GGUFError("a metadata array is longer than the whole file")
-            self.skip(n * width)
-        elif item_type == _STRING:
-            self.skip_strings(n)
-        elif item_type == _ARRAY:
-            if depth >= _MAX_DEPTH:
-                raise GGUFError(f"metadata arrays are nested more than {_MAX_DEPTH} deep")
-            for _ in range(n):
-                inner = self.scalar("<I")
-                self.skip_items(inner, self.count("array items"), depth + 1)
-        else:
-            raise GGUFError(f"unknown metadata value type {item_type}")
-
-
-class _ArrayLength(int):
-    """Stands for a long metadata array that was skipped; its value is the length."""
-
-
 def read_gguf(path: str | Path) -> GGUFInfo:
     """Parse and check ``path``; raise :class:`GGUFError` with a readable reason.
 
@@ -315,7 +202,7 @@ def read_gguf(path: str | Path) -> GGUFInfo:
 def _parse(fh: BinaryIO, path: Path, size: int) -> GGUFInfo:
     if size == 0:
         raise GGUFError("the file is empty")
-    reader = _Reader(fh, size)
+    reader = GGUFReader(fh, size)
     magic = fh.read(4)
     if magic != GGUF_MAGIC:
         raise GGUFError(f"this file is not a GGUF model (bad magic bytes: {_shown(magic)})")
@@ -351,7 +238,7 @@ def _alignment(value: Any) -> int:
     return value
 
 
-def _read_tensor_info(reader: _Reader) -> TensorInfo:
+def _read_tensor_info(reader: GGUFReader) -> TensorInfo:
     name = reader.string()
     n_dims = reader.scalar("<I")
     if n_dims > 8:
@@ -385,7 +272,7 @@ def read_metadata_prefix(data: bytes) -> dict[str, Any]:
         raise GGUFError(f"this file is not a GGUF model (bad magic bytes: "
                         f"{_shown(data[:4])})")
     size = 1 << 62  # the real size is unknown; bounds are checked against the prefix
-    reader = _Reader(io.BytesIO(data), size)
+    reader = GGUFReader(io.BytesIO(data), size)
     metadata: dict[str, Any] = {}
     try:
         reader.fh.seek(4)
@@ -395,10 +282,10 @@ def read_metadata_prefix(data: bytes) -> dict[str, Any]:
         for _ in range(reader.count("metadata entries")):
             key = reader.string()
             vtype = reader.scalar("<I")
-            if vtype == _ARRAY:
+            if vtype == ARRAY:
                 item_type = reader.scalar("<I")
                 n = reader.count("array items")
-                metadata[key] = _ArrayLength(n)
+                metadata[key] = ArrayLength(n)
                 reader.skip_items(item_type, n, 1)
             else:
                 metadata[key] = reader.value(vtype)

@@ -12,7 +12,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from app.models.gguf_file import _ARRAY, _STRING, GGUF_MAGIC, SUPPORTED_VERSIONS, GGUFError, _Reader
+from app.models.gguf_reader import (
+    ARRAY,
+    GGUF_MAGIC,
+    STRING,
+    SUPPORTED_VERSIONS,
+    GGUFError,
+    GGUFReader,
+)
 
 
 def token_texts(path: str | Path, ids: Iterable[int]) -> dict[int, str]:
@@ -23,7 +30,7 @@ def token_texts(path: str | Path, ids: Iterable[int]) -> dict[int, str]:
     """
     wanted = sorted({i for i in ids if i >= 0})
 
-    def visit(reader: _Reader, n: int) -> dict[int, str]:
+    def visit(reader: GGUFReader, n: int) -> dict[int, str]:
         found, at = {}, 0
         for i in (i for i in wanted if i < n):
             reader.skip_strings(i - at)
@@ -38,7 +45,7 @@ def token_ids(path: str | Path, texts: Iterable[str]) -> dict[str, int]:
     """The ids of a few texts in the vocabulary (a family's turn markers, say)."""
     wanted = set(texts)
 
-    def visit(reader: _Reader, n: int) -> dict[str, int]:
+    def visit(reader: GGUFReader, n: int) -> dict[str, int]:
         found = {}
         for i in range(n):
             text = reader.string()
@@ -51,22 +58,22 @@ def token_ids(path: str | Path, texts: Iterable[str]) -> dict[str, int]:
     return _scan_vocabulary(Path(path), visit) or {}
 
 
-def _scan_vocabulary(path: Path, visit: Callable[[_Reader, int], Any]) -> Any:
+def _scan_vocabulary(path: Path, visit: Callable[[GGUFReader, int], Any]) -> Any:
     """Walk to ``tokenizer.ggml.tokens`` and hand its reader and length to ``visit``."""
     try:
         size = path.stat().st_size
         with path.open("rb") as fh:
-            reader = _Reader(fh, size)
+            reader = GGUFReader(fh, size)
             if fh.read(4) != GGUF_MAGIC or reader.scalar("<I") not in SUPPORTED_VERSIONS:
                 raise GGUFError(f"{path.name} is not a GGUF model this reader knows")
             reader.count("tensors")
             for _ in range(reader.count("metadata entries")):
                 key = reader.string()
                 vtype = reader.scalar("<I")
-                if key != "tokenizer.ggml.tokens" or vtype != _ARRAY:
+                if key != "tokenizer.ggml.tokens" or vtype != ARRAY:
                     reader.value(vtype)
                     continue
-                if reader.scalar("<I") != _STRING:
+                if reader.scalar("<I") != STRING:
                     raise GGUFError("tokenizer.ggml.tokens is not a list of strings")
                 return visit(reader, reader.count("array items"))
     except OSError as exc:
