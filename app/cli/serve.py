@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app.cli.common import pick_model
 from app.errors import BadInput, ExitCode
 from app.inference.client import InferenceClient
 from app.serve.models import OwnModels
@@ -27,8 +28,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def serve(ws: Workspace, args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise BadInput(f"--port must be between 0 and 65535, not {args.port}")
-    from app.cli.main import pick_model
-
     record = pick_model(ws, args.model)
     notices: list[str] = []
     key = api_key(ws.home.root, notices)

@@ -18,9 +18,9 @@ import sys
 from typing import Any
 
 from app.chat.corrections import CorrectionStore, TrainingExample
-from app.cli.finetune import TrainingProgressView
+from app.cli.common import pick_model
+from app.cli.run_loop import follow_run
 from app.errors import ExitCode
-from app.finetune import protocol as tp
 from app.finetune.client import TrainingClient
 from app.finetune.datasets import DatasetError, load_dataset
 from app.finetune.runs.records import RunSummary
@@ -64,15 +64,7 @@ def add_parser(sub: Any) -> None:
 
 def teach(ws: Workspace, args: argparse.Namespace) -> int:
     versions = VersionStore(ws.home)
-    try:
-        record = ws.library.get(args.model) if args.model else ws.library.default()
-    except LibraryError as exc:
-        print(f"hearth: {exc}", file=sys.stderr)
-        return ExitCode.BAD_INPUT
-    if record is None:
-        print("hearth: no model installed: import one with 'hearth models import PATH'",
-              file=sys.stderr)
-        return ExitCode.BAD_INPUT
+    record = pick_model(ws, args.model)
     base = versions.base_of(record.name) or record.name
     if args.versions:
         return _list_versions(versions, base, args.json)
@@ -119,23 +111,9 @@ def _teach(ws: Workspace, versions: VersionStore, base: str, args: argparse.Name
           file=sys.stderr)
     with contextlib.suppress(OSError, ValueError):  # a figure, not a reason to stop
         print(estimate_run(ws.home, plan.run_id, record).sentence(), file=sys.stderr)
-    client = TrainingClient(ws.home, plan.run_id)
-    client.start()
-    view = TrainingProgressView(sys.stderr)
-    for event in _events(client):
-        view.show(event)
-        if isinstance(event, tp.Finished):
-            client.wait()
-            return _finish(ws, event.summary, args)
-        if isinstance(event, tp.Cancelled):
-            client.wait()
-            print("Teach was cancelled; nothing changed in the chat.", file=sys.stderr)
-            return ExitCode.CANCELLED
-        if isinstance(event, tp.TrainError | tp.WorkerExited):
-            print(f"hearth: {event.message}", file=sys.stderr)
-            client.wait()
-            return ExitCode.FAILED
-    return ExitCode.FAILED
+    return follow_run(TrainingClient(ws.home, plan.run_id),
+                      lambda summary: _finish(ws, summary, args),
+                      lambda _event: "Teach was cancelled; nothing changed in the chat.")
 
 
 def _line(ex: TrainingExample, width: int = 70) -> str:
@@ -198,18 +176,6 @@ def _remove(ws: Workspace, versions: VersionStore, base: str, ids_text: str) -> 
     print(f"{base}: {count(left, 'correction')} left; teach "
           f"{'it' if left == 1 else 'them'} with 'hearth teach -m {base}'")
     return ExitCode.OK
-
-
-def _events(client: TrainingClient) -> Any:
-    events = client.events()
-    while True:
-        try:
-            yield next(events)
-        except StopIteration:
-            return
-        except KeyboardInterrupt:
-            client.cancel()
-            print("\nstopping...", file=sys.stderr)
 
 
 REPORT_KEYS = ("learned", "total", "reworded", "paraphrases", "neighbours_kept",

@@ -25,9 +25,9 @@ from app.finetune import protocol as tp
 from app.finetune.runs.delete import run_files
 from app.finetune.runs.folder import RunError, RunFolder, create_run, list_runs, run_info
 from app.finetune.runs.records import RunSummary
-from app.finetune.runs.results import adopt_result
 from app.finetune.runs.resume import resume_offer
 from app.finetune.runs.status import RunStatus
+from app.finished_run import adopt_run
 from app.machine.memory import free_memory_bytes
 from app.machine.profile import Machine
 from app.models.library import ModelRecord
@@ -266,7 +266,7 @@ class FineTuneTab(QWidget):
         self.run_ended.emit(run_id, str(status))
 
     def _finished(self, summary: RunSummary) -> None:
-        adopted = adopt_result(self.library, self.home, summary)
+        adopted = adopt_run(self.library, self.home, summary)
         if adopted.problem:
             self.training.log(adopted.problem)
         self.tuned_model = adopted.model

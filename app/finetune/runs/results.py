@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -64,14 +65,19 @@ class Adopted:
     problem: str | None = None
 
 
-def adopt_result(library: Library, home: HearthHome, summary: RunSummary) -> Adopted:
+Register = Callable[[Library, HearthHome, RunSummary], ModelRecord]
+
+
+def adopt_result(library: Library, home: HearthHome, summary: RunSummary,
+                 register: Register = register_result) -> Adopted:
     """The model of a finished run, registering it unless that happened already (a
     replayed ``Finished``, or the CLI and the GUI both seeing the end). A run that
-    exported no GGUF has no model; a library that refuses the file says why."""
+    exported no GGUF has no model; a library that refuses the file says why.
+    ``register`` adds it (a Teach run's also records a version: app.finished_run)."""
     existing = model_of_run(library, summary.run_id)
     if existing is not None or summary.model_file is None:
         return Adopted(existing)
     try:
-        return Adopted(register_result(library, home, summary))
+        return Adopted(register(library, home, summary))
     except (LibraryError, OSError, ValueError) as exc:
         return Adopted(None, f"The model could not be added to the library: {exc}")
