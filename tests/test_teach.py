@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from app.chat.corrections import CorrectionStore
+from app.models.versions import chat_model
 from app.teach.limits import GateLimits
 from app.teach.probes import general_prompts
 from app.teach.run import TeachError, corrections_for, describe, report_lines, start_teach
-from app.teach.versions import Version, VersionStore, chat_model
+from app.teach.versions import Version, VersionStore
 from app.workspace import Workspace, open_workspace
 from tests.gguf_factory import write_tiny_gguf as write_gguf
 

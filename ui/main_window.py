@@ -13,7 +13,7 @@ from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QMainWindow, QPushButton, QScrollArea, QTabWidget
 
 from app.chat.corrections import CorrectionStore
-from app.teach.versions import VersionStore
+from app.models.versions import ActiveVersions
 from app.workspace import Workspace
 from ui import theme
 from ui.chat.chat_page import ChatPage
@@ -235,7 +235,7 @@ class MainWindow(QMainWindow):
         self.models_tab.refresh()
         self.chat_page.model_bar.refresh_models()
         current = self.chat.model_name
-        if current in (base, name) or (current and VersionStore(
+        if current in (base, name) or (current and ActiveVersions(
                 self.workspace.home).base_of(current) == base):
             self.chat.load_model(name)
 

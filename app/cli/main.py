@@ -31,7 +31,7 @@ from app.inference import protocol as p
 from app.inference.client import InferenceClient
 from app.models.library import LibraryError
 from app.models.live import plan_load
-from app.teach.versions import VersionStore, chat_model
+from app.models.versions import ActiveVersions, chat_model
 from app.units import format_bytes, format_params
 from app.workspace import HomeLocked, Workspace, open_workspace
 
@@ -238,7 +238,7 @@ def _models(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def _chat(ws: Workspace, args: argparse.Namespace) -> int:
-    record = chat_model(ws.library, VersionStore(ws.home), pick_model(ws, args.model),
+    record = chat_model(ws.library, ActiveVersions(ws.home), pick_model(ws, args.model),
                         use_base=args.base)
     sampling = ws.settings.sampling_for(record.name)
     overrides: dict[str, Any] = {}

@@ -1,11 +1,12 @@
-"""Which taught version of each base model the chat uses, and every version's provenance.
+"""Every taught version of each base model, with its provenance.
 
 A version is a teach run's GGUF adapter, which chat applies live on the base (switching
 versions takes milliseconds and needs no second copy of the weights); one click
 (:func:`app.finetune.merge.merge_version`) merges it into a stand-alone GGUF. Every
 version's adapter is whole: a version continued from another (app.teach.continuing)
 starts from that one's LoRA weights and saves all of them, so rolling back is still just
-a pointer change.
+a pointer change: which version the chat uses is the pointer half of the same file,
+:class:`app.models.versions.ActiveVersions`, which this store extends.
 """
 
 from __future__ import annotations
@@ -13,13 +14,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from app.models.library import Library, ModelRecord, UnknownModel
-from app.paths import HearthHome
+from app.models.versions import LOST, ActiveVersions
 from app.side_files import expect, load_json, save_json
-
-# What the person is told when versions.json is damaged: the versions' models stay.
-LOST = ("Hearth starts with no taught versions in use; the taught models stay in the "
-        "library (Teach can make one the chat's version again)")
 
 
 @dataclass
@@ -62,8 +58,8 @@ class _Base:
     versions: list[Version] = field(default_factory=list)
 
 
-class VersionStore:
-    """Which version of each base model the chat uses; a JSON file in the home.
+class VersionStore(ActiveVersions):
+    """Every version of each base model, and which one the chat uses; a JSON file.
 
     Kept apart from the SQLite schema on purpose: it is small, read at chat start, and
     written atomically (:mod:`app.side_files`: fsynced, then renamed), so a crash leaves
@@ -71,10 +67,6 @@ class VersionStore:
     kept aside (``versions.json.bad-<time>``) and said, never a failed start; the
     workspace checks it on opening (:meth:`check`) so the person hears it then.
     """
-
-    def __init__(self, home: HearthHome, notices: list[str] | None = None) -> None:
-        self.path = home.root / "teach" / "versions.json"
-        self.notices = notices
 
     def check(self) -> None:
         """Read the file once, keeping it aside (and saying so) if it is damaged."""
@@ -93,17 +85,6 @@ class VersionStore:
         entry = self._load().get(base)
         return list(entry.versions) if entry else []
 
-    def active(self, base: str) -> str | None:
-        entry = self._load().get(base)
-        return entry.active if entry else None
-
-    def base_of(self, name: str) -> str | None:
-        """The base a version was taught from (None when ``name`` is not a version)."""
-        for base, entry in self._load().items():
-            if any(v.name == name for v in entry.versions):
-                return base
-        return None
-
     def add(self, version: Version, activate: bool) -> None:
         data = self._load()
         entry = data.setdefault(version.base, _Base())
@@ -111,19 +92,6 @@ class VersionStore:
         if activate:
             version.accepted = True
             entry.active = version.name
-        self._save(data)
-
-    def activate(self, base: str, name: str | None) -> None:
-        """Make version ``name`` the one the chat uses, or the plain base (None)."""
-        data = self._load()
-        entry = data.setdefault(base, _Base())
-        if name is not None:
-            match = [v for v in entry.versions if v.name == name]
-            if not match:
-                known = ", ".join(v.name for v in entry.versions) or "none"
-                raise ValueError(f"{name!r} is not a version of {base} (versions: {known})")
-            match[0].accepted = True
-        entry.active = name
         self._save(data)
 
     def forget(self, base: str, name: str) -> None:
@@ -147,22 +115,3 @@ def _parse(raw: Any) -> dict[str, _Base]:
         versions = expect(entry.get("versions", []), list, f"{base!r}'s versions")
         out[str(base)] = _Base(active, [Version.from_json(v) for v in versions])
     return out
-
-
-def chat_model(library: Library, versions: VersionStore, record: ModelRecord,
-               use_base: bool = False) -> ModelRecord:
-    """The model that answers when the person picks ``record``: its active version.
-
-    A version removed from the library falls back to the base, never to an error.
-    """
-    if use_base:
-        return record
-    active = versions.active(record.name)
-    if active is None:
-        return record
-    try:
-        return library.get(active)
-    except UnknownModel:
-        return record
-
-

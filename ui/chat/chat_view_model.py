@@ -36,7 +36,7 @@ from app.inference import protocol as p
 from app.inference.client import WorkerError
 from app.models.library import LibraryError, UnknownModel
 from app.models.live import plan_load
-from app.teach.versions import VersionStore, chat_model
+from app.models.versions import ActiveVersions, chat_model
 from app.workspace import Workspace
 from ui.background import Background
 from ui.chat.inference_bridge import InferenceBridge
@@ -333,7 +333,7 @@ class ChatViewModel(QObject):
         """The model that answers for ``name``'s base now: its active taught version, or
         the base itself (as ``hearth chat`` picks). The default model may be a version
         the person rolled back from: its base decides, not the version."""
-        versions = VersionStore(self.workspace.home)
+        versions = ActiveVersions(self.workspace.home)
         try:
             base = self.workspace.library.get(versions.base_of(name) or name)
         except UnknownModel:  # a merged version outlives its base
@@ -344,7 +344,7 @@ class ChatViewModel(QObject):
         """The person chose ``name`` (the picker, "Chat with it"): a base loads its
         active version; a version chosen by name becomes the active one of its base, so
         the picker and the Teach panel's version list always name the same model."""
-        versions = VersionStore(self.workspace.home)
+        versions = ActiveVersions(self.workspace.home)
         base = versions.base_of(name)
         if base is not None and versions.active(base) != name:
             versions.activate(base, name)
