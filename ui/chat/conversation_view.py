@@ -15,7 +15,6 @@ from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
-    QPushButton,
     QScrollArea,
     QVBoxLayout,
     QWidget,
@@ -25,51 +24,18 @@ from app.chat.conversations import Message
 from app.chat.turn import PendingReply
 from app.models.curated import starter_note
 from app.models.library import UnknownModel
-from ui import theme
 from ui.chat.chat_view_model import ChatViewModel
+from ui.chat.conversation_style import conversation_style_sheet
 from ui.chat.markdown import MarkdownRenderer, warm_up
 from ui.chat.message_body import SYNC_RENDER_CHARS, MessageBody
 from ui.chat.message_widget import MessageWidget, trimmed_note
+from ui.chat.problem_card import ProblemCard
 from ui.chat.render_queue import RenderQueue
-from ui.theme import is_dark, mix
 from ui.untrusted import PlainLabel
 
 COLUMN_WIDTH = 860
 # Messages built at once when a conversation opens; older ones follow a frame apart.
 SYNC_BUILD = 3
-
-
-class ProblemCard(QFrame):
-    """An error said plainly, with the one button that fixes it."""
-
-    def __init__(self, chat: ChatViewModel, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.chat = chat
-        self.setObjectName("problemCard")
-        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
-        self.label = PlainLabel()  # errors quote model output and file names
-        self.label.setWordWrap(True)
-        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.button = QPushButton()
-        self.button.clicked.connect(self._on_button)
-        layout = QHBoxLayout(self)
-        layout.setContentsMargins(14, 10, 14, 10)
-        layout.addWidget(self.label, 1)
-        layout.addWidget(self.button, 0, Qt.AlignmentFlag.AlignVCenter)
-        self.hide()
-
-    def show_problem(self) -> None:
-        problem = self.chat.problem
-        if problem is None:
-            self.hide()
-            return
-        self.label.setText(problem.text)
-        self.button.setText("Reload model" if problem.action == "reload" else "Try again")
-        self.button.setVisible(bool(problem.action))  # "": the text says what to do
-        self.show()
-
-    def _on_button(self) -> None:
-        self.chat.retry()
 
 
 class ConversationView(QScrollArea):
@@ -287,31 +253,12 @@ class ConversationView(QScrollArea):
 
     def _restyle(self) -> None:
         palette = self.palette()
-        base = palette.color(QPalette.ColorRole.Base)
-        text = palette.color(QPalette.ColorRole.Text)
-        accent = palette.color(QPalette.ColorRole.Highlight)
-        muted = mix(base, text, 0.55)
-        bubble = mix(base, accent, 0.22 if is_dark(palette) else 0.10)
-        problem_bg = mix(base, theme.ERROR, 0.14)
         if hasattr(self, "page"):
             page_palette = self.page.palette()
-            page_palette.setColor(QPalette.ColorRole.Window, base)
+            page_palette.setColor(QPalette.ColorRole.Window,
+                                  palette.color(QPalette.ColorRole.Base))
             self.page.setPalette(page_palette)
-        self.setStyleSheet(f"""
-            QFrame#userMessage {{ background: {bubble}; border-radius: 14px;
-                                  margin-left: 64px; }}
-            QFrame#assistantMessage {{ background: transparent; }}
-            QLabel#roleLabel {{ font-weight: 600; color: {mix(base, text, 0.75)}; }}
-            QLabel#statsLabel, QLabel#noteLabel {{ color: {muted}; font-size: 11px; }}
-            QLabel#noteLabel {{ font-style: italic; }}
-            QLabel#emptyState {{ color: {muted}; font-size: 15px; padding-top: 120px; }}
-            QFrame#problemCard {{ background: {problem_bg}; border-radius: 10px;
-                                  border: 1px solid {mix(base, theme.ERROR, 0.45)}; }}
-            QToolButton#messageAction {{ color: {muted}; padding: 2px 6px;
-                                         border-radius: 6px; }}
-            QToolButton#messageAction:hover {{ background: {mix(base, text, 0.08)};
-                                               color: {text.name()}; }}
-        """)
+        self.setStyleSheet(conversation_style_sheet(palette))
 
     def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)
