@@ -98,7 +98,8 @@ def test_the_cli_says_the_database_was_damaged_without_a_traceback(tmp_path: Pat
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
     assert "hearth.db was damaged" in result.stderr and "damaged-" in result.stderr
-    assert json.loads(result.stdout) is not None
+    # The fresh database the command went on with: only the starter, registered anew.
+    assert [m["source"] for m in json.loads(result.stdout)] == ["starter"]
 
 
 def test_a_locked_database_is_a_clear_error(home_dir: Path,
@@ -152,21 +153,41 @@ def test_a_second_instance_is_told_which_process_holds_the_folder(home_dir: Path
         assert f"in use by another Hearth, process {holder.pid}" in result.stderr
         assert "Traceback" not in result.stderr
         listed = hearth(home_dir, "models", "list", "--json")  # reading is fine
-        assert listed.returncode == 0 and json.loads(listed.stdout) is not None
+        assert listed.returncode == 0, listed.stderr
+        assert "m" not in [m["name"] for m in json.loads(listed.stdout)]  # nothing imported
     finally:
         holder.communicate("\n", timeout=30)
     # The holder has gone, so its lock went with it.
-    result = hearth(home_dir, "models", "import", str(tmp_path / "m.gguf"))
+    result = hearth(home_dir, "models", "import", str(model))
     assert result.returncode == 0, result.stderr
+    assert "m" in [m["name"] for m in json.loads(hearth(home_dir, "models", "list",
+                                                        "--json").stdout)]
 
 
 def test_the_lock_is_reentrant_in_one_process_and_released_on_close(home_dir: Path) -> None:
     first = open_workspace(home_dir, register_starter=False, lock="test")
-    second = open_workspace(home_dir, register_starter=False, lock="test")
+    second = open_workspace(home_dir, register_starter=False, lock="test")  # no HomeLocked
     second.close()
+    assert _locked_elsewhere(home_dir)  # the first still holds it
     first.close()
-    holder = _holder(home_dir)  # another process can take it now
+    assert not _locked_elsewhere(home_dir)
+    holder = _holder(home_dir)  # another process can take it now: it says "ready"
     holder.communicate("\n", timeout=30)
+
+
+def _locked_elsewhere(home: Path) -> bool:
+    """Whether a new open of the lock file (another holder, as far as flock is
+    concerned, even in this process) is refused the lock."""
+    import fcntl
+
+    fd = os.open(home / "hearth.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # and with it any lock this took
+    return False
 
 
 def test_the_gui_refuses_a_second_window_with_the_holders_pid(qtbot, home_dir: Path) -> None:
