@@ -264,3 +264,76 @@ def test_hearth_serve_streams_to_the_openai_client_with_the_key(tmp_path: Path) 
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0
+
+
+TOKYO = [{"role": "user", "content": "What time is it in Tokyo?"}]
+CLOCK = {"type": "function", "function": {
+    "name": "get_current_time", "description": "The current time in an IANA time zone.",
+    "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}},
+                   "required": ["timezone"], "additionalProperties": False}}}
+ADD = {"type": "function", "function": {
+    "name": "add", "description": "Add two whole numbers.",
+    "parameters": {"type": "object", "required": ["a", "b"], "additionalProperties": False,
+                   "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}}}
+
+
+def test_a_named_tool_call_then_its_result_through_the_openai_client(served: Served) -> None:
+    """The agent loop as a client runs it: the model calls, the client runs the tool and
+    sends the result back, the model answers in text."""
+    reply = served.api.chat.completions.create(
+        model=MODEL, messages=TOKYO, tools=[CLOCK, ADD], temperature=0, max_tokens=60,
+        tool_choice={"type": "function", "function": {"name": "get_current_time"}})
+    choice = reply.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    [call] = choice.message.tool_calls
+    assert call.function.name == "get_current_time" and call.id.startswith("call_")
+    assert set(json.loads(call.function.arguments)) == {"timezone"}
+    follow = served.api.chat.completions.create(
+        model=MODEL, tools=[CLOCK, ADD], tool_choice="none", temperature=0, max_tokens=20,
+        messages=[*TOKYO,
+                  {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+                  {"role": "tool", "tool_call_id": call.id, "content": "09:00 JST"}])
+    assert follow.choices[0].finish_reason in ("stop", "length")
+    assert follow.choices[0].message.content and not follow.choices[0].message.tool_calls
+
+
+def test_a_required_call_streams_as_tool_call_deltas(served: Served) -> None:
+    names: dict[int, str] = {}
+    arguments: dict[int, str] = {}
+    finishes = []
+    for chunk in served.api.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "Add 2 and 3."}],
+            tools=[CLOCK, ADD], tool_choice="required", parallel_tool_calls=False,
+            temperature=0, max_tokens=60, stream=True):
+        delta = chunk.choices[0].delta
+        for part in delta.tool_calls or []:
+            if part.function and part.function.name:
+                names[part.index] = part.function.name
+            arguments[part.index] = arguments.get(part.index, "") + (
+                part.function.arguments or "" if part.function else "")
+        finishes.append(chunk.choices[0].finish_reason)
+    assert len(names) == 1 and names[0] in ("add", "get_current_time")
+    assert isinstance(json.loads(arguments[0]), dict)
+    assert finishes[-1] == "tool_calls"
+
+
+def test_bad_tool_requests_get_a_clear_400_and_the_worker_lives_on(served: Served) -> None:
+    deep: dict[str, Any] = {"type": "object", "properties": {}}
+    node = deep
+    for _ in range(100):
+        node["properties"]["x"] = {"type": "object", "properties": {}}
+        node = node["properties"]["x"]
+    bad = {
+        "needs 'tool_call_id'": {"messages": [*TOKYO, {"role": "tool", "content": "9"}]},
+        "too deep": {"messages": TOKYO, "tools": [{"type": "function", "function": {
+            "name": "deep", "parameters": deep}}]},
+        "not in 'tools'": {"messages": TOKYO, "tools": [CLOCK], "tool_choice": {
+            "type": "function", "function": {"name": "rm"}}},
+    }
+    for why, body in bad.items():
+        with pytest.raises(openai.BadRequestError, match=why):
+            served.api.chat.completions.create(model=MODEL, max_tokens=4, **body)
+    assert served.client.alive
+    cut = served.api.chat.completions.create(  # a call cut short comes back as its text
+        model=MODEL, messages=TOKYO, tools=[CLOCK], tool_choice="required", max_tokens=3)
+    assert cut.choices[0].finish_reason == "length" and cut.choices[0].message.content

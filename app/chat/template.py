@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
 import secrets
 import threading
@@ -96,21 +97,24 @@ class ChatTemplate:
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()[:16]
 
-    def render(self, messages: list[dict[str, str]], add_generation_prompt: bool = True,
+    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
                limits: RenderLimits = DEFAULT_LIMITS,
-               should_stop: Callable[[], bool] | None = None) -> str:
+               should_stop: Callable[[], bool] | None = None,
+               tools: list[dict[str, Any]] | None = None) -> str:
         """The prompt text; raises ChatTemplateError (TemplateCancelled on a stop), and
         nothing else: the template is a stranger's program (``{{ 1/0 }}`` raises
-        ZeroDivisionError), and the worker must answer that reply, not die of it."""
+        ZeroDivisionError), and the worker must answer that reply, not die of it.
+        ``tools`` fills the template's ``tools`` variable (left undefined when None)."""
         template = _compile(self.text)
         budget = _Budget(limits, should_stop)
         previous = getattr(_active, "budget", None)
         _active.budget = budget
         try:
             chunks = []
+            extra = {"tools": tools} if tools is not None else {}
             for chunk in template.generate(
                     messages=messages, add_generation_prompt=add_generation_prompt,
-                    bos_token=self.bos_token, eos_token=self.eos_token):
+                    bos_token=self.bos_token, eos_token=self.eos_token, **extra):
                 budget.output(len(chunk))
                 chunks.append(chunk)
             return "".join(chunks)
@@ -134,10 +138,11 @@ class ChatTemplate:
             _active.budget = previous
 
 
-def render_parts(template: ChatTemplate, messages: list[dict[str, str]],
+def render_parts(template: ChatTemplate, messages: list[dict[str, Any]],
                  add_generation_prompt: bool = True, limits: RenderLimits = DEFAULT_LIMITS,
                  should_stop: Callable[[], bool] | None = None,
-                 guard: Callable[[str], bool] | None = None) -> list[tuple[str, bool]]:
+                 guard: Callable[[str], bool] | None = None,
+                 tools: list[dict[str, Any]] | None = None) -> list[tuple[str, bool]]:
     """The rendered prompt as ``(text, is_content)`` parts, in order.
 
     Only the template's own text may hold control tokens (``<|im_end|>``); a message's
@@ -156,7 +161,7 @@ def render_parts(template: ChatTemplate, messages: list[dict[str, str]],
     marks = [f"HEARTHMSG{nonce}N{i}END" for i in range(len(messages))]
     stand_ins = [{**m, "content": mark} if guard(m["content"]) else m
                  for m, mark in zip(messages, marks, strict=True)]
-    text = template.render(stand_ins, add_generation_prompt, limits, should_stop)
+    text = template.render(stand_ins, add_generation_prompt, limits, should_stop, tools)
     parts: list[tuple[str, bool]] = []
     at = 0
     for found in re.finditer(rf"HEARTHMSG{nonce}N(\d+)END", text):
@@ -330,6 +335,7 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
+        self.filters["tojson"] = _tojson
         self.filters = {name: _bounded_filter(name, f) for name, f in self.filters.items()}
         self.tests = {name: _bounded_filter(name, f) for name, f in self.tests.items()}
 
@@ -405,6 +411,16 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
     def getitem(self, obj: Any, argument: Any) -> Any:
         _budget().step()
         return super().getitem(obj, argument)
+
+
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None,
+            separators: tuple[str, str] | None = None, sort_keys: bool = False) -> str:
+    """``tojson`` as Hugging Face renders templates (and models were trained): keys in
+    their order, ``<`` and ``>`` as they are. Jinja's own sorts keys and writes ``<`` as
+    ``\\u003c`` for HTML, which would show a model tool definitions in a layout it never
+    saw."""
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent,
+                      separators=separators, sort_keys=sort_keys)
 
 
 def _strftime_now(fmt: str) -> str:

@@ -8,8 +8,8 @@ import sys
 from app.cli.common import pick_model
 from app.errors import BadInput, ExitCode
 from app.inference.client import InferenceClient
+from app.serve.errors import ServeError
 from app.serve.models import OwnModels
-from app.serve.openai_format import ServeError
 from app.serve.security import KEY_ENV, api_key, key_path
 from app.serve.server import DEFAULT_PORT, LocalServer
 from app.workspace import Workspace

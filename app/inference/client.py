@@ -164,7 +164,7 @@ class InferenceClient:
 
     def chat(self, messages: list[dict[str, str]], sampling: p.SamplingParams | None = None,
              continue_last: bool = False, raw: bool = False,
-             request_id: str | None = None) -> str:
+             request_id: str | None = None, tools: str = "") -> str:
         """Ask for a reply; safe from any thread (the worker answers in order).
 
         A caller that routes events itself (the local server) passes its own unique
@@ -172,7 +172,8 @@ class InferenceClient:
         request_id = request_id or f"r{next(self._ids)}"
         auto = self._last_load is not None and self._last_load.n_threads is None
         chat = p.Chat(request_id, messages, sampling or p.SamplingParams(), continue_last,
-                      n_threads=auto_threads(self.claims) if auto else None, raw=raw)
+                      n_threads=auto_threads(self.claims) if auto else None, raw=raw,
+                      tools=tools)
         with self._send_lock:
             if self._probation is not None:
                 self._probation[request_id] = chat

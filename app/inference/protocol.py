@@ -23,7 +23,8 @@ from app.workers.wire import WireError, from_json, to_json
 
 # 4: SamplingParams.grammar/json_schema (structured output), Chat.raw (completions),
 #    Load.cache_type (KV cache type), Load.prompt_lookup (n-gram speculative decoding).
-PROTOCOL_VERSION = 4
+# 5: Chat.tools, and tool turns in Chat.messages (app.chat.tool_prompt).
+PROTOCOL_VERSION = 5
 CACHE_TYPES = ("f16", "q8_0")
 """The KV cache types a load may ask for."""
 
@@ -136,6 +137,10 @@ class Chat:
     # No chat template: the one message's content is the whole prompt, as plain text
     # (the server's /v1/completions).
     raw: bool = False
+    # Tools the model may call: OpenAI's definitions as JSON text ("" for none). An
+    # assistant message's calls travel in its "tool_calls" (JSON text), a tool's result
+    # as a "tool" message with "tool_call_id" (see app.chat.tool_prompt).
+    tools: str = ""
     kind: ClassVar[str] = "chat"
 
 

@@ -23,7 +23,7 @@ from app.inference.client import InferenceClient, WorkerError
 from app.models.library import LibraryError, UnknownModel
 from app.models.live import plan_load
 from app.serve import limits
-from app.serve.openai_format import ServeError
+from app.serve.errors import ServeError
 from app.serve.transport import ClientGone
 from app.workspace import Workspace
 
@@ -78,7 +78,7 @@ class Replies:
 
     def ask(self, messages: list[dict[str, str]], sampling: p.SamplingParams,
             raw: bool = False, gone: Callable[[], bool] | None = None,
-            timeout: float | None = None) -> Iterator[Any]:
+            timeout: float | None = None, tools: str = "") -> Iterator[Any]:
         """Yield the reply's ``Tokens`` and, last, its ``Done``, ``Error`` or
         ``WorkerDied``. Closing the iterator early cancels the reply in the worker.
 
@@ -97,7 +97,7 @@ class Replies:
             if gone is not None and gone():
                 finished = True  # nothing was asked of the worker
                 raise ClientGone
-            self.client.chat(messages, sampling, raw=raw, request_id=request_id)
+            self.client.chat(messages, sampling, raw=raw, request_id=request_id, tools=tools)
             while True:
                 event = _next_event(events, idle, gone)
                 if isinstance(event, p.Tokens):

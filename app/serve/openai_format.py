@@ -1,8 +1,9 @@
 """OpenAI's request and reply shapes, translated to and from Hearth's protocol.
 
-Only what Hearth can honour is accepted: a field it cannot do (``n`` > 1, tools) is
+Only what Hearth can honour is accepted: a field it cannot do (``n`` > 1, images) is
 refused with a 400 that names it, rather than silently ignored, so a client never
-believes it got what it asked for.
+believes it got what it asked for. Tool calling has its own room,
+:mod:`app.serve.openai_tools`.
 """
 
 from __future__ import annotations
@@ -13,31 +14,21 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
+from app.chat.tools import ToolCall
 from app.inference import protocol as p
 from app.inference.grammar_limits import StructureError, check_structure
+from app.serve.errors import ServeError
+from app.serve.openai_tools import ToolRequest, message_fields, parse_request
 
 # Hearth's finish reasons as OpenAI names them.
-FINISH = {"stop": "stop", "length": "length", "context_full": "length", "cancelled": "stop"}
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+FINISH = {"stop": "stop", "length": "length", "context_full": "length", "cancelled": "stop",
+          "tool_calls": "tool_calls"}
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
+         "tool": "tool"}
 # Messages in one request. The body is capped in bytes too (server.MAX_BODY), but a few
 # bytes per message make thousands of them, and each costs the worker a template step
 # and a tokenizer call: real clients send tens, long agent sessions hundreds.
 MAX_MESSAGES = 1_000
-
-
-class ServeError(Exception):
-    """A request the server answers with an error; ``status`` is the HTTP status."""
-
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
-                 code: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.kind = kind
-        self.code = code
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": str(self), "type": self.kind, "param": None,
-                          "code": self.code}}
 
 
 @dataclass
@@ -49,6 +40,7 @@ class Request:
     sampling: p.SamplingParams
     stream: bool
     raw: bool  # /v1/completions: the prompt as plain text, no chat template
+    tools: ToolRequest = ToolRequest()
 
 
 def _text(content: Any, where: str) -> str:
@@ -75,13 +67,15 @@ def _messages(body: dict[str, Any]) -> list[dict[str, str]]:
         raise ServeError(400, f"'messages' holds {len(raw):,} messages; at most "
                          f"{MAX_MESSAGES:,} messages are accepted (drop the oldest turns)")
     messages = []
+    call_ids: set[str] = set()
     for i, message in enumerate(raw):
         role = message.get("role") if isinstance(message, dict) else None
         if role not in ROLES:
             raise ServeError(400, f"messages[{i}]: role {role!r} is not supported "
                              f"(use one of {', '.join(ROLES)})")
         messages.append({"role": ROLES[role],
-                         "content": _text(message.get("content"), f"messages[{i}]")})
+                         "content": _text(message.get("content"), f"messages[{i}]"),
+                         **message_fields(message, f"messages[{i}]", call_ids)})
     return messages
 
 
@@ -118,8 +112,6 @@ def _structure(body: dict[str, Any]) -> dict[str, str]:
 def _sampling(body: dict[str, Any], base: p.SamplingParams) -> p.SamplingParams:
     if body.get("n") not in (None, 1):
         raise ServeError(400, "'n' must be 1: Hearth answers one choice at a time")
-    if body.get("tools") or body.get("functions"):
-        raise ServeError(400, "tools and functions are not supported")
     fields: dict[str, Any] = {}
     for name in ("temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed"):
         if body.get(name) is not None:
@@ -158,8 +150,11 @@ def parse(body: Any, base: p.SamplingParams, chat: bool) -> Request:
         messages = [{"role": "user", "content": prompt}]
     if not isinstance(body.get("stream", False), bool):
         raise ServeError(400, "'stream' must be true or false")
-    return Request(model, messages, _sampling(body, base), bool(body.get("stream")),
-                   raw=not chat)
+    tools = parse_request(body) if chat else ToolRequest()
+    if not chat and body.get("tools") is not None:
+        raise ServeError(400, "tools are for /v1/chat/completions")
+    return Request(model, messages, tools.sampling(_sampling(body, base)),
+                   bool(body.get("stream")), raw=not chat, tools=tools)
 
 
 class Reply:
@@ -176,23 +171,27 @@ class Reply:
         return {"id": self.id, "object": kind + (".chunk" if chunk and self.chat else ""),
                 "created": self.created, "model": self.model, "choices": [choice]}
 
-    def chunk(self, text: str, finish: str | None = None, first: bool = False
-              ) -> dict[str, Any]:
+    def chunk(self, text: str, finish: str | None = None, first: bool = False,
+              delta_calls: dict[str, Any] | None = None) -> dict[str, Any]:
         reason = FINISH.get(finish, "stop") if finish else None
         if self.chat:
-            delta: dict[str, str] = {"role": "assistant"} if first else {}
+            delta: dict[str, Any] = {"role": "assistant"} if first else {}
             if text or first:
                 delta["content"] = text
+            delta.update(delta_calls or {})
             choice: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": reason}
         else:
             choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
         return self._wrap(choice, chunk=True)
 
-    def whole(self, done: p.Done) -> dict[str, Any]:
-        reason = FINISH.get(done.stats.finish_reason, "stop")
+    def whole(self, done: p.Done, calls: list[ToolCall] | None = None) -> dict[str, Any]:
+        reason = "tool_calls" if calls else FINISH.get(done.stats.finish_reason, "stop")
         if self.chat:
-            choice: dict[str, Any] = {"index": 0, "finish_reason": reason, "message": {
-                "role": "assistant", "content": done.text}}
+            message: dict[str, Any] = {"role": "assistant",
+                                       "content": None if calls else done.text}
+            if calls:
+                message["tool_calls"] = [c.to_openai() for c in calls]
+            choice: dict[str, Any] = {"index": 0, "finish_reason": reason, "message": message}
         else:
             choice = {"index": 0, "text": done.text, "logprobs": None, "finish_reason": reason}
         body = self._wrap(choice, chunk=False)

@@ -24,8 +24,9 @@ from urllib.parse import unquote
 from app.inference import protocol as p
 from app.serve import limits
 from app.serve import openai_format as fmt
+from app.serve.errors import ServeError
 from app.serve.models import ModelHost, Replies
-from app.serve.openai_format import ServeError
+from app.serve.openai_tools import CallFilter, call_deltas
 from app.serve.security import host_allowed, key_matches, origin_allowed
 from app.serve.transport import ClientGone, GuardedHandler, GuardedServer
 
@@ -180,17 +181,18 @@ class _Handler(GuardedHandler):
         with self._turn():
             server.host.ready(request.model)
             events = server.replies.ask(request.messages, request.sampling, request.raw,
-                                        gone=self.client_gone)
+                                        gone=self.client_gone, tools=request.tools.wire())
             if request.stream:
                 options = body.get("stream_options")
                 include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-                self._stream(reply, events, include_usage)
+                self._stream(reply, events, include_usage, CallFilter(request.tools))
                 return
             try:
                 done = _final(events)
             finally:
                 events.close()
-        self.send_json(200, reply.whole(done))  # the next request need not wait for this
+        # The next request need not wait for this.
+        self.send_json(200, reply.whole(done, request.tools.read(done.text).calls))
 
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
@@ -209,7 +211,8 @@ class _Handler(GuardedHandler):
         finally:
             turn.release()
 
-    def _stream(self, reply: fmt.Reply, events: Any, include_usage: bool) -> None:
+    def _stream(self, reply: fmt.Reply, events: Any, include_usage: bool,
+                calls: CallFilter) -> None:
         """Server-sent events, one per token batch, then the finish and ``[DONE]``."""
         try:
             first = next(events)
@@ -220,24 +223,32 @@ class _Handler(GuardedHandler):
             self.send_header("Cache-Control", "no-cache")
             self.extra_headers()
             self.end_headers()
-            self._send_events(reply, _chain(first, events), include_usage)
+            self._send_events(reply, _chain(first, events), include_usage, calls)
         finally:
             events.close()  # cancels the reply in the worker if it is still running
 
-    def _send_events(self, reply: fmt.Reply, events: Any, include_usage: bool) -> None:
+    def _send_events(self, reply: fmt.Reply, events: Any, include_usage: bool,
+                     calls: CallFilter) -> None:
         """The stream's body. Once the headers are out, a reply that breaks off (the
         model stopped answering) ends with an error event and ``[DONE]``, never with
         a second HTTP answer written inside this one (review S10); a client that is
-        gone or stopped reading ends it silently."""
+        gone or stopped reading ends it silently. Text that may be a tool call is held
+        back by ``calls`` and sent, at the end, as calls or as the text it was."""
         try:
             try:
                 self._send_event(reply.chunk("", first=True) if reply.chat else None)
                 for event in events:
                     if isinstance(event, p.Tokens):
-                        if event.text:
-                            self._send_event(reply.chunk(event.text))
+                        if text := calls.feed(event.text):
+                            self._send_event(reply.chunk(text))
                     elif isinstance(event, p.Done):
-                        self._send_event(reply.chunk("", event.stats.finish_reason))
+                        held, made = calls.finish()
+                        if held:
+                            self._send_event(reply.chunk(held))
+                        for delta in call_deltas(made):
+                            self._send_event(reply.chunk("", delta_calls=delta))
+                        self._send_event(reply.chunk(
+                            "", "tool_calls" if made else event.stats.finish_reason))
                         if include_usage:
                             self._send_event({**reply.chunk(""), "choices": [],
                                               "usage": fmt.usage(event.stats)})

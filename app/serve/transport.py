@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from app.serve import limits
-from app.serve.openai_format import ServeError
+from app.serve.errors import ServeError
 
 log = logging.getLogger("hearth.serve")
 _OUT_OF_DESCRIPTORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)

@@ -27,6 +27,7 @@ import llama_cpp
 
 from app.chat.template import ChatTemplate, ChatTemplateError, TemplateCancelled, render_parts
 from app.chat.template_choice import choose_template, end_of_turn
+from app.chat.tool_prompt import shape
 from app.inference import protocol as p
 from app.machine.threads import default_threads
 from app.models.gguf_file import GGUFError, read_gguf
@@ -229,8 +230,9 @@ class Worker:
                                       cmd.request_id))
             self.llm.reset()
 
-    def render(self, messages: list[dict[str, str]], continue_last: bool,
-               request_id: str = "") -> list[tuple[str, bool]]:
+    def render(self, messages: list[dict[str, Any]], continue_last: bool,
+               request_id: str = "", tools: list[dict[str, Any]] | None = None
+               ) -> list[tuple[str, bool]]:
         """The prompt as ``(text, is_content)`` parts (see render_parts).
 
         The template is a stranger's program: it renders under the default limits, and
@@ -244,10 +246,10 @@ class Worker:
         guard = self._control_tokens().could_form
         if continue_last and messages and messages[-1]["role"] == "assistant":
             head = render_parts(self.template, messages[:-1], add_generation_prompt=True,
-                                should_stop=should_stop, guard=guard)
+                                should_stop=should_stop, guard=guard, tools=tools)
             return [*head, (messages[-1]["content"], True)]
         return render_parts(self.template, messages, add_generation_prompt=True,
-                            should_stop=should_stop, guard=guard)
+                            should_stop=should_stop, guard=guard, tools=tools)
 
     def tokenize(self, parts: list[tuple[str, bool]]) -> list[int]:
         """Token ids of the prompt, where only the template's text may hold control
@@ -326,11 +328,14 @@ class Worker:
                 raise ValueError(f"the prompt is {len(tokens)} tokens long but the context "
                                  f"holds {n_ctx} (with {n_ctx - budget} kept for the reply)")
             return tokens, 0
+        shaped, tools = shape(messages, cmd.tools, self.template.text,
+                              self._control_tokens().defuse)
         return ConversationFit(
-            messages, cmd.continue_last, budget, n_ctx,
-            render=lambda kept: self.render(kept, cmd.continue_last, cmd.request_id),
+            shaped, cmd.continue_last, budget, n_ctx,
+            render=lambda kept: self.render(kept, cmd.continue_last, cmd.request_id, tools),
             tokenize=self.tokenize, template=self.template,
-            should_stop=lambda: self.closing or cmd.request_id in self.cancelled).fit()
+            should_stop=lambda: self.closing or cmd.request_id in self.cancelled,
+            tools=tools).fit()
 
     def _prefill(self, tokens: list[int], cached: int, request_id: str) -> bool:
         """Evaluate all but the last prompt token now, so that the last one is always

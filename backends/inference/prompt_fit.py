@@ -21,6 +21,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from app.chat.template import ChatTemplate, TemplateCancelled
 
@@ -31,7 +32,7 @@ Parts = list[tuple[str, bool]]
 class ConversationFit:
     """One conversation to fit into ``budget`` tokens; :meth:`fit` does it."""
 
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     continue_last: bool
     budget: int
     n_ctx: int
@@ -41,6 +42,8 @@ class ConversationFit:
     """Token ids of such parts, with the model's BOS where it wants one."""
     template: ChatTemplate
     should_stop: Callable[[], bool]
+    tools: list[dict[str, Any]] | None = None
+    """The template's ``tools`` variable: definitions cost tokens too."""
     _exact: dict[int, list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -147,7 +150,7 @@ class ConversationFit:
         nonce = secrets.token_hex(8).upper()
         marked = [{**m, "content": f"HEARTHFIT{nonce}N{i}END"} for i, m in enumerate(messages)]
         text = self.template.render(marked, add_generation_prompt=True,
-                                    should_stop=self.should_stop)
+                                    should_stop=self.should_stop, tools=self.tools)
         costs = [0] * len(self.messages)
         at = 0
         for found in re.finditer(rf"HEARTHFIT{nonce}N(\d+)END", text):

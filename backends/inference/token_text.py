@@ -39,6 +39,21 @@ class ControlTokens:
                 or any(text[:k] in self.tails for k in range(1, reach))
                 or (len(text) < self.longest and any(text in t for t in self.ids)))
 
+    def defuse(self, value: Any) -> Any:
+        """``value`` (text, or lists and dicts of it) with every control token's text
+        broken by a zero-width space. For untrusted text a template writes itself, where
+        the content guard cannot reach: tool definitions and a call's arguments."""
+        if isinstance(value, str):
+            if self.pattern is None:
+                return value
+            return self.pattern.sub(lambda m: m.group(0)[0] + "\u200b" + m.group(0)[1:],
+                                    value)
+        if isinstance(value, list):
+            return [self.defuse(v) for v in value]
+        if isinstance(value, dict):
+            return {self.defuse(k): self.defuse(v) for k, v in value.items()}
+        return value
+
 
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
