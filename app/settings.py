@@ -14,6 +14,7 @@ from typing import Any
 
 from app.atomic import atomic_write_text
 from app.chat.template_choice import CHOICES
+from app.finetune.runs.codec import from_dict, to_dict
 from app.inference.protocol import CACHE_TYPES, SamplingParams
 from app.side_files import expect, load_json
 
@@ -51,10 +52,42 @@ class LoadSettings:
 
 
 @dataclass
+class WindowState:
+    """Where the person left the window, restored at the next start."""
+
+    geometry: str | None = None
+    """Qt's saved window geometry, base64."""
+    chat_splitter: list[int] | None = None
+    """The widths of the chat page's three panes."""
+    settings_panel: bool = True
+    """Whether the chat's settings panel is open."""
+    conversation: int | None = None
+    """The conversation last shown."""
+    finetune_run_to_offer: str | None = None
+    """The run a window close (or a crash) stopped, offered for Resume at the next start
+    (:mod:`app.finetune.runs.resume`)."""
+
+
+@dataclass
+class ServerSettings:
+    """The local OpenAI-compatible server (:mod:`app.serve`), as the person left it."""
+
+    on: bool = False
+    """Serve the chat's model from the start."""
+    port: int | None = None
+    """None: the server's default port."""
+
+    def __post_init__(self) -> None:
+        if self.port is not None and not 1024 <= self.port <= 65535:
+            raise ValueError("the server's port must be between 1024 and 65535")
+
+
+@dataclass
 class Settings:
     load: LoadSettings = field(default_factory=LoadSettings)
     sampling_by_model: dict[str, dict[str, Any]] = field(default_factory=dict)
-    ui: dict[str, Any] = field(default_factory=dict)
+    ui: WindowState = field(default_factory=WindowState)
+    server: ServerSettings = field(default_factory=ServerSettings)
     template_by_model: dict[str, str] = field(default_factory=dict)
     """The chat template chosen per model (app.chat.template_choice.CHOICES); "auto"
     when absent."""
@@ -99,17 +132,15 @@ def load_settings(path: Path, notices: list[str] | None = None) -> Settings:
 
 
 def _parse(raw: Any) -> Settings:
-    """Settings from the file's JSON; TypeError or ValueError on anything else."""
+    """Settings from the file's JSON (the settings' own codec: :mod:`app.finetune.runs.codec`,
+    which refuses a wrong-typed entry); TypeError or ValueError on anything else."""
     expect(raw, dict, "the file")
-    sampling = expect(raw.get("sampling_by_model", {}), dict, "sampling_by_model")
-    for model, entry in sampling.items():
-        expect(entry, dict, f"sampling_by_model[{model!r}]")
-    templates = expect(raw.get("template_by_model", {}), dict, "template_by_model")
-    return Settings(load=LoadSettings(**expect(raw.get("load", {}), dict, "load")),
-                    sampling_by_model={str(k): dict(v) for k, v in sampling.items()},
-                    ui=dict(expect(raw.get("ui", {}), dict, "ui")),
-                    template_by_model={str(k): str(v) for k, v in templates.items()})
+    window = expect(raw.get("ui", {}), dict, "ui")
+    if "server" not in raw:  # before 2026-12: the server's switch and port were window state
+        old = {"on": window.get("server_on"), "port": window.get("server_port")}
+        raw = {**raw, "server": {k: v for k, v in old.items() if v is not None}}
+    return from_dict(Settings, raw)
 
 
 def save_settings(path: Path, settings: Settings) -> None:
-    atomic_write_text(path, json.dumps(asdict(settings), indent=2), private=True)
+    atomic_write_text(path, json.dumps(to_dict(settings), indent=2), private=True)

@@ -51,7 +51,7 @@ def test_the_load_plan_prefers_the_live_adapter_and_knows_when_to_only_switch(
 
 def test_switching_between_base_and_tuned_in_chat_is_an_adapter_switch(
         qtbot, workspace: Workspace, tuned) -> None:
-    from ui.chat.chat_view_model import READY, ChatViewModel
+    from ui.chat.chat_view_model import ChatViewModel, ModelState
     from ui.chat.inference_bridge import InferenceBridge
     from ui.chat.message_widget import producer_note
 
@@ -62,19 +62,20 @@ def test_switching_between_base_and_tuned_in_chat_is_an_adapter_switch(
     bridge.event.connect(events.append)
     try:
         chat.load_model("base")
-        qtbot.waitUntil(lambda: chat.state == READY, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: chat.state == ModelState.READY, timeout=WAIT_MS)
         chat.load_model("tuned")
-        qtbot.waitUntil(lambda: chat.state == READY and chat.adapter == str(adapter),
+        qtbot.waitUntil(lambda: chat.state == ModelState.READY and chat.adapter == str(adapter),
                         timeout=WAIT_MS)
         chat.load_model("base")
-        qtbot.waitUntil(lambda: chat.state == READY and not chat.adapter, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: chat.state == ModelState.READY and not chat.adapter,
+                        timeout=WAIT_MS)
         assert sum(isinstance(e, p.Loaded) for e in events) == 1  # never reloaded
         switches = [e for e in events if isinstance(e, p.AdapterSet)]
         assert [s.path for s in switches] == [str(adapter), None]
         assert all(s.seconds < 1.0 for s in switches)
 
         chat.load_model("tuned")
-        qtbot.waitUntil(lambda: chat.state == READY and chat.adapter == str(adapter),
+        qtbot.waitUntil(lambda: chat.state == ModelState.READY and chat.adapter == str(adapter),
                         timeout=WAIT_MS)
         chat.new_conversation()
         with qtbot.waitSignal(chat.reply_finished, timeout=WAIT_MS):
@@ -84,7 +85,8 @@ def test_switching_between_base_and_tuned_in_chat_is_an_adapter_switch(
         assert reply.stats["model"] == "tuned"
         # Back to the base in the same conversation: its reply says so.
         chat.load_model("base")
-        qtbot.waitUntil(lambda: chat.state == READY and not chat.adapter, timeout=WAIT_MS)
+        qtbot.waitUntil(lambda: chat.state == ModelState.READY and not chat.adapter,
+                        timeout=WAIT_MS)
         with qtbot.waitSignal(chat.reply_finished, timeout=WAIT_MS):
             chat.send("and now?")
         replies = [m for m in workspace.store.messages(chat.conversation_id)

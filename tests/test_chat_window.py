@@ -24,7 +24,7 @@ from app.settings import LoadSettings
 from app.workspace import Workspace, open_workspace
 from tests.chat_widgets import shown_messages
 from tests.gguf_factory import write_tiny_gguf
-from ui.chat.chat_view_model import READY
+from ui.chat.chat_view_model import ModelState
 from ui.chat.message_widget import MessageWidget
 from ui.main_window import MainWindow
 
@@ -54,7 +54,7 @@ def make_window(qtbot: QtBot, starter_gguf: Path) -> Iterator[Callable[..., Main
         windows.append(window)
         if start:
             window.start()
-            qtbot.waitUntil(lambda: window.chat.state == READY, timeout=WAIT_MS)
+            qtbot.waitUntil(lambda: window.chat.state == ModelState.READY, timeout=WAIT_MS)
         return window
 
     yield make
@@ -223,7 +223,7 @@ def test_history_and_layout_survive_a_restart(qtbot: QtBot, workspace: Workspace
         assert _widgets(again)[0].body.toPlainText().strip() == "Hello there"
         assert (again.size().width(), again.size().height()) == (780, 640)
         assert not again.chat_page.settings_panel.isVisibleTo(again)
-        assert reopened.settings.ui["chat_splitter"] == sizes
+        assert reopened.settings.ui.chat_splitter == sizes
         # The sidebar keeps its width; the middle takes what the hidden panel's handle frees.
         assert again.chat_page.splitter.sizes()[0] == sizes[0]
         assert isinstance(geometry, QByteArray)
@@ -252,7 +252,7 @@ def test_killed_worker_shows_the_error_and_reload_recovers(
     assert not window.chat_page.composer.button.isEnabled()
 
     qtbot.mouseClick(card.button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: window.chat.state == READY, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.chat.state == ModelState.READY, timeout=WAIT_MS)
     # The cut-off turn is offered again once the model is back.
     assert card.isVisibleTo(window) and card.button.text() == "Try again"
     assert "no complete answer" in card.label.text()
@@ -305,7 +305,7 @@ def test_a_model_that_fails_to_load_says_so(qtbot: QtBot, workspace: Workspace,
     assert window.chat_page.model_bar.state.text() == "Failed to load"
     picker.setCurrentIndex(picker.findData(starter))
     picker.activated.emit(picker.currentIndex())
-    qtbot.waitUntil(lambda: window.chat.state == READY, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.chat.state == ModelState.READY, timeout=WAIT_MS)
     assert not card.isVisibleTo(window)
 
 
@@ -399,7 +399,7 @@ def test_chat_with_model_switches_to_a_fresh_chat(
     window.chat_with_model(name)
     assert window.tabs.currentWidget() is window.chat_page
     assert window.chat.conversation_id != old.id and window.chat.messages() == []
-    qtbot.waitUntil(lambda: window.chat.state == READY, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: window.chat.state == ModelState.READY, timeout=WAIT_MS)
     assert window.chat_page.model_bar.picker.currentData() == name
     assert "Ready" in window.chat_page.model_bar.state.text()
 

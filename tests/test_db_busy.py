@@ -15,7 +15,7 @@ from pytestqt.qtbot import QtBot
 from app.db import DatabaseBusy, connect
 from app.inference import protocol as p
 from app.workspace import Workspace
-from ui.chat.chat_view_model import READY, ChatViewModel
+from ui.chat.chat_view_model import ChatViewModel, ModelState, ProblemAction
 from ui.chat.conversation_view import ConversationView
 from ui.chat.inference_bridge import InferenceBridge
 
@@ -58,7 +58,7 @@ def test_a_locked_database_mid_session_says_what_to_do(tmp_path: Path) -> None:
 @pytest.fixture
 def chat(qtbot: QtBot, workspace: Workspace) -> Iterator[ChatViewModel]:
     model = ChatViewModel(workspace, InferenceBridge())
-    model.state = READY
+    model.state = ModelState.READY
     model.client.chat = lambda *a, **k: "r1"  # type: ignore[method-assign]
     yield model
     model.shutdown()
@@ -81,7 +81,7 @@ def test_a_reply_that_cannot_be_saved_ends_with_a_problem_to_retry(
         other.rollback()
         other.close()
     assert not chat.busy
-    assert chat.problem is not None and chat.problem.action == "retry"
+    assert chat.problem is not None and chat.problem.action == ProblemAction.RETRY
     assert chat.problem.text.startswith("The reply could not be saved: ")
     assert "locked by another program" in chat.problem.text
     qtbot.waitUntil(lambda: view.problem_card.isVisible())
@@ -99,7 +99,7 @@ def test_a_message_that_cannot_be_saved_is_not_sent(
         other.rollback()
         other.close()
     assert not chat.busy
-    assert chat.problem is not None and chat.problem.action == ""
+    assert chat.problem is not None and chat.problem.action == ProblemAction.NONE
     assert chat.problem.text.startswith("Your message was not sent: ")
     assert "locked by another program" in chat.problem.text
 

@@ -15,7 +15,7 @@ from pytestqt.qtbot import QtBot
 from app.chat.importer import import_into, read_conversations
 from app.workspace import Workspace
 from tests.chat_widgets import shown_messages
-from ui.chat.chat_view_model import READY, ChatViewModel
+from ui.chat.chat_view_model import ChatViewModel, ModelState
 from ui.chat.conversation_view import ConversationView
 from ui.chat.inference_bridge import InferenceBridge
 from ui.chat.message_widget import MessageWidget
@@ -48,7 +48,7 @@ def _chatgpt(path: Path) -> Path:
 @pytest.fixture
 def view(qtbot: QtBot, workspace: Workspace) -> Iterator[ConversationView]:
     chat = ChatViewModel(workspace, InferenceBridge())
-    chat.model_name, chat.state = "local-model", READY
+    chat.model_name, chat.state = "local-model", ModelState.READY
     widget = ConversationView(chat)
     widget.resize(640, 700)
     qtbot.addWidget(widget)

@@ -84,7 +84,7 @@ def test_the_switch_serves_the_chat_model_beside_the_chat(
 
     panel.switch.click()  # off
     assert panel.server is None and button.text() == "API server: off"
-    assert workspace.settings.ui["server_on"] is False
+    assert workspace.settings.server.on is False
     with pytest.raises(openai.APIConnectionError):
         api.models.list()
 
@@ -117,7 +117,7 @@ def test_the_switch_comes_back_on_with_the_window(qtbot: QtBot, workspace: Works
     panel = starter_window.server_button.panel
     panel.port.setValue(_free_port())
     panel.switch.click()
-    assert workspace.settings.ui["server_on"] is True
+    assert workspace.settings.server.on is True
     starter_window.close()
     again = MainWindow(workspace)
     qtbot.addWidget(again)

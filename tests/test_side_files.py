@@ -40,6 +40,8 @@ DAMAGE: dict[str, dict[str, bytes]] = {
     "versions.json not UTF-8": {"teach/versions.json": b"\xff\xfe{}"},
     "a model's sampling not an object": {"settings.json": json.dumps(
         {"sampling_by_model": {STARTER: "x"}}).encode()},
+    "window state of the wrong type": {"settings.json": json.dumps(
+        {"ui": {"geometry": 5, "chat_splitter": ["wide", "narrow"]}}).encode()},
     "kernels.json not records": {"kernels.json": b'{"machine": "safe"}'},
 }
 

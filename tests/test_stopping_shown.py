@@ -12,7 +12,7 @@ from pytestqt.qtbot import QtBot
 
 from app.inference import protocol as p
 from app.workspace import Workspace
-from ui.chat.chat_view_model import READY
+from ui.chat.chat_view_model import ModelState
 from ui.main_window import MainWindow
 
 
@@ -27,7 +27,7 @@ def window(qtbot: QtBot, workspace: Workspace) -> Iterator[MainWindow]:
     main.cancelled = []  # type: ignore[attr-defined]
     main.chat.client.chat = lambda *a, **k: "r1"  # type: ignore[method-assign]
     main.chat.client.cancel = main.cancelled.append  # type: ignore[attr-defined,method-assign]
-    main.chat.state = READY
+    main.chat.state = ModelState.READY
     main.chat.model_state_changed.emit()
     yield main
     main.close()

@@ -19,7 +19,7 @@ from app.serve.security import KEY_ENV
 from app.settings import LoadSettings
 from app.workspace import Workspace
 from backends.inference.llama_compat import CRASH_TEST_ENV
-from ui.chat.chat_view_model import READY
+from ui.chat.chat_view_model import ModelState
 from ui.main_window import MainWindow
 
 pytestmark = pytest.mark.slow
@@ -41,7 +41,7 @@ def window(qtbot: QtBot, workspace: Workspace, starter_gguf: Path,
     qtbot.addWidget(win)
     win.show()
     win.start()
-    qtbot.waitUntil(lambda: win.chat.state == READY, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: win.chat.state == ModelState.READY, timeout=WAIT_MS)
     yield win
     win.close()
     assert not win.bridge.client.alive

@@ -3,7 +3,7 @@
 It owns the inference bridge (one worker for the whole window) and the chat model, hands
 them to the tabs (which never reach for globals), and keeps what a person expects to
 find again — window geometry, splitter sizes, the open conversation — in
-``settings.ui``.
+``settings.ui`` (:class:`app.settings.WindowState`).
 """
 
 from __future__ import annotations
@@ -110,18 +110,13 @@ class MainWindow(QMainWindow):
     def _restore(self) -> None:
         ui = self.workspace.settings.ui
         # The panel first: it changes the window's minimum width, which geometry respects.
-        self.chat_page.model_bar.settings_button.setChecked(
-            bool(ui.get("settings_panel", True)))
-        geometry = ui.get("geometry")
-        if isinstance(geometry, str):
-            self.restoreGeometry(QByteArray.fromBase64(geometry.encode("ascii")))
-        sizes = ui.get("chat_splitter")
-        if isinstance(sizes, list) and len(sizes) == 3 and all(isinstance(s, int)
-                                                               for s in sizes):
-            self.chat_page.splitter.setSizes(sizes)
-        conversation = ui.get("conversation")
-        if isinstance(conversation, int):
-            self.chat.open_conversation(conversation)
+        self.chat_page.model_bar.settings_button.setChecked(ui.settings_panel)
+        if ui.geometry is not None:
+            self.restoreGeometry(QByteArray.fromBase64(ui.geometry.encode("ascii")))
+        if ui.chat_splitter is not None and len(ui.chat_splitter) == 3:
+            self.chat_page.splitter.setSizes(ui.chat_splitter)
+        if ui.conversation is not None:
+            self.chat.open_conversation(ui.conversation)
         if self.chat.conversation_id is None:
             recent = self.workspace.store.list()
             if recent:
@@ -130,10 +125,10 @@ class MainWindow(QMainWindow):
     def save_ui_state(self) -> None:
         self.chat_page.settings_panel.flush()
         ui = self.workspace.settings.ui
-        ui["geometry"] = bytes(self.saveGeometry().toBase64().data()).decode("ascii")
-        ui["chat_splitter"] = self.chat_page.splitter.sizes()
-        ui["settings_panel"] = self.chat_page.model_bar.settings_button.isChecked()
-        ui["conversation"] = self.chat.conversation_id
+        ui.geometry = bytes(self.saveGeometry().toBase64().data()).decode("ascii")
+        ui.chat_splitter = self.chat_page.splitter.sizes()
+        ui.settings_panel = self.chat_page.model_bar.settings_button.isChecked()
+        ui.conversation = self.chat.conversation_id
         self.workspace.save_settings()
 
     # ------------------------------------------------------------ fine-tuning

@@ -4,7 +4,8 @@ A status-bar button says whether the server is on and opens a small panel: the s
 the port, the address to give a client, and the API key (hidden, with Show and Copy).
 The server answers with the chat's model through the chat's own worker, so turning it
 on costs no memory; it never changes the chat's model (:class:`app.serve.models.ChatModel`).
-Whether it is on and on which port are remembered in ``settings.ui``.
+Whether it is on and on which port are remembered in the settings
+(:class:`app.settings.ServerSettings`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from PySide6.QtWidgets import (
 from app.serve.models import ChatModel
 from app.serve.security import WeakKey, api_key
 from app.serve.server import DEFAULT_PORT, LocalServer
+from app.settings import ServerSettings
 from app.workspace import Workspace
-from ui.chat.chat_view_model import READY, ChatViewModel
+from ui.chat.chat_view_model import ChatViewModel, ModelState
 from ui.untrusted import PlainLabel
 
 
@@ -46,10 +48,7 @@ class ServerPanel(QDialog):
         self.host = ChatModel(workspace, chat.client, self._chat_model)
         self._build()
         self._connect()
-        ui = workspace.settings.ui
-        port = ui.get("server_port")
-        self.port.setValue(port if isinstance(port, int) and 1024 <= port <= 65535
-                           else DEFAULT_PORT)
+        self.port.setValue(workspace.settings.server.port or DEFAULT_PORT)
         self._show()
 
     def _build(self) -> None:
@@ -84,7 +83,7 @@ class ServerPanel(QDialog):
 
     def _chat_model(self) -> str | None:
         """Read on the server's threads: plain attributes, no Qt calls."""
-        return self.chat.model_name if self.chat.state == READY else None
+        return self.chat.model_name if self.chat.state == ModelState.READY else None
 
     # ---------------------------------------------------------------- switch
 
@@ -131,9 +130,7 @@ class ServerPanel(QDialog):
             self.server = None
 
     def _remember(self, on: bool) -> None:
-        ui = self.workspace.settings.ui
-        ui["server_on"] = on
-        ui["server_port"] = self.port.value()
+        self.workspace.settings.server = ServerSettings(on, self.port.value())
         self.workspace.save_settings()
 
     def _on_switch(self, on: bool) -> None:
@@ -178,7 +175,7 @@ class ServerButton(QPushButton):
         self.panel.running_changed.connect(self._on_running_changed)
         self.clicked.connect(self._on_clicked)
         self._on_running_changed(False)
-        if workspace.settings.ui.get("server_on") is True:
+        if workspace.settings.server.on:
             self.panel.start()
 
     def _on_clicked(self) -> None:

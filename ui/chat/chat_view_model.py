@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,29 @@ from ui.chat.inference_bridge import InferenceBridge
 log = logging.getLogger("hearth.chat")
 FLUSH_MS = 40
 
-# Model states shown by the model bar.
-STOPPED, STARTING, LOADING, READY, FAILED, CRASHED = (
-    "stopped", "starting", "loading", "ready", "failed", "crashed")
+class ModelState(StrEnum):
+    """Where the chat's model stands, as the model bar shows it."""
+
+    STOPPED = "stopped"
+    STARTING = "starting"
+    """The worker process is starting."""
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    """The worker did not start, or the model did not load."""
+    CRASHED = "crashed"
+    """The worker died while the model was loaded."""
+
+
+class ProblemAction(StrEnum):
+    """What the problem card's button does."""
+
+    NONE = ""
+    """No button: the text says what to do."""
+    RELOAD = "reload"
+    """Restart the worker and load the model."""
+    RETRY = "retry"
+    """Ask for the reply again."""
 
 
 @dataclass
@@ -54,9 +75,7 @@ class Problem:
     """Something the person must know and can act on, shown in the conversation."""
 
     text: str
-    # "reload" (restart the worker and load), "retry" (ask for the reply again) or ""
-    # (nothing to press: the text says what to do).
-    action: str
+    action: ProblemAction
     conversation_id: int | None = None
     details: str = ""
 
@@ -85,7 +104,7 @@ class ChatViewModel(QObject):
         self.session = ChatSession(workspace.store, bridge.client)
         self.conversation_id: int | None = None
         self.model_name: str | None = None      # chosen (loaded, loading or to load)
-        self.state = STOPPED
+        self.state = ModelState.STOPPED
         self.progress = 0.0
         self.loaded: p.Loaded | None = None
         # The adapter applied to the loaded base ("" or None: none), and one asked for
@@ -146,7 +165,7 @@ class ChatViewModel(QObject):
         if conversation_id == self.conversation_id:
             return
         self.conversation_id = conversation_id
-        if self.problem is not None and self.problem.action == "retry":
+        if self.problem is not None and self.problem.action == ProblemAction.RETRY:
             self._set_problem(None)
         self.conversation_opened.emit(-1 if conversation_id is None else conversation_id)
 
@@ -202,7 +221,7 @@ class ChatViewModel(QObject):
 
     @property
     def can_send(self) -> bool:
-        return self.state == READY and self.reply is None
+        return self.state == ModelState.READY and self.reply is None
 
     def send(self, text: str) -> PendingReply | None:
         text = text.strip()
@@ -286,7 +305,7 @@ class ChatViewModel(QObject):
                 self.client.unload()
             except WorkerError as exc:
                 log.info("could not unload: %s", exc)
-        self._set_state(STOPPED)
+        self._set_state(ModelState.STOPPED)
 
     def _start(self, ask: Any) -> PendingReply | None:
         sampling = self.sampling
@@ -295,11 +314,11 @@ class ChatViewModel(QObject):
         try:
             reply = ask(sampling)
         except WorkerError as exc:
-            self._set_problem(Problem(str(exc), "reload", self.conversation_id))
+            self._set_problem(Problem(str(exc), ProblemAction.RELOAD, self.conversation_id))
             self.messages_changed.emit(self.conversation_id or -1)
             return None
         except DatabaseError as exc:  # the message could not be stored: nothing was asked
-            self._set_problem(Problem(f"Your message was not sent: {exc}.", "",
+            self._set_problem(Problem(f"Your message was not sent: {exc}.", ProblemAction.NONE,
                                       self.conversation_id))
             return None
         self.reply = reply
@@ -316,7 +335,8 @@ class ChatViewModel(QObject):
         return reply
 
     def _problem_is_retry(self) -> bool:
-        return self.problem is not None and self.problem.action in ("retry", "")
+        return self.problem is not None and self.problem.action in (ProblemAction.RETRY,
+                                                                    ProblemAction.NONE)
 
     def _end_reply(self, reply: PendingReply) -> None:
         self._on_flush()
@@ -351,7 +371,7 @@ class ChatViewModel(QObject):
             self.versions_changed.emit(base, name)
         elif base is None:
             name = self.model_for(name)
-        if name == self.model_name and self.state in (READY, LOADING):
+        if name == self.model_name and self.state in (ModelState.READY, ModelState.LOADING):
             self.model_state_changed.emit()  # the picker shows what answers
             return
         self.load_model(name)
@@ -360,7 +380,7 @@ class ChatViewModel(QObject):
         try:
             self.workspace.library.get(name)
         except UnknownModel as exc:
-            self._set_problem(Problem(str(exc), "reload"))
+            self._set_problem(Problem(str(exc), ProblemAction.RELOAD))
             return
         self.model_name = name
         self.sampling_changed.emit()
@@ -378,7 +398,7 @@ class ChatViewModel(QObject):
     def _launch(self, restart: bool) -> None:
         if self._starter.busy:
             return
-        self._set_state(STARTING)
+        self._set_state(ModelState.STARTING)
         self._set_problem(None)
         # Process start-up takes a second or more; whatever goes wrong there (not only a
         # WorkerError) becomes the "did not start" problem with its Reload button.
@@ -390,24 +410,25 @@ class ChatViewModel(QObject):
     def _load(self) -> None:
         """Ask the worker to load; progress and the result come back as events."""
         if self.model_name is None:
-            self.state = STOPPED
+            self.state = ModelState.STOPPED
             self.model_state_changed.emit()
             return
         record = self.workspace.library.get(self.model_name)
-        loaded = self.loaded.path if self.loaded is not None and self.state == READY else None
+        loaded = (self.loaded.path if self.loaded is not None
+                  and self.state == ModelState.READY else None)
         try:
             plan = plan_load(record, self.workspace.library, loaded, self._live_ok)
         except LibraryError as exc:
-            self._set_state(FAILED)
-            self._set_problem(Problem(str(exc), "reload"))
+            self._set_state(ModelState.FAILED)
+            self._set_problem(Problem(str(exc), ProblemAction.RELOAD))
             return
         self._pending_adapter = plan.adapter if not plan.switch_only else plan.adapter or ""
         if plan.switch_only:  # the base is loaded already: milliseconds, no reload
-            self._set_state(LOADING)
+            self._set_state(ModelState.LOADING)
             self.client.set_adapter(plan.adapter)
             return
         load = self.workspace.settings.load
-        self.state, self.progress, self.loaded = LOADING, 0.0, None
+        self.state, self.progress, self.loaded = ModelState.LOADING, 0.0, None
         self.model_state_changed.emit()
         self.client.load(plan.path, n_ctx=load.n_ctx, n_gpu_layers=load.n_gpu_layers,
                          n_threads=load.n_threads, flash_attn=load.flash_attn,
@@ -428,11 +449,11 @@ class ChatViewModel(QObject):
             self._load()
 
     def _on_worker_start_failed(self, message: str) -> None:
-        self._set_state(FAILED)
-        self._set_problem(Problem(f"The model worker did not start. {message}", "reload",
-                                  details=message))
+        self._set_state(ModelState.FAILED)
+        self._set_problem(Problem(f"The model worker did not start. {message}",
+                                  ProblemAction.RELOAD, details=message))
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: ModelState) -> None:
         self.state = state
         self.model_state_changed.emit()
 
@@ -446,7 +467,7 @@ class ChatViewModel(QObject):
         problem = self.problem
         if problem is None:
             return
-        if problem.action == "reload":
+        if problem.action == ProblemAction.RELOAD:
             self.reload()
         else:
             self._set_problem(None)
@@ -480,22 +501,22 @@ class ChatViewModel(QObject):
             self.adapter = None
             self.session.producer = {"model": self.model_name}
             if self._pending_adapter is None:  # else ready once the adapter is applied
-                self.state = READY
+                self.state = ModelState.READY
             self.model_state_changed.emit()
-            if self.problem is not None and self.problem.action == "reload":
+            if self.problem is not None and self.problem.action == ProblemAction.RELOAD:
                 self._set_problem(None)
             self._offer_retry_after_crash()
         elif isinstance(event, p.AdapterSet):
             self._pending_adapter = None
             self.adapter = event.path
             self.session.producer = {"model": self.model_name}
-            self._set_state(READY)
+            self._set_state(ModelState.READY)
         elif isinstance(event, p.Error) and event.error_kind == "adapter_failed":
             if self._is_live_only():  # nothing else to load
                 self._pending_adapter = None
-                self._set_state(FAILED)
+                self._set_state(ModelState.FAILED)
                 self._set_problem(Problem(f"The adapter could not be applied: "
-                                          f"{event.message}", "reload"))
+                                          f"{event.message}", ProblemAction.RELOAD))
                 return
             # The adapter does not fit after all: load the merged model instead.
             log.warning("live adapter refused, loading the merged model: %s", event.message)
@@ -511,15 +532,15 @@ class ChatViewModel(QObject):
             self.loaded = None
             if self.reply is not None:
                 self._unanswered = self.reply.conversation_id
-            self._set_state(CRASHED)
-            self._set_problem(Problem(event.message, "reload", self.conversation_id,
+            self._set_state(ModelState.CRASHED)
+            self._set_problem(Problem(event.message, ProblemAction.RELOAD, self.conversation_id,
                                       "\n".join(event.last_log_lines)))
         elif isinstance(event, p.Error) and event.request_id is None:
-            if event.error_kind == "load_failed" or self.state == LOADING:
+            if event.error_kind == "load_failed" or self.state == ModelState.LOADING:
                 self.loaded = None
-                self._set_state(FAILED)
+                self._set_state(ModelState.FAILED)
                 self._set_problem(Problem(f"The model could not be loaded: {event.message}",
-                                          "reload"))
+                                          ProblemAction.RELOAD))
             else:
                 log.warning("worker error: %s", event.message)
         try:
@@ -538,7 +559,7 @@ class ChatViewModel(QObject):
             return
         self._end_reply(reply)
         reply.error = str(exc)
-        self._set_problem(Problem(f"The reply could not be saved: {exc}.", "retry",
+        self._set_problem(Problem(f"The reply could not be saved: {exc}.", ProblemAction.RETRY,
                                   reply.conversation_id))
         self.reply_finished.emit(reply)
 
@@ -546,14 +567,15 @@ class ChatViewModel(QObject):
         conversation_id, self._unanswered = self._unanswered, None
         if conversation_id is not None and conversation_id == self.conversation_id:
             self._set_problem(Problem("The model is running again. Your last message has no "
-                                      "complete answer yet.", "retry", conversation_id))
+                                      "complete answer yet.", ProblemAction.RETRY, conversation_id))
 
     def _finish(self, finished: PendingReply | None, event: object) -> None:
         if finished is None:
             return
         self._end_reply(finished)
         if finished.error and isinstance(event, p.Error):
-            action = "reload" if event.error_kind in ("no_model", "out_of_memory") else "retry"
+            action = (ProblemAction.RELOAD if event.error_kind in ("no_model", "out_of_memory")
+                      else ProblemAction.RETRY)
             text = finished.error
             if event.error_kind == "out_of_memory":
                 text = ("The model ran out of memory while answering. Load it with a "

@@ -10,7 +10,7 @@ from PySide6.QtCore import QEvent, QObject, Qt
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QPlainTextEdit, QPushButton, QWidget
 
-from ui.chat.chat_view_model import READY, ChatViewModel
+from ui.chat.chat_view_model import ChatViewModel, ModelState
 
 
 class Composer(QFrame):
@@ -103,7 +103,7 @@ class Composer(QFrame):
         stopping = self.chat.stopping  # said at once: the worker may take a moment
         self.stop_button.setText("Stopping…" if stopping else "Stop")
         self.stop_button.setEnabled(not stopping)
-        ready = self.chat.state == READY
+        ready = self.chat.state == ModelState.READY
         self.send_button.setEnabled(ready and bool(self.editor.toPlainText().strip()))
         self.send_button.setToolTip("Send (Enter)" if ready
                                     else "Waiting for the model to load")

@@ -19,14 +19,15 @@ from PySide6.QtWidgets import (
 )
 
 from ui import theme
-from ui.chat.chat_view_model import CRASHED, FAILED, LOADING, READY, STARTING, ChatViewModel
+from ui.chat.chat_view_model import ChatViewModel, ModelState
 from ui.fit_text import ElidedLabel
 from ui.untrusted import tooltip as safe_tooltip
 
 PICKER_MIN_WIDTH, PICKER_MAX_WIDTH = 170, 380
 """The model picker's width range in pixels (the window's minimum width stays ≤ 780)."""
-_DOTS = {READY: theme.SUCCESS, LOADING: theme.PENDING, STARTING: theme.PENDING,
-         FAILED: theme.ERROR, CRASHED: theme.ERROR}
+_DOTS = {ModelState.READY: theme.SUCCESS, ModelState.LOADING: theme.PENDING,
+         ModelState.STARTING: theme.PENDING, ModelState.FAILED: theme.ERROR,
+         ModelState.CRASHED: theme.ERROR}
 
 
 class ModelBar(QFrame):
@@ -114,7 +115,7 @@ class ModelBar(QFrame):
 
     def _on_picked(self, index: int) -> None:
         name = self.picker.itemData(index)
-        if name and (name != self.chat.model_name or self.chat.state != READY):
+        if name and (name != self.chat.model_name or self.chat.state != ModelState.READY):
             self.chat.choose_model(name)  # a base answers with its active version
 
     def _on_state_changed(self) -> None:
@@ -123,15 +124,15 @@ class ModelBar(QFrame):
         if index >= 0 and index != self.picker.currentIndex():
             self.picker.setCurrentIndex(index)
             self._show_current_name()
-        if chat.state == READY and chat.loaded is not None:
+        if chat.state == ModelState.READY and chat.loaded is not None:
             text = f"Ready · {chat.loaded.n_ctx}-token context"
-        elif chat.state == LOADING:
+        elif chat.state == ModelState.LOADING:
             text = f"Loading {chat.progress:.0%}"
-        elif chat.state == STARTING:
+        elif chat.state == ModelState.STARTING:
             text = "Starting the model worker…"
-        elif chat.state == FAILED:
+        elif chat.state == ModelState.FAILED:
             text = "Failed to load"
-        elif chat.state == CRASHED:
+        elif chat.state == ModelState.CRASHED:
             text = "Worker stopped"
         else:
             text = "Not loaded"
@@ -141,8 +142,8 @@ class ModelBar(QFrame):
             self.notice.setToolTip(chat.notice)
         self.notice.setVisible(bool(chat.notice))
         self.dot.setStyleSheet(theme.colour_style(_DOTS.get(chat.state, theme.MUTED)))
-        self.progress.setVisible(chat.state in (LOADING, STARTING))
-        if chat.state == STARTING:
+        self.progress.setVisible(chat.state in (ModelState.LOADING, ModelState.STARTING))
+        if chat.state == ModelState.STARTING:
             self.progress.setRange(0, 0)  # busy indicator until progress is known
         else:
             self.progress.setRange(0, 100)

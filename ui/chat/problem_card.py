@@ -7,7 +7,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QPushButton, QWidget
 
-from ui.chat.chat_view_model import ChatViewModel
+from ui.chat.chat_view_model import ChatViewModel, ProblemAction
 from ui.untrusted import PlainLabel
 
 
@@ -36,8 +36,9 @@ class ProblemCard(QFrame):
             self.hide()
             return
         self.label.setText(problem.text)
-        self.button.setText("Reload model" if problem.action == "reload" else "Try again")
-        self.button.setVisible(bool(problem.action))  # "": the text says what to do
+        self.button.setText("Reload model" if problem.action == ProblemAction.RELOAD
+                            else "Try again")
+        self.button.setVisible(problem.action != ProblemAction.NONE)
         self.show()
 
     def _on_button(self) -> None:

@@ -43,7 +43,6 @@ from ui.finetune.training_view import TrainingView
 from ui.untrusted import warn
 
 PAGE_SETUP, PAGE_TRAINING, PAGE_HISTORY = range(3)
-CLOSED_RUN_KEY = "finetune_run_to_offer"  # stopped by a window close or a crash
 
 
 class FineTuneTab(QWidget):
@@ -307,19 +306,16 @@ class FineTuneTab(QWidget):
         """Remember the run a window close (or a crash) stopped, for the next start's
         offer (see :mod:`app.finetune.runs.resume`)."""
         ui = self.workspace.settings.ui
-        if ui.get(CLOSED_RUN_KEY) == run_id:
+        if ui.finetune_run_to_offer == run_id:
             return
-        if run_id is None:
-            ui.pop(CLOSED_RUN_KEY, None)
-        else:
-            ui[CLOSED_RUN_KEY] = run_id
+        ui.finetune_run_to_offer = run_id
         with contextlib.suppress(OSError):  # only the offer is lost; the run itself is safe
             self.workspace.save_settings()
 
     def _offer_resume(self) -> None:
         """After a restart: offer the newest run that stopped before it finished."""
         offer = resume_offer(list_runs(self.home),
-                             self.workspace.settings.ui.get(CLOSED_RUN_KEY))
+                             self.workspace.settings.ui.finetune_run_to_offer)
         if offer is None:
             self._remember_closed_run(None)
             return

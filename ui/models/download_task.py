@@ -8,6 +8,7 @@ Pause and cancel only set the download's flags, so the GUI never waits on the ne
 from __future__ import annotations
 
 import threading
+from enum import StrEnum
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -16,6 +17,18 @@ from app.models.download import Download, DownloadCancelled, DownloadPaused
 from app.models.hub import HubFile
 from app.models.library import Library
 from app.paths import HearthHome
+
+
+class TaskState(StrEnum):
+    """Where a download stands, as its row shows it."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    PAUSED = "paused"
+    """Stopped with its partial file kept (by the person, or left by an earlier session)."""
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 class DownloadTask(QObject):
@@ -31,7 +44,7 @@ class DownloadTask(QObject):
         self.file = file
         self.download = Download(home, library, file, self.progress.emit, **download_options)
         self._thread: threading.Thread | None = None
-        self.state = "idle"  # idle, running, paused, done, failed, cancelled
+        self.state = TaskState.IDLE
 
     @property
     def running(self) -> bool:
@@ -41,7 +54,7 @@ class DownloadTask(QObject):
         """Start, or resume after a pause or a failure (continues from the partial file)."""
         if self.running:
             return
-        self.state = "running"
+        self.state = TaskState.RUNNING
         self._thread = threading.Thread(target=self._work, daemon=True,
                                         name=f"download-{self.file.filename}")
         self._thread.start()
@@ -55,7 +68,7 @@ class DownloadTask(QObject):
             self.download.cancel()
         else:
             self.download.discard()
-            self.state = "cancelled"
+            self.state = TaskState.CANCELLED
             self.cancelled.emit()
 
     def wait(self, timeout: float = 10.0) -> None:
@@ -66,14 +79,14 @@ class DownloadTask(QObject):
         try:
             record = self.download.run()
         except DownloadPaused:
-            self.state = "paused"
+            self.state = TaskState.PAUSED
             self.paused.emit()
         except DownloadCancelled:
-            self.state = "cancelled"
+            self.state = TaskState.CANCELLED
             self.cancelled.emit()
         except Exception as exc:  # every failure becomes a message
-            self.state = "failed"
+            self.state = TaskState.FAILED
             self.failed.emit(str(exc))
         else:
-            self.state = "done"
+            self.state = TaskState.DONE
             self.finished.emit(record)

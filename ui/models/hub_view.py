@@ -38,7 +38,7 @@ from app.units import format_bytes
 from app.workspace import Workspace
 from ui.background import Background
 from ui.models.download_row import DownloadRow
-from ui.models.download_task import DownloadTask
+from ui.models.download_task import DownloadTask, TaskState
 from ui.models.library_model import FIT_COLOURS
 from ui.notice_line import NoticeLine
 from ui.untrusted import esc
@@ -300,8 +300,8 @@ class HubView(QWidget):
 
     def start_download(self, file: HubFile) -> DownloadRow | None:
         for row in self.rows:
-            if row.task.file.sha256 == file.sha256 and row.task.state in ("running",
-                                                                           "paused"):
+            if row.task.file.sha256 == file.sha256 and row.task.state in (TaskState.RUNNING,
+                                                                           TaskState.PAUSED):
                 self.status.note(f"{file.filename} is already in the downloads below.")
                 return row
         try:
@@ -328,7 +328,7 @@ class HubView(QWidget):
         return row
 
     def _on_task_changed(self, *_: object) -> None:
-        running = [r for r in self.rows if r.task.state == "running"]
+        running = [r for r in self.rows if r.task.state == TaskState.RUNNING]
         if not running:
             self.activity.emit("")
             return
@@ -343,7 +343,7 @@ class HubView(QWidget):
                                     hub_file_from_pending(pending), self)
             except Exception:  # a sidecar we cannot use is skipped
                 continue
-            task.state = "paused"
+            task.state = TaskState.PAUSED
             self._add_row(task).show_paused(pending.done, pending.size)
 
     def _on_error(self, exc: BaseException) -> None:

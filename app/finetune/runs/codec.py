@@ -3,9 +3,10 @@
 Writing is :func:`dataclasses.asdict`. Reading is tolerant on purpose: run folders
 outlive the Hearth that wrote them, so a field an older version did not write takes
 its default, a field a newer version added is ignored, and nested records (the base
-model, the settings, the fidelity check) are rebuilt by their annotated type. Only a
-value that is not a JSON object where a record belongs, or a missing field that has no
-default, is refused, with :class:`RecordError`.
+model, the settings, the fidelity check, the list of Teach's cases) are rebuilt by their
+annotated type. Every other value is checked against its field's type: a value of
+another type (a string where a number belongs, null where no None is allowed), or a
+missing field that has no default, is refused, with :class:`RecordError`.
 
 The worker protocol's own codec (:mod:`app.workers.wire`) is for flat messages tagged
 with a ``kind``; these records nest and have no kind, hence this second, small one.
@@ -13,6 +14,7 @@ with a ``kind``; these records nest and have no kind, hence this second, small o
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import types
 import typing
@@ -38,9 +40,12 @@ def from_dict(cls: type[T], data: Any) -> T:
                           f"{type(data).__name__}")
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
+    for f in fields(cls):  # type: ignore[arg-type]  # T is bound to dataclasses by use
         if f.name in data:
-            kwargs[f.name] = _coerce(hints[f.name], data[f.name])
+            try:
+                kwargs[f.name] = _coerce(hints[f.name], data[f.name])
+            except _Mismatch as exc:
+                raise RecordError(f"{cls.__name__}.{f.name}: {exc}") from None
         elif f.default is MISSING and f.default_factory is MISSING:
             raise RecordError(f"{cls.__name__}: {f.name!r} is missing")
     try:
@@ -49,19 +54,57 @@ def from_dict(cls: type[T], data: Any) -> T:
         raise RecordError(f"{cls.__name__}: {exc}") from exc
 
 
+class _Mismatch(Exception):
+    """A JSON value that is not of the field's annotated type."""
+
+
 def _coerce(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
-    options = typing.get_args(hint) if _is_union(hint) else (hint,)
-    for option in options:
-        if isinstance(option, type) and is_dataclass(option) and isinstance(value, dict):
-            return from_dict(option, value)
-        if isinstance(option, type) and issubclass(option, enum.Enum):
-            try:
-                return option(value)
-            except ValueError:
-                continue
-    return value
+    """``value`` as ``hint`` says: records rebuilt, enums looked up, and every other
+    value checked against its type (an ``int`` passes for a ``float``, as in JSON)."""
+    if hint is Any or hint is object:
+        return value
+    if _is_union(hint):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is not type(None):
+                try:
+                    return _coerce(option, value)
+                except _Mismatch:
+                    continue
+        raise _Mismatch(f"expected {_name(hint)}, got {_json_name(value)}")
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is list and isinstance(value, list):
+        return [_coerce(args[0] if args else Any, v) for v in value]
+    if origin is dict and isinstance(value, dict):
+        inner = args[1] if args else Any
+        return {str(k): _coerce(inner, v) for k, v in value.items()}
+    if isinstance(hint, type):
+        if is_dataclass(hint) and isinstance(value, dict):
+            return from_dict(hint, value)
+        if issubclass(hint, enum.Enum):
+            # A value a newer Hearth wrote stays as it is: the record decides
+            # (RunStatus reads an unknown status as "created").
+            with contextlib.suppress(ValueError):
+                return hint(value)
+            return value
+        if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return value
+        if hint is int and isinstance(value, bool):
+            raise _Mismatch(f"expected int, got {_json_name(value)}")
+        if not is_dataclass(hint) and isinstance(value, hint):
+            return value
+    raise _Mismatch(f"expected {_name(hint)}, got {_json_name(value)}")
+
+
+def _name(hint: Any) -> str:
+    return hint.__name__ if isinstance(hint, type) else str(hint).replace("typing.", "")
+
+
+def _json_name(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false",
+            type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _is_union(hint: Any) -> bool:
