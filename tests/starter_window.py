@@ -22,7 +22,7 @@ def starter_window(qtbot: QtBot, workspace: Workspace, starter_gguf: Path,
                    monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     """A shown :class:`ui.main_window.MainWindow` whose chat is READY with the starter;
     greedy 8-token replies. Closing it must stop its worker and its server."""
-    from ui.chat.chat_view_model import READY
+    from ui.chat.chat_view_model import ModelState
     from ui.main_window import MainWindow
 
     monkeypatch.delenv(KEY_ENV, raising=False)
@@ -35,7 +35,7 @@ def starter_window(qtbot: QtBot, workspace: Workspace, starter_gguf: Path,
     qtbot.addWidget(win)
     win.show()
     win.start()
-    qtbot.waitUntil(lambda: win.chat.state == READY, timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: win.chat.state == ModelState.READY, timeout=WAIT_MS)
     yield win
     win.close()
     assert not win.bridge.client.alive and win.server_button.panel.server is None

@@ -15,7 +15,7 @@ from app.chat.conversations import ConversationStore, model_messages
 from app.db import MIGRATIONS, connect
 from app.workspace import Workspace
 from tests.test_chat_versions import _done, _session
-from ui.chat.chat_view_model import READY, ChatViewModel
+from ui.chat.chat_view_model import ChatViewModel, ModelState
 from ui.chat.conversation_view import ConversationView
 from ui.chat.inference_bridge import InferenceBridge
 from ui.chat.message_widget import MessageWidget
@@ -106,7 +106,7 @@ def test_a_version_3_database_upgrades_to_branches(tmp_path: Path) -> None:
 @pytest.fixture
 def view(qtbot: QtBot, workspace: Workspace) -> Iterator[ConversationView]:
     chat = ChatViewModel(workspace, InferenceBridge())
-    chat.state = READY  # what the buttons need; no reply is asked for in this test
+    chat.state = ModelState.READY  # what the buttons need; no reply is asked for in this test
     widget = ConversationView(chat)
     qtbot.addWidget(widget)
     widget.show()

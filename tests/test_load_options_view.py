@@ -9,7 +9,7 @@ from pytestqt.qtbot import QtBot
 
 from app.workspace import Workspace
 from tests.starter_window import WAIT_MS
-from ui.chat.chat_view_model import READY
+from ui.chat.chat_view_model import ModelState
 from ui.main_window import MainWindow
 
 pytestmark = pytest.mark.slow
@@ -23,7 +23,7 @@ def test_kv_cache_and_prompt_lookup_are_applied(qtbot: QtBot, workspace: Workspa
     panel.prompt_lookup.setValue(6)
     qtbot.mouseClick(panel.reload_button, Qt.MouseButton.LeftButton)
     chat = starter_window.chat
-    qtbot.waitUntil(lambda: chat.state == READY and chat.loaded is not None
+    qtbot.waitUntil(lambda: chat.state == ModelState.READY and chat.loaded is not None
                     and chat.loaded.cache_type == "q8_0", timeout=WAIT_MS)
     loaded = starter_window.chat.loaded
     assert loaded.prompt_lookup == 6 and loaded.flash_attn  # q8_0 brings flash attention

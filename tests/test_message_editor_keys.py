@@ -12,7 +12,7 @@ from pytestqt.qtbot import QtBot
 
 from app.workspace import Workspace
 from tests.chat_widgets import shown_messages
-from ui.chat.chat_view_model import READY
+from ui.chat.chat_view_model import ModelState
 from ui.chat.message_widget import MessageWidget
 from ui.main_window import MainWindow
 
@@ -27,7 +27,7 @@ def window(qtbot: QtBot, workspace: Workspace) -> Iterator[MainWindow]:
     qtbot.addWidget(main)
     main.show()
     qtbot.waitExposed(main)
-    main.chat.state = READY  # no model in these tests: editing needs none until it sends
+    main.chat.state = ModelState.READY  # no model in these tests: editing needs none until it sends
     main.chat.model_state_changed.emit()
     main.chat.open_conversation(cid)
     yield main

@@ -28,7 +28,7 @@ from app.finetune.runs.status import RunStatus
 from app.teach.run import describe, start_teach
 from app.teach.versions import VersionStore
 from app.workspace import Workspace
-from ui.chat.chat_view_model import STARTING
+from ui.chat.chat_view_model import ModelState
 from ui.finetune.training_bridge import TrainingBridge
 from ui.teach.teach_panel import TeachPanel
 
@@ -305,7 +305,8 @@ def window(qtbot, tiny: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
     win = MainWindow(tiny)
     qtbot.addWidget(win)
-    monkeypatch.setattr(win.chat, "_launch", lambda restart: win.chat._set_state(STARTING))
+    monkeypatch.setattr(win.chat, "_launch",
+                        lambda restart: win.chat._set_state(ModelState.STARTING))
     yield win
     win.close()
 

@@ -102,7 +102,7 @@ def test_the_template_is_chosen_per_model_in_the_chat_settings(
         qtbot, workspace, tmp_path: Path) -> None:
     """The choice is kept per model in the settings file and the worker loads with it."""
     from app.settings import load_settings
-    from ui.chat.chat_view_model import READY, ChatViewModel
+    from ui.chat.chat_view_model import ChatViewModel, ModelState
     from ui.chat.inference_bridge import InferenceBridge
     from ui.chat.settings_panel import SettingsPanel
 
@@ -113,12 +113,12 @@ def test_the_template_is_chosen_per_model_in_the_chat_settings(
     qtbot.addWidget(panel)
     try:
         chat.load_model("base-model")
-        qtbot.waitUntil(lambda: chat.state == READY, timeout=120_000)
+        qtbot.waitUntil(lambda: chat.state == ModelState.READY, timeout=120_000)
         assert chat.loaded.template_source == "gguf"
         assert panel.template.currentData() == "auto"
         panel.template.setCurrentIndex(panel.template.findData("raw"))
         panel.reload_button.click()
-        qtbot.waitUntil(lambda: chat.state == READY and chat.loaded is not None
+        qtbot.waitUntil(lambda: chat.state == ModelState.READY and chat.loaded is not None
                         and chat.loaded.template_source == "raw", timeout=120_000)
         assert workspace.settings.template_for("base-model") == "raw"
         assert load_settings(workspace.home.settings_file).template_for("base-model") == "raw"
