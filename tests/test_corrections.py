@@ -78,3 +78,22 @@ def test_a_reply_cancelled_before_its_first_token_does_not_shift_the_example(
     ]
     assert example.rejected == "Paris."
     assert all(m["content"] != "Paris." for m in example.messages)  # never trained on
+
+
+def test_a_snapshot_is_named_by_its_content_and_taken_once(workspace: Workspace,
+                                                           tmp_path: Path) -> None:
+    store = workspace.store
+    conv = store.create(model="smol")
+    store.add_message(conv.id, "user", "What is the capital of Zorbania?")
+    wrong = store.add_message(conv.id, "assistant", "Paris.")
+    corrections = CorrectionStore(workspace.library.conn)
+    example = corrections.add_from_conversation(store, wrong.id, "Quillport.")
+    folder = tmp_path / "datasets"
+    first = corrections.snapshot(folder)
+    assert first.parent == folder and first.name.startswith("corrections-")
+    assert [json.loads(line) for line in first.read_text().splitlines()] == corrections.rows()
+    assert corrections.snapshot(folder) == first  # nothing changed: the same file
+    corrections.update(example.id, "Quillport, on the river Zorb.")
+    second = corrections.snapshot(folder)
+    assert second != first and first.exists()  # a run that trained on the first keeps it
+    assert sorted(p.name for p in folder.iterdir()) == sorted([first.name, second.name])

@@ -7,20 +7,32 @@ reply is kept beside it as the rejected alternative, so the same collection can 
 drive preference tuning (chosen vs rejected) as well as plain fine-tuning.
 
 Examples are snapshots: editing or deleting the conversation afterwards does not change
-what was collected.
+what was collected. Training takes a snapshot of them in turn (:meth:`CorrectionStore.snapshot`,
+:func:`save_rows`): a dataset file named by its content, which a run's provenance keeps
+pointing at while the corrections go on changing.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from app.atomic import atomic_write_text
 from app.chat.conversations import ConversationStore
 from app.db import Database
+from app.errors import ExitCode, HearthError
+
+
+class CorrectionError(HearthError, ValueError):
+    """A correction that cannot be made as asked (an empty reply, a user message)."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 @dataclass
@@ -54,11 +66,11 @@ class CorrectionStore:
                               corrected: str) -> TrainingExample:
         """Save the conversation up to assistant message ``message_id``, corrected."""
         if not corrected.strip():
-            raise ValueError("the corrected reply is empty")
+            raise CorrectionError("the corrected reply is empty")
         row = self.conn.execute("SELECT conversation_id, position, role, content FROM messages"
                                 " WHERE id = ?", (message_id,)).fetchone()
         if row is None or row["role"] != "assistant":
-            raise ValueError("only an assistant reply can be corrected")
+            raise CorrectionError("only an assistant reply can be corrected")
         conversation = store.get(row["conversation_id"])
         # By position, not by slicing: the prompt leaves empty replies (one cancelled
         # before its first token) out, so counting entries would reach past this reply.
@@ -88,7 +100,7 @@ class CorrectionStore:
 
     def update(self, example_id: int, corrected: str) -> TrainingExample:
         if not corrected.strip():
-            raise ValueError("the corrected reply is empty")
+            raise CorrectionError("the corrected reply is empty")
         example = self.get(example_id)
         messages = [*example.prompt, {"role": "assistant", "content": corrected}]
         self.conn.execute("UPDATE training_examples SET messages = ?, updated_at = ?"
@@ -98,22 +110,23 @@ class CorrectionStore:
     def delete(self, example_id: int) -> None:
         self.conn.execute("DELETE FROM training_examples WHERE id = ?", (example_id,))
 
-    def export_jsonl(self, path: Path, preference: bool = False) -> int:
-        """Write the examples as a dataset file; returns how many were written.
+    def rows(self, preference: bool = False) -> list[dict[str, Any]]:
+        """The examples as dataset records. Plain: OpenAI chat format
+        (``{"messages": [...]}``), which the fine-tuning engine reads. Preference:
+        ``{"prompt", "chosen", "rejected"}`` for DPO-style tuning."""
+        return [{"prompt": ex.prompt, "chosen": ex.corrected, "rejected": ex.rejected}
+                if preference else {"messages": ex.messages} for ex in self.list()]
 
-        Plain: OpenAI chat format (``{"messages": [...]}``), which the fine-tuning engine
-        reads. Preference: ``{"prompt", "chosen", "rejected"}`` for DPO-style tuning.
-        """
-        examples = self.list()
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        with tmp.open("w", encoding="utf-8") as out:
-            for ex in examples:
-                record = ({"prompt": ex.prompt, "chosen": ex.corrected,
-                           "rejected": ex.rejected} if preference
-                          else {"messages": ex.messages})
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        os.replace(tmp, path)
-        return len(examples)
+    def export_jsonl(self, path: Path, preference: bool = False) -> int:
+        """Write the examples as a dataset file; returns how many were written."""
+        rows = self.rows(preference)
+        atomic_write_text(path, jsonl(rows))
+        return len(rows)
+
+    def snapshot(self, folder: Path) -> Path:
+        """The examples as they are now, as a dataset file in ``folder`` (the home's
+        datasets): what a fine-tune of "Corrections from chats" trains on."""
+        return save_rows(folder, "corrections", self.rows())
 
     @staticmethod
     def _example(row: sqlite3.Row) -> TrainingExample:
@@ -121,3 +134,20 @@ class CorrectionStore:
                                model=row["model"], messages=json.loads(row["messages"]),
                                rejected=row["rejected"], created_at=row["created_at"],
                                updated_at=row["updated_at"])
+
+
+def jsonl(rows: Iterable[dict[str, Any]]) -> str:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def save_rows(folder: Path, prefix: str, rows: Iterable[dict[str, Any]]) -> Path:
+    """``rows`` as a JSONL dataset file in ``folder``, named by their content
+    (``<prefix>-<sha256[:12]>.jsonl``): a run's provenance keeps pointing at exactly
+    what it trained on, and the same rows again are the same file, not a new one.
+    Written atomically and owner-only, as everything in the home is."""
+    text = jsonl(rows)
+    target = folder / f"{prefix}-{hashlib.sha256(text.encode()).hexdigest()[:12]}.jsonl"
+    if not target.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(target, text, private=True)
+    return target

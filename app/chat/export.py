@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from app.atomic import atomic_write_text
 from app.chat.conversations import COMPLETE, Conversation, Message, model_messages
 
 _STATUS_NOTES = {"cancelled": "stopped", "truncated": "cut by the token limit",
@@ -66,7 +67,5 @@ def write_export(path: str | os.PathLike[str], conversation: Conversation,
         text = to_markdown(conversation, messages)
     else:
         raise ValueError(f"cannot export to {target.name}: use a .md or .json file name")
-    tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(text + ("\n" if not text.endswith("\n") else ""), "utf-8")
-    os.replace(tmp, target)
+    atomic_write_text(target, text + ("\n" if not text.endswith("\n") else ""))
     return target

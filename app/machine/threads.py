@@ -22,6 +22,7 @@ from pathlib import Path
 
 import psutil
 
+from app.atomic import atomic_write_text
 from app.machine.cpu import cpu_info
 
 
@@ -46,9 +47,7 @@ class ThreadClaims:
         """Hold ``threads`` for the ``with`` block (the claim dies with the process too)."""
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{os.getpid()}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"kind": kind, "threads": int(threads)}), "utf-8")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps({"kind": kind, "threads": int(threads)}))
         try:
             yield
         finally:

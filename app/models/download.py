@@ -40,6 +40,7 @@ import httpx2
 from huggingface_hub import hf_hub_url
 from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
+from app.atomic import fsync_dir
 from app.models.gguf_file import GGUFError, read_gguf
 from app.models.hub import HubError, HubFile, hub_endpoint, hub_errors
 from app.models.library import Library, ModelRecord
@@ -348,6 +349,7 @@ class Download:
         target = self._target_path()
         try:
             os.replace(self.part_path, target)
+            fsync_dir(target.parent)  # the rename itself on disk, before it is listed
             record = self.library.register(
                 target, self.name or Path(f.filename).stem, source="download",
                 provenance={"repo": f.repo, "file": f.filename, "sha256": f.sha256,

@@ -18,15 +18,13 @@ person. The message names the corrections and what to do.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from app.chat.corrections import CorrectionStore, TrainingExample
+from app.chat.corrections import CorrectionStore, TrainingExample, save_rows
 from app.errors import ExitCode, HearthError
 from app.finetune.datasets import Dataset, load_dataset
 from app.finetune.runs.folder import RunFolder, create_run
@@ -234,12 +232,7 @@ def start_teach(home: HearthHome, library: Library, corrections: CorrectionStore
         base = library.get(versions.base_of(base.name) or base.name)
     settings = settings or teach_settings()
     teach, rows = plan_teach(home, base, corrections, extra, settings, limits)
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    data_path = home.datasets / f"teach-{stamp}.jsonl"
-    tmp = data_path.with_suffix(".tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), "utf-8")
-    os.replace(tmp, data_path)
-    dataset = load_dataset(data_path)
+    dataset = load_dataset(save_rows(home.datasets, "teach", rows))
     n = len(versions.versions(base.name)) + 1
     name = f"{base.name}-taught-{n}"
     while any(r.name == name for r in library.list()):

@@ -1,15 +1,15 @@
 """The Set up page's data: a file (chosen or dropped) or the corrections from chats.
 
 Each choice is checked off the GUI thread (:func:`app.finetune.datasets.load_dataset`
-through :class:`ui.background.Background`); the result is shown here (counts, or every
-problem by line) and handed on with :attr:`DataPicker.checked`.
+through :class:`ui.background.Background`), and so is the snapshot of the corrections
+that a run trains on (:meth:`app.chat.corrections.CorrectionStore.snapshot`); the result
+is shown here (counts, or every problem by line) and handed on with
+:attr:`DataPicker.checked`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -47,6 +47,7 @@ class DataPicker(QWidget):
     checking = Signal()  # a check began: nothing can start until it ends
     checked = Signal(object)  # Dataset or DatasetError, for the current choice
     cleared = Signal()  # no data chosen (any more)
+    unchanged = Signal()  # the corrections, snapshot again for Start, are the checked ones
 
     def __init__(self, home: HearthHome, corrections: CorrectionStore | None = None,
                  parent: QWidget | None = None) -> None:
@@ -56,7 +57,11 @@ class DataPicker(QWidget):
         self.dataset: Dataset | None = None
         self.dataset_path: Path | None = None  # what is checked: the file or the corrections
         self.file_path: Path | None = None  # the file chosen or dropped
+        self.fresh = False
+        """The corrections were snapshot again for Start and are what is checked now;
+        whoever starts the run clears it."""
         self._checks = Background(self)
+        self._check_id = 0  # a newer choice makes the older checks' results stale
         form = QVBoxLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         self.source_group = QButtonGroup(self)
@@ -124,24 +129,22 @@ class DataPicker(QWidget):
             self._clear_dataset("No corrections yet: use “Correct this” on a reply in a chat "
                                 "to collect some.")
             return
-        self.check_path(self.export_corrections())
+        self.check_corrections()
 
-    def export_corrections(self) -> Path:
-        """Write the corrections to the home's datasets folder, named by their content
-        (so a run's provenance keeps pointing at exactly what it trained on)."""
-        assert self.corrections is not None
-        self.home.datasets.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(suffix=".jsonl", dir=self.home.datasets)
-        os.close(fd)
-        tmp = Path(tmp_name)
-        self.corrections.export_jsonl(tmp)
-        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()[:12]
-        target = self.home.datasets / f"corrections-{digest}.jsonl"
-        if target.exists():
-            tmp.unlink()
-        else:
-            os.replace(tmp, target)
-        return target
+    def check_corrections(self, for_start: bool = False) -> None:
+        """Snapshot the corrections into the home's datasets folder and check them, off
+        the GUI thread. ``for_start``: Start asks whether they changed since they were
+        checked; when they did not, :attr:`unchanged` is emitted instead of a new check."""
+        corrections, folder, current = self.corrections, self.home.datasets, self.dataset
+        assert corrections is not None
+
+        def job() -> tuple[Path, Dataset | DatasetError | None]:
+            path = corrections.snapshot(folder)
+            if for_start and current is not None and path == current.path:
+                return path, None
+            return path, check_dataset(path)
+
+        self._check(job, "the corrections", for_start)
 
     def _on_choose_file(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -163,15 +166,35 @@ class DataPicker(QWidget):
         self.check_path(path)
 
     def check_path(self, path: Path) -> None:
-        self.dataset_path = path
-        self.dataset = None
-        self.validation_label.setStyleSheet("")
-        self.validation_label.setText(f"Checking {path.name}…")
-        self.issues_view.hide()
+        self._check(lambda: (path, check_dataset(path)), path.name)
+
+    def _check(self, job: Callable[[], tuple[Path, Dataset | DatasetError | None]],
+               what: str, for_start: bool = False) -> None:
+        self._check_id += 1
+        check_id, self.fresh = self._check_id, False
+        if not for_start:  # Start's snapshot keeps the checked data shown meanwhile
+            self.dataset_path = self.dataset = None
+            self.validation_label.setStyleSheet("")
+            self.validation_label.setText(f"Checking {what}…")
+            self.issues_view.hide()
         self.checking.emit()
-        self._checks.run(lambda: check_dataset(path),
-                         lambda result: self._on_dataset_checked(path, result),
+        self._checks.run(job, lambda done: self._on_checked(check_id, for_start, *done),
+                         lambda exc: self._on_checked(check_id, for_start, None, exc),
                          name="dataset-check")
+
+    def _on_checked(self, check_id: int, for_start: bool, path: Path | None,
+                    result: Dataset | DatasetError | BaseException | None) -> None:
+        if check_id != self._check_id:
+            return  # a newer choice replaced this one
+        self.fresh = for_start
+        if result is None:
+            self.unchanged.emit()
+            return
+        if path is None or not isinstance(result, Dataset | DatasetError):
+            path = self.home.datasets / "corrections.jsonl"  # the snapshot failed
+            result = DatasetError(path, [f"The corrections could not be written: {result}"])
+        self.dataset_path = path
+        self._on_dataset_checked(path, result)
 
     def _clear_dataset(self, message: str) -> None:
         self.dataset = None
@@ -181,8 +204,6 @@ class DataPicker(QWidget):
         self.cleared.emit()
 
     def _on_dataset_checked(self, path: Path, result: Dataset | DatasetError) -> None:
-        if path != self.dataset_path:
-            return  # a newer choice replaced this one
         if isinstance(result, DatasetError):
             self._show_problems(path, result)
         else:

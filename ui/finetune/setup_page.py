@@ -100,6 +100,7 @@ class SetupPage(QWidget):
         self.data.checking.connect(lambda: self.start_button.setEnabled(False))
         self.data.checked.connect(self._on_dataset_checked)
         self.data.cleared.connect(self._on_data_cleared)
+        self.data.unchanged.connect(self._on_corrections_unchanged)
         # The data's widgets, by the names the page has always had.
         self.corrections_radio = self.data.corrections_radio
         self.validation_label = self.data.validation_label
@@ -117,10 +118,6 @@ class SetupPage(QWidget):
     @property
     def dataset(self) -> Dataset | None:
         return self.data.dataset
-
-    @property
-    def dataset_path(self) -> Path | None:
-        return self.data.dataset_path
 
     # ================================================================ widgets
 
@@ -281,6 +278,12 @@ class SetupPage(QWidget):
         self.update_plan()
         self._announce()
 
+    def _on_corrections_unchanged(self) -> None:
+        self.start_button.setEnabled(not self.is_training())
+        if self._start_when_checked:
+            self._start_when_checked = False
+            self.start_requested.emit()
+
     def _announce(self) -> None:
         """Say the dataset is checked once nothing about it is still being worked out."""
         if self._unannounced is None or self.layouts.busy:
@@ -421,18 +424,17 @@ class SetupPage(QWidget):
         """What Start should run, or None (the reason is shown on the page).
 
         Corrections added or edited since the data was checked are picked up: they are
-        checked again (off the GUI thread) and Start is requested once more when done."""
+        snapshot again (off the GUI thread), checked when they changed, and Start is
+        requested once more when that is done."""
         record = self.current_model()
-        if record is None or self.dataset_path is None:
+        if record is None or self.dataset is None or self.plan is None:
             return None
         if self.corrections_radio.isChecked() and self.data.corrections is not None:
-            path = self.data.export_corrections()
-            if path != self.dataset_path:
+            if not self.data.fresh:
                 self._start_when_checked = True
-                self.data.check_path(path)
+                self.data.check_corrections(for_start=True)
                 return None
-        if self.dataset is None or self.plan is None:
-            return None
+            self.data.fresh = False
         try:
             settings = self.settings_form.lora()
             export = self.settings_form.export()
