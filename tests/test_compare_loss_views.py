@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PySide6.QtGui import QColor, QImage
 
 from app.settings import LoadSettings
 from ui.finetune.compare_view import CompareView
-from ui.finetune.loss_chart import LossChart
+from ui.finetune.loss_chart import TRAIN_COLOUR, VALIDATION_COLOUR, LossChart
 
 
 @pytest.mark.slow
@@ -56,4 +57,20 @@ def test_loss_chart_draws_points(qtbot) -> None:
     chart.add_train(5, float("nan"))  # ignored, never drawn
     drawn = chart.grab().toImage()
     assert len(chart.train) == 4 and len(chart.validation) == 1
-    assert drawn != blank
+    # The plot spans x 48..388 for steps 0..10: the training curve lies over steps 1-4,
+    # the validation dot at step 4; the empty chart has neither colour anywhere.
+    step_x = [48 + 340 * step / 10 for step in range(11)]
+    assert not _columns(blank, TRAIN_COLOUR) and not _columns(blank, VALIDATION_COLOUR)
+    curve = {x for x in _columns(drawn, TRAIN_COLOUR) if x < step_x[5]}  # not the legend's
+    assert curve and abs(min(curve) - step_x[1]) <= 3 and abs(max(curve) - step_x[4]) <= 3
+    assert any(abs(x - step_x[4]) <= 4 for x in _columns(drawn, VALIDATION_COLOUR))
+
+
+def _columns(image: QImage, colour: QColor) -> set[int]:
+    """The x of every column holding a pixel of (about) this colour."""
+    def near(c: QColor) -> bool:
+        return max(abs(c.red() - colour.red()), abs(c.green() - colour.green()),
+                   abs(c.blue() - colour.blue())) <= 24
+
+    return {x for x in range(image.width()) for y in range(image.height())
+            if near(image.pixelColor(x, y))}
