@@ -117,13 +117,16 @@ def test_a_second_crash_is_reported_with_what_was_tried(
         client.load_blocking(starter_gguf, n_ctx=1024, n_threads=2)
         assert client.loaded is not None and not client.loaded.extra_bufts
         request = client.chat(QUESTION, p.SamplingParams(temperature=0.0, max_tokens=400))
-        time.sleep(0.3)
+        first = client.next_event(120)
+        while not isinstance(first, p.Tokens):  # the reply is under way: crash it there
+            first = client.next_event(120)
+        assert first.request_id == request
         os.kill(client.proc.pid, signal.SIGSEGV)  # crashes again, safe kernels and all
         events = _events(client)
         died = events[-1]
         assert isinstance(died, p.WorkerDied) and died.signal == signal.SIGSEGV
         assert died.tried and "safe CPU kernels" in died.message
-        assert request
+        assert not any(isinstance(e, p.Done) for e in events)  # the reply ended with it
     finally:
         client.close()
 
