@@ -96,6 +96,11 @@ MIGRATIONS: list[str] = [
         ORDER BY m.position DESC, m.id DESC LIMIT 1);
     CREATE INDEX messages_by_parent ON messages(conversation_id, parent_id);
     """,
+    # 5: a reply that called tools keeps its calls, the person's decisions and the
+    # results (app/chat/tool_steps.py), as JSON; '[]' for every other message.
+    """
+    ALTER TABLE messages ADD COLUMN tool_steps TEXT NOT NULL DEFAULT '[]';
+    """,
 ]
 
 

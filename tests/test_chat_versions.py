@@ -22,11 +22,14 @@ class RecordingClient:
 
     def __init__(self) -> None:
         self.requests: list[tuple[str, list[dict[str, str]], bool]] = []
+        self.tools: list[str] = []
+        """The tools offered with each request (JSON text, "" for none)."""
 
     def chat(self, messages: list[dict[str, str]], sampling: Any = None,
-             continue_last: bool = False) -> str:
+             continue_last: bool = False, tools: str = "") -> str:
         request_id = f"r{len(self.requests) + 1}"
         self.requests.append((request_id, messages, continue_last))
+        self.tools.append(tools)
         return request_id
 
     def cancel(self, request_id: str) -> None:

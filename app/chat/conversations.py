@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from app.chat.tool_steps import StepList, ToolStep, model_turns
 from app.db import Database
 
 # Message status values: a finished reply, one the person stopped, one cut by a
@@ -61,6 +62,8 @@ class Message:
     # Messages after this one that the shown branch does not show (it ends here after
     # "Branch from here"): they can be shown again.
     hidden_after: int = 0
+    # A reply that called tools: its calls, decisions and results (app.chat.tool_steps).
+    tool_steps: list[ToolStep] = field(default_factory=list)
 
     @property
     def version_count(self) -> int:
@@ -97,12 +100,15 @@ class ConversationStore:
 
     def add_whole(self, title: str, model: str | None, system_prompt: str,
                   messages: list[tuple[str, str]],
-                  stats: list[dict[str, Any] | None] | None = None) -> int:
+                  stats: list[dict[str, Any] | None] | None = None,
+                  tool_steps: dict[int, list[ToolStep]] | None = None) -> int:
         """Store a finished conversation (an import) in one transaction: all of it or,
         on any error, none of it, so an import can say exactly what it stored.
-        ``stats``, one per message, says where an imported reply came from."""
+        ``stats``, one per message, says where an imported reply came from;
+        ``tool_steps`` holds the calls of replies that made some, by index."""
         now = _now()
         stats = stats or [None] * len(messages)
+        tool_steps = tool_steps or {}
         with self.conn.transaction():
             cid = self.conn.execute(
                 "INSERT INTO conversations (title, model, system_prompt, settings,"
@@ -113,10 +119,11 @@ class ConversationStore:
                     zip(messages, stats, strict=True)):
                 parent = self.conn.execute(
                     "INSERT INTO messages (conversation_id, position, role, content, status,"
-                    " stats, created_at, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    " stats, created_at, parent_id, tool_steps)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (cid, position, role, content, COMPLETE,
-                     json.dumps(about) if about is not None else None, now,
-                     parent)).lastrowid
+                     json.dumps(about) if about is not None else None, now, parent,
+                     StepList(tool_steps.get(position, [])).dumps())).lastrowid
             self.conn.execute("UPDATE conversations SET leaf_id = ? WHERE id = ?",
                               (parent, cid))
         return int(cid)
@@ -169,7 +176,8 @@ class ConversationStore:
 
     def add_message(self, conversation_id: int, role: str, content: str,
                     status: str = COMPLETE, stats: dict[str, Any] | None = None,
-                    after: int | None | type[_Shown] = _Shown) -> Message:
+                    after: int | None | type[_Shown] = _Shown,
+                    tool_steps: list[ToolStep] | None = None) -> Message:
         """Add a message after ``after`` (a message id; None: as a first message), by
         default after the shown branch's last one; the new message is then shown."""
         now = _now()
@@ -179,13 +187,21 @@ class ConversationStore:
                 "SELECT position + 1 FROM messages WHERE id = ?", (parent,)).fetchone()[0]
             cur = self.conn.execute(
                 "INSERT INTO messages (conversation_id, position, role, content, status,"
-                " stats, created_at, parent_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " stats, created_at, parent_id, tool_steps)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (conversation_id, position, role, content, status,
-                 json.dumps(stats) if stats is not None else None, now, parent))
+                 json.dumps(stats) if stats is not None else None, now, parent,
+                 StepList(tool_steps or []).dumps()))
             self.conn.execute("UPDATE conversations SET updated_at = ?, leaf_id = ?"
                               " WHERE id = ?", (now, cur.lastrowid, conversation_id))
         return Message(cur.lastrowid, conversation_id, position, role, content, status,
-                       stats, now, parent_id=parent)
+                       stats, now, parent_id=parent, tool_steps=list(tool_steps or []))
+
+    def set_tool_steps(self, message_id: int, steps: list[ToolStep]) -> None:
+        """Record the person's decisions and the results of a reply's calls."""
+        with self.conn.transaction():
+            self.conn.execute("UPDATE messages SET tool_steps = ? WHERE id = ?",
+                              (StepList(steps).dumps(), message_id))
 
     def update_message(self, message_id: int, *, content: str | None = None,
                        status: str | None = None, stats: dict[str, Any] | None = None
@@ -356,8 +372,13 @@ def model_messages(conversation: Conversation, messages: list[Message],
     out: list[dict[str, str]] = []
     if conversation.system_prompt.strip():
         out.append({"role": "system", "content": conversation.system_prompt})
-    out.extend({"role": m.role, "content": m.content} for m in messages
-               if (m.content or m.role == "user") and (before is None or m.position < before))
+    for m in messages:
+        if before is not None and m.position >= before:
+            break
+        if m.tool_steps:
+            out.extend(model_turns(m.content, m.tool_steps))
+        elif m.content or m.role == "user":
+            out.append({"role": m.role, "content": m.content})
     return out
 
 
@@ -366,7 +387,8 @@ def _message(r: sqlite3.Row) -> Message:
                    role=r["role"], content=r["content"], status=r["status"],
                    stats=json.loads(r["stats"]) if r["stats"] else None,
                    created_at=r["created_at"], versions=json.loads(r["versions"]),
-                   version=r["version"], parent_id=r["parent_id"])
+                   version=r["version"], parent_id=r["parent_id"],
+                   tool_steps=StepList.loads(r["tool_steps"]).steps)
 
 
 def _version_of(message: Message) -> dict[str, Any]:

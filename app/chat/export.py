@@ -23,8 +23,11 @@ _STATUS_NOTES = {"cancelled": "stopped", "truncated": "cut by the token limit",
 
 def to_openai(conversation: Conversation, messages: list[Message]) -> dict[str, Any]:
     """The conversation as an OpenAI chat-completions request body."""
-    body: dict[str, Any] = {"model": conversation.model or "",
-                            "messages": model_messages(conversation, messages)}
+    turns: list[dict[str, Any]] = model_messages(conversation, messages)
+    for turn in turns:  # OpenAI's shape: the calls as a list, not the protocol's text
+        if "tool_calls" in turn:
+            turn["tool_calls"] = json.loads(turn["tool_calls"])
+    body: dict[str, Any] = {"model": conversation.model or "", "messages": turns}
     sampling = conversation.settings.get("sampling")
     if isinstance(sampling, dict):
         for ours, theirs in (("temperature", "temperature"), ("top_p", "top_p"),
@@ -50,7 +53,12 @@ def to_markdown(conversation: Conversation, messages: list[Message]) -> str:
         lines += ["## System", "", conversation.system_prompt.strip(), ""]
     for message in messages:
         lines += [f"## {'You' if message.role == 'user' else message.role.title()}", ""]
-        lines += [message.content.rstrip() or "*(empty)*", ""]
+        lines += [message.content.rstrip() or ("" if message.tool_steps else "*(empty)*"),
+                  ""]
+        for step in message.tool_steps:
+            lines += [f"*Tool call* `{step.call.name}` ({step.state.value}): "
+                      f"`{step.call.arguments}`", "", "```text", step.result.rstrip(), "```",
+                      ""]
         if message.status != COMPLETE:
             lines += [f"*({_STATUS_NOTES.get(message.status, message.status)})*", ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -18,6 +18,7 @@ or conversation number (JSON); good conversations are imported even when some ar
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -34,6 +35,8 @@ from app.chat.import_source import (
     open_regular,
     records,
 )
+from app.chat.tool_steps import StepState, ToolStep
+from app.chat.tools import ToolCall, new_call_id
 from app.chat.turn import title_from
 
 __all__ = ["MAX_FILE_BYTES", "ConversationImportError", "ImportReport", "ImportResult",
@@ -57,6 +60,8 @@ class Imported:
     """The tool the file came from ("ChatGPT", "Open WebUI", "ShareGPT"; "" unknown)."""
     reply_models: dict[int, str] = field(default_factory=dict)
     """The model the file names for a reply, by its index in ``messages``."""
+    tool_steps: dict[int, list[ToolStep]] = field(default_factory=dict)
+    """The calls a reply made (OpenAI's ``tool_calls``) with their results, by index."""
 
     def reply_stats(self, index: int) -> dict[str, str] | None:
         """What an imported reply is stored with, so the chat labels it as imported
@@ -151,7 +156,8 @@ def _store(store: ConversationStore, imported: Imported) -> int:
     system = messages[0][1] if messages[0][0] == "system" else ""
     first = 1 if system else 0
     return store.add_whole(imported.title, imported.model, system, messages[first:],
-                           [imported.reply_stats(i) for i in range(first, len(messages))])
+                           [imported.reply_stats(i) for i in range(first, len(messages))],
+                           {i - first: s for i, s in imported.tool_steps.items()})
 
 
 # ----------------------------------------------------------------- formats
@@ -236,9 +242,12 @@ def _build(turns: Any, title: Any, model: str | None, source: str = "",
         raise ValueError(f"more than {MAX_MESSAGES:,} messages")
     messages: list[tuple[str, str]] = []
     reply_models: dict[int, str] = {}
+    steps: dict[int, list[ToolStep]] = {}
     for number, turn in enumerate(turns, start=1):
         if not isinstance(turn, dict):
             raise ValueError(f"message {number} is not an object")
+        if _tool_turn(turn, messages, steps):
+            continue
         author = turn.get("author")
         raw_role = turn.get("role", turn.get("from"))
         if isinstance(author, dict):
@@ -263,7 +272,39 @@ def _build(turns: Any, title: Any, model: str | None, source: str = "",
     name = title.strip()[:200] if isinstance(title, str) and title.strip() else \
         title_from(first_user)
     return Imported(_storable(name), messages, model and _storable(model), source,
-                    reply_models)
+                    reply_models, steps)
+
+
+def _tool_turn(turn: dict[str, Any], messages: list[tuple[str, str]],
+               steps: dict[int, list[ToolStep]]) -> bool:
+    """Fold OpenAI's tool turns into the conversation: an assistant message with
+    ``tool_calls`` becomes a reply with steps, and a ``tool`` message the result of the
+    step it answers (one that answers no call is dropped). True when ``turn`` was one."""
+    if turn.get("role") == "tool":
+        ident = turn.get("tool_call_id")
+        last = steps.get(len(messages) - 1, [])
+        for step in last:
+            if step.call.id == ident:
+                step.state, step.result = StepState.RAN, _storable(_text(turn) or "")
+        return True
+    calls = turn.get("tool_calls")
+    if turn.get("role") != "assistant" or not isinstance(calls, list) or not calls:
+        return False
+    made = []
+    for call in calls:
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            arguments = function.get("arguments", "{}")
+            made.append(ToolStep(ToolCall(
+                _storable(str(call.get("id") or new_call_id()))[:100],
+                _storable(function["name"])[:64],
+                _storable(arguments if isinstance(arguments, str) else json.dumps(arguments))),
+                StepState.PENDING))
+    if not made:
+        return False
+    steps[len(messages)] = made
+    messages.append(("assistant", _storable(_text(turn) or "")))
+    return True
 
 
 def _reply_model(turn: dict[str, Any]) -> str | None:

@@ -5,10 +5,17 @@ user message, sends the conversation to the worker, follows that reply's events,
 stores the reply when it ends — complete, cancelled, truncated, or cut short by a
 worker error or crash, always with whatever text was produced. The CLI drives it with a
 blocking loop; the GUI feeds it events from the Qt adapter. It never blocks itself.
+
+With tools offered (:attr:`ChatSession.tools`), a reply that is a call is stored with its
+steps pending (:mod:`app.chat.tool_steps`); the owner asks the person, runs the allowed
+calls, stores the outcome with :meth:`ChatSession.resolve`, and asks the model to go on
+with :meth:`ChatSession.follow_up`: at most :attr:`ToolOffer.max_rounds` calls in a row,
+after which the model is asked to answer without tools.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,6 +27,8 @@ from app.chat.conversations import (
     ConversationStore,
     Message,
 )
+from app.chat.tool_steps import ToolStep
+from app.chat.tools import Tool, read_calls
 from app.inference import protocol as p
 from app.inference.client import InferenceClient
 
@@ -48,6 +57,19 @@ class PendingReply:
 DEFAULT_TITLE = "New chat"
 
 
+@dataclass
+class ToolOffer:
+    """The tools a conversation may call now, and which server offers each."""
+
+    tools: list[Tool]
+    servers: dict[str, str] = field(default_factory=dict)
+    max_rounds: int = 5
+    """Calls in a row before the model must answer (the person sets it)."""
+
+    def wire(self) -> str:
+        return json.dumps([t.to_openai() for t in self.tools], ensure_ascii=False)
+
+
 def title_from(text: str, limit: int = 48) -> str:
     """A conversation title from its first message: the first line, cut at a word."""
     line = " ".join(text.strip().split("\n", 1)[0].split())
@@ -64,6 +86,7 @@ class ChatSession:
         self.pending: dict[str, PendingReply] = {}
         # Who answers now; the owner updates it when the model or its adapter changes.
         self.producer: dict[str, str] = {}
+        self.tools: ToolOffer | None = None
 
     def send(self, conversation_id: int, text: str,
              sampling: p.SamplingParams | None = None) -> PendingReply:
@@ -88,7 +111,8 @@ class ChatSession:
         if messages and messages[-1].role == "assistant":
             last = messages[-1]
             request_id = self.client.chat(
-                self.store.prompt_messages(conversation_id, before=last.position), sampling)
+                self.store.prompt_messages(conversation_id, before=last.position), sampling,
+                tools=self._offered(conversation_id))
             return self._track(PendingReply(conversation_id, request_id, replaces=last))
         if not messages:
             raise ValueError("there is nothing to reply to")
@@ -123,10 +147,40 @@ class ChatSession:
     def cancel(self, reply: PendingReply) -> None:
         self.client.cancel(reply.request_id)
 
+    def resolve(self, message_id: int, steps: list[ToolStep]) -> None:
+        """Store what became of a reply's calls (run, failed or denied)."""
+        self.store.set_tool_steps(message_id, steps)
+
+    def follow_up(self, conversation_id: int, sampling: p.SamplingParams | None = None
+                  ) -> PendingReply:
+        """Ask the model to go on after its calls' results."""
+        return self._request(conversation_id, sampling)
+
     def _request(self, conversation_id: int, sampling: p.SamplingParams | None
                  ) -> PendingReply:
-        request_id = self.client.chat(self.store.prompt_messages(conversation_id), sampling)
+        request_id = self.client.chat(self.store.prompt_messages(conversation_id), sampling,
+                                      tools=self._offered(conversation_id))
         return self._track(PendingReply(conversation_id, request_id))
+
+    def _offered(self, conversation_id: int) -> str:
+        """The tools to offer this request: none once the model has called
+        ``max_rounds`` times in a row (it must answer now)."""
+        if self.tools is None or not self.tools.tools:
+            return ""
+        rounds = 0
+        for message in reversed(self.store.messages(conversation_id)):
+            if message.role != "assistant" or not message.tool_steps:
+                break
+            rounds += 1
+        return self.tools.wire() if rounds < self.tools.max_rounds else ""
+
+    def _calls(self, reply: PendingReply, status: str) -> list[ToolStep]:
+        """The reply's calls, when tools were offered and it made some."""
+        if self.tools is None or status != COMPLETE or reply.continues is not None:
+            return []
+        reading = read_calls(reply.text, self.tools.tools)
+        return [ToolStep(call, server=self.tools.servers.get(call.name, ""))
+                for call in reading.calls]
 
     def _track(self, reply: PendingReply) -> PendingReply:
         reply.producer = dict(self.producer)
@@ -164,7 +218,15 @@ class ChatSession:
             stats_dict = {**(stats_dict or {}), "error": error}
         if reply.producer:
             stats_dict = {**(stats_dict or {}), **reply.producer}
-        if reply.replaces is not None:
+        steps = self._calls(reply, status)
+        if steps or (reply.replaces is not None and reply.replaces.tool_steps):
+            # A reply with calls is a node of its own: regenerated, it is a branch.
+            after = reply.replaces.parent_id if reply.replaces is not None else None
+            reply.saved = self.store.add_message(
+                reply.conversation_id, "assistant", "" if steps else reply.text, status,
+                stats_dict, **({"after": after} if reply.replaces is not None else {}),
+                tool_steps=steps)
+        elif reply.replaces is not None:
             if reply.text or error is None:
                 reply.saved = self.store.add_version(reply.replaces.id, reply.text, status,
                                                      stats_dict)
