@@ -6,13 +6,14 @@ tokenizing for a tiny model that carries SmolLM2's vocabulary and ChatML templat
 from __future__ import annotations
 
 import threading
-import time
+from dataclasses import dataclass, field
 from multiprocessing import Pipe
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from app.chat.template import ChatTemplate
+from app.chat.template import ChatTemplate, TemplateCancelled
 from app.inference import protocol as p
 from backends.inference import llama_compat as compat
 from backends.inference.llama_worker import Channel, Worker
@@ -93,34 +94,50 @@ def _run(worker: Worker) -> threading.Thread:
     return thread
 
 
+@dataclass(frozen=True)
+class _Watched(ChatTemplate):
+    """A template that tells the test when a render has begun and how each one ended."""
+
+    begun: threading.Event = field(default_factory=threading.Event)
+    ended: list[BaseException] = field(default_factory=list)
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        self.begun.set()
+        try:
+            return super().render(*args, **kwargs)
+        except BaseException as exc:
+            self.ended.append(exc)
+            raise
+
+
 def test_stop_ends_a_slow_template_at_once(loaded) -> None:
     worker, app = loaded
-    worker.template = ChatTemplate.from_metadata(SLOW)
+    worker.template = template = _Watched.from_metadata(SLOW)
     thread = _run(worker)
     app.send_bytes(p.encode(p.Chat("slow", [{"role": "user", "content": "hi"}])))
-    time.sleep(0.3)
-    started = time.monotonic()
+    assert template.begun.wait(30)  # the render is under way: stop it there
     app.send_bytes(p.encode(p.Cancel("slow")))
-    assert app.poll(10)
+    assert app.poll(30)
     done = p.decode(app.recv_bytes())
     assert isinstance(done, p.Done) and done.stats.finish_reason == "cancelled"
-    assert time.monotonic() - started < 1.5  # well before the 5 s render limit
+    # The Stop ended the render, not its 5 s limit (that would be a ChatTemplateError).
+    assert template.ended and all(isinstance(e, TemplateCancelled) for e in template.ended)
     app.send_bytes(p.encode(p.Shutdown()))
-    thread.join(10)
+    thread.join(30)
     assert not thread.is_alive()
 
 
 def test_the_worker_stops_rendering_and_exits_when_the_app_is_gone(loaded) -> None:
     worker, app = loaded
-    worker.template = ChatTemplate.from_metadata(SLOW)
+    worker.template = template = _Watched.from_metadata(SLOW)
     thread = _run(worker)
     app.send_bytes(p.encode(p.Chat("slow", [{"role": "user", "content": "hi"}])))
-    time.sleep(0.3)
-    started = time.monotonic()
+    assert template.begun.wait(30)
     app.close()  # what the app's death looks like from the worker
-    thread.join(10)
+    thread.join(30)
     assert not thread.is_alive()
-    assert time.monotonic() - started < 1.5
+    # Stopped by the app's end, not rendered on to the template's 5 s limit.
+    assert template.ended and all(isinstance(e, TemplateCancelled) for e in template.ended)
 
 
 def test_a_template_still_sees_the_real_text_of_ordinary_messages(loaded) -> None:
