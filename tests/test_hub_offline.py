@@ -1,10 +1,12 @@
-"""Offline, a hub search says so within 3 s, and HF_HUB_OFFLINE keeps Hearth off the
-network (issue 15: it said "Searching…" for 20-25 s before failing)."""
+"""Offline, a hub search says so at once, and HF_HUB_OFFLINE keeps Hearth off the
+network (issue 15: it said "Searching…" for 20-25 s before failing, the time
+huggingface_hub's retries take). "At once" is checked by what answered: the reach check
+(``app.models.hub.check_reachable``, "offline: cannot reach …"), which waits at most
+3 s and runs before huggingface_hub is asked anything, not a stopwatch."""
 
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 
@@ -22,15 +24,15 @@ def _closed_port() -> int:
     "http://hearth-offline-test.invalid",     # no such name: what offline DNS answers
     "http://127.0.0.1:{port}",                # nothing listening
 ])
-def test_an_unreachable_hub_fails_within_3_s_and_says_offline(
+def test_an_unreachable_hub_is_said_offline_before_any_request(
         endpoint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    client = HubClient(endpoint.format(port=_closed_port()))
+    url = endpoint.format(port=_closed_port())
+    client = HubClient(url)
     for ask in (lambda: client.search("qwen"), lambda: client.list_files("a/b")):
-        started = time.monotonic()
-        with pytest.raises(HubError, match="offline") as error:
+        with pytest.raises(HubError) as error:
             ask()
-        assert time.monotonic() - started < 3.0
+        assert str(error.value).startswith(f"offline: cannot reach the Hugging Face hub at {url} (")
         assert "check the connection" in str(error.value)
 
 
@@ -54,12 +56,10 @@ def test_the_hub_view_says_offline_and_offers_to_try_again(
     view = HubView(workspace, lambda: HubClient(endpoint))
     qtbot.addWidget(view)
     try:
-        started = time.monotonic()
         view.search("qwen")
         assert view.status.text() == "Searching for 'qwen'…"
         qtbot.waitUntil(lambda: view.status.error, timeout=5000)
-        assert time.monotonic() - started < 3.0
-        assert "offline" in view.status.text()
+        assert view.status.text().startswith("offline: cannot reach")  # the reach check's
         assert view.status.action_button.text() == "Try again"
         assert not view.status.action_button.isHidden()
         view.status.action_button.click()
