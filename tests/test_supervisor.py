@@ -210,11 +210,10 @@ def test_a_child_with_the_wrong_key_or_protocol_does_not_start() -> None:
 
 
 def test_a_child_that_never_connects_is_given_up_on_in_time() -> None:
+    # The child connects after 1 s: a start that waited past its 0.3 s would succeed.
     sup, _ = _supervisor("socket", plan="late", timeout=0.3)
-    started = time.monotonic()
     with pytest.raises(WorkerStartError, match="did not start"):
         sup.start()
-    assert time.monotonic() - started < 5
     assert not sup.alive
 
 
