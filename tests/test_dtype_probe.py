@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from backends.training.dtype_probe import MAX_LOSS_DRIFT, MIN_SPEEDUP, choose_dtype
+from backends.training.dtype_probe import MAX_LOSS_DRIFT, MIN_SPEEDUP, autocast_dtype, choose_dtype
 
 CPU = torch.device("cpu")
 
@@ -39,5 +39,5 @@ def test_a_loss_that_moves_too_much_keeps_fp32() -> None:
 def test_tiny_models_and_forced_runs_are_deterministic() -> None:
     assert choose_dtype(CPU, hidden=32, intermediate=64).dtype == "float32"
     forced = choose_dtype(CPU, hidden=1024, intermediate=2816, forced="bfloat16")
-    assert forced.dtype == "bfloat16" and forced.autocast is torch.bfloat16
-    assert choose_dtype(CPU, 1024, 2816, forced="float32").autocast is None
+    assert forced.dtype == "bfloat16" and autocast_dtype(forced) is torch.bfloat16
+    assert autocast_dtype(choose_dtype(CPU, 1024, 2816, forced="float32")) is None

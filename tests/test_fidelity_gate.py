@@ -3,13 +3,16 @@ tests/test_finetune_e2e.py)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from app.finetune.export_check import CheckMeasures
 from app.finetune.fidelity import FidelityThresholds, failures
 from app.finetune.settings import ExportSettings
 
-GOOD = {"top1_agreement": 1.0, "logits_max_abs_diff": 0.004, "logits_ref_max_abs": 9.0,
-        "gguf_val_loss": 1.51}
+GOOD = CheckMeasures(top1_agreement=1.0, logits_max_abs_diff=0.004, logits_ref_max_abs=9.0,
+                     gguf_val_loss=1.51)
 
 
 def test_a_faithful_export_passes() -> None:
@@ -17,38 +20,40 @@ def test_a_faithful_export_passes() -> None:
 
 
 def test_a_broken_export_fails_with_its_numbers() -> None:
-    broken = {**GOOD, "top1_agreement": 0.31, "logits_max_abs_diff": 4.2}
+    broken = replace(GOOD, top1_agreement=0.31, logits_max_abs_diff=4.2)
     (reason,) = failures(broken, 1.50, "q8_0")
     assert "not the trained model" in reason and "31%" in reason and "46.7%" in reason
 
 
 def test_a_quantization_that_loses_the_learning_fails_and_names_a_gentler_one() -> None:
-    (reason,) = failures({**GOOD, "gguf_val_loss": 2.4}, 1.50, "q4_k_m")
+    (reason,) = failures(replace(GOOD, gguf_val_loss=2.4), 1.50, "q4_k_m")
     assert "q4_k_m model lost what was learned" in reason and "q8_0 instead" in reason
     # The allowance grows with the loss: +0.25 + 10 % of 1.5 = 0.40.
-    assert failures({**GOOD, "gguf_val_loss": 1.89}, 1.50, "q4_k_m") == []
+    assert failures(replace(GOOD, gguf_val_loss=1.89), 1.50, "q4_k_m") == []
 
 
 def test_a_live_adapter_is_judged_on_top_of_the_quantized_base() -> None:
     """The numbers the Q4_1 starter gave with a short run's adapter and with Teach's: both
     pass. An adapter whose top tokens leave the base's noise, or that loses the learning,
     fails."""
-    live = {"top1_agreement": 0.91, "logits_max_abs_diff": 2.488, "logits_ref_max_abs": 38.07,
-            "gguf_val_loss": 1.194, "base_top1_agreement": 1.0,
-            "base_logits_max_abs_diff": 1.662, "top1_within_base_noise": 1.0}
+    live = CheckMeasures(top1_agreement=0.91, logits_max_abs_diff=2.488,
+                         logits_ref_max_abs=38.07, gguf_val_loss=1.194,
+                         base_top1_agreement=1.0, base_logits_max_abs_diff=1.662,
+                         top1_within_base_noise=1.0)
     assert failures(live, 1.188, "adapter") == []
-    assert failures({k: v for k, v in live.items() if not k.startswith(("base", "top1_w"))},
-                    1.188, "adapter")  # judged as a merged file, it would fail
+    merged = replace(live, base_top1_agreement=None, base_logits_max_abs_diff=None,
+                     top1_within_base_noise=None)
+    assert failures(merged, 1.188, "adapter")  # judged as a merged file, it would fail
     # Teach's adapter on the starter: the whole-vocabulary largest difference is no
     # measure on a quantized base; top-1 within the base's noise and the loss are.
-    teach = {**live, "logits_max_abs_diff": 8.105, "logits_ref_max_abs": 40.92,
-             "top1_agreement": 0.9717, "gguf_val_loss": 0.1187}
+    teach = replace(live, logits_max_abs_diff=8.105, logits_ref_max_abs=40.92,
+                    top1_agreement=0.9717, gguf_val_loss=0.1187)
     assert failures(teach, 0.1202, "adapter") == []
-    (reason,) = failures({**live, "top1_within_base_noise": 0.6}, 1.188, "adapter")
+    (reason,) = failures(replace(live, top1_within_base_noise=0.6), 1.188, "adapter")
     assert "not the trained model" in reason and "quantized base alone" in reason
     # A missing or mis-scaled adapter: llama.cpp's loss stays near the untrained one's.
-    assert failures({**teach, "gguf_val_loss": 1.83}, 0.1202, "adapter")
-    (reason,) = failures({**live, "gguf_val_loss": 2.5}, 1.188, "adapter")
+    assert failures(replace(teach, gguf_val_loss=1.83), 0.1202, "adapter")
+    (reason,) = failures(replace(live, gguf_val_loss=2.5), 1.188, "adapter")
     assert "applied live on the base, the adapter lost what was learned" in reason
 
 

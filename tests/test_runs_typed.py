@@ -17,6 +17,7 @@ from app.finetune.plan import ModelFacts, plan_run, total_steps
 from app.finetune.runs.codec import RecordError
 from app.finetune.runs.folder import RunFolder, RunInfo, create_run, list_runs, run_info
 from app.finetune.runs.records import Fidelity, RunSpec, RunSummary
+from app.finetune.runs.reports import MeasuredEstimate
 from app.finetune.runs.resume import resume_offer
 from app.finetune.runs.status import RunStatus, can_resume
 from app.finetune.settings import ExportSettings, LoraSettings
@@ -49,7 +50,13 @@ OLD_SUMMARY = {
     "truncated_records": 0, "final_train_loss": 1.5, "first_train_loss": 3.0,
     "val_loss": 1.75, "train_seconds": 12.5, "tokens_per_s": 400.0,
     "peak_memory_bytes": 1 << 28,
-    "estimate": {"seconds": 20.0, "peak_memory_bytes": 1 << 28, "basis": "formula"},
+    "estimate": {"seconds": 20.0, "peak_memory_bytes": 1 << 28, "basis": "formula",
+                 "measured": {"seconds": 18.5, "peak_memory_bytes": 1 << 28, "at_step": 3}},
+    "dtype": {"dtype": "bfloat16", "reason": "bf16 steps ran 1.6x faster",
+              "fp32_gflops": 80.1, "bf16_gflops": 410.0},
+    "compiled": {"at_step": 3, "eager_tokens_per_s": 231.4, "remaining_eager_s": 900.0,
+                 "compile_s": 61.2, "compiled_tokens_per_s": 316.0, "kept": True,
+                 "failed": None},
     "adapter_dir": OLD_SPEC["adapter_dir"], "gguf_path": OLD_SPEC["output_gguf"],
     "fidelity": {"logits_max_abs_diff": 0.01, "logits_ref_max_abs": 12.0,
                  "top1_agreement": 1.0, "tokens_compared": 64, "torch_val_loss": 1.75,
@@ -122,7 +129,7 @@ def test_a_new_run_folder_round_trips_its_records(workspace: Workspace,
     assert folder.state().status is RunStatus.CREATED and folder.summary() is None
     assert len(folder.train_file.read_text().splitlines()) == spec.dataset.train_records
 
-    folder.write_state(status="cancelled", step=3, total_steps=6)
+    folder.write_state(RunStatus.CANCELLED, step=3, total_steps=6)
     folder.write_state(step=4)  # merged, not replaced
     state = folder.state()
     assert (state.status, state.step, state.total_steps) == (RunStatus.CANCELLED, 4, 6)
@@ -152,7 +159,12 @@ def test_an_old_run_folder_still_loads(tmp_path: Path) -> None:
     summary = folder.summary()
     assert summary is not None and summary.val_loss == 1.75
     assert summary.fidelity is not None and summary.fidelity.val_records == 0
-    assert summary.estimate.measured is None and summary.phase_seconds == {}
+    assert summary.estimate.measured == MeasuredEstimate(18.5, 1 << 28, 3)
+    assert summary.dtype is not None and summary.dtype.dtype == "bfloat16"
+    assert summary.dtype.bf16_step_tokens_per_s is None and summary.phase_seconds == {}
+    assert summary.compiled is not None and summary.compiled.kept
+    assert summary.compiled.line() == ("kept: 316 tokens/s compiled against 231 eager, "
+                                       "compiling took 61 s")
     assert summary.total_seconds is None and summary.teach is None
     info = run_info(folder)
     assert (info.status, info.step, info.total_steps) == (RunStatus.FINISHED, 6, 6)
@@ -175,6 +187,13 @@ def test_a_broken_run_file_is_refused_with_its_reason_and_skipped_in_lists(
     assert list_runs(home) == []
     with pytest.raises(RecordError, match="'run_id' is missing"):
         RunSpec.from_json({"created_at": "today"})
+    # A value of another type than its field's is refused, however deep it sits.
+    with pytest.raises(RecordError, match="steps: expected int, got a string"):
+        RunSummary.from_json({**OLD_SUMMARY, "steps": "6"})
+    with pytest.raises(RecordError, match="CompileReport.kept: expected bool"):
+        RunSummary.from_json({**OLD_SUMMARY, "compiled": {"kept": "yes"}})
+    with pytest.raises(RecordError, match="expected str, got null"):
+        RunSummary.from_json({**OLD_SUMMARY, "device": None})
 
 
 # -------------------------------------------------------------------- step count

@@ -139,21 +139,15 @@ def _print_summary(s: RunSummary) -> None:
           f"{s.device}")
     print(f"  loss: {_loss(s.first_train_loss)} -> {_loss(s.final_train_loss)} (train), "
           f"validation {_loss(s.val_loss)}")
-    measured = est.measured or {}
+    measured = est.measured
     print(f"  time (whole run): estimated {format_duration(est.seconds)} (formula)"
-          + (f", {format_duration(measured['seconds'])} (measured at step "
-             f"{measured['at_step']:.0f})" if measured else "")
+          + (f", {format_duration(measured.seconds)} (measured at step "
+             f"{measured.at_step})" if measured else "")
           + f", actual {format_duration(s.total_seconds or 0)}")
     print(f"  peak memory: estimated {format_bytes(est.peak_memory_bytes)}, actual "
           f"{format_bytes(s.peak_memory_bytes)}")
-    c = s.compiled
-    if c:
-        print("  torch.compile: " + (f"failed, trained eager ({c.get('failed')})"
-                                     if c.get("failed") else
-                                     f"{'kept' if c.get('kept') else 'dropped'}: "
-                                     f"{c.get('compiled_tokens_per_s')} tokens/s compiled "
-                                     f"against {c.get('eager_tokens_per_s')} eager, "
-                                     f"compiling took {c.get('compile_s')} s"))
+    if s.compiled:
+        print(f"  torch.compile: {s.compiled.line()}")
     if s.truncated_records:
         print(f"  {s.truncated_records} records were truncated to "
               f"{s.settings.max_seq_len} tokens")

@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+
+from app.finetune.export_check import CheckMeasures
 
 
 @dataclass(frozen=True)
@@ -49,23 +50,24 @@ class FidelityThresholds:
     max_relative_loss_gap: float = 0.10
 
 
-def failures(check: dict[str, Any], torch_val_loss: float, quant: str,
+def failures(check: CheckMeasures, torch_val_loss: float, quant: str,
              limits: FidelityThresholds = FidelityThresholds()) -> list[str]:
     """Why the export fails the gate, in words for the person; empty when it passes."""
     reasons = []
-    ref_max = max(1e-6, float(check["logits_ref_max_abs"]))
-    top1 = float(check["top1_agreement"])
-    rel = float(check["logits_max_abs_diff"]) / ref_max
+    ref_max = max(1e-6, check.logits_ref_max_abs)
+    top1 = check.top1_agreement
+    rel = check.logits_max_abs_diff / ref_max
     min_top1, max_rel = limits.min_top1_agreement, limits.max_relative_logit_diff
     base_note = ""
-    if check.get("base_top1_agreement") is not None:
+    if check.base_top1_agreement is not None:
         # A live adapter runs on the quantized base, which departs from PyTorch's
         # dequantized weights by itself: the adapter may add the limits on top of that.
         # Its top-1 counts a pick PyTorch scores within the base's noise as a tie, and
         # the largest difference over the whole vocabulary is no measure (see above).
-        base_top1 = float(check["base_top1_agreement"])
-        base_rel = float(check["base_logits_max_abs_diff"]) / ref_max
-        top1 = float(check.get("top1_within_base_noise", top1))
+        base_top1 = check.base_top1_agreement
+        base_rel = (check.base_logits_max_abs_diff or 0.0) / ref_max
+        if check.top1_within_base_noise is not None:
+            top1 = check.top1_within_base_noise
         max_rel = math.inf
         base_note = (f" (not judged on a quantized base); the quantized base alone agrees "
                      f"{base_top1:.0%} of the time and differs by {base_rel:.1%}, and picks "
@@ -77,19 +79,19 @@ def failures(check: dict[str, Any], torch_val_loss: float, quant: str,
             f"its logits differ by {rel:.1%}"
             + (f" (at most {max_rel:.1%} allowed)" if math.isfinite(max_rel) else "")
             + base_note)
-    gap = float(check["gguf_val_loss"]) - torch_val_loss
+    gap = check.gguf_val_loss - torch_val_loss
     allowed = limits.max_loss_gap + limits.max_relative_loss_gap * torch_val_loss
     if gap > allowed and quant == "adapter":
         reasons.append(
             f"applied live on the base, the adapter lost what was learned: its validation "
-            f"loss is {float(check['gguf_val_loss']):.3f} against the trained model's "
+            f"loss is {check.gguf_val_loss:.3f} against the trained model's "
             f"{torch_val_loss:.3f} (+{gap:.3f}; at most +{allowed:.3f} allowed); merge it "
             "into the weights instead")
     elif gap > allowed:
         gentler = "q8_0" if quant == "q4_k_m" else "f16"
         reasons.append(
             f"the {quant} model lost what was learned: its validation loss is "
-            f"{float(check['gguf_val_loss']):.3f} against the trained model's "
+            f"{check.gguf_val_loss:.3f} against the trained model's "
             f"{torch_val_loss:.3f} (+{gap:.3f}; at most +{allowed:.3f} allowed); export "
             f"with {gentler} instead")
     return reasons

@@ -23,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.finetune.runs.codec import to_dict
+
 
 def _peak_memory(device: Any) -> int:
     from backends.training.trainer import peak_memory_bytes
@@ -145,7 +147,7 @@ def child_hearth(cfg: dict[str, Any]) -> dict[str, Any]:
             "peak_gflops_per_s": peak, "peak_before_after": [peak_before, peak_after],
             "mfu": flops / seconds / 1e9 / peak,
             "val_loss": _val_loss(model, val),
-            "compiled": trainer.compiler.report and trainer.compiler.report.as_dict(),
+            "compiled": trainer.compiler.report and to_dict(trainer.compiler.report),
             "peak_memory_bytes": _peak_memory(torch.device("cpu"))}
 
 

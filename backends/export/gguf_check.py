@@ -1,9 +1,9 @@
 """Quantizing an exported GGUF and checking it with llama.cpp, in its own process.
 
-``python -m backends.export.gguf_check JOB.json`` reads a job written by the training worker
-and prints one JSON result line. It runs apart from the training worker because
-llama.cpp may abort its whole process on a bad file: an abort here costs the export
-check, never the trained adapter.
+``python -m backends.export.gguf_check JOB.json`` reads a job written by the training
+worker and writes its result where the job says (:mod:`app.finetune.export_check`). It
+runs apart from the training worker because llama.cpp may abort its whole process on a
+bad file: an abort here costs the export check, never the trained adapter.
 
 The check has two parts:
 
@@ -14,20 +14,25 @@ The check has two parts:
 (b) the validation loss of the **quantized** GGUF through llama.cpp, over the same
     target tokens as the PyTorch validation loss, so the cost of quantization shows.
 
-A **live** job (``"live": true``) checks a GGUF adapter instead: the base GGUF with the
-adapter applied by llama.cpp, for both parts, with nothing merged or quantized.
+A **live** job (one with an ``adapter_path``) checks a GGUF adapter instead: the base GGUF
+with the adapter applied by llama.cpp, for both parts, with nothing merged or quantized.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
+
+from app.finetune.export_check import (
+    CheckJob,
+    CheckMeasures,
+    CheckResult,
+    write_result,
+)
 
 QUANT_FTYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
                 "f16": "LLAMA_FTYPE_MOSTLY_F16"}
@@ -85,70 +90,63 @@ def _loss(logits: list[np.ndarray], predict_at: list[list[int]], targets: list[l
     return total / max(1, count)
 
 
-def run(job: dict[str, Any]) -> dict[str, Any]:
-    threads = int(job.get("threads") or os.cpu_count() or 1)
-    extra_bufts = bool(job.get("extra_bufts", True))
-    if job.get("live"):
-        started = time.perf_counter()
-        base, adapter = Path(job["base_path"]), Path(job["adapter_path"])
-        result: dict[str, Any] = {"quantize_s": 0.0, "path": str(adapter),
-                                  "size_bytes": adapter.stat().st_size}
-        result.update(_compare(job, base, base, threads, extra_bufts, adapter))
-        result["check_s"] = round(time.perf_counter() - started, 2)
-        return result
-    f16, out = Path(job["f16_path"]), Path(job["out_path"])
+def run(job: CheckJob) -> CheckResult:
+    threads = job.threads or os.cpu_count() or 1
     started = time.perf_counter()
-    if job["quant"] == "f16":
+    if job.live:
+        base, adapter = Path(job.base_path), Path(job.adapter_path)
+        measures = _compare(job, base, base, threads, adapter)
+        return CheckResult(path=str(adapter), size_bytes=adapter.stat().st_size,
+                           check_s=round(time.perf_counter() - started, 2),
+                           measures=measures)
+    f16, out = Path(job.f16_path), Path(job.out_path)
+    if job.quant == "f16":
         if out != f16:
             if f16.exists():  # a re-run after a kernel crash finds it moved already
                 os.replace(f16, out)
             f16 = out
     else:
-        quantize(f16, out, job["quant"], threads)
+        quantize(f16, out, job.quant, threads)
     quant_s = time.perf_counter() - started
-    result = {"quantize_s": round(quant_s, 2), "path": str(out),
-              "size_bytes": out.stat().st_size}
-    result.update(_compare(job, f16, out, threads, extra_bufts))
-    if job["quant"] != "f16" and out != f16 and not job.get("keep_f16", False):
+    measures = _compare(job, f16, out, threads)
+    if out != f16:
         f16.unlink(missing_ok=True)
-        result["f16_removed"] = True
-    result["check_s"] = round(time.perf_counter() - started - quant_s, 2)
-    return result
+    return CheckResult(path=str(out), size_bytes=out.stat().st_size,
+                       quantize_s=round(quant_s, 2),
+                       check_s=round(time.perf_counter() - started - quant_s, 2),
+                       measures=measures)
 
 
-def _compare(job: dict[str, Any], exact: Path, quantized: Path, threads: int,
-             extra_bufts: bool, adapter: Path | None = None) -> dict[str, Any]:
+def _compare(job: CheckJob, exact: Path, quantized: Path, threads: int,
+             adapter: Path | None = None) -> CheckMeasures:
     """Part (a) on ``exact`` and part (b) on ``quantized`` (with ``adapter`` applied)."""
     from safetensors.numpy import load_file
 
-    result: dict[str, Any] = {}
-    fidelity = job["fidelity"]
-    samples: list[list[int]] = fidelity["samples"]
-    reference = load_file(fidelity["reference_logits"])
-    val = job["validation"]
+    samples, val = job.reference.samples, job.validation
+    reference = load_file(job.reference.reference_logits)
+    bufts = job.extra_bufts
     if exact == quantized:  # a live adapter: one load of the base serves both parts
-        both = _logits(exact, samples + val["samples"], threads, extra_bufts, adapter)
+        both = _logits(exact, samples + val.samples, threads, bufts, adapter)
         cpp, quant_logits = both[:len(samples)], both[len(samples):]
     else:
-        cpp = _logits(exact, samples, threads, extra_bufts, adapter)
-        quant_logits = _logits(quantized, val["samples"], threads, extra_bufts, adapter)
+        cpp = _logits(exact, samples, threads, bufts, adapter)
+        quant_logits = _logits(quantized, val.samples, threads, bufts, adapter)
     max_diff, agree, total = _agreement(cpp, reference, "sample")
-    result["logits_max_abs_diff"] = round(max_diff, 5)
-    result["logits_ref_max_abs"] = round(max(float(np.abs(reference[f"sample{i}"]).max())
-                                             for i in range(len(samples))), 3)
-    result["top1_agreement"] = round(agree / max(1, total), 5)
-    result["fidelity_tokens"] = total
+    measures = CheckMeasures(
+        logits_max_abs_diff=round(max_diff, 5),
+        logits_ref_max_abs=round(max(float(np.abs(reference[f"sample{i}"]).max())
+                                     for i in range(len(samples))), 3),
+        top1_agreement=round(agree / max(1, total), 5), tokens_compared=total,
+        gguf_val_loss=round(_loss(quant_logits, val.predict_at, val.targets), 5))
     if adapter is not None and "base0" in reference:  # the quantized base alone
-        base_diff, base_agree, _ = _agreement(_logits(exact, samples, threads, extra_bufts),
+        base_diff, base_agree, _ = _agreement(_logits(exact, samples, threads, bufts),
                                               reference, "base")
-        result["base_logits_max_abs_diff"] = round(base_diff, 5)
-        result["base_top1_agreement"] = round(base_agree / max(1, total), 5)
+        measures.base_logits_max_abs_diff = round(base_diff, 5)
+        measures.base_top1_agreement = round(base_agree / max(1, total), 5)
         # A pick PyTorch ranks within the base's own noise of its top token is a tie.
         _, near, _ = _agreement(cpp, reference, "sample", tie=base_diff)
-        result["top1_within_base_noise"] = round(near / max(1, total), 5)
-
-    result["gguf_val_loss"] = round(_loss(quant_logits, val["predict_at"], val["targets"]), 5)
-    return result
+        measures.top1_within_base_noise = round(near / max(1, total), 5)
+    return measures
 
 
 def _agreement(cpp: list[np.ndarray], reference: dict[str, np.ndarray], prefix: str,
@@ -167,13 +165,13 @@ def _agreement(cpp: list[np.ndarray], reference: dict[str, np.ndarray], prefix: 
 
 
 def main() -> None:
-    job = json.loads(Path(sys.argv[1]).read_text("utf-8"))
+    job = CheckJob.read(Path(sys.argv[1]))
     try:
         result = run(job)
     except Exception as exc:  # reported to the parent as a failed check
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
+        write_result(job, CheckResult(error=f"{type(exc).__name__}: {exc}"))
         sys.exit(1)
-    print(json.dumps(result), flush=True)
+    write_result(job, result)
 
 
 if __name__ == "__main__":

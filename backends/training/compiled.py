@@ -38,30 +38,14 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
 from typing import Any
+
+from app.finetune.runs.reports import CompileReport
 
 log = logging.getLogger(__name__)
 
 VERIFY_STEPS = 8  # compiled steps timed before deciding to keep them
 MIN_GAIN = 1.05  # what "faster" has to mean to keep it, beside step-to-step noise
-
-
-@dataclass
-class CompileReport:
-    """What the run did about compiling, for its summary and the benchmark."""
-
-    at_step: int
-    eager_tokens_per_s: float
-    remaining_eager_s: float
-    compile_s: float | None = None  # steps that built graphs, minus their eager time
-    compiled_tokens_per_s: float | None = None
-    kept: bool | None = None
-    failed: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: (round(v, 1) if isinstance(v, float) else v)
-                for k, v in asdict(self).items()}
 
 
 class LayerCompiler:
@@ -86,9 +70,16 @@ class LayerCompiler:
     def verifying(self) -> bool:
         return self.active and self.report is not None and self.report.kept is None
 
-    def start(self, step: int, eager_tokens_per_s: float, remaining_eager_s: float) -> bool:
-        """Compile the layers (lazily: the next step builds the graph). False, with the
-        reason in the report, where this machine has no C++ compiler for inductor."""
+    @property
+    def before_first_graph(self) -> bool:
+        """Compiled, and no step has built a graph yet: the next step compiles (and a
+        failure there means the layers cannot be compiled, not a bad step)."""
+        return self.verifying and self.report is not None and self.report.compile_s is None
+
+    def start(self, step: int, eager_tokens_per_s: float, remaining_eager_s: float
+              ) -> str | None:
+        """Compile the layers (lazily: the next step builds the graph). Returns why not
+        (also in the report) where this machine has no C++ compiler for inductor."""
         import torch._dynamo
         from torch._inductor.cpp_builder import get_cpp_compiler
 
@@ -97,13 +88,13 @@ class LayerCompiler:
             get_cpp_compiler()
         except Exception as exc:  # inductor's own search, its own errors
             self.report.failed, self.report.kept = f"no C++ compiler: {exc}"[:200], False
-            return False
+            return self.report.failed
         # A frame inductor cannot compile later (a new shape) runs eager, not fails.
         torch._dynamo.config.suppress_errors = True
         for layer in self.layers:
             layer.compile(dynamic=True)
         self._impls = [layer._compiled_call_impl for layer in self.layers]
-        return True
+        return None
 
     def fail(self, exc: BaseException) -> None:
         """The first compiled step raised: back to eager for good."""

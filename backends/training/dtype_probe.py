@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+
+from app.finetune.runs.reports import DtypeChoice
 
 MAX_LOSS_DRIFT = 0.02      # bf16 validation loss within 2 % of fp32's
 MIN_SPEEDUP = 1.2          # below this, fp32's exactness is worth more
@@ -34,23 +35,9 @@ PROBE_SECONDS = 0.15       # per dtype
 TINY_MATMUL = 256 * 512
 
 
-@dataclass
-class DtypeChoice:
-    dtype: str                     # "float32" or "bfloat16"
-    reason: str
-    fp32_gflops: float | None = None
-    bf16_gflops: float | None = None
-    fp32_val_loss: float | None = None
-    bf16_val_loss: float | None = None
-    fp32_step_tokens_per_s: float | None = None
-    bf16_step_tokens_per_s: float | None = None
-
-    @property
-    def autocast(self) -> torch.dtype | None:
-        return torch.bfloat16 if self.dtype == "bfloat16" else None
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+def autocast_dtype(choice: DtypeChoice) -> torch.dtype | None:
+    """What ``torch.autocast`` computes in for ``choice`` (None: plain fp32)."""
+    return torch.bfloat16 if choice.dtype == "bfloat16" else None
 
 
 def _gflops(fn: Callable[[], Any], flops: float) -> float:

@@ -10,15 +10,22 @@ the exported file does not keep.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from app.finetune import protocol as tp
+from app.finetune.export_check import (
+    CheckJob,
+    CheckMeasures,
+    ReferenceSamples,
+    ValidationSamples,
+    read_result,
+)
 from app.finetune.fidelity import FidelityThresholds, failures
 from app.finetune.runs.folder import RunFolder
 from app.finetune.runs.records import Fidelity, RunSpec, RunSummary
@@ -113,7 +120,8 @@ def export_and_check(folder: RunFolder, spec: RunSpec, peft_model: Any, base: An
     f16_path = merge_and_write_f16(spec, peft_model, base, emit)
     emit(tp.Phase("quantizing", f"quantizing to {spec.export.quant} and checking with "
                   "llama.cpp"))
-    job = {"f16_path": str(f16_path), "out_path": str(spec.gguf), "quant": spec.export.quant}
+    job = CheckJob(quant=spec.export.quant, result_path=str(folder.gguf_check_result_file),
+                   f16_path=str(f16_path), out_path=str(spec.gguf))
     return _check(folder, spec, peft_model, trainer, val, device, summary, emit, job)
 
 
@@ -127,14 +135,14 @@ def check_live_adapter(folder: RunFolder, spec: RunSpec, peft_model: Any, base: 
         emit(tp.TrainError("export_failed", message))
         return message
     emit(tp.Phase("adapter_check", "checking the adapter on the base with llama.cpp"))
-    job = {"live": True, "base_path": str(base.gguf_path),
-           "adapter_path": summary.adapter_gguf, "quant": "adapter"}
+    job = CheckJob(quant="adapter", result_path=str(folder.gguf_check_result_file),
+                   base_path=str(base.gguf_path), adapter_path=summary.adapter_gguf)
     return _check(folder, spec, peft_model, trainer, val, device, summary, emit, job)
 
 
 def _check(folder: RunFolder, spec: RunSpec, peft_model: Any, trainer: Any, val: Any,
            device: torch.device, summary: RunSummary, emit: Emit,
-           job: dict[str, Any]) -> str | None:
+           job: CheckJob) -> str | None:
     """Run ``backends.export.gguf_check`` on ``job`` against the PyTorch model's numbers,
     and apply the export gate."""
     from backends.training.batching import pack
@@ -143,7 +151,7 @@ def _check(folder: RunFolder, spec: RunSpec, peft_model: Any, trainer: Any, val:
     # Reference numbers from the PyTorch model for the llama.cpp check.
     samples = [r.ids[:FIDELITY_MAX_TOKENS] for r in val.records[:export.fidelity_samples]]
     ref = reference_logits(peft_model, samples, device)
-    if job.get("live"):  # and the base alone, to measure the quantized base's departure
+    if job.live:  # and the base alone, to measure the quantized base's departure
         with peft_model.disable_adapter():
             ref.update({k.replace("sample", "base"): v for k, v in
                         reference_logits(peft_model, samples, device).items()})
@@ -155,15 +163,17 @@ def _check(folder: RunFolder, spec: RunSpec, peft_model: Any, trainer: Any, val:
     packed = [pack([r]) for r in check_records]
     trainer.val_records = check_records
     torch_val = trainer.evaluate()
-    job = {**job, "threads": Machine.detect().cpu_cores,
-           "fidelity": {"samples": samples, "reference_logits": str(ref_path)},
-           "validation": {"samples": [r.ids for r in check_records],
-                          "predict_at": [b.predict_at.tolist() for b in packed],
-                          "targets": [b.targets.tolist() for b in packed]}}
-    job_path = folder.path / "gguf_check.json"
+    job.threads = Machine.detect().cpu_cores
+    job.reference = ReferenceSamples(samples, str(ref_path))
+    job.validation = ValidationSamples([r.ids for r in check_records],
+                                       [b.predict_at.tolist() for b in packed],
+                                       [b.targets.tolist() for b in packed])
+    job_path = folder.gguf_check_job_file
 
     def check(extra_bufts: bool) -> subprocess.CompletedProcess[str]:
-        job_path.write_text(json.dumps({**job, "extra_bufts": extra_bufts}), "utf-8")
+        job.extra_bufts = extra_bufts
+        job.write(job_path)
+        Path(job.result_path).unlink(missing_ok=True)  # a crashed try's answer is none
         return run_module("backends.export.gguf_check", [str(job_path)])
 
     # The run folder lives in <home>/runs/<id>; the home remembers which llama.cpp
@@ -171,47 +181,35 @@ def _check(folder: RunFolder, spec: RunSpec, peft_model: Any, trainer: Any, val:
     kernels = KernelMemory(folder.home.kernels_file)
     proc, _fell_back = run_with_fallback(kernels, check)
     ref_path.unlink(missing_ok=True)  # up to hundreds of MB of logits
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    result = json.loads(lines[-1]) if lines else {
-        "error": f"the llama.cpp check exited with code {proc.returncode}: "
-                 f"{proc.stderr.strip()[-400:]}"}
-    if "error" in result:
-        message = f"quantizing or checking the GGUF failed: {result['error']}"
+    result = read_result(job, proc)
+    if result.error is not None:
+        message = f"quantizing or checking the GGUF failed: {result.error}"
         emit(tp.TrainError("export_failed", message))
         return message
-    live = bool(job.get("live"))
-    if not live:
-        emit(tp.Exported("gguf", result["path"], result["size_bytes"]))
-    summary.fidelity = fidelity_of(result, torch_val, job["quant"], export.thresholds(),
-                                   len(check_records))
+    if not job.live:
+        emit(tp.Exported("gguf", result.path, result.size_bytes))
+    summary.fidelity = fidelity_of(result.measures, torch_val, job.quant,
+                                   export.thresholds(), len(check_records))
     if summary.fidelity.failed:
         # The gate: nothing is registered; the adapter and the checkpoint stay.
-        if not live:
-            Path(result["path"]).unlink(missing_ok=True)
+        if not job.live:
+            Path(result.path).unlink(missing_ok=True)
         folder.write_summary(summary)
-        what = "adapter" if live else "export"
+        what = "adapter" if job.live else "export"
         message = (f"the {what} check failed, so the model was not added to the library: "
                    + "; ".join(summary.fidelity.failed)
                    + f". The adapter is kept in {summary.adapter_dir}.")
         emit(tp.TrainError("export_failed", message))
         return message
-    if not live:
-        summary.gguf_path, summary.gguf_size_bytes = result["path"], result["size_bytes"]
-    summary.quantize_seconds, summary.check_seconds = result["quantize_s"], result["check_s"]
+    if not job.live:
+        summary.gguf_path, summary.gguf_size_bytes = result.path, result.size_bytes
+    summary.quantize_seconds, summary.check_seconds = result.quantize_s, result.check_s
     return None
 
 
-def fidelity_of(result: dict[str, Any], torch_val: float, quant: str,
+def fidelity_of(measures: CheckMeasures, torch_val: float, quant: str,
                 limits: FidelityThresholds, val_records: int) -> Fidelity:
     """The check's numbers, and the export gate's reasons to refuse (none: it passed)."""
-    return Fidelity(logits_max_abs_diff=result["logits_max_abs_diff"],
-                    logits_ref_max_abs=result["logits_ref_max_abs"],
-                    top1_agreement=result["top1_agreement"],
-                    tokens_compared=result["fidelity_tokens"],
-                    torch_val_loss=round(torch_val, 5),
-                    gguf_val_loss=result["gguf_val_loss"], quant=quant,
+    return Fidelity(**asdict(measures), torch_val_loss=round(torch_val, 5), quant=quant,
                     val_records=val_records,
-                    failed=failures(result, torch_val, quant, limits),
-                    base_top1_agreement=result.get("base_top1_agreement"),
-                    base_logits_max_abs_diff=result.get("base_logits_max_abs_diff"),
-                    top1_within_base_noise=result.get("top1_within_base_noise"))
+                    failed=failures(measures, torch_val, quant, limits))

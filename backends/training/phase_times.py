@@ -5,7 +5,7 @@ own estimates read them too."""
 from __future__ import annotations
 
 from app.finetune.phase_times import PhaseTimes
-from backends.training.dtype_probe import DtypeChoice
+from app.finetune.runs.reports import DtypeChoice
 
 __all__ = ["PhaseTimes", "QUIET_PROBE_GFLOPS_PER_CORE", "busy_factor"]
 

@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +39,9 @@ import torch
 import torch.nn.functional as F
 
 from app.finetune import protocol as tp
-from app.finetune.plan import eval_interval
 from app.finetune.estimate import training_seconds, worth_compiling
+from app.finetune.plan import eval_interval
+from app.finetune.runs.reports import MeasuredEstimate
 from app.finetune.settings import LoraSettings
 from backends.training import checkpoint
 from backends.training.batching import IGNORE, Batch, Plan, pack, within_budget
@@ -52,6 +54,15 @@ Emit = Callable[[Any], None]
 # With checkpoint_every 0, a checkpoint after each this many seconds of training: a
 # killed run loses at most this much, and a short run pays for none.
 CHECKPOINT_SECONDS = 120.0
+
+
+class Outcome(StrEnum):
+    """How :meth:`Trainer.run` ended."""
+
+    FINISHED = "finished"
+    """Every step ran (or the stop check ended training early, as planned)."""
+    CANCELLED = "cancelled"
+    """Stopped on request, after saving a checkpoint."""
 
 
 def lr_at(step: int, total_steps: int, settings: LoraSettings) -> float:
@@ -84,11 +95,11 @@ def peak_memory_bytes(device: torch.device) -> int:
 def _adamw(params: list[torch.Tensor], settings: LoraSettings) -> torch.optim.AdamW:
     """AdamW as one fused kernel per step where the device has it: the per-parameter
     loop's dozen small ops over ~400 LoRA tensors were a tenth of a CPU step."""
-    kwargs = {"lr": settings.learning_rate, "weight_decay": settings.weight_decay}
+    lr, decay = settings.learning_rate, settings.weight_decay
     try:
-        return torch.optim.AdamW(params, **kwargs, fused=True)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=decay, fused=True)
     except RuntimeError:
-        return torch.optim.AdamW(params, **kwargs, foreach=True)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=decay, foreach=True)
 
 
 class Trainer:
@@ -134,7 +145,7 @@ class Trainer:
         self.trained_tokens = 0
         self.history: list[dict[str, float]] = []
         self.val_history: list[dict[str, float]] = []
-        self.measured_estimate: dict[str, float] | None = None
+        self.measured_estimate: MeasuredEstimate | None = None
         # Seconds of the run outside this loop (loading before it, checks and export
         # after it), added to the measured estimate so that it covers the whole run.
         self.overhead_s = 0.0
@@ -247,15 +258,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
 
-    def run(self) -> str:
-        """Train to the end or until cancelled; returns "finished" or "cancelled"."""
+    def run(self) -> Outcome:
+        """Train to the end or until cancelled."""
         try:
             return self._run()
         finally:
             self.release_casts()
             self.compiler.release()
 
-    def _run(self) -> str:
+    def _run(self) -> Outcome:
         total = self.plan.total_steps
         self.model.train()
         window: list[tuple[float, int]] = []  # (seconds, tokens) of recent steps
@@ -264,13 +275,13 @@ class Trainer:
             if self.cancel.is_set():
                 path = self.save_checkpoint()
                 self.emit(tp.Cancelled(step=self.step, checkpoint=str(path)))
-                return "cancelled"
+                return Outcome.CANCELLED
             started = time.perf_counter()
             self.compiler.begin_step()
             try:
                 loss, n_tokens = self.train_step()
             except Exception as exc:  # only a first compiled step's
-                if not self.compiler.verifying or self.compiler.report.compile_s is not None:
+                if not self.compiler.before_first_graph:
                     raise
                 self.compiler.fail(exc)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -279,7 +290,7 @@ class Trainer:
                 started = time.perf_counter()
                 loss, n_tokens = self.train_step()
             seconds = time.perf_counter() - started
-            first = self.compiler.verifying and self.compiler.report.compile_s is None
+            first = self.compiler.before_first_graph
             compiled, said = self.compiler.timed(seconds, n_tokens)
             if said:
                 self.emit(tp.TrainLog("info", said[0].upper() + said[1:]))
@@ -315,9 +326,8 @@ class Trainer:
                                                        + remaining, 1),
                                          peak_memory_bytes=peak_memory_bytes(self.device),
                                          basis="measured")
-                self.measured_estimate = {"seconds": guess.seconds,
-                                          "peak_memory_bytes": guess.peak_memory_bytes,
-                                          "at_step": self.step}
+                self.measured_estimate = MeasuredEstimate(guess.seconds,
+                                                          guess.peak_memory_bytes, self.step)
                 self.emit(guess)
                 measured_sent = True
             if self.step < total and self._stop_now():
@@ -331,7 +341,7 @@ class Trainer:
                 # and no training is lost.
                 path = self.save_checkpoint()
                 self.emit(tp.Checkpointed(step=self.step, path=str(path)))
-        return "finished"
+        return Outcome.FINISHED
 
     def _stop_now(self) -> bool:
         """At an epoch's end, whether :attr:`stop_check` says stop."""
@@ -357,8 +367,9 @@ class Trainer:
                 self.decoder.config.hidden_size):
             return False
         speed = sum(t for _, t in steady) / max(1e-9, sum(s for s, _ in steady))
-        if not self.compiler.start(self.step, speed, remaining):
-            self.emit(tp.TrainLog("info", f"Training eager: {self.compiler.report.failed}"))
+        refused = self.compiler.start(self.step, speed, remaining)
+        if refused is not None:
+            self.emit(tp.TrainLog("info", f"Training eager: {refused}"))
             return False
         self.emit(tp.TrainLog("info", "Compiling the model's layers for speed (a minute or "
                               f"two; about {remaining / 60:.0f} min of training remain)"))

@@ -21,23 +21,28 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from app.atomic import atomic_write_text
 from app.finetune import protocol as tp
 from app.finetune.datasets import Example
+from app.finetune.estimate import Compute, ModelShape, Workload, compile_mode, estimate
 from app.finetune.plan import validation_passes
+from app.finetune.runs.codec import from_dict, to_dict
 from app.finetune.runs.folder import RunFolder
 from app.finetune.runs.records import RunEstimate, RunSpec, RunSummary
-from app.finetune.estimate import Compute, ModelShape, Workload, compile_mode, estimate
+from app.finetune.runs.reports import DtypeChoice
+from app.finetune.runs.status import RunStatus
 from app.machine.profile import Machine
 from app.machine.threads import ThreadClaims, auto_threads
 from app.paths import HearthHome
 from backends.training import teach_step
-from backends.training.dtype_probe import DtypeChoice, choose_dtype
+from backends.training.dtype_probe import autocast_dtype, choose_dtype
 from backends.training.export_step import (
     check_live_adapter,
     export_and_check,
@@ -45,6 +50,7 @@ from backends.training.export_step import (
 )
 from backends.training.phase_times import PhaseTimes, busy_factor
 from backends.training.recall import RecallCheck, recall_seconds
+from backends.training.trainer import Outcome
 
 # Tests and benchmarks only: force the compute dtype ("float32" or "bfloat16").
 DTYPE_ENV = "HEARTH_TRAIN_DTYPE"
@@ -138,16 +144,14 @@ def pick_dtype(folder: RunFolder, device: torch.device, config: Any,
     compute as it started, whatever a new timing would say."""
     saved = folder.dtype_file
     if saved.exists():
-        with contextlib.suppress(OSError, ValueError, TypeError):
-            raw = json.loads(saved.read_text("utf-8"))
-            return DtypeChoice(**{**raw, "reason": f"{raw['reason']} (kept on resume)"})
+        with contextlib.suppress(OSError, ValueError):
+            kept = from_dict(DtypeChoice, json.loads(saved.read_text("utf-8")))
+            return replace(kept, reason=f"{kept.reason} (kept on resume)")
     hidden = int(config.hidden_size)
     intermediate = int(getattr(config, "intermediate_size", 4 * hidden) or 4 * hidden)
     choice = choose_dtype(device, hidden, intermediate, val_loss,
                           forced=os.environ.get(DTYPE_ENV), step_speed=step_speed)
-    tmp = saved.with_suffix(".tmp")
-    tmp.write_text(json.dumps(choice.to_json()), "utf-8")
-    os.replace(tmp, saved)
+    atomic_write_text(saved, json.dumps(to_dict(choice)))
     return choice
 
 
@@ -161,7 +165,7 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
                        run_id=spec.run_id, device=device_name,
                        dtype="measuring",
                        torch_version=torch.__version__, resumed_from_step=checkpoint or 0))
-    folder.write_state(status="running", pid=os.getpid())
+    folder.write_state(RunStatus.RUNNING, pid=os.getpid())
     started = time.perf_counter()
     loaded = load_and_tokenize(folder, spec, emit)
     if loaded is None:
@@ -180,16 +184,15 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
         emit(tp.TrainLog("info", f"resumed from the checkpoint at step {resumed}"))
     emit(tp.Phase("training", f"training {trainer.plan.total_steps} steps on {device_name}"))
     folder.write_state(total_steps=trainer.plan.total_steps)
-    outcome = trainer.run()
-    if outcome == "cancelled":
+    if trainer.run() == Outcome.CANCELLED:
         if emit.parent_gone:
             # Not the person's choice: the app died. Keep it listed as resumable.
-            folder.write_state(status="interrupted", step=trainer.step,
+            folder.write_state(RunStatus.INTERRUPTED, step=trainer.step,
                                reason="the app went away during training")
         else:
-            folder.write_state(status="cancelled", step=trainer.step)
+            folder.write_state(RunStatus.CANCELLED, step=trainer.step)
         return 0
-    folder.write_state(status="exporting", step=trainer.step)
+    folder.write_state(RunStatus.EXPORTING, step=trainer.step)
     train_s = trainer.elapsed
     report = None
     if gate_inputs is not None:
@@ -215,7 +218,7 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
         failure = finish(folder, spec, trainer.model, base, trainer, val, device, summary,
                          emit)
         if failure is not None:
-            folder.write_state(status="failed", error=failure)
+            folder.write_state(RunStatus.FAILED, error=failure)
             return 1
     summary.total_seconds = round(time.perf_counter() - started, 1)
     summary.phase_seconds = timings.record(emit.phases, time.perf_counter(), n_params,
@@ -288,7 +291,7 @@ def _prepare_trainer(folder: RunFolder, spec: RunSpec, base: Any, train: Any, va
 
     dtype_choice = pick_dtype(folder, device, base.model.config, probe_loss,
                               trainer.step_speed)
-    trainer.autocast_dtype = dtype_choice.autocast
+    trainer.autocast_dtype = autocast_dtype(dtype_choice)
     emit(tp.TrainLog("info", f"Computing in {dtype_choice.dtype}: {dtype_choice.reason}"))
     return trainer, dtype_choice
 
@@ -365,7 +368,7 @@ def _summary(spec: RunSpec, folder: RunFolder, trainer: Any, train: Any, val: An
         estimate=RunEstimate(seconds=round(guess.seconds, 1),
                              peak_memory_bytes=guess.peak_memory_bytes, basis="formula",
                              measured=trainer.measured_estimate),
-        adapter_dir=str(adapter_dir), dtype=dtype_choice.to_json(), teach=report,
+        adapter_dir=str(adapter_dir), dtype=dtype_choice, teach=report,
         adapter_gguf=str(adapter_gguf) if adapter_gguf else None,
         compiled=trainer.compiler.report.as_dict() if trainer.compiler.report else None)
 
@@ -402,7 +405,7 @@ def main() -> None:
     except MemoryError:
         emit(tp.TrainError("out_of_memory", "training ran out of memory: lower the batch "
                            "size or the maximum sequence length"))
-        RunFolder(run_dir).write_state(status="failed", error="out of memory")
+        RunFolder(run_dir).write_state(RunStatus.FAILED, error="out of memory")
         code = 1
     except Exception as exc:  # every failure becomes an event for the person
         from backends.export.gguf_export import ExportError
@@ -412,7 +415,7 @@ def main() -> None:
                 "export_failed" if isinstance(exc, ExportError) else "failed")
         traceback.print_exc()
         emit(tp.TrainError(kind, str(exc) or type(exc).__name__))
-        RunFolder(run_dir).write_state(status="failed", error=str(exc))
+        RunFolder(run_dir).write_state(RunStatus.FAILED, error=str(exc))
         code = 1
     sys.exit(code)
 

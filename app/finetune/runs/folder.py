@@ -16,7 +16,7 @@ import contextlib
 import json
 import secrets
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from app.atomic import atomic_write_text
 from app.errors import ExitCode, HearthError
 from app.finetune import protocol as tp
 from app.finetune.datasets import Dataset
-from app.finetune.runs.codec import RecordError
+from app.finetune.runs.codec import RecordError, to_dict
 from app.finetune.runs.records import BaseRef, DatasetRef, RunSpec, RunState, RunSummary, TeachSpec
 from app.finetune.runs.status import RunStatus, can_resume
 from app.finetune.settings import ExportSettings, LoraSettings
@@ -83,6 +83,8 @@ class RunFolder:
     latest_checkpoint_file = property(lambda self: self.path / "checkpoints" / "latest.json")
     dtype_file = property(lambda self: self.path / "dtype.json")
     teach_report_file = property(lambda self: self.path / "teach_report.json")
+    gguf_check_job_file = property(lambda self: self.path / "gguf_check.json")
+    gguf_check_result_file = property(lambda self: self.path / "gguf_check_result.json")
     train_file = property(lambda self: self.path / "data" / "train.jsonl")
     val_file = property(lambda self: self.path / "data" / "val.jsonl")
     log_file = property(lambda self: self.path / "worker.log")
@@ -104,14 +106,16 @@ class RunFolder:
             return RunState.from_json(json.loads(self.state_file.read_text("utf-8")))
         return RunState()
 
-    def write_state(self, **fields: Any) -> None:
-        """Merge ``fields`` into state.json atomically (keys it does not know are kept)."""
-        state: dict[str, Any] = {}
-        with contextlib.suppress(OSError, ValueError):
-            loaded = json.loads(self.state_file.read_text("utf-8"))
-            state = loaded if isinstance(loaded, dict) else {}
-        state.update(fields, updated_at=_now())
-        atomic_write_text(self.state_file, json.dumps(state, indent=2))
+    def write_state(self, status: RunStatus | None = None, *, step: int | None = None,
+                    total_steps: int | None = None, pid: int | None = None,
+                    error: str | None = None, reason: str | None = None) -> None:
+        """Update state.json atomically: each field given replaces its value, the others
+        keep theirs."""
+        given = {"status": status, "step": step, "total_steps": total_steps, "pid": pid,
+                 "error": error, "reason": reason}
+        state = replace(self.state(), **{k: v for k, v in given.items() if v is not None},
+                        updated_at=_now())
+        atomic_write_text(self.state_file, json.dumps(to_dict(state), indent=2))
 
     def summary(self) -> RunSummary | None:
         """summary.json, once the run finished; None before (or if it is unreadable)."""
@@ -209,8 +213,7 @@ def create_run(home: HearthHome, base: ModelRecord, dataset: Dataset, settings: 
         output_gguf=str(home.models / f"{safe_stem(out_name)}.{run_id}.{export.quant}.gguf"),
         cache_dir=str(home.base_model_cache), teach=teach)
     folder.write_spec(spec)
-    atomic_write_text(folder.state_file,
-                      json.dumps({"status": RunStatus.CREATED, "step": 0}))
+    folder.write_state(RunStatus.CREATED, step=0)
     return run_id
 
 

@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.finetune.export_check import CheckMeasures
 from app.finetune.recall import RecallReport
 from app.finetune.runs.codec import from_dict, to_dict
+from app.finetune.runs.reports import CompileReport, DtypeChoice, MeasuredEstimate
 from app.finetune.runs.status import RunStatus
 from app.finetune.settings import ExportSettings, LoraSettings
 from app.teach.limits import GateLimits
@@ -142,36 +144,26 @@ class RunState:
 @dataclass
 class RunEstimate:
     """What the run was predicted to take: the formula, and the measurement after a few
-    steps (``{"seconds", "peak_memory_bytes", "at_step"}``) when there was one."""
+    steps when there was one."""
 
     seconds: float = 0.0
     peak_memory_bytes: int = 0
     basis: str = "formula"
-    measured: dict[str, float] | None = None
+    measured: MeasuredEstimate | None = None
 
 
 @dataclass
-class Fidelity:
-    """The llama.cpp check of the exported GGUF against the trained PyTorch model."""
+class Fidelity(CheckMeasures):
+    """The llama.cpp check of the exported GGUF against the trained PyTorch model: what
+    it measured, and the export gate's verdict on it."""
 
-    logits_max_abs_diff: float = 0.0
-    logits_ref_max_abs: float = 0.0
-    top1_agreement: float = 0.0
-    tokens_compared: int = 0
     torch_val_loss: float = 0.0
-    gguf_val_loss: float = 0.0
     quant: str = ""
     val_records: int = 0
     warnings: list[str] = field(default_factory=list)
     """Written by runs before the export gate; new runs fail instead (``failed``)."""
     failed: list[str] = field(default_factory=list)
     """Why the export gate (:mod:`app.finetune.fidelity`) refused the export."""
-    base_top1_agreement: float | None = None
-    """For a live adapter: the quantized base alone against PyTorch's base (the
-    departure the adapter's check is measured on top of)."""
-    base_logits_max_abs_diff: float | None = None
-    top1_within_base_noise: float | None = None
-    """For a live adapter: top-1 agreement counting picks within the base's noise as ties."""
 
 
 @dataclass
@@ -200,9 +192,9 @@ class RunSummary:
     adapter_dir: str | None = None
     adapter_gguf: str | None = None
     """The adapter in llama.cpp's GGUF format, for chat to apply live (GGUF bases)."""
-    dtype: dict[str, Any] | None = None
-    compiled: dict[str, Any] | None = None
-    """What the run did about torch.compile (backends.training.compiled.CompileReport)."""
+    dtype: DtypeChoice | None = None
+    compiled: CompileReport | None = None
+    """What the run did about torch.compile; None: it was not tried."""
     teach: dict[str, Any] | None = None
     """Teach's gate report (learned, drift, passed, reasons...), for a teach run."""
     recall: RecallReport | None = None
