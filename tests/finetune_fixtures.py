@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from app.workspace import Workspace
 from tests.tiny_model import write_tiny_llama
 
 TINY_VERSION = 1  # bump when tests/tiny_model.py changes what it writes
@@ -86,6 +87,13 @@ def tiny_gguf(request: pytest.FixtureRequest) -> Path:
         write_tiny_llama(partial)
         partial.replace(path)
     return path
+
+
+@pytest.fixture
+def tiny_ws(workspace: Workspace, tiny_gguf: Path, hearth_cache: Path) -> Workspace:
+    """The test's home with the tiny model registered as "tiny" (and the shared cache)."""
+    workspace.library.register(tiny_gguf, "tiny")
+    return workspace
 
 
 def run_tiny(home_ws, base, tmp_path: Path, export) -> object:

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from app.chat.corrections import CorrectionStore
 from app.finetune.recall import RecallExample, RecallReport
 from app.finetune.runs.records import RunSummary
@@ -56,13 +54,6 @@ def test_the_summary_shows_the_recall_line_and_warns_when_nothing_was_learned(qt
     text = view.summary_view.toPlainText()
     assert "1 of 1 held-out questions, 11 of 11 training questions" in text
     assert "Warning" not in text and view.status_label.text() == "Done: tuned is ready."
-
-
-@pytest.fixture
-def tiny_ws(workspace: Workspace, tiny_gguf: Path, hearth_cache: Path
-            ) -> Workspace:
-    workspace.library.register(tiny_gguf, "tiny")
-    return workspace
 
 
 def test_the_plan_warns_a_small_fact_set_and_switches_preset_in_one_click(
