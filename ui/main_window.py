@@ -250,6 +250,8 @@ class MainWindow(QMainWindow):
         self.chat.unload()
 
     def _on_reload_chat(self) -> None:
+        """A fine-tune ended (or did not start): load again what it unloaded, if anything;
+        this window is the one that knows (the Fine-tune tab calls it at every end)."""
         name, self._unloaded_for_training = self._unloaded_for_training, None
         if name is not None:
             self.chat.load_model(name)

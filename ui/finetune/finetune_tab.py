@@ -22,6 +22,7 @@ from PySide6.QtWidgets import QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
 from app.chat.corrections import CorrectionStore
 from app.finetune import protocol as tp
+from app.finetune.client import TrainingClient
 from app.finetune.runs.delete import run_files
 from app.finetune.runs.folder import RunError, RunFolder, create_run, list_runs, run_info
 from app.finetune.runs.records import RunSummary
@@ -33,6 +34,7 @@ from app.machine.profile import Machine
 from app.models.library import ModelRecord
 from app.units import format_bytes
 from app.workspace import Workspace
+from ui.background import Background
 from ui.finetune.compare_dialog import CompareDialog
 from ui.finetune.compare_view import CompareView
 from ui.finetune.resume_banner import ResumeBanner
@@ -59,6 +61,8 @@ class FineTuneTab(QWidget):
         self.workspace = workspace
         self.home = workspace.home
         self.library = workspace.library
+        # The window owns "the chat model was unloaded for training": reload_chat gives
+        # back only what unload_chat took, so a run's end may always call it.
         self.unload_chat = unload_chat
         self.reload_chat = reload_chat
         self.memory_available = memory_available or (
@@ -68,7 +72,7 @@ class FineTuneTab(QWidget):
         self.tuned_model: ModelRecord | None = None
         self.compare_dialog: CompareDialog | None = None
         self.compare_view: CompareView | None = None
-        self._chat_unloaded = False
+        self._reaper = Background(self)  # waits for each ended run's worker to exit
 
         self.setup = SetupPage(self.home, self.library, machine or Machine.detect(),
                                self.memory_available, self.is_training, corrections)
@@ -180,7 +184,6 @@ class FineTuneTab(QWidget):
                 return False
             if answer == QMessageBox.StandardButton.Yes:
                 self.unload_chat()
-                self._chat_unloaded = True
             return True
         answer = QMessageBox.question(
             self, "Memory is short",
@@ -189,10 +192,8 @@ class FineTuneTab(QWidget):
         return answer == QMessageBox.StandardButton.Yes
 
     def _restore_chat(self) -> None:
-        if self._chat_unloaded:
-            self._chat_unloaded = False
-            if self.reload_chat is not None:
-                self.reload_chat()
+        if self.reload_chat is not None:
+            self.reload_chat()
 
     def _attach(self, run_id: str, resuming: bool) -> None:
         """Show ``run_id`` on the Training page and start its worker."""
@@ -246,18 +247,20 @@ class FineTuneTab(QWidget):
                         + (f" (step {checkpoint})." if checkpoint else "."))
 
     def _ended(self, status: RunStatus, message: str) -> None:
+        """Show the outcome now; the rest once the worker has exited (off the GUI thread:
+        it exits right after its last event, and one that does not is killed in 5 s)."""
         run_id = self.shown_run or ""
-        if self.bridge is not None:
-            try:  # the worker exits right after its last event
-                self.bridge.client.wait(5)
-            except subprocess.TimeoutExpired:
-                self.bridge.client.kill()
         resumable = status != RunStatus.FINISHED and bool(run_id) and \
             RunFolder(self.home.runs / run_id).resumable(status)
         self.training.show_outcome(status, message, resumable=resumable)
         self.history.busy_run = None
         self.history.refresh()
-        self._restore_chat()
+        client = self.bridge.client if self.bridge is not None else None
+        self._reaper.run(lambda: _reap(client),
+                         lambda _none: self._after_exit(run_id, status), name="run-exit")
+
+    def _after_exit(self, run_id: str, status: RunStatus) -> None:
+        self._restore_chat()  # the worker's memory is free now
         self.setup.update_plan()
         # A crash is offered for Resume at the next start; an outcome the person saw or
         # chose is not.
@@ -399,3 +402,14 @@ class FineTuneTab(QWidget):
             self.compare_view.shutdown()
             self.compare_dialog.close()
         self.setup.shutdown()
+        self._reaper.shutdown()
+
+
+def _reap(client: TrainingClient | None) -> None:
+    """Wait for an ended run's worker to exit; kill one that has not after 5 s."""
+    if client is None:
+        return
+    try:
+        client.wait(5)
+    except subprocess.TimeoutExpired:
+        client.kill()
