@@ -20,7 +20,7 @@ from app.models.architectures import (
     ARCHITECTURES,
     UnsupportedArchitecture,
     architecture,
-    for_model_type,
+    gguf_name_of,
 )
 from backends.export.adapter_gguf import export_adapter
 from backends.export.gguf_export import ExportError, export_gguf
@@ -102,8 +102,9 @@ def test_architecture_trains_exports_and_matches_in_llama_cpp(name: str, arch_di
 
 def test_the_table_names_every_tested_architecture() -> None:
     assert {a.gguf_name for a in ARCHITECTURES} == {a.gguf_arch for a in ARCHS.values()}
-    assert for_model_type("mistral").gguf_name == "llama"
-    assert for_model_type("gemma3_text").norm_shift == 1.0
+    # A safetensors folder's transformers model_type finds its row through its GGUF name.
+    assert architecture(gguf_name_of("mistral")).gguf_name == "llama"
+    assert architecture(gguf_name_of("gemma3_text")).norm_shift == 1.0
 
 
 def test_an_architecture_outside_the_table_is_refused_with_the_list(tmp_path: Path) -> None:
@@ -111,7 +112,7 @@ def test_an_architecture_outside_the_table_is_refused_with_the_list(tmp_path: Pa
         architecture("mamba")
     assert "'mamba'" in str(err.value) and "qwen3" in str(err.value) and "gemma3" in str(err.value)
     with pytest.raises(UnsupportedArchitecture):
-        for_model_type("gpt2")
+        architecture(gguf_name_of("gpt2"))
 
     import gguf
     writer = gguf.GGUFWriter(str(tmp_path / "m.gguf"), "mamba")

@@ -268,15 +268,6 @@ class ConversationStore:
             raise LookupError(f"no message {message_id}")
         return _message(row)
 
-    def delete_messages_from(self, conversation_id: int, position: int) -> None:
-        """Drop the shown message at ``position`` with everything after it, in every
-        branch (a person's explicit delete; edit and resend keeps them as a branch)."""
-        with self.conn.transaction():
-            shown = [m for m in self.messages(conversation_id) if m.position == position]
-            if shown:
-                self.conn.execute("DELETE FROM messages WHERE id = ?", (shown[0].id,))
-                self._set_leaf(conversation_id, shown[0].parent_id)
-
     def messages(self, conversation_id: int) -> list[Message]:
         """The shown branch, first message first, each knowing its place among its
         branches."""

@@ -78,14 +78,6 @@ def architecture(gguf_name: str) -> Architecture:
     return found
 
 
-def for_model_type(model_type: str) -> Architecture:
-    """The row for a transformers ``model_type`` (a safetensors folder's config.json)."""
-    name = HF_MODEL_TYPES.get(model_type)
-    if name is None:
-        raise _unsupported(model_type)
-    return _BY_GGUF[name]
-
-
 def _unsupported(name: str) -> UnsupportedArchitecture:
     return UnsupportedArchitecture(
         f"Hearth cannot fine-tune {name!r} models yet: it trains and exports "

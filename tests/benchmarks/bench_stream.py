@@ -232,8 +232,14 @@ def main(argv: list[str] | None = None) -> int:
             assert stored.content == "".join(tokens), "the reply did not land intact"
             results.append(Result(name, **r, note=f"{args.tokens} tokens in {elapsed:.2f} s "
                                   f"({args.tokens / elapsed:.0f} tokens/s shown)"))
-            # Back to a history that ends with the question, for the next run.
-            workspace.store.delete_messages_from(cid, stored.position)
+            # Back to a history that ends with the question, for the next run: the
+            # reply goes (the app never deletes one; the benchmark needs a clean slate).
+            with workspace.library.conn.transaction():
+                workspace.library.conn.execute("DELETE FROM messages WHERE id = ?",
+                                               (stored.id,))
+                workspace.library.conn.execute(
+                    "UPDATE conversations SET leaf_id = ? WHERE id = ?",
+                    (stored.parent_id, cid))
             chat.messages_changed.emit(cid)
 
         for run in range(args.runs):

@@ -81,7 +81,6 @@ def trimmed_note(dropped: int, n_ctx: int | None = None) -> str:
 class MessageWidget(QFrame):
     """A stored message, or the reply being streamed (``message`` is None then)."""
 
-    copy_requested = Signal()
     regenerate_requested = Signal()
     continue_requested = Signal()
     edit_submitted = Signal(int, str)          # message id, new text
@@ -319,7 +318,6 @@ class MessageWidget(QFrame):
         self.copy_button.setText("Copied ✓")
         QTimer.singleShot(1500, self.copy_button, lambda: self.copy_button.setText("Copy"))
         tell(self, "Copied the message")
-        self.copy_requested.emit()
 
     def _on_correct(self) -> None:
         if self.message is not None:

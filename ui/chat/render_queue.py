@@ -47,12 +47,6 @@ class RenderQueue(QObject):
         self.jobs.clear()
         self.timer.stop()
 
-    def finish_all(self) -> None:
-        """Render everything now (tests and screenshots)."""
-        while self.jobs:
-            self._on_tick()
-        self.timer.stop()
-
     def _on_tick(self) -> None:
         """One slice: some rendering steps, or showing one rendered piece (its layout
         is the costly part) — never two pieces in the same frame."""
