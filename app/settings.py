@@ -14,7 +14,7 @@ from typing import Any
 
 from app.atomic import atomic_write_text
 from app.chat.template_choice import CHOICES
-from app.finetune.runs.codec import from_dict, to_dict
+from app.codec import from_dict, to_dict
 from app.inference.protocol import CACHE_TYPES, SamplingParams
 from app.side_files import expect, load_json
 
@@ -132,7 +132,7 @@ def load_settings(path: Path, notices: list[str] | None = None) -> Settings:
 
 
 def _parse(raw: Any) -> Settings:
-    """Settings from the file's JSON (the settings' own codec: :mod:`app.finetune.runs.codec`,
+    """Settings from the file's JSON (the settings' own codec: :mod:`app.codec`,
     which refuses a wrong-typed entry); TypeError or ValueError on anything else."""
     expect(raw, dict, "the file")
     window = expect(raw.get("ui", {}), dict, "ui")

@@ -11,6 +11,7 @@ from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
 
 from app.inference import protocol as p
 from app.models.live import plan_load
+from app.models.provenance import Provenance
 from app.workspace import Workspace
 from backends.export.adapter_gguf import export_adapter
 from backends.training.base_model import load_base
@@ -32,9 +33,8 @@ def tuned(workspace: Workspace, tmp_path: Path):
     lib = workspace.library
     base_record = lib.register(base_path, "base")
     # The merged file stands in as the tuned model's own GGUF (same shape).
-    tuned_record = lib.register(base_path, "tuned", source="finetune", provenance={
-        "base_model": "base", "base_path": str(base_record.path),
-        "adapter_gguf": str(adapter)})
+    tuned_record = lib.register(base_path, "tuned", source="finetune", provenance=Provenance(
+        base_model="base", base_path=str(base_record.path), adapter_gguf=str(adapter)))
     return base_record, tuned_record, adapter
 
 

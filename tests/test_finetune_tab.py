@@ -134,7 +134,7 @@ def test_a_base_hearth_cannot_fine_tune_is_refused_before_start(qtbot, tiny_ws: 
         (odd.name,))
     adapter = shutil.copy(odd.path, tmp_path / "adapter.gguf")
     tiny_ws.library.register_adapter(adapter, tiny_ws.library.get("tiny"), "tiny-taught-1",
-                                     {"base_model": "tiny", "run_id": "x"})
+                                     Provenance(base_model="tiny", run_id="x"))
     tab = open_tab(qtbot, tiny_ws)
     choose(qtbot, tab, write_jsonl(tmp_path / "facts.jsonl", fact_rows()))
     assert tab.set_model("odd")

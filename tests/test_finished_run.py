@@ -87,7 +87,7 @@ def test_a_teach_run_resumed_by_finetune_becomes_an_unused_version(
     assert finetune_cli.finetune(ws, args) == ExitCode.OK
     versions = VersionStore(ws.home)
     [version] = versions.versions("tiny")
-    assert version.run_id == run_id and ws.library.get(version.name).provenance["live_only"]
+    assert version.run_id == run_id and ws.library.get(version.name).provenance.live_only
     assert versions.active("tiny") is None  # kept, not made the chat's model
     assert f"hearth teach --use {version.name}" in capsys.readouterr().err
     # The window seeing the same end (or a replayed Finished) registers nothing more.

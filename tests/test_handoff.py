@@ -19,6 +19,7 @@ from app.models.handoff import (
     modelfile_text,
 )
 from app.models.library import find_starter_gguf
+from app.models.provenance import Provenance
 from app.workspace import Workspace
 from backends.training.base_model import load_base
 
@@ -39,8 +40,8 @@ def tuned(workspace: Workspace, tiny_gguf: Path, hearth_cache: Path,
         expected = peft_model(input_ids=torch.tensor([IDS])).logits[0]
     record = workspace.library.register(
         tiny_gguf, "tiny-tuned", source="finetune",
-        provenance={"adapter_dir": str(adapter_dir), "base_model": "tiny",
-                    "base_path": str(tiny_gguf)})
+        provenance=Provenance(adapter_dir=str(adapter_dir), base_model="tiny",
+                              base_path=str(tiny_gguf)))
     return record, expected
 
 

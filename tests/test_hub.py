@@ -118,8 +118,8 @@ def test_download_verifies_moves_and_registers(served, workspace) -> None:
     assert record.source == "download"
     assert record.path.parent == workspace.home.models
     assert record.path.read_bytes() == data
-    assert record.provenance["sha256"] == hashlib.sha256(data).hexdigest()
-    assert record.provenance["repo"] == REPO
+    assert record.provenance.sha256 == hashlib.sha256(data).hexdigest()
+    assert record.provenance.repo == REPO
     assert [r.name for r in workspace.library.list()] == [record.name]
     assert seen[-1].done == seen[-1].total == len(data)
     assert list(workspace.home.downloads.iterdir()) == []

@@ -95,7 +95,7 @@ def test_two_imports_of_one_file_name_at_once_keep_each_file_whole(
     for source, record in records.items():
         assert not isinstance(record, Exception), f"{source}: {record!r}"
         assert _sha(record.path) == _sha(source)
-        assert record.provenance["sha256"] == _sha(source)
+        assert record.provenance.sha256 == _sha(source)
     assert len({r.name for r in records.values()}) == 2
     assert len({r.path for r in records.values()}) == 2
     assert sorted(p.name for p in workspace.home.models.iterdir()) == sorted(

@@ -15,6 +15,7 @@ import pytest
 
 from app.models.library import LibraryError
 from app.models.live import plan_load
+from app.models.provenance import Provenance
 from app.workspace import Workspace
 from tests.tiny_model import write_tiny_llama
 
@@ -30,9 +31,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def _taught(ws: Workspace, base_name: str, adapter: Path) -> str:
     base = ws.library.get(base_name)
-    return ws.library.register_adapter(adapter, base, f"{base_name}-taught-1", {
-        "base_model": base_name, "base_path": str(base.path),
-        "adapter_gguf": str(adapter), "run_id": "r1"}).name
+    return ws.library.register_adapter(adapter, base, f"{base_name}-taught-1", Provenance(
+        base_model=base_name, base_path=str(base.path), adapter_gguf=str(adapter),
+        run_id="r1")).name
 
 
 def test_another_file_under_the_bases_name_and_path_is_refused(

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.finetune.settings import ExportSettings
+from app.models.provenance import Provenance
 from tests.finetune_fixtures import run_tiny
 
 
@@ -42,7 +43,7 @@ def test_a_live_result_is_checked_served_live_and_merged_on_demand(
         assert not summary.fidelity.failed and summary.fidelity.top1_agreement >= 0.9
 
         record = adopt_result(ws.library, ws.home, summary).model
-        assert record is not None and record.provenance["live_only"]
+        assert record is not None and record.provenance.live_only
         assert record.path == Path(summary.adapter_gguf).resolve()
         assert record.info["n_layers"] == base.info["n_layers"]  # the base's figures
         plan = plan_load(record, ws.library, None)
@@ -55,10 +56,10 @@ def test_a_live_result_is_checked_served_live_and_merged_on_demand(
 
         run_id = summary.run_id
         merged = merge_version(ws.home, ws.library, "tiny-live")
-        assert not merged.provenance.get("live_only") and merged.path.suffix == ".gguf"
+        assert not merged.provenance.live_only and merged.path.suffix == ".gguf"
         assert merged.path != record.path and merged.path.is_file()
-        assert merged.provenance["quant"] == "q8_0"
-        assert not merged.provenance["fidelity"]["failed"]
+        assert merged.provenance.quant == "q8_0"
+        assert merged.provenance.fidelity is not None and not merged.provenance.fidelity.failed
         assert RunFolder.of(ws.home, run_id).summary().gguf_path == str(merged.path)
         out = export_model(merged, tmp_path / "out", HandoffFormat.GGUF, SamplingParams())
         assert out.files[0].stat().st_size == merged.path.stat().st_size
@@ -72,7 +73,7 @@ def test_a_live_result_is_checked_served_live_and_merged_on_demand(
         assert again.model is not None and again.model.name == "tiny-live"
         ws.library.remove("tiny")
         live_only = ws.library.register_adapter(summary.adapter_gguf, merged, "orphan",
-                                                {"base_model": "tiny", "run_id": run_id})
+                                                Provenance(base_model="tiny", run_id=run_id))
         with pytest.raises(LibraryError, match="no longer in the library"):
             plan_load(live_only, ws.library, None)
     finally:

@@ -9,6 +9,7 @@ from app.finetune.datasets import load_dataset
 from app.finetune.runs.delete import delete_run, run_files
 from app.finetune.runs.folder import create_run
 from app.finetune.settings import ExportSettings, LoraSettings
+from app.models.provenance import Provenance
 from app.workspace import Workspace
 from tests.finetune_fixtures import fact_rows, write_jsonl
 from tests.gguf_factory import write_tiny_gguf
@@ -30,7 +31,7 @@ def test_two_runs_with_one_output_name_get_their_own_files(workspace: Workspace,
     # The new run finished: its model is exported and registered.
     write_tiny_gguf(new_files.gguf, seed=3)
     model = workspace.library.register(new_files.gguf, "my-helper", source="finetune",
-                                       provenance={"run_id": new})
+                                       provenance=Provenance(run_id=new))
     write_tiny_gguf(old_files.gguf, seed=4)  # the old run's own export
     delete_run(workspace.home, workspace.library, old)
     assert new_files.gguf.exists()
@@ -54,7 +55,7 @@ def test_deleting_a_legacy_run_never_takes_another_runs_model(workspace: Workspa
         spec_path.write_text(json.dumps(spec))
     write_tiny_gguf(shared)
     workspace.library.register(shared, "shared", source="finetune",
-                               provenance={"run_id": new})
+                               provenance=Provenance(run_id=new))
     removed = delete_run(workspace.home, workspace.library, old)
     assert shared.exists() and shared not in removed
     assert workspace.library.get("shared").path == shared

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from app.chat.template import ChatTemplate
+from app.codec import RecordError
 from app.finetune import protocol as tp
 from app.finetune.datasets import load_dataset
 from app.finetune.plan import ModelFacts, plan_run, total_steps
-from app.finetune.runs.codec import RecordError
 from app.finetune.runs.folder import RunFolder, RunInfo, create_run, list_runs, run_info
 from app.finetune.runs.records import Fidelity, RunSpec, RunSummary
 from app.finetune.runs.reports import MeasuredEstimate

@@ -94,7 +94,7 @@ def test_ten_corrections_are_learned_kept_and_answer_in_chat(
     version = ws.library.get(report["version"])
     ws.close()
     # A version is the adapter, applied live on the base: no merge, no second quantizing.
-    assert version.provenance["live_only"] and version.provenance["quant"] == "adapter"
+    assert version.provenance.live_only and version.provenance.quant == "adapter"
     assert "merging" not in report["phase_seconds"]
 
     question, target = facts[0]["train"][0], facts[0]["target"].lower()
@@ -116,10 +116,10 @@ def test_ten_corrections_are_learned_kept_and_answer_in_chat(
     ws = open_workspace(home)
     record = ws.library.get(report["version"])
     ws.close()
-    assert not record.provenance.get("live_only") and record.path.suffix == ".gguf"
-    assert not record.provenance["fidelity"]["failed"]
+    assert not record.provenance.live_only and record.path.suffix == ".gguf"
+    assert record.provenance.fidelity is not None and not record.provenance.fidelity.failed
     # Without the adapter file chat must load the merged GGUF itself.
-    Path(record.provenance["adapter_gguf"]).unlink()
+    Path(str(record.provenance.adapter_gguf)).unlink()
     asked = hearth(home, "chat", "-m", STARTER_NAME, "-p", question, "--temperature", "0",
                    "--max-tokens", "40", timeout=300)
     assert asked.returncode == 0 and target in asked.stdout.lower(), asked.stdout

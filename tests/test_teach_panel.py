@@ -139,5 +139,5 @@ def test_a_live_version_is_merged_with_one_click(qtbot, workspace: Workspace, tm
     assert "stand-alone model (q8_0" in panel.phase.text()
     assert "merged (q8_0)" in panel.version_list.item(0).text()
     assert not panel.merge_button.isEnabled()  # nothing left to merge
-    assert not workspace.library.get("tiny-taught-1").provenance.get("live_only")
+    assert not workspace.library.get("tiny-taught-1").provenance.live_only
     panel.shutdown()

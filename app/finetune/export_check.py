@@ -2,11 +2,9 @@
 
 The training worker (:mod:`backends.training.export_step`) writes a :class:`CheckJob` to
 a file and runs ``python -m backends.export.gguf_check JOB.json``; the child quantizes
-(or applies the adapter), measures, and writes a :class:`CheckResult` to the job's
-``result_path``. A file, not a line on stdout: llama.cpp and its loaders print what they
-like there, and a child that dies leaves no file instead of a half line, which the
-worker reads as a crash with the child's own last words (:func:`read_result`). Both
-sides use the run records' codec, so neither spells a key by hand.
+(or applies the adapter), measures, and answers with a :class:`CheckResult` in the
+job's ``result_path`` (:mod:`app.workers.answer`). Both sides use the records' codec,
+so neither spells a key by hand.
 
 The numbers llama.cpp measures (:class:`CheckMeasures`) are what the export gate
 (:mod:`app.finetune.fidelity`) judges, and the first half of the run's
@@ -16,12 +14,12 @@ The numbers llama.cpp measures (:class:`CheckMeasures`) are what the export gate
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.atomic import atomic_write_text
-from app.finetune.runs.codec import from_dict, to_dict
+from app.codec import from_dict, to_dict
+from app.workers.answer import Answer
 
 
 @dataclass
@@ -95,31 +93,12 @@ class CheckJob:
 
 
 @dataclass
-class CheckResult:
-    """The check's answer: the file it made and what it measured, or why it failed."""
+class CheckResult(Answer):
+    """The check's answer: the file it made and what it measured (or its ``error``)."""
 
-    error: str | None = None
     path: str = ""
     """The quantized GGUF (for a live job: the adapter)."""
     size_bytes: int = 0
     quantize_s: float = 0.0
     check_s: float = 0.0
     measures: CheckMeasures = field(default_factory=CheckMeasures)
-
-
-def write_result(job: CheckJob, result: CheckResult) -> None:
-    """The child's side: its answer, where the job said."""
-    atomic_write_text(Path(job.result_path), json.dumps(to_dict(result)))
-
-
-def read_result(job: CheckJob, proc: subprocess.CompletedProcess[str]) -> CheckResult:
-    """The worker's side: the answer the child wrote, or, where it wrote none (it
-    crashed or was killed) or one that cannot be read, an error that says so."""
-    path = Path(job.result_path)
-    try:
-        return from_dict(CheckResult, json.loads(path.read_text("utf-8")))
-    except FileNotFoundError:
-        return CheckResult(error=f"the llama.cpp check exited with code {proc.returncode}: "
-                                 f"{proc.stderr.strip()[-400:]}")
-    except (OSError, ValueError) as exc:  # RecordError and JSON errors are ValueErrors
-        return CheckResult(error=f"the llama.cpp check's answer cannot be read: {exc}")

@@ -10,15 +10,23 @@ is that the model can now be handed off, copied or loaded without its base.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from app.errors import ExitCode, HearthError
 from app.finetune.runs.folder import RunError, RunFolder
 from app.models.library import Library, ModelRecord
 from app.paths import HearthHome
+from app.workers.answer import Answer, read_answer
 from app.workers.spawn import run_module
+
+
+@dataclass
+class MergeResult(Answer):
+    """The merge worker's answer (:mod:`backends.export.merge_worker`)."""
+
+    gguf_path: str | None = None
+    """The merged, quantized GGUF that passed the export gate."""
 
 
 class MergeError(HearthError):
@@ -29,7 +37,7 @@ class MergeError(HearthError):
 
 def mergeable(record: ModelRecord) -> bool:
     """Whether ``record`` is a live adapter that can be merged."""
-    return bool(record.live_only and record.provenance.get("run_id"))
+    return bool(record.live_only and record.provenance.run_id)
 
 
 def merge_version(home: HearthHome, library: Library, name: str) -> ModelRecord:
@@ -42,20 +50,20 @@ def merge_version(home: HearthHome, library: Library, name: str) -> ModelRecord:
     if not mergeable(record):
         raise MergeError(f"{name} is a model file already: there is nothing to merge")
     try:
-        folder = RunFolder.of(home, str(record.provenance["run_id"]))
+        folder = RunFolder.of(home, str(record.provenance.run_id))
     except RunError as exc:
         raise MergeError(f"the run that made {name} is gone, so its adapter cannot be "
                          f"merged ({exc})") from exc
-    proc = run_module("backends.export.merge_worker", [str(folder.path)])
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    result = json.loads(lines[-1]) if lines else {
-        "error": f"the merge exited with code {proc.returncode}: "
-                 f"{proc.stderr.strip()[-400:]}"}
-    if "error" in result:
+    answer = folder.merge_answer_file
+    answer.unlink(missing_ok=True)
+    proc = run_module("backends.export.merge_worker", [str(folder.path), str(answer)])
+    result = read_answer(MergeResult, answer, proc, "the merge")
+    if result.error is not None or result.gguf_path is None:
         raise MergeError(f"merging {name} failed, and it stays an adapter applied live: "
-                         f"{result['error']}")
+                         f"{result.error or 'it made no GGUF'}")
     summary = folder.summary()
-    fidelity = asdict(summary.fidelity) if summary and summary.fidelity else None
-    return library.replace_file(name, result["gguf_path"], {
-        "quant": summary.export.quant if summary else None, "fidelity": fidelity,
-        "merged_at": datetime.now(UTC).isoformat(timespec="seconds")})
+    return library.replace_file(name, result.gguf_path, replace(
+        record.provenance, live_only=False,
+        quant=summary.export.quant if summary else None,
+        fidelity=summary.fidelity if summary else None,
+        merged_at=datetime.now(UTC).isoformat(timespec="seconds")))

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from app.finetune.runs.codec import RecordError
+from app.codec import RecordError
 from app.finetune.runs.records import RunSummary
 from app.workers import lifecycle
 from app.workers.lifecycle import Error, Log, WorkerDied

@@ -45,6 +45,7 @@ from app.models.gguf_file import GGUFError, read_gguf
 from app.models.hub import HubError, HubFile, hub_endpoint, hub_errors
 from app.models.library import Library, ModelRecord
 from app.models.partial_download import exclusive, read_sidecar, write_sidecar
+from app.models.provenance import Provenance
 from app.paths import HearthHome, safe_stem
 from app.units import format_bytes
 
@@ -155,7 +156,7 @@ class Download:
         f = self.file
         assert f.sha256 is not None and f.size is not None
         for record in self.library.list():
-            if record.provenance.get("sha256") == f.sha256 and record.path.exists():
+            if record.provenance.sha256 == f.sha256 and record.path.exists():
                 raise HubError(f"{f.filename} is already installed as {record.name}")
         self.home.downloads.mkdir(parents=True, exist_ok=True)
         with exclusive(self.home.downloads / f"{f.sha256}.lock", f.filename):
@@ -352,8 +353,8 @@ class Download:
             fsync_dir(target.parent)  # the rename itself on disk, before it is listed
             record = self.library.register(
                 target, self.name or Path(f.filename).stem, source="download",
-                provenance={"repo": f.repo, "file": f.filename, "sha256": f.sha256,
-                            "revision": f.revision, "endpoint": self.endpoint})
+                provenance=Provenance(repo=f.repo, file=f.filename, sha256=f.sha256,
+                                      revision=f.revision, endpoint=self.endpoint))
         except Exception:
             target.unlink(missing_ok=True)
             raise

@@ -168,7 +168,7 @@ def _ollama(record: ModelRecord, to_dir: Path, sampling: SamplingParams,
 
 
 def _adapter_dir(record: ModelRecord) -> Path:
-    adapter = record.provenance.get("adapter_dir") if record.source == "finetune" else None
+    adapter = record.provenance.adapter_dir if record.source == "finetune" else None
     if not adapter:
         raise HandoffError(f"{record.name} was not fine-tuned in Hearth, so it has no LoRA "
                            "adapter; export it as gguf, ollama or safetensors instead")
@@ -193,13 +193,13 @@ def _peft(record: ModelRecord, to_dir: Path) -> HandoffResult:
         config = json.loads((source / "adapter_config.json").read_text("utf-8"))
         # The base is named for the person (the file it was trained on), not a temporary
         # folder the trainer loaded it from.
-        config["base_model_name_or_path"] = str(record.provenance.get("base_model", ""))
+        config["base_model_name_or_path"] = record.provenance.base_model or ""
         (partial / "adapter_config.json").write_text(json.dumps(config, indent=2), "utf-8")
         os.replace(partial, target)
     except (OSError, ValueError) as exc:
         shutil.rmtree(partial, ignore_errors=True)
         raise HandoffError(f"cannot write the adapter folder {target}: {exc}") from exc
-    base = record.provenance.get("base_path", "the base model")
+    base = record.provenance.base_path or "the base model"
     return HandoffResult(to_dir, [target / "adapter_config.json",
                                   target / "adapter_model.safetensors"],
                          f"load it on top of {base} (same weights): "
@@ -214,7 +214,7 @@ def _safetensors(record: ModelRecord, to_dir: Path) -> HandoffResult:
     if target.exists():
         raise HandoffError(f"{target} already exists; choose another folder or remove it")
     if record.source == "finetune":
-        base = Path(str(record.provenance.get("base_path", "")))
+        base = Path(record.provenance.base_path or "")
         adapter: Path | None = _adapter_dir(record)
         if not base.is_file():
             raise HandoffError(f"the base model of {record.name} ({base}) is gone, and the "

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 EDGE = 1 << 20
 BLOCKS = 32
@@ -42,21 +42,27 @@ def fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def identity(path: Path, sha256: Any = None) -> dict[str, Any]:
-    """What to record of a base file now, to recognise it (or not) later."""
-    return {"size": path.stat().st_size, "fingerprint": fingerprint(path),
-            "sha256": sha256 if isinstance(sha256, str) and sha256 else None}
+@dataclass
+class Identity:
+    """What is recorded of a base file, to recognise it (or not) later."""
+
+    size: int = 0
+    fingerprint: str = ""
+    sha256: str | None = None
+    """The whole file's hash, where Hearth knows it."""
 
 
-def matches(recorded: Any, path: Path, sha256: Any = None) -> bool:
+def identity(path: Path, sha256: str | None = None) -> Identity:
+    """The identity of ``path`` now (``sha256``: its full hash, where known)."""
+    return Identity(path.stat().st_size, fingerprint(path), sha256 or None)
+
+
+def matches(recorded: Identity, path: Path, sha256: str | None = None) -> bool:
     """Whether ``path`` (whose full hash, if known, is ``sha256``) is the recorded file."""
-    if not isinstance(recorded, dict):
-        return False
-    known = sha256 if isinstance(sha256, str) and sha256 else None
-    if recorded.get("sha256") and known and recorded["sha256"] != known:
+    if recorded.sha256 and sha256 and recorded.sha256 != sha256:
         return False
     try:
-        return (path.stat().st_size == recorded.get("size")
-                and fingerprint(path) == recorded.get("fingerprint"))
+        return (path.stat().st_size == recorded.size
+                and fingerprint(path) == recorded.fingerprint)
     except OSError:
         return False

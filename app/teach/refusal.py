@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.chat.corrections import CorrectionStore, TrainingExample
-from app.finetune.runs.codec import RecordError
+from app.codec import RecordError
 from app.finetune.runs.folder import RunError, RunFolder
 from app.finetune.runs.records import RunSpec, TeachSpec
 from app.paths import HearthHome

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.finetune.runs.codec import to_dict
+from app.codec import to_dict
 
 
 def _peak_memory(device: Any) -> int:

@@ -27,12 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.finetune.export_check import (
-    CheckJob,
-    CheckMeasures,
-    CheckResult,
-    write_result,
-)
+from app.finetune.export_check import CheckJob, CheckMeasures, CheckResult
+from app.workers.answer import write_answer
 
 QUANT_FTYPES = {"q8_0": "LLAMA_FTYPE_MOSTLY_Q8_0", "q4_k_m": "LLAMA_FTYPE_MOSTLY_Q4_K_M",
                 "f16": "LLAMA_FTYPE_MOSTLY_F16"}
@@ -169,9 +165,9 @@ def main() -> None:
     try:
         result = run(job)
     except Exception as exc:  # reported to the parent as a failed check
-        write_result(job, CheckResult(error=f"{type(exc).__name__}: {exc}"))
+        write_answer(Path(job.result_path), CheckResult(error=f"{type(exc).__name__}: {exc}"))
         sys.exit(1)
-    write_result(job, result)
+    write_answer(Path(job.result_path), result)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Merging a result kept as a live adapter into the weights, after its run ended.
 
-    python -m backends.export.merge_worker RUN_DIR
+    python -m backends.export.merge_worker RUN_DIR ANSWER.json
 
 A Teach version ends as a GGUF adapter applied live on its base (fast to make, instant
 to switch). When the person wants a model that stands alone, this does what a merged
@@ -8,21 +8,22 @@ run does at its end, with the same code and the same gate: the base is loaded th
 training loads it, the run's PEFT adapter (safetensors) is put on it, then merge, F16
 GGUF, quantization (the run's ``export.quant``) and the llama.cpp check against the
 PyTorch model (:func:`backends.training.export_step.export_and_check`). On success the
-run's summary gains its GGUF; the last stdout line is JSON, ``{"gguf_path", ...}`` or
-``{"error"}``. Progress goes to stderr. Runs in its own process, because it needs
-PyTorch and llama.cpp may abort a process on a bad file.
+run's summary gains its GGUF; the answer (:class:`app.finetune.merge.MergeResult`) goes
+to the file named (:mod:`app.workers.answer`), progress to stderr. Runs in its own
+process, because it needs PyTorch and llama.cpp may abort a process on a bad file.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 from app.finetune import protocol as tp
+from app.finetune.merge import MergeResult
 from app.finetune.runs.folder import RunFolder
+from app.workers.answer import write_answer
 
 
 def _progress(event: Any) -> None:
@@ -30,8 +31,8 @@ def _progress(event: Any) -> None:
         print(event.message, file=sys.stderr, flush=True)
 
 
-def merge_run(run_dir: Path) -> dict[str, Any]:
-    """Merge the run's adapter and export it; the result line (with "error" on failure)."""
+def merge_run(run_dir: Path) -> MergeResult:
+    """Merge the run's adapter and export it; the answer (with ``error`` on failure)."""
     from peft import PeftModel
 
     from backends.training.export_step import export_and_check
@@ -41,10 +42,9 @@ def merge_run(run_dir: Path) -> dict[str, Any]:
     folder = RunFolder(run_dir)
     spec, summary = folder.spec(), folder.summary()
     if summary is None or not summary.adapter_dir or not Path(summary.adapter_dir).is_dir():
-        return {"error": "the run has no saved adapter to merge"}
+        return MergeResult(error="the run has no saved adapter to merge")
     if summary.gguf_path and Path(summary.gguf_path).is_file():
-        return {"gguf_path": summary.gguf_path, "size_bytes": summary.gguf_size_bytes,
-                "already": True}
+        return MergeResult(gguf_path=summary.gguf_path)
     errors: list[str] = []
 
     def emit(event: Any) -> None:
@@ -54,7 +54,7 @@ def merge_run(run_dir: Path) -> dict[str, Any]:
 
     loaded = load_and_tokenize(folder, spec, emit)
     if loaded is None:
-        return {"error": errors[-1] if errors else "the run's data could not be read"}
+        return MergeResult(error=errors[-1] if errors else "the run's data could not be read")
     base, train, val = loaded
     device, _name = pick_device()
     # Trainable only so that the training loop can hold it: its evaluate() is the
@@ -65,18 +65,18 @@ def merge_run(run_dir: Path) -> dict[str, Any]:
                       threading.Event(), device)
     failure = export_and_check(folder, spec, model, base, trainer, val, device, summary, emit)
     if failure is not None:
-        return {"error": failure}
+        return MergeResult(error=failure)
     folder.write_summary(summary)
-    return {"gguf_path": summary.gguf_path, "size_bytes": summary.gguf_size_bytes}
+    return MergeResult(gguf_path=summary.gguf_path)
 
 
 def main() -> None:
     try:
         result = merge_run(Path(sys.argv[1]))
     except Exception as exc:  # reported to the parent as a failed merge
-        result = {"error": f"{type(exc).__name__}: {exc}"}
-    print(json.dumps(result), flush=True)
-    sys.exit(1 if "error" in result else 0)
+        result = MergeResult(error=f"{type(exc).__name__}: {exc}")
+    write_answer(Path(sys.argv[2]), result)
+    sys.exit(1 if result.error is not None else 0)
 
 
 if __name__ == "__main__":

@@ -22,15 +22,16 @@ from app.finetune import protocol as tp
 from app.finetune.export_check import (
     CheckJob,
     CheckMeasures,
+    CheckResult,
     ReferenceSamples,
     ValidationSamples,
-    read_result,
 )
 from app.finetune.fidelity import FidelityThresholds, failures
 from app.finetune.runs.folder import RunFolder
 from app.finetune.runs.records import Fidelity, RunSpec, RunSummary
 from app.inference.kernels import KernelMemory, run_with_fallback
 from app.machine.profile import Machine
+from app.workers.answer import read_answer
 from app.workers.spawn import run_module
 
 Emit = Callable[[Any], None]
@@ -181,7 +182,7 @@ def _check(folder: RunFolder, spec: RunSpec, peft_model: Any, trainer: Any, val:
     kernels = KernelMemory(folder.home.kernels_file)
     proc, _fell_back = run_with_fallback(kernels, check)
     ref_path.unlink(missing_ok=True)  # up to hundreds of MB of logits
-    result = read_result(job, proc)
+    result = read_answer(CheckResult, Path(job.result_path), proc, "the llama.cpp check")
     if result.error is not None:
         message = f"quantizing or checking the GGUF failed: {result.error}"
         emit(tp.TrainError("export_failed", message))

@@ -29,11 +29,11 @@ from typing import Any
 import torch
 
 from app.atomic import atomic_write_text
+from app.codec import from_dict, to_dict
 from app.finetune import protocol as tp
 from app.finetune.datasets import Example
 from app.finetune.estimate import Compute, ModelShape, Workload, compile_mode, estimate
 from app.finetune.plan import validation_passes
-from app.finetune.runs.codec import from_dict, to_dict
 from app.finetune.runs.folder import RunFolder
 from app.finetune.runs.records import RunEstimate, RunSpec, RunSummary
 from app.finetune.runs.reports import DtypeChoice
@@ -370,7 +370,7 @@ def _summary(spec: RunSpec, folder: RunFolder, trainer: Any, train: Any, val: An
                              measured=trainer.measured_estimate),
         adapter_dir=str(adapter_dir), dtype=dtype_choice, teach=report,
         adapter_gguf=str(adapter_gguf) if adapter_gguf else None,
-        compiled=trainer.compiler.report.as_dict() if trainer.compiler.report else None)
+        compiled=trainer.compiler.report)
 
 
 def _save_adapter(peft_model: Any, adapter_dir: Path, emit: Emitter) -> Path:

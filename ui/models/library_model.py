@@ -56,7 +56,7 @@ def _template_file(record: ModelRecord, library: Library) -> Path:
     """The file whose vocabulary the chat uses: a live adapter's base's."""
     if record.live_only:
         try:
-            return library.get(str(record.provenance.get("base_model"))).path
+            return library.get(str(record.provenance.base_model)).path
         except UnknownModel:
             pass
     return record.path
@@ -163,7 +163,7 @@ class LibraryTableModel(QAbstractTableModel):
             return f"{ctx:,}" if ctx else "?"
         if column == 7:
             label = SOURCE_LABELS.get(record.source, record.source)
-            repo = record.provenance.get("repo")
+            repo = record.provenance.repo
             return f"{label}: {repo}" if repo else label
         if column == 8:
             return record.added_at.replace("T", " ")[:16]

@@ -301,7 +301,7 @@ class TeachPanel(QWidget):
             return "removed from the library"
         if mergeable(record):
             return "adapter applied live"
-        return f"merged ({record.provenance.get('quant') or 'GGUF'})"
+        return f"merged ({record.provenance.quant or 'GGUF'})"
 
     def _selected_version(self) -> str | None:
         item = self.version_list.currentItem() or self.version_list.item(
@@ -329,7 +329,7 @@ class TeachPanel(QWidget):
 
     def _on_merged(self, record: ModelRecord) -> None:
         self.phase.setText(f"{record.name} is now a stand-alone model "
-                           f"({record.provenance.get('quant')}, checked by llama.cpp); its "
+                           f"({record.provenance.quant}, checked by llama.cpp); its "
                            "adapter is kept for switching live.")
         self.merged.emit(record.name)
         self._idle()

@@ -4,7 +4,7 @@
   be resumed (:func:`can_resume`).
 - :mod:`~app.finetune.runs.records`: what ``run.json`` (:class:`RunSpec`), ``state.json``
   (:class:`RunState`) and ``summary.json`` / ``Finished`` (:class:`RunSummary`) hold.
-- :mod:`~app.finetune.runs.codec`: their one JSON codec, tolerant of older folders.
+  Their one JSON codec, tolerant of older folders, is :mod:`app.codec`.
 - :mod:`~app.finetune.runs.folder`: :class:`RunFolder` (the files of one run),
   ``create_run``, ``list_runs``.
 - :mod:`~app.finetune.runs.results`: a finished run's model in the library.

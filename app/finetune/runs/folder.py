@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from app.atomic import atomic_write_text
+from app.codec import RecordError, to_dict
 from app.errors import ExitCode, HearthError
 from app.finetune import protocol as tp
 from app.finetune.datasets import Dataset
-from app.finetune.runs.codec import RecordError, to_dict
 from app.finetune.runs.records import BaseRef, DatasetRef, RunSpec, RunState, RunSummary, TeachSpec
 from app.finetune.runs.status import RunStatus, can_resume
 from app.finetune.settings import ExportSettings, LoraSettings
@@ -85,6 +85,7 @@ class RunFolder:
     teach_report_file = property(lambda self: self.path / "teach_report.json")
     gguf_check_job_file = property(lambda self: self.path / "gguf_check.json")
     gguf_check_result_file = property(lambda self: self.path / "gguf_check_result.json")
+    merge_answer_file = property(lambda self: self.path / "merge_answer.json")
     train_file = property(lambda self: self.path / "data" / "train.jsonl")
     val_file = property(lambda self: self.path / "data" / "val.jsonl")
     log_file = property(lambda self: self.path / "worker.log")

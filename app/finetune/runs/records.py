@@ -1,7 +1,7 @@
 """What a run's files hold, as types: ``run.json``, ``state.json``, ``summary.json``.
 
 The same :class:`RunSummary` travels in the worker's ``Finished`` event. Every field has
-a default where older run folders may lack it (see :mod:`app.finetune.runs.codec`).
+a default where older run folders may lack it (see :mod:`app.codec`).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.codec import from_dict, to_dict
 from app.finetune.export_check import CheckMeasures
 from app.finetune.recall import RecallReport
-from app.finetune.runs.codec import from_dict, to_dict
 from app.finetune.runs.reports import CompileReport, DtypeChoice, MeasuredEstimate
 from app.finetune.runs.status import RunStatus
 from app.finetune.settings import ExportSettings, LoraSettings

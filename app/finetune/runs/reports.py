@@ -5,7 +5,7 @@ decides about ``torch.compile`` by timing (:mod:`backends.training.compiled`), a
 re-estimates the run after its first steps (:mod:`backends.training.trainer`). These
 types live here, not beside that code, because ``summary.json`` and the ``Finished``
 event carry them to the app, which must not import the worker's modules; both sides
-write and read them with the run records' one codec (:mod:`app.finetune.runs.codec`).
+write and read them with the run records' one codec (:mod:`app.codec`).
 """
 
 from __future__ import annotations

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 from app.finetune.runs.folder import RunFolder
 from app.finetune.runs.records import RunSpec, RunSummary
 from app.models.identity import identity
 from app.models.library import Library, LibraryError, ModelRecord, UnknownModel
+from app.models.provenance import Provenance, RunMetrics
 from app.paths import HearthHome
 
 
 def model_of_run(library: Library, run_id: str) -> ModelRecord | None:
     for record in library.list():
-        if record.provenance.get("run_id") == run_id:
+        if record.provenance.run_id == run_id:
             return record
     return None
 
@@ -34,27 +34,22 @@ def register_result(library: Library, home: HearthHome, summary: RunSummary) -> 
     with contextlib.suppress(UnknownModel, OSError):  # a merged file stands on its own
         base = library.get(spec.base.name)
         # Which weights its adapter belongs on (app.models.live.same_base compares it).
-        provenance["base_identity"] = identity(base.path, base.provenance.get("sha256"))
+        provenance.base_identity = identity(base.path, base.provenance.sha256)
     return library.register(summary.gguf_path, spec.out_name, source="finetune",
                             provenance=provenance)
 
 
-def run_provenance(spec: RunSpec, summary: RunSummary) -> dict[str, Any]:
+def run_provenance(spec: RunSpec, summary: RunSummary) -> Provenance:
     """Where a run's model came from, as the library keeps it."""
-    return {
-        "run_id": summary.run_id, "base_model": spec.base.name,
-        "base_path": spec.base.path, "dataset": spec.dataset.path,
-        "dataset_sha256": spec.dataset.sha256, "settings": spec.settings.to_json(),
-        "quant": "adapter" if summary.gguf_path is None else spec.export.quant,
-        "adapter_dir": summary.adapter_dir,
-        "adapter_gguf": summary.adapter_gguf,
-        "metrics": {"val_loss": summary.val_loss,
-                    "final_train_loss": summary.final_train_loss,
-                    "tokens_per_s": summary.tokens_per_s,
-                    "train_seconds": summary.train_seconds, "steps": summary.steps},
-        "fidelity": asdict(summary.fidelity) if summary.fidelity else None,
-        "date": summary.finished_at,
-    }
+    return Provenance(
+        run_id=summary.run_id, base_model=spec.base.name, base_path=spec.base.path,
+        dataset=spec.dataset.path, dataset_sha256=spec.dataset.sha256,
+        settings=spec.settings,
+        quant="adapter" if summary.gguf_path is None else spec.export.quant,
+        adapter_dir=summary.adapter_dir, adapter_gguf=summary.adapter_gguf,
+        metrics=RunMetrics(summary.val_loss, summary.final_train_loss, summary.tokens_per_s,
+                           summary.train_seconds, summary.steps),
+        fidelity=summary.fidelity, date=summary.finished_at)
 
 
 @dataclass

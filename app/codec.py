@@ -1,6 +1,10 @@
-"""One JSON codec for a run's records (run.json, state.json, summary.json, Finished).
+"""One JSON codec for Hearth's records: what crosses a file or a process boundary.
 
-Writing is :func:`dataclasses.asdict`. Reading is tolerant on purpose: run folders
+A run's files (run.json, state.json, summary.json, the ``Finished`` event), Teach's
+records, settings.json, the library's provenance, and a one-shot child's answer
+(:mod:`app.workers.answer`) are dataclasses, written and read here.
+
+Writing is :func:`dataclasses.asdict`. Reading is tolerant on purpose: the files
 outlive the Hearth that wrote them, so a field an older version did not write takes
 its default, a field a newer version added is ignored, and nested records (the base
 model, the settings, the fidelity check, the list of Teach's cases) are rebuilt by their
