@@ -10,11 +10,13 @@ events and routes llama.cpp's own log into Python logging) and speaks
 
 Threads: the main thread loads and generates; a reader thread receives commands so that
 ``Cancel`` is seen between two tokens of a reply in flight.
+
+What a reply sends back as it is decoded (text held back at a possible stop string,
+batched ``Tokens`` events, the reply's stats) is :mod:`backends.inference.reply_stream`.
 """
 
 from __future__ import annotations
 
-import codecs
 import logging
 import os
 import queue
@@ -36,12 +38,11 @@ from backends.inference.failures import request_id_of, unexpected
 from backends.inference.live_adapters import LiveAdapters
 from backends.inference.prefill import prefill
 from backends.inference.prompt_fit import ConversationFit
-from backends.inference.token_text import ControlTokens, common_prefix, split_stop
+from backends.inference.reply_stream import ReplyStream
+from backends.inference.token_text import ControlTokens, common_prefix
 from backends.inference.worker_channel import Channel, LlamaLog, connect
 
 log = logging.getLogger("hearth.worker")
-# Token batches are flushed at most this often (the first token always at once).
-FLUSH_INTERVAL_S = 0.02
 
 
 class Worker:
@@ -352,6 +353,8 @@ class Worker:
 
     def generate(self, cmd: p.Chat, tokens: list[int], dropped: int, started: float,
                  grammar: Any = None) -> None:
+        """Decode the reply into a :class:`ReplyStream` until the model ends its turn, a
+        stop string, Stop, ``max_tokens`` or a full context, whichever comes first."""
         llm = self.llm
         assert llm is not None and self.template is not None
         s = cmd.sampling
@@ -362,69 +365,29 @@ class Worker:
         if s.seed is not None:
             llm.set_seed(s.seed)
         vocab = compat.vocab(llm)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         n_ctx = llm.n_ctx()
-        text, pending, stops = "", "", self._stops(s.stop)
-        batch, batch_tokens, last_flush = "", 0, 0.0
-        t_first: float | None = None
-        t_last = started
-        completion, finish = 0, "cancelled" if stopped else "length"
-
-        def flush() -> None:
-            nonlocal batch, batch_tokens, last_flush
-            if batch or batch_tokens:
-                self.channel.send(p.Tokens(cmd.request_id, batch, batch_tokens))
-            batch, batch_tokens, last_flush = "", 0, time.perf_counter()
-
+        reply = ReplyStream(self.channel.send, cmd.request_id, self._stops(s.stop), started)
+        finish = "cancelled" if stopped else "length"
         for token in () if stopped else compat.generate(
                 llm, tokens, grammar, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p,
                 temp=s.temperature, repeat_penalty=s.repeat_penalty):
-            now = time.perf_counter()
-            if t_first is None:
-                t_first = now
-            t_last = now
-            if llama_cpp.llama_vocab_is_eog(vocab, token):
+            reply.arrived()
+            if llama_cpp.llama_vocab_is_eog(vocab, token) or reply.add(llm.detokenize([token])):
                 finish = "stop"
                 break
-            completion += 1
-            piece = decoder.decode(llm.detokenize([token]))
-            pending += piece
-            emit, hit = split_stop(pending, stops)
-            pending = pending[len(emit):]
-            text += emit
-            batch += emit
-            batch_tokens += 1
-            if hit:
-                finish = "stop"
-                break
-            if completion == 1 or now - last_flush >= FLUSH_INTERVAL_S:
-                flush()
             if self.closing or cmd.request_id in self.cancelled:
                 finish = "cancelled"
                 break
-            if completion >= s.max_tokens:
+            if reply.completion >= s.max_tokens:
                 finish = "length"
                 break
             if compat.n_cached(llm) + 1 >= n_ctx:
                 finish = "context_full"
                 break
-        if finish != "stop":  # a stop string is never shown; other held-back text is
-            text += pending
-            batch += pending
-        flush()
-        t_first = t_first or time.perf_counter()
-        ttft = t_first - started
-        decode_s = t_last - t_first
-        stats = p.ReplyStats(
-            prompt_tokens=len(tokens), cached_tokens=cached, completion_tokens=completion,
-            ttft_s=round(ttft, 4),
-            prefill_tps=round((len(tokens) - cached) / ttft, 2) if ttft > 0 else 0.0,
-            decode_tps=round((completion - 1) / decode_s, 2) if decode_s > 0 else 0.0,
-            total_s=round(time.perf_counter() - started, 4), finish_reason=finish,
-            dropped_messages=dropped, template_source=self.template.source,
-            adapter=self.adapters.current)
-        self.channel.send(p.Done(cmd.request_id, text, stats))
-
+        reply.end(finish)
+        self.channel.send(p.Done(cmd.request_id, reply.text, reply.stats(
+            finish, prompt_tokens=len(tokens), cached=cached, dropped=dropped,
+            template_source=self.template.source, adapter=self.adapters.current)))
 
 def main() -> None:
     channel = connect(sys.argv[1])
