@@ -276,20 +276,7 @@ class Trainer:
                 path = self.save_checkpoint()
                 self.emit(tp.Cancelled(step=self.step, checkpoint=str(path)))
                 return Outcome.CANCELLED
-            started = time.perf_counter()
-            self.compiler.begin_step()
-            try:
-                loss, n_tokens = self.train_step()
-            except Exception as exc:  # only a first compiled step's
-                if not self.compiler.before_first_graph:
-                    raise
-                self.compiler.fail(exc)
-                self.optimizer.zero_grad(set_to_none=True)
-                self.emit(tp.TrainLog("warning", "Compiling the model for speed failed; "
-                                      f"training on without it ({type(exc).__name__})"))
-                started = time.perf_counter()
-                loss, n_tokens = self.train_step()
-            seconds = time.perf_counter() - started
+            loss, n_tokens, seconds = self._timed_step()
             first = self.compiler.before_first_graph
             compiled, said = self.compiler.timed(seconds, n_tokens)
             if said:
@@ -303,32 +290,10 @@ class Trainer:
                 window = (window + [(seconds, n_tokens)])[-20:]
             elif first:
                 window = []
-            recent = window or [(seconds, n_tokens)]
-            tps = sum(t for _, t in recent) / max(1e-9, sum(s for s, _ in recent))
-            per_step = sum(s for s, _ in recent) / len(recent)
-            eta = per_step * (total - self.step)
-            lr = self.optimizer.param_groups[0]["lr"]
-            self.history.append({"step": self.step, "loss": loss, "lr": lr})
-            self.emit(tp.Progress(step=self.step, total_steps=total,
-                                  epoch=round(self.plan.epoch_at(self.step), 4),
-                                  loss=round(loss, 6), learning_rate=lr,
-                                  tokens_per_s=round(tps, 1), eta_s=round(eta, 1),
-                                  elapsed_s=round(self.elapsed, 2),
-                                  peak_memory_bytes=peak_memory_bytes(self.device)))
+            self._progress(loss, window or [(seconds, n_tokens)], total)
             if not measured_sent and len(window) >= 3:
                 # The first step pays for warm-up; estimate from the ones after it.
-                steady = window[1:]
-                remaining = sum(s for s, _ in steady) / len(steady) * (total - self.step)
-                if self._maybe_compile(steady, remaining):  # its cost now, its gain after
-                    remaining = training_seconds(remaining, self.device.type, os.cpu_count()
-                                                 or 1, "on", self.decoder.config.hidden_size)
-                guess = tp.EstimateEvent(seconds=round(self.overhead_s + self.elapsed
-                                                       + remaining, 1),
-                                         peak_memory_bytes=peak_memory_bytes(self.device),
-                                         basis="measured")
-                self.measured_estimate = MeasuredEstimate(guess.seconds,
-                                                          guess.peak_memory_bytes, self.step)
-                self.emit(guess)
+                self._measured_estimate(window[1:], total)
                 measured_sent = True
             if self.step < total and self._stop_now():
                 total = self.step
@@ -342,6 +307,51 @@ class Trainer:
                 path = self.save_checkpoint()
                 self.emit(tp.Checkpointed(step=self.step, path=str(path)))
         return Outcome.FINISHED
+
+    def _timed_step(self) -> tuple[float, int, float]:
+        """One optimizer step: its loss, tokens and seconds. A first compiled step that
+        fails is said once and taken again eagerly, never the end of the run."""
+        started = time.perf_counter()
+        self.compiler.begin_step()
+        try:
+            loss, n_tokens = self.train_step()
+        except Exception as exc:  # only a first compiled step's
+            if not self.compiler.before_first_graph:
+                raise
+            self.compiler.fail(exc)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.emit(tp.TrainLog("warning", "Compiling the model for speed failed; "
+                                  f"training on without it ({type(exc).__name__})"))
+            started = time.perf_counter()
+            loss, n_tokens = self.train_step()
+        return loss, n_tokens, time.perf_counter() - started
+
+    def _progress(self, loss: float, recent: list[tuple[float, int]], total: int) -> None:
+        """The step's ``Progress``: speed and time left from the ``recent`` steps."""
+        tps = sum(t for _, t in recent) / max(1e-9, sum(s for s, _ in recent))
+        per_step = sum(s for s, _ in recent) / len(recent)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.history.append({"step": self.step, "loss": loss, "lr": lr})
+        self.emit(tp.Progress(step=self.step, total_steps=total,
+                              epoch=round(self.plan.epoch_at(self.step), 4),
+                              loss=round(loss, 6), learning_rate=lr,
+                              tokens_per_s=round(tps, 1),
+                              eta_s=round(per_step * (total - self.step), 1),
+                              elapsed_s=round(self.elapsed, 2),
+                              peak_memory_bytes=peak_memory_bytes(self.device)))
+
+    def _measured_estimate(self, steady: list[tuple[float, int]], total: int) -> None:
+        """The run's time from its measured steps (and the compile decision it informs)."""
+        remaining = sum(s for s, _ in steady) / len(steady) * (total - self.step)
+        if self._maybe_compile(steady, remaining):  # its cost now, its gain after
+            remaining = training_seconds(remaining, self.device.type, os.cpu_count() or 1,
+                                         "on", self.decoder.config.hidden_size)
+        guess = tp.EstimateEvent(seconds=round(self.overhead_s + self.elapsed + remaining, 1),
+                                 peak_memory_bytes=peak_memory_bytes(self.device),
+                                 basis="measured")
+        self.measured_estimate = MeasuredEstimate(guess.seconds, guess.peak_memory_bytes,
+                                                  self.step)
+        self.emit(guess)
 
     def _stop_now(self) -> bool:
         """At an epoch's end, whether :attr:`stop_check` says stop."""
