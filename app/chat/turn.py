@@ -16,7 +16,7 @@ after which the model is asked to answer without tools.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from app.chat.conversations import (
@@ -28,7 +28,7 @@ from app.chat.conversations import (
     Message,
 )
 from app.chat.tool_steps import ToolStep
-from app.chat.tools import Tool, read_calls
+from app.chat.tools import Tool, ToolChoice, call_schema, read_calls
 from app.inference import protocol as p
 from app.inference.client import InferenceClient
 
@@ -65,6 +65,9 @@ class ToolOffer:
     servers: dict[str, str] = field(default_factory=dict)
     max_rounds: int = 5
     """Calls in a row before the model must answer (the person sets it)."""
+    required: bool = False
+    """The turn's first reply must be a call (held to the tools' schemas by grammar);
+    after it the model chooses. Small models rarely call unless made to."""
 
     def wire(self) -> str:
         return json.dumps([t.to_openai() for t in self.tools], ensure_ascii=False)
@@ -158,8 +161,13 @@ class ChatSession:
 
     def _request(self, conversation_id: int, sampling: p.SamplingParams | None
                  ) -> PendingReply:
+        tools = self._offered(conversation_id)
+        if tools and self.tools is not None and self.tools.required \
+                and self._rounds(conversation_id) == 0:
+            sampling = replace(sampling or p.SamplingParams(), json_schema=call_schema(
+                self.tools.tools, ToolChoice("required"), parallel=False))
         request_id = self.client.chat(self.store.prompt_messages(conversation_id), sampling,
-                                      tools=self._offered(conversation_id))
+                                      tools=tools)
         return self._track(PendingReply(conversation_id, request_id))
 
     def _offered(self, conversation_id: int) -> str:
@@ -167,12 +175,17 @@ class ChatSession:
         ``max_rounds`` times in a row (it must answer now)."""
         if self.tools is None or not self.tools.tools:
             return ""
+        return self.tools.wire() if self._rounds(conversation_id) < self.tools.max_rounds \
+            else ""
+
+    def _rounds(self, conversation_id: int) -> int:
+        """Replies that called tools at the end of the shown branch."""
         rounds = 0
         for message in reversed(self.store.messages(conversation_id)):
             if message.role != "assistant" or not message.tool_steps:
                 break
             rounds += 1
-        return self.tools.wire() if rounds < self.tools.max_rounds else ""
+        return rounds
 
     def _calls(self, reply: PendingReply, status: str) -> list[ToolStep]:
         """The reply's calls, when tools were offered and it made some."""

@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from app.chat.turn import ChatSession
+from app.cli.chat import add_parser as add_chat_parser
+from app.cli.chat import chat
 from app.cli.common import pick_model
 from app.cli.export import add_parser as add_export_parser
 from app.cli.export import export
@@ -26,12 +27,10 @@ from app.cli.serve import serve
 from app.cli.teach import add_parser as add_teach_parser
 from app.cli.teach import teach
 from app.cli.terminal import printable_output
+from app.cli.tools import add_parser as add_tools_parser
+from app.cli.tools import tools
 from app.errors import BadInput, ExitCode, HearthError
-from app.inference import protocol as p
-from app.inference.client import InferenceClient
 from app.models.library import LibraryError
-from app.models.live import plan_load
-from app.models.versions import ActiveVersions, chat_model
 from app.units import format_bytes, format_params
 from app.workspace import HomeLocked, Workspace, open_workspace
 
@@ -58,18 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     rm.add_argument("name")
     add_hub_parsers(models)
 
-    chat = sub.add_parser("chat", help="chat in the terminal, or answer one prompt")
-    chat.add_argument("-m", "--model", help="model name (default: the starter model)")
-    chat.add_argument("-p", "--prompt", help="answer this one prompt, then exit")
-    chat.add_argument("--system", default="", help="system prompt")
-    chat.add_argument("--temperature", type=float)
-    chat.add_argument("--max-tokens", type=int)
-    chat.add_argument("--seed", type=int)
-    chat.add_argument("--ctx", type=int, help="context length in tokens")
-    chat.add_argument("--stats", action="store_true",
-                      help="print each reply's stats as one JSON line on stderr")
-    chat.add_argument("--base", action="store_true",
-                      help="chat with the plain base model, not its active taught version")
+    add_chat_parser(sub)
+    add_tools_parser(sub)
 
     _add_bench(sub)
     doctor = sub.add_parser("doctor", help="check this machine and Hearth's set-up, with a "
@@ -160,9 +149,10 @@ def _main(argv: Sequence[str] | None) -> int:
     for notice in workspace.notices:
         print(f"hearth: {notice}", file=sys.stderr)
     try:
-        handler = {"models": _models, "chat": _chat, "bench": _bench,
+        handler = {"models": _models, "chat": chat, "bench": _bench,
                    "finetune": finetune, "runs": runs, "teach": teach,
-                   "doctor": _doctor, "export": export, "serve": serve}[args.command]
+                   "doctor": _doctor, "export": export, "serve": serve,
+                   "tools": tools}[args.command]
         return handler(workspace, args)
     except HearthError as exc:
         print(f"hearth: {exc}", file=sys.stderr)
@@ -184,6 +174,8 @@ def _writer(args: argparse.Namespace) -> str | None:
     """
     if args.command == "models" and args.models_command in ("import", "rm", "pull"):
         return f"hearth models {args.models_command}"
+    if args.command == "tools" and args.tools_command in ("add", "rm"):
+        return f"hearth tools {args.tools_command}"
     if args.command in ("finetune", "teach", "chat", "doctor"):
         return f"hearth {args.command}"
     if args.command == "bench":
@@ -232,95 +224,6 @@ def _models(ws: Workspace, args: argparse.Namespace) -> int:
         print(f"removed {record.name}{kept}")
         return ExitCode.OK
     raise BadInput(f"unknown models command {args.models_command!r}")
-
-
-# -------------------------------------------------------------------------- chat
-
-
-def _chat(ws: Workspace, args: argparse.Namespace) -> int:
-    record = chat_model(ws.library, ActiveVersions(ws.home), pick_model(ws, args.model),
-                        use_base=args.base)
-    sampling = ws.settings.sampling_for(record.name)
-    overrides: dict[str, Any] = {}
-    if args.temperature is not None:
-        overrides["temperature"] = args.temperature
-    if args.max_tokens is not None:
-        overrides["max_tokens"] = args.max_tokens
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    try:
-        sampling = p.SamplingParams(**{**sampling.__dict__, **overrides})
-    except ValueError as exc:
-        raise BadInput(str(exc)) from exc
-    load = ws.settings.load
-    n_ctx = args.ctx or load.n_ctx
-    client = InferenceClient(log_file=ws.home.logs / "inference-worker.log", home=ws.home)
-    try:
-        client.start()
-        plan = plan_load(record, ws.library, None)  # a version may be a live adapter
-        client.load_blocking(plan.path, n_ctx=n_ctx, n_gpu_layers=load.n_gpu_layers,
-                             n_threads=load.n_threads, flash_attn=load.flash_attn,
-                             template=ws.settings.template_for(record.name),
-                             cache_type=load.cache_type, prompt_lookup=load.prompt_lookup)
-        if plan.adapter is not None:
-            client.set_adapter_blocking(plan.adapter)
-        session = ChatSession(ws.store, client)
-        session.producer = {"model": record.name}
-        title = (args.prompt or "Terminal chat").strip().splitlines()[0][:60]
-        conversation = ws.store.create(title=title, model=record.name,
-                                       system_prompt=args.system)
-        if args.prompt is not None:
-            return _reply(session, conversation.id, args.prompt, sampling, args.stats)
-        print(f"Chatting with {record.name}. Ctrl+C stops a reply; /exit or Ctrl+D quits.",
-              file=sys.stderr)
-        while True:
-            try:
-                text = input("> ")
-            except (EOFError, KeyboardInterrupt):
-                print(file=sys.stderr)
-                return ExitCode.OK
-            if text.strip() in ("/exit", "/quit"):
-                return ExitCode.OK
-            if text.strip():
-                code = _reply(session, conversation.id, text, sampling, args.stats)
-                if code != ExitCode.OK:
-                    return code
-    finally:
-        client.close()
-
-
-def _reply(session: ChatSession, conversation_id: int, text: str,
-           sampling: p.SamplingParams, show_stats: bool) -> int:
-    reply = session.send(conversation_id, text, sampling)
-    client = session.client
-    while True:
-        try:
-            event = client.next_event(timeout=600)
-        except KeyboardInterrupt:
-            session.cancel(reply)
-            continue
-        if isinstance(event, p.ContextTrimmed):
-            print(f"[{event.dropped_messages} older messages left out to fit the "
-                  f"{event.n_ctx}-token context]", file=sys.stderr)
-        elif isinstance(event, p.Tokens):
-            sys.stdout.write(event.text)
-            sys.stdout.flush()
-        finished = session.handle(event)
-        if finished is None:
-            continue
-        sys.stdout.write("\n")
-        sys.stdout.flush()
-        if finished.error:
-            print(f"hearth: {finished.error}", file=sys.stderr)
-            return ExitCode.FAILED
-        if show_stats and isinstance(event, p.Done):
-            s = event.stats
-            print(json.dumps({"prompt_tokens": s.prompt_tokens,
-                              "completion_tokens": s.completion_tokens, "ttft_s": s.ttft_s,
-                              "prefill_tps": s.prefill_tps, "decode_tps": s.decode_tps,
-                              "cached_tokens": s.cached_tokens,
-                              "finish_reason": s.finish_reason}), file=sys.stderr)
-        return ExitCode.OK
 
 
 # ------------------------------------------------------------------------ doctor
