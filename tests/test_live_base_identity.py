@@ -17,7 +17,7 @@ from app.models.library import LibraryError
 from app.models.live import plan_load
 from app.models.provenance import Provenance
 from app.workspace import Workspace
-from tests.tiny_model import write_tiny_llama
+from tests.gguf_factory import write_tiny_gguf
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +25,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("bases")
     adapter = folder / "adapter.gguf"
     adapter.write_bytes(b"GGUF-adapter-stand-in")  # plan_load only checks it is there
-    return {"base": write_tiny_llama(folder / "base.gguf", seed=0),
-            "other": write_tiny_llama(folder / "other.gguf", seed=1), "adapter": adapter}
+    # Two bases of one shape and size, other weights: only their bytes tell them apart.
+    return {"base": write_tiny_gguf(folder / "base.gguf", seed=0),
+            "other": write_tiny_gguf(folder / "other.gguf", seed=1), "adapter": adapter}
 
 
 def _taught(ws: Workspace, base_name: str, adapter: Path) -> str:
