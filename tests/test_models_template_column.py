@@ -14,8 +14,7 @@ from app.inference import protocol as p
 from app.models.memory_fit import SystemMemory
 from app.units import GiB
 from app.workspace import Workspace
-from tests.gguf_factory import CHATML
-from tests.gguf_factory import write_tiny_gguf as write_header_only
+from tests.gguf_factory import CHATML, write_tiny_gguf
 from tests.tiny_model import write_tiny_llama
 from ui.models.library_model import TEMPLATE_COLUMN
 from ui.models.models_tab import ModelsTab
@@ -31,10 +30,10 @@ def _column(qtbot: QtBot, tab: ModelsTab) -> dict[str, str]:
 def test_each_model_is_named_with_the_template_the_chat_uses(
         qtbot: QtBot, workspace: Workspace, tmp_path: Path) -> None:
     library, settings = workspace.library, workspace.settings
-    library.import_file(write_header_only(tmp_path / "bare.gguf"), "bare")
-    library.import_file(write_header_only(tmp_path / "own.gguf", chat_template=CHATML), "own")
+    library.import_file(write_tiny_gguf(tmp_path / "bare.gguf"), "bare")
+    library.import_file(write_tiny_gguf(tmp_path / "own.gguf", chat_template=CHATML), "own")
     library.import_file(write_tiny_llama(tmp_path / "smol.gguf", chat_template=""), "smol")
-    library.import_file(write_header_only(tmp_path / "picked.gguf", seed=1), "picked")
+    library.import_file(write_tiny_gguf(tmp_path / "picked.gguf", seed=1), "picked")
     settings.remember_template("picked", "gemma")
     tab = ModelsTab(workspace, probe_system=lambda: SystemMemory(16 * GiB, 8 * GiB))
     qtbot.addWidget(tab)
