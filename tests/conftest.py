@@ -60,8 +60,10 @@ SLOW_NAMES = {
     "InferenceClient": "starts a chat worker",
     "TrainingClient": "starts a training worker",
     "CompareView": "starts two chat workers",
+    "load_model": "loads a model in the chat's worker (ChatViewModel.load_model)",
     "load_base": "loads a model with transformers",
     "open_model": "loads a model in llama.cpp",
+    "Worker": "loads a model in llama.cpp (the chat worker's code, in this process)",
     "get_peft_model": "trains a LoRA adapter",
     "Trainer": "trains (and, where asked, compiles)",
 }
