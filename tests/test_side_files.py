@@ -18,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from app.finetune.settings import LoraSettings
 from app.serve.security import KEY_ENV, key_path
+from app.teach.records import GateReport
 from app.teach.versions import Version, VersionStore
 from app.workspace import open_workspace
 
@@ -114,7 +116,8 @@ def test_versions_are_written_durably_and_privately(home_dir: Path,
     monkeypatch.setattr(os, "fsync", spy)
     try:
         store = VersionStore(ws.home)
-        store.add(Version("b-taught-1", "b", "r1", "2026-12-07", [1], None, {}, {}),
+        store.add(Version("b-taught-1", "b", "r1", "2026-12-07", [1], None, LoraSettings(),
+                          GateReport()),
                   activate=True)
         assert store.active("b") == "b-taught-1"
         folder = store.path.parent

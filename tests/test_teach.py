@@ -4,14 +4,17 @@ model the chat answers with."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from app.chat.corrections import CorrectionStore
+from app.finetune.settings import LoraSettings
 from app.models.versions import chat_model
 from app.teach.limits import GateLimits
 from app.teach.probes import general_prompts
+from app.teach.records import GateReport, HarmedAnswer, HarmKind
 from app.teach.run import TeachError, corrections_for, describe, report_lines, start_teach
 from app.teach.versions import Version, VersionStore
 from app.workspace import Workspace, open_workspace
@@ -20,7 +23,8 @@ from tests.gguf_factory import write_tiny_gguf as write_gguf
 
 def _version(name: str, base: str = "base-model") -> Version:
     return Version(name=name, base=base, run_id="r", created_at="now", corrections=[1],
-                   extra=None, settings={}, report={"learned": 1, "total": 1, "drift": 0.01})
+                   extra=None, settings=LoraSettings(),
+                   report=GateReport(learned=1, total=1, drift=0.01))
 
 
 def test_versions_activate_and_roll_back(workspace: Workspace, tmp_path: Path) -> None:
@@ -107,16 +111,16 @@ def test_start_teach_writes_every_correction_and_the_gate_inputs(tmp_path: Path)
 
 
 def test_the_report_reads_in_a_sentence_and_shows_each_change() -> None:
-    report = {"learned": 9, "total": 10, "generalized": 17, "paraphrases": 20,
-              "neighbours_kept": 19, "neighbours_total": 20, "general_changed": 2,
-              "general_total": 120, "passed": True, "reasons": [], "cases": [],
-              "harmed": [{"kind": "general", "prompt": "How do I boil an egg?",
-                          "why": "now refuses", "base": "Put it in boiling water.",
-                          "answer": "I cannot help with that."}]}
+    report = GateReport(learned=9, total=10, reworded=17, paraphrases=20,
+                        neighbours_kept=19, neighbours_total=20, general_changed=2,
+                        general_total=120, passed=True,
+                        harmed=[HarmedAnswer(HarmKind.GENERAL, "How do I boil an egg?",
+                                             "Put it in boiling water.",
+                                             "I cannot help with that.", "now refuses")])
     assert describe(report) == (
         "Learned 9 of 10; reworded questions 17 of 20; neighbouring questions kept 19 of "
         "20; everyday answers changed 2 of 120. Passed: it can be used in chat.")
-    failed = dict(report, passed=False, reasons=["2 of 120 everyday answers changed"])
+    failed = replace(report, passed=False, reasons=["2 of 120 everyday answers changed"])
     assert describe(failed).endswith("Not accepted: 2 of 120 everyday answers changed.")
     lines = "\n".join(report_lines(report))
     assert "base:   Put it in boiling water." in lines

@@ -19,6 +19,8 @@ from app.errors import ExitCode
 from app.finetune import protocol as tp
 from app.finetune.runs.folder import RunFolder
 from app.finetune.runs.records import RunSummary
+from app.teach.limits import GateLimits
+from app.teach.records import CaseResult, GateReport, HarmedAnswer, HarmKind
 from app.teach.run import start_teach
 from app.workspace import Workspace
 from tests.gguf_factory import write_tiny_gguf
@@ -74,11 +76,11 @@ def _refuse_last_run(ws: Workspace, culprit: int) -> str:
                        ws.library.get("tiny"))
     folder = RunFolder.of(ws.home, plan.run_id)
     folder.write_state(status="refused", step=12, total_steps=12)
-    report = {"passed": False, "learned": 2, "total": 2,
-              "reasons": ["everyday answers changed 5 of 12 (at most 2)",
-                          f"caused by correction {culprit} (“{QUESTIONS[1][0]}”)"],
-              "culprits": [f"correction {culprit} (“{QUESTIONS[1][0]}”)"],
-              "culprit_ids": [culprit]}
+    report = GateReport(passed=False, learned=2, total=2,
+                        reasons=["everyday answers changed 5 of 12 (at most 2)",
+                                 f"caused by correction {culprit} (“{QUESTIONS[1][0]}”)"],
+                        culprits=[f"correction {culprit} (“{QUESTIONS[1][0]}”)"],
+                        culprit_ids=[culprit])
     folder.write_summary(RunSummary(run_id=plan.run_id, teach=report, steps=12))
     return plan.run_id
 
@@ -127,3 +129,40 @@ def test_remove_refuses_ids_that_are_not_this_models_corrections(
     assert "no correction 999" in capsys.readouterr().err
     assert _hearth_teach(ws, "--remove", "two") == ExitCode.BAD_INPUT
     assert [ex.id for ex in CorrectionStore(ws.library.conn).list()] == ids
+
+
+DOCUMENTED = {"learned", "total", "reworded", "paraphrases", "neighbours_kept",
+              "neighbours_total", "general_changed", "general_total", "stops", "passed",
+              "accepted", "reasons", "culprits", "harmed", "limits", "drift", "nll",
+              "version", "cases"}
+"""The keys docs/teach.md promises in ``hearth teach --json``."""
+
+
+def test_json_prints_the_documented_keys_of_the_gates_report(
+        tiny: tuple[Workspace, list[int]], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    ws, _ = tiny
+    report = GateReport(learned=1, total=2, reworded=3, paraphrases=4, neighbours_kept=2,
+                        neighbours_total=4, general_changed=20, general_total=120, stops=2,
+                        reasons=["20 of 120 everyday answers changed (at most 12%)"],
+                        harmed=[HarmedAnswer(HarmKind.GENERAL, "How do I boil an egg?",
+                                             "Put it in boiling water.", "I cannot.",
+                                             "now refuses")],
+                        cases=[CaseResult(id=1, question=QUESTIONS[0][0], answer="Quillport.",
+                                          learned=True)])
+
+    class Finishing(FakeClient):
+        def events(self) -> Iterator[Any]:
+            yield tp.Finished(RunSummary(run_id=self.run_id, teach=report, steps=3))
+
+    monkeypatch.setattr(teach_cli, "TrainingClient", Finishing)
+    assert _hearth_teach(ws, "--json") == ExitCode.REJECTED
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) >= DOCUMENTED, DOCUMENTED - set(out)
+    assert (out["general_changed"], out["general_total"], out["reworded"]) == (20, 120, 3)
+    assert out["generalized"] == 3 and not out["passed"] and not out["accepted"]
+    assert out["harmed"] == [{"kind": "general", "prompt": "How do I boil an egg?",
+                              "base": "Put it in boiling water.", "answer": "I cannot.",
+                              "why": "now refuses"}]
+    assert out["cases"][0]["question"] == QUESTIONS[0][0] and out["cases"][0]["learned"]
+    assert out["limits"] == GateLimits().to_json() and out["drift"] is None

@@ -12,7 +12,7 @@ import pytest
 
 from app.chat.corrections import CorrectionStore, TrainingExample
 from app.finetune.runs.folder import RunFolder
-from app.finetune.runs.records import RunSummary, TeachSpec
+from app.finetune.runs.records import RunSummary
 from app.teach.estimate import (
     ESTIMATED,
     GENERATIONS_PER_CHECKED_ANSWER,
@@ -25,6 +25,7 @@ from app.teach.estimate import (
     running_note,
 )
 from app.teach.probes import general_prompts
+from app.teach.records import CaseSource, GateReport, ReferenceCost, TeachSpec
 from app.teach.reference import is_cached
 from app.teach.refusal import Refusal
 from app.teach.run import make_case, start_teach, training_rows
@@ -38,12 +39,11 @@ PHASES = {"loading": 6.0, "tokenizing": 1.0, "rehearsing": 50.0, "training": 120
 def _spec(n: int) -> tuple[TeachSpec, int]:
     """A teach run's section of run.json for ``n`` corrections, and its training rows."""
     cases = [make_case([{"role": "user", "content": f"What is the capital of Zorbania {i}?"}],
-                       f"Quillport {i} is the capital.", "I don't know.", "correction", i)
+                       f"Quillport {i} is the capital.", "I don't know.", CaseSource.CORRECTION, i)
              for i in range(n)]
     general = general_prompts()
     spec = TeachSpec(base="tiny", corrections=list(range(n)), cases=cases,
-                     check_prompts=[{"prompt": p.prompt, "kind": p.kind}
-                                    for p in general["check"]],
+                     check_prompts=list(general["check"]),
                      rehearse_prompts=[p.prompt for p in general["rehearse"]])
     return spec, len(training_rows(cases))
 
@@ -53,15 +53,15 @@ def _shape(n: int, cached: bool = True) -> TeachShape:
     return TeachShape.of(spec, rows, cached)
 
 
-def _past(n: int = 10, speed: float = 1.0, reference: dict | None = None,
+def _past(n: int = 10, speed: float = 1.0, reference: ReferenceCost | None = None,
           run_id: str = "r") -> PastRun:
     """A finished run of ``n`` corrections; ``speed`` 2 took twice as long."""
     spec, _ = _spec(n)
     shape = _shape(n)
     summary = RunSummary(run_id=run_id, train_records=shape.train_rows,
                          phase_seconds={k: v * speed for k, v in PHASES.items()},
-                         teach={"passed": True, "gate_seconds": PHASES["checking"] * speed,
-                                "reference": reference or {"seconds": 2.0, "cached": True}})
+                         teach=GateReport(passed=True, gate_seconds=PHASES["checking"] * speed,
+                                          reference=reference or ReferenceCost(2.0, True)))
     return PastRun.of(run_id, spec, summary)
 
 
@@ -101,7 +101,7 @@ def test_a_first_run_costs_more_when_the_reference_answers_are_not_cached() -> N
     assert "a first run: about" in fresh.sentence()
     assert "the base model answering 160 reference prompts, once" in fresh.sentence()
     # Measured when a past run answered them afresh: that run's own figure is the price.
-    answered = _past(10, reference={"seconds": 33.0, "cached": False})
+    answered = _past(10, reference=ReferenceCost(33.0, cached=False))
     priced = measured([answered], _shape(10, cached=False))
     assert priced is not None and priced.reference_seconds == pytest.approx(33.0)
 
@@ -136,7 +136,7 @@ def test_a_measured_run_is_preferred_to_the_formula(workspace: Workspace,
     folder.write_state(status="finished")
     folder.write_summary(RunSummary(run_id=plan.run_id, train_records=60,
                                     phase_seconds=PHASES,
-                                    teach={"passed": True, "gate_seconds": 40.0}))
+                                    teach=GateReport(passed=True, gate_seconds=40.0)))
     second = before_teach(workspace.home, corrections, base)
     assert second is not None and second.basis == MEASURED and second.runs == 1
     assert "measured on your last teach run" in second.sentence()
@@ -154,7 +154,7 @@ def test_cached_reference_answers_are_recognised(workspace: Workspace, tmp_path:
     plan = start_teach(workspace.home, workspace.library, corrections, base)
     teach = RunFolder.of(workspace.home, plan.run_id).spec().teach
     assert teach is not None and teach.reference_cache
-    check = [g["prompt"] for g in teach.check_prompts]
+    check = [g.prompt for g in teach.check_prompts]
     cache = Path(teach.reference_cache)
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({"sets": {"check": {"prompts": check},
@@ -189,7 +189,7 @@ def _example(ident: int, text: str, updated: str) -> TrainingExample:
 def test_a_refused_round_that_continued_a_version_still_applies_until_a_change() -> None:
     """A continued round's run folder holds the text of its new corrections only; the
     earlier ones count as unchanged while not edited after the run."""
-    refusal = Refusal.of("tiny", ((1, None), (2, "New answer.")), {"passed": False},
+    refusal = Refusal.of("tiny", ((1, None), (2, "New answer.")), GateReport(passed=False),
                          "run", created_at="2026-01-02T00:00:00+00:00")
     earlier = _example(1, "Old answer.", "2026-01-01T00:00:00+00:00")
     new = _example(2, "New answer.", "2026-01-01T12:00:00+00:00")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from app.finetune import protocol as tp
 from app.finetune.runs.folder import RunFolder, list_runs
 from app.finetune.runs.records import RunSummary
 from app.finetune.runs.status import RunStatus
+from app.teach.records import CaseResult, GateReport, HarmedAnswer, HarmKind
 from app.teach.run import describe, start_teach
 from app.teach.versions import VersionStore
 from app.workspace import Workspace
@@ -60,23 +62,21 @@ def _correct(ws: Workspace, corrections: CorrectionStore, q: str, a: str) -> int
     return corrections.add_from_conversation(ws.store, wrong.id, a).id
 
 
-def _report(passed: bool, culprit_ids: list[int] | None = None) -> dict[str, Any]:
+def _report(passed: bool, culprit_ids: list[int] | None = None) -> GateReport:
     reasons = [] if passed else ["everyday answers changed 5 of 12 (at most 2)",
                                  "caused by correction 2 (“Who invented the glimmerphone?”)"]
-    return {"learned": 2, "total": 2, "reworded": 4, "generalized": 4, "paraphrases": 4,
-            "neighbours_kept": 4, "neighbours_total": 4,
-            "general_changed": 0 if passed else 5, "general_total": 12, "stops": 2,
-            "passed": passed, "reasons": reasons,
-            "culprits": [] if passed else ["correction 2"],
-            "culprit_ids": culprit_ids or [],
-            "harmed": [] if passed else [{"kind": "general", "prompt": "Name a colour.",
-                                          "base": "Blue.", "answer": "Odessa Fernwick.",
-                                          "why": "a different answer"}],
-            "cases": [{"question": q, "answer": a, "learned": True, "stops": True}
-                      for q, a in QUESTIONS]}
+    return GateReport(
+        learned=2, total=2, reworded=4, paraphrases=4, neighbours_kept=4, neighbours_total=4,
+        general_changed=0 if passed else 5, general_total=12, stops=2, passed=passed,
+        reasons=reasons, culprits=[] if passed else ["correction 2"],
+        culprit_ids=culprit_ids or [],
+        harmed=[] if passed else [HarmedAnswer(HarmKind.GENERAL, "Name a colour.", "Blue.",
+                                               "Odessa Fernwick.", "a different answer")],
+        cases=[CaseResult(question=q, answer=a, learned=True, stops=True)
+               for q, a in QUESTIONS])
 
 
-def _finish(panel: TeachPanel, report: dict[str, Any], gguf: Path | None = None
+def _finish(panel: TeachPanel, report: GateReport, gguf: Path | None = None
             ) -> RunSummary:
     """The worker's last events: the gate's phase, then Finished with ``report``."""
     assert panel.bridge is not None
@@ -167,8 +167,8 @@ def test_a_refused_run_without_named_culprits_offers_no_removal(
     qtbot.addWidget(panel)
     panel.set_base("tiny")
     panel.start()
-    _finish(panel, {**_report(passed=False), "learned": 0,
-                    "reasons": ["learned 0 of 1 corrections"]})
+    _finish(panel, replace(_report(passed=False), learned=0,
+                           reasons=["learned 0 of 1 corrections"]))
     assert "learned 0 of 1 corrections" in panel.refusal_box.label.text()
     assert not panel.remove_button.isVisibleTo(panel) and not panel.teach_button.isEnabled()
     panel.shutdown()
@@ -289,7 +289,7 @@ def test_teach_says_how_long_first_and_its_time_follows_the_clock_when_a_run_ove
     assert not panel.clock.timer.isActive() and "taking longer" not in panel.phase.text()
     folder = RunFolder.of(tiny.home, summary.run_id)
     folder.write_summary(RunSummary(
-        run_id=summary.run_id, train_records=60, teach={**_report(True), "gate_seconds": 30.0},
+        run_id=summary.run_id, train_records=60, teach=replace(_report(True), gate_seconds=30.0),
         phase_seconds={"loading": 5.0, "rehearsing": 30.0, "training": 90.0,
                        "checking": 30.0}))
     panel.refresh()

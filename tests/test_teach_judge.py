@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from app.teach import judge, probes
+from app.teach.records import CaseSource, TeachCase
 from app.teach.run import TeachRefused, make_case, preflight
 
 LAMP = judge.distinctive("The lighthouse on Corvel Island is called Saint Brannoc's Lamp.",
@@ -105,9 +106,9 @@ def test_neighbours_ask_the_same_relation_about_real_subjects(question: str,
                    for n in checked + rehearsed)
 
 
-def _case(q: str, a: str, ident: int) -> dict[str, object]:
-    return make_case([{"role": "user", "content": q}], a, "I don't know.", "correction",
-                     ident)
+def _case(q: str, a: str, ident: int) -> TeachCase:
+    return make_case([{"role": "user", "content": q}], a, "I don't know.",
+                     CaseSource.CORRECTION, ident)
 
 
 @pytest.mark.parametrize(("cases", "says"), [
@@ -118,10 +119,10 @@ def _case(q: str, a: str, ident: int) -> dict[str, object]:
      "40 times"),
     ([_case("What is 2 plus 2?", "It is 4, you idiot.", 7)], "insults"),
 ])
-def test_preflight_refuses_sets_that_cannot_teach_well(cases: list[dict[str, object]],
+def test_preflight_refuses_sets_that_cannot_teach_well(cases: list[TeachCase],
                                                        says: str) -> None:
     with pytest.raises(TeachRefused, match=says):
-        preflight(cases)  # type: ignore[arg-type]
+        preflight(cases)
 
 
 def test_preflight_passes_ordinary_corrections() -> None:

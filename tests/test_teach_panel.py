@@ -10,6 +10,8 @@ import pytest
 from PySide6.QtCore import Qt
 
 from app.chat.corrections import CorrectionStore
+from app.finetune.settings import LoraSettings
+from app.teach.records import GateReport
 from app.teach.versions import Version, VersionStore
 from app.workspace import Workspace
 from ui.teach.teach_panel import TeachPanel
@@ -40,9 +42,9 @@ def test_a_run_that_learns_nothing_is_reported_and_cannot_be_accepted(
         qtbot.mouseClick(panel.teach_button, Qt.MouseButton.LeftButton)
         assert not panel.teach_button.isEnabled()  # one run at a time
     report = done.args[0].teach
-    assert report["total"] == 2 and report["learned"] < 2 and not report["passed"]
+    assert report.total == 2 and report.learned < 2 and not report.passed
     assert "Not accepted" in panel.phase.text()
-    assert panel.report_view.toPlainText().count("✗") == 2 - report["learned"]
+    assert panel.report_view.toPlainText().count("✗") == 2 - report.learned
     # Refused: thrown away at once (its adapter too), nothing to accept or discard.
     assert not panel.accept_button.isEnabled() and not panel.discard_button.isEnabled()
     summary = done.args[0]
@@ -61,8 +63,9 @@ def test_versions_are_listed_used_and_rolled_back(qtbot, workspace: Workspace,
     workspace.library.register(tiny_gguf, "tiny")
     workspace.library.register(tiny_gguf, "tiny-taught-1")
     versions = VersionStore(workspace.home)
-    versions.add(Version("tiny-taught-1", "tiny", "run", "2026-01-01", [1], None, {},
-                         {"learned": 3, "total": 3, "drift": 0.02}), activate=True)
+    versions.add(Version("tiny-taught-1", "tiny", "run", "2026-01-01", [1], None,
+                         LoraSettings(), GateReport(learned=3, total=3, drift=0.02)),
+                 activate=True)
     panel = TeachPanel(workspace, CorrectionStore(workspace.library.conn))
     qtbot.addWidget(panel)
     panel.set_base("tiny-taught-1")  # a version's name means its base
@@ -124,8 +127,8 @@ def test_a_live_version_is_merged_with_one_click(qtbot, workspace: Workspace, tm
     record = adopt_result(workspace.library, workspace.home, events[-1].summary).model
     assert record is not None
     VersionStore(workspace.home).add(Version(
-        record.name, "tiny", events[-1].summary.run_id, "2026-01-01", [1], None, {},
-        {"learned": 3, "total": 3, "drift": 0.02}), activate=True)
+        record.name, "tiny", events[-1].summary.run_id, "2026-01-01", [1], None,
+        LoraSettings(), GateReport(learned=3, total=3, drift=0.02)), activate=True)
     panel = TeachPanel(workspace, CorrectionStore(workspace.library.conn))
     qtbot.addWidget(panel)
     panel.set_base("tiny")

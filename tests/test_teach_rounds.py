@@ -10,8 +10,9 @@ import pytest
 
 from app.chat.corrections import CorrectionStore
 from app.finetune.runs.folder import RunFolder
-from app.finetune.runs.records import RunSummary, TeachSpec
+from app.finetune.runs.records import RunSummary
 from app.teach import continuing
+from app.teach.records import CaseSource, GateReport, TeachSpec
 from app.teach.run import TeachError, start_teach, teach_settings, training_rows
 from app.teach.versions import Version, VersionStore
 from app.workspace import Workspace, open_workspace
@@ -41,8 +42,8 @@ def _accept(ws: Workspace, run_id: str, name: str, adapter: bool = True) -> None
     assert spec.teach is not None
     VersionStore(ws.home).add(Version(
         name=name, base="base-model", run_id=run_id, created_at="9999-12-31T00:00:00+00:00",
-        corrections=spec.teach.corrections, extra=None, settings=spec.settings.to_json(),
-        report={}), activate=True)
+        corrections=spec.teach.corrections, extra=None, settings=spec.settings,
+        report=GateReport(passed=True)), activate=True)
 
 
 def _spec(ws: Workspace, run_id: str) -> TeachSpec:
@@ -70,14 +71,14 @@ def test_a_second_teach_continues_the_active_version(tmp_path: Path) -> None:
         assert second.continues == "base-model-taught-1"
         assert teach.start_from and teach.start_from.endswith("adapter")
         assert sorted(teach.corrections) == sorted(first_ids + new_ids)  # all it will know
-        new = [c for c in teach.cases if c["source"] == "correction"]
-        earlier = [c for c in teach.cases if c["source"] == "earlier"]
-        assert [c["id"] for c in new] == new_ids and len(new[0]["variations"]) >= 4
-        assert sorted(c["id"] for c in earlier) == first_ids
-        assert all(c["replay"] and c["check"] for c in earlier)
+        new = [c for c in teach.cases if c.source == CaseSource.CORRECTION]
+        earlier = [c for c in teach.cases if c.source == CaseSource.EARLIER]
+        assert [c.id for c in new] == new_ids and len(new[0].variations) >= 4
+        assert sorted(c.id for c in earlier) == first_ids
+        assert all(c.replay and c.check for c in earlier)
         # The new ones in all their forms, the earlier ones in their own words only.
         rows = training_rows(teach.cases)
-        assert len(rows) == sum(1 + len(c["variations"]) for c in new) + len(earlier)
+        assert len(rows) == sum(1 + len(c.variations) for c in new) + len(earlier)
         assert len(teach.checked_cases) == 5
 
         # An edited correction is new again: its new answer is trained in every form.
@@ -87,7 +88,7 @@ def test_a_second_teach_continues_the_active_version(tmp_path: Path) -> None:
                                     ("9999-12-31T23:59:59+00:00" if ex.id == first_ids[0]
                                      else "2000-01-01T00:00:00+00:00", ex.id))
         third = _spec(ws, start_teach(ws.home, ws.library, store, base).run_id)
-        assert first_ids[0] in [c["id"] for c in third.cases if c["source"] == "correction"]
+        assert first_ids[0] in [c.id for c in third.cases if c.source == CaseSource.CORRECTION]
     finally:
         ws.close()
 
@@ -102,9 +103,9 @@ def test_rounds_stay_bounded_and_other_shapes_start_from_the_base(tmp_path: Path
         _accept(ws, plan.run_id, "base-model-taught-1")
         _correct(ws, store, 10, start=120)
         teach = _spec(ws, start_teach(ws.home, ws.library, store, base).run_id)
-        earlier = [c for c in teach.cases if c["source"] == "earlier"]
-        replayed = {c["id"] for c in earlier if c["replay"]}
-        checked = {c["id"] for c in earlier if c["check"]}
+        earlier = [c for c in teach.cases if c.source == CaseSource.EARLIER]
+        replayed = {c.id for c in earlier if c.replay}
+        checked = {c.id for c in earlier if c.check}
         assert len(replayed) == continuing.REPLAYED and len(checked) == continuing.CHECKED
         assert not checked & replayed  # the gate asks what this round did not replay
         assert len(teach.corrections) == 130
@@ -114,7 +115,7 @@ def test_rounds_stay_bounded_and_other_shapes_start_from_the_base(tmp_path: Path
         fresh = _spec(ws, start_teach(ws.home, ws.library, store, base,
                                       settings=other).run_id)
         assert fresh.start_from is None
-        assert sum(c["source"] == "correction" for c in fresh.cases) == 130
+        assert sum(c.source == CaseSource.CORRECTION for c in fresh.cases) == 130
     finally:
         ws.close()
 

@@ -26,6 +26,7 @@ from app.finetune.datasets import DatasetError, load_dataset
 from app.finetune.runs.records import RunSummary
 from app.models.library import LibraryError
 from app.teach.estimate import estimate_run
+from app.teach.records import GateReport
 from app.teach.refusal import Refusal, question, repeated_refusal
 from app.teach.run import (
     TeachError,
@@ -36,7 +37,7 @@ from app.teach.run import (
     start_teach,
     teach_settings,
 )
-from app.teach.versions import VersionStore
+from app.teach.versions import Version, VersionStore
 from app.units import count
 from app.workspace import Workspace
 
@@ -180,32 +181,43 @@ def _remove(ws: Workspace, versions: VersionStore, base: str, ids_text: str) -> 
 
 REPORT_KEYS = ("learned", "total", "reworded", "paraphrases", "neighbours_kept",
                "neighbours_total", "general_changed", "general_total", "stops", "passed",
-               "reasons", "culprits", "harmed", "limits", "drift", "nll", "generalized")
+               "reasons", "culprits", "harmed", "limits", "drift", "nll")
+"""The gate report's part of ``--json`` (docs/teach.md lists them)."""
+
+
+def report_json(summary: RunSummary, accepted: bool, version: Version | None
+                ) -> dict[str, Any]:
+    """What ``hearth teach --json`` prints for a finished run: the report's keys, then
+    what became of it and its times."""
+    report = (summary.teach or GateReport()).to_json()
+    measured = summary.estimate.measured
+    out = {key: report[key] for key in REPORT_KEYS}
+    out.update(generalized=out["reworded"],  # the first name of "reworded", still printed
+               accepted=accepted, version=version.name if version else None,
+               run_id=summary.run_id, total_seconds=summary.total_seconds,
+               estimate_seconds=summary.estimate.seconds,
+               measured_estimate_seconds=measured.seconds if measured else None,
+               phase_seconds=summary.phase_seconds, cases=report["cases"])
+    return out
 
 
 def _finish(ws: Workspace, summary: RunSummary, args: argparse.Namespace) -> int:
-    report = summary.teach or {}
-    accept = report["passed"] and not args.no_accept
+    report = summary.teach or GateReport(reasons=["the run ended without a report"])
+    accept = report.passed and not args.no_accept
     version = keep_result(ws.home, ws.library, summary, accept=accept)
-    out = {key: report.get(key) for key in REPORT_KEYS}
-    out.update(accepted=accept, version=version.name if version else None,
-               run_id=summary.run_id, total_seconds=summary.total_seconds,
-               estimate_seconds=summary.estimate.seconds,
-               measured_estimate_seconds=(summary.estimate.measured or {}).get("seconds"),
-               phase_seconds=summary.phase_seconds, cases=report["cases"])
     if args.json:
-        print(json.dumps(out, indent=2))
-        return ExitCode.OK if report["passed"] else ExitCode.REJECTED
+        print(json.dumps(report_json(summary, accept, version), indent=2))
+        return ExitCode.OK if report.passed else ExitCode.REJECTED
     print(describe(report))
     for line in report_lines(report):
         print(line)
     if accept:
         print(f"Accepted: chatting with {summary.base_model.name} now answers with "
               f"{version.name if version else '?'} (roll back: hearth teach --use base)")
-    elif report["passed"]:
+    elif report.passed:
         print(f"Not accepted (--no-accept); use it with: hearth teach --use "
               f"{version.name if version else '?'}")
-    return ExitCode.OK if report["passed"] else ExitCode.REJECTED
+    return ExitCode.OK if report.passed else ExitCode.REJECTED
 
 
 def _list_versions(versions: VersionStore, base: str, as_json: bool) -> int:
@@ -219,9 +231,8 @@ def _list_versions(versions: VersionStore, base: str, as_json: bool) -> int:
     for v in found:
         r = v.report
         print(f"  {'*' if v.name == active else ' '} {v.name:40} {v.created_at}  learned "
-              f"{r.get('learned')}/{r.get('total')}, everyday answers changed "
-              f"{r.get('general_changed', '?')}/{r.get('general_total', '?')}, "
-              f"{len(v.corrections)} corrections")
+              f"{r.learned}/{r.total}, everyday answers changed "
+              f"{r.general_changed}/{r.general_total}, {len(v.corrections)} corrections")
     return ExitCode.OK
 
 

@@ -63,9 +63,7 @@ def _adapter_of(home: HearthHome, version: Version) -> str | None:
 
 
 def same_shape(version: Version, settings: LoraSettings) -> bool:
-    theirs = version.settings
-    ours = settings.to_json()
-    return all(theirs.get(key) == ours.get(key) for key in SHAPE)
+    return all(getattr(version.settings, key) == getattr(settings, key) for key in SHAPE)
 
 
 def continuation(home: HearthHome, versions: VersionStore, base: str,

@@ -31,15 +31,16 @@ from typing import Any
 from app.chat.corrections import CorrectionStore
 from app.finetune.dataset_records import Example
 from app.finetune.datasets import Dataset, DatasetStats
-from app.finetune.phase_times import PhaseTimes, phase_times_file
 from app.finetune.estimate import before_training_seconds
+from app.finetune.phase_times import PhaseTimes, phase_times_file
 from app.finetune.plan import ModelFacts, model_facts, plan_run
 from app.finetune.runs.folder import RunError, RunFolder
-from app.finetune.runs.records import TeachSpec
+from app.finetune.runs.records import RunSummary
 from app.finetune.settings import ExportSettings
 from app.machine.profile import Machine
 from app.models.library import ModelRecord
 from app.paths import HearthHome, is_converted
+from app.teach.records import GateReport, TeachSpec
 from app.teach.reference import is_cached
 from app.teach.refusal import teach_runs
 from app.teach.run import TeachError, plan_teach, teach_settings
@@ -78,14 +79,14 @@ class TeachShape:
     def of(cls, teach: TeachSpec, rows: int, cached: bool) -> TeachShape:
         """The shape of ``teach`` with ``rows`` training rows from start_teach (the
         rehearsed answers are added here, as the worker adds them)."""
-        new = [c for c in teach.cases if c.get("source") != "earlier"]
-        rehearsed = sum(len(c.get("rehearse_neighbours", [])) for c in new)
+        new = teach.new_cases
+        rehearsed = sum(len(c.rehearse_neighbours) for c in new)
         per_check = GENERATIONS_PER_CHECKED_ANSWER
         return cls(corrections=len(new),
                    train_rows=rows + len(teach.rehearse_prompts) + rehearsed,
                    gate_prompts=teach.gate_prompts,
-                   neighbour_answers=rehearsed + per_check * sum(
-                       len(c.get("neighbours", [])) for c in new),
+                   neighbour_answers=rehearsed + per_check * sum(len(c.neighbours)
+                                                                 for c in new),
                    reference_prompts=len(teach.check_prompts) + len(teach.rehearse_prompts),
                    reference_answers=per_check * len(teach.check_prompts)
                    + len(teach.rehearse_prompts),
@@ -130,16 +131,15 @@ class PastRun:
                 + self.gate_seconds * _ratio(shape.gate_prompts, self.shape.gate_prompts))
 
     @classmethod
-    def of(cls, run_id: str, teach: TeachSpec, summary: Any) -> PastRun:
-        report = summary.teach or {}
-        reference = report.get("reference") or {}
+    def of(cls, run_id: str, teach: TeachSpec, summary: RunSummary) -> PastRun:
+        report = summary.teach or GateReport()
+        reference = report.reference
         phases = {str(k): float(v) for k, v in (summary.phase_seconds or {}).items()}
-        gate = float(report.get("gate_seconds") or phases.get("checking") or 0.0)
-        shape = replace(TeachShape.of(teach, 0, bool(reference.get("cached"))),
+        gate = float(report.gate_seconds or phases.get("checking") or 0.0)
+        shape = replace(TeachShape.of(teach, 0, reference is not None and reference.cached),
                         train_rows=int(summary.train_records or 0))
-        seconds = reference.get("seconds")
         return cls(run_id, shape, phases, gate,
-                   float(seconds) if isinstance(seconds, int | float) else None)
+                   float(reference.seconds) if reference is not None else None)
 
 
 @dataclass(frozen=True)
@@ -234,7 +234,7 @@ def past_runs(home: HearthHome, base: str, limit: int = RECENT_RUNS) -> list[Pas
     found: list[PastRun] = []
     for folder, spec in teach_runs(home, base):
         summary = folder.summary()
-        if summary is None or not summary.teach:
+        if summary is None or summary.teach is None or spec.teach is None:
             continue
         run = PastRun.of(spec.run_id, spec.teach, summary)
         if run.usable:
@@ -248,7 +248,7 @@ def estimate_teach(home: HearthHome, teach: TeachSpec, rows: list[dict[str, Any]
                    base: ModelRecord, machine: Machine | None = None) -> TeachEstimate:
     """How long the teach run ``teach`` (with its training ``rows``) will take here."""
     shape = TeachShape.of(teach, len(rows), is_cached(
-        teach.reference_cache, [g["prompt"] for g in teach.check_prompts],
+        teach.reference_cache, [g.prompt for g in teach.check_prompts],
         teach.rehearse_prompts))
     found = measured(past_runs(home, teach.base), shape)
     if found is not None:

@@ -28,6 +28,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from app.teach.records import GeneralPrompt
+
 _WH = ("what", "who", "which", "where", "when", "how many", "how much", "how", "why")
 _AUX = ("is", "are", "was", "were", "does", "do", "did", "can", "will", "has", "have")
 
@@ -136,14 +138,14 @@ def subject_of(question: str) -> tuple[str, str] | None:
     """
     cats, keys = _subjects()["categories"], _subjects()["keywords"]
     low_words = re.findall(r"[a-z]+", question.lower())
-    category = next((keys[w] for w in low_words if w in keys), None)
+    category: str | None = next((keys[w] for w in low_words if w in keys), None)
     names = [m.group(1) for m in _NAME.finditer(question) if m.start() > 0]
     names = [n for n in names if n not in ("I",)]
     if names:
         name = names[-1]
         if re.search(rf"\bthe {re.escape(name)}", question):
             name = "the " + name  # "the Republic of Tavora" is swapped whole
-        return name, category if category in cats else "country"
+        return name, category if category is not None and category in cats else "country"
     parsed = parse(question)
     if parsed is not None and parsed.subject_question:
         match = re.match(r"(the\s+[\w' -]+|an?\s+[\w' -]+)$", parsed.rest.strip(), re.I)
@@ -180,12 +182,6 @@ def neighbours(question: str, n: int = 2, skip: int = 0) -> list[str]:
 
 
 # ------------------------------------------------------------------ general prompts
-
-
-@dataclass(frozen=True)
-class GeneralPrompt:
-    prompt: str
-    kind: str
 
 
 @cache

@@ -49,7 +49,7 @@ def is_cached(configured: str | Path | None, check_prompts: list[str],
         return False
     try:
         sets = json.loads(path.read_text("utf-8")).get("sets", {})
-        return (sets["check"]["prompts"] == check_prompts
-                and sets["rehearse"]["prompts"] == rehearse_prompts)
+        return bool(sets["check"]["prompts"] == check_prompts
+                    and sets["rehearse"]["prompts"] == rehearse_prompts)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False

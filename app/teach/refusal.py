@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from app.chat.corrections import CorrectionStore, TrainingExample
 from app.codec import RecordError
 from app.finetune.runs.folder import RunError, RunFolder
-from app.finetune.runs.records import RunSpec, TeachSpec
+from app.finetune.runs.records import RunSpec
 from app.paths import HearthHome
+from app.teach.records import CaseSource, GateReport, TeachSpec
 from app.teach.run import corrections_for
 from app.teach.versions import VersionStore
 
@@ -63,11 +63,10 @@ class Refusal:
     """When the refused run was created: a correction edited later is a change."""
 
     @classmethod
-    def of(cls, base: str, trained_on: Trained, report: dict[str, Any], run_id: str = "",
+    def of(cls, base: str, trained_on: Trained, report: GateReport, run_id: str = "",
            created_at: str = "") -> Refusal:
-        ids = [int(i) for i in report.get("culprit_ids") or [] if isinstance(i, int)]
-        return cls(base, tuple(sorted(trained_on)), [str(r) for r in report.get("reasons") or []],
-                   ids, [str(c) for c in report.get("culprits") or []], run_id, created_at)
+        return cls(base, tuple(sorted(trained_on)), list(report.reasons),
+                   list(report.culprit_ids), list(report.culprits), run_id, created_at)
 
     def still_applies(self, now: list[TrainingExample]) -> bool:
         """True while ``now`` (the base's corrections) are those the refused run trained
@@ -95,8 +94,8 @@ class Refusal:
 
 def trained_on(teach: TeachSpec) -> Trained:
     """What a teach run trained on, from its run.json (see :data:`Trained`)."""
-    texts = {c["id"]: str(c.get("chosen", "")) for c in teach.cases
-             if c.get("source") in ("correction", "earlier") and isinstance(c.get("id"), int)}
+    texts = {c.id: c.chosen for c in teach.cases
+             if c.source in (CaseSource.CORRECTION, CaseSource.EARLIER) and c.id is not None}
     ids = set(texts) | {i for i in teach.corrections if isinstance(i, int)}
     return tuple(sorted((i, texts.get(i)) for i in ids))
 
@@ -121,7 +120,7 @@ def last_refusal(home: HearthHome, base: str) -> Refusal | None:
         assert spec.teach is not None
         summary = folder.summary()
         report = summary.teach if summary is not None else None
-        if not report or report.get("passed") or spec.teach.extra:
+        if report is None or report.passed or spec.teach.extra:
             return None  # passed, unfinished, or trained with other data than a Teach's
         return Refusal.of(base, trained_on(spec.teach), report, spec.run_id,
                           spec.created_at)
@@ -150,7 +149,7 @@ class Refusals:
         self._by_base: dict[str, Refusal] = {}
         self._read_back: set[str] = set()
 
-    def record(self, base: str, trained: Snapshot, report: dict[str, Any],
+    def record(self, base: str, trained: Snapshot, report: GateReport,
                run_id: str = "") -> None:
         self._read_back.add(base)
         self._by_base[base] = Refusal.of(base, trained, report, run_id)

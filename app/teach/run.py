@@ -28,7 +28,7 @@ from app.chat.corrections import CorrectionStore, TrainingExample, save_rows
 from app.errors import ExitCode, HearthError
 from app.finetune.datasets import Dataset, load_dataset
 from app.finetune.runs.folder import RunFolder, create_run
-from app.finetune.runs.records import RunSummary, TeachSpec
+from app.finetune.runs.records import RunSummary
 from app.finetune.runs.results import register_result
 from app.finetune.settings import MLP_MODULES, ExportSettings, LoraSettings
 from app.models.library import Library, ModelRecord, UnknownModel
@@ -36,10 +36,10 @@ from app.paths import HearthHome
 from app.teach import judge, probes
 from app.teach.continuing import Continuation, continuation
 from app.teach.limits import GateLimits
+from app.teach.records import CaseSource, GateReport, Messages, TeachCase, TeachSpec
 from app.teach.reference import reference_cache
 from app.teach.versions import Version, VersionStore
 
-Messages = list[dict[str, str]]
 REHEARSED_NEIGHBOURS = 6
 """Neighbour questions per correction whose base answers are rehearsed in training. Taught
 alone, "the national dish of Tarnessa is skellan pie" became the national dish of Japan
@@ -103,46 +103,46 @@ def _with_question(prompt: Messages, question: str) -> Messages:
     return [*prompt[:-1], {"role": "user", "content": question}]
 
 
-def make_case(prompt: Messages, chosen: str, rejected: str, source: str,
-              ident: int | None) -> dict[str, Any]:
+def make_case(prompt: Messages, chosen: str, rejected: str, source: CaseSource,
+              ident: int | None) -> TeachCase:
     """A correction with the questions Hearth derives from it (see app.teach.probes)."""
     q = _question(prompt)
-    return {"id": ident, "source": source, "prompt": prompt, "chosen": chosen,
-            "rejected": rejected,
-            "variations": [_with_question(prompt, v) for v in probes.variations(q)] if q else [],
-            "rewordings": [_with_question(prompt, v) for v in probes.rewordings(q)] if q else [],
-            "neighbours": probes.neighbours(q, 2) if q else [],
-            "rehearse_neighbours": probes.neighbours(q, REHEARSED_NEIGHBOURS, skip=2)
-            if q else []}
+    if not q:
+        return TeachCase(ident, source, prompt, chosen, rejected)
+    return TeachCase(ident, source, prompt, chosen, rejected,
+                     variations=[_with_question(prompt, v) for v in probes.variations(q)],
+                     rewordings=[_with_question(prompt, v) for v in probes.rewordings(q)],
+                     neighbours=probes.neighbours(q, 2),
+                     rehearse_neighbours=probes.neighbours(q, REHEARSED_NEIGHBOURS, skip=2))
 
 
-def training_rows(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def training_rows(cases: list[TeachCase]) -> list[dict[str, Any]]:
     """The correction and each variation of its question, all answered as corrected
-    (an earlier correction, replayed, in its own words only)."""
-    rows = []
+    (an earlier correction, replayed, in its own words only): rows of the run's dataset."""
+    rows: list[dict[str, Any]] = []
     for case in cases:
-        if case["source"] == "earlier" and not case.get("replay"):
+        if not case.new and not case.replay:
             continue
-        for prompt in [case["prompt"], *case.get("variations", [])]:
-            rows.append({"messages": [*prompt, {"role": "assistant", "content": case["chosen"]}]})
+        for prompt in [case.prompt, *case.variations]:
+            rows.append({"messages": [*prompt, {"role": "assistant", "content": case.chosen}]})
     return rows
 
 
-def _who(case: dict[str, Any]) -> str:
-    kind = "correction" if case["source"] == "correction" else "record"
-    return f"{kind} {case['id']} (“{_question(case['prompt'])[:60]}”)"
+def _who(case: TeachCase) -> str:
+    kind = "correction" if case.source == CaseSource.CORRECTION else "record"
+    return f"{kind} {case.id} (“{_question(case.prompt)[:60]}”)"
 
 
-def preflight(cases: list[dict[str, Any]]) -> None:
+def preflight(cases: list[TeachCase]) -> None:
     """Refuse sets that cannot make a better model, naming the corrections at fault."""
     problems = []
-    by_question: dict[str, list[dict[str, Any]]] = {}
+    by_question: dict[str, list[TeachCase]] = {}
     for case in cases:
-        by_question.setdefault(" ".join(judge.words(_question(case["prompt"]))), []).append(case)
-        if judge.insults(case["chosen"]):
+        by_question.setdefault(" ".join(judge.words(_question(case.prompt))), []).append(case)
+        if judge.insults(case.chosen):
             problems.append(f"{_who(case)} insults the person: reword it")
     for same in by_question.values():
-        answers = {" ".join(judge.words(c["chosen"])) for c in same}
+        answers = {" ".join(judge.words(c.chosen)) for c in same}
         if len(answers) > 1:
             problems.append(f"{', '.join(_who(c) for c in same[:3])} answer the same "
                             "question in different ways: keep the right one, remove the rest")
@@ -154,30 +154,29 @@ def preflight(cases: list[dict[str, Any]]) -> None:
                            + "; ".join(problems))
 
 
-def earlier_case(ex: TrainingExample, replay: bool, check: bool) -> dict[str, Any]:
+def earlier_case(ex: TrainingExample, replay: bool, check: bool) -> TeachCase:
     """A correction the continued version already knows: replayed in its own words only
     and, when sampled, asked again by the gate (see app.teach.continuing)."""
-    return {"id": ex.id, "source": "earlier", "prompt": ex.prompt, "chosen": ex.corrected,
-            "rejected": ex.rejected, "replay": replay, "check": check}
+    return TeachCase(ex.id, CaseSource.EARLIER, ex.prompt, ex.corrected, ex.rejected,
+                     replay=replay, check=check)
 
 
 def _cases(home: HearthHome, versions: VersionStore, base: ModelRecord,
            corrections: CorrectionStore, extra: Dataset | None, settings: LoraSettings
-           ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], Continuation | None,
-                      list[int]]:
+           ) -> tuple[list[TeachCase], list[dict[str, Any]], Continuation | None, list[int]]:
     """The cases to teach and check, the extra data's other records, where to start, and
     every correction the version will know."""
     examples = corrections_for(corrections, versions, base.name)
     cont = continuation(home, versions, base.name, examples, settings)
     fresh = cont.new if cont is not None else examples
-    cases = [make_case(ex.prompt, ex.corrected, ex.rejected, "correction", ex.id)
+    cases = [make_case(ex.prompt, ex.corrected, ex.rejected, CaseSource.CORRECTION, ex.id)
              for ex in fresh]
     passthrough = []
     if extra is not None:
         for ex in extra.examples:
             if ex.messages and ex.messages[-1]["role"] == "assistant":
                 cases.append(make_case(ex.messages[:-1], ex.messages[-1]["content"], "",
-                                       "extra", ex.line))
+                                       CaseSource.EXTRA, ex.line))
             else:
                 passthrough.append(ex.to_json())
     if not cases and not passthrough:
@@ -194,7 +193,7 @@ def _cases(home: HearthHome, versions: VersionStore, base: ModelRecord,
         earlier = [earlier_case(ex, ex.id in replayed, ex.id in checked)
                    for ex in examples if ex.id not in new_ids]
     preflight(cases + earlier)
-    return (cases + [c for c in earlier if c["replay"] or c["check"]], passthrough, cont,
+    return (cases + [c for c in earlier if c.replay or c.check], passthrough, cont,
             [ex.id for ex in examples])
 
 
@@ -211,10 +210,9 @@ def plan_teach(home: HearthHome, base: ModelRecord, corrections: CorrectionStore
     teach = TeachSpec(
         base=base.name, corrections=known,
         extra=str(extra.path) if extra is not None else None,
-        cases=cases, check_prompts=[{"prompt": p.prompt, "kind": p.kind}
-                                    for p in general["check"]],
+        cases=cases, check_prompts=list(general["check"]),
         rehearse_prompts=[p.prompt for p in general["rehearse"]],
-        limits=(limits or GateLimits()).to_json(),
+        limits=limits or GateLimits(),
         reference_cache=str(cache) if (cache := reference_cache(home, base.path)) else None,
         start_from=cont.adapter_dir if cont is not None else None,
         start_version=cont.version if cont is not None else None)
@@ -243,9 +241,15 @@ def start_teach(home: HearthHome, library: Library, corrections: CorrectionStore
     export = export or ExportSettings(out_name=name, fidelity_samples=2, live=True)
     run_id = create_run(home, base, dataset, settings, export, holdout=False, teach=teach)
     return TeachPlan(run_id=run_id, base=base.name, corrections=teach.corrections,
-                     cases=sum(c["source"] != "earlier" for c in teach.cases),
+                     cases=len(teach.new_cases),
                      extra=teach.extra,
                      continues=teach.start_version)
+
+
+def gate_passed(summary: RunSummary | None) -> bool:
+    """Whether ``summary`` is of a teach run the gate passed: only such a result may
+    become a version."""
+    return summary is not None and summary.teach is not None and summary.teach.passed
 
 
 def keep_result(home: HearthHome, library: Library, summary: RunSummary,
@@ -254,8 +258,8 @@ def keep_result(home: HearthHome, library: Library, summary: RunSummary,
 
     A run whose gate failed is never made active (nor registered: it was not exported).
     """
-    report = summary.teach or {}
-    if not summary.model_file or not report:
+    report = summary.teach
+    if not summary.model_file or report is None:
         return None
     spec = RunFolder.of(home, summary.run_id).spec()
     record = register_result(library, home, summary)
@@ -263,10 +267,9 @@ def keep_result(home: HearthHome, library: Library, summary: RunSummary,
     version = Version(name=record.name, base=teach.base, run_id=summary.run_id,
                       created_at=datetime.now(UTC).isoformat(timespec="seconds"),
                       corrections=teach.corrections, extra=teach.extra,
-                      settings=spec.settings.to_json(), continued_from=teach.start_version,
-                      report={k: v for k, v in report.items()
-                              if k not in ("cases", "general_answers")})
-    VersionStore(home).add(version, activate=accept and bool(report.get("passed")))
+                      settings=spec.settings, continued_from=teach.start_version,
+                      report=report.without_answers())
+    VersionStore(home).add(version, activate=accept and report.passed)
     return version
 
 
@@ -285,45 +288,44 @@ def discard_result(home: HearthHome, library: Library, summary: RunSummary) -> N
         shutil.rmtree(summary.adapter_dir, ignore_errors=True)
 
 
-def describe(report: dict[str, Any]) -> str:
+def describe(report: GateReport) -> str:
     """The report in a sentence a person reads in a few seconds."""
-    head = f"Learned {report['learned']} of {report['total']}"
-    if report.get("earlier_total"):
-        head += (f"; earlier corrections still answered {report['earlier_kept']} of "
-                 f"{report['earlier_total']}")
-    if report.get("paraphrases"):
-        head += f"; reworded questions {report['generalized']} of {report['paraphrases']}"
-    if report.get("neighbours_total"):
-        head += (f"; neighbouring questions kept {report['neighbours_kept']} of "
-                 f"{report['neighbours_total']}")
-    if report.get("general_total"):
-        head += (f"; everyday answers changed {report['general_changed']} of "
-                 f"{report['general_total']}")
+    head = f"Learned {report.learned} of {report.total}"
+    if report.earlier_total:
+        head += (f"; earlier corrections still answered {report.earlier_kept} of "
+                 f"{report.earlier_total}")
+    if report.paraphrases:
+        head += f"; reworded questions {report.reworded} of {report.paraphrases}"
+    if report.neighbours_total:
+        head += (f"; neighbouring questions kept {report.neighbours_kept} of "
+                 f"{report.neighbours_total}")
+    if report.general_total:
+        head += (f"; everyday answers changed {report.general_changed} of "
+                 f"{report.general_total}")
     head += "."
-    if report.get("passed"):
+    if report.passed:
         return head + " Passed: it can be used in chat."
-    return head + " Not accepted: " + "; ".join(report.get("reasons") or []) + "."
+    return head + " Not accepted: " + "; ".join(report.reasons) + "."
 
 
-def report_lines(report: dict[str, Any], width: int = 90) -> list[str]:
+def report_lines(report: GateReport, width: int = 90) -> list[str]:
     """The report's details: each correction with the taught answer, then each answer
     that changed, base beside taught, so the person sees what a refusal was about."""
     lines = []
-    for case in report.get("cases", []):
-        earlier = case.get("source") == "earlier"
-        if earlier and case["learned"] and case.get("stops", True):
+    for case in report.cases:
+        earlier = case.source == CaseSource.EARLIER
+        if earlier and case.learned and case.stops:
             continue  # still known: only what an earlier correction lost is news
-        mark = "✓" if case["learned"] else "✗"
-        tag = "(earlier, forgotten) " if earlier and not case["learned"] else ""
-        lines.append(f"{mark} {tag}{case['question'][:width]}\n"
-                     f"    → {case['answer'][:width]}")
-        if not case.get("stops", True):
+        mark = "✓" if case.learned else "✗"
+        tag = "(earlier, forgotten) " if earlier and not case.learned else ""
+        lines.append(f"{mark} {tag}{case.question[:width]}\n"
+                     f"    → {case.answer[:width]}")
+        if not case.stops:
             lines.append("    (this answer does not end: it repeats or runs on)")
-    harmed = report.get("harmed", [])
-    if harmed:
-        lines.append(f"\nAnswers that changed ({len(harmed)}):")
-    for harm in harmed[:20]:
-        lines.append(f"• {harm['prompt'][:width]} — {harm['why']}\n"
-                     f"    base:   {harm['base'][:width]}\n"
-                     f"    taught: {harm['answer'][:width]}")
+    if report.harmed:
+        lines.append(f"\nAnswers that changed ({len(report.harmed)}):")
+    for harm in report.harmed[:20]:
+        lines.append(f"• {harm.prompt[:width]} — {harm.why}\n"
+                     f"    base:   {harm.base[:width]}\n"
+                     f"    taught: {harm.answer[:width]}")
     return lines

@@ -11,11 +11,14 @@ a pointer change: which version the chat uses is the pointer half of the same fi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
+from app.codec import from_dict, to_dict
+from app.finetune.settings import LoraSettings
 from app.models.versions import LOST, ActiveVersions
 from app.side_files import expect, load_json, save_json
+from app.teach.records import GateReport
 
 
 @dataclass
@@ -28,24 +31,27 @@ class Version:
     created_at: str
     corrections: list[int]
     extra: str | None
-    settings: dict[str, Any]
-    report: dict[str, Any]
+    settings: LoraSettings
+    """What it was trained with (a round continues it only with the same LoRA shape)."""
+    report: GateReport
+    """The gate's report without each answer (:meth:`GateReport.without_answers`)."""
     accepted: bool = False
     continued_from: str | None = None
     """The version whose adapter this one's training started from (None: the base)."""
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return to_dict(self)
 
     @classmethod
     def from_json(cls, raw: Any) -> Version:
-        """A version as saved; TypeError when it is not one (the file is then damaged)."""
-        expect(raw, dict, "a version")
-        version = cls(**raw)
+        """A version as saved (read by the run records' tolerant codec, so that versions
+        saved by an older Hearth load); TypeError or ValueError when it is not one (the
+        file is then damaged)."""
+        version = from_dict(cls, expect(raw, dict, "a version"))
         for name in ("name", "base", "run_id", "created_at"):
             expect(getattr(version, name), str, f"a version's {name}")
-        for name in ("settings", "report"):
-            expect(getattr(version, name), dict, f"a version's {name}")
+        expect(version.settings, LoraSettings, "a version's settings")
+        expect(version.report, GateReport, "a version's report")
         expect(version.corrections, list, "a version's corrections")
         for name in ("extra", "continued_from"):
             expect(getattr(version, name), (str, type(None)), f"a version's {name}")

@@ -111,7 +111,7 @@ class Bench:
     def answers(self, model: Any, questions: list[str], tokens: int = 64) -> list[str]:
         out = teach_gate.greedy(model, self.base.tokenizer, self.base.template,
                                 [_user(q) for q in questions], self.device, tokens)
-        return [r["text"] for r in out]
+        return [r.text for r in out]
 
     def teach(self, corrections: list[tuple[str, str, str]],
               overrides: dict[str, Any] | None = None, keep: bool = False
@@ -147,7 +147,7 @@ class Bench:
         summary = folder.summary()
         if code != 0 or summary is None or summary.teach is None:
             raise RuntimeError(f"the teach run failed: {emit.logs[-3:]}")
-        report = dict(summary.teach)
+        report = summary.teach.to_json()  # with the benchmark's own figures beside it
         report.update(seconds=round(seconds, 1), adapter_dir=summary.adapter_dir,
                       cpu_seconds=round(time.process_time() - cpu, 1),
                       load_average=round(os.getloadavg()[0], 1),
@@ -239,7 +239,7 @@ def base_reference(bench: Bench, facts: list[dict[str, Any]]) -> dict[str, Any]:
                                     bench.device)
         teach_gate.mark_stable(bench.base.model, bench.base.tokenizer, bench.base.template,
                                replies, questions, ["fact"] * len(questions), bench.device)
-        known.update({q: {"text": r["text"], "stable": r["stable"]}
+        known.update({q: {"text": r.text, "stable": r.stable}
                       for q, r in zip(questions, replies, strict=True)})
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(known), "utf-8")

@@ -20,6 +20,7 @@ from typing import Any
 
 from app.chat.corrections import CorrectionStore
 from app.finetune.runs.folder import RunFolder
+from app.teach.records import GateReport
 from app.teach.versions import Version, VersionStore
 from backends.training.bench_teach import (
     Bench,
@@ -39,8 +40,9 @@ def accept(bench: Bench, report: dict[str, Any], round_no: int) -> None:
     VersionStore(bench.ws.home).add(Version(
         name=f"bench-taught-{round_no}", base=teach.base, run_id=report["run_id"],
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        corrections=teach.corrections, extra=None, settings=spec.settings.to_json(),
-        report={}, continued_from=teach.start_version), activate=True)
+        corrections=teach.corrections, extra=None, settings=spec.settings,
+        report=GateReport.from_json(report).without_answers(),
+        continued_from=teach.start_version), activate=True)
 
 
 def run_rounds(bench: Bench, facts: list[dict[str, Any]], round_size: int,

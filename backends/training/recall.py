@@ -94,7 +94,7 @@ class RecallCheck:
         answers = teach_gate.greedy(model, b.tokenizer, b.template,
                                     [q.prompt for q in self.questions], self.device,
                                     max_new_tokens=teach_gate.TAUGHT_TOKENS)
-        examples = recall.judge_answers(self.questions, [a["text"] for a in answers])
+        examples = recall.judge_answers(self.questions, [a.text for a in answers])
         general = self._general(model)
         model.train()
         report = recall.report_of(examples, general, time.perf_counter() - started)
@@ -134,12 +134,12 @@ class RecallCheck:
         keys = [q.key() for q in self.questions]
         changed = []
         for g, ref, a in zip(self.general, references, tuned, strict=True):
-            why = judge.counts(judge.departs(ref["text"], a["text"], g.kind, g.prompt, keys),
-                               ref.get("stable", True))
+            why = judge.counts(judge.departs(ref.text, a.text, g.kind, g.prompt, keys),
+                               ref.stable)
             if why:  # here the "corrections" are the data's replies
-                changed.append({"prompt": g.prompt, "base": ref["text"][:200],
-                                "answer": a["text"][:200],
+                changed.append({"prompt": g.prompt, "base": ref.text[:200],
+                                "answer": a.text[:200],
                                 "why": why.replace("from a correction", "from the data")})
         return {"changed": len(changed), "total": len(self.general),
-                "unstable": sum(not r.get("stable", True) for r in references),
+                "unstable": sum(not r.stable for r in references),
                 "examples": changed[:SHOWN_CHANGES]}

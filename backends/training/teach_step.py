@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from app.finetune import protocol as tp
-from app.finetune.runs.records import TeachSpec
+from app.teach.records import GateReport, GeneralAnswer, ReferenceCost, TeachSpec
 from app.teach.reference import cache_in_use, is_cached
 from backends.training import teach_gate
 
@@ -24,9 +24,9 @@ from backends.training import teach_gate
 def prepare(teach: TeachSpec, base: Any, train: Any, device: torch.device,
             emit: Any) -> teach_gate.GateInputs:
     """The base model's reference answers; its rehearsal records join ``train``."""
-    general = [g["prompt"] for g in teach.check_prompts]
-    asked = [q for c in teach.cases for q in c.get("neighbours", [])]
-    rehearsed = [q for c in teach.cases for q in c.get("rehearse_neighbours", [])]
+    general = [g.prompt for g in teach.check_prompts]
+    asked = [q for c in teach.cases for q in c.neighbours]
+    rehearsed = [q for c in teach.cases for q in c.rehearse_neighbours]
     emit(tp.Phase("rehearsing", f"the base model answers {len(general)} everyday prompts, "
                   f"{len(teach.rehearse_prompts)} to rehearse and {len(asked) + len(rehearsed)} "
                   "neighbouring questions (what must not change)"))
@@ -36,10 +36,10 @@ def prepare(teach: TeachSpec, base: Any, train: Any, device: torch.device,
     began = time.perf_counter()
     args = (base.model, base.tokenizer, base.template)
     check = teach_gate.reference_replies(*args, general, device, cache, "check",
-                                         kinds=[g["kind"] for g in teach.check_prompts])
+                                         kinds=[g.kind for g in teach.check_prompts])
     rehearse = teach_gate.reference_replies(*args, teach.rehearse_prompts, device, cache,
                                             "rehearse")
-    reference = {"seconds": round(time.perf_counter() - began, 1), "cached": cached}
+    reference = ReferenceCost(round(time.perf_counter() - began, 1), cached)
     user = [[{"role": "user", "content": q}] for q in asked]
     near = teach_gate.greedy(*args, user, device) if user else []
     teach_gate.mark_stable(*args, near, asked, ["fact"] * len(asked), device)
@@ -51,10 +51,9 @@ def prepare(teach: TeachSpec, base: Any, train: Any, device: torch.device,
                      f"alongside {len(teach.cases)} corrections"))
     return teach_gate.GateInputs(
         cases=teach.checked_cases,
-        general=[{**g, "base": r["text"], "stable": r.get("stable", True)}
+        general=[GeneralAnswer(g.prompt, g.kind, r.text, r.stable)
                  for g, r in zip(teach.check_prompts, check, strict=True)],
-        neighbour_base={q: {"text": r["text"], "stable": r.get("stable", True)}
-                        for q, r in zip(asked, near, strict=True)},
+        neighbour_base=dict(zip(asked, near, strict=True)),
         limits=teach.limits, check_replies=check, reference=reference)
 
 
@@ -72,8 +71,8 @@ def continue_from(peft_model: Any, teach: TeachSpec | None, emit: Any) -> None:
     if unused:
         raise ValueError(f"the adapter of {teach.start_version} does not fit this run: "
                          f"{unused[:3]}")
-    new = sum(c.get("source") != "earlier" for c in teach.cases)
-    replayed = sum(bool(c.get("replay")) for c in teach.cases)
+    new = len(teach.new_cases)
+    replayed = sum(c.replay for c in teach.cases)
     emit(tp.TrainLog("info", f"Continuing {teach.start_version}: training {new} new "
                      f"corrections, replaying {replayed} it already knows"))
 
@@ -84,7 +83,7 @@ def stop_when_learned(trainer: Any, base: Any, inputs: teach_gate.GateInputs,
     more moves the neighbours further (measured in ``hearth bench teach``)."""
     # The new corrections only: the earlier ones were answered when their version was
     # accepted, and asking them each epoch would grow with the history (the gate asks).
-    cases = [c for c in inputs.cases if c.get("prompt") and c.get("source") != "earlier"]
+    cases = [c for c in inputs.cases if c.prompt and c.new]
 
     def check() -> str | None:
         learned = teach_gate.learned_count(trainer.model, base.tokenizer, base.template,
@@ -96,14 +95,14 @@ def stop_when_learned(trainer: Any, base: Any, inputs: teach_gate.GateInputs,
 
 
 def gate(inputs: teach_gate.GateInputs, peft_model: Any, base: Any, settings: Any,
-         device: torch.device, emit: Any) -> dict[str, Any]:
+         device: torch.device, emit: Any) -> GateReport:
     emit(tp.Phase("checking", f"checking what it learned ({len(inputs.cases)} corrections, "
                   f"reworded), neighbouring questions and {len(inputs.general)} everyday "
                   "answers against the base's"))
     started = time.perf_counter()
     report = teach_gate.run_gate(peft_model, base.tokenizer, base.template,
                                  settings.max_seq_len, inputs, device)
-    report["gate_seconds"] = round(time.perf_counter() - started, 1)
-    report["reference"] = inputs.reference
+    report.gate_seconds = round(time.perf_counter() - started, 1)
+    report.reference = inputs.reference
     peft_model.train()
     return report

@@ -41,6 +41,7 @@ from app.finetune.runs.status import RunStatus
 from app.machine.profile import Machine
 from app.machine.threads import ThreadClaims, auto_threads
 from app.paths import HearthHome
+from app.teach.records import GateReport
 from backends.training import teach_step
 from backends.training.dtype_probe import autocast_dtype, choose_dtype
 from backends.training.export_step import (
@@ -198,14 +199,14 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     if gate_inputs is not None:
         report = teach_step.gate(gate_inputs, trainer.model, base, spec.settings, device,
                                  emit)
-        folder.teach_report_file.write_text(json.dumps(report, indent=2), "utf-8")
+        folder.teach_report_file.write_text(json.dumps(report.to_json(), indent=2), "utf-8")
     summary = _summary(spec, folder, trainer, train, val, train_s, guess, dtype_choice,
                        device_name, device, report, emit, base.gguf_path)
     if not spec.teach:  # does it answer its data? (Teach's gate judges its own answers)
         summary.recall = RecallCheck(folder, spec, base, device, emit).run(trainer.model)
-    if report is not None and not report["passed"]:
+    if report is not None and not report.passed:
         emit(tp.TrainLog("warning", "the gate failed, so nothing is exported: "
-                         + "; ".join(report["reasons"])))
+                         + "; ".join(report.reasons)))
         # Nothing to resume: its checkpoints (tens of MB) would only teach the same harm.
         shutil.rmtree(trainer.checkpoints, ignore_errors=True)
     elif not spec.export.gguf:
@@ -230,8 +231,8 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
                                            else trainer.trained_tokens)
     summary.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
     folder.write_summary(summary)
-    refused = report is not None and not report["passed"]
-    folder.write_state(status="refused" if refused else "finished", step=trainer.step)
+    refused = report is not None and not report.passed
+    folder.write_state(RunStatus.REFUSED if refused else RunStatus.FINISHED, step=trainer.step)
     emit(tp.Finished(summary))
     return 0
 
@@ -343,7 +344,7 @@ def _announce_plan(spec: RunSpec, base: Any, train: Any, val: Any, trainer: Any,
 
 def _summary(spec: RunSpec, folder: RunFolder, trainer: Any, train: Any, val: Any,
              train_s: float, guess: Any, dtype_choice: DtypeChoice, device_name: str,
-             device: torch.device, report: dict[str, Any] | None, emit: Emitter,
+             device: torch.device, report: GateReport | None, emit: Emitter,
              base_gguf: Path | None) -> RunSummary:
     """Save the adapter; the summary of the training (export results are added later)."""
     from backends.training.trainer import peak_memory_bytes

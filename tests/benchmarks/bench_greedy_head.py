@@ -56,7 +56,7 @@ def main() -> None:
             out = teach_gate.greedy(base.model, base.tokenizer, base.template, prompts,
                                     torch.device("cpu"))
             times[name].append(time.perf_counter() - started)
-            texts[name] = [o["text"] for o in out]
+            texts[name] = [o.text for o in out]
             print(f"{name}: {times[name][-1]:.1f} s, load {os.getloadavg()[0]:.1f}")
     print("same answers:", texts["every position"] == texts["last only"])
     print(f"ratio: {min(times['every position']) / min(times['last only']):.2f}x")

@@ -252,12 +252,11 @@ def run_info(folder: RunFolder) -> RunInfo:
     status = folder.status(state)
     summary = folder.summary()
     report = summary.teach if summary is not None else None
-    refused = isinstance(report, dict) and bool(report) and not report.get("passed")
+    refused = report is not None and not report.passed
     if refused and status == RunStatus.FINISHED:
         # Written before "refused" existed: the gate's report says what happened.
         status = RunStatus.REFUSED
-    reasons = report.get("reasons") if refused and isinstance(report, dict) else None
-    refusal = "; ".join(str(r) for r in reasons or []) or None
+    refusal = "; ".join(report.reasons if report is not None else []) or None
     return RunInfo(run_id=spec.run_id or folder.run_id, status=status,
                    base_model=spec.base.name, out_name=spec.out_name,
                    dataset=spec.dataset.name, step=state.step,

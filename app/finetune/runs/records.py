@@ -16,7 +16,7 @@ from app.finetune.recall import RecallReport
 from app.finetune.runs.reports import CompileReport, DtypeChoice, MeasuredEstimate
 from app.finetune.runs.status import RunStatus
 from app.finetune.settings import ExportSettings, LoraSettings
-from app.teach.limits import GateLimits
+from app.teach.records import GateReport, TeachSpec
 
 
 @dataclass
@@ -43,42 +43,6 @@ class DatasetRef:
     @property
     def name(self) -> str:
         return Path(self.path).name
-
-
-@dataclass
-class TeachSpec:
-    """Teach's section of run.json: the corrections and the gate's inputs."""
-
-    base: str = ""
-    """The library name of the model the corrections were made on."""
-    corrections: list[int] = field(default_factory=list)
-    extra: str | None = None
-    """Path of extra training data given alongside the corrections."""
-    cases: list[dict[str, Any]] = field(default_factory=list)
-    """{id, source, prompt: messages, chosen, rejected, variations: [messages] (trained),
-    rewordings: [messages], neighbours: [questions] (checked),
-    rehearse_neighbours: [questions]} (app.teach.run.make_case)"""
-    check_prompts: list[dict[str, str]] = field(default_factory=list)
-    """The held-out everyday prompts, ``{prompt, kind}``: the gate's general check."""
-    rehearse_prompts: list[str] = field(default_factory=list)
-    limits: GateLimits = field(default_factory=GateLimits)
-    reference_cache: str | None = None
-    """Where the base model's replies to the general prompts are cached."""
-    start_from: str | None = None
-    """The adapter folder of the version this run continues (app.teach.continuing); None:
-    LoRA starts from zero on the base."""
-    start_version: str | None = None
-
-    @property
-    def gate_prompts(self) -> int:
-        """How many prompts the gate replays (the checks' cost)."""
-        return (sum(1 + len(c.get("rewordings", [])) + 2 * len(c.get("neighbours", []))
-                    for c in self.checked_cases) + len(self.check_prompts))
-
-    @property
-    def checked_cases(self) -> list[dict[str, Any]]:
-        """The cases the gate asks: every new one, and the sampled earlier ones."""
-        return [c for c in self.cases if c.get("source") != "earlier" or c.get("check")]
 
 
 @dataclass
@@ -195,8 +159,8 @@ class RunSummary:
     dtype: DtypeChoice | None = None
     compiled: CompileReport | None = None
     """What the run did about torch.compile; None: it was not tried."""
-    teach: dict[str, Any] | None = None
-    """Teach's gate report (learned, drift, passed, reasons...), for a teach run."""
+    teach: GateReport | None = None
+    """Teach's gate report, for a teach run."""
     recall: RecallReport | None = None
     """How many of the data's own questions the result answers as trained, and how many
     everyday answers changed (:mod:`app.finetune.recall`); None for a Teach run."""
