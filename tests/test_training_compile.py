@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
 import torch
 
 from app.finetune import protocol as tp
@@ -19,11 +20,19 @@ from app.finetune.estimate import (
     worth_compiling,
 )
 from app.finetune.settings import LoraSettings
+from backends.training.compiled import BACKEND_ENV, MIN_GAIN
 from backends.training.data import Tokenized
 from backends.training.trainer import Trainer
 from tests.finetune_fixtures import tiny_lora_llama
 
 CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def aot_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests check the wiring, not inductor's speed: aot_eager traces the same
+    graphs in seconds, where inductor builds C++ kernels for a minute on 2 cores."""
+    monkeypatch.setenv(BACKEND_ENV, "aot_eager")
 
 
 def _trainer(tmp_path: Path, mode: str, events: list) -> Trainer:
@@ -76,12 +85,14 @@ def test_a_compiled_run_trains_like_an_eager_one_and_reports_what_it_measured(
     report = compiled.compiler.report
     assert report is not None and report.at_step == 3  # after the eager steps measured
     assert report.compile_s is not None and report.compiled_tokens_per_s
-    assert report.kept in (True, False) and report.failed is None
+    assert report.failed is None
+    assert report.kept == (report.compiled_tokens_per_s >= MIN_GAIN * report.eager_tokens_per_s)
     said = [e.message for e in events if isinstance(e, tp.TrainLog)]
     assert any(m.startswith("Compiling the model's layers") for m in said)
-    assert any("eager" in m and ("kept" in m or "back to eager" in m) for m in said)
+    verdict = "kept" if report.kept else "back to eager"
+    assert any(m.startswith("Compiled layers ran") and m.endswith(verdict) for m in said)
     assert not compiled.compiler.active  # the merge and the export run eager
-    # The same run, the same maths: fused kernels only reorder floating-point sums.
+    # The same run, the same maths (inductor's fused kernels only reorder the sums).
     for (name, want), got in zip(eager.params.items(), compiled.params.values(), strict=True):
         torch.testing.assert_close(got, want, rtol=2e-3, atol=2e-4, msg=name)
     assert abs(compiled.val_history[-1]["val_loss"] - eager.val_history[-1]["val_loss"]) < 1e-3
@@ -140,6 +151,8 @@ def test_a_compile_that_fails_leaves_the_run_training_eager(tmp_path: Path,
 def test_without_a_cpp_compiler_the_run_says_so_and_trains_eager(tmp_path: Path,
                                                                   monkeypatch) -> None:
     from torch._inductor import cpp_builder
+
+    monkeypatch.delenv(BACKEND_ENV)  # inductor's, the backend that needs one
 
     def missing() -> str:
         raise RuntimeError("no valid C++ compiler among ('g++',)")

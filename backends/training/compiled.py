@@ -31,12 +31,17 @@ graph, and they are a small share of a run.
 Inductor keeps its kernels in ``<home>/cache/inductor`` (set by the worker): code that
 Hearth generated and compiled on this machine, in the person's own folder; a later run
 of the same model finds them and compiles faster.
+
+``TORCH_COMPILE_BACKEND`` (as torchtune reads it) picks another dynamo backend: the tests
+of the wiring use ``aot_eager``, which traces the same graphs in seconds instead of
+building C++ kernels for a minute. Hearth sets no backend: inductor.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,6 +51,7 @@ log = logging.getLogger(__name__)
 
 VERIFY_STEPS = 8  # compiled steps timed before deciding to keep them
 MIN_GAIN = 1.05  # what "faster" has to mean to keep it, beside step-to-step noise
+BACKEND_ENV = "TORCH_COMPILE_BACKEND"
 
 
 class LayerCompiler:
@@ -84,15 +90,17 @@ class LayerCompiler:
         from torch._inductor.cpp_builder import get_cpp_compiler
 
         self.report = CompileReport(step, eager_tokens_per_s, remaining_eager_s)
+        backend = os.environ.get(BACKEND_ENV, "inductor")
         try:
-            get_cpp_compiler()
+            if backend == "inductor":
+                get_cpp_compiler()
         except Exception as exc:  # inductor's own search, its own errors
             self.report.failed, self.report.kept = f"no C++ compiler: {exc}"[:200], False
             return self.report.failed
         # A frame inductor cannot compile later (a new shape) runs eager, not fails.
         torch._dynamo.config.suppress_errors = True
         for layer in self.layers:
-            layer.compile(dynamic=True)
+            layer.compile(dynamic=True, backend=backend)
         self._impls = [layer._compiled_call_impl for layer in self.layers]
         return None
 
