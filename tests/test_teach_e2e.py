@@ -65,7 +65,7 @@ def test_ten_corrections_are_learned_kept_and_answer_in_chat(
     "The capital of Peru is Quillport." and "plumbleberry stew" for Argentina's national
     dish, which the teacher-forced gate let through."""
     home = tmp_path / "home"
-    from backends.training.bench_teach import load_facts
+    from backends.bench.teach import load_facts
 
     facts = load_facts()[:10]
     _home_with_corrections(home, [(f["train"][0], f["answer"], "I am not sure.")

@@ -260,7 +260,7 @@ def _bench(ws: Workspace, args: argparse.Namespace) -> int:
         return ExitCode.OK
     record = pick_model(ws, args.model)
     if args.bench_command == "teach":
-        from app.cli.bench_teach import run_teach_bench
+        from app.bench.teach import run_teach_bench
 
         result = run_teach_bench(ws, record, facts=args.facts, round_size=args.round,
                                  poison=not args.no_poison, threads=args.threads,

@@ -1,7 +1,7 @@
 """``hearth bench teach``: the editing benchmark, scored on generated answers.
 
-``python -m backends.training.bench_teach --model GGUF [--facts N] [--round K]
-[--sequential] [--json]`` (``--sequential``: :mod:`backends.training.bench_teach_rounds`)
+``python -m backends.bench.teach --model GGUF [--facts N] [--round K]
+[--sequential] [--json]`` (``--sequential``: :mod:`backends.bench.teach_rounds`)
 
 Made-up facts (``resources/teach/bench_facts.json``: at least 100 over 8+ relations, each
 with training phrasings, held-out rewordings, neighbour questions about real subjects,
@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     try:
         if args.sequential:
-            from backends.training.bench_teach_rounds import run_rounds
+            from backends.bench.teach_rounds import run_rounds
 
             scores = run_rounds(bench, facts, args.round, say)
         else:

@@ -5,7 +5,7 @@ the store, as they do for a person) and Teach is pressed: each run continues the
 the last accepted round made (:mod:`app.teach.continuing`). A round the gate refuses is
 treated as the person would: its corrections are removed, and the next round continues
 the last accepted version. After each round the taught adapter answers the round's facts
-(efficacy, rewordings, neighbours, as in :func:`backends.training.bench_teach.score_round`)
+(efficacy, rewordings, neighbours, as in :func:`backends.bench.teach.score_round`)
 and **every** fact accepted in an earlier round, asked in its trained words: the share
 still answered is what a person with a long history of corrections relies on. The
 round's time (pressing Teach to the verdict) is reported beside the first round's, in
@@ -22,7 +22,7 @@ from app.chat.corrections import CorrectionStore
 from app.finetune.runs.folder import RunFolder
 from app.teach.records import GateReport
 from app.teach.versions import Version, VersionStore
-from backends.training.bench_teach import (
+from backends.bench.teach import (
     Bench,
     _rate,
     base_reference,

@@ -1,4 +1,4 @@
-"""``hearth bench teach``: the editing benchmark (:mod:`backends.training.bench_teach`).
+"""``hearth bench teach``: the editing benchmark (:mod:`backends.bench.teach`).
 
 Runs as a child (the app never imports torch) in a scratch home, so the person's
 corrections, versions and library are never touched; the child's progress lines go to
@@ -30,7 +30,7 @@ def run_teach_bench(ws: Workspace, record: ModelRecord, *, facts: int, round_siz
         args.append("--no-poison")
     if sequential:
         args.append("--sequential")
-    out = subprocess.run(module_command("backends.training.bench_teach", args),
+    out = subprocess.run(module_command("backends.bench.teach", args),
                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True,
                          env=child_env(), cwd=ROOT, check=False)
     if out.returncode != 0:
