@@ -16,6 +16,14 @@ from typing import Any
 
 from app.atomic import atomic_write_text
 from app.chat.conversations import COMPLETE, Conversation, Message, model_messages
+from app.errors import ExitCode, HearthError
+
+
+class ExportRefused(HearthError, ValueError):
+    """A file name Hearth cannot export to (not .md or .json)."""
+
+    exit_code = ExitCode.BAD_INPUT
+
 
 _STATUS_NOTES = {"cancelled": "stopped", "truncated": "cut by the token limit",
                  "interrupted": "interrupted"}
@@ -74,6 +82,7 @@ def write_export(path: str | os.PathLike[str], conversation: Conversation,
     elif suffix in (".md", ".markdown", ".txt"):
         text = to_markdown(conversation, messages)
     else:
-        raise ValueError(f"cannot export to {target.name}: use a .md or .json file name")
+        raise ExportRefused(f"cannot export to {target.name}: use a .md or .json file "
+                            "name")
     atomic_write_text(target, text + ("\n" if not text.endswith("\n") else ""))
     return target

@@ -133,7 +133,8 @@ def assistant_spans(template: ChatTemplate, messages: list[dict[str, str]]
             # rendering; fall back to finding the reply text itself.
             start = full.find(message["content"], cursor)
             if start < 0:
-                raise ValueError("the chat template does not reproduce the assistant's reply")
+                raise ChatTemplateError("the chat template does not reproduce the "
+                                        "assistant's reply")
             end = start + len(message["content"])
             if template.eos_token and full.startswith(template.eos_token, end):
                 end += len(template.eos_token)

@@ -51,6 +51,12 @@ MAX_RECORDS = 1_000_000
 MAX_NESTING = 200  # where a too-deep file is reported (records are 3 levels deep)
 
 
+class SplitError(HearthError, ValueError):
+    """The records cannot be split into training and validation records as asked."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
 class DatasetError(HearthError, ValueError):
     """The dataset cannot be trained on; ``issues`` lists every problem found."""
 
@@ -105,9 +111,9 @@ class Dataset:
 def split_examples(examples: list[Example], validation_fraction: float = 0.1,
                    seed: int = 0) -> tuple[list[Example], list[Example]]:
     if not 0 < validation_fraction < 1:
-        raise ValueError("the validation fraction must be between 0 and 1")
+        raise SplitError("the validation fraction must be between 0 and 1")
     if len(examples) < 2:
-        raise ValueError("a dataset needs at least 2 records: one is held out to measure "
+        raise SplitError("a dataset needs at least 2 records: one is held out to measure "
                          "validation loss")
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)

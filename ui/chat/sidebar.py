@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.chat.conversations import Conversation
+from app.errors import HearthError
 from ui.chat.chat_view_model import ChatViewModel
 from ui.status_note import tell
 from ui.untrusted import tooltip as safe_tooltip
@@ -227,7 +228,7 @@ class Sidebar(QFrame):
             path += f".{kind}"
         try:
             written = self.chat.export(conversation_id, path)
-        except (OSError, ValueError) as exc:
+        except (OSError, HearthError) as exc:
             warn(self, "Export failed", f"Could not write {path}: {exc}")
             return
         tell(self, f"Exported “{title}” to {written}")

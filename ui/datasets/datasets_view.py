@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 
 from app.chat.conversations import ConversationStore
 from app.chat.corrections import CorrectionStore, TrainingExample
+from app.errors import HearthError
 from app.units import count
 from ui import theme
 from ui.untrusted import PlainLabel, warn
@@ -80,7 +81,7 @@ class CorrectReplyDialog(QDialog):
         try:
             self.example = self.corrections.add_from_conversation(self.store, self.message_id,
                                                                   text)
-        except ValueError as exc:
+        except HearthError as exc:
             self.error.setText(str(exc).capitalize() + ".")
             return
         self.accept()
@@ -181,7 +182,7 @@ class DatasetsView(QWidget):
             return
         try:
             self.corrections.update(example_id, self.corrected_edit.toPlainText())
-        except ValueError as exc:
+        except HearthError as exc:
             warn(self, "Cannot save", str(exc).capitalize() + ".")
             return
         self.refresh()

@@ -14,6 +14,7 @@ import html
 
 from PySide6.QtCore import QObject, Signal
 
+from app.errors import HearthError
 from app.finetune.datasets import Dataset
 from app.finetune.plan import DataShape, ModelFacts, PreviewRecord, measure, model_facts, preview
 from app.models.library import ModelRecord
@@ -24,7 +25,7 @@ PREVIEW_RECORDS = 3
 CACHED = 8  # a few models and datasets back is plenty
 
 Key = tuple[str, str]  # (model name, dataset sha256)
-Layout = tuple[list[PreviewRecord] | ValueError, DataShape | ValueError]
+Layout = tuple[list[PreviewRecord] | HearthError, DataShape | HearthError]
 
 
 def preview_html(records: list[PreviewRecord]) -> str:
@@ -47,15 +48,21 @@ def preview_html(records: list[PreviewRecord]) -> str:
 
 def _lay_out(dataset: Dataset, facts: ModelFacts) -> Layout:
     try:
-        records: list[PreviewRecord] | ValueError = preview(dataset, facts.template,
-                                                           PREVIEW_RECORDS)
-    except ValueError as exc:  # ChatTemplateError included
+        records: list[PreviewRecord] | HearthError = preview(dataset, facts.template,
+                                                            PREVIEW_RECORDS)
+    except HearthError as exc:  # the template cannot lay this data out (ChatTemplateError)
         records = exc
     try:
-        shape: DataShape | ValueError = measure(dataset, facts.template)
-    except ValueError as exc:
+        shape: DataShape | HearthError = measure(dataset, facts.template)
+    except HearthError as exc:
         shape = exc
     return records, shape
+
+
+def _failed(exc: BaseException) -> Layout:
+    """What an unexpected failure of the layout shows: said, never a blank preview."""
+    error = HearthError(f"laying out the records failed: {exc}")
+    return error, error
 
 
 class DataLayouts(QObject):
@@ -105,8 +112,7 @@ class DataLayouts(QObject):
             self._laying_out.add(key)
             self._background.run(lambda: _lay_out(dataset, facts),
                                  lambda result: self._on_laid_out(key, result),
-                                 lambda exc: self._on_laid_out(
-                                     key, (ValueError(str(exc)), ValueError(str(exc)))),
+                                 lambda exc: self._on_laid_out(key, _failed(exc)),
                                  name="template-layout")
         return None
 

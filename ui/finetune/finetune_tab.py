@@ -21,6 +21,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
 from app.chat.corrections import CorrectionStore
+from app.errors import HearthError
 from app.finetune import protocol as tp
 from app.finetune.client import TrainingClient
 from app.finetune.runs.delete import run_files
@@ -160,7 +161,7 @@ class FineTuneTab(QWidget):
         try:
             run_id = create_run(self.home, request.base, request.dataset, request.settings,
                                 request.export)
-        except (OSError, ValueError) as exc:
+        except (OSError, HearthError) as exc:
             self.setup.start_error.setText(f"The run could not be created: {exc}")
             self._restore_chat()
             return None

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.errors import HearthError
 from app.finetune.runs.delete import delete_run, run_files
 from app.finetune.runs.folder import RunInfo, list_runs
 from app.finetune.runs.status import RunStatus
@@ -139,7 +140,7 @@ class RunHistoryView(QWidget):
     def _details_html(self, run: RunInfo) -> str:
         try:
             files = run_files(self.home, self.library, run.run_id)
-        except (OSError, ValueError) as exc:  # RunError included
+        except (OSError, HearthError) as exc:  # RunError: its run.json is unreadable
             return f"<p>This run's folder cannot be read: {esc(exc)}</p>"
         spec, s = files.spec, files.summary
         data, settings = spec.dataset, spec.settings

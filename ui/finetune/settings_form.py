@@ -1,16 +1,15 @@
 """The Advanced panel: every field of LoraSettings and ExportSettings, as a form.
 
 Built from the dataclasses themselves, so a field the engine adds shows up here without
-a GUI change; each field's docstring becomes its tooltip and its help line.
+a GUI change: each field's :class:`app.finetune.settings.Knob` gives its label, its
+tooltip and its range (the same bounds ``__post_init__`` checks); only how a number is
+stepped and shown is chosen here.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import inspect
-import textwrap
-from functools import cache
+import typing
 from typing import Any
 
 from PySide6.QtCore import Signal
@@ -25,52 +24,33 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.finetune.settings import QUANT_TYPES, ExportSettings, LoraSettings
+from app.finetune.settings import QUANT_TYPES, ExportSettings, Knob, LoraSettings, knobs
 
-# Ranges and steps of the numeric fields; __post_init__ still has the last word.
-INT_RANGES = {"rank": (1, 1024), "max_steps": (0, 1_000_000), "batch_size": (1, 4096),
-              "grad_accumulation": (1, 4096), "max_seq_len": (16, 131072),
-              "seed": (0, 2**31 - 1), "eval_every": (0, 1_000_000),
-              "checkpoint_every": (0, 1_000_000), "fidelity_samples": (1, 1000)}
-FLOAT_SPECS = {  # (minimum, maximum, decimals, step)
-    "alpha": (0.01, 4096, 2, 1), "dropout": (0, 0.99, 3, 0.01),
-    "learning_rate": (1e-7, 0.99, 7, 1e-5), "warmup_ratio": (0, 0.99, 3, 0.01),
-    "min_lr_ratio": (0, 1, 3, 0.05), "weight_decay": (0, 10, 4, 0.01),
-    "layer_share": (0.05, 1, 2, 0.05),
-    # The export gate (app/finetune/fidelity.py).
-    "min_top1_agreement": (0, 1, 2, 0.05), "max_relative_logit_diff": (0, 1, 3, 0.01),
-    "max_loss_gap": (0, 10, 2, 0.05),
-    "epochs": (0.01, 1000, 2, 0.5), "validation_fraction": (0.01, 0.99, 3, 0.01),
-    "max_grad_norm": (0, 1000, 2, 0.1)}
-LABELS = {"grad_accumulation": "Gradient accumulation", "max_seq_len": "Max sequence length",
-          "min_lr_ratio": "Final LR ratio", "max_grad_norm": "Gradient clip norm",
-          "layer_share": "Share of layers (top)",
-          "out_name": "Output model name", "quant": "Quantization",
-          "gguf": "Export a GGUF model",
-          "min_top1_agreement": "Export gate: top-1 agreement at least",
-          "max_relative_logit_diff": "Export gate: logit difference at most",
-          "max_loss_gap": "Export gate: quantized loss gap at most"}
+FLOAT_STEPS = {  # (decimals, step) of the fractional fields
+    "alpha": (2, 1), "dropout": (3, 0.01), "learning_rate": (7, 1e-5),
+    "warmup_ratio": (3, 0.01), "min_lr_ratio": (3, 0.05), "weight_decay": (4, 0.01),
+    "layer_share": (2, 0.05), "epochs": (2, 0.5), "validation_fraction": (3, 0.01),
+    "max_grad_norm": (2, 0.1), "min_top1_agreement": (2, 0.05),
+    "max_relative_logit_diff": (3, 0.01), "max_loss_gap": (2, 0.05)}
+SPECIAL = {"max_steps": "by epochs", "eval_every": "auto", "checkpoint_every": "auto"}
+"""What the spin box shows at its lowest value (max steps: none, by epochs)."""
+PLACEHOLDERS = {"target_modules": "all linear projections (comma-separated names to choose)",
+                "out_name": "derived from the base model and the run"}
 
 
-@cache
-def field_docs(cls: type) -> dict[str, str]:
-    """The docstring under each field of a dataclass (PEP 257 attribute docstrings)."""
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    except (OSError, TypeError, SyntaxError):
-        return {}
-    docs: dict[str, str] = {}
-    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
-    for node, after in zip(body, body[1:], strict=False):
-        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-                and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
-                and isinstance(after.value.value, str)):
-            docs[node.target.id] = " ".join(after.value.value.split())
-    return docs
+def int_range(name: str, knob: Knob) -> tuple[int, int]:
+    """The spin box's range: the setting's own, and one below it for max steps (None)."""
+    low = int(knob.low or 0) + (1 if knob.above else 0)
+    high = int(knob.high if knob.high is not None else 2**31 - 1) - (1 if knob.below else 0)
+    return (low - 1 if name == "max_steps" else low), high
 
 
-def _label(name: str) -> str:
-    return LABELS.get(name, name.replace("_", " ").capitalize())
+def float_range(knob: Knob, decimals: int) -> tuple[float, float]:
+    """The spin box's range: the setting's own, an open bound a least step inside."""
+    least = 10.0 ** -decimals
+    low = (knob.low or 0.0) + (least if knob.above else 0.0)
+    high = (knob.high if knob.high is not None else 1e9) - (least if knob.below else 0.0)
+    return low, high
 
 
 class SettingsForm(QWidget):
@@ -82,21 +62,21 @@ class SettingsForm(QWidget):
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         for cls in (LoraSettings, ExportSettings):
-            docs = field_docs(cls)
             heading = QLabel("LoRA training" if cls is LoraSettings else "Export")
             heading.setStyleSheet("font-weight: 600; margin-top: 6px")
             form.addRow(heading)
-            for f in dataclasses.fields(cls):
-                widget = self._make(f.name, f.default)
-                widget.setToolTip(docs.get(f.name, ""))
-                label = QLabel(_label(f.name))
-                label.setToolTip(docs.get(f.name, ""))
-                self.widgets[f.name] = widget
+            types = typing.get_type_hints(cls)
+            for name, knob in knobs(cls).items():
+                widget = self._make(name, knob, types[name])
+                widget.setToolTip(knob.help)
+                label = QLabel(knob.label)
+                label.setToolTip(knob.help)
+                self.widgets[name] = widget
                 form.addRow(label, widget)
         self.set_values(LoraSettings(), ExportSettings())
 
-    def _make(self, name: str, default: Any) -> QWidget:
-        if isinstance(default, bool):
+    def _make(self, name: str, knob: Knob, kind: Any) -> QWidget:
+        if kind is bool:
             check = QCheckBox()
             check.toggled.connect(self.changed)
             return check
@@ -105,23 +85,21 @@ class SettingsForm(QWidget):
             combo.addItems(QUANT_TYPES)
             combo.currentIndexChanged.connect(self.changed)
             return combo
-        if name in ("target_modules", "out_name"):
+        if name in PLACEHOLDERS:
             edit = QLineEdit()
-            edit.setPlaceholderText("all linear projections (comma-separated names to "
-                                    "choose)" if name == "target_modules"
-                                    else "derived from the base model and the run")
+            edit.setPlaceholderText(PLACEHOLDERS[name])
             edit.textChanged.connect(self.changed)
             return edit
-        if name in INT_RANGES:
+        if kind is int or kind == int | None:
             spin = QSpinBox()
-            spin.setRange(*INT_RANGES[name])
-            if name in ("max_steps", "eval_every", "checkpoint_every"):
-                spin.setSpecialValueText("by epochs" if name == "max_steps" else "auto")
+            spin.setRange(*int_range(name, knob))
+            if name in SPECIAL:
+                spin.setSpecialValueText(SPECIAL[name])
             spin.valueChanged.connect(self.changed)
             return spin
-        low, high, decimals, step = FLOAT_SPECS[name]
+        decimals, step = FLOAT_STEPS[name]
         dspin = QDoubleSpinBox()
-        dspin.setRange(low, high)
+        dspin.setRange(*float_range(knob, decimals))
         dspin.setDecimals(decimals)
         dspin.setSingleStep(step)
         dspin.valueChanged.connect(self.changed)
@@ -171,7 +149,8 @@ class SettingsForm(QWidget):
         return out
 
     def lora(self) -> LoraSettings:
-        """The settings as typed; raises ValueError with the engine's message if invalid."""
+        """The settings as typed; raises SettingsError with the engine's message if
+        invalid."""
         return LoraSettings(**self._values(LoraSettings))
 
     def export(self) -> ExportSettings:

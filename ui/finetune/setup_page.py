@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.chat.corrections import CorrectionStore
+from app.errors import HearthError
 from app.finetune.advice import fact_advice
 from app.finetune.datasets import Dataset, DatasetError
 from app.finetune.plan import ModelFacts, RunPlan, plan_run
@@ -322,7 +323,7 @@ class SetupPage(QWidget):
                                            "template…")
             return
         records = layout[0]
-        if isinstance(records, ValueError):
+        if isinstance(records, HearthError):
             self.preview_view.setPlainText(f"The model's chat template cannot lay out this "
                                            f"data: {records}")
             return
@@ -367,7 +368,7 @@ class SetupPage(QWidget):
         try:
             settings = self.settings_form.lora()
             export = self.settings_form.export()
-        except ValueError as exc:
+        except HearthError as exc:
             return self._cannot_start(str(exc).capitalize())
         facts = self._facts_for(record)
         if facts is None:
@@ -383,7 +384,7 @@ class SetupPage(QWidget):
             return
         try:
             shape = layout[1]
-            if isinstance(shape, ValueError):
+            if isinstance(shape, HearthError):
                 raise shape
             converted = is_converted(record.path, self.home.base_model_cache)
             recall_s = planned_seconds(self.home, record.path, facts.parameters,
@@ -396,7 +397,7 @@ class SetupPage(QWidget):
                                  self.machine, shape, export, converted, recall_s).estimate
                 button.setText(f"{preset_label(name)}: about {format_duration(guess.seconds)}, "
                                f"peak memory about {format_bytes(guess.peak_memory_bytes)}")
-        except ValueError as exc:
+        except HearthError as exc:
             return self._cannot_start(str(exc).capitalize())
         self._show_estimate(self.plan, settings)
         self.advice.show_advice(fact_advice(self.dataset, settings))
@@ -438,7 +439,7 @@ class SetupPage(QWidget):
         try:
             settings = self.settings_form.lora()
             export = self.settings_form.export()
-        except ValueError as exc:
+        except HearthError as exc:
             self.start_error.setText(str(exc).capitalize())
             return None
         return RunRequest(record, self.dataset, settings, export, self.plan)

@@ -32,17 +32,16 @@ from PySide6.QtWidgets import (
 )
 
 from app.chat.corrections import CorrectionStore
+from app.errors import HearthError
 from app.finetune import protocol as tp
 from app.finetune.merge import merge_version, mergeable
 from app.finetune.runs.records import RunSummary
 from app.models.library import LibraryError, ModelRecord
 from app.teach.refusal import NOTHING_CHANGED, Refusal, Refusals, Snapshot, snapshot
 from app.teach.run import (
-    TeachError,
     corrections_for,
     describe,
     discard_result,
-    gate_passed,
     keep_result,
     report_lines,
     start_teach,
@@ -211,7 +210,7 @@ class TeachPanel(QWidget):
             record = self.workspace.library.get(self.base)
             plan = start_teach(self.workspace.home, self.workspace.library,
                                self.corrections, record)
-        except (TeachError, LibraryError, ValueError) as exc:
+        except HearthError as exc:  # why Teach cannot start, in words for the person
             self.phase.setText(str(exc))
             return
         self._run_base, self._trained_on = plan.base, trained_on
@@ -260,7 +259,7 @@ class TeachPanel(QWidget):
         if not running:
             self.progress.hide()
             self.clock.stop()
-        passed = gate_passed(self.summary)
+        passed = bool(self.summary and (self.summary.teach or {}).get("passed"))
         self.accept_button.setEnabled(passed and not running)
         self.discard_button.setEnabled(self.summary is not None and not running)
         self._refresh_versions()
@@ -278,8 +277,8 @@ class TeachPanel(QWidget):
         for v in self.versions.versions(self.base):
             r = v.report
             text = (f"{'● ' if v.name == active else '   '}{v.name} — learned "
-                    f"{r.learned}/{r.total}, everyday answers changed "
-                    f"{r.general_changed}/{r.general_total}, "
+                    f"{r.get('learned')}/{r.get('total')}, everyday answers changed "
+                    f"{r.get('general_changed', '?')}/{r.get('general_total', '?')}, "
                     f"{self._kind(v.name)}, {v.created_at}")
             item = QListWidgetItem(text)
             item.setData(Qt.ItemDataRole.UserRole, v.name)
@@ -302,7 +301,7 @@ class TeachPanel(QWidget):
             return "removed from the library"
         if mergeable(record):
             return "adapter applied live"
-        return f"merged ({record.provenance.quant or 'GGUF'})"
+        return f"merged ({record.provenance.get('quant') or 'GGUF'})"
 
     def _selected_version(self) -> str | None:
         item = self.version_list.currentItem() or self.version_list.item(
@@ -330,7 +329,7 @@ class TeachPanel(QWidget):
 
     def _on_merged(self, record: ModelRecord) -> None:
         self.phase.setText(f"{record.name} is now a stand-alone model "
-                           f"({record.provenance.quant}, checked by llama.cpp); its "
+                           f"({record.provenance.get('quant')}, checked by llama.cpp); its "
                            "adapter is kept for switching live.")
         self.merged.emit(record.name)
         self._idle()
@@ -378,10 +377,10 @@ class TeachPanel(QWidget):
     def _on_finished(self, summary: RunSummary) -> None:
         """Show the report; a refused result is thrown away at once (its adapter too):
         it can never be accepted, and Teach waits for the corrections to change."""
-        report = summary.teach
+        report = summary.teach or {}
         self._show_report(summary)
         base = self._run_base or self.base
-        if report is not None and not report.passed:
+        if report and not report.get("passed"):
             with contextlib.suppress(OSError, ValueError):  # a run folder gone meanwhile
                 discard_result(self.workspace.home, self.workspace.library, summary)
             if base:
@@ -393,11 +392,11 @@ class TeachPanel(QWidget):
             self.summary = summary
         self.finished.emit(summary)
         self._idle()
-        self.ended.emit(describe(report) if report is not None else self.phase.text())
+        self.ended.emit(describe(report) if report else self.phase.text())
 
     def _show_report(self, summary: RunSummary) -> None:
-        report = summary.teach
-        if report is None:
+        report = summary.teach or {}
+        if not report:
             self.phase.setText("The run ended without a report.")
             return
         self.phase.setText(describe(report))
@@ -413,7 +412,7 @@ class TeachPanel(QWidget):
             self.bridge.cancel()
 
     def _on_accept(self) -> None:
-        if self.summary is None or not gate_passed(self.summary):
+        if not self.summary or not (self.summary.teach or {}).get("passed"):
             return  # only a result the gate passed can become a version
         version = keep_result(self.workspace.home, self.workspace.library, self.summary,
                               accept=True)
