@@ -1,9 +1,9 @@
-"""The main window with the real starter model loaded in its chat: the fixture for tests
+"""The main window with the real starter model loaded in its chat: the fixtures for tests
 that drive the whole app like a person would (registered in conftest.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,3 +39,28 @@ def starter_window(qtbot: QtBot, workspace: Workspace, starter_gguf: Path,
     yield win
     win.close()
     assert not win.bridge.client.alive and win.server_button.panel.server is None
+
+
+@pytest.fixture
+def make_window(qtbot: QtBot, starter_gguf: Path) -> Iterator[Callable[..., object]]:
+    """Builds shown main windows over a given home (started, with the chat READY, unless
+    ``start=False``); each is closed at the end, and none may leave its worker running."""
+    from ui.chat.chat_view_model import ModelState
+    from ui.main_window import MainWindow
+
+    windows: list[MainWindow] = []
+
+    def make(workspace: Workspace, start: bool = True) -> MainWindow:
+        window = MainWindow(workspace)
+        qtbot.addWidget(window)
+        window.show()
+        windows.append(window)
+        if start:
+            window.start()
+            qtbot.waitUntil(lambda: window.chat.state == ModelState.READY, timeout=WAIT_MS)
+        return window
+
+    yield make
+    for window in windows:
+        window.close()
+        assert not window.bridge.client.alive, "a worker outlived its window"
