@@ -42,6 +42,7 @@ from app.teach.run import (
     corrections_for,
     describe,
     discard_result,
+    gate_passed,
     keep_result,
     report_lines,
     start_teach,
@@ -259,7 +260,7 @@ class TeachPanel(QWidget):
         if not running:
             self.progress.hide()
             self.clock.stop()
-        passed = bool(self.summary and (self.summary.teach or {}).get("passed"))
+        passed = gate_passed(self.summary)
         self.accept_button.setEnabled(passed and not running)
         self.discard_button.setEnabled(self.summary is not None and not running)
         self._refresh_versions()
@@ -277,8 +278,8 @@ class TeachPanel(QWidget):
         for v in self.versions.versions(self.base):
             r = v.report
             text = (f"{'● ' if v.name == active else '   '}{v.name} — learned "
-                    f"{r.get('learned')}/{r.get('total')}, everyday answers changed "
-                    f"{r.get('general_changed', '?')}/{r.get('general_total', '?')}, "
+                    f"{r.learned}/{r.total}, everyday answers changed "
+                    f"{r.general_changed}/{r.general_total}, "
                     f"{self._kind(v.name)}, {v.created_at}")
             item = QListWidgetItem(text)
             item.setData(Qt.ItemDataRole.UserRole, v.name)
@@ -301,7 +302,7 @@ class TeachPanel(QWidget):
             return "removed from the library"
         if mergeable(record):
             return "adapter applied live"
-        return f"merged ({record.provenance.get('quant') or 'GGUF'})"
+        return f"merged ({record.provenance.quant or 'GGUF'})"
 
     def _selected_version(self) -> str | None:
         item = self.version_list.currentItem() or self.version_list.item(
@@ -329,7 +330,7 @@ class TeachPanel(QWidget):
 
     def _on_merged(self, record: ModelRecord) -> None:
         self.phase.setText(f"{record.name} is now a stand-alone model "
-                           f"({record.provenance.get('quant')}, checked by llama.cpp); its "
+                           f"({record.provenance.quant}, checked by llama.cpp); its "
                            "adapter is kept for switching live.")
         self.merged.emit(record.name)
         self._idle()
@@ -377,10 +378,10 @@ class TeachPanel(QWidget):
     def _on_finished(self, summary: RunSummary) -> None:
         """Show the report; a refused result is thrown away at once (its adapter too):
         it can never be accepted, and Teach waits for the corrections to change."""
-        report = summary.teach or {}
+        report = summary.teach
         self._show_report(summary)
         base = self._run_base or self.base
-        if report and not report.get("passed"):
+        if report is not None and not report.passed:
             with contextlib.suppress(OSError, ValueError):  # a run folder gone meanwhile
                 discard_result(self.workspace.home, self.workspace.library, summary)
             if base:
@@ -392,11 +393,11 @@ class TeachPanel(QWidget):
             self.summary = summary
         self.finished.emit(summary)
         self._idle()
-        self.ended.emit(describe(report) if report else self.phase.text())
+        self.ended.emit(describe(report) if report is not None else self.phase.text())
 
     def _show_report(self, summary: RunSummary) -> None:
-        report = summary.teach or {}
-        if not report:
+        report = summary.teach
+        if report is None:
             self.phase.setText("The run ended without a report.")
             return
         self.phase.setText(describe(report))
@@ -412,7 +413,7 @@ class TeachPanel(QWidget):
             self.bridge.cancel()
 
     def _on_accept(self) -> None:
-        if not self.summary or not (self.summary.teach or {}).get("passed"):
+        if self.summary is None or not gate_passed(self.summary):
             return  # only a result the gate passed can become a version
         version = keep_result(self.workspace.home, self.workspace.library, self.summary,
                               accept=True)
