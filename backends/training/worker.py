@@ -199,7 +199,7 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     if gate_inputs is not None:
         report = teach_step.gate(gate_inputs, trainer.model, base, spec.settings, device,
                                  emit)
-        folder.teach_report_file.write_text(json.dumps(report.to_json(), indent=2), "utf-8")
+        atomic_write_text(folder.teach_report_file, json.dumps(report.to_json(), indent=2))
     summary = _summary(spec, folder, trainer, train, val, train_s, guess, dtype_choice,
                        device_name, device, report, emit, base.gguf_path)
     if not spec.teach:  # does it answer its data? (Teach's gate judges its own answers)
