@@ -271,6 +271,7 @@ class MainWindow(QMainWindow):
             self.menus.importer.shutdown()
             self.server_button.shutdown()
             self.chat.shutdown()
+            self.chat_page.settings_panel.tools_box.shutdown()
             self.chat_page.view.shutdown()
             if self.doctor_dialog is not None:
                 self.doctor_dialog.background.shutdown()

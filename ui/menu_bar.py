@@ -47,6 +47,10 @@ class MenuBar:
         self.stop.setToolTip("Stop the reply being written (Esc)")
         chat_menu.addSeparator()
         self.delete = self._add(chat_menu, "&Delete…", self._delete)
+        settings_menu = bar.addMenu("&Settings")
+        self.tools = self._add(settings_menu, "&Tools (MCP servers)…", self._tools)
+        self.tools.setToolTip("Add MCP servers and see their tools; switch them on per "
+                              "conversation in the chat's settings")
         help_menu = bar.addMenu("&Help")
         self.system_check = self._add(help_menu, "System check…", window.show_system_check)
         self.system_check.setToolTip("What this machine offers Hearth, with a short "
@@ -83,6 +87,9 @@ class MenuBar:
     def _rename(self) -> None:
         self.window.tabs.setCurrentWidget(self.window.chat_page)
         self.window.chat_page.sidebar.rename_open()
+
+    def _tools(self) -> None:
+        self.window.chat_page.settings_panel.tools_box.manage_servers()
 
     def _delete(self) -> None:
         if self.window.chat.conversation_id is not None:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 from app.errors import ExitCode
-from app.tools.mcp_client import McpConnection, McpError, McpServer
-from app.tools.servers import ServerEntry, ServerList
+from app.tools.mcp_client import McpServer
+from app.tools.servers import ServerEntry, ServerList, listing_of
 from app.workspace import Workspace
 
 
@@ -45,7 +45,7 @@ def tools(ws: Workspace, args: argparse.Namespace) -> int:
         return ExitCode.OK
     wanted = [e.server() for e in servers.entries()]
     wanted += [McpServer.from_command(c) for c in args.mcp]
-    report = [_listing(server, ws) for server in wanted]
+    report = [listing_of(server, ws.home.logs) for server in wanted]
     for line in servers.notices:
         print(f"hearth: {line}")
     if args.json:
@@ -59,25 +59,3 @@ def tools(ws: Workspace, args: argparse.Namespace) -> int:
             for skipped in listing.skipped:
                 print(f"  left out: {skipped}")
     return ExitCode.OK if all(not r.problem for r in report) else ExitCode.FAILED
-
-
-@dataclass
-class Listing:
-    """One server's answer to "what do you offer" (``--json`` prints these)."""
-
-    server: str
-    problem: str = ""
-    tools: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-
-
-def _listing(server: McpServer, ws: Workspace) -> Listing:
-    connection = McpConnection(server, ws.home.logs)
-    try:
-        found = connection.start()
-    except McpError as exc:
-        return Listing(server.name, str(exc))
-    finally:
-        connection.close()
-    return Listing(server.name, "", [t.to_openai()["function"] for t in found],
-                   connection.skipped)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from app.atomic import atomic_write_text
-from app.tools.mcp_client import McpError, McpServer
+from app.tools.mcp_client import McpConnection, McpError, McpServer
 
 log = logging.getLogger("hearth.tools")
 FILE_NAME = "mcp-servers.json"
@@ -71,3 +72,28 @@ class ServerList:
     def _save(self, entries: list[ServerEntry]) -> None:
         atomic_write_text(self.path, json.dumps(
             {"servers": [asdict(e) for e in entries]}, indent=2, ensure_ascii=False))
+
+
+@dataclass
+class Listing:
+    """One server's answer to "what do you offer" (``hearth tools list --json`` prints
+    these; Settings > Tools shows them)."""
+
+    server: str
+    problem: str = ""
+    tools: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def listing_of(server: McpServer, logs: Path) -> Listing:
+    """Start ``server`` just long enough to ask what it offers, then stop it (blocking:
+    seconds; a server that cannot start is a Listing with its problem)."""
+    connection = McpConnection(server, logs)
+    try:
+        found = connection.start()
+    except McpError as exc:
+        return Listing(server.name, str(exc))
+    finally:
+        connection.close()
+    return Listing(server.name, "", [t.to_openai()["function"] for t in found],
+                   connection.skipped)

@@ -40,6 +40,7 @@ from app.models.live import plan_load
 from app.models.versions import ActiveVersions, chat_model
 from app.workspace import Workspace
 from ui.background import Background
+from ui.chat.chat_tools import ChatTools
 from ui.chat.inference_bridge import InferenceBridge
 
 log = logging.getLogger("hearth.chat")
@@ -131,6 +132,7 @@ class ChatViewModel(QObject):
         bridge.event.connect(self._on_event)
         default = workspace.library.default()
         self.model_name = self.model_for(default.name) if default else None
+        self.tools = ChatTools(self)  # the conversation's MCP servers and calls
 
     # ------------------------------------------------------------ conversations
 
@@ -250,6 +252,14 @@ class ChatViewModel(QObject):
         cid = self.conversation_id
         return self._start(lambda s: self.session.edit_and_resend(cid, message_id, text, s))
 
+    def follow_up(self, conversation_id: int) -> PendingReply | None:
+        """Ask the model to go on after a reply's calls were decided (ChatTools); None
+        while it cannot answer yet (another reply, or no model)."""
+        if not self.can_send:
+            return None
+        return self._start(lambda s: self.session.follow_up(conversation_id, s),
+                           conversation_id)
+
     def select_version(self, message_id: int, index: int) -> None:
         if self.reply is not None and self.reply.conversation_id == self.conversation_id:
             return  # the prompt of the reply in flight must not change under it
@@ -288,6 +298,10 @@ class ChatViewModel(QObject):
         reply = self.reply
         if reply is None:
             return
+        if not reply.request_id:  # waiting for the tools to start: nothing was asked
+            self._end_reply(reply)
+            self.reply_finished.emit(reply)
+            return
         if not self.stopping:
             self._stop_asked = reply.request_id
             self.reply_stopping.emit(reply)
@@ -307,7 +321,12 @@ class ChatViewModel(QObject):
                 log.info("could not unload: %s", exc)
         self._set_state(ModelState.STOPPED)
 
-    def _start(self, ask: Any) -> PendingReply | None:
+    def _start(self, ask: Any, conversation_id: int | None = None) -> PendingReply | None:
+        cid = self.conversation_id if conversation_id is None else conversation_id
+        if cid is not None and self.tools.must_start(cid):
+            return self._hold(cid, ask)
+        if cid is not None:
+            self.tools.offer(cid)
         sampling = self.sampling
         if self._problem_is_retry():
             self._set_problem(None)
@@ -333,6 +352,21 @@ class ChatViewModel(QObject):
         self.messages_changed.emit(reply.conversation_id)
         self.reply_started.emit(reply)
         return reply
+
+    def _hold(self, conversation_id: int, ask: Any) -> PendingReply:
+        """The conversation's tool servers start first (seconds, off the GUI thread): the
+        reply shows as under way (no request yet) and is asked for once they run."""
+        held = PendingReply(conversation_id, "")
+        self.reply, self.reply_tokens = held, 0
+        self.reply_started.emit(held)
+
+        def release() -> None:
+            if self.reply is held:  # not stopped meanwhile
+                self.reply = None
+                self._start(ask, conversation_id)
+
+        self.tools.start(conversation_id, release)
+        return held
 
     def _problem_is_retry(self) -> bool:
         return self.problem is not None and self.problem.action in (ProblemAction.RETRY,
@@ -478,6 +512,7 @@ class ChatViewModel(QObject):
         self._closing = True
         self._flush.stop()
         self._starter.shutdown(timeout=30)
+        self.tools.shutdown()
         self.bridge.shutdown()
 
     # ------------------------------------------------------------------- events

@@ -27,6 +27,9 @@ def conversation_style_sheet(palette: QPalette) -> str:
         QLabel#emptyState {{ color: {muted}; font-size: 15px; padding-top: 120px; }}
         QFrame#problemCard {{ background: {problem_bg}; border-radius: 10px;
                               border: 1px solid {mix(base, theme.ERROR, 0.45)}; }}
+        QFrame#toolCard {{ background: {mix(base, text, 0.035)}; border-radius: 10px;
+                           border: 1px solid {mix(base, text, 0.16)}; }}
+        QLabel#toolTitle {{ font-weight: 600; }}
         QToolButton#messageAction {{ color: {muted}; padding: 2px 6px;
                                      border-radius: 6px; }}
         QToolButton#messageAction:hover {{ background: {mix(base, text, 0.08)};

@@ -102,6 +102,7 @@ class ConversationView(QScrollArea):
         chat.reply_stopping.connect(self._on_reply_stopping)
         chat.problem_changed.connect(self.problem_card.show_problem)
         chat.model_state_changed.connect(self._on_model_state_changed)
+        chat.tools.steps_changed.connect(self._on_steps_changed)
         self.sync()
 
     # ------------------------------------------------------------------ building
@@ -141,6 +142,7 @@ class ConversationView(QScrollArea):
             else:
                 widget.refresh(message, last)
             widget.set_actions_enabled(self.chat.can_send)
+            widget.tool_cards.set_running(self.chat.tools.running(message.id))
             built.append(widget)
         self._place(built)
         # Queued oldest first, so the newest (inserted at the front) renders first.
@@ -176,6 +178,7 @@ class ConversationView(QScrollArea):
         if message.id not in self.widgets:
             widget = self._make(message, self._model_label(), False)
             widget.set_actions_enabled(self.chat.can_send)
+            widget.tool_cards.set_running(self.chat.tools.running(message.id))
             self.widgets[message.id] = widget
             order = self._order
             built = sorted((w for w in self.widgets.values() if w.message is not None),
@@ -198,6 +201,7 @@ class ConversationView(QScrollArea):
         widget.branches.branch_requested.connect(self.chat.select_branch)
         widget.branches.branch_from_requested.connect(self.chat.branch_from)
         widget.branches.later_requested.connect(self.chat.show_later)
+        widget.tool_cards.decided.connect(self.chat.tools.decide)
         if widget.role == "assistant":
             widget.correct_requested.connect(self.correct_requested)
         return widget
@@ -213,6 +217,8 @@ class ConversationView(QScrollArea):
         widget = self._make(None, self._model_label(), False)
         prefix = reply.continues.content if reply.continues else ""
         widget.begin_stream(prefix + reply.text)
+        if not reply.request_id:  # asked for once the conversation's tools run
+            widget.set_stream_status("Starting this conversation's tools…")
         if self.chat.stopping:
             widget.set_stream_status("Stopping…")
         widget.set_note(trimmed_note(reply.dropped_messages))
@@ -303,6 +309,12 @@ class ConversationView(QScrollArea):
             self.sync()
         else:
             self._on_model_state_changed()
+
+    def _on_steps_changed(self, message_id: int) -> None:
+        """A call started or stopped running (its outcome comes with messages_changed)."""
+        widget = self.widgets.get(message_id)
+        if widget is not None:
+            widget.tool_cards.set_running(self.chat.tools.running(message_id))
 
     def _on_reply_started(self, reply: PendingReply) -> None:
         if reply.conversation_id == self.chat.conversation_id:

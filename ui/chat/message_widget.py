@@ -30,6 +30,7 @@ from ui import theme
 from ui.chat.branch_bar import BranchBar
 from ui.chat.markdown import MarkdownRenderer, split_pieces, split_points
 from ui.chat.message_body import SYNC_RENDER_CHARS, MessageBody
+from ui.chat.tool_card import ToolCards
 from ui.status_note import tell
 from ui.untrusted import PlainLabel
 
@@ -114,6 +115,7 @@ class MessageWidget(QFrame):
         self.bodies: list[MessageBody] = []
         self._streamed = ""
         self._add_body()
+        self.tool_cards = ToolCards()  # a reply that called tools: a card per call
         self.footer = QLabel()
         self.footer.setObjectName("statsLabel")
         self.footer.setWordWrap(True)
@@ -152,6 +154,7 @@ class MessageWidget(QFrame):
         layout.addWidget(self.role_label)
         layout.addWidget(self.note)
         layout.addWidget(self.body_box)
+        layout.addWidget(self.tool_cards)
         layout.addWidget(self.footer)
         layout.addLayout(self.actions)
         self.refresh(message, is_last)
@@ -208,6 +211,10 @@ class MessageWidget(QFrame):
                         if body.plain_text != piece:
                             body.set_plain(piece)
                     self.needs_render = True
+        self.tool_cards.show_steps(message)
+        if self.editor is None:  # a reply that is only calls: its cards say it all
+            self.body_box.setVisible(message is None or bool(message.content)
+                                     or not message.tool_steps)
         self._update_footer()
 
     def pieces(self) -> list[str]:

@@ -29,6 +29,7 @@ from app.inference import protocol as p
 from app.settings import LoadSettings
 from ui.chat.chat_view_model import ChatViewModel
 from ui.chat.structure_box import StructureBox
+from ui.chat.tools_box import ToolsBox
 from ui.untrusted import PlainLabel
 from ui.wheel_guard import guard_wheel
 
@@ -68,6 +69,8 @@ class SettingsPanel(QScrollArea):
         layout.addWidget(self._build_sampling_box())
         self.structure = StructureBox(chat)
         layout.addWidget(self.structure)
+        self.tools_box = ToolsBox(chat)
+        layout.addWidget(self.tools_box)
         layout.addWidget(self._build_load_box())
         layout.addStretch(1)
         for combo in page.findChildren(QComboBox):  # long item texts never widen the panel
