@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from app.finetune import protocol as tp
 from app.finetune.runs.records import RunSpec, RunSummary
 from app.finetune.settings import LoraSettings
@@ -23,8 +25,10 @@ from app.teach.records import (
     NeighbourAnswer,
     Paraphrase,
     ReferenceCost,
+    Reply,
     TeachCase,
 )
+from app.teach.reference import is_cached, read_sets, write_sets
 from app.teach.run import teach_settings
 from app.teach.versions import VersionStore
 
@@ -133,3 +137,28 @@ def test_an_old_versions_file_loads_and_a_round_continues_it(tmp_path: Path) -> 
     assert loaded.report.general_changed == 1 and loaded.report.cases == []
     assert same_shape(loaded, teach_settings())
     assert not same_shape(loaded, teach_settings().with_overrides(rank=8))
+
+
+def test_the_reference_cache_reads_what_the_dict_version_wrote(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The base's cached answers (minutes on a CPU to make again) survive the change;
+    a file that is not what Hearth writes is answered again, not an error."""
+    monkeypatch.delenv("HEARTH_CACHE", raising=False)  # else is_cached looks there
+    path = tmp_path / "reference.json"
+    reply = {"prompt_ids": [1, 2], "reply_ids": [3, 4], "stopped": True, "text": "Paris."}
+    path.write_text(json.dumps({"sets": {
+        "check": {"prompts": ["Capital of France?"], "kinds": ["fact"], "max_new_tokens": 40,
+                  "perturbations": [0.03125, 1, 2, 3], "replies": [{**reply, "stable": False}]},
+        "rehearse": {"prompts": ["Name a colour."], "kinds": None, "max_new_tokens": 40,
+                     "perturbations": [0.03125, 1, 2, 3], "replies": [reply]}}}))
+    sets = read_sets(path)
+    assert sets["check"].replies == [Reply([1, 2], [3, 4], True, "Paris.", stable=False)]
+    assert sets["rehearse"].replies[0].stable and sets["rehearse"].kinds is None
+    assert is_cached(path, ["Capital of France?"], ["Name a colour."])
+    assert not is_cached(path, ["Capital of France?"], ["Another prompt."])
+    assert is_cached(path, ["Capital of France?"])  # the check set only (Fine-tune's recall)
+
+    write_sets(path, sets)
+    assert read_sets(path) == sets
+    path.write_text(json.dumps({"sets": {"check": {"prompts": "not a list"}}}))
+    assert read_sets(path) == {} and not is_cached(path, ["Capital of France?"])

@@ -16,7 +16,6 @@ the CLI show. Qt-free and torch-free.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from app.machine.profile import Machine
 from app.paths import HearthHome
 from app.teach import judge
 from app.teach.probes import general_prompts
-from app.teach.reference import cache_in_use, reference_cache
+from app.teach.reference import is_cached, reference_cache
 
 MAX_ASKED = 24
 """Questions asked of the tuned model at most: one generation batch, so the check's cost
@@ -272,17 +271,6 @@ def planned_seconds(home: HearthHome, base_path: Path, n_params: int, machine: M
     rate = PhaseTimes.of_machine(phase_times_file(home), machine.has_gpu).recall_rate
     return check_seconds(n_params, machine.cpu_cores, machine.has_gpu,
                          is_cached(reference_cache(home, base_path), prompts), rate=rate)
-
-
-def is_cached(configured: Path | None, prompts: list[str]) -> bool:
-    """Whether the base's answers to the everyday ``prompts`` are in Teach's cache
-    (:mod:`app.teach.reference`; only the check set: the check asks no rehearsal)."""
-    path = cache_in_use(configured)
-    try:
-        data = json.loads(path.read_text("utf-8"))["sets"]["check"] if path else None
-        return data is not None and data.get("prompts") == prompts
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
 
 
 NO_CHAT = ("the data has no chat records to ask (plain text): there is no reply to "

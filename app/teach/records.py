@@ -3,10 +3,11 @@
 The corrections travel to the training worker in ``run.json`` (:class:`TeachSpec`, its
 :class:`TeachCase` list); the gate's verdict comes back in ``summary.json`` and the
 ``Finished`` event (:class:`GateReport`), and a version keeps its counts in
-``versions.json``. All of them are written and read by the run records' one codec
-(:mod:`app.codec`): tolerant, so that run folders and versions written
-when these were plain JSON objects still load. The app and the worker both import them
-from here, so a key cannot be spelled two ways.
+``versions.json``; the base's reference answers are cached as :class:`Reply` records
+(:mod:`app.teach.reference`). All of them are written and read by the records' one codec
+(:mod:`app.codec`): tolerant, so that run folders, versions and caches written when these
+were plain JSON objects still load. The app and the worker both import them from here,
+so a key cannot be spelled two ways.
 """
 
 from __future__ import annotations
@@ -114,6 +115,21 @@ class TeachSpec:
     def new_cases(self) -> list[TeachCase]:
         """The cases trained afresh (the corrections new to this run, extra records)."""
         return [c for c in self.cases if c.new]
+
+
+@dataclass
+class Reply:
+    """A greedy reply, with the token ids that the rehearsal trains on and the drift
+    diagnostic scores (backends.training.teach_gate.greedy)."""
+
+    prompt_ids: list[int] = field(default_factory=list)
+    reply_ids: list[int] = field(default_factory=list)
+    stopped: bool = False
+    """It ended with an end-of-turn token within the length asked."""
+    text: str = ""
+    stable: bool = True
+    """For a base's reference reply: the base, perturbed each way, still answers the same
+    in substance (backends.training.teach_gate.Perturbed)."""
 
 
 # ------------------------------------------------------------------ the report

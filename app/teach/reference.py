@@ -4,18 +4,43 @@ Before training, a teach run has the base model answer the everyday check prompt
 also under small perturbations, to know which answers are stable) and the rehearsal
 prompts: the answers the gate compares the taught model's with, and those rehearsed in
 training. They depend only on the base file and the prompts, so they are cached per base
-file (``backends.training.teach_gate.reference_replies`` reads and writes the file): the
-first Teach of a base pays for them, minutes on a CPU, and the next ones read them. The
-estimate before Teach (:mod:`app.teach.estimate`) asks here which case it is.
+file (``backends.training.teach_gate.reference_replies`` reads and writes the file, by
+:func:`read_sets` and :func:`write_sets`): the first Teach of a base pays for them,
+minutes on a CPU, and the next ones read them. The estimate before Teach
+(:mod:`app.teach.estimate`) asks here which case it is.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.atomic import atomic_write_text
+from app.codec import from_dict, to_dict
 from app.paths import HearthHome, file_key
+from app.teach.records import Reply
+
+
+@dataclass
+class ReferenceSet:
+    """One set of the base's reference answers ("check", "rehearse") and what they were
+    generated with: the worker answers again when any of it differs."""
+
+    prompts: list[str] = field(default_factory=list)
+    kinds: list[str] | None = None
+    """The check prompts' kinds (their answers are marked stable or not); None: not
+    marked."""
+    max_new_tokens: int = 0
+    perturbations: list[float] = field(default_factory=list)
+    """The perturbations' scale and seeds the stability was judged under."""
+    replies: list[Reply] = field(default_factory=list)
+
+
+@dataclass
+class _CacheFile:
+    sets: dict[str, ReferenceSet] = field(default_factory=dict)
 
 
 def reference_cache(home: HearthHome, base_path: Path) -> Path | None:
@@ -37,19 +62,32 @@ def cache_in_use(configured: str | Path | None) -> Path | None:
     return path
 
 
+def read_sets(path: Path | None) -> dict[str, ReferenceSet]:
+    """The sets cached in ``path``; none when it is missing or not what Hearth writes
+    (then they are answered again and the file rewritten)."""
+    if path is None:
+        return {}
+    try:
+        return from_dict(_CacheFile, json.loads(path.read_text("utf-8"))).sets
+    except (OSError, ValueError):  # RecordError and a JSON error are ValueErrors
+        return {}
+
+
+def write_sets(path: Path, sets: dict[str, ReferenceSet]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(to_dict(_CacheFile(sets))))
+
+
 def is_cached(configured: str | Path | None, check_prompts: list[str],
-              rehearse_prompts: list[str]) -> bool:
-    """Whether the next run reads the base's answers to these prompts from the cache.
+              rehearse_prompts: list[str] | None = None) -> bool:
+    """Whether the next run reads the base's answers to these prompts from the cache
+    (``rehearse_prompts`` None: the check set only, all Fine-tune's recall check asks).
 
     Only the prompts are compared (the worker also checks its generation settings): a
     Hearth that changed its prompts makes the next run answer them again, and says so.
     """
-    path = cache_in_use(configured)
-    if path is None:
-        return False
-    try:
-        sets = json.loads(path.read_text("utf-8")).get("sets", {})
-        return bool(sets["check"]["prompts"] == check_prompts
-                    and sets["rehearse"]["prompts"] == rehearse_prompts)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return False
+    sets = read_sets(cache_in_use(configured))
+    check, rehearse = sets.get("check"), sets.get("rehearse")
+    return check is not None and check.prompts == check_prompts and (
+        rehearse_prompts is None or (rehearse is not None
+                                     and rehearse.prompts == rehearse_prompts))

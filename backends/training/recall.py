@@ -43,7 +43,7 @@ from app.finetune.runs.folder import RunFolder
 from app.finetune.runs.records import RunSpec
 from app.paths import HearthHome
 from app.teach import judge, probes
-from app.teach.reference import cache_in_use, reference_cache
+from app.teach.reference import cache_in_use, is_cached, reference_cache
 from backends.training import teach_gate
 
 SHOWN_CHANGES = 5
@@ -66,7 +66,7 @@ def recall_seconds(spec: RunSpec, timings: PhaseTimes, n_params: int,
     the first guess (:func:`app.finetune.recall.check_seconds`)."""
     prompts = [g.prompt for g in probes.general_prompts()["check"]]
     return recall.check_seconds(n_params, torch.get_num_threads(), device.type == "cuda",
-                                recall.is_cached(reference_file(spec), prompts),
+                                is_cached(reference_file(spec), prompts),
                                 rate=timings.recall_rate)
 
 
@@ -115,7 +115,7 @@ class RecallCheck:
         started = time.perf_counter()
         tuned = teach_gate.greedy(model, b.tokenizer, b.template, asked[:first], self.device)
         spent = time.perf_counter() - started
-        passes = 0 if recall.is_cached(self.cache, prompts) else recall.REFERENCE_PASSES
+        passes = 0 if is_cached(self.cache, prompts) else recall.REFERENCE_PASSES
         rest = spent / max(1, len(tuned)) * (len(asked) * (1 + passes) - len(tuned))
         if rest > self.budget_s:  # what is spent is spent: only the rest is weighed
             return {"skipped": f"it would take about {(spent + rest) / 60:.0f} min here"}

@@ -20,8 +20,6 @@ What it measures becomes a :class:`app.teach.records.GateReport` by the verdict'
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,6 @@ import torch
 import torch.nn.functional as F
 
 from app.chat.template import ChatTemplate
-from app.codec import from_dict, to_dict
 from app.teach import judge
 from app.teach.limits import GateLimits
 from app.teach.records import (
@@ -43,8 +40,10 @@ from app.teach.records import (
     NeighbourAnswer,
     Paraphrase,
     ReferenceCost,
+    Reply,
     TeachCase,
 )
+from app.teach.reference import ReferenceSet, read_sets, write_sets
 from app.teach.verdict import verdict
 from backends.training.data import Tokenized
 
@@ -56,21 +55,6 @@ two; a version that loops runs into it)."""
 GEN_BATCH = 64
 
 # ------------------------------------------------------------------ generation
-
-
-@dataclass
-class Reply:
-    """A greedy reply, with the token ids that the rehearsal trains on and the drift
-    diagnostic scores (kept in the reference cache as they are)."""
-
-    prompt_ids: list[int] = field(default_factory=list)
-    reply_ids: list[int] = field(default_factory=list)
-    stopped: bool = False
-    """It ended with an end-of-turn token within the length asked."""
-    text: str = ""
-    stable: bool = True
-    """For a base's reference reply: the base, perturbed each way, still answers the same
-    in substance (:class:`Perturbed`)."""
 
 
 def stop_ids(tokenizer: Any, template: ChatTemplate) -> list[int]:
@@ -207,29 +191,18 @@ def reference_replies(model: Any, tokenizer: Any, template: ChatTemplate,
     again: the same batch shapes give the same numerics, so a reply the tuning did not
     touch comes out identical.
     """
-    sets: dict[str, Any] = {}
-    if cache is not None and cache.exists():
-        try:
-            sets = json.loads(cache.read_text("utf-8")).get("sets", {})
-            data = sets.get(name, {})
-            if data.get("prompts") == prompts and data.get("kinds") == kinds and \
-                    data.get("max_new_tokens") == MAX_NEW_TOKENS and \
-                    data.get("perturbations") == [PERTURBATION_SCALE, *PERTURBATIONS]:
-                return [from_dict(Reply, r) for r in data["replies"]]
-        except (OSError, ValueError, KeyError, AttributeError, TypeError):
-            sets = {}
+    sets = read_sets(cache)
+    wanted = ReferenceSet(prompts, kinds, MAX_NEW_TOKENS, [PERTURBATION_SCALE, *PERTURBATIONS])
+    found = sets.get(name)
+    if found is not None and replace(found, replies=[]) == wanted:
+        return found.replies
     replies = greedy(model, tokenizer, template,
                      [[{"role": "user", "content": p}] for p in prompts], device)
     if kinds is not None:
         mark_stable(model, tokenizer, template, replies, prompts, kinds, device)
     if cache is not None:
-        sets[name] = {"prompts": prompts, "kinds": kinds, "max_new_tokens": MAX_NEW_TOKENS,
-                      "perturbations": [PERTURBATION_SCALE, *PERTURBATIONS],
-                      "replies": [to_dict(r) for r in replies]}
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"sets": sets}), "utf-8")
-        os.replace(tmp, cache)
+        sets[name] = replace(wanted, replies=replies)
+        write_sets(cache, sets)
     return replies
 
 
