@@ -127,6 +127,13 @@ class Result:
         self.lastrowid = cursor.lastrowid
         self.rowcount = cursor.rowcount
 
+    @property
+    def inserted_id(self) -> int:
+        """The row an INSERT made (sqlite3 leaves ``lastrowid`` None only where none was)."""
+        if self.lastrowid is None:
+            raise DatabaseError("the statement inserted no row")
+        return self.lastrowid
+
     def fetchone(self) -> Any:
         if self._next >= len(self._rows):
             return None

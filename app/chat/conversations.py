@@ -15,6 +15,7 @@ messages above it), and :meth:`ConversationStore.messages` — and so
 
 from __future__ import annotations
 
+import builtins
 import json
 import sqlite3
 from dataclasses import dataclass, field
@@ -96,7 +97,7 @@ class ConversationStore:
             "INSERT INTO conversations (title, model, system_prompt, settings, created_at,"
             " updated_at) VALUES (?, ?, ?, ?, ?, ?)",
             (title, model, system_prompt, json.dumps(settings or {}), now, now))
-        return self.get(cur.lastrowid)
+        return self.get(cur.inserted_id)
 
     def add_whole(self, title: str, model: str | None, system_prompt: str,
                   messages: list[tuple[str, str]],
@@ -113,7 +114,7 @@ class ConversationStore:
             cid = self.conn.execute(
                 "INSERT INTO conversations (title, model, system_prompt, settings,"
                 " created_at, updated_at) VALUES (?, ?, ?, '{}', ?, ?)",
-                (title, model, system_prompt, now, now)).lastrowid
+                (title, model, system_prompt, now, now)).inserted_id
             parent = None
             for position, ((role, content), about) in enumerate(
                     zip(messages, stats, strict=True)):
@@ -123,10 +124,10 @@ class ConversationStore:
                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (cid, position, role, content, COMPLETE,
                      json.dumps(about) if about is not None else None, now, parent,
-                     StepList(tool_steps.get(position, [])).dumps())).lastrowid
+                     StepList(tool_steps.get(position, [])).dumps())).inserted_id
             self.conn.execute("UPDATE conversations SET leaf_id = ? WHERE id = ?",
                               (parent, cid))
-        return int(cid)
+        return cid
 
     def get(self, conversation_id: int) -> Conversation:
         row = self.conn.execute("SELECT * FROM conversations WHERE id = ?",
@@ -177,12 +178,12 @@ class ConversationStore:
     def add_message(self, conversation_id: int, role: str, content: str,
                     status: str = COMPLETE, stats: dict[str, Any] | None = None,
                     after: int | None | type[_Shown] = _Shown,
-                    tool_steps: list[ToolStep] | None = None) -> Message:
+                    tool_steps: builtins.list[ToolStep] | None = None) -> Message:
         """Add a message after ``after`` (a message id; None: as a first message), by
         default after the shown branch's last one; the new message is then shown."""
         now = _now()
         with self.conn.transaction():
-            parent = self._leaf(conversation_id) if after is _Shown else after
+            parent = self._leaf(conversation_id) if isinstance(after, type) else after
             position = 0 if parent is None else self.conn.execute(
                 "SELECT position + 1 FROM messages WHERE id = ?", (parent,)).fetchone()[0]
             cur = self.conn.execute(
@@ -193,11 +194,11 @@ class ConversationStore:
                  json.dumps(stats) if stats is not None else None, now, parent,
                  StepList(tool_steps or []).dumps()))
             self.conn.execute("UPDATE conversations SET updated_at = ?, leaf_id = ?"
-                              " WHERE id = ?", (now, cur.lastrowid, conversation_id))
-        return Message(cur.lastrowid, conversation_id, position, role, content, status,
+                              " WHERE id = ?", (now, cur.inserted_id, conversation_id))
+        return Message(cur.inserted_id, conversation_id, position, role, content, status,
                        stats, now, parent_id=parent, tool_steps=list(tool_steps or []))
 
-    def set_tool_steps(self, message_id: int, steps: list[ToolStep]) -> None:
+    def set_tool_steps(self, message_id: int, steps: builtins.list[ToolStep]) -> None:
         """Record the person's decisions and the results of a reply's calls."""
         with self.conn.transaction():
             self.conn.execute("UPDATE messages SET tool_steps = ? WHERE id = ?",
@@ -252,7 +253,7 @@ class ConversationStore:
             self._show(message_id, versions, index)
         return self.message(message_id)
 
-    def _show(self, message_id: int, versions: list[dict[str, Any]], index: int) -> None:
+    def _show(self, message_id: int, versions: builtins.list[dict[str, Any]], index: int) -> None:
         shown = versions[index]
         stats = shown.get("stats")
         self.conn.execute(
@@ -268,7 +269,7 @@ class ConversationStore:
             raise LookupError(f"no message {message_id}")
         return _message(row)
 
-    def messages(self, conversation_id: int) -> list[Message]:
+    def messages(self, conversation_id: int) -> builtins.list[Message]:
         """The shown branch, first message first, each knowing its place among its
         branches."""
         rows = self.conn.execute(
@@ -281,7 +282,7 @@ class ConversationStore:
         messages = [_message(r) for r in rows]
         if not messages:
             return messages
-        children: dict[int | None, list[int]] = {}
+        children: dict[int | None, builtins.list[int]] = {}
         for row in self.conn.execute("SELECT id, parent_id FROM messages WHERE"
                                      " conversation_id = ? ORDER BY id", (conversation_id,)):
             children.setdefault(row["parent_id"], []).append(row["id"])
@@ -341,7 +342,7 @@ class ConversationStore:
                           (message_id, _now(), conversation_id))
 
     def prompt_messages(self, conversation_id: int, before: int | None = None
-                        ) -> list[dict[str, str]]:
+                        ) -> builtins.list[dict[str, str]]:
         """The conversation as the model sees it: system prompt first, then the turns.
 
         ``before`` stops at that position: regenerating a reply asks the model about the

@@ -14,6 +14,7 @@ pointing at while the corrections go on changing.
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import json
 import sqlite3
@@ -82,7 +83,7 @@ class CorrectionStore:
             " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)",
             (conversation.id, conversation.model, json.dumps(messages), row["content"], now,
              now))
-        return self.get(cur.lastrowid)
+        return self.get(cur.inserted_id)
 
     def get(self, example_id: int) -> TrainingExample:
         row = self.conn.execute("SELECT * FROM training_examples WHERE id = ?",
@@ -110,7 +111,7 @@ class CorrectionStore:
     def delete(self, example_id: int) -> None:
         self.conn.execute("DELETE FROM training_examples WHERE id = ?", (example_id,))
 
-    def rows(self, preference: bool = False) -> list[dict[str, Any]]:
+    def rows(self, preference: bool = False) -> builtins.list[dict[str, Any]]:
         """The examples as dataset records. Plain: OpenAI chat format
         (``{"messages": [...]}``), which the fine-tuning engine reads. Preference:
         ``{"prompt", "chosen", "rejected"}`` for DPO-style tuning."""

@@ -45,6 +45,12 @@ _TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{},]|"', re.S)
 _SPACE = re.compile(r"[ \t\r\n]*")
 
 
+def _after_space(text: str, at: int = 0) -> int:
+    """Where the white space from ``at`` on ends."""
+    match = _SPACE.match(text, at)
+    return match.end() if match else at  # it always matches: the pattern may be empty
+
+
 class ConversationImportError(HearthError, ValueError):
     """The file cannot be read as conversations at all; the message says why."""
 
@@ -137,7 +143,7 @@ class _Cursor:
     def next_char(self) -> str:
         """The next character that is not white space ("" at the end of the file)."""
         while True:
-            self.at = _SPACE.match(self.buf, self.at).end()
+            self.at = _after_space(self.buf, self.at)
             if self.at < len(self.buf) or self.text.ended:
                 return self.buf[self.at:self.at + 1]
             self.buf, self.at = self.text.more(), 0
@@ -265,7 +271,7 @@ def _lines(fh: BinaryIO, name: str) -> Iterator[Record]:
         if not text.strip():
             continue
         try:
-            _extent(text, _SPACE.match(text).end())  # refuses a line of too many values
+            _extent(text, _after_space(text))  # refuses a line of too many values
         except ConversationImportError as exc:
             yield Record(where, problem=str(exc).split(";")[0])
             continue

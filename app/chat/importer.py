@@ -227,7 +227,7 @@ def _text(turn: dict[str, Any]) -> str | None:
             return None
         content = content.get("parts")
     if isinstance(content, list):  # parts, or OpenAI's [{"type": "text", "text"}]
-        pieces = [p if isinstance(p, str) else p.get("text") for p in content
+        pieces = [p if isinstance(p, str) else str(p["text"]) for p in content
                   if isinstance(p, str) or (isinstance(p, dict)
                                             and isinstance(p.get("text"), str))]
         return "\n".join(pieces) if pieces else None

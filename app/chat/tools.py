@@ -188,7 +188,7 @@ def call_schema(tools: list[Tool], choice: ToolChoice, parallel: bool) -> str:
         else t.parameters},
         "required": ["name", "arguments"], "additionalProperties": False}
         for t in offered]
-    one = options[0] if len(options) == 1 else {"anyOf": options}
+    one: dict[str, Any] = options[0] if len(options) == 1 else {"anyOf": options}
     if parallel and choice.mode == "required":
         one = {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_PARALLEL}
     text = json.dumps(one)

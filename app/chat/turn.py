@@ -204,8 +204,8 @@ class ChatSession:
         """Follow one worker event; returns the reply it finished, if it finished one."""
         if isinstance(event, p.WorkerDied):
             finished = None
-            for reply in list(self.pending.values()):
-                finished = self._finish(reply, INTERRUPTED, None, event.message)
+            for pending in list(self.pending.values()):
+                finished = self._finish(pending, INTERRUPTED, None, event.message)
             return finished
         reply = self.pending.get(getattr(event, "request_id", None) or "")
         if reply is None:

@@ -51,7 +51,7 @@ class PrintableStream:
 def printable_output() -> Iterator[None]:
     """sys.stdout and sys.stderr write only printable text while this lasts."""
     out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = PrintableStream(out), PrintableStream(err)  # type: ignore[assignment]
+    sys.stdout, sys.stderr = PrintableStream(out), PrintableStream(err)
     try:
         yield
     finally:

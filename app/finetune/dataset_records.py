@@ -185,7 +185,9 @@ PARSERS = {"openai": _openai, "sharegpt": _sharegpt, "alpaca": _alpaca,
 
 def plain_text_examples(text: str) -> list[Example]:
     """Paragraphs (separated by blank lines) of a plain text file, with their lines."""
-    examples, current, start = [], [], 0
+    examples: list[Example] = []
+    current: list[str] = []
+    start = 0
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             if not current:

@@ -174,6 +174,7 @@ def _examples(path: Path, text: str, format: str | None) -> tuple[str, list[Exam
     name = path.name
     issues: list[str] = []
     records: list[tuple[int, Any]]
+    fmt: str | None
     stripped = text.lstrip()
     if path.suffix.lower() in (".txt", ".md") or format == "text" and not (
             stripped.startswith("{") or stripped.startswith("[")):
@@ -230,7 +231,7 @@ def _deduplicated(path: Path, fmt: str, sha: str, examples: list[Example]) -> Da
 
 
 def _jsonl(text: str, name: str, issues: list[str]) -> list[tuple[int, Any]]:
-    records = []
+    records: list[tuple[int, Any]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue

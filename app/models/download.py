@@ -338,8 +338,9 @@ class Download:
         digest = self._hasher.hexdigest()
         if digest != f.sha256:
             self.discard()
+            expected = (f.sha256 or "none")[:12]
             raise HashMismatch(f"{f.filename} is corrupt: its SHA-256 is {digest[:12]}…, "
-                               f"the hub says {f.sha256[:12]}…. The file was deleted and "
+                               f"the hub says {expected}…. The file was deleted and "
                                "nothing was installed; try the download again")
         try:
             read_gguf(self.part_path)

@@ -134,8 +134,8 @@ def model_stops(path: Path) -> list[str]:
     try:
         info = read_gguf(path)
         meta = info.metadata
-        ids = [meta.get(f"tokenizer.ggml.{k}_token_id") for k in ("eot", "eos")]
-        ids = [i for i in ids if isinstance(i, int) and not isinstance(i, bool)]
+        found = [meta.get(f"tokenizer.ggml.{k}_token_id") for k in ("eot", "eos")]
+        ids = [i for i in found if isinstance(i, int) and not isinstance(i, bool)]
         texts = token_texts(path, ids)
         file_template = meta.get("tokenizer.chat_template")
         markers = {m for f in FAMILIES.values() for m in f.markers}

@@ -22,6 +22,7 @@ import os
 import re
 import socket
 import threading
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -263,7 +264,7 @@ class HubClient:
 
 
 @contextlib.contextmanager
-def hub_errors(doing: str, endpoint: str, repo: str | None = None):  # type: ignore[no-untyped-def]
+def hub_errors(doing: str, endpoint: str, repo: str | None = None) -> Iterator[None]:
     """Turn huggingface_hub / network exceptions into one-line :class:`HubError` s."""
     try:
         yield

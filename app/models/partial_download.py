@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -84,7 +84,7 @@ def exclusive(lock_path: Path, filename: str) -> Iterator[None]:
     fh = lock_path.open("a+b")
     try:
         try:
-            if os.name == "nt":
+            if sys.platform == "win32":
                 import msvcrt
 
                 msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)

@@ -15,7 +15,7 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
 from app.inference import protocol as p
@@ -78,7 +78,7 @@ class Replies:
 
     def ask(self, messages: list[dict[str, str]], sampling: p.SamplingParams,
             raw: bool = False, gone: Callable[[], bool] | None = None,
-            timeout: float | None = None, tools: str = "") -> Iterator[Any]:
+            timeout: float | None = None, tools: str = "") -> Generator[Any, None, None]:
         """Yield the reply's ``Tokens`` and, last, its ``Done``, ``Error`` or
         ``WorkerDied``. Closing the iterator early cancels the reply in the worker.
 

@@ -34,7 +34,8 @@ def from_json(text: str, by_kind: dict[str, type],
         raise error(f"not a JSON message: {exc}") from exc
     if not isinstance(payload, dict) or payload.get("kind") not in by_kind:
         raise error(f"unknown message kind: {text[:80]!r}")
-    cls = by_kind[payload.pop("kind")]
+    kind = payload.pop("kind")
+    cls = by_kind[kind]
     known = {f.name for f in fields(cls)}
     kwargs = {k: v for k, v in payload.items() if k in known}
     try:
@@ -43,4 +44,4 @@ def from_json(text: str, by_kind: dict[str, type],
                 kwargs[name] = inner(**kwargs[name])
         return cls(**kwargs)
     except (TypeError, ValueError) as exc:
-        raise error(f"bad {cls.kind} message: {exc}") from exc
+        raise error(f"bad {kind} message: {exc}") from exc

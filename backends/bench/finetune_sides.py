@@ -230,7 +230,7 @@ def child_probe(cfg: dict[str, Any]) -> dict[str, Any]:
         choice = choose_dtype(torch.device("cpu"), config.hidden_size,
                               config.intermediate_size, val_loss,
                               step_speed=trainer.step_speed)
-    return {**choice.to_json(), "probe_seconds": time.perf_counter() - started}
+    return {**to_dict(choice), "probe_seconds": time.perf_counter() - started}
 
 
 SIDES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {

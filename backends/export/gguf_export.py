@@ -131,11 +131,11 @@ def export_gguf(base_gguf: str | os.PathLike[str], weights: Mapping[str, torch.T
     layout = read_layout(reader)
 
     by_gguf: dict[str, str] = {}
-    for hf_name in weights:
-        mapped = layout.tmap.get_name(hf_name, try_suffixes=(".weight", ".bias"))
+    for weight in weights:
+        mapped = layout.tmap.get_name(weight, try_suffixes=(".weight", ".bias"))
         if mapped is None:
             continue
-        by_gguf[mapped] = hf_name  # get_name keeps the suffix it matched
+        by_gguf[mapped] = weight  # get_name keeps the suffix it matched
 
     out_path = Path(out_path)
     partial = out_path.with_name(out_path.name + ".part")

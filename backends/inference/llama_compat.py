@@ -30,6 +30,8 @@ from app.inference.grammar_limits import StructureError, check_grammar, check_sc
 # path crashes on some machines, when the extra buffer types are on (so the fallback
 # can be tested on any CPU). Never set outside tests.
 CRASH_TEST_ENV = "HEARTH_TEST_CRASH_EXTRA_BUFTS"
+# The models opened with the extra buffer types: only they crash on that switch.
+_EXTRA_BUFTS: weakref.WeakSet[llama_cpp.Llama] = weakref.WeakSet()
 
 _llama = llama_cpp.llama_cpp  # the low-level module
 
@@ -76,7 +78,8 @@ def open_model(path: str, *, n_ctx: int, n_threads: int, n_gpu_layers: int = 0,
                               type_v=ggml_type, **kwargs)
     finally:
         _llama.llama_model_default_params = default_params
-    llm._hearth_extra_bufts = extra_bufts  # read by warm_up()
+    if extra_bufts:
+        _EXTRA_BUFTS.add(llm)
     return llm
 
 
@@ -97,7 +100,7 @@ def warm_up(llm: llama_cpp.Llama) -> None:
 
 def crash_if_asked(llm: llama_cpp.Llama, point: str) -> None:
     """The test switch of :data:`CRASH_TEST_ENV`."""
-    if getattr(llm, "_hearth_extra_bufts", False) and os.environ.get(CRASH_TEST_ENV) == point:
+    if llm in _EXTRA_BUFTS and os.environ.get(CRASH_TEST_ENV) == point:
         os.abort()
 
 

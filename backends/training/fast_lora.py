@@ -113,7 +113,8 @@ def fuse_lora(model: torch.nn.Module) -> int:
     n = 0
     for module in model.modules():
         if type(module) is LoraLinear and not hasattr(module, "_hearth_peft_forward"):
-            module._hearth_peft_forward = module.forward
-            module.forward = types.MethodType(_fused_forward, module)
+            layer: Any = module  # patched at run time, beyond what torch's types know
+            layer._hearth_peft_forward = layer.forward
+            layer.forward = types.MethodType(_fused_forward, layer)
             n += 1
     return n

@@ -54,8 +54,9 @@ def use_fp32_attention(model: Any) -> bool:
     return True
 
 
-def _frozen_linears(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """Every module whose forward reads ``_hearth_low`` (see :mod:`fast_lora`)."""
+def _frozen_linears(model: torch.nn.Module) -> list[Any]:
+    """Every module whose forward reads ``_hearth_low`` (see :mod:`fast_lora`): PEFT's
+    LoRA layers, with attributes set at run time that torch's types do not know."""
     return [m for m in model.modules() if hasattr(m, "_hearth_peft_forward")]
 
 

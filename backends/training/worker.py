@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -237,7 +238,7 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     return 0
 
 
-def load_and_tokenize(folder: RunFolder, spec: RunSpec, emit: Emitter
+def load_and_tokenize(folder: RunFolder, spec: RunSpec, emit: Callable[[Any], None]
                        ) -> tuple[Any, Any, Any] | None:
     """The base model and the run's data tokenized with its template; None (and an
     error event) when no record survives tokenizing."""
@@ -274,7 +275,8 @@ def _prepare_trainer(folder: RunFolder, spec: RunSpec, base: Any, train: Any, va
     torch.manual_seed(settings.seed)
     n_layers = int(base.model.config.num_hidden_layers)
     first = n_layers - max(1, round(n_layers * settings.layer_share))
-    lora = LoraConfig(r=settings.rank, lora_alpha=settings.alpha,
+    # peft annotates lora_alpha as int, but only ever divides it by the rank.
+    lora = LoraConfig(r=settings.rank, lora_alpha=settings.alpha,  # type: ignore[arg-type]
                       lora_dropout=settings.dropout,
                       target_modules=settings.target_modules or "all-linear",
                       layers_to_transform=list(range(first, n_layers)) if first else None,

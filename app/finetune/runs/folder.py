@@ -112,8 +112,8 @@ class RunFolder:
                     error: str | None = None, reason: str | None = None) -> None:
         """Update state.json atomically: each field given replaces its value, the others
         keep theirs."""
-        given = {"status": status, "step": step, "total_steps": total_steps, "pid": pid,
-                 "error": error, "reason": reason}
+        given: dict[str, Any] = {"status": status, "step": step, "total_steps": total_steps,
+                                 "pid": pid, "error": error, "reason": reason}
         state = replace(self.state(), **{k: v for k, v in given.items() if v is not None},
                         updated_at=_now())
         atomic_write_text(self.state_file, json.dumps(to_dict(state), indent=2))
