@@ -94,7 +94,7 @@ def test_a_run_whose_export_fails_the_gate_is_a_failed_run_that_keeps_its_adapte
         events = list(client.events(timeout=600))
         client.wait(30)
         error = events[-1]
-        assert isinstance(error, tp.TrainError) and error.error_kind == "export_failed", \
+        assert isinstance(error, tp.Error) and error.error_kind == "export_failed", \
             events[-3:]
         assert "not the trained model" in error.message and "at most 0.0% allowed" in error.message
         folder = RunFolder.of(ws.home, run_id)

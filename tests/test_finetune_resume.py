@@ -54,7 +54,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(
             os.kill(client.proc.pid, signal.SIGKILL)
 
     events = _drive(TrainingClient(ws.home, broken), kill_at_first_checkpoint)
-    assert isinstance(events[-1], tp.WorkerExited)
+    assert isinstance(events[-1], tp.WorkerDied)
     assert "--resume" in events[-1].message
     state = {r.run_id: r for r in list_runs(ws.home)}[broken]
     assert state.status == "interrupted" and state.step < SETTINGS.max_steps
@@ -64,7 +64,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(
             client.cancel()
 
     events = _drive(TrainingClient(ws.home, broken), cancel_at_step_14)
-    assert any(isinstance(e, tp.TrainLog) and "resumed from the checkpoint" in e.message
+    assert any(isinstance(e, tp.Log) and "resumed from the checkpoint" in e.message
                for e in events)
     cancelled = [e for e in events if isinstance(e, tp.Cancelled)]
     assert cancelled and cancelled[0].step >= 14
@@ -149,7 +149,7 @@ def test_a_worker_whose_app_dies_checkpoints_and_the_run_resumes(
             client.cancel()
 
     _drive(TrainingClient(ws.home, run_id), stop_soon)
-    assert any(isinstance(e, tp.TrainLog)
+    assert any(isinstance(e, tp.Log)
                and f"resumed from the checkpoint at step {saved_step}" in e.message
                for e in resumed)
     ws.close()

@@ -241,7 +241,7 @@ def test_the_training_page_shows_a_failure_and_redraws_a_resumed_run(qtbot) -> N
     events += [tp.Progress(step, 5, step / 2, 3.0 - step * 0.1, 1e-3, 50.0, 1.0, 1.0, 1 << 30)
                for step in (1, 2, 3)]
     events += [tp.Evaluation(2, 2.5), tp.Checkpointed(2, "ckpt"),
-               tp.TrainLog("info", "resumed from the checkpoint at step 2")]
+               tp.Log("info", "resumed from the checkpoint at step 2")]
     events += [tp.Progress(step, 5, step / 2, 2.0, 1e-3, 50.0, 1.0, 1.0, 1 << 30)
                for step in (3, 4)]  # after a kill at step 3: step 3 again, then on
     for event in events:
@@ -251,7 +251,7 @@ def test_the_training_page_shows_a_failure_and_redraws_a_resumed_run(qtbot) -> N
     assert view.chart.validation == [(2, 2.5)] and view.progress.value() == 4
     assert view.last["checkpoint"] == 2
     assert "resumed from the checkpoint at step 2" in view.log_view.toPlainText()
-    view.apply(tp.TrainError("out_of_memory", "training ran out of memory: lower the batch "
+    view.apply(tp.Error("out_of_memory", "training ran out of memory: lower the batch "
                              "size or the maximum sequence length"))
     view.show_outcome("failed", "training ran out of memory")
     assert "Error: training ran out of memory" in view.log_view.toPlainText()

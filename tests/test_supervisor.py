@@ -231,13 +231,13 @@ def test_both_protocols_use_the_one_set_of_lifecycle_events_with_their_old_tags(
     from app.inference import protocol as p
     from app.workers import lifecycle
 
-    assert p.Log is tp.TrainLog is lifecycle.Log
-    assert p.Error is tp.TrainError is lifecycle.Error
-    assert p.WorkerDied is tp.WorkerExited is lifecycle.WorkerDied
+    assert p.Log is tp.Log is lifecycle.Log
+    assert p.Error is tp.Error is lifecycle.Error
+    assert p.WorkerDied is tp.WorkerDied is lifecycle.WorkerDied
     assert issubclass(p.Hello, lifecycle.Hello) and issubclass(tp.TrainHello, lifecycle.Hello)
     # Lines written before the events were shared (events.jsonl of old runs) still read.
     assert tp.decode('{"error_kind": "bad_data", "message": "no rows", "kind": "error"}'
-                     ) == tp.TrainError("bad_data", "no rows")
+                     ) == tp.Error("bad_data", "no rows")
     old_hello = ('{"protocol_version": 1, "pid": 7, "run_id": "r", "device": "cpu", '
                  '"dtype": "float32", "torch_version": "2", "resumed_from_step": 0, '
                  '"kind": "hello"}')

@@ -87,7 +87,7 @@ def test_a_compiled_run_trains_like_an_eager_one_and_reports_what_it_measured(
     assert report.compile_s is not None and report.compiled_tokens_per_s
     assert report.failed is None
     assert report.kept == (report.compiled_tokens_per_s >= MIN_GAIN * report.eager_tokens_per_s)
-    said = [e.message for e in events if isinstance(e, tp.TrainLog)]
+    said = [e.message for e in events if isinstance(e, tp.Log)]
     assert any(m.startswith("Compiling the model's layers") for m in said)
     verdict = "kept" if report.kept else "back to eager"
     assert any(m.startswith("Compiled layers ran") and m.endswith(verdict) for m in said)
@@ -143,7 +143,7 @@ def test_a_compile_that_fails_leaves_the_run_training_eager(tmp_path: Path,
     report = trainer.compiler.report
     assert report is not None and report.kept is False and "C++" in report.failed
     warnings = [e.message for e in events
-                if isinstance(e, tp.TrainLog) and e.level == "warning"]
+                if isinstance(e, tp.Log) and e.level == "warning"]
     assert any("Compiling the model for speed failed" in m for m in warnings)
     assert len(trainer.history) == 14  # no step lost or repeated
 
@@ -164,5 +164,5 @@ def test_without_a_cpp_compiler_the_run_says_so_and_trains_eager(tmp_path: Path,
     report = trainer.compiler.report
     assert report.kept is False and report.failed.startswith("no C++ compiler")
     assert not trainer.compiler.active and report.compile_s is None  # nothing was built
-    said = [e.message for e in events if isinstance(e, tp.TrainLog)]
+    said = [e.message for e in events if isinstance(e, tp.Log)]
     assert any(m.startswith("Training eager: no C++ compiler") for m in said)

@@ -21,7 +21,7 @@ from app.finetune.runs.records import RunSummary
 from app.units import format_bytes, format_clock, format_duration, format_token_rate
 
 BAD_INPUT_KINDS = ("bad_data", "bad_model")
-"""A :class:`tp.TrainError` of these kinds is the person's to fix: exit code 2."""
+"""A :class:`tp.Error` of these kinds is the person's to fix: exit code 2."""
 
 
 class Worker(Protocol):
@@ -58,12 +58,12 @@ def follow_run(client: Worker, finished: Callable[[RunSummary], int],
             client.wait()
             print(cancelled(event), file=sys.stderr)
             return ExitCode.CANCELLED
-        if isinstance(event, tp.TrainError):
+        if isinstance(event, tp.Error):
             print(f"hearth: {event.message}", file=sys.stderr)
             client.wait()
             return (ExitCode.BAD_INPUT if event.error_kind in BAD_INPUT_KINDS
                     else ExitCode.FAILED)
-        if isinstance(event, tp.WorkerExited):
+        if isinstance(event, tp.WorkerDied):
             print(f"hearth: {event.message}", file=sys.stderr)
             for line in event.last_log_lines[-5:]:
                 print(f"  {line}", file=sys.stderr)
@@ -100,7 +100,7 @@ class TrainingProgressView:
             self._progress(event)
         elif isinstance(event, tp.Evaluation) and not self.line.tty:
             print(f"  step {event.step}: validation loss {event.val_loss:.4f}", file=out)
-        elif isinstance(event, tp.TrainLog):  # what the run decided, and why, too
+        elif isinstance(event, tp.Log):  # what the run decided, and why, too
             self.line.end_line()
             print(("" if event.level == "info" else "warning: ") + event.message, file=out)
         out.flush()

@@ -85,7 +85,7 @@ class TrainingClient:
         return self.worker.wait(timeout)
 
     def _emit(self, event: Any) -> None:
-        if isinstance(event, tp.Finished | tp.TrainError | tp.Cancelled):
+        if isinstance(event, tp.Finished | tp.Error | tp.Cancelled):
             self.worker.expect_exit()  # its last word: the exit that follows is no death
         if isinstance(event, tp.Finished):
             self.summary = event.summary

@@ -10,8 +10,8 @@ after a crash) can replay how a run went.
 Bump :data:`TRAIN_PROTOCOL_VERSION` on any incompatible change; the first event,
 :class:`TrainHello`, carries it and the supervisor refuses a mismatch. ``TrainHello``'s
 base, the log, error and death events are the lifecycle events both workers share
-(:mod:`app.workers.lifecycle`); ``TrainLog``, ``TrainError`` and ``WorkerExited`` are the
-names the training side knows them by.
+(:mod:`app.workers.lifecycle`), known here by their one name (``tp.Log``, ``tp.Error``,
+``tp.WorkerDied``), as the inference protocol knows them.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from app.codec import RecordError
 from app.finetune.runs.records import RunSummary
 from app.workers import lifecycle
-from app.workers.lifecycle import Error, Log, WorkerDied
+from app.workers.lifecycle import Error, Log, WorkerDied  # shared; callers write tp.Log
 from app.workers.wire import WireError, from_json, to_json
 
 TRAIN_PROTOCOL_VERSION = 1
@@ -131,14 +131,8 @@ class Finished:
     kind: ClassVar[str] = "finished"
 
 
-# The shared lifecycle events under the training side's names (the same classes).
-TrainLog = Log
-TrainError = Error
-WorkerExited = WorkerDied
-
-
 EVENTS = (TrainHello, Phase, DataReady, EstimateEvent, Progress, Evaluation, Checkpointed,
-          Cancelled, Exported, Finished, TrainLog, TrainError, WorkerExited)
+          Cancelled, Exported, Finished, Log, Error, WorkerDied)
 _BY_KIND: dict[str, type] = {cls.kind: cls for cls in EVENTS}
 
 

@@ -64,7 +64,7 @@ class QuietEmit:
 
         if isinstance(event, tp.Phase):
             self.phases.append((event.name, time.perf_counter()))
-        elif isinstance(event, tp.TrainLog | tp.TrainError):
+        elif isinstance(event, tp.Log | tp.Error):
             self.logs.append(event.message)
 
 

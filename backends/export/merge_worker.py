@@ -27,7 +27,7 @@ from app.workers.answer import write_answer
 
 
 def _progress(event: Any) -> None:
-    if isinstance(event, tp.Phase | tp.TrainLog | tp.TrainError):
+    if isinstance(event, tp.Phase | tp.Log | tp.Error):
         print(event.message, file=sys.stderr, flush=True)
 
 
@@ -48,7 +48,7 @@ def merge_run(run_dir: Path) -> MergeResult:
     errors: list[str] = []
 
     def emit(event: Any) -> None:
-        if isinstance(event, tp.TrainError):
+        if isinstance(event, tp.Error):
             errors.append(event.message)
         _progress(event)
 

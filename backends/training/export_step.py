@@ -80,7 +80,7 @@ def write_live_adapter(peft_model: Any, base_gguf: Path | None, alpha: float,
         return export_adapter(base_gguf, state, alpha, adapter_dir / "adapter.gguf",
                               adapter_dir.name)
     except (ExportError, OSError, ValueError) as exc:
-        emit(tp.TrainLog("warning", f"the adapter could not be written for llama.cpp: {exc}"))
+        emit(tp.Log("warning", f"the adapter could not be written for llama.cpp: {exc}"))
         return None
 
 
@@ -133,7 +133,7 @@ def check_live_adapter(folder: RunFolder, spec: RunSpec, peft_model: Any, base: 
     adapter to the base, nothing is merged or quantized."""
     if not summary.adapter_gguf:
         message = "the adapter could not be written for llama.cpp, so it cannot be used live"
-        emit(tp.TrainError("export_failed", message))
+        emit(tp.Error("export_failed", message))
         return message
     emit(tp.Phase("adapter_check", "checking the adapter on the base with llama.cpp"))
     job = CheckJob(quant="adapter", result_path=str(folder.gguf_check_result_file),
@@ -185,7 +185,7 @@ def _check(folder: RunFolder, spec: RunSpec, peft_model: Any, trainer: Any, val:
     result = read_answer(CheckResult, Path(job.result_path), proc, "the llama.cpp check")
     if result.error is not None:
         message = f"quantizing or checking the GGUF failed: {result.error}"
-        emit(tp.TrainError("export_failed", message))
+        emit(tp.Error("export_failed", message))
         return message
     if not job.live:
         emit(tp.Exported("gguf", result.path, result.size_bytes))
@@ -200,7 +200,7 @@ def _check(folder: RunFolder, spec: RunSpec, peft_model: Any, trainer: Any, val:
         message = (f"the {what} check failed, so the model was not added to the library: "
                    + "; ".join(summary.fidelity.failed)
                    + f". The adapter is kept in {summary.adapter_dir}.")
-        emit(tp.TrainError("export_failed", message))
+        emit(tp.Error("export_failed", message))
         return message
     if not job.live:
         summary.gguf_path, summary.gguf_size_bytes = result.path, result.size_bytes

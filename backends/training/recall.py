@@ -85,7 +85,7 @@ class RecallCheck:
     def run(self, model: Any) -> recall.RecallReport:
         """Ask ``model`` (the tuned PEFT model) and judge; the report for the summary."""
         if not self.questions:
-            self.emit(tp.TrainLog("info", f"Recall check skipped: {recall.NO_CHAT}"))
+            self.emit(tp.Log("info", f"Recall check skipped: {recall.NO_CHAT}"))
             return recall.RecallReport(skipped=recall.NO_CHAT)
         self.emit(tp.Phase("recall", f"asking the tuned model {len(self.questions)} of "
                            f"its own questions and {len(self.general)} everyday prompts"))
@@ -98,9 +98,9 @@ class RecallCheck:
         general = self._general(model)
         model.train()
         report = recall.report_of(examples, general, time.perf_counter() - started)
-        self.emit(tp.TrainLog("info", report.line()))
+        self.emit(tp.Log("info", report.line()))
         if report.warning():
-            self.emit(tp.TrainLog("warning", report.warning() or ""))
+            self.emit(tp.Log("warning", report.warning() or ""))
         return report
 
     def _general(self, model: Any) -> dict[str, Any]:

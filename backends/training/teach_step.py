@@ -47,7 +47,7 @@ def prepare(teach: TeachSpec, base: Any, train: Any, device: torch.device,
                               device) if rehearsed else []
     records = teach_gate.rehearsal_records(rehearse + extra)
     train.records.extend(records)
-    emit(tp.TrainLog("info", f"Rehearsing {len(records)} of the base model's own answers "
+    emit(tp.Log("info", f"Rehearsing {len(records)} of the base model's own answers "
                      f"alongside {len(teach.cases)} corrections"))
     return teach_gate.GateInputs(
         cases=teach.checked_cases,
@@ -73,7 +73,7 @@ def continue_from(peft_model: Any, teach: TeachSpec | None, emit: Any) -> None:
                          f"{unused[:3]}")
     new = len(teach.new_cases)
     replayed = sum(c.replay for c in teach.cases)
-    emit(tp.TrainLog("info", f"Continuing {teach.start_version}: training {new} new "
+    emit(tp.Log("info", f"Continuing {teach.start_version}: training {new} new "
                      f"corrections, replaying {replayed} it already knows"))
 
 

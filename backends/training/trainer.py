@@ -280,7 +280,7 @@ class Trainer:
             first = self.compiler.before_first_graph
             compiled, said = self.compiler.timed(seconds, n_tokens)
             if said:
-                self.emit(tp.TrainLog("info", said[0].upper() + said[1:]))
+                self.emit(tp.Log("info", said[0].upper() + said[1:]))
                 measured_sent = False  # a new measured estimate at the new speed
             self.step += 1
             self.elapsed += seconds
@@ -320,7 +320,7 @@ class Trainer:
                 raise
             self.compiler.fail(exc)
             self.optimizer.zero_grad(set_to_none=True)
-            self.emit(tp.TrainLog("warning", "Compiling the model for speed failed; "
+            self.emit(tp.Log("warning", "Compiling the model for speed failed; "
                                   f"training on without it ({type(exc).__name__})"))
             started = time.perf_counter()
             loss, n_tokens = self.train_step()
@@ -364,7 +364,7 @@ class Trainer:
         if reason is None:
             return False
         self.stopped_early = reason
-        self.emit(tp.TrainLog("info", f"Stopping early at step {self.step} of "
+        self.emit(tp.Log("info", f"Stopping early at step {self.step} of "
                               f"{self.plan.total_steps}: {reason}"))
         return True
 
@@ -379,9 +379,9 @@ class Trainer:
         speed = sum(t for _, t in steady) / max(1e-9, sum(s for s, _ in steady))
         refused = self.compiler.start(self.step, speed, remaining)
         if refused is not None:
-            self.emit(tp.TrainLog("info", f"Training eager: {refused}"))
+            self.emit(tp.Log("info", f"Training eager: {refused}"))
             return False
-        self.emit(tp.TrainLog("info", "Compiling the model's layers for speed (a minute or "
+        self.emit(tp.Log("info", "Compiling the model's layers for speed (a minute or "
                               f"two; about {remaining / 60:.0f} min of training remain)"))
         return True
 

@@ -183,7 +183,7 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
                                               device_name, started, emit, dtype_choice)
     resumed = trainer.load_checkpoint() if checkpoint is not None else 0
     if resumed:
-        emit(tp.TrainLog("info", f"resumed from the checkpoint at step {resumed}"))
+        emit(tp.Log("info", f"resumed from the checkpoint at step {resumed}"))
     emit(tp.Phase("training", f"training {trainer.plan.total_steps} steps on {device_name}"))
     folder.write_state(total_steps=trainer.plan.total_steps)
     if trainer.run() == Outcome.CANCELLED:
@@ -206,14 +206,14 @@ def run(run_dir: Path, emit: Emitter, cancel: threading.Event) -> int:
     if not spec.teach:  # does it answer its data? (Teach's gate judges its own answers)
         summary.recall = RecallCheck(folder, spec, base, device, emit).run(trainer.model)
     if report is not None and not report.passed:
-        emit(tp.TrainLog("warning", "the gate failed, so nothing is exported: "
+        emit(tp.Log("warning", "the gate failed, so nothing is exported: "
                          + "; ".join(report.reasons)))
         # Nothing to resume: its checkpoints (tens of MB) would only teach the same harm.
         shutil.rmtree(trainer.checkpoints, ignore_errors=True)
     elif not spec.export.gguf:
-        emit(tp.TrainLog("info", "GGUF export is off for this run: only the adapter is kept"))
+        emit(tp.Log("info", "GGUF export is off for this run: only the adapter is kept"))
     elif base.gguf_path is None:
-        emit(tp.TrainLog("warning", "the base model is a safetensors folder: the adapter "
+        emit(tp.Log("warning", "the base model is a safetensors folder: the adapter "
                          "is saved, but GGUF export needs a GGUF base model"))
     else:
         finish = check_live_adapter if spec.export.live else export_and_check
@@ -256,7 +256,7 @@ def load_and_tokenize(folder: RunFolder, spec: RunSpec, emit: Callable[[Any], No
                                     last_turn_only=spec.teach is not None)
                   for path in (folder.train_file, folder.val_file))
     if not train.records or not val.records:
-        emit(tp.TrainError("bad_data", "no record keeps an assistant reply within the "
+        emit(tp.Error("bad_data", "no record keeps an assistant reply within the "
                            f"maximum sequence length ({settings.max_seq_len} tokens); "
                            "raise --max-seq-len"))
         return None
@@ -295,7 +295,7 @@ def _prepare_trainer(folder: RunFolder, spec: RunSpec, base: Any, train: Any, va
     dtype_choice = pick_dtype(folder, device, base.model.config, probe_loss,
                               trainer.step_speed)
     trainer.autocast_dtype = autocast_dtype(dtype_choice)
-    emit(tp.TrainLog("info", f"Computing in {dtype_choice.dtype}: {dtype_choice.reason}"))
+    emit(tp.Log("info", f"Computing in {dtype_choice.dtype}: {dtype_choice.reason}"))
     return trainer, dtype_choice
 
 
@@ -313,10 +313,10 @@ def _announce_plan(spec: RunSpec, base: Any, train: Any, val: Any, trainer: Any,
                       longest_record_tokens=max(train.longest, val.longest),
                       max_seq_len=settings.max_seq_len, total_steps=plan.total_steps))
     if truncated:
-        emit(tp.TrainLog("warning", f"{truncated} records are longer "
+        emit(tp.Log("warning", f"{truncated} records are longer "
                          f"than {settings.max_seq_len} tokens and were truncated"))
     if train.dropped_no_target + val.dropped_no_target:
-        emit(tp.TrainLog("warning", f"{train.dropped_no_target + val.dropped_no_target} "
+        emit(tp.Log("warning", f"{train.dropped_no_target + val.dropped_no_target} "
                          "records had no reply left after truncation and were skipped"))
     n_params = sum(p.numel() for p in base.model.parameters())
     dtype = dtype_choice.dtype if dtype_choice else "float32"
@@ -406,7 +406,7 @@ def main() -> None:
         with claims.claim("training", threads):
             code = run(run_dir, emit, cancel)
     except MemoryError:
-        emit(tp.TrainError("out_of_memory", "training ran out of memory: lower the batch "
+        emit(tp.Error("out_of_memory", "training ran out of memory: lower the batch "
                            "size or the maximum sequence length"))
         RunFolder(run_dir).write_state(RunStatus.FAILED, error="out of memory")
         code = 1
@@ -417,7 +417,7 @@ def main() -> None:
         kind = ("bad_model" if isinstance(exc, BaseModelError) else
                 "export_failed" if isinstance(exc, ExportError) else "failed")
         traceback.print_exc()
-        emit(tp.TrainError(kind, str(exc) or type(exc).__name__))
+        emit(tp.Error(kind, str(exc) or type(exc).__name__))
         RunFolder(run_dir).write_state(RunStatus.FAILED, error=str(exc))
         code = 1
     sys.exit(code)

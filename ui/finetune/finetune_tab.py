@@ -212,7 +212,7 @@ class FineTuneTab(QWidget):
         try:
             self.bridge.start()
         except OSError as exc:
-            self._on_event(tp.WorkerExited(None, [], f"The training worker did not start: "
+            self._on_event(tp.WorkerDied(None, [], f"The training worker did not start: "
                                                      f"{exc}"))
             return
         self.history.refresh()
@@ -239,9 +239,9 @@ class FineTuneTab(QWidget):
                         "checkpoint is saved: Resume continues from there.")
         elif isinstance(event, tp.Finished):
             self._finished(event.summary)
-        elif isinstance(event, tp.TrainError):
+        elif isinstance(event, tp.Error):
             self._ended(RunStatus.FAILED, event.message)
-        elif isinstance(event, tp.WorkerExited):
+        elif isinstance(event, tp.WorkerDied):
             checkpoint = RunFolder(self.home.runs / self.bridge.run_id).checkpoint_step()
             self._ended(RunStatus.INTERRUPTED, (event.cause or event.message)
                         + " Resume continues from the last checkpoint"

@@ -161,12 +161,12 @@ class TrainingView(QWidget):
         elif isinstance(event, tp.Exported):
             self.last[f"exported_{event.what}"] = event
             self.log(f"Wrote {Path(event.path).name} ({format_bytes(event.size_bytes)})")
-        elif isinstance(event, tp.TrainLog):  # what the run decided, and why, too
+        elif isinstance(event, tp.Log):  # what the run decided, and why, too
             self.log(("⚠ " if event.level != "info" else "") + event.message)
         elif isinstance(event, tp.Cancelled):
             self.last["checkpoint"] = event.step
             self.log(f"Cancelled at step {event.step}; checkpoint saved.")
-        elif isinstance(event, tp.TrainError):
+        elif isinstance(event, tp.Error):
             self.log(f"Error: {event.message}")
 
     def show_progress(self, e: tp.Progress) -> None:

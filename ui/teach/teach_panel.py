@@ -366,7 +366,7 @@ class TeachPanel(QWidget):
         elif isinstance(event, tp.Cancelled):
             self.bridge = None
             self._end("Teach was cancelled; nothing changed in the chat.")
-        elif isinstance(event, tp.TrainError | tp.WorkerExited):
+        elif isinstance(event, tp.Error | tp.WorkerDied):
             self.bridge = None
             self._end(f"Teach failed: {event.message}")
 
