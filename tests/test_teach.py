@@ -18,7 +18,7 @@ from app.teach.records import GateReport, HarmedAnswer, HarmKind
 from app.teach.run import TeachError, corrections_for, describe, report_lines, start_teach
 from app.teach.versions import Version, VersionStore
 from app.workspace import Workspace, open_workspace
-from tests.gguf_factory import write_tiny_gguf as write_gguf
+from tests.gguf_factory import write_tiny_gguf
 
 
 def _version(name: str, base: str = "base-model") -> Version:
@@ -29,9 +29,9 @@ def _version(name: str, base: str = "base-model") -> Version:
 
 def test_versions_activate_and_roll_back(workspace: Workspace, tmp_path: Path) -> None:
     lib = workspace.library
-    base = lib.register(write_gguf(tmp_path / "base.gguf"), "base-model")
-    v1 = lib.register(write_gguf(tmp_path / "v1.gguf"), "base-model-taught-1")
-    lib.register(write_gguf(tmp_path / "v2.gguf"), "base-model-taught-2")
+    base = lib.register(write_tiny_gguf(tmp_path / "base.gguf"), "base-model")
+    v1 = lib.register(write_tiny_gguf(tmp_path / "v1.gguf"), "base-model-taught-1")
+    lib.register(write_tiny_gguf(tmp_path / "v2.gguf"), "base-model-taught-2")
     versions = VersionStore(workspace.home)
     assert chat_model(lib, versions, base).name == "base-model"
 
@@ -73,7 +73,7 @@ def test_corrections_of_a_base_include_those_made_with_its_versions(
 def test_start_teach_writes_every_correction_and_the_gate_inputs(tmp_path: Path) -> None:
     ws = open_workspace(tmp_path / "home", register_starter=False)
     try:
-        base = ws.library.register(write_gguf(tmp_path / "base.gguf"), "base-model")
+        base = ws.library.register(write_tiny_gguf(tmp_path / "base.gguf"), "base-model")
         corrections = CorrectionStore(ws.library.conn)
         with pytest.raises(TeachError, match="no corrections"):
             start_teach(ws.home, ws.library, corrections, base)

@@ -16,7 +16,7 @@ from app.teach.records import CaseSource, GateReport, TeachSpec
 from app.teach.run import TeachError, start_teach, teach_settings, training_rows
 from app.teach.versions import Version, VersionStore
 from app.workspace import Workspace, open_workspace
-from tests.gguf_factory import write_tiny_gguf as write_gguf
+from tests.gguf_factory import write_tiny_gguf
 
 
 def _correct(ws: Workspace, store: CorrectionStore, n: int, start: int = 0) -> list[int]:
@@ -55,7 +55,7 @@ def _spec(ws: Workspace, run_id: str) -> TeachSpec:
 def test_a_second_teach_continues_the_active_version(tmp_path: Path) -> None:
     ws = open_workspace(tmp_path / "home", register_starter=False)
     try:
-        base = ws.library.register(write_gguf(tmp_path / "base.gguf"), "base-model")
+        base = ws.library.register(write_tiny_gguf(tmp_path / "base.gguf"), "base-model")
         store = CorrectionStore(ws.library.conn)
         first_ids = _correct(ws, store, 3)
         first = start_teach(ws.home, ws.library, store, base)
@@ -96,7 +96,7 @@ def test_a_second_teach_continues_the_active_version(tmp_path: Path) -> None:
 def test_rounds_stay_bounded_and_other_shapes_start_from_the_base(tmp_path: Path) -> None:
     ws = open_workspace(tmp_path / "home", register_starter=False)
     try:
-        base = ws.library.register(write_gguf(tmp_path / "base.gguf"), "base-model")
+        base = ws.library.register(write_tiny_gguf(tmp_path / "base.gguf"), "base-model")
         store = CorrectionStore(ws.library.conn)
         _correct(ws, store, 120)
         plan = start_teach(ws.home, ws.library, store, base)
@@ -123,7 +123,7 @@ def test_rounds_stay_bounded_and_other_shapes_start_from_the_base(tmp_path: Path
 def test_a_version_whose_adapter_is_gone_is_not_continued(tmp_path: Path) -> None:
     ws = open_workspace(tmp_path / "home", register_starter=False)
     try:
-        base = ws.library.register(write_gguf(tmp_path / "base.gguf"), "base-model")
+        base = ws.library.register(write_tiny_gguf(tmp_path / "base.gguf"), "base-model")
         store = CorrectionStore(ws.library.conn)
         _correct(ws, store, 2)
         _accept(ws, start_teach(ws.home, ws.library, store, base).run_id,
