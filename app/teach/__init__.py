@@ -14,8 +14,11 @@ The room's parts, each named for what it does:
   and the running time that follows the clock;
 - ``refusal``: whether a Teach would repeat the run the gate refused (window and CLI);
 - ``reference``: where the base's reference answers are cached, and whether they are;
-- ``continuing``: a new Teach continues the active version (rounds).
+- ``continuing``: a new Teach continues the active version (rounds);
+- ``records``: what crosses the worker's pipe and the files (the cases, the gate's
+  report, the cached reference answers), as types with one codec;
+- ``verdict``: the gate's counts, reasons and culprits from what the worker measured.
 
-The PyTorch side (rehearsal, generation, the gate's verdict) runs in the training worker:
-``backends/training/teach_gate.py``.
+The PyTorch side (rehearsal, generation, the gate's measurements) runs in the training
+worker: ``backends/training/teach_gate.py``.
 """
