@@ -10,7 +10,7 @@ from app.models.handoff import HandoffError, HandoffFormat, export_model
 from app.workspace import Workspace
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     exp = sub.add_parser("export", help="write a model for another engine: GGUF, Ollama, "
                          "a PEFT adapter, or transformers safetensors")
     exp.add_argument("name", help="the model's name in the library")

@@ -15,7 +15,7 @@ from app.serve.server import DEFAULT_PORT, LocalServer
 from app.workspace import Workspace
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = sub.add_parser("serve", help="serve a model to OpenAI clients on 127.0.0.1 "
                            "(an API key is required)")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT,

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from app.finetune.estimate import EXPORT_S_PER_GPARAM
-from app.finetune.runs.records import TeachSpec
 from app.finetune.settings import ExportSettings
 from app.paths import HearthHome
 from app.side_files import load_json, save_json
+from app.teach.records import TeachSpec
 
 
 def phase_times_file(home: HearthHome) -> Path:

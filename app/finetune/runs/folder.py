@@ -26,13 +26,14 @@ from app.codec import RecordError, to_dict
 from app.errors import ExitCode, HearthError
 from app.finetune import protocol as tp
 from app.finetune.datasets import Dataset
-from app.finetune.runs.records import BaseRef, DatasetRef, RunSpec, RunState, RunSummary, TeachSpec
+from app.finetune.runs.records import BaseRef, DatasetRef, RunSpec, RunState, RunSummary
 from app.finetune.runs.status import RunStatus, can_resume
 from app.finetune.settings import ExportSettings, LoraSettings
 from app.models.architectures import UnsupportedArchitecture, architecture
 from app.models.library import ModelRecord
 from app.models.live import live_only_refusal
 from app.paths import HearthHome, safe_stem
+from app.teach.records import TeachSpec
 
 
 class RunError(HearthError, ValueError):
@@ -285,6 +286,6 @@ def _alive(pid: Any) -> bool:
         import psutil
 
         proc = psutil.Process(pid)
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except Exception:  # no such process, or no permission to look
         return False
