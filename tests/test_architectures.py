@@ -25,9 +25,9 @@ from app.models.architectures import (
 from backends.export.adapter_gguf import export_adapter
 from backends.export.gguf_export import ExportError, export_gguf
 from backends.export.merge import merge_lora
+from backends.export.pipeline import base_weights
 from backends.inference import llama_compat
 from backends.training.base_model import load_base
-from backends.training.export_step import base_weights
 from tests.arch_factory import ARCHS, write_tiny_arch_gguf
 
 RANK, ALPHA = 8, 16

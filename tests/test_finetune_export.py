@@ -13,8 +13,8 @@ from transformers.modeling_gguf_pytorch_utils import LlamaTensorProcessor
 
 from backends.export.gguf_export import export_gguf, permute_qk
 from backends.export.merge import merge_lora
+from backends.export.pipeline import base_weights
 from backends.training.base_model import load_base
-from backends.training.export_step import base_weights
 
 llama_cpp = pytest.importorskip("llama_cpp")
 

@@ -7,7 +7,7 @@ from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from backends.export.merge import merge_lora
-from backends.training.export_step import base_weights
+from backends.export.pipeline import base_weights
 
 
 def _tiny_peft(seed: int = 0):

@@ -1,6 +1,6 @@
 """The llama.cpp check of an export: the job the training worker gives it, what it answers.
 
-The training worker (:mod:`backends.training.export_step`) writes a :class:`CheckJob` to
+The training worker (:mod:`backends.export.pipeline`) writes a :class:`CheckJob` to
 a file and runs ``python -m backends.export.gguf_check JOB.json``; the child quantizes
 (or applies the adapter), measures, and answers with a :class:`CheckResult` in the
 job's ``result_path`` (:mod:`app.workers.answer`). Both sides use the records' codec,

@@ -118,7 +118,7 @@ class Bench:
               ) -> dict[str, Any]:
         """Make each (question, rejected, corrected) in a chat, press Teach, run it; the
         corrections made before are deleted first unless ``keep`` (teaching in rounds)."""
-        from backends.training import worker
+        from backends.training.teach_recipe import TeachRecipe
 
         store = CorrectionStore(self.ws.library.conn)
         for ex in store.list() if not keep else []:
@@ -142,7 +142,7 @@ class Bench:
                     "correction_ids": made}
         emit = QuietEmit()
         folder = RunFolder(self.ws.home.runs / plan.run_id)
-        code = worker.run(folder.path, emit, threading.Event())  # type: ignore[arg-type]
+        code = TeachRecipe(folder, folder.spec(), emit, threading.Event()).run()
         seconds = time.perf_counter() - started
         summary = folder.summary()
         if code != 0 or summary is None or summary.teach is None:

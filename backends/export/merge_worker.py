@@ -7,7 +7,7 @@ to switch). When the person wants a model that stands alone, this does what a me
 run does at its end, with the same code and the same gate: the base is loaded the way
 training loads it, the run's PEFT adapter (safetensors) is put on it, then merge, F16
 GGUF, quantization (the run's ``export.quant``) and the llama.cpp check against the
-PyTorch model (:func:`backends.training.export_step.export_and_check`). On success the
+PyTorch model (:meth:`backends.export.pipeline.ExportPipeline.merged`). On success the
 run's summary gains its GGUF; the answer (:class:`app.finetune.merge.MergeResult`) goes
 to the file named (:mod:`app.workers.answer`), progress to stderr. Runs in its own
 process, because it needs PyTorch and llama.cpp may abort a process on a bad file.
@@ -35,9 +35,9 @@ def merge_run(run_dir: Path) -> MergeResult:
     """Merge the run's adapter and export it; the answer (with ``error`` on failure)."""
     from peft import PeftModel
 
-    from backends.training.export_step import export_and_check
+    from backends.export.pipeline import ExportPipeline
+    from backends.training.loading import load_and_tokenize, pick_device
     from backends.training.trainer import Trainer
-    from backends.training.worker import load_and_tokenize, pick_device
 
     folder = RunFolder(run_dir)
     spec, summary = folder.spec(), folder.summary()
@@ -55,15 +55,14 @@ def merge_run(run_dir: Path) -> MergeResult:
     loaded = load_and_tokenize(folder, spec, emit)
     if loaded is None:
         return MergeResult(error=errors[-1] if errors else "the run's data could not be read")
-    base, train, val = loaded
     device, _name = pick_device()
     # Trainable only so that the training loop can hold it: its evaluate() is the
     # validation loss the export gate compares with, computed exactly as in the run.
-    model = PeftModel.from_pretrained(base.model, summary.adapter_dir,
+    model = PeftModel.from_pretrained(loaded.base.model, summary.adapter_dir,
                                       is_trainable=True).to(device)
-    trainer = Trainer(model, train.records, val.records, spec.settings, folder.path, emit,
-                      threading.Event(), device)
-    failure = export_and_check(folder, spec, model, base, trainer, val, device, summary, emit)
+    trainer = Trainer(model, loaded.train.records, loaded.val.records, spec.settings,
+                      folder.path, emit, threading.Event(), device)
+    failure = ExportPipeline(folder, spec, loaded.base, trainer, emit).merged(summary)
     if failure is not None:
         return MergeResult(error=failure)
     folder.write_summary(summary)

@@ -28,7 +28,6 @@ estimate before Start includes it.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,6 @@ import torch
 
 from app.finetune import protocol as tp
 from app.finetune import recall
-from app.finetune.dataset_records import Example
 from app.finetune.phase_times import PhaseTimes
 from app.finetune.runs.folder import RunFolder
 from app.finetune.runs.records import RunSpec
@@ -45,12 +43,9 @@ from app.paths import HearthHome
 from app.teach import judge, probes
 from app.teach.reference import cache_in_use, is_cached, reference_cache
 from backends.training import teach_gate
+from backends.training.loading import read_examples
 
 SHOWN_CHANGES = 5
-
-def _read(path: Path) -> list[Example]:
-    with path.open(encoding="utf-8") as fh:
-        return [Example.from_json(json.loads(line)) for line in fh if line.strip()]
 
 
 def reference_file(spec: RunSpec) -> Path | None:
@@ -77,8 +72,8 @@ class RecallCheck:
                  emit: Any) -> None:
         self.spec, self.base, self.device, self.emit = spec, base, device, emit
         self.cache = reference_file(spec)
-        self.questions = recall.choose_questions(_read(folder.val_file),
-                                                 _read(folder.train_file))
+        self.questions = recall.choose_questions(read_examples(folder.val_file),
+                                                 read_examples(folder.train_file))
         self.general = list(probes.general_prompts()["check"])
         self.budget_s = recall.GENERAL_BUDGET_S
 

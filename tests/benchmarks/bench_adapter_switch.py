@@ -25,8 +25,8 @@ from app.models.library import find_starter_gguf
 from backends.export.adapter_gguf import export_adapter
 from backends.export.gguf_export import export_gguf
 from backends.export.merge import merge_lora
+from backends.export.pipeline import base_weights
 from backends.training.base_model import load_base
-from backends.training.export_step import base_weights
 
 
 def main() -> None:
