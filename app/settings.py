@@ -8,7 +8,7 @@ remembered so that a model keeps the temperature a person picked for it.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,7 @@ class ServerSettings:
 @dataclass
 class Settings:
     load: LoadSettings = field(default_factory=LoadSettings)
-    sampling_by_model: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sampling_by_model: dict[str, SamplingParams] = field(default_factory=dict)
     ui: WindowState = field(default_factory=WindowState)
     server: ServerSettings = field(default_factory=ServerSettings)
     template_by_model: dict[str, str] = field(default_factory=dict)
@@ -105,18 +105,16 @@ class Settings:
             self.template_by_model[model] = choice
 
     def sampling_for(self, model: str) -> SamplingParams:
-        remembered = self.sampling_by_model.get(model)
-        if not isinstance(remembered, dict):  # load_settings refuses these; belt and braces
-            return SamplingParams()
-        known = {k: v for k, v in remembered.items()
-                 if k in SamplingParams.__dataclass_fields__}
-        try:
-            return SamplingParams(**known)
-        except (TypeError, ValueError):
-            return SamplingParams()
+        """A copy: what the caller changes is remembered only through
+        :meth:`remember_sampling`."""
+        return _copy(self.sampling_by_model.get(model) or SamplingParams())
 
     def remember_sampling(self, model: str, sampling: SamplingParams) -> None:
-        self.sampling_by_model[model] = asdict(sampling)
+        self.sampling_by_model[model] = _copy(sampling)
+
+
+def _copy(sampling: SamplingParams) -> SamplingParams:
+    return replace(sampling, stop=list(sampling.stop))
 
 
 def load_settings(path: Path, notices: list[str] | None = None) -> Settings:

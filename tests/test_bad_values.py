@@ -19,6 +19,7 @@ from app.inference.client import InferenceClient
 from app.serve.models import OwnModels
 from app.serve.security import KEY_ENV, api_key
 from app.serve.server import LocalServer
+from app.settings import load_settings
 from app.workspace import Workspace, open_workspace
 
 MODEL = "SmolLM2-135M-Instruct"
@@ -110,14 +111,22 @@ def test_wrong_typed_fields_get_a_400_that_names_them_and_the_worker_lives(
 
 
 @pytest.mark.slow
-def test_a_wrong_typed_remembered_setting_does_not_stop_the_worker(served: Served) -> None:
-    pid = served.client.proc.pid
-    served.ws.settings.sampling_by_model[MODEL] = {"seed": "x", "top_k": 2.5,
-                                                   "temperature": 0.7}
+def test_a_wrong_typed_remembered_setting_does_not_stop_the_worker(served: Served,
+                                                                   tmp_path: Path) -> None:
+    """A settings.json edited by hand: the wrong-typed sampling is refused as the settings
+    are read (the file kept aside, the person told), so the worker never sees it."""
+    path = tmp_path / "settings.json"
+    path.write_text(json.dumps({"sampling_by_model": {
+        MODEL: {"seed": "x", "top_k": 2.5, "temperature": 0.7}}}))
+    notices: list[str] = []
+    settings = load_settings(path, notices)
+    assert len(notices) == 1 and settings.sampling_for(MODEL) == p.SamplingParams()
+    pid, kept = served.client.proc.pid, served.ws.settings
+    served.ws.settings = settings
     try:
         status, body = served.post({"model": MODEL, "messages": HI, "max_tokens": 4})
     finally:
-        served.ws.settings.sampling_by_model.pop(MODEL)
+        served.ws.settings = kept
     assert status == 200, body
     assert served.client.proc.pid == pid
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from app.inference.protocol import SamplingParams
 from app.settings import ServerSettings, Settings, WindowState, load_settings, save_settings
 
 
@@ -14,6 +15,7 @@ def test_settings_round_trip_as_types(tmp_path: Path) -> None:
                                        settings_panel=False, conversation=7,
                                        finetune_run_to_offer="20261207-120000-abcd"),
                         server=ServerSettings(on=True, port=8400))
+    settings.remember_sampling("m", SamplingParams(temperature=0.2, seed=3, stop=["x"]))
     save_settings(path, settings)
     assert load_settings(path) == settings
 
@@ -23,6 +25,8 @@ def test_a_file_from_before_the_types_still_loads(tmp_path: Path) -> None:
     path = tmp_path / "settings.json"
     path.write_text(json.dumps({
         "load": {"n_ctx": 2048},
+        "sampling_by_model": {"m": {"temperature": 0.3, "top_k": 20, "stop": ["###"],
+                                    "an_option_from_the_future": 1}},
         "ui": {"geometry": "AdnQyw==", "chat_splitter": [1, 2, 3], "settings_panel": True,
                "conversation": 3, "server_on": True, "server_port": 8400,
                "finetune_run_to_offer": "r1", "a_panel_from_the_future": 1},
@@ -30,6 +34,8 @@ def test_a_file_from_before_the_types_still_loads(tmp_path: Path) -> None:
     notices: list[str] = []
     settings = load_settings(path, notices)
     assert notices == [] and settings.load.n_ctx == 2048
+    assert settings.sampling_for("m") == SamplingParams(temperature=0.3, top_k=20,
+                                                        stop=["###"])
     assert settings.server == ServerSettings(on=True, port=8400)
     assert settings.ui == WindowState("AdnQyw==", [1, 2, 3], True, 3, "r1")
     save_settings(path, settings)
