@@ -81,9 +81,10 @@ def test_a_conversation_switches_tools_on_for_itself(qtbot: QtBot,
     ServerList(model.workspace.home.root).add(ServerEntry("time", "python -m mcp_server_time"))
     box = ToolsBox(model)
     qtbot.addWidget(box)
-    first = model.new_conversation()
     assert not box.checks["time"].isChecked() and box.status.text().startswith("Tools are off")
-    box.checks["time"].setChecked(True)
+    box.checks["time"].setChecked(True)  # none open yet: this starts one, as a message would
+    first = model.conversation_id
+    assert first is not None and box.checks["time"].isChecked()
     box.max_rounds.setValue(2)
     box.required.setChecked(True)
     assert model.tools.settings_of(first) == ToolSettings(("time",), 2, True)

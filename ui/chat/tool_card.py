@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFontDatabase
+from PySide6.QtGui import QFontDatabase, QResizeEvent
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -100,7 +100,6 @@ class ToolCard(QFrame):
         self.result = QPlainTextEdit()  # plain text only: a result may hold any markup
         self.result.setReadOnly(True)
         self.result.setFont(mono)
-        self.result.setFixedHeight(RESULT_LINES * self.result.fontMetrics().lineSpacing() + 12)
         self.show_all = QPushButton()
         self.show_all.setFlat(True)
         self.show_all.clicked.connect(self._on_show_all)
@@ -143,9 +142,21 @@ class ToolCard(QFrame):
         self._text = text
         self.result.setPlainText(text if self._whole or not long
                                  else text[:RESULT_SHOWN] + " […]")
+        self._fit_result()
         self.show_all.setVisible(long)
         self.show_all.setText("Show less" if self._whole
                               else f"Show all ({len(text):,} characters)")
+
+    def _fit_result(self) -> None:
+        """As tall as the result's wrapped lines, up to RESULT_LINES (then it scrolls).
+        A plain text document's layout counts its height in lines."""
+        lines = self.result.document().documentLayout().documentSize().height()
+        lines = min(RESULT_LINES, max(1, int(lines)))
+        self.result.setFixedHeight(lines * self.result.fontMetrics().lineSpacing() + 14)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_result()  # a narrower card wraps the result onto more lines
 
     def _on_show_all(self) -> None:
         self._whole = not self._whole

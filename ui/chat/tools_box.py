@@ -92,10 +92,7 @@ class ToolsBox(QGroupBox):
             blocked = widget.blockSignals(True)
             set_value()
             widget.blockSignals(blocked)
-        has = self.chat.conversation_id is not None
         self.empty.setVisible(not entries)
-        for widget in (*self.checks.values(), self.max_rounds, self.required):
-            widget.setEnabled(has)
         self._show_status()
 
     def _show_status(self) -> None:
@@ -104,12 +101,13 @@ class ToolsBox(QGroupBox):
         self.status.setVisible(bool(self.status.text()))
 
     def _on_edited(self, *_args: object) -> None:
-        cid = self.chat.conversation_id
-        if cid is None:
-            return
         servers = tuple(name for name, box in self.checks.items() if box.isChecked())
-        self.chat.tools.set_settings(cid, ToolSettings(servers, self.max_rounds.value(),
-                                                       self.required.isChecked()))
+        settings = ToolSettings(servers, self.max_rounds.value(), self.required.isChecked())
+        cid = self.chat.conversation_id
+        if cid is None:  # none open yet: these settings start one, as a message would
+            cid = self.chat.new_conversation()
+        self.chat.tools.set_settings(cid, settings)
+        self._show()
 
     def manage_servers(self) -> ToolsDialog:
         """Open Settings > Tools (one dialog, kept while the window lives)."""
