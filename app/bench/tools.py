@@ -15,8 +15,9 @@ Two ways of asking, side by side:
   parallel calls allowed for the parallel cases); this measures choosing the tool and
   filling its arguments when the format cannot fail. Irrelevance is not asked this way.
 
-An argument is right when every expected key has one of its listed values: a string
-when one contains the other (case aside: "Tokyo" for "Asia/Tokyo"), a number by value.
+An argument is right when every expected key has one of its listed values: a string when
+it contains the listed one, case aside ("Asia/Tokyo" for "Tokyo"; a listed value of three
+letters or fewer, such as "es", must be the whole string), a number by value.
 """
 
 from __future__ import annotations
@@ -57,11 +58,12 @@ def cases() -> tuple[dict[str, Tool], list[dict[str, Any]]]:
 def matches(value: Any, allowed: list[Any]) -> bool:
     for option in allowed:
         if isinstance(option, int | float) and not isinstance(option, bool):
-            if isinstance(value, int | float) and float(value) == float(option):
+            if isinstance(value, int | float) and not isinstance(value, bool) \
+                    and float(value) == float(option):
                 return True
         elif isinstance(value, str) and isinstance(option, str):
-            a, b = value.strip().lower(), option.lower()
-            if a and (a in b or b in a):
+            said, wanted = value.strip().lower(), option.lower()
+            if said == wanted or (len(wanted) > 3 and wanted in said):
                 return True
     return False
 
