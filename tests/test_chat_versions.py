@@ -24,12 +24,14 @@ class RecordingClient:
         self.requests: list[tuple[str, list[dict[str, str]], bool]] = []
         self.tools: list[str] = []
         """The tools offered with each request (JSON text, "" for none)."""
+        self.samplings: list[Any] = []
 
     def chat(self, messages: list[dict[str, str]], sampling: Any = None,
              continue_last: bool = False, tools: str = "") -> str:
         request_id = f"r{len(self.requests) + 1}"
         self.requests.append((request_id, messages, continue_last))
         self.tools.append(tools)
+        self.samplings.append(sampling)
         return request_id
 
     def cancel(self, request_id: str) -> None:

@@ -97,3 +97,18 @@ def test_regenerating_a_call_makes_a_branch(workspace: Workspace) -> None:
     workspace.store.select_branch(shown[-1].id, 0)
     assert workspace.store.messages(cid)[-1].tool_steps[0].call.id == \
         saved.tool_steps[0].call.id
+
+
+def test_a_required_call_holds_each_turns_first_reply_also_when_regenerated(
+        workspace: Workspace) -> None:
+    session, client, cid = _session(workspace)
+    session.tools = ToolOffer(parse_tools([CLOCK]), required=True)
+    finished = session.handle(_done(session.send(cid, "Time in Tokyo?").request_id, CALL))
+    assert json.loads(client.samplings[-1].json_schema)["properties"]["name"] == {
+        "const": "get_current_time"}
+    session.regenerate(cid)
+    assert client.samplings[-1].json_schema  # the regenerated call is held too
+    assert finished is not None and finished.saved is not None
+    session.resolve(finished.saved.id, finished.saved.tool_steps)
+    session.follow_up(cid)
+    assert client.samplings[-1] is None or not client.samplings[-1].json_schema

@@ -113,9 +113,8 @@ class ChatSession:
         messages = self.store.messages(conversation_id)
         if messages and messages[-1].role == "assistant":
             last = messages[-1]
-            request_id = self.client.chat(
-                self.store.prompt_messages(conversation_id, before=last.position), sampling,
-                tools=self._offered(conversation_id))
+            request_id = self._ask(conversation_id, sampling, messages[:-1],
+                                   before=last.position)
             return self._track(PendingReply(conversation_id, request_id, replaces=last))
         if not messages:
             raise ValueError("there is nothing to reply to")
@@ -161,31 +160,29 @@ class ChatSession:
 
     def _request(self, conversation_id: int, sampling: p.SamplingParams | None
                  ) -> PendingReply:
-        tools = self._offered(conversation_id)
-        if tools and self.tools is not None and self.tools.required \
-                and self._rounds(conversation_id) == 0:
-            sampling = replace(sampling or p.SamplingParams(), json_schema=call_schema(
-                self.tools.tools, ToolChoice("required"), parallel=False))
-        request_id = self.client.chat(self.store.prompt_messages(conversation_id), sampling,
-                                      tools=tools)
+        request_id = self._ask(conversation_id, sampling,
+                               self.store.messages(conversation_id))
         return self._track(PendingReply(conversation_id, request_id))
 
-    def _offered(self, conversation_id: int) -> str:
-        """The tools to offer this request: none once the model has called
-        ``max_rounds`` times in a row (it must answer now)."""
-        if self.tools is None or not self.tools.tools:
-            return ""
-        return self.tools.wire() if self._rounds(conversation_id) < self.tools.max_rounds \
-            else ""
+    def _ask(self, conversation_id: int, sampling: p.SamplingParams | None,
+             shown: list[Message], before: int | None = None) -> str:
+        """Send the conversation (up to ``before``) with the tools it may call now.
 
-    def _rounds(self, conversation_id: int) -> int:
-        """Replies that called tools at the end of the shown branch."""
+        ``shown`` are the messages the reply follows. After ``max_rounds`` calls in a row
+        no tools are offered (the model must answer); with ``required``, a reply that
+        starts a turn (no call just before it) is held to a call."""
         rounds = 0
-        for message in reversed(self.store.messages(conversation_id)):
+        for message in reversed(shown):
             if message.role != "assistant" or not message.tool_steps:
                 break
             rounds += 1
-        return rounds
+        offer = self.tools if self.tools is not None and self.tools.tools else None
+        tools = offer.wire() if offer is not None and rounds < offer.max_rounds else ""
+        if tools and offer is not None and offer.required and rounds == 0:
+            sampling = replace(sampling or p.SamplingParams(), json_schema=call_schema(
+                offer.tools, ToolChoice("required"), parallel=False))
+        return self.client.chat(self.store.prompt_messages(conversation_id, before),
+                                sampling, tools=tools)
 
     def _calls(self, reply: PendingReply, status: str) -> list[ToolStep]:
         """The reply's calls, when tools were offered and it made some."""
