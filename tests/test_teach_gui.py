@@ -305,8 +305,8 @@ def window(qtbot, tiny: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
     win = MainWindow(tiny)
     qtbot.addWidget(win)
-    monkeypatch.setattr(win.chat, "_launch",
-                        lambda restart: win.chat._set_state(ModelState.STARTING))
+    monkeypatch.setattr(win.chat.lifecycle, "launch",
+                        lambda restart: win.chat.lifecycle.set_state(ModelState.STARTING))
     yield win
     win.close()
 
