@@ -107,6 +107,7 @@ class LoraRecipe:
             self.cleanup()
 
     def _steps(self) -> int:
+        """The steps in order; a refused result skips the export, a failed one ends here."""
         self.emit(tp.TrainHello(protocol_version=tp.TRAIN_PROTOCOL_VERSION, pid=os.getpid(),
                                 run_id=self.spec.run_id, device=self.device_name,
                                 dtype="measuring", torch_version=torch.__version__,
