@@ -3,8 +3,8 @@
 The panel sits under the collected corrections (Datasets tab); the chat window's Teach
 button starts the same panel. A run that passes the gate can be accepted: its model
 becomes the active version of the base (app.teach.versions.VersionStore) and the chat switches
-to it. The versions list rolls back to any earlier version, or to the base. A version is
-an adapter the chat applies live; "Merge into the weights" makes it a stand-alone GGUF.
+to it. The versions under the panel (:mod:`ui.teach.versions_box`) roll back to any
+earlier version, or to the base, and merge a version into the weights.
 
 A run the gate refuses is thrown away at once (its adapter too) and can never be
 accepted; Teach then stays off for that base until its corrections change, since the
@@ -22,8 +22,6 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -34,9 +32,7 @@ from PySide6.QtWidgets import (
 from app.chat.corrections import CorrectionStore
 from app.errors import HearthError
 from app.finetune import protocol as tp
-from app.finetune.merge import merge_version, mergeable
 from app.finetune.runs.records import RunSummary
-from app.models.library import LibraryError, ModelRecord
 from app.teach.refusal import NOTHING_CHANGED, Refusal, Refusals, Snapshot, snapshot
 from app.teach.run import (
     corrections_for,
@@ -50,10 +46,10 @@ from app.teach.run import (
 from app.teach.versions import VersionStore
 from app.units import count
 from app.workspace import Workspace
-from ui.background import Background
 from ui.finetune.training_bridge import TrainingBridge
 from ui.teach.estimate_view import EstimateLabel, RunClock
 from ui.teach.refusal import RefusalBox
+from ui.teach.versions_box import VersionsBox
 
 TEACH_TIP = ("Train on the corrections, check what was learned and kept, then accept or "
              "discard")
@@ -142,28 +138,17 @@ class TeachPanel(QWidget):
         layout.addLayout(buttons)
 
     def _build_versions(self, layout: QVBoxLayout) -> None:
-        layout.addWidget(QLabel("Versions (the active one answers in chat):"))
-        self.version_list = QListWidget()
-        self.version_list.setMaximumHeight(110)
-        layout.addWidget(self.version_list)
-        vrow = QHBoxLayout()
-        self.use_button = QPushButton("Use selected version")
-        self.use_button.clicked.connect(self._on_use_selected)
-        self.rollback_button = QPushButton("Roll back to the base")
-        self.rollback_button.clicked.connect(self._on_rollback)
-        self.merge_button = QPushButton("Merge into the weights")
-        self.merge_button.setToolTip(
-            "A version is an adapter the chat applies live on the base. Merging writes "
-            "a stand-alone GGUF (checked by llama.cpp) that can be handed off or loaded "
-            "without its base; the adapter stays.")
-        self.merge_button.clicked.connect(self._on_merge)
-        self._merger = Background(self)
-        self.version_list.currentItemChanged.connect(lambda *_: self._update_merge_button())
-        vrow.addWidget(self.merge_button)
-        vrow.addStretch(1)
-        vrow.addWidget(self.rollback_button)
-        vrow.addWidget(self.use_button)
-        layout.addLayout(vrow)
+        self.versions_box = VersionsBox(self.workspace, self.versions)
+        self.versions_box.activated.connect(self._on_activated)
+        self.versions_box.merging.connect(self._on_merging)
+        self.versions_box.merge_ended.connect(self._on_merge_ended)
+        self.versions_box.merged.connect(self.merged)
+        layout.addWidget(self.versions_box)
+        # Its widgets, by the names the panel has always had.
+        self.version_list = self.versions_box.version_list
+        self.use_button = self.versions_box.use_button
+        self.rollback_button = self.versions_box.rollback_button
+        self.merge_button = self.versions_box.merge_button
 
     # --------------------------------------------------------------- public
 
@@ -233,9 +218,7 @@ class TeachPanel(QWidget):
         self.estimate_label.shutdown()
         if self.bridge is not None:
             self.bridge.shutdown()
-        # A merge in progress finishes in its own process; merging again later picks
-        # up its file.
-        self._merger.shutdown(timeout=1.0)
+        self.versions_box.shutdown()
 
     # ------------------------------------------------------------ internals
 
@@ -263,80 +246,17 @@ class TeachPanel(QWidget):
         passed = gate_passed(self.summary)
         self.accept_button.setEnabled(passed and not running)
         self.discard_button.setEnabled(self.summary is not None and not running)
-        self._refresh_versions()
+        self.versions_box.show_versions(self.base)
         self.state_changed.emit()
 
-    def _refresh_versions(self) -> None:
-        selected = self.version_list.currentItem()
-        keep = selected.data(Qt.ItemDataRole.UserRole) if selected is not None else None
-        self.version_list.clear()
-        if self.base is None:
-            self.rollback_button.setEnabled(False)
-            self.use_button.setEnabled(False)
-            return
-        active = self.versions.active(self.base)
-        for v in self.versions.versions(self.base):
-            r = v.report
-            text = (f"{'● ' if v.name == active else '   '}{v.name} — learned "
-                    f"{r.learned}/{r.total}, everyday answers changed "
-                    f"{r.general_changed}/{r.general_total}, "
-                    f"{self._kind(v.name)}, {v.created_at}")
-            item = QListWidgetItem(text)
-            item.setData(Qt.ItemDataRole.UserRole, v.name)
-            self.version_list.addItem(item)
-            if v.name == keep:  # the person's choice survives a refresh
-                self.version_list.setCurrentItem(item)
-        self.rollback_button.setEnabled(active is not None)
-        self.use_button.setEnabled(self.version_list.count() > 0)
-        self._update_merge_button()
-
-    def _record(self, name: str) -> ModelRecord | None:
-        try:
-            return self.workspace.library.get(name)
-        except LibraryError:
-            return None
-
-    def _kind(self, name: str) -> str:
-        record = self._record(name)
-        if record is None:
-            return "removed from the library"
-        if mergeable(record):
-            return "adapter applied live"
-        return f"merged ({record.provenance.quant or 'GGUF'})"
-
-    def _selected_version(self) -> str | None:
-        item = self.version_list.currentItem() or self.version_list.item(
-            self.version_list.count() - 1)
-        return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
-
-    def _update_merge_button(self) -> None:
-        name = self._selected_version()
-        record = self._record(name) if name else None
-        self.merge_button.setEnabled(record is not None and mergeable(record)
-                                     and not self._merger.busy)
-
-    def _on_merge(self) -> None:
-        name = self._selected_version()
-        if name is None or self._merger.busy:
-            return
+    def _on_merging(self, name: str) -> None:
         self.phase.setText(f"Merging {name} into the weights and checking it with "
                            "llama.cpp…")
         self.progress.setRange(0, 0)
         self.progress.show()
-        home, library = self.workspace.home, self.workspace.library
-        self._merger.run(lambda: merge_version(home, library, name), self._on_merged,
-                         self._on_merge_failed, name="teach-merge")
-        self._update_merge_button()
 
-    def _on_merged(self, record: ModelRecord) -> None:
-        self.phase.setText(f"{record.name} is now a stand-alone model "
-                           f"({record.provenance.quant}, checked by llama.cpp); its "
-                           "adapter is kept for switching live.")
-        self.merged.emit(record.name)
-        self._idle()
-
-    def _on_merge_failed(self, exc: BaseException) -> None:
-        self.phase.setText(str(exc))
+    def _on_merge_ended(self, sentence: str) -> None:
+        self.phase.setText(sentence)
         self._idle()
 
     def _clear_result(self) -> None:
@@ -432,18 +352,9 @@ class TeachPanel(QWidget):
         self.phase.setText("Discarded; the chat keeps its current version.")
         self._idle()
 
-    def _on_use_selected(self) -> None:
-        name = self._selected_version()
-        if name is None or self.base is None:
-            return
-        self.versions.activate(self.base, name)
-        self.active_changed.emit(self.base, name)
-        self._idle()
-
-    def _on_rollback(self) -> None:
-        if self.base is None:
-            return
-        self.versions.activate(self.base, None)
-        self.phase.setText(f"Rolled back: the chat answers with {self.base} itself.")
-        self.active_changed.emit(self.base, self.base)
+    def _on_activated(self, base: str, name: str) -> None:
+        """A version was made active, or (``name`` is ``base``) the base rolled back to."""
+        if name == base:
+            self.phase.setText(f"Rolled back: the chat answers with {base} itself.")
+        self.active_changed.emit(base, name)
         self._idle()
