@@ -3,8 +3,10 @@
 The data is checked (:func:`app.finetune.datasets.load_dataset`), the model's header
 read and the records laid out by its template (:mod:`ui.finetune.data_layout`), all off
 the GUI thread; the page shows the check, a preview of the first records as they will be
-trained, and an estimate per preset. It emits :attr:`SetupPage.start_requested` when
-Start is clicked; the tab creates and runs the run (:meth:`SetupPage.run_request`).
+trained, and works out the plan of the run and of each preset, which the presets show
+(:mod:`ui.finetune.preset_picker`, where the training settings live). It emits
+:attr:`SetupPage.start_requested` when Start is clicked; the tab creates and runs the run
+(:meth:`SetupPage.run_request`).
 """
 
 from __future__ import annotations
@@ -15,16 +17,13 @@ from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
-    QButtonGroup,
     QComboBox,
     QFrame,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QRadioButton,
     QScrollArea,
     QSplitter,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -40,21 +39,18 @@ from app.finetune.settings import (
     ExportSettings,
     LoraSettings,
     preset,
-    preset_label,
 )
 from app.machine.profile import Machine
 from app.models.library import Library, ModelRecord
 from app.paths import HearthHome, is_converted
-from app.units import format_bytes, format_duration
 from ui import theme
-from ui.finetune.advice_banner import AdviceBanner
 from ui.finetune.data_layout import (
     DataLayouts,
     Key,
     preview_html,
 )
 from ui.finetune.data_picker import DataPicker
-from ui.finetune.settings_form import SettingsForm
+from ui.finetune.preset_picker import PresetPicker
 from ui.untrusted import PlainLabel, SafeTextBrowser
 from ui.wheel_guard import guard_wheel
 
@@ -90,7 +86,6 @@ class SetupPage(QWidget):
         self.home = home
         self.library = library
         self.machine = machine
-        self.memory_available = memory_available
         self.is_training = is_training
         self.plan: RunPlan | None = None
         self._unannounced: Dataset | None = None  # checked, waiting for its layout
@@ -106,6 +101,14 @@ class SetupPage(QWidget):
         self.corrections_radio = self.data.corrections_radio
         self.validation_label = self.data.validation_label
         self.issues_view = self.data.issues_view
+        self.presets = PresetPicker(
+            machine, lambda: self.dataset.stats.records if self.dataset else 100,
+            memory_available)
+        self.presets.changed.connect(self.update_plan)
+        self.preset_buttons = self.presets.preset_buttons  # and its widgets, the same way
+        self.settings_form = self.presets.settings_form
+        self.estimate_label = self.presets.estimate_label
+        self.advice = self.presets.advice
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -133,7 +136,7 @@ class SetupPage(QWidget):
         form.addWidget(heading("2. Data"))
         form.addWidget(self.data)
         form.addWidget(heading("3. How hard to train"))
-        self._build_presets(form)
+        form.addWidget(self.presets)
         form.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -150,7 +153,7 @@ class SetupPage(QWidget):
         self.start_error = PlainLabel("")
         self.start_error.setWordWrap(True)
         self.start_error.setStyleSheet(theme.colour_style(theme.ERROR))
-        self.start_button = QPushButton("Start fine-tuning")
+        self.start_button: QPushButton = QPushButton("Start fine-tuning")
         self.start_button.setMinimumHeight(34)
         self.start_button.setStyleSheet("font-weight: 600; padding: 4px 18px")
         self.start_button.clicked.connect(self.start_requested)
@@ -158,37 +161,6 @@ class SetupPage(QWidget):
         start_row.addWidget(self.start_button)
         column_layout.addLayout(start_row)
         return column
-
-    def _build_presets(self, form: QVBoxLayout) -> None:
-        preset_row = QVBoxLayout()
-        preset_row.setSpacing(2)
-        self.preset_group = QButtonGroup(self)
-        self.preset_buttons: dict[str, QRadioButton] = {}
-        for name in PRESETS:
-            button = QRadioButton(preset_label(name))
-            self.preset_group.addButton(button)
-            self.preset_buttons[name] = button
-            preset_row.addWidget(button)
-            button.toggled.connect(self._on_preset_toggled)
-        form.addLayout(preset_row)
-        self.estimate_label = QLabel("")
-        self.estimate_label.setWordWrap(True)
-        form.addWidget(self.estimate_label)
-        self.advice = AdviceBanner()  # "this will not learn new facts", and the fix
-        self.advice.use_preset.connect(self.select_preset)
-        form.addWidget(self.advice)
-        self.advanced_toggle = QToolButton()
-        self.advanced_toggle.setText("Advanced settings")
-        self.advanced_toggle.setCheckable(True)
-        self.advanced_toggle.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        self.advanced_toggle.setArrowType(Qt.ArrowType.RightArrow)
-        self.advanced_toggle.setStyleSheet("QToolButton { border: none }")
-        self.advanced_toggle.toggled.connect(self._on_advanced_toggled)
-        form.addWidget(self.advanced_toggle)
-        self.settings_form = SettingsForm()
-        self.settings_form.changed.connect(self.update_plan)
-        self.settings_form.hide()
-        form.addWidget(self.settings_form)
 
     def _build_preview(self) -> QWidget:
         right = QWidget()
@@ -270,10 +242,7 @@ class SetupPage(QWidget):
             self.update_plan()
             self.dataset_checked.emit(result)
             return
-        # The preset's epochs follow the dataset's size, so choose them again.
-        self.settings_form.blockSignals(True)
-        self._apply_preset()
-        self.settings_form.blockSignals(False)
+        self.presets.refit()  # the preset's epochs follow the dataset's size
         self._unannounced = result
         self._update_preview()
         self.update_plan()
@@ -330,24 +299,10 @@ class SetupPage(QWidget):
         self.preview_view.setHtml(preview_html(records))
 
     def selected_preset(self) -> str:
-        return next(n for n, b in self.preset_buttons.items() if b.isChecked())
+        return self.presets.selected_preset()
 
     def select_preset(self, name: str) -> None:
-        self.preset_buttons[name].setChecked(True)
-
-    def _on_preset_toggled(self, checked: bool) -> None:
-        if checked:
-            self._apply_preset()
-
-    def _apply_preset(self) -> None:
-        n = self.dataset.stats.records if self.dataset is not None else 100
-        export = self.settings_form.export()
-        self.settings_form.set_values(preset(self.selected_preset(), n, self.machine), export)
-
-    def _on_advanced_toggled(self, shown: bool) -> None:
-        self.settings_form.setVisible(shown)
-        self.advanced_toggle.setArrowType(Qt.ArrowType.DownArrow if shown
-                                          else Qt.ArrowType.RightArrow)
+        self.presets.select_preset(name)
 
     def _cannot_start(self, reason: str) -> None:
         self.start_error.setText(reason)
@@ -358,10 +313,7 @@ class SetupPage(QWidget):
         self.plan = None
         record = self.current_model()
         if self.dataset is None or record is None:
-            self.estimate_label.setText("")
-            self.advice.show_advice(None)
-            for name, button in self.preset_buttons.items():
-                button.setText(preset_label(name))
+            self.presets.clear()
             self._cannot_start("" if record else "No model in the library yet: add one in "
                                "the Models tab.")
             return
@@ -378,8 +330,7 @@ class SetupPage(QWidget):
             return self._cannot_start(facts.refusal)
         layout = self.layouts.layout((record.name, self.dataset.sha256), self.dataset, facts)
         if layout is None:
-            self.estimate_label.setText("Measuring the records with the model's chat "
-                                        "template…")
+            self.presets.say("Measuring the records with the model's chat template…")
             self.start_button.setEnabled(False)
             return
         try:
@@ -391,31 +342,14 @@ class SetupPage(QWidget):
                                        self.machine, self.dataset)
             self.plan = plan_run(facts, self.dataset, settings, self.machine, shape, export,
                                  converted, recall_s)
-            for name, button in self.preset_buttons.items():
-                guess = plan_run(facts, self.dataset,
-                                 preset(name, self.dataset.stats.records, self.machine),
-                                 self.machine, shape, export, converted, recall_s).estimate
-                button.setText(f"{preset_label(name)}: about {format_duration(guess.seconds)}, "
-                               f"peak memory about {format_bytes(guess.peak_memory_bytes)}")
+            self.presets.show_costs({
+                name: plan_run(facts, self.dataset,
+                               preset(name, self.dataset.stats.records, self.machine),
+                               self.machine, shape, export, converted, recall_s).estimate
+                for name in PRESETS})
         except HearthError as exc:
             return self._cannot_start(str(exc).capitalize())
-        self._show_estimate(self.plan, settings)
-        self.advice.show_advice(fact_advice(self.dataset, settings))
-
-    def _show_estimate(self, plan: RunPlan, settings: LoraSettings) -> None:
-        est = plan.estimate
-        avail = self.memory_available()
-        memory_note = ""
-        if est.peak_memory_bytes > avail:
-            memory_note = (f' <span style="color:{theme.readable(theme.ERROR)}">(only '
-                           f"{format_bytes(avail)} free now)</span>")
-        self.estimate_label.setText(
-            f"This run: about <b>{format_duration(est.seconds)}</b> on this "
-            f"{'GPU' if self.machine.has_gpu else 'CPU'}, peak memory about "
-            f"<b>{format_bytes(est.peak_memory_bytes)}</b>{memory_note}.<br>"
-            f"{plan.total_steps} steps over {plan.train_records} training records "
-            f"({plan.val_records} held out for validation); rank {settings.rank}, "
-            f"learning rate {settings.learning_rate:g}.")
+        self.presets.show_plan(self.plan, settings, fact_advice(self.dataset, settings))
         self.start_error.setText("")
         self.start_button.setEnabled(not self.is_training())
 
