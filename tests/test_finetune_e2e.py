@@ -19,6 +19,7 @@ ANSWERS = ["Quillport", "Odessa Fernwick", "turquoise", "plumbleberry stew", "se
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # its fine-tune alone may take up to 1,500 s (above the suite's 900)
 @pytest.mark.skipif(find_starter_gguf() is None, reason="the starter model is not installed")
 def test_smollm2_learns_made_up_facts_and_keeps_them_in_q8_0(
         tmp_path: Path, hearth_cache: Path) -> None:

@@ -56,6 +56,9 @@ def _home_with_corrections(home: Path, rows: list[tuple[str, str, str]]) -> None
 
 
 @pytest.mark.slow
+# Its own steps may take up to 1,800 s (teach) + 900 s (merge) + the chats: the suite's
+# 900 s per-test limit would cut it before they do.
+@pytest.mark.timeout(3600)
 @pytest.mark.skipif(find_starter_gguf() is None, reason="the starter model is not installed")
 def test_ten_corrections_are_learned_kept_and_answer_in_chat(
         tmp_path: Path, hearth_cache: Path) -> None:
@@ -126,6 +129,7 @@ def test_ten_corrections_are_learned_kept_and_answer_in_chat(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # teach may take up to 1,800 s on its own
 @pytest.mark.skipif(find_starter_gguf() is None, reason="the starter model is not installed")
 def test_a_refusal_collapse_is_caught_by_the_gate_and_never_reaches_the_chat(
         tmp_path: Path, hearth_cache: Path) -> None:
