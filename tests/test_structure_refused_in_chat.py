@@ -13,17 +13,14 @@ import pytest
 from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 
-from app.inference import protocol as p
 from app.inference.kernels import OVERRIDE_ENV, KernelMemory
 from app.serve.security import KEY_ENV
-from app.settings import LoadSettings
 from app.workspace import Workspace
 from backends.inference.llama_compat import CRASH_TEST_ENV
-from ui.chat.chat_view_model import ModelState
+from tests.starter_window import WAIT_MS, open_starter_window
 from ui.main_window import MainWindow
 
 pytestmark = pytest.mark.slow
-WAIT_MS = 180_000
 NUL = 'root ::= "\\x00"'
 
 
@@ -32,19 +29,8 @@ def window(qtbot: QtBot, workspace: Workspace, starter_gguf: Path,
            monkeypatch: pytest.MonkeyPatch) -> Iterator[MainWindow]:
     for name in (KEY_ENV, OVERRIDE_ENV, CRASH_TEST_ENV):
         monkeypatch.delenv(name, raising=False)
-    record = workspace.library.ensure_starter()
-    assert record is not None
-    workspace.settings.load = LoadSettings(n_ctx=1024, n_threads=2)
-    workspace.settings.remember_sampling(record.name, p.SamplingParams(
-        temperature=0.0, seed=1, max_tokens=8, grammar=NUL))  # remembered before the fix
-    win = MainWindow(workspace)
-    qtbot.addWidget(win)
-    win.show()
-    win.start()
-    qtbot.waitUntil(lambda: win.chat.state == ModelState.READY, timeout=WAIT_MS)
-    yield win
-    win.close()
-    assert not win.bridge.client.alive
+    with open_starter_window(qtbot, workspace, grammar=NUL) as win:  # remembered before the fix
+        yield win
 
 
 def _send(qtbot: QtBot, win: MainWindow, text: str) -> object:

@@ -28,7 +28,15 @@ from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any
 
-from app.chat.tools import Tool, ToolCall, ToolChoice, call_schema, read_calls, tool_from
+from app.chat.tools import (
+    Tool,
+    ToolCall,
+    ToolChoice,
+    call_schema,
+    read_calls,
+    tool_from,
+    tools_json,
+)
 from app.inference import protocol as p
 from app.inference.client import InferenceClient
 from app.models.library import ModelRecord
@@ -93,9 +101,8 @@ def ask_case(client: InferenceClient, tools: dict[str, Tool], case: dict[str, An
                          parallel=case["kind"] == "parallel") if mode == "required" else ""
     sampling = p.SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS, seed=0,
                                 json_schema=schema)
-    wire = json.dumps([t.to_openai() for t in offered])
     request_id = client.chat([{"role": "user", "content": case["ask"]}], sampling,
-                             tools=wire)
+                             tools=tools_json(offered))
     done = _done(client, request_id)
     made = read_calls(done.text, offered).calls
     return CaseResult(case["kind"], case["ask"], mode, right_calls(made, case["calls"]),

@@ -77,6 +77,11 @@ class ToolCall:
                 "function": {"name": self.name, "arguments": self.arguments}}
 
 
+def tools_json(tools: list[Tool]) -> str:
+    """Definitions as the protocol carries them (``Chat.tools``): OpenAI's list, as text."""
+    return json.dumps([t.to_openai() for t in tools], ensure_ascii=False)
+
+
 def new_call_id() -> str:
     return "call_" + secrets.token_hex(12)
 

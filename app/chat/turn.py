@@ -15,7 +15,6 @@ after which the model is asked to answer without tools.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -28,7 +27,7 @@ from app.chat.conversations import (
     Message,
 )
 from app.chat.tool_steps import ToolStep
-from app.chat.tools import Tool, ToolChoice, call_schema, read_calls
+from app.chat.tools import Tool, ToolChoice, call_schema, read_calls, tools_json
 from app.inference import protocol as p
 from app.inference.client import InferenceClient
 
@@ -70,7 +69,7 @@ class ToolOffer:
     after it the model chooses. Small models rarely call unless made to."""
 
     def wire(self) -> str:
-        return json.dumps([t.to_openai() for t in self.tools], ensure_ascii=False)
+        return tools_json(self.tools)
 
 
 def title_from(text: str, limit: int = 48) -> str:

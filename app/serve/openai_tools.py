@@ -36,6 +36,7 @@ from app.chat.tools import (
     parse_choice,
     parse_tools,
     read_calls,
+    tools_json,
 )
 from app.inference import protocol as p
 from app.serve.errors import ServeError
@@ -58,7 +59,7 @@ class ToolRequest:
         """The definitions the worker renders into the prompt (none for ``none``)."""
         if not self.active:
             return ""
-        return json.dumps([t.to_openai() for t in self.tools], ensure_ascii=False)
+        return tools_json(self.tools)
 
     def sampling(self, sampling: p.SamplingParams) -> p.SamplingParams:
         """A forced call is held to its schema; that leaves no room for a client's own."""

@@ -36,6 +36,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from app.chat.tools import Tool, ToolError, tool_from
 from app.errors import HearthError
+from app.paths import safe_stem
 
 log = logging.getLogger("hearth.tools")
 START_TIMEOUT_S = 30.0
@@ -94,7 +95,7 @@ class McpConnection:
 
     def __init__(self, server: McpServer, logs: Path) -> None:
         self.server = server
-        self.log_path = logs / f"mcp-{_file_name(server.name)}.log"
+        self.log_path = logs / f"mcp-{safe_stem(server.name, 'server')[:60]}.log"
         self.tools: list[Tool] = []
         self.skipped: list[str] = []
         self._stack = contextlib.ExitStack()
@@ -222,10 +223,6 @@ def _name_of(words: list[str]) -> str:
     if Path(words[0]).name in ("uvx", "npx", "pipx", "bunx") and rest:
         return rest[0]
     return Path(words[0]).name
-
-
-def _file_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60] or "server"
 
 
 def _short(text: str) -> str:
