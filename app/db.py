@@ -101,6 +101,13 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE messages ADD COLUMN tool_steps TEXT NOT NULL DEFAULT '[]';
     """,
+    # 6: a correction of a reply that called tools (app/chat/corrections.py) keeps the
+    # definitions offered at that turn (OpenAI's ``tools`` list, as JSON) and the
+    # original calls (the rejected side); '' for a correction of words, as every older row.
+    """
+    ALTER TABLE training_examples ADD COLUMN tools TEXT NOT NULL DEFAULT '';
+    ALTER TABLE training_examples ADD COLUMN rejected_calls TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 

@@ -13,6 +13,7 @@ from PySide6.QtGui import QCloseEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import QMainWindow, QPushButton, QScrollArea, QTabWidget
 
 from app.chat.corrections import CorrectionStore
+from app.chat.tools import Tool, ToolCall
 from app.models.versions import ActiveVersions
 from app.workspace import Workspace
 from ui import theme
@@ -176,9 +177,22 @@ class MainWindow(QMainWindow):
         self._finetune_synced: str | None = None
 
     def _on_correct_requested(self, message_id: int, text: str) -> None:
-        """Teach from chat: the person rewrites a reply; it becomes a training example."""
+        """Teach from chat: the person rewrites a reply; it becomes a training example.
+        A reply that called tools is corrected among the tools its conversation offers
+        (its servers are started first when they are not running)."""
+        message = self.workspace.store.message(message_id)
+        calls = [step.call for step in message.tool_steps]
+        if not calls:
+            self._correct(message_id, text, [], [])
+            return
+        self.chat.tools.offered_tools(
+            message.conversation_id,
+            lambda tools: self._correct(message_id, text, calls, tools))
+
+    def _correct(self, message_id: int, text: str, calls: list[ToolCall],
+                 tools: list[Tool]) -> None:
         dialog = CorrectReplyDialog(self.corrections, self.workspace.store, message_id, text,
-                                    parent=self)
+                                    parent=self, calls=calls, tools=tools)
         if dialog.exec() == CorrectReplyDialog.DialogCode.Accepted:
             self.datasets_view.refresh()
             n = self.corrections.count()

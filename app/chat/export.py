@@ -16,6 +16,7 @@ from typing import Any
 
 from app.atomic import atomic_write_text
 from app.chat.conversations import COMPLETE, Conversation, Message, model_messages
+from app.chat.tool_prompt import openai_message
 from app.errors import ExitCode, HearthError
 
 
@@ -31,10 +32,8 @@ _STATUS_NOTES = {"cancelled": "stopped", "truncated": "cut by the token limit",
 
 def to_openai(conversation: Conversation, messages: list[Message]) -> dict[str, Any]:
     """The conversation as an OpenAI chat-completions request body."""
-    turns: list[dict[str, Any]] = model_messages(conversation, messages)
-    for turn in turns:  # OpenAI's shape: the calls as a list, not the protocol's text
-        if "tool_calls" in turn:
-            turn["tool_calls"] = json.loads(turn["tool_calls"])
+    # OpenAI's shape: the calls as a list, not the protocol's text.
+    turns = [openai_message(turn) for turn in model_messages(conversation, messages)]
     body: dict[str, Any] = {"model": conversation.model or "", "messages": turns}
     sampling = conversation.settings.get("sampling")
     if isinstance(sampling, dict):

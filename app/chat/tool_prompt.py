@@ -27,7 +27,7 @@ from typing import Any
 
 from jinja2 import Environment, TemplateSyntaxError, meta
 
-from app.chat.tools import Tool, tool_from
+from app.chat.tools import Tool, shown_call, tool_from
 
 FALLBACK_INSTRUCTIONS = (
     "You can call tools. To call one, answer with only this, and nothing else:\n"
@@ -86,6 +86,41 @@ def calls_of(message: dict[str, str]) -> list[dict[str, Any]]:
     text = message.get("tool_calls") or ""
     calls = json.loads(text) if text else []
     return calls if isinstance(calls, list) else []
+
+
+def shown_reply(content: str, calls: str) -> str:
+    """A reply as a person reads it in a list: its words, then each call written
+    ``get_time(timezone="Asia/Tokyo")`` (``calls``: OpenAI's list as JSON text, or "")."""
+    written = [shown_call(str(c["function"].get("name")),
+                          json.dumps(_arguments(c["function"].get("arguments")),
+                                     ensure_ascii=False))
+               for c in calls_of({"tool_calls": calls})
+               if isinstance(c, dict) and isinstance(c.get("function"), dict)]
+    return "\n".join([content.strip()] * bool(content.strip()) + written)
+
+
+def openai_message(message: dict[str, str]) -> dict[str, Any]:
+    """A protocol message as files in OpenAI's format hold it (a dataset's records, the
+    corrections' rows): an assistant's calls as a list, not JSON text."""
+    out: dict[str, Any] = dict(message)
+    if message.get("tool_calls"):
+        out["tool_calls"] = calls_of(message)
+    else:
+        out.pop("tool_calls", None)
+    return out
+
+
+def protocol_message(message: dict[str, Any]) -> dict[str, str]:
+    """The other way (:func:`openai_message`): a message whose calls are a list (or
+    already JSON text) as the protocol carries it, every value text."""
+    out = {k: v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
+           for k, v in message.items() if v is not None and k != "tool_calls"}
+    calls = message.get("tool_calls")
+    if calls:
+        out["tool_calls"] = calls if isinstance(calls, str) else json.dumps(
+            calls, ensure_ascii=False)
+    out.setdefault("content", "")
+    return out
 
 
 def _native(message: dict[str, str]) -> dict[str, Any]:

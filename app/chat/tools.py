@@ -32,6 +32,9 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
 from app.errors import HearthError
 from app.inference.grammar_limits import StructureError, check_schema
 
@@ -139,6 +142,41 @@ def tool_from(function: dict[str, Any], where: str = "the tool") -> Tool:
     except (StructureError, ValueError, RecursionError) as exc:
         raise ToolError(f"{where}.parameters: {exc}") from None
     return Tool(name, description, parameters)
+
+
+def check_arguments(tool: Tool, arguments: str) -> str:
+    """``arguments`` (JSON text) checked against ``tool``'s schema: the same text,
+    normalised, or ToolError saying what is wrong, where. For calls a person writes (a
+    corrected call): a model's own are held to the schema by grammar when forced, and a
+    server answers a wrong one itself."""
+    try:
+        value = json.loads(arguments or "{}")
+    except (ValueError, RecursionError) as exc:
+        raise ToolError(f"the arguments of {tool.name} are not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ToolError(f"the arguments of {tool.name} must be a JSON object ({{...}})")
+    try:
+        problem = best_match(Draft202012Validator(tool.parameters).iter_errors(value))
+    except Exception as exc:  # a stranger's schema fails in the validator's own ways
+        raise ToolError(f"the schema of {tool.name} cannot check arguments: {exc}") from None
+    if problem is not None:
+        where = "".join(f"[{p!r}]" if isinstance(p, int) else f".{p}"
+                        for p in problem.absolute_path).lstrip(".")
+        raise ToolError(f"the arguments of {tool.name} do not fit its schema: "
+                        f"{where + ': ' if where else ''}{problem.message}")
+    return json.dumps(value, ensure_ascii=False)
+
+
+def shown_call(name: str, arguments: str) -> str:
+    """A call as a person reads it in a list: ``get_time(timezone="Asia/Tokyo")``."""
+    try:
+        value = json.loads(arguments or "{}")
+    except (ValueError, RecursionError):
+        return f"{name}({arguments})"
+    if not isinstance(value, dict):
+        return f"{name}({arguments})"
+    return f"{name}(" + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}"
+                                  for k, v in value.items()) + ")"
 
 
 def _shown(value: Any) -> str:

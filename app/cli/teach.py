@@ -118,7 +118,7 @@ def _teach(ws: Workspace, versions: VersionStore, base: str, args: argparse.Name
 
 
 def _line(ex: TrainingExample, width: int = 70) -> str:
-    return f"  correction {ex.id}: {question(ex)[:width]} → {ex.corrected[:width]}"
+    return f"  correction {ex.id}: {question(ex)[:width]} → {ex.shown[:width]}"
 
 
 def _refused_again(refusal: Refusal, corrections: CorrectionStore, versions: VersionStore,

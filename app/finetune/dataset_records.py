@@ -11,7 +11,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-ROLES = ("system", "user", "assistant")
+from app.chat.tools import Tool, ToolCall, ToolError, new_call_id, parse_tools, tools_json
+
+ROLES = ("system", "user", "assistant", "tool")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant",
                   "assistant": "assistant", "chatgpt": "assistant", "model": "assistant",
                   "bot": "assistant", "system": "system"}
@@ -25,28 +27,37 @@ class Example:
     line: int
     """Line of the source file where the record starts (1-based), for messages."""
     messages: list[dict[str, str]] | None = None
+    """The protocol's shape (:mod:`app.chat.tool_prompt`): an assistant's calls as JSON
+    text under ``tool_calls``, a tool's result as a ``tool`` message."""
     text: str | None = None
+    tools: str = ""
+    """The tools offered to the chat (OpenAI's ``tools`` list as JSON text); "" none. The
+    record renders with them as the chat renders a prompt with tools."""
 
     def to_json(self) -> dict[str, Any]:
         if self.messages is not None:
-            return {"messages": self.messages, "line": self.line}
+            tools = {"tools": json.loads(self.tools)} if self.tools else {}
+            return {"messages": self.messages, "line": self.line, **tools}
         return {"text": self.text, "line": self.line}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Example:
+        tools = data.get("tools")
         return cls(line=int(data.get("line", 0)), messages=data.get("messages"),
-                   text=data.get("text"))
+                   text=data.get("text"),
+                   tools=json.dumps(tools, ensure_ascii=False) if tools else "")
 
     @property
     def n_chars(self) -> int:
         if self.messages is not None:
-            return sum(len(m["content"]) for m in self.messages)
+            return sum(len(m["content"]) + len(m.get("tool_calls", ""))
+                       for m in self.messages) + len(self.tools)
         return len(self.text or "")
 
     def key(self) -> str:
         """Identity for duplicate detection (the content, not the line)."""
         payload = self.messages if self.messages is not None else self.text
-        return json.dumps(payload, sort_keys=True, ensure_ascii=False)
+        return json.dumps([payload, self.tools], sort_keys=True, ensure_ascii=False)
 
 
 class RecordProblem(ValueError):
@@ -108,22 +119,71 @@ def _openai(obj: Any, line: int) -> Example:
     raw = obj["messages"]
     if not isinstance(raw, list) or not raw:
         raise RecordProblem("'messages' must be a non-empty list")
+    tools = _tools(obj.get("tools"))
     messages = []
     for i, m in enumerate(raw, start=1):
         if not isinstance(m, dict):
             raise RecordProblem(f"message {i} is not an object")
         if "role" not in m:
             raise RecordProblem(f"message {i} has no 'role'")
-        if "content" not in m:
-            raise RecordProblem(f"message {i} has no 'content'")
         role = m["role"]
         if role not in ROLES:
-            raise RecordProblem(f"message {i} has role {role!r}; use system, user or assistant")
-        content = _string(m["content"], f"the content of message {i}")
-        if not content.strip() and role == "assistant":
+            raise RecordProblem(f"message {i} has role {role!r}; use system, user, "
+                                "assistant or tool")
+        calls = _calls(m.get("tool_calls"), tools, i) if role == "assistant" else ""
+        if "content" not in m and not calls:
+            raise RecordProblem(f"message {i} has no 'content'")
+        content = _string(m.get("content") or "", f"the content of message {i}")
+        if not content.strip() and role == "assistant" and not calls:
             raise RecordProblem(f"message {i} (assistant) is empty")
-        messages.append({"role": role, "content": content})
-    return Example(line=line, messages=_check_chat(messages))
+        message = {"role": role, "content": content}
+        if calls:
+            message["tool_calls"] = calls
+        if role == "tool":
+            message.update({k: _string(m[k], f"the {k} of message {i}")
+                            for k in ("tool_call_id", "name") if k in m})
+        messages.append(message)
+    return Example(line=line, messages=_check_chat(messages),
+                   tools=tools_json(tools) if tools else "")
+
+
+def _tools(raw: Any) -> list[Tool]:
+    """A record's ``tools``: OpenAI's definitions, checked as the server checks them."""
+    if raw is None:
+        return []
+    try:
+        return parse_tools(raw)
+    except ToolError as exc:
+        raise RecordProblem(str(exc)) from None
+
+
+def _calls(raw: Any, tools: list[Tool], i: int) -> str:
+    """An assistant message's ``tool_calls`` (OpenAI's list) as the protocol's JSON text;
+    each names a tool of the record's ``tools`` (when it has some) with JSON arguments."""
+    if not raw:
+        return ""
+    if not isinstance(raw, list):
+        raise RecordProblem(f"the tool_calls of message {i} must be a list")
+    offered = {t.name for t in tools}
+    calls = []
+    for call in raw:
+        function = call.get("function") if isinstance(call, dict) else None
+        name = function.get("name") if isinstance(function, dict) else None
+        if not isinstance(function, dict) or not isinstance(name, str):
+            raise RecordProblem(f"a call of message {i} has no function name")
+        if offered and name not in offered:
+            raise RecordProblem(f"message {i} calls {name!r}, which is not in 'tools'")
+        arguments = function.get("arguments", "{}")
+        try:
+            value = json.loads(arguments) if isinstance(arguments, str) else arguments
+        except ValueError:
+            value = None
+        if not isinstance(value, dict):
+            raise RecordProblem(f"the arguments of {name!r} in message {i} are not a JSON "
+                                "object")
+        calls.append(ToolCall(str(call.get("id") or new_call_id()), name,
+                              json.dumps(value, ensure_ascii=False)).to_openai())
+    return json.dumps(calls, ensure_ascii=False)
 
 
 def _sharegpt(obj: Any, line: int) -> Example:

@@ -9,7 +9,9 @@ here are labelled as approximations.
 
 Accepted formats (detected from the first record):
 
-- OpenAI chat JSONL: ``{"messages": [{"role": ..., "content": ...}, ...]}``
+- OpenAI chat JSONL: ``{"messages": [{"role": ..., "content": ...}, ...]}``, with
+  ``"tools"`` and assistant ``tool_calls`` / ``tool`` turns where a chat called tools
+  (rendered as the chat renders them, :mod:`app.chat.tool_prompt`)
 - ShareGPT: ``{"conversations": [{"from": "human"|"gpt"|..., "value": ...}]}``
 - Alpaca: ``{"instruction", "input"?, "output"}``, as JSONL or one JSON list
 - Plain text: a ``.txt``/``.md`` file, one record per blank-line-separated paragraph

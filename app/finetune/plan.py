@@ -14,6 +14,7 @@ import math
 from dataclasses import dataclass
 
 from app.chat.template import ChatTemplate, assistant_spans
+from app.chat.tool_prompt import shape
 from app.finetune.datasets import CHARS_PER_TOKEN, Dataset, Example, split_examples
 from app.finetune.estimate import (
     Compute,
@@ -91,7 +92,8 @@ class PreviewRecord:
 def render_example(example: Example, template: ChatTemplate) -> PreviewRecord:
     if example.messages is None:  # plain text: the whole text carries loss
         return PreviewRecord(example.line, [(example.text or "", True)])
-    full, spans = assistant_spans(template, example.messages)
+    shaped, tools = shape(example.messages, example.tools, template.text, lambda v: v)
+    full, spans = assistant_spans(template, shaped, tools)
     segments: list[tuple[str, bool]] = []
     at = 0
     for start, end in spans:

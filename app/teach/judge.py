@@ -6,6 +6,7 @@ refusal in place of an answer, or another name, as one changed token in thirty; 
 judgements look at what changed in substance instead:
 
 - :func:`carries`: the answer says what a correction says (its distinctive words);
+  :func:`same_calls`, for a correction of a tool call: the answer makes that call;
 - :func:`is_refusal`: the answer declines ("I cannot help with that.");
 - :func:`departs`: the taught answer departs from the base's in substance — it refuses
   where the base answered (or the reverse), loops, drops or replaces the base's named
@@ -19,9 +20,16 @@ words ("Paris is the capital of France." / "The capital of France is Paris.") do
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from app.chat.tools import read_calls, tool_from
+
+if TYPE_CHECKING:
+    from app.teach.records import TeachCase
 
 STOPWORDS = frozenset({
     "a", "an", "the", "is", "are", "was", "were", "be", "been", "of", "in", "on", "at", "to",
@@ -84,6 +92,25 @@ def carries(answer: str, chosen: str, rejected: str, question: str) -> bool:
     have = set(words(answer))
     hits = sum(w in have for w in key)
     return hits == len(key) if len(key) <= 2 else hits / len(key) >= 0.7
+
+
+def same_calls(answer: str, calls: str, tools: str) -> bool:
+    """Whether ``answer`` makes the corrected ``calls`` (OpenAI's list as JSON text): read
+    back with the chat's call reader (:func:`app.chat.tools.read_calls`, every family's
+    format), the same tools in the same order, with JSON-equal arguments."""
+    offered = [tool_from(t["function"]) for t in json.loads(tools or "[]")]
+    want = [(c["function"]["name"], json.loads(c["function"].get("arguments") or "{}"))
+            for c in json.loads(calls or "[]")]
+    got = [(c.name, json.loads(c.arguments)) for c in read_calls(answer, offered).calls]
+    return bool(want) and got == want
+
+
+def answered(case: TeachCase, answer: str) -> bool:
+    """Whether ``answer`` is the correction's: its calls when it makes some, else its
+    words (:func:`carries`). Learned, reworded and the early stop all judge by this."""
+    if case.calls:
+        return same_calls(answer, case.calls, case.tools)
+    return carries(answer, case.chosen, case.rejected, case.question)
 
 
 def is_refusal(text: str) -> bool:

@@ -67,6 +67,14 @@ class TeachCase:
     """An earlier case trained again this round (its own question only)."""
     check: bool = False
     """An earlier case the gate asks again this round."""
+    tools: str = ""
+    """The tool definitions offered with the prompt (OpenAI's list as JSON text; ""
+    none): trained and asked with them, as the chat asked."""
+    calls: str = ""
+    """The calls the corrected reply makes (OpenAI's ``tool_calls`` as JSON text; ""
+    none): *learned* is then the same calls read back from the answer."""
+    rejected_calls: str = ""
+    """The calls of the reply it replaced."""
 
     @property
     def new(self) -> bool:
@@ -77,6 +85,13 @@ class TeachCase:
     def question(self) -> str:
         """Every user message of the prompt: what the judge reads the answer against."""
         return " ".join(m["content"] for m in self.prompt if m["role"] == "user")
+
+    def reply(self, chosen: bool = True) -> dict[str, str]:
+        """The corrected (or the rejected) reply as an assistant message."""
+        content, calls = ((self.chosen, self.calls) if chosen
+                          else (self.rejected, self.rejected_calls))
+        return {"role": "assistant", "content": content,
+                **({"tool_calls": calls} if calls else {})}
 
 
 @dataclass

@@ -18,6 +18,7 @@ person. The message names the corrections and what to do.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from app.chat.corrections import CorrectionStore, TrainingExample, save_rows
+from app.chat.tool_prompt import openai_message, shown_reply
 from app.errors import ExitCode, HearthError
 from app.finetune.datasets import Dataset, load_dataset
 from app.finetune.runs.folder import RunFolder, create_run
@@ -104,28 +106,44 @@ def _with_question(prompt: Messages, question: str) -> Messages:
 
 
 def make_case(prompt: Messages, chosen: str, rejected: str, source: CaseSource,
-              ident: int | None) -> TeachCase:
-    """A correction with the questions Hearth derives from it (see app.teach.probes)."""
+              ident: int | None, tools: str = "", calls: str = "",
+              rejected_calls: str = "") -> TeachCase:
+    """A correction with the questions Hearth derives from it (see app.teach.probes).
+
+    A correction of a tool call gets no neighbours: swapping the subject ("Tokyo" for
+    "Lisbon") asks for another argument, so the base's call there is no reference the
+    taught call must keep, and the gate's general answers already watch for leaks."""
     q = _question(prompt)
+    case = TeachCase(ident, source, prompt, chosen, rejected, tools=tools, calls=calls,
+                     rejected_calls=rejected_calls)
     if not q:
-        return TeachCase(ident, source, prompt, chosen, rejected)
-    return TeachCase(ident, source, prompt, chosen, rejected,
-                     variations=[_with_question(prompt, v) for v in probes.variations(q)],
-                     rewordings=[_with_question(prompt, v) for v in probes.rewordings(q)],
-                     neighbours=probes.neighbours(q, 2),
-                     rehearse_neighbours=probes.neighbours(q, REHEARSED_NEIGHBOURS, skip=2))
+        return case
+    case.variations = [_with_question(prompt, v) for v in probes.variations(q)]
+    case.rewordings = [_with_question(prompt, v) for v in probes.rewordings(q)]
+    if not calls:
+        case.neighbours = probes.neighbours(q, 2)
+        case.rehearse_neighbours = probes.neighbours(q, REHEARSED_NEIGHBOURS, skip=2)
+    return case
 
 
 def training_rows(cases: list[TeachCase]) -> list[dict[str, Any]]:
     """The correction and each variation of its question, all answered as corrected
-    (an earlier correction, replayed, in its own words only): rows of the run's dataset."""
+    (an earlier correction, replayed, in its own words only): rows of the run's dataset,
+    in OpenAI's format (with the case's ``tools``, its calls as lists)."""
     rows: list[dict[str, Any]] = []
     for case in cases:
         if not case.new and not case.replay:
             continue
+        tools = {"tools": json.loads(case.tools)} if case.tools else {}
         for prompt in [case.prompt, *case.variations]:
-            rows.append({"messages": [*prompt, {"role": "assistant", "content": case.chosen}]})
+            rows.append({"messages": [openai_message(m) for m in [*prompt, case.reply()]],
+                         **tools})
     return rows
+
+
+def _case_of(ex: TrainingExample) -> TeachCase:
+    return make_case(ex.prompt, ex.corrected, ex.rejected, CaseSource.CORRECTION, ex.id,
+                     ex.tools, ex.calls, ex.rejected_calls)
 
 
 def _who(case: TeachCase) -> str:
@@ -142,7 +160,7 @@ def preflight(cases: list[TeachCase]) -> None:
         if judge.insults(case.chosen):
             problems.append(f"{_who(case)} insults the person: reword it")
     for same in by_question.values():
-        answers = {" ".join(judge.words(c.chosen)) for c in same}
+        answers = {" ".join(judge.words(shown_reply(c.chosen, c.calls))) for c in same}
         if len(answers) > 1:
             problems.append(f"{', '.join(_who(c) for c in same[:3])} answer the same "
                             "question in different ways: keep the right one, remove the rest")
@@ -158,7 +176,8 @@ def earlier_case(ex: TrainingExample, replay: bool, check: bool) -> TeachCase:
     """A correction the continued version already knows: replayed in its own words only
     and, when sampled, asked again by the gate (see app.teach.continuing)."""
     return TeachCase(ex.id, CaseSource.EARLIER, ex.prompt, ex.corrected, ex.rejected,
-                     replay=replay, check=check)
+                     replay=replay, check=check, tools=ex.tools, calls=ex.calls,
+                     rejected_calls=ex.rejected_calls)
 
 
 def _cases(home: HearthHome, versions: VersionStore, base: ModelRecord,
@@ -169,14 +188,14 @@ def _cases(home: HearthHome, versions: VersionStore, base: ModelRecord,
     examples = corrections_for(corrections, versions, base.name)
     cont = continuation(home, versions, base.name, examples, settings)
     fresh = cont.new if cont is not None else examples
-    cases = [make_case(ex.prompt, ex.corrected, ex.rejected, CaseSource.CORRECTION, ex.id)
-             for ex in fresh]
+    cases = [_case_of(ex) for ex in fresh]
     passthrough = []
     if extra is not None:
         for ex in extra.examples:
             if ex.messages and ex.messages[-1]["role"] == "assistant":
                 cases.append(make_case(ex.messages[:-1], ex.messages[-1]["content"], "",
-                                       CaseSource.EXTRA, ex.line))
+                                       CaseSource.EXTRA, ex.line, ex.tools,
+                                       ex.messages[-1].get("tool_calls", "")))
             else:
                 passthrough.append(ex.to_json())
     if not cases and not passthrough:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.chat.template import ChatTemplate, assistant_spans
+from app.chat.tool_prompt import shape
 from app.finetune.datasets import Example
 from backends.inference.token_text import ControlTokens
 
@@ -70,7 +71,8 @@ def tokenize_examples(examples: list[Example], tokenizer: Any, template: ChatTem
     truncated = dropped = longest = 0
     controls = control_tokens(tokenizer)
     for example in examples:
-        text, spans, data = _layout(example, template, eos_token, controls.could_form)
+        text, spans, data = _layout(example, template, eos_token, controls.could_form,
+                                    controls.defuse)
         if last_turn_only and example.messages is not None:
             spans = spans[-1:]
         ids, offsets = encode(tokenizer, text, data, controls)
@@ -98,7 +100,8 @@ def control_tokens(tokenizer: Any) -> ControlTokens:
 
 
 def _layout(example: Example, template: ChatTemplate, eos_token: str,
-            guard: Callable[[str], bool]) -> tuple[str, list[Span], list[Span]]:
+            guard: Callable[[str], bool], defuse: Callable[[Any], Any]
+            ) -> tuple[str, list[Span], list[Span]]:
     """The record's text, the spans that carry loss, and the spans of the person's
     text that could hold or form a control token (which must stay text).
 
@@ -109,16 +112,21 @@ def _layout(example: Example, template: ChatTemplate, eos_token: str,
         body = example.text or ""
         text = body + eos_token
         return text, [(0, len(text))], [(0, len(body))] if guard(body) else []
+    # As the chat renders a prompt (one path, app.chat.tool_prompt.shape): a record with
+    # tools gets them the way this template takes them, its calls written as this family
+    # writes calls, so what is learned is what the chat's call reader reads back. Plain
+    # records come out as they went in.
+    shaped, tools = shape(example.messages, example.tools, template.text, defuse)
     nonce = secrets.token_hex(8).upper()
     kept: dict[str, str] = {}
     stand_ins = []
-    for i, message in enumerate(example.messages):
+    for i, message in enumerate(shaped):
         if guard(message["content"]):
             mark = f"HEARTHDATA{nonce}N{i}END"
             kept[mark] = message["content"]
             message = {**message, "content": mark}
         stand_ins.append(message)
-    rendered, spans = assistant_spans(template, stand_ins)
+    rendered, spans = assistant_spans(template, stand_ins, tools)
     if not kept:
         return rendered, spans, []
     pieces, data, moves = [], [], [(0, 0)]  # moves: (stand-in position, shift from there)

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from app.chat.template import ChatTemplate
+from app.chat.tool_prompt import shape, shown_reply
 from app.teach import judge
 from app.teach.limits import GateLimits
 from app.teach.records import (
@@ -45,7 +46,7 @@ from app.teach.records import (
 )
 from app.teach.reference import ReferenceSet, read_sets, write_sets
 from app.teach.verdict import verdict
-from backends.training.data import Tokenized
+from backends.training.data import Tokenized, control_tokens
 
 MAX_NEW_TOKENS = 40
 """A reference answer's length: its first sentences are what the judge compares."""
@@ -70,27 +71,37 @@ def stop_ids(tokenizer: Any, template: ChatTemplate) -> list[int]:
     return sorted(ids)
 
 
-def prompt_ids(tokenizer: Any, template: ChatTemplate, messages: Messages) -> list[int]:
-    text = template.render(messages, add_generation_prompt=True)
+def prompt_ids(tokenizer: Any, template: ChatTemplate, messages: Messages,
+               tools: str = "") -> list[int]:
+    """The prompt as the chat writes it (:func:`app.chat.tool_prompt.shape`): with
+    ``tools`` (OpenAI's definitions as JSON text) the way this template takes them."""
+    shaped, variable = shape(messages, tools, template.text,
+                             control_tokens(tokenizer).defuse)
+    text = template.render(shaped, add_generation_prompt=True, tools=variable)
     return list(tokenizer(text, add_special_tokens=True)["input_ids"])
 
 
 @torch.no_grad()
 def greedy(model: Any, tokenizer: Any, template: ChatTemplate,
            prompts: list[Messages], device: torch.device,
-           max_new_tokens: int = MAX_NEW_TOKENS) -> list[Reply]:
-    """Greedy replies, batched with left padding.
+           max_new_tokens: int = MAX_NEW_TOKENS, tools: list[str] | None = None
+           ) -> list[Reply]:
+    """Greedy replies, batched with left padding; ``tools[i]`` are the tools offered
+    with prompt ``i`` (a correction of a call is asked as the chat asked it).
 
     Written out (not ``generate``) so that the same loop serves a plain and a PEFT model
     and stops on the template's end of turn as well as on EOS.
     """
+    offered = tools or [""] * len(prompts)
     stops = set(stop_ids(tokenizer, template))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     was_training = model.training
     model.eval()
     out: list[Reply] = []
     for start in range(0, len(prompts), GEN_BATCH):
-        chunk = [prompt_ids(tokenizer, template, m) for m in prompts[start:start + GEN_BATCH]]
+        chunk = [prompt_ids(tokenizer, template, m, t) for m, t in
+                 zip(prompts[start:start + GEN_BATCH], offered[start:start + GEN_BATCH],
+                     strict=True)]
         width = max(len(ids) for ids in chunk)
         input_ids = torch.tensor([[pad] * (width - len(ids)) + ids for ids in chunk],
                                  device=device)
@@ -271,7 +282,10 @@ def question_of(messages: Messages) -> str:
 
 
 def case_key(case: TeachCase) -> list[str]:
-    return judge.distinctive(case.chosen, case.rejected, case.question)
+    # A call's words too (its tool and arguments): an everyday answer, asked without
+    # tools, that now says them has leaked the correction.
+    return judge.distinctive(shown_reply(case.chosen, case.calls),
+                             shown_reply(case.rejected, case.rejected_calls), case.question)
 
 
 @dataclass
@@ -296,9 +310,8 @@ def learned_count(model: Any, tokenizer: Any, template: ChatTemplate,
                   cases: list[TeachCase], device: torch.device) -> int:
     """How many corrections the model now answers with (the early-stop check)."""
     answers = greedy(model, tokenizer, template, [c.prompt for c in cases], device,
-                     max_new_tokens=TAUGHT_TOKENS)
-    return sum(judge.carries(a.text, c.chosen, c.rejected, c.question)
-               for c, a in zip(cases, answers, strict=True))
+                     max_new_tokens=TAUGHT_TOKENS, tools=[c.tools for c in cases])
+    return sum(judge.answered(c, a.text) for c, a in zip(cases, answers, strict=True))
 
 
 def _prefers(model: Any, tokenizer: Any, template: ChatTemplate, case: TeachCase,
@@ -307,11 +320,11 @@ def _prefers(model: Any, tokenizer: Any, template: ChatTemplate, case: TeachCase
     from app.finetune.dataset_records import Example
     from backends.training.data import tokenize_examples
 
-    if not case.rejected.strip():
+    if not case.rejected.strip() and not case.rejected_calls:
         return None
     pair = tokenize_examples(
-        [Example(0, messages=[*case.prompt, {"role": "assistant", "content": r}])
-         for r in (case.chosen, case.rejected)], tokenizer, template, max_seq_len,
+        [Example(0, messages=[*case.prompt, case.reply(chosen)], tools=case.tools)
+         for chosen in (True, False)], tokenizer, template, max_seq_len,
         tokenizer.eos_token or "")
     if len(pair.records) != 2:
         return None
@@ -326,11 +339,12 @@ def run_gate(model: Any, tokenizer: Any, template: ChatTemplate, max_seq_len: in
     cases = inputs.cases
     keys = [case_key(c) for c in cases]
     answers = greedy(model, tokenizer, template, [c.prompt for c in cases], device,
-                     max_new_tokens=TAUGHT_TOKENS)
+                     max_new_tokens=TAUGHT_TOKENS, tools=[c.tools for c in cases])
     reworded_at = [(i, p) for i, c in enumerate(cases) for p in c.rewordings]
     neighbour_at = [(i, q) for i, c in enumerate(cases) for q in c.neighbours
                     if q in inputs.neighbour_base]
-    reworded = greedy(model, tokenizer, template, [p for _, p in reworded_at], device)
+    reworded = greedy(model, tokenizer, template, [p for _, p in reworded_at], device,
+                      tools=[cases[i].tools for i, _ in reworded_at])
     near = greedy(model, tokenizer, template,
                   [[{"role": "user", "content": q}] for _, q in neighbour_at], device)
     general = greedy(model, tokenizer, template,
@@ -339,15 +353,15 @@ def run_gate(model: Any, tokenizer: Any, template: ChatTemplate, max_seq_len: in
     out_cases = []
     for i, (case, answer) in enumerate(zip(cases, answers, strict=True)):
         q = case.question
-        carried = judge.carries(answer.text, case.chosen, case.rejected, q)
+        carried = judge.answered(case, answer.text)
         prefers = _prefers(model, tokenizer, template, case, max_seq_len, device)
         out_cases.append(CaseResult(
-            id=case.id, source=case.source, question=q, chosen=case.chosen,
+            id=case.id, source=case.source, question=q,
+            chosen=shown_reply(case.chosen, case.calls),
             answer=answer.text, stops=answer.stopped and not judge.loops(answer.text),
             prefers_chosen=prefers, carried=carried,
             learned=carried and prefers is not False,
-            paraphrases=[Paraphrase(question_of(p), a.text,
-                                    judge.carries(a.text, case.chosen, case.rejected, q))
+            paraphrases=[Paraphrase(question_of(p), a.text, judge.answered(case, a.text))
                          for (j, p), a in zip(reworded_at, reworded, strict=True) if j == i]))
     harmed: list[HarmedAnswer] = []
     for (i, q), a in zip(neighbour_at, near, strict=True):

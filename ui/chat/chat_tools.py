@@ -29,6 +29,7 @@ from PySide6.QtCore import QObject, Signal
 
 from app.chat.conversations import Message, UnknownConversation
 from app.chat.tool_steps import StepState, ToolStep
+from app.chat.tools import Tool
 from app.tools.chat_settings import ToolSettings
 from app.tools.servers import ServerList
 from app.tools.toolbox import Toolbox
@@ -120,6 +121,19 @@ class ChatTools(QObject):
                 and self.settings_of(conversation_id).on):
             offer = self.toolbox.offer()
         self.chat.session.tools = offer if offer is not None and offer.tools else None
+
+    def offered_tools(self, conversation_id: int, then: Callable[[list[Tool]], None]) -> None:
+        """``then(tools)`` with the tools the conversation offers, its servers started
+        first (off the GUI thread) when they are not running: a correction of a call
+        picks from them and keeps their definitions. No tools when they are off."""
+        def offered() -> None:
+            running = self.toolbox is not None and self.toolbox_for == conversation_id
+            then(self.toolbox.offer().tools if running and self.toolbox is not None else [])
+
+        if not self.settings_of(conversation_id).on or self.toolbox_for == conversation_id:
+            offered()
+        else:
+            self.start(conversation_id, offered)
 
     def start(self, conversation_id: int, then: Callable[[], None]) -> None:
         """Start the conversation's servers off the GUI thread; ``then()`` once they run

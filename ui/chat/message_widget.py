@@ -295,7 +295,7 @@ class MessageWidget(QFrame):
         self.prev_button.setEnabled(m.version > 0)
         self.next_button.setEnabled(m.version < m.version_count - 1)
         self.copy_button.show()
-        self.correct_button.setVisible(bool(m.content.strip()))
+        self.correct_button.setVisible(bool(m.content.strip() or m.tool_steps))
         self.regenerate_button.setVisible(self.is_last)
         self.continue_button.setVisible(self.is_last and m.status in (TRUNCATED, CANCELLED,
                                                                         INTERRUPTED))

@@ -9,6 +9,7 @@ the Fine-tune tab trains on the same store.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
@@ -30,24 +31,35 @@ from PySide6.QtWidgets import (
 
 from app.chat.conversations import ConversationStore
 from app.chat.corrections import CorrectionStore, TrainingExample
+from app.chat.tool_prompt import shown_reply
+from app.chat.tools import Tool, ToolCall
 from app.errors import HearthError
 from app.units import count
 from ui import theme
+from ui.datasets.call_editor import CallEditor
 from ui.untrusted import PlainLabel, warn
 
 
 class CorrectReplyDialog(QDialog):
-    """Rewrite one assistant reply; accepted, it becomes a training example."""
+    """Rewrite one assistant reply; accepted, it becomes a training example.
+
+    A reply that called tools (``calls``) is corrected with a :class:`CallEditor` under the
+    words: the person picks the tool among ``tools`` (those the conversation offers, kept
+    with the example) and edits the arguments of the model's first call."""
 
     def __init__(self, corrections: CorrectionStore, store: ConversationStore,
-                 message_id: int, original: str, parent: QWidget | None = None) -> None:
+                 message_id: int, original: str, parent: QWidget | None = None,
+                 calls: list[ToolCall] | None = None, tools: list[Tool] | None = None
+                 ) -> None:
         super().__init__(parent)
         self.corrections = corrections
         self.store = store
         self.message_id = message_id
+        self.original = original
+        self.tools = tools or []
         self.example: TrainingExample | None = None
         self.setWindowTitle("Correct this reply")
-        self.resize(640, 480)
+        self.resize(640, 560 if calls else 480)
         layout = QVBoxLayout(self)
         explain = QLabel("Write the reply the model should have given. The conversation up "
                          "to here is saved as a training example; the original reply is "
@@ -55,13 +67,19 @@ class CorrectReplyDialog(QDialog):
         explain.setWordWrap(True)
         layout.addWidget(explain)
         layout.addWidget(QLabel("Original reply:"))
-        self.original_view = QPlainTextEdit(original, readOnly=True)
+        shown = shown_reply(original, json.dumps([c.to_openai() for c in calls or []]))
+        self.original_view = QPlainTextEdit(shown, readOnly=True)
         self.original_view.setMaximumHeight(120)
         layout.addWidget(self.original_view)
-        layout.addWidget(QLabel("Corrected reply:"))
+        layout.addWidget(QLabel("Corrected reply:" if not calls else
+                                "Corrected reply: its words (may stay empty with a call)"))
         self.editor = QPlainTextEdit(original)
         layout.addWidget(self.editor, 1)
+        self.call_editor = CallEditor(calls[0], self.tools) if calls else None
+        if self.call_editor is not None:
+            layout.addWidget(self.call_editor, 2)
         self.error = PlainLabel()
+        self.error.setWordWrap(True)
         self.error.setStyleSheet(theme.colour_style(theme.ERROR))
         layout.addWidget(self.error)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save
@@ -74,15 +92,17 @@ class CorrectReplyDialog(QDialog):
 
     def _on_save(self) -> None:
         text = self.editor.toPlainText().strip()
-        if text == self.original_view.toPlainText().strip():
+        call = self.call_editor.call() if self.call_editor is not None else None
+        same_call = self.call_editor.unchanged() if self.call_editor is not None else True
+        if text == self.original.strip() and same_call:
             self.error.setText("The corrected reply is the same as the original; change it "
                                "first.")
             return
         try:
-            self.example = self.corrections.add_from_conversation(self.store, self.message_id,
-                                                                  text)
+            self.example = self.corrections.add_from_conversation(
+                self.store, self.message_id, text, [call] if call else None, self.tools)
         except HearthError as exc:
-            self.error.setText(str(exc).capitalize() + ".")
+            self.error.setText(str(exc)[:1].upper() + str(exc)[1:] + ".")
             return
         self.accept()
 
@@ -142,7 +162,7 @@ class DatasetsView(QWidget):
         for example in examples:
             question = next((m["content"] for m in reversed(example.prompt)
                              if m["role"] == "user"), "")
-            item = QListWidgetItem(f"{_clip(question, 60)}\n→ {_clip(example.corrected, 60)}")
+            item = QListWidgetItem(f"{_clip(question, 60)}\n→ {_clip(example.shown, 60)}")
             item.setData(Qt.ItemDataRole.UserRole, example.id)
             self.list.addItem(item)
             if example.id == selected:
@@ -169,12 +189,16 @@ class DatasetsView(QWidget):
         if item is None:
             return
         example = self.corrections.get(item.data(Qt.ItemDataRole.UserRole))
-        self.prompt_view.setPlainText("\n\n".join(f"{m['role']}: {m['content']}"
-                                                  for m in example.prompt))
-        self.corrected_edit.setPlainText(example.corrected)
-        self.rejected_view.setPlainText(example.rejected)
-        for widget in (self.save_button, self.delete_button, self.corrected_edit):
-            widget.setEnabled(True)
+        self.prompt_view.setPlainText("\n\n".join(
+            f"{m['role']}: {shown_reply(m['content'], m.get('tool_calls', ''))}"
+            for m in example.prompt))
+        # A corrected call is shown written out, not edited here: correct the reply
+        # again in its chat (the tools' schemas check it there).
+        self.corrected_edit.setPlainText(example.shown)
+        self.rejected_view.setPlainText(example.shown_rejected)
+        self.delete_button.setEnabled(True)
+        for widget in (self.save_button, self.corrected_edit):
+            widget.setEnabled(not example.calls)
 
     def _on_save(self) -> None:
         example_id = self.current_id()
