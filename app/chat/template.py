@@ -108,7 +108,8 @@ def render_parts(template: ChatTemplate, messages: list[dict[str, Any]],
     return [(t, c) for t, c in parts if t]
 
 
-def assistant_spans(template: ChatTemplate, messages: list[dict[str, str]]
+def assistant_spans(template: ChatTemplate, messages: list[dict[str, Any]],
+                    tools: list[dict[str, Any]] | None = None
                     ) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character spans of its assistant turns.
 
@@ -116,16 +117,18 @@ def assistant_spans(template: ChatTemplate, messages: list[dict[str, str]]
     end of the turn as the template renders it, so it covers the reply and the
     template's end-of-turn marker (the model must learn to stop). The training worker
     puts its loss on these spans and the Fine-tune tab's preview highlights them, so
-    both use this one function.
+    both use this one function. ``messages`` and ``tools`` are as the chat renders them
+    (:func:`app.chat.tool_prompt.shape`): a reply that calls tools is learned as the
+    template (or Hearth's fallback prompt) writes the call.
     """
-    full = template.render(messages, add_generation_prompt=False)
+    full = template.render(messages, add_generation_prompt=False, tools=tools)
     spans: list[tuple[int, int]] = []
     cursor = 0
     for i, message in enumerate(messages):
         if message["role"] != "assistant":
             continue
-        prefix = template.render(messages[:i], add_generation_prompt=True)
-        upto = template.render(messages[:i + 1], add_generation_prompt=False)
+        prefix = template.render(messages[:i], add_generation_prompt=True, tools=tools)
+        upto = template.render(messages[:i + 1], add_generation_prompt=False, tools=tools)
         if upto.startswith(prefix) and full.startswith(upto) and len(prefix) >= cursor:
             start, end = len(prefix), len(upto)
         else:
