@@ -55,6 +55,7 @@ def starter_gguf() -> Path:
 SLOW_FIXTURES = {
     "hearth_cache": "loads a model with transformers (the tokenizer conversion cache)",
     "starter_window": "the app with the starter model loaded in its worker",
+    "embedder": "the documents' embedding worker (tests/test_docs_index.py)",
 }
 SLOW_NAMES = {
     "InferenceClient": "starts a chat worker",
@@ -66,6 +67,7 @@ SLOW_NAMES = {
     "Worker": "loads a model in llama.cpp (the chat worker's code, in this process)",
     "get_peft_model": "trains a LoRA adapter",
     "Trainer": "trains (and, where asked, compiles)",
+    "Embedder": "starts the embedding worker (app.docs.embedder)",
 }
 
 
