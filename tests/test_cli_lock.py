@@ -20,6 +20,10 @@ from tests.test_home_safety import _holder, hearth
     (["bench", "finetune"], "hearth bench finetune"),
     (["models", "list"], None),
     (["serve"], None),
+    (["docs", "add", "notes/"], "hearth docs add"),
+    (["docs", "rm", "-c", "notes"], "hearth docs rm"),
+    (["docs", "search", "pruning"], None),
+    (["docs", "list"], None),
 ])
 def test_writing_commands_take_the_folder_lock(argv: list[str], who: str | None) -> None:
     assert _writer(build_parser().parse_args(argv)) == who

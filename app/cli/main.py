@@ -17,6 +17,9 @@ from typing import Any
 from app.cli.chat import add_parser as add_chat_parser
 from app.cli.chat import chat
 from app.cli.common import pick_model
+from app.cli.docs import add_parser as add_docs_parser
+from app.cli.docs import docs
+from app.cli.docs import writes as docs_writes
 from app.cli.export import add_parser as add_export_parser
 from app.cli.export import export
 from app.cli.finetune import add_parsers as add_finetune_parsers
@@ -71,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "and test them again")
     add_export_parser(sub)
     add_serve_parser(sub)
+    add_docs_parser(sub)
     sub.add_parser("gui", help="open the app (the default)")
     return parser
 
@@ -125,6 +129,11 @@ def _add_bench(sub: Any) -> None:
                     help="torch.compile for Hearth's loop, as HEARTH_TRAIN_COMPILE (auto, "
                     "as a fine-tune: only where the run is long enough to pay it back; "
                     "compiling counts in Hearth's time)")
+    docs = bench.add_parser("docs", help="document search: recall@5 of BM25, vectors and "
+                            "both fused on the project's question set; index and query time")
+    docs.add_argument("--scale", type=int, default=100_000,
+                      help="synthetic passages for the vector-scan timing (0: skip)")
+    docs.add_argument("--json", action="store_true")
     add_finetune_parsers(sub)
     add_teach_parser(sub)
 
@@ -156,7 +165,7 @@ def _main(argv: Sequence[str] | None) -> int:
         handler = {"models": _models, "chat": chat, "bench": _bench,
                    "finetune": finetune, "runs": runs, "teach": teach,
                    "doctor": _doctor, "export": export, "serve": serve,
-                   "tools": tools}[args.command]
+                   "tools": tools, "docs": docs}[args.command]
         return handler(workspace, args)
     except HearthError as exc:
         print(f"hearth: {exc}", file=sys.stderr)
@@ -180,6 +189,8 @@ def _writer(args: argparse.Namespace) -> str | None:
         return f"hearth models {args.models_command}"
     if args.command == "tools" and args.tools_command in ("add", "rm"):
         return f"hearth tools {args.tools_command}"
+    if args.command == "docs" and docs_writes(args):
+        return f"hearth docs {args.docs_command}"
     if args.command in ("finetune", "teach", "chat", "doctor"):
         return f"hearth {args.command}"
     if args.command == "bench":
@@ -260,6 +271,12 @@ def _bench(ws: Workspace, args: argparse.Namespace) -> int:
                                     batch_size=args.batch_size, max_seq_len=args.max_seq_len,
                                     threads=args.threads, dtype=args.dtype,
                                     repeat=args.repeat, compile=args.compile)
+        print(json.dumps(result, indent=2) if args.json else "\n".join(result["summary"]))
+        return ExitCode.OK
+    if args.bench_command == "docs":
+        from app.bench.docs import run_docs_bench
+
+        result = run_docs_bench(ws, scale=args.scale)
         print(json.dumps(result, indent=2) if args.json else "\n".join(result["summary"]))
         return ExitCode.OK
     record = pick_model(ws, args.model)

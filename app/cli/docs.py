@@ -1,0 +1,139 @@
+"""``hearth docs``: collections of documents to search (and, later, to chat with).
+
+``add`` prints a line per file as it goes (indexed, unchanged, or skipped with the
+reason), so a Ctrl-C part-way shows what is kept; it exits 2 when any file was skipped.
+``search`` prints passages with their source, page and offsets; their text is the
+document's own, written through the CLI's printable stream like every stranger's text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from app.docs.embedder import Embedder
+from app.docs.indexer import DocumentIndexer, FileOutcome
+from app.docs.search import DocumentSearch, Passage
+from app.docs.store import DEFAULT_COLLECTION, DocumentStore
+from app.errors import BadInput, ExitCode
+from app.units import format_bytes
+from app.workspace import Workspace
+
+
+def add_parser(sub: Any) -> None:
+    docs = sub.add_parser("docs", help="document collections: add, list, remove, search") \
+        .add_subparsers(dest="docs_command", required=True)
+    add = docs.add_parser("add", help="add files or folders (PDF, DOCX, HTML, Markdown, "
+                          "text); a file added again is read again only if it changed")
+    add.add_argument("paths", nargs="+", metavar="PATH")
+    add.add_argument("-c", "--collection", default=DEFAULT_COLLECTION)
+    ls = docs.add_parser("list", help="the collections, or one collection's files")
+    ls.add_argument("-c", "--collection")
+    ls.add_argument("--json", action="store_true")
+    rm = docs.add_parser("rm", help="forget files (a folder: the files under it), or a "
+                         "whole collection when no path is given")
+    rm.add_argument("paths", nargs="*", metavar="PATH")
+    rm.add_argument("-c", "--collection", default=DEFAULT_COLLECTION)
+    search = docs.add_parser("search", help="the passages that best answer a query")
+    search.add_argument("query")
+    search.add_argument("-c", "--collection", action="append",
+                        help="search this collection (repeatable; default: all)")
+    search.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
+    search.add_argument("--mode", choices=("hybrid", "bm25", "vector"), default="hybrid")
+    search.add_argument("--json", action="store_true")
+
+
+def writes(args: argparse.Namespace) -> bool:
+    """Whether the command changes the home (and so holds its lock)."""
+    return args.docs_command in ("add", "rm")
+
+
+def docs(ws: Workspace, args: argparse.Namespace) -> int:
+    store = DocumentStore(ws.library.conn)
+    command = {"add": _add, "list": _list, "rm": _rm, "search": _search}[args.docs_command]
+    return command(ws, store, args)
+
+
+def _add(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int:
+    def shown(outcome: FileOutcome, done: int, total: int) -> None:
+        where = f"[{done}/{total}]"
+        if outcome.status == "skipped":
+            print(f"{where} skipped {outcome.path}: {outcome.reason}", file=sys.stderr)
+            return
+        what = (f"{outcome.chunks} passages" if outcome.status == "indexed"
+                else "unchanged")
+        notes = "".join(f"; {n}" for n in outcome.notes)
+        print(f"{where} {outcome.status} {outcome.path} ({what}{notes})", flush=True)
+
+    with Embedder(ws.home.logs / "embedding.log") as embedder:
+        indexer = DocumentIndexer(store, embedder.embed, on_file=shown)
+        report = indexer.add([Path(p) for p in args.paths], args.collection)
+    print(f"{args.collection}: {report.count('indexed')} indexed, "
+          f"{report.count('unchanged')} unchanged, {report.count('skipped')} skipped "
+          f"in {report.seconds:.1f} s")
+    return ExitCode.BAD_INPUT if report.count("skipped") else ExitCode.OK
+
+
+def _list(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int:
+    if args.collection:
+        store.collection_ids([args.collection])  # an unknown name says so
+        files = store.files(args.collection)
+        if args.json:
+            print(json.dumps([asdict(f) for f in files], indent=2))
+            return ExitCode.OK
+        for f in files:
+            pages = f" {f.pages} pages," if f.pages else ""
+            print(f"{f.path}  ({f.kind},{pages} {format_bytes(f.size)}, {f.chunks} passages)")
+        return ExitCode.OK
+    collections = store.collections()
+    if args.json:
+        print(json.dumps([asdict(c) for c in collections], indent=2))
+    elif not collections:
+        print("No collections yet. Add documents with: hearth docs add PATH")
+    else:
+        for c in collections:
+            print(f"{c.name}: {c.files} files, {c.chunks} passages, {format_bytes(c.bytes)}")
+    return ExitCode.OK
+
+
+def _rm(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int:
+    if not args.paths:
+        removed = store.remove_collection(args.collection)
+        print(f"removed the collection {args.collection} ({removed} files)")
+        return ExitCode.OK
+    removed = store.remove_paths(args.collection, [os.path.abspath(p) for p in args.paths])
+    if not removed:
+        raise BadInput(f"none of those paths is in the collection {args.collection}")
+    print(f"removed {removed} files from {args.collection}")
+    return ExitCode.OK
+
+
+def _search(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int:
+    if args.k < 1:
+        raise BadInput("-k must be at least 1")
+    with contextlib.ExitStack() as stack:
+        embedder = (None if args.mode == "bm25" else  # BM25 alone needs no model
+                    stack.enter_context(Embedder(ws.home.logs / "embedding.log")))
+        search = DocumentSearch(store, embedder.embed_query if embedder else None)
+        passages = search.search(args.query, args.k, args.collection, args.mode)
+    if args.json:
+        print(json.dumps([asdict(p) for p in passages], indent=2, ensure_ascii=False))
+        return ExitCode.OK
+    if not passages:
+        print("No passage matches.")
+    for number, p in enumerate(passages, start=1):
+        print(f"[{number}] {_where(p)}  score {p.score:.4f}")
+        print("    " + p.text.replace("\n", "\n    "))
+    return ExitCode.OK
+
+
+def _where(p: Passage) -> str:
+    page = f", page {p.page}" if p.page is not None else ""
+    heading = f" — {p.heading}" if p.heading else ""
+    return f"{p.source}{page}, characters {p.char_start}-{p.char_end}{heading}"

@@ -1,0 +1,1 @@
+"""The embedding worker: text in, unit vectors out (for app.docs)."""
