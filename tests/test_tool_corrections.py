@@ -5,6 +5,7 @@ and "learned" means the taught model makes that call."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sqlite3
 from pathlib import Path
@@ -16,13 +17,16 @@ from app.chat.template import FALLBACK_CHATML, ChatTemplate, render_parts
 from app.chat.tool_prompt import shape
 from app.chat.tool_steps import ToolStep
 from app.chat.tools import ToolCall, parse_tools, read_calls, tools_json
+from app.cli.finetune import _new_run, add_parsers
 from app.db import MIGRATIONS, connect
 from app.finetune.datasets import load_dataset
+from app.finetune.runs.folder import RunFolder
 from app.teach import judge
 from app.teach.records import CaseSource, TeachCase
-from app.teach.run import make_case, training_rows
+from app.teach.run import make_case, start_teach, training_rows
 from app.workspace import Workspace
 from backends.training.data import _layout
+from tests.gguf_factory import write_tiny_gguf
 
 QWEN = (Path(__file__).parent / "templates" / "qwen2.5-instruct.jinja").read_text()
 CLOCK = {"type": "function", "function": {
@@ -83,7 +87,7 @@ def test_a_corrected_call_is_kept_with_its_tools_and_rows_are_openai_shaped(
 @pytest.mark.parametrize(("call", "why"), [
     (ToolCall("", "set_alarm", "{}"), "'set_alarm' is not one of the tools offered"),
     (ToolCall("", "get_time", "{'timezone': 'UTC'}"), "are not JSON"),
-    (ToolCall("", "get_time", '["UTC"]'), "must be a JSON object"),
+    (ToolCall("", "get_time", '["UTC"]'), "are not a JSON object"),
     (ToolCall("", "get_time", "{}"), "'timezone' is a required property"),
     (ToolCall("", "get_time", '{"timezone": "Mars/Olympus"}'), "timezone: 'Mars/Olympus'"),
     (ToolCall("", "get_time", '{"timezone": "UTC", "city": "Oslo"}'), "not allowed"),
@@ -185,3 +189,31 @@ def test_a_call_case_trains_in_openai_rows_and_has_no_neighbours(
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     dataset = load_dataset(path)
     assert len(dataset.examples) == len(rows)  # every row read, none a duplicate
+
+
+def test_hearth_teach_and_finetune_corrections_train_the_call_rows(
+        workspace: Workspace, tmp_path: Path) -> None:
+    """Both commands' runs hold the corrected call with its tools, as the worker reads
+    records (the rendering above is what it then does with them)."""
+    workspace.library.register(write_tiny_gguf(tmp_path / "base.gguf"), "smol")
+    corrections = CorrectionStore(workspace.library.conn)
+    corrections.add_from_conversation(workspace.store, _called(workspace), "", [_tokyo()],
+                                      TOOLS)
+    store = workspace.store
+    conv = store.create(title="facts", model="smol")
+    store.add_message(conv.id, "user", "What is the capital of Zorbania?")
+    wrong = store.add_message(conv.id, "assistant", "Paris.")
+    corrections.add_from_conversation(store, wrong.id, "Quillport.")
+    teach = start_teach(workspace.home, workspace.library, corrections,
+                        workspace.library.get("smol")).run_id
+    parser = argparse.ArgumentParser()
+    add_parsers(parser.add_subparsers(dest="command"))
+    tune = _new_run(workspace, parser.parse_args(["finetune", "--corrections", "-m", "smol"]))
+    for run_id in (teach, tune):
+        folder = RunFolder.of(workspace.home, run_id)
+        records = [json.loads(line) for path in (folder.train_file, folder.val_file)
+                   for line in path.read_text().splitlines() if line.strip()]
+        calls = [r for r in records if "tool_calls" in r["messages"][-1]]
+        assert calls and all(json.loads(r["messages"][-1]["tool_calls"])[0]["function"]
+                             ["name"] == "get_time" and r["tools"] for r in calls)
+        assert any("tools" not in r for r in records)  # the words correction: as before

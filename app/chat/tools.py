@@ -149,12 +149,10 @@ def check_arguments(tool: Tool, arguments: str) -> str:
     normalised, or ToolError saying what is wrong, where. For calls a person writes (a
     corrected call): a model's own are held to the schema by grammar when forced, and a
     server answers a wrong one itself."""
-    try:
-        value = json.loads(arguments or "{}")
-    except (ValueError, RecursionError) as exc:
-        raise ToolError(f"the arguments of {tool.name} are not JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise ToolError(f"the arguments of {tool.name} must be a JSON object ({{...}})")
+    value = json_object(arguments)
+    if isinstance(value, str):
+        raise ToolError(f"the arguments of {tool.name} are {value}: write them as "
+                        '{"name": value, ...}')
     try:
         problem = best_match(Draft202012Validator(tool.parameters).iter_errors(value))
     except Exception as exc:  # a stranger's schema fails in the validator's own ways
@@ -169,11 +167,8 @@ def check_arguments(tool: Tool, arguments: str) -> str:
 
 def shown_call(name: str, arguments: str) -> str:
     """A call as a person reads it in a list: ``get_time(timezone="Asia/Tokyo")``."""
-    try:
-        value = json.loads(arguments or "{}")
-    except (ValueError, RecursionError):
-        return f"{name}({arguments})"
-    if not isinstance(value, dict):
+    value = json_object(arguments)
+    if isinstance(value, str):
         return f"{name}({arguments})"
     return f"{name}(" + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}"
                                   for k, v in value.items()) + ")"
@@ -314,10 +309,19 @@ def _call_of(item: Any, offered: set[str]) -> ToolCall | str:
         return f"the model called {_shown(name)}, which is not one of the tools offered"
     arguments = item.get("arguments", item.get("parameters", {}))
     if isinstance(arguments, str):
-        try:
-            arguments = json.loads(arguments or "{}")
-        except (ValueError, RecursionError):
-            return f"the model's call of {name} has arguments that are not JSON"
-    if not isinstance(arguments, dict):
-        return f"the model's call of {name} has arguments that are not a JSON object"
+        arguments = json_object(arguments)
+    elif not isinstance(arguments, dict):
+        arguments = "not a JSON object"
+    if isinstance(arguments, str):
+        return f"the model's call of {name} has arguments that are {arguments}"
     return ToolCall(new_call_id(), name, json.dumps(arguments, ensure_ascii=False))
+
+
+def json_object(text: str) -> dict[str, Any] | str:
+    """Arguments written as JSON text, as an object; or what they are instead ("not
+    JSON", "not a JSON object"), for the sentence that says so."""
+    try:
+        value = json.loads(text or "{}")
+    except (ValueError, RecursionError):
+        return "not JSON"
+    return value if isinstance(value, dict) else "not a JSON object"

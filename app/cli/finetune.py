@@ -14,6 +14,7 @@ import json
 import sys
 from typing import Any
 
+from app.chat.corrections import CorrectionStore
 from app.cli.common import pick_model
 from app.cli.run_loop import follow_run
 from app.errors import BadInput, ExitCode
@@ -38,6 +39,9 @@ def add_parsers(sub: Any) -> None:
                         "it as a GGUF model")
     ft.add_argument("-m", "--model", help="base model name (default: the starter model)")
     ft.add_argument("--data", help="dataset: OpenAI chat JSONL, ShareGPT, Alpaca or text")
+    ft.add_argument("--corrections", action="store_true",
+                    help="train on the corrections made with 'Correct this' in chats "
+                    "(as the Fine-tune tab's 'Corrections from chats'), instead of --data")
     ft.add_argument("--preset", choices=PRESETS, default="balanced")
     ft.add_argument("--epochs", type=float)
     ft.add_argument("--max-steps", type=int)
@@ -96,11 +100,18 @@ def _finished(ws: Workspace, summary: RunSummary, as_json: bool) -> int:
 
 
 def _new_run(ws: Workspace, args: argparse.Namespace) -> str:
-    if not args.data:
-        raise BadInput("--data FILE is needed to start a run (or --resume RUN_ID)")
+    if args.data and args.corrections:
+        raise BadInput("give --data FILE or --corrections, not both")
+    if not args.data and not args.corrections:
+        raise BadInput("--data FILE (or --corrections) is needed to start a run (or "
+                       "--resume RUN_ID)")
     record = pick_model(ws, args.model)
+    # The corrections as they are now, in a file named by its content (the run's
+    # provenance keeps pointing at what it trained on): calls with their tools too.
+    data = (CorrectionStore(ws.library.conn).snapshot(ws.home.datasets)
+            if args.corrections else args.data)
     try:
-        dataset = load_dataset(args.data)
+        dataset = load_dataset(data)
     except DatasetError as exc:
         raise BadInput(str(exc)) from exc
     try:

@@ -11,7 +11,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from app.chat.tools import Tool, ToolCall, ToolError, new_call_id, parse_tools, tools_json
+from app.chat.tools import (
+    Tool,
+    ToolCall,
+    ToolError,
+    json_object,
+    new_call_id,
+    parse_tools,
+    tools_json,
+)
 
 ROLES = ("system", "user", "assistant", "tool")
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant",
@@ -174,10 +182,7 @@ def _calls(raw: Any, tools: list[Tool], i: int) -> str:
         if offered and name not in offered:
             raise RecordProblem(f"message {i} calls {name!r}, which is not in 'tools'")
         arguments = function.get("arguments", "{}")
-        try:
-            value = json.loads(arguments) if isinstance(arguments, str) else arguments
-        except ValueError:
-            value = None
+        value = json_object(arguments) if isinstance(arguments, str) else arguments
         if not isinstance(value, dict):
             raise RecordProblem(f"the arguments of {name!r} in message {i} are not a JSON "
                                 "object")

@@ -20,6 +20,7 @@ What it measures becomes a :class:`app.teach.records.GateReport` by the verdict'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -72,11 +73,11 @@ def stop_ids(tokenizer: Any, template: ChatTemplate) -> list[int]:
 
 
 def prompt_ids(tokenizer: Any, template: ChatTemplate, messages: Messages,
-               tools: str = "") -> list[int]:
+               tools: str = "", defuse: Callable[[Any], Any] | None = None) -> list[int]:
     """The prompt as the chat writes it (:func:`app.chat.tool_prompt.shape`): with
     ``tools`` (OpenAI's definitions as JSON text) the way this template takes them."""
     shaped, variable = shape(messages, tools, template.text,
-                             control_tokens(tokenizer).defuse)
+                             defuse or control_tokens(tokenizer).defuse)
     text = template.render(shaped, add_generation_prompt=True, tools=variable)
     return list(tokenizer(text, add_special_tokens=True)["input_ids"])
 
@@ -93,13 +94,14 @@ def greedy(model: Any, tokenizer: Any, template: ChatTemplate,
     and stops on the template's end of turn as well as on EOS.
     """
     offered = tools or [""] * len(prompts)
+    defuse = control_tokens(tokenizer).defuse
     stops = set(stop_ids(tokenizer, template))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     was_training = model.training
     model.eval()
     out: list[Reply] = []
     for start in range(0, len(prompts), GEN_BATCH):
-        chunk = [prompt_ids(tokenizer, template, m, t) for m, t in
+        chunk = [prompt_ids(tokenizer, template, m, t, defuse) for m, t in
                  zip(prompts[start:start + GEN_BATCH], offered[start:start + GEN_BATCH],
                      strict=True)]
         width = max(len(ids) for ids in chunk)
