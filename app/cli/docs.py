@@ -61,7 +61,10 @@ def docs(ws: Workspace, args: argparse.Namespace) -> int:
 
 
 def _add(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int:
+    seen: list[FileOutcome] = []
+
     def shown(outcome: FileOutcome, done: int, total: int) -> None:
+        seen.append(outcome)
         where = f"[{done}/{total}]"
         if outcome.status == "skipped":
             print(f"{where} skipped {outcome.path}: {outcome.reason}", file=sys.stderr)
@@ -71,9 +74,16 @@ def _add(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int:
         notes = "".join(f"; {n}" for n in outcome.notes)
         print(f"{where} {outcome.status} {outcome.path} ({what}{notes})", flush=True)
 
-    with Embedder(ws.home.logs / "embedding.log") as embedder:
-        indexer = DocumentIndexer(store, embedder.embed, on_file=shown)
-        report = indexer.add([Path(p) for p in args.paths], args.collection)
+    try:
+        with Embedder(ws.home.logs / "embedding.log") as embedder:
+            indexer = DocumentIndexer(store, embedder.embed, on_file=shown)
+            report = indexer.add([Path(p) for p in args.paths], args.collection)
+    except KeyboardInterrupt:
+        kept = sum(o.status == "indexed" for o in seen)
+        print(f"Stopped: the {kept} files indexed before are kept; the file being read "
+              "was left as it was. Add again to go on (unchanged files are skipped).",
+              file=sys.stderr)
+        return ExitCode.CANCELLED
     print(f"{args.collection}: {report.count('indexed')} indexed, "
           f"{report.count('unchanged')} unchanged, {report.count('skipped')} skipped "
           f"in {report.seconds:.1f} s")

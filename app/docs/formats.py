@@ -21,6 +21,7 @@ from html.parser import HTMLParser
 from xml.etree import ElementTree
 
 from app.docs.reading import ReadLimits, SourceBytes, Unreadable
+from app.units import format_bytes
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,7 @@ def _docx_xml(data: bytes, limits: ReadLimits) -> bytes:
             NotImplementedError, RuntimeError) as exc:
         raise Unreadable(f"it is a damaged DOCX ({exc})") from exc
     if len(xml) > limits.max_docx_xml_bytes:
-        raise Unreadable(f"its text unpacks past {limits.max_docx_xml_bytes // 2**20} MB "
+        raise Unreadable(f"its text unpacks past {format_bytes(limits.max_docx_xml_bytes)} "
                          "(a zip bomb, or a document too large to index)")
     return xml
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -93,13 +93,12 @@ class DocumentSearch:
         match = fts_query(query)
         if not match:
             return []
-        marks = ",".join("?" * len(collections))
-        rows = self.store.db.execute(
+        rows = self._select(
             "SELECT doc_chunks_fts.rowid FROM doc_chunks_fts "
             "JOIN doc_chunks k ON k.id = doc_chunks_fts.rowid "
-            "JOIN doc_files f ON f.id = k.file_id "
-            f"WHERE doc_chunks_fts MATCH ? AND f.collection_id IN ({marks}) "
-            "ORDER BY bm25(doc_chunks_fts) LIMIT ?", (match, *collections, limit))
+            "JOIN doc_files f ON f.id = k.file_id WHERE f.collection_id IN ({ids}) "
+            "AND doc_chunks_fts MATCH ? ORDER BY bm25(doc_chunks_fts) LIMIT ?",
+            collections, match, limit)
         return [int(r[0]) for r in rows]
 
     def vector_ids(self, query: str, collections: list[int], limit: int) -> list[int]:
@@ -116,15 +115,12 @@ class DocumentSearch:
     def _vectors(self, collections: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Every passage vector of ``collections`` as one matrix, kept while the tables
         hold the same rows (ids are never reused, so count and max id say so)."""
-        marks = ",".join("?" * len(collections))
-        where = f"FROM doc_chunks k JOIN doc_files f ON f.id = k.file_id " \
-                f"WHERE f.collection_id IN ({marks})"
-        count, top = self.store.db.execute(
-            f"SELECT COUNT(*), MAX(k.id) {where}", collections).fetchone()
+        where = "FROM doc_chunks k JOIN doc_files f ON f.id = k.file_id " \
+                "WHERE f.collection_id IN ({ids})"
+        [(count, top)] = self._select(f"SELECT COUNT(*), MAX(k.id) {where}", collections)
         key = (tuple(collections), count, top)
         if key != self._matrix_key:
-            rows = self.store.db.execute(f"SELECT k.id, k.vector {where}",
-                                         collections).fetchall()
+            rows = self._select(f"SELECT k.id, k.vector {where}", collections)
             self._ids = np.array([r[0] for r in rows], dtype=np.int64)
             self._matrix = (np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4")
                             .reshape(len(rows), -1) if rows
@@ -132,16 +128,19 @@ class DocumentSearch:
             self._matrix_key = key
         return self._ids, self._matrix
 
+    def _select(self, sql: str, ids: Sequence[int], *after: object) -> list[Any]:
+        """``sql``'s rows, its ``{ids}`` the placeholders of ``ids``, then ``after``'s."""
+        marks = ",".join("?" * len(ids))
+        return self.store.db.execute(sql.format(ids=marks), (*ids, *after)).fetchall()
+
     def _passages(self, best: list[int], scores: dict[int, float],
                   ranks: dict[int, dict[str, int]]) -> list[Passage]:
         if not best:
             return []
-        marks = ",".join("?" * len(best))
-        rows = self.store.db.execute(
+        rows = self._select(
             "SELECT k.id, c.name, f.path, k.page, k.char_start, k.char_end, k.heading, "
             "k.text FROM doc_chunks k JOIN doc_files f ON f.id = k.file_id "
-            f"JOIN doc_collections c ON c.id = f.collection_id WHERE k.id IN ({marks})",
-            best).fetchall()
+            "JOIN doc_collections c ON c.id = f.collection_id WHERE k.id IN ({ids})", best)
         by_id = {r[0]: r for r in rows}
         return [Passage(r[1], r[2], r[3], r[4], r[5], r[6], r[7], scores[i], i, ranks[i])
                 for i in best if (r := by_id.get(i)) is not None]
