@@ -17,6 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from app.cli.progress import ProgressLine
 from app.docs.embedder import Embedder
 from app.docs.indexer import DocumentIndexer, FileOutcome
 from app.docs.search import DocumentSearch, Passage
@@ -62,8 +63,14 @@ def docs(ws: Workspace, args: argparse.Namespace) -> int:
 
 def _add(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int:
     seen: list[FileOutcome] = []
+    bar = ProgressLine(sys.stderr)  # a long file's passages, redrawn on a terminal only
+
+    def embedding(path: Path, done: int, total: int) -> None:
+        if bar.tty:
+            bar.show(done / total, f"{path.name}: {done}/{total} passages")
 
     def shown(outcome: FileOutcome, done: int, total: int) -> None:
+        bar.end_line()
         seen.append(outcome)
         where = f"[{done}/{total}]"
         if outcome.status == "skipped":
@@ -76,9 +83,11 @@ def _add(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int:
 
     try:
         with Embedder(ws.home.logs / "embedding.log") as embedder:
-            indexer = DocumentIndexer(store, embedder.embed, on_file=shown)
+            indexer = DocumentIndexer(store, embedder.embed, on_file=shown,
+                                      on_passages=embedding)
             report = indexer.add([Path(p) for p in args.paths], args.collection)
     except KeyboardInterrupt:
+        bar.end_line()
         kept = sum(o.status == "indexed" for o in seen)
         print(f"Stopped: the {kept} files indexed before are kept; the file being read "
               "was left as it was. Add again to go on (unchanged files are skipped).",

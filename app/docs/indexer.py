@@ -60,13 +60,15 @@ def embedding_text(chunk: Chunk) -> str:
 class DocumentIndexer:
     """An add run: ``embed`` turns texts into unit vectors (the embedding worker's);
     ``on_file`` hears each outcome with how many files are done and how many in all;
+    ``on_passages`` hears, within a file, how many of its passages are embedded;
     ``cancelled`` is asked between files and between a file's batches."""
 
     def __init__(self, store: DocumentStore, embed: Callable[[list[str]], np.ndarray],
                  limits: ReadLimits | None = None, chunking: ChunkSettings | None = None,
                  on_file: Callable[[FileOutcome, int, int], None] | None = None,
                  cancelled: Callable[[], bool] = lambda: False,
-                 embedder: str = EMBED_MODEL) -> None:
+                 embedder: str = EMBED_MODEL,
+                 on_passages: Callable[[Path, int, int], None] | None = None) -> None:
         self.store = store
         self.embed = embed
         self.limits = limits or ReadLimits()
@@ -74,6 +76,7 @@ class DocumentIndexer:
         self.on_file = on_file
         self.cancelled = cancelled
         self.embedder = embedder
+        self.on_passages = on_passages
 
     def add(self, paths: list[Path], collection: str) -> AddReport:
         started = time.perf_counter()
@@ -106,7 +109,7 @@ class DocumentIndexer:
         except Unreadable as exc:
             return FileOutcome(name, "skipped", str(exc))
         chunks = chunk_document(doc, self.chunking)
-        vectors = self._vectors(chunks)
+        vectors = self._vectors(path, chunks)
         if vectors is None:
             return None
         changed = source.changed_since()
@@ -118,7 +121,7 @@ class DocumentIndexer:
         return FileOutcome(name, "indexed", chunks=len(chunks), bytes=source.size,
                            notes=doc.notes)
 
-    def _vectors(self, chunks: list[Chunk]) -> np.ndarray | None:
+    def _vectors(self, path: Path, chunks: list[Chunk]) -> np.ndarray | None:
         """The passages' vectors, asked for in batches with a cancel check between."""
         texts = [embedding_text(c) for c in chunks]
         parts = []
@@ -127,4 +130,6 @@ class DocumentIndexer:
             if self.cancelled():
                 return None
             parts.append(self.embed(texts[at:at + step]))
+            if self.on_passages is not None:
+                self.on_passages(path, min(at + step, len(texts)), len(texts))
         return np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
