@@ -1,9 +1,9 @@
 """Real document files for the documents tests: PDFs and DOCX files built byte by byte.
 
-The PDF is a valid PDF 1.4 (catalog, pages, Helvetica, one content stream per page,
-a cross-reference table with exact offsets) that pypdf and every viewer read; the DOCX
-is the three parts Word needs to open a document. Building them here keeps the tests
-free of a PDF or Word writer dependency and lets a test make the broken variants.
+The PDF is the bench's (:func:`app.bench.docs_pdf.pdf_of`: a valid PDF 1.4 that pypdf
+and every viewer read); the DOCX is the three parts Word needs to open a document.
+Building them here keeps the tests free of a PDF or Word writer dependency and lets a
+test make the broken variants.
 """
 
 from __future__ import annotations
@@ -12,38 +12,12 @@ import io
 import zipfile
 from xml.sax.saxutils import escape
 
+from app.bench.docs_pdf import pdf_of
+
 
 def make_pdf(pages: list[list[str]]) -> bytes:
     """A PDF whose page ``i`` shows the lines ``pages[i]``, one under the other."""
-    objects: list[bytes] = []
-    kids = " ".join(f"{4 + 2 * i} 0 R" for i in range(len(pages)))
-    objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
-    objects.append(f"<< /Type /Pages /Kids [{kids}] /Count {len(pages)} >>".encode())
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    for i, lines in enumerate(pages):
-        ops = ["BT", "/F1 11 Tf", "14 TL", "72 760 Td"]
-        for line in lines:
-            safe = line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-            ops.append(f"({safe}) Tj T*")
-        ops.append("ET")
-        stream = "\n".join(ops).encode("latin-1")
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-                       f"/Resources << /Font << /F1 3 0 R >> >> /Contents {5 + 2 * i} 0 R >>"
-                       .encode())
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n"
-              % (len(objects) + 1, xref))
-    return out.getvalue()
+    return pdf_of(pages)
 
 
 def encrypted_pdf(pages: list[list[str]], password: str = "secret") -> bytes:

@@ -203,4 +203,6 @@ def test_the_search_benchmark_finds_its_answers(workspace: Workspace,
     assert result["questions"] >= 50 and result["scan"]["passages"] == 2_000
     assert recall["vector"] >= 0.95 and recall["hybrid"] >= 0.95
     assert recall["bm25"] >= 0.85 and recall["at_1"]["hybrid"] >= 0.85
+    pdf = result["pdf"]  # the same documents as PDFs: every answer found names its page
+    assert pdf["recall_at_5_hybrid"] >= 0.85 and pdf["page_right"] == pdf["answers_found"]
     assert embedder.worker.alive  # the caller's worker is left running

@@ -13,6 +13,9 @@ of questions whose answer phrase is in one of them; recall@1 (the passage a repl
 would cite first) and MRR@5 say how high. BM25 alone is the baseline the other two are
 read against.
 
+The same documents are also rendered as PDFs and searched through the PDF path, with
+the page each found answer is cited on checked (:mod:`app.bench.docs_pdf`).
+
 Also measured: index time per MB (reading, chunking, embedding, writing), query
 latency per mode (the vector modes include embedding the query), and the brute-force
 vector scan at ``--scale`` synthetic passages (load from SQLite, then one query), the
@@ -37,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from app.bench.docs_pdf import pdf_part
 from app.db import connect
 from app.docs.chunking import Chunk
 from app.docs.embedder import Embedder
@@ -85,6 +89,8 @@ def _run(embedder: Embedder, scale: int) -> dict[str, Any]:
             search = DocumentSearch(store, embedder.embed_query)
             recall, latency = _ask(search, questions)
             loads["after_queries"] = _load()
+            pdf = pdf_part(store, search, DocumentIndexer(store, embedder.embed), folder,
+                           questions, Path(tmp))
             scan = _scan(Path(tmp), scale, embedder.embed_query("a question")) if scale else {}
         finally:
             db.close()
@@ -96,7 +102,7 @@ def _run(embedder: Embedder, scale: int) -> dict[str, Any]:
         "index_s": round(report.seconds, 2),
         "index_s_per_mb": round(report.seconds / megabytes, 1) if megabytes else None,
         "passages_per_s": round(chunks / report.seconds, 1) if report.seconds else None,
-        "recall_at_5": recall, "query_ms_median": latency, "scan": scan,
+        "recall_at_5": recall, "query_ms_median": latency, "pdf": pdf, "scan": scan,
         "load_average": loads}
     result["summary"] = _summary(result)
     return result
@@ -182,6 +188,10 @@ def _summary(r: dict[str, Any]) -> list[str]:
         f"{r['passages_per_s']} passages/s (model start {r['model_start_s']:.1f} s)",
         f"query median: BM25 {lat['bm25']} ms, vectors {lat['vector']} ms, "
         f"hybrid {lat['hybrid']} ms (vector modes embed the query)"]
+    pdf = r["pdf"]
+    lines.append(f"as PDFs ({pdf['pages']} pages, {pdf['passages']} passages): recall@5 "
+                 f"hybrid {pdf['recall_at_5_hybrid']:.3f}; the page cited is the answer's "
+                 f"for {pdf['page_right']} of {pdf['answers_found']} answers found")
     if r["scan"]:
         s = r["scan"]
         lines.append(f"vector scan of {s['passages']:,} passages ({s['matrix_mb']} MB): "
