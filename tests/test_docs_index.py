@@ -4,6 +4,7 @@ bad files, changing files, injected text, and ``hearth docs`` (issue 27)."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -206,3 +207,19 @@ def test_the_search_benchmark_finds_its_answers(workspace: Workspace,
     pdf = result["pdf"]  # the same documents as PDFs: every answer found names its page
     assert pdf["recall_at_5_hybrid"] >= 0.85 and pdf["page_right"] == pdf["answers_found"]
     assert embedder.worker.alive  # the caller's worker is left running
+
+
+def test_threads_sharing_the_worker_each_get_their_own_vectors(embedder: Embedder) -> None:
+    """A window's search and an add may ask one worker at once."""
+    texts = {name: [f"{name} passage {i} about {name}" for i in range(40)]
+             for name in ("kilns", "orchards", "backups", "bicycles")}
+    alone = {name: embedder.embed(batch) for name, batch in texts.items()}
+    together: dict[str, np.ndarray] = {}
+    threads = [threading.Thread(target=lambda n=name: together.__setitem__(
+        n, embedder.embed(texts[n]))) for name in texts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    for name, vectors in alone.items():
+        np.testing.assert_allclose(together[name], vectors, atol=1e-5)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import queue
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ class Embedder:
     def __init__(self, log_file: Path | None = None) -> None:
         self._events: queue.Queue[Any] = queue.Queue()
         self._ids = itertools.count(1)
+        self._turn = threading.RLock()
         self.worker = Supervisor(
             WorkerSpec("backends.embedding.worker", name="embedding worker",
                        advice="Try again; if it keeps failing, run hearth doctor.",
@@ -44,38 +46,35 @@ class Embedder:
             on_event=self._events.put, on_end=self._on_end)
         self.hello: ep.EmbedHello | None = None
 
-    @property
-    def name(self) -> str:
-        """What an index records as its reader: model and dimensions."""
-        hello = self.start()
-        return f"{hello.model}/{hello.dimensions}"
-
     def start(self) -> ep.EmbedHello:
-        if self.hello is not None and self.worker.alive:
-            return self.hello
-        while not self._events.empty():  # an earlier worker's last words
-            self._events.get_nowait()
-        self.worker.start()
-        event = self._next(START_TIMEOUT_S, "start")
-        if not isinstance(event, ep.EmbedHello):
-            self.close()
-            raise EmbeddingError(f"the embedding worker did not start: {_said(event)}")
-        self.hello = event
-        return event
+        with self._turn:
+            if self.hello is not None and self.worker.alive:
+                return self.hello
+            while not self._events.empty():  # an earlier worker's last words
+                self._events.get_nowait()
+            self.worker.start()
+            event = self._next(START_TIMEOUT_S, "start")
+            if not isinstance(event, ep.EmbedHello):
+                self.close()
+                raise EmbeddingError(f"the embedding worker did not start: {_said(event)}")
+            self.hello = event
+            return event
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """One unit vector per text, as rows; asked in requests of at most
-        :data:`~app.docs.protocol.MAX_TEXTS` texts."""
-        hello = self.start()
-        parts = [np.zeros((0, hello.dimensions), dtype=np.float32)]
-        for at in range(0, len(texts), ep.MAX_TEXTS):
-            request_id = str(next(self._ids))
-            self.worker.send(ep.Embed(request_id, texts[at:at + ep.MAX_TEXTS]))
-            event = self._next(REQUEST_TIMEOUT_S, "answer")
-            if not isinstance(event, ep.Vectors) or event.request_id != request_id:
-                raise EmbeddingError(f"the embedding worker failed: {_said(event)}")
-            parts.append(event.matrix())
-        return np.concatenate(parts)
+        :data:`~app.docs.protocol.MAX_TEXTS` texts. Threads take turns (an add and a
+        chat's search may share one worker): each answer is read by its asker."""
+        with self._turn:
+            hello = self.start()
+            parts = [np.zeros((0, hello.dimensions), dtype=np.float32)]
+            for at in range(0, len(texts), ep.MAX_TEXTS):
+                request_id = str(next(self._ids))
+                self.worker.send(ep.Embed(request_id, texts[at:at + ep.MAX_TEXTS]))
+                event = self._next(REQUEST_TIMEOUT_S, "answer")
+                if not isinstance(event, ep.Vectors) or event.request_id != request_id:
+                    raise EmbeddingError(f"the embedding worker failed: {_said(event)}")
+                parts.append(event.matrix())
+            return np.concatenate(parts)
 
     def embed_query(self, text: str) -> np.ndarray:
         vector: np.ndarray = self.embed([text])[0]
