@@ -68,7 +68,7 @@ def run_docs_bench(ws: Workspace, scale: int = 100_000,
     """The figures; ``embedder``, when given, is a started worker to use (and leave)."""
     with contextlib.ExitStack() as stack:
         if embedder is None:
-            embedder = stack.enter_context(Embedder(ws.home.logs / "embedding.log"))
+            embedder = stack.enter_context(Embedder.for_home(ws.home))
         return _run(embedder, scale)
 
 

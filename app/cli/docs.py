@@ -82,7 +82,7 @@ def _add(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int:
         print(f"{where} {outcome.status} {outcome.path} ({what}{notes})", flush=True)
 
     try:
-        with Embedder(ws.home.logs / "embedding.log") as embedder:
+        with Embedder.for_home(ws.home) as embedder:
             indexer = DocumentIndexer(store, embedder.embed, on_file=shown,
                                       on_passages=embedding)
             report = indexer.add([Path(p) for p in args.paths], args.collection)
@@ -138,7 +138,7 @@ def _search(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> in
         raise BadInput("-k must be at least 1")
     with contextlib.ExitStack() as stack:
         embedder = (None if args.mode == "bm25" else  # BM25 alone needs no model
-                    stack.enter_context(Embedder(ws.home.logs / "embedding.log")))
+                    stack.enter_context(Embedder.for_home(ws.home)))
         search = DocumentSearch(store, embedder.embed_query if embedder else None)
         passages = search.search(args.query, args.k, args.collection, args.mode)
     if args.json:

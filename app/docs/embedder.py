@@ -18,9 +18,16 @@ import numpy as np
 
 from app.docs import protocol as ep
 from app.errors import HearthError
+from app.machine.threads import ThreadClaims, auto_threads
+from app.paths import HearthHome
 from app.workers.lifecycle import Error, Log, WorkerDied
 from app.workers.supervisor import Supervisor, WorkerSpec
 
+QUERY_TEXTS = 4
+"""Requests this small (a search's query) run on one thread. A query is a few
+milliseconds of work; on a busy 2-core machine torch's second thread made it 25x slower
+(606-736 ms against 21-25 ms, load 5.5: BENCHMARKS.md, "Documents"), waiting for a
+core the other programs hold."""
 START_TIMEOUT_S = 180.0  # torch and the model load in seconds; a loaded machine is slower
 REQUEST_TIMEOUT_S = 600.0  # 256 passages take seconds; minutes means it is stuck
 
@@ -32,7 +39,10 @@ class EmbeddingError(HearthError):
 class Embedder:
     """Unit vectors for texts, from a worker process; a context manager that stops it."""
 
-    def __init__(self, log_file: Path | None = None) -> None:
+    def __init__(self, log_file: Path | None = None,
+                 claims: ThreadClaims | None = None) -> None:
+        """``claims``: the home's heavy processes, whose cores a batch leaves alone."""
+        self.claims = claims
         self._events: queue.Queue[Any] = queue.Queue()
         self._ids = itertools.count(1)
         self._turn = threading.RLock()
@@ -45,6 +55,12 @@ class Embedder:
             encode=lambda command: ep.encode(command).encode("utf-8"),
             on_event=self._events.put, on_end=self._on_end)
         self.hello: ep.EmbedHello | None = None
+
+    @classmethod
+    def for_home(cls, home: HearthHome) -> Embedder:
+        """The worker as a home runs it: its log in the home's logs, batches leaving
+        the cores of the home's other heavy work (a fine-tune) alone."""
+        return cls(home.logs / "embedding.log", ThreadClaims(home.busy))
 
     def start(self) -> ep.EmbedHello:
         with self._turn:
@@ -69,7 +85,9 @@ class Embedder:
             parts = [np.zeros((0, hello.dimensions), dtype=np.float32)]
             for at in range(0, len(texts), ep.MAX_TEXTS):
                 request_id = str(next(self._ids))
-                self.worker.send(ep.Embed(request_id, texts[at:at + ep.MAX_TEXTS]))
+                batch = texts[at:at + ep.MAX_TEXTS]
+                threads = 1 if len(batch) <= QUERY_TEXTS else auto_threads(self.claims)
+                self.worker.send(ep.Embed(request_id, batch, threads))
                 event = self._next(REQUEST_TIMEOUT_S, "answer")
                 if not isinstance(event, ep.Vectors) or event.request_id != request_id:
                     raise EmbeddingError(f"the embedding worker failed: {_said(event)}")

@@ -67,6 +67,8 @@ class Embed:
 
     request_id: str
     texts: list[str] = field(default_factory=list)
+    threads: int = 0
+    """torch's threads for this request; 0: the worker's own choice (all of them)."""
     kind: ClassVar[str] = "embed"
 
 

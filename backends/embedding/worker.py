@@ -89,6 +89,8 @@ def serve(model: MiniLM, commands: TextIO, events: TextIO) -> None:
             emit(ep.Error("bad_request", f"at most {ep.MAX_TEXTS} texts, each a string",
                           command.request_id))
             continue
+        if command.threads > 0:
+            torch.set_num_threads(command.threads)
         try:
             emit(ep.Vectors.of(command.request_id, model.embed(command.texts)))
         except (RuntimeError, ValueError) as exc:  # out of memory, a tokenizer refusal
