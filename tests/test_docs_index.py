@@ -191,6 +191,8 @@ def test_hearth_docs_from_the_terminal(tmp_path: Path, home_dir: Path, embedder:
     assert main(["docs", "search", "x", "-c", "nope"]) == 2
     assert "no collection named 'nope'" in capsys.readouterr().err
     assert main(["docs", "rm", str(folder / "kiln.pdf"), "-c", "notes"]) == 0
+    assert main(["docs", "rm"]) == 2  # a bare rm empties nothing
+    assert "hearth docs rm -c NAME" in capsys.readouterr().err
     assert main(["docs", "rm", "-c", "notes"]) == 0
     assert "removed the collection notes (3 files)" in capsys.readouterr().out
 

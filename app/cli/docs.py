@@ -40,7 +40,9 @@ def add_parser(sub: Any) -> None:
     rm = docs.add_parser("rm", help="forget files (a folder: the files under it), or a "
                          "whole collection when no path is given")
     rm.add_argument("paths", nargs="*", metavar="PATH")
-    rm.add_argument("-c", "--collection", default=DEFAULT_COLLECTION)
+    rm.add_argument("-c", "--collection",
+                    help=f"the collection (default for paths: {DEFAULT_COLLECTION}; "
+                    "without paths it must be named)")
     search = docs.add_parser("search", help="the passages that best answer a query")
     search.add_argument("query")
     search.add_argument("-c", "--collection", action="append",
@@ -123,13 +125,17 @@ def _list(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int:
 
 def _rm(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int:
     if not args.paths:
+        if not args.collection:  # a bare "hearth docs rm" must not empty anything
+            raise BadInput("name what to remove: hearth docs rm PATH... or, for a whole "
+                           "collection, hearth docs rm -c NAME")
         removed = store.remove_collection(args.collection)
         print(f"removed the collection {args.collection} ({removed} files)")
         return ExitCode.OK
-    removed = store.remove_paths(args.collection, [os.path.abspath(p) for p in args.paths])
+    collection = args.collection or DEFAULT_COLLECTION
+    removed = store.remove_paths(collection, [os.path.abspath(p) for p in args.paths])
     if not removed:
-        raise BadInput(f"none of those paths is in the collection {args.collection}")
-    print(f"removed {removed} files from {args.collection}")
+        raise BadInput(f"none of those paths is in the collection {collection}")
+    print(f"removed {removed} files from {collection}")
     return ExitCode.OK
 
 
