@@ -148,6 +148,11 @@ MIGRATIONS: list[str] = [
         text, heading, content='doc_chunks', content_rowid='id',
         tokenize='porter unicode61 remove_diacritics 2')
     """,
+    # 8: a passage whose sentence runs on over a PDF page break names the page it ends
+    # on too (app/docs/chunking.py); NULL: it ends on ``page``.
+    """
+    ALTER TABLE doc_chunks ADD COLUMN page_end INTEGER
+    """,
 ]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from app.docs.chunking import ChunkSettings, chunk_document
 from app.docs.formats import Document, _markdown, paragraphs_of
 from app.docs.reading import ReadLimits
@@ -48,3 +50,32 @@ def test_one_long_paragraph_is_cut_at_sentence_ends() -> None:
     assert all(len(c.text) <= SETTINGS.target_chars for c in chunks)
     assert all(c.text.endswith(".") for c in chunks)
     assert all(text[c.start:c.end] == c.text for c in chunks)
+
+
+def test_a_sentence_over_a_page_break_stays_whole_and_names_both_pages(
+        tmp_path: Path) -> None:
+    from app.docs.formats import parse
+    from app.docs.reading import read_source
+    from tests.docs_files import make_pdf
+
+    path = tmp_path / "book.pdf"
+    path.write_bytes(make_pdf([["The first page ends.", "", "The kiln must cool below"],
+                               ["fifty degrees before unloading.", "", "A new paragraph."]]))
+    doc = parse(read_source(path, ReadLimits()), ReadLimits())
+    chunks = chunk_document(doc, SETTINGS)
+    [whole] = [c for c in chunks if "must cool below" in c.text]
+    assert "fifty degrees before unloading." in whole.text
+    assert (whole.page, whole.page_end) == (1, 2)
+    assert all(doc.text[c.start:c.end] == c.text for c in chunks)
+
+
+def test_a_page_that_ends_a_sentence_ends_its_passage(tmp_path: Path) -> None:
+    from app.docs.formats import parse
+    from app.docs.reading import read_source
+    from tests.docs_files import make_pdf
+
+    path = tmp_path / "book.pdf"
+    path.write_bytes(make_pdf([["Page one says one thing."], ["Page two another."]]))
+    doc = parse(read_source(path, ReadLimits()), ReadLimits())
+    assert [(c.page, c.page_end, c.text) for c in chunk_document(doc, SETTINGS)] == [
+        (1, None, "Page one says one thing."), (2, None, "Page two another.")]

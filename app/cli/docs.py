@@ -159,6 +159,7 @@ def _search(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> in
 
 
 def _where(p: Passage) -> str:
-    page = f", page {p.page}" if p.page is not None else ""
+    page = (f", pages {p.page}-{p.page_end}" if p.page_end is not None else
+            f", page {p.page}" if p.page is not None else "")
     heading = f" — {p.heading}" if p.heading else ""
     return f"{p.source}{page}, characters {p.char_start}-{p.char_end}{heading}"

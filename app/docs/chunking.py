@@ -2,9 +2,10 @@
 
 A passage is what retrieval returns and what a chat would quote, so it should hold one
 idea whole: paragraphs are gathered up to :attr:`ChunkSettings.target_chars` and a new
-heading or a new page always starts a new passage (a passage names one heading and one
-page). The embedding model reads 256 word pieces, about 1,000 characters of English, so
-the target stays under that. Each passage begins with the last paragraph of the one
+heading or a new page starts a new passage (a passage names one heading and one page),
+except where a sentence runs on over the page break: that passage names both pages.
+The embedding model reads 256 word pieces, about 1,000 characters of English, so the
+target, with the overlap, stays under that. Each passage begins with the last paragraph of the one
 before it when that is short (or its last sentences when not), so an answer that
 straddles a boundary is whole in one of them.
 
@@ -14,6 +15,7 @@ text is the document's own, never rewritten.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass
 
@@ -39,37 +41,54 @@ class Chunk:
     heading: str
     page: int | None
     text: str
+    page_end: int | None = None
+    """The page it ends on, where that is not ``page`` (a sentence over a page break)."""
 
 
 def chunk_document(doc: Document, settings: ChunkSettings | None = None) -> list[Chunk]:
     settings = settings or ChunkSettings()
+    pages = _Pages(doc)
     pieces = [p for para in doc.paragraphs for p in _split_long(doc.text, para, settings)]
     chunks: list[Chunk] = []
     group: list[Paragraph] = []
     for piece in pieces:
-        if group and (_breaks(group[-1], piece)
+        if group and (pages.breaks(group[-1], piece)
                       or piece.end - group[0].start > settings.target_chars):
-            chunks.append(_chunk(doc.text, group))
+            chunks.append(pages.chunk(doc.text, group))
             # Pieces of one long paragraph overlap already; others carry a tail over.
             carried = (_overlap(doc.text, group[-1], settings)
-                       if not _breaks(group[-1], piece) and piece.start >= group[-1].end
+                       if not pages.breaks(group[-1], piece) and piece.start >= group[-1].end
                        else None)
             group = [carried] if carried is not None else []
         group.append(piece)
     if group:
-        chunks.append(_chunk(doc.text, group))
+        chunks.append(pages.chunk(doc.text, group))
     return chunks
 
 
-def _breaks(before: Paragraph, after: Paragraph) -> bool:
-    """A new heading or page starts a passage of its own."""
-    return before.heading != after.heading or before.page != after.page
+class _Pages:
+    """The page of any offset: from the document's page starts (PDF), else the page its
+    paragraph was given (None for formats without pages)."""
 
+    def __init__(self, doc: Document) -> None:
+        self.starts = doc.page_starts
 
-def _chunk(text: str, group: list[Paragraph]) -> Chunk:
-    first, last = group[0], group[-1]
-    return Chunk(first.start, last.end, first.heading, first.page,
-                 text[first.start:last.end])
+    def first(self, para: Paragraph) -> int | None:
+        return bisect.bisect_right(self.starts, para.start) if self.starts else para.page
+
+    def last(self, para: Paragraph) -> int | None:
+        return (bisect.bisect_right(self.starts, max(para.start, para.end - 1))
+                if self.starts else para.page)
+
+    def breaks(self, before: Paragraph, after: Paragraph) -> bool:
+        """A new heading or a new page starts a passage of its own."""
+        return before.heading != after.heading or self.last(before) != self.first(after)
+
+    def chunk(self, text: str, group: list[Paragraph]) -> Chunk:
+        first, last = group[0], group[-1]
+        page, page_end = self.first(first), self.last(last)
+        return Chunk(first.start, last.end, first.heading, page, text[first.start:last.end],
+                     page_end if page_end != page else None)
 
 
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s+")

@@ -39,6 +39,8 @@ class Document:
     text: str
     paragraphs: list[Paragraph] = field(default_factory=list)
     pages: int | None = None
+    page_starts: list[int] = field(default_factory=list)
+    """Where each page's text begins in ``text`` (PDF), so any offset names its page."""
     encoding: str = ""
     notes: list[str] = field(default_factory=list)
     """What the person should know about how it was read (text decoded as cp1252)."""
@@ -138,8 +140,9 @@ def _markdown(data: bytes, limits: ReadLimits) -> Document:
 # ------------------------------------------------------------------------- PDF
 
 def _pdf(data: bytes, limits: ReadLimits) -> Document:
-    """Each page's text, pages joined by a blank line; paragraphs never cross a page, so
-    every passage names the one page it is on."""
+    """Each page's text, pages joined by a blank line. A paragraph whose sentence runs
+    on over a page break is one paragraph, so the sentence is not cut in two; its
+    passage then names both pages (from ``page_starts``)."""
     import pypdf
     from pypdf.errors import PdfReadError
 
@@ -162,14 +165,25 @@ def _pdf(data: bytes, limits: ReadLimits) -> Document:
         raise Unreadable(_pdf_reason(exc)) from exc
     except Exception as exc:  # noqa: BLE001 - pypdf raises anything on a damaged file
         raise Unreadable(f"it is a damaged PDF ({type(exc).__name__}: {exc})"[:300]) from exc
-    text, paras = "", []
+    text, paras, starts = "", list[Paragraph](), list[int]()
     for number, page in enumerate(pages, start=1):
         if text:
             text += "\n\n"
-        start = len(text)
+        starts.append(len(text))
         text += page
-        paras += paragraphs_of(text, start, len(text), page=number)
-    return Document(text, paras, pages=len(pages))
+        found = paragraphs_of(text, starts[-1], len(text), page=number)
+        if paras and found and _runs_on(text, paras[-1]):
+            found[0] = Paragraph(paras.pop().start, found[0].end, page=number - 1)
+        paras += found
+    return Document(text, paras, pages=len(pages), page_starts=starts)
+
+
+_ENDS_SENTENCE = re.compile(r"[.!?:;][\"')\]]*$")
+
+
+def _runs_on(text: str, para: Paragraph) -> bool:
+    """Whether the last paragraph of a page stops mid-sentence (it goes on overleaf)."""
+    return _ENDS_SENTENCE.search(text, para.start, para.end) is None
 
 
 def _page_text(page: object) -> str:

@@ -46,6 +46,8 @@ class Passage:
     chunk_id: int
     ranks: dict[str, int] = field(default_factory=dict)
     """Its 1-based rank in each list that found it ("bm25", "vector")."""
+    page_end: int | None = None
+    """The page it ends on, where a sentence runs on over a page break; else None."""
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -139,8 +141,8 @@ class DocumentSearch:
             return []
         rows = self._select(
             "SELECT k.id, c.name, f.path, k.page, k.char_start, k.char_end, k.heading, "
-            "k.text FROM doc_chunks k JOIN doc_files f ON f.id = k.file_id "
+            "k.text, k.page_end FROM doc_chunks k JOIN doc_files f ON f.id = k.file_id "
             "JOIN doc_collections c ON c.id = f.collection_id WHERE k.id IN ({ids})", best)
         by_id = {r[0]: r for r in rows}
-        return [Passage(r[1], r[2], r[3], r[4], r[5], r[6], r[7], scores[i], i, ranks[i])
-                for i in best if (r := by_id.get(i)) is not None]
+        return [Passage(r[1], r[2], r[3], r[4], r[5], r[6], r[7], scores[i], i, ranks[i],
+                        r[8]) for i in best if (r := by_id.get(i)) is not None]

@@ -117,10 +117,10 @@ class DocumentStore:
                  record.embedder, json.dumps(record.notes), now)).inserted_id
             for position, (chunk, vector) in enumerate(zip(chunks, blobs, strict=True)):
                 rowid = db.execute(
-                    "INSERT INTO doc_chunks (file_id, position, page, char_start, char_end, "
-                    "heading, text, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (fid, position, chunk.page, chunk.start, chunk.end, chunk.heading,
-                     chunk.text, vector.tobytes())).inserted_id
+                    "INSERT INTO doc_chunks (file_id, position, page, page_end, char_start, "
+                    "char_end, heading, text, vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (fid, position, chunk.page, chunk.page_end, chunk.start, chunk.end,
+                     chunk.heading, chunk.text, vector.tobytes())).inserted_id
                 db.execute("INSERT INTO doc_chunks_fts (rowid, text, heading) "
                            "VALUES (?, ?, ?)", (rowid, chunk.text, chunk.heading))
 
