@@ -108,12 +108,12 @@ main() {
   case "$mode" in
     setup) ;;
     run) exec "$venv/bin/hearth" "$@" ;;
-    test)
+    test)  # one worker per CPU, each held to its CPU (tests/conftest.py says why)
       export QT_QPA_PLATFORM=offscreen
-      exec "$venv/bin/python" -m pytest "$@" ;;
+      exec "$venv/bin/python" -m pytest -n auto --dist loadgroup "$@" ;;
     test-fast)  # no real worker, model, training or compile: minutes, not the whole suite
       export QT_QPA_PLATFORM=offscreen
-      exec "$venv/bin/python" -m pytest -m "not slow" --timeout=300 "$@" ;;
+      exec "$venv/bin/python" -m pytest -n auto --dist loadgroup -m "not slow" --timeout=300 "$@" ;;
     *) say "usage: bash packaging/bootstrap.sh [run|test|test-fast|setup] [args...]"; exit 2 ;;
   esac
 }

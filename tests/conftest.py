@@ -112,11 +112,44 @@ def slow_reason(item: pytest.Item) -> str | None:
     return None if name is None else f"uses {name}: {SLOW_NAMES[name]}"
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         reason = None if item.get_closest_marker("slow") else slow_reason(item)
         if reason is not None:
             item.add_marker(pytest.mark.slow(reason=reason))
+    if getattr(config.option, "loadgroup", False):  # set in xdist's workers
+        _group_for_workers(items)
+
+
+# ------------------------------------------------------------ parallel runs (xdist)
+# `bootstrap.sh test` runs the suite on one pytest-xdist worker per CPU (`-n auto --dist
+# loadgroup`). Each worker is held to one CPU, so everything a test starts (llama.cpp,
+# torch) sees one core and uses one thread (app.machine.cpu counts the CPUs a process may
+# use): two workers' trainings side by side, each on two threads, would spin against
+# each other and both crawl. A module's tests stay together on one worker (they share
+# module-scoped fixtures: a loaded model, a running server); a test with its own long
+# time limit (the end-to-end runs) is a group of its own and is handed out first, so
+# that the longest tests do not start last.
+
+
+def _group_for_workers(items: list[pytest.Item]) -> None:
+    def long(item: pytest.Item) -> bool:
+        mark = item.get_closest_marker("timeout")
+        return mark is not None and bool(mark.args) and mark.args[0] > 900
+
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            group = item.nodeid if long(item) else item.nodeid.split("::")[0]
+            item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: not long(item))  # stable: files keep their order
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, {cpus[int(worker[2:]) % len(cpus)]})
 
 
 @pytest.fixture(autouse=True)

@@ -8,12 +8,12 @@ and not for a large dataset (where the presets train many more steps).
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 
 from app.cli.finetune import _new_run
+from app.cli.main import build_parser
 from app.finetune.advice import fact_advice
 from app.finetune.datasets import load_dataset
 from app.finetune.settings import preset
@@ -57,10 +57,9 @@ def test_the_cli_plan_says_it_before_training(workspace: Workspace, starter_gguf
                                               capsys: pytest.CaptureFixture[str],
                                               name: str, warned: bool) -> None:
     workspace.library.register(starter_gguf, "starter")
-    args = argparse.Namespace(
-        data=str(FACTS), model="starter", preset=name, epochs=None, max_steps=None,
-        lr=None, rank=None, batch_size=None, max_seq_len=None, seed=None, out=None,
-        quant="q8_0", adapter_only=True)
+    # The command's own parser, so that the arguments are the ones `hearth finetune` reads.
+    args = build_parser().parse_args(["finetune", "--data", str(FACTS), "-m", "starter",
+                                      "--preset", name, "--quant", "q8_0", "--adapter-only"])
     _new_run(workspace, args)  # writes the run folder; nothing trains
     err = capsys.readouterr().err
     assert ("warning: With 12 records" in err and "(--preset facts)" in err) == warned

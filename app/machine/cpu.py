@@ -72,10 +72,20 @@ def cpu_info() -> CpuInfo:
                     break  # the first processor's block is enough
     except OSError:
         pass
-    logical = os.cpu_count() or 1
-    physical = psutil.cpu_count(logical=False) or logical
+    # A process held to fewer CPUs (taskset, a container's cpuset, a parallel test run)
+    # gets no more threads than it may use: more only wait on each other.
+    logical = min(os.cpu_count() or 1, _allowed_cpus())
+    physical = min(psutil.cpu_count(logical=False) or logical, logical)
     return CpuInfo(model=model or "unknown CPU", flags=flags, physical_cores=int(physical),
                    logical_cores=int(logical))
+
+
+def _allowed_cpus() -> int:
+    """The CPUs this process may run on (all of them where the OS cannot say)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):  # not Linux
+        return os.cpu_count() or 1
 
 
 @functools.cache
