@@ -26,8 +26,19 @@ def safe_stem(text: str, fallback: str = "model") -> str:
     Runs of anything but letters, digits, ``.``, ``_`` and ``-`` become one ``-`` (a
     model name or a hub file name may hold ``/``, spaces or worse); leading and trailing
     ``-`` and ``.`` go (no hidden files, no ``..``); nothing left gives ``fallback``.
+    A long name is cut to :data:`MAX_STEM` characters with a hash of the whole beside it
+    (a file name may have 255 bytes, and Hearth adds suffixes such as ``-f16.gguf``), so
+    two long names that differ only at their ends still name two files.
     """
-    return _UNSAFE.sub("-", text).strip("-.") or fallback
+    stem = _UNSAFE.sub("-", text).strip("-.") or fallback
+    if len(stem) <= MAX_STEM:
+        return stem
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{stem[:MAX_STEM - 11].rstrip('-.')}-{digest}"
+
+
+MAX_STEM = 120
+"""The longest stem :func:`safe_stem` gives: room for Hearth's suffixes within 255 bytes."""
 
 
 @dataclass(frozen=True)

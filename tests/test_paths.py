@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.paths import safe_stem
+from app.paths import MAX_STEM, safe_stem
 
 
 @pytest.mark.parametrize(("text", "stem"), [
@@ -21,3 +21,13 @@ def test_names_become_safe_file_stems(text: str, stem: str) -> None:
 
 def test_the_fallback_can_be_named() -> None:
     assert safe_stem("///", fallback="run") == "run"
+
+
+def test_a_long_name_is_cut_with_a_hash_so_that_its_files_can_be_made(tmp_path) -> None:
+    """A name longer than a file name may be (seen with a hostile run name): cut, and two
+    names differing only at their ends stay two stems."""
+    long_a, long_b = "out" + "x" * 400 + "a", "out" + "x" * 400 + "b"
+    a, b = safe_stem(long_a), safe_stem(long_b)
+    assert len(a) <= MAX_STEM and len(b) <= MAX_STEM and a != b
+    assert a.startswith("outxxx") and safe_stem(long_a) == a  # the same name, the same stem
+    (tmp_path / f"{a}.20261207-120000-abcd.q4_k_m.gguf").write_bytes(b"")  # a real file name
