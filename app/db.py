@@ -153,6 +153,11 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE doc_chunks ADD COLUMN page_end INTEGER
     """,
+    # 9: a reply answered from documents keeps the numbered passages it was given
+    # (app/docs/citing.py, as JSON); '[]' for every other message.
+    """
+    ALTER TABLE messages ADD COLUMN sources TEXT NOT NULL DEFAULT '[]'
+    """,
 ]
 
 

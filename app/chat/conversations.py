@@ -24,6 +24,7 @@ from typing import Any
 
 from app.chat.tool_steps import StepList, ToolStep, model_turns
 from app.db import Database
+from app.docs.citing import Source, SourceList
 
 # Message status values: a finished reply, one the person stopped, one cut by a
 # worker crash or error, and one cut by the token limit (which "Continue" can extend).
@@ -65,6 +66,8 @@ class Message:
     hidden_after: int = 0
     # A reply that called tools: its calls, decisions and results (app.chat.tool_steps).
     tool_steps: list[ToolStep] = field(default_factory=list)
+    # A reply answered from documents: the numbered passages it cites (app.docs.citing).
+    sources: list[Source] = field(default_factory=list)
 
     @property
     def version_count(self) -> int:
@@ -337,6 +340,12 @@ class ConversationStore:
             raise UnknownConversation(f"no conversation {conversation_id}")
         return row["leaf_id"]
 
+    def set_sources(self, message_id: int, sources: builtins.list[Source]) -> None:
+        """Keep the passages a reply was given beside it (its [1], [2] name them)."""
+        with self.conn.transaction():
+            self.conn.execute("UPDATE messages SET sources = ? WHERE id = ?",
+                              (SourceList(sources).dumps(), message_id))
+
     def _set_leaf(self, conversation_id: int, message_id: int | None) -> None:
         self.conn.execute("UPDATE conversations SET leaf_id = ?, updated_at = ? WHERE id = ?",
                           (message_id, _now(), conversation_id))
@@ -380,7 +389,8 @@ def _message(r: sqlite3.Row) -> Message:
                    stats=json.loads(r["stats"]) if r["stats"] else None,
                    created_at=r["created_at"], versions=json.loads(r["versions"]),
                    version=r["version"], parent_id=r["parent_id"],
-                   tool_steps=StepList.loads(r["tool_steps"]).steps)
+                   tool_steps=StepList.loads(r["tool_steps"]).steps,
+                   sources=SourceList.loads(r["sources"]).sources)
 
 
 def _version_of(message: Message) -> dict[str, Any]:

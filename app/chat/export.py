@@ -66,6 +66,10 @@ def to_markdown(conversation: Conversation, messages: list[Message]) -> str:
             lines += [f"*Tool call* `{step.call.name}` ({step.state.value}): "
                       f"`{step.call.arguments}`", "", "```text", step.result.rstrip(), "```",
                       ""]
+        if message.sources:
+            lines += ["Sources:", ""]
+            lines += [f"{s.number}. {s.where} ({s.collection})" for s in message.sources]
+            lines.append("")
         if message.status != COMPLETE:
             lines += [f"*({_STATUS_NOTES.get(message.status, message.status)})*", ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -28,6 +28,7 @@ from app.chat.conversations import (
 )
 from app.chat.tool_steps import ToolStep
 from app.chat.tools import Tool, ToolChoice, call_schema, read_calls, tools_json
+from app.docs.citing import Grounding, Retriever
 from app.inference import protocol as p
 from app.inference.client import InferenceClient
 
@@ -51,6 +52,9 @@ class PendingReply:
     # worker's own "adapter", so a conversation that switched base <-> tuned still says
     # which one wrote each reply.
     producer: dict[str, str] = field(default_factory=dict)
+    # Answering from documents: the passages given with the question (stored with the
+    # reply as its sources) and how many the search found.
+    grounding: Grounding | None = None
 
 
 DEFAULT_TITLE = "New chat"
@@ -89,6 +93,8 @@ class ChatSession:
         # Who answers now; the owner updates it when the model or its adapter changes.
         self.producer: dict[str, str] = {}
         self.tools: ToolOffer | None = None
+        # The conversation's collections, searched before each reply to a question.
+        self.documents: Retriever | None = None
 
     def send(self, conversation_id: int, text: str,
              sampling: p.SamplingParams | None = None) -> PendingReply:
@@ -112,9 +118,10 @@ class ChatSession:
         messages = self.store.messages(conversation_id)
         if messages and messages[-1].role == "assistant":
             last = messages[-1]
-            request_id = self._ask(conversation_id, sampling, messages[:-1],
-                                   before=last.position)
-            return self._track(PendingReply(conversation_id, request_id, replaces=last))
+            request_id, grounding = self._ask(conversation_id, sampling, messages[:-1],
+                                              before=last.position)
+            return self._track(PendingReply(conversation_id, request_id, replaces=last,
+                                            grounding=grounding))
         if not messages:
             raise ValueError("there is nothing to reply to")
         return self._request(conversation_id, sampling)
@@ -159,12 +166,13 @@ class ChatSession:
 
     def _request(self, conversation_id: int, sampling: p.SamplingParams | None
                  ) -> PendingReply:
-        request_id = self._ask(conversation_id, sampling,
-                               self.store.messages(conversation_id))
-        return self._track(PendingReply(conversation_id, request_id))
+        request_id, grounding = self._ask(conversation_id, sampling,
+                                          self.store.messages(conversation_id))
+        return self._track(PendingReply(conversation_id, request_id, grounding=grounding))
 
     def _ask(self, conversation_id: int, sampling: p.SamplingParams | None,
-             shown: list[Message], before: int | None = None) -> str:
+             shown: list[Message], before: int | None = None
+             ) -> tuple[str, Grounding | None]:
         """Send the conversation (up to ``before``) with the tools it may call now.
 
         ``shown`` are the messages the reply follows. After ``max_rounds`` calls in a row
@@ -180,8 +188,23 @@ class ChatSession:
         if tools and offer is not None and offer.required and rounds == 0:
             sampling = replace(sampling or p.SamplingParams(), json_schema=call_schema(
                 offer.tools, ToolChoice("required"), parallel=False))
-        return self.client.chat(self.store.prompt_messages(conversation_id, before),
-                                sampling, tools=tools)
+        messages = self.store.prompt_messages(conversation_id, before)
+        grounding = self._ground(messages, sampling)
+        return self.client.chat(messages, sampling, tools=tools), grounding
+
+    def _ground(self, messages: list[dict[str, str]], sampling: p.SamplingParams | None
+                ) -> Grounding | None:
+        """With documents on, the newest user turn becomes its question with the
+        passages that fit (as data, in that turn: app.docs.citing). Only the turn being
+        answered carries passages; earlier ones are sent as they were typed."""
+        if self.documents is None or not messages or messages[-1]["role"] != "user":
+            return None
+        loaded = self.client.loaded
+        n_ctx = loaded.n_ctx if loaded is not None else 4096
+        grounding = self.documents.ground(messages[-1]["content"], n_ctx,
+                                          (sampling or p.SamplingParams()).max_tokens)
+        messages[-1] = {**messages[-1], "content": grounding.content}
+        return grounding
 
     def _calls(self, reply: PendingReply, status: str) -> list[ToolStep]:
         """The reply's calls, when tools were offered and it made some."""
@@ -227,6 +250,9 @@ class ChatSession:
             stats_dict = {**(stats_dict or {}), "error": error}
         if reply.producer:
             stats_dict = {**(stats_dict or {}), **reply.producer}
+        if reply.grounding is not None:  # how many passages fit, for "3 of 6" beside it
+            stats_dict = {**(stats_dict or {}), "passages": {
+                "used": len(reply.grounding.sources), "found": reply.grounding.found}}
         steps = self._calls(reply, status)
         if steps or (reply.replaces is not None and reply.replaces.tool_steps):
             # A reply with calls is a node of its own: regenerated, it is a branch.
@@ -249,4 +275,7 @@ class ChatSession:
         elif reply.text or error is None:
             reply.saved = self.store.add_message(reply.conversation_id, "assistant",
                                                  reply.text, status, stats_dict)
+        if reply.saved is not None and reply.grounding is not None:
+            self.store.set_sources(reply.saved.id, reply.grounding.sources)
+            reply.saved = replace(reply.saved, sources=list(reply.grounding.sources))
         return reply

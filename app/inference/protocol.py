@@ -101,6 +101,13 @@ class SamplingParams:
             check_json_schema(self.json_schema)
 
 
+def prompt_budget(n_ctx: int, max_tokens: int) -> int:
+    """Tokens a prompt may take: the context less the room kept for the reply (at most
+    half of it). The one rule the worker fits a conversation by, and the chat sizes the
+    passages it cites by (app.docs.citing)."""
+    return n_ctx - min(max_tokens, n_ctx // 2)
+
+
 def _check_type(name: str, value: Any, kind: type, what: str) -> None:
     """Raise ValueError naming the field unless ``value`` is a ``kind`` (never a bool)."""
     ok = isinstance(value, kind) and not isinstance(value, bool)

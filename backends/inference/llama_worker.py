@@ -322,7 +322,7 @@ class Worker:
         if not messages:
             raise ValueError("the conversation is empty")
         n_ctx = self.llm.n_ctx()
-        budget = n_ctx - min(cmd.sampling.max_tokens, n_ctx // 2)
+        budget = p.prompt_budget(n_ctx, cmd.sampling.max_tokens)
         if cmd.raw:  # a completion: the text as it is, all of it content
             tokens = self.tokenize([(messages[0]["content"], True)])
             if len(tokens) > budget:
