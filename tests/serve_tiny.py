@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,10 +20,11 @@ import pytest
 
 from app.inference import protocol as p
 from app.inference.client import InferenceClient
+from app.serve.documents import ServerDocuments
 from app.serve.models import OwnModels
 from app.serve.security import KEY_ENV
 from app.serve.server import LocalServer
-from app.workspace import open_workspace
+from app.workspace import Workspace, open_workspace
 from tests.tiny_model import write_tiny_llama
 
 TINY = "tiny-serve"
@@ -118,8 +119,10 @@ def ask(body: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
 
 
 @contextmanager
-def tiny_server(root: Path) -> Iterator[TinyServed]:
-    """A home with only the tiny model, its worker loaded, the server started."""
+def tiny_server(root: Path, documents: Callable[[Workspace], ServerDocuments] | None = None
+                ) -> Iterator[TinyServed]:
+    """A home with only the tiny model, its worker loaded, the server started (serving
+    the home's documents through what ``documents`` makes of it)."""
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv(KEY_ENV, raising=False)
         ws = open_workspace(root / "home", register_starter=False)
@@ -128,7 +131,8 @@ def tiny_server(root: Path) -> Iterator[TinyServed]:
         try:
             host = OwnModels(ws, client)
             host.ready(TINY)
-            server = LocalServer(host, KEY, port=0)
+            server = LocalServer(host, KEY, port=0,
+                                 documents=documents(ws) if documents else None)
             server.start()
             try:
                 yield TinyServed(server, client)

@@ -11,6 +11,7 @@ printable stream like every other line.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -19,6 +20,11 @@ from typing import Any
 from app.chat.tool_steps import StepState, ToolStep
 from app.chat.turn import ChatSession, PendingReply
 from app.cli.common import pick_model
+from app.cli.terminal import printable
+from app.docs.citing import Retriever
+from app.docs.embedder import Embedder
+from app.docs.search import DocumentSearch
+from app.docs.store import DocumentStore
 from app.errors import BadInput, ExitCode
 from app.inference import protocol as p
 from app.inference.client import InferenceClient
@@ -52,6 +58,9 @@ def add_parser(sub: Any) -> None:
                       help="run every tool call without asking (for scripts)")
     chat.add_argument("--max-tool-calls", type=int, default=5,
                       help="tool calls in a row before the model must answer (default 5)")
+    chat.add_argument("--docs", action="append", default=[], metavar="COLLECTION",
+                      help="answer from this document collection (hearth docs add), "
+                      "citing its passages; repeat for more")
     chat.add_argument("--tool-choice", choices=("auto", "required"), default="auto",
                       help="required: each turn starts with a tool call (small models "
                       "rarely call otherwise)")
@@ -66,7 +75,9 @@ def chat(ws: Workspace, args: argparse.Namespace) -> int:
     toolbox = Toolbox([McpServer.from_command(c) for c in args.mcp], ws.home.logs,
                       max_rounds=max(1, args.max_tool_calls),
                       required=args.tool_choice == "required") if args.mcp else None
+    stack = contextlib.ExitStack()
     try:
+        documents = _documents(ws, args.docs, stack) if args.docs else None
         client.start()
         plan = plan_load(record, ws.library, None)  # a version may be a live adapter
         client.load_blocking(plan.path, n_ctx=args.ctx or load.n_ctx,
@@ -78,6 +89,7 @@ def chat(ws: Workspace, args: argparse.Namespace) -> int:
             client.set_adapter_blocking(plan.adapter)
         session = ChatSession(ws.store, client)
         session.producer = {"model": record.name}
+        session.documents = documents
         if toolbox is not None:
             session.tools = _start_tools(toolbox)
         ask = _allow_all if args.allow_tools else _ask_terminal
@@ -95,6 +107,32 @@ def chat(ws: Workspace, args: argparse.Namespace) -> int:
         if toolbox is not None:
             toolbox.close()
         client.close()
+        stack.close()
+
+
+def _documents(ws: Workspace, names: list[str], stack: contextlib.ExitStack) -> Retriever:
+    """The collections' hybrid search, its embedding worker closed with the chat."""
+    store = DocumentStore(ws.library.conn)
+    known = {c.name for c in store.collections()}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise BadInput(f"no document collection named {', '.join(map(repr, missing))}; "
+                       "hearth docs list shows them, hearth docs add -c NAME makes one")
+    embedder = stack.enter_context(Embedder.for_home(ws.home))
+    search = DocumentSearch(store, embedder.embed_query)
+    return Retriever(lambda q, k, c: search.search(q, k, c), tuple(dict.fromkeys(names)))
+
+
+def print_sources(reply: PendingReply) -> None:
+    """The numbered passages a reply was given, under it; their text as plain text."""
+    grounding = reply.grounding
+    if grounding is None:
+        return
+    print(f"[{grounding.note}]", file=sys.stderr)
+    if grounding.sources:
+        print("Sources:")
+    for s in grounding.sources:
+        print(printable(f"[{s.number}] {s.where} ({s.collection}: {s.source})"))
 
 
 def _sampling(sampling: p.SamplingParams, args: argparse.Namespace) -> p.SamplingParams:
@@ -209,6 +247,7 @@ def _follow(session: ChatSession, pending: PendingReply, show_stats: bool
         if not calls:
             sys.stdout.write("\n")
             sys.stdout.flush()
+            print_sources(finished)
         if finished.error:
             print(f"hearth: {finished.error}", file=sys.stderr)
             return finished, ExitCode.FAILED

@@ -6,8 +6,11 @@ import argparse
 import sys
 
 from app.cli.common import pick_model
+from app.docs.embedder import Embedder
+from app.docs.store import DocumentStore
 from app.errors import BadInput, ExitCode
 from app.inference.client import InferenceClient
+from app.serve.documents import ServerDocuments
 from app.serve.errors import ServeError
 from app.serve.models import OwnModels
 from app.serve.security import KEY_ENV, api_key, key_path
@@ -43,7 +46,8 @@ def serve(ws: Workspace, args: argparse.Namespace) -> int:
             print(f"hearth: {exc}", file=sys.stderr)
             return ExitCode.FAILED
         try:
-            server = LocalServer(host, key, args.port)
+            server = LocalServer(host, key, args.port, ServerDocuments(
+                DocumentStore(ws.library.conn), lambda: Embedder.for_home(ws.home)))
         except OSError as exc:
             raise BadInput(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}; "
                            "choose another --port") from None
@@ -58,6 +62,8 @@ def serve(ws: Workspace, args: argparse.Namespace) -> int:
         finally:
             server.httpd.server_close()
             server.replies.close()
+            if server.documents is not None:
+                server.documents.close()
         return ExitCode.OK
     finally:
         client.close()

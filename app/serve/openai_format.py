@@ -165,11 +165,17 @@ class Reply:
         self.chat = chat
         self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex[:24]
         self.created = int(time.time())
+        self.sources: list[dict[str, Any]] | None = None
+        """Passages the reply was given (``hearth_collections``): ``hearth_sources``
+        beside ``choices``, in the whole answer and in a stream's first chunk."""
 
     def _wrap(self, choice: dict[str, Any], chunk: bool) -> dict[str, Any]:
         kind = "chat.completion" if self.chat else "text_completion"
-        return {"id": self.id, "object": kind + (".chunk" if chunk and self.chat else ""),
+        body = {"id": self.id, "object": kind + (".chunk" if chunk and self.chat else ""),
                 "created": self.created, "model": self.model, "choices": [choice]}
+        if self.sources is not None and (not chunk or "role" in choice.get("delta", {})):
+            body["hearth_sources"] = self.sources
+        return body
 
     def chunk(self, text: str, finish: str | None = None, first: bool = False,
               delta_calls: dict[str, Any] | None = None) -> dict[str, Any]:

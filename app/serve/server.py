@@ -24,6 +24,7 @@ from urllib.parse import unquote
 from app.inference import protocol as p
 from app.serve import limits
 from app.serve import openai_format as fmt
+from app.serve.documents import ServerDocuments, sources_json
 from app.serve.errors import ServeError
 from app.serve.models import ModelHost, Replies
 from app.serve.openai_tools import CallFilter, call_deltas
@@ -40,9 +41,13 @@ _STATUS_BY_ERROR = {"bad_request": 400, "no_model": 503, "out_of_memory": 503}
 class LocalServer:
     """Serves ``host``'s model to clients that know ``key``; start() and stop() it."""
 
-    def __init__(self, host: ModelHost, key: str, port: int = DEFAULT_PORT) -> None:
+    def __init__(self, host: ModelHost, key: str, port: int = DEFAULT_PORT,
+                 documents: ServerDocuments | None = None) -> None:
+        """``documents``: the home's collections, for ``hearth_collections`` and
+        ``/v1/hearth/search`` (None: those answer that documents are not served)."""
         self.host = host
         self.key = key
+        self.documents = documents
         self.replies = Replies(host.client)
         self.turn = threading.Lock()  # one reply at a time; the others queue here
         self.httpd = GuardedServer((BIND, port), _Handler)
@@ -69,6 +74,8 @@ class LocalServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.replies.close()
+        if self.documents is not None:
+            self.documents.close()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -162,6 +169,12 @@ class _Handler(GuardedHandler):
         if not self._guard():
             return
         path = self.path.split("?", 1)[0].rstrip("/")
+        if path == "/v1/hearth/search":
+            try:
+                self.send_json(200, self._documents().search(self._body()))
+            except ServeError as exc:
+                self.answer_if_silent(exc)
+            return
         if path not in ("/v1/chat/completions", "/v1/completions"):
             self.send_json(404, ServeError(404, f"no such endpoint: {path}").body())
             return
@@ -180,6 +193,13 @@ class _Handler(GuardedHandler):
         reply = fmt.Reply(request.model, chat)
         with self._turn():
             server.host.ready(request.model)
+            grounding = None
+            if chat and body.get("hearth_collections") is not None:
+                loaded = server.host.client.loaded
+                grounding = self._documents().ground(
+                    body, request.messages, loaded.n_ctx if loaded else 4096,
+                    request.sampling.max_tokens)
+            reply.sources = sources_json(grounding) if grounding is not None else None
             events = server.replies.ask(request.messages, request.sampling, request.raw,
                                         gone=self.client_gone, tools=request.tools.wire())
             if request.stream:
@@ -193,6 +213,12 @@ class _Handler(GuardedHandler):
                 events.close()
         # The next request need not wait for this.
         self.send_json(200, reply.whole(done, request.tools.read(done.text).calls))
+
+    def _documents(self) -> ServerDocuments:
+        if self.hearth.documents is None:
+            raise ServeError(400, "this server does not serve documents (hearth serve "
+                             "does)")
+        return self.hearth.documents
 
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
