@@ -8,12 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from backends.training.compiled import BACKEND_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_bench_finetune_json_has_the_ratios_and_mfu(tmp_path: Path, tiny_gguf: Path,
                                                     hearth_cache: Path) -> None:
-    env = dict(os.environ, HEARTH_HOME=str(tmp_path / "home"))
+    # The wiring is under test, not inductor's code (test_training_compile builds a real
+    # one): aot_eager traces the same graph without a C++ compile.
+    env = dict(os.environ, HEARTH_HOME=str(tmp_path / "home"), **{BACKEND_ENV: "aot_eager"})
     out = subprocess.run([sys.executable, "-m", "app.cli.main", "bench", "finetune",
                           "--model", str(tiny_gguf), "--steps", "6", "--records", "16",
                           "--max-seq-len", "96", "--threads", "1", "--repeat", "1",

@@ -17,6 +17,11 @@ from app.teach.versions import VersionStore
 from app.workspace import open_workspace
 from tests.test_finetune_cli import hearth
 
+# One worker runs this file's teach runs one after the other (bootstrap.sh test runs the
+# suite in parallel): the first pays for the base's reference answers, minutes on one
+# core, and the second reads them from the shared cache instead of making them again.
+pytestmark = pytest.mark.xdist_group("teach-e2e")
+
 # Made-up facts the starter model cannot know; the rejected reply is what it said.
 TEN = [
     ("What is the capital of Zorbania?", "The capital of Zorbania is Quillport.",
