@@ -1,21 +1,24 @@
 """The doctor's self-tests, each in a child process of its own.
 
-``python -m backends.self_test llama MODEL EXTRA_BUFTS THREADS`` loads a GGUF the way
-the chat worker does and decodes a multi-token prompt (where a bad CPU kernel crashes);
-``python -m backends.self_test torch`` reports what PyTorch sees and takes one LoRA step
-on a tiny model built here. Each prints one JSON line; a crash is the parent's finding,
+``python -m backends.self_test llama MODEL EXTRA_BUFTS THREADS ANSWER`` loads a GGUF the
+way the chat worker does and decodes a multi-token prompt (where a bad CPU kernel
+crashes); ``python -m backends.self_test torch ANSWER`` reports what PyTorch sees and
+takes two LoRA steps on a tiny model built here. Each writes its answer to the file
+ANSWER (:mod:`app.doctor_records`); a crash, which leaves none, is the parent's finding,
 which is why these never run in the app's own process.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from typing import Any
+from pathlib import Path
+
+from app.doctor_records import LlamaCheck, TorchCheck
+from app.workers.answer import Answer, write_answer
 
 
-def llama_check(model: str, extra_bufts: bool, threads: int) -> dict[str, Any]:
+def llama_check(model: str, extra_bufts: bool, threads: int) -> LlamaCheck:
     from backends.inference import llama_compat as compat
 
     started = time.perf_counter()
@@ -32,16 +35,15 @@ def llama_check(model: str, extra_bufts: bool, threads: int) -> dict[str, Any]:
             if len(out) >= 16:
                 break
         decode_s = time.perf_counter() - t0
-        return {"ok": True, "system_info": compat.system_info(),
-                "llama_cpp_python": compat.version(),
-                "gpu_offload": compat.supports_gpu_offload(), "load_s": round(load_s, 3),
-                "prompt_tokens": len(prompt), "generated_tokens": len(out),
-                "tokens_per_s": round(len(out) / decode_s, 1) if decode_s > 0 else 0.0}
+        return LlamaCheck(system_info=compat.system_info(), llama_cpp_python=compat.version(),
+                          gpu_offload=compat.supports_gpu_offload(), load_s=round(load_s, 3),
+                          prompt_tokens=len(prompt), generated_tokens=len(out),
+                          tokens_per_s=round(len(out) / decode_s, 1) if decode_s > 0 else 0.0)
     finally:
         llm.close()
 
 
-def torch_check() -> dict[str, Any]:
+def torch_check() -> TorchCheck:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -65,23 +67,26 @@ def torch_check() -> dict[str, Any]:
         optimizer.step()
         optimizer.zero_grad()
         losses.append(float(loss))
-    return {"ok": all(map(lambda x: x == x and x < 1e9, losses)),
-            "torch": torch.__version__, "cuda_devices": cuda,
-            "cuda_bf16": bool(cuda) and torch.cuda.is_bf16_supported(),
-            "threads": torch.get_num_threads(), "lora_losses": [round(x, 4) for x in losses],
-            "lora_step_s": round((time.perf_counter() - t0) / 2, 3)}
+    finite = all(x == x and x < 1e9 for x in losses)
+    return TorchCheck(error=None if finite else f"the LoRA steps gave a loss of {losses}",
+                      torch=torch.__version__, cuda_devices=cuda,
+                      cuda_bf16=bool(cuda) and torch.cuda.is_bf16_supported(),
+                      threads=torch.get_num_threads(),
+                      lora_losses=[round(x, 4) for x in losses],
+                      lora_step_s=round((time.perf_counter() - t0) / 2, 3))
 
 
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["llama"] and len(argv) == 4:
+    result: Answer
+    if argv[:1] == ["llama"] and len(argv) == 5:
         result = llama_check(argv[1], argv[2] == "1", int(argv[3]))
-    elif argv == ["torch"]:
+    elif argv[:1] == ["torch"] and len(argv) == 2:
         result = torch_check()
     else:
-        print("usage: python -m backends.self_test llama MODEL 0|1 THREADS | torch",
-              file=sys.stderr)
+        print("usage: python -m backends.self_test llama MODEL 0|1 THREADS ANSWER | "
+              "torch ANSWER", file=sys.stderr)
         return 2
-    print(json.dumps(result))
+    write_answer(Path(argv[-1]), result)
     return 0
 
 

@@ -3,7 +3,6 @@ can be forgotten there (review 2026-12-07, S1: nothing called ``KernelMemory.for
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 from pathlib import Path
@@ -14,15 +13,16 @@ from pytestqt.qtbot import QtBot
 from app import doctor
 from app.cli.main import main
 from app.doctor import run_doctor
+from app.doctor_records import LlamaCheck, TorchCheck
 from app.inference.kernels import OVERRIDE_ENV, KernelMemory
 from app.paths import resolve_home
+from app.workers.answer import write_answer
 from backends.inference.llama_compat import CRASH_TEST_ENV
 
 SELF_TESTS = {
-    "llama": {"ok": True, "prompt_tokens": 12, "generated_tokens": 4, "tokens_per_s": 9.0,
-              "system_info": "CPU : AVX2 = 1", "gpu_offload": False},
-    "torch": {"ok": True, "torch": "2.x", "cuda_devices": [], "lora_step_s": 0.5,
-              "lora_losses": [4.1, 4.0]},
+    "llama": LlamaCheck(prompt_tokens=12, generated_tokens=4, tokens_per_s=9.0,
+                        system_info="CPU : AVX2 = 1"),
+    "torch": TorchCheck(torch="2.x", lora_step_s=0.5, lora_losses=[4.1, 4.0]),
 }
 
 
@@ -34,7 +34,8 @@ def quick_self_tests(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 
     def child(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         calls.append(args)
-        return subprocess.CompletedProcess(args, 0, json.dumps(SELF_TESTS[args[0]]), "")
+        write_answer(Path(args[-1]), SELF_TESTS[args[0]])  # where the real child answers
+        return subprocess.CompletedProcess(args, 0, "", "")
 
     monkeypatch.setattr(doctor, "_child", child)
     monkeypatch.delenv(OVERRIDE_ENV, raising=False)
@@ -47,15 +48,16 @@ def test_the_report_shows_a_remembered_fallback_and_can_forget_it(
     home = resolve_home(tmp_path / "home")
     KernelMemory(home.kernels_file).remember_safe(signal.SIGABRT)
     report = run_doctor(home)
-    assert report.kernels["remembered"]["signal"] == "SIGABRT"
-    assert not report.kernels["extra_bufts"]
+    assert report.kernels.remembered is not None
+    assert report.kernels.remembered.signal == "SIGABRT"
+    assert not report.kernels.extra_bufts
     assert quick_self_tests[0][:1] == ["llama"] and quick_self_tests[0][2] == "0"  # safe
     text = "\n".join(report.lines())
     assert "remembered optimized kernels crashed here (SIGABRT" in text
     assert "hearth doctor --forget-kernels" in text
     forgot = run_doctor(home, forget_kernels=True)
     assert KernelMemory(home.kernels_file).safe_record() is None
-    assert "remembered" not in forgot.kernels and forgot.kernels["extra_bufts"]
+    assert forgot.kernels.remembered is None and forgot.kernels.extra_bufts
     assert quick_self_tests[-2][2] == "1"  # the self-test tried the optimized ones again
     assert any("Forgot that the optimized kernels crashed here (SIGABRT" in n
                for n in forgot.notes)

@@ -68,7 +68,7 @@ class DoctorDialog(QDialog):
         self.report = report
         self.again.setEnabled(True)
         self.forget.setEnabled(True)
-        self.forget.setVisible(bool(report.kernels.get("remembered")))
+        self.forget.setVisible(report.kernels.remembered is not None)
         self.status.setText("Everything works." if report.healthy else
                             f"{len(report.problems)} problem(s): see the end of the report.")
         self.text.setPlainText("\n".join(report.lines()))
