@@ -11,6 +11,7 @@ import pytest
 
 from app.docs.embedder import Embedder
 from app.docs.indexer import DocumentIndexer
+from app.docs.shelf import Shelf
 from app.docs.store import DocumentStore
 from app.serve.documents import ServerDocuments
 from tests.docs_files import make_pdf
@@ -22,8 +23,8 @@ def test_collections_ground_a_chat_and_search_answers(tmp_path: Path) -> None:
     docs.mkdir()
     (docs / "kettle.pdf").write_bytes(make_pdf(
         [["Unpacking: remove the foam."], ["Descale the kettle monthly with citric acid."]]))
-    with Embedder() as embedder, tiny_server(tmp_path, lambda ws: ServerDocuments(
-            DocumentStore(ws.library.conn), lambda: embedder)) as served:
+    with Embedder() as embedder, tiny_server(tmp_path, lambda ws: ServerDocuments(Shelf(
+            DocumentStore(ws.library.conn), lambda: embedder))) as served:
         documents = served.server.documents
         assert documents is not None
         DocumentIndexer(documents.store, embedder.embed).add([docs], "kitchen")

@@ -21,6 +21,7 @@ from ui.chat.chat_page import ChatPage
 from ui.chat.chat_view_model import ChatViewModel
 from ui.chat.inference_bridge import InferenceBridge
 from ui.datasets.datasets_view import CorrectReplyDialog, DatasetsView
+from ui.docs.docs_room import DocumentsRoom
 from ui.doctor_dialog import DoctorDialog
 from ui.finetune.finetune_tab import FineTuneTab
 from ui.menu_bar import MenuBar
@@ -51,6 +52,9 @@ class MainWindow(QMainWindow):
         self.models_tab.chat_requested.connect(self.chat_with_model)
         self.models_tab.library_changed.connect(self.chat_page.model_bar.refresh_models)
         self._add_finetune_tabs()
+        self.documents_room = DocumentsRoom(self.chat.docs.shelf)
+        self.tabs.addTab(self.documents_room, "Documents")
+        self.documents_room.changed.connect(self.chat_page.settings_panel.documents_box.refresh)
         self.server_button = ServerButton(workspace, self.chat, parent=self)
         self.statusBar().addPermanentWidget(self.server_button)
         self._menus()
@@ -282,6 +286,7 @@ class MainWindow(QMainWindow):
             self.finetune_tab.shutdown()
             self.teach_panel.shutdown()
             self.models_tab.shutdown()
+            self.documents_room.shutdown()
             self.menus.importer.shutdown()
             self.server_button.shutdown()
             self.chat.shutdown()

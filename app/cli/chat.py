@@ -23,7 +23,7 @@ from app.cli.common import pick_model
 from app.cli.terminal import printable
 from app.docs.citing import Retriever
 from app.docs.embedder import Embedder
-from app.docs.search import DocumentSearch
+from app.docs.shelf import Shelf
 from app.docs.store import DocumentStore
 from app.errors import BadInput, ExitCode
 from app.inference import protocol as p
@@ -112,15 +112,13 @@ def chat(ws: Workspace, args: argparse.Namespace) -> int:
 
 def _documents(ws: Workspace, names: list[str], stack: contextlib.ExitStack) -> Retriever:
     """The collections' hybrid search, its embedding worker closed with the chat."""
-    store = DocumentStore(ws.library.conn)
-    known = {c.name for c in store.collections()}
-    missing = [n for n in names if n not in known]
+    shelf = Shelf(DocumentStore(ws.library.conn), lambda: Embedder.for_home(ws.home))
+    missing = [n for n in names if n not in shelf.known()]
     if missing:
         raise BadInput(f"no document collection named {', '.join(map(repr, missing))}; "
                        "hearth docs list shows them, hearth docs add -c NAME makes one")
-    embedder = stack.enter_context(Embedder.for_home(ws.home))
-    search = DocumentSearch(store, embedder.embed_query)
-    return Retriever(lambda q, k, c: search.search(q, k, c), tuple(dict.fromkeys(names)))
+    stack.callback(shelf.close)
+    return Retriever(shelf.search, tuple(dict.fromkeys(names)))
 
 
 def print_sources(reply: PendingReply) -> None:

@@ -7,6 +7,7 @@ import sys
 
 from app.cli.common import pick_model
 from app.docs.embedder import Embedder
+from app.docs.shelf import Shelf
 from app.docs.store import DocumentStore
 from app.errors import BadInput, ExitCode
 from app.inference.client import InferenceClient
@@ -46,8 +47,8 @@ def serve(ws: Workspace, args: argparse.Namespace) -> int:
             print(f"hearth: {exc}", file=sys.stderr)
             return ExitCode.FAILED
         try:
-            server = LocalServer(host, key, args.port, ServerDocuments(
-                DocumentStore(ws.library.conn), lambda: Embedder.for_home(ws.home)))
+            server = LocalServer(host, key, args.port, ServerDocuments(Shelf(
+                DocumentStore(ws.library.conn), lambda: Embedder.for_home(ws.home))))
         except OSError as exc:
             raise BadInput(f"cannot listen on 127.0.0.1:{args.port}: {exc.strerror}; "
                            "choose another --port") from None

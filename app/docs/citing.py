@@ -165,12 +165,27 @@ class Grounding:
 
     @property
     def note(self) -> str:
-        if not self.found:
-            return "no passage in the chosen documents matched"
-        used = len(self.sources)
-        if used == self.found:
-            return f"{used} passage{'s' if used != 1 else ''} from your documents"
-        return f"{used} of {self.found} passages fit the context"
+        return passages_note(len(self.sources), self.found)
+
+
+def passages_note(used: int, found: int) -> str:
+    """What the person is told of a reply's passages (the terminal, the reply's footer)."""
+    if not found:
+        return "no passage in the chosen documents matched"
+    if used == found:
+        return f"{used} passage{'s' if used != 1 else ''} from your documents"
+    return f"{used} of {found} passages fit the context"
+
+
+def stats_note(stats: dict[str, Any] | None) -> str:
+    """:func:`passages_note` of a stored reply's stats ("" for a reply without)."""
+    raw = (stats or {}).get("passages")
+    if not isinstance(raw, dict):
+        return ""
+    used, found = raw.get("used"), raw.get("found")
+    if not isinstance(used, int) or not isinstance(found, int):
+        return ""
+    return passages_note(used, found)
 
 
 def estimate_tokens(text: str) -> int:

@@ -12,15 +12,11 @@ server, and stops with it.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from app.docs.citing import Grounding, Retriever
-from app.docs.embedder import Embedder
-from app.docs.search import DocumentSearch
-from app.docs.store import DocumentStore
+from app.docs.shelf import Shelf
 from app.serve.errors import ServeError
 
 FIELD = "hearth_collections"
@@ -33,18 +29,9 @@ MAX_QUERY = 4000
 class ServerDocuments:
     """The home's collections as the server searches them."""
 
-    def __init__(self, store: DocumentStore, embedder: Callable[[], Embedder]) -> None:
-        """``embedder`` makes the worker client, called at most once (lazily)."""
-        self.store = store
-        self._make = embedder
-        self._embedder: Embedder | None = None
-        self._lock = threading.Lock()
-
-    def _search(self) -> DocumentSearch:
-        with self._lock:
-            if self._embedder is None:
-                self._embedder = self._make()
-            return DocumentSearch(self.store, self._embedder.embed_query)
+    def __init__(self, shelf: Shelf) -> None:
+        self.shelf = shelf
+        self.store = shelf.store
 
     def collections(self, body: dict[str, Any], key: str) -> tuple[str, ...]:
         """The named collections of ``body[key]``, each one that exists; a 400 that says
@@ -53,7 +40,7 @@ class ServerDocuments:
         if not isinstance(names, list) or not names or not all(
                 isinstance(n, str) and n for n in names):
             raise ServeError(400, f"'{key}' must be a list of collection names")
-        known = {c.name for c in self.store.collections()}
+        known = self.shelf.known()
         missing = [n for n in names if n not in known]
         if missing:
             raise ServeError(400, f"no document collection named "
@@ -69,8 +56,7 @@ class ServerDocuments:
         names = self.collections(body, FIELD)
         if not messages or messages[-1]["role"] != "user":
             raise ServeError(400, f"'{FIELD}' needs the last message to be the user's")
-        search = self._search()
-        retriever = Retriever(lambda q, k, c: search.search(q, k, c), names)
+        retriever = Retriever(self.shelf.search, names)
         grounding = retriever.ground(messages[-1]["content"], n_ctx, max_tokens)
         messages[-1] = {**messages[-1], "content": grounding.content}
         return grounding
@@ -86,15 +72,12 @@ class ServerDocuments:
             raise ServeError(400, f"'k' must be a whole number from 1 to {MAX_K}")
         names = (self.collections(body, "collections")
                  if body.get("collections") is not None else None)
-        passages = self._search().search(query, k, names)
+        passages = self.shelf.search(query, k, names)
         return {"object": "list", "data": [
             {**asdict(p), "number": n} for n, p in enumerate(passages, start=1)]}
 
     def close(self) -> None:
-        with self._lock:
-            if self._embedder is not None:
-                self._embedder.close()
-                self._embedder = None
+        self.shelf.close()
 
 
 def sources_json(grounding: Grounding) -> list[dict[str, Any]]:

@@ -29,9 +29,13 @@ from PySide6.QtCore import QObject, Signal
 
 from app.chat.turn import ChatSession, PendingReply
 from app.db import DatabaseError
+from app.docs.embedder import Embedder
+from app.docs.shelf import Shelf
+from app.docs.store import DocumentStore
 from app.inference import protocol as p
 from app.inference.client import WorkerError
 from app.workspace import Workspace
+from ui.chat.chat_docs import ChatDocs
 from ui.chat.chat_tools import ChatTools
 from ui.chat.conversation_room import ConversationRoom
 from ui.chat.inference_bridge import InferenceBridge
@@ -107,6 +111,8 @@ class ChatViewModel(ConversationRoom):
         # offered in the next.
         self.conversation_opened.connect(self._drop_retry)
         self.tools = ChatTools(self)  # the conversation's MCP servers and calls
+        self.docs = ChatDocs(self, Shelf(  # the collections it answers from
+            DocumentStore(workspace.library.conn), lambda: Embedder.for_home(workspace.home)))
 
     # ------------------------------------------------------------ conversations
 
@@ -154,13 +160,16 @@ class ChatViewModel(ConversationRoom):
         if self.conversation_id is None:
             self.new_conversation()
         assert self.conversation_id is not None
-        return self._start(lambda s: self.session.send(self.conversation_id, text, s))
+        return self._start(lambda s: self.session.send(self.conversation_id, text, s),
+                           question=text)
 
     def regenerate(self) -> PendingReply | None:
         if not self.can_send or not self.messages():
             return None
         cid = self.conversation_id
-        return self._start(lambda s: self.session.regenerate(cid, s))
+        asked = [m.content for m in self.messages() if m.role == "user"]
+        return self._start(lambda s: self.session.regenerate(cid, s),
+                           question=asked[-1] if asked else None)
 
     def continue_reply(self) -> PendingReply | None:
         if not self.can_send:
@@ -172,7 +181,8 @@ class ChatViewModel(ConversationRoom):
         if not self.can_send or not text.strip():
             return None
         cid = self.conversation_id
-        return self._start(lambda s: self.session.edit_and_resend(cid, message_id, text, s))
+        return self._start(lambda s: self.session.edit_and_resend(cid, message_id, text, s),
+                           question=text.strip())
 
     def follow_up(self, conversation_id: int) -> PendingReply | None:
         """Ask the model to go on after a reply's calls were decided (ChatTools); None
@@ -210,12 +220,21 @@ class ChatViewModel(ConversationRoom):
         self.stop()
         self.lifecycle.unload()
 
-    def _start(self, ask: Any, conversation_id: int | None = None) -> PendingReply | None:
+    def _start(self, ask: Any, conversation_id: int | None = None,
+               question: str | None = None) -> PendingReply | None:
+        """Ask for a reply; first, off the GUI thread, the search for ``question`` (the
+        person's message it answers) where the conversation uses documents, and the
+        start of its tool servers where it uses tools."""
         cid = self.conversation_id if conversation_id is None else conversation_id
+        if cid is not None and question is not None and self.docs.must_search(cid, question):
+            return self._hold(cid, ask, question, lambda release, failed: self.docs.search(
+                cid, question, release, failed))
         if cid is not None and self.tools.must_start(cid):
-            return self._hold(cid, ask)
+            return self._hold(cid, ask, question,
+                              lambda release, _failed: self.tools.start(cid, release))
         if cid is not None:
             self.tools.offer(cid)
+            self.docs.offer(cid)
         sampling = self.sampling
         if self._problem_is_retry():
             self._set_problem(None)
@@ -242,9 +261,13 @@ class ChatViewModel(ConversationRoom):
         self.reply_started.emit(reply)
         return reply
 
-    def _hold(self, conversation_id: int, ask: Any) -> PendingReply:
-        """The conversation's tool servers start first (seconds, off the GUI thread): the
-        reply shows as under way (no request yet) and is asked for once they run."""
+    def _hold(self, conversation_id: int, ask: Any, question: str | None,
+              prepare: Callable[[Callable[[], None], Callable[[BaseException], None]], None]
+              ) -> PendingReply:
+        """Something slow comes first (the documents' search, the tool servers' start:
+        seconds, off the GUI thread): the reply shows as under way (no request yet) and
+        is asked for once it is done; if it fails, the person is told and nothing is
+        asked."""
         held = PendingReply(conversation_id, "")
         self.reply, self.reply_tokens = held, 0
         self.reply_started.emit(held)
@@ -252,9 +275,16 @@ class ChatViewModel(ConversationRoom):
         def release() -> None:
             if self.reply is held:  # not stopped meanwhile
                 self.reply = None
-                self._start(ask, conversation_id)
+                self._start(ask, conversation_id, question)
 
-        self.tools.start(conversation_id, release)
+        def failed(exc: BaseException) -> None:
+            if self.reply is held:
+                self._end_reply(held)
+                self.reply_finished.emit(held)
+                self._set_problem(Problem(f"Your documents could not be searched: {exc}",
+                                          ProblemAction.NONE, conversation_id))
+
+        prepare(release, failed)
         return held
 
     def _drop_retry(self, _conversation_id: int) -> None:
@@ -318,6 +348,7 @@ class ChatViewModel(ConversationRoom):
         self._chunks.stop()
         self.lifecycle.shutdown()
         self.tools.shutdown()
+        self.docs.shutdown()
         self.bridge.shutdown()
 
     # ------------------------------------------------------------------- events

@@ -25,11 +25,13 @@ from PySide6.QtWidgets import (
 )
 
 from app.chat.conversations import CANCELLED, INTERRUPTED, TRUNCATED, Message
+from app.docs.citing import stats_note
 from app.units import format_token_rate
 from ui import theme
 from ui.chat.branch_bar import BranchBar
 from ui.chat.markdown import MarkdownRenderer, split_pieces, split_points
 from ui.chat.message_body import SYNC_RENDER_CHARS, MessageBody
+from ui.chat.sources_box import SourcesBox
 from ui.chat.tool_card import ToolCards
 from ui.status_note import tell
 from ui.untrusted import PlainLabel
@@ -116,6 +118,7 @@ class MessageWidget(QFrame):
         self._streamed = ""
         self._add_body()
         self.tool_cards = ToolCards()  # a reply that called tools: a card per call
+        self.sources = SourcesBox()  # a reply answered from documents: what it cites
         self.footer = QLabel()
         self.footer.setObjectName("statsLabel")
         self.footer.setWordWrap(True)
@@ -155,6 +158,7 @@ class MessageWidget(QFrame):
         layout.addWidget(self.note)
         layout.addWidget(self.body_box)
         layout.addWidget(self.tool_cards)
+        layout.addWidget(self.sources)
         layout.addWidget(self.footer)
         layout.addLayout(self.actions)
         self.refresh(message, is_last)
@@ -212,6 +216,7 @@ class MessageWidget(QFrame):
                             body.set_plain(piece)
                     self.needs_render = True
         self.tool_cards.show_steps(message)
+        self.sources.show_sources(message)
         if self.editor is None:  # a reply that is only calls: its cards say it all
             self.body_box.setVisible(message is None or bool(message.content)
                                      or not message.tool_steps)
@@ -279,6 +284,7 @@ class MessageWidget(QFrame):
             parts.append(status)
         producer = producer_note(stats)
         parts += [producer] if producer else []
+        parts += [note] if (note := stats_note(stats)) else []
         error = (stats or {}).get("error")
         text = " · ".join(parts)
         if error:

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from app.inference import protocol as p
 from app.settings import LoadSettings
 from ui.chat.chat_view_model import ChatViewModel
+from ui.chat.documents_box import DocumentsBox
 from ui.chat.structure_box import StructureBox
 from ui.chat.tools_box import ToolsBox
 from ui.untrusted import PlainLabel
@@ -71,6 +72,8 @@ class SettingsPanel(QScrollArea):
         layout.addWidget(self.structure)
         self.tools_box = ToolsBox(chat)
         layout.addWidget(self.tools_box)
+        self.documents_box = DocumentsBox(chat)
+        layout.addWidget(self.documents_box)
         layout.addWidget(self._build_load_box())
         layout.addStretch(1)
         for combo in page.findChildren(QComboBox):  # long item texts never widen the panel
