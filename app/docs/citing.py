@@ -201,8 +201,8 @@ def passage_room(n_ctx: int, max_tokens: int, question: str) -> int:
 
 
 def ground(question: str, passages: list[Passage], room_tokens: int) -> Grounding:
-    """The user turn: the instruction, the passages that fit ``room_tokens`` (best score
-    first; the lowest dropped first), then the question. No passage fits: the question
+    """The user turn: the passages that fit ``room_tokens`` (best score first; the
+    lowest dropped first), then the instruction and the question. No passage fits: the question
     goes alone, as the person wrote it."""
     ordered = sorted(passages, key=lambda p: -p.score)
     blocks: list[str] = []
@@ -219,8 +219,11 @@ def ground(question: str, passages: list[Passage], room_tokens: int) -> Groundin
         sources.append(source)
     if not sources:
         return Grounding(question, [], len(passages))
-    content = (f"{INSTRUCTION}\n\n<documents>\n" + "\n".join(blocks)
-               + f"\n</documents>\n\nQuestion: {question}")
+    # The instruction sits next to the question, after the passages: on the starter model
+    # (SmolLM2-135M, greedy) this order answered the kettle test's question ("every
+    # month") where the instruction first only quoted passages back (7 layouts tried).
+    content = ("<documents>\n" + "\n".join(blocks)
+               + f"</documents>\n\n{INSTRUCTION}\n\nQuestion: {question}")
     return Grounding(content, sources, len(passages))
 
 
