@@ -7,10 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from app.chat.export import to_markdown
 from app.chat.template import ChatTemplate, render_parts
 from app.chat.turn import ChatSession
+from app.cli.main import main
 from app.docs.citing import (
     DocChoice,
     Retriever,
@@ -23,6 +25,7 @@ from app.docs.citing import (
 from app.docs.indexer import DocumentIndexer
 from app.docs.search import DocumentSearch, Passage
 from app.docs.store import DocumentStore
+from app.errors import ExitCode
 from app.inference import protocol as p
 from app.workspace import Workspace
 from tests.docs_files import make_pdf
@@ -136,3 +139,11 @@ def test_a_damaged_sources_entry_loads_the_rest() -> None:
     assert SourceList.loads(text).sources == [good]
     assert SourceList.loads("not json").sources == []
     assert good.where == "a.md"
+
+
+def test_hearth_chat_names_a_collection_that_does_not_exist(
+        home_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chat", "--docs", "cellar", "-p", "Where is the wine?"]) == \
+        ExitCode.BAD_INPUT
+    err = capsys.readouterr().err
+    assert "no document collection named 'cellar'" in err and "hearth docs list" in err
