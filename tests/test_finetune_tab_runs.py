@@ -234,6 +234,6 @@ def test_a_non_llama_base_fine_tunes_from_the_tab(qtbot, workspace: Workspace, t
         assert summary is not None and summary.fidelity is not None
         assert not summary.fidelity.failed and summary.fidelity.top1_agreement >= 0.9
         tuned = [m for m in workspace.library.list() if m.provenance.run_id == run_id]
-        assert len(tuned) == 1 and tuned[0].info["architecture"] == "qwen3"
+        assert len(tuned) == 1 and tuned[0].info.architecture == "qwen3"
     finally:
         stop(tab)

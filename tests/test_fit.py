@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+from dataclasses import replace
 
 import psutil
 import pytest
@@ -19,11 +20,12 @@ from app.models.memory_fit import (
     estimate_memory,
     parse_nvidia_smi,
 )
+from app.models.model_info import ModelInfo
 from app.units import GiB, MiB
 
 # SmolLM2-135M's shape, as its GGUF header states it
-SMOL = {"file_size": 98_362_432, "n_layers": 30, "n_embd": 576, "n_head": 9,
-        "n_head_kv": 3, "n_vocab": 49152}
+SMOL = ModelInfo(file_size=98_362_432, n_layers=30, n_embd=576, n_head=9, n_head_kv=3,
+                 n_vocab=49152)
 
 
 def test_kv_cache_follows_the_formula() -> None:
@@ -32,13 +34,13 @@ def test_kv_cache_follows_the_formula() -> None:
     assert est.kv_cache == 30 * 2048 * 3 * (64 + 64) * 2
     assert estimate_memory(SMOL, 8192).kv_cache == 4 * est.kv_cache
     assert estimate_memory(SMOL, 2048, cache_type="q8_0").kv_cache < est.kv_cache
-    assert est.weights == SMOL["file_size"]
+    assert est.weights == SMOL.file_size
     assert est.typical < est.peak
 
 
 def test_explicit_head_size_wins_over_embd_over_heads() -> None:
-    gemma_like = {**SMOL, "n_embd": 2304, "n_head": 8, "n_head_kv": 4, "key_length": 256,
-                  "value_length": 256, "n_layers": 26}
+    gemma_like = replace(SMOL, n_embd=2304, n_head=8, n_head_kv=4, key_length=256,
+                         value_length=256, n_layers=26)
     assert ModelShape.from_info(gemma_like).head_dim_k == 256
     assert estimate_memory(gemma_like, 1024).kv_cache == 26 * 1024 * 4 * 512 * 2
 
@@ -56,7 +58,7 @@ def test_compute_buffer_is_the_largest_stage() -> None:
 
 
 def test_unknown_shape_is_a_lower_bound() -> None:
-    est = estimate_memory({"file_size": 2 * GiB}, 4096)
+    est = estimate_memory(ModelInfo(file_size=2 * GiB), 4096)
     assert not est.exact and est.kv_cache == 0
     assert est.breakdown().startswith("at least")
 

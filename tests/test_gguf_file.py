@@ -14,12 +14,12 @@ from tests.gguf_factory import write_tiny_gguf
 def test_reads_the_starter_model(starter_gguf: Path) -> None:
     info = read_gguf(starter_gguf)
     summary = info.summary()
-    assert summary["architecture"] == "llama"
-    assert summary["quantization"] == "Q4_1"
-    assert summary["context_length"] == 8192
-    assert summary["n_layers"] == 30
-    assert summary["has_chat_template"] is True
-    assert 130e6 < summary["parameters"] < 140e6
+    assert summary.architecture == "llama"
+    assert summary.quantization == "Q4_1"
+    assert summary.context_length == 8192
+    assert summary.n_layers == 30
+    assert summary.has_chat_template is True
+    assert summary.parameters is not None and 130e6 < summary.parameters < 140e6
 
 
 def test_reads_a_generated_file(tmp_path: Path) -> None:
@@ -127,7 +127,7 @@ def test_the_minimal_file_itself_is_fine(tmp_path: Path) -> None:
     path.write_bytes(_gguf(_kv("llama.context_length", 4, struct.pack("<I", 512)),
                            _kv("x.shallow", 9, _nested(2))))
     info = read_gguf(path)
-    assert info.context_length == 512 and info.summary()["n_layers"] is None
+    assert info.context_length == 512 and info.summary().n_layers is None
 
 
 def test_the_vocabulary_is_skipped_not_materialised(tmp_path: Path) -> None:
@@ -146,7 +146,7 @@ def test_the_vocabulary_is_skipped_not_materialised(tmp_path: Path) -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert info.vocab_size == n and info.summary()["n_vocab"] == n
+    assert info.vocab_size == n and info.summary().n_vocab == n
     assert peak < metadata_bytes / 10, f"peak {peak:,} bytes for {metadata_bytes:,}"
 
 

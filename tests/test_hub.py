@@ -269,10 +269,10 @@ def test_describe_file_reads_the_shape_from_a_range_request(served) -> None:
     hub, _ = served
     f = _file(hub)
     shape = HubClient().describe_file(f, prefix_bytes=4096)
-    assert shape["architecture"] == "llama"
-    assert (shape["n_layers"], shape["n_head"], shape["n_head_kv"], shape["n_embd"]) == (
+    assert shape.architecture == "llama"
+    assert (shape.n_layers, shape.n_head, shape.n_head_kv, shape.n_embd) == (
         2, 2, 1, 16)
-    assert shape["context_length"] == 256 and shape["file_size"] == f.size
+    assert shape.context_length == 256 and shape.file_size == f.size
     assert hub.range_requests() == ["bytes=0-4095"]
 
 

@@ -18,7 +18,7 @@ def test_import_copies_lists_and_removes(workspace: Workspace, tmp_path: Path) -
     assert record.path.parent == workspace.home.models
     assert record.path.read_bytes() == source.read_bytes()
     assert [r.name for r in workspace.library.list()] == ["my-model"]
-    assert workspace.library.get("my-model").info["architecture"] == "llama"
+    assert workspace.library.get("my-model").info.architecture == "llama"
     second = workspace.library.import_file(source)
     assert second.name == "my-model-2"
     workspace.library.remove("my-model")
@@ -145,12 +145,13 @@ def test_a_stored_record_with_infinite_or_text_numbers_still_lists_and_fits(
 
     source = write_tiny_gguf(tmp_path / "m.gguf")
     record = workspace.library.import_file(source)
-    info = dict(record.info, n_embd=float("inf"), n_layers="many", context_length=-1,
-                n_head=2.0)
+    info = dict(record.info.to_json(), n_embd=float("inf"), n_layers="many",
+                context_length=-1, n_head=2.0, architecture=7)
     workspace.library.conn.execute("UPDATE models SET info = ? WHERE name = ?",
                                    (json.dumps(info), record.name))
     stored = workspace.library.get(record.name)
-    assert stored.info["n_embd"] is None and stored.info["n_layers"] is None
-    assert stored.info["context_length"] is None and stored.info["n_head"] == 2
+    assert stored.info.n_embd is None and stored.info.n_layers is None
+    assert stored.info.context_length is None and stored.info.n_head == 2
+    assert stored.info.architecture == "unknown"  # not a name: the default
     verdict = verdict_for(stored.info, 512)
     assert verdict.level

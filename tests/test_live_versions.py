@@ -45,7 +45,7 @@ def test_a_live_result_is_checked_served_live_and_merged_on_demand(
         record = adopt_result(ws.library, ws.home, summary).model
         assert record is not None and record.provenance.live_only
         assert record.path == Path(summary.adapter_gguf).resolve()
-        assert record.info["n_layers"] == base.info["n_layers"]  # the base's figures
+        assert record.info.n_layers == base.info.n_layers  # the base's figures
         plan = plan_load(record, ws.library, None)
         assert (plan.path, plan.adapter) == (base.path, summary.adapter_gguf)
         with pytest.raises(HandoffError, match="merge it first"):

@@ -157,7 +157,7 @@ def test_strangers_text_reads_no_file_and_shows_literally(
         body = widgets[0].body
         hub = window.models_tab.hub
         hub.open_repo("someone/Hostile-GGUF")
-        qtbot.waitUntil(lambda: bool(hub.shape), timeout=20_000)
+        qtbot.waitUntil(lambda: hub.shape is not None, timeout=20_000)
         # ...a failed import whose file name is hostile, and every tab painted.
         bad = traps.parent / "<img src=trap.png>.gguf"
         bad.write_bytes(b"not a model at all")

@@ -98,7 +98,7 @@ def run_inference_bench(ws: Workspace, record: ModelRecord, decode_tokens: int =
     }
     turn_ratio = ttfts[-1] / ttfts[0]
     summary = [
-        f"model {record.name} ({record.info['quantization']}), {threads} threads, "
+        f"model {record.name} ({record.info.quantization}), {threads} threads, "
         f"n_ctx {N_CTX}, {decode_tokens} tokens, median of {repeats}, "
         f"{platform.machine()} {platform.system()}",
         f"{'':14}{'path':>10}{'direct':>10}{'path/direct':>13}",

@@ -215,15 +215,15 @@ def _models(ws: Workspace, args: argparse.Namespace) -> int:
             print(f"{'NAME':32} {'ARCH':10} {'PARAMS':>8} {'QUANT':8} {'SIZE':>9} {'CTX':>7}")
             for r in records:
                 info = r.info
-                print(f"{r.name[:32]:32} {info['architecture'][:10]:10} "
-                      f"{format_params(info['parameters']):>8} {info['quantization'][:8]:8} "
-                      f"{format_bytes(info['file_size']):>9} "
-                      f"{info.get('context_length') or '?':>7}")
+                print(f"{r.name[:32]:32} {info.architecture[:10]:10} "
+                      f"{format_params(info.parameters):>8} {info.quantization[:8]:8} "
+                      f"{format_bytes(info.file_size):>9} "
+                      f"{info.context_length or '?':>7}")
         return ExitCode.OK
     if args.models_command == "import":
         record = lib.import_file(args.path, args.name)
-        print(f"imported {record.name} ({format_params(record.info['parameters'])} parameters, "
-              f"{record.info['quantization']}, {format_bytes(record.info['file_size'])})")
+        print(f"imported {record.name} ({format_params(record.info.parameters)} parameters, "
+              f"{record.info.quantization}, {format_bytes(record.info.file_size)})")
         return ExitCode.OK
     if args.models_command == "info":
         record = lib.get(args.name)

@@ -80,8 +80,8 @@ def run_hub_command(ws: Workspace, args: argparse.Namespace) -> int:
         return ExitCode.CANCELLED
     finally:
         bar.finish()
-    print(f"installed {record.name} ({record.info['quantization']}, "
-          f"{format_bytes(record.info['file_size'])}, SHA-256 verified)")
+    print(f"installed {record.name} ({record.info.quantization}, "
+          f"{format_bytes(record.info.file_size)}, SHA-256 verified)")
     return ExitCode.OK
 
 

@@ -63,14 +63,14 @@ def model_facts(record: ModelRecord) -> ModelFacts:
         vocab = int(info.metadata.get("tokenizer.ggml.tokens")
                     or info.arch_value("vocab_size") or 0)
     try:
-        architecture(str(record.info.get("architecture", "unknown")))
+        architecture(record.info.architecture)
         refusal = live_only_refusal(record)
     except UnsupportedArchitecture as exc:
         refusal = str(exc)
     return ModelFacts(template=ChatTemplate.from_metadata(text), vocab=vocab,
-                      parameters=int(record.info.get("parameters") or 0),
-                      hidden=int(record.info.get("n_embd") or 0),
-                      layers=int(record.info.get("n_layers") or 0), refusal=refusal)
+                      parameters=record.info.parameters or 0,
+                      hidden=record.info.n_embd or 0,
+                      layers=record.info.n_layers or 0, refusal=refusal)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from app.models.gguf_reader import (
     GGUFError,
     GGUFReader,
 )
+from app.models.model_info import ModelInfo
 
 # The error of every GGUF room is named here too, where most callers already look for it.
 __all__ = ["GGUFError", "GGUFInfo", "TensorInfo", "read_gguf", "read_metadata_prefix"]
@@ -115,8 +116,9 @@ class GGUFInfo:
         except ValueError:
             return f"type{dominant}"
 
-    def summary(self) -> dict[str, Any]:
-        return {
+    def summary(self) -> ModelInfo:
+        """What the library keeps of the header (the memory estimate's shape among it)."""
+        return ModelInfo.stored({
             "name": self.name,
             "architecture": self.architecture,
             "parameters": self.parameter_count,
@@ -128,12 +130,10 @@ class GGUFInfo:
             "n_embd": self.arch_count("embedding_length"),
             "n_head": self.arch_count("attention.head_count"),
             "n_head_kv": self.arch_count("attention.head_count_kv"),
-            # for the memory estimate (app.models.memory_fit): head sizes when they differ from
-            # n_embd / n_head (Gemma, Qwen3), and the vocabulary (logits buffer)
             "key_length": self.arch_count("attention.key_length"),
             "value_length": self.arch_count("attention.value_length"),
             "n_vocab": self.vocab_size,
-        }
+        })
 
     @property
     def vocab_size(self) -> int | None:

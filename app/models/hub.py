@@ -40,6 +40,7 @@ from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_st
 
 from app.errors import ExitCode, HearthError
 from app.models.gguf_file import GGUFError, read_metadata_prefix
+from app.models.model_info import ModelInfo
 
 log = logging.getLogger("hearth.hub")
 
@@ -190,10 +191,10 @@ class HubClient:
                 split_total=int(split.group(2)) if split else None))
         return sorted(files, key=lambda f: (f.size or 0, f.filename))
 
-    def describe_file(self, file: HubFile, prefix_bytes: int = 512 << 10) -> dict[str, Any]:
+    def describe_file(self, file: HubFile, prefix_bytes: int = 512 << 10) -> ModelInfo:
         """The model's shape from the first bytes of a hub file (one Range request).
 
-        Returns the keys of :meth:`app.models.gguf_file.GGUFInfo.summary` that the prefix holds
+        Returns what the prefix holds of a library record's :class:`ModelInfo`
         (architecture, context length, layers, heads, vocabulary) plus ``file_size``, so
         :func:`app.models.memory_fit.estimate_memory` can include the KV cache before downloading.
         """
@@ -223,14 +224,14 @@ class HubClient:
             return int(value) if isinstance(value, int) else None
 
         tokens = meta.get("tokenizer.ggml.tokens")
-        return {"architecture": arch, "file_size": file.size or 0,
+        return ModelInfo.stored({"architecture": arch, "file_size": file.size or 0,
                 "context_length": arch_int("context_length"),
                 "n_layers": arch_int("block_count"), "n_embd": arch_int("embedding_length"),
                 "n_head": arch_int("attention.head_count"),
                 "n_head_kv": arch_int("attention.head_count_kv"),
                 "key_length": arch_int("attention.key_length"),
                 "value_length": arch_int("attention.value_length"),
-                "n_vocab": int(tokens) if isinstance(tokens, int) else arch_int("vocab_size")}
+                "n_vocab": int(tokens) if isinstance(tokens, int) else arch_int("vocab_size")})
 
     def pick_file(self, repo: str, quant: str | None = None, filename: str | None = None,
                   revision: str | None = None) -> HubFile:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import math
 import os
 import shutil
 import sqlite3
@@ -27,6 +26,7 @@ from app.db import Database
 from app.errors import ExitCode, HearthError
 from app.models.gguf_file import GGUFError, read_gguf
 from app.models.identity import identity
+from app.models.model_info import ModelInfo
 from app.models.provenance import Provenance
 from app.paths import HearthHome, safe_stem
 from app.units import format_bytes
@@ -51,7 +51,7 @@ class ModelRecord:
     path: Path
     source: str  # "imported", "starter", "download", "finetune", "linked"
     added_at: str
-    info: dict[str, Any]
+    info: ModelInfo
     provenance: Provenance = field(default_factory=Provenance)
 
     @property
@@ -66,34 +66,10 @@ class ModelRecord:
         return self.source not in ("starter", "linked")
 
     def to_json(self) -> dict[str, Any]:
-        info = {("gguf_name" if k == "name" else k): v for k, v in self.info.items()}
+        info = self.info.to_json()
+        info["gguf_name"] = info.pop("name")
         return {"name": self.name, "path": str(self.path), "source": self.source,
                 "added_at": self.added_at, **info, "provenance": self.provenance.to_json()}
-
-
-# The numbers of a record's ``info`` that the Models tab and the memory estimate compute
-# with. Records stored before the GGUF reader refused non-numbers could hold "+inf" or a
-# string here, which broke those views at every start.
-_NUMERIC_INFO = ("parameters", "file_size", "context_length", "n_layers", "n_embd", "n_head",
-                 "n_head_kv", "key_length", "value_length", "n_vocab")
-
-
-def _clean_info(info: Any) -> dict[str, Any]:
-    """``info`` with every numeric field a whole number of at least 0, or None."""
-    if not isinstance(info, dict):
-        return {}
-    clean = dict(info)
-    for key in _NUMERIC_INFO:
-        value = clean.get(key)
-        if value is None or (isinstance(value, int) and not isinstance(value, bool)
-                             and value >= 0):
-            continue
-        if (isinstance(value, float) and math.isfinite(value) and value >= 0
-                and value == int(value)):
-            clean[key] = int(value)
-        else:
-            clean[key] = None
-    return clean
 
 
 def _now() -> str:
@@ -145,7 +121,7 @@ class Library:
     @staticmethod
     def _record(row: sqlite3.Row) -> ModelRecord:
         return ModelRecord(name=row["name"], path=Path(row["path"]), source=row["source"],
-                           added_at=row["added_at"], info=_clean_info(json.loads(row["info"])),
+                           added_at=row["added_at"], info=ModelInfo.stored(json.loads(row["info"])),
                            provenance=Provenance.from_json(json.loads(row["provenance"])))
 
     # ------------------------------------------------------------------ writing
@@ -244,9 +220,9 @@ class Library:
         path = Path(adapter).resolve()
         if not path.is_file():
             raise LibraryError(f"cannot register {path.name}: the adapter file is missing")
-        info = {**base.info, "file_size": path.stat().st_size}
+        info = replace(base.info, file_size=path.stat().st_size)
         recorded = provenance.base_identity or identity(base.path, base.provenance.sha256)
-        return self._insert(self._free_name(name), path, "finetune", _clean_info(info),
+        return self._insert(self._free_name(name), path, "finetune", info,
                             replace(provenance, base_identity=recorded, live_only=True))
 
     def replace_file(self, name: str, path: str | os.PathLike[str],
@@ -260,7 +236,7 @@ class Library:
         except GGUFError as exc:
             raise LibraryError(f"cannot register {path.name}: {exc}") from exc
         self.conn.execute("UPDATE models SET path = ?, info = ?, provenance = ? WHERE name = ?",
-                          (str(path), json.dumps(info), json.dumps(provenance.to_json()),
+                          (str(path), json.dumps(info.to_json()), json.dumps(provenance.to_json()),
                            record.name))
         return self.get(name)
 
@@ -306,13 +282,13 @@ class Library:
             name, n = f"{wanted}-{n}", n + 1
         return name
 
-    def _insert(self, name: str, path: Path, source: str, info: dict[str, Any],
+    def _insert(self, name: str, path: Path, source: str, info: ModelInfo,
                 provenance: Provenance) -> ModelRecord:
         added = _now()
         self.conn.execute(
             "INSERT INTO models (name, path, source, added_at, info, provenance)"
             " VALUES (?, ?, ?, ?, ?, ?)",
-            (name, str(path), source, added, json.dumps(info),
+            (name, str(path), source, added, json.dumps(info.to_json()),
              json.dumps(provenance.to_json())))
         return ModelRecord(name, path, source, added, info, provenance)
 

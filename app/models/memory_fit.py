@@ -55,13 +55,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import psutil
 
 from app.machine.memory import free_memory_bytes, total_memory_bytes
+from app.models.model_info import ModelInfo
 from app.units import MiB, format_bytes
 
 # Bytes per element of the KV cache for llama.cpp's cache types.
@@ -98,17 +98,16 @@ class ModelShape:
     n_vocab: int | None = None
 
     @classmethod
-    def from_info(cls, info: Mapping[str, Any]) -> ModelShape:
-        """From a library record's ``info`` (``GGUFInfo.summary()``)."""
-        def num(key: str) -> int | None:
-            value = info.get(key)
-            return int(value) if isinstance(value, int | float) and value > 0 else None
+    def from_info(cls, info: ModelInfo) -> ModelShape:
+        """From a library record's ``info`` (what its GGUF header said)."""
+        def num(value: int | None) -> int | None:
+            return value if value else None
 
-        return cls(file_size=int(info.get("file_size") or 0), n_layers=num("n_layers"),
-                   n_embd=num("n_embd"), n_head=num("n_head"),
-                   n_head_kv=num("n_head_kv") or num("n_head"),
-                   key_length=num("key_length"), value_length=num("value_length"),
-                   n_vocab=num("n_vocab"))
+        return cls(file_size=info.file_size or 0, n_layers=num(info.n_layers),
+                   n_embd=num(info.n_embd), n_head=num(info.n_head),
+                   n_head_kv=num(info.n_head_kv) or num(info.n_head),
+                   key_length=num(info.key_length), value_length=num(info.value_length),
+                   n_vocab=num(info.n_vocab))
 
     @property
     def known(self) -> bool:
@@ -159,7 +158,7 @@ class MemoryEstimate:
                 "with a long prompt")
 
 
-def estimate_memory(info: Mapping[str, Any] | ModelShape, n_ctx: int,
+def estimate_memory(info: ModelInfo | ModelShape, n_ctx: int,
                     cache_type: str = "f16", flash_attn: bool = False,
                     n_ubatch: int = N_UBATCH) -> MemoryEstimate:
     """Estimate the worker's memory for the model described by ``info`` at ``n_ctx``."""
@@ -306,7 +305,7 @@ def _check_gpu(estimate: MemoryEstimate, system: SystemMemory, gpu: GpuMemory,
                       "layers, or choose a smaller quantization or context.", estimate, system)
 
 
-def verdict_for(info: Mapping[str, Any], n_ctx: int, n_gpu_layers: int = 0,
+def verdict_for(info: ModelInfo, n_ctx: int, n_gpu_layers: int = 0,
                 flash_attn: bool = False, system: SystemMemory | None = None,
                 cache_type: str = "f16") -> FitVerdict:
     """One call for "will this library model fit with these load settings?".
@@ -317,6 +316,5 @@ def verdict_for(info: Mapping[str, Any], n_ctx: int, n_gpu_layers: int = 0,
     # A quantized cache runs with flash attention (the worker turns it on).
     estimate = estimate_memory(info, n_ctx, cache_type,
                                flash_attn=flash_attn or cache_type != "f16")
-    n_layers = info.get("n_layers")
     return check_fit(estimate, system if system is not None else system_memory(),
-                     n_gpu_layers, int(n_layers) if isinstance(n_layers, int) else None)
+                     n_gpu_layers, info.n_layers)

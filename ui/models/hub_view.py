@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
@@ -33,6 +34,7 @@ from PySide6.QtWidgets import (
 from app.models.curated import CuratedModel, load_curated
 from app.models.hub import HubClient, HubFile, SearchResult
 from app.models.memory_fit import SystemMemory, check_fit, estimate_memory
+from app.models.model_info import ModelInfo
 from app.models.partial_download import hub_file_from_pending, pending_downloads
 from app.units import format_bytes
 from app.workspace import Workspace
@@ -65,7 +67,7 @@ class HubView(QWidget):
         self.tasks: list[DownloadTask] = []
         self.rows: list[DownloadRow] = []
         self.files: list[HubFile] = []
-        self.shape: dict[str, Any] = {}  # the repository's model shape, from one header
+        self.shape: ModelInfo | None = None  # the repository's model shape, from one header
         self.current_repo: str | None = None
         self.curated = load_curated()
         self._build()
@@ -215,7 +217,7 @@ class HubView(QWidget):
     def open_repo(self, repo: str) -> None:
         self.current_repo = repo
         self.files = []
-        self.shape = {}
+        self.shape = None
         self.files_label.setText(f"Reading the files of <b>{esc(repo)}</b>…")
         self.files_table.setRowCount(0)
         self.download_button.setEnabled(False)
@@ -238,7 +240,7 @@ class HubView(QWidget):
         # The fit column just stays without the KV cache; worth a log line, not a dialog.
         log.warning("reading a hub file's header failed: %s", exc)
 
-    def _on_shape(self, repo: str, shape: dict[str, Any]) -> None:
+    def _on_shape(self, repo: str, shape: ModelInfo) -> None:
         if repo == self.current_repo:
             self.shape = shape
             self._show_files(repo, self.files)
@@ -247,10 +249,10 @@ class HubView(QWidget):
         selected = self.selected_file()
         self.files = files
         about = ""
-        if self.shape.get("n_layers"):
-            ctx = self.shape.get("context_length")
+        if self.shape is not None and self.shape.n_layers:
+            ctx = self.shape.context_length
             # Read from a stranger's file header: text, never markup.
-            about = esc(f" · {self.shape['architecture']}, {self.shape['n_layers']} layers"
+            about = esc(f" · {self.shape.architecture}, {self.shape.n_layers} layers"
                         + (f", trained for {ctx:,} tokens" if ctx else ""))
         self.files_label.setText(f"<b>{esc(repo)}</b>: {len(files)} GGUF files{about}"
                                  if files else f"<b>{esc(repo)}</b> has no GGUF files.")
@@ -260,8 +262,8 @@ class HubView(QWidget):
             fit = ""
             verdict = None
             if self.system is not None and f.size:
-                verdict = check_fit(estimate_memory({**self.shape, "file_size": f.size},
-                                                    n_ctx), self.system)
+                shape = replace(self.shape or ModelInfo(), file_size=f.size)
+                verdict = check_fit(estimate_memory(shape, n_ctx), self.system)
                 fit = verdict.summary
             note = " (split: not supported)" if f.is_split else ""
             self._set_row(self.files_table, row, [f.filename + note, f.quant or "?",

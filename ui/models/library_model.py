@@ -42,8 +42,8 @@ def template_labels(records: list[ModelRecord], library: Library,
     for record in records:
         try:
             source = source_for_file(_template_file(record, library),
-                                     bool(record.info.get("has_chat_template")),
-                                     str(record.info.get("architecture", "")),
+                                     record.info.has_chat_template,
+                                     record.info.architecture,
                                      choice_for(record.name))
         except GGUFError:
             labels[record.name] = "?"
@@ -65,8 +65,8 @@ def _template_file(record: ModelRecord, library: Library) -> Path:
 def record_size(record: ModelRecord) -> int | None:
     """The model file's size: as read at import, else as the file is now (a model
     registered without one showed "?"); None when neither is known."""
-    size = record.info.get("file_size")
-    if isinstance(size, int) and size > 0:
+    size = record.info.file_size
+    if size:
         return size
     try:
         return record.path.stat().st_size
@@ -151,15 +151,15 @@ class LibraryTableModel(QAbstractTableModel):
         if column == 0:
             return record.name
         if column == 1:
-            return str(info.get("architecture", "?"))
+            return info.architecture
         if column == 2:
-            return format_params(info.get("parameters"))
+            return format_params(info.parameters)
         if column == 3:
-            return str(info.get("quantization", "?"))
+            return info.quantization
         if column == 4:
             return format_bytes(record_size(record), unknown="–")
         if column == 5:
-            ctx = info.get("context_length")
+            ctx = info.context_length
             return f"{ctx:,}" if ctx else "?"
         if column == 7:
             label = SOURCE_LABELS.get(record.source, record.source)

@@ -186,7 +186,7 @@ def create_run(home: HearthHome, base: ModelRecord, dataset: Dataset, settings: 
     """
     export = export or ExportSettings()
     # Refused now, not after minutes of training when the export cannot write it back.
-    architecture(str(base.info.get("architecture", "unknown")))
+    architecture(base.info.architecture)
     if live_only_refusal(base):
         raise UnsupportedArchitecture(str(live_only_refusal(base)))
     if holdout:
