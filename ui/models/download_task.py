@@ -52,8 +52,13 @@ class DownloadTask(QObject):
 
     def start(self) -> None:
         """Start, or resume after a pause or a failure (continues from the partial file)."""
-        if self.running:
+        if self.running and self.state is TaskState.RUNNING:
             return
+        if self._thread is not None:
+            # The last transfer has ended (its state is set before it says so): only its
+            # thread's return is left. A Resume or Retry pressed in that instant, seen on
+            # a busy machine, was ignored and the row stayed paused or failed.
+            self._thread.join()
         self.state = TaskState.RUNNING
         self._thread = threading.Thread(target=self._work, daemon=True,
                                         name=f"download-{self.file.filename}")
