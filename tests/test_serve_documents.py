@@ -42,6 +42,13 @@ def test_collections_ground_a_chat_and_search_answers(tmp_path: Path) -> None:
         # The passages went into the prompt.
         assert cited.usage and plain.usage
         assert cited.usage.prompt_tokens > plain.usage.prompt_tokens + 20
+        stream = served.api.chat.completions.create(
+            model=TINY, messages=question, max_tokens=2, temperature=0, stream=True,
+            extra_body={"hearth_collections": ["kitchen"]})
+        chunks = list(stream)
+        first = chunks[0].model_extra or {}
+        assert first["hearth_sources"][0]["where"] == "kettle.pdf, page 2"
+        assert all("hearth_sources" not in (c.model_extra or {}) for c in chunks[1:])
         with pytest.raises(openai.BadRequestError, match="'cellar'"):
             served.api.chat.completions.create(
                 model=TINY, messages=question, max_tokens=2,
