@@ -1,5 +1,6 @@
-"""The local OpenAI-compatible server: ``/v1/models``, ``/v1/chat/completions`` and
-``/v1/completions`` on 127.0.0.1.
+"""The local OpenAI-compatible server on 127.0.0.1: ``/v1/models``,
+``/v1/chat/completions``, ``/v1/completions``, and Hearth's ``/v1/hearth/search`` over
+the home's document collections (the route table, :data:`_ROUTES`, lists them).
 
 Standard library only (``ThreadingHTTPServer``, with the limits and graceful ends of
 :mod:`app.serve.transport`): one thread per connection, and one request at a time at the
@@ -17,7 +18,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import unquote
 
@@ -81,7 +82,7 @@ class LocalServer:
 
 
 class _Handler(GuardedHandler):
-    """The API's three endpoints, behind the Host check and the key."""
+    """The API's endpoints (:data:`_ROUTES`), behind the Host check and the key."""
 
     @property
     def hearth(self) -> LocalServer:
@@ -154,34 +155,47 @@ class _Handler(GuardedHandler):
         self.end_headers()
 
     def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def _route(self, method: str) -> None:
+        """The request to its endpoint (:data:`_ROUTES`), behind the Host check and the
+        key; an endpoint's :class:`ServeError` becomes its OpenAI error body."""
         if not self._guard():
             return
         path = unquote(self.path.split("?", 1)[0].rstrip("/"))
-        names = self.hearth.host.names()
-        if path == "/v1/models":
-            self.send_json(200, {"object": "list", "data": [_model(n) for n in names]})
-        elif path.startswith("/v1/models/") and path[len("/v1/models/"):] in names:
-            self.send_json(200, _model(path[len("/v1/models/"):]))
-        else:
-            self.send_json(404, ServeError(404, f"no such endpoint or model: {path}").body())
-
-    def do_POST(self) -> None:
-        if not self._guard():
-            return
-        path = self.path.split("?", 1)[0].rstrip("/")
-        if path == "/v1/hearth/search":
-            try:
-                self.send_json(200, self._documents().search(self._body()))
-            except ServeError as exc:
-                self.answer_if_silent(exc)
-            return
-        if path not in ("/v1/chat/completions", "/v1/completions"):
+        found = _find(method, path)
+        if found is None:
             self.send_json(404, ServeError(404, f"no such endpoint: {path}").body())
             return
+        endpoint, rest = found
         try:
-            self._complete(self._body(), chat=path.endswith("chat/completions"))
+            endpoint(self, rest)
         except ServeError as exc:
             self.answer_if_silent(exc)
+
+    # ----------------------------------------------------------- endpoints
+    # Each takes the part of the path after its route (a model's name, or "").
+
+    def list_models(self, _: str) -> None:
+        names = self.hearth.host.names()
+        self.send_json(200, {"object": "list", "data": [_model(n) for n in names]})
+
+    def get_model(self, name: str) -> None:
+        if name not in self.hearth.host.names():
+            raise ServeError(404, f"no such model: {name}", code="model_not_found")
+        self.send_json(200, _model(name))
+
+    def chat_completions(self, _: str) -> None:
+        self._complete(self._body(), chat=True)
+
+    def completions(self, _: str) -> None:
+        self._complete(self._body(), chat=False)
+
+    def search_documents(self, _: str) -> None:
+        self.send_json(200, self._documents().search(self._body()))
 
     # ---------------------------------------------------------- completions
 
@@ -330,6 +344,28 @@ def _decode(data: bytes) -> Any:
         raise ServeError(400, "the request contains a lone surrogate (such as \\ud800), "
                          "which is not text") from None
     return body
+
+
+_ROUTES: dict[tuple[str, str], Callable[[_Handler, str], None]] = {
+    ("GET", "/v1/models"): _Handler.list_models,
+    ("GET", "/v1/models/"): _Handler.get_model,  # a prefix: the rest is the model's name
+    ("POST", "/v1/chat/completions"): _Handler.chat_completions,
+    ("POST", "/v1/completions"): _Handler.completions,
+    ("POST", "/v1/hearth/search"): _Handler.search_documents,
+}
+"""Every endpoint: adding one is a method on the handler and a row here."""
+
+
+def _find(method: str, path: str) -> tuple[Callable[[_Handler, str], None], str] | None:
+    """The endpoint for ``path`` and the rest of the path after its route."""
+    endpoint = _ROUTES.get((method, path))
+    if endpoint is not None:
+        return endpoint, ""
+    for (verb, route), prefixed in _ROUTES.items():
+        if verb == method and route.endswith("/") and path.startswith(route) \
+                and len(path) > len(route):
+            return prefixed, path[len(route):]
+    return None
 
 
 def _model(name: str) -> dict[str, Any]:
