@@ -22,6 +22,7 @@ from app.models.architectures import (
     architecture,
     gguf_name_of,
 )
+from app.models.model_info import ModelInfo
 from backends.export.adapter_gguf import export_adapter
 from backends.export.gguf_export import ExportError, export_gguf
 from backends.export.merge import merge_lora
@@ -171,12 +172,13 @@ def test_a_base_outside_the_table_is_refused_before_any_training(tmp_path: Path)
 
     home = resolve_home(tmp_path / "home")
     record = ModelRecord(name="mamba-base", path=tmp_path / "m.gguf", source="imported",
-                         added_at="", info={"architecture": "mamba", "parameters": 1000})
+                         added_at="", info=ModelInfo(architecture="mamba", parameters=1000))
     dataset = load_dataset(write_jsonl(tmp_path / "facts.jsonl", fact_rows()))
     with pytest.raises(UnsupportedArchitecture, match="cannot fine-tune 'mamba'.*gemma3"):
         create_run(home, record, dataset, LoraSettings())
     assert not list(home.runs.glob("*"))
     refusal = model_facts(record).refusal
     assert refusal is not None and "qwen3" in refusal
-    assert model_facts(ModelRecord(name="l", path=tmp_path / "l.gguf", source="imported",
-                                   added_at="", info={"architecture": "llama"})).refusal is None
+    llama = ModelRecord(name="l", path=tmp_path / "l.gguf", source="imported", added_at="",
+                        info=ModelInfo(architecture="llama"))
+    assert model_facts(llama).refusal is None

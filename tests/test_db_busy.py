@@ -114,7 +114,8 @@ def test_a_person_facing_error_escaping_a_slot_is_shown_not_only_printed(
     hook = error_hook(lambda *args: printed.append(args))
     busy = DatabaseBusy("/home/x/hearth.db is locked by another program; close it")
     hook(DatabaseBusy, busy, None)
-    boxes = [w for w in QApplication.topLevelWidgets()
+    # Parented to whichever window is active (another test's, in a parallel run).
+    boxes = [w for w in QApplication.allWidgets()
              if isinstance(w, QMessageBox) and w.objectName() == "hearth-error"]
     assert boxes and boxes[-1].text() == str(busy) and not printed
     assert boxes[-1].textFormat() == Qt.TextFormat.PlainText
