@@ -14,7 +14,6 @@ from app.models.gguf_file import read_gguf
 from app.models.library import find_starter_gguf
 from app.models.memory_fit import (
     GpuMemory,
-    ModelShape,
     SystemMemory,
     check_fit,
     estimate_memory,
@@ -41,7 +40,7 @@ def test_kv_cache_follows_the_formula() -> None:
 def test_explicit_head_size_wins_over_embd_over_heads() -> None:
     gemma_like = replace(SMOL, n_embd=2304, n_head=8, n_head_kv=4, key_length=256,
                          value_length=256, n_layers=26)
-    assert ModelShape.from_info(gemma_like).head_dim_k == 256
+    assert gemma_like.head_dim_k == 256
     assert estimate_memory(gemma_like, 1024).kv_cache == 26 * 1024 * 4 * 512 * 2
 
 

@@ -307,6 +307,7 @@ def test_retry_pressed_as_the_failed_transfer_returns_starts_again(
     task._thread = threading.Thread(target=returning.wait, args=(0.5,), daemon=True)
     task._thread.start()  # the failed transfer's thread, not yet returned
     task.state = TaskState.FAILED
+    assert not task.running  # so the row's button means Retry, not Pause
     started: list[bool] = []
     monkeypatch.setattr(task, "_work", lambda: started.append(True))
     task.start()

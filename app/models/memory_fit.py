@@ -85,49 +85,6 @@ Level = Literal["green", "yellow", "red"]
 
 
 @dataclass(frozen=True)
-class ModelShape:
-    """The numbers from a GGUF header that memory depends on."""
-
-    file_size: int
-    n_layers: int | None = None
-    n_embd: int | None = None
-    n_head: int | None = None
-    n_head_kv: int | None = None
-    key_length: int | None = None
-    value_length: int | None = None
-    n_vocab: int | None = None
-
-    @classmethod
-    def from_info(cls, info: ModelInfo) -> ModelShape:
-        """From a library record's ``info`` (what its GGUF header said)."""
-        def num(value: int | None) -> int | None:
-            return value if value else None
-
-        return cls(file_size=info.file_size or 0, n_layers=num(info.n_layers),
-                   n_embd=num(info.n_embd), n_head=num(info.n_head),
-                   n_head_kv=num(info.n_head_kv) or num(info.n_head),
-                   key_length=num(info.key_length), value_length=num(info.value_length),
-                   n_vocab=num(info.n_vocab))
-
-    @property
-    def known(self) -> bool:
-        """True when the header gave enough to size the KV cache."""
-        return bool(self.n_layers and self.n_head_kv and self.head_dim_k)
-
-    @property
-    def head_dim_k(self) -> int | None:
-        if self.key_length:
-            return self.key_length
-        if self.n_embd and self.n_head:
-            return self.n_embd // self.n_head
-        return None
-
-    @property
-    def head_dim_v(self) -> int | None:
-        return self.value_length or self.head_dim_k
-
-
-@dataclass(frozen=True)
 class MemoryEstimate:
     n_ctx: int
     weights: int
@@ -158,11 +115,10 @@ class MemoryEstimate:
                 "with a long prompt")
 
 
-def estimate_memory(info: ModelInfo | ModelShape, n_ctx: int,
+def estimate_memory(shape: ModelInfo, n_ctx: int,
                     cache_type: str = "f16", flash_attn: bool = False,
                     n_ubatch: int = N_UBATCH) -> MemoryEstimate:
-    """Estimate the worker's memory for the model described by ``info`` at ``n_ctx``."""
-    shape = info if isinstance(info, ModelShape) else ModelShape.from_info(info)
+    """Estimate the worker's memory for the model ``shape`` describes at ``n_ctx``."""
     if n_ctx < 1:
         raise ValueError("the context length must be positive")
     per_elem = CACHE_BYTES.get(cache_type.lower())
@@ -170,9 +126,9 @@ def estimate_memory(info: ModelInfo | ModelShape, n_ctx: int,
         raise ValueError(f"unknown KV cache type {cache_type!r} "
                          f"(known: {', '.join(CACHE_BYTES)})")
     kv = compute = typical = 0
-    if shape.known:
-        assert shape.n_layers and shape.n_head_kv and shape.head_dim_k and shape.head_dim_v
-        kv = int(shape.n_layers * n_ctx * shape.n_head_kv
+    if shape.kv_known:
+        assert shape.n_layers and shape.kv_heads and shape.head_dim_k and shape.head_dim_v
+        kv = int(shape.n_layers * n_ctx * shape.kv_heads
                  * (shape.head_dim_k + shape.head_dim_v) * per_elem)
         # llama.cpp's graph allocator reuses memory between stages, so the buffer is
         # the largest stage: the output logits, or the attention scores plus their
@@ -183,9 +139,9 @@ def estimate_memory(info: ModelInfo | ModelShape, n_ctx: int,
                   n_ubatch * n_ctx * ((shape.n_head or 1) + 1) * 4 + activations)
         compute = max(logits, scores)
         typical = int(logits * _TYPICAL_LOGITS_SHARE)
-    return MemoryEstimate(n_ctx=n_ctx, weights=shape.file_size, kv_cache=kv,
+    return MemoryEstimate(n_ctx=n_ctx, weights=shape.file_size or 0, kv_cache=kv,
                           compute_reserved=compute, compute_typical=typical,
-                          runtime=RUNTIME_BYTES, exact=shape.known)
+                          runtime=RUNTIME_BYTES, exact=shape.kv_known)
 
 
 # ----------------------------------------------------------------- the machine

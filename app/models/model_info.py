@@ -39,6 +39,30 @@ class ModelInfo:
     def to_json(self) -> dict[str, Any]:
         return to_dict(self)
 
+    # What the memory estimate (app.models.memory_fit) sizes the KV cache by.
+
+    @property
+    def kv_heads(self) -> int | None:
+        """Key/value heads: the query heads where the header names no separate count."""
+        return self.n_head_kv or self.n_head or None
+
+    @property
+    def head_dim_k(self) -> int | None:
+        if self.key_length:
+            return self.key_length
+        if self.n_embd and self.n_head:
+            return self.n_embd // self.n_head
+        return None
+
+    @property
+    def head_dim_v(self) -> int | None:
+        return self.value_length or self.head_dim_k
+
+    @property
+    def kv_known(self) -> bool:
+        """True when the header gave enough to size the KV cache."""
+        return bool(self.n_layers and self.kv_heads and self.head_dim_k)
+
     @classmethod
     def stored(cls, data: Any) -> ModelInfo:
         """The info as a record holds it; a value of the wrong kind reads as unknown."""

@@ -48,17 +48,22 @@ class DownloadTask(QObject):
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        """Transferring. A transfer that has said how it ended is not, though its thread
+        may not have returned yet: a Resume or Retry pressed in that instant (seen on a
+        busy machine) was taken for a Pause, or ignored, and the row stayed as it was."""
+        return (self.state is TaskState.RUNNING and self._thread is not None
+                and self._thread.is_alive())
+
+    def _settle(self) -> None:
+        """Wait out the last transfer's thread, which returns right after its end."""
+        if self._thread is not None and not self.running:
+            self._thread.join()
 
     def start(self) -> None:
         """Start, or resume after a pause or a failure (continues from the partial file)."""
-        if self.running and self.state is TaskState.RUNNING:
+        if self.running:
             return
-        if self._thread is not None:
-            # The last transfer has ended (its state is set before it says so): only its
-            # thread's return is left. A Resume or Retry pressed in that instant, seen on
-            # a busy machine, was ignored and the row stayed paused or failed.
-            self._thread.join()
+        self._settle()
         self.state = TaskState.RUNNING
         self._thread = threading.Thread(target=self._work, daemon=True,
                                         name=f"download-{self.file.filename}")
@@ -72,6 +77,7 @@ class DownloadTask(QObject):
         if self.running:
             self.download.cancel()
         else:
+            self._settle()
             self.download.discard()
             self.state = TaskState.CANCELLED
             self.cancelled.emit()
