@@ -105,17 +105,19 @@ def test_a_message_that_cannot_be_saved_is_not_sent(
 
 
 def test_a_person_facing_error_escaping_a_slot_is_shown_not_only_printed(
-        qtbot: QtBot) -> None:
+        qtbot: QtBot, monkeypatch: pytest.MonkeyPatch) -> None:
     from PySide6.QtWidgets import QApplication, QMessageBox
 
     from ui.application import error_hook
 
+    # No window active: the box stands on its own (in a parallel run another test's
+    # window could be the active one, and the box its child).
+    monkeypatch.setattr(QApplication, "activeWindow", staticmethod(lambda: None))
     printed: list[object] = []
     hook = error_hook(lambda *args: printed.append(args))
     busy = DatabaseBusy("/home/x/hearth.db is locked by another program; close it")
     hook(DatabaseBusy, busy, None)
-    # Parented to whichever window is active (another test's, in a parallel run).
-    boxes = [w for w in QApplication.allWidgets()
+    boxes = [w for w in QApplication.topLevelWidgets()
              if isinstance(w, QMessageBox) and w.objectName() == "hearth-error"]
     assert boxes and boxes[-1].text() == str(busy) and not printed
     assert boxes[-1].textFormat() == Qt.TextFormat.PlainText

@@ -81,6 +81,10 @@ def message(icon: QMessageBox.Icon, title: str, text: str,
 Hook = Callable[[type[BaseException], BaseException, TracebackType | None], Any]
 
 
+_open_boxes: set[QMessageBox] = set()
+"""Error boxes on screen (see :func:`error_hook`)."""
+
+
 def error_hook(previous: Hook) -> Hook:
     """``sys.excepthook`` for the window: an error meant for the person (a HearthError,
     such as hearth.db held by another program mid-session) that escapes a slot is shown
@@ -98,6 +102,10 @@ def error_hook(previous: Hook) -> Hook:
         box.setTextFormat(Qt.TextFormat.PlainText)
         box.setObjectName("hearth-error")
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        # With no window active (Hearth in the background) the box has no parent to keep
+        # it: held here until it is closed, or it vanished as this function returned.
+        _open_boxes.add(box)
+        box.finished.connect(lambda _result: _open_boxes.discard(box))
         box.open()
 
     return hook
