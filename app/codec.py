@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import json
 import types
 import typing
+from collections.abc import Callable, Iterable
 from dataclasses import MISSING, asdict, fields, is_dataclass
 from typing import Any, TypeVar
 
@@ -30,6 +32,25 @@ T = TypeVar("T")
 
 class RecordError(ValueError):
     """A run file that cannot be read as the record it should hold."""
+
+
+E = TypeVar("E")
+
+
+def dump_entries(entries: Iterable[Any]) -> str:
+    """A message's list of entries (its tool steps, its sources) as one JSON column."""
+    return json.dumps([e.to_json() for e in entries], ensure_ascii=False)
+
+
+def load_entries(text: str | None, read: Callable[[Any], E | None]) -> list[E]:
+    """The entries back; one that ``read`` cannot read (a damaged or foreign file's) is
+    left out, and the rest still load."""
+    try:
+        raw = json.loads(text or "[]")
+    except ValueError:
+        raw = []
+    found = [read(item) for item in raw] if isinstance(raw, list) else []
+    return [e for e in found if e is not None]
 
 
 def to_dict(record: Any) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from app.chat.tools import ToolCall
+from app.codec import dump_entries, load_entries
 
 
 class StepState(StrEnum):
@@ -74,16 +75,11 @@ class StepList:
     steps: list[ToolStep] = field(default_factory=list)
 
     def dumps(self) -> str:
-        return json.dumps([s.to_json() for s in self.steps], ensure_ascii=False)
+        return dump_entries(self.steps)
 
     @classmethod
     def loads(cls, text: str | None) -> StepList:
-        try:
-            raw = json.loads(text or "[]")
-        except ValueError:
-            raw = []
-        steps = [ToolStep.from_json(item) for item in raw] if isinstance(raw, list) else []
-        return cls([s for s in steps if s is not None])
+        return cls(load_entries(text, ToolStep.from_json))
 
 
 def model_turns(content: str, steps: list[ToolStep]) -> list[dict[str, str]]:

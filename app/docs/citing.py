@@ -18,13 +18,13 @@ not fit is dropped, lowest score first, and :attr:`Grounding.note` says how many
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
+from app.codec import dump_entries, load_entries
 from app.inference.protocol import prompt_budget
 
 if TYPE_CHECKING:
@@ -143,16 +143,11 @@ class SourceList:
     sources: list[Source] = field(default_factory=list)
 
     def dumps(self) -> str:
-        return json.dumps([s.to_json() for s in self.sources], ensure_ascii=False)
+        return dump_entries(self.sources)
 
     @classmethod
     def loads(cls, text: str | None) -> SourceList:
-        try:
-            raw = json.loads(text or "[]")
-        except ValueError:
-            raw = []
-        found = [Source.from_json(item) for item in raw] if isinstance(raw, list) else []
-        return cls([s for s in found if s is not None])
+        return cls(load_entries(text, Source.from_json))
 
 
 @dataclass
