@@ -202,3 +202,59 @@ def test_long_micro_batches_run_in_parts_within_the_token_budget() -> None:
     assert [[len(r.ids) for r in p] for p in parts] == [[500], [480], [40, 30]]
     assert all(len(p) * max(len(r.ids) for r in p) <= 600 for p in parts)
     assert within_budget(records[2:], 600) == [sorted(records[2:], key=lambda r: -len(r.ids))]
+
+
+def test_a_base_converted_by_several_processes_at_once_is_published_whole(
+        tiny_gguf: Path, tmp_path: Path) -> None:
+    """The suite's workers (and two runs started together) convert the same base at once
+    while others read the finished copy. The conversion cache once wrote every copy
+    through one fixed ``.tmp`` folder and deleted the published one before renaming:
+    in CI a Teach run read a copy that another process was replacing and failed."""
+    import threading
+
+    from backends.training.base_model import _save_cache
+
+    base = load_base(tiny_gguf)  # no cache: the writers below are the only ones
+    folder = tmp_path / "cache" / "base"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{", "utf-8")  # a copy a crash left unfinished
+    errors: list[Exception] = []
+    writing = threading.Event()
+    writing.set()
+
+    def write() -> None:
+        try:
+            for _ in range(3):
+                _save_cache(folder, base.model, base.tokenizer)
+        except Exception as exc:
+            errors.append(exc)
+
+    loads = 0
+
+    def read() -> None:
+        nonlocal loads
+        while writing.is_set():
+            if (folder / "complete").exists():
+                try:
+                    load_base(folder)
+                    loads += 1
+                except Exception as exc:
+                    errors.append(exc)
+                    return
+
+    writers = [threading.Thread(target=write) for _ in range(4)]
+    reader = threading.Thread(target=read)
+    reader.start()
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    writing.clear()
+    reader.join()
+    assert not errors, errors
+    assert (folder / "complete").exists()
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["base"]  # no leftovers
+    ids = torch.tensor([[1, 4093, 198, 26843, 2]])
+    with torch.no_grad():
+        torch.testing.assert_close(load_base(folder).model(input_ids=ids).logits,
+                                   base.model(input_ids=ids).logits)

@@ -81,6 +81,7 @@ def test_ten_corrections_are_learned_kept_and_answer_in_chat(
     started = time.monotonic()
     result = hearth(home, "teach", "--json", timeout=1800)
     taught = time.monotonic() - started
+    assert result.stdout, result.stderr[-3000:]
     report = json.loads(result.stdout)
     assert result.returncode == 0, (report["reasons"], report["harmed"])
     print(f"teach took {taught:.0f}s: learned {report['learned']}/{report['total']}, "

@@ -9,6 +9,7 @@ of turn, the base GGUF's path) travels in :class:`BaseModel`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -159,14 +160,38 @@ def save_plain_folder(folder: Path, model: Any, tokenizer: Any) -> None:
 
 
 def _save_cache(folder: Path, model: Any, tokenizer: Any) -> None:
-    """Write the dequantized model atomically; a failure only costs the next load time."""
-    tmp = folder.with_name(folder.name + ".tmp")
+    """Publish the dequantized model at ``folder``; a failure only costs the next load.
+
+    Several processes may convert the same base at once (two runs started together, the
+    test suite's parallel workers) while others read a finished copy. Each writes a
+    folder of its own and renames it into place; a complete copy already there is
+    never replaced, since a reader may be loading it, and the copies are the same.
+    """
+    from safetensors import SafetensorError
+
+    if (folder / "complete").exists():
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
     try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_plain_folder(tmp, model, tokenizer)
-        (tmp / "complete").write_text("ok", "utf-8")
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp",
+                                    dir=folder.parent))
     except OSError as exc:
         log.warning("could not cache the converted model: %s", exc)
+        return
+    try:
+        save_plain_folder(tmp, model, tokenizer)
+        (tmp / "complete").write_text("ok", "utf-8")
+        if folder.exists() and not (folder / "complete").exists():
+            # A copy a crash left unfinished: set it aside under a name of its own
+            # (atomic), so that the rename below meets no folder, then delete it.
+            stale = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".stale",
+                                          dir=folder.parent))
+            with contextlib.suppress(OSError):
+                os.replace(folder, stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        os.replace(tmp, folder)
+    except (OSError, SafetensorError) as exc:  # a full disk reaches safetensors as its own
+        if not (folder / "complete").exists():  # else another process published first
+            log.warning("could not cache the converted model: %s", exc)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
