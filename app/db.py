@@ -158,6 +158,21 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE messages ADD COLUMN sources TEXT NOT NULL DEFAULT '[]'
     """,
+    # 10: teaching a document (app/docs/teaching.py). A correction drafted from a
+    # document says where it came from (``source``; '' for one made in a chat). The
+    # drafted questions held out of training wait in doc_questions to be asked after
+    # Teach; they go with their collection.
+    """
+    ALTER TABLE training_examples ADD COLUMN source TEXT NOT NULL DEFAULT '';
+    CREATE TABLE doc_questions (
+        id INTEGER PRIMARY KEY,
+        collection_id INTEGER NOT NULL REFERENCES doc_collections(id) ON DELETE CASCADE,
+        question TEXT NOT NULL,
+        answer TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )
+    """,
 ]
 
 

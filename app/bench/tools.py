@@ -101,22 +101,11 @@ def ask_case(client: InferenceClient, tools: dict[str, Tool], case: dict[str, An
                          parallel=case["kind"] == "parallel") if mode == "required" else ""
     sampling = p.SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS, seed=0,
                                 json_schema=schema)
-    request_id = client.chat([{"role": "user", "content": case["ask"]}], sampling,
-                             tools=tools_json(offered))
-    done = _done(client, request_id)
+    done = client.reply_blocking([{"role": "user", "content": case["ask"]}], sampling,
+                                 tools=tools_json(offered))
     made = read_calls(done.text, offered).calls
     return CaseResult(case["kind"], case["ask"], mode, right_calls(made, case["calls"]),
                       [f"{c.name}({c.arguments})" for c in made], done.text[:300])
-
-
-def _done(client: InferenceClient, request_id: str) -> p.Done:
-    deadline = time.monotonic() + 600
-    while True:
-        event = client.next_event(max(0.0, deadline - time.monotonic()))
-        if isinstance(event, p.Done) and event.request_id == request_id:
-            return event
-        if isinstance(event, p.Error | p.WorkerDied):
-            raise RuntimeError(f"the worker failed: {event.message}")
 
 
 def run_tools_bench(ws: Workspace, record: ModelRecord) -> dict[str, Any]:

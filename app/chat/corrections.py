@@ -61,6 +61,9 @@ class TrainingExample:
     as :func:`app.chat.tools.tools_json` writes it); "" where none were."""
     rejected_calls: str = ""
     """The original reply's calls (OpenAI's ``tool_calls`` list as JSON text); "" none."""
+    source: str = ""
+    """Where a correction not made in a chat came from ("kiln.md, page 2" for a pair
+    drafted from a document, :mod:`app.docs.teaching`); "" for one made in a chat."""
 
     @property
     def corrected(self) -> str:
@@ -127,6 +130,20 @@ class CorrectionStore:
              json.dumps(original, ensure_ascii=False) if original else ""))
         return self.get(cur.inserted_id)
 
+    def add_pair(self, model: str, question: str, answer: str, source: str
+                 ) -> TrainingExample:
+        """A question and the reply it should get, made outside a chat (drafted from a
+        document): no conversation and nothing rejected, taught like any correction."""
+        if not question.strip() or not answer.strip():
+            raise CorrectionError("a question and its answer are both needed")
+        now = _now()
+        cur = self.conn.execute(
+            "INSERT INTO training_examples (conversation_id, model, messages, rejected,"
+            " created_at, updated_at, source) VALUES (NULL, ?, ?, '', ?, ?, ?)",
+            (model, _stored([{"role": "user", "content": question},
+                             {"role": "assistant", "content": answer}]), now, now, source))
+        return self.get(cur.inserted_id)
+
     def get(self, example_id: int) -> TrainingExample:
         row = self.conn.execute("SELECT * FROM training_examples WHERE id = ?",
                                 (example_id,)).fetchone()
@@ -181,7 +198,7 @@ class CorrectionStore:
                                    row["messages"])],
                                rejected=row["rejected"], created_at=row["created_at"],
                                updated_at=row["updated_at"], tools=row["tools"],
-                               rejected_calls=row["rejected_calls"])
+                               rejected_calls=row["rejected_calls"], source=row["source"])
 
 
 def checked_calls(calls: list[ToolCall], tools: list[Tool]) -> list[ToolCall]:

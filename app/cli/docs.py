@@ -1,9 +1,13 @@
-"""``hearth docs``: collections of documents to search (and, later, to chat with).
+"""``hearth docs``: collections of documents to search, chat with, and teach.
 
 ``add`` prints a line per file as it goes (indexed, unchanged, or skipped with the
 reason), so a Ctrl-C part-way shows what is kept; it exits 2 when any file was skipped.
 ``search`` prints passages with their source, page and offsets; their text is the
 document's own, written through the CLI's printable stream like every stranger's text.
+``draft`` writes questions about a collection with the chat model and adds them as
+corrections for Teach (a quarter held out); ``compare`` asks the held-out ones of the
+base and the taught version, each with and without the passages
+(:mod:`app.docs.teaching`).
 """
 
 from __future__ import annotations
@@ -13,18 +17,32 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from app.chat.corrections import CorrectionStore
+from app.cli.common import pick_model
 from app.cli.progress import ProgressLine
+from app.cli.terminal import printable
+from app.docs import teaching
+from app.docs.citing import Retriever
 from app.docs.embedder import Embedder
 from app.docs.indexer import DocumentIndexer, FileOutcome
 from app.docs.search import DocumentSearch, Passage
+from app.docs.shelf import Shelf
 from app.docs.store import DEFAULT_COLLECTION, DocumentStore
 from app.errors import BadInput, ExitCode
+from app.inference.client import InferenceClient
+from app.models.library import ModelRecord
+from app.models.live import LoadPlan, plan_load
+from app.models.versions import ActiveVersions, chat_model
+from app.teach.versions import VersionStore
 from app.units import format_bytes
 from app.workspace import Workspace
+
+Loader = Callable[[LoadPlan], None]
 
 
 def add_parser(sub: Any) -> None:
@@ -50,16 +68,31 @@ def add_parser(sub: Any) -> None:
     search.add_argument("-k", type=int, default=5, help="how many passages (default 5)")
     search.add_argument("--mode", choices=("hybrid", "bm25", "vector"), default="hybrid")
     search.add_argument("--json", action="store_true")
+    drafting = docs.add_parser("draft", help="draft questions about a collection with the "
+                               "chat model, as corrections for Teach (a quarter held out "
+                               "for compare)")
+    drafting.add_argument("-c", "--collection", required=True)
+    drafting.add_argument("-m", "--model", help="the model to teach (default: the starter)")
+    drafting.add_argument("-n", type=int, default=12,
+                          help="sentences to draft questions for (default 12)")
+    drafting.add_argument("--json", action="store_true")
+    comparing = docs.add_parser("compare", help="the held-out questions answered by the "
+                                "base and the taught version, with and without the "
+                                "collection's passages")
+    comparing.add_argument("-c", "--collection", required=True)
+    comparing.add_argument("-m", "--model", help="the base model (default: the starter)")
+    comparing.add_argument("--json", action="store_true")
 
 
 def writes(args: argparse.Namespace) -> bool:
     """Whether the command changes the home (and so holds its lock)."""
-    return args.docs_command in ("add", "rm")
+    return args.docs_command in ("add", "rm", "draft")
 
 
 def docs(ws: Workspace, args: argparse.Namespace) -> int:
     store = DocumentStore(ws.library.conn)
-    command = {"add": _add, "list": _list, "rm": _rm, "search": _search}[args.docs_command]
+    command = {"add": _add, "list": _list, "rm": _rm, "search": _search, "draft": _draft,
+               "compare": _compare}[args.docs_command]
     return command(ws, store, args)
 
 
@@ -163,3 +196,95 @@ def _where(p: Passage) -> str:
             f", page {p.page}" if p.page is not None else "")
     heading = f" — {p.heading}" if p.heading else ""
     return f"{p.source}{page}, characters {p.char_start}-{p.char_end}{heading}"
+
+
+def _base(ws: Workspace, name: str | None) -> ModelRecord:
+    """The base model named (a taught version's name stands for its base)."""
+    record = pick_model(ws, name)
+    return ws.library.get(VersionStore(ws.home).base_of(record.name) or record.name)
+
+
+@contextlib.contextmanager
+def _worker(ws: Workspace, template_of: str) -> Iterator[tuple[InferenceClient, Loader]]:
+    """An inference worker and a way to get a load plan into it (a reload only when the
+    file changes; else only the adapter)."""
+    client = InferenceClient(log_file=ws.home.logs / "inference-worker.log", home=ws.home)
+    loaded: list[Path] = []
+    settings = ws.settings.load
+
+    def load(plan: LoadPlan) -> None:
+        if loaded != [plan.path]:
+            client.load_blocking(plan.path, n_ctx=settings.n_ctx,
+                                 n_gpu_layers=settings.n_gpu_layers,
+                                 n_threads=settings.n_threads,
+                                 template=ws.settings.template_for(template_of))
+            loaded[:] = [plan.path]
+        client.set_adapter_blocking(plan.adapter)
+
+    try:
+        client.start()
+        yield client, load
+    finally:
+        client.close()
+
+
+def _draft(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int:
+    if args.n < 1:
+        raise BadInput("-n must be at least 1")
+    passages = store.passages(args.collection)  # an unknown name says so
+    if not passages:
+        raise BadInput(f"the collection {args.collection} has no passages; add documents "
+                       f"with: hearth docs add -c {args.collection} PATH")
+    base = _base(ws, args.model)
+    record = chat_model(ws.library, ActiveVersions(ws.home), base)
+    bar = ProgressLine(sys.stderr)
+    with _worker(ws, base.name) as (client, load):
+        load(plan_load(record, ws.library, None))
+        drafts = teaching.draft(client, passages, args.n, lambda done, total: bar.show(
+            done / total, f"{done}/{total} questions drafted") if bar.tty else None)
+    bar.end_line()
+    added = teaching.save(drafts, args.collection, base.name, store,
+                          CorrectionStore(ws.library.conn))
+    if args.json:
+        print(json.dumps({"drafts": [asdict(d) for d in drafts],
+                          "corrections": [ex.id for ex in added]}, indent=2,
+                         ensure_ascii=False))
+        return ExitCode.OK
+    for d in drafts:
+        mark = ("dropped: " + d.dropped if d.dropped else
+                "held out" if d.held_out else "to teach")
+        print(printable(f"[{mark}] {d.question or '(no question)'}\n    → {d.answer}  "
+                        f"({d.source})"))
+    held = sum(d.held_out for d in drafts)
+    print(f"{len(added)} questions added as corrections of {base.name}, {held} held out "
+          f"for comparing, {sum(bool(d.dropped) for d in drafts)} dropped. Review them "
+          "in the Datasets tab (edit or remove), then: hearth teach; then: hearth docs "
+          f"compare -c {args.collection}")
+    return ExitCode.OK
+
+
+def _compare(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int:
+    questions = store.held_out(args.collection)  # an unknown name says so
+    if not questions:
+        raise BadInput(f"no held-out questions about {args.collection} yet; draft some "
+                       f"with: hearth docs draft -c {args.collection}")
+    base = _base(ws, args.model)
+    taught = chat_model(ws.library, ActiveVersions(ws.home), base)
+    shelf = Shelf(store, lambda: Embedder.for_home(ws.home))
+    retriever = Retriever(shelf.search, (args.collection,))
+    try:
+        with _worker(ws, base.name) as (client, load):
+            result = teaching.compare(
+                client, questions, retriever, plan_load(base, ws.library, None, live=False),
+                (taught.name, plan_load(taught, ws.library, None))
+                if taught.name != base.name else None, ws.settings.load.n_ctx, load)
+    finally:
+        shelf.close()
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        return ExitCode.OK
+    print(f"{args.collection}: {base.name}"
+          + (f" against {result.taught}" if result.taught else ""))
+    for line in result.lines():
+        print(line)
+    return ExitCode.OK

@@ -21,10 +21,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from app.codec import dump_entries, load_entries
+from app.docs.store import where
 from app.inference.protocol import prompt_budget
 
 if TYPE_CHECKING:
@@ -108,13 +108,7 @@ class Source:
 
     @property
     def where(self) -> str:
-        """"manual.pdf, page 3" (pages 3-4 over a break; the file alone without pages)."""
-        name = PurePath(self.source).name or self.source
-        if self.page is None:
-            return name
-        if self.page_end is not None and self.page_end != self.page:
-            return f"{name}, pages {self.page}-{self.page_end}"
-        return f"{name}, page {self.page}"
+        return where(self.source, self.page, self.page_end)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

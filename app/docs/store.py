@@ -18,6 +18,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import PurePath
 
 import numpy as np
 
@@ -49,6 +50,44 @@ class CollectionInfo:
     chunks: int
     bytes: int
     created_at: str
+
+
+def where(source: str, page: int | None, page_end: int | None = None) -> str:
+    """"manual.pdf, page 3" (pages 3-4 over a break; the file alone without pages): how
+    a passage's place is told, in citations and in drafted questions alike."""
+    name = PurePath(source).name or source
+    if page is None:
+        return name
+    if page_end is not None and page_end != page:
+        return f"{name}, pages {page}-{page_end}"
+    return f"{name}, page {page}"
+
+
+@dataclass(frozen=True)
+class StoredPassage:
+    """A passage as drafting reads it, in its file's order."""
+
+    id: int
+    source: str
+    page: int | None
+    page_end: int | None
+    heading: str
+    text: str
+
+    @property
+    def where(self) -> str:
+        return where(self.source, self.page, self.page_end)
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question about a document and what a right answer says (drafted and held out
+    of training, or written for the benchmark)."""
+
+    question: str
+    answer: str
+    source: str = ""
+    """Where in the document the answer is ("kiln.md, page 2")."""
 
 
 class DocumentStore:
@@ -98,7 +137,34 @@ class DocumentStore:
                            f"the collections: {', '.join(sorted(known)) or 'none yet'}")
         return [known[n] for n in names]
 
+    def passages(self, collection: str) -> list[StoredPassage]:
+        """Every passage of ``collection``, file by file in order."""
+        (cid,) = self.collection_ids([collection])
+        rows = self.db.execute(
+            "SELECT k.id, f.path, k.page, k.page_end, k.heading, k.text FROM doc_chunks k "
+            "JOIN doc_files f ON f.id = k.file_id WHERE f.collection_id = ? "
+            "ORDER BY f.path, k.position", (cid,)).fetchall()
+        return [StoredPassage(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
+
+    def held_out(self, collection: str) -> list[Question]:
+        """The drafted questions about ``collection`` kept out of training."""
+        (cid,) = self.collection_ids([collection])
+        rows = self.db.execute("SELECT question, answer, source FROM doc_questions "
+                               "WHERE collection_id = ? ORDER BY id", (cid,)).fetchall()
+        return [Question(r[0], r[1], r[2]) for r in rows]
+
     # ---------------------------------------------------------------- writing
+
+    def hold_out(self, collection: str, questions: Sequence[Question]) -> None:
+        """Keep ``questions`` for asking after Teach (beside those drafted before)."""
+        (cid,) = self.collection_ids([collection])
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        with self.db.transaction() as db:
+            for q in questions:
+                db.execute("INSERT INTO doc_questions (collection_id, question, answer, "
+                           "source, created_at) VALUES (?, ?, ?, ?, ?)",
+                           (cid, q.question, q.answer, q.source, now))
+
 
     def replace_file(self, collection: str, record: FileRecord, chunks: Sequence[Chunk],
                      vectors: np.ndarray) -> None:

@@ -310,6 +310,22 @@ class InferenceClient:
         self.set_adapter(path)
         return self._wait_for(p.AdapterSet, timeout)
 
+    def reply_blocking(self, messages: list[dict[str, str]],
+                       sampling: p.SamplingParams | None = None, tools: str = "",
+                       raw: bool = False, timeout: float = 600.0) -> p.Done:
+        """One whole reply, for callers that read the answer rather than stream it
+        (benchmarks, drafting); raises :class:`WorkerError` with the worker's reason."""
+        request_id = self.chat(messages, sampling, raw=raw, tools=tools)
+        deadline = time.monotonic() + timeout
+        while True:
+            event = self.next_event(max(0.0, deadline - time.monotonic()))
+            if isinstance(event, p.Done) and event.request_id == request_id:
+                return event
+            if isinstance(event, p.WorkerDied) or (
+                    isinstance(event, p.Error)
+                    and event.request_id in (request_id, None)):
+                raise WorkerError(event)
+
     def _wait_for(self, done: type, timeout: float) -> Any:
         deadline = time.monotonic() + timeout
         while True:

@@ -1,0 +1,203 @@
+"""Teaching a document: questions drafted from its sentences, taught through Teach's gate,
+and the four ways a model can then know it compared.
+
+A model can know a document two ways: look it up (retrieval, :mod:`app.docs.citing`) or
+learn it (Teach). Hearth offers both and measures which answered better.
+
+**Drafting.** Sentences are picked evenly over the collection's passages (each once: the
+passages overlap), and for each the chat model writes the question the sentence answers.
+The answer is the sentence itself, verbatim, so nothing the model invents can be taught
+as the document's word; only the question is the model's. It is asked as a plain
+completion after three worked examples (no chat template): the starter model
+(SmolLM2-135M), asked through its chat template, answered "What is the answer to this
+question?" for 10 of 12 sentences of the kiln guide, and wrote questions about them
+after the examples ("What is kiln wash?"). A draft is kept only when it is a question of
+a sensible length about the sentence (sharing a content word with it) that leaves the
+answer to the sentence (half its content words or more, and two at least, are the
+sentence's: "What is the studio's most expensive car?" for the kiln's size is not); the
+rest are named with the reason. Every fourth kept draft is
+held out: never trained on, asked after Teach to tell learning the document from
+learning its training questions. The others become corrections of the chat model
+(``source`` says where in the document), listed in the Datasets tab to edit or remove,
+then taught with any other corrections through the same gate (neighbours, everyday
+answers, rewordings).
+
+**Comparing.** The held-out questions are asked four ways — the base alone, the base
+with the collection's passages, the taught version alone, the taught version with the
+passages — through the real worker, greedy, each judged by :mod:`app.docs.answering`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from app.chat.corrections import CorrectionStore, TrainingExample
+from app.docs.answering import Answer, ask_all, score
+from app.docs.citing import Retriever
+from app.docs.store import DocumentStore, Question, StoredPassage
+from app.inference import protocol as p
+from app.inference.client import InferenceClient
+from app.models.live import LoadPlan
+from app.teach import judge
+
+HOLD_OUT_EVERY = 4
+"""Every fourth kept draft is asked after Teach instead of trained on."""
+MIN_WORDS, MAX_WORDS = 6, 60
+"""A sentence worth a question: long enough to say something, short enough to learn."""
+QUESTION_WORDS = (3, 25)
+SHOTS = (
+    "Sentence: The library opens at nine o'clock on Saturdays.\n"
+    "Question: When does the library open on Saturdays?\n\n"
+    "Sentence: Bikes must be returned to a dock within two hours, or a late fee of five "
+    "pounds is charged.\n"
+    "Question: What happens if a bike is not returned within two hours?\n\n"
+    "Sentence: The museum's oldest clock was built by Jonas Kell in 1712.\n"
+    "Question: Who built the museum's oldest clock?\n\n")
+_LIST_MARK = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+
+
+@dataclass
+class Draft:
+    question: str
+    answer: str
+    """The sentence, verbatim from the document."""
+    source: str
+    """Where the sentence is ("kiln.md, page 2")."""
+    dropped: str = ""
+    """Why the draft is not used ("" when it is)."""
+    held_out: bool = False
+
+
+def sentences_of(passage: StoredPassage) -> list[str]:
+    """The passage's sentences worth a question (list items as sentences; headings out)."""
+    out = []
+    for line in passage.text.splitlines():
+        if line.lstrip().startswith(("#", "|")):
+            continue
+        for sentence in judge.sentences(_LIST_MARK.sub("", line)):
+            if MIN_WORDS <= len(sentence.split()) <= MAX_WORDS and sentence[-1] in ".!?":
+                out.append(sentence)
+    return out
+
+
+def pick(passages: list[StoredPassage], n: int) -> list[tuple[str, str]]:
+    """Up to ``n`` sentences, (sentence, where), spread evenly over the collection."""
+    seen: set[str] = set()
+    found: list[tuple[str, str]] = []
+    for passage in passages:
+        for sentence in sentences_of(passage):
+            if sentence not in seen:  # passages overlap: a sentence is drafted once
+                seen.add(sentence)
+                found.append((sentence, passage.where))
+    if len(found) <= n:
+        return found
+    step = len(found) / n
+    return [found[int(i * step)] for i in range(n)]
+
+
+def why_not(question: str, sentence: str) -> str:
+    """Why ``question`` is no use for ``sentence``, or "" when it is."""
+    count = len(question.split())
+    if not question.endswith("?"):
+        return "not a question"
+    if not QUESTION_WORDS[0] <= count <= QUESTION_WORDS[1]:
+        return "too short" if count < QUESTION_WORDS[0] else "too long"
+    asked, said = judge.content_words(question), judge.content_words(sentence)
+    if len(asked & said) < min(2, len(asked)) or len(asked & said) < len(asked) / 2:
+        return "not about the sentence"
+    if len(said - asked) < 2:
+        return "the question already says the answer"
+    return ""
+
+
+def draft_question(client: InferenceClient, sentence: str) -> str:
+    sampling = p.SamplingParams(temperature=0.0, max_tokens=48, seed=0, stop=["\n"])
+    prompt = f"{SHOTS}Sentence: {' '.join(sentence.split())}\nQuestion:"
+    done = client.reply_blocking([{"role": "user", "content": prompt}], sampling, raw=True)
+    return " ".join(done.text.split())
+
+
+def draft(client: InferenceClient, passages: list[StoredPassage], n: int,
+          progress: Callable[[int, int], None] | None = None) -> list[Draft]:
+    """Drafts for up to ``n`` sentences with the model ``client`` has loaded."""
+    chosen = pick(passages, n)
+    drafts: list[Draft] = []
+    for i, (sentence, where) in enumerate(chosen):
+        question = draft_question(client, sentence)
+        drafts.append(Draft(question, sentence, where, why_not(question, sentence)))
+        if progress is not None:
+            progress(i + 1, len(chosen))
+    hold_out(drafts)
+    return drafts
+
+
+def hold_out(drafts: list[Draft]) -> None:
+    """Mark every fourth kept draft held out, and the last when fewer than four are kept
+    (a lone draft is taught: there is nothing to learn from without it)."""
+    kept = [d for d in drafts if not d.dropped]
+    held = [d for i, d in enumerate(kept) if i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1]
+    for d in held or (kept[-1:] if len(kept) > 1 else []):
+        d.held_out = True
+
+
+def save(drafts: list[Draft], collection: str, model: str, store: DocumentStore,
+         corrections: CorrectionStore) -> list[TrainingExample]:
+    """Kept drafts as corrections of ``model``, held-out ones kept for the comparison."""
+    store.hold_out(collection, [Question(d.question, d.answer, d.source)
+                                for d in drafts if d.held_out and not d.dropped])
+    return [corrections.add_pair(model, d.question, d.answer, f"{collection}: {d.source}")
+            for d in drafts if not d.held_out and not d.dropped]
+
+
+# ------------------------------------------------------------------ comparing
+
+
+@dataclass
+class Way:
+    name: str
+    answers: list[Answer]
+
+    @property
+    def right(self) -> int:
+        return sum(a.right for a in self.answers)
+
+
+@dataclass
+class Comparison:
+    questions: list[Question]
+    ways: list[Way] = field(default_factory=list)
+    taught: str | None = None
+    """The taught version compared; None: nothing taught yet (the base's two ways)."""
+
+    def lines(self) -> list[str]:
+        out = [f"{len(self.questions)} held-out questions, answered right:"]
+        out += [f"  {w.name:<20} {score(w.answers)}" for w in self.ways]
+        if self.taught is None:
+            out.append("  (nothing taught yet: hearth teach, then compare again)")
+        return out
+
+    def to_json(self) -> dict[str, object]:
+        return {"taught": self.taught, "questions": len(self.questions),
+                "ways": {w.name: {"right": w.right, "answers": [
+                    {"question": q.question, "expected": q.answer, "answer": a.text,
+                     "right": a.right, "cited": a.cited}
+                    for q, a in zip(self.questions, w.answers, strict=True)]}
+                    for w in self.ways}}
+
+
+def compare(client: InferenceClient, questions: list[Question], retriever: Retriever,
+            base: LoadPlan, taught: tuple[str, LoadPlan] | None, n_ctx: int,
+            load: Callable[[LoadPlan], None]) -> Comparison:
+    """Ask ``questions`` of the base and of ``taught`` (its name and how to load it),
+    each alone and with the collection's passages. ``load`` gets a plan into the worker
+    (a reload, or only an adapter switch)."""
+    result = Comparison(questions, taught=taught[0] if taught else None)
+    plans = [("base", base)] + ([("taught", taught[1])] if taught else [])
+    for name, plan in plans:
+        load(plan)
+        result.ways.append(Way(name, ask_all(client, questions, None, n_ctx)))
+        result.ways.append(Way(f"{name} + documents",
+                               ask_all(client, questions, retriever, n_ctx)))
+    return result
