@@ -14,6 +14,11 @@ from typing import Any
 
 import pytest
 
+try:
+    from _pytest.nodeid import NodeId  # pytest 9: a node's id is one of these
+except ImportError:  # pytest 8: xdist's own rename of the id works
+    NodeId = None
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from app.models.library import find_starter_gguf
@@ -145,7 +150,26 @@ def _group_for_workers(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: not long(item))  # stable: files keep their order
 
 
+class _GroupedIds:
+    """pytest 9 keeps a node's id in ``_id``; pytest-xdist 3.8 still marks a grouped test
+    by renaming ``_nodeid`` (``test@group``), which pytest 9 no longer reads, so
+    ``--dist loadgroup`` silently grouped nothing: one module's tests ran on both
+    workers, each setting up its module fixtures (a loaded model, a running server), and
+    the two teach e2e tests computed the same reference answers side by side. Where
+    xdist's rename did not take, this one does (last, after xdist's own hook)."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        for item in items:
+            mark = item.get_closest_marker("xdist_group")
+            if mark is not None and mark.args and "@" not in item.nodeid \
+                    and NodeId is not None and hasattr(item, "_id"):
+                item._id = NodeId.parse(f"{item.nodeid}@{mark.args[0]}")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "loadgroup", False):  # in xdist's workers
+        config.pluginmanager.register(_GroupedIds(), "hearth-grouped-ids")
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if worker.startswith("gw") and hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))

@@ -67,3 +67,39 @@ def test_a_folder_added_in_the_window_answers_with_cited_pages(
     qtbot.waitUntil(lambda: bool(shown_messages(win.chat_page.view)[-1].sources.buttons))
     assert shown_messages(win.chat_page.view)[-1].sources.buttons[0].text() == \
         "[1] kettle.pdf, page 2"
+
+
+def test_a_collection_is_drafted_compared_and_its_file_removed_in_the_window(
+        qtbot: QtBot, workspace: Workspace, starter_window: MainWindow) -> None:
+    """Teach this collection, from the Documents tab: the chat's model drafts questions
+    (in a worker of its own), the kept ones appear in the Datasets tab with their
+    source, Compare asks the held-out ones four ways (two before anything is taught)."""
+    win = starter_window
+    room = win.documents_room
+    kiln = Path(__file__).parents[1] / "resources" / "docs_bench" / "kiln.md"
+    with qtbot.waitSignal(room.add_finished, timeout=WAIT_MS):
+        room.add_paths([kiln], "kiln")
+    room.collections.setCurrentRow(
+        [room.collections.item(i).text() for i in range(room.collections.count())]
+        .index("kiln"))
+    box = room.teach
+    assert box is not None and box.draft_button.isEnabled()
+    box.count.setValue(12)
+    with qtbot.waitSignal(box.drafted, timeout=WAIT_MS) as drafted:
+        box.draft_button.click()
+    drafts, added = drafted.args[0]
+    assert len(drafts) == 12 and added and any(d.held_out for d in drafts)
+    listed = [win.datasets_view.list.item(i).text()
+              for i in range(win.datasets_view.list.count())]
+    assert sum("(from kiln: kiln.md)" in text for text in listed) == len(added)
+    assert "held out for Compare" in box.status.text()
+    with qtbot.waitSignal(box.compared, timeout=WAIT_MS) as compared:
+        box.compare_button.click()
+    result = compared.args[0]
+    assert [w.name for w in result.ways] == ["base", "base + documents"]
+    assert "base + documents" in box.results.toPlainText()
+    assert "(nothing taught yet)" in box.status.text()
+    room.files.topLevelItem(0).setSelected(True)
+    assert room.remove.isEnabled()
+    room.remove.click()
+    assert room.files.topLevelItemCount() == 0 and "1 file removed" in room.status.text()

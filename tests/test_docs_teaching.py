@@ -138,7 +138,7 @@ def test_the_comparison_reads_as_a_table_and_as_json() -> None:
     assert result.lines() == ["1 held-out questions, answered right:",
                               "  base                 0 of 1",
                               "  base + documents     1 of 1",
-                              "  (nothing taught yet: hearth teach, then compare again)"]
+                              "  (nothing taught yet: teach the corrections, then compare again)"]
     assert result.to_json()["ways"]["base + documents"]["answers"][0] == {
         "question": "What is kiln wash?", "expected": KILN_WASH, "answer": KILN_WASH,
         "right": True, "cited": ["kiln.md"]}
@@ -170,3 +170,17 @@ def test_hearth_docs_draft_and_compare_on_the_starter_model(
     assert all(a["cited"] and a["cited"][0].startswith("kiln.md") for a in grounded)
     assert all(not a["cited"] for a in compared["ways"]["base"]["answers"])
     print(json.dumps(compared, indent=1)[:3000])
+
+
+def test_compare_refuses_a_questions_file_that_is_not_one(
+        workspace: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _collection(DocumentStore(workspace.library.conn), "kiln")
+    assert main(["docs", "compare", "-c", "kiln"]) == 2
+    assert "hearth docs draft -c kiln" in capsys.readouterr().err
+    bad = tmp_path / "q.json"
+    for text, said in (("{", "cannot read the questions"),
+                       ('{"question": "q"}', "must hold a JSON list"),
+                       ('[{"question": "What is kiln wash?"}]', "question 1: give a")):
+        bad.write_text(text, "utf-8")
+        assert main(["docs", "compare", "-c", "kiln", "--questions", str(bad)]) == 2
+        assert said in capsys.readouterr().err

@@ -52,9 +52,12 @@ class MainWindow(QMainWindow):
         self.models_tab.chat_requested.connect(self.chat_with_model)
         self.models_tab.library_changed.connect(self.chat_page.model_bar.refresh_models)
         self._add_finetune_tabs()
-        self.documents_room = DocumentsRoom(self.chat.docs.shelf)
+        self.documents_room = DocumentsRoom(self.chat.docs.shelf, workspace,
+                                            lambda: self.chat.model_name)
         self.tabs.addTab(self.documents_room, "Documents")
         self.documents_room.changed.connect(self.chat_page.settings_panel.documents_box.refresh)
+        if self.documents_room.teach is not None:  # drafted questions are corrections
+            self.documents_room.teach.drafted.connect(lambda _: self.datasets_view.refresh())
         self.server_button = ServerButton(workspace, self.chat, parent=self)
         self.statusBar().addPermanentWidget(self.server_button)
         self._menus()

@@ -22,8 +22,9 @@ vector scan at ``--scale`` synthetic passages (load from SQLite, then one query)
 figure behind storing vectors as blobs instead of a vector extension. Load averages are
 printed beside the timings: the machines this runs on are shared.
 
-Answer correctness with and without retrieval needs the chat path with citations
-(issue 27, item 3) and is not measured yet.
+With ``--answers`` the chat model also answers every question, alone and from the
+passages found (:mod:`app.bench.docs_answers`): answer correctness with and without
+retrieval.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from app.bench.docs_answers import answer_part
 from app.bench.docs_pdf import pdf_part
 from app.db import connect
 from app.docs.chunking import Chunk
@@ -47,6 +49,7 @@ from app.docs.embedder import Embedder
 from app.docs.indexer import DocumentIndexer
 from app.docs.search import DocumentSearch, Mode
 from app.docs.store import DocumentStore, FileRecord
+from app.models.library import ModelRecord
 from app.workspace import Workspace
 
 MODES: tuple[Mode, ...] = ("bm25", "vector", "hybrid")
@@ -64,15 +67,18 @@ def _load() -> str:
 
 
 def run_docs_bench(ws: Workspace, scale: int = 100_000,
-                   embedder: Embedder | None = None) -> dict[str, Any]:
-    """The figures; ``embedder``, when given, is a started worker to use (and leave)."""
+                   embedder: Embedder | None = None,
+                   answers: ModelRecord | None = None) -> dict[str, Any]:
+    """The figures; ``embedder``, when given, is a started worker to use (and leave);
+    ``answers``: the model whose answers are judged too."""
     with contextlib.ExitStack() as stack:
         if embedder is None:
             embedder = stack.enter_context(Embedder.for_home(ws.home))
-        return _run(embedder, scale)
+        return _run(embedder, scale, ws if answers else None, answers)
 
 
-def _run(embedder: Embedder, scale: int) -> dict[str, Any]:
+def _run(embedder: Embedder, scale: int, ws: Workspace | None,
+         answers: ModelRecord | None) -> dict[str, Any]:
     folder, questions = bench_files()
     loads = {"before": _load()}
     with tempfile.TemporaryDirectory(prefix="hearth-bench-docs-") as tmp:
@@ -92,6 +98,8 @@ def _run(embedder: Embedder, scale: int) -> dict[str, Any]:
             pdf = pdf_part(store, search, DocumentIndexer(store, embedder.embed), folder,
                            questions, Path(tmp))
             scan = _scan(Path(tmp), scale, embedder.embed_query("a question")) if scale else {}
+            answered = (answer_part(ws, answers, search, questions)
+                        if ws is not None and answers is not None else None)
         finally:
             db.close()
     loads["after_scan"] = _load()
@@ -103,7 +111,7 @@ def _run(embedder: Embedder, scale: int) -> dict[str, Any]:
         "index_s_per_mb": round(report.seconds / megabytes, 1) if megabytes else None,
         "passages_per_s": round(chunks / report.seconds, 1) if report.seconds else None,
         "recall_at_5": recall, "query_ms_median": latency, "pdf": pdf, "scan": scan,
-        "load_average": loads}
+        "answers": answered, "load_average": loads}
     result["summary"] = _summary(result)
     return result
 
@@ -197,6 +205,12 @@ def _summary(r: dict[str, Any]) -> list[str]:
         lines.append(f"vector scan of {s['passages']:,} passages ({s['matrix_mb']} MB): "
                      f"first query {s['first_query_ms']} ms (loads the matrix), then "
                      f"{s['cached_query_ms']} ms")
+    a = r["answers"]
+    if a:
+        lines.append(f"answers of {a['model']} judged right: alone {a['alone']}, with the "
+                     f"passages found {a['with_documents']} ({a['seconds']:.0f} s)")
+        lines += [f"  {kind}: alone {k['alone']}, with the passages {k['with_documents']}"
+                  for kind, k in a["by_kind"].items()]
     loads = r["load_average"]
     lines.append("load average (1/5/15 min): " + ", ".join(f"{k} {v}" for k, v in
                                                              loads.items()))

@@ -17,32 +17,23 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from app.chat.corrections import CorrectionStore
 from app.cli.common import pick_model
 from app.cli.progress import ProgressLine
 from app.cli.terminal import printable
 from app.docs import teaching
-from app.docs.citing import Retriever
 from app.docs.embedder import Embedder
 from app.docs.indexer import DocumentIndexer, FileOutcome
 from app.docs.search import DocumentSearch, Passage
-from app.docs.shelf import Shelf
-from app.docs.store import DEFAULT_COLLECTION, DocumentStore
+from app.docs.store import DEFAULT_COLLECTION, DocumentStore, Question
 from app.errors import BadInput, ExitCode
-from app.inference.client import InferenceClient
 from app.models.library import ModelRecord
-from app.models.live import LoadPlan, plan_load
-from app.models.versions import ActiveVersions, chat_model
 from app.teach.versions import VersionStore
 from app.units import format_bytes
 from app.workspace import Workspace
-
-Loader = Callable[[LoadPlan], None]
 
 
 def add_parser(sub: Any) -> None:
@@ -81,6 +72,9 @@ def add_parser(sub: Any) -> None:
                                 "collection's passages")
     comparing.add_argument("-c", "--collection", required=True)
     comparing.add_argument("-m", "--model", help="the base model (default: the starter)")
+    comparing.add_argument("--questions", type=Path, metavar="FILE",
+                           help="ask these instead of the held-out drafts: a JSON list of "
+                           '{"question": ..., "answer": ...} (what a right answer says)')
     comparing.add_argument("--json", action="store_true")
 
 
@@ -198,53 +192,42 @@ def _where(p: Passage) -> str:
     return f"{p.source}{page}, characters {p.char_start}-{p.char_end}{heading}"
 
 
+def _questions_file(path: Path) -> list[Question]:
+    """A person's own questions for ``compare``; a file that is not one says where."""
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(f"cannot read the questions in {path}: {exc}") from exc
+    if not isinstance(raw, list):
+        raise BadInput(f"{path} must hold a JSON list of questions")
+    out = []
+    for i, item in enumerate(raw, start=1):
+        question = item.get("question", item.get("q")) if isinstance(item, dict) else None
+        answer = item.get("answer") if isinstance(item, dict) else None
+        if not isinstance(question, str) or not isinstance(answer, str) \
+                or not question.strip() or not answer.strip():
+            raise BadInput(f"{path}, question {i}: give a \"question\" and the "
+                           "\"answer\" a right reply says, both as text")
+        out.append(Question(question, answer, str(item.get("doc", ""))))
+    return out
+
+
 def _base(ws: Workspace, name: str | None) -> ModelRecord:
     """The base model named (a taught version's name stands for its base)."""
     record = pick_model(ws, name)
     return ws.library.get(VersionStore(ws.home).base_of(record.name) or record.name)
 
 
-@contextlib.contextmanager
-def _worker(ws: Workspace, template_of: str) -> Iterator[tuple[InferenceClient, Loader]]:
-    """An inference worker and a way to get a load plan into it (a reload only when the
-    file changes; else only the adapter)."""
-    client = InferenceClient(log_file=ws.home.logs / "inference-worker.log", home=ws.home)
-    loaded: list[Path] = []
-    settings = ws.settings.load
-
-    def load(plan: LoadPlan) -> None:
-        if loaded != [plan.path]:
-            client.load_blocking(plan.path, n_ctx=settings.n_ctx,
-                                 n_gpu_layers=settings.n_gpu_layers,
-                                 n_threads=settings.n_threads,
-                                 template=ws.settings.template_for(template_of))
-            loaded[:] = [plan.path]
-        client.set_adapter_blocking(plan.adapter)
-
-    try:
-        client.start()
-        yield client, load
-    finally:
-        client.close()
-
-
 def _draft(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int:
     if args.n < 1:
         raise BadInput("-n must be at least 1")
-    passages = store.passages(args.collection)  # an unknown name says so
-    if not passages:
-        raise BadInput(f"the collection {args.collection} has no passages; add documents "
-                       f"with: hearth docs add -c {args.collection} PATH")
     base = _base(ws, args.model)
-    record = chat_model(ws.library, ActiveVersions(ws.home), base)
     bar = ProgressLine(sys.stderr)
-    with _worker(ws, base.name) as (client, load):
-        load(plan_load(record, ws.library, None))
-        drafts = teaching.draft(client, passages, args.n, lambda done, total: bar.show(
-            done / total, f"{done}/{total} questions drafted") if bar.tty else None)
+    drafts, added = teaching.draft_collection(
+        ws, args.collection, base, args.n,
+        lambda done, total: bar.show(done / total, f"{done}/{total} questions drafted")
+        if bar.tty else None)
     bar.end_line()
-    added = teaching.save(drafts, args.collection, base.name, store,
-                          CorrectionStore(ws.library.conn))
     if args.json:
         print(json.dumps({"drafts": [asdict(d) for d in drafts],
                           "corrections": [ex.id for ex in added]}, indent=2,
@@ -264,26 +247,14 @@ def _draft(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int
 
 
 def _compare(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int:
-    questions = store.held_out(args.collection)  # an unknown name says so
-    if not questions:
-        raise BadInput(f"no held-out questions about {args.collection} yet; draft some "
-                       f"with: hearth docs draft -c {args.collection}")
-    base = _base(ws, args.model)
-    taught = chat_model(ws.library, ActiveVersions(ws.home), base)
-    shelf = Shelf(store, lambda: Embedder.for_home(ws.home))
-    retriever = Retriever(shelf.search, (args.collection,))
-    try:
-        with _worker(ws, base.name) as (client, load):
-            result = teaching.compare(
-                client, questions, retriever, plan_load(base, ws.library, None, live=False),
-                (taught.name, plan_load(taught, ws.library, None))
-                if taught.name != base.name else None, ws.settings.load.n_ctx, load)
-    finally:
-        shelf.close()
+    store.collection_ids([args.collection])  # an unknown name says so
+    questions = _questions_file(args.questions) if args.questions is not None else None
+    result = teaching.compare_collection(ws, args.collection, _base(ws, args.model),
+                                         questions)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
         return ExitCode.OK
-    print(f"{args.collection}: {base.name}"
+    print(f"{args.collection}: {result.base}"
           + (f" against {result.taught}" if result.taught else ""))
     for line in result.lines():
         print(line)

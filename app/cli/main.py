@@ -133,6 +133,9 @@ def _add_bench(sub: Any) -> None:
                             "both fused on the project's question set; index and query time")
     docs.add_argument("--scale", type=int, default=100_000,
                       help="synthetic passages for the vector-scan timing (0: skip)")
+    docs.add_argument("--answers", action="store_true", help="also judge the chat model's "
+                      "answers to the questions, alone and from the passages found")
+    docs.add_argument("-m", "--model", help="the model that answers (default: the starter)")
     docs.add_argument("--json", action="store_true")
     add_finetune_parsers(sub)
     add_teach_parser(sub)
@@ -276,7 +279,8 @@ def _bench(ws: Workspace, args: argparse.Namespace) -> int:
     if args.bench_command == "docs":
         from app.bench.docs import run_docs_bench
 
-        result = run_docs_bench(ws, scale=args.scale)
+        result = run_docs_bench(ws, scale=args.scale, answers=pick_model(ws, args.model)
+                                if args.answers else None)
         print(json.dumps(result, indent=2) if args.json else "\n".join(result["summary"]))
         return ExitCode.OK
     record = pick_model(ws, args.model)

@@ -29,18 +29,28 @@ passages — through the real worker, greedy, each judged by :mod:`app.docs.answ
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from app.chat.corrections import CorrectionStore, TrainingExample
 from app.docs.answering import Answer, ask_all, score
 from app.docs.citing import Retriever
+from app.docs.embedder import Embedder
+from app.docs.shelf import Shelf
 from app.docs.store import DocumentStore, Question, StoredPassage
+from app.errors import BadInput
 from app.inference import protocol as p
 from app.inference.client import InferenceClient
-from app.models.live import LoadPlan
+from app.models.library import ModelRecord
+from app.models.live import LoadPlan, plan_load
+from app.models.versions import ActiveVersions, chat_model
 from app.teach import judge
+from app.workspace import Workspace
+
+Loader = Callable[[LoadPlan], None]
+Progress = Callable[[int, int], None]
 
 HOLD_OUT_EVERY = 4
 """Every fourth kept draft is asked after Teach instead of trained on."""
@@ -120,7 +130,7 @@ def draft_question(client: InferenceClient, sentence: str) -> str:
 
 
 def draft(client: InferenceClient, passages: list[StoredPassage], n: int,
-          progress: Callable[[int, int], None] | None = None) -> list[Draft]:
+          progress: Progress | None = None) -> list[Draft]:
     """Drafts for up to ``n`` sentences with the model ``client`` has loaded."""
     chosen = pick(passages, n)
     drafts: list[Draft] = []
@@ -170,16 +180,17 @@ class Comparison:
     ways: list[Way] = field(default_factory=list)
     taught: str | None = None
     """The taught version compared; None: nothing taught yet (the base's two ways)."""
+    base: str = ""
 
     def lines(self) -> list[str]:
         out = [f"{len(self.questions)} held-out questions, answered right:"]
         out += [f"  {w.name:<20} {score(w.answers)}" for w in self.ways]
         if self.taught is None:
-            out.append("  (nothing taught yet: hearth teach, then compare again)")
+            out.append("  (nothing taught yet: teach the corrections, then compare again)")
         return out
 
     def to_json(self) -> dict[str, object]:
-        return {"taught": self.taught, "questions": len(self.questions),
+        return {"base": self.base, "taught": self.taught, "questions": len(self.questions),
                 "ways": {w.name: {"right": w.right, "answers": [
                     {"question": q.question, "expected": q.answer, "answer": a.text,
                      "right": a.right, "cited": a.cited}
@@ -200,4 +211,75 @@ def compare(client: InferenceClient, questions: list[Question], retriever: Retri
         result.ways.append(Way(name, ask_all(client, questions, None, n_ctx)))
         result.ways.append(Way(f"{name} + documents",
                                ask_all(client, questions, retriever, n_ctx)))
+    return result
+
+
+# ------------------------------------------------------------------ the whole steps
+
+
+@contextlib.contextmanager
+def model_worker(ws: Workspace, template_of: str) -> Iterator[tuple[InferenceClient, Loader]]:
+    """A chat worker of its own (the window's chat stays usable meanwhile) and a way to
+    get a load plan into it: a reload only when the file changes, else only the adapter.
+    ``template_of``: the model whose chat template setting applies (the base's)."""
+    client = InferenceClient(log_file=ws.home.logs / "inference-worker.log", home=ws.home)
+    loaded: list[str] = []
+    settings = ws.settings.load
+
+    def load(plan: LoadPlan) -> None:
+        if loaded != [str(plan.path)]:
+            client.load_blocking(plan.path, n_ctx=settings.n_ctx,
+                                 n_gpu_layers=settings.n_gpu_layers,
+                                 n_threads=settings.n_threads,
+                                 template=ws.settings.template_for(template_of))
+            loaded[:] = [str(plan.path)]
+        client.set_adapter_blocking(plan.adapter)
+
+    try:
+        client.start()
+        yield client, load
+    finally:
+        client.close()
+
+
+def draft_collection(ws: Workspace, collection: str, base: ModelRecord, n: int,
+                     progress: Progress | None = None
+                     ) -> tuple[list[Draft], list[TrainingExample]]:
+    """Draft questions about ``collection`` with the model the chat answers with for
+    ``base`` (its active version), and save them: corrections of ``base`` to teach, the
+    held-out ones kept for :func:`compare_collection`."""
+    store = DocumentStore(ws.library.conn)
+    passages = store.passages(collection)  # an unknown name says so
+    if not passages:
+        raise BadInput(f"the collection {collection} has no passages; add documents "
+                       f"to it first (hearth docs add -c {collection} PATH)")
+    record = chat_model(ws.library, ActiveVersions(ws.home), base)
+    with model_worker(ws, base.name) as (client, load):
+        load(plan_load(record, ws.library, None))
+        drafts = draft(client, passages, n, progress)
+    return drafts, save(drafts, collection, base.name, store,
+                        CorrectionStore(ws.library.conn))
+
+
+def compare_collection(ws: Workspace, collection: str, base: ModelRecord,
+                       questions: list[Question] | None = None) -> Comparison:
+    """:func:`compare` on the held-out questions (or ``questions``) with the base and
+    its active taught version, the passages found in ``collection``."""
+    store = DocumentStore(ws.library.conn)
+    asked = questions if questions is not None else store.held_out(collection)
+    if not asked:
+        raise BadInput(f"no held-out questions about {collection} yet; draft some first "
+                       f"(hearth docs draft -c {collection})")
+    taught = chat_model(ws.library, ActiveVersions(ws.home), base)
+    shelf = Shelf(store, lambda: Embedder.for_home(ws.home))
+    try:
+        with model_worker(ws, base.name) as (client, load):
+            result = compare(client, asked, Retriever(shelf.search, (collection,)),
+                             plan_load(base, ws.library, None, live=False),
+                             (taught.name, plan_load(taught, ws.library, None))
+                             if taught.name != base.name else None,
+                             ws.settings.load.n_ctx, load)
+    finally:
+        shelf.close()
+    result.base = base.name
     return result

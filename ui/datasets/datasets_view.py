@@ -162,7 +162,9 @@ class DatasetsView(QWidget):
         for example in examples:
             question = next((m["content"] for m in reversed(example.prompt)
                              if m["role"] == "user"), "")
-            item = QListWidgetItem(f"{_clip(question, 60)}\n→ {_clip(example.shown, 60)}")
+            origin = f"  (from {_clip(example.source, 40)})" if example.source else ""
+            item = QListWidgetItem(f"{_clip(question, 60)}{origin}\n"
+                                   f"→ {_clip(example.shown, 60)}")
             item.setData(Qt.ItemDataRole.UserRole, example.id)
             self.list.addItem(item)
             if example.id == selected:

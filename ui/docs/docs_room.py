@@ -6,15 +6,17 @@ An add reads, chunks and embeds every file (seconds to minutes), so it runs on a
 the indexer asks between files and batches (the file being read then is left as it was),
 and each file that could not be read is listed with its reason while the rest go on.
 File names and reasons are shown as plain text. The embedding worker is the chat's
-(:class:`~app.docs.shelf.Shelf`): one model in memory for adding and asking.
+(:class:`~app.docs.shelf.Shelf`): one model in memory for adding and asking. Below the
+files, :class:`~ui.docs.teach_box.TeachBox` teaches the collection shown.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -35,7 +37,9 @@ from app.docs.indexer import AddReport, DocumentIndexer, FileOutcome
 from app.docs.shelf import Shelf
 from app.docs.store import DEFAULT_COLLECTION
 from app.units import format_bytes
+from app.workspace import Workspace
 from ui.background import Background
+from ui.docs.teach_box import TeachBox
 from ui.untrusted import PlainLabel
 
 
@@ -44,7 +48,11 @@ class DocumentsRoom(QWidget):
     file_done = Signal(object, int, int)      # FileOutcome, files done, files in all
     add_finished = Signal(object)             # AddReport
 
-    def __init__(self, shelf: Shelf, parent: QWidget | None = None) -> None:
+    def __init__(self, shelf: Shelf, workspace: Workspace | None = None,
+                 model: Callable[[], str | None] | None = None,
+                 parent: QWidget | None = None) -> None:
+        """``workspace`` and ``model`` (the chat's model name) give the room its Teach
+        box; without them it only adds, lists and removes."""
         super().__init__(parent)
         self.shelf = shelf
         self.background = Background(self)
@@ -53,6 +61,11 @@ class DocumentsRoom(QWidget):
         self.files = QTreeWidget()
         self.files.setHeaderLabels(["File", "Kind", "Pages", "Passages", "Size"])
         self.files.setRootIsDecorated(False)
+        self.files.setSelectionMode(QTreeWidget.SelectionMode.ExtendedSelection)
+        self.remove = QPushButton("Remove from collection")
+        self.remove.setToolTip("Forget the selected files' passages (the files themselves "
+                               "stay where they are)")
+        self.teach = TeachBox(workspace, model) if workspace is not None and model else None
         self.target = QComboBox()
         self.target.setEditable(True)
         self.target.setToolTip("The collection new files go to (type a new name to make one)")
@@ -71,6 +84,9 @@ class DocumentsRoom(QWidget):
         self.add_files.clicked.connect(self._on_add_files)
         self.add_folder.clicked.connect(self._on_add_folder)
         self.cancel.clicked.connect(self._cancel.set)
+        self.remove.clicked.connect(self.remove_selected)
+        self.files.itemSelectionChanged.connect(
+            lambda: self.remove.setEnabled(bool(self.files.selectedItems())))
         self.file_done.connect(self._on_file_done)
         self.refresh()
         self._set_busy(False)
@@ -91,7 +107,13 @@ class DocumentsRoom(QWidget):
         main.addWidget(self.progress)
         main.addWidget(self.status)
         main.addWidget(self.files, 1)
+        below = QHBoxLayout()
+        below.addStretch(1)
+        below.addWidget(self.remove)
+        main.addLayout(below)
         main.addWidget(self.problems)
+        if self.teach is not None:
+            main.addWidget(self.teach)
         split = QSplitter()
         split.addWidget(left)
         split.addWidget(right)
@@ -115,11 +137,31 @@ class DocumentsRoom(QWidget):
 
     def _show_files(self, collection: str) -> None:
         self.files.clear()
+        self.remove.setEnabled(False)
+        if self.teach is not None:
+            self.teach.show_collection(collection)
         if not collection:
             return
         for f in self.shelf.store.files(collection):
-            self.files.addTopLevelItem(QTreeWidgetItem([  # item text is plain
-                f.path, f.kind, str(f.pages or ""), str(f.chunks), format_bytes(f.size)]))
+            item = QTreeWidgetItem([  # item text is plain
+                Path(f.path).name, f.kind, str(f.pages or ""), str(f.chunks),
+                format_bytes(f.size)])
+            item.setToolTip(0, f.path)
+            item.setData(0, Qt.ItemDataRole.UserRole, f.path)
+            self.files.addTopLevelItem(item)
+
+    def remove_selected(self) -> None:
+        """Forget the selected files of the collection shown (its index, not the files)."""
+        shown = self.collections.currentItem()
+        paths = [item.data(0, Qt.ItemDataRole.UserRole)
+                 for item in self.files.selectedItems()]
+        if shown is None or not paths or self.background.busy:
+            return
+        removed = self.shelf.store.remove_paths(shown.text(), paths)
+        self.status.setText(f"{shown.text()}: {removed} file{'s' if removed != 1 else ''} "
+                            "removed (the files themselves are untouched)")
+        self.refresh()
+        self.changed.emit()
 
     # ------------------------------------------------------------------ adding
 
@@ -187,3 +229,5 @@ class DocumentsRoom(QWidget):
     def shutdown(self) -> None:
         self._cancel.set()
         self.background.shutdown()
+        if self.teach is not None:
+            self.teach.shutdown()
