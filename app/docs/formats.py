@@ -163,7 +163,7 @@ def _pdf(data: bytes, limits: ReadLimits) -> Document:
         raise
     except (PdfReadError, NotImplementedError) as exc:
         raise Unreadable(_pdf_reason(exc)) from exc
-    except Exception as exc:  # noqa: BLE001 - pypdf raises anything on a damaged file
+    except Exception as exc:  # pypdf raises anything on a damaged file
         raise Unreadable(f"it is a damaged PDF ({type(exc).__name__}: {exc})"[:300]) from exc
     text, paras, starts = "", list[Paragraph](), list[int]()
     for number, page in enumerate(pages, start=1):

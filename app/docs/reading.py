@@ -47,7 +47,7 @@ class ReadLimits:
             raise ValueError("every read limit must be positive")
 
 
-class Unreadable(Exception):  # noqa: N818 - said as "this file is unreadable: reason"
+class Unreadable(Exception):  # said as "this file is unreadable: reason"
     """A file Hearth will not index; ``str()`` is the reason, for the person."""
 
 

