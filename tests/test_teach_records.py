@@ -162,3 +162,35 @@ def test_the_reference_cache_reads_what_the_dict_version_wrote(
     assert read_sets(path) == sets
     path.write_text(json.dumps({"sets": {"check": {"prompts": "not a list"}}}))
     assert read_sets(path) == {} and not is_cached(path, ["Capital of France?"])
+
+
+def test_a_second_run_waits_for_the_first_runs_reference_answers(tmp_path: Path) -> None:
+    """Two runs on one base (a fine-tune's recall check beside a Teach; the suite's
+    workers) once made the same reference answers side by side, minutes each on a CPU,
+    and the last to write dropped the other's sets. The second now waits and reads."""
+    import threading
+    import time
+
+    from app.teach.reference import ReferenceSet, making, read_sets, write_sets
+
+    cache = tmp_path / "teach" / "base.json"
+    order: list[str] = []
+
+    def run(name: str, hold: float) -> None:
+        with making(cache):
+            order.append(f"{name} in")
+            sets = read_sets(cache)
+            time.sleep(hold)  # the answers being made
+            sets[name] = ReferenceSet([name])
+            write_sets(cache, sets)
+            order.append(f"{name} out")
+
+    first = threading.Thread(target=run, args=("check", 0.5))
+    first.start()
+    time.sleep(0.1)
+    second = threading.Thread(target=run, args=("rehearse", 0.0))
+    second.start()
+    first.join()
+    second.join()
+    assert order == ["check in", "check out", "rehearse in", "rehearse out"]
+    assert sorted(read_sets(cache)) == ["check", "rehearse"]  # neither set was lost

@@ -12,8 +12,10 @@ minutes on a CPU, and the next ones read them. The estimate before Teach
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -77,6 +79,30 @@ def cache_in_use(configured: str | Path | None) -> Path | None:
     if os.environ.get("HEARTH_CACHE"):
         return Path(os.environ["HEARTH_CACHE"]) / "teach-reference" / path.name
     return path
+
+
+@contextlib.contextmanager
+def making(path: Path | None) -> Iterator[None]:
+    """Held while a process reads, makes and writes ``path``'s answers: a second run on
+    the same base (a fine-tune's recall check beside a Teach, the test suite's workers)
+    waits for the first's answers and reads them, instead of making the same ones
+    beside it and overwriting the other's sets. Where files cannot be locked
+    (Windows), each makes its own, as before."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def read_sets(path: Path | None) -> dict[str, ReferenceSet]:

@@ -45,7 +45,7 @@ from app.teach.records import (
     Reply,
     TeachCase,
 )
-from app.teach.reference import ReferenceSet, read_sets, write_sets
+from app.teach.reference import ReferenceSet, making, read_sets, write_sets
 from app.teach.verdict import verdict
 from backends.training.data import Tokenized, control_tokens
 
@@ -204,18 +204,19 @@ def reference_replies(model: Any, tokenizer: Any, template: ChatTemplate,
     again: the same batch shapes give the same numerics, so a reply the tuning did not
     touch comes out identical.
     """
-    sets = read_sets(cache)
     wanted = ReferenceSet(prompts, kinds, MAX_NEW_TOKENS, [PERTURBATION_SCALE, *PERTURBATIONS])
-    found = sets.get(name)
-    if found is not None and replace(found, replies=[]) == wanted:
-        return found.replies
-    replies = greedy(model, tokenizer, template,
-                     [[{"role": "user", "content": p}] for p in prompts], device)
-    if kinds is not None:
-        mark_stable(model, tokenizer, template, replies, prompts, kinds, device)
-    if cache is not None:
-        sets[name] = replace(wanted, replies=replies)
-        write_sets(cache, sets)
+    with making(cache):
+        sets = read_sets(cache)
+        found = sets.get(name)
+        if found is not None and replace(found, replies=[]) == wanted:
+            return found.replies
+        replies = greedy(model, tokenizer, template,
+                         [[{"role": "user", "content": p}] for p in prompts], device)
+        if kinds is not None:
+            mark_stable(model, tokenizer, template, replies, prompts, kinds, device)
+        if cache is not None:
+            sets[name] = replace(wanted, replies=replies)
+            write_sets(cache, sets)
     return replies
 
 
