@@ -79,6 +79,7 @@ class DocumentsRoom(QWidget):
         self.problems.setReadOnly(True)
         self.problems.setPlaceholderText("Files that could not be added are listed here.")
         self.problems.setMaximumHeight(120)
+        self.problems.setVisible(False)  # until a file could not be added
         self._layout()
         self.collections.currentTextChanged.connect(self._show_files)
         self.add_files.clicked.connect(self._on_add_files)
@@ -184,6 +185,7 @@ class DocumentsRoom(QWidget):
         name = (collection or self.target.currentText()).strip() or DEFAULT_COLLECTION
         self._cancel.clear()
         self.problems.clear()
+        self.problems.setVisible(False)
         self.progress.setRange(0, 0)  # until the files are counted
         self.status.setText(f"Adding to {name}… (the embedding model starts first)")
         self._set_busy(True)
@@ -199,6 +201,7 @@ class DocumentsRoom(QWidget):
         self.status.setText(f"{done} of {total}: {Path(outcome.path).name} {outcome.status}")
         if outcome.status == "skipped":
             self.problems.appendPlainText(f"{outcome.path}: {outcome.reason}")
+            self.problems.setVisible(True)
 
     def _on_added(self, report: AddReport) -> None:
         self._set_busy(False)
