@@ -135,7 +135,7 @@ def test_the_comparison_reads_as_a_table_and_as_json() -> None:
     result = teaching.Comparison(q, [
         teaching.Way("base", [Answer("A kind of paint.", False)]),
         teaching.Way("base + documents", [Answer(KILN_WASH, True, ["kiln.md"])])])
-    assert result.lines() == ["1 held-out questions, answered right:",
+    assert result.lines() == ["1 question about the document, answered right:",
                               "  base                 0 of 1",
                               "  base + documents     1 of 1",
                               "  (nothing taught yet: teach the corrections, then compare again)"]

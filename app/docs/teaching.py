@@ -183,7 +183,8 @@ class Comparison:
     base: str = ""
 
     def lines(self) -> list[str]:
-        out = [f"{len(self.questions)} held-out questions, answered right:"]
+        n = len(self.questions)
+        out = [f"{n} question{'s' if n != 1 else ''} about the document, answered right:"]
         out += [f"  {w.name:<20} {score(w.answers)}" for w in self.ways]
         if self.taught is None:
             out.append("  (nothing taught yet: teach the corrections, then compare again)")
@@ -200,7 +201,7 @@ class Comparison:
 
 def compare(client: InferenceClient, questions: list[Question], retriever: Retriever,
             base: LoadPlan, taught: tuple[str, LoadPlan] | None, n_ctx: int,
-            load: Callable[[LoadPlan], None]) -> Comparison:
+            load: Loader) -> Comparison:
     """Ask ``questions`` of the base and of ``taught`` (its name and how to load it),
     each alone and with the collection's passages. ``load`` gets a plan into the worker
     (a reload, or only an adapter switch)."""
