@@ -168,6 +168,10 @@ class _GroupedIds:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if getattr(config.option, "dist", "") == "loadgroup":  # the controller
+        # xdist hands out the groups with the most tests first unless told not to: the
+        # end-to-end runs (a group of one each) would start last and end the suite late.
+        config.option.loadscopereorder = False
     if getattr(config.option, "loadgroup", False):  # in xdist's workers
         config.pluginmanager.register(_GroupedIds(), "hearth-grouped-ids")
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
