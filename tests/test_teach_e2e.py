@@ -17,10 +17,10 @@ from app.teach.versions import VersionStore
 from app.workspace import open_workspace
 from tests.test_finetune_cli import hearth
 
-# One worker runs this file's teach runs one after the other (bootstrap.sh test runs the
-# suite in parallel): the first pays for the base's reference answers, minutes on one
-# core, and the second reads them from the shared cache instead of making them again.
-pytestmark = pytest.mark.xdist_group("teach-e2e")
+# The two teach runs start at once on the suite's two workers (each is a group of its own:
+# tests/conftest.py): run one after the other they took 866 s + 417 s on one worker, the
+# suite's longest path. The base's reference answers are still made once: the second run
+# waits on their cache's lock and reads them (app.teach.reference.making).
 
 # Made-up facts the starter model cannot know; the rejected reply is what it said.
 TEN = [
