@@ -184,3 +184,11 @@ def test_compare_refuses_a_questions_file_that_is_not_one(
         bad.write_text(text, "utf-8")
         assert main(["docs", "compare", "-c", "kiln", "--questions", str(bad)]) == 2
         assert said in capsys.readouterr().err
+
+
+def test_a_stopped_draft_asks_the_model_nothing_more() -> None:
+    """Stop is asked before each sentence: stopped, no more goes to the worker (here
+    there is none to ask: a call would fail)."""
+    passages = [_passage(i, f"Sentence number {i} says something about kilns.")
+                for i in range(5)]
+    assert teaching.draft(None, passages, 5, cancelled=lambda: True) == []  # type: ignore[arg-type]

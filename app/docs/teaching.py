@@ -130,11 +130,15 @@ def draft_question(client: InferenceClient, sentence: str) -> str:
 
 
 def draft(client: InferenceClient, passages: list[StoredPassage], n: int,
-          progress: Progress | None = None) -> list[Draft]:
-    """Drafts for up to ``n`` sentences with the model ``client`` has loaded."""
+          progress: Progress | None = None,
+          cancelled: Callable[[], bool] | None = None) -> list[Draft]:
+    """Drafts for up to ``n`` sentences with the model ``client`` has loaded; when
+    ``cancelled`` says so, the drafts made until then."""
     chosen = pick(passages, n)
     drafts: list[Draft] = []
     for i, (sentence, where) in enumerate(chosen):
+        if cancelled is not None and cancelled():
+            break
         question = draft_question(client, sentence)
         drafts.append(Draft(question, sentence, where, why_not(question, sentence)))
         if progress is not None:
@@ -244,11 +248,13 @@ def model_worker(ws: Workspace, template_of: str) -> Iterator[tuple[InferenceCli
 
 
 def draft_collection(ws: Workspace, collection: str, base: ModelRecord, n: int,
-                     progress: Progress | None = None
+                     progress: Progress | None = None,
+                     cancelled: Callable[[], bool] | None = None
                      ) -> tuple[list[Draft], list[TrainingExample]]:
     """Draft questions about ``collection`` with the model the chat answers with for
     ``base`` (its active version), and save them: corrections of ``base`` to teach, the
-    held-out ones kept for :func:`compare_collection`."""
+    held-out ones kept for :func:`compare_collection`. Stopped (``cancelled``), the
+    drafts made so far are saved."""
     store = DocumentStore(ws.library.conn)
     passages = store.passages(collection)  # an unknown name says so
     if not passages:
@@ -257,7 +263,7 @@ def draft_collection(ws: Workspace, collection: str, base: ModelRecord, n: int,
     record = chat_model(ws.library, ActiveVersions(ws.home), base)
     with model_worker(ws, base.name) as (client, load):
         load(plan_load(record, ws.library, None))
-        drafts = draft(client, passages, n, progress)
+        drafts = draft(client, passages, n, progress, cancelled)
     return drafts, save(drafts, collection, base.name, store,
                         CorrectionStore(ws.library.conn))
 

@@ -11,6 +11,7 @@ the answers the document's: both are shown as plain text.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from PySide6.QtCore import Signal
@@ -53,6 +54,10 @@ class TeachBox(QGroupBox):
         self.draft_button.setToolTip(
             "The chat model writes the question each sentence answers; the kept ones become "
             "corrections (Datasets tab) and every fourth is held out for Compare")
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop drafting: the questions drafted so far are kept")
+        self._stop = threading.Event()
+        self._busy = self._drafting = False
         self.compare_button = QPushButton("Compare")
         self.compare_button.setToolTip(
             "Ask the held-out questions of the base and the taught version, each with and "
@@ -65,7 +70,7 @@ class TeachBox(QGroupBox):
         self.results.setMaximumHeight(180)
         self.results.setVisible(False)
         row = QHBoxLayout()
-        for w in (self.count, self.draft_button, self.compare_button):
+        for w in (self.count, self.draft_button, self.stop_button, self.compare_button):
             row.addWidget(w)
         row.addStretch(1)
         column = QVBoxLayout(self)
@@ -74,12 +79,13 @@ class TeachBox(QGroupBox):
         column.addWidget(self.results)
         self.draft_button.clicked.connect(self.start_draft)
         self.compare_button.clicked.connect(self.start_compare)
+        self.stop_button.clicked.connect(self._stop.set)
         self.progressed.connect(self._on_progress)
         self.show_collection("")
 
     def show_collection(self, name: str) -> None:
         self.collection = name
-        self._set_busy(self.background.busy)
+        self._buttons()
 
     def _base(self) -> ModelRecord | None:
         name = self._model()
@@ -91,20 +97,21 @@ class TeachBox(QGroupBox):
 
     def start_draft(self) -> None:
         base = self._base()
-        if base is None or not self.collection or self.background.busy:
+        if base is None or not self.collection or self._busy:
             return
         collection, n = self.collection, self.count.value()
         self.status.setText(f"Drafting questions about {collection} with {base.name} "
                             "(a worker of its own starts first)…")
-        self._set_busy(True)
+        self._stop.clear()
+        self._set_busy(True, drafting=True)
         self.background.run(
             lambda: teaching.draft_collection(self.workspace, collection, base, n,
-                                              self.progressed.emit),
+                                              self.progressed.emit, self._stop.is_set),
             self._on_drafted, self._on_failed, name="hearth-doc-draft")
 
     def start_compare(self) -> None:
         base = self._base()
-        if base is None or not self.collection or self.background.busy:
+        if base is None or not self.collection or self._busy:
             return
         collection = self.collection
         self.status.setText(f"Asking the held-out questions about {collection}, four ways…")
@@ -155,9 +162,15 @@ class TeachBox(QGroupBox):
         self.results.setPlainText(text)  # the model's and the document's words: plain
         self.results.setVisible(True)
 
-    def _set_busy(self, busy: bool) -> None:
+    def _set_busy(self, busy: bool, drafting: bool = False) -> None:
+        self._busy, self._drafting = busy, busy and drafting
+        self._buttons()
+
+    def _buttons(self) -> None:
         for button in (self.draft_button, self.compare_button):
-            button.setEnabled(bool(self.collection) and not busy)
+            button.setEnabled(bool(self.collection) and not self._busy)
+        self.stop_button.setEnabled(self._drafting)
 
     def shutdown(self) -> None:
+        self._stop.set()
         self.background.shutdown()
