@@ -191,4 +191,4 @@ def test_a_stopped_draft_asks_the_model_nothing_more() -> None:
     there is none to ask: a call would fail)."""
     passages = [_passage(i, f"Sentence number {i} says something about kilns.")
                 for i in range(5)]
-    assert teaching.draft(None, passages, 5, cancelled=lambda: True) == []  # type: ignore[arg-type]
+    assert teaching.draft(None, passages, 5, cancelled=lambda: True) == []
