@@ -29,7 +29,7 @@ N_CTX = 4096
 def answer_part(ws: Workspace, record: ModelRecord, search: DocumentSearch,
                 questions: list[dict[str, str]]) -> dict[str, Any]:
     asked = [Question(q["q"], q["answer"], q["doc"]) for q in questions]
-    retriever = Retriever(lambda query, k, names: search.search(query, k, names), ("bench",))
+    retriever = Retriever(search.search, ("bench",))
     client = InferenceClient(log_file=ws.home.logs / "bench-docs-worker.log", home=ws.home)
     started = time.perf_counter()
     try:

@@ -31,7 +31,7 @@ from app.docs.search import DocumentSearch, Passage
 from app.docs.store import DEFAULT_COLLECTION, DocumentStore, Question
 from app.errors import BadInput, ExitCode
 from app.models.library import ModelRecord
-from app.teach.versions import VersionStore
+from app.models.versions import ActiveVersions
 from app.units import format_bytes
 from app.workspace import Workspace
 
@@ -215,7 +215,7 @@ def _questions_file(path: Path) -> list[Question]:
 def _base(ws: Workspace, name: str | None) -> ModelRecord:
     """The base model named (a taught version's name stands for its base)."""
     record = pick_model(ws, name)
-    return ws.library.get(VersionStore(ws.home).base_of(record.name) or record.name)
+    return ws.library.get(ActiveVersions(ws.home).base_name(record.name))
 
 
 def _draft(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int:
@@ -234,10 +234,7 @@ def _draft(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int
                          ensure_ascii=False))
         return ExitCode.OK
     for d in drafts:
-        mark = ("dropped: " + d.dropped if d.dropped else
-                "held out" if d.held_out else "to teach")
-        print(printable(f"[{mark}] {d.question or '(no question)'}\n    → {d.answer}  "
-                        f"({d.source})"))
+        print(printable(d.line()))
     held = sum(d.held_out for d in drafts)
     print(f"{len(added)} questions added as corrections of {base.name}, {held} held out "
           f"for comparing, {sum(bool(d.dropped) for d in drafts)} dropped. Review them "
@@ -247,7 +244,6 @@ def _draft(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int
 
 
 def _compare(ws: Workspace, store: DocumentStore, args: argparse.Namespace) -> int:
-    store.collection_ids([args.collection])  # an unknown name says so
     questions = _questions_file(args.questions) if args.questions is not None else None
     result = teaching.compare_collection(ws, args.collection, _base(ws, args.model),
                                          questions)

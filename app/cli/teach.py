@@ -66,7 +66,7 @@ def add_parser(sub: Any) -> None:
 def teach(ws: Workspace, args: argparse.Namespace) -> int:
     versions = VersionStore(ws.home)
     record = pick_model(ws, args.model)
-    base = versions.base_of(record.name) or record.name
+    base = versions.base_name(record.name)
     if args.versions:
         return _list_versions(versions, base, args.json)
     if args.merge:

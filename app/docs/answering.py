@@ -15,7 +15,6 @@ document" are one measure.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from app.docs.citing import Retriever
@@ -41,21 +40,18 @@ def is_right(question: Question, text: str) -> bool:
 
 
 def ask_all(client: InferenceClient, questions: list[Question],
-            retriever: Retriever | None, n_ctx: int,
-            progress: Callable[[int], None] | None = None) -> list[Answer]:
+            retriever: Retriever | None, n_ctx: int) -> list[Answer]:
     """Each question answered by the model the client has loaded; with ``retriever``,
     from the passages it finds (the chat's grounding), else from the model alone."""
     sampling = p.SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS, seed=0)
     out: list[Answer] = []
-    for i, q in enumerate(questions):
+    for q in questions:
         content, cited = q.question, []
         if retriever is not None:
             grounding = retriever.ground(q.question, n_ctx, MAX_TOKENS)
             content, cited = grounding.content, [s.where for s in grounding.sources]
         done = client.reply_blocking([{"role": "user", "content": content}], sampling)
         out.append(Answer(done.text.strip(), is_right(q, done.text), cited))
-        if progress is not None:
-            progress(i + 1)
     return out
 
 

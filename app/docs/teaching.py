@@ -79,6 +79,13 @@ class Draft:
     """Why the draft is not used ("" when it is)."""
     held_out: bool = False
 
+    def line(self) -> str:
+        """The draft as the terminal and the Documents tab list it (the model's question
+        and the document's sentence: print it as plain text)."""
+        mark = (f"dropped: {self.dropped}" if self.dropped else
+                "held out" if self.held_out else "to teach")
+        return f"[{mark}] {self.question or '(no question)'}\n    → {self.answer} ({self.source})"
+
 
 def sentences_of(passage: StoredPassage) -> list[str]:
     """The passage's sentences worth a question (list items as sentences; headings out)."""
@@ -273,6 +280,7 @@ def compare_collection(ws: Workspace, collection: str, base: ModelRecord,
     """:func:`compare` on the held-out questions (or ``questions``) with the base and
     its active taught version, the passages found in ``collection``."""
     store = DocumentStore(ws.library.conn)
+    store.collection_ids([collection])  # an unknown name says so, whatever is asked
     asked = questions if questions is not None else store.held_out(collection)
     if not asked:
         raise BadInput(f"no held-out questions about {collection} yet; draft some first "

@@ -63,6 +63,11 @@ class ActiveVersions:
                 return base
         return None
 
+    def base_name(self, name: str) -> str:
+        """The base ``name`` was taught from, or ``name`` itself when it is not a
+        version: what a model picked by any of its names teaches and compares."""
+        return self.base_of(name) or name
+
     def activate(self, base: str, name: str | None) -> None:
         """Make version ``name`` the one the chat uses, or the plain base (None)."""
         bases = self._bases()

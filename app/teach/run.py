@@ -246,7 +246,7 @@ def start_teach(home: HearthHome, library: Library, corrections: CorrectionStore
     """Write the teach run's data and gate inputs; the caller starts its worker."""
     versions = VersionStore(home)
     if versions.base_of(base.name) is not None:
-        base = library.get(versions.base_of(base.name) or base.name)
+        base = library.get(versions.base_name(base.name))
     settings = settings or teach_settings()
     teach, rows = plan_teach(home, base, corrections, extra, settings, limits)
     dataset = load_dataset(save_rows(home.datasets, "teach", rows))

@@ -83,7 +83,7 @@ class ModelLifecycle(QObject):
         the person rolled back from: its base decides, not the version."""
         versions = ActiveVersions(self.workspace.home)
         try:
-            base = self.workspace.library.get(versions.base_of(name) or name)
+            base = self.workspace.library.get(versions.base_name(name))
         except UnknownModel:  # a merged version outlives its base
             return name
         return chat_model(self.workspace.library, versions, base).name

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from app.docs import teaching
 from app.models.library import ModelRecord
-from app.teach.versions import VersionStore
+from app.models.versions import ActiveVersions
 from app.workspace import Workspace
 from ui.background import Background
 from ui.untrusted import PlainLabel
@@ -92,7 +92,7 @@ class TeachBox(QGroupBox):
         if not name:
             self.status.setText("Choose a model in the chat first: it drafts the questions.")
             return None
-        base = VersionStore(self.workspace.home).base_of(name) or name
+        base = ActiveVersions(self.workspace.home).base_name(name)
         return self.workspace.library.get(base)
 
     def start_draft(self) -> None:
@@ -131,13 +131,7 @@ class TeachBox(QGroupBox):
         self.status.setText(
             f"{len(added)} questions added as corrections (Datasets tab: edit or remove "
             f"them, then Teach), {held} held out for Compare, {len(dropped)} dropped.")
-        lines = []
-        for d in drafts:
-            mark = f"dropped, {d.dropped}" if d.dropped else \
-                "held out" if d.held_out else "to teach"
-            lines.append(f"[{mark}] {d.question or '(no question)'}\n    → {d.answer} "
-                         f"({d.source})")
-        self._show("\n".join(lines))
+        self._show("\n".join(d.line() for d in drafts))
         self.drafted.emit(result)
 
     def _on_compared(self, result: teaching.Comparison) -> None:

@@ -155,7 +155,7 @@ class TeachPanel(QWidget):
     def set_base(self, name: str | None) -> None:
         """Teach this base model (a version's name means its base)."""
         if name is not None:
-            name = self.versions.base_of(name) or name
+            name = self.versions.base_name(name)
         self.base = name
         self._idle()
 
@@ -224,7 +224,7 @@ class TeachPanel(QWidget):
 
     def _refusal(self, name: str | None = None) -> Refusal | None:
         """The refusal that still applies to ``name``'s base: its corrections unchanged."""
-        base = self.base if name is None else (self.versions.base_of(name) or name)
+        base = self.base if name is None else (self.versions.base_name(name))
         return self.refusals.applying(base)
 
     def _idle(self) -> None:
