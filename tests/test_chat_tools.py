@@ -1,6 +1,8 @@
 """Tools in the window (issue 26): every call is a card, shown plain and asked about;
 an allowed call runs off the GUI thread and the model goes on, a denied or failing one is
-said to the model and the conversation goes on; "always" holds for the next call.
+said to the model and the conversation goes on; "always" holds for the next call. A
+running call can be stopped (its card's Stop, or the window's), and the person's message
+shows while the conversation's servers start.
 
 The model is a recording stand-in (it answers what each test feeds it); the MCP servers
 are real: mcp-server-time from PyPI, and tests/mcp/hostile_server.py for a tool that
@@ -9,7 +11,9 @@ fails."""
 from __future__ import annotations
 
 import json
+import shlex
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,19 +22,22 @@ import pytest
 from pytestqt.qtbot import QtBot
 
 from app.chat.conversations import Message
-from app.chat.tool_steps import DENIED_TEXT, StepState, ToolStep
+from app.chat.tool_steps import DENIED_TEXT, STOPPED_TEXT, StepState, ToolStep
 from app.chat.tools import ToolCall
 from app.inference import protocol as p
 from app.tools.chat_settings import ToolSettings
 from app.tools.servers import ServerEntry, ServerList
 from app.workspace import Workspace
 from ui.chat.chat_view_model import ChatViewModel, ModelState
+from ui.chat.composer import Composer
 from ui.chat.conversation_view import ConversationView
 from ui.chat.inference_bridge import InferenceBridge
 from ui.chat.tool_card import RESULT_SHOWN, ToolCard, ToolCards
 
 TIME = "python -m mcp_server_time --local-timezone UTC"
-HOSTILE = f"{sys.executable} {Path(__file__).parent / 'mcp' / 'hostile_server.py'} serve"
+HOSTILE_SCRIPT = Path(__file__).parent / "mcp" / "hostile_server.py"
+HOSTILE = f"{sys.executable} {HOSTILE_SCRIPT} serve"
+HANG = '<tool_call>{"name": "hang", "arguments": {}}</tool_call>'
 TOKYO = '<tool_call>{"name": "get_current_time", "arguments": {"timezone": "Asia/Tokyo"}}' \
     '</tool_call>'
 
@@ -147,7 +154,11 @@ def test_a_pending_call_asks_and_says_what_the_person_chose(qtbot: QtBot) -> Non
         card.allow_always.click()
     assert decided.args == [3, 0, "always"]
     cards.set_running({0})
-    assert card.state.text() == "Running…" and not card.buttons.isVisible()
+    assert card.state.text() == "Running…" and not card.allow_once.isVisible()
+    assert card.stop.isVisible()  # a running call offers Stop
+    with qtbot.waitSignal(cards.stop_requested) as stopping:
+        card.stop.click()
+    assert stopping.args == [3, 0]
 
 
 # ------------------------------------------------------------- deciding
@@ -247,3 +258,103 @@ def test_a_failing_tool_gives_a_failed_card_and_the_conversation_goes_on(
     assert _tool_turn(client)["content"].startswith("<b>bold</b>")
     assert any(m["role"] == "tool" and m["content"].startswith("The tool failed")
                for m in client.requests[-1][1])
+
+
+# ------------------------------------------------------------- stopping
+
+
+def _calls_alive() -> bool:
+    return any(t.name == "mcp-call" and t.is_alive() for t in threading.enumerate())
+
+
+def _running_hang(qtbot: QtBot, chat: ChatViewModel, client: RecordingClient,
+                  view: ConversationView) -> Message:
+    """A reply that calls ``hang`` (never returns), allowed and running."""
+    reply = _asked(qtbot, chat, client, "Wait for it", HANG)
+    _card(view, reply.id).allow_once.click()
+    assert _calls_alive() and _card(view, reply.id).state.text() == "Running…"
+    return reply
+
+
+@pytest.mark.slow  # starts an MCP server
+def test_stop_on_a_running_card_ends_the_call_and_the_model_is_told(
+        qtbot: QtBot, chat: tuple[ChatViewModel, Any]) -> None:
+    model, client = chat
+    _with_tools(model, HOSTILE, name="hostile")
+    view = _view(qtbot, model)
+    reply = _running_hang(qtbot, model, client, view)
+    card = _card(view, reply.id)
+    assert card.stop.isVisible() and not card.allow_once.isVisible()
+    requests = len(client.requests)
+    card.stop.click()
+    qtbot.waitUntil(lambda: not _calls_alive(), timeout=5_000)  # the deadline is 60 s
+    step = model.store.message(reply.id).tool_steps[0]
+    assert step.state is StepState.STOPPED
+    assert card.state.text() == "Stopped" and not card.stop.isVisible()
+    assert "Stopped by you" in card.note.text()
+    qtbot.waitUntil(lambda: len(client.requests) > requests, timeout=5_000)
+    assert _tool_turn(client)["content"] == STOPPED_TEXT  # told, in words, and goes on
+    # The same server answers the model's next call, and the person writes on.
+    again = _answer(qtbot, model, client,
+                    '<tool_call>{"name": "markup", "arguments": {}}</tool_call>')
+    requests = len(client.requests)
+    _card(view, again.id).allow_once.click()
+    qtbot.waitUntil(lambda: len(client.requests) > requests, timeout=30_000)
+    assert model.store.message(again.id).tool_steps[0].state is StepState.RAN
+    _answer(qtbot, model, client, "Done waiting.")
+    assert model.send("Thanks") is not None and client.requests[-1][1][-1]["content"] == "Thanks"
+
+
+@pytest.mark.slow  # starts an MCP server
+def test_the_windows_stop_ends_running_calls_and_the_conversation_waits(
+        qtbot: QtBot, chat: tuple[ChatViewModel, Any]) -> None:
+    model, client = chat
+    _with_tools(model, HOSTILE, name="hostile")
+    view = _view(qtbot, model)
+    composer = Composer(model)
+    qtbot.addWidget(composer)
+    composer.show()
+    reply = _running_hang(qtbot, model, client, view)
+    assert composer.button is composer.stop_button and composer.stop_button.isVisible()
+    requests = len(client.requests)
+    composer.stop_button.click()  # Esc calls the same ChatViewModel.stop
+    qtbot.waitUntil(lambda: not _calls_alive(), timeout=5_000)
+    assert model.store.message(reply.id).tool_steps[0].state is StepState.STOPPED
+    assert _card(view, reply.id).state.text() == "Stopped"
+    assert composer.send_button.isVisible() and not model.busy
+    assert len(client.requests) == requests  # the model is not asked on: it waits for you
+    composer.editor.setPlainText("Never mind, what is 2 + 2?")
+    composer.send_button.click()
+    assert len(client.requests) == requests + 1 and composer.editor.toPlainText() == ""
+    assert client.requests[-1][1][-1]["content"] == "Never mind, what is 2 + 2?"
+    assert _tool_turn(client)["content"] == STOPPED_TEXT  # read with the stopped call
+
+
+# ------------------------------------------------- the servers' start
+
+
+@pytest.mark.slow  # starts an MCP server
+def test_the_message_shows_at_once_while_the_servers_start(
+        qtbot: QtBot, chat: tuple[ChatViewModel, Any], tmp_path: Path) -> None:
+    model, client = chat
+    gate = tmp_path / "answer-now"  # the server answers its handshake once this exists
+    cid = _with_tools(model, f"{shlex.quote(sys.executable)} "
+                             f"{shlex.quote(str(HOSTILE_SCRIPT))} wait {shlex.quote(str(gate))}",
+                      name="slow")
+    view = _view(qtbot, model)
+    composer = Composer(model)
+    qtbot.addWidget(composer)
+    composer.show()
+    composer.editor.setPlainText("What time is it?")
+    composer.send_button.click()
+    assert model.tools.starting == cid and not client.requests  # still starting
+    shown = [w for w in view.widgets.values() if w.role == "user"]
+    assert [w.text() for w in shown] == ["What time is it?"] and shown[0].isVisible()
+    assert view.stream_widget is not None
+    assert view.stream_widget.footer.text() == "Starting this conversation's tools…"
+    assert composer.editor.toPlainText() == "" and composer.button is composer.stop_button
+    gate.touch()
+    qtbot.waitUntil(lambda: bool(client.requests), timeout=60_000)
+    assert client.requests[0][2], "asked with the tools, once they ran"
+    assert [m.content for m in model.messages()] == ["What time is it?"]  # stored once
+    assert client.requests[0][1][-1]["content"] == "What time is it?"

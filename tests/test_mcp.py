@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from app.chat.tools import ToolCall
 from app.tools import mcp_client
 from app.tools.mcp_client import (
     MAX_RESULT_CHARS,
+    CallStop,
+    CallStopped,
     McpConnection,
     McpError,
     McpServer,
@@ -77,6 +80,34 @@ def test_hostile_results_are_cut_failed_or_timed_out(tmp_path: Path) -> None:
         assert not connection.call("markup", {}).is_error  # the server still serves
     finally:
         connection.close()
+
+
+def test_a_stopped_call_ends_at_once_and_the_server_serves_on(tmp_path: Path) -> None:
+    """The person's Stop cancels the call's task in the portal: the waiting thread
+    returns, well before the call's deadline, and the same server answers the next call."""
+    box = Toolbox([_hostile("serve")], tmp_path)
+    box.start()
+    connection = box.connections["hostile-serve"]
+    stop, done = CallStop(), threading.Event()
+    outcome: list[ToolStep] = []
+
+    def call() -> None:
+        outcome.append(box.run(ToolStep(ToolCall("c1", "hang", "{}")), stop))
+        done.set()
+
+    try:
+        threading.Thread(target=call, name="hang-call", daemon=True).start()
+        assert not done.wait(0.5)  # it hangs
+        stop.stop()
+        assert done.wait(10), "a stopped call still waited (the deadline is 60 s)"
+        assert outcome[0].state is StepState.STOPPED
+        assert not connection.call("markup", {}).is_error  # the server still serves
+        early = CallStop()
+        early.stop()  # asked before the call reached the server
+        with pytest.raises(CallStopped):
+            connection.call("markup", {}, stop=early)
+    finally:
+        box.close()
 
 
 def test_the_toolbox_runs_allowed_calls_and_keeps_going_without_a_broken_server(

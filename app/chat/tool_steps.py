@@ -3,10 +3,11 @@ decided about it, and what came back.
 
 Such a reply is an ordinary assistant message (so branches, versions, export and import
 carry it like any other) whose ``tool_steps`` hold its calls. A step starts ``pending``;
-the person allows it (it ``ran``, or it ``failed``) or denies it (``denied``). What the
-model is shown next (:func:`model_turns`) is OpenAI's shape: the assistant message with
-its ``tool_calls``, then one ``tool`` message per call with the result, or a sentence
-saying it was denied or failed, so the model can go on either way.
+the person allows it (it ``ran``, or it ``failed``, or they stopped it while it ran:
+``stopped``) or denies it (``denied``). What the model is shown next (:func:`model_turns`)
+is OpenAI's shape: the assistant message with its ``tool_calls``, then one ``tool``
+message per call with the result, or a sentence saying it was denied, stopped or failed,
+so the model can go on either way.
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ class StepState(StrEnum):
     RAN = "ran"
     FAILED = "failed"
     DENIED = "denied"
+    STOPPED = "stopped"
 
 
 DENIED_TEXT = "The user did not allow this call. Answer without it, or ask the user."
+STOPPED_TEXT = ("The user stopped this call before it finished; there is no result. "
+                "Answer without it, or ask the user.")
 
 
 @dataclass
@@ -61,6 +65,8 @@ class ToolStep:
         """What the model is told came back."""
         if self.state is StepState.DENIED:
             return DENIED_TEXT
+        if self.state is StepState.STOPPED:
+            return STOPPED_TEXT
         if self.state is StepState.FAILED:
             return f"The tool failed: {self.result}"
         if self.state is StepState.PENDING:

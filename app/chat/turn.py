@@ -98,15 +98,22 @@ class ChatSession:
 
     def send(self, conversation_id: int, text: str,
              sampling: p.SamplingParams | None = None) -> PendingReply:
-        """Store the person's message and ask for a reply to the whole conversation.
+        """Store the person's message (:meth:`say`) and ask for a reply to the whole
+        conversation."""
+        self.say(conversation_id, text)
+        return self._request(conversation_id, sampling)
+
+    def say(self, conversation_id: int, text: str) -> Message:
+        """Store the person's message without asking for a reply yet: the window shows it
+        at once while something slow comes first (the tools' start, the documents'
+        search), then asks with :meth:`follow_up`.
 
         A conversation still called "New chat" is named after its first message.
         """
         conversation = self.store.get(conversation_id)
         if conversation.title == DEFAULT_TITLE and not self.store.messages(conversation_id):
             self.store.update(conversation_id, title=title_from(text))
-        self.store.add_message(conversation_id, "user", text)
-        return self._request(conversation_id, sampling)
+        return self.store.add_message(conversation_id, "user", text)
 
     def regenerate(self, conversation_id: int, sampling: p.SamplingParams | None = None
                    ) -> PendingReply:
@@ -133,13 +140,18 @@ class ChatSession:
         The edited message starts a new branch beside the old one; the old message and
         the turns that answered it stay, one ‹ › away (nothing is deleted).
         """
+        self.edit(conversation_id, message_id, text)
+        return self._request(conversation_id, sampling)
+
+    def edit(self, conversation_id: int, message_id: int, text: str) -> None:
+        """Store the edited copy (:meth:`edit_and_resend`) without asking yet, as
+        :meth:`say` does for a new message."""
         message = self.store.message(message_id)
         if message.conversation_id != conversation_id or message.role != "user":
             raise ValueError("only your own messages can be edited")
         if not text.strip():
             raise ValueError("the message is empty")
         self.store.branch_beside(message_id, text)
-        return self._request(conversation_id, sampling)
 
     def continue_reply(self, conversation_id: int, sampling: p.SamplingParams | None = None
                        ) -> PendingReply:
@@ -161,7 +173,8 @@ class ChatSession:
 
     def follow_up(self, conversation_id: int, sampling: p.SamplingParams | None = None
                   ) -> PendingReply:
-        """Ask the model to go on after its calls' results."""
+        """Ask the model to go on: after its calls' results, or after the person's
+        message that :meth:`say` or :meth:`edit` stored."""
         return self._request(conversation_id, sampling)
 
     def _request(self, conversation_id: int, sampling: p.SamplingParams | None

@@ -3,7 +3,10 @@
 The SDK is async (anyio); the chat, the CLI and the Qt window are not. A
 :class:`McpConnection` runs the SDK in an event loop on a thread of its own (anyio's
 blocking portal) and offers three blocking calls: :meth:`~McpConnection.start`,
-:meth:`~McpConnection.call` and :meth:`~McpConnection.close`.
+:meth:`~McpConnection.call` and :meth:`~McpConnection.close`. A call can be stopped from
+another thread (:class:`CallStop`, the person's Stop): its task in the portal is
+cancelled, the SDK tells the server (``notifications/cancelled``), and the server stays
+up for the next call.
 
 An MCP server is a stranger's program, and everything it says is untrusted:
 
@@ -25,7 +28,9 @@ import json
 import logging
 import shlex
 import sys
+import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -50,6 +55,41 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 class McpError(HearthError):
     """An MCP server could not be started, did not answer, or failed; says which."""
+
+
+class CallStopped(McpError):
+    """The person stopped the call before it ended."""
+
+
+class CallStop:
+    """Stops one call from another thread (the window's Stop), at once: the thread that
+    waits for the call returns with :class:`CallStopped` without waiting for the server.
+
+    The server is left running. The SDK cancels the request and tells the server, which
+    the SDK's own servers honour by cancelling the tool's task; a server that ignores it
+    still answers other calls (tests/test_mcp.py), and restarting it would cost the
+    seconds of its start and whatever state it keeps (a browser's page, an open file)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._future: Future[Any] | None = None
+        self._asked = False
+
+    @property
+    def asked(self) -> bool:
+        return self._asked
+
+    def stop(self) -> None:
+        with self._lock:
+            self._asked, future = True, self._future
+        if future is not None:
+            future.cancel()  # anyio cancels the task's scope in the portal's loop
+
+    def _watch(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._future, asked = future, self._asked
+        if asked:  # stopped before the call reached the portal
+            future.cancel()
 
 
 @dataclass(frozen=True)
@@ -129,10 +169,11 @@ class McpConnection:
         self.tools, self.skipped = usable_tools(listed.tools)
         return self.tools
 
-    def call(self, name: str, arguments: dict[str, Any],
-             timeout: float = CALL_TIMEOUT_S) -> ToolResult:
+    def call(self, name: str, arguments: dict[str, Any], timeout: float = CALL_TIMEOUT_S,
+             stop: CallStop | None = None) -> ToolResult:
         """Run one tool; a failing tool is a ToolResult with ``is_error``, a server that
-        does not answer in time or has gone is McpError."""
+        does not answer in time or has gone is McpError, a call ``stop`` ended is
+        CallStopped."""
         if self._session is None:
             raise McpError(f"the MCP server {self.server.name!r} is not running")
         session = self._session
@@ -140,7 +181,7 @@ class McpConnection:
         async def ask() -> Any:
             return await session.call_tool(name, arguments)
 
-        result = self._run(ask, timeout, f"run {name}")
+        result = self._run(ask, timeout, f"run {name}", stop)
         return ToolResult(result_text(result), bool(getattr(result, "is_error", False)))
 
     def close(self) -> None:
@@ -161,15 +202,24 @@ class McpConnection:
         command, *args = self.server.command
         return stdio_client(StdioServerParameters(command=command, args=args), errlog=errlog)
 
-    def _run(self, step: Callable[[], Awaitable[Any]], timeout: float, what: str) -> Any:
+    def _run(self, step: Callable[[], Awaitable[Any]], timeout: float, what: str,
+             stop: CallStop | None = None) -> Any:
         assert self._portal is not None
 
         async def bounded() -> Any:
             with anyio.fail_after(timeout):
                 return await step()
 
+        future = self._portal.start_task_soon(bounded)
+        if stop is not None:
+            stop._watch(future)
         try:
-            return self._portal.call(bounded)
+            return future.result()
+        except CancelledError:  # the person's Stop, or the portal closing under it
+            if stop is not None and stop.asked:
+                raise CallStopped(f"{what}: stopped by you") from None
+            raise McpError(f"the MCP server {self.server.name!r} was stopped before it "
+                           f"could {what}") from None
         except TimeoutError:
             raise McpError(f"the MCP server {self.server.name!r} did not {what} within "
                            f"{timeout:.0f} s (its log: {self.log_path})") from None

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from app.chat.tool_steps import StepState, ToolStep
 from app.chat.turn import ToolOffer
-from app.tools.mcp_client import McpConnection, McpError, McpServer
+from app.tools.mcp_client import CallStop, CallStopped, McpConnection, McpError, McpServer
 
 log = logging.getLogger("hearth.tools")
 
@@ -70,8 +70,9 @@ class Toolbox:
     def always_allow(self, name: str) -> None:
         self.allowed.add(name)
 
-    def run(self, step: ToolStep) -> ToolStep:
-        """Run an allowed call: the step comes back ``ran`` or ``failed``, never raising."""
+    def run(self, step: ToolStep, stop: CallStop | None = None) -> ToolStep:
+        """Run an allowed call: the step comes back ``ran``, ``failed`` or (``stop``
+        asked) ``stopped``, never raising."""
         connection = self._owner.get(step.call.name)
         if connection is None:
             return _failed(step, f"no running server offers {step.call.name!r}")
@@ -80,7 +81,10 @@ class Toolbox:
         except ValueError:
             return _failed(step, "its arguments are not JSON")
         try:
-            result = connection.call(step.call.name, arguments)
+            result = connection.call(step.call.name, arguments, stop=stop)
+        except CallStopped:
+            step.state, step.result = StepState.STOPPED, ""
+            return step
         except McpError as exc:
             return _failed(step, str(exc))
         step.state = StepState.FAILED if result.is_error else StepState.RAN

@@ -2,12 +2,15 @@
 
 ``python hostile_server.py MODE``: ``serve`` offers tools that return a flood of text,
 markup and escape codes, fail, or hang; ``crash`` exits at once; ``silent`` never
-answers the handshake; ``flood`` writes a megabyte to stderr, then serves."""
+answers the handshake; ``flood`` writes a megabyte to stderr, then serves; ``wait PATH``
+answers the handshake only once PATH exists, then serves (a slow start that the test
+ends when it has seen what the window shows meanwhile)."""
 
 from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 from mcp.server.mcpserver import MCPServer
 
@@ -18,6 +21,11 @@ def main() -> None:
         sys.exit(3)
     if mode == "silent":
         time.sleep(600)
+    if mode == "wait":
+        gate, waited = Path(sys.argv[2]), 0.0
+        while not gate.exists() and waited < 600:
+            time.sleep(0.05)
+            waited += 0.05
     if mode == "flood":
         sys.stderr.write("noise " * 200_000)
         sys.stderr.flush()

@@ -12,6 +12,11 @@ does for the window what ``hearth chat --mcp`` does in the terminal
   (Allow once / Always for this tool / Deny); "always" holds for this conversation until
   Hearth closes. An allowed call runs off the GUI thread (a call may take up to
   60 s), and each outcome is stored at once, so the cards show it and nothing is lost.
+- A running call can be stopped: its card's Stop ends it at once (stored ``stopped``; the
+  model is told, as of a denied call, and goes on), and the window's Stop or Esc ends the
+  open conversation's calls the same way but leaves the model waiting for the person,
+  as Stop does to a reply. The server stays up for the next call
+  (:class:`~app.tools.mcp_client.CallStop` says why).
 - Once every call of the reply is decided, the model is asked to go on (the view model's
   :meth:`~ui.chat.chat_view_model.ChatViewModel.follow_up`), and the next reply streams
   like any other. A failing or hanging call is a failed step; the model is told and goes
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -31,6 +37,7 @@ from app.chat.conversations import Message, UnknownConversation
 from app.chat.tool_steps import StepState, ToolStep
 from app.chat.tools import Tool
 from app.tools.chat_settings import ToolSettings
+from app.tools.mcp_client import CallStop
 from app.tools.servers import ServerList
 from app.tools.toolbox import Toolbox
 from ui.background import Background
@@ -49,6 +56,14 @@ class Answer(StrEnum):
     DENY = "deny"
 
 
+@dataclass(frozen=True)
+class _Running:
+    """A call that runs now (or waits for its servers to start), and what stops it."""
+
+    conversation_id: int
+    stop: CallStop
+
+
 class ChatTools(QObject):
     steps_changed = Signal(int)    # a message whose calls started or stopped running
     state_changed = Signal()       # the toolbox started, stopped or changed settings
@@ -63,7 +78,7 @@ class ChatTools(QObject):
         self.starting: int | None = None
         """The conversation whose toolbox is starting."""
         self._then: dict[int, list[Callable[[], None]]] = {}  # run once started
-        self._running: dict[int, set[int]] = {}   # message id -> its steps running now
+        self._calls: dict[tuple[int, int], _Running] = {}  # (message id, step) running now
         self._allowed: dict[int, set[str]] = {}   # conversation -> tools always allowed
         self._go_on_later: set[int] = set()       # decided, the model not asked yet
         self._background = Background(self)
@@ -180,20 +195,24 @@ class ChatTools(QObject):
 
     def _busy(self) -> bool:
         """A call is running (on the one toolbox there is)."""
-        return any(self._running.values())
+        return bool(self._calls)
 
     # ------------------------------------------------------------- calls
 
     def running(self, message_id: int) -> set[int]:
         """The steps of a message that are running now."""
-        return set(self._running.get(message_id, ()))
+        return {index for (message, index) in self._calls if message == message_id}
+
+    def calls_running(self, conversation_id: int | None) -> bool:
+        """A call of this conversation runs now: the reply is still under way."""
+        return any(c.conversation_id == conversation_id for c in self._calls.values())
 
     def decide(self, message_id: int, index: int, answer: str) -> None:
         """The person's answer about one pending call (its card's buttons)."""
         message = self.chat.store.message(message_id)
         steps = message.tool_steps
         if not 0 <= index < len(steps) or steps[index].state is not StepState.PENDING \
-                or index in self._running.get(message_id, ()):
+                or (message_id, index) in self._calls:
             return
         cid = message.conversation_id
         if answer == Answer.DENY:
@@ -211,43 +230,79 @@ class ChatTools(QObject):
                     self._run(message, other)
         self._run(message, index)
 
+    def stop_call(self, message_id: int, index: int) -> None:
+        """A running card's Stop: the call ends now, stored as stopped; the model is told
+        and goes on once every call of the reply is decided."""
+        self._stop(message_id, index, go_on=True)
+
+    def stop_calls(self, conversation_id: int) -> None:
+        """The window's Stop (its button, Esc): the conversation's running calls end as
+        stopped, and the conversation waits for the person (the model is not asked on)."""
+        for message_id, index in [key for key, running in self._calls.items()
+                                  if running.conversation_id == conversation_id]:
+            self._stop(message_id, index, go_on=False)
+        self._go_on_later.discard(conversation_id)
+
+    def _stop(self, message_id: int, index: int, go_on: bool) -> None:
+        running = self._calls.get((message_id, index))
+        if running is None:
+            return
+        running.stop.stop()  # its thread returns at once; a late outcome is dropped
+        try:
+            message = self.chat.store.message(message_id)
+        except LookupError:  # its conversation was deleted meanwhile
+            del self._calls[(message_id, index)]
+            return
+        step = message.tool_steps[index]
+        self._ran(message, index, ToolStep(step.call, StepState.STOPPED, "", step.server),
+                  running.stop, go_on)
+
     def _run(self, message: Message, index: int) -> None:
-        self._running.setdefault(message.id, set()).add(index)
+        stop = CallStop()
+        self._calls[(message.id, index)] = _Running(message.conversation_id, stop)
         self.steps_changed.emit(message.id)
         cid = message.conversation_id
         if self.toolbox is None or self.toolbox_for != cid:
-            self.start(cid, lambda: self._run_now(message, index))
+            self.start(cid, lambda: self._run_now(message, index, stop))
         else:
-            self._run_now(message, index)
+            self._run_now(message, index, stop)
 
-    def _run_now(self, message: Message, index: int) -> None:
+    def _run_now(self, message: Message, index: int, stop: CallStop) -> None:
+        if stop.asked:  # stopped while its servers started: stored as stopped already
+            return
         box = self.toolbox
         if box is None or self.toolbox_for != message.conversation_id:  # stopped meanwhile
             self._ran(message, index, _failed(message.tool_steps[index],
-                                              "the tools were stopped"))
+                                              "the tools were stopped"), stop)
             return
         step = ToolStep(message.tool_steps[index].call, server=message.tool_steps[index].server)
-        self._background.run(lambda: box.run(step), lambda done: self._ran(message, index, done),
-                             lambda exc: self._ran(message, index, _failed(step, str(exc))),
+        self._background.run(lambda: box.run(step, stop),
+                             lambda done: self._ran(message, index, done, stop),
+                             lambda exc: self._ran(message, index, _failed(step, str(exc)), stop),
                              name="mcp-call")
 
-    def _ran(self, message: Message, index: int, step: ToolStep) -> None:
-        self._running.get(message.id, set()).discard(index)
+    def _ran(self, message: Message, index: int, step: ToolStep, stop: CallStop,
+             go_on: bool = True) -> None:
+        running = self._calls.get((message.id, index))
+        if running is None or running.stop is not stop:
+            return  # stopped meanwhile: that outcome is stored, this one is late
+        del self._calls[(message.id, index)]
         try:
             steps = self.chat.store.message(message.id).tool_steps
         except LookupError:  # its conversation was deleted meanwhile
             return
         if index < len(steps):
             steps[index] = step
-        self._store(message, steps)
+        self._store(message, steps, go_on)
 
-    def _store(self, message: Message, steps: list[ToolStep]) -> None:
-        """Keep what became of the calls, show it, and go on once all are decided."""
+    def _store(self, message: Message, steps: list[ToolStep], go_on: bool = True) -> None:
+        """Keep what became of the calls, show it, and (``go_on``) let the model go on
+        once all are decided."""
         self.chat.session.resolve(message.id, steps)
         self.steps_changed.emit(message.id)
         self.chat.messages_changed.emit(message.conversation_id)
-        if all(s.state is not StepState.PENDING for s in steps) \
-                and not self._running.get(message.id):
+        if go_on and all(s.state is not StepState.PENDING for s in steps) \
+                and not self.running(message.id):
             self._go_on_later.add(message.conversation_id)
             self._go_on_waiting()
 
@@ -286,7 +341,10 @@ class ChatTools(QObject):
         self.state_changed.emit()
 
     def shutdown(self) -> None:
-        """Stop the servers (the window is closing): no child process outlives it."""
+        """Stop the calls and the servers (the window is closing): no child process or
+        thread outlives it."""
+        for running in self._calls.values():
+            running.stop.stop()
         box, self.toolbox = self.toolbox, None
         if box is not None:
             box.close()

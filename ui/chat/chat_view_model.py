@@ -99,6 +99,7 @@ class ChatViewModel(ConversationRoom):
         self.problem: Problem | None = None
         self.reply: PendingReply | None = None  # at most one reply in flight
         self._stop_asked: str | None = None     # the request id Stop was pressed for
+        self.waiting = ""  # what a reply with no request yet waits for, in words
         self.reply_tokens = 0
         self._chunks = TokenCoalescer(self)
         self._chunks.flushed.connect(self._on_chunk)
@@ -118,7 +119,7 @@ class ChatViewModel(ConversationRoom):
 
     def delete(self, conversation_id: int) -> None:
         if self.reply is not None and self.reply.conversation_id == conversation_id:
-            self.stop()
+            self._stop_reply()
             # The reply lands nowhere: forget it so it is not saved into a deleted row.
             reply = self.reply
             self.session.pending.pop(reply.request_id, None)
@@ -147,21 +148,25 @@ class ChatViewModel(ConversationRoom):
 
     @property
     def busy(self) -> bool:
-        return self.reply is not None
+        """A reply is under way: streaming, or the open conversation's calls running."""
+        return self.reply is not None or self.tools.calls_running(self.conversation_id)
 
     @property
     def can_send(self) -> bool:
-        return self.state == ModelState.READY and self.reply is None
+        return self.state == ModelState.READY and not self.busy
 
     def send(self, text: str) -> PendingReply | None:
+        """Store the person's message and ask for a reply; the message shows at once,
+        also when the tools' start or the documents' search comes first."""
         text = text.strip()
         if not text or not self.can_send:
             return None
         if self.conversation_id is None:
             self.new_conversation()
-        assert self.conversation_id is not None
-        return self._start(lambda s: self.session.send(self.conversation_id, text, s),
-                           question=text)
+        cid = self.conversation_id
+        assert cid is not None
+        return self._start(lambda s: self.session.follow_up(cid, s), question=text,
+                           say=lambda: self.session.say(cid, text))
 
     def regenerate(self) -> PendingReply | None:
         if not self.can_send or not self.messages():
@@ -181,8 +186,9 @@ class ChatViewModel(ConversationRoom):
         if not self.can_send or not text.strip():
             return None
         cid = self.conversation_id
-        return self._start(lambda s: self.session.edit_and_resend(cid, message_id, text, s),
-                           question=text.strip())
+        assert cid is not None
+        return self._start(lambda s: self.session.follow_up(cid, s), question=text.strip(),
+                           say=lambda: self.session.edit(cid, message_id, text))
 
     def follow_up(self, conversation_id: int) -> PendingReply | None:
         """Ask the model to go on after a reply's calls were decided (ChatTools); None
@@ -198,12 +204,19 @@ class ChatViewModel(ConversationRoom):
         return self.reply is not None and self._stop_asked == self.reply.request_id
 
     def stop(self) -> None:
+        """The person's Stop (its button, Esc): the reply in flight ends, and so do the
+        open conversation's running tool calls; the conversation then waits for them."""
+        if self.conversation_id is not None:
+            self.tools.stop_calls(self.conversation_id)
+        self._stop_reply()
+
+    def _stop_reply(self) -> None:
         """Ask the worker to end the reply; the views say "Stopping…" at once, since the
         worker ends it only at its next token or prompt chunk."""
         reply = self.reply
         if reply is None:
             return
-        if not reply.request_id:  # waiting for the tools to start: nothing was asked
+        if not reply.request_id:  # held (tools starting, a search): nothing was asked
             self._end_reply(reply)
             self.reply_finished.emit(reply)
             return
@@ -217,20 +230,30 @@ class ChatViewModel(ConversationRoom):
 
     def unload(self) -> None:
         """Free the model's memory (a fine-tune needs it); load_model() brings it back."""
-        self.stop()
+        self._stop_reply()
         self.lifecycle.unload()
 
     def _start(self, ask: Any, conversation_id: int | None = None,
-               question: str | None = None) -> PendingReply | None:
+               question: str | None = None, say: Callable[[], object] | None = None
+               ) -> PendingReply | None:
         """Ask for a reply; first, off the GUI thread, the search for ``question`` (the
         person's message it answers) where the conversation uses documents, and the
-        start of its tool servers where it uses tools."""
+        start of its tool servers where it uses tools. ``say`` stores the person's
+        message before anything else, so it shows while those run."""
         cid = self.conversation_id if conversation_id is None else conversation_id
+        if say is not None:
+            try:
+                say()
+            except DatabaseError as exc:
+                self._set_problem(Problem(f"Your message was not sent: {exc}.",
+                                          ProblemAction.NONE, self.conversation_id))
+                return None
         if cid is not None and question is not None and self.docs.must_search(cid, question):
-            return self._hold(cid, ask, question, lambda release, failed: self.docs.search(
-                cid, question, release, failed))
+            return self._hold(cid, ask, question, "Searching your documents…",
+                              lambda release, failed: self.docs.search(
+                                  cid, question, release, failed))
         if cid is not None and self.tools.must_start(cid):
-            return self._hold(cid, ask, question,
+            return self._hold(cid, ask, question, "Starting this conversation's tools…",
                               lambda release, _failed: self.tools.start(cid, release))
         if cid is not None:
             self.tools.offer(cid)
@@ -244,7 +267,7 @@ class ChatViewModel(ConversationRoom):
             self._set_problem(Problem(str(exc), ProblemAction.RELOAD, self.conversation_id))
             self.messages_changed.emit(self.conversation_id or -1)
             return None
-        except DatabaseError as exc:  # the message could not be stored: nothing was asked
+        except DatabaseError as exc:  # the conversation could not be read: nothing was asked
             self._set_problem(Problem(f"Your message was not sent: {exc}.", ProblemAction.NONE,
                                       self.conversation_id))
             return None
@@ -261,15 +284,16 @@ class ChatViewModel(ConversationRoom):
         self.reply_started.emit(reply)
         return reply
 
-    def _hold(self, conversation_id: int, ask: Any, question: str | None,
+    def _hold(self, conversation_id: int, ask: Any, question: str | None, waiting: str,
               prepare: Callable[[Callable[[], None], Callable[[BaseException], None]], None]
               ) -> PendingReply:
         """Something slow comes first (the documents' search, the tool servers' start:
-        seconds, off the GUI thread): the reply shows as under way (no request yet) and
-        is asked for once it is done; if it fails, the person is told and nothing is
-        asked."""
+        seconds, off the GUI thread): the reply shows as under way (no request yet,
+        ``waiting`` saying why) and is asked for once it is done; if it fails, the person
+        is told and nothing is asked."""
         held = PendingReply(conversation_id, "")
-        self.reply, self.reply_tokens = held, 0
+        self.reply, self.reply_tokens, self.waiting = held, 0, waiting
+        self.conversations_changed.emit()  # a first message named the conversation
         self.reply_started.emit(held)
 
         def release() -> None:
@@ -323,7 +347,7 @@ class ChatViewModel(ConversationRoom):
         """Load ``name``; a reply in flight is stopped first (it belongs to the old one)."""
         if self.lifecycle.select(name):
             self.sampling_changed.emit()  # sampling is remembered per model
-            self.stop()
+            self._stop_reply()
             self.lifecycle.load()
 
     def _set_problem(self, problem: Problem | None) -> None:

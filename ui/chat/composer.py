@@ -1,7 +1,8 @@
 """Where the person writes: Enter sends, Shift+Enter starts a new line.
 
 The box grows with its text up to a third of the window, then scrolls. Its one button
-is Send while the model is idle and Stop while a reply streams (Esc stops too).
+is Send while the model is idle and Stop while a reply streams or its tool calls run
+(Esc stops too).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class Composer(QFrame):
         chat.reply_finished.connect(self._update)
         chat.reply_stopping.connect(self._update)
         chat.messages_changed.connect(self._update)
+        chat.tools.steps_changed.connect(self._update)  # a call running is a reply under way
+        chat.conversation_opened.connect(self._update)
         self._on_text_changed()
         self._update()
 
@@ -69,7 +72,7 @@ class Composer(QFrame):
 
     @property
     def button(self) -> QPushButton:
-        """The button on show: Stop while a reply streams, else Send."""
+        """The button on show: Stop while a reply is under way, else Send."""
         return self.stop_button if self.chat.busy else self.send_button
 
     def _on_stop(self) -> None:

@@ -202,6 +202,7 @@ class ConversationView(QScrollArea):
         widget.branches.branch_from_requested.connect(self.chat.branch_from)
         widget.branches.later_requested.connect(self.chat.show_later)
         widget.tool_cards.decided.connect(self.chat.tools.decide)
+        widget.tool_cards.stop_requested.connect(self.chat.tools.stop_call)
         if widget.role == "assistant":
             widget.correct_requested.connect(self.correct_requested)
         return widget
@@ -217,8 +218,8 @@ class ConversationView(QScrollArea):
         widget = self._make(None, self._model_label(), False)
         prefix = reply.continues.content if reply.continues else ""
         widget.begin_stream(prefix + reply.text)
-        if not reply.request_id:  # asked for once the conversation's tools run
-            widget.set_stream_status("Starting this conversation's tools…")
+        if not reply.request_id:  # asked for once the tools run or the search is done
+            widget.set_stream_status(self.chat.waiting)
         if self.chat.stopping:
             widget.set_stream_status("Stopping…")
         widget.set_note(trimmed_note(reply.dropped_messages))
@@ -311,10 +312,12 @@ class ConversationView(QScrollArea):
             self._on_model_state_changed()
 
     def _on_steps_changed(self, message_id: int) -> None:
-        """A call started or stopped running (its outcome comes with messages_changed)."""
+        """A call started or stopped running (its outcome comes with messages_changed);
+        while one runs the reply is under way, so Regenerate, Continue and Edit wait."""
         widget = self.widgets.get(message_id)
         if widget is not None:
             widget.tool_cards.set_running(self.chat.tools.running(message_id))
+        self._on_model_state_changed()
 
     def _on_reply_started(self, reply: PendingReply) -> None:
         if reply.conversation_id == self.chat.conversation_id:

@@ -7,9 +7,10 @@ tool and server names and the result by an MCP server. So every part is shown pl
 markup, and a long result shows its first :data:`RESULT_SHOWN` characters until the
 person asks for all of it (at most the 20,000 the client keeps).
 
-A pending call asks: Allow once, Always for this tool (this conversation), or Deny. The
-card only says what the person chose (:attr:`ToolCards.decided`); running it belongs to
-:class:`~ui.chat.chat_tools.ChatTools`.
+A pending call asks: Allow once, Always for this tool (this conversation), or Deny; a
+running one offers Stop. The card only says what the person chose
+(:attr:`ToolCards.decided`, :attr:`ToolCards.stop_requested`); running and stopping it
+belong to :class:`~ui.chat.chat_tools.ChatTools`.
 """
 
 from __future__ import annotations
@@ -38,9 +39,15 @@ ARGUMENTS_SHOWN = 2_000
 RESULT_LINES = 8
 """The result box's height in lines; longer text scrolls inside it."""
 STATE_WORDS = {StepState.PENDING: "Asks to run", StepState.RAN: "Done",
-               StepState.FAILED: "Failed", StepState.DENIED: "Denied"}
+               StepState.FAILED: "Failed", StepState.DENIED: "Denied",
+               StepState.STOPPED: "Stopped"}
 STATE_COLOURS = {StepState.PENDING: theme.PENDING, StepState.RAN: theme.SUCCESS,
-                 StepState.FAILED: theme.ERROR, StepState.DENIED: theme.MUTED}
+                 StepState.FAILED: theme.ERROR, StepState.DENIED: theme.MUTED,
+                 StepState.STOPPED: theme.MUTED}
+NOTES = {StepState.DENIED: "Not run: you denied it. The model was told.",
+         StepState.FAILED: "The model was told it failed, and goes on.",
+         StepState.STOPPED: "Stopped by you before it finished. The model is told it "
+                            "was stopped."}
 
 
 def shown_arguments(arguments: str) -> str:
@@ -58,6 +65,7 @@ class ToolCard(QFrame):
     """One call of a reply."""
 
     decided = Signal(int, str)  # the step's index, "once" / "always" / "deny"
+    stop_requested = Signal(int)  # the step's index: stop it while it runs
 
     def __init__(self, index: int, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -93,6 +101,10 @@ class ToolCard(QFrame):
                                (self.deny, "deny")):
             button.clicked.connect(lambda _c=False, a=answer: self.decided.emit(self.index, a))
             row.addWidget(button)
+        self.stop = QPushButton("Stop")
+        self.stop.setToolTip("Stop this call now; the model is told it was stopped")
+        self.stop.clicked.connect(lambda: self.stop_requested.emit(self.index))
+        row.addWidget(self.stop)
         row.addStretch(1)
         self.note = PlainLabel()
         self.note.setObjectName("statsLabel")
@@ -126,11 +138,12 @@ class ToolCard(QFrame):
                                  " font-weight: 600;")
         self.arguments.setText(shown_arguments(step.call.arguments))
         asking = step.state is StepState.PENDING and not running
-        self.buttons.setVisible(asking)
-        note = {StepState.DENIED: "Not run: you denied it. The model was told.",
-                StepState.FAILED: "The model was told it failed, and goes on."}
+        for button in (self.allow_once, self.allow_always, self.deny):
+            button.setVisible(asking)
+        self.stop.setVisible(running)
+        self.buttons.setVisible(asking or running)
         self.note.setText("Running it; a call may take up to a minute." if running
-                          else note.get(step.state, ""))
+                          else NOTES.get(step.state, ""))
         self.note.setVisible(bool(self.note.text()))
         has_result = step.state in (StepState.RAN, StepState.FAILED)
         self.result.setVisible(has_result)
@@ -167,6 +180,7 @@ class ToolCards(QWidget):
     """The cards of one reply's calls, in order."""
 
     decided = Signal(int, int, str)  # message id, step index, answer
+    stop_requested = Signal(int, int)  # message id, step index
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -186,6 +200,7 @@ class ToolCards(QWidget):
         while len(self.cards) < len(self._steps):
             card = ToolCard(len(self.cards))
             card.decided.connect(self._on_decided)
+            card.stop_requested.connect(self._on_stop_requested)
             self.cards.append(card)
             self._layout.addWidget(card)
         while len(self.cards) > len(self._steps):
@@ -207,3 +222,7 @@ class ToolCards(QWidget):
     def _on_decided(self, index: int, answer: str) -> None:
         if self.message_id is not None:
             self.decided.emit(self.message_id, index, answer)
+
+    def _on_stop_requested(self, index: int) -> None:
+        if self.message_id is not None:
+            self.stop_requested.emit(self.message_id, index)
