@@ -55,6 +55,12 @@ TAUGHT_TOKENS = 64
 """A taught answer must end within this many tokens (a corrected reply is a sentence or
 two; a version that loops runs into it)."""
 GEN_BATCH = 64
+DRIFT_REPLIES = 30
+"""The teacher-forced diagnostic is measured on this many of the everyday replies, evenly
+spread: on all 120 it cost as much as answering them (one forward pass over prompt and
+reply each), for a figure no verdict reads. On three perturbed starters 30 replies (1,093
+positions) gave 10.9, 6.6 and 21.7 % where all 120 gave 11.1, 5.4 and 21.3 %, in a
+quarter of the time (BENCHMARKS.md, "Teach")."""
 
 # ------------------------------------------------------------------ generation
 
@@ -379,7 +385,8 @@ def run_gate(model: Any, tokenizer: Any, template: ChatTemplate, max_seq_len: in
         why = judge.counts(judge.departs(g.base, a.text, g.kind, g.prompt, keys), g.stable)
         if why:
             harmed.append(HarmedAnswer(HarmKind.GENERAL, g.prompt, g.base, a.text, why))
-    measured = drift(model, inputs.check_replies, device) if inputs.check_replies else None
+    sample = inputs.check_replies[::max(1, len(inputs.check_replies) // DRIFT_REPLIES)]
+    measured = drift(model, sample, device) if sample else None
     report = verdict(out_cases, harmed, len(inputs.general), inputs.limits, measured)
     report.general_unstable = sum(not g.stable for g in inputs.general)
     report.general_answers = answers_given  # every one, base beside taught (the record)
