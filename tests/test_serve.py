@@ -20,8 +20,10 @@ from typing import Any
 import openai
 import pytest
 
+from app.chat.tools import auto_call_schema, parse_tools
 from app.inference import protocol as p
 from app.inference.client import InferenceClient
+from app.serve import openai_format as fmt
 from app.serve.models import OwnModels
 from app.serve.security import KEY_ENV, api_key, host_allowed, key_path, origin_allowed
 from app.serve.server import LocalServer
@@ -337,3 +339,21 @@ def test_bad_tool_requests_get_a_clear_400_and_the_worker_lives_on(served: Serve
     cut = served.api.chat.completions.create(  # a call cut short comes back as its text
         model=MODEL, messages=TOKYO, tools=[CLOCK], tool_choice="required", max_tokens=3)
     assert cut.choices[0].finish_reason == "length" and cut.choices[0].message.content
+
+
+def test_auto_holds_a_call_the_model_begins_unless_the_client_holds_the_reply() -> None:
+    """What the server asks the worker for (no worker needed): with ``tool_choice: "auto"``
+    the schema of the calls, held once a reply begins one (backends/inference/
+    call_grammar.py); the client's own ``response_format`` holds the whole reply instead."""
+    body = {"model": MODEL, "messages": TOKYO, "tools": [CLOCK, ADD]}
+    auto = fmt.parse({**body, "parallel_tool_calls": False}, p.SamplingParams(), chat=True)
+    assert auto.sampling.call_schema == auto_call_schema(parse_tools([CLOCK, ADD]), False)
+    assert not auto.sampling.json_schema
+    many = fmt.parse({**body, "tool_choice": "auto"}, p.SamplingParams(), chat=True)
+    assert json.loads(many.sampling.call_schema)["type"] == "array"  # parallel by default
+    own = fmt.parse({**body, "response_format": {"type": "json_object"}},
+                    p.SamplingParams(), chat=True)
+    assert own.sampling.json_schema and not own.sampling.call_schema
+    for choice in ("none", "required"):
+        asked = fmt.parse({**body, "tool_choice": choice}, p.SamplingParams(), chat=True)
+        assert not asked.sampling.call_schema, choice

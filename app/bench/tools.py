@@ -8,8 +8,10 @@ model's own template (or Hearth's fallback prompt), greedy, as the server would 
 
 Two ways of asking, side by side:
 
-- ``auto``: the model decides whether to call (``tool_choice: "auto"``); a call must be
-  readable (:func:`app.chat.tools.read_calls`), name the right tool and carry the right
+- ``auto``: the model decides whether to call (``tool_choice: "auto"``), and a call it
+  begins is held to the tools' schemas from there, as the server and the chat hold it
+  (:func:`app.chat.tools.auto_call_schema`); a call must be readable
+  (:func:`app.chat.tools.read_calls`), name the right tool and carry the right
   arguments;
 - ``required``: the reply is held to a call by grammar (``tool_choice: "required"``,
   parallel calls allowed for the parallel cases); this measures choosing the tool and
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from typing import Any
 
@@ -32,6 +34,7 @@ from app.chat.tools import (
     Tool,
     ToolCall,
     ToolChoice,
+    auto_call_schema,
     call_schema,
     read_calls,
     tool_from,
@@ -97,10 +100,13 @@ def _arguments_fit(arguments: dict[str, Any], wanted: dict[str, list[Any]]) -> b
 def ask_case(client: InferenceClient, tools: dict[str, Tool], case: dict[str, Any],
              mode: str) -> CaseResult:
     offered = [tools[name] for name in case["tools"]]
-    schema = call_schema(offered, ToolChoice("required"),
-                         parallel=case["kind"] == "parallel") if mode == "required" else ""
-    sampling = p.SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS, seed=0,
-                                json_schema=schema)
+    parallel = case["kind"] == "parallel"
+    sampling = p.SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS, seed=0)
+    if mode == "required":
+        sampling = replace(sampling, json_schema=call_schema(
+            offered, ToolChoice("required"), parallel))
+    else:
+        sampling = replace(sampling, call_schema=auto_call_schema(offered, parallel))
     done = client.reply_blocking([{"role": "user", "content": case["ask"]}], sampling,
                                  tools=tools_json(offered))
     made = read_calls(done.text, offered).calls

@@ -19,9 +19,12 @@ place that knows the shapes:
 - :func:`call_schema`: when a call is required (``tool_choice: "required"`` or a named
   function), the reply is constrained by llama.cpp's grammar sampler to a JSON call
   whose arguments follow the tool's schema, so that even a 135M model writes a valid
-  call. The grammar holds the whole reply (llama-cpp-python has no lazy grammar that
-  would start at a call's first token), so with ``auto`` the model writes freely and a
-  malformed call comes back as text.
+  call. With ``auto`` the model writes freely until it begins a call (``<tool_call>``,
+  or a reply that opens with ``{"name": "``); from there the call is held to the same
+  schemas (:func:`auto_call_schema`, a lazy grammar:
+  :mod:`backends.inference.call_grammar`). What the grammar cannot do is make a model
+  begin a call; and a beginning that already went wrong (a misspelt key) is left free,
+  so such a call still comes back as text.
 """
 
 from __future__ import annotations
@@ -213,8 +216,9 @@ def parse_choice(raw: Any, tools: list[Tool]) -> ToolChoice:
 
 
 def call_schema(tools: list[Tool], choice: ToolChoice, parallel: bool) -> str:
-    """The JSON schema a forced reply is held to: ``{"name": …, "arguments": {…}}``, or a
-    list of them when parallel calls are asked for and more than one tool may be called.
+    """The JSON schema a reply's call is held to: ``{"name": …, "arguments": {…}}``, or a
+    list of them when parallel calls are asked for and more than one tool may be called
+    (``required``, or ``auto``, where the grammar holds only a call the model begins).
 
     A tool whose parameters use ``$ref`` gets any JSON object as arguments: a reference
     is relative to the document's root, which is no longer its schema once nested here.
@@ -227,7 +231,7 @@ def call_schema(tools: list[Tool], choice: ToolChoice, parallel: bool) -> str:
         "required": ["name", "arguments"], "additionalProperties": False}
         for t in offered]
     one: dict[str, Any] = options[0] if len(options) == 1 else {"anyOf": options}
-    if parallel and choice.mode == "required":
+    if parallel and choice.mode in ("required", "auto"):
         one = {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_PARALLEL}
     text = json.dumps(one)
     try:
@@ -236,6 +240,17 @@ def call_schema(tools: list[Tool], choice: ToolChoice, parallel: bool) -> str:
         raise ToolError(f"the tools together are too large to hold a reply to: {exc}"
                         ) from None
     return text
+
+
+def auto_call_schema(tools: list[Tool], parallel: bool) -> str:
+    """The schema of a call (or, ``parallel``, of a list of calls) that the model begins
+    by itself (``auto``), held from there on; "" when the tools together are too large
+    for a grammar: the model then writes its calls freely, as it did before there was a
+    lazy grammar, rather than not at all."""
+    try:
+        return call_schema(tools, ToolChoice("auto"), parallel)
+    except ToolError:
+        return ""
 
 
 # ------------------------------------------------------------------ reading calls

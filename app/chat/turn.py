@@ -27,7 +27,14 @@ from app.chat.conversations import (
     Message,
 )
 from app.chat.tool_steps import ToolStep
-from app.chat.tools import Tool, ToolChoice, call_schema, read_calls, tools_json
+from app.chat.tools import (
+    Tool,
+    ToolChoice,
+    auto_call_schema,
+    call_schema,
+    read_calls,
+    tools_json,
+)
 from app.docs.citing import Grounding, Retriever
 from app.inference import protocol as p
 from app.inference.client import InferenceClient
@@ -198,12 +205,26 @@ class ChatSession:
             rounds += 1
         offer = self.tools if self.tools is not None and self.tools.tools else None
         tools = offer.wire() if offer is not None and rounds < offer.max_rounds else ""
-        if tools and offer is not None and offer.required and rounds == 0:
-            sampling = replace(sampling or p.SamplingParams(), json_schema=call_schema(
-                offer.tools, ToolChoice("required"), parallel=False))
+        if tools and offer is not None:
+            sampling = self._held(offer, sampling, forced=offer.required and rounds == 0)
         messages = self.store.prompt_messages(conversation_id, before)
         grounding = self._ground(messages, sampling)
         return self.client.chat(messages, sampling, tools=tools), grounding
+
+    @staticmethod
+    def _held(offer: ToolOffer, sampling: p.SamplingParams | None, forced: bool
+              ) -> p.SamplingParams:
+        """A required call is held to the tools' schemas from the first token; a call
+        the model begins by itself is held from there on (unless the person's own
+        Structured output holds the whole reply). One call a reply either way: a small
+        model held to a list repeats its call until the reply's end."""
+        sampling = sampling or p.SamplingParams()
+        if forced:
+            return replace(sampling, json_schema=call_schema(
+                offer.tools, ToolChoice("required"), parallel=False))
+        if sampling.grammar or sampling.json_schema:
+            return sampling
+        return replace(sampling, call_schema=auto_call_schema(offer.tools, parallel=False))
 
     def _ground(self, messages: list[dict[str, str]], sampling: p.SamplingParams | None
                 ) -> Grounding | None:

@@ -24,7 +24,8 @@ from app.workers.wire import WireError, from_json, to_json
 # 4: SamplingParams.grammar/json_schema (structured output), Chat.raw (completions),
 #    Load.cache_type (KV cache type), Load.prompt_lookup (n-gram speculative decoding).
 # 5: Chat.tools, and tool turns in Chat.messages (app.chat.tool_prompt).
-PROTOCOL_VERSION = 5
+# 6: SamplingParams.call_schema (a tool call held to its schema once it has begun).
+PROTOCOL_VERSION = 6
 CACHE_TYPES = ("f16", "q8_0")
 """The KV cache types a load may ask for."""
 
@@ -69,6 +70,11 @@ class SamplingParams:
     # JSON schema (as JSON text) that the worker turns into one. At most one of the two.
     grammar: str = ""
     json_schema: str = ""
+    # With tools offered and the model free to call: the JSON schema of one call
+    # (app.chat.tools.auto_call_schema), held by grammar once the reply begins a call
+    # (backends.inference.call_grammar). Ignored when a grammar or JSON schema holds the
+    # whole reply.
+    call_schema: str = ""
 
     def __post_init__(self) -> None:
         """Types first (a value from an API client or settings.json may be anything, and
@@ -81,7 +87,7 @@ class SamplingParams:
                 _check_type(name, value, numbers.Integral, "a whole number")
         if not isinstance(self.stop, list) or not all(isinstance(s, str) for s in self.stop):
             raise ValueError("stop must be a list of strings")
-        for name in ("grammar", "json_schema"):
+        for name in ("grammar", "json_schema", "call_schema"):
             _check_type(name, getattr(self, name), str, "text")
         if self.temperature < 0:
             raise ValueError("temperature must be >= 0")
@@ -97,8 +103,9 @@ class SamplingParams:
             raise ValueError("max_tokens must be >= 1")
         if self.grammar and self.json_schema:
             raise ValueError("give a grammar or a JSON schema, not both")
-        if self.json_schema:
-            check_json_schema(self.json_schema)
+        for schema in (self.json_schema, self.call_schema):
+            if schema:
+                check_json_schema(schema)
 
 
 def prompt_budget(n_ctx: int, max_tokens: int) -> int:

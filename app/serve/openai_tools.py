@@ -7,9 +7,11 @@ results as ``tool`` messages. The shapes are OpenAI's, so the official ``openai`
 client and agent libraries work unchanged:
 
 - ``tool_choice`` ``"required"`` or a named function holds the reply to a valid call by
-  grammar (:func:`app.chat.tools.call_schema`); ``"auto"`` lets the model choose, and
-  reads a call if it wrote one; ``"none"`` offers no tools (earlier calls and results in
-  the history are still shown to the model).
+  grammar (:func:`app.chat.tools.call_schema`); ``"auto"`` lets the model choose, holds
+  a call it begins to the tools' schemas (:func:`app.chat.tools.auto_call_schema`,
+  unless the client's own ``response_format`` holds the reply) and reads a call if it
+  wrote one; ``"none"`` offers no tools (earlier calls and results in the history are
+  still shown to the model).
 - Streamed, a reply that could still become a call is held back until it is clear
   (:class:`CallFilter`); plain text streams as it comes. A call goes out as
   ``delta.tool_calls``: first the id and the name, then the arguments.
@@ -30,6 +32,7 @@ from app.chat.tools import (
     ToolCall,
     ToolChoice,
     ToolError,
+    auto_call_schema,
     call_schema,
     could_become_call,
     looks_like_call,
@@ -62,9 +65,16 @@ class ToolRequest:
         return tools_json(self.tools)
 
     def sampling(self, sampling: p.SamplingParams) -> p.SamplingParams:
-        """A forced call is held to its schema; that leaves no room for a client's own."""
-        if not self.active or not self.choice.forced:
+        """A forced call is held to its schema; that leaves no room for a client's own.
+        A call the model begins by itself is held too, unless the client's format holds
+        the whole reply."""
+        if not self.active:
             return sampling
+        if not self.choice.forced:
+            if sampling.grammar or sampling.json_schema:
+                return sampling
+            schema = auto_call_schema(self.tools, self.parallel)
+            return replace(sampling, call_schema=schema)
         if sampling.grammar or sampling.json_schema:
             raise ServeError(400, "'response_format' (or 'grammar') cannot be combined with "
                              "a required tool call: the call has its own format")

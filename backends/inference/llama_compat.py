@@ -12,16 +12,18 @@ function here, so an upgrade that breaks one fails there first.
 from __future__ import annotations
 
 import ctypes
+import json
+import math
 import os
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import llama_cpp
 import numpy as np
 from llama_cpp import LogitsProcessorList
-from llama_cpp.llama_grammar import json_schema_to_gbnf
+from llama_cpp.llama_grammar import SchemaConverter
 from llama_cpp.llama_speculative import LlamaPromptLookupDecoding
 
 from app.inference.grammar_limits import StructureError, check_grammar, check_schema
@@ -209,20 +211,39 @@ def make_grammar(llm: llama_cpp.Llama, grammar: str, json_schema: str
     parser overflows its stack on deep nesting and the schema converter writes one copy
     per required item, so both only ever see what passed them.
     """
+    if json_schema:
+        grammar = schema_rules(json_schema)[1]
+    if not grammar:
+        return None
+    return GrammarGuard(llm, checked(grammar))
+
+
+def schema_rules(json_schema: str, top: str = "") -> tuple[str, str]:
+    """llama-cpp-python's GBNF rules for ``json_schema`` (within Hearth's bounds), as
+    ``(name of the schema's rule, rules)``: the rule is ``root``, or ``top`` where a
+    larger grammar (:mod:`backends.inference.call_grammar`) writes its own root around it.
+    """
     try:
-        if json_schema:
-            check_schema(json_schema)
-            try:
-                grammar = json_schema_to_gbnf(json_schema)
-            except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
-                raise GrammarError(f"this JSON schema cannot be turned into a grammar: "
-                                   f"{exc}") from None
-        if not grammar:
-            return None
+        check_schema(json_schema)
+    except StructureError as exc:
+        raise GrammarError(f"the structured output is refused: {exc}") from None
+    converter = SchemaConverter(prop_order={}, allow_fetch=False, dotall=False,
+                                raw_pattern=False)
+    try:
+        name = converter.visit(converter.resolve_refs(json.loads(json_schema), "stdin"), top)
+    except (AssertionError, ValueError, KeyError, TypeError, RecursionError) as exc:
+        raise GrammarError(f"this JSON schema cannot be turned into a grammar: "
+                           f"{exc}") from None
+    return name, converter.format_grammar()
+
+
+def checked(grammar: str) -> str:
+    """``grammar``, once it is within Hearth's bounds; GrammarError saying why not."""
+    try:
         check_grammar(grammar)
     except StructureError as exc:
         raise GrammarError(f"the structured output is refused: {exc}") from None
-    return GrammarGuard(llm, grammar)
+    return grammar
 
 
 class GrammarGuard:
@@ -276,7 +297,7 @@ class GrammarGuard:
         self._masked = True
         return masked
 
-    def follow(self, tokens: Iterator[int]) -> Iterator[int]:
+    def follow(self, tokens: Iterator[int]) -> Generator[int, None, None]:
         """``tokens`` as sampled, each accepted by the grammar before the next is drawn."""
         for token in tokens:
             if self.problem is not None or not self._masked:
@@ -287,9 +308,28 @@ class GrammarGuard:
                 self.accepted += 1
             yield token
 
+    def replay(self, tokens: list[int]) -> bool:
+        """Accept ``tokens`` written before the grammar held the reply, each only once the
+        grammar allows it; False at the first it refuses (this guard is then spent).
+
+        llama.cpp aborts the process when told to accept a token its grammar refuses, so
+        each is first masked alone, the way :meth:`__call__` masks the whole vocabulary.
+        """
+        one = (_llama.llama_token_data * 1)()
+        array = _llama.llama_token_data_array(one, 1, -1, False)
+        for token in tokens:
+            one[0] = _llama.llama_token_data(token, 0.0, 0.0)
+            array.size, array.selected, array.sorted = 1, -1, False
+            _llama.llama_sampler_apply(self._sampler, ctypes.byref(array))
+            if not math.isfinite(one[0].logit):
+                return False
+            _llama.llama_sampler_accept(self._sampler, token)
+            self.accepted += 1
+        return True
+
 
 def generate(llm: llama_cpp.Llama, tokens: list[int], grammar: GrammarGuard | None,
-             **sampling: Any) -> Iterator[int]:
+             **sampling: Any) -> Generator[int, Any, None]:
     """``Llama.generate`` with the grammar, if any, applied by :class:`GrammarGuard`."""
     if grammar is None:
         return llm.generate(tokens, **sampling)

@@ -34,6 +34,7 @@ from app.inference import protocol as p
 from app.machine.threads import default_threads
 from app.models.gguf_file import GGUFError, read_gguf
 from backends.inference import llama_compat as compat
+from backends.inference.call_grammar import LazyCall
 from backends.inference.failures import request_id_of, unexpected
 from backends.inference.live_adapters import LiveAdapters
 from backends.inference.prefill import prefill
@@ -208,8 +209,7 @@ class Worker:
         compat.crash_if_asked(self.llm, "chat")
         try:
             tokens, dropped = self.fit_prompt(cmd)
-            grammar = compat.make_grammar(self.llm, cmd.sampling.grammar,
-                                          cmd.sampling.json_schema)
+            grammar = self._grammar(cmd)
         except TemplateCancelled:
             # Stop (or the app's end) arrived while the template was rendering.
             self.channel.send(p.Done(cmd.request_id, "", p.ReplyStats(
@@ -230,6 +230,18 @@ class Worker:
             self.channel.send(p.Error("generation_failed", f"llama.cpp failed: {exc}",
                                       cmd.request_id))
             self.llm.reset()
+
+    def _grammar(self, cmd: p.Chat) -> compat.GrammarGuard | LazyCall | None:
+        """What holds the reply: the grammar asked for, from its first token; else, with
+        a call schema, a call once the model begins one (continuing a reply, perhaps
+        in what it has written already)."""
+        s = cmd.sampling
+        assert self.llm is not None
+        if s.grammar or s.json_schema or not s.call_schema:
+            return compat.make_grammar(self.llm, s.grammar, s.json_schema)
+        last = cmd.messages[-1] if cmd.continue_last and cmd.messages else {}
+        written = last.get("content", "") if last.get("role") == "assistant" else ""
+        return LazyCall(self.llm, s.call_schema, written)
 
     def render(self, messages: list[dict[str, Any]], continue_last: bool,
                request_id: str = "", tools: list[dict[str, Any]] | None = None
@@ -352,7 +364,7 @@ class Worker:
                        lambda: self.closing or request_id in self.cancelled)
 
     def generate(self, cmd: p.Chat, tokens: list[int], dropped: int, started: float,
-                 grammar: Any = None) -> None:
+                 grammar: compat.GrammarGuard | LazyCall | None = None) -> None:
         """Decode the reply into a :class:`ReplyStream` until the model ends its turn, a
         stop string, Stop, ``max_tokens`` or a full context, whichever comes first."""
         llm = self.llm
@@ -368,9 +380,11 @@ class Worker:
         n_ctx = llm.n_ctx()
         reply = ReplyStream(self.channel.send, cmd.request_id, self._stops(s.stop), started)
         finish = "cancelled" if stopped else "length"
-        for token in () if stopped else compat.generate(
-                llm, tokens, grammar, top_k=s.top_k, top_p=s.top_p, min_p=s.min_p,
-                temp=s.temperature, repeat_penalty=s.repeat_penalty):
+        knobs = {"top_k": s.top_k, "top_p": s.top_p, "min_p": s.min_p,
+                 "temp": s.temperature, "repeat_penalty": s.repeat_penalty}
+        for token in () if stopped else (
+                grammar.generate(tokens, **knobs) if isinstance(grammar, LazyCall)
+                else compat.generate(llm, tokens, grammar, **knobs)):
             reply.arrived()
             if llama_cpp.llama_vocab_is_eog(vocab, token) or reply.add(llm.detokenize([token])):
                 finish = "stop"
