@@ -24,7 +24,7 @@ from app.chat.tools import (
 )
 from app.chat.turn import ChatSession, ToolOffer
 from app.inference import protocol as p
-from app.inference.client import InferenceClient
+from app.inference.client import InferenceClient, WorkerError
 from app.workspace import Workspace
 from backends.inference.call_grammar import call_grammar
 from backends.inference.llama_compat import GrammarError
@@ -125,14 +125,9 @@ def _reply(client: InferenceClient, begun: str = "", schema: str = "", **samplin
     if given."""
     messages = ASK + ([{"role": "assistant", "content": begun}] if begun else [])
     settings = {"temperature": 0.0, "seed": 0, "max_tokens": 300, **sampling}
-    request_id = client.chat(messages, p.SamplingParams(call_schema=schema, **settings),
-                             continue_last=bool(begun), tools=tools_json(TOOLS))
-    while True:
-        event = client.next_event(120)
-        if isinstance(event, p.Error | p.WorkerDied):
-            raise AssertionError(event.message)
-        if isinstance(event, p.Done) and event.request_id == request_id:
-            return event
+    return client.reply_blocking(messages, p.SamplingParams(call_schema=schema, **settings),
+                                 tools=tools_json(TOOLS), timeout=120,
+                                 continue_last=bool(begun))
 
 
 @pytest.mark.parametrize(("begun", "parallel"), [
@@ -186,11 +181,9 @@ def test_the_replys_limits_hold_across_the_switch(client: InferenceClient) -> No
 
 def test_a_call_schema_the_worker_cannot_hold_is_a_bad_request(
         client: InferenceClient) -> None:
-    request_id = client.chat(ASK, p.SamplingParams(call_schema=json.dumps(LONG)))
-    while True:
-        event = client.next_event(120)
-        if isinstance(event, p.Error | p.Done) and event.request_id == request_id:
-            break
+    with pytest.raises(WorkerError) as refused:
+        client.reply_blocking(ASK, p.SamplingParams(call_schema=json.dumps(LONG)), timeout=120)
+    event = refused.value.event
     assert isinstance(event, p.Error) and event.error_kind == "bad_request"
     assert "maxLength" in event.message
     assert _reply(client, max_tokens=5).stats.finish_reason == "length"  # it lives on

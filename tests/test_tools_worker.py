@@ -40,13 +40,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferenceClient
 def _reply(client: InferenceClient, messages: list[dict[str, str]], tools: str,
            schema: str = "") -> p.Done:
     sampling = p.SamplingParams(temperature=0.0, max_tokens=80, seed=0, json_schema=schema)
-    request_id = client.chat(messages, sampling, tools=tools)
-    while True:
-        event = client.next_event(120)
-        if isinstance(event, p.Error | p.WorkerDied):
-            raise AssertionError(event.message)
-        if isinstance(event, p.Done) and event.request_id == request_id:
-            return event
+    return client.reply_blocking(messages, sampling, tools=tools, timeout=120)
 
 
 @pytest.mark.parametrize(("arch", "template", "choice"), [

@@ -312,10 +312,12 @@ class InferenceClient:
 
     def reply_blocking(self, messages: list[dict[str, str]],
                        sampling: p.SamplingParams | None = None, tools: str = "",
-                       raw: bool = False, timeout: float = 600.0) -> p.Done:
+                       raw: bool = False, timeout: float = 600.0,
+                       continue_last: bool = False) -> p.Done:
         """One whole reply, for callers that read the answer rather than stream it
         (benchmarks, drafting); raises :class:`WorkerError` with the worker's reason."""
-        request_id = self.chat(messages, sampling, raw=raw, tools=tools)
+        request_id = self.chat(messages, sampling, continue_last=continue_last, raw=raw,
+                               tools=tools)
         deadline = time.monotonic() + timeout
         while True:
             event = self.next_event(max(0.0, deadline - time.monotonic()))

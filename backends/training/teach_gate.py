@@ -60,7 +60,7 @@ DRIFT_REPLIES = 30
 spread: on all 120 it cost as much as answering them (one forward pass over prompt and
 reply each), for a figure no verdict reads. On three perturbed starters 30 replies (1,093
 positions) gave 10.9, 6.6 and 21.7 % where all 120 gave 11.1, 5.4 and 21.3 %, in a
-quarter of the time (BENCHMARKS.md, "Teach")."""
+quarter of the time (BENCHMARKS.md, "Teach's drift diagnostic on a sample")."""
 
 # ------------------------------------------------------------------ generation
 

@@ -14,16 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from app.models.library import find_starter_gguf
-from app.paths import resolve_home
 from app.teach import probes
 from backends.training import teach_gate
-from backends.training.base_model import load_base
+from tests.benchmarks.starter_base import starter_base
 
 
 def main() -> None:
@@ -32,13 +29,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    gguf = find_starter_gguf()
-    if gguf is None:
-        raise SystemExit("the starter model is not installed")
-    cache = Path(os.environ.get("HEARTH_CACHE") or resolve_home().base_model_cache)
-    base = load_base(gguf, dtype=torch.float32, cache_dir=cache)
-    base.model.eval()
+    base = starter_base(args.threads)
     prompts = [[{"role": "user", "content": g.prompt}]
                for g in probes.general_prompts()["check"]][:args.prompts]
     last = base.model.forward
