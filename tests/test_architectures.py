@@ -28,6 +28,7 @@ from backends.export.gguf_export import ExportError, export_gguf
 from backends.export.merge import merge_lora
 from backends.export.pipeline import base_weights
 from backends.inference import llama_compat
+from backends.training import teach_gate
 from backends.training.base_model import load_base
 from tests.arch_factory import ARCHS, write_tiny_arch_gguf
 
@@ -182,3 +183,29 @@ def test_a_base_outside_the_table_is_refused_before_any_training(tmp_path: Path)
     llama = ModelRecord(name="l", path=tmp_path / "l.gguf", source="imported", added_at="",
                         info=ModelInfo(architecture="llama"))
     assert model_facts(llama).refusal is None
+
+
+@pytest.mark.parametrize("name", sorted(ARCHS))
+def test_greedy_answers_are_the_same_with_a_batchs_opening_run_once(
+        name: str, arch_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Teach's answers (``teach_gate.greedy``) run the opening a batch's prompts share
+    once and hand its cache to every row, their padding after it: each family's cache
+    (Gemma's sliding windows among them) and the LoRA model must give the answers each
+    row gets running its whole prompt. A wrong position or mask is no near tie: it
+    changes the tokens of every answer."""
+    gguf_path = write_tiny_arch_gguf(name, arch_dir / f"{name}-greedy.gguf")
+    base = load_base(gguf_path)
+    model = _trained(base.model)
+    asked = [[{"role": "user", "content": q}] for q in (
+        "What is the capital of France?", "Say hi.",
+        "How do I boil an egg? Tell me every step, please, and what can go wrong.")]
+    rows = [teach_gate.prompt_ids(base.tokenizer, base.template, m) for m in asked]
+    assert teach_gate.shared_prefix(rows) >= teach_gate.SHARED_PREFIX_MIN, \
+        "the opening is not shared: nothing is tested"
+    shared = teach_gate.greedy(model, base.tokenizer, base.template, asked,
+                               torch.device("cpu"), max_new_tokens=16)
+    monkeypatch.setattr(teach_gate, "SHARED_PREFIX_MIN", 1 << 30)
+    each = teach_gate.greedy(model, base.tokenizer, base.template, asked,
+                             torch.device("cpu"), max_new_tokens=16)
+    assert [r.reply_ids for r in shared] == [r.reply_ids for r in each]
+    assert all(r.reply_ids for r in shared)
