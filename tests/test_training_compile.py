@@ -98,6 +98,31 @@ def test_a_compiled_run_trains_like_an_eager_one_and_reports_what_it_measured(
     assert abs(compiled.val_history[-1]["val_loss"] - eager.val_history[-1]["val_loss"]) < 1e-3
 
 
+def test_the_early_stop_check_runs_the_layers_eager(tmp_path: Path) -> None:
+    """Teach's check at an epoch's end generates with a KV cache: run through the
+    compiled layers, dynamo rebuilt one per cache layer until its recompile limit."""
+    from backends.training import compiled as c
+
+    trainer = _trainer(tmp_path, "on", [])
+    seen: list[tuple[bool, int]] = []
+
+    def check() -> None:
+        before = c._graphs()
+        seen.append((trainer.compiler.active, before))
+        with torch.no_grad():
+            past = trainer.model(input_ids=torch.tensor([[5, 6, 7]]), use_cache=True)
+            trainer.model(input_ids=torch.tensor([[8]]), use_cache=True,
+                          past_key_values=past.past_key_values)
+        seen[-1] = (seen[-1][0], c._graphs() - before)
+
+    trainer.stop_check = check
+    assert trainer.run() == "finished"
+    report = trainer.compiler.report
+    assert report is not None and report.at_step == 3
+    assert len(seen) >= 2  # epochs of 4 steps: checks after the compile began
+    assert seen == [(False, 0)] * len(seen)
+
+
 def test_a_step_that_builds_a_graph_is_compile_time_not_the_speed_to_come(
         monkeypatch) -> None:
     from backends.training import compiled as c

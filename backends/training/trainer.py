@@ -359,7 +359,11 @@ class Trainer:
         before = self.plan.epoch_at(self.step - 1)
         if self.stop_check is None or epoch < 1 or int(epoch) == int(before):
             return False
-        reason = self.stop_check()
+        # Eager: the check generates with a KV cache, a shape the compiled layers were
+        # not built for; compiled, dynamo rebuilt a layer per cache layer until its
+        # recompile limit (8 builds in a Teach run's first check).
+        with self.compiler.eager():
+            reason = self.stop_check()
         self.model.train()
         if reason is None:
             return False
