@@ -48,8 +48,10 @@ from app.units import count
 
 GENERATIONS_PER_CHECKED_ANSWER = 4
 """The base answers each everyday check prompt, and each neighbour question the gate
-asks, once plus once per perturbation (``backends.training.teach_gate.PERTURBATIONS``;
-a test holds the two equal)."""
+asks, once plus at most once per perturbation (``backends.training.teach_gate.PERTURBATIONS``;
+a test holds the two equal): an answer a perturbation changed is not asked again, so
+the starter's 120 everyday prompts took 3.6 answers each. The bound is counted; past
+runs' measured speeds scale it (:class:`PastRun`)."""
 RECENT_RUNS = 3
 """Past runs that predict the next one: enough to see a spread, recent enough to be
 this machine as it is now."""
