@@ -137,3 +137,35 @@ def test_general_prompts_are_many_kinds_and_held_out() -> None:
     assert {"fact", "howto", "arithmetic", "writing", "code", "refuse"} <= \
         {p.kind for p in check}
     assert not {p.prompt for p in check} & {p.prompt for p in rehearse}
+
+
+def test_an_answer_one_perturbation_changed_is_not_asked_again(monkeypatch) -> None:
+    """Stable means surviving every perturbation: the later ones ask only what the
+    earlier ones left stable, and the verdict is the same as asking all of them."""
+    import torch
+
+    from app.teach.records import Reply
+    from backends.training import teach_gate
+
+    prompts = ["What is the capital of France?", "Who wrote Hamlet?", "What is 7 times 8?"]
+    base = ["The capital of France is Paris.", "Hamlet was written by Shakespeare.",
+            "7 times 8 is 56."]
+    # What each perturbation answers (by its seed); None: the base's own answer.
+    nudged = {1: {1: "Hamlet was written by Marlowe."},
+              2: {2: "7 times 8 is 54."},
+              3: {0: "The capital of France is Lyon."}}
+    asked: list[list[str]] = []
+
+    def fake_greedy(model, tokenizer, template, messages, device, **_):
+        seed = len(asked) + 1
+        questions = [m[0]["content"] for m in messages]
+        asked.append(questions)
+        return [Reply([], [], True, nudged[seed].get(prompts.index(q), base[prompts.index(q)]))
+                for q in questions]
+
+    monkeypatch.setattr(teach_gate, "greedy", fake_greedy)
+    replies = [Reply([], [], True, text) for text in base]
+    teach_gate.mark_stable(torch.nn.Linear(2, 2), None, None, replies, prompts,
+                           ["fact", "fact", "arithmetic"], torch.device("cpu"))
+    assert asked == [prompts, [prompts[0], prompts[2]], [prompts[0]]]
+    assert [r.stable for r in replies] == [False, False, False]
