@@ -3,7 +3,9 @@
 Measured (BENCHMARKS.md, "Teaching in rounds"): a fifth round of ten stopped as soon as
 its new corrections were answered, at 47 steps, with 33 of 40 earlier ones still
 answered, and the gate refused it; stopping only once the earlier ones are kept as the
-gate requires, the same round ran 94 steps, kept 36 of 40 and was accepted.
+gate requires, the same round ran 94 steps, kept 36 of 40 and was accepted. Training
+aims higher than the gate's floor (95 %): stopped at the floor, a seventh round kept 53
+of all 60 earlier facts.
 """
 
 from __future__ import annotations
@@ -42,8 +44,10 @@ def test_a_continuing_round_stops_only_once_the_earlier_corrections_are_kept(
     answered = {0, 1} | {10 + i for i in range(8)}  # 8 of 10 earlier: under the 90 %
     check = _stop_check(monkeypatch, new + earlier, answered)
     assert check() is None
-    answered.add(18)  # 9 of 10: the gate's limit
-    assert check() == "all 2 corrections answered, and 9 of 10 earlier ones"
+    answered.add(18)  # 9 of 10: the gate's floor, short of the 95 % training aims at
+    assert check() is None
+    answered.add(19)
+    assert check() == "all 2 corrections answered, and 10 of 10 earlier ones"
     answered.discard(1)  # a new one not answered: training goes on, whatever else holds
     assert check() is None
 
