@@ -104,21 +104,22 @@ def stop_when_learned(trainer: Any, base: Any, inputs: teach_gate.GateInputs,
     earlier = [c for c in inputs.cases if c.prompt and not c.new]
     floor = inputs.limits.min_earlier_kept * len(earlier)
     aim = max(floor, EARLIER_KEPT_AIM * len(earlier))
-    at_floor = [False]  # the floor was reached at an earlier check
+    at_floor = False  # the floor was reached at an earlier check
 
     def answered(cases: list[TeachCase]) -> int:
         return teach_gate.learned_count(trainer.model, base.tokenizer, base.template,
                                         cases, device)
 
     def check() -> str | None:
+        nonlocal at_floor
         learned = answered(new)
         if learned < len(new):
             return None
         if not earlier:
             return f"all {learned} corrections answered"
         kept = answered(earlier)
-        if kept < floor or (kept < aim and not at_floor[0]):
-            at_floor[0] = at_floor[0] or kept >= floor
+        if kept < floor or (kept < aim and not at_floor):
+            at_floor = at_floor or kept >= floor
             return None
         return (f"all {learned} corrections answered, and {kept} of {len(earlier)} "
                 "earlier ones")
